@@ -1,0 +1,15 @@
+/* asynckit.h: the umbrella header. It includes only the asynckit/ concept
+ * headers; each of those compiles on its own as well.
+ */
+#ifndef ASYNCKIT_H
+#define ASYNCKIT_H
+
+#include "asynckit/version.h"
+#include "asynckit/error.h"
+#include "asynckit/alloc.h"
+#include "asynckit/future.h"
+#include "asynckit/loop.h"
+#include "asynckit/pool.h"
+#include "asynckit/fs.h"
+
+#endif /* ASYNCKIT_H */

@@ -1,0 +1,56 @@
+/* asynckit/error.h: error numbers and their names.
+ *
+ * Every fallible call returns 0 or a value >= 0, or a negative error. A
+ * kernel error is the kernel's -errno, passed through unchanged (a CQE's res
+ * reaches the user untouched). The library's own errors live below
+ * AK_ERR_BASE, a range no errno reaches. Numbers are never reused: a retired
+ * error keeps its slot in the table as AK_E_OBSOLETE_n.
+ *
+ * Not thread-safe unless a comment says so; both functions here are.
+ */
+#ifndef ASYNCKIT_ERROR_H
+#define ASYNCKIT_ERROR_H
+
+#include "api.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* errno values stay far below 4096; ours start at -10000. */
+#define AK_ERR_BASE (-10000)
+
+/* XX(name, number, message). The one table the enum and both lookup
+ * functions are generated from. */
+#define AK_ERRNO_MAP(XX)                                                        \
+  XX(AK_EWAITTIMEOUT, -10001, "wait timed out; the future is still pending")    \
+  XX(AK_ENOURING, -10002, "io_uring is not available on this kernel")           \
+  XX(AK_EURINGDISABLED, -10003,                                                 \
+     "io_uring is disabled by the sysctl kernel.io_uring_disabled")             \
+  XX(AK_EURINGBLOCKED, -10004,                                                  \
+     "io_uring is blocked by a seccomp filter on this process")                 \
+  XX(AK_EURINGOLD, -10005,                                                      \
+     "the kernel's io_uring is too old (no IORING_FEAT_NODROP; need 5.5+)")    \
+  XX(AK_ESHUTDOWN, -10006, "the pool or loop has been stopped")                 \
+  XX(AK_ENOTOWNER, -10007, "called from a thread that does not own the loop")  \
+  XX(AK_EDEPFAILED, -10008, "a future this work depended on did not succeed")  \
+  XX(AK_ESETTLED, -10009, "the future has already settled")                     \
+  XX(AK_EINVALFUTURE, -10010, "the future is not in a state that allows this")
+
+enum ak_errno {
+#define AK__ERR_ENUM(name, num, msg) name = (num),
+  AK_ERRNO_MAP(AK__ERR_ENUM)
+#undef AK__ERR_ENUM
+};
+
+/* A message for err: the library's own text, or the C library's for a
+ * -errno. Never NULL; a static string. Thread-safe. */
+AK_API const char *ak_strerror(int err);
+
+/* The symbolic name: "AK_ESHUTDOWN", "ENOENT", or "UNKNOWN". Thread-safe. */
+AK_API const char *ak_err_name(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ASYNCKIT_ERROR_H */

@@ -1,0 +1,157 @@
+/* asynckit/loop.h: the event loop. One loop owns one io_uring ring and
+ * belongs to the thread that created it; that thread runs it and submits IO.
+ * Other threads hand work in with ak_loop_post() (thread-safe).
+ *
+ * Not thread-safe unless a comment says so.
+ */
+#ifndef ASYNCKIT_LOOP_H
+#define ASYNCKIT_LOOP_H
+
+#include "api.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "future.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ak_loop_options {
+  unsigned sq_entries; /* submission queue size; 0: 256 */
+  unsigned cq_entries; /* completion queue size; 0: 4 x sq_entries */
+  unsigned flags;      /* AK_LOOP_* below */
+  ak_pool *pool;       /* runs what the ring cannot; NULL: a shared pool */
+} ak_loop_options;
+
+enum {
+  AK_LOOP_SQPOLL = 1 << 0,       /* a kernel thread polls the SQ (costs a core) */
+  AK_LOOP_NO_TASKRUN_OPT = 1 << 1, /* skip SINGLE_ISSUER / DEFER / COOP_TASKRUN */
+  AK_LOOP_FORCE_POOL = 1 << 2,   /* run every op that has a pool path on the
+                                    pool (tests the fallback path) */
+};
+
+/* Creates a loop owned by the calling thread. Returns 0 and sets *loop, or a
+ * negative error: AK_EURINGDISABLED, AK_EURINGBLOCKED, AK_EURINGOLD or
+ * AK_ENOURING when io_uring cannot be used (the name says why), -ENOMEM,
+ * or the kernel's error. opts may be NULL for defaults. */
+AK_API int ak_loop_new(ak_loop **loop, const ak_loop_options *opts);
+
+/* Cancels everything in flight, waits for the kernel to finish with every
+ * buffer, runs the callbacks that settling produced, and frees the loop.
+ * Pending futures settle CANCELLED. Futures of the loop that the user still
+ * holds may afterwards be inspected and released, not waited on or given
+ * callbacks. Must be called on the owning thread, not from a callback. */
+AK_API void ak_loop_free(ak_loop *loop);
+
+typedef enum ak_run_mode {
+  AK_RUN_DEFAULT = 0, /* until nothing is left to do, or ak_loop_stop */
+  AK_RUN_ONCE = 1,    /* one iteration, blocking for at least one event */
+  AK_RUN_NOWAIT = 2,  /* one iteration, without blocking */
+} ak_run_mode;
+
+/* Runs the loop. Returns the number of things still alive (ops in flight,
+ * timers, pool tasks bound to the loop, queued callbacks): 0 means idle.
+ * A negative error if the ring fails or the caller does not own the loop. */
+AK_API int ak_loop_run(ak_loop *loop, ak_run_mode mode);
+
+/* Makes ak_loop_run return after the current iteration. Thread-safe. */
+AK_API void ak_loop_stop(ak_loop *loop);
+
+/* Whether the calling thread owns loop. Thread-safe. */
+AK_API bool ak_loop_is_owner(const ak_loop *loop);
+
+/* The loop the calling thread owns (the last one it created that is not
+ * freed), or NULL. */
+AK_API ak_loop *ak_loop_current(void);
+
+/* Keeps the loop from being idle while a count of holds is > 0 (for work
+ * that will arrive through ak_loop_post). */
+AK_API void ak_loop_hold(ak_loop *loop);
+AK_API void ak_loop_unhold(ak_loop *loop);
+
+/* Runs fn(arg) on the loop's thread at its next iteration, waking it if it
+ * sleeps (asyncio's call_soon_threadsafe). Posts from one thread run in the
+ * order they were posted. Thread-safe. Returns 0 or -ENOMEM. */
+AK_API int ak_loop_post(ak_loop *loop, void (*fn)(void *arg), void *arg);
+
+/* ---- Timers ---------------------------------------------------------------
+ * All timers of a loop share one kernel timeout: the wait for completions is
+ * bounded by the earliest deadline. Times are CLOCK_MONOTONIC nanoseconds. */
+
+typedef struct ak_timer ak_timer;
+
+/* Runs fn(arg) on the loop's thread after delay_ns. Returns a handle for
+ * ak_timer_cancel (valid until fn has run or the timer is cancelled), or NULL
+ * when memory runs out. Timers with equal deadlines run in creation order. */
+AK_API ak_timer *ak_call_later(ak_loop *loop, int64_t delay_ns, void (*fn)(void *arg), void *arg);
+
+/* Cancels a timer that has not fired. Returns 0, or AK_ESETTLED if it fired. */
+AK_API int ak_timer_cancel(ak_loop *loop, ak_timer *timer);
+
+/* A future that settles DONE with result 0 after delay_ns. */
+AK_API ak_future *ak_sleep(ak_loop *loop, int64_t delay_ns);
+
+/* CLOCK_MONOTONIC in nanoseconds. Thread-safe. */
+AK_API int64_t ak_now_ns(void);
+
+/* ---- The first ring operations -----------------------------------------
+ * Each returns a future owned by the loop, or NULL when memory runs out. Must
+ * be called on the owning thread (else the future fails with AK_ENOTOWNER). */
+
+/* IORING_OP_NOP: settles DONE with result 0. */
+AK_API ak_future *ak_nop(ak_loop *loop);
+
+/* IORING_OP_TIMEOUT: a kernel timeout of its own (ak_sleep shares one);
+ * settles DONE with 0 when it expires. */
+AK_API ak_future *ak_timeout(ak_loop *loop, int64_t delay_ns);
+
+/* ---- Statistics ---------------------------------------------------------- */
+
+enum { AK_STATS_KINDS = 48, AK_STATS_LATENCY_BUCKETS = 32 };
+
+typedef struct ak_loop_stats {
+  uint64_t submitted[AK_STATS_KINDS];      /* ops handed to the ring, by kind */
+  uint64_t completed[AK_STATS_KINDS];      /* ops completed, by kind */
+  uint64_t fallbacks[AK_STATS_KINDS];      /* ops run on the pool instead */
+  uint64_t in_flight;                      /* CQEs the ring still owes us */
+  uint64_t queue_waits;                    /* ops that waited for CQ room */
+  uint64_t queued_now;                     /* ops waiting for CQ room now */
+  uint64_t cq_overflows;                   /* the kernel's overflow count */
+  uint64_t submits;                        /* io_uring_enter calls that submitted */
+  uint64_t iterations;                     /* loop iterations */
+  uint64_t posts;                          /* ak_loop_post calls handled */
+  uint64_t timers_fired;
+  uint64_t pool_queue_depth;               /* the loop's pool, now */
+  uint64_t latency[AK_STATS_LATENCY_BUCKETS]; /* submit->completion, bucket
+                                               i counts [2^i, 2^(i+1)) ns */
+} ak_loop_stats;
+
+/* Copies the loop's statistics into *stats. */
+AK_API void ak_loop_stats_get(const ak_loop *loop, ak_loop_stats *stats);
+
+/* The name of an op kind index in ak_loop_stats ("read", "nop"...), or NULL. */
+AK_API const char *ak_op_kind_name(unsigned kind);
+
+/* ---- Kernel features ------------------------------------------------------ */
+
+typedef struct ak_features {
+  unsigned kernel_features;   /* io_uring_params.features as the kernel gave */
+  unsigned setup_flags;       /* the IORING_SETUP_* flags the ring runs with */
+  bool registered_ring_fd;    /* io_uring_register_ring_fd succeeded */
+  bool ext_arg;               /* waits with a timeout cost no SQE */
+  bool buf_ring;              /* provided-buffer rings */
+  bool msg_ring;
+  unsigned char opcodes[64];  /* 1 where the kernel supports opcode i */
+  unsigned probed_ops;        /* how many entries of opcodes are meaningful */
+} ak_features;
+
+/* What the kernel offered when this loop started (probed once). */
+AK_API void ak_loop_features(const ak_loop *loop, ak_features *features);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ASYNCKIT_LOOP_H */

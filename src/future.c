@@ -1,0 +1,620 @@
+/* future.c: the future itself: the state word and its lock, references, the
+ * outcome, callbacks and where they run, waiting, cancellation requests,
+ * adoption, and the per-thread recycling of future records and callback
+ * nodes (no malloc per future in steady state).
+ *
+ * Not here: combinators (then.c, join.c, iter.c, deadline.c), the loop's
+ * queues (loop.c), ring operations (op.c), pool tasks (pool.c).
+ *
+ * Locking: every change to the state word goes through its LOCK bit, so a
+ * plain store of the new word both publishes and unlocks. The lock guards the
+ * callback list and the outcome fields of a pending future; it is held for a
+ * few instructions and never across a call out.
+ */
+#define _GNU_SOURCE
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* ---- Per-thread caches ----------------------------------------------------
+ * A freed future goes to the freeing thread's cache, whatever thread made it:
+ * records are malloc'ed one by one, so any thread may hand them back. The
+ * cache is bounded; past the bound records go back to the allocator. */
+
+enum { AK__CACHE_MAX_FUTURES = 8192, AK__CACHE_MAX_CBNODES = 8192 };
+
+typedef struct ak__thread_cache {
+  ak_future *futures;   /* linked through ->data */
+  size_t nfutures;
+  ak__cbnode *cbnodes;  /* linked through ->next */
+  size_t ncbnodes;
+  bool exit_hook;       /* the thread-exit flush is registered */
+} ak__thread_cache;
+
+static AK__TLS ak__thread_cache ak__cache;
+static pthread_key_t ak__cache_key;
+static pthread_once_t ak__cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_flush(ak__thread_cache *c) {
+  while (c->futures) {
+    ak_future *f = c->futures;
+    c->futures = f->data;
+    ak__free(f);
+  }
+  c->nfutures = 0;
+  while (c->cbnodes) {
+    ak__cbnode *n = c->cbnodes;
+    c->cbnodes = n->next;
+    ak__free(n);
+  }
+  c->ncbnodes = 0;
+}
+
+static void cache_thread_exit(void *arg) { cache_flush(arg); }
+static void cache_key_create(void) { pthread_key_create(&ak__cache_key, cache_thread_exit); }
+
+static void cache_register_exit(void) {
+  pthread_once(&ak__cache_once, cache_key_create);
+  pthread_setspecific(ak__cache_key, &ak__cache);
+  ak__cache.exit_hook = true;
+}
+
+void ak_thread_cache_flush(void) { cache_flush(&ak__cache); }
+
+static ak_future *future_alloc(void) {
+  ak_future *f = ak__cache.futures;
+  if (AK__LIKELY(f != NULL)) {
+    ak__cache.futures = f->data;
+    ak__cache.nfutures--;
+    return f;
+  }
+  return ak__malloc(sizeof(ak_future));
+}
+
+static void future_recycle(ak_future *f) {
+  if (AK__UNLIKELY(ak__cache.nfutures >= AK__CACHE_MAX_FUTURES)) {
+    ak__free(f);
+    return;
+  }
+  if (AK__UNLIKELY(!ak__cache.exit_hook))
+    cache_register_exit();
+  f->data = ak__cache.futures;
+  ak__cache.futures = f;
+  ak__cache.nfutures++;
+}
+
+static ak__cbnode *cbnode_alloc(void) {
+  ak__cbnode *n = ak__cache.cbnodes;
+  if (n) {
+    ak__cache.cbnodes = n->next;
+    ak__cache.ncbnodes--;
+    return n;
+  }
+  return ak__malloc(sizeof(*n));
+}
+
+static void cbnode_recycle(ak__cbnode *n) {
+  if (ak__cache.ncbnodes >= AK__CACHE_MAX_CBNODES) {
+    ak__free(n);
+    return;
+  }
+  if (!ak__cache.exit_hook)
+    cache_register_exit();
+  n->next = ak__cache.cbnodes;
+  ak__cache.cbnodes = n;
+  ak__cache.ncbnodes++;
+}
+
+/* ---- The state word's lock ---------------------------------------------- */
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+/* Takes the lock; returns the word as it was (without LOCK). */
+static inline uint32_t word_lock(ak_future *f) {
+  uint32_t old = atomic_load_explicit(&f->state, memory_order_relaxed);
+  unsigned spins = 0;
+  for (;;) {
+    if (!(old & AK__F_LOCK)) {
+      if (atomic_compare_exchange_weak_explicit(&f->state, &old, old | AK__F_LOCK,
+                                                memory_order_acquire, memory_order_relaxed))
+        return old;
+      continue;
+    }
+    /* Held for a few instructions; but on two vCPUs the holder may be
+     * preempted, so stop burning the core after a while. */
+    if (++spins > 64)
+      sched_yield();
+    else
+      cpu_relax();
+    old = atomic_load_explicit(&f->state, memory_order_relaxed);
+  }
+}
+
+/* Publishes word (which must not have LOCK) and unlocks. Pairs with the
+ * acquire in word_lock and in the loads of ak_future_state & co. */
+static inline void word_unlock(ak_future *f, uint32_t word) {
+  atomic_store_explicit(&f->state, word, memory_order_release);
+}
+
+static long futex_call(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts) {
+  return syscall(SYS_futex, (uint32_t *)addr, op, val, ts, NULL, FUTEX_BITSET_MATCH_ANY);
+}
+
+/* ---- Creating, references, freeing --------------------------------------- */
+
+static void run_callbacks(ak__qnode *node);
+
+ak_future *ak__future_new(ak_loop *loop, const ak__future_kind *kind, void *data) {
+  ak_future *f = future_alloc();
+  if (AK__UNLIKELY(!f))
+    return NULL;
+  atomic_init(&f->state, AK_PENDING);
+  atomic_init(&f->refs, 1);
+  f->result = 0;
+  f->value = NULL;
+  f->dtor = NULL;
+  f->detail = NULL;
+  f->loop = loop;
+  f->kind = kind;
+  f->data = data;
+  f->cb = NULL;
+  f->cb_arg = NULL;
+  f->more_head = NULL;
+  f->more_tail = NULL;
+  f->qnode.next = NULL;
+  f->qnode.run = run_callbacks;
+  f->fn = NULL;
+  f->fn_arg = NULL;
+  f->adopted = NULL;
+  f->aux = NULL;
+  return f;
+}
+
+ak_future *ak_future_new(ak_loop *loop) { return ak__future_new(loop, NULL, NULL); }
+
+ak_future *ak_future_ref(ak_future *f) {
+  atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+  return f;
+}
+
+static void future_free(ak_future *f) {
+  if (f->kind && f->kind->free_data)
+    f->kind->free_data(f);
+  if (f->dtor)
+    f->dtor(f->value);
+  if (f->detail)
+    ak__free(f->detail);
+  /* Callbacks of a future that never settled (nobody could settle it). */
+  while (f->more_head) {
+    ak__cbnode *n = f->more_head;
+    f->more_head = n->next;
+    cbnode_recycle(n);
+  }
+  if (f->adopted)
+    ak_future_release(f->adopted);
+  future_recycle(f);
+}
+
+void ak_future_release(ak_future *f) {
+  if (!f)
+    return;
+  /* acq_rel: the freeing thread sees every write made under other refs. */
+  if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
+    future_free(f);
+}
+
+/* ---- Settling -------------------------------------------------------------- */
+
+static inline void schedule_callbacks(ak_future *f) {
+  /* The queue holds a reference until the callbacks have run. */
+  atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+  if (f->loop)
+    ak__loop_enqueue(f->loop, &f->qnode);
+  else
+    ak__trampoline_push(&f->qnode);
+}
+
+static void wake_waiters(ak_future *f) {
+  futex_call(&f->state, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+  /* A waiter on the loop's own thread sleeps in the ring, not the futex. */
+  if (f->loop && !ak__loop_owned_by_caller(f->loop))
+    ak__loop_wake(f->loop);
+}
+
+/* Settles a locked, pending future; unlocks. The caller holds a reference. */
+static void settle_locked(ak_future *f, uint32_t old, ak_state state, int64_t result) {
+  bool has_callbacks = f->cb != NULL;
+  uint32_t word = (old & ~(AK__STATE_MASK | AK__F_WAITERS)) | (uint32_t)state;
+  f->result = result;
+  if (has_callbacks)
+    word |= AK__F_QUEUED;
+  word_unlock(f, word);
+  if (old & AK__F_WAITERS)
+    wake_waiters(f);
+  if (has_callbacks)
+    schedule_callbacks(f);
+}
+
+int ak__future_settle(ak_future *f, ak_state state, int64_t result) {
+  uint32_t old = word_lock(f);
+  if (ak__is_settled_word(old)) {
+    word_unlock(f, old);
+    return AK_ESETTLED;
+  }
+  settle_locked(f, old, state, result);
+  return 0;
+}
+
+static ak_state state_for_result(int64_t result) {
+  if (result >= 0)
+    return AK_DONE;
+  return result == -ECANCELED ? AK_CANCELLED : AK_FAILED;
+}
+
+int ak__future_finish(ak_future *f, int64_t result) {
+  return ak__future_settle(f, state_for_result(result), result);
+}
+
+int ak_future_set(ak_future *f, int64_t result, void *value, ak_destructor dtor) {
+  uint32_t old = word_lock(f);
+  if (ak__is_settled_word(old)) {
+    word_unlock(f, old);
+    return AK_ESETTLED;
+  }
+  if (f->dtor && f->value != value)
+    f->dtor(f->value); /* replaced before settling: assert-free, but never leak */
+  f->value = value;
+  f->dtor = dtor;
+  settle_locked(f, old, AK_DONE, result);
+  return 0;
+}
+
+int ak_future_fail(ak_future *f, int err, const char *detail) {
+  char *copy = detail ? ak__strdup(detail) : NULL;
+  if (err >= 0)
+    err = -EINVAL; /* a failure needs an error; do not settle DONE by mistake */
+  uint32_t old = word_lock(f);
+  if (ak__is_settled_word(old)) {
+    word_unlock(f, old);
+    ak__free(copy);
+    return AK_ESETTLED;
+  }
+  if (copy) {
+    ak__free(f->detail);
+    f->detail = copy;
+  }
+  settle_locked(f, old, state_for_result(err), err);
+  return 0;
+}
+
+int ak_future_set_value(ak_future *f, void *value, ak_destructor dtor) {
+  uint32_t old = word_lock(f);
+  if (ak__is_settled_word(old)) {
+    word_unlock(f, old);
+    return AK_EINVALFUTURE;
+  }
+  if (f->dtor && f->value != value)
+    f->dtor(f->value);
+  f->value = value;
+  f->dtor = dtor;
+  word_unlock(f, old);
+  return 0;
+}
+
+int ak_future_set_detail(ak_future *f, const char *detail) {
+  char *copy = detail ? ak__strdup(detail) : NULL;
+  uint32_t old = word_lock(f);
+  if (ak__is_settled_word(old)) {
+    word_unlock(f, old);
+    ak__free(copy);
+    return AK_EINVALFUTURE;
+  }
+  char *previous = f->detail;
+  f->detail = copy;
+  word_unlock(f, old);
+  ak__free(previous);
+  return 0;
+}
+
+bool ak__future_start_running(ak_future *f) {
+  uint32_t old = word_lock(f);
+  if (ak__state_of(old) != AK_PENDING || (old & AK__F_CANCEL_REQ)) {
+    word_unlock(f, old);
+    return false;
+  }
+  word_unlock(f, (old & ~AK__STATE_MASK) | AK_RUNNING);
+  return true;
+}
+
+bool ak__future_settle_like(ak_future *dst, const ak_future *src) {
+  uint32_t src_word = atomic_load_explicit(&src->state, memory_order_acquire);
+  char *copy = src->detail ? ak__strdup(src->detail) : NULL;
+  uint32_t old = word_lock(dst);
+  if (ak__is_settled_word(old)) {
+    word_unlock(dst, old);
+    ak__free(copy);
+    return false;
+  }
+  if (copy) {
+    ak__free(dst->detail);
+    dst->detail = copy;
+  }
+  if (ak__state_of(src_word) == AK_DONE && !dst->dtor) {
+    /* The value stays src's; dst keeps src alive through ->adopted. */
+    dst->value = src->value;
+  }
+  settle_locked(dst, old, ak__state_of(src_word), src->result);
+  return true;
+}
+
+/* ---- Inspecting ------------------------------------------------------------ */
+
+static inline uint32_t word_of(const ak_future *f) {
+  return atomic_load_explicit(&((ak_future *)f)->state, memory_order_acquire);
+}
+
+ak_state ak_future_state(const ak_future *f) { return ak__state_of(word_of(f)); }
+bool ak_future_is_set(const ak_future *f) { return ak__is_settled_word(word_of(f)); }
+
+bool ak_future_is_error(const ak_future *f) {
+  ak_state s = ak__state_of(word_of(f));
+  return s == AK_FAILED || s == AK_CANCELLED;
+}
+
+bool ak_future_is_cancelled(const ak_future *f) {
+  return ak__state_of(word_of(f)) == AK_CANCELLED;
+}
+
+int64_t ak_future_result(const ak_future *f) {
+  return ak__is_settled_word(word_of(f)) ? f->result : 0;
+}
+
+void *ak_future_value(const ak_future *f) {
+  return ak__state_of(word_of(f)) == AK_DONE ? f->value : NULL;
+}
+
+const char *ak_future_detail(const ak_future *f) {
+  return ak__is_settled_word(word_of(f)) ? f->detail : NULL;
+}
+
+ak_loop *ak_future_loop(const ak_future *f) { return f->loop; }
+
+bool ak_future_cancel_requested(const ak_future *f) {
+  return (word_of(f) & AK__F_CANCEL_REQ) != 0;
+}
+
+/* ---- Callbacks ------------------------------------------------------------- */
+
+static void run_callbacks(ak__qnode *node) {
+  ak_future *f = AK__CONTAINER_OF(node, ak_future, qnode);
+  uint32_t old = word_lock(f);
+  ak_callback cb = f->cb;
+  void *arg = f->cb_arg;
+  ak__cbnode *more = f->more_head;
+  f->cb = NULL;
+  f->cb_arg = NULL;
+  f->more_head = NULL;
+  f->more_tail = NULL;
+  /* From here a callback added is queued again by ak_future_on_settle. */
+  word_unlock(f, old & ~AK__F_QUEUED);
+  if (cb)
+    cb(f, arg);
+  while (more) {
+    ak__cbnode *next = more->next;
+    more->cb(f, more->arg);
+    cbnode_recycle(more);
+    more = next;
+  }
+  ak_future_release(f);
+}
+
+int ak_future_on_settle(ak_future *f, ak_callback cb, void *arg) {
+  ak__cbnode *node = NULL;
+  bool node_used = false;
+  uint32_t old;
+  for (;;) {
+    old = word_lock(f);
+    if (f->cb == NULL) {
+      f->cb = cb;
+      f->cb_arg = arg;
+      break;
+    }
+    if (node) {
+      node->cb = cb;
+      node->arg = arg;
+      node->next = NULL;
+      if (f->more_tail)
+        f->more_tail->next = node;
+      else
+        f->more_head = node;
+      f->more_tail = node;
+      node_used = true;
+      break;
+    }
+    /* Allocate outside the lock, then look again. */
+    word_unlock(f, old);
+    node = cbnode_alloc();
+    if (!node)
+      return -ENOMEM;
+  }
+  bool must_schedule = ak__is_settled_word(old) && !(old & AK__F_QUEUED);
+  word_unlock(f, must_schedule ? old | AK__F_QUEUED : old);
+  if (node && !node_used)
+    cbnode_recycle(node);
+  if (must_schedule)
+    schedule_callbacks(f);
+  return 0;
+}
+
+/* ---- The trampoline for loopless futures ------------------------------------
+ * Callbacks of a future with no loop run on the settling thread; when a
+ * callback settles another future, that one's callbacks queue here and run
+ * after it returns, so a chain of any length runs in a flat loop. */
+
+static AK__TLS struct {
+  ak__qnode *head;
+  ak__qnode *tail;
+  bool draining;
+} ak__tramp;
+
+void ak__trampoline_push(ak__qnode *node) {
+  node->next = NULL;
+  if (ak__tramp.tail)
+    ak__tramp.tail->next = node;
+  else
+    ak__tramp.head = node;
+  ak__tramp.tail = node;
+  if (ak__tramp.draining)
+    return;
+  ak__tramp.draining = true;
+  while ((node = ak__tramp.head) != NULL) {
+    ak__tramp.head = node->next;
+    if (!ak__tramp.head)
+      ak__tramp.tail = NULL;
+    node->run(node);
+  }
+  ak__tramp.draining = false;
+}
+
+/* ---- Waiting ------------------------------------------------------------------ */
+
+static int64_t deadline_after(int64_t timeout_ns) {
+  return timeout_ns < 0 ? AK_FOREVER : ak_now_ns() + timeout_ns;
+}
+
+/* Marks f as waited on; returns the word with WAITERS, or 0 if f settled. */
+static uint32_t mark_waiter(ak_future *f) {
+  uint32_t old = word_lock(f);
+  if (ak__is_settled_word(old)) {
+    word_unlock(f, old);
+    return 0;
+  }
+  word_unlock(f, old | AK__F_WAITERS);
+  return old | AK__F_WAITERS;
+}
+
+static bool is_settled_pred(void *arg) { return ak_future_is_set(arg); }
+
+static int wait_running_loop(ak_future *f, int64_t deadline) {
+  while (mark_waiter(f) != 0) {
+    if (deadline != AK_FOREVER && ak_now_ns() >= deadline)
+      return AK_EWAITTIMEOUT;
+    int rc = ak__loop_iterate(f->loop, deadline, is_settled_pred, f);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+static int wait_futex(ak_future *f, int64_t deadline) {
+  for (;;) {
+    uint32_t seen = mark_waiter(f);
+    if (seen == 0)
+      return 0;
+    struct timespec ts, *tsp = NULL;
+    if (deadline != AK_FOREVER) {
+      if (ak_now_ns() >= deadline)
+        return AK_EWAITTIMEOUT;
+      ts.tv_sec = deadline / 1000000000;
+      ts.tv_nsec = deadline % 1000000000;
+      tsp = &ts;
+    }
+    /* Absolute CLOCK_MONOTONIC deadline: FUTEX_WAIT_BITSET takes one. A
+     * changed word (EAGAIN) or a signal (EINTR) just loops. */
+    futex_call(&f->state, FUTEX_WAIT_BITSET_PRIVATE, seen, tsp);
+  }
+}
+
+int ak_future_wait(ak_future *f, int64_t timeout_ns) {
+  if (ak__is_settled_word(word_of(f)))
+    return 0;
+  if (timeout_ns == 0)
+    return AK_EWAITTIMEOUT;
+  int64_t deadline = deadline_after(timeout_ns);
+  if (f->loop && ak__loop_owned_by_caller(f->loop))
+    return wait_running_loop(f, deadline);
+  return wait_futex(f, deadline);
+}
+
+int64_t ak_future_get(ak_future *f, int64_t timeout_ns, void **value) {
+  int rc = ak_future_wait(f, timeout_ns);
+  if (value)
+    *value = rc == 0 ? ak_future_value(f) : NULL;
+  if (rc < 0)
+    return rc;
+  return f->result;
+}
+
+/* ---- Cancellation ------------------------------------------------------------ */
+
+int ak_future_cancel(ak_future *f) {
+  uint32_t old = word_lock(f);
+  if (ak__is_settled_word(old)) {
+    word_unlock(f, old);
+    return AK_ESETTLED;
+  }
+  word_unlock(f, old | AK__F_CANCEL_REQ);
+  if (old & AK__F_CANCEL_REQ)
+    return 0; /* asked before; the hook runs once */
+  if (f->kind && f->kind->cancel)
+    f->kind->cancel(f);
+  else if (!f->kind)
+    ak__future_settle(f, AK_CANCELLED, -ECANCELED); /* a promise: nothing runs */
+  return 0;
+}
+
+/* ---- Adoption ---------------------------------------------------------------- */
+
+#define AK__ADOPT_SENTINEL INT64_MIN
+
+int64_t ak_future_adopt(ak_future *self, ak_future *other) {
+  __atomic_store_n(&self->adopted, other, __ATOMIC_SEQ_CST);
+  return AK__ADOPT_SENTINEL;
+}
+
+static void adopted_settled(ak_future *other, void *arg) {
+  ak_future *self = arg;
+  ak__future_settle_like(self, other);
+  ak_future_release(self);
+}
+
+void ak__future_complete_callable(ak_future *self, int64_t ret) {
+  ak_future *other = __atomic_load_n(&self->adopted, __ATOMIC_SEQ_CST);
+  if (ret != AK__ADOPT_SENTINEL) {
+    ak__future_finish(self, ret);
+    return;
+  }
+  if (!other) {
+    ak__future_finish(self, -EINVAL);
+    return;
+  }
+  ak_future_ref(self);
+  if (ak_future_on_settle(other, adopted_settled, self) < 0) {
+    ak__future_finish(self, -ENOMEM);
+    ak_future_release(self);
+    return;
+  }
+  /* Pairs with the cancel hooks, which set CANCEL_REQ and then read
+   * ->adopted: one of the two sides sees the other. */
+  if (ak_future_cancel_requested(self))
+    ak_future_cancel(other);
+}
+
+/* A future failed from the start (bad arguments, wrong thread). */
+ak_future *ak__future_failed(ak_loop *loop, int err, const char *detail) {
+  ak_future *f = ak__future_new(loop, NULL, NULL);
+  if (f)
+    ak_future_fail(f, err, detail);
+  return f;
+}

@@ -1,0 +1,337 @@
+/* internal.h: the ak__ names shared between the library's files: the
+ * allocator, the future's layout and settle machinery, the loop's queues and
+ * the operation record every ring operation is built on. Nothing here is
+ * public; the public contracts are in include/asynckit/.
+ *
+ * Map:
+ *   1. Allocation (alloc.c)
+ *   2. The future's layout and internal calls (future.c)
+ *   3. The loop's internal calls (loop.c, timer.c)
+ *   4. Operation records (op.c): how fs.c, net.c... submit ring operations
+ *   5. The pool's internal calls (pool.c)
+ */
+#ifndef AK_INTERNAL_H
+#define AK_INTERNAL_H
+
+#include <assert.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <liburing.h>
+
+#include "asynckit.h"
+
+#define AK__LIKELY(x) __builtin_expect(!!(x), 1)
+#define AK__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define AK__TLS __thread __attribute__((tls_model("initial-exec")))
+#define AK__CONTAINER_OF(ptr, type, member) \
+  ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/* ---- 1. Allocation -------------------------------------------------------- */
+
+void *ak__malloc(size_t size);
+void *ak__calloc(size_t count, size_t size);
+void *ak__realloc(void *ptr, size_t size);
+void ak__free(void *ptr);
+char *ak__strdup(const char *s);
+
+/* ---- 2. The future -------------------------------------------------------- */
+
+/* A node in a loop's ready queue or inbox, or a thread's trampoline. */
+typedef struct ak__qnode {
+  struct ak__qnode *next;
+  void (*run)(struct ak__qnode *node); /* called on the queue's thread */
+} ak__qnode;
+
+/* What kind of future this is: the hooks its owner needs. */
+typedef struct ak__future_kind {
+  const char *name;
+  /* Asked to cancel (never NULL for a kind that can be cancelled). Called
+   * once, on any thread, after the CANCEL_REQ flag was set. */
+  void (*cancel)(ak_future *f);
+  /* Frees kind-specific data when the future is freed; may be NULL. */
+  void (*free_data)(ak_future *f);
+} ak__future_kind;
+
+typedef struct ak__cbnode {
+  ak_callback cb;
+  void *arg;
+  struct ak__cbnode *next;
+} ak__cbnode;
+
+/* state word: the ak_state in the low bits, flags above. */
+enum {
+  AK__STATE_MASK = 0x7u,
+  AK__F_LOCK = 1u << 3,       /* guards callbacks and outcome fields */
+  AK__F_WAITERS = 1u << 4,    /* a thread sleeps on the futex */
+  AK__F_CANCEL_REQ = 1u << 5, /* cancellation was requested */
+  AK__F_QUEUED = 1u << 6,     /* in a ready queue / inbox / trampoline */
+};
+
+struct ak_future {
+  _Atomic uint32_t state;           /* ak_state | AK__F_* flags */
+  _Atomic uint32_t refs;            /* references; the last frees */
+  int64_t result;                   /* outcome; negative error if failed */
+  void *value;                      /* product, owned by the future */
+  ak_destructor dtor;               /* frees value, or NULL */
+  char *detail;                     /* failure detail, owned, or NULL */
+  ak_loop *loop;                    /* owner loop, or NULL */
+  const ak__future_kind *kind;      /* hooks, or NULL for a plain promise */
+  void *data;                       /* kind-specific record */
+  ak_callback cb;                   /* first callback, inline */
+  void *cb_arg;
+  ak__cbnode *more_head;            /* further callbacks, in order */
+  ak__cbnode *more_tail;
+  ak__qnode qnode;                  /* link while QUEUED */
+  /* A pool task's callable lives here (pool.c); a then-step's too. */
+  void *fn;
+  void *fn_arg;
+  ak_future *adopted;               /* set by ak_future_adopt */
+  void *aux;                        /* a second kind-specific field */
+};
+
+/* A future of the given kind on loop (or NULL), one reference. */
+ak_future *ak__future_new(ak_loop *loop, const ak__future_kind *kind, void *data);
+
+/* Settles f: state is AK_DONE, AK_FAILED or AK_CANCELLED. Does not touch
+ * value/dtor/detail, which the caller set before (ak__future_lock is not
+ * needed for a future only the caller can settle). Returns 0 or AK_ESETTLED. */
+int ak__future_settle(ak_future *f, ak_state state, int64_t result);
+
+/* Settles with a result that may be an error: >= 0 DONE, -ECANCELED
+ * CANCELLED, other negatives FAILED. */
+int ak__future_finish(ak_future *f, int64_t result);
+
+/* PENDING -> RUNNING; false if cancelled or settled already. */
+bool ak__future_start_running(ak_future *f);
+
+/* Runs a then-step's or pool callable's return protocol: settles self from
+ * ret, or hooks self to the adopted future. */
+void ak__future_complete_callable(ak_future *self, int64_t ret);
+
+/* Settles dst as src settled (state, result, detail; the value too when DONE,
+ * borrowed: dst must keep src alive). Returns false if dst had settled. */
+bool ak__future_settle_like(ak_future *dst, const ak_future *src);
+
+static inline ak_state ak__state_of(uint32_t word) {
+  return (ak_state)(word & AK__STATE_MASK);
+}
+static inline bool ak__is_settled_word(uint32_t word) {
+  return ak__state_of(word) >= AK_DONE;
+}
+
+/* The per-thread trampoline for loopless futures. */
+void ak__trampoline_push(ak__qnode *node);
+
+/* ---- 3. The loop ---------------------------------------------------------- */
+
+/* The calling thread's identity token (compared with a loop's owner). */
+const void *ak__thread_token(void);
+
+/* Queues node on loop: to the ready queue on the owner thread, else to the
+ * inbox, waking the loop. Thread-safe. */
+void ak__loop_enqueue(ak_loop *loop, ak__qnode *node);
+
+/* Wakes the loop if it sleeps. Thread-safe. */
+void ak__loop_wake(ak_loop *loop);
+
+/* One iteration for a waiter on the owner thread: blocks at most until
+ * deadline_ns (AK_FOREVER: no limit, 0: do not block), and not at all once
+ * done(arg) is true (checked after the callbacks that ran before the wait,
+ * which may have satisfied it). Returns 0 or a negative ring error. */
+int ak__loop_iterate(ak_loop *loop, int64_t deadline_ns, bool (*done)(void *arg), void *arg);
+
+/* Things other than ops that keep the loop alive (owner thread only). */
+void ak__loop_alive_add(ak_loop *loop, int delta);
+
+/* The loop's pool (created on first use). */
+ak_pool *ak__loop_pool(ak_loop *loop);
+
+bool ak__loop_owned_by_caller(const ak_loop *loop);
+
+/* Timer internals (timer.c). */
+typedef struct ak__timer_heap {
+  ak_timer **items;
+  size_t count;
+  size_t cap;
+  uint64_t seq;
+} ak__timer_heap;
+void ak__timers_free_all(ak_loop *loop);
+/* Runs due timers; returns the earliest deadline left or -1. */
+int64_t ak__timers_run(ak_loop *loop, int64_t now);
+
+/* A process-wide timer thread for futures with no loop (timer_thread.c).
+ * fn runs on that thread. Returns an id for cancel, or 0 on ENOMEM. */
+uint64_t ak__tt_add(int64_t deadline_ns, void (*fn)(void *arg), void *arg);
+/* Returns true if the timer was removed before it ran. */
+bool ak__tt_cancel(uint64_t id);
+
+/* ---- 4. Operation records -------------------------------------------------
+ *
+ * Every ring operation is an ak__op. Lifecycle, all on the loop's thread:
+ *   op = ak__op_new(loop, kind);        makes the future too
+ *   fill op->data (the op's own params, which the kernel may read later)
+ *   op->prep = fn that fills the SQE;   op->complete = fn per CQE (optional)
+ *   op->blocking = fn for the pool path (optional)
+ *   f = ak__op_submit(op);              returns the caller's reference
+ * The op stays alive until the kernel has posted every CQE it owes (the op's
+ * own, a linked timeout's); only then does its future settle.
+ */
+
+enum ak__op_kind {
+  AK_OP_NOP = 0,
+  AK_OP_TIMEOUT,
+  AK_OP_READ,
+  AK_OP_WRITE,
+  AK_OP_CANCEL,    /* internal cancel requests */
+  AK_OP_WAKEUP,    /* the loop's eventfd read */
+  /* fs.c, net.c... append their kinds below; the names go in op.c. */
+  AK_OP_OPENAT,
+  AK_OP_CLOSE,
+  AK_OP_READV,
+  AK_OP_WRITEV,
+  AK_OP_FSYNC,
+  AK_OP_FALLOCATE,
+  AK_OP_STATX,
+  AK_OP_RENAMEAT,
+  AK_OP_UNLINKAT,
+  AK_OP_MKDIRAT,
+  AK_OP_SPLICE,
+  AK_OP_SOCKET,
+  AK_OP_CONNECT,
+  AK_OP_ACCEPT,
+  AK_OP_RECV,
+  AK_OP_SEND,
+  AK_OP_SENDMSG,
+  AK_OP_RECVMSG,
+  AK_OP_SHUTDOWN,
+  AK_OP_POLL,
+  AK_OP_KIND_COUNT
+};
+
+typedef struct ak__op ak__op;
+
+/* Fills sqe for op (everything but user_data, which op.c sets). */
+typedef void (*ak__op_prep_fn)(ak__op *op, struct io_uring_sqe *sqe);
+
+/* The kernel is done with op (every CQE it owed has come; res is the op's
+ * own). The function settles the future and frees the op, usually through
+ * ak__op_finish. For a multishot op it is called for every CQE, with
+ * IORING_CQE_F_MORE in flags while more will come. When NULL, the future
+ * settles with res. */
+typedef void (*ak__op_complete_fn)(ak__op *op, int res, unsigned flags);
+
+/* The pool path: does the operation with a blocking syscall on a worker and
+ * returns its result (>= 0 or -errno). Runs on a pool thread: it may read
+ * op->data but touches nothing of the loop. */
+typedef int64_t (*ak__op_blocking_fn)(ak__op *op);
+
+/* Closes a resource (fd) an op created after its future was cancelled. */
+typedef void (*ak__op_discard_fn)(ak__op *op, int res);
+
+enum {
+  AK__OP_DATA_SIZE = 192,
+};
+
+enum {
+  AK__OPF_QUEUED = 1 << 0,      /* waiting for CQ room (not yet in the SQ) */
+  AK__OPF_SUBMITTED = 1 << 2,   /* in the SQ or the kernel */
+  AK__OPF_MULTISHOT = 1 << 3,   /* completes several times (F_MORE) */
+  AK__OPF_CANCEL_SENT = 1 << 4,
+  AK__OPF_DEADLINE = 1 << 5,    /* a linked timeout follows the SQE */
+  AK__OPF_TIMED_OUT = 1 << 6,   /* the linked timeout fired */
+  AK__OPF_ON_POOL = 1 << 7,     /* running on the pool path */
+  AK__OPF_CREATES = 1 << 8,     /* result is a resource (fd) to discard */
+};
+
+struct ak__op {
+  ak_loop *loop;
+  ak_future *fut;                 /* the op's future; the op holds a ref */
+  ak__op *next;                   /* admission queue link */
+  ak__op_prep_fn prep;
+  ak__op_complete_fn complete;    /* NULL: settle with res */
+  ak__op_blocking_fn blocking;    /* NULL: no pool path */
+  ak__op_discard_fn discard;      /* with AK__OPF_CREATES */
+  ak_future *pool_fut;            /* the pool path's task, while ON_POOL */
+  int64_t submit_ns;              /* for the latency histogram */
+  struct io_uring_sqe *sqe;       /* while IN_SQ: where it sits */
+  int res;                        /* the op's own CQE res, once it came */
+  uint16_t flags;                 /* AK__OPF_* */
+  uint8_t kind;                   /* enum ak__op_kind */
+  uint8_t owed;                   /* CQEs still owed by the kernel */
+  uint8_t slots;                  /* CQ slots reserved (1, 2 with deadline) */
+  uint8_t sqe_flags;              /* IOSQE_* to add (fixed file...) */
+  struct __kernel_timespec deadline; /* read by the kernel for the link */
+  _Alignas(16) unsigned char data[AK__OP_DATA_SIZE]; /* the op's params */
+};
+
+/* The params of an op, as the file's own struct (each file asserts once
+ * that its struct fits AK__OP_DATA_SIZE). */
+#define AK__OP_DATA(op, type) ((type *)(void *)(op)->data)
+
+/* A new op of kind on loop, with its future (refs: the op's). NULL on
+ * ENOMEM. Must be called on the owner thread. */
+ak__op *ak__op_new(ak_loop *loop, unsigned kind);
+
+/* Hands op to the ring (or the admission queue, or the pool path) and
+ * returns the future with a reference for the caller. */
+ak_future *ak__op_submit(ak__op *op);
+
+/* A future that failed at once with err on loop (bad arguments, wrong
+ * thread). NULL on ENOMEM. */
+ak_future *ak__future_failed(ak_loop *loop, int err, const char *detail);
+
+/* Public op functions start with this: ops are made on the owner thread. */
+#define AK__REQUIRE_OWNER(loop, what)                         \
+  do {                                                        \
+    if (!ak__loop_owned_by_caller(loop))                      \
+      return ak__future_failed((loop), AK_ENOTOWNER, (what)); \
+  } while (0)
+
+/* Settles op's future with res and frees op (for complete fns). */
+void ak__op_finish(ak__op *op, int64_t res);
+
+/* Frees an op that is finished with the kernel, without settling. */
+void ak__op_free(ak__op *op);
+
+/* Whether the kernel supports an opcode (probed at loop start). */
+bool ak__loop_has_opcode(const ak_loop *loop, unsigned opcode);
+
+/* Adds a linked kernel timeout to an op not yet handed to the kernel.
+ * Returns 0, or -EBUSY if it is too late for a linked timeout. */
+int ak__op_set_deadline(ak__op *op, int64_t timeout_ns);
+
+/* The op behind a future, or NULL if f is not an op future. */
+ak__op *ak__op_of(ak_future *f);
+
+/* Called by loop.c for each CQE whose user_data is an op. */
+void ak__op_cqe(ak__op *op, int res, unsigned flags, int tag);
+
+/* Submits parked ops while CQ room allows (loop.c calls it after reaping). */
+void ak__op_admit_queued(ak_loop *loop);
+
+/* Cancels everything in flight (ak_loop_free). */
+void ak__op_cancel_all(ak_loop *loop);
+
+/* user_data tags in the low bits (records are 8-byte aligned). */
+enum {
+  AK__TAG_OP = 0,       /* the op's own CQE */
+  AK__TAG_DEADLINE = 1, /* the op's linked timeout CQE */
+  AK__TAG_IGNORE = 2,   /* a cancel request's own CQE */
+  AK__TAG_WAKEUP = 3,   /* the eventfd read */
+  AK__TAG_MASK = 7,
+};
+
+/* Internal join flag: fail fast without cancelling the other inputs. */
+enum { AK__JOIN_NO_CANCEL = 1 << 16 };
+
+/* ---- 5. The pool -------------------------------------------------------- */
+
+/* The process-wide pool for loops given none (created on first use, with
+ * 2..4 threads; freed at exit). */
+ak_pool *ak__shared_pool(void);
+
+#endif /* AK_INTERNAL_H */

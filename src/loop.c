@@ -1,0 +1,561 @@
+/* loop.c: the event loop: creating the ring (with the kernel's features
+ * probed once and a named error when io_uring cannot be used), an iteration
+ * (inbox, timers, ready queue, submit-and-wait, reap, admit), run modes,
+ * stop, the thread-safe post and its eventfd wakeup, statistics, and freeing
+ * with everything drained.
+ *
+ * Not here: operation records and admission (op.c), timers' heap (timer.c).
+ *
+ * Map:
+ *   1. Thread identity and the current loop
+ *   2. Creating the ring: flags cascade, feature probe, diagnosis
+ *   3. Queues: ready queue (owner only), inbox (any thread), wakeup
+ *   4. The iteration
+ *   5. Run, stop, hold, post
+ *   6. Free, statistics, features
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "loop_internal.h"
+
+/* ---- 1. Thread identity and the current loop ------------------------------ */
+
+static AK__TLS char ak__token;          /* its address identifies the thread */
+static AK__TLS ak_loop *ak__current;    /* the loop this thread last created */
+
+const void *ak__thread_token(void) { return &ak__token; }
+
+bool ak__loop_owned_by_caller(const ak_loop *loop) { return loop->owner == &ak__token; }
+bool ak_loop_is_owner(const ak_loop *loop) { return ak__loop_owned_by_caller(loop); }
+ak_loop *ak_loop_current(void) { return ak__current; }
+
+int64_t ak_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- 2. Creating the ring ------------------------------------------------- */
+
+static int read_int_file(const char *path, int *out) {
+  FILE *fp = fopen(path, "re");
+  if (!fp)
+    return -errno;
+  int rc = fscanf(fp, "%d", out) == 1 ? 0 : -EINVAL;
+  fclose(fp);
+  return rc;
+}
+
+/* The Seccomp: line of /proc/self/status: 0 none, 1 strict, 2 filter. */
+static int seccomp_mode(void) {
+  FILE *fp = fopen("/proc/self/status", "re");
+  if (!fp)
+    return 0;
+  char line[256];
+  int mode = 0;
+  while (fgets(line, sizeof(line), fp)) {
+    if (sscanf(line, "Seccomp: %d", &mode) == 1)
+      break;
+  }
+  fclose(fp);
+  return mode;
+}
+
+/* io_uring_setup failed with err: say why in our own terms. The sysctl
+ * (6.6+) answers EPERM; seccomp filters usually answer EPERM or ENOSYS; a
+ * kernel without io_uring answers ENOSYS. */
+static int diagnose_setup_failure(int err) {
+  int disabled = 0;
+  if ((err == -EPERM || err == -ENOSYS) &&
+      read_int_file("/proc/sys/kernel/io_uring_disabled", &disabled) == 0 && disabled != 0)
+    return AK_EURINGDISABLED;
+  if ((err == -EPERM || err == -ENOSYS || err == -EACCES) && seccomp_mode() == 2)
+    return AK_EURINGBLOCKED;
+  if (err == -ENOSYS)
+    return AK_ENOURING;
+  return err;
+}
+
+static bool has_flag(unsigned flags, unsigned flag) { return (flags & flag) == flag; }
+
+/* Tries the setup flags from the most to the least capable: an older kernel
+ * answers EINVAL to a flag it does not know. */
+static int ring_create(ak_loop *loop) {
+  const unsigned base = IORING_SETUP_CQSIZE;
+  unsigned cascade[4];
+  size_t n = 0;
+  if (has_flag(loop->opts.flags, AK_LOOP_SQPOLL)) {
+    cascade[n++] = base | IORING_SETUP_SQPOLL | IORING_SETUP_SINGLE_ISSUER;
+    cascade[n++] = base | IORING_SETUP_SQPOLL;
+  } else if (!has_flag(loop->opts.flags, AK_LOOP_NO_TASKRUN_OPT)) {
+    /* 6.1+: completions' task work runs only when we ask for events. */
+    cascade[n++] = base | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
+                   IORING_SETUP_DEFER_TASKRUN;
+    /* 5.19+: no IPI to interrupt us for task work. */
+    cascade[n++] = base | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
+                   IORING_SETUP_TASKRUN_FLAG;
+  }
+  cascade[n++] = base;
+  int rc = -EINVAL;
+  for (size_t i = 0; i < n; i++) {
+    struct io_uring_params p;
+    memset(&p, 0, sizeof(p));
+    p.flags = cascade[i];
+    p.cq_entries = loop->opts.cq_entries;
+    if (p.flags & IORING_SETUP_SQPOLL)
+      p.sq_thread_idle = 50;
+    rc = io_uring_queue_init_params(loop->opts.sq_entries, &loop->ring, &p);
+    if (rc == 0) {
+      loop->features.kernel_features = p.features;
+      loop->features.setup_flags = p.flags;
+      loop->cq_capacity = p.cq_entries;
+      return 0;
+    }
+    if (rc != -EINVAL)
+      break;
+  }
+  return diagnose_setup_failure(rc);
+}
+
+static bool probe_buf_ring(ak_loop *loop) {
+  /* Register a one-entry buffer ring and drop it: 5.19+ accepts. */
+  size_t size = 4096;
+  void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED)
+    return false;
+  struct io_uring_buf_reg reg;
+  memset(&reg, 0, sizeof(reg));
+  reg.ring_addr = (uint64_t)(uintptr_t)mem;
+  reg.ring_entries = 1;
+  reg.bgid = 0x7fff;
+  bool ok = io_uring_register_buf_ring(&loop->ring, &reg, 0) == 0;
+  if (ok)
+    io_uring_unregister_buf_ring(&loop->ring, 0x7fff);
+  munmap(mem, size);
+  return ok;
+}
+
+static void probe_features(ak_loop *loop) {
+  ak_features *ft = &loop->features;
+  ft->ext_arg = has_flag(ft->kernel_features, IORING_FEAT_EXT_ARG);
+  struct io_uring_probe *probe = io_uring_get_probe_ring(&loop->ring);
+  if (probe) {
+    unsigned last = probe->last_op;
+    ft->probed_ops = last + 1 < 64 ? last + 1 : 64;
+    for (unsigned op = 0; op < ft->probed_ops; op++)
+      ft->opcodes[op] = io_uring_opcode_supported(probe, (int)op) ? 1 : 0;
+    io_uring_free_probe(probe);
+  }
+  ft->msg_ring = ft->probed_ops > IORING_OP_MSG_RING && ft->opcodes[IORING_OP_MSG_RING];
+  ft->buf_ring = probe_buf_ring(loop);
+  /* A registered ring fd saves the fd lookup on every io_uring_enter. */
+  ft->registered_ring_fd = io_uring_register_ring_fd(&loop->ring) == 1;
+}
+
+bool ak__loop_has_opcode(const ak_loop *loop, unsigned opcode) {
+  return opcode < loop->features.probed_ops && loop->features.opcodes[opcode];
+}
+
+static void arm_wakeup(ak_loop *loop);
+
+int ak_loop_new(ak_loop **out, const ak_loop_options *opts) {
+  ak_loop *loop = ak__calloc(1, sizeof(*loop));
+  int rc;
+  if (!loop)
+    return -ENOMEM;
+  if (opts)
+    loop->opts = *opts;
+  if (loop->opts.sq_entries == 0)
+    loop->opts.sq_entries = 256;
+  if (loop->opts.cq_entries == 0)
+    loop->opts.cq_entries = 4 * loop->opts.sq_entries;
+  loop->owner = &ak__token;
+  loop->eventfd = -1;
+  loop->now = ak_now_ns();
+
+  rc = ring_create(loop);
+  if (rc < 0)
+    goto fail_free;
+  if (!has_flag(loop->features.kernel_features, IORING_FEAT_NODROP)) {
+    /* Without NODROP a full CQ loses completions, and with them buffers. */
+    rc = AK_EURINGOLD;
+    goto fail_ring;
+  }
+  probe_features(loop);
+  loop->eventfd = eventfd(0, EFD_CLOEXEC);
+  if (loop->eventfd < 0) {
+    rc = -errno;
+    goto fail_ring;
+  }
+  /* One CQ slot stays reserved for the wakeup read, one for cancel requests
+   * and the wait's own timeout on kernels without EXT_ARG. */
+  loop->cq_capacity -= 2;
+  arm_wakeup(loop);
+  loop->prev_current = ak__current;
+  ak__current = loop;
+  *out = loop;
+  return 0;
+
+fail_ring:
+  io_uring_queue_exit(&loop->ring);
+fail_free:
+  ak__free(loop);
+  return rc;
+}
+
+/* ---- 3. Queues and wakeup -------------------------------------------------- */
+
+static void ready_push(ak_loop *loop, ak__qnode *node) {
+  node->next = NULL;
+  if (loop->ready_tail)
+    loop->ready_tail->next = node;
+  else
+    loop->ready_head = node;
+  loop->ready_tail = node;
+}
+
+static void inbox_push(ak_loop *loop, ak__qnode *node) {
+  ak__qnode *head = atomic_load_explicit(&loop->inbox, memory_order_relaxed);
+  do {
+    node->next = head;
+  } while (!atomic_compare_exchange_weak_explicit(&loop->inbox, &head, node,
+                                                  memory_order_release, memory_order_relaxed));
+}
+
+void ak__loop_wake(ak_loop *loop) {
+  /* One write per drain: the loop clears wake_pending before it drains. */
+  if (atomic_exchange_explicit(&loop->wake_pending, 1, memory_order_acq_rel) == 0) {
+    uint64_t one = 1;
+    ssize_t n = write(loop->eventfd, &one, sizeof(one));
+    (void)n; /* EAGAIN only if the counter is near 2^64: a wakeup is pending */
+  }
+}
+
+void ak__loop_enqueue(ak_loop *loop, ak__qnode *node) {
+  if (ak__loop_owned_by_caller(loop)) {
+    ready_push(loop, node);
+  } else {
+    inbox_push(loop, node);
+    ak__loop_wake(loop);
+  }
+}
+
+/* Moves the inbox to the ready queue, oldest first. */
+static void drain_inbox(ak_loop *loop) {
+  if (!atomic_load_explicit(&loop->inbox, memory_order_relaxed))
+    return;
+  ak__qnode *stack = atomic_exchange_explicit(&loop->inbox, NULL, memory_order_acquire);
+  ak__qnode *reversed = NULL;
+  while (stack) {
+    ak__qnode *next = stack->next;
+    stack->next = reversed;
+    reversed = stack;
+    stack = next;
+  }
+  while (reversed) {
+    ak__qnode *next = reversed->next;
+    ready_push(loop, reversed);
+    reversed = next;
+  }
+}
+
+static void arm_wakeup(ak_loop *loop) {
+  struct io_uring_sqe *sqe = ak__loop_get_sqe(loop);
+  io_uring_prep_read(sqe, loop->eventfd, &loop->eventfd_buf, sizeof(loop->eventfd_buf), 0);
+  io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)loop | AK__TAG_WAKEUP);
+  loop->wakeup_armed = true;
+}
+
+static void wakeup_arrived(ak_loop *loop, int res) {
+  loop->wakeup_armed = false;
+  /* Pairs with the exchange in ak__loop_wake: a post after this store
+   * writes the eventfd again; one before it is seen by drain_inbox. */
+  atomic_store_explicit(&loop->wake_pending, 0, memory_order_seq_cst);
+  if (!loop->closing && res != -ECANCELED)
+    arm_wakeup(loop);
+}
+
+/* ---- 4. The iteration ------------------------------------------------------ */
+
+struct io_uring_sqe *ak__loop_get_sqe(ak_loop *loop) {
+  struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
+  while (AK__UNLIKELY(!sqe)) {
+    /* The SQ is full: hand it to the kernel now. Never the user's error. */
+    ak__loop_flush(loop);
+    sqe = io_uring_get_sqe(&loop->ring);
+  }
+  loop->sq_unsubmitted++;
+  return sqe;
+}
+
+void ak__loop_flush(ak_loop *loop) {
+  if (loop->sq_unsubmitted == 0)
+    return;
+  int rc;
+  do {
+    rc = io_uring_submit(&loop->ring);
+  } while (rc == -EINTR);
+  loop->stats.submits++;
+  loop->sq_unsubmitted = 0;
+  loop->last_sqe_op = NULL;
+}
+
+/* Runs queued callbacks: everything queued now and what they queue, up to a
+ * budget, so a long chain runs in few iterations but cannot starve IO. */
+static void run_ready(ak_loop *loop) {
+  unsigned budget = 8192;
+  ak__qnode *node;
+  while (budget-- > 0 && (node = loop->ready_head) != NULL) {
+    loop->ready_head = node->next;
+    if (!loop->ready_head)
+      loop->ready_tail = NULL;
+    node->run(node);
+  }
+}
+
+static bool has_queued_work(const ak_loop *loop) {
+  return loop->ready_head != NULL || atomic_load_explicit(&loop->inbox, memory_order_relaxed);
+}
+
+static unsigned alive_count(const ak_loop *loop) {
+  return loop->ops_active + (unsigned)loop->timers.count + (unsigned)loop->alive_other +
+         (unsigned)atomic_load_explicit(&loop->holds, memory_order_relaxed) +
+         (loop->ready_head != NULL);
+}
+
+static void dispatch_cqe(ak_loop *loop, uint64_t data, int res, unsigned flags) {
+  int tag = (int)(data & AK__TAG_MASK);
+  void *ptr = (void *)(uintptr_t)(data & ~(uint64_t)AK__TAG_MASK);
+  switch (tag) {
+  case AK__TAG_WAKEUP:
+    wakeup_arrived(loop, res);
+    break;
+  case AK__TAG_IGNORE:
+    loop->reserved_inflight--;
+    break;
+  default:
+    ak__op_cqe(ptr, res, flags, tag);
+    break;
+  }
+}
+
+/* Collects every CQE first, then dispatches: user code never runs while we
+ * walk the ring, and a wait inside a callback cannot see a CQE twice. */
+static void reap(ak_loop *loop) {
+  enum { BATCH = 256 };
+  struct io_uring_cqe *cqes[BATCH];
+  struct {
+    uint64_t data;
+    int res;
+    unsigned flags;
+  } batch[BATCH];
+  for (;;) {
+    unsigned n = io_uring_peek_batch_cqe(&loop->ring, cqes, BATCH);
+    if (n == 0)
+      break;
+    for (unsigned i = 0; i < n; i++) {
+      batch[i].data = cqes[i]->user_data;
+      batch[i].res = cqes[i]->res;
+      batch[i].flags = cqes[i]->flags;
+    }
+    io_uring_cq_advance(&loop->ring, n);
+    for (unsigned i = 0; i < n; i++)
+      dispatch_cqe(loop, batch[i].data, batch[i].res, batch[i].flags);
+    if (n < BATCH)
+      break;
+  }
+}
+
+/* Hands the SQ to the kernel and, if block, waits for a completion until
+ * wait_until (AK_FOREVER: no limit). */
+static int submit_and_wait(ak_loop *loop, bool block, int64_t wait_until) {
+  int rc;
+  bool must_enter = loop->sq_unsubmitted > 0 || block ||
+                    /* Deferred task work is only run inside io_uring_enter. */
+                    (loop->ops_active + loop->reserved_inflight > 0 &&
+                     (loop->features.setup_flags & IORING_SETUP_DEFER_TASKRUN)) ||
+                    io_uring_cq_has_overflow(&loop->ring) ||
+                    (IO_URING_READ_ONCE(*loop->ring.sq.kflags) & IORING_SQ_TASKRUN);
+  if (!must_enter)
+    return 0;
+  if (!block) {
+    rc = io_uring_submit_and_get_events(&loop->ring);
+  } else if (wait_until == AK_FOREVER) {
+    rc = io_uring_submit_and_wait(&loop->ring, 1);
+  } else {
+    int64_t left = wait_until - ak_now_ns();
+    if (left < 0)
+      left = 0;
+    struct __kernel_timespec ts = {.tv_sec = left / 1000000000, .tv_nsec = left % 1000000000};
+    struct io_uring_cqe *cqe;
+    if (loop->features.ext_arg) {
+      rc = io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL);
+    } else {
+      /* Old kernels: a timeout op of our own bounds the wait; its CQE is
+       * ignored and uses the slot reserved for that. */
+      struct io_uring_sqe *sqe = ak__loop_get_sqe(loop);
+      io_uring_prep_timeout(sqe, &loop->wait_ts, 1, 0);
+      loop->wait_ts = ts;
+      io_uring_sqe_set_data64(sqe, AK__TAG_IGNORE);
+      loop->reserved_inflight++;
+      rc = io_uring_submit_and_wait(&loop->ring, 1);
+    }
+  }
+  if (loop->sq_unsubmitted)
+    loop->stats.submits++;
+  loop->sq_unsubmitted = 0;
+  loop->last_sqe_op = NULL;
+  if (rc == -ETIME || rc == -EINTR || rc == -EAGAIN || rc == -EBUSY)
+    rc = 0; /* a timed-out or interrupted wait; EBUSY: CQ overflow, reap */
+  return rc < 0 ? rc : 0;
+}
+
+static int iterate(ak_loop *loop, int64_t deadline, bool block_when_idle,
+                   bool (*done)(void *arg), void *done_arg) {
+  loop->stats.iterations++;
+  loop->now = ak_now_ns();
+  drain_inbox(loop);
+  int64_t next_timer = ak__timers_run(loop, loop->now);
+  run_ready(loop);
+
+  bool block = deadline != 0 && !has_queued_work(loop) &&
+               !atomic_load_explicit(&loop->stop, memory_order_relaxed) &&
+               (block_when_idle || alive_count(loop) > 0) && !(done && done(done_arg));
+  int64_t wait_until = deadline;
+  if (next_timer >= 0 && (wait_until == AK_FOREVER || next_timer < wait_until))
+    wait_until = next_timer;
+  int rc = submit_and_wait(loop, block, wait_until);
+
+  loop->now = ak_now_ns();
+  reap(loop);
+  ak__op_admit_queued(loop);
+  drain_inbox(loop);
+  ak__timers_run(loop, loop->now);
+  run_ready(loop);
+  loop->stats.cq_overflows = *loop->ring.cq.koverflow;
+  return rc;
+}
+
+int ak__loop_iterate(ak_loop *loop, int64_t deadline, bool (*done)(void *arg), void *arg) {
+  return iterate(loop, deadline, true, done, arg);
+}
+
+/* ---- 5. Run, stop, hold, post ------------------------------------------------ */
+
+int ak_loop_run(ak_loop *loop, ak_run_mode mode) {
+  if (!ak__loop_owned_by_caller(loop))
+    return AK_ENOTOWNER;
+  int rc = 0;
+  unsigned alive;
+  do {
+    rc = iterate(loop, mode == AK_RUN_NOWAIT ? 0 : AK_FOREVER, false, NULL, NULL);
+    alive = alive_count(loop);
+  } while (rc == 0 && mode == AK_RUN_DEFAULT && alive > 0 &&
+           !atomic_load_explicit(&loop->stop, memory_order_relaxed));
+  atomic_store_explicit(&loop->stop, false, memory_order_relaxed);
+  return rc < 0 ? rc : (int)alive;
+}
+
+void ak_loop_stop(ak_loop *loop) {
+  atomic_store_explicit(&loop->stop, true, memory_order_relaxed);
+  if (!ak__loop_owned_by_caller(loop))
+    ak__loop_wake(loop);
+}
+
+void ak_loop_hold(ak_loop *loop) { atomic_fetch_add(&loop->holds, 1); }
+
+void ak_loop_unhold(ak_loop *loop) {
+  atomic_fetch_sub(&loop->holds, 1);
+  ak__loop_wake(loop); /* a loop blocked only by the hold may now be idle */
+}
+
+void ak__loop_alive_add(ak_loop *loop, int delta) { loop->alive_other += delta; }
+
+typedef struct ak__post {
+  ak__qnode node;
+  void (*fn)(void *arg);
+  void *arg;
+  ak_loop *loop;
+} ak__post;
+
+static void run_post(ak__qnode *node) {
+  ak__post *post = AK__CONTAINER_OF(node, ak__post, node);
+  post->loop->stats.posts++;
+  post->fn(post->arg);
+  ak__free(post);
+}
+
+int ak_loop_post(ak_loop *loop, void (*fn)(void *arg), void *arg) {
+  ak__post *post = ak__malloc(sizeof(*post));
+  if (!post)
+    return -ENOMEM;
+  post->node.run = run_post;
+  post->fn = fn;
+  post->arg = arg;
+  post->loop = loop;
+  if (ak__loop_owned_by_caller(loop)) {
+    ready_push(loop, &post->node);
+  } else {
+    inbox_push(loop, &post->node);
+    ak__loop_wake(loop);
+  }
+  return 0;
+}
+
+ak_pool *ak__loop_pool(ak_loop *loop) {
+  if (loop->opts.pool)
+    return loop->opts.pool;
+  return ak__shared_pool();
+}
+
+/* ---- 6. Free, statistics, features ------------------------------------------ */
+
+void ak_loop_free(ak_loop *loop) {
+  if (!loop)
+    return;
+  assert(ak__loop_owned_by_caller(loop));
+  loop->closing = true;
+  ak__timers_cancel_all(loop);
+  ak__op_cancel_all(loop);
+  /* Run until the kernel has given back every op (and so every buffer),
+   * pool tasks bound to this loop have settled and their callbacks ran. */
+  while (loop->ops_active > 0 || loop->alive_other > 0 || loop->reserved_inflight > 0 ||
+         loop->wakeup_armed || has_queued_work(loop)) {
+    if (iterate(loop, AK_FOREVER, true, NULL, NULL) < 0)
+      break;
+    if (loop->wakeup_armed && loop->ops_active == 0 && !loop->wakeup_cancel_sent) {
+      struct io_uring_sqe *sqe = ak__loop_get_sqe(loop);
+      io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)loop | AK__TAG_WAKEUP, 0);
+      io_uring_sqe_set_data64(sqe, AK__TAG_IGNORE);
+      loop->reserved_inflight++;
+      loop->wakeup_cancel_sent = true;
+    }
+  }
+  ak__timers_free_all(loop);
+  ak__op_cache_free(loop);
+  io_uring_queue_exit(&loop->ring);
+  close(loop->eventfd);
+  if (ak__current == loop)
+    ak__current = loop->prev_current;
+  ak__free(loop);
+}
+
+void ak_loop_stats_get(const ak_loop *loop, ak_loop_stats *stats) {
+  *stats = loop->stats;
+  stats->in_flight = loop->in_flight;
+  stats->queued_now = loop->queued_count;
+  stats->cq_overflows = *loop->ring.cq.koverflow;
+  ak_pool *pool = loop->opts.pool ? loop->opts.pool : NULL;
+  stats->pool_queue_depth = pool ? ak_pool_queue_depth(pool) : 0;
+}
+
+void ak_loop_features(const ak_loop *loop, ak_features *features) {
+  *features = loop->features;
+}

@@ -1,0 +1,56 @@
+/* loop_internal.h: the layout of struct ak_loop, shared by the files that
+ * make up the loop (loop.c, op.c, timer.c). Other files use the calls in
+ * internal.h instead. */
+#ifndef AK_LOOP_INTERNAL_H
+#define AK_LOOP_INTERNAL_H
+
+#include "internal.h"
+
+struct ak_loop {
+  struct io_uring ring;
+  const void *owner;              /* token of the owning thread */
+  ak_loop *prev_current;          /* the thread's current loop before this one */
+  ak_loop_options opts;
+  ak_features features;
+  int64_t now;                    /* CLOCK_MONOTONIC at the last wakeup */
+
+  /* Admission: CQEs the kernel may still post must fit the CQ. */
+  unsigned cq_capacity;           /* CQ entries usable by ops */
+  unsigned in_flight;             /* CQ slots reserved by ops in the ring */
+  unsigned reserved_inflight;     /* cancel requests, wait timeouts (tagged IGNORE) */
+  unsigned ops_active;            /* ops from submit to free, any path */
+  ak__op *queued_head;            /* ops waiting for CQ room, FIFO */
+  ak__op *queued_tail;
+  unsigned queued_count;
+  unsigned sq_unsubmitted;        /* SQEs written since the last submit */
+  ak__op *last_sqe_op;            /* op owning the newest unsubmitted SQE */
+  unsigned char opcode_state[AK_OP_KIND_COUNT]; /* 0 unknown, 1 works, 2 pool */
+  ak__op *free_ops;               /* recycled op records */
+  unsigned nfree_ops;
+
+  /* Callbacks and cross-thread hand-over. */
+  ak__qnode *ready_head;          /* owner thread only */
+  ak__qnode *ready_tail;
+  _Atomic(ak__qnode *) inbox;     /* any thread pushes; LIFO, reversed on drain */
+  _Atomic int wake_pending;       /* an eventfd write is on its way */
+  int eventfd;
+  uint64_t eventfd_buf;           /* the kernel writes the wakeup read here */
+  bool wakeup_armed;
+  bool wakeup_cancel_sent;
+  struct __kernel_timespec wait_ts; /* the wait's timeout on non-EXT_ARG kernels */
+
+  _Atomic bool stop;
+  _Atomic int holds;              /* ak_loop_hold */
+  int alive_other;                /* pool tasks bound to the loop */
+  bool closing;                   /* ak_loop_free is draining */
+
+  ak__timer_heap timers;
+  ak_loop_stats stats;
+};
+
+struct io_uring_sqe *ak__loop_get_sqe(ak_loop *loop);
+void ak__loop_flush(ak_loop *loop);
+void ak__timers_cancel_all(ak_loop *loop);
+void ak__op_cache_free(ak_loop *loop);
+
+#endif /* AK_LOOP_INTERNAL_H */

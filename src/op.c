@@ -1,0 +1,397 @@
+/* op.c: operation records, the thing every ring operation is built on:
+ * allocation (a per-loop free list), admission (in-flight CQEs never exceed
+ * the CQ; extra ops wait in FIFO order), SQE preparation with an optional
+ * linked kernel timeout, CQE accounting (an op settles only when the kernel
+ * has posted every CQE it owes), cancellation requests, resources created
+ * after a cancel, and the pool path for ops the kernel lacks.
+ *
+ * Not here: what each op does (ring_ops.c, fs.c, net.c fill in prep and
+ * params), the iteration that reaps CQEs (loop.c).
+ */
+#define _GNU_SOURCE
+#include <string.h>
+
+#include "loop_internal.h"
+
+static const char *const ak__op_kind_names[AK_OP_KIND_COUNT] = {
+    [AK_OP_NOP] = "nop",         [AK_OP_TIMEOUT] = "timeout",   [AK_OP_READ] = "read",
+    [AK_OP_WRITE] = "write",     [AK_OP_CANCEL] = "cancel",     [AK_OP_WAKEUP] = "wakeup",
+    [AK_OP_OPENAT] = "openat",   [AK_OP_CLOSE] = "close",       [AK_OP_READV] = "readv",
+    [AK_OP_WRITEV] = "writev",   [AK_OP_FSYNC] = "fsync",       [AK_OP_FALLOCATE] = "fallocate",
+    [AK_OP_STATX] = "statx",     [AK_OP_RENAMEAT] = "renameat", [AK_OP_UNLINKAT] = "unlinkat",
+    [AK_OP_MKDIRAT] = "mkdirat", [AK_OP_SPLICE] = "splice",     [AK_OP_SOCKET] = "socket",
+    [AK_OP_CONNECT] = "connect", [AK_OP_ACCEPT] = "accept",     [AK_OP_RECV] = "recv",
+    [AK_OP_SEND] = "send",       [AK_OP_SENDMSG] = "sendmsg",   [AK_OP_RECVMSG] = "recvmsg",
+    [AK_OP_SHUTDOWN] = "shutdown", [AK_OP_POLL] = "poll",
+};
+
+const char *ak_op_kind_name(unsigned kind) {
+  return kind < AK_OP_KIND_COUNT ? ak__op_kind_names[kind] : NULL;
+}
+
+/* ---- The op future's hooks ------------------------------------------------- */
+
+static void op_cancel(ak__op *op);
+
+static void op_cancel_on_loop(ak_future *f) {
+  /* The op is alive exactly while its future is pending: ak__op_finish
+   * settles first and frees after, both on this thread. */
+  if (!ak_future_is_set(f) && f->data)
+    op_cancel(f->data);
+}
+
+static void op_cancel_posted(void *arg) {
+  ak_future *f = arg;
+  op_cancel_on_loop(f);
+  ak_future_release(f);
+}
+
+static void op_future_cancel(ak_future *f) {
+  if (ak__loop_owned_by_caller(f->loop)) {
+    op_cancel_on_loop(f);
+    return;
+  }
+  ak_future_ref(f);
+  if (ak_loop_post(f->loop, op_cancel_posted, f) < 0)
+    ak_future_release(f); /* ENOMEM: the request is lost, the op completes */
+}
+
+static const ak__future_kind op_future_kind = {
+    .name = "op",
+    .cancel = op_future_cancel,
+    .free_data = NULL,
+};
+
+ak__op *ak__op_of(ak_future *f) {
+  return f->kind == &op_future_kind ? f->data : NULL;
+}
+
+/* ---- Allocation -------------------------------------------------------------- */
+
+enum { AK__OP_CACHE_MAX = 4096 };
+
+ak__op *ak__op_new(ak_loop *loop, unsigned kind) {
+  ak__op *op = loop->free_ops;
+  if (op) {
+    loop->free_ops = op->next;
+    loop->nfree_ops--;
+  } else {
+    op = ak__malloc(sizeof(*op));
+    if (!op)
+      return NULL;
+  }
+  op->fut = ak__future_new(loop, &op_future_kind, op);
+  if (!op->fut) {
+    ak__free(op);
+    return NULL;
+  }
+  op->loop = loop;
+  op->next = NULL;
+  op->prep = NULL;
+  op->complete = NULL;
+  op->blocking = NULL;
+  op->discard = NULL;
+  op->pool_fut = NULL;
+  op->sqe = NULL;
+  op->res = 0;
+  op->flags = 0;
+  op->kind = (uint8_t)kind;
+  op->owed = 0;
+  op->slots = 1;
+  op->sqe_flags = 0;
+  return op;
+}
+
+void ak__op_free(ak__op *op) {
+  ak_loop *loop = op->loop;
+  op->fut->data = NULL;
+  ak_future_release(op->fut);
+  loop->ops_active--;
+  if (loop->nfree_ops < AK__OP_CACHE_MAX) {
+    op->next = loop->free_ops;
+    loop->free_ops = op;
+    loop->nfree_ops++;
+  } else {
+    ak__free(op);
+  }
+}
+
+void ak__op_cache_free(ak_loop *loop) {
+  while (loop->free_ops) {
+    ak__op *op = loop->free_ops;
+    loop->free_ops = op->next;
+    ak__free(op);
+  }
+  loop->nfree_ops = 0;
+}
+
+void ak__op_finish(ak__op *op, int64_t res) {
+  ak__future_finish(op->fut, res);
+  ak__op_free(op);
+}
+
+/* ---- The pool path ---------------------------------------------------------- */
+
+static int64_t op_blocking_work(void *arg, ak_future *self) {
+  (void)self;
+  ak__op *op = arg;
+  return op->blocking(op);
+}
+
+static void op_done(ak__op *op, int res);
+
+static void op_pool_settled(ak_future *pf, void *arg) {
+  ak__op *op = arg;
+  int64_t res = ak_future_result(pf);
+  op->pool_fut = NULL;
+  ak_future_release(pf);
+  op_done(op, (int)res);
+}
+
+static void run_on_pool(ak__op *op) {
+  ak_loop *loop = op->loop;
+  loop->stats.fallbacks[op->kind]++;
+  op->flags |= AK__OPF_ON_POOL;
+  /* Submitted from the loop's thread, so it settles on the loop. */
+  ak_future *pf = ak_pool_submit(ak__loop_pool(loop), op_blocking_work, op);
+  if (!pf || ak_future_on_settle(pf, op_pool_settled, op) < 0) {
+    /* ENOMEM; a task already queued still runs and its settle is dropped. */
+    ak_future_release(pf);
+    op_done(op, -ENOMEM);
+    return;
+  }
+  op->pool_fut = pf;
+}
+
+static bool must_use_pool(const ak__op *op) {
+  const ak_loop *loop = op->loop;
+  if (!op->blocking)
+    return false;
+  return (loop->opts.flags & AK_LOOP_FORCE_POOL) || loop->opcode_state[op->kind] == 2;
+}
+
+/* ---- Submission and admission ----------------------------------------------- */
+
+static void prep_linked_deadline(ak__op *op, struct io_uring_sqe *sqe) {
+  sqe->flags |= IOSQE_IO_LINK;
+  struct io_uring_sqe *tsqe = ak__loop_get_sqe(op->loop);
+  io_uring_prep_link_timeout(tsqe, &op->deadline, 0);
+  io_uring_sqe_set_data64(tsqe, (uint64_t)(uintptr_t)op | AK__TAG_DEADLINE);
+  op->owed++;
+}
+
+static void prep_into_sq(ak__op *op) {
+  ak_loop *loop = op->loop;
+  bool deadline = (op->flags & AK__OPF_DEADLINE) != 0;
+  /* The op and its linked timeout must reach the kernel in one submit. */
+  if (deadline && io_uring_sq_space_left(&loop->ring) < 2)
+    ak__loop_flush(loop);
+  struct io_uring_sqe *sqe = ak__loop_get_sqe(loop);
+  op->prep(op, sqe);
+  sqe->flags |= op->sqe_flags;
+  io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op);
+  op->owed = 1;
+  op->sqe = sqe;
+  if (deadline)
+    prep_linked_deadline(op, sqe);
+  op->flags = (uint16_t)((op->flags & ~AK__OPF_QUEUED) | AK__OPF_SUBMITTED);
+  op->submit_ns = loop->now;
+  loop->in_flight += op->slots;
+  loop->last_sqe_op = op;
+  loop->stats.submitted[op->kind]++;
+}
+
+static bool has_room(const ak_loop *loop, const ak__op *op) {
+  return loop->in_flight + op->slots <= loop->cq_capacity;
+}
+
+ak_future *ak__op_submit(ak__op *op) {
+  ak_loop *loop = op->loop;
+  ak_future *f = ak_future_ref(op->fut);
+  loop->ops_active++;
+  if (must_use_pool(op)) {
+    run_on_pool(op);
+  } else if (loop->queued_head || !has_room(loop, op)) {
+    op->flags |= AK__OPF_QUEUED;
+    if (loop->queued_tail)
+      loop->queued_tail->next = op;
+    else
+      loop->queued_head = op;
+    loop->queued_tail = op;
+    loop->queued_count++;
+    loop->stats.queue_waits++;
+  } else {
+    prep_into_sq(op);
+  }
+  return f;
+}
+
+void ak__op_admit_queued(ak_loop *loop) {
+  while (loop->queued_head && has_room(loop, loop->queued_head)) {
+    ak__op *op = loop->queued_head;
+    loop->queued_head = op->next;
+    if (!loop->queued_head)
+      loop->queued_tail = NULL;
+    loop->queued_count--;
+    op->next = NULL;
+    prep_into_sq(op);
+  }
+}
+
+static void unqueue(ak__op *op) {
+  ak_loop *loop = op->loop;
+  ak__op **link = &loop->queued_head;
+  ak__op *prev = NULL;
+  while (*link && *link != op) {
+    prev = *link;
+    link = &(*link)->next;
+  }
+  if (!*link)
+    return;
+  *link = op->next;
+  if (loop->queued_tail == op)
+    loop->queued_tail = prev;
+  loop->queued_count--;
+  op->flags &= (uint16_t)~AK__OPF_QUEUED;
+}
+
+int ak__op_set_deadline(ak__op *op, int64_t timeout_ns) {
+  ak_loop *loop = op->loop;
+  if (timeout_ns < 0)
+    timeout_ns = 0;
+  op->deadline.tv_sec = timeout_ns / 1000000000;
+  op->deadline.tv_nsec = timeout_ns % 1000000000;
+  if (op->flags & AK__OPF_DEADLINE)
+    return -EBUSY;
+  if (op->flags & AK__OPF_QUEUED) {
+    op->flags |= AK__OPF_DEADLINE;
+    op->slots = 2;
+    return 0;
+  }
+  /* Linkable only while its SQE is the newest one not yet submitted. */
+  bool newest_unsubmitted = (op->flags & AK__OPF_SUBMITTED) && loop->last_sqe_op == op &&
+                            loop->sq_unsubmitted > 0 && io_uring_sq_space_left(&loop->ring) >= 1;
+  if (!newest_unsubmitted || !has_room(loop, op))
+    return -EBUSY;
+  op->flags |= AK__OPF_DEADLINE;
+  op->slots = 2;
+  loop->in_flight += 1;
+  prep_linked_deadline(op, op->sqe);
+  loop->last_sqe_op = NULL;
+  return 0;
+}
+
+/* ---- Completion -------------------------------------------------------------- */
+
+static void note_latency(ak_loop *loop, const ak__op *op) {
+  int64_t ns = loop->now - op->submit_ns;
+  unsigned bucket = ns > 0 ? 63u - (unsigned)__builtin_clzll((unsigned long long)ns) : 0;
+  if (bucket >= AK_STATS_LATENCY_BUCKETS)
+    bucket = AK_STATS_LATENCY_BUCKETS - 1;
+  loop->stats.latency[bucket]++;
+}
+
+/* Whether res says the kernel cannot do this op at all (first use only). */
+static bool kernel_refused(const ak__op *op, int res) {
+  return (res == -EINVAL || res == -EOPNOTSUPP) && op->blocking &&
+         op->loop->opcode_state[op->kind] == 0;
+}
+
+/* The kernel is finished with op (or the pool path returned). */
+static void op_done(ak__op *op, int res) {
+  ak_loop *loop = op->loop;
+  bool from_pool = (op->flags & AK__OPF_ON_POOL) != 0;
+  op->flags &= (uint16_t)~AK__OPF_ON_POOL;
+  if (!from_pool && kernel_refused(op, res) && !ak_future_cancel_requested(op->fut)) {
+    /* libuv does the same for ops a filesystem refuses (EINVAL/EOPNOTSUPP). */
+    loop->opcode_state[op->kind] = 2;
+    run_on_pool(op);
+    return;
+  }
+  if (!from_pool && res >= 0 && loop->opcode_state[op->kind] == 0)
+    loop->opcode_state[op->kind] = 1;
+  if ((op->flags & AK__OPF_TIMED_OUT) && res == -ECANCELED)
+    res = -ETIMEDOUT;
+  if ((op->flags & AK__OPF_CREATES) && res >= 0 && ak_future_cancel_requested(op->fut)) {
+    /* Nobody will take the fd: close it, as design.md promises. */
+    if (op->discard)
+      op->discard(op, res);
+    res = -ECANCELED;
+  }
+  op->res = res;
+  if (op->complete)
+    op->complete(op, res, 0);
+  else
+    ak__op_finish(op, res);
+}
+
+void ak__op_cqe(ak__op *op, int res, unsigned flags, int tag) {
+  ak_loop *loop = op->loop;
+  if (tag == AK__TAG_DEADLINE) {
+    loop->in_flight--;
+    if (res == -ETIME)
+      op->flags |= AK__OPF_TIMED_OUT;
+    if (--op->owed == 0)
+      op_done(op, op->res);
+    return;
+  }
+  bool more = (op->flags & AK__OPF_MULTISHOT) && (flags & IORING_CQE_F_MORE);
+  loop->stats.completed[op->kind]++;
+  if (more) {
+    /* A multishot item: the op stays armed; its slot stays reserved. */
+    op->complete(op, res, flags);
+    return;
+  }
+  note_latency(loop, op);
+  loop->in_flight--;
+  op->res = res;
+  if (--op->owed > 0)
+    return; /* the linked timeout's CQE is still to come */
+  if (op->flags & AK__OPF_MULTISHOT) {
+    op->complete(op, res, flags); /* the stream's last CQE */
+    return;
+  }
+  op_done(op, res);
+}
+
+/* ---- Cancellation --------------------------------------------------------------- */
+
+static void send_cancel(ak_loop *loop, uint64_t user_data, int cancel_flags) {
+  struct io_uring_sqe *sqe = ak__loop_get_sqe(loop);
+  io_uring_prep_cancel64(sqe, user_data, cancel_flags);
+  io_uring_sqe_set_data64(sqe, AK__TAG_IGNORE);
+  /* Cancel requests bypass admission: NODROP keeps their CQE if the CQ is
+   * momentarily full. */
+  loop->reserved_inflight++;
+  loop->stats.submitted[AK_OP_CANCEL]++;
+}
+
+static void op_cancel(ak__op *op) {
+  if (op->flags & AK__OPF_QUEUED) {
+    unqueue(op);
+    ak__op_finish(op, -ECANCELED);
+    return;
+  }
+  if (op->flags & AK__OPF_ON_POOL) {
+    if (op->pool_fut)
+      ak_future_cancel(op->pool_fut); /* settles at once if not started */
+    return;
+  }
+  if ((op->flags & AK__OPF_SUBMITTED) && !(op->flags & AK__OPF_CANCEL_SENT)) {
+    op->flags |= AK__OPF_CANCEL_SENT;
+    send_cancel(op->loop, (uint64_t)(uintptr_t)op, 0);
+  }
+}
+
+void ak__op_cancel_all(ak_loop *loop) {
+  while (loop->queued_head) {
+    ak__op *op = loop->queued_head;
+    unqueue(op);
+    ak__op_finish(op, -ECANCELED);
+  }
+  if (loop->in_flight == 0)
+    return;
+  /* 5.19+: one request cancels every op, whatever its user_data. The wakeup
+   * read is cancelled too; loop.c does not re-arm it while closing. */
+  send_cancel(loop, 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+}

@@ -1,0 +1,108 @@
+/* then.c: then / chain: a step that runs when its input succeeds, inline
+ * where the input's callbacks run or on a pool, whose return value settles
+ * the chained future or hands it to another future (adoption). Failure and
+ * cancellation skip the step and pass through unchanged.
+ *
+ * The chained future's fields: fn/fn_arg the step, data the input (a
+ * reference, dropped as soon as the step has run so a long chain does not
+ * keep every link alive), aux the pool or NULL. */
+#include <sched.h>
+
+#include "internal.h"
+
+/* ->data holds the input; a cancel on another thread borrows it for a
+ * moment, marking the slot TAKEN so the step cannot drop it meanwhile. */
+#define AK__TAKEN ((void *)1)
+
+static ak_future *borrow_input(ak_future *self) {
+  void *input;
+  while ((input = __atomic_exchange_n(&self->data, AK__TAKEN, __ATOMIC_ACQ_REL)) == AK__TAKEN)
+    sched_yield();
+  if (input)
+    ak_future_ref(input);
+  __atomic_store_n(&self->data, input, __ATOMIC_RELEASE);
+  return input;
+}
+
+static void drop_input(ak_future *self) {
+  void *input;
+  while ((input = __atomic_exchange_n(&self->data, NULL, __ATOMIC_ACQ_REL)) == AK__TAKEN)
+    sched_yield();
+  ak_future_release(input);
+}
+
+static void then_cancel(ak_future *f) {
+  /* Pairs with ak__future_complete_callable: CANCEL_REQ is set before this
+   * runs, so an adoption made after we look is cancelled there. */
+  ak_future *adopted = __atomic_load_n(&f->adopted, __ATOMIC_SEQ_CST);
+  if (adopted) {
+    ak_future_cancel(adopted);
+    return;
+  }
+  ak_future *input = borrow_input(f);
+  if (input && !ak_future_is_set(input))
+    ak_future_cancel(input); /* its CANCELLED passes on to f */
+  ak_future_release(input);
+}
+
+static void then_free(ak_future *f) { drop_input(f); }
+
+static const ak__future_kind then_kind = {
+    .name = "then", .cancel = then_cancel, .free_data = then_free};
+
+static void run_step(ak_future *self, ak_future *input) {
+  if (!ak__future_start_running(self)) {
+    ak__future_settle(self, AK_CANCELLED, -ECANCELED);
+    return;
+  }
+  ak_then_fn fn = (ak_then_fn)self->fn;
+  int64_t ret = fn(input, self->fn_arg, self);
+  ak__future_complete_callable(self, ret);
+}
+
+static int64_t step_on_pool(void *arg, ak_future *task) {
+  (void)task;
+  ak_future *self = arg;
+  ak_future *input = borrow_input(self);
+  run_step(self, input);
+  ak_future_release(input);
+  drop_input(self);
+  ak_future_release(self);
+  return 0;
+}
+
+static void input_settled(ak_future *input, void *arg) {
+  ak_future *self = arg; /* the callback's reference */
+  if (ak_future_state(input) != AK_DONE) {
+    ak__future_settle_like(self, input);
+  } else if (self->aux == NULL) {
+    run_step(self, input);
+  } else {
+    ak_future *task = ak_pool_submit(self->aux, step_on_pool, self);
+    if (task) {
+      ak_future_release(task); /* step_on_pool owns self's reference now */
+      return;
+    }
+    ak_future_fail(self, -ENOMEM, "then: pool submit");
+  }
+  drop_input(self);
+  ak_future_release(self);
+}
+
+ak_future *ak_then(ak_future *input, ak_then_fn fn, void *arg, ak_pool *pool) {
+  ak_future *self = ak__future_new(input->loop, &then_kind, ak_future_ref(input));
+  if (!self) {
+    ak_future_release(input);
+    return NULL;
+  }
+  self->fn = (void *)fn;
+  self->fn_arg = arg;
+  self->aux = pool;
+  ak_future_ref(self); /* the callback's */
+  if (ak_future_on_settle(input, input_settled, self) < 0) {
+    ak_future_release(self);
+    ak_future_release(self);
+    return NULL;
+  }
+  return self;
+}
