@@ -278,7 +278,8 @@ static void wakeup_arrived(ak_loop *loop, int res) {
   /* Pairs with the exchange in ak__loop_wake: a post after this store
    * writes the eventfd again; one before it is seen by drain_inbox. */
   atomic_store_explicit(&loop->wake_pending, 0, memory_order_seq_cst);
-  if (!loop->closing && res != -ECANCELED)
+  /* While closing, only pool tasks still bound to the loop need it. */
+  if (!loop->closing || (loop->alive_other > 0 && !loop->wakeup_cancel_sent))
     arm_wakeup(loop);
 }
 
@@ -528,15 +529,17 @@ void ak_loop_free(ak_loop *loop) {
    * pool tasks bound to this loop have settled and their callbacks ran. */
   while (loop->ops_active > 0 || loop->alive_other > 0 || loop->reserved_inflight > 0 ||
          loop->wakeup_armed || has_queued_work(loop)) {
-    if (iterate(loop, AK_FOREVER, true, NULL, NULL) < 0)
-      break;
-    if (loop->wakeup_armed && loop->ops_active == 0 && !loop->wakeup_cancel_sent) {
+    if (loop->wakeup_armed && loop->ops_active == 0 && loop->alive_other == 0 &&
+        !loop->wakeup_cancel_sent) {
+      /* Last: pool tasks bound to the loop need the wakeup to report in. */
       struct io_uring_sqe *sqe = ak__loop_get_sqe(loop);
       io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)loop | AK__TAG_WAKEUP, 0);
       io_uring_sqe_set_data64(sqe, AK__TAG_IGNORE);
       loop->reserved_inflight++;
       loop->wakeup_cancel_sent = true;
     }
+    if (iterate(loop, AK_FOREVER, true, NULL, NULL) < 0)
+      break;
   }
   ak__timers_free_all(loop);
   ak__op_cache_free(loop);

@@ -35,7 +35,8 @@ extern "C" {
   XX(AK_ENOTOWNER, -10007, "called from a thread that does not own the loop")  \
   XX(AK_EDEPFAILED, -10008, "a future this work depended on did not succeed")  \
   XX(AK_ESETTLED, -10009, "the future has already settled")                     \
-  XX(AK_EINVALFUTURE, -10010, "the future is not in a state that allows this")
+  XX(AK_EINVALFUTURE, -10010, "the future is not in a state that allows this")  \
+  XX(AK_ERESOLVE, -10011, "name resolution failed")
 
 enum ak_errno {
 #define AK__ERR_ENUM(name, num, msg) name = (num),
