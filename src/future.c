@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "loop_internal.h"
 
 /* ---- Per-thread caches ----------------------------------------------------
  * A freed future goes to the freeing thread's cache, whatever thread made it:
@@ -120,8 +120,8 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-/* Takes the lock; returns the word as it was (without LOCK). */
-static inline uint32_t word_lock(ak_future *f) {
+/* The contended path, out of line so the common one stays small. */
+static __attribute__((noinline)) uint32_t word_lock_slow(ak_future *f) {
   uint32_t old = atomic_load_explicit(&f->state, memory_order_relaxed);
   unsigned spins = 0;
   for (;;) {
@@ -141,6 +141,15 @@ static inline uint32_t word_lock(ak_future *f) {
   }
 }
 
+/* Takes the lock; returns the word as it was (without LOCK). */
+static inline uint32_t word_lock(ak_future *f) {
+  uint32_t old = atomic_load_explicit(&f->state, memory_order_relaxed) & ~AK__F_LOCK;
+  if (AK__LIKELY(atomic_compare_exchange_weak_explicit(&f->state, &old, old | AK__F_LOCK,
+                                                       memory_order_acquire, memory_order_relaxed)))
+    return old;
+  return word_lock_slow(f);
+}
+
 /* Publishes word (which must not have LOCK) and unlocks. Pairs with the
  * acquire in word_lock and in the loads of ak_future_state & co. */
 static inline void word_unlock(ak_future *f, uint32_t word) {
@@ -155,40 +164,43 @@ static long futex_call(_Atomic uint32_t *addr, int op, uint32_t val, const struc
 
 static void run_callbacks(ak__qnode *node);
 
-ak_future *ak__future_new(ak_loop *loop, const ak__future_kind *kind, void *data) {
+/* Initialises only what every path reads; (kind) fields are the kinds' to
+ * set. */
+ak_future *ak_future_new(ak_loop *loop) {
   ak_future *f = future_alloc();
   if (AK__UNLIKELY(!f))
     return NULL;
   atomic_init(&f->state, AK_PENDING);
   atomic_init(&f->refs, 1);
-  f->result = 0;
   f->value = NULL;
   f->dtor = NULL;
   f->detail = NULL;
   f->loop = loop;
-  f->kind = kind;
-  f->data = data;
+  f->kind = NULL;
+  f->data = NULL;
   f->cb = NULL;
-  f->cb_arg = NULL;
   f->more_head = NULL;
-  f->more_tail = NULL;
-  f->qnode.next = NULL;
   f->qnode.run = run_callbacks;
-  f->fn = NULL;
-  f->fn_arg = NULL;
   f->adopted = NULL;
-  f->aux = NULL;
   return f;
 }
 
-ak_future *ak_future_new(ak_loop *loop) { return ak__future_new(loop, NULL, NULL); }
+ak_future *ak__future_new(ak_loop *loop, const ak__future_kind *kind, void *data) {
+  ak_future *f = ak_future_new(loop);
+  if (AK__LIKELY(f != NULL)) {
+    f->kind = kind;
+    f->data = data;
+  }
+  return f;
+}
 
 ak_future *ak_future_ref(ak_future *f) {
   atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
   return f;
 }
 
-static void future_free(ak_future *f) {
+/* What a plain future does not have: kept out of the common free path. */
+static __attribute__((noinline)) void free_extras(ak_future *f) {
   if (f->kind && f->kind->free_data)
     f->kind->free_data(f);
   if (f->dtor)
@@ -203,47 +215,62 @@ static void future_free(ak_future *f) {
   }
   if (f->adopted)
     ak_future_release(f->adopted);
+}
+
+static __attribute__((noinline)) void future_free(ak_future *f) {
+  if (AK__UNLIKELY(f->kind || f->dtor || f->detail || f->more_head || f->adopted))
+    free_extras(f);
   future_recycle(f);
 }
 
 void ak_future_release(ak_future *f) {
-  if (!f)
-    return;
   /* acq_rel: the freeing thread sees every write made under other refs. */
-  if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
+  if (f && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
     future_free(f);
 }
 
 /* ---- Settling -------------------------------------------------------------- */
 
+/* Queues node (whose run callback holds a reference to its future) where
+ * f's callbacks run. */
+static inline void schedule_node(ak_future *f, ak__qnode *node) {
+  if (f->loop)
+    ak__loop_enqueue_inline(f->loop, node);
+  else
+    ak__trampoline_push(node);
+}
+
 static inline void schedule_callbacks(ak_future *f) {
   /* The queue holds a reference until the callbacks have run. */
   atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
-  if (f->loop)
-    ak__loop_enqueue(f->loop, &f->qnode);
-  else
-    ak__trampoline_push(&f->qnode);
+  schedule_node(f, &f->qnode);
 }
 
-static void wake_waiters(ak_future *f) {
+static __attribute__((noinline)) void wake_waiters(ak_future *f) {
   futex_call(&f->state, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
   /* A waiter on the loop's own thread sleeps in the ring, not the futex. */
   if (f->loop && !ak__loop_owned_by_caller(f->loop))
     ak__loop_wake(f->loop);
 }
 
-/* Settles a locked, pending future; unlocks. The caller holds a reference. */
-static void settle_locked(ak_future *f, uint32_t old, ak_state state, int64_t result) {
+/* Settles a locked, pending future; unlocks. The caller holds a reference.
+ * The callback list is closed from here on (ak_future_on_settle sees the
+ * settled state under the lock and queues late callbacks on their own). */
+static inline __attribute__((always_inline)) void settle_locked(ak_future *f, uint32_t old,
+                                                                ak_state state, int64_t result) {
   bool has_callbacks = f->cb != NULL;
   uint32_t word = (old & ~(AK__STATE_MASK | AK__F_WAITERS)) | (uint32_t)state;
   f->result = result;
-  if (has_callbacks)
-    word |= AK__F_QUEUED;
   word_unlock(f, word);
   if (old & AK__F_WAITERS)
     wake_waiters(f);
   if (has_callbacks)
     schedule_callbacks(f);
+}
+
+static __attribute__((noinline)) void drop_value(ak_future *f, void *replacement) {
+  if (f->value != replacement)
+    f->dtor(f->value);
 }
 
 int ak__future_settle(ak_future *f, ak_state state, int64_t result) {
@@ -272,8 +299,8 @@ int ak_future_set(ak_future *f, int64_t result, void *value, ak_destructor dtor)
     word_unlock(f, old);
     return AK_ESETTLED;
   }
-  if (f->dtor && f->value != value)
-    f->dtor(f->value); /* replaced before settling: assert-free, but never leak */
+  if (AK__UNLIKELY(f->dtor != NULL))
+    drop_value(f, value); /* replaced before settling: never leak the old one */
   f->value = value;
   f->dtor = dtor;
   settle_locked(f, old, AK_DONE, result);
@@ -304,8 +331,8 @@ int ak_future_set_value(ak_future *f, void *value, ak_destructor dtor) {
     word_unlock(f, old);
     return AK_EINVALFUTURE;
   }
-  if (f->dtor && f->value != value)
-    f->dtor(f->value);
+  if (f->dtor)
+    drop_value(f, value);
   f->value = value;
   f->dtor = dtor;
   word_unlock(f, old);
@@ -396,65 +423,82 @@ bool ak_future_cancel_requested(const ak_future *f) {
 
 /* ---- Callbacks ------------------------------------------------------------- */
 
+/* Runs the callbacks registered before the future settled. No lock: the
+ * list is closed, and the queue hand-over orders these reads after the
+ * settle's writes. */
 static void run_callbacks(ak__qnode *node) {
   ak_future *f = AK__CONTAINER_OF(node, ak_future, qnode);
-  uint32_t old = word_lock(f);
-  ak_callback cb = f->cb;
-  void *arg = f->cb_arg;
+  f->cb(f, f->cb_arg);
   ak__cbnode *more = f->more_head;
-  f->cb = NULL;
-  f->cb_arg = NULL;
-  f->more_head = NULL;
-  f->more_tail = NULL;
-  /* From here a callback added is queued again by ak_future_on_settle. */
-  word_unlock(f, old & ~AK__F_QUEUED);
-  if (cb)
-    cb(f, arg);
-  while (more) {
-    ak__cbnode *next = more->next;
-    more->cb(f, more->arg);
-    cbnode_recycle(more);
-    more = next;
+  if (AK__UNLIKELY(more != NULL)) {
+    f->more_head = NULL;
+    while (more) {
+      ak__cbnode *next = more->next;
+      more->cb(f, more->arg);
+      cbnode_recycle(more);
+      more = next;
+    }
   }
   ak_future_release(f);
 }
 
-int ak_future_on_settle(ak_future *f, ak_callback cb, void *arg) {
-  ak__cbnode *node = NULL;
-  bool node_used = false;
-  uint32_t old;
-  for (;;) {
-    old = word_lock(f);
-    if (f->cb == NULL) {
-      f->cb = cb;
-      f->cb_arg = arg;
-      break;
-    }
-    if (node) {
-      node->cb = cb;
-      node->arg = arg;
-      node->next = NULL;
-      if (f->more_tail)
+/* A callback added after the future settled: it runs alone, queued where
+ * the future's callbacks run, never inside ak_future_on_settle itself on a
+ * loop thread. */
+static void run_late_callback(ak__qnode *node) {
+  ak__cbnode *late = AK__CONTAINER_OF(node, ak__cbnode, qnode);
+  ak_future *f = late->f;
+  late->cb(f, late->arg);
+  cbnode_recycle(late);
+  ak_future_release(f);
+}
+
+/* Beyond the inline slot, or after the settle: out of line. */
+static __attribute__((noinline)) int on_settle_slow(ak_future *f, ak_callback cb, void *arg,
+                                                    bool settled) {
+  if (!settled) {
+    /* Allocate outside the lock, then look again. */
+    ak__cbnode *node = cbnode_alloc();
+    if (!node)
+      return -ENOMEM;
+    node->cb = cb;
+    node->arg = arg;
+    node->next = NULL;
+    uint32_t old = word_lock(f);
+    if (!ak__is_settled_word(old)) {
+      if (f->more_head)
         f->more_tail->next = node;
       else
         f->more_head = node;
       f->more_tail = node;
-      node_used = true;
-      break;
+      word_unlock(f, old);
+      return 0;
     }
-    /* Allocate outside the lock, then look again. */
     word_unlock(f, old);
-    node = cbnode_alloc();
-    if (!node)
-      return -ENOMEM;
+    cbnode_recycle(node); /* settled meanwhile: take the late path */
   }
-  bool must_schedule = ak__is_settled_word(old) && !(old & AK__F_QUEUED);
-  word_unlock(f, must_schedule ? old | AK__F_QUEUED : old);
-  if (node && !node_used)
-    cbnode_recycle(node);
-  if (must_schedule)
-    schedule_callbacks(f);
+  ak__cbnode *late = cbnode_alloc();
+  if (!late)
+    return -ENOMEM;
+  late->cb = cb;
+  late->arg = arg;
+  late->f = ak_future_ref(f);
+  late->qnode.run = run_late_callback;
+  schedule_node(f, &late->qnode);
   return 0;
+}
+
+int ak_future_on_settle(ak_future *f, ak_callback cb, void *arg) {
+  uint32_t old = word_lock(f);
+  bool settled = ak__is_settled_word(old);
+  if (AK__LIKELY(!settled && f->cb == NULL)) {
+    f->cb = cb;
+    f->cb_arg = arg;
+    word_unlock(f, old);
+    return 0;
+  }
+  word_unlock(f, old);
+  return on_settle_slow(f, cb, arg, settled);
 }
 
 /* ---- The trampoline for loopless futures ------------------------------------

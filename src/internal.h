@@ -56,10 +56,14 @@ typedef struct ak__future_kind {
   void (*free_data)(ak_future *f);
 } ak__future_kind;
 
+/* A callback beyond the first. One added after the future settled runs on
+ * its own through qnode (the settle-time list is closed by then). */
 typedef struct ak__cbnode {
   ak_callback cb;
   void *arg;
   struct ak__cbnode *next;
+  ak__qnode qnode;
+  ak_future *f;
 } ak__cbnode;
 
 /* state word: the ak_state in the low bits, flags above. */
@@ -68,9 +72,11 @@ enum {
   AK__F_LOCK = 1u << 3,       /* guards callbacks and outcome fields */
   AK__F_WAITERS = 1u << 4,    /* a thread sleeps on the futex */
   AK__F_CANCEL_REQ = 1u << 5, /* cancellation was requested */
-  AK__F_QUEUED = 1u << 6,     /* in a ready queue / inbox / trampoline */
 };
 
+/* Fields marked (kind) are not initialised by ak__future_new: the kinds that
+ * use them set them. The callback list is closed when the future settles:
+ * from then on only the dispatcher reads cb/cb_arg/more_head. */
 struct ak_future {
   _Atomic uint32_t state;           /* ak_state | AK__F_* flags */
   _Atomic uint32_t refs;            /* references; the last frees */
@@ -84,13 +90,12 @@ struct ak_future {
   ak_callback cb;                   /* first callback, inline */
   void *cb_arg;
   ak__cbnode *more_head;            /* further callbacks, in order */
-  ak__cbnode *more_tail;
-  ak__qnode qnode;                  /* link while QUEUED */
-  /* A pool task's callable lives here (pool.c); a then-step's too. */
-  void *fn;
-  void *fn_arg;
+  ak__cbnode *more_tail;            /* valid while more_head != NULL */
+  ak__qnode qnode;                  /* link while its callbacks are queued */
+  void *fn;                         /* (kind) a pool task's or step's callable */
+  void *fn_arg;                     /* (kind) its argument */
   ak_future *adopted;               /* set by ak_future_adopt */
-  void *aux;                        /* a second kind-specific field */
+  void *aux;                        /* (kind) a second kind-specific field */
 };
 
 /* A future of the given kind on loop (or NULL), one reference. */
@@ -128,8 +133,10 @@ void ak__trampoline_push(ak__qnode *node);
 
 /* ---- 3. The loop ---------------------------------------------------------- */
 
-/* The calling thread's identity token (compared with a loop's owner). */
-const void *ak__thread_token(void);
+/* The calling thread's identity token (compared with a loop's owner): the
+ * address of a thread-local byte. */
+extern AK__TLS char ak__token;
+static inline const void *ak__thread_token(void) { return &ak__token; }
 
 /* Queues node on loop: to the ready queue on the owner thread, else to the
  * inbox, waking the loop. Thread-safe. */

@@ -27,10 +27,9 @@
 
 /* ---- 1. Thread identity and the current loop ------------------------------ */
 
-static AK__TLS char ak__token;          /* its address identifies the thread */
+AK__TLS char ak__token;                 /* its address identifies the thread */
 static AK__TLS ak_loop *ak__current;    /* the loop this thread last created */
 
-const void *ak__thread_token(void) { return &ak__token; }
 
 bool ak__loop_owned_by_caller(const ak_loop *loop) { return loop->owner == &ak__token; }
 bool ak_loop_is_owner(const ak_loop *loop) { return ak__loop_owned_by_caller(loop); }
@@ -212,14 +211,7 @@ fail_free:
 
 /* ---- 3. Queues and wakeup -------------------------------------------------- */
 
-static void ready_push(ak_loop *loop, ak__qnode *node) {
-  node->next = NULL;
-  if (loop->ready_tail)
-    loop->ready_tail->next = node;
-  else
-    loop->ready_head = node;
-  loop->ready_tail = node;
-}
+#define ready_push ak__ready_push
 
 static void inbox_push(ak_loop *loop, ak__qnode *node) {
   ak__qnode *head = atomic_load_explicit(&loop->inbox, memory_order_relaxed);
@@ -238,14 +230,12 @@ void ak__loop_wake(ak_loop *loop) {
   }
 }
 
-void ak__loop_enqueue(ak_loop *loop, ak__qnode *node) {
-  if (ak__loop_owned_by_caller(loop)) {
-    ready_push(loop, node);
-  } else {
-    inbox_push(loop, node);
-    ak__loop_wake(loop);
-  }
+void ak__loop_enqueue_remote(ak_loop *loop, ak__qnode *node) {
+  inbox_push(loop, node);
+  ak__loop_wake(loop);
 }
+
+void ak__loop_enqueue(ak_loop *loop, ak__qnode *node) { ak__loop_enqueue_inline(loop, node); }
 
 /* Moves the inbox to the ready queue, oldest first. */
 static void drain_inbox(ak_loop *loop) {
@@ -274,6 +264,7 @@ static void arm_wakeup(ak_loop *loop) {
 }
 
 static void wakeup_arrived(ak_loop *loop, int res) {
+  (void)res; /* cancelled or an error: re-armed all the same while needed */
   loop->wakeup_armed = false;
   /* Pairs with the exchange in ak__loop_wake: a post after this store
    * writes the eventfd again; one before it is seen by drain_inbox. */

@@ -48,6 +48,27 @@ struct ak_loop {
   ak_loop_stats stats;
 };
 
+/* The ready queue: owner thread only. Inline because every settle of a loop
+ * future on its own thread comes through here. */
+static inline void ak__ready_push(ak_loop *loop, ak__qnode *node) {
+  node->next = NULL;
+  if (loop->ready_tail)
+    loop->ready_tail->next = node;
+  else
+    loop->ready_head = node;
+  loop->ready_tail = node;
+}
+
+/* Any thread: the inbox, then a wakeup. */
+void ak__loop_enqueue_remote(ak_loop *loop, ak__qnode *node);
+
+static inline void ak__loop_enqueue_inline(ak_loop *loop, ak__qnode *node) {
+  if (AK__LIKELY(loop->owner == ak__thread_token()))
+    ak__ready_push(loop, node);
+  else
+    ak__loop_enqueue_remote(loop, node);
+}
+
 struct io_uring_sqe *ak__loop_get_sqe(ak_loop *loop);
 void ak__loop_flush(ak_loop *loop);
 void ak__timers_cancel_all(ak_loop *loop);
