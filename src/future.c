@@ -256,16 +256,28 @@ static __attribute__((noinline)) void wake_waiters(ak_future *f) {
 /* Settles a locked, pending future; unlocks. The caller holds a reference.
  * The callback list is closed from here on (ak_future_on_settle sees the
  * settled state under the lock and queues late callbacks on their own). */
-static inline __attribute__((always_inline)) void settle_locked(ak_future *f, uint32_t old,
-                                                                ak_state state, int64_t result) {
-  bool has_callbacks = f->cb != NULL;
+static inline __attribute__((always_inline)) void settle_locked_ref(ak_future *f, uint32_t old,
+                                                                    ak_state state, int64_t result,
+                                                                    bool ref_given) {
+  bool has_callbacks = f->cb != NULL || (old & AK__F_BOUND);
   uint32_t word = (old & ~(AK__STATE_MASK | AK__F_WAITERS)) | (uint32_t)state;
   f->result = result;
   word_unlock(f, word);
   if (old & AK__F_WAITERS)
     wake_waiters(f);
-  if (has_callbacks)
-    schedule_callbacks(f);
+  if (has_callbacks) {
+    if (ref_given)
+      schedule_node(f, &f->qnode); /* the caller's reference goes to the queue */
+    else
+      schedule_callbacks(f);
+  } else if (ref_given) {
+    ak_future_release(f);
+  }
+}
+
+static inline __attribute__((always_inline)) void settle_locked(ak_future *f, uint32_t old,
+                                                                ak_state state, int64_t result) {
+  settle_locked_ref(f, old, state, result, false);
 }
 
 static __attribute__((noinline)) void drop_value(ak_future *f, void *replacement) {
@@ -291,6 +303,19 @@ static ak_state state_for_result(int64_t result) {
 
 int ak__future_finish(ak_future *f, int64_t result) {
   return ak__future_settle(f, state_for_result(result), result);
+}
+
+/* As ak__future_finish, consuming one reference of the caller's: a worker's
+ * queue reference passes straight to the callbacks' queue (two atomic
+ * operations fewer on a line other threads want). */
+static void finish_owned(ak_future *f, int64_t result) {
+  uint32_t old = word_lock(f);
+  if (ak__is_settled_word(old)) {
+    word_unlock(f, old);
+    ak_future_release(f);
+    return;
+  }
+  settle_locked_ref(f, old, state_for_result(result), result, true);
 }
 
 int ak_future_set(ak_future *f, int64_t result, void *value, ak_destructor dtor) {
@@ -355,6 +380,13 @@ int ak_future_set_detail(ak_future *f, const char *detail) {
 }
 
 bool ak__future_start_running(ak_future *f) {
+  /* One CAS when nobody holds the lock; the locked way otherwise. */
+  uint32_t seen = atomic_load_explicit(&f->state, memory_order_relaxed) & ~AK__F_LOCK;
+  if (ak__state_of(seen) == AK_PENDING && !(seen & AK__F_CANCEL_REQ) &&
+      atomic_compare_exchange_strong_explicit(&f->state, &seen,
+                                              (seen & ~AK__STATE_MASK) | AK_RUNNING,
+                                              memory_order_acquire, memory_order_relaxed))
+    return true;
   uint32_t old = word_lock(f);
   if (ak__state_of(old) != AK_PENDING || (old & AK__F_CANCEL_REQ)) {
     word_unlock(f, old);
@@ -428,7 +460,10 @@ bool ak_future_cancel_requested(const ak_future *f) {
  * settle's writes. */
 static void run_callbacks(ak__qnode *node) {
   ak_future *f = AK__CONTAINER_OF(node, ak_future, qnode);
-  f->cb(f, f->cb_arg);
+  if (AK__UNLIKELY(atomic_load_explicit(&f->state, memory_order_relaxed) & AK__F_BOUND))
+    ak__loop_alive_add(f->loop, -1); /* on the loop's thread: see pool.c */
+  if (AK__LIKELY(f->cb != NULL))
+    f->cb(f, f->cb_arg);
   ak__cbnode *more = f->more_head;
   if (AK__UNLIKELY(more != NULL)) {
     f->more_head = NULL;
@@ -562,6 +597,9 @@ static int wait_running_loop(ak_future *f, int64_t deadline) {
 }
 
 static int wait_futex(ak_future *f, int64_t deadline) {
+  ak_loop *own = ak_loop_current();
+  if (own)
+    ak__pool_flush_loop(own); /* what we wait for may be among them */
   for (;;) {
     uint32_t seen = mark_waiter(f);
     if (seen == 0)
@@ -630,6 +668,15 @@ int64_t ak_future_adopt(ak_future *self, ak_future *other) {
 static void adopted_settled(ak_future *other, void *arg) {
   ak_future *self = arg;
   ak__future_settle_like(self, other);
+  ak_future_release(self);
+}
+
+void ak__future_complete_callable_owned(ak_future *self, int64_t ret) {
+  if (AK__LIKELY(ret != AK__ADOPT_SENTINEL)) {
+    finish_owned(self, ret);
+    return;
+  }
+  ak__future_complete_callable(self, ret);
   ak_future_release(self);
 }
 

@@ -72,6 +72,9 @@ enum {
   AK__F_LOCK = 1u << 3,       /* guards callbacks and outcome fields */
   AK__F_WAITERS = 1u << 4,    /* a thread sleeps on the futex */
   AK__F_CANCEL_REQ = 1u << 5, /* cancellation was requested */
+  AK__F_BOUND = 1u << 6,      /* a pool task keeping its loop alive: the
+                                 settle always reaches the loop, which then
+                                 drops the task from its alive count */
 };
 
 /* Fields marked (kind) are not initialised by ak__future_new: the kinds that
@@ -116,6 +119,8 @@ bool ak__future_start_running(ak_future *f);
 /* Runs a then-step's or pool callable's return protocol: settles self from
  * ret, or hooks self to the adopted future. */
 void ak__future_complete_callable(ak_future *self, int64_t ret);
+/* The same, consuming one reference the caller holds. */
+void ak__future_complete_callable_owned(ak_future *self, int64_t ret);
 
 /* Settles dst as src settled (state, result, detail; the value too when DONE,
  * borrowed: dst must keep src alive). Returns false if dst had settled. */
@@ -245,6 +250,8 @@ enum {
 
 enum {
   AK__OPF_QUEUED = 1 << 0,      /* waiting for CQ room (not yet in the SQ) */
+  AK__OPF_NO_OPCODE = 1 << 1,   /* the probe says the kernel lacks the opcode:
+                                   take the pool path (needs op->blocking) */
   AK__OPF_SUBMITTED = 1 << 2,   /* in the SQ or the kernel */
   AK__OPF_MULTISHOT = 1 << 3,   /* completes several times (F_MORE) */
   AK__OPF_CANCEL_SENT = 1 << 4,
@@ -336,6 +343,10 @@ enum {
 enum { AK__JOIN_NO_CANCEL = 1 << 16 };
 
 /* ---- 5. The pool -------------------------------------------------------- */
+
+/* Hands the pool tasks that loop's callbacks submitted to their pool, in one
+ * batch (owner thread). Cheap when there are none. */
+void ak__pool_flush_loop(ak_loop *loop);
 
 /* The process-wide pool for loops given none (created on first use, with
  * 2..4 threads; freed at exit). */

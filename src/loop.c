@@ -218,12 +218,18 @@ static void inbox_push(ak_loop *loop, ak__qnode *node) {
   do {
     node->next = head;
   } while (!atomic_compare_exchange_weak_explicit(&loop->inbox, &head, node,
-                                                  memory_order_release, memory_order_relaxed));
+                                                  memory_order_seq_cst, memory_order_relaxed));
 }
 
 void ak__loop_wake(ak_loop *loop) {
-  /* One write per drain: the loop clears wake_pending before it drains. */
-  if (atomic_exchange_explicit(&loop->wake_pending, 1, memory_order_acq_rel) == 0) {
+  /* Only a sleeping loop needs the eventfd: an awake one looks at its inbox
+   * and flags after setting `sleeping` (see submit_and_wait). The seq_cst
+   * load pairs with that store: the waker sees the flag, or the loop sees
+   * what the waker published. One write per drain: the loop clears
+   * wake_pending before it drains. */
+  if (atomic_load_explicit(&loop->sleeping, memory_order_seq_cst) &&
+      atomic_load_explicit(&loop->wake_pending, memory_order_relaxed) == 0 &&
+      atomic_exchange_explicit(&loop->wake_pending, 1, memory_order_acq_rel) == 0) {
     uint64_t one = 1;
     ssize_t n = write(loop->eventfd, &one, sizeof(one));
     (void)n; /* EAGAIN only if the counter is near 2^64: a wakeup is pending */
@@ -237,23 +243,24 @@ void ak__loop_enqueue_remote(ak_loop *loop, ak__qnode *node) {
 
 void ak__loop_enqueue(ak_loop *loop, ak__qnode *node) { ak__loop_enqueue_inline(loop, node); }
 
-/* Moves the inbox to the ready queue, oldest first. */
+/* Moves the inbox to the ready queue, oldest first, in one pass: the stack
+ * reversed is in order, and its old top becomes the new tail. */
 static void drain_inbox(ak_loop *loop) {
   if (!atomic_load_explicit(&loop->inbox, memory_order_relaxed))
     return;
-  ak__qnode *stack = atomic_exchange_explicit(&loop->inbox, NULL, memory_order_acquire);
+  ak__qnode *top = atomic_exchange_explicit(&loop->inbox, NULL, memory_order_acquire);
   ak__qnode *reversed = NULL;
-  while (stack) {
-    ak__qnode *next = stack->next;
-    stack->next = reversed;
-    reversed = stack;
-    stack = next;
+  for (ak__qnode *node = top; node;) {
+    ak__qnode *next = node->next;
+    node->next = reversed;
+    reversed = node;
+    node = next;
   }
-  while (reversed) {
-    ak__qnode *next = reversed->next;
-    ready_push(loop, reversed);
-    reversed = next;
-  }
+  if (loop->ready_tail)
+    loop->ready_tail->next = reversed;
+  else
+    loop->ready_head = reversed;
+  loop->ready_tail = top;
 }
 
 static void arm_wakeup(ak_loop *loop) {
@@ -304,12 +311,15 @@ void ak__loop_flush(ak_loop *loop) {
 static void run_ready(ak_loop *loop) {
   unsigned budget = 8192;
   ak__qnode *node;
+  loop->dispatch_depth++;
   while (budget-- > 0 && (node = loop->ready_head) != NULL) {
     loop->ready_head = node->next;
     if (!loop->ready_head)
       loop->ready_tail = NULL;
     node->run(node);
   }
+  loop->dispatch_depth--;
+  ak__pool_flush_loop(loop); /* the pool tasks those callbacks submitted */
 }
 
 static bool has_queued_work(const ak_loop *loop) {
@@ -317,9 +327,13 @@ static bool has_queued_work(const ak_loop *loop) {
 }
 
 static unsigned alive_count(const ak_loop *loop) {
-  return loop->ops_active + (unsigned)loop->timers.count + (unsigned)loop->alive_other +
-         (unsigned)atomic_load_explicit(&loop->holds, memory_order_relaxed) +
-         (loop->ready_head != NULL);
+  /* holds before the inbox, acquire: a thread that posts and then unholds
+   * must not be seen as idle with its post still in the inbox (the post's
+   * push happens before the unhold's decrement). */
+  unsigned holds = (unsigned)atomic_load_explicit(&loop->holds, memory_order_acquire);
+  bool inbox = atomic_load_explicit(&loop->inbox, memory_order_relaxed) != NULL;
+  return loop->ops_active + (unsigned)loop->timers.count + (unsigned)loop->alive_other + holds +
+         (loop->ready_head != NULL) + inbox;
 }
 
 static void dispatch_cqe(ak_loop *loop, uint64_t data, int res, unsigned flags) {
@@ -367,6 +381,20 @@ static void reap(ak_loop *loop) {
 
 /* Hands the SQ to the kernel and, if block, waits for a completion until
  * wait_until (AK_FOREVER: no limit). */
+/* Announces that the loop is about to block and looks once more at what a
+ * waker might have published meanwhile (pairs with ak__loop_wake). */
+static bool may_sleep(ak_loop *loop, bool block_when_idle, bool (*done)(void *),
+                      void *done_arg) {
+  atomic_store_explicit(&loop->sleeping, 1, memory_order_seq_cst);
+  if (atomic_load_explicit(&loop->inbox, memory_order_seq_cst) ||
+      atomic_load_explicit(&loop->stop, memory_order_seq_cst) || (done && done(done_arg)) ||
+      (!block_when_idle && alive_count(loop) == 0) /* an unhold meanwhile */) {
+    atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
+    return false;
+  }
+  return true;
+}
+
 static int submit_and_wait(ak_loop *loop, bool block, int64_t wait_until) {
   int rc;
   bool must_enter = loop->sq_unsubmitted > 0 || block ||
@@ -413,6 +441,7 @@ static int iterate(ak_loop *loop, int64_t deadline, bool block_when_idle,
                    bool (*done)(void *arg), void *done_arg) {
   loop->stats.iterations++;
   loop->now = ak_now_ns();
+  ak__pool_flush_loop(loop); /* e.g. submitted by a callback that now waits */
   drain_inbox(loop);
   int64_t next_timer = ak__timers_run(loop, loop->now);
   run_ready(loop);
@@ -423,7 +452,10 @@ static int iterate(ak_loop *loop, int64_t deadline, bool block_when_idle,
   int64_t wait_until = deadline;
   if (next_timer >= 0 && (wait_until == AK_FOREVER || next_timer < wait_until))
     wait_until = next_timer;
+  if (block && !may_sleep(loop, block_when_idle, done, done_arg))
+    block = false;
   int rc = submit_and_wait(loop, block, wait_until);
+  atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
 
   loop->now = ak_now_ns();
   reap(loop);
@@ -462,6 +494,7 @@ void ak_loop_stop(ak_loop *loop) {
 }
 
 void ak_loop_hold(ak_loop *loop) { atomic_fetch_add(&loop->holds, 1); }
+
 
 void ak_loop_unhold(ak_loop *loop) {
   atomic_fetch_sub(&loop->holds, 1);

@@ -31,8 +31,12 @@ struct ak_loop {
   /* Callbacks and cross-thread hand-over. */
   ak__qnode *ready_head;          /* owner thread only */
   ak__qnode *ready_tail;
-  _Atomic(ak__qnode *) inbox;     /* any thread pushes; LIFO, reversed on drain */
+  /* Written by other threads: a cache line of their own, so that workers
+   * pushing completions do not fight the loop's writes to its own fields. */
+  _Alignas(64) _Atomic(ak__qnode *) inbox; /* any thread pushes; LIFO, reversed on drain */
   _Atomic int wake_pending;       /* an eventfd write is on its way */
+  _Atomic int sleeping;           /* the loop blocks (or is about to) in the ring */
+  char inbox_pad[64 - sizeof(void *) - 2 * sizeof(int)];
   int eventfd;
   uint64_t eventfd_buf;           /* the kernel writes the wakeup read here */
   bool wakeup_armed;
@@ -42,6 +46,11 @@ struct ak_loop {
   _Atomic bool stop;
   _Atomic int holds;              /* ak_loop_hold */
   int alive_other;                /* pool tasks bound to the loop */
+  unsigned dispatch_depth;        /* > 0 while callbacks run (run_ready) */
+  ak__qnode *pool_pend_head;      /* pool tasks submitted by callbacks, not */
+  ak__qnode *pool_pend_tail;      /*   yet handed to the pool: they go in */
+  unsigned pool_pend_n;           /*   one batch per dispatch (pool.c) */
+  ak_pool *pool_pend_pool;
   bool closing;                   /* ak_loop_free is draining */
 
   ak__timer_heap timers;

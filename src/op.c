@@ -167,7 +167,8 @@ static bool must_use_pool(const ak__op *op) {
   const ak_loop *loop = op->loop;
   if (!op->blocking)
     return false;
-  return (loop->opts.flags & AK_LOOP_FORCE_POOL) || loop->opcode_state[op->kind] == 2;
+  return (loop->opts.flags & AK_LOOP_FORCE_POOL) || loop->opcode_state[op->kind] == 2 ||
+         (op->flags & AK__OPF_NO_OPCODE);
 }
 
 /* ---- Submission and admission ----------------------------------------------- */
@@ -205,13 +206,19 @@ static bool has_room(const ak_loop *loop, const ak__op *op) {
   return loop->in_flight + op->slots <= loop->cq_capacity;
 }
 
+/* A cancel request (ak_cancel_fd, ak_close's first step) must not wait for
+ * CQ room: the ops filling the CQ may be the very ones it is to cancel. Like
+ * send_cancel's requests it goes straight in; NODROP keeps its CQE if the
+ * CQ is momentarily full. */
+static bool is_cancel_request(const ak__op *op) { return op->kind == AK_OP_CANCEL; }
+
 ak_future *ak__op_submit(ak__op *op) {
   ak_loop *loop = op->loop;
   ak_future *f = ak_future_ref(op->fut);
   loop->ops_active++;
   if (must_use_pool(op)) {
     run_on_pool(op);
-  } else if (loop->queued_head || !has_room(loop, op)) {
+  } else if (!is_cancel_request(op) && (loop->queued_head || !has_room(loop, op))) {
     op->flags |= AK__OPF_QUEUED;
     if (loop->queued_tail)
       loop->queued_tail->next = op;
@@ -369,7 +376,7 @@ static void send_cancel(ak_loop *loop, uint64_t user_data, int cancel_flags) {
 static void op_cancel(ak__op *op) {
   if (op->flags & AK__OPF_QUEUED) {
     unqueue(op);
-    ak__op_finish(op, -ECANCELED);
+    op_done(op, -ECANCELED); /* through complete: it may own memory to free */
     return;
   }
   if (op->flags & AK__OPF_ON_POOL) {
@@ -387,7 +394,7 @@ void ak__op_cancel_all(ak_loop *loop) {
   while (loop->queued_head) {
     ak__op *op = loop->queued_head;
     unqueue(op);
-    ak__op_finish(op, -ECANCELED);
+    op_done(op, -ECANCELED);
   }
   if (loop->in_flight == 0)
     return;

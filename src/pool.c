@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "loop_internal.h"
 
 struct ak_pool {
   pthread_mutex_t mu;
@@ -24,6 +24,7 @@ struct ak_pool {
   ak__qnode *tail;
   size_t depth;                /* tasks queued, not started */
   unsigned idle;               /* workers waiting on work_cv */
+  bool wake_sent;              /* a signal is on its way to an idle worker */
   unsigned nthreads;
   bool stopping;               /* no new tasks; workers exit when empty */
   bool joined;                 /* workers have been joined */
@@ -75,18 +76,36 @@ static void task_cancel(ak_future *f) {
 
 static const ak__future_kind task_kind = {.name = "pool task", .cancel = task_cancel};
 
+/* Wakes a worker if one sleeps and no signal is on its way (pool->mu held);
+ * returns whether to signal once the lock is dropped. Signalling outside the
+ * lock spares the woken worker a block on mu. */
+static bool want_wake_locked(ak_pool *pool) {
+  bool wake = pool->idle > 0 && !pool->wake_sent;
+  if (wake)
+    pool->wake_sent = true;
+  return wake;
+}
+
 /* ---- Workers ----------------------------------------------------------------- */
 
+/* Runs a task and settles it; consumes the queue's reference. */
 static void run_task(ak_future *f) {
   if (!ak__future_start_running(f)) {
     ak__future_settle(f, AK_CANCELLED, -ECANCELED); /* no-op if settled */
+    ak_future_release(f);
     return;
   }
   ak_work_fn fn = (ak_work_fn)f->fn;
   int64_t ret = fn(f->fn_arg, f);
   f->fn = NULL; /* ran: a cancel now goes to an adopted future */
-  ak__future_complete_callable(f, ret);
+  ak__future_complete_callable_owned(f, ret);
 }
+
+/* A worker takes at most this many tasks per lock from a deep queue. Each
+ * completion is reported to its loop at once (a task may block on an event
+ * the report of the one before it causes: holding reports back could
+ * deadlock). */
+enum { AK__CHUNK_MAX = 16 };
 
 static void *worker_main(void *arg) {
   ak_pool *pool = arg;
@@ -96,18 +115,35 @@ static void *worker_main(void *arg) {
       pool->idle++;
       pthread_cond_wait(&pool->work_cv, &pool->mu);
       pool->idle--;
+      pool->wake_sent = false;
     }
     ak__qnode *node = pool->head;
     if (!node)
       break; /* stopping and nothing left */
-    pool->head = node->next;
+    /* Take a share of a deep queue per lock (never more than half of a
+     * fair share, so no worker hoards what others could run). */
+    size_t take = pool->depth / (2 * (size_t)pool->nthreads);
+    take = take < 1 ? 1 : take > AK__CHUNK_MAX ? AK__CHUNK_MAX : take;
+    ak__qnode *last = node;
+    for (size_t i = 1; i < take; i++)
+      last = last->next;
+    pool->head = last->next;
     if (!pool->head)
       pool->tail = NULL;
-    pool->depth--;
+    pool->depth -= take;
+    last->next = NULL;
+    /* Wake the next idle worker only if work is left for it: one signal per
+     * idle spell instead of one per task (each is a futex syscall and, on two
+     * vCPUs, a context switch). */
+    bool wake_next = pool->head && want_wake_locked(pool);
     pthread_mutex_unlock(&pool->mu);
-    ak_future *f = task_of(node);
-    run_task(f);
-    ak_future_release(f); /* the queue's reference */
+    if (wake_next)
+      pthread_cond_signal(&pool->work_cv);
+    while (node) {
+      ak__qnode *next = node->next;
+      run_task(task_of(node));
+      node = next;
+    }
     pthread_mutex_lock(&pool->mu);
   }
   pthread_mutex_unlock(&pool->mu);
@@ -130,7 +166,13 @@ ak_pool *ak_pool_new(unsigned n) {
     errno = ENOMEM;
     return NULL;
   }
-  pthread_mutex_init(&pool->mu, NULL);
+  /* Adaptive: the lock is held for a few instructions, so a short spin
+   * beats sleeping in the kernel (a context switch on two vCPUs). */
+  pthread_mutexattr_t mattr;
+  pthread_mutexattr_init(&mattr);
+  pthread_mutexattr_settype(&mattr, PTHREAD_MUTEX_ADAPTIVE_NP);
+  pthread_mutex_init(&pool->mu, &mattr);
+  pthread_mutexattr_destroy(&mattr);
   pthread_cond_init(&pool->work_cv, NULL);
   for (unsigned i = 0; i < n; i++) {
     int rc = pthread_create(&pool->threads[i], NULL, worker_main, pool);
@@ -147,11 +189,6 @@ ak_pool *ak_pool_new(unsigned n) {
 
 /* ---- Submitting ------------------------------------------------------------- */
 
-static void loop_task_settled(ak_future *f, void *arg) {
-  (void)f;
-  ak__loop_alive_add(arg, -1);
-}
-
 /* A task future: bound to the caller's loop when the caller owns one. */
 static ak_future *task_new(ak_pool *pool, ak_work_fn fn, void *arg) {
   ak_loop *loop = ak_loop_current();
@@ -161,43 +198,93 @@ static ak_future *task_new(ak_pool *pool, ak_work_fn fn, void *arg) {
   f->fn = (void *)fn;
   f->fn_arg = arg;
   if (loop) {
-    /* The loop stays alive until the task's settle has reached it. */
-    if (ak_future_on_settle(f, loop_task_settled, loop) < 0) {
-      ak_future_release(f);
-      return NULL;
-    }
+    /* The loop stays alive until the task's settle has reached it
+     * (AK__F_BOUND). Plain stores: nobody else has seen f yet. */
+    atomic_store_explicit(&f->state, AK_PENDING | AK__F_BOUND, memory_order_relaxed);
     ak__loop_alive_add(loop, 1);
   }
   return f;
 }
 
-/* Queues f (which holds a reference for the queue); false if stopped. */
-static bool enqueue(ak_pool *pool, ak_future *f) {
+/* Appends a chain of n task nodes (each holding a reference for the queue);
+ * false if the pool has stopped (nothing was queued then). */
+static bool enqueue_chain(ak_pool *pool, ak__qnode *head, ak__qnode *tail, size_t n) {
   pthread_mutex_lock(&pool->mu);
   if (pool->stopping) {
     pthread_mutex_unlock(&pool->mu);
     return false;
   }
-  f->qnode.next = NULL;
+  tail->next = NULL;
   if (pool->tail)
-    pool->tail->next = &f->qnode;
+    pool->tail->next = head;
   else
-    pool->head = &f->qnode;
-  pool->tail = &f->qnode;
-  pool->depth++;
-  bool wake = pool->idle > 0;
+    pool->head = head;
+  pool->tail = tail;
+  pool->depth += n;
+  bool wake = want_wake_locked(pool);
   pthread_mutex_unlock(&pool->mu);
-  /* Signal outside the lock: the woken worker does not block on mu. */
   if (wake)
     pthread_cond_signal(&pool->work_cv);
   return true;
+}
+
+static void fail_stopped(ak__qnode *node) {
+  while (node) {
+    ak__qnode *next = node->next;
+    ak_future *f = task_of(node);
+    ak_future_fail(f, AK_ESHUTDOWN, "the pool has been stopped");
+    ak_future_release(f); /* the queue's */
+    node = next;
+  }
+}
+
+void ak__pool_flush_loop(ak_loop *loop) {
+  if (AK__LIKELY(loop->pool_pend_n == 0))
+    return;
+  ak__qnode *head = loop->pool_pend_head;
+  ak__qnode *tail = loop->pool_pend_tail;
+  size_t n = loop->pool_pend_n;
+  ak_pool *pool = loop->pool_pend_pool;
+  loop->pool_pend_head = loop->pool_pend_tail = NULL;
+  loop->pool_pend_n = 0;
+  loop->pool_pend_pool = NULL;
+  if (!enqueue_chain(pool, head, tail, n)) {
+    tail->next = NULL;
+    fail_stopped(head);
+  }
+}
+
+/* A task submitted while the loop's callbacks run waits for the end of the
+ * dispatch and goes to the pool with the others (one lock and at most one
+ * wakeup per batch, as SQEs go to the kernel once per iteration). Outside
+ * callbacks, or from other threads, a task is queued at once. */
+static bool defer_to_loop(ak_pool *pool, ak_loop *loop, ak_future *f) {
+  if (!loop || loop->dispatch_depth == 0)
+    return false;
+  if (loop->pool_pend_pool != pool || loop->pool_pend_n >= 256)
+    ak__pool_flush_loop(loop);
+  f->qnode.next = NULL;
+  if (loop->pool_pend_tail)
+    loop->pool_pend_tail->next = &f->qnode;
+  else
+    loop->pool_pend_head = &f->qnode;
+  loop->pool_pend_tail = &f->qnode;
+  loop->pool_pend_n++;
+  loop->pool_pend_pool = pool;
+  return true;
+}
+
+static bool enqueue(ak_pool *pool, ak_future *f) {
+  return enqueue_chain(pool, &f->qnode, &f->qnode, 1);
 }
 
 ak_future *ak_pool_submit(ak_pool *pool, ak_work_fn fn, void *arg) {
   ak_future *f = task_new(pool, fn, arg);
   if (!f)
     return NULL;
-  ak_future_ref(f); /* the queue's */
+  atomic_store_explicit(&f->refs, 2, memory_order_relaxed); /* + the queue's */
+  if (defer_to_loop(pool, f->loop, f))
+    return f;
   if (!enqueue(pool, f)) {
     ak_future_release(f);
     ak_future_fail(f, AK_ESHUTDOWN, "the pool has been stopped");
@@ -248,6 +335,9 @@ ak_future *ak_pool_submit_after(ak_pool *pool, ak_work_fn fn, void *arg,
 
 void ak_pool_stop(ak_pool *pool, bool wait) {
   ak__qnode *dropped = NULL;
+  ak_loop *own = ak_loop_current();
+  if (own)
+    ak__pool_flush_loop(own); /* tasks this thread's callbacks submitted */
   pthread_mutex_lock(&pool->mu);
   pool->stopping = true;
   if (!wait) {
