@@ -78,16 +78,26 @@ static ak_future *future_alloc(void) {
   return ak__malloc(sizeof(ak_future));
 }
 
-static void future_recycle(ak_future *f) {
-  if (AK__UNLIKELY(ak__cache.nfutures >= AK__CACHE_MAX_FUTURES)) {
+/* The rare cases of future_recycle: an empty cache (register the thread-exit
+ * flush once) or a full one (back to the allocator). */
+static __attribute__((noinline)) bool recycle_slow(ak_future *f) {
+  if (ak__cache.nfutures >= AK__CACHE_MAX_FUTURES) {
     ak__free(f);
-    return;
+    return false;
   }
-  if (AK__UNLIKELY(!ak__cache.exit_hook))
+  if (!ak__cache.exit_hook)
     cache_register_exit();
+  return true;
+}
+
+static void future_recycle(ak_future *f) {
+  /* One compare for both rare cases: n - 1 wraps when n == 0. */
+  size_t n = ak__cache.nfutures;
+  if (AK__UNLIKELY(n - 1 >= AK__CACHE_MAX_FUTURES - 1) && !recycle_slow(f))
+    return;
   f->data = ak__cache.futures;
   ak__cache.futures = f;
-  ak__cache.nfutures++;
+  ak__cache.nfutures = n + 1;
 }
 
 static ak__cbnode *cbnode_alloc(void) {
@@ -172,16 +182,11 @@ ak_future *ak_future_new(ak_loop *loop) {
     return NULL;
   atomic_init(&f->state, AK_PENDING);
   atomic_init(&f->refs, 1);
-  f->value = NULL;
-  f->dtor = NULL;
-  f->detail = NULL;
   f->loop = loop;
-  f->kind = NULL;
-  f->data = NULL;
-  f->cb = NULL;
-  f->more_head = NULL;
+  /* value .. adopted are contiguous: a few vector stores. */
+  memset(&f->value, 0, offsetof(ak_future, adopted) + sizeof(f->adopted) -
+                           offsetof(ak_future, value));
   f->qnode.run = run_callbacks;
-  f->adopted = NULL;
   return f;
 }
 
@@ -460,10 +465,7 @@ bool ak_future_cancel_requested(const ak_future *f) {
  * settle's writes. */
 static void run_callbacks(ak__qnode *node) {
   ak_future *f = AK__CONTAINER_OF(node, ak_future, qnode);
-  if (AK__UNLIKELY(atomic_load_explicit(&f->state, memory_order_relaxed) & AK__F_BOUND))
-    ak__loop_alive_add(f->loop, -1); /* on the loop's thread: see pool.c */
-  if (AK__LIKELY(f->cb != NULL))
-    f->cb(f, f->cb_arg);
+  f->cb(f, f->cb_arg);
   ak__cbnode *more = f->more_head;
   if (AK__UNLIKELY(more != NULL)) {
     f->more_head = NULL;
@@ -475,6 +477,23 @@ static void run_callbacks(ak__qnode *node) {
     }
   }
   ak_future_release(f);
+}
+
+/* A pool task bound to its loop (AK__F_BOUND) reaches the loop even with no
+ * callbacks: the loop drops it from its alive count here, on its thread. */
+static void run_callbacks_bound(ak__qnode *node) {
+  ak_future *f = AK__CONTAINER_OF(node, ak_future, qnode);
+  ak__loop_alive_add(f->loop, -1);
+  if (f->cb)
+    run_callbacks(node);
+  else
+    ak_future_release(f);
+}
+
+void ak__future_bind_to_loop(ak_future *f) {
+  /* Plain stores: only for a future nobody else has seen yet. */
+  atomic_store_explicit(&f->state, AK_PENDING | AK__F_BOUND, memory_order_relaxed);
+  f->qnode.run = run_callbacks_bound;
 }
 
 /* A callback added after the future settled: it runs alone, queued where

@@ -83,21 +83,23 @@ enum {
 struct ak_future {
   _Atomic uint32_t state;           /* ak_state | AK__F_* flags */
   _Atomic uint32_t refs;            /* references; the last frees */
-  int64_t result;                   /* outcome; negative error if failed */
+  ak_loop *loop;                    /* owner loop, or NULL */
+  /* From value to adopted: zeroed together at creation (keep contiguous). */
   void *value;                      /* product, owned by the future */
   ak_destructor dtor;               /* frees value, or NULL */
   char *detail;                     /* failure detail, owned, or NULL */
-  ak_loop *loop;                    /* owner loop, or NULL */
   const ak__future_kind *kind;      /* hooks, or NULL for a plain promise */
   void *data;                       /* kind-specific record */
   ak_callback cb;                   /* first callback, inline */
-  void *cb_arg;
   ak__cbnode *more_head;            /* further callbacks, in order */
+  ak_future *adopted;               /* set by ak_future_adopt */
+  /* Not initialised at creation: */
+  int64_t result;                   /* outcome, once settled */
+  void *cb_arg;                     /* with cb */
   ak__cbnode *more_tail;            /* valid while more_head != NULL */
   ak__qnode qnode;                  /* link while its callbacks are queued */
   void *fn;                         /* (kind) a pool task's or step's callable */
   void *fn_arg;                     /* (kind) its argument */
-  ak_future *adopted;               /* set by ak_future_adopt */
   void *aux;                        /* (kind) a second kind-specific field */
 };
 
@@ -112,6 +114,10 @@ int ak__future_settle(ak_future *f, ak_state state, int64_t result);
 /* Settles with a result that may be an error: >= 0 DONE, -ECANCELED
  * CANCELLED, other negatives FAILED. */
 int ak__future_finish(ak_future *f, int64_t result);
+
+/* Marks a future nobody else has seen yet as a pool task bound to its loop
+ * (AK__F_BOUND): its settle always reaches the loop. */
+void ak__future_bind_to_loop(ak_future *f);
 
 /* PENDING -> RUNNING; false if cancelled or settled already. */
 bool ak__future_start_running(ak_future *f);

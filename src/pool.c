@@ -68,7 +68,7 @@ static void task_cancel(ak_future *f) {
     /* Waiting for dependencies, or popped by a worker that will see the
      * request in ak__future_start_running: either way it never runs. */
     ak__future_settle(f, AK_CANCELLED, -ECANCELED);
-  } else if (adopted && f->fn == NULL) {
+  } else if (adopted && __atomic_load_n(&f->fn, __ATOMIC_ACQUIRE) == NULL) {
     ak_future_cancel(adopted); /* it ran and handed over to another future */
   }
   /* RUNNING: cooperative, see ak_future_cancel_requested. */
@@ -97,7 +97,9 @@ static void run_task(ak_future *f) {
   }
   ak_work_fn fn = (ak_work_fn)f->fn;
   int64_t ret = fn(f->fn_arg, f);
-  f->fn = NULL; /* ran: a cancel now goes to an adopted future */
+  /* Ran: a cancel now goes to an adopted future. Atomic: task_cancel reads
+   * it from the cancelling thread while this runs. */
+  __atomic_store_n(&f->fn, NULL, __ATOMIC_RELEASE);
   ak__future_complete_callable_owned(f, ret);
 }
 
@@ -199,8 +201,8 @@ static ak_future *task_new(ak_pool *pool, ak_work_fn fn, void *arg) {
   f->fn_arg = arg;
   if (loop) {
     /* The loop stays alive until the task's settle has reached it
-     * (AK__F_BOUND). Plain stores: nobody else has seen f yet. */
-    atomic_store_explicit(&f->state, AK_PENDING | AK__F_BOUND, memory_order_relaxed);
+     * (AK__F_BOUND). */
+    ak__future_bind_to_loop(f);
     ak__loop_alive_add(loop, 1);
   }
   return f;
