@@ -11,5 +11,6 @@
 #include "asynckit/loop.h"
 #include "asynckit/pool.h"
 #include "asynckit/fs.h"
+#include "asynckit/net.h"
 
 #endif /* ASYNCKIT_H */

@@ -15,6 +15,7 @@
  *   6. Free, statistics, features
  */
 #define _GNU_SOURCE
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,8 +238,15 @@ void ak__loop_wake(ak_loop *loop) {
 }
 
 void ak__loop_enqueue_remote(ak_loop *loop, ak__qnode *node) {
+  /* Once the node is pushed the loop may run it and, if it was the last
+   * thing ak_loop_free waited for (a bound pool task's settle), free the
+   * loop while we still wake it: the count makes ak_loop_free wait for us.
+   * The increment is ordered before the push (a release), the decrement
+   * after our last touch of the loop; ak_loop_free's acquire load pairs. */
+  atomic_fetch_add_explicit(&loop->remote_enqueuers, 1, memory_order_relaxed);
   inbox_push(loop, node);
   ak__loop_wake(loop);
+  atomic_fetch_sub_explicit(&loop->remote_enqueuers, 1, memory_order_release);
 }
 
 void ak__loop_enqueue(ak_loop *loop, ak__qnode *node) { ak__loop_enqueue_inline(loop, node); }
@@ -525,12 +533,10 @@ int ak_loop_post(ak_loop *loop, void (*fn)(void *arg), void *arg) {
   post->fn = fn;
   post->arg = arg;
   post->loop = loop;
-  if (ak__loop_owned_by_caller(loop)) {
+  if (ak__loop_owned_by_caller(loop))
     ready_push(loop, &post->node);
-  } else {
-    inbox_push(loop, &post->node);
-    ak__loop_wake(loop);
-  }
+  else
+    ak__loop_enqueue_remote(loop, &post->node);
   return 0;
 }
 
@@ -541,6 +547,15 @@ ak_pool *ak__loop_pool(ak_loop *loop) {
 }
 
 /* ---- 6. Free, statistics, features ------------------------------------------ */
+
+/* While freeing: nothing is left but the armed wakeup read, whose cancel is
+ * not sent yet. Blocking then would wait for a wakeup nobody sends (the last
+ * bound pool task's settle may have been taken by this very iteration). */
+static bool free_only_wakeup_left(void *arg) {
+  const ak_loop *loop = arg;
+  return loop->ops_active == 0 && loop->alive_other == 0 && loop->reserved_inflight == 0 &&
+         !loop->wakeup_cancel_sent;
+}
 
 void ak_loop_free(ak_loop *loop) {
   if (!loop)
@@ -562,9 +577,12 @@ void ak_loop_free(ak_loop *loop) {
       loop->reserved_inflight++;
       loop->wakeup_cancel_sent = true;
     }
-    if (iterate(loop, AK_FOREVER, true, NULL, NULL) < 0)
+    if (iterate(loop, AK_FOREVER, true, free_only_wakeup_left, loop) < 0)
       break;
   }
+  /* A thread that handed us the last node may still be waking us. */
+  while (atomic_load_explicit(&loop->remote_enqueuers, memory_order_acquire) != 0)
+    sched_yield();
   ak__timers_free_all(loop);
   ak__op_cache_free(loop);
   io_uring_queue_exit(&loop->ring);

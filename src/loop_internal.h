@@ -36,7 +36,8 @@ struct ak_loop {
   _Alignas(64) _Atomic(ak__qnode *) inbox; /* any thread pushes; LIFO, reversed on drain */
   _Atomic int wake_pending;       /* an eventfd write is on its way */
   _Atomic int sleeping;           /* the loop blocks (or is about to) in the ring */
-  char inbox_pad[64 - sizeof(void *) - 2 * sizeof(int)];
+  _Atomic unsigned remote_enqueuers; /* threads inside ak__loop_enqueue_remote */
+  char inbox_pad[64 - sizeof(void *) - 3 * sizeof(int)];
   int eventfd;
   uint64_t eventfd_buf;           /* the kernel writes the wakeup read here */
   bool wakeup_armed;

@@ -127,6 +127,8 @@ typedef struct ak_loop_stats {
   uint64_t pool_queue_depth;               /* the loop's pool, now */
   uint64_t latency[AK_STATS_LATENCY_BUCKETS]; /* submit->completion, bucket
                                                i counts [2^i, 2^(i+1)) ns */
+  uint64_t buf_exhausted;                  /* receive streams that found their
+                                              provided-buffer ring empty */
 } ak_loop_stats;
 
 /* Copies the loop's statistics into *stats. */

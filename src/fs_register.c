@@ -1,0 +1,48 @@
+/* fs_register.c: registered files and buffers on a loop's ring (fio's
+ * registerfiles and fixedbufs): thin, synchronous wrappers over
+ * io_uring_register_*, checked to run on the loop's thread. Using a slot or
+ * buffer in an op is ak_rw_opts (fs.c).
+ *
+ * Not here: the ops themselves (fs.c), the ring's setup (loop.c).
+ */
+#define _GNU_SOURCE
+#include <sys/uio.h>
+
+#include "loop_internal.h" /* the ring itself */
+
+int ak_register_files(ak_loop *loop, const int *fds, unsigned n)
+{
+  if (!ak__loop_owned_by_caller(loop))
+    return AK_ENOTOWNER;
+  return io_uring_register_files(&loop->ring, fds, n);
+}
+
+int ak_register_files_update(ak_loop *loop, unsigned off, const int *fds, unsigned n)
+{
+  if (!ak__loop_owned_by_caller(loop))
+    return AK_ENOTOWNER;
+  /* liburing returns how many slots changed; the contract is 0 or -errno. */
+  int rc = io_uring_register_files_update(&loop->ring, off, fds, n);
+  return rc < 0 ? rc : 0;
+}
+
+int ak_unregister_files(ak_loop *loop)
+{
+  if (!ak__loop_owned_by_caller(loop))
+    return AK_ENOTOWNER;
+  return io_uring_unregister_files(&loop->ring);
+}
+
+int ak_register_buffers(ak_loop *loop, const struct iovec *iov, unsigned n)
+{
+  if (!ak__loop_owned_by_caller(loop))
+    return AK_ENOTOWNER;
+  return io_uring_register_buffers(&loop->ring, iov, n);
+}
+
+int ak_unregister_buffers(ak_loop *loop)
+{
+  if (!ak__loop_owned_by_caller(loop))
+    return AK_ENOTOWNER;
+  return io_uring_unregister_buffers(&loop->ring);
+}

@@ -1,0 +1,728 @@
+/* test_pool.c: the CPU pool: submit, where tasks settle, stop, cancel, adopt, dataflow, order. */
+#define _GNU_SOURCE
+#include "helpers.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- Tasks the tests submit ------------------------------------------------ */
+
+static int64_t return_arg(void *arg, ak_future *self)
+{
+  (void)self;
+  return (int64_t)(intptr_t)arg;
+}
+
+static int64_t count_run(void *arg, ak_future *self)
+{
+  (void)self;
+  atomic_fetch_add((_Atomic int *)arg, 1);
+  return 0;
+}
+
+/* Blocks its worker until released: started is posted first. */
+typedef struct gate {
+  t_sem started;
+  t_sem release;
+  pthread_t worker; /* the last blocker's thread */
+} gate;
+
+static void gate_init(gate *g)
+{
+  t_sem_init(&g->started, 0);
+  t_sem_init(&g->release, 0);
+}
+
+static void gate_destroy(gate *g)
+{
+  t_sem_destroy(&g->started);
+  t_sem_destroy(&g->release);
+}
+
+static int64_t blocker(void *arg, ak_future *self)
+{
+  (void)self;
+  gate *g = arg;
+  __atomic_store_n(&g->worker, pthread_self(), __ATOMIC_RELAXED); /* two may race */
+  t_sem_post(&g->started);
+  return t_sem_wait(&g->release) ? 1 : -ETIMEDOUT;
+}
+
+typedef struct thread_rec {
+  pthread_t who;
+  _Atomic int calls;
+} thread_rec;
+
+static void record_thread(ak_future *f, void *arg)
+{
+  (void)f;
+  thread_rec *r = arg;
+  r->who = pthread_self();
+  atomic_fetch_add(&r->calls, 1);
+}
+
+/* ---- Submit and get ------------------------------------------------------------ */
+
+static void test_submit_get(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(2);
+  assert_non_null(pool);
+  assert_int_equal(ak_pool_size(pool), 2);
+  ak_future *fs[16];
+  for (intptr_t i = 0; i < 16; i++)
+    fs[i] = ak_pool_submit(pool, return_arg, (void *)(i * 3));
+  for (int i = 0; i < 16; i++) {
+    assert_int_equal(ak_future_get(fs[i], T_HANG_NS, NULL), i * 3);
+    assert_int_equal(ak_future_state(fs[i]), AK_DONE);
+    assert_null(ak_future_loop(fs[i])); /* submitted from a plain thread */
+    ak_future_release(fs[i]);
+  }
+  ak_pool_free(pool);
+}
+
+static void test_pool_default_size(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(0);
+  assert_non_null(pool);
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  assert_int_equal(ak_pool_size(pool), cpus > 0 ? (unsigned)cpus : 1);
+  ak_pool_free(pool);
+}
+
+static void post_sem(void *arg)
+{
+  t_sem_post(arg);
+}
+
+static int64_t wait_sem(void *arg, ak_future *self)
+{
+  (void)self;
+  return t_sem_wait(arg) ? 21 : -ETIMEDOUT;
+}
+
+static void test_task_from_loop_settles_on_loop(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(2);
+  ak_loop *loop = t_loop_new();
+  t_sem sem;
+  t_sem_init(&sem, 0);
+  ak_future *f = ak_pool_submit(pool, wait_sem, &sem);
+  assert_ptr_equal(ak_future_loop(f), loop);
+  thread_rec rec = {0};
+  ak_future_on_settle(f, record_thread, &rec);
+  /* The task waits for a timer of the loop; after the timer only the task
+   * keeps DEFAULT running, until its settle has reached the loop. */
+  ak_call_later(loop, 10 * T_MS, post_sem, &sem);
+  assert_int_equal(ak_loop_run(loop, AK_RUN_DEFAULT), 0);
+  assert_int_equal(ak_future_state(f), AK_DONE);
+  assert_int_equal(ak_future_result(f), 21);
+  assert_int_equal(atomic_load(&rec.calls), 1);
+  assert_true(pthread_equal(rec.who, pthread_self()));
+  ak_future_release(f);
+  ak_loop_free(loop);
+  ak_pool_free(pool);
+  t_sem_destroy(&sem);
+}
+
+static void test_task_from_plain_thread_settles_on_worker(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(2);
+  gate g;
+  gate_init(&g);
+  ak_future *f = ak_pool_submit(pool, blocker, &g);
+  assert_null(ak_future_loop(f));
+  assert_true(t_sem_wait(&g.started));
+  /* Registered while the task runs, so it is the settle that runs it. */
+  thread_rec rec = {0};
+  ak_future_on_settle(f, record_thread, &rec);
+  t_sem_post(&g.release);
+  assert_int_equal(ak_future_get(f, T_HANG_NS, NULL), 1);
+  ak_pool_stop(pool, true); /* the workers are done, callbacks included */
+  assert_int_equal(atomic_load(&rec.calls), 1);
+  assert_true(pthread_equal(rec.who, __atomic_load_n(&g.worker, __ATOMIC_RELAXED)));
+  assert_false(pthread_equal(rec.who, pthread_self()));
+  ak_future_release(f);
+  ak_pool_free(pool);
+  gate_destroy(&g);
+}
+
+/* ak_loop_free waits for the pool tasks bound to the loop; the worker that
+ * settles one must be done with the loop before the loop is freed (tsan and
+ * asan watch the loop's memory and eventfd here). */
+static void test_free_loop_right_after_bound_task(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(2);
+  int64_t end = ak_now_ns() + 5 * T_SEC;
+  int rounds = 0;
+  for (; rounds < 200 && ak_now_ns() < end; rounds++) {
+    ak_loop *loop = t_loop_new();
+    ak_future *f = ak_pool_submit(pool, return_arg, (void *)(intptr_t)rounds);
+    ak_future_release(f); /* only the loop's count waits for it now */
+    ak_loop_free(loop);   /* returns once the task's settle reached the loop */
+  }
+  assert_true(rounds >= 20);
+  ak_pool_free(pool);
+}
+
+/* ---- Stopping ------------------------------------------------------------------------- */
+
+typedef struct stop_call {
+  ak_pool *pool;
+  bool wait;
+} stop_call;
+
+static void *stop_pool(void *arg)
+{
+  stop_call *s = arg;
+  ak_pool_stop(s->pool, s->wait);
+  return NULL;
+}
+
+static bool pool_refuses_work(void *arg)
+{
+  ak_future *probe = ak_pool_submit(arg, return_arg, NULL);
+  bool refused = ak_future_is_set(probe) && ak_future_result(probe) == AK_ESHUTDOWN;
+  ak_future_release(probe); /* accepted before the stop: it runs in the stop */
+  return refused;
+}
+
+static void test_stop_wait_runs_queued(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(1);
+  gate g;
+  gate_init(&g);
+  _Atomic int ran = 0;
+  ak_future *b = ak_pool_submit(pool, blocker, &g);
+  assert_true(t_sem_wait(&g.started));
+  enum { N = 20 };
+  ak_future *fs[N];
+  for (int i = 0; i < N; i++)
+    fs[i] = ak_pool_submit(pool, count_run, (void *)&ran);
+  stop_call sc = {pool, true};
+  pthread_t t = t_thread_start(stop_pool, &sc, 0);
+  /* Once the pool refuses new work, the stop is under way; only then let
+   * the worker go. */
+  assert_true(t_spin_until(pool_refuses_work, pool));
+  assert_int_equal(atomic_load(&ran), 0);
+  t_sem_post(&g.release);
+  t_thread_join(t);
+  assert_int_equal(atomic_load(&ran), N);
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(ak_future_state(fs[i]), AK_DONE);
+    ak_future_release(fs[i]);
+  }
+  assert_int_equal(ak_future_state(b), AK_DONE);
+  ak_future_release(b);
+  ak_pool_free(pool);
+  gate_destroy(&g);
+}
+
+static void test_stop_nowait_cancels_queued(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(2);
+  gate g;
+  gate_init(&g);
+  ak_future *running[2];
+  for (int i = 0; i < 2; i++)
+    running[i] = ak_pool_submit(pool, blocker, &g);
+  assert_true(t_sem_wait(&g.started));
+  assert_true(t_sem_wait(&g.started)); /* both workers are busy */
+  _Atomic int ran = 0;
+  enum { N = 10 };
+  ak_future *queued[N];
+  for (int i = 0; i < N; i++)
+    queued[i] = ak_pool_submit(pool, count_run, (void *)&ran);
+  assert_int_equal(ak_pool_queue_depth(pool), N);
+  stop_call sc = {pool, false};
+  pthread_t t = t_thread_start(stop_pool, &sc, 0);
+  /* The queued tasks settle CANCELLED while the running ones still run. */
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(ak_future_wait(queued[i], T_HANG_NS), 0);
+    assert_int_equal(ak_future_state(queued[i]), AK_CANCELLED);
+  }
+  assert_false(ak_future_is_set(running[0]));
+  assert_false(ak_future_is_set(running[1]));
+  t_sem_post(&g.release);
+  t_sem_post(&g.release);
+  t_thread_join(t); /* returns once the workers exited */
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(ak_future_state(running[i]), AK_DONE);
+    assert_int_equal(ak_future_result(running[i]), 1);
+    ak_future_release(running[i]);
+  }
+  assert_int_equal(atomic_load(&ran), 0);
+  assert_int_equal(ak_pool_queue_depth(pool), 0);
+  for (int i = 0; i < N; i++)
+    ak_future_release(queued[i]);
+  ak_pool_stop(pool, true); /* idempotent */
+  ak_pool_free(pool);
+  gate_destroy(&g);
+}
+
+static void test_submit_after_stop(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(1);
+  ak_pool_stop(pool, true);
+  _Atomic int ran = 0;
+  ak_future *f = ak_pool_submit(pool, count_run, (void *)&ran);
+  assert_non_null(f);
+  assert_int_equal(ak_future_state(f), AK_FAILED);
+  assert_int_equal(ak_future_result(f), AK_ESHUTDOWN);
+  assert_non_null(ak_future_detail(f));
+  ak_future *dep = ak_future_new(NULL);
+  ak_future *after = ak_pool_submit_after(pool, count_run, (void *)&ran, &dep, 1);
+  ak_future_set(dep, 0, NULL, NULL);
+  assert_int_equal(ak_future_get(after, T_HANG_NS, NULL), AK_ESHUTDOWN);
+  assert_int_equal(atomic_load(&ran), 0);
+  ak_future_release(f);
+  ak_future_release(after);
+  ak_future_release(dep);
+  ak_pool_free(pool);
+}
+
+/* ---- Cancellation ------------------------------------------------------------------------ */
+
+static void test_cancel_queued_task(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(1);
+  gate g;
+  gate_init(&g);
+  ak_future *b = ak_pool_submit(pool, blocker, &g);
+  assert_true(t_sem_wait(&g.started));
+  _Atomic int ran = 0;
+  ak_future *f = ak_pool_submit(pool, count_run, (void *)&ran);
+  ak_future *next = ak_pool_submit(pool, count_run, (void *)&ran);
+  assert_int_equal(ak_pool_queue_depth(pool), 2);
+  assert_int_equal(ak_future_cancel(f), 0);
+  assert_int_equal(ak_future_state(f), AK_CANCELLED); /* at once */
+  assert_int_equal(ak_future_result(f), -ECANCELED);
+  assert_int_equal(ak_pool_queue_depth(pool), 1);
+  t_sem_post(&g.release);
+  assert_int_equal(ak_future_wait(next, T_HANG_NS), 0);
+  ak_pool_stop(pool, true);
+  assert_int_equal(atomic_load(&ran), 1); /* next only */
+  assert_int_equal(ak_future_state(f), AK_CANCELLED);
+  ak_future_release(f);
+  ak_future_release(next);
+  ak_future_release(b);
+  ak_pool_free(pool);
+  gate_destroy(&g);
+}
+
+typedef struct coop {
+  t_sem started;
+  _Atomic bool saw_request;
+} coop;
+
+static int64_t until_cancelled(void *arg, ak_future *self)
+{
+  coop *c = arg;
+  bool before = ak_future_cancel_requested(self);
+  t_sem_post(&c->started);
+  int64_t end = ak_now_ns() + T_HANG_NS;
+  while (!ak_future_cancel_requested(self) && ak_now_ns() < end)
+    sched_yield();
+  atomic_store(&c->saw_request, !before && ak_future_cancel_requested(self));
+  return -ECANCELED; /* gives up, as asked */
+}
+
+static void test_cancel_running_task_is_cooperative(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(1);
+  coop c = {0};
+  t_sem_init(&c.started, 0);
+  ak_future *f = ak_pool_submit(pool, until_cancelled, &c);
+  assert_true(t_sem_wait(&c.started));
+  assert_int_equal(ak_future_state(f), AK_RUNNING);
+  assert_int_equal(ak_future_cancel(f), 0);
+  assert_int_equal(ak_future_wait(f, T_HANG_NS), 0);
+  assert_true(atomic_load(&c.saw_request));
+  assert_int_equal(ak_future_state(f), AK_CANCELLED);
+  ak_future_release(f);
+  ak_pool_free(pool);
+  t_sem_destroy(&c.started);
+}
+
+/* ---- Results, values, details --------------------------------------------------------------- */
+
+static int64_t fail_with_detail(void *arg, ak_future *self)
+{
+  (void)arg;
+  ak_future_set_detail(self, "input line 3: bad number");
+  return -EINVAL;
+}
+
+static void test_task_error_and_detail(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(1);
+  ak_future *f = ak_pool_submit(pool, fail_with_detail, NULL);
+  assert_int_equal(ak_future_get(f, T_HANG_NS, NULL), -EINVAL);
+  assert_int_equal(ak_future_state(f), AK_FAILED);
+  assert_true(ak_future_is_error(f));
+  assert_string_equal(ak_future_detail(f), "input line 3: bad number");
+  ak_future_release(f);
+  ak_pool_free(pool);
+}
+
+static _Atomic int g_dtor_calls;
+static void free_counting(void *value)
+{
+  atomic_fetch_add(&g_dtor_calls, 1);
+  free(value);
+}
+
+static int64_t make_value(void *arg, ak_future *self)
+{
+  (void)arg;
+  char *s = strdup("computed");
+  if (ak_future_set_value(self, s, free_counting) != 0) {
+    free(s);
+    return -EIO;
+  }
+  return 8;
+}
+
+static void test_set_value_with_destructor(void **state)
+{
+  (void)state;
+  atomic_store(&g_dtor_calls, 0);
+  ak_pool *pool = ak_pool_new(1);
+  ak_future *f = ak_pool_submit(pool, make_value, NULL);
+  void *v = NULL;
+  assert_int_equal(ak_future_get(f, T_HANG_NS, &v), 8);
+  assert_non_null(v);
+  assert_string_equal(v, "computed");
+  assert_ptr_equal(ak_future_value(f), v);
+  ak_pool_stop(pool, true); /* no worker holds f any more */
+  assert_int_equal(atomic_load(&g_dtor_calls), 0);
+  ak_future_release(f);
+  assert_int_equal(atomic_load(&g_dtor_calls), 1);
+  ak_pool_free(pool);
+}
+
+typedef struct adopt_arg {
+  ak_future *other;
+  t_sem adopted;
+} adopt_arg;
+
+static int64_t adopt_other(void *arg, ak_future *self)
+{
+  adopt_arg *a = arg;
+  int64_t ret = ak_future_adopt(self, ak_future_ref(a->other));
+  t_sem_post(&a->adopted);
+  return ret;
+}
+
+static void test_adopt_from_pool_task(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(1);
+  adopt_arg a = {.other = ak_future_new(NULL)};
+  t_sem_init(&a.adopted, 0);
+  ak_future *f = ak_pool_submit(pool, adopt_other, &a);
+  assert_true(t_sem_wait(&a.adopted));
+  ak_pool_stop(pool, true);          /* the task has returned */
+  assert_false(ak_future_is_set(f)); /* waits for other */
+  int token;
+  ak_future_set(a.other, 99, &token, NULL);
+  assert_int_equal(ak_future_get(f, T_HANG_NS, NULL), 99);
+  assert_int_equal(ak_future_state(f), AK_DONE);
+  assert_ptr_equal(ak_future_value(f), &token);
+  ak_future_release(a.other);
+  ak_future_release(f);
+
+  /* A failure of the adopted future, with its detail. */
+  ak_pool *pool2 = ak_pool_new(1);
+  a.other = ak_future_new(NULL);
+  f = ak_pool_submit(pool2, adopt_other, &a);
+  assert_true(t_sem_wait(&a.adopted));
+  ak_future_fail(a.other, -ENOENT, "not there");
+  assert_int_equal(ak_future_get(f, T_HANG_NS, NULL), -ENOENT);
+  assert_string_equal(ak_future_detail(f), "not there");
+  ak_future_release(a.other);
+  ak_future_release(f);
+  ak_pool_free(pool2);
+  ak_pool_free(pool);
+  t_sem_destroy(&a.adopted);
+}
+
+static void test_cancel_task_after_adoption_cancels_adopted(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(1);
+  adopt_arg a = {.other = ak_future_new(NULL)};
+  t_sem_init(&a.adopted, 0);
+  ak_future *f = ak_pool_submit(pool, adopt_other, &a);
+  assert_true(t_sem_wait(&a.adopted)); /* the task is returning its adoption */
+  assert_int_equal(ak_future_cancel(f), 0);
+  /* Whether the request met the task before or after it returned, it
+   * reaches the adopted future. */
+  assert_int_equal(ak_future_wait(a.other, T_HANG_NS), 0);
+  assert_int_equal(ak_future_state(a.other), AK_CANCELLED);
+  assert_int_equal(ak_future_wait(f, T_HANG_NS), 0);
+  assert_int_equal(ak_future_state(f), AK_CANCELLED);
+  ak_future_release(a.other);
+  ak_future_release(f);
+  ak_pool_free(pool);
+  t_sem_destroy(&a.adopted);
+}
+
+/* ---- Dataflow ---------------------------------------------------------------------------------
+ */
+
+typedef struct sum_arg {
+  ak_future *x, *y;
+  _Atomic int runs;
+} sum_arg;
+
+static int64_t sum_deps(void *arg, ak_future *self)
+{
+  (void)self;
+  sum_arg *s = arg;
+  atomic_fetch_add(&s->runs, 1);
+  if (!ak_future_is_set(s->x) || !ak_future_is_set(s->y))
+    return -EDEADLK; /* ran too early */
+  return ak_future_result(s->x) + ak_future_result(s->y);
+}
+
+typedef struct setter {
+  sum_arg *s;
+  t_sem go;
+} setter;
+
+static void *set_both(void *arg)
+{
+  setter *st = arg;
+  if (t_sem_wait(&st->go)) {
+    ak_future_set(st->s->x, 20, NULL, NULL);
+    ak_future_set(st->s->y, 22, NULL, NULL);
+  }
+  return NULL;
+}
+
+static void test_dataflow_runs_after_deps(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(2);
+  sum_arg s = {.x = ak_future_new(NULL), .y = ak_future_new(NULL)};
+  ak_future *deps[2] = {s.x, s.y};
+  ak_future *f = ak_pool_submit_after(pool, sum_deps, &s, deps, 2);
+  assert_int_equal(ak_future_wait(f, 20 * T_MS), AK_EWAITTIMEOUT);
+  assert_int_equal(atomic_load(&s.runs), 0);
+  setter st = {.s = &s};
+  t_sem_init(&st.go, 0);
+  pthread_t t = t_thread_start(set_both, &st, 0);
+  t_sem_post(&st.go);
+  assert_int_equal(ak_future_get(f, T_HANG_NS, NULL), 42);
+  t_thread_join(t);
+  assert_int_equal(atomic_load(&s.runs), 1);
+  ak_future_release(f);
+  ak_future_release(s.x);
+  ak_future_release(s.y);
+  ak_pool_free(pool);
+  t_sem_destroy(&st.go);
+}
+
+static void test_dataflow_dep_fails(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(2);
+  sum_arg s = {.x = ak_future_new(NULL), .y = ak_future_new(NULL)};
+  ak_future *deps[2] = {s.x, s.y};
+  ak_future *f = ak_pool_submit_after(pool, sum_deps, &s, deps, 2);
+  ak_future_fail(s.y, -ENOENT, "y could not be read");
+  assert_int_equal(ak_future_get(f, T_HANG_NS, NULL), -ENOENT);
+  assert_int_equal(ak_future_state(f), AK_FAILED);
+  assert_string_equal(ak_future_detail(f), "y could not be read");
+  assert_int_equal(ak_future_state(s.x), AK_PENDING); /* not ours to cancel */
+  ak_future_set(s.x, 1, NULL, NULL);
+  ak_pool_stop(pool, true);
+  assert_int_equal(atomic_load(&s.runs), 0);
+  ak_future_release(f);
+  ak_future_release(s.x);
+  ak_future_release(s.y);
+  ak_pool_free(pool);
+}
+
+static void test_dataflow_dep_cancelled(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(2);
+  sum_arg s = {.x = ak_future_new(NULL), .y = ak_future_new(NULL)};
+  ak_future *deps[2] = {s.x, s.y};
+  ak_future *f = ak_pool_submit_after(pool, sum_deps, &s, deps, 2);
+  ak_future_cancel(s.x);
+  assert_int_equal(ak_future_wait(f, T_HANG_NS), 0);
+  assert_int_equal(ak_future_state(f), AK_CANCELLED);
+  assert_int_equal(ak_future_result(f), -ECANCELED);
+  assert_int_equal(ak_future_state(s.y), AK_PENDING);
+  ak_future_set(s.y, 1, NULL, NULL);
+  ak_pool_stop(pool, true);
+  assert_int_equal(atomic_load(&s.runs), 0);
+  ak_future_release(f);
+  ak_future_release(s.x);
+  ak_future_release(s.y);
+  ak_pool_free(pool);
+}
+
+static void test_dataflow_cancel_while_waiting(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(1);
+  sum_arg s = {.x = ak_future_new(NULL), .y = ak_future_new(NULL)};
+  ak_future *deps[2] = {s.x, s.y};
+  ak_future *f = ak_pool_submit_after(pool, sum_deps, &s, deps, 2);
+  assert_int_equal(ak_future_cancel(f), 0);
+  assert_int_equal(ak_future_state(f), AK_CANCELLED);
+  ak_future_set(s.x, 1, NULL, NULL);
+  ak_future_set(s.y, 2, NULL, NULL);
+  ak_pool_stop(pool, true);
+  assert_int_equal(atomic_load(&s.runs), 0);
+  assert_int_equal(ak_future_state(s.x), AK_DONE); /* deps untouched */
+  ak_future_release(f);
+  ak_future_release(s.x);
+  ak_future_release(s.y);
+  ak_pool_free(pool);
+}
+
+static void test_dataflow_no_deps_and_settled_deps(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(1);
+  ak_future *f = ak_pool_submit_after(pool, return_arg, (void *)5, NULL, 0);
+  assert_int_equal(ak_future_get(f, T_HANG_NS, NULL), 5);
+  ak_future *d = ak_future_new(NULL);
+  ak_future_set(d, 0, NULL, NULL);
+  ak_future *g = ak_pool_submit_after(pool, return_arg, (void *)6, &d, 1);
+  assert_int_equal(ak_future_get(g, T_HANG_NS, NULL), 6);
+  ak_future_release(f);
+  ak_future_release(g);
+  ak_future_release(d);
+  ak_pool_free(pool);
+}
+
+/* ---- Queue depth and order ---------------------------------------------------------------------
+ */
+
+static void test_queue_depth(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(1);
+  gate g;
+  gate_init(&g);
+  assert_int_equal(ak_pool_queue_depth(pool), 0);
+  ak_future *b = ak_pool_submit(pool, blocker, &g);
+  assert_true(t_sem_wait(&g.started));
+  assert_int_equal(ak_pool_queue_depth(pool), 0); /* running is not queued */
+  _Atomic int ran = 0;
+  ak_future *fs[5];
+  for (int i = 0; i < 5; i++) {
+    fs[i] = ak_pool_submit(pool, count_run, (void *)&ran);
+    assert_int_equal(ak_pool_queue_depth(pool), (size_t)i + 1);
+  }
+  /* A loop given this pool reports the depth in its statistics. */
+  ak_loop_options opts = {.pool = pool};
+  ak_loop *loop = t_loop_new_opts(&opts);
+  ak_loop_stats st;
+  ak_loop_stats_get(loop, &st);
+  assert_int_equal(st.pool_queue_depth, 5);
+  ak_loop_free(loop);
+  t_sem_post(&g.release);
+  for (int i = 0; i < 5; i++) {
+    assert_int_equal(ak_future_wait(fs[i], T_HANG_NS), 0);
+    ak_future_release(fs[i]);
+  }
+  assert_int_equal(ak_pool_queue_depth(pool), 0);
+  ak_future_release(b);
+  ak_pool_free(pool);
+  gate_destroy(&g);
+}
+
+typedef struct fifo {
+  int order[200];
+  _Atomic int n;
+} fifo;
+
+typedef struct fifo_arg {
+  fifo *log;
+  int id;
+} fifo_arg;
+
+static int64_t log_order(void *arg, ak_future *self)
+{
+  (void)self;
+  fifo_arg *a = arg;
+  int i = atomic_fetch_add(&a->log->n, 1);
+  a->log->order[i] = a->id;
+  return 0;
+}
+
+static void test_single_thread_fifo(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(1);
+  gate g;
+  gate_init(&g);
+  ak_future *b = ak_pool_submit(pool, blocker, &g);
+  assert_true(t_sem_wait(&g.started)); /* queue them all before any runs */
+  fifo log = {0};
+  fifo_arg args[200];
+  ak_future *fs[200];
+  for (int i = 0; i < 200; i++) {
+    args[i] = (fifo_arg){&log, i};
+    fs[i] = ak_pool_submit(pool, log_order, &args[i]);
+  }
+  t_sem_post(&g.release);
+  ak_pool_stop(pool, true);
+  assert_int_equal(atomic_load(&log.n), 200);
+  for (int i = 0; i < 200; i++) {
+    assert_int_equal(log.order[i], i);
+    ak_future_release(fs[i]);
+  }
+  ak_future_release(b);
+  ak_pool_free(pool);
+  gate_destroy(&g);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_submit_get),
+      cmocka_unit_test(test_pool_default_size),
+      cmocka_unit_test(test_task_from_loop_settles_on_loop),
+      cmocka_unit_test(test_task_from_plain_thread_settles_on_worker),
+      cmocka_unit_test(test_free_loop_right_after_bound_task),
+      cmocka_unit_test(test_stop_wait_runs_queued),
+      cmocka_unit_test(test_stop_nowait_cancels_queued),
+      cmocka_unit_test(test_submit_after_stop),
+      cmocka_unit_test(test_cancel_queued_task),
+      cmocka_unit_test(test_cancel_running_task_is_cooperative),
+      cmocka_unit_test(test_task_error_and_detail),
+      cmocka_unit_test(test_set_value_with_destructor),
+      cmocka_unit_test(test_adopt_from_pool_task),
+      cmocka_unit_test(test_cancel_task_after_adoption_cancels_adopted),
+      cmocka_unit_test(test_dataflow_runs_after_deps),
+      cmocka_unit_test(test_dataflow_dep_fails),
+      cmocka_unit_test(test_dataflow_dep_cancelled),
+      cmocka_unit_test(test_dataflow_cancel_while_waiting),
+      cmocka_unit_test(test_dataflow_no_deps_and_settled_deps),
+      cmocka_unit_test(test_queue_depth),
+      cmocka_unit_test(test_single_thread_fifo),
+  };
+  t_require_uring();
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,249 @@
+/* test_unavailable.c: io_uring blocked by seccomp names the cause; the error table. */
+#define _GNU_SOURCE
+#include "helpers.h"
+
+#include <errno.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#if defined(__x86_64__)
+#define T_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define T_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+#ifndef __NR_io_uring_setup
+#define __NR_io_uring_setup 425 /* the same number on every architecture */
+#endif
+
+/* ---- Seccomp ------------------------------------------------------------------ */
+
+/* Makes syscall nr fail with err for this process from now on (raw BPF:
+ * other architectures and other syscalls are allowed). Returns 0 or -errno. */
+static int deny_syscall(unsigned nr, int err)
+{
+#ifdef T_AUDIT_ARCH
+  struct sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, T_AUDIT_ARCH, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = {.len = (unsigned short)(sizeof(filter) / sizeof(filter[0])),
+                            .filter = filter};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    return -errno;
+  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+    return -errno;
+  return 0;
+#else
+  (void)nr;
+  (void)err;
+  return -ENOSYS;
+#endif
+}
+
+/* Child exit codes: 0 as expected, 77 filter not installable, others name
+ * the check that failed (printed too). */
+/* The sysctl kernel.io_uring_disabled, or 0 if the kernel has none. */
+static int uring_disabled_sysctl(void)
+{
+  FILE *fp = fopen("/proc/sys/kernel/io_uring_disabled", "re");
+  int v = 0;
+  if (fp) {
+    if (fscanf(fp, "%d", &v) != 1)
+      v = 0;
+    fclose(fp);
+  }
+  return v;
+}
+
+static int child_blocked(void *arg)
+{
+  int err = *(int *)arg;
+  if (uring_disabled_sysctl() != 0)
+    return T_EXIT_SKIP; /* the sysctl would be named instead */
+  if (deny_syscall(__NR_io_uring_setup, err) != 0)
+    return T_EXIT_SKIP;
+  ak_loop *loop = NULL;
+  int rc = ak_loop_new(&loop, NULL);
+  if (rc != AK_EURINGBLOCKED) {
+    fprintf(stderr, "child: ak_loop_new gave %d (%s), want AK_EURINGBLOCKED\n", rc,
+            ak_err_name(rc));
+    if (rc == 0)
+      ak_loop_free(loop);
+    return 1;
+  }
+  if (loop != NULL) {
+    fprintf(stderr, "child: *loop set on failure\n");
+    return 2;
+  }
+  if (strstr(ak_strerror(rc), "seccomp") == NULL) {
+    fprintf(stderr, "child: message does not name seccomp: %s\n", ak_strerror(rc));
+    return 3;
+  }
+  if (strcmp(ak_err_name(rc), "AK_EURINGBLOCKED") != 0) {
+    fprintf(stderr, "child: name %s\n", ak_err_name(rc));
+    return 4;
+  }
+  return 0;
+}
+
+static void check_blocked_with(int err)
+{
+  int status = t_run_in_child(child_blocked, &err);
+  if (status == T_EXIT_SKIP)
+    skip();
+  assert_int_equal(status, 0);
+}
+
+static void test_seccomp_eperm(void **state)
+{
+  (void)state;
+  check_blocked_with(EPERM);
+}
+
+static void test_seccomp_enosys(void **state)
+{
+  (void)state;
+  check_blocked_with(ENOSYS);
+}
+
+static void test_seccomp_eacces(void **state)
+{
+  (void)state;
+  check_blocked_with(EACCES);
+}
+
+/* A filter for something else leaves io_uring usable: the diagnosis looks at
+ * the setup's failure, not at the mere presence of a filter. */
+static int child_other_filter(void *arg)
+{
+  (void)arg;
+  if (deny_syscall(__NR_getpriority, EPERM) != 0)
+    return T_EXIT_SKIP;
+  ak_loop *loop = NULL;
+  int rc = ak_loop_new(&loop, NULL);
+  if (rc == AK_ENOURING || rc == AK_EURINGDISABLED || rc == AK_EURINGOLD)
+    return T_EXIT_SKIP;
+  if (rc != 0) {
+    fprintf(stderr, "child: ak_loop_new gave %s\n", ak_err_name(rc));
+    return 1;
+  }
+  ak_future *f = ak_nop(loop);
+  int64_t res = ak_future_get(f, T_HANG_NS, NULL);
+  ak_future_release(f);
+  ak_loop_free(loop);
+  return res == 0 ? 0 : 2;
+}
+
+static void test_seccomp_other_syscall_keeps_uring(void **state)
+{
+  (void)state;
+  int status = t_run_in_child(child_other_filter, NULL);
+  if (status == T_EXIT_SKIP)
+    skip();
+  assert_int_equal(status, 0);
+}
+
+/* ---- The error table ------------------------------------------------------------ */
+
+typedef struct entry {
+  const char *name;
+  int num;
+  const char *msg;
+} entry;
+
+static const entry table[] = {
+#define T_ENTRY(name, num, msg) {#name, num, msg},
+    AK_ERRNO_MAP(T_ENTRY)
+#undef T_ENTRY
+};
+enum { NTABLE = sizeof(table) / sizeof(table[0]) };
+
+static void test_error_table_names_and_messages(void **state)
+{
+  (void)state;
+  assert_true(NTABLE >= 5);
+  for (size_t i = 0; i < NTABLE; i++) {
+    const entry *e = &table[i];
+    assert_true(e->num < AK_ERR_BASE); /* far from any -errno */
+    assert_string_equal(ak_err_name(e->num), e->name);
+    assert_string_equal(ak_strerror(e->num), e->msg);
+    assert_true(strlen(ak_strerror(e->num)) > 0);
+    assert_true(strncmp(ak_err_name(e->num), "AK_E", 4) == 0);
+    for (size_t j = i + 1; j < NTABLE; j++) {
+      assert_int_not_equal(e->num, table[j].num);
+      assert_string_not_equal(ak_err_name(e->num), ak_err_name(table[j].num));
+      assert_string_not_equal(ak_strerror(e->num), ak_strerror(table[j].num));
+    }
+  }
+}
+
+static void test_error_table_distinct_unavailable_causes(void **state)
+{
+  (void)state;
+  const int causes[] = {AK_ENOURING, AK_EURINGDISABLED, AK_EURINGBLOCKED, AK_EURINGOLD};
+  assert_non_null(strstr(ak_strerror(AK_EURINGDISABLED), "io_uring_disabled"));
+  assert_non_null(strstr(ak_strerror(AK_EURINGBLOCKED), "seccomp"));
+  for (size_t i = 0; i < 4; i++)
+    for (size_t j = i + 1; j < 4; j++)
+      assert_string_not_equal(ak_strerror(causes[i]), ak_strerror(causes[j]));
+  /* A timed-out wait is not ETIMEDOUT. */
+  assert_int_not_equal(AK_EWAITTIMEOUT, -ETIMEDOUT);
+  assert_string_not_equal(ak_err_name(AK_EWAITTIMEOUT), ak_err_name(-ETIMEDOUT));
+}
+
+static void test_errno_passthrough(void **state)
+{
+  (void)state;
+  assert_string_equal(ak_err_name(-ENOENT), "ENOENT");
+  assert_string_equal(ak_err_name(-ETIMEDOUT), "ETIMEDOUT");
+  assert_string_equal(ak_err_name(-ECANCELED), "ECANCELED");
+  assert_string_equal(ak_strerror(-ENOENT), "No such file or directory");
+  assert_string_not_equal(ak_strerror(-EIO), ak_strerror(-ENOENT));
+  /* Every negative errno and then some: never NULL, never empty. */
+  for (int e = 1; e < 4200; e++) {
+    const char *name = ak_err_name(-e);
+    const char *msg = ak_strerror(-e);
+    assert_non_null(name);
+    assert_non_null(msg);
+    assert_true(strlen(name) > 0);
+    assert_true(strlen(msg) > 0);
+  }
+}
+
+static void test_unknown_errors(void **state)
+{
+  (void)state;
+  const int unknown[] = {AK_ERR_BASE - 9999, -5000, AK_ERR_BASE, 1, 12345, -2147483647 - 1};
+  for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
+    assert_string_equal(ak_err_name(unknown[i]), "UNKNOWN");
+    assert_non_null(ak_strerror(unknown[i]));
+    assert_true(strlen(ak_strerror(unknown[i])) > 0);
+  }
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_seccomp_eperm),
+      cmocka_unit_test(test_seccomp_enosys),
+      cmocka_unit_test(test_seccomp_eacces),
+      cmocka_unit_test(test_seccomp_other_syscall_keeps_uring),
+      cmocka_unit_test(test_error_table_names_and_messages),
+      cmocka_unit_test(test_error_table_distinct_unavailable_causes),
+      cmocka_unit_test(test_errno_passthrough),
+      cmocka_unit_test(test_unknown_errors),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

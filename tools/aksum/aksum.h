@@ -1,0 +1,132 @@
+/* aksum.h: what the files of aksum share: the options, the list of inputs
+ * (one aks_item per file, in output order) with each one's outcome, the
+ * hash algorithms, and the entry points of each part:
+ *
+ *   main.c      the command line, exit status
+ *   walk.c      the inputs: arguments, -r trees (sorted), stat hints
+ *   check.c     -c: reading a checksum list into items with expected sums
+ *   pipeline.c  the engine: the ring opens and reads many files at once with
+ *               a bounded set of buffers, the pool hashes, copies are written
+ *   copy.c      --copy: destination names, directories, temporary names
+ *   hash.c      SHA-256 (mbedtls) and XXH3 (libxxhash, when built with it)
+ *   output.c    sha256sum-format lines, check results, messages, progress,
+ *               the --json summary
+ */
+#ifndef AKSUM_H
+#define AKSUM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- Hash algorithms (hash.c) ------------------------------------------------ */
+
+typedef enum aks_algo_id { AKS_SHA256 = 0, AKS_XXH3 = 1 } aks_algo_id;
+
+enum { AKS_DIGEST_MAX = 32 };
+
+typedef struct aks_algo {
+  const char *name;       /* "sha256", "xxh3" */
+  size_t digest_len;      /* bytes */
+  bool available;         /* false: not built in (libxxhash missing) */
+  void *(*ctx_new)(void); /* a started context, or NULL on ENOMEM */
+  void (*update)(void *ctx, const void *data, size_t len);
+  void (*finish)(void *ctx, unsigned char *out); /* digest_len bytes */
+  void (*ctx_free)(void *ctx);
+} aks_algo;
+
+const aks_algo *aks_algo_get(aks_algo_id id);
+/* By name; NULL if unknown. */
+const aks_algo *aks_algo_by_name(const char *name);
+
+/* ---- Options ----------------------------------------------------------------- */
+
+typedef enum aks_progress {
+  AKS_PROGRESS_AUTO,
+  AKS_PROGRESS_NEVER,
+  AKS_PROGRESS_ALWAYS
+} aks_progress;
+
+typedef struct aks_opts {
+  bool recursive;         /* -r */
+  unsigned jobs;          /* -j: hashing threads (0: the CPUs) */
+  const aks_algo *algo;   /* --hash */
+  const char *check_file; /* -c FILE ("-": stdin), or NULL */
+  const char *copy_dest;  /* --copy DEST, or NULL */
+  const char *json_path;  /* --json FILE|-, or NULL */
+  aks_progress progress;  /* --progress / --no-progress */
+  bool quiet;             /* --quiet: -c prints only failures */
+  size_t chunk;           /* --chunk: bytes per read */
+  unsigned buffers;       /* --buffers: chunks in memory at most */
+  unsigned max_open;      /* files open at once at most */
+} aks_opts;
+
+/* ---- Inputs and outcomes ------------------------------------------------------- */
+
+typedef struct aks_item {
+  char *path;        /* as given or walked: opened and printed */
+  int64_t size_hint; /* st_size when walked; -1 unknown */
+  unsigned mode;     /* st_mode when walked; 0 unknown */
+  bool stream;       /* not a regular file: read in order (stdin, FIFO) */
+  bool is_stdin;     /* "-" */
+  char *expect;      /* -c: the expected digest in lowercase hex */
+  /* outcome */
+  int err;              /* 0 or -errno (set by the walk for early errors) */
+  const char *err_step; /* NULL (the file itself), or "copy", ... */
+  char *err_path;       /* the path the message names, if not path */
+  unsigned char digest[AKS_DIGEST_MAX];
+  uint64_t bytes;
+  bool finished;
+} aks_item;
+
+typedef struct aks_run {
+  aks_opts opts;
+  aks_item *items;
+  size_t n, cap;
+  /* -c: lines that were not checksum lines */
+  size_t improper;
+  /* counted as items are reported, in order */
+  size_t reported;
+  size_t ok, failed, mismatched, unreadable, copied;
+  uint64_t bytes;                                       /* bytes hashed (progress too) */
+  uint64_t ring_reads, ring_ops, pool_tasks, fallbacks; /* from the loop */
+  int64_t t0_ns, t1_ns;
+  int usage_rc; /* set by parsing */
+} aks_run;
+
+/* Appends an item (path copied); returns it or NULL on ENOMEM. */
+aks_item *aks_item_add(aks_run *run, const char *path);
+void aks_run_free(aks_run *run);
+
+/* ---- The parts ------------------------------------------------------------------ */
+
+/* walk.c: adds the inputs named by paths (n of them; none: "-"). Errors
+ * found here (a directory without -r, an unreadable directory) become items
+ * that have failed. Returns 0 or -ENOMEM. */
+int aks_walk(aks_run *run, char *const *paths, size_t n);
+
+/* check.c: reads a checksum list (path "-": stdin) into items. Returns 0,
+ * or a negative errno when the list cannot be read (reported). */
+int aks_check_load(aks_run *run, const char *path);
+
+/* pipeline.c: processes every item; calls aks_report for each in order as
+ * it finishes. Returns 0, or a negative error if the engine could not
+ * start (reported). */
+int aks_pipeline_run(aks_run *run);
+
+/* copy.c: the copy's final path for an item (malloc'ed), mkdir -p of its
+ * directory, and a fresh temporary name next to it (malloc'ed). */
+char *aks_copy_dest_path(const aks_run *run, const aks_item *it);
+int aks_copy_make_dirs(const char *dest_path);
+char *aks_copy_temp_path(const char *dest_path);
+
+/* output.c */
+void aks_report(aks_run *run, aks_item *it); /* one finished item, in order */
+void aks_print_summary(aks_run *run);        /* -c warnings on stderr */
+int aks_write_json(const aks_run *run);      /* --json; 0 or -errno */
+void aks_progress_tick(aks_run *run, bool final);
+void aks_hex(const unsigned char *digest, size_t len, char *out); /* out: 2*len+1 */
+bool aks_progress_wanted(const aks_run *run, bool *tty);
+
+#endif /* AKSUM_H */

@@ -1,0 +1,112 @@
+/* copy.c: --copy DEST: where each file's copy goes and the names it is
+ * written under. A file's copy is DEST/PATH, PATH being the path as given or
+ * walked made relative (leading "/" and "." / ".." components dropped), so
+ * `aksum -r --copy /backup src` writes /backup/src/... (rsync -R's rule).
+ * The bytes go to a temporary name in the same directory (".NAME.aksum-
+ * XXXXXXXX"), renamed over DEST/PATH only when the copy is complete
+ * (pipeline.c), so a failed copy never leaves a partial file under the
+ * final name. */
+#define _GNU_SOURCE
+#include "aksum.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+char *aks_copy_dest_path(const aks_run *run, const aks_item *it)
+{
+  const char *dest = run->opts.copy_dest;
+  size_t dl = strlen(dest), pl = strlen(it->path);
+  char *out = malloc(dl + pl + 2);
+  if (!out)
+    return NULL;
+  memcpy(out, dest, dl);
+  size_t w = dl;
+  while (w > 1 && out[w - 1] == '/')
+    w--;
+  /* Append each component of the path that names something. */
+  const char *p = it->path;
+  while (*p) {
+    while (*p == '/')
+      p++;
+    const char *end = strchr(p, '/');
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    bool skip = n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.');
+    if (!skip) {
+      out[w++] = '/';
+      memcpy(out + w, p, n);
+      w += n;
+    }
+    p += n;
+  }
+  out[w] = '\0';
+  return out;
+}
+
+/* mkdir -p of dest_path's directory. A cache of the last directory made
+ * saves the syscalls for the files of one directory. */
+int aks_copy_make_dirs(const char *dest_path)
+{
+  static char *last;
+  const char *slash = strrchr(dest_path, '/');
+  if (!slash || slash == dest_path)
+    return 0;
+  size_t n = (size_t)(slash - dest_path);
+  if (last && strlen(last) == n && memcmp(last, dest_path, n) == 0)
+    return 0;
+  char *dir = strndup(dest_path, n);
+  if (!dir)
+    return -ENOMEM;
+  int rc = 0;
+  for (char *p = dir + 1;; p++) {
+    if (*p != '/' && *p != '\0')
+      continue;
+    char c = *p;
+    *p = '\0';
+    if (mkdir(dir, 0777) < 0 && errno != EEXIST) {
+      rc = -errno;
+      *p = c;
+      break;
+    }
+    *p = c;
+    if (c == '\0')
+      break;
+  }
+  if (rc == 0) {
+    struct stat st;
+    if (stat(dir, &st) < 0)
+      rc = -errno;
+    else if (!S_ISDIR(st.st_mode))
+      rc = -ENOTDIR;
+  }
+  if (rc == 0) {
+    free(last);
+    last = dir;
+  } else {
+    free(dir);
+  }
+  return rc;
+}
+
+char *aks_copy_temp_path(const char *dest_path)
+{
+  static _Atomic unsigned counter;
+  const char *slash = strrchr(dest_path, '/');
+  int dirlen = slash ? (int)(slash - dest_path + 1) : 0;
+  const char *base = slash ? slash + 1 : dest_path;
+  unsigned salt;
+  if (getrandom(&salt, sizeof(salt), GRND_NONBLOCK) != sizeof(salt))
+    salt = (unsigned)time(NULL) ^ (unsigned)getpid() * 2654435761u;
+  salt ^= atomic_fetch_add(&counter, 1);
+  size_t len = strlen(dest_path) + 32;
+  char *out = malloc(len);
+  if (out)
+    snprintf(out, len, "%.*s.%s.aksum-%08x", dirlen, dest_path, base, salt);
+  return out;
+}

@@ -1,0 +1,220 @@
+/* main.c: aksum's command line: parsing, the choice between hashing and
+ * checking, and the exit status. The work is in pipeline.c.
+ *
+ * Exit status: 0 every file was hashed (and copied, and matched); 1 some
+ * file failed (unreadable, a directory without -r, vanished, a copy that
+ * failed, a checksum that did not match); 2 usage.
+ */
+#define _GNU_SOURCE
+#include "aksum.h"
+
+#include <asynckit.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *to)
+{
+  fprintf(to,
+          "usage: aksum [-r] [-j N] [--hash sha256|xxh3] [--copy DEST] [--json FILE|-] PATH...\n"
+          "       aksum -c FILE [-j N] [--hash sha256|xxh3] [--quiet] [--json FILE|-]\n"
+          "\n"
+          "Prints a checksum line per file, as sha256sum does (sha256sum -c accepts\n"
+          "them). The ring reads many files at once; a pool of threads hashes.\n"
+          "\n"
+          "  -r, --recursive     hash the regular files below directories (in byte\n"
+          "                      order of their paths)\n"
+          "  -j, --jobs N        hashing threads (default: the number of CPUs)\n"
+          "      --hash NAME     sha256 (default) or xxh3%s\n"
+          "  -c, --check FILE    check the sums listed in FILE (- : stdin)\n"
+          "      --quiet         with -c, print only the files that fail\n"
+          "      --copy DEST     also copy each file to DEST/PATH while hashing; a copy\n"
+          "                      takes its name only when complete\n"
+          "      --json FILE|-   write a JSON summary (- : stdout, after the lines)\n"
+          "      --progress      progress lines every second when stderr is not a\n"
+          "                      terminal (default: every 5 s; a status line on one)\n"
+          "      --no-progress   no progress at all\n"
+          "      --chunk BYTES   bytes per read (default 1M; suffixes K, M)\n"
+          "      --buffers N     chunks in memory at most (default 16)\n"
+          "  -h, --help          this text\n"
+          "\n"
+          "Exit status: 0 all good, 1 some files failed, 2 usage.\n",
+          aks_algo_get(AKS_XXH3)->available ? "" : " (not available: built without libxxhash)");
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+  fputs("aksum: ", stderr);
+  fprintf(stderr, fmt, arg);
+  fputs("\nTry 'aksum --help'.\n", stderr);
+  return 2;
+}
+
+/* A count or size with an optional K/M/G suffix; false if malformed. */
+static bool parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+  char *end;
+  errno = 0;
+  if (!s || *s == '-')
+    return false;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s)
+    return false;
+  if (*end == 'K' || *end == 'k')
+    v <<= 10, end++;
+  else if (*end == 'M' || *end == 'm')
+    v <<= 20, end++;
+  else if (*end == 'G' || *end == 'g')
+    v <<= 30, end++;
+  if (*end || v < min || v > max)
+    return false;
+  *out = v;
+  return true;
+}
+
+enum {
+  OPT_HASH = 256,
+  OPT_COPY,
+  OPT_JSON,
+  OPT_PROGRESS,
+  OPT_NO_PROGRESS,
+  OPT_QUIET,
+  OPT_CHUNK,
+  OPT_BUFFERS
+};
+
+static const struct option long_opts[] = {
+    {"recursive", no_argument, NULL, 'r'},
+    {"jobs", required_argument, NULL, 'j'},
+    {"check", required_argument, NULL, 'c'},
+    {"hash", required_argument, NULL, OPT_HASH},
+    {"copy", required_argument, NULL, OPT_COPY},
+    {"json", required_argument, NULL, OPT_JSON},
+    {"progress", no_argument, NULL, OPT_PROGRESS},
+    {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {"chunk", required_argument, NULL, OPT_CHUNK},
+    {"buffers", required_argument, NULL, OPT_BUFFERS},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static int parse_args(aks_run *run, int argc, char **argv)
+{
+  aks_opts *o = &run->opts;
+  o->algo = aks_algo_get(AKS_SHA256);
+  o->chunk = 1 << 20;
+  o->buffers = 16;
+  int c;
+  uint64_t v;
+  while ((c = getopt_long(argc, argv, "rj:c:h", long_opts, NULL)) != -1) {
+    switch (c) {
+    case 'r':
+      o->recursive = true;
+      break;
+    case 'j':
+      if (!parse_size(optarg, 1, 1024, &v))
+        return usage_error("-j needs a number of threads from 1 to 1024, not '%s'", optarg);
+      o->jobs = (unsigned)v;
+      break;
+    case 'c':
+      o->check_file = optarg;
+      break;
+    case OPT_HASH:
+      o->algo = aks_algo_by_name(optarg);
+      if (!o->algo)
+        return usage_error("--hash: unknown hash '%s' (sha256 or xxh3)", optarg);
+      if (!o->algo->available)
+        return usage_error("--hash %s: not available (aksum was built without libxxhash)", optarg);
+      break;
+    case OPT_COPY:
+      o->copy_dest = optarg;
+      break;
+    case OPT_JSON:
+      o->json_path = optarg;
+      break;
+    case OPT_PROGRESS:
+      o->progress = AKS_PROGRESS_ALWAYS;
+      break;
+    case OPT_NO_PROGRESS:
+      o->progress = AKS_PROGRESS_NEVER;
+      break;
+    case OPT_QUIET:
+      o->quiet = true;
+      break;
+    case OPT_CHUNK:
+      if (!parse_size(optarg, 4096, 1 << 30, &v))
+        return usage_error("--chunk needs a size from 4K to 1G, not '%s'", optarg);
+      o->chunk = (size_t)v;
+      break;
+    case OPT_BUFFERS:
+      if (!parse_size(optarg, 2, 4096, &v))
+        return usage_error("--buffers needs a count from 2 to 4096, not '%s'", optarg);
+      o->buffers = (unsigned)v;
+      break;
+    case 'h':
+      usage(stdout);
+      exit(0);
+    default:
+      fputs("Try 'aksum --help'.\n", stderr);
+      return 2;
+    }
+  }
+  if (o->check_file && optind < argc)
+    return usage_error("-c reads the files to check from its list; extra operand '%s'",
+                       argv[optind]);
+  if (o->check_file && (o->copy_dest || o->recursive))
+    return usage_error("%s cannot be combined with -c", o->copy_dest ? "--copy" : "-r");
+  if (o->jobs == 0) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    o->jobs = cpus > 0 ? (unsigned)cpus : 1;
+  }
+  o->max_open = o->buffers * 2 < 64 ? o->buffers * 2 : 64;
+  return 0;
+}
+
+int main(int argc, char **argv)
+{
+  static aks_run run;
+  int rc = parse_args(&run, argc, argv);
+  if (rc)
+    return rc;
+  if (run.opts.check_file) {
+    rc = aks_check_load(&run, run.opts.check_file);
+    if (rc < 0) {
+      aks_run_free(&run);
+      return 1;
+    }
+  } else {
+    rc = aks_walk(&run, argv + optind, (size_t)(argc - optind));
+    if (rc < 0) {
+      fprintf(stderr, "aksum: %s\n", strerror(-rc));
+      aks_run_free(&run);
+      return 1;
+    }
+    if (run.opts.copy_dest) {
+      for (size_t i = 0; i < run.n; i++)
+        if (run.items[i].is_stdin) {
+          aks_run_free(&run);
+          return usage_error("--copy: %s: standard input cannot be copied", "-");
+        }
+    }
+  }
+  rc = aks_pipeline_run(&run);
+  if (rc < 0) {
+    aks_run_free(&run);
+    return 1;
+  }
+  aks_print_summary(&run);
+  bool bad = run.failed > 0 || run.mismatched > 0;
+  if (run.opts.json_path && aks_write_json(&run) < 0)
+    bad = true;
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "aksum: standard output: %s\n", strerror(errno));
+    bad = true;
+  }
+  aks_run_free(&run);
+  return bad ? 1 : 0;
+}

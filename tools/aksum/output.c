@@ -1,0 +1,277 @@
+/* output.c: everything aksum prints. On stdout: checksum lines exactly as
+ * sha256sum writes them (a name with a backslash, newline or carriage
+ * return is escaped and the line starts with a backslash), or for -c the
+ * "name: OK" / "name: FAILED" / "name: FAILED open or read" lines of
+ * sha256sum -c. On stderr: one message per failed file naming it, the
+ * summary warnings, and progress (a status line redrawn on a terminal, a
+ * plain line every 5 s otherwise). And the --json summary. */
+#define _GNU_SOURCE
+#include "aksum.h"
+
+#include <asynckit.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void aks_hex(const unsigned char *digest, size_t len, char *out)
+{
+  static const char digits[] = "0123456789abcdef";
+  for (size_t i = 0; i < len; i++) {
+    out[2 * i] = digits[digest[i] >> 4];
+    out[2 * i + 1] = digits[digest[i] & 15];
+  }
+  out[2 * len] = '\0';
+}
+
+/* sha256sum's escaping of a name (the caller prints the leading '\'). */
+static void put_escaped(const char *s, FILE *to)
+{
+  for (; *s; s++) {
+    if (*s == '\\')
+      fputs("\\\\", to);
+    else if (*s == '\n')
+      fputs("\\n", to);
+    else if (*s == '\r')
+      fputs("\\r", to);
+    else
+      putc(*s, to);
+  }
+}
+
+/* ---- Progress -------------------------------------------------------------- */
+
+static bool progress_on_tty;
+static bool progress_shown; /* a status line is on the terminal now */
+static bool progress_lines; /* plain progress lines were printed */
+
+bool aks_progress_wanted(const aks_run *run, bool *tty)
+{
+  bool is_tty = isatty(STDERR_FILENO);
+  *tty = progress_on_tty = is_tty && run->opts.progress != AKS_PROGRESS_NEVER;
+  return run->opts.progress != AKS_PROGRESS_NEVER;
+}
+
+static void progress_clear(void)
+{
+  if (progress_shown) {
+    fputs("\r\033[K", stderr);
+    progress_shown = false;
+  }
+}
+
+void aks_progress_tick(aks_run *run, bool final)
+{
+  if (run->opts.progress == AKS_PROGRESS_NEVER)
+    return;
+  if (final) {
+    if (progress_on_tty)
+      progress_clear();
+    else if (progress_lines)
+      fprintf(stderr, "aksum: done: %zu files, %.1f MiB\n", run->reported,
+              (double)run->bytes / 1048576.0);
+    return;
+  }
+  double secs = (double)(ak_now_ns() - run->t0_ns) / 1e9;
+  double mib = (double)run->bytes / 1048576.0;
+  double rate = secs > 0 ? mib / secs : 0;
+  if (progress_on_tty) {
+    fflush(stdout);
+    fprintf(stderr, "\r\033[Kaksum: %zu/%zu files  %.1f MiB  %.1f MiB/s", run->reported, run->n,
+            mib, rate);
+    progress_shown = true;
+  } else {
+    fprintf(stderr, "aksum: progress: %zu/%zu files, %.1f MiB, %.1f MiB/s\n", run->reported, run->n,
+            mib, rate);
+    progress_lines = true;
+  }
+  fflush(stderr);
+}
+
+/* ---- One finished item, in order ---------------------------------------------- */
+
+static void report_error(const aks_item *it)
+{
+  const char *msg = strerror(-it->err);
+  if (it->err_step && it->err_path)
+    fprintf(stderr, "aksum: %s: %s to %s: %s\n", it->path, it->err_step, it->err_path, msg);
+  else if (it->err_step)
+    fprintf(stderr, "aksum: %s: %s: %s\n", it->path, it->err_step, msg);
+  else
+    fprintf(stderr, "aksum: %s: %s\n", it->path, msg);
+}
+
+static void report_check(aks_run *run, aks_item *it)
+{
+  bool escape = strchr(it->path, '\n') != NULL; /* sha256sum -c escapes only these */
+  const char *verdict;
+  if (it->err) {
+    report_error(it);
+    run->unreadable++;
+    verdict = "FAILED open or read";
+  } else {
+    char hex[2 * AKS_DIGEST_MAX + 1];
+    aks_hex(it->digest, run->opts.algo->digest_len, hex);
+    if (strcmp(hex, it->expect) == 0) {
+      run->ok++;
+      if (run->opts.quiet)
+        return;
+      verdict = "OK";
+    } else {
+      run->mismatched++;
+      verdict = "FAILED";
+    }
+  }
+  if (escape) {
+    putchar('\\');
+    put_escaped(it->path, stdout);
+  } else {
+    fputs(it->path, stdout);
+  }
+  printf(": %s\n", verdict);
+}
+
+void aks_report(aks_run *run, aks_item *it)
+{
+  run->reported++;
+  if (progress_on_tty && isatty(STDOUT_FILENO))
+    progress_clear();
+  if (it->err)
+    run->failed++;
+  if (run->opts.check_file) {
+    report_check(run, it);
+    return;
+  }
+  if (it->err) {
+    report_error(it);
+    return;
+  }
+  run->ok++;
+  char hex[2 * AKS_DIGEST_MAX + 1];
+  aks_hex(it->digest, run->opts.algo->digest_len, hex);
+  if (strpbrk(it->path, "\\\n\r")) {
+    putchar('\\');
+    fputs(hex, stdout);
+    fputs("  ", stdout);
+    put_escaped(it->path, stdout);
+    putchar('\n');
+  } else {
+    printf("%s  %s\n", hex, it->path);
+  }
+}
+
+static const char *plural(size_t n, const char *one, const char *many)
+{
+  return n == 1 ? one : many;
+}
+
+void aks_print_summary(aks_run *run)
+{
+  fflush(stdout);
+  if (run->opts.check_file) {
+    if (run->improper)
+      fprintf(stderr, "aksum: WARNING: %zu %s improperly formatted\n", run->improper,
+              plural(run->improper, "line is", "lines are"));
+    if (run->unreadable)
+      fprintf(stderr, "aksum: WARNING: %zu listed %s could not be read\n", run->unreadable,
+              plural(run->unreadable, "file", "files"));
+    if (run->mismatched)
+      fprintf(stderr, "aksum: WARNING: %zu computed %s did NOT match\n", run->mismatched,
+              plural(run->mismatched, "checksum", "checksums"));
+    return;
+  }
+  if (run->failed)
+    fprintf(stderr, "aksum: WARNING: %zu of %zu %s could not be processed\n", run->failed, run->n,
+            plural(run->n, "file", "files"));
+}
+
+/* ---- --json ---------------------------------------------------------------------- */
+
+static void json_string(FILE *to, const char *s)
+{
+  putc('"', to);
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\')
+      fprintf(to, "\\%c", c);
+    else if (c < 0x20)
+      fprintf(to, "\\u%04x", c);
+    else
+      putc(c, to);
+  }
+  putc('"', to);
+}
+
+int aks_write_json(const aks_run *run)
+{
+  const char *path = run->opts.json_path;
+  bool to_stdout = strcmp(path, "-") == 0;
+  FILE *to = to_stdout ? stdout : fopen(path, "we");
+  if (!to) {
+    int err = -errno;
+    fprintf(stderr, "aksum: --json %s: %s\n", path, strerror(errno));
+    return err;
+  }
+  double secs = (double)(run->t1_ns - run->t0_ns) / 1e9;
+  fprintf(to, "{\n  \"tool\": \"aksum\",\n  \"version\": \"%s\",\n", ak_version_string());
+  fprintf(to, "  \"mode\": \"%s\",\n  \"hash\": \"%s\",\n",
+          run->opts.check_file  ? "check"
+          : run->opts.copy_dest ? "copy"
+                                : "hash",
+          run->opts.algo->name);
+  fprintf(to, "  \"files\": %zu,\n  \"ok\": %zu,\n  \"failed\": %zu,\n", run->n, run->ok,
+          run->failed + run->mismatched);
+  if (run->opts.check_file)
+    fprintf(to, "  \"mismatched\": %zu,\n  \"unreadable\": %zu,\n  \"improper_lines\": %zu,\n",
+            run->mismatched, run->unreadable, run->improper);
+  if (run->opts.copy_dest)
+    fprintf(to, "  \"copied\": %zu,\n", run->copied);
+  fprintf(to, "  \"bytes\": %llu,\n  \"seconds\": %.6f,\n  \"mib_per_s\": %.1f,\n",
+          (unsigned long long)run->bytes, secs,
+          secs > 0 ? (double)run->bytes / 1048576.0 / secs : 0.0);
+  fprintf(to, "  \"threads\": %u,\n  \"chunk\": %zu,\n  \"buffers\": %u,\n", run->opts.jobs,
+          run->opts.chunk, run->opts.buffers);
+  fprintf(to, "  \"ring\": {\"ops\": %llu, \"reads\": %llu, \"pool_fallbacks\": %llu},\n",
+          (unsigned long long)run->ring_ops, (unsigned long long)run->ring_reads,
+          (unsigned long long)run->fallbacks);
+  fputs("  \"failures\": [", to);
+  bool first = true;
+  for (size_t i = 0; i < run->n; i++) {
+    const aks_item *it = &run->items[i];
+    bool mismatch = false;
+    if (!it->err && it->expect && it->finished) {
+      char hex[2 * AKS_DIGEST_MAX + 1];
+      aks_hex(it->digest, run->opts.algo->digest_len, hex);
+      mismatch = strcmp(hex, it->expect) != 0;
+    }
+    if (!it->err && !mismatch)
+      continue;
+    fputs(first ? "\n    {\"path\": " : ",\n    {\"path\": ", to);
+    first = false;
+    json_string(to, it->path);
+    if (mismatch) {
+      fputs(", \"error\": \"MISMATCH\", \"message\": \"computed checksum did NOT match\"}", to);
+      continue;
+    }
+    fprintf(to, ", \"error\": \"%s\", \"message\": ", ak_err_name(it->err));
+    json_string(to, strerror(-it->err));
+    if (it->err_step) {
+      fputs(", \"step\": ", to);
+      json_string(to, it->err_step);
+    }
+    if (it->err_path) {
+      fputs(", \"dest\": ", to);
+      json_string(to, it->err_path);
+    }
+    putc('}', to);
+  }
+  fputs(first ? "]\n}\n" : "\n  ]\n}\n", to);
+  int rc = 0;
+  if (fflush(to) != 0 || ferror(to))
+    rc = -errno;
+  if (!to_stdout && fclose(to) != 0 && rc == 0)
+    rc = -errno;
+  if (rc < 0)
+    fprintf(stderr, "aksum: --json %s: %s\n", path, strerror(-rc));
+  return rc;
+}

@@ -1,0 +1,668 @@
+/* pipeline.c: aksum's engine. One loop thread drives the ring: it opens the
+ * next files (up to max_open at once, in input order), hands a bounded set of
+ * chunk buffers to the files that want data (the earliest first, each at most
+ * half of them so one big file cannot starve the hashers), and reads ahead.
+ * The pool hashes: each file has at most one hash task at a time, which takes
+ * every chunk that is next in order, so files hash in parallel and one file's
+ * bytes go through its context in order. With --copy each chunk is also
+ * written (write all, at its offset) to a temporary file renamed into place
+ * when the file is complete.
+ *
+ * A chunk's life: free -> reading (a short read is resubmitted for the rest
+ * of the chunk; a read of 0 marks the end) -> ready (in the file's list by
+ * offset; its write starts) -> hashing -> free again once hashed and
+ * written. The end of a file is only known from a read that returns 0, so a
+ * file that grows or shrinks while read is hashed as it was read.
+ *
+ * Everything here runs on the loop's thread except hash_work (a pool task);
+ * the pool's settle reaches the loop before the file is touched again.
+ */
+#define _GNU_SOURCE
+#include "aksum.h"
+
+#include <asynckit.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct pl pl;
+typedef struct fjob fjob;
+
+typedef struct chunk {
+  struct chunk *next; /* free list, a file's ready list, or its hash batch */
+  fjob *job;
+  char *buf;
+  int64_t off;     /* where its bytes sit in the file */
+  size_t len;      /* bytes read so far */
+  int pending;     /* hash and write still to come before it is free */
+  ak_future *read; /* the read in flight, or NULL */
+} chunk;
+
+enum fin_phase { FIN_NONE, FIN_CLOSE_OUT, FIN_RENAME, FIN_UNLINK };
+
+struct fjob {
+  fjob *next, *prev; /* the active list, in input order */
+  pl *p;
+  aks_item *it;
+  int fd;           /* input, -1 until open */
+  int out_fd;       /* --copy: the temporary file, or -1 */
+  char *dest, *tmp; /* --copy: final and temporary names */
+  bool tmp_exists;
+  int64_t next_off; /* the next chunk's offset */
+  int64_t reached;  /* the end of the furthest data read */
+  int64_t eof_at;   /* the end, once a read of 0 said so */
+  int64_t hash_off; /* bytes hashed */
+  chunk *ready;     /* read chunks not yet hashed, by offset */
+  chunk *batch;     /* the chunks the hash task has */
+  unsigned held;    /* chunks this file holds */
+  unsigned opens, reads, writes;
+  bool hashing;
+  enum fin_phase fin;
+  int err;              /* the first error */
+  const char *err_step; /* NULL: the input itself; "copy": the copy */
+  void *ctx;            /* the hash context */
+};
+
+struct pl {
+  aks_run *run;
+  ak_loop *loop;
+  ak_pool *pool;
+  const aks_algo *algo;
+  size_t chunk_size;
+  unsigned nchunks;
+  unsigned max_per_job;
+  chunk *chunks;
+  char *mem;
+  chunk *free;
+  size_t next_item;   /* the next item to start */
+  size_t next_report; /* the next item to report */
+  unsigned jobs_open;
+  fjob *head, *tail;
+  ak_timer *timer;
+  int64_t tick_ns;
+  bool pumping, pump_again;
+  bool done;
+};
+
+static void pump(pl *p);
+
+/* ---- Chunks ------------------------------------------------------------- */
+
+static chunk *chunk_get(pl *p, fjob *j)
+{
+  chunk *c = p->free;
+  p->free = c->next;
+  c->next = NULL;
+  c->job = j;
+  c->len = 0;
+  c->pending = 0;
+  j->held++;
+  return c;
+}
+
+static void chunk_put(pl *p, chunk *c)
+{
+  c->job->held--;
+  c->job = NULL;
+  c->next = p->free;
+  p->free = c;
+}
+
+/* One of the chunk's uses (hash, write) is done. */
+static void chunk_release(pl *p, chunk *c)
+{
+  if (--c->pending <= 0)
+    chunk_put(p, c);
+}
+
+/* ---- Reporting in order ---------------------------------------------------- */
+
+static void flush_reports(pl *p)
+{
+  aks_run *run = p->run;
+  while (p->next_report < run->n && run->items[p->next_report].finished)
+    aks_report(run, &run->items[p->next_report++]);
+  if (p->next_report == run->n && !p->done) {
+    p->done = true;
+    if (p->timer)
+      ak_timer_cancel(p->loop, p->timer);
+    p->timer = NULL;
+  }
+}
+
+static void job_complete(fjob *j)
+{
+  pl *p = j->p;
+  aks_item *it = j->it;
+  if (!j->err && j->ctx)
+    p->algo->finish(j->ctx, it->digest);
+  it->bytes = (uint64_t)j->hash_off;
+  it->err = j->err;
+  it->err_step = j->err_step;
+  if (j->err_step && j->dest) {
+    it->err_path = j->dest;
+    j->dest = NULL;
+  }
+  it->finished = true;
+  if (!j->err && j->tmp)
+    p->run->copied++;
+  if (j->ctx)
+    p->algo->ctx_free(j->ctx);
+  if (j->prev)
+    j->prev->next = j->next;
+  else
+    p->head = j->next;
+  if (j->next)
+    j->next->prev = j->prev;
+  else
+    p->tail = j->prev;
+  p->jobs_open--;
+  free(j->dest);
+  free(j->tmp);
+  free(j);
+  flush_reports(p);
+  pump(p);
+}
+
+/* ---- Failing a file -------------------------------------------------------- */
+
+static void job_fail(fjob *j, int err, const char *step)
+{
+  if (j->err)
+    return;
+  j->err = err;
+  j->err_step = step;
+  /* Drop what is read but not hashed; cancel reads still in flight (a FIFO
+   * may never answer them). */
+  while (j->ready) {
+    chunk *c = j->ready;
+    j->ready = c->next;
+    chunk_release(j->p, c);
+  }
+  for (unsigned i = 0; i < j->p->nchunks; i++) {
+    chunk *c = &j->p->chunks[i];
+    if (c->job == j && c->read)
+      ak_future_cancel(c->read);
+  }
+}
+
+/* ---- Finishing a file: close, rename or unlink the copy --------------------- */
+
+static void fin_step(fjob *j);
+
+static void fin_done(ak_future *f, void *arg)
+{
+  fjob *j = arg;
+  int64_t res = ak_future_result(f);
+  ak_future_release(f);
+  if (res < 0 && j->fin != FIN_UNLINK)
+    job_fail(j, (int)res, "copy");
+  if (j->fin == FIN_RENAME && res >= 0)
+    j->tmp_exists = false;
+  if (j->fin == FIN_UNLINK)
+    j->tmp_exists = false;
+  fin_step(j);
+}
+
+static void fin_await(fjob *j, enum fin_phase phase, ak_future *f)
+{
+  j->fin = phase;
+  if (!f) {
+    job_fail(j, -ENOMEM, "copy");
+    j->tmp_exists = false; /* nothing more can be done for it */
+    fin_step(j);
+    return;
+  }
+  ak_future_on_settle(f, fin_done, j);
+}
+
+/* The next step after the last read, hash and write of a file. */
+static void fin_step(fjob *j)
+{
+  ak_loop *loop = j->p->loop;
+  if (j->fd > 0 && !j->it->is_stdin) {
+    ak_future_release(ak_close(loop, j->fd)); /* nobody waits for it */
+    j->fd = -1;
+  }
+  if (j->out_fd >= 0) {
+    int fd = j->out_fd;
+    j->out_fd = -1;
+    fin_await(j, FIN_CLOSE_OUT, ak_close(loop, fd));
+    return;
+  }
+  if (j->tmp_exists && !j->err && j->fin != FIN_RENAME) {
+    fin_await(j, FIN_RENAME, ak_renameat(loop, AT_FDCWD, j->tmp, AT_FDCWD, j->dest, 0));
+    return;
+  }
+  if (j->tmp_exists && j->err) {
+    fin_await(j, FIN_UNLINK, ak_unlinkat(loop, AT_FDCWD, j->tmp, 0));
+    return;
+  }
+  job_complete(j);
+}
+
+/* ---- Hashing on the pool ---------------------------------------------------- */
+
+static int64_t hash_work(void *arg, ak_future *self)
+{
+  (void)self;
+  fjob *j = arg;
+  const aks_algo *algo = j->p->algo;
+  for (chunk *c = j->batch; c; c = c->next)
+    algo->update(j->ctx, c->buf, c->len);
+  return 0;
+}
+
+static void job_check(fjob *j);
+
+static void hash_done(ak_future *f, void *arg)
+{
+  fjob *j = arg;
+  pl *p = j->p;
+  ak_future_release(f);
+  j->hashing = false;
+  chunk *c = j->batch;
+  j->batch = NULL;
+  while (c) {
+    chunk *next = c->next;
+    j->hash_off += (int64_t)c->len;
+    p->run->bytes += c->len;
+    chunk_release(p, c);
+    c = next;
+  }
+  job_check(j);
+}
+
+/* Starts a hash task with the chunks that are next in order, if any. */
+static void try_hash(fjob *j)
+{
+  if (j->hashing || j->err || !j->ready)
+    return;
+  chunk *batch = NULL, **tail = &batch;
+  int64_t at = j->hash_off;
+  while (j->ready && j->ready->off == at && at < j->eof_at) {
+    chunk *c = j->ready;
+    j->ready = c->next;
+    if (c->off + (int64_t)c->len > j->eof_at)
+      c->len = (size_t)(j->eof_at - c->off); /* the file shrank under us */
+    c->next = NULL;
+    *tail = c;
+    tail = &c->next;
+    at += (int64_t)c->len;
+  }
+  if (!batch)
+    return;
+  j->batch = batch;
+  j->hashing = true;
+  ak_future *f = ak_pool_submit(j->p->pool, hash_work, j);
+  if (!f) {
+    j->hashing = false;
+    j->batch = NULL;
+    while (batch) {
+      chunk *c = batch;
+      batch = c->next;
+      chunk_release(j->p, c);
+    }
+    job_fail(j, -ENOMEM, NULL);
+    return;
+  }
+  ak_future_on_settle(f, hash_done, j);
+}
+
+/* Whether everything for j has come back and it can be finished. */
+static void job_check(fjob *j)
+{
+  try_hash(j);
+  if (j->opens || j->reads || j->hashing || j->writes || j->fin != FIN_NONE) {
+    pump(j->p);
+    return;
+  }
+  if (!j->err) {
+    /* Chunks past the end (a file that shrank) are not part of it. */
+    while (j->ready && j->ready->off >= j->eof_at) {
+      chunk *c = j->ready;
+      j->ready = c->next;
+      chunk_release(j->p, c);
+    }
+    if (j->hash_off < j->eof_at) {
+      pump(j->p); /* more to read */
+      return;
+    }
+  }
+  fin_step(j);
+}
+
+/* ---- Reading and writing ------------------------------------------------------ */
+
+static void issue_read(fjob *j, chunk *c);
+
+static void write_done(ak_future *f, void *arg)
+{
+  chunk *c = arg;
+  fjob *j = c->job;
+  int64_t res = ak_future_result(f);
+  ak_future_release(f);
+  j->writes--;
+  if (res < 0)
+    job_fail(j, (int)res, "copy");
+  chunk_release(j->p, c);
+  job_check(j);
+}
+
+/* A chunk with data: into the ready list by offset; its copy starts now. */
+static void chunk_ready(fjob *j, chunk *c)
+{
+  c->pending = 1;
+  if (j->out_fd >= 0) {
+    ak_future *w = ak_write_all(j->p->loop, j->out_fd, c->buf, c->len, c->off, NULL);
+    if (!w) {
+      job_fail(j, -ENOMEM, "copy");
+    } else {
+      c->pending++;
+      j->writes++;
+      ak_future_on_settle(w, write_done, c);
+    }
+  }
+  if (j->err) {
+    chunk_release(j->p, c);
+    return;
+  }
+  chunk **at = &j->ready;
+  while (*at && (*at)->off < c->off)
+    at = &(*at)->next;
+  c->next = *at;
+  *at = c;
+}
+
+static void read_done(ak_future *f, void *arg)
+{
+  chunk *c = arg;
+  fjob *j = c->job;
+  pl *p = j->p;
+  int64_t n = ak_future_result(f);
+  ak_future_release(f);
+  c->read = NULL;
+  j->reads--;
+  if (n < 0) {
+    job_fail(j, (int)n, NULL);
+    chunk_put(p, c);
+  } else if (n == 0 || j->err) {
+    int64_t end = c->off + (int64_t)c->len;
+    if (n == 0 && end < j->eof_at)
+      j->eof_at = end;
+    if (c->len > 0 && !j->err)
+      chunk_ready(j, c);
+    else
+      chunk_put(p, c);
+  } else {
+    c->len += (size_t)n;
+    int64_t end = c->off + (int64_t)c->len;
+    if (end > j->reached)
+      j->reached = end;
+    if (j->it->stream) {
+      j->next_off = end; /* in order, one read at a time */
+      chunk_ready(j, c);
+    } else if (c->len < p->chunk_size) {
+      issue_read(j, c); /* a short read: the rest, or the end */
+      return;
+    } else {
+      chunk_ready(j, c);
+    }
+  }
+  job_check(j);
+}
+
+static void issue_read(fjob *j, chunk *c)
+{
+  pl *p = j->p;
+  if (c->len == 0) {
+    c->off = j->next_off;
+    if (!j->it->stream)
+      j->next_off += (int64_t)p->chunk_size;
+  }
+  int64_t at = j->it->stream ? -1 : c->off + (int64_t)c->len;
+  ak_future *f = ak_read(p->loop, j->fd, c->buf + c->len, p->chunk_size - c->len, at);
+  if (!f) {
+    job_fail(j, -ENOMEM, NULL);
+    chunk_put(p, c);
+    return;
+  }
+  j->reads++;
+  c->read = f;
+  ak_future_on_settle(f, read_done, c);
+}
+
+/* Whether j should get another chunk to read into. */
+static bool wants_read(const fjob *j)
+{
+  if (j->fd < 0 || j->opens || j->err || j->held >= j->p->max_per_job)
+    return false;
+  if (j->it->stream)
+    return j->reads == 0 && j->eof_at == INT64_MAX;
+  int64_t hint = j->it->size_hint < 0 ? INT64_MAX : j->it->size_hint;
+  int64_t known = hint > j->reached ? hint : j->reached;
+  /* The chunk at the known end is the probe that finds the end. */
+  return j->next_off < j->eof_at && j->next_off <= known;
+}
+
+/* ---- Starting a file ---------------------------------------------------------- */
+
+static void open_done(ak_future *f, void *arg)
+{
+  fjob *j = arg;
+  int64_t res = ak_future_result(f);
+  ak_future_release(f);
+  j->opens--;
+  if (res < 0)
+    job_fail(j, (int)res, NULL);
+  else
+    j->fd = (int)res;
+  job_check(j);
+}
+
+static void out_open_done(ak_future *f, void *arg)
+{
+  fjob *j = arg;
+  int64_t res = ak_future_result(f);
+  ak_future_release(f);
+  j->opens--;
+  if (res < 0) {
+    job_fail(j, (int)res, "copy");
+  } else {
+    j->out_fd = (int)res;
+    j->tmp_exists = true;
+  }
+  job_check(j);
+}
+
+static void start_copy(fjob *j)
+{
+  pl *p = j->p;
+  j->dest = aks_copy_dest_path(p->run, j->it);
+  if (!j->dest) {
+    job_fail(j, -ENOMEM, "copy");
+    return;
+  }
+  int rc = aks_copy_make_dirs(j->dest);
+  if (rc < 0) {
+    job_fail(j, rc, "copy");
+    return;
+  }
+  j->tmp = aks_copy_temp_path(j->dest);
+  unsigned mode = j->it->mode ? (j->it->mode & 07777) : 0644;
+  ak_future *f =
+      j->tmp ? ak_openat(p->loop, AT_FDCWD, j->tmp, O_WRONLY | O_CREAT | O_EXCL, mode) : NULL;
+  if (!f) {
+    job_fail(j, -ENOMEM, "copy");
+    return;
+  }
+  j->opens++;
+  ak_future_on_settle(f, out_open_done, j);
+}
+
+static void start_job(pl *p, aks_item *it)
+{
+  if (it->err) { /* failed already during the walk */
+    it->finished = true;
+    flush_reports(p);
+    return;
+  }
+  fjob *j = calloc(1, sizeof(*j));
+  if (!j) {
+    it->err = -ENOMEM;
+    it->finished = true;
+    flush_reports(p);
+    return;
+  }
+  j->p = p;
+  j->it = it;
+  j->fd = j->out_fd = -1;
+  j->eof_at = INT64_MAX;
+  j->ctx = p->algo->ctx_new();
+  j->prev = p->tail;
+  if (p->tail)
+    p->tail->next = j;
+  else
+    p->head = j;
+  p->tail = j;
+  p->jobs_open++;
+  if (!j->ctx)
+    job_fail(j, -ENOMEM, NULL);
+  if (it->is_stdin) {
+    j->fd = 0;
+  } else if (!j->err) {
+    ak_future *f = ak_openat(p->loop, AT_FDCWD, it->path, O_RDONLY, 0);
+    if (!f) {
+      job_fail(j, -ENOMEM, NULL);
+    } else {
+      j->opens++;
+      ak_future_on_settle(f, open_done, j);
+    }
+  }
+  if (p->run->opts.copy_dest && !j->err)
+    start_copy(j);
+  job_check(j);
+}
+
+/* ---- The scheduler ------------------------------------------------------------ */
+
+static void pump_once(pl *p)
+{
+  aks_run *run = p->run;
+  while (p->jobs_open < run->opts.max_open && p->next_item < run->n)
+    start_job(p, &run->items[p->next_item++]);
+  while (p->free) {
+    fjob *j = p->head;
+    while (j && !wants_read(j))
+      j = j->next;
+    if (!j)
+      break;
+    issue_read(j, chunk_get(p, j));
+  }
+}
+
+/* Re-entrant calls (a job finishing inside pump) only ask for another
+ * round: the stack stays flat however many files fail in a row. */
+static void pump(pl *p)
+{
+  if (p->pumping) {
+    p->pump_again = true;
+    return;
+  }
+  p->pumping = true;
+  do {
+    p->pump_again = false;
+    pump_once(p);
+  } while (p->pump_again);
+  p->pumping = false;
+}
+
+static void progress_timer(void *arg)
+{
+  pl *p = arg;
+  p->timer = NULL;
+  if (p->done)
+    return;
+  aks_progress_tick(p->run, false);
+  p->timer = ak_call_later(p->loop, p->tick_ns, progress_timer, p);
+}
+
+static void collect_stats(pl *p)
+{
+  ak_loop_stats st;
+  ak_loop_stats_get(p->loop, &st);
+  for (unsigned k = 0; k < AK_STATS_KINDS; k++) {
+    const char *name = ak_op_kind_name(k);
+    p->run->ring_ops += st.submitted[k];
+    p->run->fallbacks += st.fallbacks[k];
+    if (name && strcmp(name, "read") == 0)
+      p->run->ring_reads = st.submitted[k];
+  }
+}
+
+int aks_pipeline_run(aks_run *run)
+{
+  pl p;
+  memset(&p, 0, sizeof(p));
+  p.run = run;
+  p.algo = run->opts.algo;
+  p.chunk_size = run->opts.chunk;
+  p.nchunks = run->opts.buffers;
+  p.max_per_job = p.nchunks > 3 ? p.nchunks / 2 : 2;
+  int rc;
+  p.pool = ak_pool_new(run->opts.jobs);
+  if (!p.pool) {
+    fprintf(stderr, "aksum: cannot start %u hashing threads: %s\n", run->opts.jobs,
+            strerror(errno));
+    return -errno;
+  }
+  ak_loop_options lo = {.sq_entries = 256, .pool = p.pool};
+  rc = ak_loop_new(&p.loop, &lo);
+  if (rc < 0) {
+    fprintf(stderr, "aksum: cannot start the io_uring loop: %s (%s)\n", ak_strerror(rc),
+            ak_err_name(rc));
+    ak_pool_free(p.pool);
+    return rc;
+  }
+  p.chunks = calloc(p.nchunks, sizeof(chunk));
+  if (!p.chunks || posix_memalign((void **)&p.mem, 4096, p.nchunks * p.chunk_size) != 0) {
+    fprintf(stderr, "aksum: cannot allocate %u buffers of %zu bytes\n", p.nchunks, p.chunk_size);
+    free(p.chunks);
+    ak_loop_free(p.loop);
+    ak_pool_free(p.pool);
+    return -ENOMEM;
+  }
+  for (unsigned i = 0; i < p.nchunks; i++) {
+    p.chunks[i].buf = p.mem + (size_t)i * p.chunk_size;
+    p.chunks[i].next = p.free;
+    p.free = &p.chunks[i];
+  }
+  bool tty;
+  if (aks_progress_wanted(run, &tty)) {
+    /* A status line redrawn 5 times a second; plain lines every 5 s (every
+     * second with --progress) when stderr is not a terminal. */
+    p.tick_ns = tty                                         ? 200000000
+                : run->opts.progress == AKS_PROGRESS_ALWAYS ? 1000000000
+                                                            : 5000000000;
+    p.timer = ak_call_later(p.loop, p.tick_ns, progress_timer, &p);
+  }
+  run->t0_ns = ak_now_ns();
+  pump(&p);
+  flush_reports(&p);
+  rc = ak_loop_run(p.loop, AK_RUN_DEFAULT);
+  run->t1_ns = ak_now_ns();
+  if (rc < 0)
+    fprintf(stderr, "aksum: the loop failed: %s\n", ak_strerror(rc));
+  if (p.timer)
+    ak_timer_cancel(p.loop, p.timer);
+  aks_progress_tick(run, true);
+  collect_stats(&p);
+  ak_loop_free(p.loop);
+  ak_pool_free(p.pool);
+  free(p.mem);
+  free(p.chunks);
+  return rc < 0 ? rc : 0;
+}
