@@ -72,15 +72,20 @@ static int seccomp_mode(void) {
  * (6.6+) answers EPERM; seccomp filters usually answer EPERM or ENOSYS; a
  * kernel without io_uring answers ENOSYS. */
 static int diagnose_setup_failure(int err) {
+  if (err != -EPERM && err != -ENOSYS && err != -EACCES)
+    return err;
   int disabled = 0;
-  if ((err == -EPERM || err == -ENOSYS) &&
-      read_int_file("/proc/sys/kernel/io_uring_disabled", &disabled) == 0 && disabled != 0)
+  if (read_int_file("/proc/sys/kernel/io_uring_disabled", &disabled) < 0)
+    disabled = 0;
+  /* 2 refuses everyone; 1 only those outside io_uring_group and without
+   * CAP_SYS_ADMIN, so with 1 a seccomp filter may be the real cause. */
+  if (disabled == 2)
     return AK_EURINGDISABLED;
-  if ((err == -EPERM || err == -ENOSYS || err == -EACCES) && seccomp_mode() == 2)
+  if (seccomp_mode() == 2)
     return AK_EURINGBLOCKED;
-  if (err == -ENOSYS)
-    return AK_ENOURING;
-  return err;
+  if (disabled == 1)
+    return AK_EURINGDISABLED;
+  return err == -ENOSYS ? AK_ENOURING : err;
 }
 
 static bool has_flag(unsigned flags, unsigned flag) { return (flags & flag) == flag; }

@@ -27,7 +27,9 @@ struct ak_pool {
   bool wake_sent;              /* a signal is on its way to an idle worker */
   unsigned nthreads;
   bool stopping;               /* no new tasks; workers exit when empty */
-  bool joined;                 /* workers have been joined */
+  bool joining;                /* a stop is joining the workers */
+  bool joined;                 /* ... and has: later stops return at once */
+  pthread_cond_t joined_cv;    /* other stops wait here for joined */
   pthread_t *threads;
 };
 
@@ -176,6 +178,7 @@ ak_pool *ak_pool_new(unsigned n) {
   pthread_mutex_init(&pool->mu, &mattr);
   pthread_mutexattr_destroy(&mattr);
   pthread_cond_init(&pool->work_cv, NULL);
+  pthread_cond_init(&pool->joined_cv, NULL);
   for (unsigned i = 0; i < n; i++) {
     int rc = pthread_create(&pool->threads[i], NULL, worker_main, pool);
     if (rc != 0) {
@@ -347,9 +350,13 @@ void ak_pool_stop(ak_pool *pool, bool wait) {
     pool->head = pool->tail = NULL;
     pool->depth = 0;
   }
-  bool join_now = !pool->joined;
-  pool->joined = true;
+  /* One stop joins the workers; a concurrent one waits until that is done,
+   * so every stop returns with the workers gone, as the header promises. */
+  bool join_now = !pool->joining;
+  pool->joining = true;
   pthread_cond_broadcast(&pool->work_cv);
+  while (!join_now && !pool->joined)
+    pthread_cond_wait(&pool->joined_cv, &pool->mu);
   pthread_mutex_unlock(&pool->mu);
 
   while (dropped) {
@@ -361,6 +368,10 @@ void ak_pool_stop(ak_pool *pool, bool wait) {
   if (join_now) {
     for (unsigned i = 0; i < pool->nthreads; i++)
       pthread_join(pool->threads[i], NULL);
+    pthread_mutex_lock(&pool->mu);
+    pool->joined = true;
+    pthread_cond_broadcast(&pool->joined_cv);
+    pthread_mutex_unlock(&pool->mu);
   }
 }
 
@@ -370,6 +381,7 @@ void ak_pool_free(ak_pool *pool) {
   ak_pool_stop(pool, true);
   pthread_mutex_destroy(&pool->mu);
   pthread_cond_destroy(&pool->work_cv);
+  pthread_cond_destroy(&pool->joined_cv);
   ak__free(pool->threads);
   ak__free(pool);
 }

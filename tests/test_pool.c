@@ -698,6 +698,60 @@ static void test_single_thread_fifo(void **state)
   gate_destroy(&g);
 }
 
+/* Two threads stopping the pool at once both return only after the workers
+ * are gone: here, after the task that was running has finished. */
+typedef struct stop_race {
+  ak_pool *pool;
+  t_sem started, release, stopped;
+  atomic_int finished;
+  atomic_int seen_unfinished;
+} stop_race;
+
+static int64_t stop_race_task(void *arg, ak_future *self) {
+  (void)self;
+  stop_race *r = arg;
+  t_sem_post(&r->started);
+  t_sem_wait(&r->release);
+  atomic_store(&r->finished, 1);
+  return 0;
+}
+
+static void *stop_race_stopper(void *arg) {
+  stop_race *r = arg;
+  ak_pool_stop(r->pool, true);
+  if (!atomic_load(&r->finished))
+    atomic_store(&r->seen_unfinished, 1);
+  t_sem_post(&r->stopped);
+  return NULL;
+}
+
+static void test_concurrent_stops_both_wait(void **state) {
+  (void)state;
+  stop_race r;
+  memset(&r, 0, sizeof(r));
+  t_sem_init(&r.started, 0);
+  t_sem_init(&r.release, 0);
+  t_sem_init(&r.stopped, 0);
+  r.pool = ak_pool_new(1);
+  assert_non_null(r.pool);
+  ak_future *f = ak_pool_submit(r.pool, stop_race_task, &r);
+  assert_true(t_sem_wait(&r.started));
+  pthread_t a = t_thread_start(stop_race_stopper, &r, 0);
+  pthread_t b = t_thread_start(stop_race_stopper, &r, 0);
+  /* Neither stop may return while the task runs. */
+  assert_false(t_sem_timedwait(&r.stopped, 50 * 1000 * 1000));
+  t_sem_post(&r.release);
+  pthread_join(a, NULL);
+  pthread_join(b, NULL);
+  assert_int_equal(atomic_load(&r.seen_unfinished), 0);
+  assert_int_equal(ak_future_get(f, AK_FOREVER, NULL), 0);
+  ak_future_release(f);
+  ak_pool_free(r.pool);
+  t_sem_destroy(&r.started);
+  t_sem_destroy(&r.release);
+  t_sem_destroy(&r.stopped);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -722,6 +776,7 @@ int main(void)
       cmocka_unit_test(test_dataflow_no_deps_and_settled_deps),
       cmocka_unit_test(test_queue_depth),
       cmocka_unit_test(test_single_thread_fifo),
+      cmocka_unit_test(test_concurrent_stops_both_wait),
   };
   t_require_uring();
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -207,7 +207,9 @@ AK_API ak_future *ak_future_timeout(ak_future *input, int64_t timeout_ns);
 
 typedef struct ak_iter ak_iter;
 
-/* An iterator over inputs in the order they settle. */
+/* An iterator over inputs in the order they settle, as their callbacks see
+ * it: for loop futures the order the loop learns of them; for loopless ones
+ * settled on several threads at once, the order their callbacks ran. */
 AK_API ak_iter *ak_iter_new(ak_future *const *inputs, size_t n);
 
 /* The next input to settle (borrowed; lives while the iterator does), waiting

@@ -84,11 +84,13 @@ AK_API int ak_loop_post(ak_loop *loop, void (*fn)(void *arg), void *arg);
 typedef struct ak_timer ak_timer;
 
 /* Runs fn(arg) on the loop's thread after delay_ns. Returns a handle for
- * ak_timer_cancel (valid until fn has run or the timer is cancelled), or NULL
- * when memory runs out. Timers with equal deadlines run in creation order. */
+ * ak_timer_cancel, or NULL when memory runs out. The handle is valid until fn
+ * starts or the timer is cancelled, and not after: fn itself is the place to
+ * forget it. Timers with equal deadlines run in creation order. */
 AK_API ak_timer *ak_call_later(ak_loop *loop, int64_t delay_ns, void (*fn)(void *arg), void *arg);
 
-/* Cancels a timer that has not fired. Returns 0, or AK_ESETTLED if it fired. */
+/* Cancels a timer whose fn has not started (see ak_call_later for the
+ * handle's lifetime). Returns 0. */
 AK_API int ak_timer_cancel(ak_loop *loop, ak_timer *timer);
 
 /* A future that settles DONE with result 0 after delay_ns. */
