@@ -12,7 +12,10 @@
  * (asynckit: counted with the loop alive, before the first connection and
  * after the last close; libuv keeps a reserve fd from its first handle to
  * uv_loop_close, so its count is taken around the loop's life).
- * Figures: the connect phase, the transfer phase, CPU time of each side.
+ * Figures: the connect phase, the transfer phase, CPU time of each side,
+ * and the fd counts (before, after) of the last pair.
+ *
+ * --variant asynckit / libuv runs one side alone; no ratio.
  */
 #include "akb_net.h"
 
@@ -133,7 +136,7 @@ static int ak_conns_server(void *arg, void *report)
   cs srv = {.p = p, .rep = rep};
   int rc = big_loop(&srv.loop);
   if (rc == 0)
-    rc = ak_buf_ring_new(srv.loop, 4096, 16384, &srv.ring);
+    rc = ak_buf_ring_new(srv.loop, 2048, 32768, &srv.ring);
   if (rc < 0) {
     conns_error(rep, "server setup", rc);
     return 1;
@@ -311,6 +314,7 @@ typedef struct series {
   double server_cpu[1000];
   double client_cpu[1000];
   double held[1000];
+  int fds[4];                   /* last pair: client before, after; server before, after */
   unsigned n;
 } series;
 
@@ -359,6 +363,10 @@ static int run_pair(int (*server)(void *, void *), int (*client)(void *, void *)
   st->client_cpu[st->n] = cu + cs_;
   st->server_cpu[st->n] = su + ss;
   st->held[st->n] = (double)(c->held < s->held ? c->held : s->held);
+  st->fds[0] = c->fds_before;
+  st->fds[1] = c->fds_after;
+  st->fds[2] = s->fds_before;
+  st->fds[3] = s->fds_after;
   st->n++;
   return 0;
 }
@@ -381,6 +389,10 @@ static void add_row(akb_result *res, const char *name, series *s, const akb_conn
   akb_fig_add(row, "GB_per_s", "", (double)p->conns * (double)p->bytes / total / 1e9, false);
   akb_fig_add(row, "server_cpu_s", "", akb_median(s->server_cpu, s->n), false);
   akb_fig_add(row, "client_cpu_s", "", akb_median(s->client_cpu, s->n), false);
+  akb_fig_add(row, "client_fds", "", s->fds[0], true);
+  akb_fig_add(row, "client_fds_after", "", s->fds[1], true);
+  akb_fig_add(row, "server_fds", "", s->fds[2], true);
+  akb_fig_add(row, "server_fds_after", "", s->fds[3], true);
   akb_fig_add(row, "pairs", "", s->n, true);
 }
 

@@ -12,7 +12,11 @@
  * every byte; TCP_NODELAY on every socket on both; the same listening
  * socket settings; a send callback on every send on both sides (libuv's
  * write_cb, asynckit's on_settle). asynckit receives through multishot recv
- * on a provided-buffer ring, libuv through uv_read_start.
+ * on a provided-buffer ring, libuv through uv_read_start; asynckit sends
+ * with one ak_send(MSG_WAITALL) per message (the kernel itself resends a
+ * partial send on a stream socket), libuv with uv_write.
+ *
+ * --variant asynckit / libuv runs one side alone (for profiling); no ratio.
  */
 #include "akb_net.h"
 
