@@ -374,6 +374,10 @@ ak_future *ak_read_file(ak_loop *loop, int dirfd, const char *path, size_t max_s
   return out;
 }
 
+/* O_DIRECT's alignment: the page size covers every logical block size in
+ * use (512 and 4096). */
+enum { DIRECT_ALIGN = 4096 };
+
 /* ---- 4. copy an fd: the chunk pipeline ----------------------------------------
  * Each slot owns a buffer (or a pipe) and copies one chunk-sized range at a
  * time: read what the range still holds, write all of it at the same offset,
@@ -385,13 +389,15 @@ typedef struct fsh_copy fsh_copy;
 typedef struct copy_slot {
   fsh_copy *c;
   ak_future *step;    /* the read or write in flight */
-  char *buf;          /* buffer mode */
+  char *buf;          /* buffer mode (aligned for O_DIRECT) */
+  char *mem;          /* what was allocated for buf */
   int pipe_r, pipe_w; /* splice mode */
-  int64_t pos;        /* next byte of the range to read */
+  int64_t pos;        /* first byte of the range not yet written */
   int64_t hi;         /* the range's end */
-  size_t have;        /* bytes read, to be written at pos */
-  size_t put;         /* of those, written */
+  size_t have;        /* bytes read from pos, to be written at pos */
+  size_t put;         /* of the bytes to write, written */
   bool writing;
+  bool at_end; /* a read found the end after these bytes */
 } copy_slot;
 
 struct fsh_copy {
@@ -401,6 +407,7 @@ struct fsh_copy {
   size_t cap; /* bytes a slot moves per read (chunk, or the pipe's) */
   unsigned depth;
   bool splice;
+  bool direct;       /* out_fd is O_DIRECT: whole aligned blocks only */
   int64_t next_off;  /* the next range to hand out */
   int64_t size_hint; /* fstat size at the start */
   int64_t reached;   /* the furthest byte a read reached */
@@ -422,7 +429,7 @@ static void copy_release(fsh_copy *c)
 {
   for (unsigned i = 0; i < c->depth; i++) {
     copy_slot *s = &c->slots[i];
-    ak__free(s->buf);
+    ak__free(s->mem);
     if (s->pipe_r >= 0)
       close(s->pipe_r);
     if (s->pipe_w >= 0)
@@ -434,6 +441,11 @@ static void copy_drop_active(fsh_copy *c)
 {
   if (--c->active > 0)
     return;
+  /* O_DIRECT wrote the last block whole, padded with zeros: cut it back.
+   * A metadata change, done here (io_uring has no ftruncate before 6.9). */
+  if (c->direct && c->err == 0 && c->total % DIRECT_ALIGN != 0 &&
+      ftruncate(c->out_fd, (off_t)c->total) < 0)
+    c->err = -errno;
   copy_release(c);
   fsh_finish(&c->base, c->err < 0 ? c->err : (int64_t)c->total, NULL, NULL);
 }
@@ -471,23 +483,35 @@ static void copy_await(copy_slot *s, ak_future *step)
   await_step(step, copy_step_done, s);
 }
 
+static size_t round_up(size_t n, size_t a)
+{
+  return (n + a - 1) / a * a;
+}
+
 static void copy_read(copy_slot *s)
 {
   fsh_copy *c = s->c;
-  size_t len = (size_t)(s->hi - s->pos);
-  if (len > c->cap)
-    len = c->cap;
+  size_t want = (size_t)(s->hi - s->pos);
+  if (want > c->cap)
+    want = c->cap;
   s->writing = false;
+  int64_t at = s->pos + (int64_t)s->have;
   if (c->splice)
-    copy_await(s, ak_splice(c->base.loop, c->in_fd, s->pos, s->pipe_w, -1, len, 0));
+    copy_await(s, ak_splice(c->base.loop, c->in_fd, at, s->pipe_w, -1, want - s->have, 0));
   else
-    copy_await(s, ak_read(c->base.loop, c->in_fd, s->buf, len, s->pos));
+    copy_await(s, ak_read(c->base.loop, c->in_fd, s->buf + s->have, want - s->have, at));
+}
+
+/* The bytes to write: what was read, padded to whole blocks for O_DIRECT. */
+static size_t copy_write_len(const copy_slot *s)
+{
+  return s->c->direct ? round_up(s->have, DIRECT_ALIGN) : s->have;
 }
 
 static void copy_write(copy_slot *s)
 {
   fsh_copy *c = s->c;
-  size_t left = s->have - s->put;
+  size_t left = copy_write_len(s) - s->put;
   int64_t at = s->pos + (int64_t)s->put;
   s->writing = true;
   if (c->splice)
@@ -505,26 +529,51 @@ static void copy_take(copy_slot *s)
   }
   s->pos = c->next_off;
   s->hi = s->pos + (int64_t)c->chunk;
+  s->have = s->put = 0;
+  s->at_end = false;
   c->next_off = s->hi;
   copy_read(s);
+}
+
+static void copy_start_write(copy_slot *s)
+{
+  if (s->have == 0) {
+    copy_slot_idle(s); /* the end came first: nothing to write */
+    return;
+  }
+  if (s->c->direct)
+    memset(s->buf + s->have, 0, copy_write_len(s) - s->have);
+  s->put = 0;
+  copy_write(s);
 }
 
 static void copy_read_done(copy_slot *s, int64_t n)
 {
   fsh_copy *c = s->c;
-  if (n <= 0) {
-    if (n < 0)
-      copy_fail(c, n);
-    else if (s->pos < c->eof_at)
-      c->eof_at = s->pos;
+  if (n < 0) {
+    copy_fail(c, n);
     copy_slot_idle(s);
     return;
   }
-  if (s->pos + n > c->reached)
-    c->reached = s->pos + n;
-  s->have = (size_t)n;
-  s->put = 0;
-  copy_write(s);
+  if (n == 0) {
+    int64_t end = s->pos + (int64_t)s->have;
+    if (end < c->eof_at)
+      c->eof_at = end;
+    s->at_end = true;
+    copy_start_write(s);
+    return;
+  }
+  s->have += (size_t)n;
+  int64_t end = s->pos + (int64_t)s->have;
+  if (end > c->reached)
+    c->reached = end;
+  /* O_DIRECT writes whole blocks: a short read is completed (or the end
+   * found) before the write; otherwise what came is written at once. */
+  size_t want = (size_t)(s->hi - s->pos) < c->cap ? (size_t)(s->hi - s->pos) : c->cap;
+  if (c->direct && s->have < want && !c->err && !fsh_cancelled(&c->base))
+    copy_read(s);
+  else
+    copy_start_write(s);
 }
 
 static void copy_write_done(copy_slot *s, int64_t n)
@@ -536,13 +585,14 @@ static void copy_write_done(copy_slot *s, int64_t n)
     return;
   }
   s->put += (size_t)n;
-  c->total += (uint64_t)n;
-  if (s->put < s->have) {
+  if (s->put < copy_write_len(s)) {
     copy_write(s);
     return;
   }
+  c->total += s->have;
   s->pos += (int64_t)s->have;
-  if (c->err != 0 || fsh_cancelled(&c->base))
+  s->have = s->put = 0;
+  if (s->at_end || c->err != 0 || fsh_cancelled(&c->base))
     copy_slot_idle(s);
   else if (s->pos < s->hi && s->pos < c->eof_at)
     copy_read(s); /* the range is not done: a short read */
@@ -572,9 +622,12 @@ static int copy_setup(fsh_copy *c)
   for (unsigned i = 0; i < c->depth; i++) {
     copy_slot *s = &c->slots[i];
     if (!c->splice) {
-      s->buf = ak__malloc(c->chunk);
-      if (!s->buf)
+      /* Page-aligned (O_DIRECT needs block alignment) from the library's
+       * allocator: one page more, and the buffer starts at the boundary. */
+      s->mem = ak__malloc(c->chunk + DIRECT_ALIGN);
+      if (!s->mem)
         return -ENOMEM;
+      s->buf = (char *)(((uintptr_t)s->mem + DIRECT_ALIGN - 1) & ~(uintptr_t)(DIRECT_ALIGN - 1));
       continue;
     }
     int p[2];
@@ -624,8 +677,12 @@ ak_future *ak_copy_fd(ak_loop *loop, int in_fd, int out_fd, const ak_copy_opts *
   /* A hint only (the file may change): which ranges to start at once. */
   c->size_hint = in_regular ? st.st_size : INT64_MAX;
   unsigned flags = opts ? opts->flags : 0;
-  c->splice = (flags & AK_COPY_SPLICE) ||
-              (!(flags & AK_COPY_BUFFERS) && in_regular && splices_well_into(out_fd));
+  int out_fl = fcntl(out_fd, F_GETFL);
+  c->direct = out_fl >= 0 && (out_fl & O_DIRECT);
+  c->splice = !c->direct && ((flags & AK_COPY_SPLICE) || (!(flags & AK_COPY_BUFFERS) &&
+                                                          in_regular && splices_well_into(out_fd)));
+  if (c->direct)
+    c->chunk = c->cap = round_up(chunk, DIRECT_ALIGN);
   int rc = copy_setup(c);
   if (rc < 0) {
     copy_release(c);
@@ -663,6 +720,7 @@ typedef struct fsh_cpfile {
   int src_dirfd, dst_dirfd;
   int src_fd, tmp_fd;
   bool tmp_exists; /* the temporary name is on disk */
+  bool direct;     /* opening the temporary file with O_DIRECT */
   unsigned tries;  /* temporary names tried */
   int64_t err;
   int64_t total;
@@ -743,9 +801,9 @@ static void cf_open_tmp(fsh_cpfile *h)
 {
   cf_make_tmp_name(h);
   h->tries++;
+  int flags = O_WRONLY | O_CREAT | O_EXCL | (h->direct ? O_DIRECT : 0);
   cf_go(h, CF_OPEN_TMP,
-        ak_openat(h->base.loop, h->dst_dirfd, h->tmp, O_WRONLY | O_CREAT | O_EXCL,
-                  h->stx.stx_mode & 07777));
+        ak_openat(h->base.loop, h->dst_dirfd, h->tmp, flags, h->stx.stx_mode & 07777));
 }
 
 /* The forward path, one phase per finished step. */
@@ -819,6 +877,14 @@ static void cf_step_done(ak_future *step, void *arg)
       cf_open_tmp(h);
       return;
     }
+    if (res == -EINVAL && h->direct) {
+      /* The filesystem refuses O_DIRECT (tmpfs). The refusal may come after
+       * the name was made: remove it (rare; done here) and go without. */
+      unlinkat(h->dst_dirfd, h->tmp, 0);
+      h->direct = false;
+      cf_open_tmp(h);
+      return;
+    }
     break;
   case CF_CLOSE_TMP:
     if (res < 0) {
@@ -862,6 +928,7 @@ ak_future *ak_copy_file(ak_loop *loop, int src_dirfd, const char *src, int dst_d
   h->src_fd = h->tmp_fd = -1;
   if (opts)
     h->opts = *opts;
+  h->direct = (h->opts.flags & AK_COPY_DIRECT) != 0;
   cf_go(h, CF_OPEN_SRC, ak_openat(loop, src_dirfd, src, O_RDONLY, 0));
   return out;
 }

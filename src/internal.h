@@ -27,6 +27,13 @@
 #define AK__LIKELY(x) __builtin_expect(!!(x), 1)
 #define AK__UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define AK__TLS __thread __attribute__((tls_model("initial-exec")))
+
+/* A spin-wait hint to the CPU. */
+static inline void ak__cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
 #define AK__CONTAINER_OF(ptr, type, member) \
   ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 

@@ -408,6 +408,33 @@ static bool may_sleep(ak_loop *loop, bool block_when_idle, bool (*done)(void *),
   return true;
 }
 
+/* SQPOLL: the kernel's SQ thread submits our ops and, for reads the page
+ * cache serves, completes them without us entering the kernel. Sleeping in
+ * io_uring_enter for every batch would put a wakeup into each round trip
+ * (fio's io_uring engine never sleeps with SQPOLL: it spins on the CQ). So
+ * spin on the CQ for a short while before sleeping: the SQ thread costs a
+ * core anyway, and an idle loop still sleeps after SQPOLL_SPIN_NS. Returns
+ * whether completions (or an overflow) are there to reap. */
+enum { SQPOLL_SPIN_NS = 50000 };
+
+static bool sqpoll_spin(ak_loop *loop, int64_t wait_until) {
+  if (!(loop->features.setup_flags & IORING_SETUP_SQPOLL))
+    return false;
+  io_uring_submit(&loop->ring); /* publishes the SQ tail; wakes the SQ thread if it sleeps */
+  int64_t until = ak_now_ns() + SQPOLL_SPIN_NS;
+  if (wait_until != AK_FOREVER && wait_until < until)
+    until = wait_until;
+  for (unsigned i = 1;; i++) {
+    if (io_uring_cq_ready(&loop->ring) || io_uring_cq_has_overflow(&loop->ring))
+      return true;
+    if ((i & 63) == 0 && ak_now_ns() >= until)
+      return false;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+}
+
 static int submit_and_wait(ak_loop *loop, bool block, int64_t wait_until) {
   int rc;
   bool must_enter = loop->sq_unsubmitted > 0 || block ||
@@ -420,6 +447,8 @@ static int submit_and_wait(ak_loop *loop, bool block, int64_t wait_until) {
     return 0;
   if (!block) {
     rc = io_uring_submit_and_get_events(&loop->ring);
+  } else if (sqpoll_spin(loop, wait_until)) {
+    rc = 0; /* completions came while spinning: no need to enter */
   } else if (wait_until == AK_FOREVER) {
     rc = io_uring_submit_and_wait(&loop->ring, 1);
   } else {

@@ -185,6 +185,9 @@ enum {
   AK_COPY_FSYNC = 1 << 1,   /* fdatasync the copy before it takes the name */
   AK_COPY_SPLICE = 1 << 2,  /* move the bytes file -> pipe -> file (splice) */
   AK_COPY_BUFFERS = 1 << 3, /* move them through user buffers (read/write) */
+  AK_COPY_DIRECT = 1 << 4,  /* ak_copy_file: write the copy with O_DIRECT
+                               (where the filesystem allows it): no page
+                               cache for it, the device takes the bytes */
 };
 
 /* Copies in_fd from offset 0 to its end into out_fd at the same offsets: a
@@ -192,8 +195,10 @@ enum {
  * all of it, then the next chunk). By default the chunks go through pipes
  * (splice: one copy, in the kernel, as copy_file_range does) when both fds
  * are regular files and out_fd has neither O_APPEND nor O_DIRECT, and
- * through user buffers otherwise; the flags above force either. Result: the
- * bytes copied. opts may be NULL. The fds stay open. */
+ * through user buffers otherwise; the flags above force either. An O_DIRECT
+ * out_fd gets whole aligned blocks from aligned buffers (the last one padded,
+ * then the file cut back to size). Result: the bytes copied. opts may be
+ * NULL. The fds stay open. */
 AK_API ak_future *ak_copy_fd(ak_loop *loop, int in_fd, int out_fd, const ak_copy_opts *opts);
 
 /* Copies the file src (relative to src_dirfd) to dst (relative to
