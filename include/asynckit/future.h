@@ -184,7 +184,10 @@ enum {
  * number of inputs that succeeded as result. With AK_JOIN_FAIL_FAST it
  * settles at the first input that fails or is cancelled, with that input's
  * error (FAILED, or CANCELLED), and cancels the inputs still pending. The
- * inputs in input order: ak_join_input(). n may be 0 (settles at once). */
+ * inputs in input order: ak_join_input(). n may be 0 (settles at once).
+ * The join holds its inputs (and they hold it, through their callbacks)
+ * until every input has settled: an input nobody will ever settle keeps the
+ * join's memory alive. */
 AK_API ak_future *ak_join_all(ak_future *const *inputs, size_t n, unsigned flags);
 
 /* join any: settles DONE when the first input settles; the result is that
