@@ -37,18 +37,6 @@ static void require_opcode(ak__op *op, unsigned opcode)
     op->flags |= AK__OPF_NO_OPCODE;
 }
 
-static int64_t result_of(ssize_t n)
-{
-  return n < 0 ? -errno : n;
-}
-
-/* io_uring takes an unsigned length; larger requests become a short
- * transfer, which callers handle anyway. */
-static size_t clamp_len(size_t len)
-{
-  return len > 0x7ffff000u ? 0x7ffff000u : len;
-}
-
 static bool is_sqpoll(const ak_loop *loop)
 {
   return (loop->features.setup_flags & IORING_SETUP_SQPOLL) != 0;
@@ -132,26 +120,26 @@ static int64_t blocking_read_opt(ak__op *op)
 {
   fs_rw *d = AK__OP_DATA(op, fs_rw);
   struct iovec one = {.iov_base = d->buf, .iov_len = d->len};
-  return result_of(preadv2(d->fd, &one, 1, d->offset, d->rw_flags));
+  return ak__syscall_result(preadv2(d->fd, &one, 1, d->offset, d->rw_flags));
 }
 
 static int64_t blocking_write_opt(ak__op *op)
 {
   fs_rw *d = AK__OP_DATA(op, fs_rw);
   struct iovec one = {.iov_base = d->buf, .iov_len = d->len};
-  return result_of(pwritev2(d->fd, &one, 1, d->offset, d->rw_flags));
+  return ak__syscall_result(pwritev2(d->fd, &one, 1, d->offset, d->rw_flags));
 }
 
 static int64_t blocking_readv(ak__op *op)
 {
   fs_rw *d = AK__OP_DATA(op, fs_rw);
-  return result_of(preadv2(d->fd, d->iov, (int)d->iovcnt, d->offset, d->rw_flags));
+  return ak__syscall_result(preadv2(d->fd, d->iov, (int)d->iovcnt, d->offset, d->rw_flags));
 }
 
 static int64_t blocking_writev(ak__op *op)
 {
   fs_rw *d = AK__OP_DATA(op, fs_rw);
-  return result_of(pwritev2(d->fd, d->iov, (int)d->iovcnt, d->offset, d->rw_flags));
+  return ak__syscall_result(pwritev2(d->fd, d->iov, (int)d->iovcnt, d->offset, d->rw_flags));
 }
 
 /* Frees a heap copy of the iovec array once the kernel is done with it. */
@@ -193,7 +181,7 @@ static ak_future *rw_submit(ak_loop *loop, bool write, int fd, void *buf, size_t
     return NULL;
   fs_rw *d = AK__OP_DATA(op, fs_rw);
   d->buf = buf;
-  d->len = clamp_len(len);
+  d->len = ak__clamp_len(len);
   bool fixed = d->buf_index >= 0;
   bool now = opts && (opts->flags & AK_RW_SUBMIT_NOW);
   if (write) {
@@ -330,7 +318,7 @@ static void prep_openat(ak__op *op, struct io_uring_sqe *sqe)
 static int64_t blocking_openat(ak__op *op)
 {
   fs_path *d = AK__OP_DATA(op, fs_path);
-  return result_of(openat(d->dirfd, d->path, d->flags, d->mode));
+  return ak__syscall_result(openat(d->dirfd, d->path, d->flags, d->mode));
 }
 
 /* An open that completed after its future was cancelled: nobody takes it. */
@@ -455,7 +443,7 @@ static void prep_fsync(ak__op *op, struct io_uring_sqe *sqe)
 static int64_t blocking_fsync(ak__op *op)
 {
   fs_fd *d = AK__OP_DATA(op, fs_fd);
-  return result_of(d->mode ? fdatasync(d->fd) : fsync(d->fd));
+  return ak__syscall_result(d->mode ? fdatasync(d->fd) : fsync(d->fd));
 }
 
 static ak_future *fsync_submit(ak_loop *loop, int fd, unsigned fsync_flags)
@@ -491,7 +479,7 @@ static int64_t fallocate_sparse(const fs_fd *d)
     return -errno;
   if (st.st_size >= d->offset + d->len)
     return 0;
-  return result_of(ftruncate(d->fd, d->offset + d->len));
+  return ak__syscall_result(ftruncate(d->fd, d->offset + d->len));
 }
 
 static bool is_refused_fallocate(const fs_fd *d, int64_t res)
@@ -508,7 +496,7 @@ static void prep_fallocate(ak__op *op, struct io_uring_sqe *sqe)
 static int64_t blocking_fallocate(ak__op *op)
 {
   fs_fd *d = AK__OP_DATA(op, fs_fd);
-  int64_t res = result_of(fallocate(d->fd, d->mode, d->offset, d->len));
+  int64_t res = ak__syscall_result(fallocate(d->fd, d->mode, d->offset, d->len));
   return is_refused_fallocate(d, res) ? fallocate_sparse(d) : res;
 }
 
@@ -550,7 +538,7 @@ static void prep_statx(ak__op *op, struct io_uring_sqe *sqe)
 static int64_t blocking_statx(ak__op *op)
 {
   fs_path *d = AK__OP_DATA(op, fs_path);
-  return result_of(statx(d->dirfd, d->path, d->flags, d->mode, d->out));
+  return ak__syscall_result(statx(d->dirfd, d->path, d->flags, d->mode, d->out));
 }
 
 ak_future *ak_statx(ak_loop *loop, int dirfd, const char *path, int flags, unsigned mask,
@@ -582,7 +570,7 @@ static void prep_renameat(ak__op *op, struct io_uring_sqe *sqe)
 static int64_t blocking_renameat(ak__op *op)
 {
   fs_path *d = AK__OP_DATA(op, fs_path);
-  return result_of(renameat2(d->dirfd, d->path, d->dirfd2, d->path2, (unsigned)d->flags));
+  return ak__syscall_result(renameat2(d->dirfd, d->path, d->dirfd2, d->path2, (unsigned)d->flags));
 }
 
 ak_future *ak_renameat(ak_loop *loop, int olddirfd, const char *oldpath, int newdirfd,
@@ -613,7 +601,7 @@ static void prep_unlinkat(ak__op *op, struct io_uring_sqe *sqe)
 static int64_t blocking_unlinkat(ak__op *op)
 {
   fs_path *d = AK__OP_DATA(op, fs_path);
-  return result_of(unlinkat(d->dirfd, d->path, d->flags));
+  return ak__syscall_result(unlinkat(d->dirfd, d->path, d->flags));
 }
 
 ak_future *ak_unlinkat(ak_loop *loop, int dirfd, const char *path, int flags)
@@ -642,7 +630,7 @@ static void prep_mkdirat(ak__op *op, struct io_uring_sqe *sqe)
 static int64_t blocking_mkdirat(ak__op *op)
 {
   fs_path *d = AK__OP_DATA(op, fs_path);
-  return result_of(mkdirat(d->dirfd, d->path, d->mode));
+  return ak__syscall_result(mkdirat(d->dirfd, d->path, d->mode));
 }
 
 ak_future *ak_mkdirat(ak_loop *loop, int dirfd, const char *path, unsigned mode)
@@ -684,7 +672,7 @@ static int64_t blocking_splice(ak__op *op)
 {
   fs_splice *d = AK__OP_DATA(op, fs_splice);
   loff_t in = d->off_in, out = d->off_out;
-  return result_of(splice(d->fd_in, d->off_in < 0 ? NULL : &in, d->fd_out,
+  return ak__syscall_result(splice(d->fd_in, d->off_in < 0 ? NULL : &in, d->fd_out,
                           d->off_out < 0 ? NULL : &out, d->len, d->flags));
 }
 
@@ -700,7 +688,7 @@ ak_future *ak_splice(ak_loop *loop, int fd_in, int64_t off_in, int fd_out, int64
   d->fd_out = fd_out;
   d->off_in = off_in < 0 ? -1 : off_in;
   d->off_out = off_out < 0 ? -1 : off_out;
-  d->len = clamp_len(len);
+  d->len = ak__clamp_len(len);
   d->flags = flags;
   op->prep = prep_splice;
   op->blocking = blocking_splice;

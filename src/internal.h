@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <liburing.h>
 
@@ -310,6 +311,16 @@ ak_future *ak__op_submit(ak__op *op);
 /* A future that failed at once with err on loop (bad arguments, wrong
  * thread). NULL on ENOMEM. */
 ak_future *ak__future_failed(ak_loop *loop, int err, const char *detail);
+
+/* A blocking syscall's return as an op result: the count, or -errno. */
+static inline int64_t ak__syscall_result(ssize_t n) { return n < 0 ? -errno : n; }
+
+/* The most io_uring (and read/write) move in one go; a larger request is a
+ * short transfer, which callers handle anyway. */
+#define AK__MAX_TRANSFER 0x7ffff000u
+static inline size_t ak__clamp_len(size_t len) {
+  return len > AK__MAX_TRANSFER ? AK__MAX_TRANSFER : len;
+}
 
 /* Public op functions start with this: ops are made on the owner thread. */
 #define AK__REQUIRE_OWNER(loop, what)                         \

@@ -76,17 +76,6 @@ _Static_assert(offsetof(ak__connect_data, fd) == 0 && offsetof(ak__accept_data, 
                    offsetof(ak__fd_data, fd) == 0,
                "the fd comes first");
 
-static int64_t result_of(ssize_t n)
-{
-  return n < 0 ? -errno : n;
-}
-
-/* io_uring's send/recv take an unsigned length; more is a short transfer. */
-static size_t clamp_len(size_t len)
-{
-  return len > 0x7ffff000u ? 0x7ffff000u : len;
-}
-
 /* An op that made an fd nobody will take (its future was cancelled). */
 static void discard_fd(ak__op *op, int res)
 {
@@ -176,7 +165,7 @@ static void prep_socket(ak__op *op, struct io_uring_sqe *sqe)
 static int64_t blocking_socket(ak__op *op)
 {
   ak__sock_data *d = AK__OP_DATA(op, ak__sock_data);
-  return result_of(socket(d->domain, d->type, d->protocol));
+  return ak__syscall_result(socket(d->domain, d->type, d->protocol));
 }
 
 ak_future *ak_socket(ak_loop *loop, int domain, int type, int protocol)
@@ -216,7 +205,7 @@ static void fd_op_complete(ak__op *op, int res, unsigned flags)
 static int64_t blocking_connect(ak__op *op)
 {
   ak__connect_data *d = AK__OP_DATA(op, ak__connect_data);
-  return result_of(connect(d->fd, (struct sockaddr *)&d->addr, d->len));
+  return ak__syscall_result(connect(d->fd, (struct sockaddr *)&d->addr, d->len));
 }
 
 ak_future *ak_connect(ak_loop *loop, int fd, const struct sockaddr *addr, socklen_t addrlen,
@@ -262,7 +251,7 @@ static void prep_accept(ak__op *op, struct io_uring_sqe *sqe)
 static int64_t blocking_accept(ak__op *op)
 {
   ak__accept_data *d = AK__OP_DATA(op, ak__accept_data);
-  return result_of(accept4(d->fd, (struct sockaddr *)&d->addr, &d->len, d->flags));
+  return ak__syscall_result(accept4(d->fd, (struct sockaddr *)&d->addr, &d->len, d->flags));
 }
 
 static void accept_complete(ak__op *op, int res, unsigned flags)
@@ -318,13 +307,13 @@ static void prep_send(ak__op *op, struct io_uring_sqe *sqe)
 static int64_t blocking_recv(ak__op *op)
 {
   ak__xfer_data *d = AK__OP_DATA(op, ak__xfer_data);
-  return result_of(recv(d->fd, d->buf, d->len, d->flags));
+  return ak__syscall_result(recv(d->fd, d->buf, d->len, d->flags));
 }
 
 static int64_t blocking_send(ak__op *op)
 {
   ak__xfer_data *d = AK__OP_DATA(op, ak__xfer_data);
-  return result_of(send(d->fd, d->buf, d->len, d->flags));
+  return ak__syscall_result(send(d->fd, d->buf, d->len, d->flags));
 }
 
 static ak_future *xfer_submit(ak_loop *loop, unsigned kind, int fd, void *buf, size_t len,
@@ -337,7 +326,7 @@ static ak_future *xfer_submit(ak_loop *loop, unsigned kind, int fd, void *buf, s
   d->fd = fd;
   d->flags = kind == AK_OP_SEND ? flags | MSG_NOSIGNAL : flags;
   d->buf = buf;
-  d->len = clamp_len(len);
+  d->len = ak__clamp_len(len);
   op->prep = kind == AK_OP_SEND ? prep_send : prep_recv;
   op->complete = fd_op_complete;
   op->blocking = kind == AK_OP_SEND ? blocking_send : blocking_recv;
@@ -374,13 +363,13 @@ static void prep_recvmsg(ak__op *op, struct io_uring_sqe *sqe)
 static int64_t blocking_sendmsg(ak__op *op)
 {
   ak__msg_data *d = AK__OP_DATA(op, ak__msg_data);
-  return result_of(sendmsg(d->fd, &d->msg, d->flags));
+  return ak__syscall_result(sendmsg(d->fd, &d->msg, d->flags));
 }
 
 static int64_t blocking_recvmsg(ak__op *op)
 {
   ak__msg_data *d = AK__OP_DATA(op, ak__msg_data);
-  return result_of(recvmsg(d->fd, &d->msg, d->flags));
+  return ak__syscall_result(recvmsg(d->fd, &d->msg, d->flags));
 }
 
 static void recvmsg_complete(ak__op *op, int res, unsigned flags)
@@ -440,7 +429,7 @@ static void prep_shutdown(ak__op *op, struct io_uring_sqe *sqe)
 static int64_t blocking_shutdown(ak__op *op)
 {
   ak__fd_data *d = AK__OP_DATA(op, ak__fd_data);
-  return result_of(shutdown(d->fd, d->how));
+  return ak__syscall_result(shutdown(d->fd, d->how));
 }
 
 ak_future *ak_shutdown(ak_loop *loop, int fd, int how)

@@ -61,7 +61,7 @@ int ak_buf_ring_new(ak_loop *loop, unsigned count, size_t size, ak_buf_ring **ou
 {
   if (!ak__loop_owned_by_caller(loop))
     return AK_ENOTOWNER;
-  if (!is_power_of_two(count) || count > 32768 || size == 0 || size > 0x7ffff000u)
+  if (!is_power_of_two(count) || count > 32768 || size == 0 || size > AK__MAX_TRANSFER)
     return -EINVAL;
   ak_buf_ring *br = ak__calloc(1, sizeof(*br));
   int rc = -ENOMEM;

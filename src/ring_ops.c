@@ -64,25 +64,19 @@ static void prep_write(ak__op *op, struct io_uring_sqe *sqe) {
   io_uring_prep_write(sqe, d->fd, d->buf, (unsigned)d->len, (uint64_t)d->offset);
 }
 
-static int64_t result_of(ssize_t n) { return n < 0 ? -errno : n; }
-
 static int64_t blocking_read(ak__op *op) {
   ak__rw_data *d = AK__OP_DATA(op, ak__rw_data);
   if (d->offset < 0)
-    return result_of(read(d->fd, d->buf, d->len));
-  return result_of(pread(d->fd, d->buf, d->len, d->offset));
+    return ak__syscall_result(read(d->fd, d->buf, d->len));
+  return ak__syscall_result(pread(d->fd, d->buf, d->len, d->offset));
 }
 
 static int64_t blocking_write(ak__op *op) {
   ak__rw_data *d = AK__OP_DATA(op, ak__rw_data);
   if (d->offset < 0)
-    return result_of(write(d->fd, d->buf, d->len));
-  return result_of(pwrite(d->fd, d->buf, d->len, d->offset));
+    return ak__syscall_result(write(d->fd, d->buf, d->len));
+  return ak__syscall_result(pwrite(d->fd, d->buf, d->len, d->offset));
 }
-
-/* io_uring reads/writes take an unsigned length; larger requests are a
- * short transfer, which callers must handle anyway. */
-static size_t clamp_len(size_t len) { return len > 0x7ffff000u ? 0x7ffff000u : len; }
 
 static ak_future *rw_submit(ak_loop *loop, unsigned kind, int fd, void *buf, size_t len,
                             int64_t offset) {
@@ -92,7 +86,7 @@ static ak_future *rw_submit(ak_loop *loop, unsigned kind, int fd, void *buf, siz
   ak__rw_data *d = AK__OP_DATA(op, ak__rw_data);
   d->fd = fd;
   d->buf = buf;
-  d->len = clamp_len(len);
+  d->len = ak__clamp_len(len);
   d->offset = offset;
   op->prep = kind == AK_OP_READ ? prep_read : prep_write;
   op->blocking = kind == AK_OP_READ ? blocking_read : blocking_write;
