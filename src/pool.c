@@ -34,6 +34,12 @@ struct ak_pool {
   pthread_t *threads;
 };
 
+/* pool->head and pool->stopping change only under mu, but spin_for_work
+ * reads them without it as a hint: so every write is an atomic store. */
+static void set_head(ak_pool *pool, ak__qnode *head) {
+  __atomic_store_n(&pool->head, head, __ATOMIC_RELAXED);
+}
+
 static ak_future *task_of(ak__qnode *node) { return AK__CONTAINER_OF(node, ak_future, qnode); }
 
 /* ---- The task future's hooks ------------------------------------------------ */
@@ -47,7 +53,7 @@ static bool unqueue_locked(ak_pool *pool, ak_future *f) {
     if (prev)
       prev->next = n->next;
     else
-      pool->head = n->next;
+      set_head(pool, n->next);
     if (pool->tail == n)
       pool->tail = prev;
     pool->depth--;
@@ -153,7 +159,7 @@ static void *worker_main(void *arg) {
     ak__qnode *last = node;
     for (size_t i = 1; i < take; i++)
       last = last->next;
-    pool->head = last->next;
+    set_head(pool, last->next);
     if (!pool->head)
       pool->tail = NULL;
     pool->depth -= take;
@@ -245,7 +251,7 @@ static bool enqueue_chain(ak_pool *pool, ak__qnode *head, ak__qnode *tail, size_
   if (pool->tail)
     pool->tail->next = head;
   else
-    pool->head = head;
+    set_head(pool, head);
   pool->tail = tail;
   pool->depth += n;
   bool wake = want_wake_locked(pool);
@@ -366,10 +372,11 @@ void ak_pool_stop(ak_pool *pool, bool wait) {
   if (own)
     ak__pool_flush_loop(own); /* tasks this thread's callbacks submitted */
   pthread_mutex_lock(&pool->mu);
-  pool->stopping = true;
+  __atomic_store_n(&pool->stopping, true, __ATOMIC_RELAXED); /* see spin_for_work */
   if (!wait) {
     dropped = pool->head;
-    pool->head = pool->tail = NULL;
+    set_head(pool, NULL);
+    pool->tail = NULL;
     pool->depth = 0;
   }
   /* One stop joins the workers; a concurrent one waits until that is done,
