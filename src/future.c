@@ -42,11 +42,27 @@ static AK__TLS ak__thread_cache ak__cache;
 static pthread_key_t ak__cache_key;
 static pthread_once_t ak__cache_once = PTHREAD_ONCE_INIT;
 
+/* Futures start on a cache line (see struct ak_future). The allocator
+ * promises 16 bytes, so a record is allocated with room to align it and
+ * keeps the address it was given in the word just before itself. */
+enum { AK__LINE = 64 };
+
+static ak_future *future_malloc(void) {
+  char *base = ak__malloc(sizeof(ak_future) + AK__LINE + sizeof(void *));
+  if (AK__UNLIKELY(!base))
+    return NULL;
+  uintptr_t at = ((uintptr_t)base + sizeof(void *) + AK__LINE - 1) & ~(uintptr_t)(AK__LINE - 1);
+  ((void **)at)[-1] = base;
+  return (ak_future *)at;
+}
+
+static void future_mfree(ak_future *f) { ak__free(((void **)f)[-1]); }
+
 static void cache_flush(ak__thread_cache *c) {
   while (c->futures) {
     ak_future *f = c->futures;
     c->futures = f->data;
-    ak__free(f);
+    future_mfree(f);
   }
   c->nfutures = 0;
   while (c->cbnodes) {
@@ -75,14 +91,14 @@ static ak_future *future_alloc(void) {
     ak__cache.nfutures--;
     return f;
   }
-  return ak__malloc(sizeof(ak_future));
+  return future_malloc();
 }
 
 /* The rare cases of future_recycle: an empty cache (register the thread-exit
  * flush once) or a full one (back to the allocator). */
 static __attribute__((noinline)) bool recycle_slow(ak_future *f) {
   if (ak__cache.nfutures >= AK__CACHE_MAX_FUTURES) {
-    ak__free(f);
+    future_mfree(f);
     return false;
   }
   if (!ak__cache.exit_hook)
@@ -183,6 +199,8 @@ ak_future *ak_future_new(ak_loop *loop) {
   atomic_init(&f->state, AK_PENDING);
   atomic_init(&f->refs, 1);
   f->loop = loop;
+  f->cb = NULL;
+  f->kind = NULL;
   /* value .. adopted are contiguous: a few vector stores. */
   memset(&f->value, 0, offsetof(ak_future, adopted) + sizeof(f->adopted) -
                            offsetof(ak_future, value));
@@ -676,8 +694,6 @@ int ak_future_cancel(ak_future *f) {
 }
 
 /* ---- Adoption ---------------------------------------------------------------- */
-
-#define AK__ADOPT_SENTINEL INT64_MIN
 
 int64_t ak_future_adopt(ak_future *self, ak_future *other) {
   __atomic_store_n(&self->adopted, other, __ATOMIC_SEQ_CST);

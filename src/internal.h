@@ -89,25 +89,30 @@ enum {
  * use them set them. The callback list is closed when the future settles:
  * from then on only the dispatcher reads cb/cb_arg/more_head. */
 struct ak_future {
+  /* The first cache line (futures are 64-byte aligned, future.c): all that
+   * a pool worker reads and writes (start, run, settle, hand-over), and
+   * what the loop's dispatch reads first. The second line is the loop's
+   * alone on that path, so a task moves one line to the worker and back. */
   _Atomic uint32_t state;           /* ak_state | AK__F_* flags */
   _Atomic uint32_t refs;            /* references; the last frees */
+  ak__qnode qnode;                  /* link while its callbacks are queued */
   ak_loop *loop;                    /* owner loop, or NULL */
+  ak_callback cb;                   /* first callback, inline (NULL at creation) */
+  int64_t result;                   /* outcome, once settled */
+  void *fn;                         /* (kind) a pool task's or step's callable */
+  void *fn_arg;                     /* (kind) its argument */
+  /* The second line. */
+  void *cb_arg;                     /* with cb */
+  const ak__future_kind *kind;      /* hooks, or NULL for a plain promise */
   /* From value to adopted: zeroed together at creation (keep contiguous). */
   void *value;                      /* product, owned by the future */
   ak_destructor dtor;               /* frees value, or NULL */
   char *detail;                     /* failure detail, owned, or NULL */
-  const ak__future_kind *kind;      /* hooks, or NULL for a plain promise */
   void *data;                       /* kind-specific record */
-  ak_callback cb;                   /* first callback, inline */
   ak__cbnode *more_head;            /* further callbacks, in order */
   ak_future *adopted;               /* set by ak_future_adopt */
   /* Not initialised at creation: */
-  int64_t result;                   /* outcome, once settled */
-  void *cb_arg;                     /* with cb */
   ak__cbnode *more_tail;            /* valid while more_head != NULL */
-  ak__qnode qnode;                  /* link while its callbacks are queued */
-  void *fn;                         /* (kind) a pool task's or step's callable */
-  void *fn_arg;                     /* (kind) its argument */
   void *aux;                        /* (kind) a second kind-specific field */
 };
 
@@ -129,6 +134,9 @@ void ak__future_bind_to_loop(ak_future *f);
 
 /* PENDING -> RUNNING; false if cancelled or settled already. */
 bool ak__future_start_running(ak_future *f);
+
+/* What ak_future_adopt returns: a callable's "settle me like that future". */
+#define AK__ADOPT_SENTINEL INT64_MIN
 
 /* Runs a then-step's or pool callable's return protocol: settles self from
  * ret, or hooks self to the adopted future. */

@@ -183,6 +183,7 @@ int ak_loop_new(ak_loop **out, const ak_loop_options *opts) {
     loop->opts.cq_entries = 4 * loop->opts.sq_entries;
   loop->owner = &ak__token;
   loop->eventfd = -1;
+  ak__lanes_init(loop);
   loop->now = ak_now_ns();
 
   rc = ring_create(loop);
@@ -243,6 +244,8 @@ void ak__loop_wake(ak_loop *loop) {
 }
 
 void ak__loop_enqueue_remote(ak_loop *loop, ak__qnode *node) {
+  if (ak__lane_push(loop, node))
+    return;
   /* Once the node is pushed the loop may run it and, if it was the last
    * thing ak_loop_free waited for (a bound pool task's settle), free the
    * loop while we still wake it: the count makes ak_loop_free wait for us.
@@ -259,6 +262,7 @@ void ak__loop_enqueue(ak_loop *loop, ak__qnode *node) { ak__loop_enqueue_inline(
 /* Moves the inbox to the ready queue, oldest first, in one pass: the stack
  * reversed is in order, and its old top becomes the new tail. */
 static void drain_inbox(ak_loop *loop) {
+  ak__lanes_drain(loop);
   if (!atomic_load_explicit(&loop->inbox, memory_order_relaxed))
     return;
   ak__qnode *top = atomic_exchange_explicit(&loop->inbox, NULL, memory_order_acquire);
@@ -336,7 +340,8 @@ static void run_ready(ak_loop *loop) {
 }
 
 static bool has_queued_work(const ak_loop *loop) {
-  return loop->ready_head != NULL || atomic_load_explicit(&loop->inbox, memory_order_relaxed);
+  return loop->ready_head != NULL || atomic_load_explicit(&loop->inbox, memory_order_relaxed) ||
+         ak__lanes_pending(loop);
 }
 
 static unsigned alive_count(const ak_loop *loop) {
@@ -344,7 +349,8 @@ static unsigned alive_count(const ak_loop *loop) {
    * must not be seen as idle with its post still in the inbox (the post's
    * push happens before the unhold's decrement). */
   unsigned holds = (unsigned)atomic_load_explicit(&loop->holds, memory_order_acquire);
-  bool inbox = atomic_load_explicit(&loop->inbox, memory_order_relaxed) != NULL;
+  bool inbox = atomic_load_explicit(&loop->inbox, memory_order_relaxed) != NULL ||
+               ak__lanes_pending(loop);
   return loop->ops_active + (unsigned)loop->timers.count + (unsigned)loop->alive_other + holds +
          (loop->ready_head != NULL) + inbox;
 }
@@ -399,7 +405,7 @@ static void reap(ak_loop *loop) {
 static bool may_sleep(ak_loop *loop, bool block_when_idle, bool (*done)(void *),
                       void *done_arg) {
   atomic_store_explicit(&loop->sleeping, 1, memory_order_seq_cst);
-  if (atomic_load_explicit(&loop->inbox, memory_order_seq_cst) ||
+  if (atomic_load_explicit(&loop->inbox, memory_order_seq_cst) || ak__lanes_pending(loop) ||
       atomic_load_explicit(&loop->stop, memory_order_seq_cst) || (done && done(done_arg)) ||
       (!block_when_idle && alive_count(loop) == 0) /* an unhold meanwhile */) {
     atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
@@ -617,6 +623,7 @@ void ak_loop_free(ak_loop *loop) {
   /* A thread that handed us the last node may still be waking us. */
   while (atomic_load_explicit(&loop->remote_enqueuers, memory_order_acquire) != 0)
     sched_yield();
+  ak__lanes_free(loop);
   ak__timers_free_all(loop);
   ak__op_cache_free(loop);
   io_uring_queue_exit(&loop->ring);

@@ -4,7 +4,11 @@
 #ifndef AK_LOOP_INTERNAL_H
 #define AK_LOOP_INTERNAL_H
 
+#include <pthread.h>
+
 #include "internal.h"
+
+typedef struct ak__lane ak__lane;
 
 struct ak_loop {
   struct io_uring ring;
@@ -56,6 +60,11 @@ struct ak_loop {
 
   ak__timer_heap timers;
   ak_loop_stats stats;
+
+  /* Lanes from pool workers (loop_lane.c). */
+  uint64_t id;                    /* unique per loop ever made */
+  ak__lane *lanes;                /* list, prepended under lanes_mu (atomic) */
+  pthread_mutex_t lanes_mu;
 };
 
 /* The ready queue: owner thread only. Inline because every settle of a loop
@@ -69,8 +78,24 @@ static inline void ak__ready_push(ak_loop *loop, ak__qnode *node) {
   loop->ready_tail = node;
 }
 
-/* Any thread: the inbox, then a wakeup. */
+/* Any thread: the inbox (or a pool worker's lane), then a wakeup. */
 void ak__loop_enqueue_remote(ak_loop *loop, ak__qnode *node);
+
+/* ---- Lanes (loop_lane.c) ---- */
+
+/* Gives the loop its id and an empty list of lanes. */
+void ak__lanes_init(ak_loop *loop);
+/* Marks the calling thread as a pool worker: its hand-overs use lanes. */
+void ak__lane_thread_enable(void);
+/* A pool worker's hand-over of node (then a wakeup); false: use the inbox. */
+bool ak__lane_push(ak_loop *loop, ak__qnode *node);
+/* Owner thread: moves every lane's nodes to the ready queue. */
+void ak__lanes_drain(ak_loop *loop);
+/* Owner thread: whether a lane holds nodes (sequentially consistent loads,
+ * for the check before sleeping). */
+bool ak__lanes_pending(const ak_loop *loop);
+/* Owner thread, at free: waits out pushers, frees every lane. */
+void ak__lanes_free(ak_loop *loop);
 
 static inline void ak__loop_enqueue_inline(ak_loop *loop, ak__qnode *node) {
   if (AK__LIKELY(loop->owner == ak__thread_token()))

@@ -698,6 +698,255 @@ static void test_single_thread_fifo(void **state)
   gate_destroy(&g);
 }
 
+/* More tasks than the submission ring holds (4096): the rest go to the
+ * overflow queue, and still run in order; a task cancelled in the ring and
+ * one cancelled in the overflow never run, and the depth counts both
+ * parts. */
+enum { PAST_RING = 10000 };
+
+typedef struct big_fifo {
+  int order[PAST_RING];
+  _Atomic int n;
+} big_fifo;
+
+typedef struct big_arg {
+  big_fifo *log;
+  int id;
+} big_arg;
+
+static int64_t log_big(void *arg, ak_future *self)
+{
+  (void)self;
+  big_arg *a = arg;
+  int i = atomic_fetch_add(&a->log->n, 1);
+  a->log->order[i] = a->id;
+  return 0;
+}
+
+static void test_fifo_past_the_ring(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(1);
+  gate g;
+  gate_init(&g);
+  ak_future *b = ak_pool_submit(pool, blocker, &g);
+  assert_true(t_sem_wait(&g.started));
+  big_fifo *log = calloc(1, sizeof(*log));
+  big_arg *args = calloc(PAST_RING, sizeof(*args));
+  ak_future **fs = calloc(PAST_RING, sizeof(*fs));
+  for (int i = 0; i < PAST_RING; i++) {
+    args[i] = (big_arg){log, i};
+    fs[i] = ak_pool_submit(pool, log_big, &args[i]);
+  }
+  assert_int_equal(ak_pool_queue_depth(pool), PAST_RING);
+  assert_int_equal(ak_future_cancel(fs[10]), 0);   /* in the ring */
+  assert_int_equal(ak_future_cancel(fs[7000]), 0); /* in the overflow */
+  assert_int_equal(ak_future_state(fs[10]), AK_CANCELLED);
+  assert_int_equal(ak_future_state(fs[7000]), AK_CANCELLED);
+  assert_int_equal(ak_pool_queue_depth(pool), PAST_RING - 2);
+  /* Submitted after the cancels, when part of the queue sits in the FIFO
+   * the cancels made: still after everything before it. */
+  big_arg last = {log, PAST_RING};
+  ak_future *tail = ak_pool_submit(pool, log_big, &last);
+  t_sem_post(&g.release);
+  assert_int_equal(ak_future_wait(tail, T_HANG_NS), 0);
+  ak_pool_stop(pool, true);
+  assert_int_equal(atomic_load(&log->n), PAST_RING - 1);
+  int expect = 0;
+  for (int i = 0; i < PAST_RING - 1; i++) {
+    if (expect == 10 || expect == 7000)
+      expect++;
+    assert_int_equal(log->order[i], expect);
+    expect++;
+  }
+  for (int i = 0; i < PAST_RING; i++) {
+    if (i != 10 && i != 7000)
+      assert_int_equal(ak_future_state(fs[i]), AK_DONE);
+    ak_future_release(fs[i]);
+  }
+  ak_future_release(tail);
+  ak_future_release(b);
+  ak_pool_free(pool);
+  free(fs);
+  free(args);
+  free(log);
+  gate_destroy(&g);
+}
+
+/* Four threads submit at once, past the ring's size, to one blocked
+ * worker: every thread's tasks run in the order that thread submitted
+ * them, across the switches between ring and overflow. */
+enum { PRODUCERS = 4, PER_PRODUCER = 3000 };
+
+typedef struct producer_log {
+  _Atomic int n;
+  int order[PRODUCERS * PER_PRODUCER]; /* producer * PER_PRODUCER + seq */
+} producer_log;
+
+typedef struct producer_task {
+  producer_log *log;
+  int code;
+} producer_task;
+
+typedef struct producer {
+  ak_pool *pool;
+  producer_log *log;
+  int index;
+  producer_task tasks[PER_PRODUCER];
+  ak_future *fs[PER_PRODUCER];
+  t_sem *go;
+} producer;
+
+static int64_t log_code(void *arg, ak_future *self)
+{
+  (void)self;
+  producer_task *t = arg;
+  int i = atomic_fetch_add(&t->log->n, 1);
+  t->log->order[i] = t->code;
+  return 0;
+}
+
+static void *produce(void *arg)
+{
+  producer *p = arg;
+  t_sem_wait(p->go);
+  for (int i = 0; i < PER_PRODUCER; i++) {
+    p->tasks[i] = (producer_task){p->log, p->index * PER_PRODUCER + i};
+    p->fs[i] = ak_pool_submit(p->pool, log_code, &p->tasks[i]);
+  }
+  return NULL;
+}
+
+static void test_per_thread_order_across_overflow(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(1);
+  gate g;
+  gate_init(&g);
+  ak_future *b = ak_pool_submit(pool, blocker, &g);
+  assert_true(t_sem_wait(&g.started));
+  producer_log *log = calloc(1, sizeof(*log));
+  producer *ps = calloc(PRODUCERS, sizeof(*ps));
+  t_sem go;
+  t_sem_init(&go, 0);
+  pthread_t threads[PRODUCERS];
+  for (int i = 0; i < PRODUCERS; i++) {
+    ps[i] = (producer){.pool = pool, .log = log, .index = i, .go = &go};
+    threads[i] = t_thread_start(produce, &ps[i], 0);
+  }
+  for (int i = 0; i < PRODUCERS; i++)
+    t_sem_post(&go);
+  /* Let the worker run while the producers still submit: the ring drains
+   * and fills again under them. */
+  t_sem_post(&g.release);
+  for (int i = 0; i < PRODUCERS; i++)
+    t_thread_join(threads[i]);
+  ak_pool_stop(pool, true);
+  assert_int_equal(atomic_load(&log->n), PRODUCERS * PER_PRODUCER);
+  int next[PRODUCERS] = {0};
+  for (int i = 0; i < PRODUCERS * PER_PRODUCER; i++) {
+    int who = log->order[i] / PER_PRODUCER;
+    assert_int_equal(log->order[i] % PER_PRODUCER, next[who]);
+    next[who]++;
+  }
+  for (int i = 0; i < PRODUCERS; i++)
+    for (int j = 0; j < PER_PRODUCER; j++)
+      ak_future_release(ps[i].fs[j]);
+  ak_future_release(b);
+  ak_pool_free(pool);
+  t_sem_destroy(&go);
+  free(ps);
+  free(log);
+  gate_destroy(&g);
+}
+
+/* Workers hand settles to a loop through lanes, arrays that grow by
+ * segments of 254: many tasks from one worker reach the loop's callbacks in
+ * the order the worker finished them, and a post made inside a task is seen
+ * before that task's own settle. */
+enum { LANE_TASKS = 2000 };
+
+typedef struct lane_log {
+  int seen[2 * LANE_TASKS];
+  int n;
+  int posted_before_settle; /* posts that ran before their task's callback */
+  int pending_post[LANE_TASKS];
+} lane_log;
+
+typedef struct lane_task {
+  lane_log *log;
+  ak_loop *loop;
+  int id;
+} lane_task;
+
+static void lane_post_ran(void *arg)
+{
+  lane_task *t = arg;
+  t->log->pending_post[t->id] = 1;
+  t->log->seen[t->log->n++] = -1 - t->id;
+}
+
+static int64_t lane_work(void *arg, ak_future *self)
+{
+  (void)self;
+  lane_task *t = arg;
+  if (t->id % 100 == 0)
+    return ak_loop_post(t->loop, lane_post_ran, t) == 0 ? t->id : -EIO;
+  return t->id;
+}
+
+static void lane_settled(ak_future *f, void *arg)
+{
+  lane_task *t = arg;
+  assert_int_equal(ak_future_state(f), AK_DONE);
+  if (t->id % 100 == 0 && t->log->pending_post[t->id])
+    t->log->posted_before_settle++;
+  t->log->seen[t->log->n++] = t->id;
+}
+
+static void test_lane_order_and_segments(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(1);
+  ak_loop_options opts = {.pool = pool};
+  for (int round = 0; round < 2; round++) {
+    /* Two loops one after the other: the worker's cached lane belongs to
+     * the first, freed, and the second may sit at the same address. */
+    ak_loop *loop = t_loop_new_opts(&opts);
+    lane_log *log = calloc(1, sizeof(*log));
+    lane_task *tasks = calloc(LANE_TASKS, sizeof(*tasks));
+    gate g;
+    gate_init(&g);
+    ak_future *b = ak_pool_submit(pool, blocker, &g);
+    assert_true(t_sem_wait(&g.started)); /* all queued before any runs */
+    for (int i = 0; i < LANE_TASKS; i++) {
+      tasks[i] = (lane_task){log, loop, i};
+      ak_future *f = ak_pool_submit(pool, lane_work, &tasks[i]);
+      assert_int_equal(ak_future_on_settle(f, lane_settled, &tasks[i]), 0);
+      ak_future_release(f);
+    }
+    t_sem_post(&g.release);
+    assert_int_equal(ak_loop_run(loop, AK_RUN_DEFAULT), 0);
+    assert_int_equal(log->n, LANE_TASKS + LANE_TASKS / 100);
+    assert_int_equal(log->posted_before_settle, LANE_TASKS / 100);
+    int expect = 0;
+    for (int i = 0; i < log->n; i++) {
+      if (log->seen[i] < 0) {
+        assert_int_equal(-1 - log->seen[i], expect); /* the post, then its task */
+        continue;
+      }
+      assert_int_equal(log->seen[i], expect);
+      expect++;
+    }
+    ak_future_release(b);
+    ak_loop_free(loop);
+    free(tasks);
+    free(log);
+    gate_destroy(&g);
+  }
+  ak_pool_free(pool);
+}
+
 /* Two threads stopping the pool at once both return only after the workers
  * are gone: here, after the task that was running has finished. */
 typedef struct stop_race {
@@ -775,6 +1024,9 @@ int main(void)
       cmocka_unit_test(test_dataflow_cancel_while_waiting),
       cmocka_unit_test(test_dataflow_no_deps_and_settled_deps),
       cmocka_unit_test(test_queue_depth),
+      cmocka_unit_test(test_fifo_past_the_ring),
+      cmocka_unit_test(test_per_thread_order_across_overflow),
+      cmocka_unit_test(test_lane_order_and_segments),
       cmocka_unit_test(test_single_thread_fifo),
       cmocka_unit_test(test_concurrent_stops_both_wait),
   };

@@ -40,6 +40,7 @@ typedef struct akb_opts {
   const char *variant; /* --variant: a workload's sub-case (future: loop, loopless) */
   bool quick;          /* --quick: small sizes, for tests */
   bool no_fork;        /* --no-fork: run RSS cases in this process */
+  bool no_peer;        /* --no-peer: pool runs asynckit alone (profiling) */
 } akb_opts;
 
 /* The workload's count: --size if given, else quick or full default. */

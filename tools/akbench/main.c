@@ -48,6 +48,7 @@ static void usage(FILE *to)
           "  --variant V       future: loop, loopless or both (both)\n"
           "  --quick           small sizes (10,000), for tests\n"
           "  --no-fork         chain: run the cases in this process (RSS deltas only)\n"
+          "  --no-peer         pool: run asynckit only (for profiling; no ratio)\n"
           "\n%s\n",
 #ifdef AKBENCH_HAVE_UV
           "libuv peer: built in"
@@ -136,6 +137,8 @@ static int parse_args(int argc, char **argv, cli *c)
       c->opts.quick = true;
     } else if (strcmp(a, "--no-fork") == 0) {
       c->opts.no_fork = true;
+    } else if (strcmp(a, "--no-peer") == 0) {
+      c->opts.no_peer = true;
     } else if (a[0] == '-') {
       fprintf(stderr, "akbench: unknown option '%s'\n", a);
       return -1;

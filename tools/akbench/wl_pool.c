@@ -221,6 +221,8 @@ int akb_wl_pool(const akb_opts *opts, akb_result *res)
     }
     series_add(&ak, &span, tasks);
 #ifdef AKBENCH_HAVE_UV
+    if (opts->no_peer)
+      continue;
     rc = akb_uv_pool_run(tasks, opts->batch, &span, &what);
     if (rc < 0) {
       akb_fail(res, "libuv: %s: %s", what, akb_uv_strerror(rc));
@@ -238,6 +240,10 @@ int akb_wl_pool(const akb_opts *opts, akb_result *res)
 
   double ak_cpu = series_row(res, "asynckit", &ak, tasks);
 #ifdef AKBENCH_HAVE_UV
+  if (opts->no_peer) {
+    akb_note(res, "--no-peer: libuv not run, no ratio");
+    return 0;
+  }
   double uv_cpu = series_row(res, "libuv", &uv, tasks);
   double ak_ips = akb_median(ak.items_per_s, ak.n);
   double uv_ips = akb_median(uv.items_per_s, uv.n);
