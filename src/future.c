@@ -47,7 +47,7 @@ static pthread_once_t ak__cache_once = PTHREAD_ONCE_INIT;
  * keeps the address it was given in the word just before itself. */
 enum { AK__LINE = 64 };
 
-static ak_future *future_malloc(void) {
+static __attribute__((noinline, cold)) ak_future *future_malloc(void) {
   char *base = ak__malloc(sizeof(ak_future) + AK__LINE + sizeof(void *));
   if (AK__UNLIKELY(!base))
     return NULL;
