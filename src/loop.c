@@ -259,8 +259,9 @@ void ak__loop_enqueue_remote(ak_loop *loop, ak__qnode *node) {
 
 void ak__loop_enqueue(ak_loop *loop, ak__qnode *node) { ak__loop_enqueue_inline(loop, node); }
 
-/* Moves the inbox to the ready queue, oldest first, in one pass: the stack
- * reversed is in order, and its old top becomes the new tail. */
+/* Moves the pool workers' lanes, then the inbox, to the ready queue. The
+ * inbox goes oldest first, in one pass: the stack reversed is in order, and
+ * its old top becomes the new tail. */
 static void drain_inbox(ak_loop *loop) {
   ak__lanes_drain(loop);
   if (!atomic_load_explicit(&loop->inbox, memory_order_relaxed))

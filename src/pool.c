@@ -8,15 +8,13 @@
  * fn/fn_arg fields and the queue links through qnode.next (free while a
  * future is pending), so a submit allocates nothing in steady state.
  *
- * Submitting takes no lock. Tasks enter an intrusive multi-producer queue
- * (the classic design with a stub node: a producer swaps itself in as the
- * tail, then links its predecessor to it), so the thread that submits a
- * batch never waits for a worker that holds the lock, and a worker never
- * waits for the submitter; profiles of the mutex queue this replaced showed
- * a third of the time in futex waits and wakes on that lock. Workers (and
- * cancel, stop and queue depth, which are rare) take from it under mu; cancel
- * first moves what has arrived into a FIFO under mu, where a task can be
- * unlinked.
+ * Submitting takes no lock (a ring of cells, an overflow queue behind it:
+ * see "The incoming queue"), so the thread that submits a batch never waits
+ * for a worker that holds the lock, and a worker never waits for the
+ * submitter; profiles of the mutex queue this replaced showed a third of the
+ * time in futex waits and wakes on that lock. Workers (and cancel, stop and
+ * queue depth, which are rare) take from it under mu; cancel first moves
+ * what has arrived into a FIFO under mu, where a task can be unlinked.
  *
  * Lock order: pool->mu, then a future's state lock (inside ak__future_*).
  */
@@ -41,8 +39,9 @@ struct ak_pool {
   struct ak__pool_cell *ring;      /* AK__RING_CELLS cells */
   pthread_mutex_t mu;              /* everything below */
   uint64_t ring_head;              /* next ring position to take */
-  ak__qnode *in_head;              /* the overflow's oldest node, or &stub */
-  ak__qnode stub;                  /* keeps the overflow queue non-empty */
+  ak__qnode *in_head;              /* the overflow's oldest node, or &anchor */
+  ak__qnode anchor;                /* the overflow's permanent node: the queue
+                                      is never empty of nodes */
   ak__qnode *head;                 /* FIFO of tasks moved out of the incoming */
   ak__qnode *tail;                 /*   queue so they can be unlinked (cancel) */
   size_t depth;                    /*   and counted; workers take from it first */
@@ -52,8 +51,8 @@ struct ak_pool {
   bool discard;                    /* stop without the queued work */
   bool joining;                    /* a stop is joining the workers */
   bool joined;                     /* ... and has: late tasks fail at once */
-  unsigned nthreads;                /* workers started (ak_pool_new, joins) */
-  unsigned planned;                 /* workers asked for: sizes the chunks */
+  unsigned nthreads;               /* workers started (ak_pool_new, joins) */
+  unsigned planned;                /* workers asked for: sizes the chunks */
   pthread_cond_t work_cv;          /* workers wait here for tasks or stop */
   pthread_cond_t joined_cv;        /* other stops wait here for joined */
   pthread_t *threads;
@@ -70,8 +69,8 @@ static ak_future *task_of(ak__qnode *node) { return AK__CONTAINER_OF(node, ak_fu
  * at a time (profiles put 84% of a worker's own time in that chase).
  *
  * When the ring is full, tasks go to the overflow: an intrusive linked
- * queue with a stub node (a producer swaps itself in as the tail, then
- * links its predecessor to it), unbounded, so a submit never waits or
+ * queue that always holds at least one node, its anchor (a producer swaps
+ * itself in as the tail, then links its predecessor to it), unbounded, so a submit never waits or
  * fails for room. Workers take from the ring first. A producer uses the
  * ring only while the overflow is empty (the count says so), so each
  * thread's tasks are taken in the order it submitted them. */
@@ -149,22 +148,22 @@ static ak__qnode *overflow_pop(ak_pool *pool, bool *busy) {
   ak__qnode *head = pool->in_head;
   ak__qnode *next = __atomic_load_n(&head->next, __ATOMIC_ACQUIRE);
   *busy = false;
-  if (head == &pool->stub) {
+  if (head == &pool->anchor) {
     if (!next) {
-      *busy = __atomic_load_n(&pool->in_tail, __ATOMIC_ACQUIRE) != &pool->stub;
+      *busy = __atomic_load_n(&pool->in_tail, __ATOMIC_ACQUIRE) != &pool->anchor;
       return NULL;
     }
     pool->in_head = head = next;
     next = __atomic_load_n(&head->next, __ATOMIC_ACQUIRE);
   }
   if (!next) {
-    /* head may be the last node: put the stub behind it, so that taking
+    /* head may be the last node: put the anchor behind it, so that taking
      * head never leaves the producers a node to link that is gone. */
     if (head != __atomic_load_n(&pool->in_tail, __ATOMIC_ACQUIRE)) {
       *busy = true;
       return NULL;
     }
-    overflow_push(pool, &pool->stub, &pool->stub, 0);
+    overflow_push(pool, &pool->anchor, &pool->anchor, 0);
     next = __atomic_load_n(&head->next, __ATOMIC_ACQUIRE);
     if (!next) {
       *busy = true; /* a producer came in between */
@@ -195,8 +194,9 @@ static void incoming_push(ak_pool *pool, ak__qnode *first, ak__qnode *last, size
  * while a producer is between its steps. Sequentially consistent loads:
  * see sleep_for_work. */
 static bool incoming_nonempty(ak_pool *pool) {
+  /* The overflow's count covers every node not yet taken from it. */
   return __atomic_load_n(&pool->ring_tail, __ATOMIC_SEQ_CST) != pool->ring_head ||
-         overflow_in_use(pool) || pool->in_head != &pool->stub;
+         overflow_in_use(pool);
 }
 
 /* Takes the oldest arrived task (mu held): the ring's, then the overflow's. */
@@ -446,7 +446,7 @@ ak_pool *ak_pool_new(unsigned n) {
     errno = ENOMEM;
     return NULL;
   }
-  pool->in_tail = pool->in_head = &pool->stub;
+  pool->in_tail = pool->in_head = &pool->anchor;
   pool->ring = ak__calloc(AK__RING_CELLS, sizeof(*pool->ring));
   if (!pool->ring) {
     ak__free(pool->threads);
@@ -507,14 +507,17 @@ static void fail_stopped(ak__qnode *node) {
   }
 }
 
-/* Fails what arrived after the stop finished (mu not held). */
-static void fail_late_arrivals(ak_pool *pool) {
+/* A submit that raced a stop (mu not held): once the stop has joined the
+ * workers, what arrived is ours to fail; before, wake the workers so they
+ * see it (they run it, or the stop fails it with the rest). */
+static void settle_race_with_stop(ak_pool *pool) {
   pthread_mutex_lock(&pool->mu);
   ak__qnode *late = NULL;
   if (pool->joined) {
     incoming_drain_locked(pool);
     late = fifo_take_all_locked(pool);
   }
+  pthread_cond_broadcast(&pool->work_cv);
   pthread_mutex_unlock(&pool->mu);
   fail_stopped(late);
 }
@@ -529,10 +532,7 @@ static bool enqueue_chain(ak_pool *pool, ak__qnode *head, ak__qnode *tail, size_
    * workers it sees our tasks (they run, or fail with the rest); after, it
    * is up to us. Sequentially consistent like the stop's store. */
   if (AK__UNLIKELY(__atomic_load_n(&pool->stopping, __ATOMIC_SEQ_CST))) {
-    fail_late_arrivals(pool);
-    pthread_mutex_lock(&pool->mu);
-    pthread_cond_broadcast(&pool->work_cv);
-    pthread_mutex_unlock(&pool->mu);
+    settle_race_with_stop(pool);
     return true;
   }
   wake_for_push(pool);

@@ -652,8 +652,9 @@ static void test_queue_depth(void **state)
   gate_destroy(&g);
 }
 
+/* The order tasks ran in: each appends its id. */
 typedef struct fifo {
-  int order[200];
+  int *order; /* room for every task */
   _Atomic int n;
 } fifo;
 
@@ -679,7 +680,8 @@ static void test_single_thread_fifo(void **state)
   gate_init(&g);
   ak_future *b = ak_pool_submit(pool, blocker, &g);
   assert_true(t_sem_wait(&g.started)); /* queue them all before any runs */
-  fifo log = {0};
+  int order[200];
+  fifo log = {.order = order};
   fifo_arg args[200];
   ak_future *fs[200];
   for (int i = 0; i < 200; i++) {
@@ -704,25 +706,6 @@ static void test_single_thread_fifo(void **state)
  * parts. */
 enum { PAST_RING = 10000 };
 
-typedef struct big_fifo {
-  int order[PAST_RING];
-  _Atomic int n;
-} big_fifo;
-
-typedef struct big_arg {
-  big_fifo *log;
-  int id;
-} big_arg;
-
-static int64_t log_big(void *arg, ak_future *self)
-{
-  (void)self;
-  big_arg *a = arg;
-  int i = atomic_fetch_add(&a->log->n, 1);
-  a->log->order[i] = a->id;
-  return 0;
-}
-
 static void test_fifo_past_the_ring(void **state)
 {
   (void)state;
@@ -731,12 +714,13 @@ static void test_fifo_past_the_ring(void **state)
   gate_init(&g);
   ak_future *b = ak_pool_submit(pool, blocker, &g);
   assert_true(t_sem_wait(&g.started));
-  big_fifo *log = calloc(1, sizeof(*log));
-  big_arg *args = calloc(PAST_RING, sizeof(*args));
+  fifo *log = calloc(1, sizeof(*log));
+  log->order = calloc(PAST_RING, sizeof(int));
+  fifo_arg *args = calloc(PAST_RING, sizeof(*args));
   ak_future **fs = calloc(PAST_RING, sizeof(*fs));
   for (int i = 0; i < PAST_RING; i++) {
-    args[i] = (big_arg){log, i};
-    fs[i] = ak_pool_submit(pool, log_big, &args[i]);
+    args[i] = (fifo_arg){log, i};
+    fs[i] = ak_pool_submit(pool, log_order, &args[i]);
   }
   assert_int_equal(ak_pool_queue_depth(pool), PAST_RING);
   assert_int_equal(ak_future_cancel(fs[10]), 0);   /* in the ring */
@@ -746,8 +730,8 @@ static void test_fifo_past_the_ring(void **state)
   assert_int_equal(ak_pool_queue_depth(pool), PAST_RING - 2);
   /* Submitted after the cancels, when part of the queue sits in the FIFO
    * the cancels made: still after everything before it. */
-  big_arg last = {log, PAST_RING};
-  ak_future *tail = ak_pool_submit(pool, log_big, &last);
+  fifo_arg last = {log, PAST_RING};
+  ak_future *tail = ak_pool_submit(pool, log_order, &last);
   t_sem_post(&g.release);
   assert_int_equal(ak_future_wait(tail, T_HANG_NS), 0);
   ak_pool_stop(pool, true);
@@ -769,6 +753,7 @@ static void test_fifo_past_the_ring(void **state)
   ak_pool_free(pool);
   free(fs);
   free(args);
+  free(log->order);
   free(log);
   gate_destroy(&g);
 }
@@ -778,41 +763,24 @@ static void test_fifo_past_the_ring(void **state)
  * them, across the switches between ring and overflow. */
 enum { PRODUCERS = 4, PER_PRODUCER = 3000 };
 
-typedef struct producer_log {
-  _Atomic int n;
-  int order[PRODUCERS * PER_PRODUCER]; /* producer * PER_PRODUCER + seq */
-} producer_log;
-
-typedef struct producer_task {
-  producer_log *log;
-  int code;
-} producer_task;
-
+/* A task's id is producer * PER_PRODUCER + its place in that producer's
+ * sequence. */
 typedef struct producer {
   ak_pool *pool;
-  producer_log *log;
+  fifo *log;
   int index;
-  producer_task tasks[PER_PRODUCER];
+  fifo_arg tasks[PER_PRODUCER];
   ak_future *fs[PER_PRODUCER];
   t_sem *go;
 } producer;
-
-static int64_t log_code(void *arg, ak_future *self)
-{
-  (void)self;
-  producer_task *t = arg;
-  int i = atomic_fetch_add(&t->log->n, 1);
-  t->log->order[i] = t->code;
-  return 0;
-}
 
 static void *produce(void *arg)
 {
   producer *p = arg;
   t_sem_wait(p->go);
   for (int i = 0; i < PER_PRODUCER; i++) {
-    p->tasks[i] = (producer_task){p->log, p->index * PER_PRODUCER + i};
-    p->fs[i] = ak_pool_submit(p->pool, log_code, &p->tasks[i]);
+    p->tasks[i] = (fifo_arg){p->log, p->index * PER_PRODUCER + i};
+    p->fs[i] = ak_pool_submit(p->pool, log_order, &p->tasks[i]);
   }
   return NULL;
 }
@@ -825,7 +793,8 @@ static void test_per_thread_order_across_overflow(void **state)
   gate_init(&g);
   ak_future *b = ak_pool_submit(pool, blocker, &g);
   assert_true(t_sem_wait(&g.started));
-  producer_log *log = calloc(1, sizeof(*log));
+  fifo *log = calloc(1, sizeof(*log));
+  log->order = calloc(PRODUCERS * PER_PRODUCER, sizeof(int));
   producer *ps = calloc(PRODUCERS, sizeof(*ps));
   t_sem go;
   t_sem_init(&go, 0);
@@ -856,6 +825,7 @@ static void test_per_thread_order_across_overflow(void **state)
   ak_pool_free(pool);
   t_sem_destroy(&go);
   free(ps);
+  free(log->order);
   free(log);
   gate_destroy(&g);
 }
