@@ -3,6 +3,9 @@
  * io_uring_register_*, checked to run on the loop's thread. Using a slot or
  * buffer in an op is ak_rw_opts (fs.c).
  *
+ * The ring has one file table: while registered sockets (net_register.c)
+ * hold it, ak_register_files answers -EBUSY.
+ *
  * Not here: the ops themselves (fs.c), the ring's setup (loop.c).
  */
 #define _GNU_SOURCE
@@ -14,7 +17,12 @@ int ak_register_files(ak_loop *loop, const int *fds, unsigned n)
 {
   if (!ak__loop_owned_by_caller(loop))
     return AK_ENOTOWNER;
-  return io_uring_register_files(&loop->ring, fds, n);
+  if (loop->sock_table)
+    return -EBUSY; /* registered sockets own the table (net_register.c) */
+  int rc = io_uring_register_files(&loop->ring, fds, n);
+  if (rc == 0)
+    loop->files_by_user = true;
+  return rc;
 }
 
 int ak_register_files_update(ak_loop *loop, unsigned off, const int *fds, unsigned n)
@@ -30,7 +38,12 @@ int ak_unregister_files(ak_loop *loop)
 {
   if (!ak__loop_owned_by_caller(loop))
     return AK_ENOTOWNER;
-  return io_uring_unregister_files(&loop->ring);
+  if (!loop->files_by_user)
+    return -ENXIO; /* none of the caller's: the kernel's answer for no table */
+  int rc = io_uring_unregister_files(&loop->ring);
+  if (rc == 0)
+    loop->files_by_user = false;
+  return rc;
 }
 
 int ak_register_buffers(ak_loop *loop, const struct iovec *iov, unsigned n)

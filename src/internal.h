@@ -281,6 +281,8 @@ enum {
   AK__OPF_TIMED_OUT = 1 << 6,   /* the linked timeout fired */
   AK__OPF_ON_POOL = 1 << 7,     /* running on the pool path */
   AK__OPF_CREATES = 1 << 8,     /* result is a resource (fd) to discard */
+  AK__OPF_SOCKET = 1 << 9,      /* the SQE's fd is a socket the op uses: a
+                                   registered one goes by its slot */
 };
 
 struct ak__op {

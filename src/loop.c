@@ -628,6 +628,7 @@ void ak_loop_free(ak_loop *loop) {
   ak__timers_free_all(loop);
   ak__op_cache_free(loop);
   io_uring_queue_exit(&loop->ring);
+  ak__sockets_free(loop);
   close(loop->eventfd);
   if (ak__current == loop)
     ak__current = loop->prev_current;

@@ -61,6 +61,12 @@ struct ak_loop {
   ak__timer_heap timers;
   ak_loop_stats stats;
 
+  /* The ring's file table (net_register.c, fs_register.c): either the
+   * caller's files (ak_register_files) or registered sockets, slot == fd. */
+  bool files_by_user;
+  unsigned sock_table;            /* slots; 0: no socket table yet */
+  unsigned char *sock_registered; /* per fd below sock_table: 1 if registered */
+
   /* Lanes from pool workers (loop_lane.c). */
   uint64_t id;                    /* unique per loop ever made */
   ak__lane *lanes;                /* list, prepended under lanes_mu (atomic) */
@@ -103,6 +109,13 @@ static inline void ak__loop_enqueue_inline(ak_loop *loop, ak__qnode *node) {
   else
     ak__loop_enqueue_remote(loop, node);
 }
+
+/* ---- Registered sockets (net_register.c) ---- */
+
+static inline bool ak__socket_is_registered(const ak_loop *loop, int fd) {
+  return (unsigned)fd < loop->sock_table && loop->sock_registered[fd];
+}
+void ak__sockets_free(ak_loop *loop);
 
 struct io_uring_sqe *ak__loop_get_sqe(ak_loop *loop);
 void ak__loop_flush(ak_loop *loop);

@@ -224,6 +224,7 @@ ak_future *ak_connect(ak_loop *loop, int fd, const struct sockaddr *addr, sockle
   op->prep = prep_connect;
   op->complete = fd_op_complete;
   op->blocking = blocking_connect;
+  op->flags |= AK__OPF_SOCKET;
   ak__net_fd_busy(fd);
   ak_future *f = ak__op_submit(op);
   if (timeout_ns < 0)
@@ -286,6 +287,7 @@ ak_future *ak_accept(ak_loop *loop, int fd, struct sockaddr *addr, socklen_t *ad
   op->blocking = blocking_accept;
   op->discard = discard_fd;
   op->flags |= AK__OPF_CREATES;
+  op->flags |= AK__OPF_SOCKET;
   ak__net_fd_busy(fd);
   return ak__op_submit(op);
 }
@@ -330,6 +332,7 @@ static ak_future *xfer_submit(ak_loop *loop, unsigned kind, int fd, void *buf, s
   op->prep = kind == AK_OP_SEND ? prep_send : prep_recv;
   op->complete = fd_op_complete;
   op->blocking = kind == AK_OP_SEND ? blocking_send : blocking_recv;
+  op->flags |= AK__OPF_SOCKET;
   ak__net_fd_busy(fd);
   return ak__op_submit(op);
 }
@@ -402,6 +405,7 @@ static ak_future *msg_submit(ak_loop *loop, unsigned kind, int fd, const struct 
   op->prep = is_send ? prep_sendmsg : prep_recvmsg;
   op->blocking = is_send ? blocking_sendmsg : blocking_recvmsg;
   op->complete = is_send ? fd_op_complete : recvmsg_complete;
+  op->flags |= AK__OPF_SOCKET;
   ak__net_fd_busy(fd);
   return ak__op_submit(op);
 }
@@ -444,6 +448,7 @@ ak_future *ak_shutdown(ak_loop *loop, int fd, int how)
   op->prep = prep_shutdown;
   op->complete = fd_op_complete;
   op->blocking = blocking_shutdown;
+  op->flags |= AK__OPF_SOCKET;
   ak__net_fd_busy(fd);
   return ak__op_submit(op);
 }
@@ -661,6 +666,9 @@ ak_future *ak_close(ak_loop *loop, int fd)
   ak_future *task = ak__net_task_new(loop, &close_kind, NULL);
   if (!task)
     return NULL;
+  /* The ring's own reference first, or the close would leave the socket
+   * open. Ops in flight keep it until the cancel below ends them. */
+  (void)ak_socket_unregister(loop, fd); /* -ENOENT: it was not */
   task->fn_arg = (void *)(intptr_t)fd;
   /* Nothing of ours pending on fd: straight to the close. */
   bool busy = fd_has_ops(fd);

@@ -190,6 +190,8 @@ static void prep_into_sq(ak__op *op) {
   struct io_uring_sqe *sqe = ak__loop_get_sqe(loop);
   op->prep(op, sqe);
   sqe->flags |= op->sqe_flags;
+  if ((op->flags & AK__OPF_SOCKET) && ak__socket_is_registered(loop, sqe->fd))
+    sqe->flags |= IOSQE_FIXED_FILE; /* slot == fd (net_register.c) */
   io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op);
   op->owed = 1;
   op->sqe = sqe;

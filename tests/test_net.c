@@ -7,6 +7,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -756,6 +757,139 @@ static void test_emfile_reported_and_recovered(void **state)
   ak_loop_free(loop);
 }
 
+/* ---- Registered sockets ----------------------------------------------------------------- */
+
+/* Registers fd, or skips on a kernel without sparse file tables. */
+static void register_or_skip(ak_loop *loop, int fd)
+{
+  int rc = ak_socket_register(loop, fd);
+  if (rc == -EINVAL)
+    skip();
+  assert_int_equal(rc, 0);
+}
+
+/* Ops on a registered socket go through the ring's table: after a plain
+ * close() of the fd number they still reach the socket (the table holds it),
+ * and the peer sees end of stream only once the ring lets go. */
+static void test_registered_socket_used_by_slot(void **state)
+{
+  (void)state;
+  ak_loop *loop = new_loop(0);
+  int c, s;
+  tcp_pair(&c, &s);
+  register_or_skip(loop, c);
+  register_or_skip(loop, c); /* again: no change */
+  char out[16] = "through the slot", in[32];
+  assert_int_equal(get_release(ak_send(loop, c, out, sizeof(out), 0)), (int64_t)sizeof(out));
+  assert_int_equal(recv(s, in, sizeof(in), 0), (ssize_t)sizeof(out));
+  assert_memory_equal(in, out, sizeof(out));
+
+  assert_int_equal(close(c), 0); /* behind the library's back */
+  assert_int_equal(get_release(ak_send(loop, c, out, 4, 0)), 4);
+  assert_int_equal(recv(s, in, sizeof(in), 0), 4);
+  struct pollfd pfd = {.fd = s, .events = POLLIN};
+  assert_int_equal(poll(&pfd, 1, 200), 0); /* no FIN: still open */
+
+  assert_int_equal(ak_socket_unregister(loop, c), 0);
+  assert_int_equal(ak_socket_unregister(loop, c), -ENOENT);
+  struct timeval tv = {.tv_sec = 2};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  assert_int_equal(recv(s, in, sizeof(in), 0), 0); /* now the FIN */
+  close(s);
+  ak_loop_free(loop);
+}
+
+/* A registered socket under a multishot recv: data flows both ways, and
+ * ak_close cancels the pending stream, drops the ring's reference and closes,
+ * so the peer reads end of stream. */
+static void test_registered_socket_stream_and_close(void **state)
+{
+  (void)state;
+  ak_loop *loop = new_loop(0);
+  ak_buf_ring *br = NULL;
+  assert_int_equal(ak_buf_ring_new(loop, 8, 4096, &br), 0);
+  int c, s;
+  tcp_pair(&c, &s);
+  register_or_skip(loop, c);
+  recv_count rc = {0};
+  ak_future *st = ak_recv_stream(loop, c, br, count_cb, &rc);
+  unsigned char msg[1000];
+  fill_pattern(msg, sizeof(msg), 0);
+  assert_int_equal(send(s, msg, sizeof(msg), 0), (ssize_t)sizeof(msg));
+  int64_t until = ak_now_ns() + 5 * SEC;
+  while (rc.bytes < sizeof(msg) && ak_now_ns() < until)
+    ak_loop_run(loop, AK_RUN_ONCE);
+  assert_int_equal(rc.bytes, sizeof(msg));
+  assert_false(ak_future_is_set(st));
+
+  int64_t t0 = ak_now_ns();
+  assert_int_equal(get_release(ak_close(loop, c)), 0);
+  assert_int_equal(get(st), -ECANCELED);
+  assert_true(ak_now_ns() - t0 < 2 * SEC);
+  ak_future_release(st);
+  assert_int_equal(ak_socket_unregister(loop, c), -ENOENT); /* ak_close did it */
+  struct timeval tv = {.tv_sec = 2};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  char b[8];
+  assert_int_equal(recv(s, b, sizeof(b), 0), 0);
+  close(s);
+  ak_buf_ring_free(br);
+  ak_loop_free(loop);
+}
+
+/* Bad input: a bad fd, an fd past the table, a table already taken by
+ * ak_register_files (and the other way round), another thread. */
+static void *register_from_thread(void *arg)
+{
+  ak_loop *loop = arg;
+  return (void *)(intptr_t)ak_socket_register(loop, 0);
+}
+
+static void test_registered_socket_errors(void **state)
+{
+  (void)state;
+  int c, s;
+  tcp_pair(&c, &s);
+
+  /* A table sized by a low RLIMIT_NOFILE: an fd above it is out of range. */
+  int high = fcntl(c, F_DUPFD_CLOEXEC, 200);
+  assert_true(high >= 200);
+  struct rlimit old, low;
+  assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+  low = old;
+  low.rlim_cur = 128;
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+  ak_loop *loop = new_loop(0);
+  int rc = ak_socket_register(loop, c);
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+  if (rc == -EINVAL)
+    skip();
+  assert_int_equal(rc, 0);
+  assert_int_equal(ak_socket_register(loop, high), -ERANGE);
+  assert_int_equal(ak_socket_register(loop, -1), -EBADF);
+  int unused = lowest_free_fd();
+  assert_int_equal(ak_socket_register(loop, unused), -EBADF);
+  assert_int_equal(ak_socket_unregister(loop, s), -ENOENT);
+  pthread_t t;
+  void *trc;
+  assert_int_equal(pthread_create(&t, NULL, register_from_thread, loop), 0);
+  pthread_join(t, &trc);
+  assert_int_equal((int)(intptr_t)trc, AK_ENOTOWNER);
+  /* Sockets hold the table: no files of the caller's now. */
+  assert_int_equal(ak_register_files(loop, &s, 1), -EBUSY);
+  assert_int_equal(ak_unregister_files(loop), -ENXIO);
+  ak_loop_free(loop);
+
+  loop = new_loop(0);
+  assert_int_equal(ak_register_files(loop, &s, 1), 0);
+  assert_int_equal(ak_socket_register(loop, c), -EBUSY);
+  assert_int_equal(ak_unregister_files(loop), 0);
+  ak_loop_free(loop);
+  close(high);
+  close(c);
+  close(s);
+}
+
 /* ---- Names
  * ----------------------------------------------------------------------------------------- */
 
@@ -890,6 +1024,9 @@ int main(void)
       cmocka_unit_test(test_accept_stream_burst_1000),
       cmocka_unit_test(test_accept_stream_cancel),
       cmocka_unit_test(test_emfile_reported_and_recovered),
+      cmocka_unit_test(test_registered_socket_used_by_slot),
+      cmocka_unit_test(test_registered_socket_stream_and_close),
+      cmocka_unit_test(test_registered_socket_errors),
       cmocka_unit_test(test_getaddrinfo),
       cmocka_unit_test(test_resolution_failure),
       cmocka_unit_test(test_connect_host),

@@ -148,6 +148,27 @@ AK_API ak_future *ak_recv_stream(ak_loop *loop, int fd, ak_buf_ring *br, ak_recv
 
 /* ---- Names ------------------------------------------------------------------------ */
 
+/* ---- Registered sockets --------------------------------------------------------------
+ * A registered socket sits in the ring's file table, and every ring op on it
+ * skips the kernel's fd lookup (liburing's fixed files). The fd stays the
+ * handle: every call above takes it as before. Owner thread only.
+ *
+ * The ring holds its own reference to a registered socket: ak_close drops it
+ * first, but a socket closed any other way must be unregistered before, or
+ * it stays open (the peer sees no FIN) and a new fd of the same number would
+ * be taken for the old socket.
+ *
+ * The table is made at the first registration (kernel 5.19+, else -EINVAL),
+ * with a slot per fd up to RLIMIT_NOFILE's soft limit then (at most 65,536);
+ * a higher fd is -ERANGE. The ring has one table: with files registered by
+ * ak_register_files this is -EBUSY, and the other way round. */
+
+/* Registers fd (again: no change). Returns 0 or -errno (-EBADF...). */
+AK_API int ak_socket_register(ak_loop *loop, int fd);
+/* Drops the ring's reference; ops in flight keep theirs until they complete.
+ * Returns 0, or -ENOENT if fd is not registered. */
+AK_API int ak_socket_unregister(ak_loop *loop, int fd);
+
 /* getaddrinfo(3) on the loop's pool. host or service may be NULL (not both);
  * hints may be NULL (AF_UNSPEC, SOCK_STREAM). Result: the
  * number of addresses; value: the struct addrinfo list (borrowed; freed with

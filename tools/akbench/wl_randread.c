@@ -263,7 +263,7 @@ static int run_case(const akb_opts *opts, akb_result *res, const rr_case *c, con
                     uint64_t size, double seconds, bool have_fio, case_series *s)
 {
   for (unsigned r = 0; r < opts->rounds && r < MAX_ROUNDS; r++) {
-    double iops;
+    double iops = 0; /* set by each run that succeeds */
     akb_span span;
     const char *what = "";
     if (warm(res, c, path) < 0)
