@@ -331,7 +331,7 @@ int ak__future_finish(ak_future *f, int64_t result) {
 /* As ak__future_finish, consuming one reference of the caller's: a worker's
  * queue reference passes straight to the callbacks' queue (two atomic
  * operations fewer on a line other threads want). */
-static void finish_owned(ak_future *f, int64_t result) {
+void ak__future_finish_owned(ak_future *f, int64_t result) {
   uint32_t old = word_lock(f);
   if (ak__is_settled_word(old)) {
     word_unlock(f, old);
@@ -708,7 +708,7 @@ static void adopted_settled(ak_future *other, void *arg) {
 
 void ak__future_complete_callable_owned(ak_future *self, int64_t ret) {
   if (AK__LIKELY(ret != AK__ADOPT_SENTINEL)) {
-    finish_owned(self, ret);
+    ak__future_finish_owned(self, ret);
     return;
   }
   ak__future_complete_callable(self, ret);

@@ -127,6 +127,17 @@ int ak__future_settle(ak_future *f, ak_state state, int64_t result);
 /* Settles with a result that may be an error: >= 0 DONE, -ECANCELED
  * CANCELLED, other negatives FAILED. */
 int ak__future_finish(ak_future *f, int64_t result);
+/* As ak__future_finish, consuming one of the caller's references: it passes
+ * to the callbacks' queue (or is dropped when there are none), two atomic
+ * operations fewer than finish then release. */
+void ak__future_finish_owned(ak_future *f, int64_t result);
+
+/* A reference on a future no other thread has seen yet (only its maker
+ * holds it): nobody else can move the count, so no atomic add is needed. */
+static inline void ak__future_ref_unshared(ak_future *f) {
+  atomic_store_explicit(&f->refs, atomic_load_explicit(&f->refs, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+}
 
 /* Marks a future nobody else has seen yet as a pool task bound to its loop
  * (AK__F_BOUND): its settle always reaches the loop. */
@@ -341,9 +352,6 @@ static inline size_t ak__clamp_len(size_t len) {
 
 /* Settles op's future with res and frees op (for complete fns). */
 void ak__op_finish(ak__op *op, int64_t res);
-
-/* Frees an op that is finished with the kernel, without settling. */
-void ak__op_free(ak__op *op);
 
 /* Whether the kernel supports an opcode (probed at loop start). */
 bool ak__loop_has_opcode(const ak_loop *loop, unsigned opcode);

@@ -102,10 +102,9 @@ ak__op *ak__op_new(ak_loop *loop, unsigned kind) {
   return op;
 }
 
-void ak__op_free(ak__op *op) {
+/* The op's own reference on its future is the caller's to dispose of. */
+static void op_recycle(ak__op *op) {
   ak_loop *loop = op->loop;
-  op->fut->data = NULL;
-  ak_future_release(op->fut);
   loop->ops_active--;
   if (loop->nfree_ops < AK__OP_CACHE_MAX) {
     op->next = loop->free_ops;
@@ -126,8 +125,10 @@ void ak__op_cache_free(ak_loop *loop) {
 }
 
 void ak__op_finish(ak__op *op, int64_t res) {
-  ak__future_finish(op->fut, res);
-  ak__op_free(op);
+  ak_future *f = op->fut;
+  f->data = NULL; /* the op is gone (op_cancel_on_loop looks) */
+  ak__future_finish_owned(f, res); /* the op's reference goes to the callbacks */
+  op_recycle(op);
 }
 
 /* ---- The pool path ---------------------------------------------------------- */
@@ -216,7 +217,10 @@ static bool is_cancel_request(const ak__op *op) { return op->kind == AK_OP_CANCE
 
 ak_future *ak__op_submit(ak__op *op) {
   ak_loop *loop = op->loop;
-  ak_future *f = ak_future_ref(op->fut);
+  /* The caller's reference. Every op comes here straight from ak__op_new,
+   * before its future has left this thread. */
+  ak_future *f = op->fut;
+  ak__future_ref_unshared(f);
   loop->ops_active++;
   if (must_use_pool(op)) {
     run_on_pool(op);
