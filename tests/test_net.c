@@ -82,6 +82,15 @@ static void tcp_pair(int *c, int *s)
   close(lfd);
 }
 
+/* The peer's next read is end of stream (a blocking recv bounded by 2 s). */
+static void assert_reads_eof(int fd)
+{
+  struct timeval tv = {.tv_sec = 2};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  char b[64];
+  assert_int_equal(recv(fd, b, sizeof(b), 0), 0);
+}
+
 static int count_fds(void)
 {
   int n = 0;
@@ -476,12 +485,8 @@ static void test_close_with_pending_recv(void **state)
   assert_true(ak_now_ns() - t0 < 2 * SEC);
   ak_future_release(r);
   ak_future_release(st);
-  /* The peers read end of stream (a blocking recv with a bound). */
-  struct timeval tv = {.tv_sec = 2};
-  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(s2, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  assert_int_equal(recv(s, b, sizeof(b), 0), 0);
-  assert_int_equal(recv(s2, b, sizeof(b), 0), 0);
+  assert_reads_eof(s);
+  assert_reads_eof(s2);
   close(s);
   close(s2);
   ak_loop_free(loop);
@@ -792,9 +797,7 @@ static void test_registered_socket_used_by_slot(void **state)
 
   assert_int_equal(ak_socket_unregister(loop, c), 0);
   assert_int_equal(ak_socket_unregister(loop, c), -ENOENT);
-  struct timeval tv = {.tv_sec = 2};
-  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  assert_int_equal(recv(s, in, sizeof(in), 0), 0); /* now the FIN */
+  assert_reads_eof(s); /* now the FIN */
   close(s);
   ak_loop_free(loop);
 }
@@ -828,10 +831,7 @@ static void test_registered_socket_stream_and_close(void **state)
   assert_true(ak_now_ns() - t0 < 2 * SEC);
   ak_future_release(st);
   assert_int_equal(ak_socket_unregister(loop, c), -ENOENT); /* ak_close did it */
-  struct timeval tv = {.tv_sec = 2};
-  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  char b[8];
-  assert_int_equal(recv(s, b, sizeof(b), 0), 0);
+  assert_reads_eof(s);
   close(s);
   ak_buf_ring_free(br);
   ak_loop_free(loop);
