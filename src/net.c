@@ -133,8 +133,9 @@ static bool fdops_reserve(int fd)
 /* Without room to count (ENOMEM) the fd is marked as always busy. */
 static AK__TLS uint32_t ak__fd_unknown;
 
-void ak__net_fd_busy(int fd)
+void ak__net_op_on_fd(ak__op *op, int fd)
 {
+  op->flags |= AK__OPF_SOCKET;
   if (fd < 0)
     return;
   if (fdops_reserve(fd))
@@ -224,8 +225,7 @@ ak_future *ak_connect(ak_loop *loop, int fd, const struct sockaddr *addr, sockle
   op->prep = prep_connect;
   op->complete = fd_op_complete;
   op->blocking = blocking_connect;
-  op->flags |= AK__OPF_SOCKET;
-  ak__net_fd_busy(fd);
+  ak__net_op_on_fd(op, fd);
   ak_future *f = ak__op_submit(op);
   if (timeout_ns < 0)
     return f;
@@ -287,8 +287,7 @@ ak_future *ak_accept(ak_loop *loop, int fd, struct sockaddr *addr, socklen_t *ad
   op->blocking = blocking_accept;
   op->discard = discard_fd;
   op->flags |= AK__OPF_CREATES;
-  op->flags |= AK__OPF_SOCKET;
-  ak__net_fd_busy(fd);
+  ak__net_op_on_fd(op, fd);
   return ak__op_submit(op);
 }
 
@@ -332,8 +331,7 @@ static ak_future *xfer_submit(ak_loop *loop, unsigned kind, int fd, void *buf, s
   op->prep = kind == AK_OP_SEND ? prep_send : prep_recv;
   op->complete = fd_op_complete;
   op->blocking = kind == AK_OP_SEND ? blocking_send : blocking_recv;
-  op->flags |= AK__OPF_SOCKET;
-  ak__net_fd_busy(fd);
+  ak__net_op_on_fd(op, fd);
   return ak__op_submit(op);
 }
 
@@ -405,8 +403,7 @@ static ak_future *msg_submit(ak_loop *loop, unsigned kind, int fd, const struct 
   op->prep = is_send ? prep_sendmsg : prep_recvmsg;
   op->blocking = is_send ? blocking_sendmsg : blocking_recvmsg;
   op->complete = is_send ? fd_op_complete : recvmsg_complete;
-  op->flags |= AK__OPF_SOCKET;
-  ak__net_fd_busy(fd);
+  ak__net_op_on_fd(op, fd);
   return ak__op_submit(op);
 }
 
@@ -448,8 +445,7 @@ ak_future *ak_shutdown(ak_loop *loop, int fd, int how)
   op->prep = prep_shutdown;
   op->complete = fd_op_complete;
   op->blocking = blocking_shutdown;
-  op->flags |= AK__OPF_SOCKET;
-  ak__net_fd_busy(fd);
+  ak__net_op_on_fd(op, fd);
   return ak__op_submit(op);
 }
 

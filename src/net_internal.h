@@ -42,7 +42,9 @@ void ak__net_note_exhausted(ak_loop *loop);
  * conns). Counting errs on the side of "busy": an op whose end bypasses its
  * complete function (cancelled while queued for CQ room) leaves its count, and
  * the close then cancels for nothing. */
-void ak__net_fd_busy(int fd);
+/* Marks op as using socket fd: counted busy, and by its slot if the socket
+ * is registered (net_register.c). */
+void ak__net_op_on_fd(ak__op *op, int fd);
 void ak__net_fd_idle(int fd);
 
 /* ---- Multi-step tasks (net.c) --------------------------------------------------

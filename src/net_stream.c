@@ -168,8 +168,7 @@ static int stream_arm(ak_future *task)
   if (s->multishot)
     op->flags |= AK__OPF_MULTISHOT;
   s->end_seen = false;
-  op->flags |= AK__OPF_SOCKET;
-  ak__net_fd_busy(s->fd);
+  ak__net_op_on_fd(op, s->fd);
   /* The first callback of a new future needs no allocation: this cannot
    * fail, and if it did the extra reference keeps the op's task alive. */
   ak_future_ref(task);

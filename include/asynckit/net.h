@@ -146,8 +146,6 @@ typedef ak_stream_action (*ak_recv_fn)(ak_loop *loop, const void *data, size_t l
  * no bytes are lost then: the stream re-arms once buffers are back. */
 AK_API ak_future *ak_recv_stream(ak_loop *loop, int fd, ak_buf_ring *br, ak_recv_fn fn, void *arg);
 
-/* ---- Names ------------------------------------------------------------------------ */
-
 /* ---- Registered sockets --------------------------------------------------------------
  * A registered socket sits in the ring's file table, and every ring op on it
  * skips the kernel's fd lookup (liburing's fixed files). The fd stays the
@@ -168,6 +166,8 @@ AK_API int ak_socket_register(ak_loop *loop, int fd);
 /* Drops the ring's reference; ops in flight keep theirs until they complete.
  * Returns 0, or -ENOENT if fd is not registered. */
 AK_API int ak_socket_unregister(ak_loop *loop, int fd);
+
+/* ---- Names ------------------------------------------------------------------------ */
 
 /* getaddrinfo(3) on the loop's pool. host or service may be NULL (not both);
  * hints may be NULL (AF_UNSPEC, SOCK_STREAM). Result: the
