@@ -241,7 +241,9 @@ static __attribute__((noinline)) void free_extras(ak_future *f) {
 }
 
 static __attribute__((noinline)) void future_free(ak_future *f) {
-  if (AK__UNLIKELY(f->kind || f->dtor || f->detail || f->more_head || f->adopted))
+  /* Most kinds (every ring op) have no free_data: they skip the call. */
+  if (AK__UNLIKELY((f->kind && f->kind->free_data) || f->dtor || f->detail || f->more_head ||
+                   f->adopted))
     free_extras(f);
   future_recycle(f);
 }

@@ -4,7 +4,8 @@
  * A B alternation against the libuv pair (uv_net.c): each pair is a server
  * process and a client process running at once, so each side's CPU time is
  * its own. Figures: round trips per second (client's count over its timed
- * window), CPU seconds of each side.
+ * window), CPU seconds of each side, and the lowest and highest of the
+ * pairs' own ratios beside the ratio of the medians.
  *
  * Fairness: both implementations are single-threaded loops built the same
  * way: the server echoes what arrives (queueing behind a send in flight),
@@ -444,6 +445,16 @@ int akb_wl_echo(const akb_opts *opts, akb_result *res)
       add_row(res, "libuv", &uv, p.seconds);
     return 0;
   }
+#ifdef AKBENCH_HAVE_UV
+  /* The spread of the pairs' own ratios, to judge the median's ratio by
+   * (taken before add_row: the medians sort the arrays in place). */
+  double pair_ratio[1000];
+  for (unsigned i = 0; i < ak.n; i++)
+    pair_ratio[i] = ak.rtps[i] / uv.rtps[i];
+  akb_median(pair_ratio, ak.n);
+  akb_param(res, "pair_ratio_min", "", pair_ratio[0], false);
+  akb_param(res, "pair_ratio_max", "", pair_ratio[ak.n - 1], false);
+#endif
   add_row(res, "asynckit", &ak, p.seconds);
 #ifdef AKBENCH_HAVE_UV
   add_row(res, "libuv", &uv, p.seconds);
