@@ -448,12 +448,14 @@ int akb_wl_echo(const akb_opts *opts, akb_result *res)
 #ifdef AKBENCH_HAVE_UV
   /* The spread of the pairs' own ratios, to judge the median's ratio by
    * (taken before add_row: the medians sort the arrays in place). */
-  double pair_ratio[1000];
-  for (unsigned i = 0; i < ak.n; i++)
-    pair_ratio[i] = ak.rtps[i] / uv.rtps[i];
-  akb_median(pair_ratio, ak.n);
-  akb_param(res, "pair_ratio_min", "", pair_ratio[0], false);
-  akb_param(res, "pair_ratio_max", "", pair_ratio[ak.n - 1], false);
+  double lo = ak.rtps[0] / uv.rtps[0], hi = lo;
+  for (unsigned i = 1; i < ak.n; i++) {
+    double r = ak.rtps[i] / uv.rtps[i];
+    lo = r < lo ? r : lo;
+    hi = r > hi ? r : hi;
+  }
+  akb_param(res, "pair_ratio_min", "", lo, false);
+  akb_param(res, "pair_ratio_max", "", hi, false);
 #endif
   add_row(res, "asynckit", &ak, p.seconds);
 #ifdef AKBENCH_HAVE_UV
