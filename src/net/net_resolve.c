@@ -14,7 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "net_internal.h"
+#include "net/internal.h"
 
 /* ---- getaddrinfo on the pool ------------------------------------------------------ */
 

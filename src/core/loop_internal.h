@@ -6,7 +6,7 @@
 
 #include <pthread.h>
 
-#include "internal.h"
+#include "core/internal.h"
 
 typedef struct ak__lane ak__lane;
 

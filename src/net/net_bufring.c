@@ -14,8 +14,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "loop_internal.h"
-#include "net_internal.h"
+#include "core/loop_internal.h"
+#include "net/internal.h"
 
 /* Group ids are per ring; a process-wide counter keeps them apart on one
  * loop, and EEXIST (an id still registered after wrapping) moves on. 0x7fff

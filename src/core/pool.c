@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "loop_internal.h"
+#include "core/loop_internal.h"
 
 struct ak_pool {
   /* The producers' cache line: every submit writes it, workers only read

@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "loop_internal.h"
+#include "core/loop_internal.h"
 
 /* ---- Per-thread caches ----------------------------------------------------
  * A freed future goes to the freeing thread's cache, whatever thread made it:

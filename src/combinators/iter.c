@@ -7,7 +7,7 @@
 #include <pthread.h>
 #include <time.h>
 
-#include "internal.h"
+#include "core/internal.h"
 
 struct ak_iter {
   pthread_mutex_t mu;

@@ -6,7 +6,7 @@
 #include <pthread.h>
 #include <time.h>
 
-#include "internal.h"
+#include "core/internal.h"
 
 typedef struct ak__tt_entry {
   struct ak__tt_entry *next;

@@ -5,7 +5,7 @@
 #ifndef AK_NET_INTERNAL_H
 #define AK_NET_INTERNAL_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 /* ---- The provided-buffer ring (net_bufring.c) ------------------------------ */
 

@@ -20,7 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "net_internal.h"
+#include "net/internal.h"
 
 /* ---- Op params ------------------------------------------------------------------ */
 

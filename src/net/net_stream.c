@@ -22,7 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "net_internal.h"
+#include "net/internal.h"
 
 enum { AK__STREAM_OWN_BUF = 16384, AK__ACCEPT_BACKOFF_NS = 10 * 1000 * 1000 };
 

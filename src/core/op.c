@@ -11,7 +11,7 @@
 #define _GNU_SOURCE
 #include <string.h>
 
-#include "loop_internal.h"
+#include "core/loop_internal.h"
 
 static const char *const ak__op_kind_names[AK_OP_KIND_COUNT] = {
     [AK_OP_NOP] = "nop",         [AK_OP_TIMEOUT] = "timeout",   [AK_OP_READ] = "read",

@@ -4,7 +4,7 @@
 #define _GNU_SOURCE
 #include <unistd.h>
 
-#include "internal.h"
+#include "core/internal.h"
 
 typedef struct ak__rw_data {
   int fd;

@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "loop_internal.h"
+#include "core/loop_internal.h"
 
 /* ---- 1. Thread identity and the current loop ------------------------------ */
 

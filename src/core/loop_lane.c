@@ -21,7 +21,7 @@
 #include <sched.h>
 #include <stdlib.h>
 
-#include "loop_internal.h"
+#include "core/loop_internal.h"
 
 enum { AK__LANE_SEG_SLOTS = 254 }; /* a segment is 2 KiB */
 

@@ -21,7 +21,7 @@
 #define _GNU_SOURCE
 #include <sys/resource.h>
 
-#include "loop_internal.h"
+#include "core/loop_internal.h"
 
 enum { AK__SOCK_TABLE_MAX = 65536 };
 

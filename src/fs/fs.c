@@ -26,7 +26,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "loop_internal.h" /* ak_cancel_fd walks the admission queue */
+#include "core/loop_internal.h" /* ak_cancel_fd walks the admission queue */
 
 /* ---- 1. Shared bits ------------------------------------------------------ */
 

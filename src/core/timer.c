@@ -2,7 +2,7 @@
  * call_later, cancel, and sleep futures. All timers of a loop cost one kernel
  * timeout: the iteration's wait is bounded by the earliest deadline. Owner
  * thread only. */
-#include "loop_internal.h"
+#include "core/loop_internal.h"
 
 static void sleep_fired(void *arg);
 static void sleep_dropped(void *arg);

@@ -11,7 +11,7 @@
 #define _GNU_SOURCE
 #include <sys/uio.h>
 
-#include "loop_internal.h" /* the ring itself */
+#include "core/loop_internal.h" /* the ring itself */
 
 int ak_register_files(ak_loop *loop, const int *fds, unsigned n)
 {
