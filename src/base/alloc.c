@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/internal.h"
+#include "base/internal.h"
 
 static ak_malloc_fn ak__malloc_fn = malloc;
 static ak_realloc_fn ak__realloc_fn = realloc;

@@ -6,7 +6,7 @@
  *
  * The deadline future's fields: data the input (a reference), aux the loop
  * timer while armed, fn_arg the timer thread's id while armed. */
-#include "core/internal.h"
+#include "combinators/internal.h"
 
 static void deadline_cancel(ak_future *f) {
   ak_future_cancel(f->data); /* its CANCELLED passes on to f */

@@ -7,7 +7,7 @@
 #include <pthread.h>
 #include <time.h>
 
-#include "core/internal.h"
+#include "combinators/internal.h"
 
 struct ak_iter {
   pthread_mutex_t mu;

@@ -4,7 +4,7 @@
  * record below. */
 #include <string.h>
 
-#include "core/internal.h"
+#include "combinators/internal.h"
 
 typedef struct ak__join {
   size_t n;

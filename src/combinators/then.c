@@ -8,7 +8,7 @@
  * keep every link alive), aux the pool or NULL. */
 #include <sched.h>
 
-#include "core/internal.h"
+#include "combinators/internal.h"
 
 /* ->data holds the input; a cancel on another thread borrows it for a
  * moment, marking the slot TAKEN so the step cannot drop it meanwhile. */

@@ -6,7 +6,7 @@
 #include <pthread.h>
 #include <time.h>
 
-#include "core/internal.h"
+#include "combinators/internal.h"
 
 typedef struct ak__tt_entry {
   struct ak__tt_entry *next;

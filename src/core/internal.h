@@ -1,52 +1,24 @@
-/* internal.h: the ak__ names shared between the library's files: the
- * allocator, the future's layout and settle machinery, the loop's queues and
- * the operation record every ring operation is built on. Nothing here is
- * public; the public contracts are in include/asynckit/.
+/* core/internal.h: what the core layer offers the layers above it
+ * (combinators, fs, net, and later tls, http): the future's layout and settle
+ * machinery, the loop's queues and iteration, the operation record every ring
+ * operation is built on, and the pool's internal calls. Nothing here is
+ * public; the public contracts are in include/asynckit/. The layout of the
+ * loop itself is private to core (core/loop_internal.h).
  *
  * Map:
- *   1. Allocation (alloc.c)
- *   2. The future's layout and internal calls (future.c)
- *   3. The loop's internal calls (loop.c, timer.c)
- *   4. Operation records (op.c): how fs.c, net.c... submit ring operations
- *   5. The pool's internal calls (pool.c)
+ *   1. The future's layout and internal calls (future.c)
+ *   2. The loop's internal calls (loop.c, timer.c)
+ *   3. Operation records (op.c): how fs.c, net.c... submit ring operations
+ *   4. The pool's internal calls (pool.c)
  */
-#ifndef AK_INTERNAL_H
-#define AK_INTERNAL_H
-
-#include <assert.h>
-#include <errno.h>
-#include <stdatomic.h>
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <sys/types.h>
+#ifndef AK_CORE_INTERNAL_H
+#define AK_CORE_INTERNAL_H
 
 #include <liburing.h>
 
-#include "asynckit.h"
+#include "base/internal.h"
 
-#define AK__LIKELY(x) __builtin_expect(!!(x), 1)
-#define AK__UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define AK__TLS __thread __attribute__((tls_model("initial-exec")))
-
-/* A spin-wait hint to the CPU. */
-static inline void ak__cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-#define AK__CONTAINER_OF(ptr, type, member) \
-  ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-
-/* ---- 1. Allocation -------------------------------------------------------- */
-
-void *ak__malloc(size_t size);
-void *ak__calloc(size_t count, size_t size);
-void *ak__realloc(void *ptr, size_t size);
-void ak__free(void *ptr);
-char *ak__strdup(const char *s);
-
-/* ---- 2. The future -------------------------------------------------------- */
+/* ---- 1. The future -------------------------------------------------------- */
 
 /* A node in a loop's ready queue or inbox, or a thread's trampoline. */
 typedef struct ak__qnode {
@@ -169,7 +141,7 @@ static inline bool ak__is_settled_word(uint32_t word) {
 /* The per-thread trampoline for loopless futures. */
 void ak__trampoline_push(ak__qnode *node);
 
-/* ---- 3. The loop ---------------------------------------------------------- */
+/* ---- 2. The loop ---------------------------------------------------------- */
 
 /* The calling thread's identity token (compared with a loop's owner): the
  * address of a thread-local byte. */
@@ -188,6 +160,19 @@ void ak__loop_wake(ak_loop *loop);
  * done(arg) is true (checked after the callbacks that ran before the wait,
  * which may have satisfied it). Returns 0 or a negative ring error. */
 int ak__loop_iterate(ak_loop *loop, int64_t deadline_ns, bool (*done)(void *arg), void *arg);
+
+/* Hands the SQ to the kernel now rather than with the loop's next batch,
+ * when `now` or on an SQPOLL ring (where that is only a store to the SQ
+ * tail while the SQ thread is awake). Owner thread only. */
+void ak__loop_submit_early(ak_loop *loop, bool now);
+
+/* Provided-buffer rings (register_files.c, for net/net_bufring.c): register
+ * and unregister one with the ring, whether the kernel has them, and the
+ * statistic counting a multishot receive that ran out of buffers. */
+int ak__loop_register_buf_ring(ak_loop *loop, struct io_uring_buf_reg *reg);
+void ak__loop_unregister_buf_ring(ak_loop *loop, int bgid);
+bool ak__loop_has_buf_ring(const ak_loop *loop);
+void ak__loop_count_buf_exhausted(ak_loop *loop);
 
 /* Things other than ops that keep the loop alive (owner thread only). */
 void ak__loop_alive_add(ak_loop *loop, int delta);
@@ -208,13 +193,7 @@ void ak__timers_free_all(ak_loop *loop);
 /* Runs due timers; returns the earliest deadline left or -1. */
 int64_t ak__timers_run(ak_loop *loop, int64_t now);
 
-/* A process-wide timer thread for futures with no loop (timer_thread.c).
- * fn runs on that thread. Returns an id for cancel, or 0 on ENOMEM. */
-uint64_t ak__tt_add(int64_t deadline_ns, void (*fn)(void *arg), void *arg);
-/* Returns true if the timer was removed before it ran. */
-bool ak__tt_cancel(uint64_t id);
-
-/* ---- 4. Operation records -------------------------------------------------
+/* ---- 3. Operation records -------------------------------------------------
  *
  * Every ring operation is an ak__op. Lifecycle, all on the loop's thread:
  *   op = ak__op_new(loop, kind);        makes the future too
@@ -333,16 +312,6 @@ ak_future *ak__op_submit(ak__op *op);
  * thread). NULL on ENOMEM. */
 ak_future *ak__future_failed(ak_loop *loop, int err, const char *detail);
 
-/* A blocking syscall's return as an op result: the count, or -errno. */
-static inline int64_t ak__syscall_result(ssize_t n) { return n < 0 ? -errno : n; }
-
-/* The most io_uring (and read/write) move in one go; a larger request is a
- * short transfer, which callers handle anyway. */
-#define AK__MAX_TRANSFER 0x7ffff000u
-static inline size_t ak__clamp_len(size_t len) {
-  return len > AK__MAX_TRANSFER ? AK__MAX_TRANSFER : len;
-}
-
 /* Public op functions start with this: ops are made on the owner thread. */
 #define AK__REQUIRE_OWNER(loop, what)                         \
   do {                                                        \
@@ -369,6 +338,10 @@ void ak__op_cqe(ak__op *op, int res, unsigned flags, int tag);
 /* Submits parked ops while CQ room allows (loop.c calls it after reaping). */
 void ak__op_admit_queued(ak_loop *loop);
 
+/* Cancels the ops parked for CQ room for which uses(op, fd) is true;
+ * returns how many (ak_cancel_fd). */
+unsigned ak__op_cancel_parked(ak_loop *loop, bool (*uses)(const ak__op *op, int fd), int fd);
+
 /* Cancels everything in flight (ak_loop_free). */
 void ak__op_cancel_all(ak_loop *loop);
 
@@ -381,17 +354,21 @@ enum {
   AK__TAG_MASK = 7,
 };
 
-/* Internal join flag: fail fast without cancelling the other inputs. */
-enum { AK__JOIN_NO_CANCEL = 1 << 16 };
-
-/* ---- 5. The pool -------------------------------------------------------- */
+/* ---- 4. The pool -------------------------------------------------------- */
 
 /* Hands the pool tasks that loop's callbacks submitted to their pool, in one
  * batch (owner thread). Cheap when there are none. */
 void ak__pool_flush_loop(ak_loop *loop);
 
+/* A task future for fn(arg) on pool, not yet queued (one reference): bound
+ * to the caller's loop when the caller owns one. NULL on ENOMEM. */
+ak_future *ak__pool_task_new(ak_pool *pool, ak_work_fn fn, void *arg);
+/* Queues a task made by ak__pool_task_new, handing over one reference.
+ * false if the pool has stopped (the reference stays the caller's). */
+bool ak__pool_enqueue(ak_pool *pool, ak_future *f);
+
 /* The process-wide pool for loops given none (created on first use, with
  * 2..4 threads; freed at exit). */
 ak_pool *ak__shared_pool(void);
 
-#endif /* AK_INTERNAL_H */
+#endif /* AK_CORE_INTERNAL_H */

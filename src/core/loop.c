@@ -312,6 +312,11 @@ struct io_uring_sqe *ak__loop_get_sqe(ak_loop *loop) {
   return sqe;
 }
 
+void ak__loop_submit_early(ak_loop *loop, bool now) {
+  if (now || (loop->features.setup_flags & IORING_SETUP_SQPOLL) != 0)
+    ak__loop_flush(loop);
+}
+
 void ak__loop_flush(ak_loop *loop) {
   if (loop->sq_unsubmitted == 0)
     return;

@@ -1,6 +1,7 @@
-/* loop_internal.h: the layout of struct ak_loop, shared by the files that
- * make up the loop (loop.c, op.c, timer.c). Other files use the calls in
- * internal.h instead. */
+/* core/loop_internal.h: the layout of struct ak_loop, private to core:
+ * shared by the files that make up the loop (loop.c, loop_lane.c, op.c,
+ * timer.c, register_*.c) and by future.c and pool.c for their inline fast
+ * paths. Files outside core/ use the calls in core/internal.h instead. */
 #ifndef AK_LOOP_INTERNAL_H
 #define AK_LOOP_INTERNAL_H
 
@@ -61,7 +62,7 @@ struct ak_loop {
   ak__timer_heap timers;
   ak_loop_stats stats;
 
-  /* The ring's file table (net_register.c, fs_register.c): either the
+  /* The ring's file table (register_sockets.c, register_files.c): either the
    * caller's files (ak_register_files) or registered sockets, slot == fd. */
   bool files_by_user;
   unsigned sock_table;            /* slots; 0: no socket table yet */
@@ -110,7 +111,7 @@ static inline void ak__loop_enqueue_inline(ak_loop *loop, ak__qnode *node) {
     ak__loop_enqueue_remote(loop, node);
 }
 
-/* ---- Registered sockets (net_register.c) ---- */
+/* ---- Registered sockets (register_sockets.c) ---- */
 
 static inline bool ak__socket_is_registered(const ak_loop *loop, int fd) {
   return (unsigned)fd < loop->sock_table && loop->sock_registered[fd];

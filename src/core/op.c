@@ -192,7 +192,7 @@ static void prep_into_sq(ak__op *op) {
   op->prep(op, sqe);
   sqe->flags |= op->sqe_flags;
   if ((op->flags & AK__OPF_SOCKET) && ak__socket_is_registered(loop, sqe->fd))
-    sqe->flags |= IOSQE_FIXED_FILE; /* slot == fd (net_register.c) */
+    sqe->flags |= IOSQE_FIXED_FILE; /* slot == fd (register_sockets.c) */
   io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op);
   op->owed = 1;
   op->sqe = sqe;
@@ -407,4 +407,18 @@ void ak__op_cancel_all(ak_loop *loop) {
   /* 5.19+: one request cancels every op, whatever its user_data. The wakeup
    * read is cancelled too; loop.c does not re-arm it while closing. */
   send_cancel(loop, 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+}
+
+unsigned ak__op_cancel_parked(ak_loop *loop, bool (*uses)(const ak__op *op, int fd), int fd) {
+  unsigned n = 0;
+  ak__op *op = loop->queued_head;
+  while (op) {
+    ak__op *next = op->next; /* cancelling unlinks and frees op */
+    if (uses(op, fd)) {
+      ak_future_cancel(op->fut);
+      n++;
+    }
+    op = next;
+  }
+  return n;
 }

@@ -1,7 +1,6 @@
 /* pool.c: the CPU thread pool: a lock-free submission queue that workers
  * take from under one mutex, workers that sleep on a condition variable only
- * when there is nothing to do, cancellation of queued tasks, dataflow (tasks
- * that wait for futures), stop with or without the queued work, and the
+ * when there is nothing to do, cancellation of queued tasks, stop with or without the queued work, and the
  * shared pool loops use for what the ring cannot do.
  *
  * A task is its future: the callable and its argument live in the future's
@@ -481,7 +480,7 @@ ak_pool *ak_pool_new(unsigned n) {
 /* ---- Submitting ------------------------------------------------------------- */
 
 /* A task future: bound to the caller's loop when the caller owns one. */
-static ak_future *task_new(ak_pool *pool, ak_work_fn fn, void *arg) {
+ak_future *ak__pool_task_new(ak_pool *pool, ak_work_fn fn, void *arg) {
   ak_loop *loop = ak_loop_current();
   ak_future *f = ak__future_new(loop, &task_kind, pool);
   if (!f)
@@ -575,59 +574,20 @@ static bool defer_to_loop(ak_pool *pool, ak_loop *loop, ak_future *f) {
   return true;
 }
 
-static bool enqueue(ak_pool *pool, ak_future *f) {
+bool ak__pool_enqueue(ak_pool *pool, ak_future *f) {
   return enqueue_chain(pool, &f->qnode, &f->qnode, 1);
 }
 
 ak_future *ak_pool_submit(ak_pool *pool, ak_work_fn fn, void *arg) {
-  ak_future *f = task_new(pool, fn, arg);
+  ak_future *f = ak__pool_task_new(pool, fn, arg);
   if (!f)
     return NULL;
   atomic_store_explicit(&f->refs, 2, memory_order_relaxed); /* + the queue's */
   if (defer_to_loop(pool, f->loop, f))
     return f;
-  if (!enqueue(pool, f)) {
+  if (!ak__pool_enqueue(pool, f)) {
     ak_future_release(f);
     ak_future_fail(f, AK_ESHUTDOWN, "the pool has been stopped");
-  }
-  return f;
-}
-
-/* ---- Dataflow ------------------------------------------------------------------ */
-
-static void deps_settled(ak_future *join, void *arg) {
-  ak_future *f = arg; /* holds the reference meant for the queue */
-  ak_pool *pool = f->data;
-  if (ak_future_state(join) != AK_DONE) {
-    ak__future_settle_like(f, join);
-    ak_future_release(f);
-  } else if (ak_future_cancel_requested(f) || ak_future_is_set(f)) {
-    ak__future_settle(f, AK_CANCELLED, -ECANCELED);
-    ak_future_release(f);
-  } else if (!enqueue(pool, f)) {
-    ak_future_fail(f, AK_ESHUTDOWN, "the pool has been stopped");
-    ak_future_release(f);
-  }
-  ak_future_release(join);
-}
-
-ak_future *ak_pool_submit_after(ak_pool *pool, ak_work_fn fn, void *arg,
-                                ak_future *const *deps, size_t ndeps) {
-  ak_future *f = task_new(pool, fn, arg);
-  if (!f)
-    return NULL;
-  /* Settle at the first failure, but leave the user's other dependencies
-   * alone: they are not ours to cancel. */
-  ak_future *join = ak_join_all(deps, ndeps, AK_JOIN_FAIL_FAST | AK__JOIN_NO_CANCEL);
-  if (!join) {
-    ak_future_fail(f, -ENOMEM, NULL);
-    return f;
-  }
-  ak_future_ref(f); /* the queue's, once the deps are in */
-  if (ak_future_on_settle(join, deps_settled, f) < 0) {
-    ak_future_release(join);
-    ak_future_release(f);
-    ak_future_fail(f, -ENOMEM, NULL);
   }
   return f;
 }

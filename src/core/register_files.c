@@ -1,12 +1,14 @@
-/* fs_register.c: registered files and buffers on a loop's ring (fio's
+/* register_files.c: registered files and buffers on a loop's ring (fio's
  * registerfiles and fixedbufs): thin, synchronous wrappers over
  * io_uring_register_*, checked to run on the loop's thread. Using a slot or
- * buffer in an op is ak_rw_opts (fs.c).
+ * buffer in an op is ak_rw_opts (fs/fs.c). Also the registration of a
+ * provided-buffer ring for net/net_bufring.c, so that the layers above core
+ * never touch the ring itself.
  *
- * The ring has one file table: while registered sockets (net_register.c)
- * hold it, ak_register_files answers -EBUSY.
+ * The ring has one file table: while registered sockets
+ * (register_sockets.c) hold it, ak_register_files answers -EBUSY.
  *
- * Not here: the ops themselves (fs.c), the ring's setup (loop.c).
+ * Not here: the ops themselves (fs/fs.c), the ring's setup (loop.c).
  */
 #define _GNU_SOURCE
 #include <sys/uio.h>
@@ -18,7 +20,7 @@ int ak_register_files(ak_loop *loop, const int *fds, unsigned n)
   if (!ak__loop_owned_by_caller(loop))
     return AK_ENOTOWNER;
   if (loop->sock_table)
-    return -EBUSY; /* registered sockets own the table (net_register.c) */
+    return -EBUSY; /* registered sockets own the table (register_sockets.c) */
   int rc = io_uring_register_files(&loop->ring, fds, n);
   if (rc == 0)
     loop->files_by_user = true;
@@ -58,4 +60,24 @@ int ak_unregister_buffers(ak_loop *loop)
   if (!ak__loop_owned_by_caller(loop))
     return AK_ENOTOWNER;
   return io_uring_unregister_buffers(&loop->ring);
+}
+
+int ak__loop_register_buf_ring(ak_loop *loop, struct io_uring_buf_reg *reg)
+{
+  return io_uring_register_buf_ring(&loop->ring, reg, 0);
+}
+
+void ak__loop_unregister_buf_ring(ak_loop *loop, int bgid)
+{
+  io_uring_unregister_buf_ring(&loop->ring, bgid);
+}
+
+bool ak__loop_has_buf_ring(const ak_loop *loop)
+{
+  return loop->features.buf_ring;
+}
+
+void ak__loop_count_buf_exhausted(ak_loop *loop)
+{
+  loop->stats.buf_exhausted++;
 }

@@ -1,4 +1,4 @@
-/* net_register.c: registered sockets. A socket registered with its loop sits
+/* register_sockets.c: registered sockets. A socket registered with its loop sits
  * in the ring's file table at the slot of its own fd number, and every ring
  * op on that fd then carries IOSQE_FIXED_FILE: the kernel skips the fd-table
  * lookup and the reference count it takes and drops on every op (liburing's
@@ -15,8 +15,8 @@
  * ring keeps it open (the peer sees no FIN) and a new fd of that number
  * would be sent to the old socket.
  *
- * Not here: the file table for file ops (fs_register.c, which refuses to
- * share the table), the ops themselves (net.c, net_stream.c).
+ * Not here: the file table for file ops (register_files.c, which refuses to
+ * share the table), the ops themselves (net/net.c, net/net_stream.c).
  */
 #define _GNU_SOURCE
 #include <sys/resource.h>

@@ -8,7 +8,7 @@
  *
  * Not here: ak_read/ak_write (ring_ops.c), ak_close (net.c: one close for
  * files and sockets, cancelling the fd's ops first), the helpers built from these ops
- * (fs_helpers.c), registering files and buffers (fs_register.c).
+ * (fs_helpers.c), registering files and buffers (core/register_files.c).
  *
  * Map:
  *   1. Shared bits: the probe check, results, copied paths
@@ -26,7 +26,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "core/loop_internal.h" /* ak_cancel_fd walks the admission queue */
+#include "core/internal.h"
 
 /* ---- 1. Shared bits ------------------------------------------------------ */
 
@@ -35,11 +35,6 @@ static void require_opcode(ak__op *op, unsigned opcode)
 {
   if (!ak__loop_has_opcode(op->loop, opcode))
     op->flags |= AK__OPF_NO_OPCODE;
-}
-
-static bool is_sqpoll(const ak_loop *loop)
-{
-  return (loop->features.setup_flags & IORING_SETUP_SQPOLL) != 0;
 }
 
 /* Submits op; with `now` (AK_RW_SUBMIT_NOW), or on an SQPOLL ring, hands
@@ -52,8 +47,7 @@ static ak_future *submit_op(ak__op *op, bool now)
 {
   ak_loop *loop = op->loop;
   ak_future *f = ak__op_submit(op);
-  if ((now || is_sqpoll(loop)) && loop->sq_unsubmitted > 0)
-    ak__loop_flush(loop);
+  ak__loop_submit_early(loop, now);
   return f;
 }
 
@@ -386,7 +380,7 @@ static void cancel_fd_complete(ak__op *op, int res, unsigned flags)
 }
 
 /* Whether a parked op's params start with fd (the kinds laid out so). */
-static bool queued_op_uses_fd(ak__op *op, int fd)
+static bool queued_op_uses_fd(const ak__op *op, int fd)
 {
   switch (op->kind) {
   case AK_OP_READ:
@@ -404,26 +398,10 @@ static bool queued_op_uses_fd(ak__op *op, int fd)
   }
 }
 
-/* Cancels the ops on fd that wait for CQ room; returns how many. */
-static unsigned cancel_queued_on_fd(ak_loop *loop, int fd)
-{
-  unsigned n = 0;
-  ak__op *op = loop->queued_head;
-  while (op) {
-    ak__op *next = op->next; /* cancelling unlinks and frees op */
-    if (queued_op_uses_fd(op, fd)) {
-      ak_future_cancel(op->fut);
-      n++;
-    }
-    op = next;
-  }
-  return n;
-}
-
 ak_future *ak_cancel_fd(ak_loop *loop, int fd)
 {
   AK__REQUIRE_OWNER(loop, "ak_cancel_fd");
-  unsigned parked = cancel_queued_on_fd(loop, fd);
+  unsigned parked = ak__op_cancel_parked(loop, queued_op_uses_fd, fd);
   ak__op *op = fd_op_new(loop, AK_OP_CANCEL, fd);
   if (!op)
     return NULL;

@@ -1,7 +1,8 @@
-/* net_internal.h: what the socket files share (net.c, net_bufring.c,
+/* net/internal.h: what the socket files share (net.c, net_bufring.c,
  * net_stream.c, net_resolve.c): the provided-buffer ring's internals and the
  * multi-step task future that send all, close and connect by host are made
- * of. Nothing here is public; the contract is include/asynckit/net.h. */
+ * of. Nothing here is public; the contract is include/asynckit/net.h.
+ * The layers above net (tls, http) use only the public socket calls. */
 #ifndef AK_NET_INTERNAL_H
 #define AK_NET_INTERNAL_H
 
@@ -43,7 +44,7 @@ void ak__net_note_exhausted(ak_loop *loop);
  * complete function (cancelled while queued for CQ room) leaves its count, and
  * the close then cancels for nothing. */
 /* Marks op as using socket fd: counted busy, and by its slot if the socket
- * is registered (net_register.c). */
+ * is registered (core/register_sockets.c). */
 void ak__net_op_on_fd(ak__op *op, int fd);
 void ak__net_fd_idle(int fd);
 

@@ -6,15 +6,14 @@
  * buffer rings (before 5.19) the object exists all the same, unregistered,
  * and streams fall back to single-shot recvs (net_stream.c).
  *
- * It reads the loop's layout (loop_internal.h) for two things only: the ring
- * to register with, and the statistics counter of exhaustions.
+ * The registration itself and the exhaustion counter are core's
+ * (ak__loop_register_buf_ring...): this layer never touches the ring.
  */
 #define _GNU_SOURCE
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "core/loop_internal.h"
 #include "net/internal.h"
 
 /* Group ids are per ring; a process-wide counter keeps them apart on one
@@ -52,7 +51,7 @@ static int register_ring(ak_buf_ring *br)
     reg.ring_addr = (uint64_t)(uintptr_t)br->ring;
     reg.ring_entries = br->count;
     reg.bgid = br->bgid;
-    rc = io_uring_register_buf_ring(&br->loop->ring, &reg, 0);
+    rc = ak__loop_register_buf_ring(br->loop, &reg);
   }
   return rc;
 }
@@ -81,7 +80,7 @@ int ak_buf_ring_new(ak_loop *loop, unsigned count, size_t size, ak_buf_ring **ou
     goto fail_free;
   }
   br->bufs = bufs;
-  if (loop->features.buf_ring) {
+  if (ak__loop_has_buf_ring(loop)) {
     br->ring_bytes = page_round(count * sizeof(struct io_uring_buf));
     void *mem =
         mmap(NULL, br->ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -126,7 +125,7 @@ void ak__buf_ring_recycle(ak_buf_ring *br, unsigned bid)
 
 void ak__net_note_exhausted(ak_loop *loop)
 {
-  loop->stats.buf_exhausted++;
+  ak__loop_count_buf_exhausted(loop);
 }
 
 void ak_buf_ring_free(ak_buf_ring *br)
@@ -134,7 +133,7 @@ void ak_buf_ring_free(ak_buf_ring *br)
   if (!br)
     return;
   if (br->provided) {
-    io_uring_unregister_buf_ring(&br->loop->ring, br->bgid);
+    ak__loop_unregister_buf_ring(br->loop, br->bgid);
     munmap(br->ring, br->ring_bytes);
   }
   munmap(br->bufs, br->bufs_bytes);

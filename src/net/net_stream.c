@@ -8,7 +8,7 @@
  * each item, and loops without buffer rings single-shot recvs into a buffer
  * of the stream's own.
  *
- * A stream is a net task (net_internal.h): its pending step is the armed
+ * A stream is a net task (net/internal.h): its pending step is the armed
  * op's future or the backoff sleep. Items are delivered from the op's
  * complete function, called for every CQE (no trip through the ready
  * queue); the op's end goes through its future's callback (stream_step),
