@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "future.h"
+#include "pool.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -31,6 +32,8 @@ enum {
   AK_LOOP_NO_TASKRUN_OPT = 1 << 1, /* skip SINGLE_ISSUER / DEFER / COOP_TASKRUN */
   AK_LOOP_FORCE_POOL = 1 << 2,   /* run every op that has a pool path on the
                                     pool (tests the fallback path) */
+  AK_LOOP_NO_EXT_ARG = 1 << 3,   /* bound waits with a timeout SQE, as on
+                                    kernels before 5.11 (tests that path) */
 };
 
 /* Creates a loop owned by the calling thread. Returns 0 and sets *loop, or a
@@ -76,6 +79,24 @@ AK_API void ak_loop_unhold(ak_loop *loop);
  * sleeps (asyncio's call_soon_threadsafe). Posts from one thread run in the
  * order they were posted. Thread-safe. Returns 0 or -ENOMEM. */
 AK_API int ak_loop_post(ak_loop *loop, void (*fn)(void *arg), void *arg);
+
+/* asyncio's run_coroutine_threadsafe: runs fn(arg, self) on the loop's
+ * thread at its next iteration and returns its future, from any thread
+ * (also how one loop asks another for work). fn follows the pool callable's
+ * protocol (pool.h): return a result >= 0, a negative error, or
+ * ak_future_adopt(self, op) to settle as an operation it started on the
+ * loop does. The future is made like a pool task's: called from a thread
+ * that owns a loop, it settles on that loop (which stays alive until it
+ * has), else on the target loop's thread. Cancelling it before fn starts
+ * settles it CANCELLED and fn never runs. NULL when memory runs out.
+ * Thread-safe. */
+AK_API ak_future *ak_loop_call(ak_loop *loop, ak_work_fn fn, void *arg);
+
+/* The pool the loop runs what the ring cannot do on: the one given in its
+ * options, or the process-wide shared pool (created on first use, freed at
+ * exit; never pass it to ak_pool_free). asyncio's run_in_executor(None, ..)
+ * is ak_pool_submit(ak_loop_pool(loop), fn, arg). Thread-safe. */
+AK_API ak_pool *ak_loop_pool(ak_loop *loop);
 
 /* ---- Timers ---------------------------------------------------------------
  * All timers of a loop share one kernel timeout: the wait for completions is

@@ -44,6 +44,19 @@ AK_API ak_future *ak_pool_submit(ak_pool *pool, ak_work_fn fn, void *arg);
 AK_API ak_future *ak_pool_submit_after(ak_pool *pool, ak_work_fn fn, void *arg,
                                 ak_future *const *deps, size_t ndeps);
 
+/* cs.asynchron's "an incomplete Asynchron can be told to call a function to
+ * compute its value": hands the plain promise (made by ak_future_new) a
+ * callable to run on pool. The promise is RUNNING while fn runs and settles
+ * with its outcome (fn's protocol as for ak_pool_submit, with the promise
+ * as self), which reaches every waiter and callback. The caller keeps its
+ * reference. If the promise has a loop, the loop stays alive until the
+ * promise settles. The first settle wins: a promise set or cancelled
+ * meanwhile keeps that outcome (a running fn still runs to its end).
+ * Returns 0; -EINVAL for a future that is not a plain promise;
+ * AK_ESETTLED if it has settled; -EBUSY if it was handed a callable before;
+ * AK_ESHUTDOWN (and the promise fails so) if the pool has stopped. */
+AK_API int ak_pool_compute(ak_pool *pool, ak_future *promise, ak_work_fn fn, void *arg);
+
 /* Stops the pool: with wait, runs every queued task first; without, queued
  * tasks that have not started settle CANCELLED. Either way blocks until the
  * workers have exited (pool.stop(True)); running tasks always finish.

@@ -240,11 +240,41 @@ static __attribute__((noinline)) void free_extras(ak_future *f) {
     ak_future_release(f->adopted);
 }
 
+/* Frees made while a free_extras runs on this thread (a then-step's input,
+ * an adopted future, a join's inputs): linked through qnode.next, which a
+ * future with no references left no longer uses, and freed by the outermost
+ * call in a loop. So releasing a chain of any length runs in constant
+ * stack, as the header promises. */
+static AK__TLS struct {
+  ak_future *head;
+  bool active;
+} ak__free_work;
+
+static __attribute__((noinline)) void free_with_extras(ak_future *f) {
+  if (ak__free_work.active) {
+    f->qnode.next = (ak__qnode *)(void *)ak__free_work.head;
+    ak__free_work.head = f;
+    return;
+  }
+  ak__free_work.active = true;
+  for (;;) {
+    free_extras(f);
+    future_recycle(f);
+    f = ak__free_work.head;
+    if (!f)
+      break;
+    ak__free_work.head = (ak_future *)(void *)f->qnode.next;
+  }
+  ak__free_work.active = false;
+}
+
 static __attribute__((noinline)) void future_free(ak_future *f) {
   /* Most kinds (every ring op) have no free_data: they skip the call. */
   if (AK__UNLIKELY((f->kind && f->kind->free_data) || f->dtor || f->detail || f->more_head ||
-                   f->adopted))
-    free_extras(f);
+                   f->adopted)) {
+    free_with_extras(f);
+    return;
+  }
   future_recycle(f);
 }
 
@@ -402,6 +432,13 @@ int ak_future_set_detail(ak_future *f, const char *detail) {
   word_unlock(f, old);
   ak__free(previous);
   return 0;
+}
+
+int ak__future_claim_compute(ak_future *f) {
+  uint32_t old = word_lock(f);
+  int rc = ak__is_settled_word(old) ? AK_ESETTLED : (old & AK__F_COMPUTE) ? -EBUSY : 0;
+  word_unlock(f, rc == 0 ? old | AK__F_COMPUTE : old);
+  return rc;
 }
 
 bool ak__future_start_running(ak_future *f) {
@@ -679,6 +716,51 @@ int64_t ak_future_get(ak_future *f, int64_t timeout_ns, void **value) {
 
 /* ---- Cancellation ------------------------------------------------------------ */
 
+/* Cancel hooks asked for while another hook runs on this thread (a
+ * then-step cancels its input, a join its inputs, an adopter what it
+ * adopted): kept here with a reference and run by the outermost
+ * ak_future_cancel in a loop, so cancelling the tail of a chain of any
+ * length runs in constant stack. */
+static AK__TLS struct {
+  ak_future **items;
+  size_t count;
+  size_t cap;
+  bool active;
+} ak__cancel_work;
+
+static bool cancel_work_push(ak_future *f) {
+  if (ak__cancel_work.count == ak__cancel_work.cap) {
+    size_t cap = ak__cancel_work.cap ? 2 * ak__cancel_work.cap : 64;
+    ak_future **items = ak__realloc(ak__cancel_work.items, cap * sizeof(*items));
+    if (!items)
+      return false;
+    ak__cancel_work.items = items;
+    ak__cancel_work.cap = cap;
+  }
+  ak__cancel_work.items[ak__cancel_work.count++] = ak_future_ref(f);
+  return true;
+}
+
+static void run_cancel_hooks(ak_future *f) {
+  if (ak__cancel_work.active && cancel_work_push(f))
+    return; /* the outermost call runs it */
+  if (ak__cancel_work.active) {
+    f->kind->cancel(f); /* no memory for the work list: recurse this once */
+    return;
+  }
+  ak__cancel_work.active = true;
+  f->kind->cancel(f);
+  while (ak__cancel_work.count > 0) {
+    ak_future *next = ak__cancel_work.items[--ak__cancel_work.count];
+    next->kind->cancel(next);
+    ak_future_release(next);
+  }
+  ak__free(ak__cancel_work.items); /* a long chain's list is not kept */
+  ak__cancel_work.items = NULL;
+  ak__cancel_work.cap = 0;
+  ak__cancel_work.active = false;
+}
+
 int ak_future_cancel(ak_future *f) {
   uint32_t old = word_lock(f);
   if (ak__is_settled_word(old)) {
@@ -689,7 +771,7 @@ int ak_future_cancel(ak_future *f) {
   if (old & AK__F_CANCEL_REQ)
     return 0; /* asked before; the hook runs once */
   if (f->kind && f->kind->cancel)
-    f->kind->cancel(f);
+    run_cancel_hooks(f);
   else if (!f->kind)
     ak__future_settle(f, AK_CANCELLED, -ECANCELED); /* a promise: nothing runs */
   return 0;

@@ -55,6 +55,8 @@ enum {
   AK__F_BOUND = 1u << 6,      /* a pool task keeping its loop alive: the
                                  settle always reaches the loop, which then
                                  drops the task from its alive count */
+  AK__F_COMPUTE = 1u << 7,    /* a promise was handed a callable
+                                 (ak_pool_compute): once only */
 };
 
 /* Fields marked (kind) are not initialised by ak__future_new: the kinds that
@@ -114,6 +116,10 @@ static inline void ak__future_ref_unshared(ak_future *f) {
 /* Marks a future nobody else has seen yet as a pool task bound to its loop
  * (AK__F_BOUND): its settle always reaches the loop. */
 void ak__future_bind_to_loop(ak_future *f);
+
+/* Marks a plain promise as handed a callable (AK__F_COMPUTE). Returns 0,
+ * AK_ESETTLED if it settled already, -EBUSY if it was handed one before. */
+int ak__future_claim_compute(ak_future *f);
 
 /* PENDING -> RUNNING; false if cancelled or settled already. */
 bool ak__future_start_running(ak_future *f);
@@ -192,6 +198,8 @@ typedef struct ak__timer_heap {
 void ak__timers_free_all(ak_loop *loop);
 /* Runs due timers; returns the earliest deadline left or -1. */
 int64_t ak__timers_run(ak_loop *loop, int64_t now);
+/* The earliest deadline in the heap now, or -1 (what bounds the wait). */
+int64_t ak__timers_next(const ak_loop *loop);
 
 /* ---- 3. Operation records -------------------------------------------------
  *

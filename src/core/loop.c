@@ -149,7 +149,8 @@ static bool probe_buf_ring(ak_loop *loop) {
 
 static void probe_features(ak_loop *loop) {
   ak_features *ft = &loop->features;
-  ft->ext_arg = has_flag(ft->kernel_features, IORING_FEAT_EXT_ARG);
+  ft->ext_arg = has_flag(ft->kernel_features, IORING_FEAT_EXT_ARG) &&
+                !has_flag(loop->opts.flags, AK_LOOP_NO_EXT_ARG);
   struct io_uring_probe *probe = io_uring_get_probe_ring(&loop->ring);
   if (probe) {
     unsigned last = probe->last_op;
@@ -329,19 +330,29 @@ void ak__loop_flush(ak_loop *loop) {
   loop->last_sqe_op = NULL;
 }
 
-/* Runs queued callbacks: everything queued now and what they queue, up to a
- * budget, so a long chain runs in few iterations but cannot starve IO. */
+/* Runs the callbacks queued when it starts (asyncio's call_soon): what they
+ * queue (posts, the callbacks of futures they settle) waits for the next
+ * batch, so a callback that re-queues itself cannot starve IO or timers. A
+ * budget bounds one batch all the same (a million posts from another
+ * thread). The node is run after it is unlinked and may be freed by its run,
+ * so whether it was the last is decided before. */
 static void run_ready(ak_loop *loop) {
-  unsigned budget = 8192;
-  ak__qnode *node;
-  loop->dispatch_depth++;
-  while (budget-- > 0 && (node = loop->ready_head) != NULL) {
-    loop->ready_head = node->next;
-    if (!loop->ready_head)
-      loop->ready_tail = NULL;
-    node->run(node);
+  ak__qnode *last = loop->ready_tail;
+  if (last) {
+    unsigned budget = 8192;
+    loop->dispatch_depth++;
+    for (;;) {
+      ak__qnode *node = loop->ready_head;
+      loop->ready_head = node->next;
+      if (!loop->ready_head)
+        loop->ready_tail = NULL;
+      bool was_last = node == last;
+      node->run(node);
+      if (was_last || --budget == 0)
+        break;
+    }
+    loop->dispatch_depth--;
   }
-  loop->dispatch_depth--;
   ak__pool_flush_loop(loop); /* the pool tasks those callbacks submitted */
 }
 
@@ -497,13 +508,17 @@ static int iterate(ak_loop *loop, int64_t deadline, bool block_when_idle,
   loop->now = ak_now_ns();
   ak__pool_flush_loop(loop); /* e.g. submitted by a callback that now waits */
   drain_inbox(loop);
-  int64_t next_timer = ak__timers_run(loop, loop->now);
+  ak__timers_run(loop, loop->now);
   run_ready(loop);
 
+  /* Everything below is read after the callbacks ran, since any of them may
+   * have made a timer, queued work, stopped the loop or submitted ops: the
+   * wait's bound comes from the live timer heap, not from before. */
   bool block = deadline != 0 && !has_queued_work(loop) &&
                !atomic_load_explicit(&loop->stop, memory_order_relaxed) &&
                (block_when_idle || alive_count(loop) > 0) && !(done && done(done_arg));
   int64_t wait_until = deadline;
+  int64_t next_timer = ak__timers_next(loop);
   if (next_timer >= 0 && (wait_until == AK_FOREVER || next_timer < wait_until))
     wait_until = next_timer;
   if (block && !may_sleep(loop, block_when_idle, done, done_arg))
@@ -516,7 +531,10 @@ static int iterate(ak_loop *loop, int64_t deadline, bool block_when_idle,
   ak__op_admit_queued(loop);
   drain_inbox(loop);
   ak__timers_run(loop, loop->now);
-  run_ready(loop);
+  /* After ak_loop_stop, what the stopping batch scheduled waits for the
+   * next run (asyncio's stop). */
+  if (!atomic_load_explicit(&loop->stop, memory_order_relaxed))
+    run_ready(loop);
   loop->stats.cq_overflows = *loop->ring.cq.koverflow;
   return rc;
 }
@@ -590,6 +608,52 @@ ak_pool *ak__loop_pool(ak_loop *loop) {
   if (loop->opts.pool)
     return loop->opts.pool;
   return ak__shared_pool();
+}
+
+ak_pool *ak_loop_pool(ak_loop *loop) { return ak__loop_pool(loop); }
+
+/* ---- ak_loop_call: run a callable on the loop's thread ----------------------
+ * The future's fields: fn/fn_arg the callable, data the target loop. It is
+ * made like a pool task (bound to the caller's own loop, if any, which
+ * stays alive until the result reaches it) and runs from a post. */
+
+static void loop_call_cancel(ak_future *f) {
+  ak_future *adopted = __atomic_load_n(&f->adopted, __ATOMIC_SEQ_CST);
+  if (ak_future_state(f) == AK_PENDING)
+    ak__future_settle(f, AK_CANCELLED, -ECANCELED); /* the post will not run fn */
+  else if (adopted)
+    ak_future_cancel(adopted); /* fn ran and handed over */
+  /* RUNNING: cooperative, see ak_future_cancel_requested. */
+}
+
+static const ak__future_kind loop_call_kind = {.name = "loop call", .cancel = loop_call_cancel};
+
+static void run_loop_call(void *arg) {
+  ak_future *f = arg; /* the post's reference */
+  if (ak__future_start_running(f)) {
+    ak_work_fn fn = (ak_work_fn)f->fn;
+    ak__future_complete_callable(f, fn(f->fn_arg, f));
+  }
+  ak_future_release(f);
+}
+
+ak_future *ak_loop_call(ak_loop *loop, ak_work_fn fn, void *arg) {
+  ak_loop *own = ak_loop_current();
+  ak_future *f = ak__future_new(own, &loop_call_kind, loop);
+  if (!f)
+    return NULL;
+  f->fn = (void *)fn;
+  f->fn_arg = arg;
+  if (own) {
+    ak__future_bind_to_loop(f);
+    ak__loop_alive_add(own, 1);
+  }
+  ak_future_ref(f); /* the post's */
+  if (ak_loop_post(loop, run_loop_call, f) < 0) {
+    ak_future_release(f);
+    ak_future_fail(f, -ENOMEM, "ak_loop_call");
+  }
+  return f;
 }
 
 /* ---- 6. Free, statistics, features ------------------------------------------ */

@@ -592,6 +592,43 @@ ak_future *ak_pool_submit(ak_pool *pool, ak_work_fn fn, void *arg) {
   return f;
 }
 
+/* ---- A promise told to compute ---------------------------------------------- */
+
+/* The promise's loop was held while the callable was on its way: a loop
+ * running until idle must not stop before the result reaches it. */
+static void compute_settled(ak_future *promise, void *arg) {
+  (void)promise;
+  ak_loop_unhold(arg);
+}
+
+int ak_pool_compute(ak_pool *pool, ak_future *promise, ak_work_fn fn, void *arg) {
+  if (!pool || !promise || !fn)
+    return -EINVAL;
+  if (promise->kind)
+    return -EINVAL; /* an op, task or combinator computes itself already */
+  int rc = ak__future_claim_compute(promise);
+  if (rc < 0)
+    return rc;
+  promise->fn = (void *)fn;
+  promise->fn_arg = arg;
+  ak_loop *loop = promise->loop;
+  if (loop) {
+    ak_loop_hold(loop);
+    if (ak_future_on_settle(promise, compute_settled, loop) < 0) {
+      ak_loop_unhold(loop);
+      ak_future_fail(promise, -ENOMEM, "ak_pool_compute");
+      return -ENOMEM;
+    }
+  }
+  ak_future_ref(promise); /* the queue's, consumed by the worker */
+  if (!ak__pool_enqueue(pool, promise)) {
+    ak_future_release(promise);
+    ak_future_fail(promise, AK_ESHUTDOWN, "the pool has been stopped");
+    return AK_ESHUTDOWN;
+  }
+  return 0;
+}
+
 /* ---- Stopping ---------------------------------------------------------------- */
 
 void ak_pool_stop(ak_pool *pool, bool wait) {

@@ -114,6 +114,10 @@ int64_t ak__timers_run(ak_loop *loop, int64_t now) {
   return h->count > 0 ? h->items[0]->deadline : -1;
 }
 
+int64_t ak__timers_next(const ak_loop *loop) {
+  return loop->timers.count > 0 ? loop->timers.items[0]->deadline : -1;
+}
+
 void ak__timers_cancel_all(ak_loop *loop) {
   /* Sleep futures settle CANCELLED; plain call_later timers are dropped. */
   ak__timer_heap *h = &loop->timers;
