@@ -20,7 +20,15 @@
  *    settled it, so chains of any length do not grow the stack;
  *  - a future with no loop runs its callbacks on the thread that settles it,
  *    after the settling call has returned to the outermost settle on that
- *    thread (a trampoline: again no stack growth).
+ *    thread (a trampoline: again no stack growth);
+ *  - a loop runs, in one batch, the callbacks queued when the batch starts:
+ *    what they queue runs in the next batch (asyncio's call_soon), so a
+ *    callback that keeps re-queueing itself cannot starve IO or timers.
+ *
+ * Releasing and cancelling also run in constant stack, whatever the length
+ * of a chain of then-steps, adoptions or joins nested in joins: frees and
+ * cancel hooks reached from inside another are queued on the calling
+ * thread and run by the outermost call before it returns.
  *
  * Thread safety: every function in this header is thread-safe, except that
  * one reference must not be released twice. Callbacks of loop futures run on
