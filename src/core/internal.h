@@ -368,6 +368,12 @@ enum {
  * batch (owner thread). Cheap when there are none. */
 void ak__pool_flush_loop(ak_loop *loop);
 
+/* A future of kind (with data) for a callable fn(arg, self) that will run
+ * elsewhere (a pool task, ak_loop_call): bound to the calling thread's loop
+ * when it owns one, which then stays alive until the settle reaches it.
+ * One reference. NULL on ENOMEM. */
+ak_future *ak__callable_future_new(const ak__future_kind *kind, void *data, ak_work_fn fn,
+                                   void *arg);
 /* A task future for fn(arg) on pool, not yet queued (one reference): bound
  * to the caller's loop when the caller owns one. NULL on ENOMEM. */
 ak_future *ak__pool_task_new(ak_pool *pool, ak_work_fn fn, void *arg);

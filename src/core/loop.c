@@ -638,16 +638,9 @@ static void run_loop_call(void *arg) {
 }
 
 ak_future *ak_loop_call(ak_loop *loop, ak_work_fn fn, void *arg) {
-  ak_loop *own = ak_loop_current();
-  ak_future *f = ak__future_new(own, &loop_call_kind, loop);
+  ak_future *f = ak__callable_future_new(&loop_call_kind, loop, fn, arg);
   if (!f)
     return NULL;
-  f->fn = (void *)fn;
-  f->fn_arg = arg;
-  if (own) {
-    ak__future_bind_to_loop(f);
-    ak__loop_alive_add(own, 1);
-  }
   ak_future_ref(f); /* the post's */
   if (ak_loop_post(loop, run_loop_call, f) < 0) {
     ak_future_release(f);

@@ -479,21 +479,24 @@ ak_pool *ak_pool_new(unsigned n) {
 
 /* ---- Submitting ------------------------------------------------------------- */
 
-/* A task future: bound to the caller's loop when the caller owns one. */
-ak_future *ak__pool_task_new(ak_pool *pool, ak_work_fn fn, void *arg) {
+ak_future *ak__callable_future_new(const ak__future_kind *kind, void *data, ak_work_fn fn,
+                                   void *arg) {
   ak_loop *loop = ak_loop_current();
-  ak_future *f = ak__future_new(loop, &task_kind, pool);
+  ak_future *f = ak__future_new(loop, kind, data);
   if (!f)
     return NULL;
   f->fn = (void *)fn;
   f->fn_arg = arg;
   if (loop) {
-    /* The loop stays alive until the task's settle has reached it
-     * (AK__F_BOUND). */
+    /* The loop stays alive until the settle has reached it (AK__F_BOUND). */
     ak__future_bind_to_loop(f);
     ak__loop_alive_add(loop, 1);
   }
   return f;
+}
+
+ak_future *ak__pool_task_new(ak_pool *pool, ak_work_fn fn, void *arg) {
+  return ak__callable_future_new(&task_kind, pool, fn, arg);
 }
 
 static void fail_stopped(ak__qnode *node) {
