@@ -604,6 +604,29 @@ static void compute_settled(ak_future *promise, void *arg) {
   ak_loop_unhold(arg);
 }
 
+/* The promise is not queued itself: its qnode carries its callbacks when it
+ * settles, and its holder may set or cancel it at any moment, also while
+ * the work waits in the queue, which links tasks through that same qnode (a
+ * settle there cut the queue, losing the tasks behind). A carrier task goes
+ * instead: it runs fn with the promise as self, and passes a stop's
+ * CANCELLED or AK_ESHUTDOWN on to the promise when it never ran. */
+static int64_t run_compute(void *arg, ak_future *carrier) {
+  (void)carrier;
+  ak_future *promise = arg;
+  if (ak__future_start_running(promise)) {
+    ak_work_fn fn = (ak_work_fn)promise->fn;
+    ak__future_complete_callable(promise, fn(promise->fn_arg, promise));
+  }
+  return 0;
+}
+
+static void carrier_settled(ak_future *carrier, void *arg) {
+  ak_future *promise = arg; /* the carrier's reference */
+  if (ak_future_state(carrier) != AK_DONE)
+    ak__future_settle_like(promise, carrier); /* discarded or refused by a stop */
+  ak_future_release(promise);
+}
+
 int ak_pool_compute(ak_pool *pool, ak_future *promise, ak_work_fn fn, void *arg) {
   if (!pool || !promise || !fn)
     return -EINVAL;
@@ -623,13 +646,23 @@ int ak_pool_compute(ak_pool *pool, ak_future *promise, ak_work_fn fn, void *arg)
       return -ENOMEM;
     }
   }
-  ak_future_ref(promise); /* the queue's, consumed by the worker */
-  if (!ak__pool_enqueue(pool, promise)) {
-    ak_future_release(promise);
-    ak_future_fail(promise, AK_ESHUTDOWN, "the pool has been stopped");
-    return AK_ESHUTDOWN;
+  ak_future *carrier = ak__future_new(NULL, &task_kind, pool);
+  if (!carrier) {
+    ak_future_fail(promise, -ENOMEM, "ak_pool_compute");
+    return -ENOMEM;
   }
-  return 0;
+  carrier->fn = (void *)run_compute;
+  carrier->fn_arg = ak_future_ref(promise); /* released by carrier_settled */
+  ak_future_on_settle(carrier, carrier_settled, promise); /* the inline slot: cannot fail */
+  ak_future_ref(carrier); /* the queue's, consumed by the worker */
+  int ret = 0;
+  if (!ak__pool_enqueue(pool, carrier)) {
+    ak_future_release(carrier);
+    ak_future_fail(carrier, AK_ESHUTDOWN, "the pool has been stopped"); /* passes on */
+    ret = AK_ESHUTDOWN;
+  }
+  ak_future_release(carrier);
+  return ret;
 }
 
 /* ---- Stopping ---------------------------------------------------------------- */
