@@ -1,6 +1,6 @@
 /* test_loop_calls.c: ak_loop_call (asyncio's run_coroutine_threadsafe) from
  * a plain thread, from another loop's thread and from the owner itself,
- * with results, adoptions, errors and cancellation; and ak_loop_pool (the
+ * with results, adoptions, errors, cancellation and no memory; and ak_loop_pool (the
  * shared pool by default, the one given in the options otherwise, and
  * run_in_executor settling on the loop). */
 #define _GNU_SOURCE
@@ -154,6 +154,60 @@ static void test_cancel_before_fn_runs(void **state)
   assert_int_equal(c.got, -ECANCELED);
   assert_int_equal(atomic_load(&rec.calls), 0); /* the post ran, fn did not */
   assert_int_equal(ak_loop_run(loop, AK_RUN_NOWAIT), 0); /* nothing left behind */
+  ak_loop_free(loop);
+}
+
+/* ---- Out of memory ------------------------------------------------------------------ */
+
+typedef struct oom_call {
+  call_rec *rec;
+  uint64_t fail_nth;  /* which allocation of the call fails */
+  bool fired;
+  bool was_null;
+  ak_state state;
+  int64_t result;
+} oom_call;
+
+/* On a fresh thread (its record cache empty) the call's first allocation is
+ * the future's record, the second the post's. */
+static void *call_with_failing_alloc(void *arg)
+{
+  oom_call *o = arg;
+  t_alloc_fail_nth(o->fail_nth);
+  ak_future *f = ak_loop_call(o->rec->loop, recording_fn, o->rec);
+  o->fired = t_alloc_fail_fired();
+  t_alloc_fail_nth(0);
+  o->was_null = f == NULL;
+  if (f) {
+    o->state = ak_future_state(f);
+    o->result = ak_future_result(f);
+    ak_future_release(f);
+  }
+  return NULL;
+}
+
+static void test_call_out_of_memory(void **state)
+{
+  (void)state;
+  ak_loop *loop = t_loop_new();
+  call_rec rec = {.loop = loop, .ret = 1};
+  /* No record for the future: NULL, as the header says. */
+  oom_call a = {.rec = &rec, .fail_nth = 1};
+  t_thread_join(t_thread_start(call_with_failing_alloc, &a, 0));
+  assert_true(a.fired);
+  assert_true(a.was_null);
+  /* No record for the post: the call cannot reach the loop; the caller
+   * learns it at once (NULL, or a future already FAILED with -ENOMEM). */
+  oom_call b = {.rec = &rec, .fail_nth = 2};
+  t_thread_join(t_thread_start(call_with_failing_alloc, &b, 0));
+  assert_true(b.fired);
+  if (!b.was_null) {
+    assert_int_equal(b.state, AK_FAILED);
+    assert_int_equal(b.result, -ENOMEM);
+  }
+  for (int i = 0; i < 3; i++)
+    assert_true(ak_loop_run(loop, AK_RUN_NOWAIT) >= 0);
+  assert_int_equal(atomic_load(&rec.calls), 0); /* fn never ran */
   ak_loop_free(loop);
 }
 
@@ -370,6 +424,7 @@ int main(void)
       cmocka_unit_test(test_call_adopts_a_sleep_on_the_loop),
       cmocka_unit_test(test_call_error_keeps_detail),
       cmocka_unit_test(test_cancel_before_fn_runs),
+      cmocka_unit_test(test_call_out_of_memory),
       cmocka_unit_test(test_call_from_owner_runs_next_iteration),
       cmocka_unit_test(test_cancel_after_fn_adopted_cancels_adopted),
       cmocka_unit_test(test_call_from_another_loop),
@@ -377,6 +432,7 @@ int main(void)
       cmocka_unit_test(test_loop_pool_from_options),
       cmocka_unit_test(test_run_in_executor_settles_on_loop),
   };
+  t_alloc_install(); /* before any other ak_ call: lets a test fail an allocation */
   t_require_uring();
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
