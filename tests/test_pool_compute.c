@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- A callable driven by semaphores ---------------------------------------------- */
 
@@ -24,6 +25,7 @@ typedef struct gate {
   void *value;          /* fn's value, when succeeding */
   pthread_t thread;
   ak_state state_inside; /* the promise's state seen by fn */
+  int64_t linger_ns;    /* after go, fn takes this long to return */
 } gate;
 
 static void gate_init(gate *g, bool wait_for_go, int64_t ret)
@@ -50,6 +52,10 @@ static int64_t gated_fn(void *arg, ak_future *self)
   t_sem_post(&g->started);
   if (g->wait_for_go && !t_sem_wait(&g->go))
     atomic_store(&g->go_timed_out, true);
+  if (g->linger_ns > 0) {
+    struct timespec ts = {0, (long)g->linger_ns};
+    nanosleep(&ts, NULL);
+  }
   if (g->ret < 0 && g->detail)
     ak_future_set_detail(self, g->detail);
   if (g->ret >= 0 && g->value)
@@ -325,6 +331,10 @@ static void test_compute_keeps_loop_alive_until_settled(void **state)
   ak_pool *pool = ak_pool_new(1);
   gate g;
   gate_init(&g, true, 8);
+  /* Not for ordering (the semaphores do that): it keeps fn running well
+   * past the iteration that let it go, so a loop that did not count the
+   * promise as alive would be seen returning early. */
+  g.linger_ns = 20 * T_MS;
   cb_rec cb = {0};
   t_sem_init(&cb.ran, 0);
   ak_future *p = ak_future_new(loop);
