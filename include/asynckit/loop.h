@@ -88,8 +88,9 @@ AK_API int ak_loop_post(ak_loop *loop, void (*fn)(void *arg), void *arg);
  * loop does. The future is made like a pool task's: called from a thread
  * that owns a loop, it settles on that loop (which stays alive until it
  * has), else on the target loop's thread. Cancelling it before fn starts
- * settles it CANCELLED and fn never runs. NULL when memory runs out.
- * Thread-safe. */
+ * settles it CANCELLED and fn never runs. NULL when memory for the future
+ * runs out; a future already FAILED with -ENOMEM when only the post's does
+ * (fn then never runs). Thread-safe. */
 AK_API ak_future *ak_loop_call(ak_loop *loop, ak_work_fn fn, void *arg);
 
 /* The pool the loop runs what the ring cannot do on: the one given in its
