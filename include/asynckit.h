@@ -12,5 +12,6 @@
 #include "asynckit/pool.h"
 #include "asynckit/fs.h"
 #include "asynckit/net.h"
+#include "asynckit/tls.h"
 
 #endif /* ASYNCKIT_H */

@@ -36,7 +36,30 @@ extern "C" {
   XX(AK_EDEPFAILED, -10008, "a future this work depended on did not succeed")  \
   XX(AK_ESETTLED, -10009, "the future has already settled")                     \
   XX(AK_EINVALFUTURE, -10010, "the future is not in a state that allows this")  \
-  XX(AK_ERESOLVE, -10011, "name resolution failed")
+  XX(AK_ERESOLVE, -10011, "name resolution failed")                              \
+  /* TLS (tls.h): -10101 and up, so other layers' codes do not collide. */     \
+  XX(AK_ETLSUNKNOWNCA, -10101,                                                  \
+     "TLS: the certificate is not signed by a trusted CA")                      \
+  XX(AK_ETLSNAMEMISMATCH, -10102,                                               \
+     "TLS: the certificate does not match the host name")                       \
+  XX(AK_ETLSEXPIRED, -10103, "TLS: the certificate has expired")                \
+  XX(AK_ETLSNOTYETVALID, -10104, "TLS: the certificate is not valid yet")       \
+  XX(AK_ETLSSELFSIGNED, -10105,                                                 \
+     "TLS: the certificate is self-signed and not trusted")                     \
+  XX(AK_ETLSKEYUSAGE, -10106,                                                   \
+     "TLS: the certificate's key usage does not allow TLS server use")         \
+  XX(AK_ETLSBADCERT, -10107, "TLS: the certificate failed verification")        \
+  XX(AK_ETLSHANDSHAKE, -10108,                                                  \
+     "TLS handshake failed (no common cipher or version, or the peer refused)") \
+  XX(AK_ETLSTRUNCATED, -10109,                                                  \
+     "TLS: the peer closed the connection without close_notify (truncated)")    \
+  XX(AK_ETLSPROTOCOL, -10110,                                                   \
+     "TLS: the peer sent data that is not valid TLS (bad or oversized record)") \
+  XX(AK_ETLSCONFIG, -10111,                                                     \
+     "TLS: the configuration could not be loaded (CA, certificate or key)")     \
+  XX(AK_ETLSNOHOST, -10112,                                                     \
+     "TLS: a client session needs a host name unless insecure mode is asked")   \
+  XX(AK_ETLSCLOSED, -10113, "TLS: the session is closed")
 
 enum ak_errno {
 #define AK__ERR_ENUM(name, num, msg) name = (num),
