@@ -93,6 +93,11 @@ typedef struct ak_tls_server_options {
  * (opts or a file name NULL) or -ENOMEM. Thread-safe. */
 AK_API int ak_tls_server_config_new(const ak_tls_server_options *opts, ak_tls_config **out);
 
+/* Why the last ak_tls_client_config_new / ak_tls_server_config_new on the
+ * calling thread failed, in the engine's words ("" after a success). A
+ * per-thread static string. Thread-safe. */
+AK_API const char *ak_tls_config_error(void);
+
 /* Takes one more reference; returns cfg. Thread-safe. */
 AK_API ak_tls_config *ak_tls_config_ref(ak_tls_config *cfg);
 

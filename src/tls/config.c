@@ -1,0 +1,90 @@
+/* tls/config.c: the public TLS configs (tls.h): client and server configs
+ * as reference-counted wrappers around an engine config, and their
+ * statistics. Engine-neutral: what a config holds is the engine's business
+ * (tls/mbedtls.c). */
+#include <stdio.h>
+
+#include "tls/internal.h"
+
+/* Why the last config_new on this thread failed, in the engine's words. */
+static AK__TLS char last_error[256];
+
+const char *ak_tls_config_error(void) { return last_error; }
+
+static int config_wrap(ak__tls_econf *engine, bool server, bool insecure, ak_tls_config **out) {
+  ak_tls_config *cfg = ak__calloc(1, sizeof(*cfg));
+  if (!cfg) {
+    ak__tls_econf_free(engine);
+    return -ENOMEM;
+  }
+  atomic_init(&cfg->refs, 1);
+  cfg->engine = engine;
+  cfg->server = server;
+  cfg->insecure = insecure;
+  *out = cfg;
+  return 0;
+}
+
+int ak_tls_client_config_new(const ak_tls_client_options *opts, ak_tls_config **out) {
+  static const ak_tls_client_options defaults = {0};
+  if (!out)
+    return -EINVAL;
+  *out = NULL;
+  if (!opts)
+    opts = &defaults;
+  last_error[0] = '\0';
+  ak__tls_econf *engine = NULL;
+  int rc = ak__tls_econf_client(opts, &engine, last_error, sizeof(last_error));
+  if (rc < 0)
+    return rc;
+  return config_wrap(engine, false, (opts->flags & AK_TLS_INSECURE_NO_VERIFY) != 0, out);
+}
+
+int ak_tls_server_config_new(const ak_tls_server_options *opts, ak_tls_config **out) {
+  if (!out)
+    return -EINVAL;
+  *out = NULL;
+  if (!opts || !opts->cert_file || !opts->key_file)
+    return -EINVAL;
+  last_error[0] = '\0';
+  ak__tls_econf *engine = NULL;
+  int rc = ak__tls_econf_server(opts, &engine, last_error, sizeof(last_error));
+  if (rc < 0)
+    return rc;
+  return config_wrap(engine, true, false, out);
+}
+
+ak_tls_config *ak_tls_config_ref(ak_tls_config *cfg) {
+  atomic_fetch_add_explicit(&cfg->refs, 1, memory_order_relaxed);
+  return cfg;
+}
+
+void ak_tls_config_release(ak_tls_config *cfg) {
+  if (!cfg)
+    return;
+  /* acq_rel: every session's last use happens before the free. */
+  if (atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  ak__tls_econf_free(cfg->engine);
+  ak__free(cfg);
+}
+
+void ak__tls_config_count(ak_tls_config *cfg, bool ok, bool resumed) {
+  if (!ok) {
+    atomic_fetch_add_explicit(&cfg->handshakes_failed, 1, memory_order_relaxed);
+    return;
+  }
+  atomic_fetch_add_explicit(&cfg->handshakes, 1, memory_order_relaxed);
+  if (resumed)
+    atomic_fetch_add_explicit(&cfg->handshakes_resumed, 1, memory_order_relaxed);
+}
+
+void ak_tls_config_stats_get(const ak_tls_config *cfg, ak_tls_config_stats *out) {
+  ak_tls_config *c = (ak_tls_config *)cfg; /* the counters are atomics */
+  out->handshakes = atomic_load_explicit(&c->handshakes, memory_order_relaxed);
+  out->handshakes_resumed = atomic_load_explicit(&c->handshakes_resumed, memory_order_relaxed);
+  out->handshakes_failed = atomic_load_explicit(&c->handshakes_failed, memory_order_relaxed);
+  out->cached_sessions = ak__tls_econf_cached(c->engine);
+  out->insecure = c->insecure;
+  out->server = c->server;
+}

@@ -1,0 +1,577 @@
+/* tls/mbedtls.c: the mbedtls 2.28 engine behind tls/engine.h. It owns
+ * everything mbedtls: configs (CA chain, certificate and key, RNG, tickets,
+ * session-id cache, the client's resumption cache), sessions whose BIO
+ * callbacks read and write the pump's memory buffers, and the mapping of
+ * mbedtls's errors and verification flags to AK_ETLS codes. It does not
+ * touch sockets, futures or the loop (pump.c does).
+ *
+ * Debian 12's mbedtls 2.28.3 speaks TLS 1.2 only. Its default suite list
+ * puts ChaCha20 first; ours puts ECDHE with AES-GCM first (the CPUs here
+ * have AES-NI), ChaCha20-Poly1305 after, and nothing without forward
+ * secrecy or AEAD. Renegotiation stays off (mbedtls's default).
+ *
+ * CVE-2025-27809: mbedtls 2.28.3 skips the name check when no host name was
+ * set. ak__tls_eng_new refuses a verifying client without one, and
+ * config.c / pump.c never reach it without one unless the config is
+ * insecure (verification off by name).
+ */
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/net_sockets.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/ssl_cache.h>
+#include <mbedtls/ssl_internal.h>
+#include <mbedtls/ssl_ticket.h>
+#include <mbedtls/x509_crt.h>
+
+#include "tls/engine.h"
+
+#define AK__SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+#define AK__DETAIL_MAX 256
+
+/* Preference order: AES-GCM (AES-NI) first, then ChaCha20-Poly1305. */
+static const int ak__suites[] = {
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    0,
+};
+
+/* ---- The client's resumption cache ----------------------------------------- */
+
+typedef struct ak__cached {
+  char *key;                /* "host:port", owned; NULL: empty slot */
+  mbedtls_ssl_session sess; /* a copy (mbedtls_ssl_get_session) */
+  uint64_t used;            /* last use, for eviction */
+} ak__cached;
+
+struct ak__tls_econf {
+  mbedtls_ssl_config conf;
+  mbedtls_entropy_context entropy;
+  mbedtls_ctr_drbg_context drbg;
+  mbedtls_x509_crt ca;          /* trusted CAs (client) */
+  mbedtls_x509_crt own_cert;    /* certificate chain (server) */
+  mbedtls_pk_context own_key;   /* its key (server) */
+  mbedtls_ssl_ticket_context tickets; /* ticket keys (server) */
+  mbedtls_ssl_cache_context id_cache; /* session ids (server) */
+  const char *alpn_list[2];     /* { alpn, NULL } */
+  char *alpn;                   /* owned copy */
+  bool server;
+  bool insecure;
+  bool fixed_rng;               /* ak__tls_test_fixed_rng was on */
+  uint64_t rng_state;           /* the fixed RNG's state */
+  pthread_mutex_t cache_lock;   /* guards cache, cache_clock */
+  ak__cached *cache;            /* cache_size slots (client, resuming) */
+  unsigned cache_size;
+  uint64_t cache_clock;
+};
+
+struct ak__tls_eng {
+  mbedtls_ssl_context ssl;
+  ak__tls_econf *c;
+  ak__tls_wire *wire;
+  char *cache_key;      /* owned, or NULL */
+  bool offered;         /* a cached session was offered */
+  bool resumed;         /* the handshake resumed a session */
+  char detail[AK__DETAIL_MAX];
+};
+
+static bool ak__fixed_rng_on;
+
+void ak__tls_test_fixed_rng(bool on) { ak__fixed_rng_on = on; }
+
+/* A splitmix64 stream: deterministic bytes for fuzzing only. */
+static int fixed_rng(void *arg, unsigned char *out, size_t len) {
+  ak__tls_econf *c = arg;
+  for (size_t i = 0; i < len; i++) {
+    uint64_t z = (c->rng_state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    out[i] = (unsigned char)(z ^ (z >> 31));
+  }
+  return 0;
+}
+
+static void put_detail(char *detail, size_t n, const char *what, int mbed_err) {
+  if (!detail || n == 0)
+    return;
+  char msg[160];
+  mbedtls_strerror(mbed_err, msg, sizeof(msg));
+  snprintf(detail, n, "%s: %s (-0x%04x)", what, msg, (unsigned)-mbed_err);
+}
+
+/* ---- Configs ----------------------------------------------------------------- */
+
+static ak__tls_econf *econf_alloc(bool server) {
+  ak__tls_econf *c = ak__calloc(1, sizeof(*c));
+  if (!c)
+    return NULL;
+  mbedtls_ssl_config_init(&c->conf);
+  mbedtls_entropy_init(&c->entropy);
+  mbedtls_ctr_drbg_init(&c->drbg);
+  mbedtls_x509_crt_init(&c->ca);
+  mbedtls_x509_crt_init(&c->own_cert);
+  mbedtls_pk_init(&c->own_key);
+  mbedtls_ssl_ticket_init(&c->tickets);
+  mbedtls_ssl_cache_init(&c->id_cache);
+  pthread_mutex_init(&c->cache_lock, NULL);
+  c->server = server;
+  return c;
+}
+
+void ak__tls_econf_free(ak__tls_econf *c) {
+  if (!c)
+    return;
+  for (unsigned i = 0; i < c->cache_size; i++) {
+    if (c->cache[i].key) {
+      ak__free(c->cache[i].key);
+      mbedtls_ssl_session_free(&c->cache[i].sess);
+    }
+  }
+  ak__free(c->cache);
+  mbedtls_ssl_cache_free(&c->id_cache);
+  mbedtls_ssl_ticket_free(&c->tickets);
+  mbedtls_pk_free(&c->own_key);
+  mbedtls_x509_crt_free(&c->own_cert);
+  mbedtls_x509_crt_free(&c->ca);
+  mbedtls_ctr_drbg_free(&c->drbg);
+  mbedtls_entropy_free(&c->entropy);
+  mbedtls_ssl_config_free(&c->conf);
+  pthread_mutex_destroy(&c->cache_lock);
+  ak__free(c->alpn);
+  ak__free(c);
+}
+
+/* The RNG, the protocol bounds, the suites and ALPN: what both sides share. */
+static int econf_common(ak__tls_econf *c, int endpoint, const char *alpn, char *detail,
+                        size_t n) {
+  int ret = mbedtls_ssl_config_defaults(&c->conf, endpoint, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                        MBEDTLS_SSL_PRESET_DEFAULT);
+  if (ret != 0) {
+    put_detail(detail, n, "ssl_config_defaults", ret);
+    return AK_ETLSCONFIG;
+  }
+  if (ak__fixed_rng_on) {
+    c->fixed_rng = true;
+    c->rng_state = 0x5eed;
+    mbedtls_ssl_conf_rng(&c->conf, fixed_rng, c);
+  } else {
+    static const char pers[] = "asynckit tls";
+    ret = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy,
+                                (const unsigned char *)pers, sizeof(pers) - 1);
+    if (ret != 0) {
+      put_detail(detail, n, "ctr_drbg_seed", ret);
+      return AK_ETLSCONFIG;
+    }
+    mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
+  }
+  mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+  mbedtls_ssl_conf_ciphersuites(&c->conf, ak__suites);
+  mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+  if (!alpn)
+    alpn = "http/1.1";
+  if (alpn[0]) {
+    c->alpn = ak__strdup(alpn);
+    if (!c->alpn)
+      return -ENOMEM;
+    c->alpn_list[0] = c->alpn;
+    c->alpn_list[1] = NULL;
+    ret = mbedtls_ssl_conf_alpn_protocols(&c->conf, c->alpn_list);
+    if (ret != 0) {
+      put_detail(detail, n, "ALPN", ret);
+      return AK_ETLSCONFIG;
+    }
+  }
+  return 0;
+}
+
+int ak__tls_econf_client(const ak_tls_client_options *opts, ak__tls_econf **out, char *detail,
+                         size_t n) {
+  ak__tls_econf *c = econf_alloc(false);
+  if (!c)
+    return -ENOMEM;
+  int rc = econf_common(c, MBEDTLS_SSL_IS_CLIENT, opts->alpn, detail, n);
+  if (rc < 0)
+    goto fail;
+  c->insecure = (opts->flags & AK_TLS_INSECURE_NO_VERIFY) != 0;
+  if (c->insecure) {
+    mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE);
+  } else {
+    const char *file = opts->ca_file;
+    if (!file && !opts->ca_dir)
+      file = AK__SYSTEM_CA_FILE;
+    int ret;
+    if (file && (ret = mbedtls_x509_crt_parse_file(&c->ca, file)) != 0) {
+      /* > 0: some certificates of the bundle did not parse; the rest load. */
+      if (ret < 0 || c->ca.version == 0) {
+        char what[200];
+        snprintf(what, sizeof(what), "CA file %s", file);
+        put_detail(detail, n, what, ret < 0 ? ret : MBEDTLS_ERR_X509_INVALID_FORMAT);
+        rc = AK_ETLSCONFIG;
+        goto fail;
+      }
+    }
+    if (opts->ca_dir && (ret = mbedtls_x509_crt_parse_path(&c->ca, opts->ca_dir)) != 0) {
+      if (ret < 0 || c->ca.version == 0) {
+        char what[200];
+        snprintf(what, sizeof(what), "CA directory %s", opts->ca_dir);
+        put_detail(detail, n, what, ret < 0 ? ret : MBEDTLS_ERR_X509_INVALID_FORMAT);
+        rc = AK_ETLSCONFIG;
+        goto fail;
+      }
+    }
+    if (c->ca.version == 0) {
+      if (detail && n)
+        snprintf(detail, n, "no CA certificate loaded");
+      rc = AK_ETLSCONFIG;
+      goto fail;
+    }
+    mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+    mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
+  }
+  if (!(opts->flags & AK_TLS_NO_RESUMPTION)) {
+    c->cache_size = opts->session_cache_size ? opts->session_cache_size : 64;
+    c->cache = ak__calloc(c->cache_size, sizeof(*c->cache));
+    if (!c->cache) {
+      rc = -ENOMEM;
+      goto fail;
+    }
+    mbedtls_ssl_conf_session_tickets(&c->conf, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
+  } else {
+    mbedtls_ssl_conf_session_tickets(&c->conf, MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
+  }
+  *out = c;
+  return 0;
+fail:
+  ak__tls_econf_free(c);
+  return rc;
+}
+
+int ak__tls_econf_server(const ak_tls_server_options *opts, ak__tls_econf **out, char *detail,
+                         size_t n) {
+  ak__tls_econf *c = econf_alloc(true);
+  if (!c)
+    return -ENOMEM;
+  int rc = econf_common(c, MBEDTLS_SSL_IS_SERVER, opts->alpn, detail, n);
+  if (rc < 0)
+    goto fail;
+  int ret = mbedtls_x509_crt_parse_file(&c->own_cert, opts->cert_file);
+  if (ret != 0) {
+    char what[200];
+    snprintf(what, sizeof(what), "certificate %s", opts->cert_file);
+    put_detail(detail, n, what, ret < 0 ? ret : MBEDTLS_ERR_X509_INVALID_FORMAT);
+    rc = AK_ETLSCONFIG;
+    goto fail;
+  }
+  ret = mbedtls_pk_parse_keyfile(&c->own_key, opts->key_file, NULL);
+  if (ret == 0)
+    ret = mbedtls_pk_check_pair(&c->own_cert.pk, &c->own_key);
+  if (ret == 0)
+    ret = mbedtls_ssl_conf_own_cert(&c->conf, &c->own_cert, &c->own_key);
+  if (ret != 0) {
+    char what[200];
+    snprintf(what, sizeof(what), "key %s", opts->key_file);
+    put_detail(detail, n, what, ret);
+    rc = AK_ETLSCONFIG;
+    goto fail;
+  }
+  mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE); /* no client certificates */
+  if (!(opts->flags & AK_TLS_NO_RESUMPTION)) {
+    ret = mbedtls_ssl_ticket_setup(&c->tickets, c->conf.f_rng, c->conf.p_rng,
+                                   MBEDTLS_CIPHER_AES_256_GCM, 86400);
+    if (ret != 0) {
+      put_detail(detail, n, "ticket keys", ret);
+      rc = AK_ETLSCONFIG;
+      goto fail;
+    }
+    mbedtls_ssl_conf_session_tickets_cb(&c->conf, mbedtls_ssl_ticket_write,
+                                        mbedtls_ssl_ticket_parse, &c->tickets);
+    mbedtls_ssl_conf_session_cache(&c->conf, &c->id_cache, mbedtls_ssl_cache_get,
+                                   mbedtls_ssl_cache_set);
+  }
+  *out = c;
+  return 0;
+fail:
+  ak__tls_econf_free(c);
+  return rc;
+}
+
+size_t ak__tls_econf_cached(ak__tls_econf *c) {
+  size_t count = 0;
+  pthread_mutex_lock(&c->cache_lock);
+  for (unsigned i = 0; i < c->cache_size; i++)
+    count += c->cache[i].key != NULL;
+  pthread_mutex_unlock(&c->cache_lock);
+  return count;
+}
+
+/* Offers the cached session for key, if any. */
+static void cache_offer(ak__tls_eng *e) {
+  ak__tls_econf *c = e->c;
+  pthread_mutex_lock(&c->cache_lock);
+  for (unsigned i = 0; i < c->cache_size; i++) {
+    ak__cached *slot = &c->cache[i];
+    if (slot->key && strcmp(slot->key, e->cache_key) == 0) {
+      if (mbedtls_ssl_set_session(&e->ssl, &slot->sess) == 0) {
+        e->offered = true;
+        slot->used = ++c->cache_clock;
+      }
+      break;
+    }
+  }
+  pthread_mutex_unlock(&c->cache_lock);
+}
+
+/* Keeps the session just made under key, replacing key's old one or the
+ * least recently used. */
+static void cache_store(ak__tls_eng *e) {
+  ak__tls_econf *c = e->c;
+  mbedtls_ssl_session sess;
+  mbedtls_ssl_session_init(&sess);
+  if (mbedtls_ssl_get_session(&e->ssl, &sess) != 0) {
+    mbedtls_ssl_session_free(&sess);
+    return;
+  }
+  pthread_mutex_lock(&c->cache_lock);
+  ak__cached *slot = NULL;
+  for (unsigned i = 0; i < c->cache_size && !slot; i++)
+    if (c->cache[i].key && strcmp(c->cache[i].key, e->cache_key) == 0)
+      slot = &c->cache[i];
+  for (unsigned i = 0; i < c->cache_size && !slot; i++)
+    if (!c->cache[i].key)
+      slot = &c->cache[i];
+  if (!slot) {
+    slot = &c->cache[0];
+    for (unsigned i = 1; i < c->cache_size; i++)
+      if (c->cache[i].used < slot->used)
+        slot = &c->cache[i];
+  }
+  char *key = slot->key && strcmp(slot->key, e->cache_key) == 0 ? slot->key
+                                                                 : ak__strdup(e->cache_key);
+  if (key) {
+    if (slot->key) {
+      mbedtls_ssl_session_free(&slot->sess);
+      if (slot->key != key)
+        ak__free(slot->key);
+    }
+    slot->key = key;
+    slot->sess = sess; /* takes over sess's allocations */
+    slot->used = ++c->cache_clock;
+  } else {
+    mbedtls_ssl_session_free(&sess);
+  }
+  pthread_mutex_unlock(&c->cache_lock);
+}
+
+/* ---- The BIO callbacks: the pump's memory buffers ----------------------------- */
+
+static int bio_send(void *ctx, const unsigned char *buf, size_t len) {
+  ak__tls_wire *w = ctx;
+  if (w->out_status < 0)
+    return MBEDTLS_ERR_NET_SEND_FAILED;
+  size_t room = w->out_cap - w->out_len;
+  if (room == 0)
+    return MBEDTLS_ERR_SSL_WANT_WRITE;
+  if (len > room)
+    len = room;
+  memcpy(w->out + w->out_len, buf, len);
+  w->out_len += len;
+  return (int)len;
+}
+
+static int bio_recv(void *ctx, unsigned char *buf, size_t len) {
+  ak__tls_wire *w = ctx;
+  size_t have = w->in_end - w->in_start;
+  if (have == 0) {
+    if (w->in_status == 1)
+      return 0; /* end of stream: mbedtls says CONN_EOF */
+    if (w->in_status < 0)
+      return MBEDTLS_ERR_NET_RECV_FAILED;
+    return MBEDTLS_ERR_SSL_WANT_READ;
+  }
+  if (len > have)
+    len = have;
+  memcpy(buf, w->in + w->in_start, len);
+  w->in_start += len;
+  return (int)len;
+}
+
+/* ---- Sessions -------------------------------------------------------------- */
+
+int ak__tls_eng_new(ak__tls_econf *c, ak__tls_wire *wire, const char *host, const char *cache_key,
+                    ak__tls_eng **out) {
+  if (!c->server && !c->insecure && (!host || !host[0]))
+    return AK_ETLSNOHOST; /* never a verifying client without a name (CVE-2025-27809) */
+  ak__tls_eng *e = ak__calloc(1, sizeof(*e));
+  if (!e)
+    return -ENOMEM;
+  mbedtls_ssl_init(&e->ssl);
+  e->c = c;
+  e->wire = wire;
+  int ret = mbedtls_ssl_setup(&e->ssl, &c->conf);
+  if (ret == 0 && host && host[0])
+    ret = mbedtls_ssl_set_hostname(&e->ssl, host);
+  if (ret != 0) {
+    int rc = ret == MBEDTLS_ERR_SSL_ALLOC_FAILED ? -ENOMEM : AK_ETLSCONFIG;
+    mbedtls_ssl_free(&e->ssl);
+    ak__free(e);
+    return rc;
+  }
+  mbedtls_ssl_set_bio(&e->ssl, wire, bio_send, bio_recv, NULL);
+  if (!c->server && cache_key && c->cache_size) {
+    e->cache_key = ak__strdup(cache_key);
+    if (!e->cache_key) {
+      mbedtls_ssl_free(&e->ssl);
+      ak__free(e);
+      return -ENOMEM;
+    }
+    cache_offer(e);
+  }
+  *out = e;
+  return 0;
+}
+
+void ak__tls_eng_free(ak__tls_eng *e) {
+  if (!e)
+    return;
+  mbedtls_ssl_free(&e->ssl);
+  ak__free(e->cache_key);
+  ak__free(e);
+}
+
+/* Whether the peer's certificate signed itself: one certificate whose
+ * issuer is its subject. */
+static bool peer_is_self_signed(const ak__tls_eng *e) {
+  const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&e->ssl);
+  return peer && !peer->next && peer->issuer_raw.len == peer->subject_raw.len &&
+         memcmp(peer->issuer_raw.p, peer->subject_raw.p, peer->subject_raw.len) == 0;
+}
+
+/* The AK_ETLS code for the verification flags (the first reason that
+ * applies, most fundamental first), with mbedtls's words in the detail. */
+static int verify_error(ak__tls_eng *e) {
+  uint32_t flags = mbedtls_ssl_get_verify_result(&e->ssl);
+  char info[200];
+  int n = mbedtls_x509_crt_verify_info(info, sizeof(info), "", flags);
+  if (n > 0 && info[n - 1] == '\n')
+    info[n - 1] = '\0';
+  snprintf(e->detail, sizeof(e->detail), "certificate verification failed: %s", info);
+  if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+    return peer_is_self_signed(e) ? AK_ETLSSELFSIGNED : AK_ETLSUNKNOWNCA;
+  if (flags & MBEDTLS_X509_BADCERT_EXPIRED)
+    return AK_ETLSEXPIRED;
+  if (flags & MBEDTLS_X509_BADCERT_FUTURE)
+    return AK_ETLSNOTYETVALID;
+  if (flags & (MBEDTLS_X509_BADCERT_KEY_USAGE | MBEDTLS_X509_BADCERT_EXT_KEY_USAGE |
+               MBEDTLS_X509_BADCERT_NS_CERT_TYPE))
+    return AK_ETLSKEYUSAGE;
+  if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH)
+    return AK_ETLSNAMEMISMATCH;
+  return AK_ETLSBADCERT;
+}
+
+/* mbedtls's return (< 0) as the pump's outcome, with the detail set. */
+static int map_error(ak__tls_eng *e, int ret, const char *what) {
+  switch (ret) {
+  case MBEDTLS_ERR_SSL_WANT_READ:
+    return AK__TLS_WANT_READ;
+  case MBEDTLS_ERR_SSL_WANT_WRITE:
+    return AK__TLS_WANT_WRITE;
+  default:
+    break;
+  }
+  put_detail(e->detail, sizeof(e->detail), what, ret);
+  switch (ret) {
+  case MBEDTLS_ERR_X509_CERT_VERIFY_FAILED:
+    return verify_error(e);
+  case MBEDTLS_ERR_NET_RECV_FAILED:
+    return e->wire->in_status < 0 ? e->wire->in_status : -EIO;
+  case MBEDTLS_ERR_NET_SEND_FAILED:
+    return e->wire->out_status < 0 ? e->wire->out_status : -EIO;
+  case MBEDTLS_ERR_SSL_CONN_EOF:
+    snprintf(e->detail, sizeof(e->detail), "%s: the peer closed the connection without "
+             "close_notify", what);
+    return AK_ETLSTRUNCATED;
+  case MBEDTLS_ERR_SSL_ALLOC_FAILED:
+    return -ENOMEM;
+  case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE:
+  case MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN:
+  case MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE:
+  case MBEDTLS_ERR_SSL_BAD_HS_PROTOCOL_VERSION:
+  case MBEDTLS_ERR_SSL_PEER_VERIFY_FAILED:
+  case MBEDTLS_ERR_SSL_PK_TYPE_MISMATCH:
+    return AK_ETLSHANDSHAKE;
+  default:
+    return AK_ETLSPROTOCOL;
+  }
+}
+
+int ak__tls_eng_handshake(ak__tls_eng *e) {
+  /* Stepped by hand so the resume flag can be read before mbedtls frees
+   * its handshake state (2.28 has no call that reports it afterwards). */
+  while (e->ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
+    if (e->ssl.handshake)
+      e->resumed = e->ssl.handshake->resume != 0;
+    int ret = mbedtls_ssl_handshake_step(&e->ssl);
+    if (ret != 0)
+      return map_error(e, ret, "handshake");
+  }
+  if (!e->c->server && e->cache_key && e->c->cache_size)
+    cache_store(e);
+  return 0;
+}
+
+int64_t ak__tls_eng_read(ak__tls_eng *e, void *buf, size_t len) {
+  if (len > INT32_MAX)
+    len = INT32_MAX;
+  int ret = mbedtls_ssl_read(&e->ssl, buf, len);
+  if (ret > 0)
+    return ret;
+  if (ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
+    return 0; /* the clean end */
+  /* mbedtls 2.28 answers 0 when the transport ended without close_notify
+   * (it maps CONN_EOF to 0): that is a truncation, never a clean end. */
+  return map_error(e, ret == 0 ? MBEDTLS_ERR_SSL_CONN_EOF : ret, "read");
+}
+
+int64_t ak__tls_eng_write(ak__tls_eng *e, const void *buf, size_t len) {
+  if (len > INT32_MAX)
+    len = INT32_MAX;
+  int ret = mbedtls_ssl_write(&e->ssl, buf, len);
+  if (ret > 0)
+    return ret;
+  if (ret == 0)
+    return AK__TLS_WANT_WRITE; /* not documented to happen; treat as "again" */
+  return map_error(e, ret, "write");
+}
+
+int ak__tls_eng_close_notify(ak__tls_eng *e) {
+  int ret = mbedtls_ssl_close_notify(&e->ssl);
+  return ret == 0 ? 0 : map_error(e, ret, "close_notify");
+}
+
+bool ak__tls_eng_pending(ak__tls_eng *e) {
+  return mbedtls_ssl_get_bytes_avail(&e->ssl) > 0 || mbedtls_ssl_check_pending(&e->ssl);
+}
+
+const char *ak__tls_eng_detail(const ak__tls_eng *e) { return e->detail; }
+
+bool ak__tls_eng_resumed(const ak__tls_eng *e) { return e->resumed; }
+
+void ak__tls_eng_names(const ak__tls_eng *e, const char **version, const char **suite,
+                       const char **alpn) {
+  bool done = e->ssl.state == MBEDTLS_SSL_HANDSHAKE_OVER;
+  *version = done ? mbedtls_ssl_get_version(&e->ssl) : NULL;
+  *suite = done ? mbedtls_ssl_get_ciphersuite(&e->ssl) : NULL;
+  *alpn = done ? mbedtls_ssl_get_alpn_protocol(&e->ssl) : NULL;
+}
