@@ -126,7 +126,9 @@ AK_API void ak_tls_config_stats_get(const ak_tls_config *cfg, ak_tls_config_stat
  * resumption. Nothing is sent until the first step. Returns 0 and sets
  * *out, or AK_ETLSNOHOST, -EINVAL (cfg a server config, fd < 0), -ENOMEM.
  * The session takes a reference to cfg and copies host; fd stays the
- * caller's (the session never closes it). On the loop's thread. */
+ * caller's (the session never closes it), but gets TCP_NODELAY: each send
+ * is a whole record or flight, and Nagle would hold the next one behind a
+ * delayed ACK (40 ms). On the loop's thread. */
 AK_API int ak_tls_client_new(ak_loop *loop, ak_tls_config *cfg, int fd, const char *host,
                              ak_tls **out);
 

@@ -83,6 +83,7 @@ struct ak__tls_eng {
   char *cache_key;      /* owned, or NULL */
   bool offered;         /* a cached session was offered */
   bool resumed;         /* the handshake resumed a session */
+  bool leaf_self_issued; /* the peer's certificate names itself as issuer */
   char detail[AK__DETAIL_MAX];
 };
 
@@ -408,6 +409,8 @@ static int bio_recv(void *ctx, unsigned char *buf, size_t len) {
 
 /* ---- Sessions -------------------------------------------------------------- */
 
+static int note_chain(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags);
+
 int ak__tls_eng_new(ak__tls_econf *c, ak__tls_wire *wire, const char *host, const char *cache_key,
                     ak__tls_eng **out) {
   if (!c->server && !c->insecure && (!host || !host[0]))
@@ -428,6 +431,7 @@ int ak__tls_eng_new(ak__tls_econf *c, ak__tls_wire *wire, const char *host, cons
     return rc;
   }
   mbedtls_ssl_set_bio(&e->ssl, wire, bio_send, bio_recv, NULL);
+  mbedtls_ssl_set_verify(&e->ssl, note_chain, e);
   if (!c->server && cache_key && c->cache_size) {
     e->cache_key = ak__strdup(cache_key);
     if (!e->cache_key) {
@@ -449,12 +453,17 @@ void ak__tls_eng_free(ak__tls_eng *e) {
   ak__free(e);
 }
 
-/* Whether the peer's certificate signed itself: one certificate whose
- * issuer is its subject. */
-static bool peer_is_self_signed(const ak__tls_eng *e) {
-  const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&e->ssl);
-  return peer && !peer->next && peer->issuer_raw.len == peer->subject_raw.len &&
-         memcmp(peer->issuer_raw.p, peer->subject_raw.p, peer->subject_raw.len) == 0;
+/* Called by mbedtls for each certificate of the chain it built, the leaf
+ * last (depth 0): notes whether the leaf is self-issued (its issuer is its
+ * subject), which tells a self-signed certificate from one of an unknown
+ * CA when the chain is not trusted. Changes no flag. */
+static int note_chain(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags) {
+  (void)flags;
+  ak__tls_eng *e = arg;
+  if (depth == 0)
+    e->leaf_self_issued = crt->issuer_raw.len == crt->subject_raw.len &&
+                          memcmp(crt->issuer_raw.p, crt->subject_raw.p, crt->subject_raw.len) == 0;
+  return 0;
 }
 
 /* The AK_ETLS code for the verification flags (the first reason that
@@ -467,7 +476,7 @@ static int verify_error(ak__tls_eng *e) {
     info[n - 1] = '\0';
   snprintf(e->detail, sizeof(e->detail), "certificate verification failed: %s", info);
   if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
-    return peer_is_self_signed(e) ? AK_ETLSSELFSIGNED : AK_ETLSUNKNOWNCA;
+    return e->leaf_self_issued ? AK_ETLSSELFSIGNED : AK_ETLSUNKNOWNCA;
   if (flags & MBEDTLS_X509_BADCERT_EXPIRED)
     return AK_ETLSEXPIRED;
   if (flags & MBEDTLS_X509_BADCERT_FUTURE)
@@ -494,6 +503,12 @@ static int map_error(ak__tls_eng *e, int ret, const char *what) {
   switch (ret) {
   case MBEDTLS_ERR_X509_CERT_VERIFY_FAILED:
     return verify_error(e);
+  case MBEDTLS_ERR_SSL_BAD_HS_CERTIFICATE: {
+    /* A key usage that forbids serving TLS is found before the chain is
+     * verified, and reported this way with the flag set. */
+    uint32_t flags = mbedtls_ssl_get_verify_result(&e->ssl);
+    return flags != 0 && flags != UINT32_MAX ? verify_error(e) : AK_ETLSPROTOCOL;
+  }
   case MBEDTLS_ERR_NET_RECV_FAILED:
     return e->wire->in_status < 0 ? e->wire->in_status : -EIO;
   case MBEDTLS_ERR_NET_SEND_FAILED:

@@ -21,6 +21,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -181,6 +182,11 @@ static int session_new(ak_loop *loop, ak_tls_config *cfg, int fd, const char *ho
     ak__free(s);
     return rc;
   }
+  /* A record is a whole message: Nagle would hold the next one (the
+   * request after the handshake's last flight) behind a delayed ACK, 40 ms
+   * on Linux. Not a TCP socket: nothing to do. */
+  int one = 1;
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   s->loop = loop;
   s->cfg = ak_tls_config_ref(cfg);
   s->fd = fd;
