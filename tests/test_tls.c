@@ -271,6 +271,23 @@ static void test_roundtrip(void **state) {
   ak_tls_config_release(scfg);
 }
 
+/* A host given as an IP address is checked against the certificate's
+ * iPAddress entries (mbedtls 2.28 alone would not). */
+static void test_ip_address_host(void **state) {
+  (void)state;
+  ak_tls_config *ccfg = client_cfg(0), *scfg = server_cfg("server.pem");
+  pair p;
+  pair_open(&p, ccfg, "127.0.0.1", scfg);
+  ak_future *cf;
+  int64_t r = pair_handshake(&p, &cf);
+  if (r != 0)
+    fail_msg("127.0.0.1: %s (%s)", ak_err_name((int)r), ak_future_detail(cf));
+  ak_future_release(cf);
+  pair_close(&p);
+  ak_tls_config_release(ccfg);
+  ak_tls_config_release(scfg);
+}
+
 /* No client session without a host name unless insecure mode is named;
  * every entry point tried. */
 static void test_host_required(void **state) {
@@ -391,6 +408,11 @@ static void test_bad_certificates(void **state) {
   expect_rejected_by_openssl("badusage.pem", AK_ETLSKEYUSAGE);
   /* A good certificate for another name than the one connected to. */
   expect_rejected(ccfg, "www.example.org", "server.pem", AK_ETLSNAMEMISMATCH);
+  /* Addresses: the certificate lists 127.0.0.1, not 127.0.0.2 or ::1; the
+   * wrong-name one lists none. */
+  expect_rejected(ccfg, "127.0.0.2", "server.pem", AK_ETLSNAMEMISMATCH);
+  expect_rejected(ccfg, "::1", "server.pem", AK_ETLSNAMEMISMATCH);
+  expect_rejected(ccfg, "127.0.0.1", "wrongname.pem", AK_ETLSNAMEMISMATCH);
   ak_tls_config_release(ccfg);
   /* Our CA is not in the system bundle: unknown CA. */
   ak_tls_config *sys = NULL;
@@ -1084,6 +1106,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_roundtrip),
       cmocka_unit_test(test_host_required),
+      cmocka_unit_test(test_ip_address_host),
       cmocka_unit_test(test_insecure_flagged),
       cmocka_unit_test(test_bad_certificates),
       cmocka_unit_test(test_config_errors),

@@ -20,10 +20,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <mbedtls/asn1.h>
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>
+#include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_cache.h>
@@ -84,6 +86,8 @@ struct ak__tls_eng {
   bool offered;         /* a cached session was offered */
   bool resumed;         /* the handshake resumed a session */
   bool leaf_self_issued; /* the peer's certificate names itself as issuer */
+  unsigned char ip[16];  /* the host as an address, when it is a literal */
+  size_t ip_len;         /* 4 or 16; 0: a DNS name */
   char detail[AK__DETAIL_MAX];
 };
 
@@ -422,8 +426,16 @@ int ak__tls_eng_new(ak__tls_econf *c, ak__tls_wire *wire, const char *host, cons
   e->c = c;
   e->wire = wire;
   int ret = mbedtls_ssl_setup(&e->ssl, &c->conf);
-  if (ret == 0 && host && host[0])
+  if (ret == 0 && host && host[0]) {
+    /* An address literal is checked against the certificate's iPAddress
+     * entries (note_chain). mbedtls also sends it as SNI, which RFC 6066
+     * does not allow; servers ignore it. */
+    if (inet_pton(AF_INET, host, e->ip) == 1)
+      e->ip_len = 4;
+    else if (inet_pton(AF_INET6, host, e->ip) == 1)
+      e->ip_len = 16;
     ret = mbedtls_ssl_set_hostname(&e->ssl, host);
+  }
   if (ret != 0) {
     int rc = ret == MBEDTLS_ERR_SSL_ALLOC_FAILED ? -ENOMEM : AK_ETLSCONFIG;
     mbedtls_ssl_free(&e->ssl);
@@ -455,16 +467,70 @@ void ak__tls_eng_free(ak__tls_eng *e) {
   ak__free(e);
 }
 
+/* Whether crt's subjectAltName extension lists the address ip (iPAddress
+ * entries, [7] OCTET STRING). mbedtls 2.28 keeps only DNS names and
+ * otherNames of the SAN, so the extension is read here from the raw DER of
+ * the v3 extensions; any malformed length ends the search with false. */
+static bool san_has_ip(const mbedtls_x509_crt *crt, const unsigned char *ip, size_t ip_len) {
+  unsigned char *p = crt->v3_ext.p;
+  if (!p)
+    return false;
+  const unsigned char *end = p + crt->v3_ext.len;
+  size_t len;
+  if (mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0)
+    return false;
+  end = p + len;
+  while (p < end) {
+    if (mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0)
+      return false;
+    const unsigned char *ext_end = p + len;
+    size_t oid_len;
+    if (mbedtls_asn1_get_tag(&p, ext_end, &oid_len, MBEDTLS_ASN1_OID) != 0)
+      return false;
+    bool is_san = oid_len == MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME) &&
+                  memcmp(p, MBEDTLS_OID_SUBJECT_ALT_NAME, oid_len) == 0;
+    p += oid_len;
+    int critical;
+    if (p < ext_end && *p == MBEDTLS_ASN1_BOOLEAN && mbedtls_asn1_get_bool(&p, ext_end, &critical))
+      return false;
+    if (mbedtls_asn1_get_tag(&p, ext_end, &len, MBEDTLS_ASN1_OCTET_STRING) != 0)
+      return false;
+    if (is_san) {
+      const unsigned char *names_end = p + len;
+      if (mbedtls_asn1_get_tag(&p, names_end, &len,
+                               MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0)
+        return false;
+      names_end = p + len;
+      while (p < names_end) {
+        unsigned char tag = *p++;
+        if (mbedtls_asn1_get_len(&p, names_end, &len) != 0)
+          return false;
+        if (tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7) && len == ip_len && memcmp(p, ip, len) == 0)
+          return true;
+        p += len;
+      }
+      return false;
+    }
+    p = (unsigned char *)ext_end;
+  }
+  return false;
+}
+
 /* Called by mbedtls for each certificate of the chain it built, the leaf
- * last (depth 0): notes whether the leaf is self-issued (its issuer is its
- * subject), which tells a self-signed certificate from one of an unknown
- * CA when the chain is not trusted. Changes no flag. */
+ * last (depth 0), with the name check's verdict already in the leaf's
+ * flags. Notes whether the leaf is self-issued (its issuer is its subject),
+ * which tells a self-signed certificate from one of an unknown CA when the
+ * chain is not trusted. For a host given as an IP address, clears the name
+ * mismatch when the certificate lists that address (RFC 6125 iPAddress),
+ * which mbedtls 2.28 does not check. */
 static int note_chain(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags) {
-  (void)flags;
   ak__tls_eng *e = arg;
-  if (depth == 0)
-    e->leaf_self_issued = crt->issuer_raw.len == crt->subject_raw.len &&
-                          memcmp(crt->issuer_raw.p, crt->subject_raw.p, crt->subject_raw.len) == 0;
+  if (depth != 0)
+    return 0;
+  e->leaf_self_issued = crt->issuer_raw.len == crt->subject_raw.len &&
+                        memcmp(crt->issuer_raw.p, crt->subject_raw.p, crt->subject_raw.len) == 0;
+  if (e->ip_len && (*flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) && san_has_ip(crt, e->ip, e->ip_len))
+    *flags &= ~(uint32_t)MBEDTLS_X509_BADCERT_CN_MISMATCH;
   return 0;
 }
 
