@@ -912,6 +912,73 @@ static void test_1000_sessions(void **state) {
   ak_tls_config_release(scfg);
 }
 
+/* Configs are shared by sessions on several loops (tls.h: the config calls
+ * are thread-safe): two threads, each with its own loop, run sessions
+ * against one client and one server config at once. Run under tsan too. */
+typedef struct shared_run {
+  ak_tls_config *ccfg, *scfg;
+  int lfd;   /* this thread's listener: the resumption key is per port */
+  int done;  /* sessions that moved their bytes */
+} shared_run;
+
+static void *shared_thread(void *arg) {
+  shared_run *run = arg;
+  ak_loop *l = NULL;
+  if (ak_loop_new(&l, NULL) != 0)
+    return NULL;
+  struct sockaddr_in a = loopback4(ak_socket_port(run->lfd));
+  for (int i = 0; i < 40; i++) {
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof(a)) != 0)
+      break;
+    int s = accept4(run->lfd, NULL, NULL, SOCK_CLOEXEC);
+    ak_tls *ct = NULL, *st = NULL;
+    if (s >= 0 && ak_tls_client_new(l, run->ccfg, c, "localhost", &ct) == 0 &&
+        ak_tls_server_new(l, run->scfg, s, &st) == 0) {
+      char b[4];
+      ak_future *r = ak_tls_read(st, b, 4);
+      ak_future *w = ak_tls_write(ct, "ping", 4);
+      if (ak_future_wait(w, 20 * SEC) == 0 && ak_future_wait(r, 20 * SEC) == 0 &&
+          ak_future_result(w) == 4 && ak_future_result(r) == 4 && memcmp(b, "ping", 4) == 0)
+        run->done++;
+      ak_future_release(r);
+      ak_future_release(w);
+    }
+    ak_tls_free(ct);
+    ak_tls_free(st);
+    close(c);
+    if (s >= 0)
+      close(s);
+  }
+  ak_loop_free(l);
+  return NULL;
+}
+
+static void test_config_shared_by_threads(void **state) {
+  (void)state;
+  shared_run runs[2];
+  ak_tls_config *ccfg = client_cfg(0), *scfg = server_cfg("server.pem");
+  pthread_t th[2];
+  for (int i = 0; i < 2; i++) {
+    runs[i] = (shared_run){.ccfg = ccfg, .scfg = scfg, .lfd = ak_tcp_listen("127.0.0.1", 0, 8)};
+    assert_true(runs[i].lfd >= 0);
+    set_timeouts(runs[i].lfd);
+    assert_int_equal(pthread_create(&th[i], NULL, shared_thread, &runs[i]), 0);
+  }
+  for (int i = 0; i < 2; i++) {
+    pthread_join(th[i], NULL);
+    close(runs[i].lfd);
+    assert_int_equal(runs[i].done, 40);
+  }
+  ak_tls_config_stats cs;
+  ak_tls_config_stats_get(ccfg, &cs);
+  assert_int_equal(cs.handshakes, 80);
+  assert_int_equal(cs.handshakes_resumed, 78); /* all but each thread's first */
+  assert_int_equal(cs.cached_sessions, 2);
+  ak_tls_config_release(ccfg);
+  ak_tls_config_release(scfg);
+}
+
 /* ---- Interop -------------------------------------------------------------------------------- */
 
 /* asynckit's client against openssl s_server -www. */
@@ -1129,6 +1196,7 @@ int main(void) {
       cmocka_unit_test(test_read_faults),
       cmocka_unit_test(test_64mib_both_ways),
       cmocka_unit_test(test_1000_sessions),
+      cmocka_unit_test(test_config_shared_by_threads),
       cmocka_unit_test(test_interop_openssl_server),
       cmocka_unit_test(test_interop_handshake_failure),
       cmocka_unit_test(test_interop_openssl_client),
