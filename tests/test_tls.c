@@ -463,20 +463,7 @@ static void test_config_errors(void **state) {
 /* A second connection to the same host:port resumes; the counters say so. */
 static void test_resumption(void **state) {
   (void)state;
-  ak_tls_config *ccfg = client_cfg(0), *scfg = server_cfg("server.pem");
-  for (int i = 0; i < 3; i++) {
-    pair p;
-    pair_open(&p, ccfg, "localhost", scfg);
-    assert_int_equal(pair_handshake(&p, NULL), 0);
-    ak_tls_stats cst, sst;
-    ak_tls_stats_get(p.c, &cst);
-    ak_tls_stats_get(p.s, &sst);
-    /* Each pair has a fresh port, so the cache key differs: resumption
-     * comes from the test below that reuses one listener. */
-    (void)cst;
-    (void)sst;
-    pair_close(&p);
-  }
+  ak_tls_config *scfg = server_cfg("server.pem");
   /* One listener, one port: the same key each time. */
   int lfd = ak_tcp_listen("127.0.0.1", 0, 16);
   assert_true(lfd >= 0);
@@ -518,9 +505,74 @@ static void test_resumption(void **state) {
   ak_tls_config_stats_get(scfg, &cs);
   assert_true(cs.server);
   assert_int_equal(cs.handshakes_resumed, 2);
-  ak_tls_config_release(ccfg);
   ak_tls_config_release(ccfg2);
   ak_tls_config_release(nores);
+  ak_tls_config_release(scfg);
+}
+
+/* One session connected to lfd's port over cfg; whether it resumed. */
+static bool connect_resumed(ak_tls_config *cfg, ak_tls_config *scfg, int lfd) {
+  pair p;
+  struct sockaddr_in a = loopback4(ak_socket_port(lfd));
+  p.cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_int_equal(connect(p.cfd, (struct sockaddr *)&a, sizeof(a)), 0);
+  p.sfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+  assert_true(p.sfd >= 0);
+  assert_int_equal(ak_tls_client_new(loop, cfg, p.cfd, "localhost", &p.c), 0);
+  assert_int_equal(ak_tls_server_new(loop, scfg, p.sfd, &p.s), 0);
+  assert_int_equal(ak_tls_fd(p.c), p.cfd);
+  assert_int_equal(pair_handshake(&p, NULL), 0);
+  ak_tls_stats st;
+  ak_tls_stats_get(p.c, &st);
+  pair_close(&p);
+  return st.resumed;
+}
+
+/* session_cache_size bounds the cache: with one slot, two servers take
+ * turns evicting each other; the least recently used goes. */
+static void test_session_cache_size(void **state) {
+  (void)state;
+  ak_tls_client_options o = {.ca_file = cert("ca.pem"), .session_cache_size = 1};
+  ak_tls_config *ccfg = NULL, *scfg = server_cfg("server.pem");
+  assert_int_equal(ak_tls_client_config_new(&o, &ccfg), 0);
+  int a = ak_tcp_listen("127.0.0.1", 0, 4), b = ak_tcp_listen("127.0.0.1", 0, 4);
+  assert_true(a >= 0 && b >= 0);
+  assert_false(connect_resumed(ccfg, scfg, a));
+  assert_true(connect_resumed(ccfg, scfg, a));
+  assert_false(connect_resumed(ccfg, scfg, b)); /* evicts a's session */
+  assert_false(connect_resumed(ccfg, scfg, a)); /* evicts b's */
+  assert_true(connect_resumed(ccfg, scfg, a));
+  ak_tls_config_stats cs;
+  ak_tls_config_stats_get(ccfg, &cs);
+  assert_int_equal(cs.cached_sessions, 1);
+  assert_int_equal(cs.handshakes_resumed, 2);
+  close(a);
+  close(b);
+  ak_tls_config_release(ccfg);
+  ak_tls_config_release(scfg);
+}
+
+/* ALPN: "" offers none; another protocol is offered as given. */
+static void test_alpn_options(void **state) {
+  (void)state;
+  ak_tls_client_options none = {.ca_file = cert("ca.pem"), .alpn = ""};
+  ak_tls_config *ccfg = NULL, *scfg = server_cfg("server.pem");
+  assert_int_equal(ak_tls_client_config_new(&none, &ccfg), 0);
+  pair p;
+  pair_open(&p, ccfg, "localhost", scfg);
+  assert_int_equal(pair_handshake(&p, NULL), 0);
+  ak_tls_stats st;
+  ak_tls_stats_get(p.c, &st);
+  assert_null(st.alpn);
+  pair_close(&p);
+  ak_tls_config_release(ccfg);
+  /* A protocol the server does not accept: it refuses the handshake. */
+  ak_tls_client_options h2 = {.ca_file = cert("ca.pem"), .alpn = "h2"};
+  assert_int_equal(ak_tls_client_config_new(&h2, &ccfg), 0);
+  pair_open(&p, ccfg, "localhost", scfg);
+  assert_int_equal(pair_handshake(&p, NULL), AK_ETLSHANDSHAKE);
+  pair_close(&p);
+  ak_tls_config_release(ccfg);
   ak_tls_config_release(scfg);
 }
 
@@ -1187,6 +1239,8 @@ int main(void) {
       cmocka_unit_test(test_bad_certificates),
       cmocka_unit_test(test_config_errors),
       cmocka_unit_test(test_resumption),
+      cmocka_unit_test(test_session_cache_size),
+      cmocka_unit_test(test_alpn_options),
       cmocka_unit_test(test_pending_plaintext_first),
       cmocka_unit_test(test_want_write_same_args),
       cmocka_unit_test(test_steps_queue_in_order),
