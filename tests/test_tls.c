@@ -835,6 +835,34 @@ static void expect_handshake_fault(const void *reply, size_t len, bool reset, in
   ak_tls_config_release(ccfg);
 }
 
+/* A deadline on a handshake with a server that never answers: the
+ * timeout fires, the session frees cleanly with its recv still pending. */
+static void test_handshake_deadline(void **state) {
+  (void)state;
+  ak_tls_config *ccfg = client_cfg(0);
+  int c, s;
+  tcp_pair(&c, &s);
+  ak_tls *t;
+  assert_int_equal(ak_tls_client_new(loop, ccfg, c, "localhost", &t), 0);
+  ak_future *h = ak_tls_handshake(t);
+  ak_future *d = ak_future_timeout(h, 200 * MS);
+  int64_t t0 = ak_now_ns();
+  assert_int_equal(get(d), -ETIMEDOUT);
+  assert_true(ak_now_ns() - t0 >= 150 * MS);
+  assert_true(ak_future_is_cancelled(h));
+  ak_tls_stats st;
+  ak_tls_stats_get(t, &st);
+  assert_false(st.handshake_done);
+  assert_true(st.send_ops >= 1 && st.recv_ops == 1); /* the ClientHello went out */
+  ak_future_release(d);
+  ak_future_release(h);
+  ak_tls_free(t);
+  close(c);
+  close(s);
+  get_release(ak_sleep(loop, 10 * MS)); /* the cancelled recv completes */
+  ak_tls_config_release(ccfg);
+}
+
 static void test_handshake_faults(void **state) {
   (void)state;
   /* Cut short: the server closes after the ClientHello. */
@@ -1292,6 +1320,7 @@ int main(void) {
       cmocka_unit_test(test_steps_queue_in_order),
       cmocka_unit_test(test_close_notify),
       cmocka_unit_test(test_free_pending),
+      cmocka_unit_test(test_handshake_deadline),
       cmocka_unit_test(test_handshake_faults),
       cmocka_unit_test(test_read_faults),
       cmocka_unit_test(test_64mib_both_ways),

@@ -26,7 +26,10 @@
  * stream is never reported as a clean end.
  *
  * Steps are queued per session: at most one read and one write are worked
- * on at a time (the engine's rule), others wait in call order. A session and
+ * on at a time (the engine's rule), others wait in call order. Cancelling a
+ * step's future drops the step (a write the engine is half way through
+ * still sends its current record whole, so the stream stays valid); for a
+ * deadline wrap a step in ak_future_timeout, then free the session. A session and
  * its futures belong to the loop it was made on; every call on a session is
  * made on that loop's thread. Configs are reference counted and may be
  * shared by sessions on several loops: the config calls are thread-safe.
