@@ -1,4 +1,4 @@
-/* test_unavailable.c: io_uring blocked by seccomp names the cause; the error table. */
+/* test_unavailable.c: io_uring blocked by seccomp names the cause, and the loop falls back to epoll unless io_uring is insisted on; the error table. */
 #define _GNU_SOURCE
 #include "helpers.h"
 
@@ -7,8 +7,10 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -74,8 +76,10 @@ static int child_blocked(void *arg)
     return T_EXIT_SKIP; /* the sysctl would be named instead */
   if (deny_syscall(__NR_io_uring_setup, err) != 0)
     return T_EXIT_SKIP;
+  unsetenv("AK_BACKEND"); /* the choice under test is the library's own */
   ak_loop *loop = NULL;
-  int rc = ak_loop_new(&loop, NULL);
+  ak_loop_options uring_only = {.backend = AK_BACKEND_URING};
+  int rc = ak_loop_new(&loop, &uring_only);
   if (rc != AK_EURINGBLOCKED) {
     fprintf(stderr, "child: ak_loop_new gave %d (%s), want AK_EURINGBLOCKED\n", rc,
             ak_err_name(rc));
@@ -94,6 +98,51 @@ static int child_blocked(void *arg)
   if (strcmp(ak_err_name(rc), "AK_EURINGBLOCKED") != 0) {
     fprintf(stderr, "child: name %s\n", ak_err_name(rc));
     return 4;
+  }
+  /* AK_BACKEND=uring insists as the options do. */
+  setenv("AK_BACKEND", "uring", 1);
+  rc = ak_loop_new(&loop, NULL);
+  unsetenv("AK_BACKEND");
+  if (rc != AK_EURINGBLOCKED) {
+    fprintf(stderr, "child: AK_BACKEND=uring gave %s\n", ak_err_name(rc));
+    return 5;
+  }
+  /* By default the loop runs on epoll and says why. */
+  rc = ak_loop_new(&loop, NULL);
+  if (rc != 0) {
+    fprintf(stderr, "child: default loop gave %s, want epoll\n", ak_err_name(rc));
+    return 6;
+  }
+  ak_features ft;
+  ak_loop_features(loop, &ft);
+  ak_loop_stats st;
+  ak_loop_stats_get(loop, &st);
+  if (ft.backend != AK_BACKEND_EPOLL || st.backend != AK_BACKEND_EPOLL ||
+      ft.uring_error != AK_EURINGBLOCKED || !strstr(ft.backend_reason, "seccomp") ||
+      !strstr(ft.backend_reason, "epoll")) {
+    fprintf(stderr, "child: backend %s, error %s, reason '%s'\n", ak_backend_name(ft.backend),
+            ak_err_name(ft.uring_error), ft.backend_reason);
+    ak_loop_free(loop);
+    return 7;
+  }
+  /* And it works: a socket round trip through the loop. */
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    return 8;
+  char in[8] = {0};
+  ak_future *r = ak_recv(loop, sv[0], in, sizeof(in), 0);
+  ak_future *w = ak_send(loop, sv[1], "seccomp", 7, 0);
+  int64_t got = ak_future_get(r, T_HANG_NS, NULL);
+  int64_t sent = ak_future_get(w, T_HANG_NS, NULL);
+  ak_future_release(r);
+  ak_future_release(w);
+  ak_loop_free(loop);
+  close(sv[0]);
+  close(sv[1]);
+  if (got != 7 || sent != 7 || memcmp(in, "seccomp", 7) != 0) {
+    fprintf(stderr, "child: epoll round trip: recv %lld send %lld\n", (long long)got,
+            (long long)sent);
+    return 9;
   }
   return 0;
 }
@@ -131,6 +180,7 @@ static int child_other_filter(void *arg)
   (void)arg;
   if (deny_syscall(__NR_getpriority, EPERM) != 0)
     return T_EXIT_SKIP;
+  unsetenv("AK_BACKEND");
   ak_loop *loop = NULL;
   int rc = ak_loop_new(&loop, NULL);
   if (rc == AK_ENOURING || rc == AK_EURINGDISABLED || rc == AK_EURINGOLD)
@@ -139,10 +189,16 @@ static int child_other_filter(void *arg)
     fprintf(stderr, "child: ak_loop_new gave %s\n", ak_err_name(rc));
     return 1;
   }
+  ak_features ft;
+  ak_loop_features(loop, &ft);
   ak_future *f = ak_nop(loop);
   int64_t res = ak_future_get(f, T_HANG_NS, NULL);
   ak_future_release(f);
   ak_loop_free(loop);
+  if (ft.backend != AK_BACKEND_URING) {
+    fprintf(stderr, "child: backend %s: %s\n", ak_backend_name(ft.backend), ft.backend_reason);
+    return 3;
+  }
   return res == 0 ? 0 : 2;
 }
 
@@ -153,6 +209,42 @@ static void test_seccomp_other_syscall_keeps_uring(void **state)
   if (status == T_EXIT_SKIP)
     skip();
   assert_int_equal(status, 0);
+}
+
+/* The environment's choice: epoll when asked, an unknown value refused, the
+ * options' explicit choice above it; the names. */
+static void test_backend_env_and_names(void **state)
+{
+  (void)state;
+  char *old = getenv("AK_BACKEND") ? strdup(getenv("AK_BACKEND")) : NULL;
+  ak_loop *loop = NULL;
+  setenv("AK_BACKEND", "epoll", 1);
+  assert_int_equal(ak_loop_new(&loop, NULL), 0);
+  ak_features ft;
+  ak_loop_features(loop, &ft);
+  assert_int_equal(ft.backend, AK_BACKEND_EPOLL);
+  assert_int_equal(ft.uring_error, 0);
+  assert_non_null(strstr(ft.backend_reason, "AK_BACKEND"));
+  ak_loop_free(loop);
+  setenv("AK_BACKEND", "kqueue", 1);
+  loop = NULL;
+  assert_int_equal(ak_loop_new(&loop, NULL), -EINVAL);
+  assert_null(loop);
+  ak_loop_options epoll_opts = {.backend = AK_BACKEND_EPOLL};
+  assert_int_equal(ak_loop_new(&loop, &epoll_opts), 0); /* options win */
+  ak_loop_features(loop, &ft);
+  assert_int_equal(ft.backend, AK_BACKEND_EPOLL);
+  assert_non_null(strstr(ft.backend_reason, "options"));
+  ak_loop_free(loop);
+  if (old)
+    setenv("AK_BACKEND", old, 1);
+  else
+    unsetenv("AK_BACKEND");
+  free(old);
+  assert_string_equal(ak_backend_name(AK_BACKEND_URING), "io_uring");
+  assert_string_equal(ak_backend_name(AK_BACKEND_EPOLL), "epoll");
+  assert_string_equal(ak_backend_name(AK_BACKEND_AUTO), "auto");
+  assert_string_equal(ak_backend_name((ak_backend)42), "unknown");
 }
 
 /* ---- The error table ------------------------------------------------------------ */
@@ -240,6 +332,7 @@ int main(void)
       cmocka_unit_test(test_seccomp_enosys),
       cmocka_unit_test(test_seccomp_eacces),
       cmocka_unit_test(test_seccomp_other_syscall_keeps_uring),
+      cmocka_unit_test(test_backend_env_and_names),
       cmocka_unit_test(test_error_table_names_and_messages),
       cmocka_unit_test(test_error_table_distinct_unavailable_causes),
       cmocka_unit_test(test_errno_passthrough),

@@ -32,6 +32,8 @@ extern "C" {
   XX(AK_EURINGOLD, -10005,                                                      \
      "the kernel's io_uring is too old (no IORING_FEAT_NODROP; need 5.5+)")    \
   XX(AK_ESHUTDOWN, -10006, "the pool or loop has been stopped")                 \
+  XX(AK_EBACKEND, -10030,                                                       \
+     "not available on the loop's backend (epoll: no io_uring ring)")          \
   XX(AK_ENOTOWNER, -10007, "called from a thread that does not own the loop")  \
   XX(AK_EDEPFAILED, -10008, "a future this work depended on did not succeed")  \
   XX(AK_ESETTLED, -10009, "the future has already settled")                     \

@@ -20,11 +20,25 @@
 extern "C" {
 #endif
 
+/* How a loop does its IO (docs/backends.md). */
+typedef enum ak_backend {
+  AK_BACKEND_AUTO = 0,  /* io_uring where it can be used, else epoll; the
+                           environment variable AK_BACKEND=uring|epoll
+                           forces one */
+  AK_BACKEND_URING = 1, /* io_uring only: ak_loop_new fails where it cannot
+                           be used */
+  AK_BACKEND_EPOLL = 2, /* epoll for sockets and pipes, the pool for files,
+                           names and everything else */
+} ak_backend;
+
 typedef struct ak_loop_options {
   unsigned sq_entries; /* submission queue size; 0: 256 */
-  unsigned cq_entries; /* completion queue size; 0: 4 x sq_entries */
-  unsigned flags;      /* AK_LOOP_* below */
+  unsigned cq_entries; /* completion queue size; 0: 4 x sq_entries (on
+                          epoll: how many ops may be in flight at once) */
+  unsigned flags;      /* AK_LOOP_* below (ring options; epoll ignores
+                          SQPOLL, NO_TASKRUN_OPT and NO_EXT_ARG) */
   ak_pool *pool;       /* runs what the ring cannot; NULL: a shared pool */
+  ak_backend backend;  /* 0 (AUTO) unless the caller insists on one */
 } ak_loop_options;
 
 enum {
@@ -36,10 +50,15 @@ enum {
                                     kernels before 5.11 (tests that path) */
 };
 
-/* Creates a loop owned by the calling thread. Returns 0 and sets *loop, or a
- * negative error: AK_EURINGDISABLED, AK_EURINGBLOCKED, AK_EURINGOLD or
- * AK_ENOURING when io_uring cannot be used (the name says why), -ENOMEM,
- * or the kernel's error. opts may be NULL for defaults. */
+/* Creates a loop owned by the calling thread. opts may be NULL for
+ * defaults. The backend: with AK_BACKEND_AUTO (and no AK_BACKEND in the
+ * environment) io_uring is tried first, and where it cannot be used
+ * (AK_EURINGDISABLED, AK_EURINGBLOCKED, AK_EURINGOLD, AK_ENOURING) the loop
+ * runs on epoll instead; ak_loop_features says which and why. Returns 0 and
+ * sets *loop, or a negative error: one of those four when io_uring was
+ * insisted on (options or AK_BACKEND=uring) and cannot be used (the name
+ * says why), -EINVAL for an unknown AK_BACKEND value, -ENOMEM, or the
+ * kernel's error. */
 AK_API int ak_loop_new(ak_loop **loop, const ak_loop_options *opts);
 
 /* Cancels everything in flight, waits for the kernel to finish with every
@@ -153,6 +172,10 @@ typedef struct ak_loop_stats {
                                                i counts [2^i, 2^(i+1)) ns */
   uint64_t buf_exhausted;                  /* receive streams that found their
                                               provided-buffer ring empty */
+  ak_backend backend;                      /* URING or EPOLL (never AUTO);
+                                              why: ak_loop_features */
+  uint64_t readiness_waits;                /* epoll: ops that waited for an
+                                              fd to become ready */
 } ak_loop_stats;
 
 /* Copies the loop's statistics into *stats. */
@@ -172,10 +195,20 @@ typedef struct ak_features {
   bool msg_ring;
   unsigned char opcodes[64];  /* 1 where the kernel supports opcode i */
   unsigned probed_ops;        /* how many entries of opcodes are meaningful */
+  ak_backend backend;         /* what the loop runs on: URING or EPOLL */
+  int uring_error;            /* on epoll: why io_uring was not used
+                                 (AK_EURINGBLOCKED...; 0: it was not tried) */
+  char backend_reason[160];   /* the choice in words, e.g. "io_uring_setup:
+                                 EPERM under a seccomp filter
+                                 (AK_EURINGBLOCKED); epoll instead" */
 } ak_features;
 
-/* What the kernel offered when this loop started (probed once). */
+/* What the kernel offered when this loop started (probed once), and the
+ * backend the loop runs on and why. On epoll the io_uring fields are zero. */
 AK_API void ak_loop_features(const ak_loop *loop, ak_features *features);
+
+/* "io_uring", "epoll" or "auto"; "unknown" for another value. Thread-safe. */
+AK_API const char *ak_backend_name(ak_backend backend);
 
 #ifdef __cplusplus
 }

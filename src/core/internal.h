@@ -15,6 +15,7 @@
 #define AK_CORE_INTERNAL_H
 
 #include <liburing.h>
+#include <sys/uio.h>
 
 #include "base/internal.h"
 
@@ -264,6 +265,30 @@ typedef int64_t (*ak__op_blocking_fn)(ak__op *op);
 /* Closes a resource (fd) an op created after its future was cancelled. */
 typedef void (*ak__op_discard_fn)(ak__op *op, int res);
 
+/* The epoll backend's path (core/backend_epoll.c): one attempt at the
+ * operation that never blocks (MSG_DONTWAIT, RWF_NOWAIT...). ready is true
+ * when epoll has just reported the fd ready in the op's direction. Returns
+ * the result (>= 0 or -errno), AK__OP_TRY_WAIT to wait for readiness in
+ * op->ep_dir's direction (the function may change it), or AK__OP_TRY_POOL
+ * to run op->blocking on the pool instead (a regular file). Runs on the
+ * loop's thread. */
+typedef int64_t (*ak__op_try_fn)(ak__op *op, bool ready);
+#define AK__OP_TRY_WAIT (INT64_MIN + 1)
+#define AK__OP_TRY_POOL (INT64_MIN + 2)
+
+/* op->ep_dir: the direction an attempt waits for, and how to attempt. */
+enum {
+  AK__EP_IN = 1 << 0,      /* readable (recv, accept, read) */
+  AK__EP_OUT = 1 << 1,     /* writable (send, connect, write) */
+  AK__EP_NOW = 1 << 2,     /* attempt at submission whatever the fd's hint */
+  AK__EP_ONCE = 1 << 3,    /* the attempt may block unless ready: one per
+                              readiness report (accept, tty reads) */
+  AK__EP_DRAINED = 1 << 4, /* set by an attempt that read less than asked:
+                              the next read on the fd waits first */
+  AK__EP_CHECKED = 1 << 5, /* ak__ep_try_rw: the fd is not a regular file */
+  AK__EP_PLAIN = 1 << 6,   /* ak__ep_try_rw: no RWF_NOWAIT here (tty) */
+};
+
 enum {
   AK__OP_DATA_SIZE = 192,
 };
@@ -291,6 +316,8 @@ struct ak__op {
   ak__op_complete_fn complete;    /* NULL: settle with res */
   ak__op_blocking_fn blocking;    /* NULL: no pool path */
   ak__op_discard_fn discard;      /* with AK__OPF_CREATES */
+  ak__op_try_fn attempt;          /* epoll backend: non-blocking try; NULL:
+                                     the pool (ak__op_set_try sets it) */
   ak_future *pool_fut;            /* the pool path's task, while ON_POOL */
   int64_t submit_ns;              /* for the latency histogram */
   struct io_uring_sqe *sqe;       /* while IN_SQ: where it sits */
@@ -301,8 +328,47 @@ struct ak__op {
   uint8_t slots;                  /* CQ slots reserved (1, 2 with deadline) */
   uint8_t sqe_flags;              /* IOSQE_* to add (fixed file...) */
   struct __kernel_timespec deadline; /* read by the kernel for the link */
+  /* The epoll backend's (core/backend_epoll.c); unused on io_uring. */
+  ak__op *ep_prev;                /* an fd's waiters, the timed or done list */
+  ak__op *ep_next;
+  ak_timer *ep_timer;             /* deadline, or ak_timeout's own timer */
+  int ep_fd;                      /* the fd the attempt waits on */
+  uint8_t ep_dir;                 /* AK__EP_* */
+  uint8_t ep_state;               /* where the op is (backend_epoll.c) */
   _Alignas(16) unsigned char data[AK__OP_DATA_SIZE]; /* the op's params */
 };
+
+/* Gives op a non-blocking attempt on fd for the epoll backend (dir: the
+ * AK__EP_* flags). Harmless on io_uring, which never calls it. */
+static inline void ak__op_set_try(ak__op *op, ak__op_try_fn fn, int fd, unsigned dir)
+{
+  op->attempt = fn;
+  op->ep_fd = fd;
+  op->ep_dir = (uint8_t)dir;
+}
+
+/* The result of a non-blocking syscall as an attempt's answer: EAGAIN means
+ * wait, unless the caller asked for MSG_DONTWAIT itself (then it is the
+ * answer, as io_uring gives it). */
+static inline int64_t ak__try_result(ssize_t n, bool user_nowait)
+{
+  if (n >= 0)
+    return n;
+  if ((errno == EAGAIN || errno == EWOULDBLOCK) && !user_nowait)
+    return AK__OP_TRY_WAIT;
+  return -errno;
+}
+
+/* The epoll backend's attempt for reads and writes of any fd: a regular
+ * file or block device goes to the pool (AK__OP_TRY_POOL); a pipe, socket
+ * or tty is read with RWF_NOWAIT at offset -1 (io_uring ignores the offset
+ * of a stream file too, and *offset is set so), or after readiness where
+ * RWF_NOWAIT is not supported. */
+int64_t ak__ep_try_rw(ak__op *op, int fd, const struct iovec *iov, int iovcnt, int64_t *offset,
+                      int rw_flags, bool write, bool ready);
+
+/* Whether the loop runs on the epoll backend (no io_uring). */
+bool ak__loop_is_epoll(const ak_loop *loop);
 
 /* The params of an op, as the file's own struct (each file asserts once
  * that its struct fits AK__OP_DATA_SIZE). */

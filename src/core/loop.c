@@ -166,10 +166,111 @@ static void probe_features(ak_loop *loop) {
 }
 
 bool ak__loop_has_opcode(const ak_loop *loop, unsigned opcode) {
+  if (AK__UNLIKELY(loop->ep != NULL))
+    return true; /* epoll: every op has its own path there (backend_epoll.c) */
   return opcode < loop->features.probed_ops && loop->features.opcodes[opcode];
 }
 
+bool ak__loop_is_epoll(const ak_loop *loop) { return loop->ep != NULL; }
+
+const char *ak_backend_name(ak_backend backend) {
+  switch (backend) {
+  case AK_BACKEND_AUTO:
+    return "auto";
+  case AK_BACKEND_URING:
+    return "io_uring";
+  case AK_BACKEND_EPOLL:
+    return "epoll";
+  }
+  return "unknown";
+}
+
 static void arm_wakeup(ak_loop *loop);
+
+/* The ring, checked and probed. 0 or a negative error (the ring is gone). */
+static int uring_setup(ak_loop *loop) {
+  int rc = ring_create(loop);
+  if (rc < 0)
+    return rc;
+  if (!has_flag(loop->features.kernel_features, IORING_FEAT_NODROP)) {
+    /* Without NODROP a full CQ loses completions, and with them buffers. */
+    io_uring_queue_exit(&loop->ring);
+    memset(&loop->ring, 0, sizeof(loop->ring));
+    return AK_EURINGOLD;
+  }
+  probe_features(loop);
+  return 0;
+}
+
+/* Why io_uring_setup was refused, in words for the reason string. */
+static const char *uring_refusal(int err) {
+  switch (err) {
+  case AK_EURINGBLOCKED:
+    return "io_uring_setup: EPERM/ENOSYS under a seccomp filter";
+  case AK_EURINGDISABLED:
+    return "io_uring_setup refused: sysctl kernel.io_uring_disabled";
+  case AK_ENOURING:
+    return "io_uring_setup: ENOSYS (no io_uring in this kernel)";
+  case AK_EURINGOLD:
+    return "io_uring too old (no IORING_FEAT_NODROP)";
+  default:
+    return "io_uring_setup failed";
+  }
+}
+
+static bool is_uring_unusable(int err) {
+  return err == AK_EURINGBLOCKED || err == AK_EURINGDISABLED || err == AK_ENOURING ||
+         err == AK_EURINGOLD;
+}
+
+/* The backend asked for: the options' choice, else AK_BACKEND in the
+ * environment, else AUTO. -EINVAL for an environment value we do not know. */
+static int wanted_backend(const ak_loop *loop, bool *from_env) {
+  *from_env = false;
+  if (loop->opts.backend != AK_BACKEND_AUTO)
+    return (int)loop->opts.backend;
+  const char *env = getenv("AK_BACKEND");
+  if (!env || !*env || strcmp(env, "auto") == 0)
+    return AK_BACKEND_AUTO;
+  *from_env = true;
+  if (strcmp(env, "uring") == 0 || strcmp(env, "io_uring") == 0)
+    return AK_BACKEND_URING;
+  if (strcmp(env, "epoll") == 0)
+    return AK_BACKEND_EPOLL;
+  return -EINVAL;
+}
+
+/* Chooses and sets up the backend, writing the choice and its reason into
+ * the features. 0 or a negative error. */
+static int backend_setup(ak_loop *loop) {
+  ak_features *ft = &loop->features;
+  bool from_env;
+  int want = wanted_backend(loop, &from_env);
+  if (want < 0)
+    return want;
+  const char *who = from_env ? "AK_BACKEND in the environment" : "the loop's options";
+  if (want != AK_BACKEND_EPOLL) {
+    int rc = uring_setup(loop);
+    if (rc == 0) {
+      ft->backend = AK_BACKEND_URING;
+      snprintf(ft->backend_reason, sizeof(ft->backend_reason), "%s",
+               want == AK_BACKEND_URING ? (from_env ? "io_uring: asked by AK_BACKEND=uring"
+                                                    : "io_uring: asked by the loop's options")
+                                        : "io_uring: available");
+      return 0;
+    }
+    if (want == AK_BACKEND_URING || !is_uring_unusable(rc))
+      return rc;
+    memset(ft, 0, sizeof(*ft));
+    ft->uring_error = rc;
+    snprintf(ft->backend_reason, sizeof(ft->backend_reason), "%s (%s); epoll instead",
+             uring_refusal(rc), ak_err_name(rc));
+  } else {
+    snprintf(ft->backend_reason, sizeof(ft->backend_reason), "epoll: asked by %s", who);
+  }
+  ft->backend = AK_BACKEND_EPOLL;
+  return 0;
+}
 
 int ak_loop_new(ak_loop **out, const ak_loop_options *opts) {
   ak_loop *loop = ak__calloc(1, sizeof(*loop));
@@ -187,31 +288,38 @@ int ak_loop_new(ak_loop **out, const ak_loop_options *opts) {
   ak__lanes_init(loop);
   loop->now = ak_now_ns();
 
-  rc = ring_create(loop);
+  rc = backend_setup(loop);
   if (rc < 0)
     goto fail_free;
-  if (!has_flag(loop->features.kernel_features, IORING_FEAT_NODROP)) {
-    /* Without NODROP a full CQ loses completions, and with them buffers. */
-    rc = AK_EURINGOLD;
-    goto fail_ring;
-  }
-  probe_features(loop);
   loop->eventfd = eventfd(0, EFD_CLOEXEC);
   if (loop->eventfd < 0) {
     rc = -errno;
     goto fail_ring;
   }
-  /* One CQ slot stays reserved for the wakeup read, one for cancel requests
-   * and the wait's own timeout on kernels without EXT_ARG. */
-  loop->cq_capacity -= 2;
-  arm_wakeup(loop);
+  if (AK__UNLIKELY(loop->features.backend == AK_BACKEND_EPOLL)) {
+    /* No CQ: the same admission bound, so ops queue alike on both. */
+    loop->cq_capacity = loop->opts.cq_entries > 2 ? loop->opts.cq_entries - 2 : 1;
+    memset(loop->opcode_state, 1, sizeof(loop->opcode_state)); /* no "kernel refused" retry */
+    rc = ak__ep_init(loop);
+    if (rc < 0)
+      goto fail_eventfd;
+  } else {
+    /* One CQ slot stays reserved for the wakeup read, one for cancel
+     * requests and the wait's own timeout on kernels without EXT_ARG. */
+    loop->cq_capacity -= 2;
+    arm_wakeup(loop);
+  }
+  loop->stats.backend = loop->features.backend;
   loop->prev_current = ak__current;
   ak__current = loop;
   *out = loop;
   return 0;
 
+fail_eventfd:
+  close(loop->eventfd);
 fail_ring:
-  io_uring_queue_exit(&loop->ring);
+  if (loop->features.backend == AK_BACKEND_URING)
+    io_uring_queue_exit(&loop->ring);
 fail_free:
   ak__free(loop);
   return rc;
@@ -523,11 +631,15 @@ static int iterate(ak_loop *loop, int64_t deadline, bool block_when_idle,
     wait_until = next_timer;
   if (block && !may_sleep(loop, block_when_idle, done, done_arg))
     block = false;
-  int rc = submit_and_wait(loop, block, wait_until);
+  int rc = AK__UNLIKELY(loop->ep != NULL) ? ak__ep_wait(loop, block, wait_until)
+                                            : submit_and_wait(loop, block, wait_until);
   atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
 
   loop->now = ak_now_ns();
-  reap(loop);
+  if (AK__UNLIKELY(loop->ep != NULL))
+    ak__ep_reap(loop);
+  else
+    reap(loop);
   ak__op_admit_queued(loop);
   drain_inbox(loop);
   ak__timers_run(loop, loop->now);
@@ -535,7 +647,8 @@ static int iterate(ak_loop *loop, int64_t deadline, bool block_when_idle,
    * next run (asyncio's stop). */
   if (!atomic_load_explicit(&loop->stop, memory_order_relaxed))
     run_ready(loop);
-  loop->stats.cq_overflows = *loop->ring.cq.koverflow;
+  if (AK__LIKELY(loop->ep == NULL))
+    loop->stats.cq_overflows = *loop->ring.cq.koverflow;
   return rc;
 }
 
@@ -665,6 +778,8 @@ void ak_loop_free(ak_loop *loop) {
     return;
   assert(ak__loop_owned_by_caller(loop));
   loop->closing = true;
+  if (loop->ep)
+    ak__ep_cancel_all(loop); /* first: ak_timeout's timers are the heap's */
   ak__timers_cancel_all(loop);
   ak__op_cancel_all(loop);
   /* Run until the kernel has given back every op (and so every buffer),
@@ -689,7 +804,10 @@ void ak_loop_free(ak_loop *loop) {
   ak__lanes_free(loop);
   ak__timers_free_all(loop);
   ak__op_cache_free(loop);
-  io_uring_queue_exit(&loop->ring);
+  if (loop->ep)
+    ak__ep_free(loop);
+  else
+    io_uring_queue_exit(&loop->ring);
   ak__sockets_free(loop);
   close(loop->eventfd);
   if (ak__current == loop)
@@ -701,7 +819,7 @@ void ak_loop_stats_get(const ak_loop *loop, ak_loop_stats *stats) {
   *stats = loop->stats;
   stats->in_flight = loop->in_flight;
   stats->queued_now = loop->queued_count;
-  stats->cq_overflows = *loop->ring.cq.koverflow;
+  stats->cq_overflows = loop->ep ? 0 : *loop->ring.cq.koverflow;
   ak_pool *pool = loop->opts.pool ? loop->opts.pool : NULL;
   stats->pool_queue_depth = pool ? ak_pool_queue_depth(pool) : 0;
 }

@@ -10,9 +10,14 @@
 #include "core/internal.h"
 
 typedef struct ak__lane ak__lane;
+typedef struct ak__epoll ak__epoll;
 
 struct ak_loop {
-  struct io_uring ring;
+  struct io_uring ring;           /* unused (zero) on the epoll backend */
+  /* The backend seam: NULL on io_uring. The few places where the backends
+   * differ (starting an op, submit-and-wait, reap, cancel, set-up and
+   * free) test it once, predicted for io_uring (docs/architecture.md). */
+  ak__epoll *ep;
   const void *owner;              /* token of the owning thread */
   ak_loop *prev_current;          /* the thread's current loop before this one */
   ak_loop_options opts;
@@ -117,6 +122,36 @@ static inline bool ak__socket_is_registered(const ak_loop *loop, int fd) {
   return (unsigned)fd < loop->sock_table && loop->sock_registered[fd];
 }
 void ak__sockets_free(ak_loop *loop);
+
+/* ---- The epoll backend (backend_epoll.c) ----
+ * Ops keep their records, admission, statistics and futures (op.c); the
+ * backend replaces the ring: ak__ep_start where op.c would write an SQE,
+ * ak__ep_wait and ak__ep_reap where loop.c enters the ring and reaps CQEs.
+ * Completions are collected during the wait and dispatched by the reap, as
+ * CQEs are, so no user code runs inside a submit or a cancel. */
+
+/* Creates the epoll set with the loop's eventfd in it. 0 or -errno. */
+int ak__ep_init(ak_loop *loop);
+/* Closes the epoll set and frees the backend (everything has settled). */
+void ak__ep_free(ak_loop *loop);
+/* Starts op (admitted, not on the pool): completes it at once, waits for
+ * readiness, arms its timer or hands it to the pool. */
+void ak__ep_start(ak__op *op);
+/* Re-arms fds, then waits in epoll_wait (if block and nothing completed)
+ * until wait_until (AK_FOREVER: no limit), collecting completions. */
+int ak__ep_wait(ak_loop *loop, bool block, int64_t wait_until);
+/* Dispatches the completions collected so far (as reap does CQEs). */
+void ak__ep_reap(ak_loop *loop);
+/* Cancels a started op that waits (readiness or timer): it completes
+ * -ECANCELED at the next reap. No-op for one already complete. */
+void ak__ep_cancel(ak__op *op);
+/* Cancels every waiting op (ak_loop_free, before timers are dropped). */
+void ak__ep_cancel_all(ak_loop *loop);
+/* ak__op_set_deadline on epoll: a loop timer that cancels the op, which
+ * then settles -ETIMEDOUT. 0 or -EBUSY (finished, or on the pool). */
+int ak__ep_set_deadline(ak__op *op, int64_t timeout_ns);
+/* Hands op to the pool (op.c's pool path). */
+void ak__op_run_on_pool(ak__op *op);
 
 struct io_uring_sqe *ak__loop_get_sqe(ak_loop *loop);
 void ak__loop_flush(ak_loop *loop);

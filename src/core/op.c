@@ -91,6 +91,7 @@ ak__op *ak__op_new(ak_loop *loop, unsigned kind) {
   op->complete = NULL;
   op->blocking = NULL;
   op->discard = NULL;
+  op->attempt = NULL;
   op->pool_fut = NULL;
   op->sqe = NULL;
   op->res = 0;
@@ -164,6 +165,8 @@ static void run_on_pool(ak__op *op) {
   op->pool_fut = pf;
 }
 
+void ak__op_run_on_pool(ak__op *op) { run_on_pool(op); }
+
 static bool must_use_pool(const ak__op *op) {
   const ak_loop *loop = op->loop;
   if (!op->blocking)
@@ -205,6 +208,14 @@ static void prep_into_sq(ak__op *op) {
   loop->stats.submitted[op->kind]++;
 }
 
+/* The seam: the ring's SQ, or the epoll backend. */
+static inline void op_start(ak__op *op) {
+  if (AK__UNLIKELY(op->loop->ep != NULL))
+    ak__ep_start(op);
+  else
+    prep_into_sq(op);
+}
+
 static bool has_room(const ak_loop *loop, const ak__op *op) {
   return loop->in_flight + op->slots <= loop->cq_capacity;
 }
@@ -234,7 +245,7 @@ ak_future *ak__op_submit(ak__op *op) {
     loop->queued_count++;
     loop->stats.queue_waits++;
   } else {
-    prep_into_sq(op);
+    op_start(op);
   }
   return f;
 }
@@ -247,7 +258,7 @@ void ak__op_admit_queued(ak_loop *loop) {
       loop->queued_tail = NULL;
     loop->queued_count--;
     op->next = NULL;
-    prep_into_sq(op);
+    op_start(op);
   }
 }
 
@@ -281,6 +292,8 @@ int ak__op_set_deadline(ak__op *op, int64_t timeout_ns) {
     op->slots = 2;
     return 0;
   }
+  if (AK__UNLIKELY(loop->ep != NULL))
+    return ak__ep_set_deadline(op, timeout_ns);
   /* Linkable only while its SQE is the newest one not yet submitted. */
   bool newest_unsubmitted = (op->flags & AK__OPF_SUBMITTED) && loop->last_sqe_op == op &&
                             loop->sq_unsubmitted > 0 && io_uring_sq_space_left(&loop->ring) >= 1;
@@ -392,7 +405,10 @@ static void op_cancel(ak__op *op) {
   }
   if ((op->flags & AK__OPF_SUBMITTED) && !(op->flags & AK__OPF_CANCEL_SENT)) {
     op->flags |= AK__OPF_CANCEL_SENT;
-    send_cancel(op->loop, (uint64_t)(uintptr_t)op, 0);
+    if (AK__UNLIKELY(op->loop->ep != NULL))
+      ak__ep_cancel(op);
+    else
+      send_cancel(op->loop, (uint64_t)(uintptr_t)op, 0);
   }
 }
 
@@ -402,6 +418,8 @@ void ak__op_cancel_all(ak_loop *loop) {
     unqueue(op);
     op_done(op, -ECANCELED);
   }
+  if (loop->ep)
+    return; /* ak_loop_free called ak__ep_cancel_all before the timers went */
   if (loop->in_flight == 0)
     return;
   /* 5.19+: one request cancels every op, whatever its user_data. The wakeup

@@ -734,16 +734,33 @@ unsigned ak_pool_size(const ak_pool *pool) { return pool->nthreads; }
 
 /* ---- The shared pool ------------------------------------------------------------ */
 
-static ak_pool *ak__shared;
-static pthread_once_t ak__shared_once = PTHREAD_ONCE_INIT;
+/* Made on first use. A child made by fork() has none of the parent's
+ * worker threads, so its first use makes a pool of its own (the parent's
+ * record is left alone: its locks may have been held at the fork). That
+ * matters most on the epoll backend, where every file op runs on the pool. */
+static _Atomic(ak_pool *) ak__shared;
+static pthread_mutex_t ak__shared_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool ak__shared_atfork;
 
-static void shared_pool_create(void) {
-  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  unsigned n = cpus < 2 ? 2 : cpus > 4 ? 4 : (unsigned)cpus;
-  ak__shared = ak_pool_new(n);
+static void shared_pool_forget(void) {
+  atomic_store_explicit(&ak__shared, NULL, memory_order_relaxed);
+  pthread_mutex_init(&ak__shared_mu, NULL);
 }
 
 ak_pool *ak__shared_pool(void) {
-  pthread_once(&ak__shared_once, shared_pool_create);
-  return ak__shared;
+  ak_pool *pool = atomic_load_explicit(&ak__shared, memory_order_acquire);
+  if (AK__LIKELY(pool != NULL))
+    return pool;
+  pthread_mutex_lock(&ak__shared_mu);
+  pool = atomic_load_explicit(&ak__shared, memory_order_relaxed);
+  if (!pool) {
+    if (!ak__shared_atfork)
+      ak__shared_atfork = pthread_atfork(NULL, NULL, shared_pool_forget) == 0;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned n = cpus < 2 ? 2 : cpus > 4 ? 4 : (unsigned)cpus;
+    pool = ak_pool_new(n);
+    atomic_store_explicit(&ak__shared, pool, memory_order_release);
+  }
+  pthread_mutex_unlock(&ak__shared_mu);
+  return pool;
 }

@@ -8,6 +8,10 @@
  * The ring has one file table: while registered sockets
  * (register_sockets.c) hold it, ak_register_files answers -EBUSY.
  *
+ * On the epoll backend there is no ring to register with: every call here
+ * answers AK_EBACKEND (so a caller's fallback, plain buffers and fds, is
+ * taken, as where the kernel refuses).
+ *
  * Not here: the ops themselves (fs/fs.c), the ring's setup (loop.c).
  */
 #define _GNU_SOURCE
@@ -19,6 +23,8 @@ int ak_register_files(ak_loop *loop, const int *fds, unsigned n)
 {
   if (!ak__loop_owned_by_caller(loop))
     return AK_ENOTOWNER;
+  if (loop->ep)
+    return AK_EBACKEND;
   if (loop->sock_table)
     return -EBUSY; /* registered sockets own the table (register_sockets.c) */
   int rc = io_uring_register_files(&loop->ring, fds, n);
@@ -31,6 +37,8 @@ int ak_register_files_update(ak_loop *loop, unsigned off, const int *fds, unsign
 {
   if (!ak__loop_owned_by_caller(loop))
     return AK_ENOTOWNER;
+  if (loop->ep)
+    return AK_EBACKEND;
   /* liburing returns how many slots changed; the contract is 0 or -errno. */
   int rc = io_uring_register_files_update(&loop->ring, off, fds, n);
   return rc < 0 ? rc : 0;
@@ -40,6 +48,8 @@ int ak_unregister_files(ak_loop *loop)
 {
   if (!ak__loop_owned_by_caller(loop))
     return AK_ENOTOWNER;
+  if (loop->ep)
+    return AK_EBACKEND;
   if (!loop->files_by_user)
     return -ENXIO; /* none of the caller's: the kernel's answer for no table */
   int rc = io_uring_unregister_files(&loop->ring);
@@ -52,6 +62,8 @@ int ak_register_buffers(ak_loop *loop, const struct iovec *iov, unsigned n)
 {
   if (!ak__loop_owned_by_caller(loop))
     return AK_ENOTOWNER;
+  if (loop->ep)
+    return AK_EBACKEND;
   return io_uring_register_buffers(&loop->ring, iov, n);
 }
 
@@ -59,6 +71,8 @@ int ak_unregister_buffers(ak_loop *loop)
 {
   if (!ak__loop_owned_by_caller(loop))
     return AK_ENOTOWNER;
+  if (loop->ep)
+    return AK_EBACKEND;
   return io_uring_unregister_buffers(&loop->ring);
 }
 

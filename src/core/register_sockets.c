@@ -15,10 +15,15 @@
  * ring keeps it open (the peer sees no FIN) and a new fd of that number
  * would be sent to the old socket.
  *
+ * On the epoll backend, registering is a no-op (0 for an open fd, -EBADF
+ * otherwise) and so is unregistering (0): nothing changes for the caller,
+ * as nothing does on the ring, and there is no fd lookup to skip.
+ *
  * Not here: the file table for file ops (register_files.c, which refuses to
  * share the table), the ops themselves (net/net.c, net/net_stream.c).
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <sys/resource.h>
 
 #include "core/loop_internal.h"
@@ -51,6 +56,8 @@ int ak_socket_register(ak_loop *loop, int fd)
     return AK_ENOTOWNER;
   if (fd < 0)
     return -EBADF;
+  if (loop->ep)
+    return fcntl(fd, F_GETFD) < 0 ? -errno : 0;
   if (loop->files_by_user)
     return -EBUSY; /* ak_register_files owns the table */
   if (loop->sock_table == 0) {
@@ -72,6 +79,8 @@ int ak_socket_unregister(ak_loop *loop, int fd)
 {
   if (!ak__loop_owned_by_caller(loop))
     return AK_ENOTOWNER;
+  if (loop->ep)
+    return 0;
   if (!ak__socket_is_registered(loop, fd))
     return -ENOENT;
   /* Ops still in flight keep the file until they complete (the kernel

@@ -78,6 +78,14 @@ static int64_t blocking_write(ak__op *op) {
   return ak__syscall_result(pwrite(d->fd, d->buf, d->len, d->offset));
 }
 
+/* The epoll backend's path: a pipe or socket without blocking; a regular
+ * file goes to the pool (ak__ep_try_rw). */
+static int64_t try_rw(ak__op *op, bool ready) {
+  ak__rw_data *d = AK__OP_DATA(op, ak__rw_data);
+  struct iovec one = {.iov_base = d->buf, .iov_len = d->len};
+  return ak__ep_try_rw(op, d->fd, &one, 1, &d->offset, 0, op->kind == AK_OP_WRITE, ready);
+}
+
 static ak_future *rw_submit(ak_loop *loop, unsigned kind, int fd, void *buf, size_t len,
                             int64_t offset) {
   ak__op *op = ak__op_new(loop, kind);
@@ -90,6 +98,7 @@ static ak_future *rw_submit(ak_loop *loop, unsigned kind, int fd, void *buf, siz
   d->offset = offset;
   op->prep = kind == AK_OP_READ ? prep_read : prep_write;
   op->blocking = kind == AK_OP_READ ? blocking_read : blocking_write;
+  ak__op_set_try(op, try_rw, fd, (kind == AK_OP_READ ? AK__EP_IN : AK__EP_OUT) | AK__EP_NOW);
   return ak__op_submit(op);
 }
 

@@ -136,6 +136,23 @@ static int64_t blocking_writev(ak__op *op)
   return ak__syscall_result(pwritev2(d->fd, d->iov, (int)d->iovcnt, d->offset, d->rw_flags));
 }
 
+/* The epoll backend's path (core/backend_epoll.c): a pipe, socket or tty
+ * without blocking; a regular file goes to the pool. */
+static int64_t try_rw_opt(ak__op *op, bool ready)
+{
+  fs_rw *d = AK__OP_DATA(op, fs_rw);
+  struct iovec one = {.iov_base = d->buf, .iov_len = d->len};
+  return ak__ep_try_rw(op, d->fd, &one, 1, &d->offset, d->rw_flags, op->kind == AK_OP_WRITE,
+                       ready);
+}
+
+static int64_t try_rw_vec(ak__op *op, bool ready)
+{
+  fs_rw *d = AK__OP_DATA(op, fs_rw);
+  return ak__ep_try_rw(op, d->fd, d->iov, (int)d->iovcnt, &d->offset, d->rw_flags,
+                       op->kind == AK_OP_WRITEV, ready);
+}
+
 /* Frees a heap copy of the iovec array once the kernel is done with it. */
 static void vec_complete(ak__op *op, int res, unsigned flags)
 {
@@ -187,6 +204,7 @@ static ak_future *rw_submit(ak_loop *loop, bool write, int fd, void *buf, size_t
     op->blocking = blocking_read_opt;
     require_opcode(op, fixed ? IORING_OP_READ_FIXED : IORING_OP_READ);
   }
+  ak__op_set_try(op, try_rw_opt, fd, (write ? AK__EP_OUT : AK__EP_IN) | AK__EP_NOW);
   return submit_op(op, now);
 }
 
@@ -194,6 +212,8 @@ ak_future *ak_read_opt(ak_loop *loop, int fd, void *buf, size_t len, int64_t off
                        const ak_rw_opts *opts)
 {
   AK__REQUIRE_OWNER(loop, "ak_read_opt");
+  if (opts && opts->buf_index >= 0 && ak__loop_is_epoll(loop))
+    return ak__future_failed(loop, AK_EBACKEND, "ak_read_opt: registered buffers need io_uring");
   return rw_submit(loop, false, fd, buf, len, offset, opts);
 }
 
@@ -201,6 +221,8 @@ ak_future *ak_write_opt(ak_loop *loop, int fd, const void *buf, size_t len, int6
                         const ak_rw_opts *opts)
 {
   AK__REQUIRE_OWNER(loop, "ak_write_opt");
+  if (opts && opts->buf_index >= 0 && ak__loop_is_epoll(loop))
+    return ak__future_failed(loop, AK_EBACKEND, "ak_write_opt: registered buffers need io_uring");
   return rw_submit(loop, true, fd, (void *)buf, len, offset, opts);
 }
 
@@ -230,6 +252,7 @@ static ak_future *vec_submit(ak_loop *loop, bool write, int fd, const struct iov
   op->blocking = write ? blocking_writev : blocking_readv;
   op->complete = vec_complete;
   require_opcode(op, write ? IORING_OP_WRITEV : IORING_OP_READV);
+  ak__op_set_try(op, try_rw_vec, fd, (write ? AK__EP_OUT : AK__EP_IN) | AK__EP_NOW);
   return submit_op(op, opts && (opts->flags & AK_RW_SUBMIT_NOW));
 }
 

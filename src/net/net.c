@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <string.h>
@@ -32,6 +33,7 @@ typedef struct ak__sock_data {
 
 typedef struct ak__connect_data {
   int fd;
+  int started; /* epoll backend: the non-blocking connect is under way */
   socklen_t len;
   struct sockaddr_storage addr; /* the kernel reads it after the call returns */
 } ak__connect_data;
@@ -50,6 +52,7 @@ typedef struct ak__xfer_data {
   int flags;
   void *buf;
   size_t len;
+  size_t done; /* epoll backend: bytes a MSG_WAITALL recv has so far */
 } ak__xfer_data;
 
 typedef struct ak__msg_data {
@@ -169,6 +172,13 @@ static int64_t blocking_socket(ak__op *op)
   return ak__syscall_result(socket(d->domain, d->type, d->protocol));
 }
 
+/* The epoll backend: socket(2) never blocks; no trip to the pool. */
+static int64_t try_socket(ak__op *op, bool ready)
+{
+  (void)ready;
+  return blocking_socket(op);
+}
+
 ak_future *ak_socket(ak_loop *loop, int domain, int type, int protocol)
 {
   AK__REQUIRE_OWNER(loop, "ak_socket");
@@ -183,6 +193,7 @@ ak_future *ak_socket(ak_loop *loop, int domain, int type, int protocol)
   d->protocol = protocol;
   op->prep = prep_socket;
   op->blocking = blocking_socket;
+  ak__op_set_try(op, try_socket, -1, AK__EP_NOW);
   op->discard = discard_fd;
   op->flags |= AK__OPF_CREATES;
   return ak__op_submit(op);
@@ -209,6 +220,50 @@ static int64_t blocking_connect(ak__op *op)
   return ak__syscall_result(connect(d->fd, (struct sockaddr *)&d->addr, d->len));
 }
 
+/* The epoll backend. A connect cannot be started without blocking on a
+ * blocking socket (there is no MSG_DONTWAIT for it), and on the pool it
+ * could not be cancelled or bounded by its deadline: so O_NONBLOCK is set
+ * for the one connect call and cleared at once. The socket is being
+ * connected by this op, so nobody else can be using it meanwhile; the
+ * connection goes on in the kernel whatever the flag, and the op waits for
+ * the socket to become writable, then reads the outcome (SO_ERROR, then
+ * getpeername, since a report may come early). */
+static int64_t try_connect(ak__op *op, bool ready)
+{
+  ak__connect_data *d = AK__OP_DATA(op, ak__connect_data);
+  if (d->started) {
+    if (!ready)
+      return AK__OP_TRY_WAIT;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+      return -errno;
+    if (err)
+      return -err;
+    struct sockaddr_storage peer;
+    socklen_t plen = sizeof(peer);
+    if (getpeername(d->fd, (struct sockaddr *)&peer, &plen) == 0)
+      return 0;
+    return errno == ENOTCONN ? AK__OP_TRY_WAIT : -errno;
+  }
+  int fl = fcntl(d->fd, F_GETFL);
+  if (fl < 0)
+    return -errno;
+  if (!(fl & O_NONBLOCK))
+    (void)fcntl(d->fd, F_SETFL, fl | O_NONBLOCK);
+  int rc = connect(d->fd, (struct sockaddr *)&d->addr, d->len);
+  int err = rc < 0 ? errno : 0;
+  if (!(fl & O_NONBLOCK))
+    (void)fcntl(d->fd, F_SETFL, fl);
+  if (rc == 0)
+    return 0;
+  if (err == EINPROGRESS && !(fl & O_NONBLOCK)) {
+    d->started = 1;
+    return AK__OP_TRY_WAIT;
+  }
+  return -err;
+}
+
 ak_future *ak_connect(ak_loop *loop, int fd, const struct sockaddr *addr, socklen_t addrlen,
                       int64_t timeout_ns)
 {
@@ -220,11 +275,13 @@ ak_future *ak_connect(ak_loop *loop, int fd, const struct sockaddr *addr, sockle
     return NULL;
   ak__connect_data *d = AK__OP_DATA(op, ak__connect_data);
   d->fd = fd;
+  d->started = 0;
   d->len = addrlen;
   memcpy(&d->addr, addr, addrlen);
   op->prep = prep_connect;
   op->complete = fd_op_complete;
   op->blocking = blocking_connect;
+  ak__op_set_try(op, try_connect, fd, AK__EP_OUT | AK__EP_NOW);
   ak__net_op_on_fd(op, fd);
   ak_future *f = ak__op_submit(op);
   if (timeout_ns < 0)
@@ -253,6 +310,15 @@ static int64_t blocking_accept(ak__op *op)
 {
   ak__accept_data *d = AK__OP_DATA(op, ak__accept_data);
   return ak__syscall_result(accept4(d->fd, (struct sockaddr *)&d->addr, &d->len, d->flags));
+}
+
+/* The epoll backend: accept4 has no MSG_DONTWAIT either, so it is called
+ * only after epoll reported a connection waiting, one per report. */
+static int64_t try_accept(ak__op *op, bool ready)
+{
+  if (!ready)
+    return AK__OP_TRY_WAIT;
+  return blocking_accept(op);
 }
 
 static void accept_complete(ak__op *op, int res, unsigned flags)
@@ -285,6 +351,7 @@ ak_future *ak_accept(ak_loop *loop, int fd, struct sockaddr *addr, socklen_t *ad
   op->prep = prep_accept;
   op->complete = accept_complete;
   op->blocking = blocking_accept;
+  ak__op_set_try(op, try_accept, fd, AK__EP_IN | AK__EP_ONCE);
   op->discard = discard_fd;
   op->flags |= AK__OPF_CREATES;
   ak__net_op_on_fd(op, fd);
@@ -317,6 +384,57 @@ static int64_t blocking_send(ak__op *op)
   return ak__syscall_result(send(d->fd, d->buf, d->len, d->flags));
 }
 
+/* The epoll backend: MSG_DONTWAIT. A MSG_WAITALL recv on a stream socket
+ * gathers until it has len bytes, EOF or an error, as io_uring does. */
+static int64_t try_recv(ak__op *op, bool ready)
+{
+  (void)ready;
+  ak__xfer_data *d = AK__OP_DATA(op, ak__xfer_data);
+  bool waitall = (d->flags & MSG_WAITALL) && !(d->flags & MSG_PEEK);
+  bool user_nowait = (d->flags & MSG_DONTWAIT) != 0;
+  for (;;) {
+    ssize_t n = recv(d->fd, (char *)d->buf + d->done, d->len - d->done,
+                     (d->flags & ~MSG_WAITALL) | MSG_DONTWAIT);
+    if (n < 0) {
+      bool again = errno == EAGAIN || errno == EWOULDBLOCK;
+      if (again && !user_nowait) {
+        op->ep_dir |= AK__EP_DRAINED;
+        return AK__OP_TRY_WAIT;
+      }
+      return d->done > 0 ? (int64_t)d->done : -errno; /* what came stands */
+    }
+    d->done += (size_t)n;
+    if (!waitall || n == 0 || d->done == d->len) {
+      if (d->done < d->len)
+        op->ep_dir |= AK__EP_DRAINED;
+      return (int64_t)d->done;
+    }
+  }
+}
+
+/* MSG_WAITALL on a send: io_uring resends the rest of a short send itself
+ * (send all counts on it), so the attempt does too. */
+static int64_t try_send(ak__op *op, bool ready)
+{
+  (void)ready;
+  ak__xfer_data *d = AK__OP_DATA(op, ak__xfer_data);
+  bool waitall = (d->flags & MSG_WAITALL) != 0;
+  bool user_nowait = (d->flags & MSG_DONTWAIT) != 0;
+  for (;;) {
+    ssize_t n = send(d->fd, (const char *)d->buf + d->done, d->len - d->done,
+                     (d->flags & ~MSG_WAITALL) | MSG_DONTWAIT);
+    if (n < 0) {
+      bool again = errno == EAGAIN || errno == EWOULDBLOCK;
+      if (again && !user_nowait)
+        return AK__OP_TRY_WAIT;
+      return d->done > 0 ? (int64_t)d->done : -errno;
+    }
+    d->done += (size_t)n;
+    if (!waitall || n == 0 || d->done == d->len)
+      return (int64_t)d->done;
+  }
+}
+
 static ak_future *xfer_submit(ak_loop *loop, unsigned kind, int fd, void *buf, size_t len,
                               int flags)
 {
@@ -328,9 +446,14 @@ static ak_future *xfer_submit(ak_loop *loop, unsigned kind, int fd, void *buf, s
   d->flags = kind == AK_OP_SEND ? flags | MSG_NOSIGNAL : flags;
   d->buf = buf;
   d->len = ak__clamp_len(len);
+  d->done = 0;
   op->prep = kind == AK_OP_SEND ? prep_send : prep_recv;
   op->complete = fd_op_complete;
   op->blocking = kind == AK_OP_SEND ? blocking_send : blocking_recv;
+  if (kind == AK_OP_SEND)
+    ak__op_set_try(op, try_send, fd, AK__EP_OUT | AK__EP_NOW);
+  else
+    ak__op_set_try(op, try_recv, fd, AK__EP_IN);
   ak__net_op_on_fd(op, fd);
   return ak__op_submit(op);
 }
@@ -373,6 +496,18 @@ static int64_t blocking_recvmsg(ak__op *op)
   return ak__syscall_result(recvmsg(d->fd, &d->msg, d->flags));
 }
 
+/* The epoll backend: MSG_DONTWAIT (a MSG_WAITALL recvmsg returns what the
+ * first ready read gives). */
+static int64_t try_msg(ak__op *op, bool ready)
+{
+  (void)ready;
+  ak__msg_data *d = AK__OP_DATA(op, ak__msg_data);
+  int flags = d->flags | MSG_DONTWAIT;
+  ssize_t n = op->kind == AK_OP_SENDMSG ? sendmsg(d->fd, &d->msg, flags & ~MSG_WAITALL)
+                                        : recvmsg(d->fd, &d->msg, flags & ~MSG_WAITALL);
+  return ak__try_result(n, (d->flags & MSG_DONTWAIT) != 0);
+}
+
 static void recvmsg_complete(ak__op *op, int res, unsigned flags)
 {
   (void)flags;
@@ -403,6 +538,7 @@ static ak_future *msg_submit(ak_loop *loop, unsigned kind, int fd, const struct 
   op->prep = is_send ? prep_sendmsg : prep_recvmsg;
   op->blocking = is_send ? blocking_sendmsg : blocking_recvmsg;
   op->complete = is_send ? fd_op_complete : recvmsg_complete;
+  ak__op_set_try(op, try_msg, fd, is_send ? AK__EP_OUT | AK__EP_NOW : AK__EP_IN);
   ak__net_op_on_fd(op, fd);
   return ak__op_submit(op);
 }
@@ -433,6 +569,13 @@ static int64_t blocking_shutdown(ak__op *op)
   return ak__syscall_result(shutdown(d->fd, d->how));
 }
 
+/* The epoll backend: shutdown(2) never blocks. */
+static int64_t try_shutdown(ak__op *op, bool ready)
+{
+  (void)ready;
+  return blocking_shutdown(op);
+}
+
 ak_future *ak_shutdown(ak_loop *loop, int fd, int how)
 {
   AK__REQUIRE_OWNER(loop, "ak_shutdown");
@@ -445,6 +588,7 @@ ak_future *ak_shutdown(ak_loop *loop, int fd, int how)
   op->prep = prep_shutdown;
   op->complete = fd_op_complete;
   op->blocking = blocking_shutdown;
+  ak__op_set_try(op, try_shutdown, fd, AK__EP_NOW);
   ak__net_op_on_fd(op, fd);
   return ak__op_submit(op);
 }
@@ -611,6 +755,14 @@ static int64_t blocking_close(ak__op *op)
   return close(d->fd) < 0 && errno != EINTR ? -errno : 0;
 }
 
+/* The epoll backend: close(2) on the loop's thread, as the ring would do
+ * it at once too (a socket's close does not wait for its peer). */
+static int64_t try_close(ak__op *op, bool ready)
+{
+  (void)ready;
+  return blocking_close(op);
+}
+
 static ak_future *fd_op(ak_loop *loop, unsigned kind, int fd)
 {
   ak__op *op = ak__op_new(loop, kind);
@@ -620,6 +772,7 @@ static ak_future *fd_op(ak_loop *loop, unsigned kind, int fd)
   if (kind == AK_OP_CLOSE) {
     op->prep = prep_close;
     op->blocking = blocking_close;
+    ak__op_set_try(op, try_close, fd, AK__EP_NOW);
   } else {
     op->prep = prep_cancel_fd;
   }

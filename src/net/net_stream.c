@@ -154,6 +154,21 @@ static void prep_stream_op(ak__op *op, struct io_uring_sqe *sqe)
   sqe->buf_group = s->br->bgid;
 }
 
+/* The epoll backend: accept after readiness (the backend keeps a multishot
+ * accept armed and takes what poll says is waiting); recv into the
+ * stream's own buffer with MSG_DONTWAIT (no provided buffers there). */
+static int64_t try_stream_op(ak__op *op, bool ready)
+{
+  ak__stream *s = AK__OP_DATA(op, ak__stream_op_data)->task->data;
+  if (s->is_accept)
+    return ready ? ak__syscall_result(accept4(s->fd, NULL, NULL, s->accept_flags))
+                 : AK__OP_TRY_WAIT;
+  ssize_t n = recv(s->fd, s->own_buf, s->own_size, MSG_DONTWAIT);
+  if (n >= 0 && (size_t)n < s->own_size)
+    op->ep_dir |= AK__EP_DRAINED;
+  return ak__try_result(n, false);
+}
+
 static void stream_step(ak_future *step, void *arg);
 
 static int stream_arm(ak_future *task)
@@ -165,6 +180,7 @@ static int stream_arm(ak_future *task)
   AK__OP_DATA(op, ak__stream_op_data)->task = task;
   op->prep = prep_stream_op;
   op->complete = stream_op_complete;
+  ak__op_set_try(op, try_stream_op, s->fd, s->is_accept ? AK__EP_IN | AK__EP_ONCE : AK__EP_IN);
   if (s->multishot)
     op->flags |= AK__OPF_MULTISHOT;
   s->end_seen = false;
@@ -277,7 +293,7 @@ ak_future *ak_accept_stream(ak_loop *loop, int fd, int flags, ak_accept_fn fn, v
     return NULL;
   s->fd = fd;
   s->is_accept = true;
-  s->multishot = true;
+  s->multishot = true; /* on epoll too: backend_epoll.c keeps the op armed */
   s->accept_flags = flags | SOCK_CLOEXEC;
   s->accept_fn = fn;
   s->arg = arg;
