@@ -52,6 +52,23 @@ void t_require_uring(void)
     ak_loop_free(loop);
 }
 
+bool t_loop_is_epoll(const ak_loop *loop)
+{
+  ak_features ft;
+  ak_loop_features(loop, &ft);
+  return ft.backend == AK_BACKEND_EPOLL;
+}
+
+bool t_backend_is_epoll(void)
+{
+  ak_loop *loop = NULL;
+  if (ak_loop_new(&loop, NULL) < 0)
+    return false;
+  bool epoll = t_loop_is_epoll(loop);
+  ak_loop_free(loop);
+  return epoll;
+}
+
 bool t_run_until(ak_loop *loop, bool (*pred)(void *arg), void *arg, int64_t limit_ns)
 {
   int64_t end = ak_now_ns() + limit_ns;

@@ -17,6 +17,7 @@
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 #include <asynckit.h>
 
@@ -40,6 +41,22 @@ ak_loop *t_loop_new_opts(const ak_loop_options *opts);
 /* Exits with T_EXIT_SKIP unless a loop can be created here (call at the top of
  * main in files that need a ring). */
 void t_require_uring(void);
+
+/* Whether loop runs on the epoll backend (AK_BACKEND=epoll, or io_uring
+ * unavailable); t_backend_is_epoll asks of a default loop made and freed. */
+bool t_loop_is_epoll(const ak_loop *loop);
+bool t_backend_is_epoll(void);
+
+/* In a cmocka test: skips it on the epoll backend, saying why on stderr
+ * (for what only io_uring has: SQPOLL, registered files, the probe...). */
+#define T_SKIP_ON_EPOLL(loop, why)                                           \
+  do {                                                                       \
+    if (t_loop_is_epoll(loop)) {                                             \
+      fprintf(stderr, "skip on epoll: %s\n", (why));                         \
+      ak_loop_free(loop);                                                    \
+      skip();                                                                \
+    }                                                                        \
+  } while (0)
 
 /* Runs loop with AK_RUN_NOWAIT/ONCE until pred(arg) is true or limit_ns
  * passes. Returns pred's last answer. */

@@ -42,7 +42,13 @@ typedef struct akb_opts {
   bool quick;          /* --quick: small sizes, for tests */
   bool no_fork;        /* --no-fork: run RSS cases in this process */
   bool no_peer;        /* --no-peer: pool runs asynckit alone (profiling) */
+  const char *backend; /* --backend: uring, epoll, both, or NULL (AK_BACKEND
+                          as the environment has it) */
 } akb_opts;
+
+/* Whether a loop made now runs on the epoll backend (--backend, AK_BACKEND,
+ * or io_uring unavailable). */
+bool akb_backend_is_epoll(void);
 
 /* The workload's count: --size if given, else quick or full default. */
 uint64_t akb_size(const akb_opts *opts, uint64_t full, uint64_t quick);

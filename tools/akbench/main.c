@@ -8,6 +8,8 @@
  */
 #include "akbench.h"
 
+#include <asynckit.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -49,6 +51,9 @@ static void usage(FILE *to)
           "  --quick           small sizes (10,000), for tests\n"
           "  --no-fork         chain: run the cases in this process (RSS deltas only)\n"
           "  --no-peer         pool: run asynckit only (for profiling; no ratio)\n"
+          "  --backend B       the loops' backend: uring, epoll, or both (each\n"
+          "                    workload runs on io_uring, then on epoll, each against\n"
+          "                    its peer); default: AK_BACKEND as the environment has it\n"
           "\n%s\n",
 #ifdef AKBENCH_HAVE_UV
           "libuv peer: built in"
@@ -133,6 +138,13 @@ static int parse_args(int argc, char **argv, cli *c)
         return -1;
       }
       c->opts.variant = argv[++i];
+    } else if (strcmp(a, "--backend") == 0) {
+      if (!next || (strcmp(next, "uring") != 0 && strcmp(next, "epoll") != 0 &&
+                    strcmp(next, "both") != 0)) {
+        fprintf(stderr, "akbench: --backend needs uring, epoll or both\n");
+        return -1;
+      }
+      c->opts.backend = argv[++i];
     } else if (strcmp(a, "--quick") == 0) {
       c->opts.quick = true;
     } else if (strcmp(a, "--no-fork") == 0) {
@@ -154,6 +166,22 @@ static int parse_args(int argc, char **argv, cli *c)
     return -1;
   }
   return 0;
+}
+
+/* Says which backend a loop made now runs on, and why (after the run: the
+ * workload's own loops were made the same way). */
+static void akb_note_backend(akb_result *res)
+{
+  ak_loop *loop = NULL;
+  int rc = ak_loop_new(&loop, NULL);
+  if (rc < 0) {
+    akb_note(res, "backend: none (%s)", ak_err_name(rc));
+    return;
+  }
+  ak_features ft;
+  ak_loop_features(loop, &ft);
+  akb_note(res, "backend: %s (%s)", ak_backend_name(ft.backend), ft.backend_reason);
+  ak_loop_free(loop);
 }
 
 static int write_json(const char *path, const akb_result *const *res, size_t n,
@@ -211,23 +239,49 @@ int main(int argc, char **argv)
     return 1;
   }
 
-  /* With the JSON on stdout the tables go to stderr, so stdout parses. */
-  FILE *table = c.json_path && strcmp(c.json_path, "-") == 0 ? stderr : stdout;
-  static akb_result results[NWORKLOADS];
-  const akb_result *done[NWORKLOADS];
-  bool all_ok = true;
-  for (size_t i = 0; i < ntodo; i++) {
-    akb_result *res = &results[i];
-    akb_result_init(res, todo[i]->name);
-    if (todo[i]->run(&c.opts, res) != 0)
-      res->ok = false;
-    akb_print_table(table, res);
-    fflush(table);
-    done[i] = res;
-    all_ok = all_ok && res->ok;
+  /* The backends to run each workload on: set through AK_BACKEND, which
+   * every ak_loop_new (ours and the tools') reads. */
+  const char *backends[2] = {NULL, NULL};
+  size_t nbackends = 1;
+  if (c.opts.backend && strcmp(c.opts.backend, "both") == 0) {
+    backends[0] = "uring";
+    backends[1] = "epoll";
+    nbackends = 2;
+  } else {
+    backends[0] = c.opts.backend;
   }
 
-  if (c.json_path && write_json(c.json_path, done, ntodo, &c.opts) != 0)
+  /* With the JSON on stdout the tables go to stderr, so stdout parses. */
+  FILE *table = c.json_path && strcmp(c.json_path, "-") == 0 ? stderr : stdout;
+  static akb_result results[2 * NWORKLOADS];
+  static char names[2 * NWORKLOADS][64];
+  const akb_result *done[2 * NWORKLOADS];
+  size_t ndone = 0;
+  bool all_ok = true;
+  for (size_t i = 0; i < ntodo; i++) {
+    for (size_t b = 0; b < nbackends; b++) {
+      if (backends[b] && setenv("AK_BACKEND", backends[b], 1) != 0) {
+        perror("akbench: setenv AK_BACKEND");
+        return 1;
+      }
+      akb_result *res = &results[ndone];
+      const char *name = todo[i]->name;
+      if (nbackends > 1) {
+        snprintf(names[ndone], sizeof(names[ndone]), "%s@%s", todo[i]->name, backends[b]);
+        name = names[ndone];
+      }
+      akb_result_init(res, name);
+      if (todo[i]->run(&c.opts, res) != 0)
+        res->ok = false;
+      akb_note_backend(res);
+      akb_print_table(table, res);
+      fflush(table);
+      done[ndone++] = res;
+      all_ok = all_ok && res->ok;
+    }
+  }
+
+  if (c.json_path && write_json(c.json_path, done, ndone, &c.opts) != 0)
     return 1;
   return all_ok ? 0 : 1;
 }

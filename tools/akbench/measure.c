@@ -5,6 +5,8 @@
  */
 #include "akbench.h"
 
+#include <asynckit.h>
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -159,4 +161,15 @@ int akb_run_child(int (*fn)(void *arg, void *out), void *arg, void *out, size_t 
     return -ECHILD;
   *status = WEXITSTATUS(wstatus);
   return 0;
+}
+
+bool akb_backend_is_epoll(void)
+{
+  ak_loop *loop = NULL;
+  if (ak_loop_new(&loop, NULL) < 0)
+    return false;
+  ak_features ft;
+  ak_loop_features(loop, &ft);
+  ak_loop_free(loop);
+  return ft.backend == AK_BACKEND_EPOLL;
 }

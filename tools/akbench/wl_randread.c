@@ -321,10 +321,16 @@ int akb_wl_randread(const akb_opts *opts, akb_result *res)
   static case_series series[NCASES];
   memset(series, 0, sizeof(series));
   bool any = false;
+  bool epoll = akb_backend_is_epoll();
   for (size_t i = 0; i < NCASES; i++) {
     if (!case_wanted(opts, &cases[i]))
       continue;
     any = true;
+    if (epoll && (cases[i].fixed || cases[i].sqpoll)) {
+      akb_note(res, "%s: skipped on epoll (registered files and SQPOLL are io_uring's)",
+               cases[i].name);
+      continue;
+    }
     if (run_case(opts, res, &cases[i], path, size, seconds, have_fio, &series[i]) < 0)
       return -1;
   }
