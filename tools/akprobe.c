@@ -7,8 +7,11 @@
  * --json one JSON object. Does not own the probing itself: that is the loop's
  * (ak_loop_features); this program only reports it.
  *
- * Exit status: 0 when a loop could be created, 1 when io_uring cannot be used
- * (the error's name says why: sysctl, seccomp, old kernel), 2 on a usage error.
+ * It also names the backend a default loop runs on and why (io_uring, or
+ * epoll where io_uring is blocked or disabled, or when AK_BACKEND asks).
+ *
+ * Exit status: 0 when a loop could be created (on either backend), 1 when
+ * none can be (the error's name says why), 2 on a usage error.
  */
 #include <asynckit.h>
 
@@ -118,8 +121,46 @@ static bool kernel_has(const ak_features *ft, unsigned op)
   return op < ft->probed_ops && op < COUNT(ft->opcodes) && ft->opcodes[op];
 }
 
+/* On epoll: socket ops and reads/writes of pipes wait for readiness; the
+ * rest runs on the pool; timeouts, cancellation and wakeups are the loop's
+ * own (docs/backends.md). */
+static const char *epoll_path_of(const op_use *u)
+{
+  switch (u->op) {
+  case IORING_OP_READ:
+  case IORING_OP_WRITE:
+  case IORING_OP_READV:
+  case IORING_OP_WRITEV:
+    return "epoll (pipes, sockets) / pool (files)";
+  case IORING_OP_CONNECT:
+  case IORING_OP_ACCEPT:
+  case IORING_OP_RECV:
+  case IORING_OP_SEND:
+  case IORING_OP_SENDMSG:
+  case IORING_OP_RECVMSG:
+  case IORING_OP_POLL_ADD:
+    return "epoll";
+  case IORING_OP_SOCKET:
+  case IORING_OP_SHUTDOWN:
+  case IORING_OP_CLOSE:
+    return "loop thread (never blocks)";
+  case IORING_OP_NOP:
+  case IORING_OP_TIMEOUT:
+  case IORING_OP_LINK_TIMEOUT:
+  case IORING_OP_ASYNC_CANCEL:
+  case IORING_OP_MSG_RING:
+    return "loop (timers, cancel, eventfd)";
+  case IORING_OP_PROVIDE_BUFFERS:
+    return "own buffers (no provided buffers)";
+  default:
+    return "pool";
+  }
+}
+
 static const char *path_of(const ak_features *ft, const op_use *u)
 {
+  if (ft->backend == AK_BACKEND_EPOLL)
+    return epoll_path_of(u);
   if (kernel_has(ft, u->op))
     return "ring";
   return u->has_pool ? "pool" : "unavailable";
@@ -152,7 +193,18 @@ static void print_bits(const char *title, unsigned value, const bit_name *names,
 
 static void print_table(const ak_features *ft, const char *kernel)
 {
-  printf("asynckit %s on Linux %s: io_uring available\n\n", ak_version_string(), kernel);
+  if (ft->backend == AK_BACKEND_EPOLL) {
+    printf("asynckit %s on Linux %s: backend epoll\n", ak_version_string(), kernel);
+    printf("  why: %s\n", ft->backend_reason);
+    if (ft->uring_error)
+      printf("  io_uring: %s: %s\n", ak_err_name(ft->uring_error), ak_strerror(ft->uring_error));
+    printf("\n%-20s %s\n", "opcode", "asynckit on epoll");
+    for (size_t i = 0; i < COUNT(ops_used); i++)
+      printf("%-20s %s\n", ops_used[i].name, path_of(ft, &ops_used[i]));
+    return;
+  }
+  printf("asynckit %s on Linux %s: io_uring available\n", ak_version_string(), kernel);
+  printf("  backend: io_uring (%s)\n\n", ft->backend_reason);
   print_bits("kernel features", ft->kernel_features, feature_names, COUNT(feature_names), true);
   printf("\n");
   print_bits("ring setup flags", ft->setup_flags, setup_names, COUNT(setup_names), false);
@@ -207,7 +259,14 @@ static void print_json(const ak_features *ft, const char *kernel)
   json_string(ak_version_string());
   printf(",\n  \"kernel\": ");
   json_string(kernel);
-  printf(",\n  \"available\": true,\n");
+  printf(",\n  \"available\": %s,\n  \"backend\": ",
+         ft->backend == AK_BACKEND_URING ? "true" : "false");
+  json_string(ak_backend_name(ft->backend));
+  printf(",\n  \"backend_reason\": ");
+  json_string(ft->backend_reason);
+  printf(",\n  \"uring_error\": ");
+  json_string(ft->uring_error ? ak_err_name(ft->uring_error) : "");
+  printf(",\n");
   json_bits("kernel_features", ft->kernel_features, feature_names, COUNT(feature_names));
   json_bits("setup_flags", ft->setup_flags, setup_names, COUNT(setup_names));
   printf("  \"registered_ring_fd\": %s,\n", ft->registered_ring_fd ? "true" : "false");
@@ -229,7 +288,7 @@ static void print_json(const ak_features *ft, const char *kernel)
 static void print_unavailable(int err, const char *kernel, bool json)
 {
   if (!json) {
-    fprintf(stderr, "akprobe: io_uring cannot be used on Linux %s: %s: %s\n", kernel,
+    fprintf(stderr, "akprobe: no loop can run on Linux %s: %s: %s\n", kernel,
             ak_err_name(err), ak_strerror(err));
     return;
   }
@@ -237,7 +296,7 @@ static void print_unavailable(int err, const char *kernel, bool json)
   json_string(ak_version_string());
   printf(",\n  \"kernel\": ");
   json_string(kernel);
-  printf(",\n  \"available\": false,\n  \"error\": ");
+  printf(",\n  \"available\": false,\n  \"backend\": null,\n  \"error\": ");
   json_string(ak_err_name(err));
   printf(",\n  \"errno\": %d,\n  \"message\": ", err);
   json_string(ak_strerror(err));
@@ -249,7 +308,9 @@ static void usage(FILE *to)
   fprintf(to, "usage: akprobe [--json]\n"
               "Prints the kernel's io_uring features and, for each opcode asynckit uses,\n"
               "whether the kernel has it and whether asynckit runs it on the ring or the pool.\n"
-              "Exit status: 0 io_uring usable, 1 not usable (the cause is printed), 2 usage.\n");
+              "It names the backend a loop runs on (io_uring, or epoll) and why.\n"
+              "Exit status: 0 a loop can run here (either backend), 1 none can (the\n"
+              "cause is printed), 2 usage.\n");
 }
 
 int main(int argc, char **argv)
