@@ -270,6 +270,11 @@ static void unwait(ak__op *op) {
     list_unlink(&rec->out_head, &rec->out_tail, op);
   ep->waiting--;
   op->ep_state = EP_IDLE;
+  /* No waiters left: forget what is armed now, not at the next re-arm. The
+   * caller may close the fd and get its number back for another file before
+   * the loop runs again; that file is not in the epoll set. */
+  if (!rec->in_head && !rec->out_head)
+    rec->armed = 0;
   mark_dirty(ep, op->ep_fd);
 }
 
