@@ -100,7 +100,9 @@ AK_API ak_future *ak_close(ak_loop *loop, int fd);
  * CANCEL_FD, 5.19+) and those waiting for CQ room. Each settles CANCELLED
  * when the kernel gives it back (or with its real result if it had finished
  * anyway). Result: how many the request reached (0 if none). Ops already
- * running on the pool path are not reached: they finish on their own. */
+ * running on the pool path are not reached: they finish on their own. On
+ * the epoll backend it reaches the ops waiting for the fd to become ready
+ * (pipes, sockets); file ops run on the pool there and finish on their own. */
 AK_API ak_future *ak_cancel_fd(ak_loop *loop, int fd);
 
 /* fsync(2) / fdatasync(2). Result 0. */
@@ -140,7 +142,10 @@ AK_API ak_future *ak_splice(ak_loop *loop, int fd_in, int64_t off_in, int fd_out
  * The ring can hold references to files and pin buffers, saving a lookup and
  * a page walk per op (fio's registerfiles / fixedbufs). Registration is
  * synchronous (io_uring_register), on the loop's thread. Returns 0 or the
- * kernel's -errno (-EBUSY if a table is registered already). */
+ * kernel's -errno (-EBUSY if a table is registered already). On the epoll
+ * backend there is no ring: every call here answers AK_EBACKEND, and so
+ * does an op given a file_index or buf_index (ak_rw_opts); plain fds and
+ * buffers work as ever. */
 
 /* Registers n fds as slots 0..n-1 (an fd of -1 leaves the slot empty). */
 AK_API int ak_register_files(ak_loop *loop, const int *fds, unsigned n);

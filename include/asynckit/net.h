@@ -14,6 +14,13 @@
  * O_NONBLOCK sockets instead of waiting. Every send adds MSG_NOSIGNAL, so a
  * peer that has gone away gives -EPIPE and never raises SIGPIPE.
  *
+ * On the epoll backend (loop.h's ak_backend; docs/backends.md) every call
+ * here works with the same futures, results and rules: the library tries
+ * each operation without blocking (MSG_DONTWAIT) and waits for readiness
+ * in between; sockets stay blocking (only ak_connect sets O_NONBLOCK, for
+ * the one connect(2) call: a connect cannot be started otherwise without
+ * blocking). Differences are noted per call.
+ *
  * Not thread-safe unless a comment says so.
  */
 #ifndef ASYNCKIT_NET_H
@@ -49,7 +56,10 @@ AK_API ak_future *ak_socket(ak_loop *loop, int domain, int type, int protocol);
 AK_API ak_future *ak_connect(ak_loop *loop, int fd, const struct sockaddr *addr, socklen_t addrlen,
                              int64_t timeout_ns);
 
-/* accept4(2): result the new connection's fd. addr and addrlen may be NULL;
+/* accept4(2): result the new connection's fd. (On epoll, accept4 is called
+ * once epoll reports a connection waiting; a listening socket shared with
+ * another process's blocking accept could take that connection first and
+ * leave the loop's thread in accept4 until the next one.) addr and addrlen may be NULL;
  * otherwise *addrlen is the room in addr on entry and the peer address is
  * stored when the future settles DONE. flags: SOCK_CLOEXEC is always added;
  * SOCK_NONBLOCK gives -EINVAL. A connection accepted after the future was
@@ -112,7 +122,8 @@ typedef enum ak_stream_action {
 typedef ak_stream_action (*ak_accept_fn)(ak_loop *loop, int fd, void *arg);
 
 /* Multishot accept on a listening socket (single-shot accepts re-armed on
- * kernels without it). flags as ak_accept. The future settles DONE with the
+ * kernels without it; on epoll the accept stays armed and takes every
+ * connection poll(2) says is waiting, up to 64 per readiness report). flags as ak_accept. The future settles DONE with the
  * number of connections delivered when the callback says STOP, or CANCELLED.
  * Connections the kernel delivers after STOP or a cancel are closed. */
 AK_API ak_future *ak_accept_stream(ak_loop *loop, int fd, int flags, ak_accept_fn fn, void *arg);
@@ -127,7 +138,9 @@ AK_API ak_future *ak_accept_stream(ak_loop *loop, int fd, int flags, ak_accept_f
 typedef struct ak_buf_ring ak_buf_ring;
 AK_API int ak_buf_ring_new(ak_loop *loop, unsigned count, size_t size, ak_buf_ring **out);
 
-/* Whether the kernel provides the ring's buffers (false: the fallback). */
+/* Whether the kernel provides the ring's buffers (false: the fallback; always
+ * false on the epoll backend, where streams receive into buffers of their
+ * own of the ring's buffer size, one recv at a time). */
 AK_API bool ak_buf_ring_provided(const ak_buf_ring *br);
 
 /* Frees the ring. Every stream using it must have settled, and the loop must
@@ -161,7 +174,9 @@ AK_API ak_future *ak_recv_stream(ak_loop *loop, int fd, ak_buf_ring *br, ak_recv
  * a higher fd is -ERANGE. The ring has one table: with files registered by
  * ak_register_files this is -EBUSY, and the other way round. */
 
-/* Registers fd (again: no change). Returns 0 or -errno (-EBADF...). */
+/* Registers fd (again: no change). Returns 0 or -errno (-EBADF...). On the
+ * epoll backend both calls are no-ops: register returns 0 for an open fd
+ * (-EBADF otherwise) and unregister 0. */
 AK_API int ak_socket_register(ak_loop *loop, int fd);
 /* Drops the ring's reference; ops in flight keep theirs until they complete.
  * Returns 0, or -ENOENT if fd is not registered. */
