@@ -54,6 +54,9 @@ enum {
 
 #define EP_WAKE_KEY UINT64_MAX /* the eventfd's epoll_data */
 
+/* epoll_pwait2 (5.11+, nanosecond timeouts) is missing or refused here. */
+static _Atomic bool ak__ep_no_pwait2;
+
 /* One result of a multishot op (an accept stream's connection): delivered
  * before the op's own end, which always comes in a later or the same batch
  * (ak__ep_reap dispatches items first). */
@@ -622,9 +625,14 @@ int ak__ep_wait(ak_loop *loop, bool block, int64_t wait_until) {
       ts.tv_nsec = left % 1000000000;
     }
   }
-  int n = epoll_pwait2(ep->epfd, events, BATCH, timeout, NULL);
-  if (n < 0 && errno == ENOSYS) {
-    /* Before 5.11: milliseconds, rounded up so a timer is never early. */
+  int n = -1;
+  if (!ak__ep_no_pwait2) {
+    n = epoll_pwait2(ep->epfd, events, BATCH, timeout, NULL);
+    if (n < 0 && (errno == ENOSYS || errno == EPERM))
+      ak__ep_no_pwait2 = true; /* before 5.11, or a filter that lacks it */
+  }
+  if (ak__ep_no_pwait2) {
+    /* Milliseconds, rounded up so a timer is never early. */
     int ms = -1;
     if (timeout)
       ms = (int)(ts.tv_sec * 1000 + (ts.tv_nsec + 999999) / 1000000);
