@@ -33,6 +33,10 @@
  *
  * Not here: choosing the backend (loop.c), what each op's attempt does
  * (ring_ops.c, fs/fs.c, net/net.c, net/net_stream.c).
+ *
+ * Map: set-up and free; completions (done list, multishot items, reap);
+ * fds and their waiters (arming, readiness); starting an op (timeouts,
+ * cancel by fd, deadlines); cancel; the wait; reads and writes of any fd.
  */
 #define _GNU_SOURCE
 #include <poll.h>
@@ -343,12 +347,7 @@ static bool attempt_ready(ak__op *op) {
   return true;
 }
 
-/* Runs the waiters of one direction in order until one must wait again.
- * An attempt that could block without readiness (AK__EP_ONCE) ends the
- * round: the re-arm reports at once if the fd is still ready. For readers,
- * rec->drained remembers whether the last read came back short, so that
- * the next read waits for readiness before it tries (one syscall fewer in
- * a request-response exchange). */
+/* Whether poll(2) says fd is ready in dir now (no wait). */
 static bool poll_ready(int fd, unsigned dir) {
   struct pollfd pfd = {.fd = fd, .events = (dir & AK__EP_IN) ? POLLIN : POLLOUT};
   return poll(&pfd, 1, 0) == 1 && (pfd.revents & pfd.events);
@@ -371,6 +370,12 @@ static void run_multishot(ak__op *op) {
   }
 }
 
+/* Runs the waiters of one direction in order until one must wait again.
+ * An attempt that could block without readiness (AK__EP_ONCE) ends the
+ * round: the re-arm reports at once if the fd is still ready. For readers,
+ * rec->drained remembers whether the last read came back short, so that
+ * the next read waits for readiness before it tries (one syscall fewer in
+ * a request-response exchange). */
 static void run_waiters(ak__ep_fd *rec, ak__op **head, bool readers) {
   if (*head && ((*head)->flags & AK__OPF_MULTISHOT)) {
     run_multishot(*head);
