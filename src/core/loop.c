@@ -166,9 +166,9 @@ static void probe_features(ak_loop *loop) {
 }
 
 bool ak__loop_has_opcode(const ak_loop *loop, unsigned opcode) {
-  if (AK__UNLIKELY(loop->ep != NULL))
-    return true; /* epoll: every op has its own path there (backend_epoll.c) */
-  return opcode < loop->features.probed_ops && loop->features.opcodes[opcode];
+  if (AK__LIKELY(opcode < loop->features.probed_ops && loop->features.opcodes[opcode]))
+    return true;
+  return loop->ep != NULL; /* epoll (no probe): every op has its own path there */
 }
 
 bool ak__loop_is_epoll(const ak_loop *loop) { return loop->ep != NULL; }

@@ -146,6 +146,14 @@ static int64_t try_rw_opt(ak__op *op, bool ready)
                        ready);
 }
 
+/* A registered buffer index on epoll, where nothing can be registered. */
+static int64_t try_fixed_buf(ak__op *op, bool ready)
+{
+  (void)op;
+  (void)ready;
+  return AK_EBACKEND;
+}
+
 static int64_t try_rw_vec(ak__op *op, bool ready)
 {
   fs_rw *d = AK__OP_DATA(op, fs_rw);
@@ -195,6 +203,7 @@ static ak_future *rw_submit(ak_loop *loop, bool write, int fd, void *buf, size_t
   d->len = ak__clamp_len(len);
   bool fixed = d->buf_index >= 0;
   bool now = opts && (opts->flags & AK_RW_SUBMIT_NOW);
+
   if (write) {
     op->prep = prep_write_opt;
     op->blocking = blocking_write_opt;
@@ -204,7 +213,8 @@ static ak_future *rw_submit(ak_loop *loop, bool write, int fd, void *buf, size_t
     op->blocking = blocking_read_opt;
     require_opcode(op, fixed ? IORING_OP_READ_FIXED : IORING_OP_READ);
   }
-  ak__op_set_try(op, try_rw_opt, fd, (write ? AK__EP_OUT : AK__EP_IN) | AK__EP_NOW);
+  ak__op_set_try(op, fixed ? try_fixed_buf : try_rw_opt, fd,
+                 (write ? AK__EP_OUT : AK__EP_IN) | AK__EP_NOW);
   return submit_op(op, now);
 }
 
@@ -212,8 +222,6 @@ ak_future *ak_read_opt(ak_loop *loop, int fd, void *buf, size_t len, int64_t off
                        const ak_rw_opts *opts)
 {
   AK__REQUIRE_OWNER(loop, "ak_read_opt");
-  if (opts && opts->buf_index >= 0 && ak__loop_is_epoll(loop))
-    return ak__future_failed(loop, AK_EBACKEND, "ak_read_opt: registered buffers need io_uring");
   return rw_submit(loop, false, fd, buf, len, offset, opts);
 }
 
@@ -221,8 +229,6 @@ ak_future *ak_write_opt(ak_loop *loop, int fd, const void *buf, size_t len, int6
                         const ak_rw_opts *opts)
 {
   AK__REQUIRE_OWNER(loop, "ak_write_opt");
-  if (opts && opts->buf_index >= 0 && ak__loop_is_epoll(loop))
-    return ak__future_failed(loop, AK_EBACKEND, "ak_write_opt: registered buffers need io_uring");
   return rw_submit(loop, true, fd, (void *)buf, len, offset, opts);
 }
 
