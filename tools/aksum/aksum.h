@@ -8,7 +8,9 @@
  *   pipeline.c  the engine: the ring opens and reads many files at once with
  *               a bounded set of buffers, the pool hashes, copies are written
  *   copy.c      --copy: destination names, directories, temporary names
- *   hash.c      SHA-256 (mbedtls) and XXH3 (libxxhash, when built with it)
+ *   hash.c      the coreutils family (libcrypto EVP) and XXH3 (libxxhash)
+ *   guard.c     fds 0-2 kept open, the open-file budget, and the removal of
+ *               temporaries on SIGINT/SIGTERM/SIGHUP/SIGPIPE
  *   output.c    sha256sum-format lines, check results, messages, progress,
  *               the --json summary
  */
@@ -22,23 +24,44 @@
 
 /* ---- Hash algorithms (hash.c) ------------------------------------------------ */
 
-typedef enum aks_algo_id { AKS_SHA256 = 0, AKS_XXH3 = 1 } aks_algo_id;
+typedef enum aks_algo_id {
+  AKS_MD5,
+  AKS_SHA1,
+  AKS_SHA224,
+  AKS_SHA256,
+  AKS_SHA384,
+  AKS_SHA512,
+  AKS_BLAKE2B,
+  AKS_XXH3,
+} aks_algo_id;
 
-enum { AKS_DIGEST_MAX = 32 };
+enum { AKS_DIGEST_MAX = 64 };
+
+typedef struct evp_md_st EVP_MD; /* OpenSSL's, opaque here */
 
 typedef struct aks_algo {
-  const char *name;       /* "sha256", "xxh3" */
-  size_t digest_len;      /* bytes */
-  bool available;         /* false: not built in (libxxhash missing) */
-  void *(*ctx_new)(void); /* a started context, or NULL on ENOMEM */
+  const char *name;      /* --hash NAME: "sha256", "blake2b", "xxh3" */
+  const char *tag;       /* the --tag form's word: "SHA256", "BLAKE2b" */
+  const char *tool;      /* the coreutils tool it stands in for: "sha256sum" */
+  const char *evp_name;  /* libcrypto's name, or NULL (not from libcrypto) */
+  size_t digest_len;     /* bytes */
+  bool available;        /* false: not built in, or libcrypto lacks it */
+  EVP_MD *md;            /* fetched by aks_algo_init (owned by the table) */
+  void *(*ctx_new)(const struct aks_algo *a); /* a started context, or NULL */
   void (*update)(void *ctx, const void *data, size_t len);
   void (*finish)(void *ctx, unsigned char *out); /* digest_len bytes */
   void (*ctx_free)(void *ctx);
 } aks_algo;
 
+/* Fetches libcrypto's digests once, before any thread runs; cleanup frees
+ * them at exit. */
+void aks_algo_init(void);
+void aks_algo_cleanup(void);
 const aks_algo *aks_algo_get(aks_algo_id id);
 /* By name; NULL if unknown. */
 const aks_algo *aks_algo_by_name(const char *name);
+/* A started context for a (free with a->ctx_free), or NULL on ENOMEM. */
+void *aks_algo_ctx_new(const aks_algo *a);
 
 /* ---- Options ----------------------------------------------------------------- */
 
@@ -57,6 +80,12 @@ typedef struct aks_opts {
   const char *json_path;  /* --json FILE|-, or NULL */
   aks_progress progress;  /* --progress / --no-progress */
   bool quiet;             /* --quiet: -c prints only failures */
+  bool status;            /* --status: -c prints nothing, the exit status says */
+  bool strict;            /* --strict: -c fails on improperly formatted lines */
+  bool warn;              /* --warn: -c names each improperly formatted line */
+  bool ignore_missing;    /* --ignore-missing: -c skips files that do not exist */
+  bool tag;               /* --tag: BSD-style lines "SHA256 (name) = HEX" */
+  bool stdin_closed;      /* fd 0 was closed at start: "-" is EBADF */
   size_t chunk;           /* --chunk: bytes per read */
   unsigned buffers;       /* --buffers: chunks in memory at most */
   unsigned max_open;      /* files open at once at most */
@@ -75,9 +104,12 @@ typedef struct aks_item {
   int err;              /* 0 or -errno (set by the walk for early errors) */
   const char *err_step; /* NULL (the file itself), or "copy", ... */
   char *err_path;       /* the path the message names, if not path */
+  const char *err_msg;  /* a message instead of strerror(-err), or NULL */
+  uint64_t dev, ino;    /* the file's identity when walked (for --copy) */
   unsigned char digest[AKS_DIGEST_MAX];
   uint64_t bytes;
   bool finished;
+  bool ignored; /* -c --ignore-missing: a missing file, not reported */
 } aks_item;
 
 typedef struct aks_run {
@@ -89,6 +121,7 @@ typedef struct aks_run {
   /* counted as items are reported, in order */
   size_t reported;
   size_t ok, failed, mismatched, unreadable, copied;
+  size_t matched; /* -c: files whose sum matched (--ignore-missing's "verified") */
   uint64_t bytes;                                       /* bytes hashed (progress too) */
   uint64_t ring_reads, ring_ops, pool_tasks, fallbacks; /* from the loop */
   int64_t t0_ns, t1_ns;
@@ -120,6 +153,10 @@ int aks_pipeline_run(aks_run *run);
 char *aks_copy_dest_path(const aks_run *run, const aks_item *it);
 int aks_copy_make_dirs(const char *dest_path);
 char *aks_copy_temp_path(const char *dest_path);
+/* Before the run: fails the items whose copy would overwrite their own
+ * source, and every item after the first that maps to one destination.
+ * Returns 0 or -ENOMEM. */
+int aks_copy_plan(aks_run *run);
 
 /* output.c */
 void aks_report(aks_run *run, aks_item *it); /* one finished item, in order */
@@ -128,5 +165,18 @@ int aks_write_json(const aks_run *run);      /* --json; 0 or -errno */
 void aks_progress_tick(aks_run *run, bool final);
 void aks_hex(const unsigned char *digest, size_t len, char *out); /* out: 2*len+1 */
 bool aks_progress_wanted(const aks_run *run, bool *tty);
+
+/* guard.c. std_fds: opens /dev/null on whichever of fds 0-2 is closed;
+ * returns whether 0 was (first thing in main). file_budget: how many files
+ * may be open at once when each takes per_file descriptors, under
+ * RLIMIT_NOFILE less those open now, at most cap and at least 1. signals:
+ * installs the handler that removes the registered temporaries (call on the
+ * loop's thread). temp_add registers a name (kept by pointer; the caller
+ * keeps it alive until temp_remove) and returns its slot or -1. */
+bool aks_guard_std_fds(void);
+unsigned aks_guard_file_budget(unsigned per_file, unsigned cap);
+void aks_guard_signals(void);
+int aks_guard_temp_add(char *name);
+void aks_guard_temp_remove(int slot);
 
 #endif /* AKSUM_H */

@@ -5,7 +5,8 @@
  * The bytes go to a temporary name in the same directory (".NAME.aksum-
  * XXXXXXXX"), renamed over DEST/PATH only when the copy is complete
  * (pipeline.c), so a failed copy never leaves a partial file under the
- * final name. */
+ * final name. Before the run, aks_copy_plan refuses a copy onto its own
+ * source and a second source for one destination. */
 #define _GNU_SOURCE
 #include "aksum.h"
 
@@ -109,4 +110,75 @@ char *aks_copy_temp_path(const char *dest_path)
   if (out)
     snprintf(out, len, "%.*s.%s.aksum-%08x", dirlen, dest_path, base, salt);
   return out;
+}
+
+/* ---- Refusals made before anything is copied --------------------------------- */
+
+typedef struct dest_ref {
+  char *dest;   /* the final path (malloc'ed) */
+  size_t index; /* the item's place in the run */
+} dest_ref;
+
+static int cmp_dest(const void *a, const void *b)
+{
+  const dest_ref *x = a, *y = b;
+  int c = strcmp(x->dest, y->dest);
+  if (c)
+    return c;
+  return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static void refuse(aks_item *it, char *dest, int err, const char *msg)
+{
+  it->err = err;
+  it->err_step = "copy";
+  it->err_msg = msg;
+  free(it->err_path);
+  it->err_path = dest;
+}
+
+int aks_copy_plan(aks_run *run)
+{
+  dest_ref *refs = calloc(run->n ? run->n : 1, sizeof(*refs));
+  if (!refs)
+    return -ENOMEM;
+  size_t n = 0;
+  int rc = 0;
+  for (size_t i = 0; i < run->n; i++) {
+    aks_item *it = &run->items[i];
+    if (it->err)
+      continue;
+    char *dest = aks_copy_dest_path(run, it);
+    if (!dest) {
+      rc = -ENOMEM;
+      break;
+    }
+    /* The same file (the same inode: the path itself, or a hard link to
+     * it) as source and destination: the copy would truncate the source
+     * as it reads it. cp refuses the same way. */
+    struct stat st;
+    if (stat(dest, &st) == 0 && (uint64_t)st.st_dev == it->dev && (uint64_t)st.st_ino == it->ino) {
+      refuse(it, dest, -EINVAL, "source and destination are the same file");
+      continue;
+    }
+    refs[n].dest = dest;
+    refs[n].index = i;
+    n++;
+  }
+  if (rc == 0) {
+    /* Two sources with one destination (a/x and ./a/x, or a file named
+     * twice): the first in run order is copied, each later one fails. */
+    qsort(refs, n, sizeof(*refs), cmp_dest);
+    for (size_t k = 1; k < n; k++) {
+      if (strcmp(refs[k].dest, refs[k - 1].dest) != 0)
+        continue;
+      refuse(&run->items[refs[k].index], refs[k].dest, -EEXIST,
+             "another file of this run is copied there");
+      refs[k].dest = NULL; /* now the item's */
+    }
+  }
+  for (size_t k = 0; k < n; k++)
+    free(refs[k].dest);
+  free(refs);
+  return rc;
 }

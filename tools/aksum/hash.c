@@ -1,47 +1,63 @@
-/* hash.c: the hash algorithms aksum offers, behind one small table:
- * SHA-256 from mbedtls (the _ret functions: the others are deprecated in
- * 2.28) and XXH3 (64-bit, printed as xxhsum prints its canonical form) from
- * libxxhash when the build found it. Contexts are used by one pool thread at
- * a time. */
+/* hash.c: the hash algorithms aksum offers, behind one small table: the
+ * coreutils family (md5, sha1, sha224, sha256, sha384, sha512, blake2b) from
+ * OpenSSL 3's libcrypto through EVP, and XXH3 (64-bit, printed as xxhsum
+ * prints its canonical form) from libxxhash when the build found it.
+ *
+ * Why libcrypto: it runs SHA-1 and SHA-256 on the CPU's SHA-NI instructions
+ * and SHA-512 on AVX2, and it has BLAKE2b-512, which nettle 3.8 (the other
+ * SHA-NI library in Debian 12) lacks. Measured on these machines, 1 MiB
+ * updates, medians of 9 alternated runs: SHA-256 EVP 1588 MiB/s against
+ * nettle 1406, SHA-512 773 against 491 (docs/aksum.md). mbedtls 2.28 has no
+ * SHA-NI path.
+ *
+ * Each EVP_MD is fetched once (aks_algo_init, before any thread starts) and
+ * then only read; a context is used by one pool thread at a time. */
 #include "aksum.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include <mbedtls/sha256.h>
+#include <openssl/evp.h>
 #ifdef AKSUM_HAVE_XXHASH
 #include <xxhash.h>
 #endif
 
-static void *sha256_new(void)
+/* ---- libcrypto (EVP) ------------------------------------------------------ */
+
+static void *evp_new(const aks_algo *a)
 {
-  mbedtls_sha256_context *c = malloc(sizeof(*c));
-  if (!c)
+  EVP_MD_CTX *c = EVP_MD_CTX_new();
+  if (c && EVP_DigestInit_ex2(c, a->md, NULL) != 1) {
+    EVP_MD_CTX_free(c);
     return NULL;
-  mbedtls_sha256_init(c);
-  mbedtls_sha256_starts_ret(c, 0);
+  }
   return c;
 }
 
-static void sha256_update(void *ctx, const void *data, size_t len)
+static void evp_update(void *ctx, const void *data, size_t len)
 {
-  mbedtls_sha256_update_ret(ctx, data, len);
+  /* Cannot fail for a started software digest: the providers' update
+   * only adds bytes to a buffer and runs the compression function. */
+  EVP_DigestUpdate(ctx, data, len);
 }
 
-static void sha256_finish(void *ctx, unsigned char *out)
+static void evp_finish(void *ctx, unsigned char *out)
 {
-  mbedtls_sha256_finish_ret(ctx, out);
+  unsigned int len;
+  EVP_DigestFinal_ex(ctx, out, &len);
 }
 
-static void sha256_free(void *ctx)
+static void evp_free(void *ctx)
 {
-  mbedtls_sha256_free(ctx);
-  free(ctx);
+  EVP_MD_CTX_free(ctx);
 }
+
+/* ---- XXH3 ------------------------------------------------------------------ */
 
 #ifdef AKSUM_HAVE_XXHASH
-static void *xxh3_new(void)
+static void *xxh3_new(const aks_algo *a)
 {
+  (void)a;
   XXH3_state_t *s = XXH3_createState();
   if (s)
     XXH3_64bits_reset(s);
@@ -66,14 +82,48 @@ static void xxh3_free(void *ctx)
 }
 #endif
 
-static const aks_algo algos[] = {
-    [AKS_SHA256] = {"sha256", 32, true, sha256_new, sha256_update, sha256_finish, sha256_free},
+/* ---- The table ---------------------------------------------------------------- */
+
+#define EVP_ALGO(name, tag, tool, evp, len)                                                        \
+  {name, tag, tool, evp, len, false, NULL, evp_new, evp_update, evp_finish, evp_free}
+
+static aks_algo algos[] = {
+    [AKS_MD5] = EVP_ALGO("md5", "MD5", "md5sum", "MD5", 16),
+    [AKS_SHA1] = EVP_ALGO("sha1", "SHA1", "sha1sum", "SHA1", 20),
+    [AKS_SHA224] = EVP_ALGO("sha224", "SHA224", "sha224sum", "SHA224", 28),
+    [AKS_SHA256] = EVP_ALGO("sha256", "SHA256", "sha256sum", "SHA256", 32),
+    [AKS_SHA384] = EVP_ALGO("sha384", "SHA384", "sha384sum", "SHA384", 48),
+    [AKS_SHA512] = EVP_ALGO("sha512", "SHA512", "sha512sum", "SHA512", 64),
+    [AKS_BLAKE2B] = EVP_ALGO("blake2b", "BLAKE2b", "b2sum", "BLAKE2B-512", 64),
 #ifdef AKSUM_HAVE_XXHASH
-    [AKS_XXH3] = {"xxh3", 8, true, xxh3_new, xxh3_update, xxh3_finish, xxh3_free},
+    [AKS_XXH3] = {"xxh3", "XXH3", "xxhsum -H3", NULL, 8, true, NULL, xxh3_new, xxh3_update,
+                  xxh3_finish, xxh3_free},
 #else
-    [AKS_XXH3] = {"xxh3", 8, false, NULL, NULL, NULL, NULL},
+    [AKS_XXH3] = {"xxh3", "XXH3", "xxhsum -H3", NULL, 8, false, NULL, NULL, NULL, NULL, NULL},
 #endif
 };
+
+enum { N_ALGOS = sizeof(algos) / sizeof(algos[0]) };
+
+void aks_algo_init(void)
+{
+  for (size_t i = 0; i < N_ALGOS; i++) {
+    if (algos[i].evp_name && !algos[i].md) {
+      algos[i].md = EVP_MD_fetch(NULL, algos[i].evp_name, NULL);
+      algos[i].available = algos[i].md != NULL;
+    }
+  }
+}
+
+void aks_algo_cleanup(void)
+{
+  for (size_t i = 0; i < N_ALGOS; i++) {
+    EVP_MD_free(algos[i].md);
+    algos[i].md = NULL;
+    if (algos[i].evp_name)
+      algos[i].available = false;
+  }
+}
 
 const aks_algo *aks_algo_get(aks_algo_id id)
 {
@@ -82,8 +132,16 @@ const aks_algo *aks_algo_get(aks_algo_id id)
 
 const aks_algo *aks_algo_by_name(const char *name)
 {
-  for (size_t i = 0; i < sizeof(algos) / sizeof(algos[0]); i++)
+  for (size_t i = 0; i < N_ALGOS; i++)
     if (strcmp(algos[i].name, name) == 0)
       return &algos[i];
+  /* cksum -a spells BLAKE2b "blake2b"; b2sum's own name is accepted too. */
+  if (strcmp(name, "b2") == 0 || strcmp(name, "blake2b512") == 0)
+    return &algos[AKS_BLAKE2B];
   return NULL;
+}
+
+void *aks_algo_ctx_new(const aks_algo *a)
+{
+  return a->ctx_new(a);
 }

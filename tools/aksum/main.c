@@ -3,7 +3,9 @@
  *
  * Exit status: 0 every file was hashed (and copied, and matched); 1 some
  * file failed (unreadable, a directory without -r, vanished, a copy that
- * failed, a checksum that did not match); 2 usage.
+ * failed, a checksum that did not match; with -c also what sha256sum -c
+ * fails for: --strict and an improperly formatted line, --ignore-missing
+ * and no file verified); 2 usage.
  */
 #define _GNU_SOURCE
 #include "aksum.h"
@@ -18,18 +20,26 @@
 static void usage(FILE *to)
 {
   fprintf(to,
-          "usage: aksum [-r] [-j N] [--hash sha256|xxh3] [--copy DEST] [--json FILE|-] PATH...\n"
-          "       aksum -c FILE [-j N] [--hash sha256|xxh3] [--quiet] [--json FILE|-]\n"
+          "usage: aksum [-r] [-j N] [-a HASH] [--tag] [--copy DEST] [--json FILE|-] PATH...\n"
+          "       aksum -c FILE [-j N] [-a HASH] [--quiet|--status] [--strict] [--warn]\n"
+          "             [--ignore-missing] [--json FILE|-]\n"
           "\n"
-          "Prints a checksum line per file, as sha256sum does (sha256sum -c accepts\n"
-          "them). The ring reads many files at once; a pool of threads hashes.\n"
+          "Prints a checksum line per file, as sha256sum (md5sum, sha1sum, ..., b2sum)\n"
+          "does, and checks their lists. The ring reads many files at once; a pool of\n"
+          "threads hashes.\n"
           "\n"
           "  -r, --recursive     hash the regular files below directories (in byte\n"
           "                      order of their paths)\n"
           "  -j, --jobs N        hashing threads (default: the number of CPUs)\n"
-          "      --hash NAME     sha256 (default) or xxh3%s\n"
+          "  -a, --hash NAME     md5, sha1, sha224, sha256 (default), sha384, sha512,\n"
+          "                      blake2b (as b2sum) or xxh3%s\n"
+          "      --tag           BSD-style lines: SHA256 (name) = HEX\n"
           "  -c, --check FILE    check the sums listed in FILE (- : stdin)\n"
           "      --quiet         with -c, print only the files that fail\n"
+          "      --status        with -c, print nothing: the exit status says\n"
+          "      --strict        with -c, fail on improperly formatted lines\n"
+          "  -w, --warn          with -c, name each improperly formatted line\n"
+          "      --ignore-missing  with -c, skip listed files that do not exist\n"
           "      --copy DEST     also copy each file to DEST/PATH while hashing; a copy\n"
           "                      takes its name only when complete\n"
           "      --json FILE|-   write a JSON summary (- : stdout, after the lines)\n"
@@ -40,7 +50,8 @@ static void usage(FILE *to)
           "      --buffers N     chunks in memory at most (default 16)\n"
           "  -h, --help          this text\n"
           "\n"
-          "Exit status: 0 all good, 1 some files failed, 2 usage.\n",
+          "Exit status: 0 all good, 1 some files failed (with -c: as sha256sum -c),\n"
+          "2 usage.\n",
           aks_algo_get(AKS_XXH3)->available ? "" : " (not available: built without libxxhash)");
 }
 
@@ -82,14 +93,24 @@ enum {
   OPT_NO_PROGRESS,
   OPT_QUIET,
   OPT_CHUNK,
-  OPT_BUFFERS
+  OPT_BUFFERS,
+  OPT_TAG,
+  OPT_STATUS,
+  OPT_STRICT,
+  OPT_IGNORE_MISSING,
 };
 
 static const struct option long_opts[] = {
     {"recursive", no_argument, NULL, 'r'},
     {"jobs", required_argument, NULL, 'j'},
     {"check", required_argument, NULL, 'c'},
-    {"hash", required_argument, NULL, OPT_HASH},
+    {"hash", required_argument, NULL, 'a'},
+    {"algorithm", required_argument, NULL, 'a'},
+    {"tag", no_argument, NULL, OPT_TAG},
+    {"status", no_argument, NULL, OPT_STATUS},
+    {"strict", no_argument, NULL, OPT_STRICT},
+    {"warn", no_argument, NULL, 'w'},
+    {"ignore-missing", no_argument, NULL, OPT_IGNORE_MISSING},
     {"copy", required_argument, NULL, OPT_COPY},
     {"json", required_argument, NULL, OPT_JSON},
     {"progress", no_argument, NULL, OPT_PROGRESS},
@@ -109,7 +130,7 @@ static int parse_args(aks_run *run, int argc, char **argv)
   o->buffers = 16;
   int c;
   uint64_t v;
-  while ((c = getopt_long(argc, argv, "rj:c:h", long_opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "rj:c:a:wh", long_opts, NULL)) != -1) {
     switch (c) {
     case 'r':
       o->recursive = true;
@@ -122,12 +143,31 @@ static int parse_args(aks_run *run, int argc, char **argv)
     case 'c':
       o->check_file = optarg;
       break;
-    case OPT_HASH:
+    case 'a':
       o->algo = aks_algo_by_name(optarg);
       if (!o->algo)
-        return usage_error("--hash: unknown hash '%s' (sha256 or xxh3)", optarg);
+        return usage_error("--hash: unknown hash '%s' (md5, sha1, sha224, sha256, sha384, "
+                           "sha512, blake2b, xxh3)",
+                           optarg);
       if (!o->algo->available)
-        return usage_error("--hash %s: not available (aksum was built without libxxhash)", optarg);
+        return usage_error("--hash %s: not available (built without libxxhash, or libcrypto "
+                           "lacks it)",
+                           optarg);
+      break;
+    case OPT_TAG:
+      o->tag = true;
+      break;
+    case OPT_STATUS:
+      o->status = true;
+      break;
+    case OPT_STRICT:
+      o->strict = true;
+      break;
+    case 'w':
+      o->warn = true;
+      break;
+    case OPT_IGNORE_MISSING:
+      o->ignore_missing = true;
       break;
     case OPT_COPY:
       o->copy_dest = optarg;
@@ -165,8 +205,16 @@ static int parse_args(aks_run *run, int argc, char **argv)
   if (o->check_file && optind < argc)
     return usage_error("-c reads the files to check from its list; extra operand '%s'",
                        argv[optind]);
-  if (o->check_file && (o->copy_dest || o->recursive))
-    return usage_error("%s cannot be combined with -c", o->copy_dest ? "--copy" : "-r");
+  if (o->check_file && (o->copy_dest || o->recursive || o->tag))
+    return usage_error("%s cannot be combined with -c",
+                       o->copy_dest ? "--copy" : o->recursive ? "-r" : "--tag");
+  if (!o->check_file && (o->status || o->strict || o->warn || o->ignore_missing || o->quiet))
+    return usage_error("%s is meaningful only when checking (-c)",
+                       o->status   ? "--status"
+                       : o->strict ? "--strict"
+                       : o->warn   ? "--warn"
+                       : o->quiet  ? "--quiet"
+                                   : "--ignore-missing");
   if (o->jobs == 0) {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     o->jobs = cpus > 0 ? (unsigned)cpus : 1;
@@ -178,6 +226,10 @@ static int parse_args(aks_run *run, int argc, char **argv)
 int main(int argc, char **argv)
 {
   static aks_run run;
+  /* Before anything else takes a descriptor (docs/aksum.md). */
+  run.opts.stdin_closed = aks_guard_std_fds();
+  aks_algo_init();
+  atexit(aks_algo_cleanup);
   int rc = parse_args(&run, argc, argv);
   if (rc)
     return rc;
@@ -200,6 +252,11 @@ int main(int argc, char **argv)
           aks_run_free(&run);
           return usage_error("--copy: %s: standard input cannot be copied", "-");
         }
+      if (aks_copy_plan(&run) < 0) {
+        fprintf(stderr, "aksum: %s\n", strerror(ENOMEM));
+        aks_run_free(&run);
+        return 1;
+      }
     }
   }
   rc = aks_pipeline_run(&run);
@@ -209,6 +266,14 @@ int main(int argc, char **argv)
   }
   aks_print_summary(&run);
   bool bad = run.failed > 0 || run.mismatched > 0;
+  if (run.opts.check_file) {
+    /* sha256sum -c's rule: --strict fails on a malformed line; with
+     * --ignore-missing, a list where no file matched fails. */
+    if (run.opts.strict && run.improper > 0)
+      bad = true;
+    if (run.opts.ignore_missing && run.matched == 0)
+      bad = true;
+  }
   if (run.opts.json_path && aks_write_json(&run) < 0)
     bad = true;
   if (fflush(stdout) != 0 || ferror(stdout)) {

@@ -92,7 +92,7 @@ void aks_progress_tick(aks_run *run, bool final)
 
 static void report_error(const aks_item *it)
 {
-  const char *msg = strerror(-it->err);
+  const char *msg = it->err_msg ? it->err_msg : strerror(-it->err);
   if (it->err_step && it->err_path)
     fprintf(stderr, "aksum: %s: %s to %s: %s\n", it->path, it->err_step, it->err_path, msg);
   else if (it->err_step)
@@ -105,8 +105,9 @@ static void report_check(aks_run *run, aks_item *it)
 {
   bool escape = strchr(it->path, '\n') != NULL; /* sha256sum -c escapes only these */
   const char *verdict;
+  const aks_opts *o = &run->opts;
   if (it->err) {
-    report_error(it);
+    report_error(it); /* even with --status, as sha256sum */
     run->unreadable++;
     verdict = "FAILED open or read";
   } else {
@@ -114,7 +115,8 @@ static void report_check(aks_run *run, aks_item *it)
     aks_hex(it->digest, run->opts.algo->digest_len, hex);
     if (strcmp(hex, it->expect) == 0) {
       run->ok++;
-      if (run->opts.quiet)
+      run->matched++;
+      if (o->quiet)
         return;
       verdict = "OK";
     } else {
@@ -122,6 +124,8 @@ static void report_check(aks_run *run, aks_item *it)
       verdict = "FAILED";
     }
   }
+  if (o->status)
+    return;
   if (escape) {
     putchar('\\');
     put_escaped(it->path, stdout);
@@ -136,6 +140,12 @@ void aks_report(aks_run *run, aks_item *it)
   run->reported++;
   if (progress_on_tty && isatty(STDOUT_FILENO))
     progress_clear();
+  /* --ignore-missing: a listed file that does not exist is not there at
+   * all (no line, no count), as in sha256sum -c. */
+  if (run->opts.check_file && run->opts.ignore_missing && it->err == -ENOENT) {
+    it->ignored = true;
+    return;
+  }
   if (it->err)
     run->failed++;
   if (run->opts.check_file) {
@@ -149,15 +159,26 @@ void aks_report(aks_run *run, aks_item *it)
   run->ok++;
   char hex[2 * AKS_DIGEST_MAX + 1];
   aks_hex(it->digest, run->opts.algo->digest_len, hex);
-  if (strpbrk(it->path, "\\\n\r")) {
+  bool escape = strpbrk(it->path, "\\\n\r") != NULL;
+  if (escape)
     putchar('\\');
-    fputs(hex, stdout);
-    fputs("  ", stdout);
-    put_escaped(it->path, stdout);
-    putchar('\n');
-  } else {
-    printf("%s  %s\n", hex, it->path);
+  if (run->opts.tag) {
+    /* BSD style, as sha256sum --tag: "\" first when the name is escaped */
+    printf("%s (", run->opts.algo->tag);
+    if (escape)
+      put_escaped(it->path, stdout);
+    else
+      fputs(it->path, stdout);
+    printf(") = %s\n", hex);
+    return;
   }
+  fputs(hex, stdout);
+  fputs("  ", stdout);
+  if (escape)
+    put_escaped(it->path, stdout);
+  else
+    fputs(it->path, stdout);
+  putchar('\n');
 }
 
 static const char *plural(size_t n, const char *one, const char *many)
@@ -169,6 +190,8 @@ void aks_print_summary(aks_run *run)
 {
   fflush(stdout);
   if (run->opts.check_file) {
+    if (run->opts.status)
+      return; /* sha256sum --status: no warnings either */
     if (run->improper)
       fprintf(stderr, "aksum: WARNING: %zu %s improperly formatted\n", run->improper,
               plural(run->improper, "line is", "lines are"));
@@ -178,6 +201,9 @@ void aks_print_summary(aks_run *run)
     if (run->mismatched)
       fprintf(stderr, "aksum: WARNING: %zu computed %s did NOT match\n", run->mismatched,
               plural(run->mismatched, "checksum", "checksums"));
+    if (run->opts.ignore_missing && run->matched == 0)
+      fprintf(stderr, "aksum: %s: no file was verified\n",
+              strcmp(run->opts.check_file, "-") == 0 ? "standard input" : run->opts.check_file);
     return;
   }
   if (run->failed)
@@ -187,17 +213,60 @@ void aks_print_summary(aks_run *run)
 
 /* ---- --json ---------------------------------------------------------------------- */
 
-static void json_string(FILE *to, const char *s)
+/* The length of the well-formed UTF-8 sequence at s (RFC 3629: no
+ * overlongs, no surrogates, nothing past U+10FFFF), or 0 if there is none. */
+static size_t utf8_len(const unsigned char *s)
 {
+  unsigned char c = s[0];
+  size_t n;
+  unsigned min;
+  unsigned cp;
+  if (c < 0x80)
+    return 1;
+  if (c >= 0xc2 && c <= 0xdf)
+    n = 2, min = 0x80, cp = c & 0x1f;
+  else if (c >= 0xe0 && c <= 0xef)
+    n = 3, min = 0x800, cp = c & 0x0f;
+  else if (c >= 0xf0 && c <= 0xf4)
+    n = 4, min = 0x10000, cp = c & 0x07;
+  else
+    return 0;
+  for (size_t i = 1; i < n; i++) {
+    if ((s[i] & 0xc0) != 0x80) /* also stops at the NUL */
+      return 0;
+    cp = cp << 6 | (s[i] & 0x3f);
+  }
+  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+    return 0;
+  return n;
+}
+
+/* A JSON string that always parses, whatever bytes a file name holds:
+ * well-formed UTF-8 passes through, control characters and DEL are \u
+ * escapes, and each byte that is not part of well-formed UTF-8 becomes
+ * \udcXX (XX the byte): the lone low surrogate Python's surrogateescape
+ * uses, so os.fsencode(json.load(...)["path"]) gives the name's bytes
+ * back. */
+static void json_string(FILE *to, const char *str)
+{
+  const unsigned char *s = (const unsigned char *)str;
   putc('"', to);
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\')
+  while (*s) {
+    unsigned char c = *s;
+    size_t n = utf8_len(s);
+    if (n == 0) {
+      fprintf(to, "\\udc%02x", c);
+      s++;
+    } else if (c == '"' || c == '\\') {
       fprintf(to, "\\%c", c);
-    else if (c < 0x20)
+      s++;
+    } else if (c < 0x20 || c == 0x7f) {
       fprintf(to, "\\u%04x", c);
-    else
-      putc(c, to);
+      s++;
+    } else {
+      fwrite(s, 1, n, to);
+      s += n;
+    }
   }
   putc('"', to);
 }
@@ -244,7 +313,7 @@ int aks_write_json(const aks_run *run)
       aks_hex(it->digest, run->opts.algo->digest_len, hex);
       mismatch = strcmp(hex, it->expect) != 0;
     }
-    if (!it->err && !mismatch)
+    if ((!it->err && !mismatch) || it->ignored)
       continue;
     fputs(first ? "\n    {\"path\": " : ",\n    {\"path\": ", to);
     first = false;
@@ -254,7 +323,7 @@ int aks_write_json(const aks_run *run)
       continue;
     }
     fprintf(to, ", \"error\": \"%s\", \"message\": ", ak_err_name(it->err));
-    json_string(to, strerror(-it->err));
+    json_string(to, it->err_msg ? it->err_msg : strerror(-it->err));
     if (it->err_step) {
       fputs(", \"step\": ", to);
       json_string(to, it->err_step);

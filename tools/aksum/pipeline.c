@@ -56,6 +56,7 @@ struct fjob {
   int out_fd;       /* --copy: the temporary file, or -1 */
   char *dest, *tmp; /* --copy: final and temporary names */
   bool tmp_exists;
+  int tmp_slot;     /* its slot in guard.c's table of temporaries, or -1 */
   int64_t next_off; /* the next chunk's offset */
   int64_t reached;  /* the end of the furthest data read */
   int64_t eof_at;   /* the end, once a read of 0 said so */
@@ -89,6 +90,8 @@ struct pl {
   ak_timer *timer;
   int64_t tick_ns;
   bool fixed; /* the buffers are registered (buf_index 0) */
+  bool stdin_busy; /* a "-" is being read: the next "-" waits for its end */
+  unsigned max_open; /* files open at once: --buffers and RLIMIT_NOFILE */
   bool pumping, pump_again;
   bool done;
 };
@@ -166,6 +169,9 @@ static void job_complete(fjob *j)
   else
     p->tail = j->prev;
   p->jobs_open--;
+  if (it->is_stdin)
+    p->stdin_busy = false;
+  aks_guard_temp_remove(j->tmp_slot);
   free(j->dest);
   free(j->tmp);
   free(j);
@@ -206,10 +212,11 @@ static void fin_done(ak_future *f, void *arg)
   ak_future_release(f);
   if (res < 0 && j->fin != FIN_UNLINK)
     job_fail(j, (int)res, "copy");
-  if (j->fin == FIN_RENAME && res >= 0)
+  if ((j->fin == FIN_RENAME && res >= 0) || j->fin == FIN_UNLINK) {
     j->tmp_exists = false;
-  if (j->fin == FIN_UNLINK)
-    j->tmp_exists = false;
+    aks_guard_temp_remove(j->tmp_slot); /* before the name is freed */
+    j->tmp_slot = -1;
+  }
   fin_step(j);
 }
 
@@ -236,6 +243,12 @@ static void fin_step(fjob *j)
   if (j->out_fd >= 0) {
     int fd = j->out_fd;
     j->out_fd = -1;
+    /* Chunks read past an end found later (a file that shrank while read,
+     * its reads completing out of order) were written but not hashed: the
+     * copy ends where the hash did, so it is never longer than what was
+     * hashed. Synchronous: one cheap call per file, on the loop thread. */
+    if (!j->err && ftruncate(fd, j->hash_off) < 0)
+      job_fail(j, -errno, "copy");
     fin_await(j, FIN_CLOSE_OUT, ak_close(loop, fd));
     return;
   }
@@ -486,6 +499,11 @@ static void out_open_done(ak_future *f, void *arg)
   } else {
     j->out_fd = (int)res;
     j->tmp_exists = true;
+    /* The source's permission bits exactly, not as the umask cut them:
+     * fchmod is not subject to the umask. */
+    unsigned mode = j->it->mode ? (j->it->mode & 07777) : 0644;
+    if (fchmod(j->out_fd, mode) < 0)
+      job_fail(j, -errno, "copy");
   }
   job_check(j);
 }
@@ -504,9 +522,14 @@ static void start_copy(fjob *j)
     return;
   }
   j->tmp = aks_copy_temp_path(j->dest);
-  unsigned mode = j->it->mode ? (j->it->mode & 07777) : 0644;
+  /* Registered before it can exist: a signal from here on removes it. */
+  if (j->tmp)
+    j->tmp_slot = aks_guard_temp_add(j->tmp);
+  /* 0600 until fchmod sets the source's bits: nobody else reads a copy of
+   * a private file in the meantime. */
   ak_future *f =
-      j->tmp ? ak_openat(p->loop, AT_FDCWD, j->tmp, O_WRONLY | O_CREAT | O_EXCL, mode) : NULL;
+      j->tmp ? ak_openat(p->loop, AT_FDCWD, j->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)
+             : NULL;
   if (!f) {
     job_fail(j, -ENOMEM, "copy");
     return;
@@ -532,8 +555,9 @@ static void start_job(pl *p, aks_item *it)
   j->p = p;
   j->it = it;
   j->fd = j->out_fd = -1;
+  j->tmp_slot = -1;
   j->eof_at = INT64_MAX;
-  j->ctx = p->algo->ctx_new();
+  j->ctx = aks_algo_ctx_new(p->algo);
   j->prev = p->tail;
   if (p->tail)
     p->tail->next = j;
@@ -544,9 +568,16 @@ static void start_job(pl *p, aks_item *it)
   if (!j->ctx)
     job_fail(j, -ENOMEM, NULL);
   if (it->is_stdin) {
-    j->fd = 0;
+    /* Read once, in order: "aksum - -" hashes the whole input, then the
+     * empty rest, as sha256sum does (pump_once starts no second "-" before
+     * this one ends). */
+    p->stdin_busy = true;
+    if (p->run->opts.stdin_closed)
+      job_fail(j, -EBADF, NULL);
+    else
+      j->fd = 0;
   } else if (!j->err) {
-    ak_future *f = ak_openat(p->loop, AT_FDCWD, it->path, O_RDONLY, 0);
+    ak_future *f = ak_openat(p->loop, AT_FDCWD, it->path, O_RDONLY | O_CLOEXEC, 0);
     if (!f) {
       job_fail(j, -ENOMEM, NULL);
     } else {
@@ -564,8 +595,11 @@ static void start_job(pl *p, aks_item *it)
 static void pump_once(pl *p)
 {
   aks_run *run = p->run;
-  while (p->jobs_open < run->opts.max_open && p->next_item < run->n)
+  while (p->jobs_open < p->max_open && p->next_item < run->n) {
+    if (run->items[p->next_item].is_stdin && p->stdin_busy)
+      break; /* in output order: nothing after it starts either */
     start_job(p, &run->items[p->next_item++]);
+  }
   while (p->free) {
     fjob *j = p->head;
     while (j && !wants_read(j))
@@ -652,6 +686,10 @@ int aks_pipeline_run(aks_run *run)
    * the kernel refuses (RLIMIT_MEMLOCK), plain reads do. */
   struct iovec iov = {p.mem, (size_t)p.nchunks * p.chunk_size};
   p.fixed = ak_register_buffers(p.loop, &iov, 1) == 0;
+  /* Files open at once: what --buffers asks, within RLIMIT_NOFILE less what
+   * is open now (the ring, the pool's descriptors). A copy takes two. */
+  p.max_open = aks_guard_file_budget(run->opts.copy_dest ? 2 : 1, run->opts.max_open);
+  aks_guard_signals();
   for (unsigned i = 0; i < p.nchunks; i++) {
     p.chunks[i].buf = p.mem + (size_t)i * p.chunk_size;
     p.chunks[i].next = p.free;

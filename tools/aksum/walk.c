@@ -4,7 +4,9 @@
  * sort` lists them). Symbolic links to files are followed; links to
  * directories are not descended (no loops); other special files met in a
  * tree are skipped with a note. "-" is standard input. The stat done here
- * gives each file a size hint and its mode (for copies). */
+ * gives each file a size hint, its mode and its identity (for copies).
+ * A directory's names are read and the directory closed before any of them
+ * is visited, so a deep tree costs one descriptor, not one per level. */
 #define _GNU_SOURCE
 #include "aksum.h"
 
@@ -53,6 +55,8 @@ static void fill_from_stat(aks_item *it, const struct stat *st)
   it->mode = st->st_mode;
   it->size_hint = S_ISREG(st->st_mode) ? st->st_size : -1;
   it->stream = !S_ISREG(st->st_mode);
+  it->dev = (uint64_t)st->st_dev;
+  it->ino = (uint64_t)st->st_ino;
 }
 
 static int cmp_items(const void *a, const void *b)
@@ -84,38 +88,78 @@ static int add_failed(aks_run *run, const char *path, int err)
   return 0;
 }
 
-/* Walks the tree below dirfd (whose path is dir). */
-static int walk_dir(aks_run *run, int dirfd, const char *dir)
+/* The names in a directory (malloc'ed array of malloc'ed names), read with
+ * the directory open and closed before any of them is looked at: a walk
+ * holds one descriptor at a time whatever the depth of the tree. */
+static int read_names(const char *dir, char ***names_out, size_t *n_out)
 {
-  DIR *d = fdopendir(dirfd);
-  if (!d) {
-    int err = -errno;
-    close(dirfd);
-    return add_failed(run, dir, err);
-  }
+  DIR *d = opendir(dir);
+  if (!d)
+    return -errno;
+  char **names = NULL;
+  size_t n = 0, cap = 0;
   int rc = 0;
   struct dirent *e;
   errno = 0;
-  while (rc == 0 && (e = readdir(d)) != NULL) {
+  while ((e = readdir(d)) != NULL) {
     if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
       continue;
-    char *path = join_path(dir, e->d_name);
-    if (!path) {
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      char **more = realloc(names, cap * sizeof(*names));
+      if (!more) {
+        rc = -ENOMEM;
+        break;
+      }
+      names = more;
+    }
+    if (!(names[n] = strdup(e->d_name))) {
       rc = -ENOMEM;
       break;
     }
+    n++;
+    errno = 0;
+  }
+  if (rc == 0 && errno != 0)
+    rc = -errno;
+  closedir(d);
+  if (rc < 0) {
+    for (size_t i = 0; i < n; i++)
+      free(names[i]);
+    free(names);
+    return rc;
+  }
+  *names_out = names;
+  *n_out = n;
+  return 0;
+}
+
+/* Walks the tree below dir (by path: no descriptor is held across levels). */
+static int walk_dir(aks_run *run, const char *dir)
+{
+  char **names = NULL;
+  size_t n = 0;
+  int rc = read_names(dir, &names, &n);
+  if (rc < 0)
+    return rc == -ENOMEM ? rc : add_failed(run, dir, rc);
+  for (size_t i = 0; i < n; i++) {
+    char *path = rc == 0 ? join_path(dir, names[i]) : NULL;
+    free(names[i]);
+    if (rc < 0)
+      continue;
+    if (!path) {
+      rc = -ENOMEM;
+      continue;
+    }
     struct stat st;
     /* Follow links, but never into a directory through one. */
-    if (fstatat(dirfd, e->d_name, &st, 0) < 0) {
+    if (stat(path, &st) < 0) {
       rc = add_failed(run, path, -errno);
     } else if (S_ISDIR(st.st_mode)) {
       struct stat lst;
-      bool is_link =
-          fstatat(dirfd, e->d_name, &lst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(lst.st_mode);
-      if (!is_link) {
-        int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        rc = sub < 0 ? add_failed(run, path, -errno) : walk_dir(run, sub, path);
-      }
+      bool is_link = lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode);
+      if (!is_link)
+        rc = walk_dir(run, path);
     } else if (S_ISREG(st.st_mode)) {
       aks_item *it = aks_item_add(run, path);
       if (!it)
@@ -126,11 +170,8 @@ static int walk_dir(aks_run *run, int dirfd, const char *dir)
       fprintf(stderr, "aksum: %s: not a regular file, skipped\n", path);
     }
     free(path);
-    errno = 0;
   }
-  if (rc == 0 && errno != 0)
-    rc = add_failed(run, dir, -errno);
-  closedir(d);
+  free(names);
   return rc;
 }
 
@@ -156,11 +197,8 @@ static int walk_arg(aks_run *run, const char *path)
   }
   if (!run->opts.recursive)
     return add_failed(run, path, -EISDIR);
-  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return add_failed(run, path, -errno);
   size_t first = run->n;
-  int rc = walk_dir(run, fd, path);
+  int rc = walk_dir(run, path);
   /* This argument's files in byte order of their paths. */
   qsort(run->items + first, run->n - first, sizeof(aks_item), cmp_items);
   return rc;
