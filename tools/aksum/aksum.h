@@ -86,6 +86,7 @@ typedef struct aks_opts {
   bool ignore_missing;    /* --ignore-missing: -c skips files that do not exist */
   bool tag;               /* --tag: BSD-style lines "SHA256 (name) = HEX" */
   bool stdin_closed;      /* fd 0 was closed at start: "-" is EBADF */
+  bool stdout_closed;     /* fd 1 was: printing anything is EBADF */
   size_t chunk;           /* --chunk: bytes per read */
   unsigned buffers;       /* --buffers: chunks in memory at most */
   unsigned max_open;      /* files open at once at most */
@@ -167,13 +168,13 @@ void aks_hex(const unsigned char *digest, size_t len, char *out); /* out: 2*len+
 bool aks_progress_wanted(const aks_run *run, bool *tty);
 
 /* guard.c. std_fds: opens /dev/null on whichever of fds 0-2 is closed;
- * returns whether 0 was (first thing in main). file_budget: how many files
+ * returns which were (bit N: fd N; first thing in main). file_budget: how many files
  * may be open at once when each takes per_file descriptors, under
  * RLIMIT_NOFILE less those open now, at most cap and at least 1. signals:
  * installs the handler that removes the registered temporaries (call on the
  * loop's thread). temp_add registers a name (kept by pointer; the caller
  * keeps it alive until temp_remove) and returns its slot or -1. */
-bool aks_guard_std_fds(void);
+unsigned aks_guard_std_fds(void);
 unsigned aks_guard_file_budget(unsigned per_file, unsigned cap);
 void aks_guard_signals(void);
 int aks_guard_temp_add(char *name);

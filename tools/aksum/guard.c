@@ -3,7 +3,8 @@
  * - fds 0, 1 and 2 are open before anything else takes a descriptor (a
  *   closed stdin would otherwise be taken by the io_uring ring, and "-"
  *   would read the ring: a hang). A closed one is pointed at /dev/null and
- *   remembered, so "-" with stdin closed fails with EBADF as sha256sum's does.
+ *   remembered, so "-" with stdin closed fails with EBADF as sha256sum's does,
+ *   and a run that prints with stdout closed fails as a write error.
  * - the open-file budget: how many files may be open at once under
  *   RLIMIT_NOFILE, counting what is open already (the ring, the pool).
  * - temporaries in flight: a table of the copies' temporary names, removed
@@ -29,19 +30,18 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-bool aks_guard_std_fds(void)
+unsigned aks_guard_std_fds(void)
 {
-  bool stdin_closed = false;
+  unsigned closed = 0;
   for (int fd = 0; fd <= 2; fd++) {
     if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
       continue;
     int nfd = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
     if (nfd != fd) /* the lowest free number: fd itself, or the next check fails */
       _exit(2);
-    if (fd == 0)
-      stdin_closed = true;
+    closed |= 1u << fd;
   }
-  return stdin_closed;
+  return closed;
 }
 
 /* The descriptors open now: the entries of /proc/self/fd less the one the

@@ -21,8 +21,8 @@ static void usage(FILE *to)
 {
   fprintf(to,
           "usage: aksum [-r] [-j N] [-a HASH] [--tag] [--copy DEST] [--json FILE|-] PATH...\n"
-          "       aksum -c FILE [-j N] [-a HASH] [--quiet|--status] [--strict] [--warn]\n"
-          "             [--ignore-missing] [--json FILE|-]\n"
+          "       aksum -c [-j N] [-a HASH] [--quiet|--status] [--strict] [--warn]\n"
+          "             [--ignore-missing] [--json FILE|-] [LIST]\n"
           "\n"
           "Prints a checksum line per file, as sha256sum (md5sum, sha1sum, ..., b2sum)\n"
           "does, and checks their lists. The ring reads many files at once; a pool of\n"
@@ -34,7 +34,7 @@ static void usage(FILE *to)
           "  -a, --hash NAME     md5, sha1, sha224, sha256 (default), sha384, sha512,\n"
           "                      blake2b (as b2sum) or xxh3%s\n"
           "      --tag           BSD-style lines: SHA256 (name) = HEX\n"
-          "  -c, --check FILE    check the sums listed in FILE (- : stdin)\n"
+          "  -c, --check         check the sums listed in LIST (none or - : stdin)\n"
           "      --quiet         with -c, print only the files that fail\n"
           "      --status        with -c, print nothing: the exit status says\n"
           "      --strict        with -c, fail on improperly formatted lines\n"
@@ -103,7 +103,7 @@ enum {
 static const struct option long_opts[] = {
     {"recursive", no_argument, NULL, 'r'},
     {"jobs", required_argument, NULL, 'j'},
-    {"check", required_argument, NULL, 'c'},
+    {"check", no_argument, NULL, 'c'},
     {"hash", required_argument, NULL, 'a'},
     {"algorithm", required_argument, NULL, 'a'},
     {"tag", no_argument, NULL, OPT_TAG},
@@ -130,7 +130,8 @@ static int parse_args(aks_run *run, int argc, char **argv)
   o->buffers = 16;
   int c;
   uint64_t v;
-  while ((c = getopt_long(argc, argv, "rj:c:a:wh", long_opts, NULL)) != -1) {
+  bool check = false;
+  while ((c = getopt_long(argc, argv, "rj:ca:wh", long_opts, NULL)) != -1) {
     switch (c) {
     case 'r':
       o->recursive = true;
@@ -141,7 +142,7 @@ static int parse_args(aks_run *run, int argc, char **argv)
       o->jobs = (unsigned)v;
       break;
     case 'c':
-      o->check_file = optarg;
+      check = true;
       break;
     case 'a':
       o->algo = aks_algo_by_name(optarg);
@@ -202,9 +203,13 @@ static int parse_args(aks_run *run, int argc, char **argv)
       return 2;
     }
   }
-  if (o->check_file && optind < argc)
-    return usage_error("-c reads the files to check from its list; extra operand '%s'",
-                       argv[optind]);
+  /* -c is a mode, as in sha256sum: "aksum -c --strict LIST" and
+   * "aksum --strict -c LIST" both check LIST (none: stdin). */
+  if (check) {
+    o->check_file = optind < argc ? argv[optind++] : "-";
+    if (optind < argc)
+      return usage_error("-c checks one list per run; extra operand '%s'", argv[optind]);
+  }
   if (o->check_file && (o->copy_dest || o->recursive || o->tag))
     return usage_error("%s cannot be combined with -c",
                        o->copy_dest ? "--copy" : o->recursive ? "-r" : "--tag");
@@ -227,7 +232,9 @@ int main(int argc, char **argv)
 {
   static aks_run run;
   /* Before anything else takes a descriptor (docs/aksum.md). */
-  run.opts.stdin_closed = aks_guard_std_fds();
+  unsigned closed = aks_guard_std_fds();
+  run.opts.stdin_closed = closed & 1;
+  run.opts.stdout_closed = closed & 2;
   aks_algo_init();
   atexit(aks_algo_cleanup);
   int rc = parse_args(&run, argc, argv);
@@ -276,7 +283,14 @@ int main(int argc, char **argv)
   }
   if (run.opts.json_path && aks_write_json(&run) < 0)
     bad = true;
-  if (fflush(stdout) != 0 || ferror(stdout)) {
+  /* stdout was closed and went to /dev/null: had anything been printed,
+   * it would have failed as sha256sum's write does. */
+  bool printed = run.ok + run.failed + run.mismatched > 0 &&
+                 !(run.opts.check_file && run.opts.status);
+  if (run.opts.stdout_closed && printed) {
+    fprintf(stderr, "aksum: write error: %s\n", strerror(EBADF));
+    bad = true;
+  } else if (fflush(stdout) != 0 || ferror(stdout)) {
     fprintf(stderr, "aksum: standard output: %s\n", strerror(errno));
     bad = true;
   }
