@@ -92,11 +92,26 @@ check "the directory is named" grep -q '^aksum: tree/a: Is a directory$' err-err
 check "the missing file is named" grep -q '^aksum: missing-file: No such file or directory$' err-err.txt
 check "the good file is still hashed" cmp -s out-err.txt <(sha256sum tree/d/small-1)
 
+# Run as nobody: that user must reach aksum (the build sits in the checkout)
+# and the work dir. A checkout inside a private folder (a clone in a mktemp -d
+# folder, mode 0700) is out of nobody's reach: skip, saying so.
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+nobody_blocked=""
 if [[ $EUID -eq 0 ]] && command -v setpriv >/dev/null; then
+  chmod 755 "$work"
+  if ! as_nobody test -x "$aksum"; then
+    nobody_blocked="user nobody cannot reach $aksum (a folder above it is closed to others)"
+  elif ! as_nobody test -x "$work"; then
+    nobody_blocked="user nobody cannot reach the work dir $work"
+  fi
+fi
+if [[ -n "$nobody_blocked" ]]; then
+  printf 'ok - # SKIP unreadable files: %s\n' "$nobody_blocked"
+elif [[ $EUID -eq 0 ]] && command -v setpriv >/dev/null; then
   mkdir -p perm && chmod 755 perm "$work"
   printf 'secret' >perm/locked && chmod 000 perm/locked
   printf 'open' >perm/open && chmod 644 perm/open
-  setpriv --reuid=65534 --regid=65534 --clear-groups "$aksum" -r perm >out-perm.txt 2>err-perm.txt
+  as_nobody "$aksum" -r perm >out-perm.txt 2>err-perm.txt
   rc=$?
   check "an unreadable file: exit 1" test "$rc" -eq 1
   check "the unreadable file is named" grep -q '^aksum: perm/locked: Permission denied$' err-perm.txt
@@ -212,7 +227,7 @@ else
   check "xxh3 unavailable is a usage error that says so" grep -q 'not available' xxh-err.txt
 fi
 
-for bad in "--bogus" "-j 0" "--hash md5" "--chunk 1" "-c ref.txt extra" "-c ref.txt --copy d"; do
+for bad in "--bogus" "-j 0" "--hash md4" "--chunk 1" "-c ref.txt extra" "-c ref.txt --copy d"; do
   # shellcheck disable=SC2086
   "$aksum" $bad tree >/dev/null 2>&1
   rc=$?

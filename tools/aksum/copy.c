@@ -169,9 +169,12 @@ int aks_copy_plan(aks_run *run)
     /* Two sources with one destination (a/x and ./a/x, or a file named
      * twice): the first in run order is copied, each later one fails. */
     qsort(refs, n, sizeof(*refs), cmp_dest);
-    for (size_t k = 1; k < n; k++) {
-      if (strcmp(refs[k].dest, refs[k - 1].dest) != 0)
+    const char *first = NULL; /* the destination of the run of equal ones */
+    for (size_t k = 0; k < n; k++) {
+      if (!first || strcmp(refs[k].dest, first) != 0) {
+        first = refs[k].dest;
         continue;
+      }
       refuse(&run->items[refs[k].index], refs[k].dest, -EEXIST,
              "another file of this run is copied there");
       refs[k].dest = NULL; /* now the item's */
