@@ -75,7 +75,7 @@ typedef struct aks_opts {
   bool recursive;         /* -r */
   unsigned jobs;          /* -j: hashing threads (0: the CPUs) */
   const aks_algo *algo;   /* --hash */
-  const char *check_file; /* -c FILE ("-": stdin), or NULL */
+  const char *check_file; /* -c: the list ("-": stdin), or NULL */
   const char *copy_dest;  /* --copy DEST, or NULL */
   const char *json_path;  /* --json FILE|-, or NULL */
   aks_progress progress;  /* --progress / --no-progress */

@@ -1,4 +1,4 @@
-/* check.c: -c FILE: reads a checksum list as coreutils 9.1's sha256sum
+/* check.c: -c [LIST]: reads a checksum list as coreutils 9.1's sha256sum
  * (md5sum, ..., b2sum) reads it: "HEX  name", "HEX *name", "HEX name" (BSD
  * reversed), a leading backslash when the name is escaped, the --tag form
  * ("SHA256 (name) = HEX"), CRLF line ends, leading blanks, blank lines and
