@@ -28,7 +28,7 @@
   XX(conns, "10,000 connections held at once, 1 MiB each, two processes (--size: count): vs libuv") \
   XX(randread, "4 KiB random reads of a 2 GiB file: QD1/QD32 cached, O_DIRECT, fixed, SQPOLL (--size: ms): vs fio") \
   XX(copy, "copy a 2 GiB file from the page cache: ak_copy_file vs cp") \
-  XX(hash, "aksum over 1000 files of 1 MiB and over one 2 GiB file: vs sha256sum") \
+  XX(hash, "aksum on 1000 x 1 MiB and one 2 GiB file vs sha256sum, openssl, xargs -P2") \
   XX(tls, "TLS bulk (--size MiB) vs plain TCP, full/resumed handshakes/s vs openssl s_time")
 
 /* ---- Options ---------------------------------------------------------------- */
