@@ -405,10 +405,8 @@ int akb_wl_hash(const akb_opts *opts, akb_result *res)
     akb_param(res, ratio_files_key[t], "", peer_f / ak_f, false);
     akb_param(res, ratio_big_key[t], "", peer_b / ak_b, false);
   }
-  akb_ratio(res,
-            akb_median(tools[T_SHA256SUM].files.wall, tools[T_SHA256SUM].files.n) / ak_f,
-            "median time over %zu files, sha256sum / aksum (the other ratios: ratio_*)",
-            files.n);
+  akb_ratio(res, akb_median(tools[T_SHA256SUM].files.wall, tools[T_SHA256SUM].files.n) / ak_f,
+            "median time over %zu files, sha256sum / aksum (the other ratios: ratio_*)", files.n);
   akb_note(res, "digests compared with sha256sum's for every tool: identical unless a failure "
                 "says otherwise");
   ret = 0;

@@ -40,13 +40,13 @@ enum { AKS_DIGEST_MAX = 64 };
 typedef struct evp_md_st EVP_MD; /* OpenSSL's, opaque here */
 
 typedef struct aks_algo {
-  const char *name;      /* --hash NAME: "sha256", "blake2b", "xxh3" */
-  const char *tag;       /* the --tag form's word: "SHA256", "BLAKE2b" */
-  const char *tool;      /* the coreutils tool it stands in for: "sha256sum" */
-  const char *evp_name;  /* libcrypto's name, or NULL (not from libcrypto) */
-  size_t digest_len;     /* bytes */
-  bool available;        /* false: not built in, or libcrypto lacks it */
-  EVP_MD *md;            /* fetched by aks_algo_init (owned by the table) */
+  const char *name;                           /* --hash NAME: "sha256", "blake2b", "xxh3" */
+  const char *tag;                            /* the --tag form's word: "SHA256", "BLAKE2b" */
+  const char *tool;                           /* the coreutils tool it stands in for: "sha256sum" */
+  const char *evp_name;                       /* libcrypto's name, or NULL (not from libcrypto) */
+  size_t digest_len;                          /* bytes */
+  bool available;                             /* false: not built in, or libcrypto lacks it */
+  EVP_MD *md;                                 /* fetched by aks_algo_init (owned by the table) */
   void *(*ctx_new)(const struct aks_algo *a); /* a started context, or NULL */
   void (*update)(void *ctx, const void *data, size_t len);
   void (*finish)(void *ctx, unsigned char *out); /* digest_len bytes */
@@ -123,7 +123,7 @@ typedef struct aks_run {
   size_t reported;
   size_t ok, failed, mismatched, unreadable, copied;
   size_t matched; /* -c: files whose sum matched (--ignore-missing's "verified") */
-  uint64_t bytes;                                       /* bytes hashed (progress too) */
+  uint64_t bytes; /* bytes hashed (progress too) */
   uint64_t ring_reads, ring_ops, pool_tasks, fallbacks; /* from the loop */
   int64_t t0_ns, t1_ns;
   int usage_rc; /* set by parsing */

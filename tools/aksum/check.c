@@ -83,8 +83,7 @@ static bool parse_tagged(char *p, size_t len, const aks_algo *algo, bool escaped
     h++;
   *hex = h;
   *name = p;
-  return strlen(h) == algo->digest_len * 2 && is_hex_run(h, strlen(h)) &&
-         (!escaped || unescape(p));
+  return strlen(h) == algo->digest_len * 2 && is_hex_run(h, strlen(h)) && (!escaped || unescape(p));
 }
 
 /* Splits one line (no line end; NUL-terminated, len bytes) into digest and

@@ -85,7 +85,9 @@ static void xxh3_free(void *ctx)
 /* ---- The table ---------------------------------------------------------------- */
 
 #define EVP_ALGO(name, tag, tool, evp, len)                                                        \
-  {name, tag, tool, evp, len, false, NULL, evp_new, evp_update, evp_finish, evp_free}
+  {                                                                                                \
+    name, tag, tool, evp, len, false, NULL, evp_new, evp_update, evp_finish, evp_free              \
+  }
 
 static aks_algo algos[] = {
     [AKS_MD5] = EVP_ALGO("md5", "MD5", "md5sum", "MD5", 16),

@@ -211,15 +211,15 @@ static int parse_args(aks_run *run, int argc, char **argv)
       return usage_error("-c checks one list per run; extra operand '%s'", argv[optind]);
   }
   if (o->check_file && (o->copy_dest || o->recursive || o->tag))
-    return usage_error("%s cannot be combined with -c",
-                       o->copy_dest ? "--copy" : o->recursive ? "-r" : "--tag");
+    return usage_error("%s cannot be combined with -c", o->copy_dest   ? "--copy"
+                                                        : o->recursive ? "-r"
+                                                                       : "--tag");
   if (!o->check_file && (o->status || o->strict || o->warn || o->ignore_missing || o->quiet))
-    return usage_error("%s is meaningful only when checking (-c)",
-                       o->status   ? "--status"
-                       : o->strict ? "--strict"
-                       : o->warn   ? "--warn"
-                       : o->quiet  ? "--quiet"
-                                   : "--ignore-missing");
+    return usage_error("%s is meaningful only when checking (-c)", o->status   ? "--status"
+                                                                   : o->strict ? "--strict"
+                                                                   : o->warn   ? "--warn"
+                                                                   : o->quiet  ? "--quiet"
+                                                                              : "--ignore-missing");
   if (o->jobs == 0) {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     o->jobs = cpus > 0 ? (unsigned)cpus : 1;
@@ -285,8 +285,8 @@ int main(int argc, char **argv)
     bad = true;
   /* stdout was closed and went to /dev/null: had anything been printed,
    * it would have failed as sha256sum's write does. */
-  bool printed = run.ok + run.failed + run.mismatched > 0 &&
-                 !(run.opts.check_file && run.opts.status);
+  bool printed =
+      run.ok + run.failed + run.mismatched > 0 && !(run.opts.check_file && run.opts.status);
   if (run.opts.stdout_closed && printed) {
     fprintf(stderr, "aksum: write error: %s\n", strerror(EBADF));
     bad = true;

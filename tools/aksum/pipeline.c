@@ -89,8 +89,8 @@ struct pl {
   fjob *head, *tail;
   ak_timer *timer;
   int64_t tick_ns;
-  bool fixed; /* the buffers are registered (buf_index 0) */
-  bool stdin_busy; /* a "-" is being read: the next "-" waits for its end */
+  bool fixed;        /* the buffers are registered (buf_index 0) */
+  bool stdin_busy;   /* a "-" is being read: the next "-" waits for its end */
   unsigned max_open; /* files open at once: --buffers and RLIMIT_NOFILE */
   bool pumping, pump_again;
   bool done;
