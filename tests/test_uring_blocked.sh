@@ -115,6 +115,9 @@ copy_rc=$?
 check "aksum --copy exits 0" test "$copy_rc" -eq 0
 check "aksum --copy copies byte for byte" diff -r tree copy/tree -q
 [[ -s aksum.err ]] && head -3 aksum.err
+T "$aksum" -v tree/c/f3.bin >verbose.out 2>verbose.err
+check "aksum -v says epoll" grep -q "aksum: backend: epoll" verbose.err
+check "aksum -v names the reason ($want_reason)" grep -q "$want_reason" verbose.err
 
 # The echo example: 8 connections, 2000 messages each.
 T sh -c '"$0" --port 0 --max-conns 8 >server.out 2>&1 & echo $! >server.pid; wait' "$echo_server" &

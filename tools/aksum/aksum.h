@@ -85,6 +85,7 @@ typedef struct aks_opts {
   bool warn;              /* --warn: -c names each improperly formatted line */
   bool ignore_missing;    /* --ignore-missing: -c skips files that do not exist */
   bool tag;               /* --tag: BSD-style lines "SHA256 (name) = HEX" */
+  bool verbose;           /* -v: name the IO backend and why on stderr */
   bool stdin_closed;      /* fd 0 was closed at start: "-" is EBADF */
   bool stdout_closed;     /* fd 1 was: printing anything is EBADF */
   size_t chunk;           /* --chunk: bytes per read */

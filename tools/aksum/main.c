@@ -48,6 +48,8 @@ static void usage(FILE *to)
           "      --no-progress   no progress at all\n"
           "      --chunk BYTES   bytes per read (default 1M; suffixes K, M)\n"
           "      --buffers N     chunks in memory at most (default 16)\n"
+          "  -v, --verbose       say on stderr which IO backend runs (io_uring or\n"
+          "                      epoll) and why\n"
           "  -h, --help          this text\n"
           "\n"
           "Exit status: 0 all good, 1 some files failed (with -c: as sha256sum -c),\n"
@@ -118,6 +120,7 @@ static const struct option long_opts[] = {
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"chunk", required_argument, NULL, OPT_CHUNK},
     {"buffers", required_argument, NULL, OPT_BUFFERS},
+    {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -131,8 +134,11 @@ static int parse_args(aks_run *run, int argc, char **argv)
   int c;
   uint64_t v;
   bool check = false;
-  while ((c = getopt_long(argc, argv, "rj:ca:wh", long_opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "rj:ca:whv", long_opts, NULL)) != -1) {
     switch (c) {
+    case 'v':
+      o->verbose = true;
+      break;
     case 'r':
       o->recursive = true;
       break;

@@ -673,6 +673,12 @@ int aks_pipeline_run(aks_run *run)
     ak_pool_free(p.pool);
     return rc;
   }
+  if (run->opts.verbose) {
+    ak_features ft;
+    ak_loop_features(p.loop, &ft);
+    fprintf(stderr, "aksum: backend: %s (%s)\n", ak_backend_name(ft.backend),
+            ft.backend_reason);
+  }
   p.chunks = calloc(p.nchunks, sizeof(chunk));
   if (!p.chunks || posix_memalign((void **)&p.mem, 4096, p.nchunks * p.chunk_size) != 0) {
     fprintf(stderr, "aksum: cannot allocate %u buffers of %zu bytes\n", p.nchunks, p.chunk_size);
