@@ -13,5 +13,6 @@
 #include "asynckit/fs.h"
 #include "asynckit/net.h"
 #include "asynckit/tls.h"
+#include "asynckit/http.h"
 
 #endif /* ASYNCKIT_H */

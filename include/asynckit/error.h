@@ -61,7 +61,23 @@ extern "C" {
      "TLS: the configuration could not be loaded (CA, certificate or key)")     \
   XX(AK_ETLSNOHOST, -10112,                                                     \
      "TLS: a client session needs a host name unless insecure mode is asked")   \
-  XX(AK_ETLSCLOSED, -10113, "TLS: the session is closed")
+  XX(AK_ETLSCLOSED, -10113, "TLS: the session is closed")                       \
+  /* HTTP and URLs (http.h): -10200 and up. */                                 \
+  XX(AK_EURL, -10200, "malformed URL")                                          \
+  XX(AK_EURLSCHEME, -10201, "URL scheme not supported (http and https only)")  \
+  XX(AK_EHTTPPROTO, -10202, "malformed HTTP response")                          \
+  XX(AK_EHTTPHEADSIZE, -10203, "HTTP response head larger than the limit")      \
+  XX(AK_EHTTPLENGTH, -10204, "invalid, negative or conflicting Content-Length") \
+  XX(AK_EHTTPTRUNCATED, -10205, "HTTP body ended before its announced end")     \
+  XX(AK_EHTTPREDIRECTS, -10206, "too many HTTP redirects")                      \
+  XX(AK_EHTTPCHUNK, -10207, "invalid chunk in a chunked HTTP body")             \
+  XX(AK_EHTTPRANGE, -10208, "the server ignored or mismatched the Range asked") \
+  XX(AK_EHTTPSNOTSUP, -10209, "https not supported in this build")              \
+  XX(AK_EHTTPTOOBIG, -10210, "HTTP body larger than the limit")                 \
+  XX(AK_EHTTPHEADTIMEOUT, -10211, "HTTP response head not complete in time")    \
+  XX(AK_EHTTPIDLETIMEOUT, -10212, "no HTTP data received within the idle timeout") \
+  XX(AK_EHTTPTOTALTIMEOUT, -10213, "HTTP request not complete within its total time") \
+  XX(AK_EHTTPCLOSED, -10214, "connection closed before an HTTP response")
 
 enum ak_errno {
 #define AK__ERR_ENUM(name, num, msg) name = (num),

@@ -1,0 +1,200 @@
+/* asynckit/http.h: URLs and an HTTP/1.1 client (GET and HEAD) whose every
+ * step is a ring operation on a loop: keep-alive connections reused per host
+ * (with a cap), responses parsed by llhttp, bodies delimited by
+ * Content-Length, chunked encoding or the connection's close, redirects,
+ * Range requests, deadlines, and the body streamed to a file at its offsets
+ * by ring writes.
+ *
+ * Nothing the network says is trusted: every length is checked against the
+ * limits in ak_http_options, and a body that ends before its announced end
+ * (a short Content-Length body, a chunked body cut short, a close in the
+ * middle) is an error, never a success.
+ *
+ * Errors: the kernel's -errno (-ECONNREFUSED, -ECONNRESET, -ETIMEDOUT for a
+ * connect that timed out...), AK_ERESOLVE, and the AK_EURL... / AK_EHTTP...
+ * codes of error.h. A failed request's future carries a detail string (the
+ * offending header, the deadline that fired).
+ *
+ * Not thread-safe: a client and its requests belong to the loop's thread,
+ * except ak_future_cancel on a request's future (thread-safe, as for every
+ * future) and the URL functions (thread-safe, no loop).
+ */
+#ifndef ASYNCKIT_HTTP_H
+#define ASYNCKIT_HTTP_H
+
+#include "api.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loop.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- URLs ---------------------------------------------------------------------
+ * RFC 3986 parsing and reference resolution (uriparser), for http and https.
+ * IPv6 literals ([::1], with a zone id as [fe80::1%25eth0]), explicit ports,
+ * and percent-encoding (kept as given; bytes that may not appear in a request
+ * target, such as spaces or non-ASCII, are percent-encoded). The fragment is
+ * dropped. User information (user:pass@) is rejected: the client sends no
+ * credentials. */
+
+typedef struct ak_url {
+  char *scheme;    /* "http" or "https", lower case */
+  char *host;      /* name or IP literal, without brackets or zone id */
+  char *zone;      /* an IPv6 literal's zone id (decoded), or NULL */
+  uint16_t port;   /* given, or the scheme's default (80, 443) */
+  bool ipv6;       /* host is an IPv6 literal */
+  char *target;    /* the request target: path and query, "/" at least */
+  char *authority; /* the Host header's value: host, [v6] and ":port"
+                      unless the port is the scheme's default */
+  char *text;      /* the whole URL as the client uses it */
+} ak_url;
+
+/* Parses an absolute http or https URL. Returns 0 and sets *out (the
+ * caller's, freed with ak_url_free), or AK_EURL (malformed, no host, a port
+ * outside 1-65535, user information), AK_EURLSCHEME (another scheme) or
+ * -ENOMEM. Thread-safe. */
+AK_API int ak_url_parse(const char *text, ak_url **out);
+
+/* Resolves ref (absolute or relative, as in a Location header) against base
+ * (RFC 3986 section 5). Returns and owns as ak_url_parse. Thread-safe. */
+AK_API int ak_url_resolve(const ak_url *base, const char *ref, ak_url **out);
+
+/* Frees a URL; NULL does nothing. Thread-safe. */
+AK_API void ak_url_free(ak_url *url);
+
+/* ---- The client ------------------------------------------------------------------ */
+
+typedef struct ak_http_client ak_http_client;
+
+/* Options; zero means "the default" for every field. Times in nanoseconds,
+ * AK_FOREVER for none. */
+typedef struct ak_http_options {
+  unsigned max_conns_per_host; /* connections open to one host:port at once
+                                  (busy + idle); 0: 6. Requests beyond it
+                                  wait for one to come free. */
+  int64_t connect_timeout_ns;  /* per connection attempt; 0: 30 s */
+  int64_t idle_timeout_ns;     /* no byte received for this long while a
+                                  response is due; 0: 60 s */
+  int64_t head_timeout_ns;     /* the whole response head, from the request
+                                  sent to its last header; 0: 60 s */
+  int64_t total_timeout_ns;    /* one request from start to end, redirects
+                                  included; 0: none */
+  int max_redirects;           /* 0: 10; < 0: follow none (a 3xx is the
+                                  response) */
+  size_t max_head_bytes;       /* status line plus headers; 0: 64 KiB */
+  int64_t max_body_bytes;      /* a larger announced or received body is
+                                  AK_EHTTPTOOBIG; 0: 2^44 (16 TiB) */
+  size_t recv_buffer;          /* bytes per receive; 0: 256 KiB */
+  const char *user_agent;      /* NULL: "asynckit/VERSION"; copied */
+  const char *cacert;          /* https: a CA bundle file (NULL: the
+                                  system's); copied */
+  bool insecure;               /* https: skip certificate verification */
+} ak_http_options;
+
+/* Makes a client on loop (owner thread). opts may be NULL. Returns 0 and
+ * sets *out (the caller's, freed with ak_http_client_free), or -ENOMEM,
+ * -EINVAL. */
+AK_API int ak_http_client_new(ak_loop *loop, const ak_http_options *opts, ak_http_client **out);
+
+/* Closes the idle connections and frees the client. Every request's future
+ * must have settled first (else -EBUSY and nothing is freed). Returns 0.
+ * The closes are ring ops: run the loop afterwards to finish them. */
+AK_API int ak_http_client_free(ak_http_client *client);
+
+/* Connections open now (busy and idle), and how many requests reused a
+ * kept-alive connection since the client was made. */
+AK_API size_t ak_http_client_open_conns(const ak_http_client *client);
+AK_API uint64_t ak_http_client_reused(const ak_http_client *client);
+
+/* ---- Requests ------------------------------------------------------------------ */
+
+/* Body bytes as they arrive, when the request has no fd: data is borrowed
+ * for the call, offset is its position in the entity (the whole resource:
+ * a 206 body starts at its range's first byte). Return 0 to go on or a
+ * negative error to abort the request with it. */
+typedef int (*ak_http_body_fn)(const void *data, size_t len, int64_t offset, void *arg);
+
+enum {
+  AK_HTTP_HEAD = 1u << 0,          /* HEAD instead of GET */
+  AK_HTTP_REQUIRE_RANGE = 1u << 1, /* with a Range: a 200 (the whole entity)
+                                      fails AK_EHTTPRANGE before its body,
+                                      instead of being taken from offset 0 */
+  AK_HTTP_KEEP_ERROR_BODY = 1u << 2, /* write the body of a status >= 300
+                                        too (default: read and dropped) */
+};
+
+typedef struct ak_http_request {
+  const char *url;             /* absolute http(s) URL; copied */
+  unsigned flags;              /* AK_HTTP_* */
+  const char *const *headers;  /* extra "Name: value" lines (copied), or
+                                  NULL; they replace the client's own
+                                  User-Agent / Accept-Encoding */
+  size_t header_count;
+  int64_t range_start;         /* first byte wanted; < 0: no Range header */
+  int64_t range_end;           /* last byte wanted (inclusive); < 0: to end */
+  int fd;                      /* the body goes here by ring writes, entity
+                                  byte p at file offset fd_base + p; -1: none */
+  int64_t fd_base;
+  ak_http_body_fn on_body;     /* with fd == -1: the body's bytes */
+  void *arg;                   /* for on_body */
+  int64_t *progress;           /* if not NULL, body bytes are added here
+                                  (__atomic relaxed adds) as they are
+                                  written: another thread may read it so */
+} ak_http_request;
+
+/* The request defaults: no flags, no headers, no range, no sink. */
+#define AK_HTTP_REQUEST_INIT(u)                                                                    \
+  {                                                                                                \
+    (u), 0, NULL, 0, -1, -1, -1, 0, NULL, NULL, NULL                                               \
+  }
+
+typedef struct ak_http_header {
+  char *name;  /* as received */
+  char *value; /* leading and trailing blanks removed */
+} ak_http_header;
+
+/* What a request's future holds as its value when DONE. */
+typedef struct ak_http_response {
+  int status;                /* 200, 206, 404... (also the future's result) */
+  char *reason;              /* the status line's text */
+  char *url;                 /* the URL answered, after redirects */
+  unsigned redirects;        /* redirects followed */
+  int64_t content_length;    /* announced, or -1 (chunked, close-delimited) */
+  int64_t body_bytes;        /* body bytes received (and written) */
+  int64_t range_start;       /* 206: the Content-Range the server sent */
+  int64_t range_end;         /*      (inclusive), else -1 */
+  int64_t entity_size;       /* the whole resource's size if known (200 with
+                                a Content-Length, 206's "/N"), else -1 */
+  int64_t retry_after_s;     /* Retry-After in seconds (a date converted to a
+                                delay from now), or -1 */
+  bool accept_ranges;        /* "Accept-Ranges: bytes" */
+  bool reused;               /* sent on a kept-alive connection */
+  size_t header_count;
+  ak_http_header *headers;   /* in order received */
+} ak_http_response;
+
+/* Starts a GET (or HEAD) of req->url. The future settles DONE with the final
+ * response's status as its result and an ak_http_response as its value
+ * (owned by the future) once the whole body is received and written; a
+ * status >= 300 that is not a followed redirect is a DONE response too (its
+ * body dropped unless AK_HTTP_KEEP_ERROR_BODY). It FAILS with the codes at
+ * the top of this header, and with AK_EHTTPREDIRECTS when redirects exceed
+ * the limit. Cancelling it stops the request: it settles CANCELLED once the
+ * ring has given back the operation in flight (a write to fd among them), so
+ * fd may be closed after that. req is copied; fd must stay open until the
+ * future settles. Returns NULL only when memory runs out. */
+AK_API ak_future *ak_http_get(ak_http_client *client, const ak_http_request *req);
+
+/* A header's value (the first of that name, case-insensitive), or NULL.
+ * Borrowed from resp. */
+AK_API const char *ak_http_response_header(const ak_http_response *resp, const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ASYNCKIT_HTTP_H */

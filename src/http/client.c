@@ -1,0 +1,92 @@
+/* client.c: the client object (its options with defaults applied, its host
+ * pools, its counters) and the public entry points of http.h. The work of a
+ * request is exchange.c's. */
+#include "http/internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+bool ak__http_tls_available(void)
+{
+  return false; /* https arrives with the TLS layer (src/tls) */
+}
+
+static int64_t or_default(int64_t v, int64_t dflt)
+{
+  return v == 0 ? dflt : v;
+}
+
+int ak_http_client_new(ak_loop *loop, const ak_http_options *opts, ak_http_client **out)
+{
+  if (!loop || !out)
+    return -EINVAL;
+  ak_http_options none = {0};
+  if (!opts)
+    opts = &none;
+  ak_http_client *c = ak__calloc(1, sizeof *c);
+  if (!c)
+    return -ENOMEM;
+  c->loop = loop;
+  ak__http_opts *o = &c->opts;
+  o->max_conns_per_host = opts->max_conns_per_host ? opts->max_conns_per_host : 6;
+  o->connect_timeout_ns = or_default(opts->connect_timeout_ns, INT64_C(30000000000));
+  o->idle_timeout_ns = or_default(opts->idle_timeout_ns, INT64_C(60000000000));
+  o->head_timeout_ns = or_default(opts->head_timeout_ns, INT64_C(60000000000));
+  o->total_timeout_ns = or_default(opts->total_timeout_ns, AK_FOREVER);
+  o->max_redirects = opts->max_redirects == 0 ? 10 : opts->max_redirects;
+  o->max_head_bytes = opts->max_head_bytes ? opts->max_head_bytes : 64 * 1024;
+  o->max_body_bytes = opts->max_body_bytes > 0 ? opts->max_body_bytes : INT64_C(1) << 44;
+  o->recv_buffer = opts->recv_buffer ? opts->recv_buffer : 256 * 1024;
+  char ua[64];
+  snprintf(ua, sizeof ua, "asynckit/%s", ak_version_string());
+  o->user_agent = ak__strdup(opts->user_agent ? opts->user_agent : ua);
+  o->cacert = opts->cacert ? ak__strdup(opts->cacert) : NULL;
+  o->insecure = opts->insecure;
+  bool bad = (opts->user_agent && strpbrk(opts->user_agent, "\r\n")) || o->connect_timeout_ns < -1 ||
+             o->idle_timeout_ns < -1 || o->head_timeout_ns < -1 || o->total_timeout_ns < -1;
+  if (!o->user_agent || (opts->cacert && !o->cacert) || bad) {
+    ak__free(o->user_agent);
+    ak__free(o->cacert);
+    ak__free(c);
+    return bad ? -EINVAL : -ENOMEM;
+  }
+  *out = c;
+  return 0;
+}
+
+int ak_http_client_free(ak_http_client *c)
+{
+  if (!c)
+    return 0;
+  if (c->active > 0)
+    return -EBUSY;
+  ak__http_close_idle(c);
+  ak__http_host *h = c->hosts;
+  while (h) {
+    ak__http_host *next = h->next;
+    ak__free(h->key);
+    ak__free(h);
+    h = next;
+  }
+  ak__free(c->opts.user_agent);
+  ak__free(c->opts.cacert);
+  ak__free(c);
+  return 0;
+}
+
+size_t ak_http_client_open_conns(const ak_http_client *c)
+{
+  return c->open_conns;
+}
+
+uint64_t ak_http_client_reused(const ak_http_client *c)
+{
+  return c->reused;
+}
+
+ak_future *ak_http_get(ak_http_client *c, const ak_http_request *req)
+{
+  if (!ak_loop_is_owner(c->loop))
+    return ak__future_failed(c->loop, AK_ENOTOWNER, NULL);
+  return ak__http_exchange_start(c, req);
+}

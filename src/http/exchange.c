@@ -1,0 +1,815 @@
+/* exchange.c: one request from start to its future settling: a connection
+ * (an idle one of the host's pool, a new one, or a turn in the host's
+ * queue), the request sent, the response received into the connection's
+ * buffer and parsed in place, body spans written to the file straight from
+ * that buffer (one writev per receive, no copy), redirects followed on the
+ * same exchange, and the deadlines (head, idle, total) watched by one timer.
+ *
+ * Every step is a ring op whose callback runs the next. An abort (a
+ * deadline, a cancel) records the error and cancels the op in flight; its
+ * callback then ends the exchange, so nothing the kernel still holds (the
+ * receive buffer, the iovecs' bytes) is freed early.
+ *
+ * Map: 1. records and helpers  2. connection  3. request  4. response
+ *      5. body writes  6. ending  7. deadlines  8. start and cancel */
+#include "http/internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+/* ---- 1. Records and helpers ---------------------------------------------------- */
+
+typedef enum ex_state {
+  EX_WAITING,    /* queued for a connection of its host */
+  EX_CONNECTING, /* TCP connect (and the transport's handshake) */
+  EX_SENDING,    /* the request going out */
+  EX_RECEIVING,  /* a receive in flight */
+  EX_WRITING,    /* body bytes of the last receive going to the file */
+  EX_ENDED,
+} ex_state;
+
+struct ak__http_exchange {
+  ak_http_client *client;
+  ak_future *fut;              /* the request's future (one reference) */
+  ak_url *url;                 /* the URL being fetched (changes on redirects) */
+  unsigned flags;              /* AK_HTTP_* */
+  char *extra;                 /* the user's header lines, joined with CRLFs */
+  bool user_agent_given;       /* extra has a User-Agent */
+  int64_t range_start, range_end;
+  int fd;                      /* body sink, or -1 */
+  int64_t fd_base;
+  ak_http_body_fn on_body;
+  void *arg;
+  int64_t *progress;
+
+  ak__http_host *host;
+  ak__http_conn *conn;         /* the connection in use, or NULL */
+  bool conn_reused;            /* conn was kept alive from an earlier request */
+  bool retried;                /* a stale kept-alive connection was replaced once */
+  ak__http_exchange *next_wait; /* in host's queue */
+
+  ak__http_parser parser;
+  bool parser_live;
+  char *req;                   /* the request's bytes */
+  size_t req_len;
+  ak_future *pending;          /* the op in flight (one reference), or NULL */
+  ex_state state;
+  bool got_bytes;              /* a response byte came on this connection */
+  bool leftover;               /* bytes after the response: no reuse */
+  bool sink_body;              /* this response's body goes to the sink */
+  bool redirect;               /* this response is a redirect to follow */
+  unsigned redirects;
+  int64_t write_pos;           /* entity offset of the next body byte */
+  struct iovec *iov;           /* body spans of the last receive */
+  unsigned niov, iov_cap;
+  size_t write_len;            /* their bytes */
+  size_t write_done;           /* of those, written */
+
+  int err;                     /* the first error, 0 while all is well */
+  char detail[240];
+  ak_timer *timer;             /* the deadline timer, or NULL */
+  int64_t timer_at;            /* when it fires */
+  int64_t total_deadline;      /* INT64_MAX: none */
+  int64_t head_deadline;       /* set when the request has gone out */
+  int64_t last_rx;             /* last byte received (or the send's start) */
+};
+
+static void acquire(ak__http_exchange *ex, bool allow_idle);
+static void send_request(ak__http_exchange *ex);
+static void post_recv(ak__http_exchange *ex);
+static void finish(ak__http_exchange *ex);
+static void arm_timer(ak__http_exchange *ex);
+
+/* Records the first error and its detail. */
+static void set_error(ak__http_exchange *ex, int err, const char *detail)
+{
+  if (ex->err)
+    return;
+  ex->err = err;
+  snprintf(ex->detail, sizeof ex->detail, "%s%s%s", ex->url ? ex->url->text : "",
+           detail && detail[0] ? ": " : "", detail ? detail : "");
+}
+
+/* Waits for f (taking the caller's reference) and runs cb(f, ex) after. */
+static void await(ak__http_exchange *ex, ak_future *f, ak_callback cb)
+{
+  if (!f) {
+    set_error(ex, -ENOMEM, "out of memory");
+    finish(ex);
+    return;
+  }
+  ex->pending = f;
+  if (ak_future_on_settle(f, cb, ex) < 0) {
+    ak_future_cancel(f);
+    ak_future_release(f);
+    ex->pending = NULL;
+    set_error(ex, -ENOMEM, "out of memory");
+    finish(ex);
+  }
+}
+
+/* First thing in an op's callback: the op is no longer pending. Returns its
+ * result, or the exchange's error if it was aborted meanwhile. */
+static int64_t op_done(ak__http_exchange *ex, ak_future *f)
+{
+  ex->pending = NULL;
+  int64_t res = ak_future_result(f);
+  ak_future_release(f); /* the callback's borrow outlives this: the loop holds one */
+  return ex->err ? ex->err : res;
+}
+
+static void add_progress(ak__http_exchange *ex, size_t n)
+{
+  if (ex->progress)
+    __atomic_fetch_add(ex->progress, (int64_t)n, __ATOMIC_RELAXED);
+}
+
+/* ---- 2. Connection -------------------------------------------------------------------- */
+
+ak__http_exchange *ak__http_host_pop_waiter(ak__http_host *host)
+{
+  ak__http_exchange *ex = host->wait_head;
+  if (ex) {
+    host->wait_head = ex->next_wait;
+    if (!host->wait_head)
+      host->wait_tail = NULL;
+    ex->next_wait = NULL;
+  }
+  return ex;
+}
+
+static void remove_waiter(ak__http_exchange *ex)
+{
+  ak__http_host *h = ex->host;
+  ak__http_exchange **pp = &h->wait_head, *prev = NULL;
+  while (*pp && *pp != ex) {
+    prev = *pp;
+    pp = &(*pp)->next_wait;
+  }
+  if (*pp) {
+    *pp = ex->next_wait;
+    if (h->wait_tail == ex)
+      h->wait_tail = prev;
+  }
+}
+
+static void use_conn(ak__http_exchange *ex, ak__http_conn *conn, bool reused)
+{
+  ex->conn = conn;
+  ex->conn_reused = reused;
+  if (reused)
+    ex->client->reused++;
+  send_request(ex);
+}
+
+static void on_started(ak_future *f, void *arg)
+{
+  ak__http_exchange *ex = arg;
+  int64_t res = op_done(ex, f);
+  if (res < 0) {
+    set_error(ex, (int)res, ak_future_detail(f) ? ak_future_detail(f) : "handshake failed");
+    finish(ex);
+    return;
+  }
+  send_request(ex);
+}
+
+static void on_connected(ak_future *f, void *arg)
+{
+  ak__http_exchange *ex = arg;
+  ex->pending = NULL;
+  int64_t res = ak_future_result(f);
+  if (res >= 0 && ex->err) {
+    close((int)res); /* aborted while connecting: the socket is ours to drop */
+    res = ex->err;
+  }
+  const char *d = ak_future_detail(f);
+  char why[200];
+  snprintf(why, sizeof why, "connect: %s", d ? d : ak_strerror((int)res));
+  ak_future_release(f);
+  if (res < 0) {
+    set_error(ex, (int)res, why);
+    finish(ex);
+    return;
+  }
+  ex->conn->fd = (int)res;
+  ak_future *hs = ex->conn->tr->start(ex->conn);
+  if (hs)
+    await(ex, hs, on_started);
+  else
+    send_request(ex);
+}
+
+static void connect_new(ak__http_exchange *ex)
+{
+  ak_http_client *c = ex->client;
+  ex->conn = ak__http_conn_new(c, ex->host);
+  if (!ex->conn) {
+    set_error(ex, -ENOMEM, "out of memory");
+    finish(ex);
+    return;
+  }
+  ex->conn_reused = false;
+  ex->state = EX_CONNECTING;
+  char name[300];
+  if (ex->url->zone)
+    snprintf(name, sizeof name, "%s%%%s", ex->url->host, ex->url->zone);
+  else
+    snprintf(name, sizeof name, "%s", ex->url->host);
+  await(ex, ak_connect_host(c->loop, name, ex->url->port, c->opts.connect_timeout_ns),
+        on_connected);
+}
+
+static void acquire(ak__http_exchange *ex, bool allow_idle)
+{
+  ak_http_client *c = ex->client;
+  ex->host = ak__http_host_of(c, ex->url);
+  if (!ex->host) {
+    set_error(ex, -ENOMEM, "out of memory");
+    finish(ex);
+    return;
+  }
+  ak__http_conn *idle = allow_idle ? ak__http_conn_take_idle(ex->host) : NULL;
+  if (idle) {
+    use_conn(ex, idle, true);
+  } else if (ex->host->open < c->opts.max_conns_per_host) {
+    connect_new(ex);
+  } else {
+    ex->state = EX_WAITING;
+    if (ex->host->wait_tail)
+      ex->host->wait_tail->next_wait = ex;
+    else
+      ex->host->wait_head = ex;
+    ex->host->wait_tail = ex;
+  }
+}
+
+void ak__http_exchange_resume(ak__http_exchange *ex, ak__http_conn *conn)
+{
+  if (conn)
+    use_conn(ex, conn, true);
+  else
+    connect_new(ex);
+}
+
+/* A kept-alive connection turned out closed before any response byte (the
+ * server timed it out): once per request, try again on a new one. */
+static bool retry_on_fresh_conn(ak__http_exchange *ex)
+{
+  if (!ex->conn_reused || ex->retried || ex->got_bytes || ex->err)
+    return false;
+  ex->retried = true;
+  ak__http_conn *conn = ex->conn;
+  ex->conn = NULL;
+  ak__http_conn_release(conn, false);
+  ak__http_parser_free(&ex->parser);
+  ex->parser_live = false;
+  acquire(ex, false);
+  return true;
+}
+
+/* ---- 3. Request ------------------------------------------------------------------------ */
+
+static int build_request(ak__http_exchange *ex)
+{
+  const ak__http_opts *o = &ex->client->opts;
+  char range[80] = "";
+  if (ex->range_start >= 0) {
+    if (ex->range_end >= 0)
+      snprintf(range, sizeof range, "Range: bytes=%" PRId64 "-%" PRId64 "\r\n", ex->range_start,
+               ex->range_end);
+    else
+      snprintf(range, sizeof range, "Range: bytes=%" PRId64 "-\r\n", ex->range_start);
+  }
+  const char *method = ex->flags & AK_HTTP_HEAD ? "HEAD" : "GET";
+  size_t n = strlen(method) + strlen(ex->url->target) + strlen(ex->url->authority) +
+             strlen(o->user_agent) + strlen(range) + (ex->extra ? strlen(ex->extra) : 0) + 128;
+  char *r = ak__malloc(n);
+  if (!r)
+    return -ENOMEM;
+  int len = snprintf(r, n, "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%sAccept: */*\r\n%s%s\r\n", method,
+                     ex->url->target, ex->url->authority, ex->user_agent_given ? "" : "User-Agent: ",
+                     ex->user_agent_given ? "" : o->user_agent, ex->user_agent_given ? "" : "\r\n",
+                     range, ex->extra ? ex->extra : "");
+  ak__free(ex->req);
+  ex->req = r;
+  ex->req_len = (size_t)len;
+  return 0;
+}
+
+static int on_head(ak__http_parser *p, void *arg);
+static int on_body_bytes(ak__http_parser *p, const char *data, size_t len, void *arg);
+
+static void on_sent(ak_future *f, void *arg)
+{
+  ak__http_exchange *ex = arg;
+  int64_t res = op_done(ex, f);
+  if (res < 0) {
+    if (retry_on_fresh_conn(ex))
+      return;
+    set_error(ex, (int)res, "sending the request");
+    finish(ex);
+    return;
+  }
+  ex->state = EX_RECEIVING;
+  post_recv(ex);
+}
+
+static void send_request(ak__http_exchange *ex)
+{
+  const ak__http_opts *o = &ex->client->opts;
+  int rc = ex->req ? 0 : build_request(ex);
+  if (rc == 0 && !ex->parser_live) {
+    rc = ak__http_parser_init(&ex->parser, o->max_head_bytes, o->max_body_bytes,
+                              ex->flags & AK_HTTP_HEAD);
+    ex->parser_live = rc == 0;
+  }
+  if (rc == 0 && !ex->conn->buf && !(ex->conn->buf = ak__malloc(o->recv_buffer)))
+    rc = -ENOMEM;
+  if (rc < 0) {
+    set_error(ex, rc, "out of memory");
+    finish(ex);
+    return;
+  }
+  ex->parser.on_head = on_head;
+  ex->parser.on_body = on_body_bytes;
+  ex->parser.hook_arg = ex;
+  ex->got_bytes = false;
+  ex->leftover = false;
+  ex->state = EX_SENDING;
+  int64_t now = ak_now_ns();
+  ex->last_rx = now;
+  ex->head_deadline = o->head_timeout_ns == AK_FOREVER ? INT64_MAX : now + o->head_timeout_ns;
+  arm_timer(ex);
+  await(ex, ex->conn->tr->send_all(ex->conn, ex->req, ex->req_len), on_sent);
+}
+
+/* ---- 4. Response ----------------------------------------------------------------------- */
+
+static bool is_redirect(int status)
+{
+  return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+/* The final head is in: where its body goes. */
+static int on_head(ak__http_parser *p, void *arg)
+{
+  ak__http_exchange *ex = arg;
+  ak_http_response *r = p->resp;
+  ex->redirect = false;
+  ex->sink_body = false;
+  if (is_redirect(r->status) && ak_http_response_header(r, "location") &&
+      ex->client->opts.max_redirects >= 0) {
+    ex->redirect = true;
+    return 0;
+  }
+  if (r->status >= 300 && !(ex->flags & AK_HTTP_KEEP_ERROR_BODY))
+    return 0;
+  ex->sink_body = ex->fd >= 0 || ex->on_body;
+  ex->write_pos = 0;
+  if (r->status == 206) {
+    if (ex->range_start < 0) {
+      snprintf(p->detail, sizeof p->detail, "206 Partial Content to a request without Range");
+      return AK_EHTTPPROTO;
+    }
+    if (r->range_start != ex->range_start || (ex->range_end >= 0 && r->range_end > ex->range_end)) {
+      snprintf(p->detail, sizeof p->detail,
+               "asked bytes %" PRId64 "-%" PRId64 ", got %" PRId64 "-%" PRId64, ex->range_start,
+               ex->range_end, r->range_start, r->range_end);
+      return AK_EHTTPRANGE;
+    }
+    ex->write_pos = r->range_start;
+  } else if (ex->range_start >= 0 && r->status < 300 && (ex->flags & AK_HTTP_REQUIRE_RANGE)) {
+    snprintf(p->detail, sizeof p->detail, "asked a Range, the server sent status %d", r->status);
+    return AK_EHTTPRANGE;
+  }
+  return 0;
+}
+
+static int on_body_bytes(ak__http_parser *p, const char *data, size_t len, void *arg)
+{
+  ak__http_exchange *ex = arg;
+  (void)p;
+  if (!ex->sink_body)
+    return 0;
+  if (ex->fd < 0) {
+    int rc = ex->on_body(data, len, ex->write_pos, ex->arg);
+    ex->write_pos += (int64_t)len;
+    add_progress(ex, len);
+    return rc < 0 ? rc : 0;
+  }
+  /* Spans of one receive are consecutive in the body: merge adjacent ones. */
+  if (ex->niov > 0) {
+    struct iovec *last = &ex->iov[ex->niov - 1];
+    if ((const char *)last->iov_base + last->iov_len == data) {
+      last->iov_len += len;
+      ex->write_len += len;
+      return 0;
+    }
+  }
+  if (ex->niov == ex->iov_cap) {
+    unsigned cap = ex->iov_cap ? ex->iov_cap * 2 : 8;
+    if (cap > 1024)
+      return -E2BIG; /* cannot happen: a receive has far fewer chunks than bytes / 5 */
+    struct iovec *g = ak__realloc(ex->iov, cap * sizeof *g);
+    if (!g)
+      return -ENOMEM;
+    ex->iov = g;
+    ex->iov_cap = cap;
+  }
+  ex->iov[ex->niov].iov_base = (void *)data;
+  ex->iov[ex->niov].iov_len = len;
+  ex->niov++;
+  ex->write_len += len;
+  return 0;
+}
+
+static void start_writes(ak__http_exchange *ex);
+static void message_complete(ak__http_exchange *ex);
+
+static void on_recv(ak_future *f, void *arg)
+{
+  ak__http_exchange *ex = arg;
+  int64_t res = op_done(ex, f);
+  ex->last_rx = ak_now_ns();
+  if (res < 0) {
+    if ((res == -ECONNRESET || res == -EPIPE) && retry_on_fresh_conn(ex))
+      return;
+    set_error(ex, (int)res, ex->parser.head_done ? "receiving the body" : "receiving the response");
+    finish(ex);
+    return;
+  }
+  if (res == 0) {
+    int rc = ak__http_parser_eof(&ex->parser, ex->got_bytes);
+    if (rc == AK_EHTTPCLOSED && retry_on_fresh_conn(ex))
+      return;
+    if (rc < 0) {
+      set_error(ex, rc, ex->parser.detail);
+      finish(ex);
+      return;
+    }
+    ex->leftover = true; /* closed: not reusable */
+    if (ex->niov)
+      start_writes(ex);
+    else
+      message_complete(ex);
+    return;
+  }
+  ex->got_bytes = true;
+  ex->niov = 0;
+  ex->write_len = 0;
+  int64_t used = ak__http_parser_feed(&ex->parser, ex->conn->buf, (size_t)res);
+  if (used < 0) {
+    set_error(ex, (int)used, ex->parser.detail);
+    finish(ex);
+    return;
+  }
+  if (used < res)
+    ex->leftover = true;
+  if (ex->niov)
+    start_writes(ex);
+  else if (ex->parser.message_done)
+    message_complete(ex);
+  else
+    post_recv(ex);
+}
+
+static void post_recv(ak__http_exchange *ex)
+{
+  ex->state = EX_RECEIVING;
+  await(ex, ex->conn->tr->recv(ex->conn, ex->conn->buf, ex->client->opts.recv_buffer), on_recv);
+}
+
+/* ---- 5. Body writes ----------------------------------------------------------------------- */
+
+static void on_written(ak_future *f, void *arg);
+
+static void submit_writes(ak__http_exchange *ex)
+{
+  /* Skip what is written already (after a short write). */
+  size_t skip = ex->write_done;
+  unsigned i = 0;
+  while (i < ex->niov && skip >= ex->iov[i].iov_len)
+    skip -= ex->iov[i++].iov_len;
+  struct iovec first = ex->iov[i];
+  ex->iov[i].iov_base = (char *)ex->iov[i].iov_base + skip;
+  ex->iov[i].iov_len -= skip;
+  int64_t off = ex->fd_base + ex->write_pos + (int64_t)ex->write_done;
+  ak_future *w = ak_writev(ex->client->loop, ex->fd, ex->iov + i, ex->niov - i, off, NULL);
+  ex->iov[i] = first; /* ak_writev copied the array */
+  await(ex, w, on_written);
+}
+
+static void start_writes(ak__http_exchange *ex)
+{
+  ex->state = EX_WRITING;
+  ex->write_done = 0;
+  submit_writes(ex);
+}
+
+static void on_written(ak_future *f, void *arg)
+{
+  ak__http_exchange *ex = arg;
+  int64_t res = op_done(ex, f);
+  if (res <= 0) {
+    set_error(ex, res == 0 ? -EIO : (int)res, "writing the body to the file");
+    finish(ex);
+    return;
+  }
+  ex->write_done += (size_t)res;
+  add_progress(ex, (size_t)res);
+  if (ex->write_done < ex->write_len) {
+    submit_writes(ex);
+    return;
+  }
+  ex->write_pos += (int64_t)ex->write_len;
+  ex->niov = 0;
+  ex->write_len = 0;
+  if (ex->parser.message_done)
+    message_complete(ex);
+  else
+    post_recv(ex);
+}
+
+/* ---- 6. Ending ------------------------------------------------------------------------------ */
+
+static void follow_redirect(ak__http_exchange *ex)
+{
+  const char *loc = ak_http_response_header(ex->parser.resp, "location");
+  if (++ex->redirects > (unsigned)ex->client->opts.max_redirects) {
+    char d[64];
+    snprintf(d, sizeof d, "more than %d redirects", ex->client->opts.max_redirects);
+    set_error(ex, AK_EHTTPREDIRECTS, d);
+    finish(ex);
+    return;
+  }
+  ak_url *next = NULL;
+  int rc = ak_url_resolve(ex->url, loc, &next);
+  if (rc == 0 && strcmp(next->scheme, "https") == 0 && !ak__http_tls_available())
+    rc = AK_EHTTPSNOTSUP;
+  if (rc < 0) {
+    ak_url_free(next);
+    char d[200];
+    snprintf(d, sizeof d, "redirect to %.150s", loc);
+    set_error(ex, rc, d);
+    finish(ex);
+    return;
+  }
+  ak__http_conn *conn = ex->conn;
+  ex->conn = NULL;
+  ak__http_conn_release(conn, ak__http_parser_keep_alive(&ex->parser) && !ex->leftover);
+  ak_url_free(ex->url);
+  ex->url = next;
+  ak__http_parser_free(&ex->parser);
+  ex->parser_live = false;
+  ak__free(ex->req);
+  ex->req = NULL;
+  ex->retried = false;
+  acquire(ex, true);
+}
+
+static void message_complete(ak__http_exchange *ex)
+{
+  if (ex->redirect) {
+    follow_redirect(ex);
+    return;
+  }
+  finish(ex);
+}
+
+static void finish(ak__http_exchange *ex)
+{
+  ak_http_client *c = ex->client;
+  ex->state = EX_ENDED;
+  if (ex->timer) {
+    ak_timer_cancel(c->loop, ex->timer);
+    ex->timer = NULL;
+  }
+  if (ex->conn) {
+    bool keep = !ex->err && ex->parser_live && ak__http_parser_keep_alive(&ex->parser) &&
+                !ex->leftover;
+    ak__http_conn *conn = ex->conn;
+    ex->conn = NULL;
+    ak__http_conn_release(conn, keep);
+  }
+  ak_future *fut = ex->fut;
+  fut->data = NULL;
+  if (ex->err) {
+    ak_future_fail(fut, ex->err, ex->detail);
+  } else {
+    ak_http_response *r = ak__http_parser_take(&ex->parser);
+    r->url = ak__strdup(ex->url->text);
+    r->redirects = ex->redirects;
+    r->reused = ex->conn_reused;
+    if (ak_future_set(fut, r->status, r, ak__http_response_dtor) < 0)
+      ak__http_response_free(r);
+  }
+  if (ex->parser_live)
+    ak__http_parser_free(&ex->parser);
+  c->active--;
+  ak_loop_unhold(c->loop);
+  ak_url_free(ex->url);
+  ak__free(ex->extra);
+  ak__free(ex->req);
+  ak__free(ex->iov);
+  ak__free(ex);
+  ak_future_release(fut);
+}
+
+/* Stops the exchange with err: the op in flight is cancelled and its
+ * callback ends it; a queued exchange ends at once. */
+static void abort_exchange(ak__http_exchange *ex, int err, const char *detail)
+{
+  if (ex->state == EX_ENDED)
+    return;
+  set_error(ex, err, detail);
+  if (ex->pending) {
+    ak_future_cancel(ex->pending);
+  } else if (ex->state == EX_WAITING) {
+    remove_waiter(ex);
+    finish(ex);
+  }
+}
+
+/* ---- 7. Deadlines ---------------------------------------------------------------------------
+ * One timer per exchange, armed for the earliest deadline that applies; when
+ * it fires it checks them all against the clock and re-arms for the next.
+ * The idle deadline moves with every receive, which costs a store, not a
+ * timer: the timer finds it has moved and sleeps again. */
+
+static bool is_talking(const ak__http_exchange *ex)
+{
+  return ex->state == EX_SENDING || ex->state == EX_RECEIVING;
+}
+
+static int64_t next_deadline(const ak__http_exchange *ex)
+{
+  const ak__http_opts *o = &ex->client->opts;
+  int64_t next = ex->total_deadline;
+  if (is_talking(ex)) {
+    if (!(ex->parser_live && ex->parser.head_done) && ex->head_deadline < next)
+      next = ex->head_deadline;
+    if (o->idle_timeout_ns != AK_FOREVER && ex->last_rx + o->idle_timeout_ns < next)
+      next = ex->last_rx + o->idle_timeout_ns;
+  }
+  return next;
+}
+
+static void on_deadline(void *arg)
+{
+  ak__http_exchange *ex = arg;
+  ex->timer = NULL;
+  int64_t now = ak_now_ns();
+  const ak__http_opts *o = &ex->client->opts;
+  char d[96];
+  if (now >= ex->total_deadline) {
+    snprintf(d, sizeof d, "not complete within --max-time (%.3f s)", o->total_timeout_ns / 1e9);
+    abort_exchange(ex, AK_EHTTPTOTALTIMEOUT, d);
+    return;
+  }
+  if (is_talking(ex)) {
+    if (!(ex->parser_live && ex->parser.head_done) && now >= ex->head_deadline) {
+      snprintf(d, sizeof d, "response head not complete within %.3f s", o->head_timeout_ns / 1e9);
+      abort_exchange(ex, AK_EHTTPHEADTIMEOUT, d);
+      return;
+    }
+    if (o->idle_timeout_ns != AK_FOREVER && now >= ex->last_rx + o->idle_timeout_ns) {
+      snprintf(d, sizeof d, "nothing received for %.3f s", o->idle_timeout_ns / 1e9);
+      abort_exchange(ex, AK_EHTTPIDLETIMEOUT, d);
+      return;
+    }
+  }
+  arm_timer(ex);
+}
+
+/* Arms the timer for the next deadline if it would fire later than that. */
+static void arm_timer(ak__http_exchange *ex)
+{
+  int64_t next = next_deadline(ex);
+  if (next == INT64_MAX)
+    return;
+  if (ex->timer && ex->timer_at <= next)
+    return;
+  if (ex->timer)
+    ak_timer_cancel(ex->client->loop, ex->timer);
+  int64_t now = ak_now_ns();
+  ex->timer = ak_call_later(ex->client->loop, next > now ? next - now : 0, on_deadline, ex);
+  ex->timer_at = next;
+}
+
+/* ---- 8. Start and cancel ----------------------------------------------------------------------- */
+
+static void cancel_on_loop(ak_future *fut)
+{
+  ak__http_exchange *ex = fut->data;
+  if (ex)
+    abort_exchange(ex, -ECANCELED, "cancelled");
+}
+
+static void cancel_posted(void *arg)
+{
+  ak_future *fut = arg;
+  cancel_on_loop(fut);
+  ak_future_release(fut);
+}
+
+static void exchange_cancel(ak_future *fut)
+{
+  if (ak_loop_is_owner(fut->loop)) {
+    cancel_on_loop(fut);
+    return;
+  }
+  ak_future_ref(fut);
+  if (ak_loop_post(fut->loop, cancel_posted, fut) < 0)
+    ak_future_release(fut); /* ENOMEM: the request runs to its end */
+}
+
+static const ak__future_kind exchange_kind = {
+    .name = "http_get", .cancel = exchange_cancel, .free_data = NULL};
+
+/* The user's header lines joined; -EINVAL for a line with CR or LF or no
+ * colon (header injection), -ENOMEM. */
+static int join_headers(ak__http_exchange *ex, const ak_http_request *req)
+{
+  size_t n = 1;
+  for (size_t i = 0; i < req->header_count; i++) {
+    const char *h = req->headers[i];
+    if (!h || strpbrk(h, "\r\n") || !strchr(h, ':') || h[0] == ':')
+      return -EINVAL;
+    n += strlen(h) + 2;
+    if (strncasecmp(h, "user-agent:", 11) == 0)
+      ex->user_agent_given = true;
+  }
+  if (req->header_count == 0)
+    return 0;
+  ex->extra = ak__malloc(n);
+  if (!ex->extra)
+    return -ENOMEM;
+  char *o = ex->extra;
+  for (size_t i = 0; i < req->header_count; i++) {
+    size_t l = strlen(req->headers[i]);
+    memcpy(o, req->headers[i], l);
+    o += l;
+    *o++ = '\r';
+    *o++ = '\n';
+  }
+  *o = '\0';
+  return 0;
+}
+
+ak_future *ak__http_exchange_start(ak_http_client *c, const ak_http_request *req)
+{
+  ak_url *url = NULL;
+  int rc = req && req->url ? ak_url_parse(req->url, &url) : -EINVAL;
+  if (rc == 0 && strcmp(url->scheme, "https") == 0 && !ak__http_tls_available())
+    rc = AK_EHTTPSNOTSUP;
+  if (rc < 0) {
+    ak_url_free(url);
+    char d[200];
+    snprintf(d, sizeof d, "%.190s", req && req->url ? req->url : "(no URL)");
+    return ak__future_failed(c->loop, rc, d);
+  }
+  ak__http_exchange *ex = ak__calloc(1, sizeof *ex);
+  if (!ex) {
+    ak_url_free(url);
+    return NULL;
+  }
+  ex->client = c;
+  ex->url = url;
+  ex->flags = req->flags;
+  ex->range_start = req->range_start;
+  ex->range_end = req->range_start >= 0 ? req->range_end : -1;
+  ex->fd = req->fd;
+  ex->fd_base = req->fd_base;
+  ex->on_body = req->on_body;
+  ex->arg = req->arg;
+  ex->progress = req->progress;
+  rc = join_headers(ex, req);
+  if (rc < 0 || (ex->range_end >= 0 && ex->range_end < ex->range_start)) {
+    ak_url_free(url);
+    ak__free(ex->extra);
+    ak__free(ex);
+    return ak__future_failed(c->loop, rc < 0 ? rc : -EINVAL, "bad header line or range");
+  }
+  ex->fut = ak__future_new(c->loop, &exchange_kind, ex);
+  if (!ex->fut) {
+    ak_url_free(url);
+    ak__free(ex->extra);
+    ak__free(ex);
+    return NULL;
+  }
+  ak_future *ret = ak_future_ref(ex->fut);
+  c->active++;
+  ak_loop_hold(c->loop);
+  ex->total_deadline = c->opts.total_timeout_ns == AK_FOREVER
+                           ? INT64_MAX
+                           : ak_now_ns() + c->opts.total_timeout_ns;
+  arm_timer(ex);
+  acquire(ex, true);
+  return ret;
+}

@@ -1,0 +1,175 @@
+/* http/internal.h: what the HTTP client's files share. The layer sits on
+ * core (futures, loop, timers), fs (ring writes) and net (sockets, connect
+ * by name); TLS plugs in under the transport seam below. It offers nothing
+ * to a layer above: tools use include/asynckit/http.h.
+ *
+ * Files:
+ *   url.c             URLs (uriparser), public
+ *   response.c        the response parser: llhttp plus the client's own
+ *                     checks of sizes and framing, no IO (fuzzed alone)
+ *   transport_plain.c the transport seam's plain-socket side
+ *   conn.c            connections and the per-host keep-alive pools
+ *   exchange.c        one request: send, receive, parse, write the body,
+ *                     deadlines, redirects
+ *   client.c          the client object and the public entry points
+ */
+#ifndef AK_HTTP_INTERNAL_H
+#define AK_HTTP_INTERNAL_H
+
+#include "core/internal.h"
+
+#include <llhttp.h>
+
+/* ---- The response parser (response.c) ----------------------------------------
+ * Feeds bytes through llhttp and checks what llhttp leaves to its user: the
+ * head's total size, the number of headers, the body's size against a
+ * limit, the 206's Content-Range. It builds an ak_http_response and hands
+ * body bytes to a sink in place (no copy). 1xx interim responses are
+ * skipped. */
+
+typedef struct ak__http_parser ak__http_parser;
+
+/* Called once the final response's head is complete; returns 0, or a
+ * negative error that stops the parse (the parser's error then). */
+typedef int (*ak__http_head_hook)(ak__http_parser *p, void *arg);
+/* Body bytes (borrowed, inside the fed buffer). Returns 0 or an error. */
+typedef int (*ak__http_body_hook)(ak__http_parser *p, const char *data, size_t len, void *arg);
+
+struct ak__http_parser {
+  llhttp_t ll;                 /* llhttp's state; ll.data points back here */
+  ak_http_response *resp;      /* being built; owned until taken */
+  size_t max_head;             /* head bytes allowed */
+  int64_t max_body;            /* body bytes allowed */
+  size_t head_bytes;           /* head bytes seen so far (interim heads too) */
+  char *field;                 /* the header name being received */
+  size_t field_len;
+  char *value;                 /* its value being received */
+  size_t value_len;
+  bool in_value;               /* the last piece was a value */
+  size_t header_cap;           /* room in resp->headers */
+  bool head_request;           /* HEAD: no body follows */
+  bool head_done;              /* the final head is complete */
+  bool message_done;           /* the final message is complete */
+  int content_length_count;    /* Content-Length headers seen */
+  int err;                     /* first error, 0 if none */
+  char detail[160];            /* what was wrong, for the future's detail */
+  ak__http_head_hook on_head;  /* may be NULL */
+  ak__http_body_hook on_body;  /* may be NULL (body dropped) */
+  void *hook_arg;
+};
+
+/* Makes p ready for one response. head_request: the request was HEAD.
+ * Returns 0 or -ENOMEM. */
+int ak__http_parser_init(ak__http_parser *p, size_t max_head, int64_t max_body,
+                         bool head_request);
+/* Frees what p holds (the response too, unless taken). */
+void ak__http_parser_free(ak__http_parser *p);
+/* Feeds len bytes. Returns the bytes consumed (less than len only when the
+ * message completed before the end: the rest belongs to no request), or a
+ * negative error (p->err, with p->detail). */
+int64_t ak__http_parser_feed(ak__http_parser *p, const char *data, size_t len);
+/* The peer closed: completes a close-delimited body, else returns the
+ * error for a message cut short (AK_EHTTPTRUNCATED in a body,
+ * AK_EHTTPCLOSED before any byte, AK_EHTTPPROTO inside the head). */
+int ak__http_parser_eof(ak__http_parser *p, bool got_bytes);
+/* Whether the connection may carry another request after this response. */
+bool ak__http_parser_keep_alive(const ak__http_parser *p);
+/* Takes the response (the caller frees it with ak__http_response_free). */
+ak_http_response *ak__http_parser_take(ak__http_parser *p);
+
+void ak__http_response_free(ak_http_response *resp);
+/* As ak_destructor. */
+void ak__http_response_dtor(void *resp);
+
+/* ---- Connections and the transport seam (conn.c, transport_*.c) ---------------
+ * A connection reads and writes through a transport: the plain socket now,
+ * a TLS session later (https), with the same three calls, each a future on
+ * the client's loop. */
+
+typedef struct ak__http_conn ak__http_conn;
+typedef struct ak__http_host ak__http_host;
+
+typedef struct ak__http_transport {
+  const char *name;
+  /* After the TCP connect: a handshake future (result 0), or NULL when the
+   * transport has none (plain). */
+  ak_future *(*start)(ak__http_conn *c);
+  ak_future *(*recv)(ak__http_conn *c, void *buf, size_t len);
+  ak_future *(*send_all)(ak__http_conn *c, const void *buf, size_t len);
+  /* Closes the connection (the socket too); result 0. */
+  ak_future *(*close)(ak__http_conn *c);
+} ak__http_transport;
+
+extern const ak__http_transport ak__http_plain;
+
+/* Whether this build can speak https (a TLS transport is compiled in). */
+bool ak__http_tls_available(void);
+
+struct ak__http_conn {
+  ak_http_client *client;
+  ak__http_host *host;         /* the pool it belongs to */
+  int fd;                      /* the socket */
+  const ak__http_transport *tr;
+  void *tls;                   /* the transport's session, or NULL */
+  ak__http_conn *next_idle;    /* in host->idle */
+  unsigned uses;               /* requests it has carried */
+  char *buf;                   /* receive buffer, client->opts.recv_buffer */
+};
+
+typedef struct ak__http_exchange ak__http_exchange;
+
+struct ak__http_host {
+  char *key;                   /* "scheme host port zone" */
+  ak__http_host *next;         /* in client->hosts */
+  unsigned open;               /* connections open or connecting */
+  ak__http_conn *idle;         /* kept-alive connections, most recent first */
+  ak__http_exchange *wait_head; /* requests waiting for a connection */
+  ak__http_exchange *wait_tail;
+};
+
+typedef struct ak__http_opts {
+  unsigned max_conns_per_host;
+  int64_t connect_timeout_ns, idle_timeout_ns, head_timeout_ns, total_timeout_ns;
+  int max_redirects;
+  size_t max_head_bytes;
+  int64_t max_body_bytes;
+  size_t recv_buffer;
+  char *user_agent;            /* owned */
+  char *cacert;                /* owned, or NULL */
+  bool insecure;
+} ak__http_opts;
+
+struct ak_http_client {
+  ak_loop *loop;
+  ak__http_opts opts;
+  ak__http_host *hosts;        /* one per scheme/host/port seen */
+  size_t open_conns;           /* connections open or connecting */
+  uint64_t reused;             /* requests sent on a kept-alive connection */
+  size_t active;               /* requests not yet settled */
+};
+
+/* The host pool for url (made on first use); NULL on ENOMEM. */
+ak__http_host *ak__http_host_of(ak_http_client *c, const ak_url *url);
+/* A new connection record of host, counted open (the socket comes later;
+ * plain transport until the caller says otherwise). NULL on ENOMEM. */
+ak__http_conn *ak__http_conn_new(ak_http_client *c, ak__http_host *host);
+/* Takes an idle connection of host, or NULL. */
+ak__http_conn *ak__http_conn_take_idle(ak__http_host *host);
+/* The request is done with c: keep it for reuse, or close it. Either way a
+ * request waiting for host gets its turn (the idle connection, or room to
+ * connect). */
+void ak__http_conn_release(ak__http_conn *c, bool keep);
+/* Closes every idle connection of the client. */
+void ak__http_close_idle(ak_http_client *c);
+
+/* ---- Exchanges (exchange.c) ----------------------------------------------------- */
+
+/* Called by conn.c when host has room for the waiting exchange ex: with a
+ * connection (idle, to reuse) or NULL (connect a new one). */
+void ak__http_exchange_resume(ak__http_exchange *ex, ak__http_conn *conn);
+/* The next waiter of host, dequeued, or NULL. */
+ak__http_exchange *ak__http_host_pop_waiter(ak__http_host *host);
+
+ak_future *ak__http_exchange_start(ak_http_client *c, const ak_http_request *req);
+
+#endif /* AK_HTTP_INTERNAL_H */

@@ -1,0 +1,451 @@
+/* response.c: the response parser. llhttp reads the status line, headers
+ * and body framing (Content-Length, chunked, close-delimited); this file
+ * keeps what llhttp leaves to its user bounded and checked: the head's size
+ * and header count, the body's size against a limit, Content-Range,
+ * Retry-After, interim 1xx responses, and the mapping of llhttp's errors to
+ * the library's. No IO: bytes in, a response record and body spans out,
+ * which is what the fuzz target drives. */
+#define _GNU_SOURCE 1 /* strptime, timegm */
+#include "http/internal.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+enum { MAX_HEADERS = 200 };
+
+static ak__http_parser *parser_of(llhttp_t *ll)
+{
+  return ll->data;
+}
+
+/* Records the first error; llhttp gets HPE_USER back and stops. */
+static int fail(ak__http_parser *p, int err, const char *fmt, const char *arg)
+{
+  if (p->err == 0) {
+    p->err = err;
+    snprintf(p->detail, sizeof p->detail, fmt, arg ? arg : "");
+  }
+  return HPE_USER;
+}
+
+/* A hook said stop with rc (it may have written p->detail itself). */
+static int hook_failed(ak__http_parser *p, int rc)
+{
+  if (p->err == 0)
+    p->err = rc;
+  return HPE_USER;
+}
+
+/* Counts n more head bytes against the limit. */
+static bool head_over_limit(ak__http_parser *p, size_t n)
+{
+  p->head_bytes += n;
+  return p->head_bytes > p->max_head;
+}
+
+static int append(ak__http_parser *p, char **s, size_t *len, const char *at, size_t n)
+{
+  char *g = ak__realloc(*s, *len + n + 1);
+  if (!g)
+    return fail(p, -ENOMEM, "out of memory%s", NULL);
+  memcpy(g + *len, at, n);
+  *len += n;
+  g[*len] = '\0';
+  *s = g;
+  return 0;
+}
+
+static void free_headers(ak_http_response *r)
+{
+  for (size_t i = 0; i < r->header_count; i++) {
+    ak__free(r->headers[i].name);
+    ak__free(r->headers[i].value);
+  }
+  ak__free(r->headers);
+  r->headers = NULL;
+  r->header_count = 0;
+}
+
+void ak__http_response_free(ak_http_response *r)
+{
+  if (!r)
+    return;
+  free_headers(r);
+  ak__free(r->reason);
+  ak__free(r->url);
+  ak__free(r);
+}
+
+void ak__http_response_dtor(void *resp)
+{
+  ak__http_response_free(resp);
+}
+
+static void reset_response(ak_http_response *r)
+{
+  free_headers(r);
+  ak__free(r->reason);
+  ak__free(r->url);
+  memset(r, 0, sizeof *r);
+  r->content_length = -1;
+  r->range_start = r->range_end = -1;
+  r->entity_size = -1;
+  r->retry_after_s = -1;
+}
+
+static int on_message_begin(llhttp_t *ll)
+{
+  ak__http_parser *p = parser_of(ll);
+  ak__free(p->resp->reason); /* an interim 1xx's head is forgotten */
+  p->resp->reason = NULL;
+  free_headers(p->resp);
+  p->header_cap = 0;
+  p->content_length_count = 0;
+  return 0;
+}
+
+static int on_status(llhttp_t *ll, const char *at, size_t n)
+{
+  ak__http_parser *p = parser_of(ll);
+  if (head_over_limit(p, n))
+    return fail(p, AK_EHTTPHEADSIZE, "status line longer than the head limit%s", NULL);
+  size_t len = p->resp->reason ? strlen(p->resp->reason) : 0;
+  return append(p, &p->resp->reason, &len, at, n);
+}
+
+/* Stores the header received (field, value) in the response. */
+static int commit_header(ak__http_parser *p)
+{
+  if (!p->field)
+    return 0;
+  ak_http_response *r = p->resp;
+  if (r->header_count >= MAX_HEADERS)
+    return fail(p, AK_EHTTPHEADSIZE, "more than 200 headers%s", NULL);
+  if (r->header_count == p->header_cap) {
+    size_t cap = p->header_cap ? p->header_cap * 2 : 16;
+    ak_http_header *h = ak__realloc(r->headers, cap * sizeof *h);
+    if (!h)
+      return fail(p, -ENOMEM, "out of memory%s", NULL);
+    r->headers = h;
+    p->header_cap = cap;
+  }
+  char *v = p->value ? p->value : ak__strdup("");
+  if (!v)
+    return fail(p, -ENOMEM, "out of memory%s", NULL);
+  /* Trim blanks on both sides (llhttp drops the leading ones already). */
+  size_t vl = strlen(v);
+  while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+    v[--vl] = '\0';
+  size_t lead = strspn(v, " \t");
+  if (lead)
+    memmove(v, v + lead, vl - lead + 1);
+  r->headers[r->header_count].name = p->field;
+  r->headers[r->header_count].value = v;
+  r->header_count++;
+  if (strcasecmp(p->field, "content-length") == 0)
+    p->content_length_count++;
+  p->field = p->value = NULL;
+  p->field_len = p->value_len = 0;
+  p->in_value = false;
+  return 0;
+}
+
+static int on_header_field(llhttp_t *ll, const char *at, size_t n)
+{
+  ak__http_parser *p = parser_of(ll);
+  if (head_over_limit(p, n))
+    return fail(p, AK_EHTTPHEADSIZE, "response head larger than the limit%s", NULL);
+  if (p->in_value) {
+    int rc = commit_header(p);
+    if (rc)
+      return rc;
+  }
+  return append(p, &p->field, &p->field_len, at, n);
+}
+
+static int on_header_value(llhttp_t *ll, const char *at, size_t n)
+{
+  ak__http_parser *p = parser_of(ll);
+  if (head_over_limit(p, n))
+    return fail(p, AK_EHTTPHEADSIZE, "response head larger than the limit%s", NULL);
+  p->in_value = true;
+  return append(p, &p->value, &p->value_len, at, n);
+}
+
+/* A non-negative decimal that fits in int64_t, all of s; -1 otherwise. */
+static int64_t parse_count(const char *s, const char **end)
+{
+  if (!isdigit((unsigned char)*s))
+    return -1;
+  int64_t v = 0;
+  while (isdigit((unsigned char)*s)) {
+    int d = *s++ - '0';
+    if (v > (INT64_MAX - d) / 10)
+      return -1;
+    v = v * 10 + d;
+  }
+  *end = s;
+  return v;
+}
+
+/* "bytes a-b/N", or with an unknown size "bytes a-b/" and a star. */
+static bool parse_content_range(const char *v, ak_http_response *r)
+{
+  if (strncasecmp(v, "bytes ", 6) != 0)
+    return false;
+  const char *s = v + 6;
+  while (*s == ' ')
+    s++;
+  int64_t a = parse_count(s, &s);
+  if (a < 0 || *s++ != '-')
+    return false;
+  int64_t b = parse_count(s, &s);
+  if (b < a || *s++ != '/')
+    return false;
+  int64_t n = -1;
+  if (*s == '*') {
+    s++;
+  } else {
+    n = parse_count(s, &s);
+    if (n <= b)
+      return false;
+  }
+  if (*s != '\0')
+    return false;
+  r->range_start = a;
+  r->range_end = b;
+  r->entity_size = n;
+  return true;
+}
+
+/* Retry-After: delay-seconds or an HTTP-date (then the delay from now). */
+static int64_t parse_retry_after(const char *v)
+{
+  const char *end;
+  int64_t s = parse_count(v, &end);
+  if (s >= 0 && *end == '\0')
+    return s;
+  struct tm tm = {0};
+  const char *rest = strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (!rest || *rest != '\0')
+    return -1;
+  time_t when = timegm(&tm), now = time(NULL);
+  return when > now ? (int64_t)(when - now) : 0;
+}
+
+static int final_head(ak__http_parser *p)
+{
+  ak_http_response *r = p->resp;
+  llhttp_t *ll = &p->ll;
+  if (p->content_length_count > 0) {
+    /* llhttp has checked the number (digits, no overflow, one header). */
+    r->content_length = (int64_t)ll->content_length;
+    if (ll->content_length > (uint64_t)p->max_body || r->content_length < 0) {
+      const char *cl = ak_http_response_header(r, "content-length");
+      return fail(p, AK_EHTTPTOOBIG, "Content-Length %s is over the body limit", cl);
+    }
+  }
+  if (r->status == 206) {
+    const char *cr = ak_http_response_header(r, "content-range");
+    if (!cr || !parse_content_range(cr, r))
+      return fail(p, AK_EHTTPPROTO, "206 with a missing or malformed Content-Range: %s", cr);
+    if (r->content_length >= 0 && r->content_length != r->range_end - r->range_start + 1)
+      return fail(p, AK_EHTTPPROTO, "206 whose Content-Length does not match its Content-Range %s",
+                  cr);
+  } else if (r->status == 200 && r->content_length >= 0) {
+    r->entity_size = r->content_length;
+  }
+  const char *ra = ak_http_response_header(r, "retry-after");
+  if (ra)
+    r->retry_after_s = parse_retry_after(ra);
+  const char *ar = ak_http_response_header(r, "accept-ranges");
+  r->accept_ranges = ar && strcasecmp(ar, "bytes") == 0;
+  p->head_done = true;
+  if (p->on_head) {
+    int rc = p->on_head(p, p->hook_arg);
+    if (rc < 0)
+      return hook_failed(p, rc);
+  }
+  return p->head_request ? 1 : 0; /* 1: no body follows (HEAD) */
+}
+
+static int on_headers_complete(llhttp_t *ll)
+{
+  ak__http_parser *p = parser_of(ll);
+  if (p->in_value || p->field) {
+    int rc = commit_header(p);
+    if (rc)
+      return rc;
+  }
+  int status = llhttp_get_status_code(ll);
+  p->resp->status = status;
+  if (status == 101)
+    return fail(p, AK_EHTTPPROTO, "101 Switching Protocols to a request that asked for none%s",
+                NULL);
+  if (status >= 100 && status < 200)
+    return 0; /* interim: the real response follows */
+  return final_head(p);
+}
+
+static int on_body(llhttp_t *ll, const char *at, size_t n)
+{
+  ak__http_parser *p = parser_of(ll);
+  ak_http_response *r = p->resp;
+  if ((int64_t)n > p->max_body - r->body_bytes)
+    return fail(p, AK_EHTTPTOOBIG, "body larger than the limit%s", NULL);
+  r->body_bytes += (int64_t)n;
+  if (p->on_body) {
+    int rc = p->on_body(p, at, n, p->hook_arg);
+    if (rc < 0)
+      return hook_failed(p, rc);
+  }
+  return 0;
+}
+
+static int on_chunk_header(llhttp_t *ll)
+{
+  ak__http_parser *p = parser_of(ll);
+  /* llhttp has checked the hex number for overflow of 64 bits; our limit
+   * is the body's. */
+  if (ll->content_length > (uint64_t)(p->max_body - p->resp->body_bytes))
+    return fail(p, AK_EHTTPTOOBIG, "chunk larger than the body limit%s", NULL);
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *ll)
+{
+  ak__http_parser *p = parser_of(ll);
+  int status = p->resp->status;
+  if (status >= 100 && status < 200)
+    return 0; /* go on to the next message: the final response */
+  p->message_done = true;
+  return HPE_PAUSED; /* stop here: what follows is not this request's */
+}
+
+static const llhttp_settings_t settings = {
+    .on_message_begin = on_message_begin,
+    .on_status = on_status,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+    .on_chunk_header = on_chunk_header,
+};
+
+int ak__http_parser_init(ak__http_parser *p, size_t max_head, int64_t max_body, bool head_request)
+{
+  memset(p, 0, sizeof *p);
+  p->resp = ak__calloc(1, sizeof *p->resp);
+  if (!p->resp)
+    return -ENOMEM;
+  reset_response(p->resp);
+  p->max_head = max_head;
+  p->max_body = max_body;
+  p->head_request = head_request;
+  llhttp_init(&p->ll, HTTP_RESPONSE, &settings);
+  p->ll.data = p;
+  return 0;
+}
+
+void ak__http_parser_free(ak__http_parser *p)
+{
+  ak__http_response_free(p->resp);
+  p->resp = NULL;
+  ak__free(p->field);
+  ak__free(p->value);
+  p->field = p->value = NULL;
+}
+
+ak_http_response *ak__http_parser_take(ak__http_parser *p)
+{
+  ak_http_response *r = p->resp;
+  p->resp = NULL;
+  return r;
+}
+
+/* The library's error for llhttp's. */
+static int map_llhttp_error(llhttp_errno_t e)
+{
+  switch (e) {
+  case HPE_INVALID_CONTENT_LENGTH:
+  case HPE_UNEXPECTED_CONTENT_LENGTH:
+    return AK_EHTTPLENGTH;
+  case HPE_INVALID_CHUNK_SIZE:
+    return AK_EHTTPCHUNK;
+  default:
+    return AK_EHTTPPROTO;
+  }
+}
+
+int64_t ak__http_parser_feed(ak__http_parser *p, const char *data, size_t len)
+{
+  if (p->err)
+    return p->err;
+  if (p->message_done)
+    return 0;
+  llhttp_errno_t e = llhttp_execute(&p->ll, data, len);
+  if (e == HPE_OK)
+    return (int64_t)len;
+  if (e == HPE_PAUSED && p->message_done)
+    return (int64_t)(llhttp_get_error_pos(&p->ll) - data);
+  if (p->err == 0) {
+    p->err = map_llhttp_error(e);
+    snprintf(p->detail, sizeof p->detail, "%s: %s", llhttp_errno_name(e),
+             llhttp_get_error_reason(&p->ll) ? llhttp_get_error_reason(&p->ll) : "");
+  }
+  return p->err;
+}
+
+int ak__http_parser_eof(ak__http_parser *p, bool got_bytes)
+{
+  if (p->err)
+    return p->err;
+  if (p->message_done)
+    return 0;
+  if (p->head_done && llhttp_message_needs_eof(&p->ll)) {
+    llhttp_errno_t e = llhttp_finish(&p->ll);
+    if (e == HPE_OK || (e == HPE_PAUSED && p->message_done)) {
+      p->message_done = true;
+      return 0;
+    }
+  }
+  if (p->head_done) {
+    p->err = AK_EHTTPTRUNCATED;
+    if (p->ll.flags & F_CHUNKED)
+      snprintf(p->detail, sizeof p->detail,
+               "connection closed inside a chunked body after %" PRId64 " bytes",
+               p->resp->body_bytes);
+    else
+      snprintf(p->detail, sizeof p->detail,
+               "connection closed after %" PRId64 " of %" PRId64 " body bytes",
+               p->resp->body_bytes, p->resp->content_length);
+  } else if (!got_bytes) {
+    p->err = AK_EHTTPCLOSED;
+    snprintf(p->detail, sizeof p->detail, "connection closed before any response byte");
+  } else {
+    p->err = AK_EHTTPPROTO;
+    snprintf(p->detail, sizeof p->detail, "connection closed inside the response head");
+  }
+  return p->err;
+}
+
+bool ak__http_parser_keep_alive(const ak__http_parser *p)
+{
+  return p->message_done && llhttp_should_keep_alive(&p->ll);
+}
+
+const char *ak_http_response_header(const ak_http_response *resp, const char *name)
+{
+  if (!resp || !name)
+    return NULL;
+  for (size_t i = 0; i < resp->header_count; i++)
+    if (strcasecmp(resp->headers[i].name, name) == 0)
+      return resp->headers[i].value;
+  return NULL;
+}

@@ -1,0 +1,29 @@
+/* httpbad.h: the project's misbehaving HTTP server (httpbad.c), run inside a
+ * test (t_httpbad_start) or as the program httpbad for the akget tests.
+ *
+ * Paths (N a byte count):
+ *   /file/N  /norange/N  /chunked/N  /close/N      well-behaved bodies
+ *   /reset/N     half the body, then RST          /short/N  half, then FIN
+ *   /chunkcut/N  chunked, cut at half             /stall/N  half, then 30 s
+ *   /trickle     a head byte every 100 ms, never ends
+ *   /badstatus /bigheader (100 KiB) /dupcl /conflictcl /negcl
+ *   /hugecl (10^18) /hugechunk (overflowing size)
+ *   /interim/N   100 and 103 before a 200
+ *   /retry/KEY/N 503 + Retry-After: 1 the first time per KEY, then 200
+ *   /redirect/rel /redirect/abs /redirect/loop    anything else: 404
+ */
+#ifndef T_HTTPBAD_H
+#define T_HTTPBAD_H
+
+#include <stdint.h>
+
+/* The body byte at offset i of every well-behaved path. */
+unsigned char t_body_byte(uint64_t i);
+
+/* Starts the server on 127.0.0.1 (a port the kernel picks, stored in *port).
+ * Returns 0 or -errno. One server per process. */
+int t_httpbad_start(uint16_t *port);
+/* Stops it; connection threads end within a few seconds. */
+void t_httpbad_stop(void);
+
+#endif

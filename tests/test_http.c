@@ -1,0 +1,625 @@
+/* test_http.c: the HTTP client and URLs of http.h, from the caller's side,
+ * against the project's misbehaving server (httpbad.c) on 127.0.0.1. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <asynckit.h>
+
+#include "helpers.h"
+#include "httpbad.h"
+
+static uint16_t port;
+static const int64_t WAIT = INT64_C(20000000000); /* every wait: 20 s at most */
+
+static char *url_of(const char *path)
+{
+  static char buf[8][256];
+  static int i;
+  char *u = buf[i++ % 8];
+  snprintf(u, sizeof buf[0], "http://127.0.0.1:%u%s", port, path);
+  return u;
+}
+
+/* ---- URLs ---------------------------------------------------------------------------- */
+
+static void test_url_parse_parts(void **state)
+{
+  (void)state;
+  ak_url *u;
+  assert_int_equal(ak_url_parse("HTTP://Example.COM/a/b?x=1#frag", &u), 0);
+  assert_string_equal(u->scheme, "http");
+  assert_string_equal(u->host, "example.com");
+  assert_int_equal(u->port, 80);
+  assert_string_equal(u->target, "/a/b?x=1");
+  assert_string_equal(u->authority, "example.com");
+  assert_string_equal(u->text, "http://example.com/a/b?x=1");
+  ak_url_free(u);
+
+  assert_int_equal(ak_url_parse("https://h:8443", &u), 0);
+  assert_int_equal(u->port, 8443);
+  assert_string_equal(u->target, "/");
+  assert_string_equal(u->authority, "h:8443");
+  ak_url_free(u);
+
+  assert_int_equal(ak_url_parse("https://h:443/x", &u), 0);
+  assert_string_equal(u->authority, "h"); /* the default port is not repeated */
+  ak_url_free(u);
+}
+
+static void test_url_ipv6(void **state)
+{
+  (void)state;
+  ak_url *u;
+  assert_int_equal(ak_url_parse("http://[::1]:8080/p", &u), 0);
+  assert_true(u->ipv6);
+  assert_string_equal(u->host, "::1");
+  assert_int_equal(u->port, 8080);
+  assert_string_equal(u->authority, "[::1]:8080");
+  assert_null(u->zone);
+  ak_url_free(u);
+
+  assert_int_equal(ak_url_parse("http://[fe80::1%25eth0]/", &u), 0);
+  assert_string_equal(u->host, "fe80::1");
+  assert_string_equal(u->zone, "eth0");
+  ak_url_free(u);
+
+  assert_int_equal(ak_url_parse("http://[fe80::1%eth0]/", &u), AK_EURL); /* "%25" is required */
+  assert_int_equal(ak_url_parse("http://[::1/", &u), AK_EURL);
+}
+
+static void test_url_percent_encoding(void **state)
+{
+  (void)state;
+  ak_url *u;
+  assert_int_equal(ak_url_parse("http://h/a%20b/c%2Fd?q=%41", &u), 0);
+  assert_string_equal(u->target, "/a%20b/c%2Fd?q=%41"); /* kept, not decoded */
+  ak_url_free(u);
+  assert_int_equal(ak_url_parse("http://h/with space/\xc3\xa9", &u), 0);
+  assert_string_equal(u->target, "/with%20space/%C3%A9"); /* made sendable */
+  ak_url_free(u);
+  assert_int_equal(ak_url_parse("http://h/a/./b/../c", &u), 0);
+  assert_string_equal(u->target, "/a/c");
+  ak_url_free(u);
+}
+
+static void test_url_rejects(void **state)
+{
+  (void)state;
+  ak_url *u = NULL;
+  assert_int_equal(ak_url_parse("ftp://h/x", &u), AK_EURLSCHEME);
+  assert_int_equal(ak_url_parse("/just/a/path", &u), AK_EURL);
+  assert_int_equal(ak_url_parse("http:///nohost", &u), AK_EURL);
+  assert_int_equal(ak_url_parse("http://h:0/", &u), AK_EURL);
+  assert_int_equal(ak_url_parse("http://h:65536/", &u), AK_EURL);
+  assert_int_equal(ak_url_parse("http://h:12x/", &u), AK_EURL);
+  assert_int_equal(ak_url_parse("http://user:pw@h/", &u), AK_EURL);
+  assert_int_equal(ak_url_parse("", &u), AK_EURL);
+  assert_null(u);
+}
+
+/* RFC 3986 section 5.4's examples (normal and abnormal). */
+static void test_url_resolve_rfc3986(void **state)
+{
+  (void)state;
+  static const char *cases[][2] = {
+      {"g", "http://a/b/c/g"},         {"./g", "http://a/b/c/g"},
+      {"g/", "http://a/b/c/g/"},       {"/g", "http://a/g"},
+      {"//g", "http://g/"},            {"?y", "http://a/b/c/d;p?y"},
+      {"g?y", "http://a/b/c/g?y"},     {"#s", "http://a/b/c/d;p?q"},
+      {";x", "http://a/b/c/;x"},       {"", "http://a/b/c/d;p?q"},
+      {".", "http://a/b/c/"},          {"..", "http://a/b/"},
+      {"../g", "http://a/b/g"},        {"../..", "http://a/"},
+      {"../../g", "http://a/g"},       {"../../../g", "http://a/g"},
+      {"/./g", "http://a/g"},          {"g.", "http://a/b/c/g."},
+      {"g;x=1/../y", "http://a/b/c/y"}, {"https://other:9/z", "https://other:9/z"},
+  };
+  ak_url *base;
+  assert_int_equal(ak_url_parse("http://a/b/c/d;p?q", &base), 0);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    ak_url *r = NULL;
+    int rc = ak_url_resolve(base, cases[i][0], &r);
+    if (rc != 0 || strcmp(r->text, cases[i][1]) != 0)
+      fail_msg("resolve '%s': rc %d, got '%s', want '%s'", cases[i][0], rc, r ? r->text : "",
+               cases[i][1]);
+    ak_url_free(r);
+  }
+  ak_url *r;
+  assert_int_equal(ak_url_resolve(base, "gopher://x/", &r), AK_EURLSCHEME);
+  ak_url_free(base);
+}
+
+/* ---- The client against httpbad -------------------------------------------------------------- */
+
+typedef struct fixture {
+  ak_loop *loop;
+  ak_http_client *client;
+} fixture;
+
+static int setup_client(void **state, const ak_http_options *opts)
+{
+  fixture *fx = calloc(1, sizeof *fx);
+  fx->loop = t_loop_new();
+  assert_int_equal(ak_http_client_new(fx->loop, opts, &fx->client), 0);
+  *state = fx;
+  return 0;
+}
+
+static int setup(void **state)
+{
+  ak_http_options o = {0};
+  o.head_timeout_ns = INT64_C(2000000000);
+  o.idle_timeout_ns = INT64_C(2000000000);
+  return setup_client(state, &o);
+}
+
+static int teardown(void **state)
+{
+  fixture *fx = *state;
+  assert_int_equal(ak_http_client_free(fx->client), 0);
+  ak_loop_free(fx->loop);
+  free(fx);
+  return 0;
+}
+
+/* The body into memory (checked against the pattern at its offsets). */
+typedef struct sink {
+  size_t bytes;
+  bool mismatch;
+  size_t max_open;
+  ak_http_client *client;
+} sink;
+
+static int to_sink(const void *data, size_t len, int64_t offset, void *arg)
+{
+  sink *s = arg;
+  const unsigned char *d = data;
+  for (size_t i = 0; i < len; i++)
+    if (d[i] != t_body_byte((uint64_t)offset + i))
+      s->mismatch = true;
+  s->bytes += len;
+  if (s->client && ak_http_client_open_conns(s->client) > s->max_open)
+    s->max_open = ak_http_client_open_conns(s->client);
+  return 0;
+}
+
+/* GETs path into s; returns the settled future (the caller releases it). */
+static ak_future *get_to_sink(fixture *fx, const char *path, sink *s, unsigned flags)
+{
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of(path));
+  rq.on_body = to_sink;
+  rq.arg = s;
+  rq.flags = flags;
+  ak_future *f = ak_http_get(fx->client, &rq);
+  assert_non_null(f);
+  assert_int_equal(ak_future_wait(f, WAIT), 0);
+  return f;
+}
+
+static void expect_error(void **state, const char *path, int err)
+{
+  fixture *fx = *state;
+  sink s = {0};
+  int64_t t0 = ak_now_ns();
+  ak_future *f = get_to_sink(fx, path, &s, 0);
+  if (ak_future_result(f) != err)
+    fail_msg("%s: got %lld (%s: %s), want %s", path, (long long)ak_future_result(f),
+             ak_err_name((int)ak_future_result(f)), ak_future_detail(f) ? ak_future_detail(f) : "",
+             ak_err_name(err));
+  assert_true(ak_future_is_error(f));
+  assert_non_null(ak_future_detail(f));
+  assert_true(ak_now_ns() - t0 < INT64_C(10000000000));
+  ak_future_release(f);
+}
+
+static void test_get_body_to_memory(void **state)
+{
+  fixture *fx = *state;
+  sink s = {0};
+  ak_future *f = get_to_sink(fx, "/file/1000000", &s, 0);
+  assert_int_equal(ak_future_result(f), 200);
+  ak_http_response *r = ak_future_value(f);
+  assert_int_equal(r->status, 200);
+  assert_int_equal(r->content_length, 1000000);
+  assert_int_equal(r->body_bytes, 1000000);
+  assert_int_equal(r->entity_size, 1000000);
+  assert_true(r->accept_ranges);
+  assert_string_equal(ak_http_response_header(r, "CONTENT-length"), "1000000");
+  assert_null(ak_http_response_header(r, "x-none"));
+  assert_int_equal(s.bytes, 1000000);
+  assert_false(s.mismatch);
+  ak_future_release(f);
+}
+
+static void check_file(int fd, int64_t size)
+{
+  struct stat st;
+  assert_int_equal(fstat(fd, &st), 0);
+  assert_int_equal(st.st_size, size);
+  unsigned char *buf = malloc((size_t)size + 1);
+  assert_int_equal(pread(fd, buf, (size_t)size, 0), size);
+  for (int64_t i = 0; i < size; i++)
+    if (buf[i] != t_body_byte((uint64_t)i))
+      fail_msg("byte %lld differs", (long long)i);
+  free(buf);
+}
+
+static void test_get_to_file_and_progress(void **state)
+{
+  fixture *fx = *state;
+  int fd = t_tmpfile(O_RDWR);
+  int64_t progress = 0;
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of("/file/3000000"));
+  rq.fd = fd;
+  rq.progress = &progress;
+  ak_future *f = ak_http_get(fx->client, &rq);
+  assert_int_equal(ak_future_wait(f, WAIT), 0);
+  assert_int_equal(ak_future_result(f), 200);
+  assert_int_equal(progress, 3000000);
+  check_file(fd, 3000000);
+  ak_future_release(f);
+  close(fd);
+}
+
+static void test_chunked_and_close_delimited(void **state)
+{
+  fixture *fx = *state;
+  const char *paths[] = {"/chunked/123457", "/close/99999", "/interim/5000"};
+  const size_t sizes[] = {123457, 99999, 5000};
+  for (int i = 0; i < 3; i++) {
+    sink s = {0};
+    ak_future *f = get_to_sink(fx, paths[i], &s, 0);
+    assert_int_equal(ak_future_result(f), 200);
+    assert_int_equal(s.bytes, sizes[i]);
+    assert_false(s.mismatch);
+    ak_http_response *r = ak_future_value(f);
+    assert_int_equal(r->body_bytes, (int64_t)sizes[i]);
+    assert_int_equal(r->content_length, i == 2 ? 5000 : -1);
+    ak_future_release(f);
+  }
+}
+
+static void test_keepalive_reuse(void **state)
+{
+  fixture *fx = *state;
+  for (int i = 0; i < 10; i++) {
+    sink s = {0};
+    ak_future *f = get_to_sink(fx, "/file/777", &s, 0);
+    assert_int_equal(ak_future_result(f), 200);
+    assert_int_equal(((ak_http_response *)ak_future_value(f))->reused, i > 0);
+    ak_future_release(f);
+  }
+  assert_int_equal(ak_http_client_reused(fx->client), 9);
+  assert_int_equal(ak_http_client_open_conns(fx->client), 1);
+}
+
+static void test_per_host_cap(void **state)
+{
+  (void)state;
+  ak_http_options o = {.max_conns_per_host = 3};
+  void *st;
+  setup_client(&st, &o);
+  fixture *fx = st;
+  enum { N = 24 };
+  ak_future *fs[N];
+  sink s[N];
+  memset(s, 0, sizeof s);
+  for (int i = 0; i < N; i++) {
+    s[i].client = fx->client;
+    ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of("/file/200000"));
+    rq.on_body = to_sink;
+    rq.arg = &s[i];
+    fs[i] = ak_http_get(fx->client, &rq);
+  }
+  ak_future *all = ak_join_all(fs, N, 0);
+  assert_int_equal(ak_future_wait(all, WAIT), 0);
+  size_t max_open = 0;
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(ak_future_result(fs[i]), 200);
+    assert_int_equal(s[i].bytes, 200000);
+    if (s[i].max_open > max_open)
+      max_open = s[i].max_open;
+    ak_future_release(fs[i]);
+  }
+  ak_future_release(all);
+  assert_true(max_open >= 2 && max_open <= 3);
+  assert_true(ak_http_client_reused(fx->client) >= N - 3);
+  teardown(&st);
+}
+
+static void test_range_206(void **state)
+{
+  fixture *fx = *state;
+  int fd = t_tmpfile(O_RDWR);
+  /* Two halves by Range into one file, the second first. */
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of("/file/100000"));
+  rq.fd = fd;
+  rq.flags = AK_HTTP_REQUIRE_RANGE;
+  rq.range_start = 60000;
+  ak_future *b = ak_http_get(fx->client, &rq);
+  rq.range_start = 0;
+  rq.range_end = 59999;
+  ak_future *a = ak_http_get(fx->client, &rq);
+  assert_int_equal(ak_future_wait(a, WAIT), 0);
+  assert_int_equal(ak_future_wait(b, WAIT), 0);
+  assert_int_equal(ak_future_result(a), 206);
+  assert_int_equal(ak_future_result(b), 206);
+  ak_http_response *ra = ak_future_value(a), *rb = ak_future_value(b);
+  assert_int_equal(ra->range_start, 0);
+  assert_int_equal(ra->range_end, 59999);
+  assert_int_equal(rb->range_start, 60000);
+  assert_int_equal(rb->entity_size, 100000);
+  check_file(fd, 100000);
+  ak_future_release(a);
+  ak_future_release(b);
+  close(fd);
+}
+
+static void test_range_ignored_200(void **state)
+{
+  fixture *fx = *state;
+  int fd = t_tmpfile(O_RDWR);
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of("/norange/50000"));
+  rq.fd = fd;
+  rq.range_start = 20000;
+  /* Without REQUIRE_RANGE the whole entity lands at its own offsets. */
+  ak_future *f = ak_http_get(fx->client, &rq);
+  assert_int_equal(ak_future_wait(f, WAIT), 0);
+  assert_int_equal(ak_future_result(f), 200);
+  check_file(fd, 50000);
+  ak_future_release(f);
+  /* With it, the 200 is an error before any byte is written. */
+  assert_int_equal(ftruncate(fd, 0), 0);
+  rq.flags = AK_HTTP_REQUIRE_RANGE;
+  f = ak_http_get(fx->client, &rq);
+  assert_int_equal(ak_future_wait(f, WAIT), 0);
+  assert_int_equal(ak_future_result(f), AK_EHTTPRANGE);
+  struct stat st;
+  fstat(fd, &st);
+  assert_int_equal(st.st_size, 0);
+  ak_future_release(f);
+  close(fd);
+}
+
+static void test_redirects(void **state)
+{
+  fixture *fx = *state;
+  sink s = {0};
+  ak_future *f = get_to_sink(fx, "/redirect/rel", &s, 0);
+  assert_int_equal(ak_future_result(f), 200);
+  ak_http_response *r = ak_future_value(f);
+  assert_int_equal(r->redirects, 1);
+  assert_string_equal(r->url, url_of("/file/1000"));
+  assert_int_equal(s.bytes, 1000);
+  ak_future_release(f);
+
+  sink s2 = {0};
+  f = get_to_sink(fx, "/redirect/abs", &s2, 0);
+  assert_int_equal(ak_future_result(f), 200);
+  assert_int_equal(s2.bytes, 2000); /* the redirect's own body ("moved") is not kept */
+  assert_false(s2.mismatch);
+  ak_future_release(f);
+
+  expect_error(state, "/redirect/loop", AK_EHTTPREDIRECTS);
+}
+
+static void test_status_404_is_a_response(void **state)
+{
+  fixture *fx = *state;
+  sink s = {0};
+  ak_future *f = get_to_sink(fx, "/no/such", &s, 0);
+  assert_int_equal(ak_future_state(f), AK_DONE);
+  assert_int_equal(ak_future_result(f), 404);
+  assert_int_equal(s.bytes, 0); /* the error page is not the file */
+  ak_future_release(f);
+}
+
+static void test_retry_after(void **state)
+{
+  fixture *fx = *state;
+  sink s = {0};
+  ak_future *f = get_to_sink(fx, "/retry/t1/10", &s, 0);
+  assert_int_equal(ak_future_result(f), 503);
+  assert_int_equal(((ak_http_response *)ak_future_value(f))->retry_after_s, 1);
+  ak_future_release(f);
+  f = get_to_sink(fx, "/retry/t1/10", &s, 0);
+  assert_int_equal(ak_future_result(f), 200);
+  ak_future_release(f);
+}
+
+static void test_head_request(void **state)
+{
+  fixture *fx = *state;
+  sink s = {0};
+  ak_future *f = get_to_sink(fx, "/file/4096", &s, AK_HTTP_HEAD);
+  assert_int_equal(ak_future_result(f), 200);
+  assert_int_equal(((ak_http_response *)ak_future_value(f))->content_length, 4096);
+  assert_int_equal(s.bytes, 0);
+  ak_future_release(f);
+  /* The connection is still good for a GET after the bodiless HEAD. */
+  f = get_to_sink(fx, "/file/4096", &s, 0);
+  assert_int_equal(s.bytes, 4096);
+  assert_true(((ak_http_response *)ak_future_value(f))->reused);
+  ak_future_release(f);
+}
+
+static void test_broken_bodies(void **state)
+{
+  expect_error(state, "/reset/1000000", -ECONNRESET);
+  expect_error(state, "/short/100000", AK_EHTTPTRUNCATED);
+  expect_error(state, "/chunkcut/100000", AK_EHTTPTRUNCATED);
+}
+
+static void test_broken_heads(void **state)
+{
+  expect_error(state, "/badstatus", AK_EHTTPPROTO);
+  expect_error(state, "/bigheader", AK_EHTTPHEADSIZE);
+  expect_error(state, "/dupcl", AK_EHTTPLENGTH);
+  expect_error(state, "/conflictcl", AK_EHTTPLENGTH);
+  expect_error(state, "/negcl", AK_EHTTPLENGTH);
+  expect_error(state, "/hugecl", AK_EHTTPTOOBIG);
+  expect_error(state, "/hugechunk", AK_EHTTPCHUNK);
+}
+
+static void test_head_deadline_not_idle(void **state)
+{
+  (void)state;
+  /* Bytes keep coming (every 100 ms), so only the head deadline can fire. */
+  ak_http_options o = {.head_timeout_ns = INT64_C(700000000), .idle_timeout_ns = INT64_C(5000000000)};
+  void *st;
+  setup_client(&st, &o);
+  int64_t t0 = ak_now_ns();
+  expect_error(&st, "/trickle", AK_EHTTPHEADTIMEOUT);
+  int64_t took = ak_now_ns() - t0;
+  assert_true(took >= INT64_C(600000000) && took < INT64_C(4000000000));
+  teardown(&st);
+}
+
+static void test_idle_and_total_deadlines(void **state)
+{
+  (void)state;
+  ak_http_options o = {.idle_timeout_ns = INT64_C(400000000)};
+  void *st;
+  setup_client(&st, &o);
+  expect_error(&st, "/stall/100000", AK_EHTTPIDLETIMEOUT);
+  teardown(&st);
+  ak_http_options o2 = {.total_timeout_ns = INT64_C(400000000)};
+  setup_client(&st, &o2);
+  expect_error(&st, "/stall/100000", AK_EHTTPTOTALTIMEOUT);
+  teardown(&st);
+}
+
+static void test_cancel(void **state)
+{
+  fixture *fx = *state;
+  sink s = {0};
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of("/stall/100000"));
+  rq.on_body = to_sink;
+  rq.arg = &s;
+  ak_future *f = ak_http_get(fx->client, &rq);
+  ak_future *nap = ak_sleep(fx->loop, 200000000);
+  ak_future_wait(nap, WAIT);
+  ak_future_release(nap);
+  assert_int_equal(s.bytes, 50000);
+  assert_int_equal(ak_future_cancel(f), 0);
+  assert_int_equal(ak_future_wait(f, WAIT), 0);
+  assert_true(ak_future_is_cancelled(f));
+  ak_future_release(f);
+}
+
+static void test_refusals(void **state)
+{
+  fixture *fx = *state;
+  ak_http_request rq = AK_HTTP_REQUEST_INIT("https://127.0.0.1:1/");
+  ak_future *f = ak_http_get(fx->client, &rq);
+  ak_future_wait(f, WAIT);
+  assert_int_equal(ak_future_result(f), AK_EHTTPSNOTSUP);
+  ak_future_release(f);
+
+  rq.url = "http://127.0.0.1:1/"; /* nothing listens on port 1 */
+  f = ak_http_get(fx->client, &rq);
+  ak_future_wait(f, WAIT);
+  assert_int_equal(ak_future_result(f), -ECONNREFUSED);
+  ak_future_release(f);
+
+  const char *bad[] = {"X-Evil: a\r\nInjected: b"};
+  rq.url = url_of("/file/1");
+  rq.headers = bad;
+  rq.header_count = 1;
+  f = ak_http_get(fx->client, &rq);
+  ak_future_wait(f, WAIT);
+  assert_int_equal(ak_future_result(f), -EINVAL);
+  ak_future_release(f);
+
+  rq.url = "not a url";
+  rq.headers = NULL;
+  rq.header_count = 0;
+  f = ak_http_get(fx->client, &rq);
+  ak_future_wait(f, WAIT);
+  assert_int_equal(ak_future_result(f), AK_EURL);
+  ak_future_release(f);
+}
+
+static void test_free_with_active_request_is_busy(void **state)
+{
+  fixture *fx = *state;
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of("/file/100"));
+  ak_future *f = ak_http_get(fx->client, &rq);
+  assert_int_equal(ak_http_client_free(fx->client), -EBUSY);
+  ak_future_wait(f, WAIT);
+  assert_int_equal(ak_future_result(f), 200);
+  ak_future_release(f);
+}
+
+/* Others going on at the same time are unaffected by one that breaks. */
+static void test_failures_are_isolated(void **state)
+{
+  fixture *fx = *state;
+  const char *paths[] = {"/file/300000", "/reset/300000", "/chunked/300000", "/short/300000",
+                         "/file/300001", "/negcl"};
+  enum { N = 6 };
+  ak_future *fs[N];
+  sink s[N];
+  memset(s, 0, sizeof s);
+  for (int i = 0; i < N; i++) {
+    ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of(paths[i]));
+    rq.on_body = to_sink;
+    rq.arg = &s[i];
+    fs[i] = ak_http_get(fx->client, &rq);
+  }
+  ak_future *all = ak_join_all(fs, N, 0);
+  assert_int_equal(ak_future_wait(all, WAIT), 0);
+  assert_int_equal(ak_future_result(fs[0]), 200);
+  assert_int_equal(ak_future_result(fs[2]), 200);
+  assert_int_equal(ak_future_result(fs[4]), 200);
+  assert_int_equal(s[4].bytes, 300001);
+  assert_true(ak_future_is_error(fs[1]) && ak_future_is_error(fs[3]) && ak_future_is_error(fs[5]));
+  for (int i = 0; i < N; i++)
+    ak_future_release(fs[i]);
+  ak_future_release(all);
+}
+
+int main(void)
+{
+  t_require_uring();
+  if (t_httpbad_start(&port) < 0)
+    return 1;
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_url_parse_parts),
+      cmocka_unit_test(test_url_ipv6),
+      cmocka_unit_test(test_url_percent_encoding),
+      cmocka_unit_test(test_url_rejects),
+      cmocka_unit_test(test_url_resolve_rfc3986),
+      cmocka_unit_test_setup_teardown(test_get_body_to_memory, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_get_to_file_and_progress, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_chunked_and_close_delimited, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_keepalive_reuse, setup, teardown),
+      cmocka_unit_test(test_per_host_cap),
+      cmocka_unit_test_setup_teardown(test_range_206, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_range_ignored_200, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_redirects, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_status_404_is_a_response, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_retry_after, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_head_request, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_broken_bodies, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_broken_heads, setup, teardown),
+      cmocka_unit_test(test_head_deadline_not_idle),
+      cmocka_unit_test(test_idle_and_total_deadlines),
+      cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_free_with_active_request_is_busy, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_failures_are_isolated, setup, teardown),
+  };
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  t_httpbad_stop();
+  return rc;
+}
