@@ -1,0 +1,146 @@
+/* akget.h: what akget's files share: the options, one akg_item per URL with
+ * its outcome, the run's shared counters, and each file's entry points:
+ *
+ *   main.c      the command line, -i lists, --shard, the exit status
+ *   worker.c    the loops: --threads workers pull items; -j per run
+ *   download.c  one URL: temporary file, segments, resume, retries, rename
+ *   errors.c    errors to exit codes, and which ones are worth a retry
+ *   checksum.c  --checksum sha-256=HEX, on the pool
+ *   progress.c  the terminal display and the plain event lines (stderr)
+ *   report.c    the --json summary
+ */
+#ifndef AKGET_H
+#define AKGET_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <asynckit.h>
+
+/* Exit codes (docs/akget.md). The worst (highest) over all URLs decides. */
+enum {
+  AKG_EXIT_OK = 0,
+  AKG_EXIT_USAGE = 2,
+  AKG_EXIT_LOCAL_IO = 3,
+  AKG_EXIT_NETWORK = 4,
+  AKG_EXIT_TLS = 5,
+  AKG_EXIT_CHECKSUM = 6,
+  AKG_EXIT_PROTOCOL = 7,
+  AKG_EXIT_HTTP_STATUS = 8,
+};
+
+/* A checksum failure, as an error number of akget's own (outside the
+ * library's range). */
+#define AKG_ECHECKSUM (-20001)
+/* A final HTTP status >= 400 (the status is in item->status). */
+#define AKG_EHTTPSTATUS (-20002)
+
+typedef struct akg_opts {
+  const char *dir;           /* -d */
+  const char *output;        /* -o (one URL only) */
+  unsigned jobs;             /* -j: downloads at once (whole run) */
+  unsigned conns_per_host;   /* -x */
+  unsigned segments;         /* -s */
+  int64_t min_segment;       /* --min-segment */
+  bool resume;               /* -c */
+  unsigned retries;          /* --retries */
+  int64_t retry_base_ns;     /* first backoff (doubles each time) */
+  int64_t connect_timeout_ns; /* --connect-timeout */
+  int64_t idle_timeout_ns;   /* --timeout */
+  int64_t max_time_ns;       /* --max-time (per attempt) */
+  const char **headers;      /* -H, in order */
+  size_t header_count;
+  const char *user_agent;    /* -A */
+  const char *cacert;        /* --cacert */
+  bool insecure;             /* -k */
+  const char *json_path;     /* --json */
+  bool quiet, verbose;       /* -q, -v */
+  unsigned threads;          /* --threads */
+  bool progress_tty;         /* stderr is a terminal (and not -q) */
+} akg_opts;
+
+enum { AKG_MAX_SEGMENTS = 16 };
+
+typedef enum akg_state { AKG_QUEUED, AKG_ACTIVE, AKG_DONE, AKG_FAILED } akg_state;
+
+typedef struct akg_item {
+  char *url;                 /* as given */
+  char *path;                /* the final name */
+  char *tmp;                 /* the temporary name: path + ".akget-part" */
+  unsigned char sha256[32];  /* expected, with has_checksum */
+  bool has_checksum;
+  /* progress, read by the display thread (__atomic loads) */
+  int64_t seg_got[AKG_MAX_SEGMENTS]; /* bytes written per segment, each
+                                        counted from its segment's start */
+  int64_t total;             /* the file's size once known, else -1 */
+  int state;                 /* akg_state */
+  /* outcome (written by the item's worker, read after the join) */
+  int err;                   /* 0, a library error, AKG_E* */
+  char *detail;              /* what went wrong, owned */
+  int status;                /* last HTTP status, 0 if none */
+  int exit_code;
+  int64_t bytes;             /* the file's size when done */
+  int64_t resumed_from;      /* bytes already there (-c) */
+  unsigned attempts;
+  unsigned segments_used;
+  int64_t start_ns, end_ns;
+} akg_item;
+
+typedef struct akg_run {
+  const akg_opts *opts;
+  akg_item *items;
+  size_t count;
+  _Atomic size_t next;       /* the next item to start (workers take turns) */
+  _Atomic size_t finished;   /* items done or failed */
+  _Atomic size_t failed;
+  int64_t start_ns;
+  pthread_mutex_t out_lock;  /* stderr lines */
+} akg_run;
+
+/* Bytes of item on disk so far: resumed_from plus every segment's count. */
+int64_t akg_item_got(const akg_item *item);
+
+/* worker.c: runs every item; returns 0 or a negative error (no loop). */
+int akg_run_all(akg_run *run);
+
+/* download.c: starts item on a worker's loop and client; done(arg) runs
+ * on the loop when the item has ended (DONE or FAILED). */
+typedef struct akg_worker akg_worker;
+void akg_download_start(akg_worker *w, akg_item *item, void (*done)(akg_worker *w, akg_item *item));
+/* The worker's loop and client (worker.c). */
+ak_loop *akg_worker_loop(akg_worker *w);
+ak_http_client *akg_worker_client(akg_worker *w);
+const akg_opts *akg_worker_opts(akg_worker *w);
+akg_run *akg_worker_run(akg_worker *w);
+
+/* errors.c */
+int akg_exit_code(int err, int status);
+bool akg_should_retry(int err, int status);
+/* Backoff before retry number attempt (1, 2...): exponential with jitter,
+ * or Retry-After when the server said (capped at 60 s). */
+int64_t akg_backoff_ns(const akg_opts *o, unsigned attempt, int64_t retry_after_s);
+const char *akg_err_text(int err);
+
+/* checksum.c: parses "sha-256=HEX" (also sha256); returns 0 or -EINVAL. */
+int akg_parse_checksum(const char *spec, unsigned char out[32]);
+/* A pool task future hashing path; result 0 if it matches, AKG_ECHECKSUM
+ * if not, -errno if unreadable. */
+ak_future *akg_checksum_verify(ak_loop *loop, const char *path, const unsigned char want[32]);
+/* Stops the hashing pool (at exit, after every loop has ended). */
+void akg_checksum_shutdown(void);
+
+/* progress.c */
+void akg_progress_event(akg_run *run, const akg_item *item, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The display thread (tty): redraws until akg_progress_stop. */
+void akg_progress_start(akg_run *run);
+void akg_progress_stop(akg_run *run);
+void akg_progress_summary(akg_run *run);
+
+/* report.c */
+int akg_report_json(const akg_run *run, const char *path, int exit_code);
+
+#endif /* AKGET_H */

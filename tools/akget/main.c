@@ -1,0 +1,452 @@
+/* main.c: akget's command line: options, the URL list (arguments and -i
+ * files, with an optional checksum per line), --shard, file names, and the
+ * exit status (the worst over all URLs; docs/akget.md). */
+#include "akget.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+  fputs("usage: akget [options] URL...\n"
+        "  -i FILE            read URLs from FILE (- for stdin), one per line,\n"
+        "                     optionally followed by sha-256=HEX\n"
+        "  -d DIR             save into DIR (made if missing)\n"
+        "  -o FILE            save the one URL as FILE\n"
+        "  -j N               downloads at once (16)\n"
+        "  -x N               connections per host (16)\n"
+        "  -s N               segments per file by Range (1; at most 16)\n"
+        "  --min-segment SIZE smallest segment (4M)\n"
+        "  -c                 resume from a partial file, keep it on failure\n"
+        "  --retries N        retries per request (3), backoff with jitter, Retry-After\n"
+        "  --retry-wait SECS  first backoff (0.5), doubling up to 30\n"
+        "  --connect-timeout SECS  (30)   --timeout SECS  idle (60)\n"
+        "  --max-time SECS    per request attempt (none)\n"
+        "  -H 'Name: value'   extra request header     -A AGENT  User-Agent\n"
+        "  --cacert FILE  -k  https options (https not supported in this build)\n"
+        "  --checksum sha-256=HEX   verify the one URL's file\n"
+        "  --json FILE|-      a summary in JSON\n"
+        "  --threads N        loops (threads), connections spread over them (1)\n"
+        "  --shard K/N        only URLs whose hash falls in shard K of N (1..N)\n"
+        "  -q  -v             quiet (failures only), verbose\n"
+        "exit: 0 ok, 2 usage, 3 local IO, 4 network, 5 TLS, 6 checksum,\n"
+        "      7 protocol, 8 HTTP status >= 400 (the worst URL decides)\n",
+        f);
+}
+
+static int die_usage(const char *fmt, const char *arg)
+{
+  fprintf(stderr, "akget: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, " (akget -h for help)\n");
+  return AKG_EXIT_USAGE;
+}
+
+static bool parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
+{
+  char *end;
+  errno = 0;
+  unsigned long v = strtoul(s, &end, 10);
+  if (errno || end == s || *end || v < lo || v > hi)
+    return false;
+  *out = (unsigned)v;
+  return true;
+}
+
+static bool parse_seconds(const char *s, int64_t *out)
+{
+  char *end;
+  double v = strtod(s, &end);
+  if (end == s || *end || v < 0 || v > 1e6)
+    return false;
+  *out = (int64_t)(v * 1e9);
+  if (*out == 0)
+    *out = 1; /* 0 would mean "the default" to the library */
+  return true;
+}
+
+static bool parse_size(const char *s, int64_t *out)
+{
+  char *end;
+  double v = strtod(s, &end);
+  if (end == s || v <= 0)
+    return false;
+  double m = 1;
+  switch (toupper((unsigned char)*end)) {
+  case 0: break;
+  case 'K': m = 1024; end++; break;
+  case 'M': m = 1024 * 1024; end++; break;
+  case 'G': m = 1024.0 * 1024 * 1024; end++; break;
+  default: return false;
+  }
+  if (*end == 'i' || *end == 'B')
+    end++;
+  if (*end)
+    return false;
+  *out = (int64_t)(v * m);
+  return true;
+}
+
+/* FNV-1a: the shard of a URL, the same on every machine. */
+static uint64_t url_hash(const char *s)
+{
+  uint64_t h = 1469598103934665603u;
+  for (; *s; s++) {
+    h ^= (unsigned char)*s;
+    h *= 1099511628211u;
+  }
+  return h;
+}
+
+typedef struct list {
+  akg_item *items;
+  size_t n, cap;
+} list;
+
+static int add_url(list *l, const char *url, const char *checksum)
+{
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 64;
+    akg_item *g = realloc(l->items, cap * sizeof *g);
+    if (!g)
+      return -ENOMEM;
+    l->items = g;
+    l->cap = cap;
+  }
+  akg_item *it = &l->items[l->n];
+  memset(it, 0, sizeof *it);
+  it->total = -1;
+  it->url = strdup(url);
+  if (!it->url)
+    return -ENOMEM;
+  if (checksum) {
+    if (akg_parse_checksum(checksum, it->sha256) < 0) {
+      free(it->url);
+      return -EINVAL;
+    }
+    it->has_checksum = true;
+  }
+  l->n++;
+  return 0;
+}
+
+/* Lines "URL [sha-256=HEX]"; blank lines and # comments skipped. */
+static int read_list(list *l, const char *path)
+{
+  FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+  if (!f)
+    return -errno;
+  char *line = NULL;
+  size_t cap = 0;
+  int rc = 0;
+  while (rc == 0 && getline(&line, &cap, f) > 0) {
+    char *s = line;
+    while (isspace((unsigned char)*s))
+      s++;
+    if (!*s || *s == '#')
+      continue;
+    char *url = strtok(s, " \t\r\n");
+    char *sum = strtok(NULL, " \t\r\n");
+    rc = add_url(l, url, sum);
+  }
+  free(line);
+  if (f != stdin)
+    fclose(f);
+  return rc;
+}
+
+static int hexval(int c)
+{
+  return isdigit(c) ? c - '0' : tolower(c) - 'a' + 10;
+}
+
+/* The file name a URL saves as: its last path segment, percent-decoded,
+ * made safe; "index.html" when there is none. */
+static char *name_for(const char *url)
+{
+  ak_url *u;
+  if (ak_url_parse(url, &u) < 0)
+    return strdup("index.html");
+  const char *t = u->target;
+  size_t end = strcspn(t, "?");
+  size_t start = end;
+  while (start > 0 && t[start - 1] != '/')
+    start--;
+  char *name = malloc(end - start + 16);
+  size_t o = 0;
+  for (size_t i = start; name && i < end; i++) {
+    char c = t[i];
+    if (c == '%' && i + 2 < end && isxdigit((unsigned char)t[i + 1]) &&
+        isxdigit((unsigned char)t[i + 2])) {
+      c = (char)(hexval(t[i + 1]) * 16 + hexval(t[i + 2]));
+      i += 2;
+    }
+    name[o++] = c == '/' || c == '\0' ? '_' : c;
+  }
+  if (name) {
+    name[o] = '\0';
+    if (o == 0 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+      strcpy(name, "index.html");
+  }
+  ak_url_free(u);
+  return name;
+}
+
+static char *join(const char *dir, const char *name)
+{
+  size_t n = (dir ? strlen(dir) + 1 : 0) + strlen(name) + 1;
+  char *p = malloc(n);
+  if (p)
+    snprintf(p, n, "%s%s%s", dir ? dir : "", dir ? "/" : "", name);
+  return p;
+}
+
+static int mkdir_p(const char *dir)
+{
+  char *p = strdup(dir);
+  if (!p)
+    return -ENOMEM;
+  for (char *s = p + 1; *s; s++) {
+    if (*s == '/') {
+      *s = '\0';
+      if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+        free(p);
+        return -errno;
+      }
+      *s = '/';
+    }
+  }
+  int rc = mkdir(p, 0755) < 0 && errno != EEXIST ? -errno : 0;
+  free(p);
+  return rc;
+}
+
+/* Names every item: -o, or DIR/name with ".1", ".2"... for repeats. */
+static int assign_paths(akg_item *items, size_t n, const akg_opts *o)
+{
+  for (size_t i = 0; i < n; i++) {
+    char *name = o->output ? strdup(o->output) : name_for(items[i].url);
+    if (!name)
+      return -ENOMEM;
+    char *path = o->output ? name : join(o->dir, name);
+    if (path != name)
+      free(name);
+    if (!path)
+      return -ENOMEM;
+    for (unsigned k = 1; ; k++) {
+      bool clash = false;
+      for (size_t j = 0; j < i && !clash; j++)
+        clash = strcmp(items[j].path, path) == 0;
+      if (!clash)
+        break;
+      size_t len = strlen(path) + 16;
+      char *alt = malloc(len);
+      if (!alt)
+        return -ENOMEM;
+      char *base = strdup(path);
+      char *dot = strrchr(base, '.');
+      snprintf(alt, len, "%s.%u", base, k);
+      (void)dot;
+      free(base);
+      /* A clash with an earlier alternative tries the next number. */
+      bool again = false;
+      for (size_t j = 0; j < i && !again; j++)
+        again = strcmp(items[j].path, alt) == 0;
+      if (!again) {
+        free(path);
+        path = alt;
+        break;
+      }
+      free(alt);
+    }
+    items[i].path = path;
+    items[i].tmp = malloc(strlen(path) + 16);
+    if (!items[i].tmp)
+      return -ENOMEM;
+    sprintf(items[i].tmp, "%s.akget-part", path);
+  }
+  return 0;
+}
+
+enum {
+  OPT_MIN_SEGMENT = 256, OPT_RETRIES, OPT_RETRY_WAIT, OPT_CONNECT_TIMEOUT, OPT_TIMEOUT,
+  OPT_MAX_TIME, OPT_CACERT, OPT_CHECKSUM, OPT_JSON, OPT_THREADS, OPT_SHARD, OPT_VERSION,
+};
+
+static const struct option long_opts[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"min-segment", required_argument, NULL, OPT_MIN_SEGMENT},
+    {"retries", required_argument, NULL, OPT_RETRIES},
+    {"retry-wait", required_argument, NULL, OPT_RETRY_WAIT},
+    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"max-time", required_argument, NULL, OPT_MAX_TIME},
+    {"cacert", required_argument, NULL, OPT_CACERT},
+    {"insecure", no_argument, NULL, 'k'},
+    {"checksum", required_argument, NULL, OPT_CHECKSUM},
+    {"json", required_argument, NULL, OPT_JSON},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"shard", required_argument, NULL, OPT_SHARD},
+    {"continue", no_argument, NULL, 'c'},
+    {"quiet", no_argument, NULL, 'q'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"header", required_argument, NULL, 'H'},
+    {"user-agent", required_argument, NULL, 'A'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+int main(int argc, char **argv)
+{
+  akg_opts o = {.jobs = 16, .conns_per_host = 16, .segments = 1, .retries = 3,
+                .min_segment = 4 << 20};
+  list l = {0};
+  const char *lists[64];
+  size_t nlists = 0;
+  const char *checksum = NULL;
+  unsigned shard_k = 0, shard_n = 0;
+  const char **headers = calloc((size_t)argc, sizeof *headers);
+  int c;
+  while ((c = getopt_long(argc, argv, "hi:d:o:j:x:s:cH:A:kqv", long_opts, NULL)) != -1) {
+    switch (c) {
+    case 'h': usage(stdout); return 0;
+    case OPT_VERSION: printf("akget (asynckit %s)\n", ak_version_string()); return 0;
+    case 'i':
+      if (nlists == 64)
+        return die_usage("too many -i%s", "");
+      lists[nlists++] = optarg;
+      break;
+    case 'd': o.dir = optarg; break;
+    case 'o': o.output = optarg; break;
+    case 'j': if (!parse_uint(optarg, 1, 10000, &o.jobs)) return die_usage("bad -j '%s'", optarg); break;
+    case 'x': if (!parse_uint(optarg, 1, 10000, &o.conns_per_host)) return die_usage("bad -x '%s'", optarg); break;
+    case 's': if (!parse_uint(optarg, 1, AKG_MAX_SEGMENTS, &o.segments)) return die_usage("bad -s '%s' (1..16)", optarg); break;
+    case OPT_MIN_SEGMENT: if (!parse_size(optarg, &o.min_segment)) return die_usage("bad --min-segment '%s'", optarg); break;
+    case 'c': o.resume = true; break;
+    case OPT_RETRIES: if (!parse_uint(optarg, 0, 100, &o.retries)) return die_usage("bad --retries '%s'", optarg); break;
+    case OPT_RETRY_WAIT: if (!parse_seconds(optarg, &o.retry_base_ns)) return die_usage("bad --retry-wait '%s'", optarg); break;
+    case OPT_CONNECT_TIMEOUT: if (!parse_seconds(optarg, &o.connect_timeout_ns)) return die_usage("bad --connect-timeout '%s'", optarg); break;
+    case OPT_TIMEOUT: if (!parse_seconds(optarg, &o.idle_timeout_ns)) return die_usage("bad --timeout '%s'", optarg); break;
+    case OPT_MAX_TIME: if (!parse_seconds(optarg, &o.max_time_ns)) return die_usage("bad --max-time '%s'", optarg); break;
+    case 'H':
+      if (!strchr(optarg, ':') || strpbrk(optarg, "\r\n"))
+        return die_usage("bad header '%s' (want 'Name: value')", optarg);
+      headers[o.header_count++] = optarg;
+      break;
+    case 'A': o.user_agent = optarg; break;
+    case OPT_CACERT: o.cacert = optarg; break;
+    case 'k': o.insecure = true; break;
+    case OPT_CHECKSUM: checksum = optarg; break;
+    case OPT_JSON: o.json_path = optarg; break;
+    case OPT_THREADS: if (!parse_uint(optarg, 1, 64, &o.threads)) return die_usage("bad --threads '%s'", optarg); break;
+    case OPT_SHARD:
+      if (sscanf(optarg, "%u/%u", &shard_k, &shard_n) != 2 || shard_n == 0 || shard_k < 1 ||
+          shard_k > shard_n)
+        return die_usage("bad --shard '%s' (want K/N, 1 <= K <= N)", optarg);
+      break;
+    case 'q': o.quiet = true; break;
+    case 'v': o.verbose = true; break;
+    default: usage(stderr); return AKG_EXIT_USAGE;
+    }
+  }
+  o.headers = headers;
+  for (int i = optind; i < argc; i++)
+    if (add_url(&l, argv[i], NULL) < 0)
+      return die_usage("out of memory%s", "");
+  for (size_t i = 0; i < nlists; i++) {
+    int rc = read_list(&l, lists[i]);
+    if (rc == -EINVAL)
+      return die_usage("%s: a checksum is not sha-256=HEX", lists[i]);
+    if (rc < 0) {
+      fprintf(stderr, "akget: %s: %s\n", lists[i], strerror(-rc));
+      return AKG_EXIT_LOCAL_IO;
+    }
+  }
+  if (l.n == 0)
+    return die_usage("no URL given%s", "");
+  if (o.output && l.n > 1)
+    return die_usage("-o takes one URL, %s", "not several (use -d)");
+  if (checksum) {
+    if (l.n != 1)
+      return die_usage("--checksum takes one URL; %s", "put sums in the -i list for several");
+    if (akg_parse_checksum(checksum, l.items[0].sha256) < 0)
+      return die_usage("bad --checksum '%s' (want sha-256=64 hex digits)", checksum);
+    l.items[0].has_checksum = true;
+  }
+  if (shard_n) {
+    size_t k = 0;
+    for (size_t i = 0; i < l.n; i++) {
+      if (url_hash(l.items[i].url) % shard_n == shard_k - 1)
+        l.items[k++] = l.items[i];
+      else
+        free(l.items[i].url);
+    }
+    l.n = k;
+  }
+  int bad_url_exit = 0;
+  for (size_t i = 0; i < l.n; i++) {
+    ak_url *u;
+    int rc = ak_url_parse(l.items[i].url, &u);
+    if (rc < 0) {
+      fprintf(stderr, "akget: %s: %s\n", l.items[i].url, ak_strerror(rc));
+      bad_url_exit = AKG_EXIT_USAGE;
+    }
+    ak_url_free(u);
+  }
+  if (bad_url_exit)
+    return bad_url_exit;
+  if (o.dir) {
+    int rc = mkdir_p(o.dir);
+    if (rc < 0) {
+      fprintf(stderr, "akget: -d %s: %s\n", o.dir, strerror(-rc));
+      return AKG_EXIT_LOCAL_IO;
+    }
+  }
+  if (assign_paths(l.items, l.n, &o) < 0) {
+    fprintf(stderr, "akget: out of memory\n");
+    return AKG_EXIT_LOCAL_IO;
+  }
+  o.progress_tty = !o.quiet && isatty(2);
+  signal(SIGPIPE, SIG_IGN);
+
+  akg_run run = {.opts = &o, .items = l.items, .count = l.n, .start_ns = ak_now_ns()};
+  pthread_mutex_init(&run.out_lock, NULL);
+  int rc = akg_run_all(&run);
+  if (rc < 0)
+    fprintf(stderr, "akget: cannot run: %s\n", ak_strerror(rc));
+  int worst = rc < 0 ? AKG_EXIT_NETWORK : 0;
+  for (size_t i = 0; i < l.n; i++) {
+    akg_item *it = &l.items[i];
+    if (it->state != AKG_DONE && it->exit_code == 0)
+      it->exit_code = AKG_EXIT_NETWORK; /* never started: the loop could not run */
+    if (it->exit_code > worst)
+      worst = it->exit_code;
+  }
+  akg_progress_summary(&run);
+  if (o.json_path) {
+    int jr = akg_report_json(&run, o.json_path, worst);
+    if (jr < 0) {
+      fprintf(stderr, "akget: --json %s: %s\n", o.json_path, strerror(-jr));
+      if (worst < AKG_EXIT_LOCAL_IO)
+        worst = AKG_EXIT_LOCAL_IO;
+    }
+  }
+  akg_checksum_shutdown();
+  for (size_t i = 0; i < l.n; i++) {
+    free(l.items[i].url);
+    free(l.items[i].path);
+    free(l.items[i].tmp);
+    free(l.items[i].detail);
+  }
+  free(l.items);
+  free(headers);
+  return worst;
+}

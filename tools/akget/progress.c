@@ -1,0 +1,196 @@
+/* progress.c: everything akget says on stderr. On a terminal a display
+ * thread redraws, four times a second, a line per active download (up to
+ * eight) and an aggregate line (files, bytes, speed, ETA), in place; event
+ * lines (failures, retries) are printed above it. When stderr is not a
+ * terminal there is no display, only event lines: "done", "FAILED",
+ * "retry", and with -v "start" and the rest. -q keeps only failures. */
+#include "akget.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static pthread_t display;
+static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static bool stop_display;
+static bool display_running;
+static int drawn_lines; /* lines of the display on screen now (under out_lock) */
+
+/* Erases the display (cursor to its first line). Under out_lock. */
+static void erase_display(void)
+{
+  for (int i = 0; i < drawn_lines; i++)
+    fputs("\033[F\033[K", stderr);
+  drawn_lines = 0;
+}
+
+void akg_progress_event(akg_run *run, const akg_item *item, const char *fmt, ...)
+{
+  (void)item;
+  const akg_opts *o = run->opts;
+  bool failure = strncmp(fmt, "FAILED", 6) == 0;
+  bool important = failure || strncmp(fmt, "retry", 5) == 0 || strncmp(fmt, "done", 4) == 0;
+  if (o->quiet && !failure)
+    return;
+  if (!o->verbose && !important)
+    return;
+  if (o->progress_tty && !failure && !o->verbose && strncmp(fmt, "done", 4) == 0)
+    return; /* the display shows it */
+  char line[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  pthread_mutex_lock(&run->out_lock);
+  if (o->progress_tty)
+    erase_display();
+  fprintf(stderr, "akget: %s\n", line);
+  pthread_mutex_unlock(&run->out_lock);
+}
+
+static void human(char *out, size_t n, double bytes)
+{
+  const char *unit[] = {"B", "kB", "MB", "GB", "TB"};
+  int u = 0;
+  while (bytes >= 1000 && u < 4) {
+    bytes /= 1000;
+    u++;
+  }
+  snprintf(out, n, u ? "%.1f%s" : "%.0f%s", bytes, unit[u]);
+}
+
+static const char *base_name(const char *p)
+{
+  const char *s = strrchr(p, '/');
+  return s ? s + 1 : p;
+}
+
+/* Bytes over all items, and over those whose size is known. */
+static void totals(const akg_run *run, int64_t *got, int64_t *known_total, int64_t *known_got)
+{
+  *got = *known_total = *known_got = 0;
+  for (size_t i = 0; i < run->count; i++) {
+    const akg_item *it = &run->items[i];
+    int64_t g = akg_item_got(it), t = __atomic_load_n(&it->total, __ATOMIC_RELAXED);
+    *got += g;
+    if (t >= 0) {
+      *known_total += t;
+      *known_got += g;
+    }
+  }
+}
+
+static void draw(akg_run *run, double *last_t, int64_t *last_got, double *speed)
+{
+  double now = ak_now_ns() / 1e9;
+  int64_t got, ktotal, kgot;
+  totals(run, &got, &ktotal, &kgot);
+  double dt = now - *last_t;
+  if (dt > 0.05) {
+    double inst = (got - *last_got) / dt;
+    *speed = *speed == 0 ? inst : 0.7 * *speed + 0.3 * inst; /* smoothed */
+    *last_t = now;
+    *last_got = got;
+  }
+  char lines[10][200];
+  int n = 0;
+  for (size_t i = 0; i < run->count && n < 8; i++) {
+    const akg_item *it = &run->items[i];
+    if (__atomic_load_n(&it->state, __ATOMIC_ACQUIRE) != AKG_ACTIVE)
+      continue;
+    int64_t g = akg_item_got(it), t = __atomic_load_n(&it->total, __ATOMIC_RELAXED);
+    char gs[32], ts[32];
+    human(gs, sizeof gs, (double)g);
+    if (t > 0) {
+      human(ts, sizeof ts, (double)t);
+      snprintf(lines[n++], sizeof lines[0], "  %-40.40s %3d%% %9s / %-9s", base_name(it->path),
+               (int)(100 * g / t), gs, ts);
+    } else {
+      snprintf(lines[n++], sizeof lines[0], "  %-40.40s      %9s", base_name(it->path), gs);
+    }
+  }
+  char gs[32], ss[32], eta[32] = "--:--";
+  human(gs, sizeof gs, (double)got);
+  human(ss, sizeof ss, *speed);
+  if (*speed > 0 && ktotal > kgot) {
+    int64_t secs = (int64_t)((ktotal - kgot) / *speed);
+    snprintf(eta, sizeof eta, "%" PRId64 ":%02" PRId64, secs / 60, secs % 60);
+  }
+  size_t fin = atomic_load(&run->finished), failed = atomic_load(&run->failed);
+  char fails[32] = "";
+  if (failed)
+    snprintf(fails, sizeof fails, ", %zu failed", failed);
+  snprintf(lines[n++], sizeof lines[0], "[%zu/%zu files%s] %s  %s/s  ETA %s", fin, run->count,
+           fails, gs, ss, eta);
+  pthread_mutex_lock(&run->out_lock);
+  erase_display();
+  for (int i = 0; i < n; i++)
+    fprintf(stderr, "%s\033[K\n", lines[i]);
+  drawn_lines = n;
+  fflush(stderr);
+  pthread_mutex_unlock(&run->out_lock);
+}
+
+static void *display_main(void *arg)
+{
+  akg_run *run = arg;
+  double last_t = ak_now_ns() / 1e9, speed = 0;
+  int64_t last_got = 0;
+  pthread_mutex_lock(&wake_lock);
+  while (!stop_display) {
+    pthread_mutex_unlock(&wake_lock);
+    draw(run, &last_t, &last_got, &speed);
+    pthread_mutex_lock(&wake_lock);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 250000000;
+    if (ts.tv_nsec >= 1000000000) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000;
+    }
+    if (!stop_display)
+      pthread_cond_timedwait(&wake, &wake_lock, &ts);
+  }
+  pthread_mutex_unlock(&wake_lock);
+  draw(run, &last_t, &last_got, &speed); /* the final state stays on screen */
+  return NULL;
+}
+
+void akg_progress_start(akg_run *run)
+{
+  stop_display = false;
+  display_running = pthread_create(&display, NULL, display_main, run) == 0; /* else: no display */
+}
+
+void akg_progress_stop(akg_run *run)
+{
+  (void)run;
+  if (!display_running)
+    return;
+  pthread_mutex_lock(&wake_lock);
+  stop_display = true;
+  pthread_cond_signal(&wake);
+  pthread_mutex_unlock(&wake_lock);
+  pthread_join(display, NULL);
+}
+
+void akg_progress_summary(akg_run *run)
+{
+  if (run->opts->quiet)
+    return;
+  int64_t bytes = 0;
+  size_t ok = 0;
+  for (size_t i = 0; i < run->count; i++) {
+    bytes += run->items[i].bytes - run->items[i].resumed_from;
+    ok += run->items[i].state == AKG_DONE;
+  }
+  double s = (ak_now_ns() - run->start_ns) / 1e9;
+  char bs[32], ss[32];
+  human(bs, sizeof bs, (double)bytes);
+  human(ss, sizeof ss, s > 0 ? bytes / s : 0);
+  fprintf(stderr, "akget: %zu of %zu downloaded, %zu failed; %s in %.2f s (%s/s)\n", ok, run->count,
+          run->count - ok, bs, s, ss);
+}

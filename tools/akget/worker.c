@@ -1,0 +1,121 @@
+/* worker.c: the loops. --threads N workers, each a thread with its own loop
+ * and HTTP client (connections are not shared between loops); the items are
+ * spread by taking turns at one atomic counter, so a fast worker takes more.
+ * -j is the run's number of downloads at once, shared out between workers.
+ * With one thread the worker runs on the main thread's behalf in a thread of
+ * its own all the same: the main thread draws the progress display. */
+#include "akget.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct akg_worker {
+  akg_run *run;
+  ak_loop *loop;
+  ak_http_client *client;
+  unsigned slots;            /* downloads this worker runs at once */
+  unsigned active;
+  int err;                   /* setting up failed */
+  pthread_t thread;
+};
+
+ak_loop *akg_worker_loop(akg_worker *w) { return w->loop; }
+ak_http_client *akg_worker_client(akg_worker *w) { return w->client; }
+const akg_opts *akg_worker_opts(akg_worker *w) { return w->run->opts; }
+akg_run *akg_worker_run(akg_worker *w) { return w->run; }
+
+static void fill_slots(akg_worker *w);
+
+static void item_done(akg_worker *w, akg_item *item)
+{
+  (void)item;
+  w->active--;
+  fill_slots(w);
+}
+
+/* Starts items until the worker's slots are full or none are left. */
+static void fill_slots(akg_worker *w)
+{
+  akg_run *run = w->run;
+  while (w->active < w->slots) {
+    size_t i = atomic_fetch_add(&run->next, 1);
+    if (i >= run->count)
+      return;
+    w->active++;
+    akg_download_start(w, &run->items[i], item_done);
+  }
+}
+
+static void *worker_main(void *arg)
+{
+  akg_worker *w = arg;
+  const akg_opts *o = w->run->opts;
+  ak_loop_options lo = {.sq_entries = 512};
+  int rc = ak_loop_new(&w->loop, &lo);
+  if (rc < 0) {
+    w->err = rc;
+    return NULL;
+  }
+  ak_http_options ho = {
+      .max_conns_per_host = o->conns_per_host,
+      .connect_timeout_ns = o->connect_timeout_ns,
+      .idle_timeout_ns = o->idle_timeout_ns,
+      .head_timeout_ns = o->idle_timeout_ns,
+      .total_timeout_ns = o->max_time_ns,
+      .user_agent = o->user_agent,
+      .cacert = o->cacert,
+      .insecure = o->insecure,
+      .recv_buffer = 512 * 1024,
+  };
+  rc = ak_http_client_new(w->loop, &ho, &w->client);
+  if (rc < 0) {
+    w->err = rc;
+    ak_loop_free(w->loop);
+    return NULL;
+  }
+  fill_slots(w);
+  ak_loop_run(w->loop, AK_RUN_DEFAULT);
+  ak_http_client_free(w->client);
+  ak_loop_run(w->loop, AK_RUN_DEFAULT); /* the idle connections' closes */
+  ak_loop_free(w->loop);
+  return NULL;
+}
+
+int akg_run_all(akg_run *run)
+{
+  const akg_opts *o = run->opts;
+  unsigned n = o->threads ? o->threads : 1;
+  if (n > run->count && run->count > 0)
+    n = (unsigned)run->count;
+  akg_worker *ws = calloc(n, sizeof *ws);
+  if (!ws)
+    return -ENOMEM;
+  unsigned jobs = o->jobs ? o->jobs : 16;
+  for (unsigned i = 0; i < n; i++) {
+    ws[i].run = run;
+    ws[i].slots = jobs / n + (i < jobs % n ? 1 : 0);
+    if (ws[i].slots == 0)
+      ws[i].slots = 1;
+  }
+  if (o->progress_tty)
+    akg_progress_start(run);
+  int err = 0;
+  unsigned started = 0;
+  for (; started < n; started++) {
+    if (pthread_create(&ws[started].thread, NULL, worker_main, &ws[started]) != 0) {
+      err = -EAGAIN;
+      break;
+    }
+  }
+  for (unsigned i = 0; i < started; i++) {
+    pthread_join(ws[i].thread, NULL);
+    if (ws[i].err && !err)
+      err = ws[i].err;
+  }
+  if (o->progress_tty)
+    akg_progress_stop(run);
+  free(ws);
+  return err;
+}
