@@ -1,0 +1,88 @@
+# nginx_env.sh: start and stop a private nginx on 127.0.0.1 for akget's
+# tests, tools/try and akbench download. Sourced (bash). The config lives in
+# a temporary folder with `daemon off` and every *_temp_path moved there; the
+# access log records each request's connection and status, so tests can
+# count reused connections and Range answers. nginx runs as the caller (as
+# root its worker runs as nobody: served files must be world-readable).
+#
+#   nginx_start STATE_DIR DOC_ROOT   sets NGINX_PORT and NGINX_PID
+#   nginx_stop                       stops the nginx started here (by pid)
+
+nginx_bin() {
+  command -v nginx 2>/dev/null || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; }
+}
+
+nginx_start() {
+  local state="$1" root="$2" bin port try
+  bin="$(nginx_bin)" || true
+  [[ -n "$bin" ]] || { echo "nginx_start: nginx is not installed" >&2; return 77; }
+  mkdir -p "$state/tmp"
+  chmod 755 "$state" "$root"
+  for try in $(seq 20); do
+    port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    cat >"$state/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $state/nginx.pid;
+error_log $state/error.log warn;
+events { worker_connections 4096; }
+http {
+  log_format ak '\$connection \$connection_requests \$status \$request_uri \$body_bytes_sent "\$http_range"';
+  access_log $state/access.log ak;
+  client_body_temp_path $state/tmp/body;
+  proxy_temp_path $state/tmp/proxy;
+  fastcgi_temp_path $state/tmp/fastcgi;
+  uwsgi_temp_path $state/tmp/uwsgi;
+  scgi_temp_path $state/tmp/scgi;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  keepalive_timeout 60;
+  default_type application/octet-stream;
+  absolute_redirect off;
+  server {
+    listen 127.0.0.1:$port reuseport;
+    root $root;
+    location = /redirect/rel { return 302 ../files/f001.bin; }
+    location = /redirect/abs { return 301 http://127.0.0.1:$port/files/f002.bin; }
+    location = /redirect/loop { return 302 /redirect/loop; }
+    location /flaky/ {
+      if (!-f $root/flaky-ready) {
+        add_header Retry-After 1 always;
+        return 503;
+      }
+      alias $root/files/;
+    }
+  }
+}
+CONF
+    "$bin" -p "$state" -e "$state/error.log" -c "$state/nginx.conf" >"$state/stdout" 2>&1 &
+    NGINX_PID=$!
+    local up=0
+    for _ in $(seq 50); do
+      if ! kill -0 "$NGINX_PID" 2>/dev/null; then break; fi
+      if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then up=1; break; fi
+      sleep 0.1
+    done
+    if ((up)); then
+      NGINX_PORT=$port
+      return 0
+    fi
+    kill "$NGINX_PID" 2>/dev/null; wait "$NGINX_PID" 2>/dev/null
+    NGINX_PID=""
+    grep -q "Address already in use" "$state/error.log" 2>/dev/null || {
+      cat "$state/error.log" "$state/stdout" >&2 2>/dev/null; return 1; }
+  done
+  echo "nginx_start: no free port found" >&2
+  return 1
+}
+
+nginx_stop() {
+  if [[ -n "${NGINX_PID:-}" ]]; then
+    kill -QUIT "$NGINX_PID" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$NGINX_PID" 2>/dev/null
+    wait "$NGINX_PID" 2>/dev/null
+    NGINX_PID=""
+  fi
+}

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# test_akget_bad.sh: akget against the project's misbehaving server
+# (httpbad): every broken response ends in its documented error and exit
+# code within its deadline, leaves no file under its final name (and no
+# temporary file), and the good downloads of the same run are unaffected.
+#
+# Usage: test_akget_bad.sh AKGET HTTPBAD
+set -euo pipefail
+akget="$1" httpbad="$2"
+work="$(mktemp -d "${TMPDIR:-/tmp}/ak-akget-bad.XXXXXX")"
+srv_pid=""
+cleanup() {
+  [[ -n "$srv_pid" ]] && kill "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+
+"$httpbad" --max-seconds 240 >"$work/port" &
+srv_pid=$!
+for _ in $(seq 50); do [[ -s "$work/port" ]] && break; sleep 0.1; done
+port="$(cat "$work/port")"
+[[ -n "$port" ]] || fail "httpbad did not start"
+base="http://127.0.0.1:$port"
+
+# path -> expected per-URL exit code (docs/akget.md)
+declare -A want=(
+  [file/1048576]=0 [chunked/300000]=0 [close/200000]=0 [interim/5000]=0 [file/77]=0
+  [reset/1000000]=4 [short/100000]=4 [chunkcut/100000]=4 [trickle]=4 [stall/100000]=4
+  [badstatus]=7 [bigheader]=7 [dupcl]=7 [conflictcl]=7 [negcl]=7 [hugecl]=7 [hugechunk]=7
+  [redirect/loop]=7 [no/such/file]=8
+)
+: >"$work/list"
+for p in "${!want[@]}"; do echo "$base/$p" >>"$work/list"; done
+
+start=$SECONDS
+rc=0
+timeout 60 "$akget" -q -j 32 --retries 0 --timeout 1 --connect-timeout 2 -d "$work/out" \
+  -i "$work/list" --json "$work/summary.json" || rc=$?
+took=$((SECONDS - start))
+# The worst exit code decides: 8 (the 404) here.
+[[ $rc == 8 ]] || fail "akget exit $rc, want 8"
+# The deadlines are 1 s (idle and head); the stall lasts 30 s: nothing waits for it.
+((took < 15)) || fail "run took ${took}s: a deadline did not fire"
+
+python3 - "$work/summary.json" "$work/out" "$base" <<'EOF' "${!want[@]}" -- "${want[@]}"
+import json, os, sys
+summary, out, base = sys.argv[1:4]
+rest = sys.argv[4:]
+sep = rest.index('--')
+paths, codes = rest[:sep], [int(c) for c in rest[sep + 1:]]
+want = dict(zip(paths, codes))
+d = json.load(open(summary))
+assert d["exit"] == 8, d["exit"]
+seen = {}
+for e in d["downloads"]:
+    p = e["url"][len(base) + 1:]
+    seen[p] = e
+    code = 0 if e["ok"] else e["exit"]
+    assert code == want[p], f"{p}: exit {code}, want {want[p]} ({e.get('detail')})"
+    exists = os.path.exists(e["file"])
+    assert exists == (code == 0), f"{p}: file present={exists}"
+    assert not os.path.exists(e["file"] + ".akget-part"), f"{p}: temporary file left"
+    if code:
+        assert e["error"] and e["detail"], f"{p}: no reason given"
+assert set(seen) == set(want), set(want) - set(seen)
+# The good ones are whole and right.
+def body(n):
+    return bytes(((i * 131 + (i >> 8)) % 251) for i in range(n))
+for p, n in [("file/1048576", 1048576), ("chunked/300000", 300000), ("close/200000", 200000),
+             ("interim/5000", 5000), ("file/77", 77)]:
+    got = open(seen[p]["file"], "rb").read()
+    assert got == body(n), f"{p}: content differs"
+# The named errors.
+names = {p: seen[p].get("error") for p in seen}
+expect = {"reset/1000000": "ECONNRESET", "short/100000": "AK_EHTTPTRUNCATED",
+          "chunkcut/100000": "AK_EHTTPTRUNCATED", "trickle": "AK_EHTTPHEADTIMEOUT",
+          "stall/100000": "AK_EHTTPIDLETIMEOUT", "badstatus": "AK_EHTTPPROTO",
+          "bigheader": "AK_EHTTPHEADSIZE", "dupcl": "AK_EHTTPLENGTH", "conflictcl": "AK_EHTTPLENGTH",
+          "negcl": "AK_EHTTPLENGTH", "hugecl": "AK_EHTTPTOOBIG", "hugechunk": "AK_EHTTPCHUNK",
+          "redirect/loop": "AK_EHTTPREDIRECTS", "no/such/file": "HTTP_STATUS"}
+for p, n in expect.items():
+    assert names[p] == n, f"{p}: error {names[p]}, want {n}"
+print("per-URL outcomes as documented:", len(seen), "URLs")
+EOF
+
+# Retries: a 503 with Retry-After: 1 is retried after about a second, then works.
+start_ns=$(date +%s%N)
+"$akget" -q --retries 2 -d "$work/retry" "$base/retry/k1/4096" || fail "503 then 200: exit $?"
+elapsed_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+((elapsed_ms >= 900)) || fail "Retry-After not honoured (${elapsed_ms} ms)"
+[[ $(stat -c %s "$work/retry/4096") == 4096 ]] || fail "retried download incomplete"
+
+# A reset mid-body is retried (and fails again: exit 4, no file); with -c the
+# partial file stays for a later resume, under the temporary name only.
+rc=0; "$akget" -q --retries 1 --retry-wait 0.1 -d "$work/r1" "$base/reset/400000" || rc=$?
+[[ $rc == 4 && ! -e "$work/r1/400000" && ! -e "$work/r1/400000.akget-part" ]] || fail "reset: exit $rc"
+rc=0; "$akget" -q -c --retries 0 -d "$work/r2" "$base/short/400000" || rc=$?
+[[ $rc == 4 && ! -e "$work/r2/400000" ]] || fail "short with -c: exit $rc"
+[[ $(stat -c %s "$work/r2/400000.akget-part") == 200000 ]] || fail "-c did not keep the partial file"
+
+# Usage errors: exit 2.
+rc=0; "$akget" -q "ftp://x/y" 2>/dev/null || rc=$?; [[ $rc == 2 ]] || fail "bad scheme: exit $rc"
+rc=0; "$akget" -q -j 0 "$base/file/1" 2>/dev/null || rc=$?; [[ $rc == 2 ]] || fail "-j 0: exit $rc"
+rc=0; "$akget" -q 2>/dev/null || rc=$?; [[ $rc == 2 ]] || fail "no URL: exit $rc"
+# https is not in this build: exit 5, said plainly.
+rc=0; "$akget" -q "https://127.0.0.1:$port/x" 2>"$work/err" || rc=$?
+[[ $rc == 5 ]] && grep -q "https not supported" "$work/err" || fail "https: exit $rc"
+# A local IO error: -d names a file, so the temporary file cannot be made
+# (ENOTDIR, even for root): exit 3.
+: >"$work/afile"
+rc=0; "$akget" -q -d "$work/afile" "$base/file/10" 2>/dev/null || rc=$?
+[[ $rc == 3 ]] || fail "unwritable directory: exit $rc"
+echo "akget against httpbad: ok"

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# test_akget_nginx.sh: akget against a real nginx started here on 127.0.0.1
+# (tests/nginx_env.sh): many files checked byte for byte, keep-alive reuse
+# (nginx's log counts the connections), redirects (relative, absolute, a
+# loop), Range and segmented downloads, resume after an interrupted
+# download, 404, and a 503 with Retry-After retried. Exit 77 (skip) when
+# nginx is not installed.
+#
+# Usage: test_akget_nginx.sh AKGET
+set -euo pipefail
+akget="$1"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/nginx_env.sh"
+work="$(mktemp -d "${TMPDIR:-/tmp}/ak-akget-nginx.XXXXXX")"
+chmod 755 "$work" # nginx's worker (nobody, when run as root) walks into it
+cleanup() { nginx_stop; rm -rf "$work"; }
+trap cleanup EXIT
+fail() { printf 'FAIL: %s\n' "$*" >&2; tail -n 20 "$work/state/error.log" >&2 2>/dev/null; exit 1; }
+
+[[ -n "$(nginx_bin)" ]] || { echo "nginx not installed: skipped"; exit 77; }
+
+root="$work/root"
+mkdir -p "$root/files"
+# 300 files of assorted sizes (0 bytes to 300 KiB) and one of 24 MiB.
+for i in $(seq -w 1 300); do
+  head -c $(( (10#$i * 7919) % 307200 )) /dev/urandom >"$root/files/f$i.bin"
+done
+head -c $((24 << 20)) /dev/urandom >"$root/files/big.bin"
+chmod -R a+rX "$root"
+nginx_start "$work/state" "$root" || fail "nginx did not start"
+base="http://127.0.0.1:$NGINX_PORT"
+log="$work/state/access.log"
+
+# Many files, 8 at once over at most 4 connections: all right, and the
+# connections reused (nginx's $connection numbers: at most a few distinct).
+ls "$root/files" | grep '^f' | sed "s|^|$base/files/|" >"$work/list"
+: >"$log"
+"$akget" -q -j 8 -x 4 -d "$work/many" -i "$work/list" --json "$work/many.json" ||
+  fail "many files: exit $?"
+for f in "$root"/files/f*.bin; do
+  cmp -s "$f" "$work/many/$(basename "$f")" || fail "$(basename "$f") differs"
+done
+conns=$(awk '{print $1}' "$log" | sort -u | wc -l)
+reqs=$(wc -l <"$log")
+((reqs == 300)) || fail "nginx saw $reqs requests, want 300"
+((conns <= 4)) || fail "$conns connections for 300 requests with -x 4: no keep-alive reuse"
+echo "300 files over $conns connections"
+
+# Redirects: relative and absolute are followed; a loop is exit 7.
+"$akget" -q -d "$work/redir" "$base/redirect/rel" "$base/redirect/abs" || fail "redirects: exit $?"
+cmp -s "$root/files/f001.bin" "$work/redir/rel" || fail "relative redirect content"
+cmp -s "$root/files/f002.bin" "$work/redir/abs" || fail "absolute redirect content"
+rc=0; "$akget" -q -d "$work/loop" "$base/redirect/loop" || rc=$?
+[[ $rc == 7 && ! -e "$work/loop/loop" ]] || fail "redirect loop: exit $rc"
+
+# Segmented: 4 Range requests into one file.
+: >"$log"
+"$akget" -q -s 4 --min-segment 1M -d "$work/seg" "$base/files/big.bin" || fail "segmented: exit $?"
+cmp -s "$root/files/big.bin" "$work/seg/big.bin" || fail "segmented content"
+ranged=$(grep -c '^.* 206 /files/big.bin' "$log" || true)
+((ranged == 4)) || fail "$ranged ranged requests, want 4"
+
+# Resume after an interrupted download: a partial file (as an interrupted
+# akget -c leaves it) is completed by a Range request for the rest only.
+mkdir -p "$work/resume"
+head -c 10000000 "$root/files/big.bin" >"$work/resume/big.bin.akget-part"
+: >"$log"
+"$akget" -q -c -d "$work/resume" "$base/files/big.bin" || fail "resume: exit $?"
+cmp -s "$root/files/big.bin" "$work/resume/big.bin" || fail "resumed content"
+grep -q ' 206 /files/big.bin 15165824 "bytes=10000000-"' "$log" || fail "resume did not ask for the rest only"
+# And a real interruption: kill akget -c mid-download, then resume.
+mkdir -p "$work/killed"
+"$akget" -q -c -d "$work/killed" "$base/files/big.bin" & apid=$!
+for _ in $(seq 100); do
+  [[ -s "$work/killed/big.bin.akget-part" ]] && break
+  sleep 0.01
+done
+kill -KILL "$apid" 2>/dev/null || true
+wait "$apid" 2>/dev/null || true
+"$akget" -q -c -d "$work/killed" "$base/files/big.bin" || fail "resume after kill: exit $?"
+cmp -s "$root/files/big.bin" "$work/killed/big.bin" || fail "content after kill and resume"
+
+# 404: exit 8, no file, and the JSON says which URL failed and why; the
+# other URL of the run is unaffected.
+rc=0
+"$akget" -q -d "$work/nf" --json "$work/nf.json" "$base/files/f003.bin" "$base/files/none" || rc=$?
+[[ $rc == 8 ]] || fail "404: exit $rc"
+[[ ! -e "$work/nf/none" && ! -e "$work/nf/none.akget-part" ]] || fail "404 left a file"
+cmp -s "$root/files/f003.bin" "$work/nf/f003.bin" || fail "the good download of the 404 run"
+python3 - "$work/nf.json" "$base" <<'EOF' || fail "404 JSON"
+import json, sys
+d = json.load(open(sys.argv[1]))
+bad = [e for e in d["downloads"] if not e["ok"]]
+assert d["exit"] == 8 and len(bad) == 1, d
+assert bad[0]["url"] == sys.argv[2] + "/files/none" and bad[0]["status"] == 404, bad
+assert bad[0]["exit"] == 8 and "404" in bad[0]["detail"], bad
+EOF
+
+# 503 with Retry-After: 1, until a file appears: akget waits and retries.
+rm -f "$root/flaky-ready"
+(sleep 0.5; touch "$root/flaky-ready"; chmod a+r "$root/flaky-ready") & toucher=$!
+"$akget" -q --retries 3 -d "$work/flaky" --json "$work/flaky.json" "$base/flaky/f004.bin" ||
+  fail "503 retried: exit $?"
+wait "$toucher"
+cmp -s "$root/files/f004.bin" "$work/flaky/f004.bin" || fail "flaky content"
+grep -q '"retries": 1' "$work/flaky.json" || fail "want exactly one retry"
+
+# Checksums: right (exit 0), wrong (exit 6, no file).
+sum=$(sha256sum "$root/files/f005.bin" | cut -d' ' -f1)
+"$akget" -q -d "$work/ck" --checksum "sha-256=$sum" "$base/files/f005.bin" || fail "checksum ok: exit $?"
+bad=$(printf '%s' "$sum" | tr '0-9a-f' '1-9a-f0')
+rc=0; "$akget" -q -o "$work/ck/bad.bin" --checksum "sha-256=$bad" "$base/files/f005.bin" || rc=$?
+[[ $rc == 6 && ! -e "$work/ck/bad.bin" && ! -e "$work/ck/bad.bin.akget-part" ]] ||
+  fail "checksum mismatch: exit $rc"
+
+# --shard: two shards of the list together are the whole list, apart.
+"$akget" -q --shard 1/2 -d "$work/s1" -i "$work/list"
+"$akget" -q --shard 2/2 -d "$work/s2" -i "$work/list"
+n1=$(ls "$work/s1" | wc -l) n2=$(ls "$work/s2" | wc -l)
+((n1 + n2 == 300 && n1 > 0 && n2 > 0)) || fail "shards $n1 + $n2"
+[[ -z "$(comm -12 <(ls "$work/s1") <(ls "$work/s2"))" ]] || fail "shards overlap"
+
+# --threads 2: the same files, spread over two loops.
+"$akget" -q --threads 2 -j 8 -d "$work/t2" -i "$work/list" || fail "--threads 2: exit $?"
+for f in "$root"/files/f*.bin; do
+  cmp -s "$f" "$work/t2/$(basename "$f")" || fail "--threads: $(basename "$f") differs"
+done
+echo "akget against nginx: ok"
