@@ -79,10 +79,10 @@ CONF
 
 nginx_stop() {
   if [[ -n "${NGINX_PID:-}" ]]; then
-    kill -QUIT "$NGINX_PID" 2>/dev/null
+    kill -QUIT "$NGINX_PID" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$NGINX_PID" 2>/dev/null
-    wait "$NGINX_PID" 2>/dev/null
+    kill -KILL "$NGINX_PID" 2>/dev/null || true
+    wait "$NGINX_PID" 2>/dev/null || true
     NGINX_PID=""
   fi
 }

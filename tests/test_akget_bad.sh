@@ -10,6 +10,7 @@ akget="$1" httpbad="$2"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ak-akget-bad.XXXXXX")"
 srv_pid=""
 cleanup() {
+  set +e
   [[ -n "$srv_pid" ]] && kill "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null
   rm -rf "$work"
 }

@@ -13,7 +13,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/nginx_env.sh"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ak-akget-nginx.XXXXXX")"
 chmod 755 "$work" # nginx's worker (nobody, when run as root) walks into it
-cleanup() { nginx_stop; rm -rf "$work"; }
+cleanup() { set +e; nginx_stop; rm -rf "$work"; }
 trap cleanup EXIT
 fail() { printf 'FAIL: %s\n' "$*" >&2; tail -n 20 "$work/state/error.log" >&2 2>/dev/null; exit 1; }
 

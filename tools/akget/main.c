@@ -393,7 +393,7 @@ int main(int argc, char **argv)
   }
   int bad_url_exit = 0;
   for (size_t i = 0; i < l.n; i++) {
-    ak_url *u;
+    ak_url *u = NULL;
     int rc = ak_url_parse(l.items[i].url, &u);
     if (rc < 0) {
       fprintf(stderr, "akget: %s: %s\n", l.items[i].url, ak_strerror(rc));
