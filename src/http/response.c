@@ -284,6 +284,8 @@ static int on_headers_complete(llhttp_t *ll)
   }
   int status = llhttp_get_status_code(ll);
   p->resp->status = status;
+  if (status < 100 || status > 999)
+    return fail(p, AK_EHTTPPROTO, "status code not of three digits%s", NULL);
   if (status == 101)
     return fail(p, AK_EHTTPPROTO, "101 Switching Protocols to a request that asked for none%s",
                 NULL);

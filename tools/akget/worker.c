@@ -67,7 +67,7 @@ static void *worker_main(void *arg)
       .user_agent = o->user_agent,
       .cacert = o->cacert,
       .insecure = o->insecure,
-      .recv_buffer = 512 * 1024,
+      .recv_buffer = 65536,
   };
   rc = ak_http_client_new(w->loop, &ho, &w->client);
   if (rc < 0) {
