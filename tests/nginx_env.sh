@@ -5,7 +5,10 @@
 # count reused connections and Range answers. nginx runs as the caller (as
 # root its worker runs as nobody: served files must be world-readable).
 #
-#   nginx_start STATE_DIR DOC_ROOT   sets NGINX_PORT and NGINX_PID
+#   nginx_start STATE_DIR DOC_ROOT   sets NGINX_PORT and NGINX_PID; with
+#                                    NGINX_TLS_DIR set (server.pem and
+#                                    server.key in it, tests/tls_certs.sh)
+#                                    also NGINX_TLS_PORT, serving https
 #   nginx_stop                       stops the nginx started here (by pid)
 
 nginx_bin() {
@@ -18,8 +21,21 @@ nginx_start() {
   [[ -n "$bin" ]] || { echo "nginx_start: nginx is not installed" >&2; return 77; }
   mkdir -p "$state/tmp"
   chmod 755 "$state" "$root"
+  local tls_listen=""
   for try in $(seq 20); do
     port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    # Skip ports someone listens on already (nginx would retry its bind for 2.5 s).
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null ||
+       (exec 3<>"/dev/tcp/127.0.0.1/$((port + 1))") 2>/dev/null; then
+      continue
+    fi
+    if [[ -n "${NGINX_TLS_DIR:-}" ]]; then
+      tls_listen="listen 127.0.0.1:$((port + 1)) ssl reuseport;
+    ssl_certificate $NGINX_TLS_DIR/server.pem;
+    ssl_certificate_key $NGINX_TLS_DIR/server.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:ak:1m;"
+    fi
     cat >"$state/nginx.conf" <<CONF
 daemon off;
 worker_processes 1;
@@ -42,6 +58,7 @@ http {
   absolute_redirect off;
   server {
     listen 127.0.0.1:$port reuseport;
+    $tls_listen
     root $root;
     location = /redirect/rel { return 302 ../files/f001.bin; }
     location = /redirect/abs { return 301 http://127.0.0.1:$port/files/f002.bin; }
@@ -66,6 +83,7 @@ CONF
     done
     if ((up)); then
       NGINX_PORT=$port
+      NGINX_TLS_PORT=$((port + 1))
       return 0
     fi
     kill "$NGINX_PID" 2>/dev/null; wait "$NGINX_PID" 2>/dev/null

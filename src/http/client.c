@@ -6,11 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-bool ak__http_tls_available(void)
-{
-  return false; /* https arrives with the TLS layer (src/tls) */
-}
-
 static int64_t or_default(int64_t v, int64_t dflt)
 {
   return v == 0 ? dflt : v;
@@ -68,6 +63,7 @@ int ak_http_client_free(ak_http_client *c)
     ak__free(h);
     h = next;
   }
+  ak_tls_config_release(c->tls_config);
   ak__free(c->opts.user_agent);
   ak__free(c->opts.cacert);
   ak__free(c);

@@ -77,6 +77,7 @@ static void conn_close(ak__http_conn *conn)
   }
   conn->host->open--;
   c->open_conns--;
+  ak__free(conn->tls_host);
   ak__free(conn->buf);
   ak__free(conn);
 }

@@ -216,6 +216,14 @@ static void connect_new(ak__http_exchange *ex)
   }
   ex->conn_reused = false;
   ex->state = EX_CONNECTING;
+  if (strcmp(ex->url->scheme, "https") == 0) {
+    ex->conn->tr = &ak__http_tls;
+    if (!(ex->conn->tls_host = ak__strdup(ex->url->host))) {
+      set_error(ex, -ENOMEM, "out of memory");
+      finish(ex);
+      return;
+    }
+  }
   char name[300];
   if (ex->url->zone)
     snprintf(name, sizeof name, "%s%%%s", ex->url->host, ex->url->zone);

@@ -101,9 +101,13 @@ typedef struct ak__http_transport {
 } ak__http_transport;
 
 extern const ak__http_transport ak__http_plain;
+extern const ak__http_transport ak__http_tls; /* transport_tls.c */
 
 /* Whether this build can speak https (a TLS transport is compiled in). */
 bool ak__http_tls_available(void);
+/* The client's TLS config, made at the first https request. Returns 0, or
+ * the TLS layer's error (AK_ETLSCONFIG: a --cacert that cannot be loaded). */
+int ak__http_tls_config(ak_http_client *c, ak_tls_config **out);
 
 struct ak__http_conn {
   ak_http_client *client;
@@ -111,6 +115,7 @@ struct ak__http_conn {
   int fd;                      /* the socket */
   const ak__http_transport *tr;
   void *tls;                   /* the transport's session, or NULL */
+  char *tls_host;              /* https: the name for SNI and the check */
   ak__http_conn *next_idle;    /* in host->idle */
   unsigned uses;               /* requests it has carried */
   char *buf;                   /* receive buffer, client->opts.recv_buffer */
@@ -146,6 +151,7 @@ struct ak_http_client {
   size_t open_conns;           /* connections open or connecting */
   uint64_t reused;             /* requests sent on a kept-alive connection */
   size_t active;               /* requests not yet settled */
+  ak_tls_config *tls_config;   /* https: made at first use, or NULL */
 };
 
 /* The host pool for url (made on first use); NULL on ENOMEM. */

@@ -27,6 +27,8 @@ int akg_exit_code(int err, int status)
     return status >= 400 ? AKG_EXIT_HTTP_STATUS : AKG_EXIT_PROTOCOL;
   if (err == AKG_ECHECKSUM)
     return AKG_EXIT_CHECKSUM;
+  if (err <= -10101 && err <= -10101 && err >= -10199)
+    return AKG_EXIT_TLS; /* AK_ETLS...: tls.h's range */
   switch (err) {
   case AK_EHTTPSNOTSUP:
     return AKG_EXIT_TLS;
