@@ -318,6 +318,13 @@ static void *conn_main(void *arg)
   size_t have = 0;
   request rq;
   bool open = buf != NULL;
+  /* A TLS ClientHello (record type 22): answer in plain HTTP, as a server
+   * without TLS on the port would, so https clients fail fast. */
+  char first;
+  if (open && recv(fd, &first, 1, MSG_PEEK) == 1 && first == 0x16) {
+    send_str(fd, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+    open = false;
+  }
   while (open && !atomic_load(&stopping) && read_request(fd, buf, 16384, &have, &rq)) {
     if (!route(fd, &rq)) {
       if (strncmp(rq.path, "/reset/", 7) == 0)

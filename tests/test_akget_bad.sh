@@ -104,9 +104,9 @@ rc=0; "$akget" -q -c --retries 0 -d "$work/r2" "$base/short/400000" || rc=$?
 rc=0; "$akget" -q "ftp://x/y" 2>/dev/null || rc=$?; [[ $rc == 2 ]] || fail "bad scheme: exit $rc"
 rc=0; "$akget" -q -j 0 "$base/file/1" 2>/dev/null || rc=$?; [[ $rc == 2 ]] || fail "-j 0: exit $rc"
 rc=0; "$akget" -q 2>/dev/null || rc=$?; [[ $rc == 2 ]] || fail "no URL: exit $rc"
-# https is not in this build: exit 5, said plainly.
-rc=0; "$akget" -q "https://127.0.0.1:$port/x" 2>"$work/err" || rc=$?
-[[ $rc == 5 ]] && grep -q "https not supported" "$work/err" || fail "https: exit $rc"
+# https to a port that answers in plain HTTP: a TLS failure, exit 5.
+rc=0; "$akget" -q -d "$work/tls" "https://localhost:$port/file/10" 2>"$work/err" || rc=$?
+[[ $rc == 5 && ! -e "$work/tls/10" ]] || fail "https to plain HTTP: exit $rc"
 # A local IO error: -d names a file, so the temporary file cannot be made
 # (ENOTDIR, even for root): exit 3.
 : >"$work/afile"
