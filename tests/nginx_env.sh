@@ -86,7 +86,8 @@ CONF
       NGINX_TLS_PORT=$((port + 1))
       return 0
     fi
-    kill "$NGINX_PID" 2>/dev/null; wait "$NGINX_PID" 2>/dev/null
+    kill "$NGINX_PID" 2>/dev/null || true
+    wait "$NGINX_PID" 2>/dev/null || true
     NGINX_PID=""
     grep -q "Address already in use" "$state/error.log" 2>/dev/null || {
       cat "$state/error.log" "$state/stdout" >&2 2>/dev/null; return 1; }

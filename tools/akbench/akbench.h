@@ -29,7 +29,8 @@
   XX(randread, "4 KiB random reads of a 2 GiB file: QD1/QD32 cached, O_DIRECT, fixed, SQPOLL (--size: ms): vs fio") \
   XX(copy, "copy a 2 GiB file from the page cache: ak_copy_file vs cp") \
   XX(hash, "aksum on 1000 x 1 MiB and one 2 GiB file vs sha256sum, openssl, xargs -P2") \
-  XX(tls, "TLS bulk (--size MiB) vs plain TCP, full/resumed handshakes/s vs openssl s_time")
+  XX(tls, "TLS bulk (--size MiB) vs plain TCP, full/resumed handshakes/s vs openssl s_time") \
+  XX(download, "akget vs curl --parallel, wget2, aria2c from a local nginx, 32 at once (--size: percent of the sets)")
 
 /* ---- Options ---------------------------------------------------------------- */
 

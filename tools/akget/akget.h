@@ -62,7 +62,7 @@ typedef struct akg_opts {
   bool progress_tty;         /* stderr is a terminal (and not -q) */
 } akg_opts;
 
-enum { AKG_MAX_SEGMENTS = 16 };
+enum { AKG_MAX_SEGMENTS = 32 };
 
 typedef enum akg_state { AKG_QUEUED, AKG_ACTIVE, AKG_DONE, AKG_FAILED } akg_state;
 

@@ -23,7 +23,7 @@ static void usage(FILE *f)
         "  -o FILE            save the one URL as FILE\n"
         "  -j N               downloads at once (16)\n"
         "  -x N               connections per host (16)\n"
-        "  -s N               segments per file by Range (1; at most 16)\n"
+        "  -s N               segments per file by Range (1; at most 32)\n"
         "  --min-segment SIZE smallest segment (4M)\n"
         "  -c                 resume from a partial file, keep it on failure\n"
         "  --retries N        retries per request (3), backoff with jitter, Retry-After\n"
@@ -328,7 +328,7 @@ int main(int argc, char **argv)
     case 'o': o.output = optarg; break;
     case 'j': if (!parse_uint(optarg, 1, 10000, &o.jobs)) return die_usage("bad -j '%s'", optarg); break;
     case 'x': if (!parse_uint(optarg, 1, 10000, &o.conns_per_host)) return die_usage("bad -x '%s'", optarg); break;
-    case 's': if (!parse_uint(optarg, 1, AKG_MAX_SEGMENTS, &o.segments)) return die_usage("bad -s '%s' (1..16)", optarg); break;
+    case 's': if (!parse_uint(optarg, 1, AKG_MAX_SEGMENTS, &o.segments)) return die_usage("bad -s '%s' (1..32)", optarg); break;
     case OPT_MIN_SEGMENT: if (!parse_size(optarg, &o.min_segment)) return die_usage("bad --min-segment '%s'", optarg); break;
     case 'c': o.resume = true; break;
     case OPT_RETRIES: if (!parse_uint(optarg, 0, 100, &o.retries)) return die_usage("bad --retries '%s'", optarg); break;

@@ -1,0 +1,423 @@
+/* wl_download.c: akbench download: akget against curl --parallel, wget2 and
+ * aria2c, all fetching the same files from one nginx started here on
+ * 127.0.0.1 (tests/nginx_env.sh, with https from a test CA made by
+ * tests/tls_certs.sh), each with a parallelism of 32, in alternating runs
+ * (akget, curl, wget2, aria2c, akget, ...). Data sets: 1000 x 1 MiB,
+ * 10,000 x 16 KiB and 1 x 2 GiB over HTTP; 1000 x 1 MiB and 1 x 2 GiB over
+ * HTTPS. Figures per tool and set: median wall time and the client's CPU
+ * time (user + sys, wait4); every file of every run is compared with the
+ * served one, outside the timed window.
+ *
+ * --size P scales every set to P percent (the machine is shared: say which
+ * when quoting); --quick is 5 percent; --variant picks one set (1m, 16k, big,
+ * tls-1m, tls-big); --rounds the runs per tool. Peers not installed are
+ * skipped with a note. The big file: akget -s 32, aria2c -x16 -s16 (its
+ * maximum), wget2 --chunk-size (size/32) --max-threads 32, curl one stream
+ * (it cannot split a file). */
+#include "akb_fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Paths come from AKBENCH_DIR (bounded by PATH_MAX); a truncated command
+ * would fail and be reported, so GCC's guesses about truncation are noise. */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
+#ifndef AKB_SOURCE_ROOT
+#define AKB_SOURCE_ROOT "."
+#endif
+
+enum { TOOLS = 4, SETS = 5, MAX_RUNS = 15, PAR = 32 };
+static const char *const tool_names[TOOLS] = {"akget", "curl", "wget2", "aria2c"};
+
+typedef struct set {
+  const char *name;    /* "1m" ... */
+  const char *dir;     /* under the doc root */
+  bool tls;
+  size_t count;        /* files */
+  uint64_t size;       /* bytes each */
+} set;
+
+typedef struct server {
+  char root[4096], state[4096], list_dir[4096];
+  int port, tls_port;
+  pid_t pid;
+} server;
+
+static int sh(const char *cmd)
+{
+  int rc = system(cmd);
+  return rc == -1 ? -1 : WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+/* Makes dir/name<i> files of size bytes (random bytes, once: reused
+ * across runs when the sizes match). */
+static int make_files(const char *dir, size_t count, uint64_t size)
+{
+  char cmd[8192];
+  snprintf(cmd, sizeof cmd, "mkdir -p '%s' && chmod 755 '%s'", dir, dir);
+  if (sh(cmd) != 0)
+    return -1;
+  for (size_t i = 0; i < count; i++) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/f%05zu", dir, i);
+    struct stat st;
+    if (stat(p, &st) == 0 && (uint64_t)st.st_size == size)
+      continue;
+    if (akb_fs_make_file(p, size) < 0)
+      return -1;
+    chmod(p, 0644);
+  }
+  return 0;
+}
+
+static int server_start(server *s, akb_result *res)
+{
+  char info[4200], script[4200];
+  snprintf(info, sizeof info, "%s/nginx.info", s->state);
+  snprintf(script, sizeof script, "%s/start.sh", s->state);
+  FILE *sf = fopen(script, "w");
+  if (!sf) {
+    akb_fail(res, "cannot write %s", script);
+    return -1;
+  }
+  /* nginx_env.sh is bash: the steps go to a script bash runs. */
+  fprintf(sf,
+          "set -e\nmkdir -p '%s'; chmod 755 '%s'\nsh '%s/tests/tls_certs.sh' '%s/pki' >/dev/null\n"
+          "chmod -R a+rX '%s/pki'\n. '%s/tests/nginx_env.sh'\nNGINX_TLS_DIR='%s/pki'\n"
+          "nginx_start '%s/nginx' '%s' </dev/null >/dev/null\n"
+          "echo \"$NGINX_PORT $NGINX_TLS_PORT $NGINX_PID\" >'%s'\n",
+          s->state, s->state, AKB_SOURCE_ROOT, s->state, s->state, AKB_SOURCE_ROOT, s->state,
+          s->state, s->root, info);
+  fclose(sf);
+  char cmd[4400];
+  snprintf(cmd, sizeof cmd, "bash '%s'", script);
+  if (sh(cmd) != 0) {
+    akb_fail(res, "could not start nginx (see %s/nginx/error.log)", s->state);
+    return -1;
+  }
+  FILE *f = fopen(info, "r");
+  int pid = 0;
+  if (!f || fscanf(f, "%d %d %d", &s->port, &s->tls_port, &pid) != 3) {
+    if (f)
+      fclose(f);
+    akb_fail(res, "nginx did not report its ports");
+    return -1;
+  }
+  fclose(f);
+  s->pid = pid;
+  return 0;
+}
+
+static void server_stop(server *s)
+{
+  if (s->pid > 0) {
+    kill(s->pid, SIGQUIT);
+    for (int i = 0; i < 50 && kill(s->pid, 0) == 0; i++)
+      usleep(100000);
+    kill(s->pid, SIGKILL);
+    s->pid = 0;
+  }
+}
+
+/* The URL list (one per line) and curl's config (url + output pairs). */
+static int write_lists(const server *s, const set *st, const char *out_dir)
+{
+  char p[4400];
+  snprintf(p, sizeof p, "%s/%s.list", s->list_dir, st->name);
+  FILE *l = fopen(p, "w");
+  snprintf(p, sizeof p, "%s/%s.curl", s->list_dir, st->name);
+  FILE *c = fopen(p, "w");
+  if (!l || !c) {
+    if (l)
+      fclose(l);
+    if (c)
+      fclose(c);
+    return -1;
+  }
+  for (size_t i = 0; i < st->count; i++) {
+    char url[512];
+    snprintf(url, sizeof url, "%s://%s:%d/%s/f%05zu", st->tls ? "https" : "http",
+             st->tls ? "localhost" : "127.0.0.1", st->tls ? s->tls_port : s->port, st->dir, i);
+    fprintf(l, "%s\n", url);
+    fprintf(c, "url = \"%s\"\noutput = \"%s/f%05zu\"\n", url, out_dir, i);
+  }
+  fclose(l);
+  fclose(c);
+  return 0;
+}
+
+/* argv for tool t on set st into out_dir. Strings live in a static pool. */
+static int build_argv(int t, const server *s, const set *st, const char *out_dir, char **argv)
+{
+  static char pool[16][4600];
+  int n = 0, k = 0;
+#define ARG(...) (snprintf(pool[k], sizeof pool[k], __VA_ARGS__), argv[n++] = pool[k++])
+  bool big = st->count == 1;
+  char ca[4300];
+  snprintf(ca, sizeof ca, "%s/pki/ca.pem", s->state);
+  switch (t) {
+  case 0:
+    ARG("%s", akb_fs_sibling("akget"));
+    ARG("-q");
+    ARG("-j%d", PAR);
+    ARG("-x%d", PAR);
+    if (big) {
+      ARG("-s%d", PAR);
+      ARG("--min-segment=1M");
+    }
+    if (st->tls)
+      ARG("--cacert=%s", ca);
+    ARG("-d%s", out_dir);
+    ARG("-i%s/%s.list", s->list_dir, st->name);
+    break;
+  case 1:
+    ARG("curl");
+    ARG("-sS");
+    ARG("--no-progress-meter");
+    ARG("--fail");
+    ARG("--parallel");
+    ARG("--parallel-max");
+    ARG("%d", PAR);
+    if (st->tls) {
+      ARG("--cacert");
+      ARG("%s", ca);
+    }
+    ARG("-K");
+    ARG("%s/%s.curl", s->list_dir, st->name);
+    break;
+  case 2:
+    ARG("wget2");
+    ARG("-q");
+    ARG("--max-threads=%d", PAR);
+    ARG("--no-compression");
+    ARG("--http2=off");
+    if (big)
+      ARG("--chunk-size=%llu", (unsigned long long)(st->size / PAR + 1));
+    if (st->tls)
+      ARG("--ca-certificate=%s", ca);
+    ARG("-P%s", out_dir);
+    ARG("-i%s/%s.list", s->list_dir, st->name);
+    break;
+  case 3:
+    ARG("aria2c");
+    ARG("-q");
+    ARG("-j%d", PAR);
+    ARG(big ? "-x16" : "-x1");
+    ARG(big ? "-s16" : "-s1");
+    ARG("-k1M");
+    ARG("--file-allocation=none");
+    ARG("--allow-overwrite=true");
+    ARG("--auto-file-renaming=false");
+    ARG("--console-log-level=error");
+    if (st->tls)
+      ARG("--ca-certificate=%s", ca);
+    ARG("-d%s", out_dir);
+    ARG("-i%s/%s.list", s->list_dir, st->name);
+    break;
+  }
+#undef ARG
+  argv[n] = NULL;
+  return n;
+}
+
+/* Compares every downloaded file with the served one. */
+static bool check_outputs(const server *s, const set *st, const char *out_dir, char *why, size_t n)
+{
+  for (size_t i = 0; i < st->count; i++) {
+    char a[4400], b[4400];
+    snprintf(a, sizeof a, "%s/%s/f%05zu", s->root, st->dir, i);
+    snprintf(b, sizeof b, "%s/f%05zu", out_dir, i);
+    int fa = open(a, O_RDONLY), fb = open(b, O_RDONLY);
+    struct stat sa, sb;
+    bool same = fa >= 0 && fb >= 0 && fstat(fa, &sa) == 0 && fstat(fb, &sb) == 0 &&
+                sa.st_size == sb.st_size;
+    if (same && sa.st_size > 0) {
+      void *ma = mmap(NULL, (size_t)sa.st_size, PROT_READ, MAP_PRIVATE, fa, 0);
+      void *mb = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fb, 0);
+      same = ma != MAP_FAILED && mb != MAP_FAILED && memcmp(ma, mb, (size_t)sa.st_size) == 0;
+      if (ma != MAP_FAILED)
+        munmap(ma, (size_t)sa.st_size);
+      if (mb != MAP_FAILED)
+        munmap(mb, (size_t)sb.st_size);
+    }
+    if (fa >= 0)
+      close(fa);
+    if (fb >= 0)
+      close(fb);
+    if (!same) {
+      snprintf(why, n, "%s differs from %s (or is missing)", b, a);
+      return false;
+    }
+  }
+  return true;
+}
+
+typedef struct series {
+  double wall[MAX_RUNS], cpu[MAX_RUNS];
+  size_t n;
+  bool skipped;
+} series;
+
+static int run_set(const server *s, const set *st, const akb_opts *opts, bool have[TOOLS],
+                   series out[TOOLS], akb_result *res)
+{
+  char out_dir[4400], warm[4400], cmd[9000];
+  snprintf(out_dir, sizeof out_dir, "%s/out", s->state);
+  snprintf(warm, sizeof warm, "cat '%s/%s'/* >/dev/null", s->root, st->dir);
+  if (write_lists(s, st, out_dir) < 0) {
+    akb_fail(res, "cannot write URL lists in %s", s->list_dir);
+    return -1;
+  }
+  unsigned rounds = opts->rounds ? opts->rounds : 3;
+  if (rounds > MAX_RUNS)
+    rounds = MAX_RUNS;
+  for (unsigned r = 0; r < rounds; r++) {
+    for (int t = 0; t < TOOLS; t++) {
+      if (!have[t])
+        continue;
+      snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s' && sync", out_dir, out_dir);
+      sh(cmd);
+      sh(warm); /* the served files in the page cache (bench-notes.md) */
+      char *argv[40];
+      build_argv(t, s, st, out_dir, argv);
+      akb_span span;
+      int rc = akb_fs_run(argv, NULL, NULL, true, &span);
+      char why[9000];
+      if (rc != 0) {
+        akb_fail(res, "%s on %s: exit %d", tool_names[t], st->name, rc);
+        have[t] = false;
+        continue;
+      }
+      if (!check_outputs(s, st, out_dir, why, sizeof why)) {
+        akb_fail(res, "%s on %s: %s", tool_names[t], st->name, why);
+        have[t] = false;
+        continue;
+      }
+      out[t].wall[out[t].n] = span.wall_s;
+      out[t].cpu[out[t].n] = span.user_s + span.sys_s;
+      out[t].n++;
+      fprintf(stderr, "akbench download: %-6s %-7s run %u: %.3f s wall, %.3f s CPU\n",
+              tool_names[t], st->name, r + 1, span.wall_s, span.user_s + span.sys_s);
+    }
+  }
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", out_dir);
+  sh(cmd);
+  return 0;
+}
+
+int akb_wl_download(const akb_opts *opts, akb_result *res)
+{
+  const char *akget = akb_fs_sibling("akget");
+  if (!akget) {
+    akb_fail(res, "akget is not built next to akbench (build/tools/akget)");
+    return -1;
+  }
+  if (!akb_fs_have("nginx") && access("/usr/sbin/nginx", X_OK) != 0) {
+    akb_fail(res, "nginx: not installed (tools/bootstrap)");
+    return -1;
+  }
+  double pct = opts->quick ? 5 : (opts->size ? (double)opts->size : 100);
+  set sets[SETS] = {
+      {"1m", "d1m", false, (size_t)fmax(1, 1000 * pct / 100), 1 << 20},
+      {"16k", "d16k", false, (size_t)fmax(1, 10000 * pct / 100), 16 << 10},
+      {"big", "dbig", false, 1, (uint64_t)fmax(1, 2048.0 * pct / 100) << 20},
+      {"tls-1m", "d1m", true, 0, 1 << 20},
+      {"tls-big", "dbig", true, 1, 0},
+  };
+  sets[3].count = sets[0].count;
+  sets[4].size = sets[2].size;
+  server s = {0};
+  snprintf(s.root, sizeof s.root, "%s/download/root", akb_fs_dir());
+  snprintf(s.state, sizeof s.state, "%s/download/state", akb_fs_dir());
+  snprintf(s.list_dir, sizeof s.list_dir, "%s", s.state);
+  char cmd[9000];
+  snprintf(cmd, sizeof cmd, "mkdir -p '%s' '%s' && chmod 755 '%s' '%s/download' '%s'", s.root,
+           s.state, akb_fs_dir(), akb_fs_dir(), s.root);
+  sh(cmd);
+  for (int i = 0; i < 3; i++) {
+    char d[4400];
+    snprintf(d, sizeof d, "%s/%s", s.root, sets[i].dir);
+    if (make_files(d, sets[i].count, sets[i].size) < 0) {
+      akb_fail(res, "cannot make the data set %s in %s", sets[i].name, d);
+      return -1;
+    }
+  }
+  if (server_start(&s, res) < 0)
+    return -1;
+  bool have[TOOLS] = {true, akb_fs_have("curl"), akb_fs_have("wget2"), akb_fs_have("aria2c")};
+  for (int t = 1; t < TOOLS; t++)
+    if (!have[t])
+      akb_note(res, "%s: not installed (tools/bootstrap --bench); skipped", tool_names[t]);
+  akb_title(res, "downloads from a local nginx, parallelism %d, %.0f%% data sets, %u round%s", PAR,
+            pct, opts->rounds ? opts->rounds : 3, opts->rounds == 1 ? "" : "s");
+  static series results[SETS][TOOLS];
+  memset(results, 0, sizeof results);
+  int ret = 0;
+  for (int i = 0; i < SETS; i++) {
+    if (opts->variant && strcmp(opts->variant, "both") != 0 && strcmp(opts->variant, sets[i].name) != 0)
+      continue;
+    bool h[TOOLS];
+    memcpy(h, have, sizeof h);
+    if (run_set(&s, &sets[i], opts, h, results[i], res) < 0) {
+      ret = -1;
+      break;
+    }
+  }
+  server_stop(&s);
+  /* Rows: per tool, median wall and CPU per set; params: the ratios. */
+  for (int t = 0; t < TOOLS; t++) {
+    akb_row *row = akb_row_add(res, tool_names[t]);
+    for (int i = 0; i < SETS; i++) {
+      series *r = &results[i][t];
+      char *kw = malloc(32), *kc = malloc(32); /* keys live as long as the result */
+      snprintf(kw, 32, "%s_s", sets[i].name);
+      snprintf(kc, 32, "%s_cpu", sets[i].name);
+      akb_fig_add(row, kw, "s", r->n ? akb_median(r->wall, r->n) : NAN, false);
+      akb_fig_add(row, kc, "s", r->n ? akb_median(r->cpu, r->n) : NAN, false);
+    }
+  }
+  double worst_speed = INFINITY;
+  for (int i = 0; i < SETS; i++) {
+    series *a = &results[i][0];
+    if (!a->n)
+      continue;
+    double ak_wall = akb_median(a->wall, a->n), ak_cpu = akb_median(a->cpu, a->n);
+    double best_wall = INFINITY, best_cpu = NAN;
+    int best = -1;
+    for (int t = 1; t < TOOLS; t++) {
+      series *p = &results[i][t];
+      if (!p->n)
+        continue;
+      double w = akb_median(p->wall, p->n);
+      if (w < best_wall) {
+        best_wall = w;
+        best_cpu = akb_median(p->cpu, p->n);
+        best = t;
+      }
+    }
+    if (best < 0)
+      continue;
+    char *k1 = malloc(40), *k2 = malloc(40);
+    snprintf(k1, 40, "speedup_%s", sets[i].name);
+    snprintf(k2, 40, "cpu_ratio_%s", sets[i].name);
+    akb_param(res, k1, "x", best_wall / ak_wall, false);
+    akb_param(res, k2, "x", ak_cpu / best_cpu, false);
+    akb_note(res, "%s: akget %.2fx faster than the fastest peer (%s), CPU %.2fx of its", sets[i].name,
+             best_wall / ak_wall, tool_names[best], ak_cpu / best_cpu);
+    if (best_wall / ak_wall < worst_speed)
+      worst_speed = best_wall / ak_wall;
+  }
+  if (isfinite(worst_speed))
+    akb_ratio(res, worst_speed, "the lowest over the sets of fastest peer wall / akget wall");
+  return ret;
+}
