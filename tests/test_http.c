@@ -257,14 +257,16 @@ static void test_get_to_file_and_progress(void **state)
 {
   fixture *fx = *state;
   int fd = t_tmpfile(O_RDWR);
-  int64_t progress = 0;
+  int64_t progress = 0, size = -2;
   ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of("/file/3000000"));
   rq.fd = fd;
   rq.progress = &progress;
+  rq.size_out = &size;
   ak_future *f = ak_http_get(fx->client, &rq);
   assert_int_equal(ak_future_wait(f, WAIT), 0);
   assert_int_equal(ak_future_result(f), 200);
   assert_int_equal(progress, 3000000);
+  assert_int_equal(size, 3000000);
   check_file(fd, 3000000);
   ak_future_release(f);
   close(fd);

@@ -145,12 +145,16 @@ typedef struct ak_http_request {
   int64_t *progress;           /* if not NULL, body bytes are added here
                                   (__atomic relaxed adds) as they are
                                   written: another thread may read it so */
+  int64_t *size_out;           /* if not NULL, the entity's size (see
+                                  ak_http_response.entity_size) is stored
+                                  here (__atomic) when the final head
+                                  arrives, for progress displays */
 } ak_http_request;
 
 /* The request defaults: no flags, no headers, no range, no sink. */
 #define AK_HTTP_REQUEST_INIT(u)                                                                    \
   {                                                                                                \
-    (u), 0, NULL, 0, -1, -1, -1, 0, NULL, NULL, NULL                                               \
+    (u), 0, NULL, 0, -1, -1, -1, 0, NULL, NULL, NULL, NULL                                         \
   }
 
 typedef struct ak_http_header {

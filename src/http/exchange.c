@@ -46,6 +46,7 @@ struct ak__http_exchange {
   ak_http_body_fn on_body;
   void *arg;
   int64_t *progress;
+  int64_t *size_out;
 
   ak__http_host *host;
   ak__http_conn *conn;         /* the connection in use, or NULL */
@@ -371,6 +372,8 @@ static int on_head(ak__http_parser *p, void *arg)
   ak_http_response *r = p->resp;
   ex->redirect = false;
   ex->sink_body = false;
+  if (ex->size_out && r->status < 300)
+    __atomic_store_n(ex->size_out, r->entity_size, __ATOMIC_RELAXED);
   if (is_redirect(r->status) && ak_http_response_header(r, "location") &&
       ex->client->opts.max_redirects >= 0) {
     ex->redirect = true;
@@ -797,6 +800,7 @@ ak_future *ak__http_exchange_start(ak_http_client *c, const ak_http_request *req
   ex->on_body = req->on_body;
   ex->arg = req->arg;
   ex->progress = req->progress;
+  ex->size_out = req->size_out;
   rc = join_headers(ex, req);
   if (rc < 0 || (ex->range_end >= 0 && ex->range_end < ex->range_start)) {
     ak_url_free(url);

@@ -383,6 +383,8 @@ static void start_part(part *p)
   rq.headers = o->headers;
   rq.header_count = o->header_count;
   rq.progress = &it->seg_got[p->index];
+  if (d->nparts == 1)
+    rq.size_out = &it->total; /* the whole file's size, for the display */
   p->ranged = p->start + have > 0 || p->end >= 0;
   if (p->ranged) {
     rq.range_start = p->start + have;
