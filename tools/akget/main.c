@@ -304,16 +304,33 @@ static const struct option long_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
+/* What main allocates, freed at exit on every path (usage errors return
+ * from the middle of the option loop). */
+static list urls;
+static const char **header_lines;
+
+static void free_all(void)
+{
+  for (size_t i = 0; i < urls.n; i++) {
+    free(urls.items[i].url);
+    free(urls.items[i].path);
+    free(urls.items[i].tmp);
+    free(urls.items[i].detail);
+  }
+  free(urls.items);
+  free(header_lines);
+}
+
 int main(int argc, char **argv)
 {
   akg_opts o = {.jobs = 16, .conns_per_host = 16, .segments = 1, .retries = 3,
                 .min_segment = 4 << 20};
-  list l = {0};
+  atexit(free_all);
   const char *lists[64];
   size_t nlists = 0;
   const char *checksum = NULL;
   unsigned shard_k = 0, shard_n = 0;
-  const char **headers = calloc((size_t)argc, sizeof *headers);
+  const char **headers = header_lines = calloc((size_t)argc, sizeof *headers);
   int c;
   while ((c = getopt_long(argc, argv, "hi:d:o:j:x:s:cH:A:kqv", long_opts, NULL)) != -1) {
     switch (c) {
@@ -359,10 +376,10 @@ int main(int argc, char **argv)
   }
   o.headers = headers;
   for (int i = optind; i < argc; i++)
-    if (add_url(&l, argv[i], NULL) < 0)
+    if (add_url(&urls, argv[i], NULL) < 0)
       return die_usage("out of memory%s", "");
   for (size_t i = 0; i < nlists; i++) {
-    int rc = read_list(&l, lists[i]);
+    int rc = read_list(&urls, lists[i]);
     if (rc == -EINVAL)
       return die_usage("%s: a checksum is not sha-256=HEX", lists[i]);
     if (rc < 0) {
@@ -370,33 +387,33 @@ int main(int argc, char **argv)
       return AKG_EXIT_LOCAL_IO;
     }
   }
-  if (l.n == 0)
+  if (urls.n == 0)
     return die_usage("no URL given%s", "");
-  if (o.output && l.n > 1)
+  if (o.output && urls.n > 1)
     return die_usage("-o takes one URL, %s", "not several (use -d)");
   if (checksum) {
-    if (l.n != 1)
+    if (urls.n != 1)
       return die_usage("--checksum takes one URL; %s", "put sums in the -i list for several");
-    if (akg_parse_checksum(checksum, l.items[0].sha256) < 0)
+    if (akg_parse_checksum(checksum, urls.items[0].sha256) < 0)
       return die_usage("bad --checksum '%s' (want sha-256=64 hex digits)", checksum);
-    l.items[0].has_checksum = true;
+    urls.items[0].has_checksum = true;
   }
   if (shard_n) {
     size_t k = 0;
-    for (size_t i = 0; i < l.n; i++) {
-      if (url_hash(l.items[i].url) % shard_n == shard_k - 1)
-        l.items[k++] = l.items[i];
+    for (size_t i = 0; i < urls.n; i++) {
+      if (url_hash(urls.items[i].url) % shard_n == shard_k - 1)
+        urls.items[k++] = urls.items[i];
       else
-        free(l.items[i].url);
+        free(urls.items[i].url);
     }
-    l.n = k;
+    urls.n = k;
   }
   int bad_url_exit = 0;
-  for (size_t i = 0; i < l.n; i++) {
+  for (size_t i = 0; i < urls.n; i++) {
     ak_url *u = NULL;
-    int rc = ak_url_parse(l.items[i].url, &u);
+    int rc = ak_url_parse(urls.items[i].url, &u);
     if (rc < 0) {
-      fprintf(stderr, "akget: %s: %s\n", l.items[i].url, ak_strerror(rc));
+      fprintf(stderr, "akget: %s: %s\n", urls.items[i].url, ak_strerror(rc));
       bad_url_exit = AKG_EXIT_USAGE;
     }
     ak_url_free(u);
@@ -410,21 +427,21 @@ int main(int argc, char **argv)
       return AKG_EXIT_LOCAL_IO;
     }
   }
-  if (assign_paths(l.items, l.n, &o) < 0) {
+  if (assign_paths(urls.items, urls.n, &o) < 0) {
     fprintf(stderr, "akget: out of memory\n");
     return AKG_EXIT_LOCAL_IO;
   }
   o.progress_tty = !o.quiet && isatty(2);
   signal(SIGPIPE, SIG_IGN);
 
-  akg_run run = {.opts = &o, .items = l.items, .count = l.n, .start_ns = ak_now_ns()};
+  akg_run run = {.opts = &o, .items = urls.items, .count = urls.n, .start_ns = ak_now_ns()};
   pthread_mutex_init(&run.out_lock, NULL);
   int rc = akg_run_all(&run);
   if (rc < 0)
     fprintf(stderr, "akget: cannot run: %s\n", ak_strerror(rc));
   int worst = rc < 0 ? AKG_EXIT_NETWORK : 0;
-  for (size_t i = 0; i < l.n; i++) {
-    akg_item *it = &l.items[i];
+  for (size_t i = 0; i < urls.n; i++) {
+    akg_item *it = &urls.items[i];
     if (it->state != AKG_DONE && it->exit_code == 0)
       it->exit_code = AKG_EXIT_NETWORK; /* never started: the loop could not run */
     if (it->exit_code > worst)
@@ -440,13 +457,5 @@ int main(int argc, char **argv)
     }
   }
   akg_checksum_shutdown();
-  for (size_t i = 0; i < l.n; i++) {
-    free(l.items[i].url);
-    free(l.items[i].path);
-    free(l.items[i].tmp);
-    free(l.items[i].detail);
-  }
-  free(l.items);
-  free(headers);
   return worst;
 }
