@@ -500,6 +500,36 @@ static void test_idle_and_total_deadlines(void **state)
   teardown(&st);
 }
 
+static void test_rate_limit(void **state)
+{
+  (void)state;
+  /* 1.5 MB at 1 MB/s with one second of burst: at least about 0.4 s. */
+  ak_http_options o = {.max_rate = 1000000, .recv_buffer = 65536};
+  void *st;
+  setup_client(&st, &o);
+  fixture *fx = st;
+  sink s = {0};
+  int64_t t0 = ak_now_ns();
+  ak_future *f = get_to_sink(fx, "/file/1500000", &s, 0);
+  int64_t took = ak_now_ns() - t0;
+  assert_int_equal(ak_future_result(f), 200);
+  assert_int_equal(s.bytes, 1500000);
+  assert_false(s.mismatch);
+  assert_true(took >= INT64_C(350000000));
+  ak_future_release(f);
+  /* Cancelled while it waits for tokens: ends promptly, CANCELLED. */
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of("/file/3000000"));
+  f = ak_http_get(fx->client, &rq);
+  ak_future *nap = ak_sleep(fx->loop, 300000000);
+  ak_future_wait(nap, WAIT);
+  ak_future_release(nap);
+  ak_future_cancel(f);
+  assert_int_equal(ak_future_wait(f, INT64_C(2000000000)), 0);
+  assert_true(ak_future_is_cancelled(f));
+  ak_future_release(f);
+  teardown(&st);
+}
+
 static void test_cancel(void **state)
 {
   fixture *fx = *state;
@@ -620,6 +650,7 @@ int main(void)
       cmocka_unit_test(test_head_deadline_not_idle),
       cmocka_unit_test(test_idle_and_total_deadlines),
       cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+      cmocka_unit_test(test_rate_limit),
       cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
       cmocka_unit_test_setup_teardown(test_free_with_active_request_is_busy, setup, teardown),
       cmocka_unit_test_setup_teardown(test_failures_are_isolated, setup, teardown),

@@ -90,6 +90,9 @@ typedef struct ak_http_options {
   int64_t max_body_bytes;      /* a larger announced or received body is
                                   AK_EHTTPTOOBIG; 0: 2^44 (16 TiB) */
   size_t recv_buffer;          /* bytes per receive; 0: 256 KiB */
+  int64_t max_rate;            /* bytes per second received over all the
+                                  client's requests (a token bucket, one
+                                  second of burst); 0: no limit */
   const char *user_agent;      /* NULL: "asynckit/VERSION"; copied */
   const char *cacert;          /* https: a CA bundle file (NULL: the
                                   system's); copied */

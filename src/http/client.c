@@ -32,6 +32,9 @@ int ak_http_client_new(ak_loop *loop, const ak_http_options *opts, ak_http_clien
   o->max_head_bytes = opts->max_head_bytes ? opts->max_head_bytes : 64 * 1024;
   o->max_body_bytes = opts->max_body_bytes > 0 ? opts->max_body_bytes : INT64_C(1) << 44;
   o->recv_buffer = opts->recv_buffer ? opts->recv_buffer : 256 * 1024;
+  o->max_rate = opts->max_rate > 0 ? opts->max_rate : 0;
+  c->rate_tokens = (double)o->max_rate;
+  c->rate_at = ak_now_ns();
   char ua[64];
   snprintf(ua, sizeof ua, "asynckit/%s", ak_version_string());
   o->user_agent = ak__strdup(opts->user_agent ? opts->user_agent : ua);

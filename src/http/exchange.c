@@ -30,6 +30,7 @@ typedef enum ex_state {
   EX_SENDING,    /* the request going out */
   EX_RECEIVING,  /* a receive in flight */
   EX_WRITING,    /* body bytes of the last receive going to the file */
+  EX_THROTTLED,  /* waiting for the rate limit's tokens before a receive */
   EX_ENDED,
 } ex_state;
 
@@ -74,6 +75,7 @@ struct ak__http_exchange {
   int err;                     /* the first error, 0 while all is well */
   char detail[240];
   ak_timer *timer;             /* the deadline timer, or NULL */
+  ak_timer *throttle;          /* the rate limit's wait, or NULL */
   int64_t timer_at;            /* when it fires */
   int64_t total_deadline;      /* INT64_MAX: none */
   int64_t head_deadline;       /* set when the request has gone out */
@@ -472,6 +474,7 @@ static void on_recv(ak_future *f, void *arg)
     return;
   }
   ex->got_bytes = true;
+  ex->client->rate_tokens -= (double)res;
   ex->niov = 0;
   ex->write_len = 0;
   int64_t used = ak__http_parser_feed(&ex->parser, ex->conn->buf, (size_t)res);
@@ -490,10 +493,41 @@ static void on_recv(ak_future *f, void *arg)
     post_recv(ex);
 }
 
-static void post_recv(ak__http_exchange *ex)
+static void recv_now(ak__http_exchange *ex)
 {
   ex->state = EX_RECEIVING;
   await(ex, ex->conn->tr->recv(ex->conn, ex->conn->buf, ex->client->opts.recv_buffer), on_recv);
+}
+
+static void throttle_over(void *arg)
+{
+  ak__http_exchange *ex = arg;
+  ex->throttle = NULL;
+  ex->last_rx = ak_now_ns(); /* the wait was ours, not the server's */
+  recv_now(ex);
+}
+
+/* With a rate limit, the client's bucket refills at max_rate bytes a second
+ * (up to one second's worth) and each receive spends what it got; a receive
+ * waits while the bucket is empty. */
+static void post_recv(ak__http_exchange *ex)
+{
+  ak_http_client *c = ex->client;
+  if (c->opts.max_rate > 0) {
+    int64_t now = ak_now_ns();
+    c->rate_tokens += (double)c->opts.max_rate * (double)(now - c->rate_at) / 1e9;
+    if (c->rate_tokens > (double)c->opts.max_rate)
+      c->rate_tokens = (double)c->opts.max_rate;
+    c->rate_at = now;
+    if (c->rate_tokens < 0) {
+      int64_t wait = (int64_t)(-c->rate_tokens / (double)c->opts.max_rate * 1e9) + 1;
+      ex->state = EX_THROTTLED;
+      ex->throttle = ak_call_later(c->loop, wait, throttle_over, ex);
+      if (ex->throttle)
+        return;
+    }
+  }
+  recv_now(ex);
 }
 
 /* ---- 5. Body writes ----------------------------------------------------------------------- */
@@ -643,6 +677,10 @@ static void abort_exchange(ak__http_exchange *ex, int err, const char *detail)
     ak_future_cancel(ex->pending);
   } else if (ex->state == EX_WAITING) {
     remove_waiter(ex);
+    finish(ex);
+  } else if (ex->state == EX_THROTTLED) {
+    ak_timer_cancel(ex->client->loop, ex->throttle);
+    ex->throttle = NULL;
     finish(ex);
   }
 }

@@ -139,6 +139,7 @@ typedef struct ak__http_opts {
   size_t max_head_bytes;
   int64_t max_body_bytes;
   size_t recv_buffer;
+  int64_t max_rate;            /* bytes/s, 0: none */
   char *user_agent;            /* owned */
   char *cacert;                /* owned, or NULL */
   bool insecure;
@@ -152,6 +153,8 @@ struct ak_http_client {
   uint64_t reused;             /* requests sent on a kept-alive connection */
   size_t active;               /* requests not yet settled */
   ak_tls_config *tls_config;   /* https: made at first use, or NULL */
+  double rate_tokens;          /* --limit-rate's bucket: bytes allowed now */
+  int64_t rate_at;             /* when it was last filled */
 };
 
 /* The host pool for url (made on first use); NULL on ENOMEM. */

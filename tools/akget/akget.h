@@ -59,6 +59,7 @@ typedef struct akg_opts {
   const char *json_path;     /* --json */
   bool quiet, verbose;       /* -q, -v */
   unsigned threads;          /* --threads */
+  int64_t limit_rate;        /* --limit-rate: bytes/s over the run, 0: none */
   bool progress_tty;         /* stderr is a terminal (and not -q) */
 } akg_opts;
 

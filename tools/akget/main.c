@@ -35,6 +35,7 @@ static void usage(FILE *f)
         "  --checksum sha-256=HEX   verify the one URL's file\n"
         "  --json FILE|-      a summary in JSON\n"
         "  --threads N        loops (threads), connections spread over them (1)\n"
+        "  --limit-rate RATE  bytes per second over the whole run (e.g. 500k, 2M)\n"
         "  --shard K/N        only URLs whose hash falls in shard K of N (1..N)\n"
         "  -q  -v             quiet (failures only), verbose\n"
         "exit: 0 ok, 2 usage, 3 local IO, 4 network, 5 TLS, 6 checksum,\n"
@@ -279,6 +280,7 @@ static int assign_paths(akg_item *items, size_t n, const akg_opts *o)
 enum {
   OPT_MIN_SEGMENT = 256, OPT_RETRIES, OPT_RETRY_WAIT, OPT_CONNECT_TIMEOUT, OPT_TIMEOUT,
   OPT_MAX_TIME, OPT_CACERT, OPT_CHECKSUM, OPT_JSON, OPT_THREADS, OPT_SHARD, OPT_VERSION,
+  OPT_LIMIT_RATE,
 };
 
 static const struct option long_opts[] = {
@@ -295,6 +297,7 @@ static const struct option long_opts[] = {
     {"json", required_argument, NULL, OPT_JSON},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"shard", required_argument, NULL, OPT_SHARD},
+    {"limit-rate", required_argument, NULL, OPT_LIMIT_RATE},
     {"continue", no_argument, NULL, 'c'},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
@@ -369,6 +372,7 @@ int main(int argc, char **argv)
           shard_k > shard_n)
         return die_usage("bad --shard '%s' (want K/N, 1 <= K <= N)", optarg);
       break;
+    case OPT_LIMIT_RATE: if (!parse_size(optarg, &o.limit_rate)) return die_usage("bad --limit-rate '%s'", optarg); break;
     case 'q': o.quiet = true; break;
     case 'v': o.verbose = true; break;
     default: usage(stderr); return AKG_EXIT_USAGE;

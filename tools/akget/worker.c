@@ -17,6 +17,7 @@ struct akg_worker {
   ak_http_client *client;
   unsigned slots;            /* downloads this worker runs at once */
   unsigned active;
+  unsigned run_threads;      /* workers in the run */
   int err;                   /* setting up failed */
   pthread_t thread;
 };
@@ -68,6 +69,8 @@ static void *worker_main(void *arg)
       .cacert = o->cacert,
       .insecure = o->insecure,
       .recv_buffer = 65536,
+      /* Each worker's client takes its share of the run's rate. */
+      .max_rate = o->limit_rate ? (o->limit_rate + w->run_threads - 1) / w->run_threads : 0,
   };
   rc = ak_http_client_new(w->loop, &ho, &w->client);
   if (rc < 0) {
@@ -95,6 +98,7 @@ int akg_run_all(akg_run *run)
   unsigned jobs = o->jobs ? o->jobs : 16;
   for (unsigned i = 0; i < n; i++) {
     ws[i].run = run;
+    ws[i].run_threads = n;
     ws[i].slots = jobs / n + (i < jobs % n ? 1 : 0);
     if (ws[i].slots == 0)
       ws[i].slots = 1;
