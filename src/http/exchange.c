@@ -496,6 +496,9 @@ static void on_recv(ak_future *f, void *arg)
 static void recv_now(ak__http_exchange *ex)
 {
   ex->state = EX_RECEIVING;
+  if (!ex->timer)
+    arm_timer(ex); /* a timer that fired while the body was being written
+                      found no deadline to watch then */
   await(ex, ex->conn->tr->recv(ex->conn, ex->conn->buf, ex->client->opts.recv_buffer), on_recv);
 }
 
