@@ -287,6 +287,11 @@ static bool route(int fd, const request *rq)
     send_str(fd, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n");
     return serve_file(fd, rq, n, false);
   }
+  if (sscanf(p, "/interimcl/%llu", &n) == 1) {
+    /* A 1xx never has a body, whatever its headers say. */
+    send_str(fd, "HTTP/1.1 100 Continue\r\nContent-Length: 4\r\n\r\n");
+    return serve_file(fd, rq, n, false);
+  }
   if (sscanf(p, "/retry/%63[^/]/%llu", key, &n) == 2) {
     if (!retry_key_seen(key))
       return send_str(fd, "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"

@@ -9,6 +9,7 @@
  *   /badstatus /bigheader (100 KiB) /dupcl /conflictcl /negcl
  *   /hugecl (10^18) /hugechunk (overflowing size)
  *   /interim/N   100 and 103 before a 200
+ *   /interimcl/N a 100 with a Content-Length (and no body) before a 200
  *   /retry/KEY/N 503 + Retry-After: 1 the first time per KEY, then 200
  *   /redirect/rel /redirect/abs /redirect/loop    anything else: 404
  */

@@ -290,7 +290,10 @@ static int on_headers_complete(llhttp_t *ll)
     return fail(p, AK_EHTTPPROTO, "101 Switching Protocols to a request that asked for none%s",
                 NULL);
   if (status >= 100 && status < 200)
-    return 0; /* interim: the real response follows */
+    return 1; /* interim: no body, whatever its headers say (RFC 9110
+                 15.2); the real response follows. A Content-Length on a
+                 1xx would otherwise have its bytes taken as body (found by
+                 the fuzzer). */
   return final_head(p);
 }
 
@@ -298,6 +301,8 @@ static int on_body(llhttp_t *ll, const char *at, size_t n)
 {
   ak__http_parser *p = parser_of(ll);
   ak_http_response *r = p->resp;
+  if (!p->head_done) /* NEVER: interim responses have no body (above) */
+    return fail(p, AK_EHTTPPROTO, "a body before the final response%s", NULL);
   if ((int64_t)n > p->max_body - r->body_bytes)
     return fail(p, AK_EHTTPTOOBIG, "body larger than the limit%s", NULL);
   r->body_bytes += (int64_t)n;
