@@ -23,7 +23,9 @@ nginx_start() {
   chmod 755 "$state" "$root"
   local tls_listen=""
   for try in $(seq 20); do
-    port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    # Below the kernel's ephemeral range (32768-60999), where outgoing
+    # connections would take the port from under nginx.
+    port=$((10000 + (RANDOM * 32768 + RANDOM) % 22000))
     # Skip ports someone listens on already (nginx would retry its bind for 2.5 s).
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null ||
        (exec 3<>"/dev/tcp/127.0.0.1/$((port + 1))") 2>/dev/null; then
@@ -78,7 +80,13 @@ CONF
     local up=0
     for _ in $(seq 50); do
       if ! kill -0 "$NGINX_PID" 2>/dev/null; then break; fi
-      if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then up=1; break; fi
+      # Every listening port answers (nginx binds them one by one and gives
+      # up if a later one is taken).
+      if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null &&
+         { [[ -z "$tls_listen" ]] || (exec 3<>"/dev/tcp/127.0.0.1/$((port + 1))") 2>/dev/null; }; then
+        up=1
+        break
+      fi
       sleep 0.1
     done
     if ((up)); then
