@@ -147,7 +147,8 @@ cmp -s "$root/files/big.bin" "$work/tls/big.bin" || fail "https segmented conten
 rc=0; "$akget" -q -d "$work/tls2" "$tbase/files/f001.bin" 2>"$work/tls2.err" || rc=$?
 [[ $rc == 5 && ! -e "$work/tls2/f001.bin" && ! -e "$work/tls2/f001.bin.akget-part" ]] ||
   fail "https with an unknown CA: exit $rc"
-"$akget" -q -k -d "$work/tls3" "$tbase/files/f001.bin" || fail "https -k: exit $?"
+"$akget" -q -k -d "$work/tls3" "$tbase/files/f001.bin" 2>"$work/tls3.err" || fail "https -k: exit $?"
+grep -q 'NOT verified' "$work/tls3.err" || fail "https -k does not say it is insecure (even with -q)"
 cmp -s "$root/files/f001.bin" "$work/tls3/f001.bin" || fail "https -k content"
 rc=0; "$akget" -q --cacert "$work/nonexistent.pem" -d "$work/tls4" "$tbase/files/f001.bin" 2>/dev/null || rc=$?
 [[ $rc == 5 ]] || fail "https with a missing --cacert: exit $rc"

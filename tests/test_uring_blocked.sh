@@ -153,9 +153,11 @@ if [[ -n "$akget" ]]; then
     sleep 0.1
   done
   if [[ -n "$hport" ]]; then
-    T "$akget" -o got.blob "http://127.0.0.1:$hport/blob" >akget.out 2>&1
+    T "$akget" -v -o got.blob "http://127.0.0.1:$hport/blob" >akget.out 2>&1
     check "akget exits 0" test $? -eq 0
     check "akget's file is the server's" cmp -s www/blob got.blob
+    check "akget -v says epoll" grep -q "akget: backend: epoll" akget.out
+    check "akget -v names the reason ($want_reason)" grep -q "$want_reason" akget.out
   else
     not_ok "the HTTP server for akget did not start"
   fi

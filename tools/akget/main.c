@@ -437,6 +437,9 @@ int main(int argc, char **argv)
   }
   o.progress_tty = !o.quiet && isatty(2);
   signal(SIGPIPE, SIG_IGN);
+  /* Said on every use, -q or not: nothing of an https download is checked. */
+  if (o.insecure)
+    fprintf(stderr, "akget: warning: -k: TLS certificates and host names are NOT verified\n");
 
   akg_run run = {.opts = &o, .items = urls.items, .count = urls.n, .start_ns = ak_now_ns()};
   pthread_mutex_init(&run.out_lock, NULL);

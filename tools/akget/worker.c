@@ -7,6 +7,7 @@
 #include "akget.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,14 @@ static void *worker_main(void *arg)
   if (rc < 0) {
     w->err = rc;
     return NULL;
+  }
+  /* -v: which IO backend runs and why, once for the run (every worker's
+   * loop makes the same choice). */
+  static atomic_flag backend_said = ATOMIC_FLAG_INIT;
+  if (o->verbose && !atomic_flag_test_and_set(&backend_said)) {
+    ak_features ft;
+    ak_loop_features(w->loop, &ft);
+    fprintf(stderr, "akget: backend: %s (%s)\n", ak_backend_name(ft.backend), ft.backend_reason);
   }
   ak_http_options ho = {
       .max_conns_per_host = o->conns_per_host,
