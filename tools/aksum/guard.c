@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,11 +99,22 @@ static void on_fatal_signal(int sig)
     errno = saved;
     return;
   }
-  for (unsigned i = 0; i < TEMP_SLOTS; i++) {
-    char *name = atomic_load_explicit(&temp_slots[i], memory_order_relaxed);
-    atomic_signal_fence(memory_order_acquire);
-    if (name)
-      unlink(name);
+  /* An openat of a temporary may still be in the kernel (an io_uring
+   * worker): it can create the file just after the first unlink found
+   * nothing. Such an op completes within microseconds, so unlink again
+   * after short pauses (nanosleep and unlink are async-signal-safe), 50 ms
+   * in all; only then die. */
+  for (int pass = 0; pass < 6; pass++) {
+    if (pass > 0) {
+      struct timespec pause = {0, 10 * 1000 * 1000};
+      nanosleep(&pause, NULL);
+    }
+    for (unsigned i = 0; i < TEMP_SLOTS; i++) {
+      char *name = atomic_load_explicit(&temp_slots[i], memory_order_relaxed);
+      atomic_signal_fence(memory_order_acquire);
+      if (name)
+        unlink(name);
+    }
   }
   /* Die of the signal itself, as the tool would have without us. */
   signal(sig, SIG_DFL);
