@@ -187,7 +187,17 @@ void ak__loop_alive_add(ak_loop *loop, int delta);
 /* The loop's pool (created on first use). */
 ak_pool *ak__loop_pool(ak_loop *loop);
 
-bool ak__loop_owned_by_caller(const ak_loop *loop);
+/* The start of every struct ak_loop (core/loop_internal.h), visible to all
+ * layers so that the owner check, made by every op and most combinators, is
+ * one compare inline instead of a call. */
+typedef struct ak__loop_head {
+  const void *owner; /* token of the owning thread */
+} ak__loop_head;
+
+static inline bool ak__loop_owned_by_caller(const ak_loop *loop)
+{
+  return ((const ak__loop_head *)(const void *)loop)->owner == ak__thread_token();
+}
 
 /* Timer internals (timer.c). */
 typedef struct ak__timer_heap {

@@ -32,7 +32,6 @@ AK__TLS char ak__token;                 /* its address identifies the thread */
 static AK__TLS ak_loop *ak__current;    /* the loop this thread last created */
 
 
-bool ak__loop_owned_by_caller(const ak_loop *loop) { return loop->owner == &ak__token; }
 bool ak_loop_is_owner(const ak_loop *loop) { return ak__loop_owned_by_caller(loop); }
 ak_loop *ak_loop_current(void) { return ak__current; }
 
@@ -283,7 +282,7 @@ int ak_loop_new(ak_loop **out, const ak_loop_options *opts) {
     loop->opts.sq_entries = 256;
   if (loop->opts.cq_entries == 0)
     loop->opts.cq_entries = 4 * loop->opts.sq_entries;
-  loop->owner = &ak__token;
+  loop->head.owner = &ak__token;
   loop->eventfd = -1;
   ak__lanes_init(loop);
   loop->now = ak_now_ns();
@@ -409,17 +408,6 @@ static void wakeup_arrived(ak_loop *loop, int res) {
 }
 
 /* ---- 4. The iteration ------------------------------------------------------ */
-
-struct io_uring_sqe *ak__loop_get_sqe(ak_loop *loop) {
-  struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
-  while (AK__UNLIKELY(!sqe)) {
-    /* The SQ is full: hand it to the kernel now. Never the user's error. */
-    ak__loop_flush(loop);
-    sqe = io_uring_get_sqe(&loop->ring);
-  }
-  loop->sq_unsubmitted++;
-  return sqe;
-}
 
 void ak__loop_submit_early(ak_loop *loop, bool now) {
   if (now || (loop->features.setup_flags & IORING_SETUP_SQPOLL) != 0)

@@ -13,12 +13,13 @@ typedef struct ak__lane ak__lane;
 typedef struct ak__epoll ak__epoll;
 
 struct ak_loop {
+  ak__loop_head head;             /* first: the owner, read inline by every
+                                     layer (core/internal.h) */
   struct io_uring ring;           /* unused (zero) on the epoll backend */
   /* The backend seam: NULL on io_uring. The few places where the backends
    * differ (starting an op, submit-and-wait, reap, cancel, set-up and
    * free) test it once, predicted for io_uring (docs/architecture.md). */
   ak__epoll *ep;
-  const void *owner;              /* token of the owning thread */
   ak_loop *prev_current;          /* the thread's current loop before this one */
   ak_loop_options opts;
   ak_features features;
@@ -110,7 +111,7 @@ bool ak__lanes_pending(const ak_loop *loop);
 void ak__lanes_free(ak_loop *loop);
 
 static inline void ak__loop_enqueue_inline(ak_loop *loop, ak__qnode *node) {
-  if (AK__LIKELY(loop->owner == ak__thread_token()))
+  if (AK__LIKELY(loop->head.owner == ak__thread_token()))
     ak__ready_push(loop, node);
   else
     ak__loop_enqueue_remote(loop, node);
@@ -153,8 +154,20 @@ int ak__ep_set_deadline(ak__op *op, int64_t timeout_ns);
 /* Hands op to the pool (op.c's pool path). */
 void ak__op_run_on_pool(ak__op *op);
 
-struct io_uring_sqe *ak__loop_get_sqe(ak_loop *loop);
 void ak__loop_flush(ak_loop *loop);
+
+/* The next SQE, flushing a full SQ to the kernel first (never the user's
+ * error). Inline: every op on the ring takes one. */
+static inline struct io_uring_sqe *ak__loop_get_sqe(ak_loop *loop)
+{
+  struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
+  while (AK__UNLIKELY(!sqe)) {
+    ak__loop_flush(loop);
+    sqe = io_uring_get_sqe(&loop->ring);
+  }
+  loop->sq_unsubmitted++;
+  return sqe;
+}
 void ak__timers_cancel_all(ak_loop *loop);
 void ak__op_cache_free(ak_loop *loop);
 
