@@ -1,9 +1,11 @@
-/* test_epoll.c: the epoll backend's own promises (docs/backends.md): pipes and sockets wait for readiness without a pool worker, deadlines and cancels settle waiting ops at once, the user's fds stay blocking, fd numbers reused behind the loop's back work, timers and posts bound and end the wait, accept streams take bursts, regular files go to the pool, freeing drains everything. Every loop here is made with backend = AK_BACKEND_EPOLL, whatever AK_BACKEND says. */
+/* test_epoll.c: the epoll backend's own promises (docs/backends.md): pipes and sockets wait for readiness without a pool worker, deadlines and cancels settle waiting ops at once, the user's fds stay blocking, fd numbers reused behind the loop's back work, timers and posts bound and end the wait, accept streams take bursts, regular files go to the pool, an op moved to the pool keeps its deadline, freeing drains everything. Every loop here is made with backend = AK_BACKEND_EPOLL, whatever AK_BACKEND says. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -407,6 +409,162 @@ static void test_user_dontwait(void **state)
   ak_loop_free(loop);
 }
 
+/* ---- A deadline that goes to the pool with its op ----------------------- */
+
+/* Occupies a pool thread until its pipe is written to (or 10 s pass). */
+static int64_t block_until_written(void *arg, ak_future *self)
+{
+  (void)self;
+  struct pollfd p = {.fd = *(int *)arg, .events = POLLIN};
+  return poll(&p, 1, 10000);
+}
+
+typedef struct busy_pool {
+  ak_pool *pool;
+  int gate[2];
+  ak_future *blocker;
+} busy_pool;
+
+static void busy_pool_start(busy_pool *b)
+{
+  b->pool = ak_pool_new(1);
+  assert_non_null(b->pool);
+  t_pipe(b->gate);
+  b->blocker = ak_pool_submit(b->pool, block_until_written, &b->gate[0]);
+  assert_non_null(b->blocker);
+}
+
+static void busy_pool_release(busy_pool *b)
+{
+  if (b->gate[1] >= 0) {
+    assert_int_equal(write(b->gate[1], "go", 2), 2);
+    close(b->gate[1]);
+    b->gate[1] = -1;
+  }
+}
+
+static void busy_pool_end(busy_pool *b)
+{
+  busy_pool_release(b);
+  assert_int_equal(get_release(b->blocker), 1);
+  close(b->gate[0]);
+  ak_pool_free(b->pool);
+}
+
+static ak_loop *epoll_loop_on(ak_pool *pool)
+{
+  ak_loop_options o = {.backend = AK_BACKEND_EPOLL, .pool = pool};
+  return t_loop_new_opts(&o);
+}
+
+/* /dev/full has no poll and no RWF_NOWAIT, as a hardware RNG's device may
+ * not: its read waits, then epoll refuses the fd and the op moves to the
+ * pool. The deadline set while it waited goes with it: with the pool busy,
+ * the read fails -ETIMEDOUT when asked, and never writes the buffer. */
+static void test_deadline_follows_op_to_pool(void **state)
+{
+  (void)state;
+  busy_pool b;
+  busy_pool_start(&b);
+  ak_loop *loop = epoll_loop_on(b.pool);
+  int fd = open("/dev/full", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    busy_pool_end(&b);
+    ak_loop_free(loop);
+    skip(); /* no /dev/full in this container */
+  }
+  char buf[8];
+  memset(buf, 'A', sizeof(buf));
+  ak_future *r = ak_read(loop, fd, buf, sizeof(buf), 0);
+  int64_t t0 = ak_now_ns();
+  ak_future *d = ak_future_timeout(r, 50 * T_MS);
+  assert_ptr_equal(d, r); /* the op's own deadline: it was waiting */
+  assert_int_equal(get(d), -ETIMEDOUT);
+  int64_t took = ak_now_ns() - t0;
+  assert_true(took >= 50 * T_MS);
+  assert_true(took < 5 * T_SEC); /* long before the blocker would end */
+  ak_loop_stats st;
+  ak_loop_stats_get(loop, &st);
+  assert_int_equal(st.fallbacks[kind("read")], 1); /* it did go to the pool */
+  busy_pool_end(&b);
+  run_nowait(loop, 3);
+  assert_int_equal(buf[0], 'A'); /* the cancelled task never ran */
+  ak_future_release(d);
+  ak_future_release(r);
+  close(fd);
+  ak_loop_free(loop);
+}
+
+/* The same move with the pool free: the read completes (zeros), and its
+ * timer is gone with it (the loop runs past the deadline; asan would see a
+ * timer that fired on a recycled op). */
+static void test_moved_op_completes_before_deadline(void **state)
+{
+  (void)state;
+  ak_loop *loop = epoll_loop();
+  int fd = open("/dev/full", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    ak_loop_free(loop);
+    skip();
+  }
+  char buf[8];
+  memset(buf, 'A', sizeof(buf));
+  ak_future *r = ak_read(loop, fd, buf, sizeof(buf), 0);
+  ak_future *d = ak_future_timeout(r, 100 * T_MS);
+  assert_ptr_equal(d, r);
+  assert_int_equal(get(d), (int64_t)sizeof(buf));
+  assert_int_equal(buf[0], 0);
+  /* Past the deadline: a nop keeps each iteration short. */
+  assert_int_equal(get_release(ak_sleep(loop, 200 * T_MS)), 0);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(get_release(ak_nop(loop)), 0);
+  ak_future_release(d);
+  ak_future_release(r);
+  close(fd);
+  ak_loop_free(loop);
+}
+
+static void *release_later(void *arg)
+{
+  usleep(200 * 1000);
+  busy_pool_release(arg);
+  return NULL;
+}
+
+/* Freeing the loop while a moved op still waits for the busy pool: its
+ * timer goes before the timer heap does, and the free returns once the
+ * pool has run the task. */
+static void test_free_with_moved_op_on_busy_pool(void **state)
+{
+  (void)state;
+  busy_pool b;
+  busy_pool_start(&b);
+  ak_loop *loop = epoll_loop_on(b.pool);
+  int fd = open("/dev/full", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    busy_pool_end(&b);
+    ak_loop_free(loop);
+    skip();
+  }
+  char buf[8];
+  ak_future *r = ak_read(loop, fd, buf, sizeof(buf), 0);
+  ak_future *d = ak_future_timeout(r, 10 * T_SEC);
+  assert_ptr_equal(d, r);
+  run_nowait(loop, 2); /* now on the pool's queue, behind the blocker */
+  assert_false(ak_future_is_set(r));
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, release_later, &b), 0);
+  int64_t t0 = ak_now_ns();
+  ak_loop_free(loop);
+  assert_true(ak_now_ns() - t0 < 5 * T_SEC);
+  assert_int_equal(pthread_join(th, NULL), 0);
+  assert_true(ak_future_is_set(r));
+  ak_future_release(d);
+  ak_future_release(r);
+  busy_pool_end(&b);
+  close(fd);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -422,6 +580,9 @@ int main(void)
       cmocka_unit_test(test_accept_stream_burst),
       cmocka_unit_test(test_free_settles_waiting_ops),
       cmocka_unit_test(test_user_dontwait),
+      cmocka_unit_test(test_deadline_follows_op_to_pool),
+      cmocka_unit_test(test_moved_op_completes_before_deadline),
+      cmocka_unit_test(test_free_with_moved_op_on_busy_pool),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

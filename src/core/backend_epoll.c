@@ -89,6 +89,7 @@ struct ak__epoll {
   ak__op *done_head;           /* completions not yet dispatched, FIFO */
   ak__op *done_tail;
   ak__op *timed;               /* ak_timeout ops waiting for their timer */
+  ak__op *pooled;              /* ops moved to the pool with their deadline */
   struct ep_item *items_head;  /* multishot items not yet dispatched, FIFO */
   struct ep_item *items_tail;
   unsigned waiting;            /* ops on fd lists */
@@ -185,17 +186,47 @@ void ak__ep_reap(ak_loop *loop) {
 }
 
 /* Undoes a start's accounting and hands op to the pool (a fd epoll cannot
- * watch, such as /dev/zero: its blocking call never waits long). */
+ * watch, such as /dev/full: its blocking call is made there). A deadline
+ * goes with it: a device without poll can still block (/dev/hwrng), and a
+ * busy pool can hold the task past the deadline, so the timer stays and, if
+ * it fires first, cancels the task that has not started, as a linked
+ * timeout cancels an io-wq request on the ring. The op sits on ep->pooled
+ * until the pool returns it (ak__ep_pool_returned). */
 static void move_to_pool(ak__op *op) {
   ak_loop *loop = op->loop;
-  if (op->ep_timer) {
-    ak_timer_cancel(loop, op->ep_timer); /* the pool path has no deadline */
-    op->ep_timer = NULL;
-  }
+  ak__epoll *ep = loop->ep;
   loop->in_flight -= op->slots;
   op->flags &= (uint16_t)~AK__OPF_SUBMITTED;
   op->ep_state = EP_IDLE;
+  if (op->ep_timer) {
+    op->flags |= AK__OPF_POOL_DEADLINE;
+    op->ep_prev = NULL;
+    op->ep_next = ep->pooled;
+    if (ep->pooled)
+      ep->pooled->ep_prev = op;
+    ep->pooled = op;
+  }
   ak__op_run_on_pool(op);
+}
+
+static void unlink_pooled(ak__op *op) {
+  ak__epoll *ep = op->loop->ep;
+  if (op->ep_prev)
+    op->ep_prev->ep_next = op->ep_next;
+  else
+    ep->pooled = op->ep_next;
+  if (op->ep_next)
+    op->ep_next->ep_prev = op->ep_prev;
+  op->ep_prev = op->ep_next = NULL;
+  op->flags &= (uint16_t)~AK__OPF_POOL_DEADLINE;
+}
+
+void ak__ep_pool_returned(ak__op *op) {
+  unlink_pooled(op);
+  if (op->ep_timer) {
+    ak_timer_cancel(op->loop, op->ep_timer);
+    op->ep_timer = NULL;
+  }
 }
 
 /* ---- Fds and their waiters ------------------------------------------------ */
@@ -468,6 +499,10 @@ static void ep_deadline_fired(void *arg) {
     op->flags |= AK__OPF_CANCEL_SENT;
     unwait(op);
     push_done(op, -ECANCELED);
+  } else if ((op->flags & AK__OPF_POOL_DEADLINE) && op->pool_fut) {
+    /* Settles at once (-ECANCELED, made -ETIMEDOUT) if the task has not
+     * started; a started one finishes and gives its own result. */
+    ak_future_cancel(op->pool_fut);
   }
 }
 
@@ -586,6 +621,11 @@ void ak__ep_cancel(ak__op *op) {
 
 void ak__ep_cancel_all(ak_loop *loop) {
   ak__epoll *ep = loop->ep;
+  while (ep->pooled) {
+    /* The timers go with the heap next; the pool tasks finish as ever. */
+    ak__op *op = ep->pooled;
+    ak__ep_pool_returned(op);
+  }
   while (ep->timed)
     ak__ep_cancel(ep->timed);
   for (size_t fd = 0; fd < ep->nfds && ep->waiting > 0; fd++) {

@@ -316,6 +316,8 @@ enum {
   AK__OPF_CREATES = 1 << 8,     /* result is a resource (fd) to discard */
   AK__OPF_SOCKET = 1 << 9,      /* the SQE's fd is a socket the op uses: a
                                    registered one goes by its slot */
+  AK__OPF_POOL_DEADLINE = 1 << 10, /* epoll: moved to the pool with its
+                                     deadline timer (backend_epoll.c) */
 };
 
 struct ak__op {

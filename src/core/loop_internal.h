@@ -151,6 +151,9 @@ void ak__ep_cancel_all(ak_loop *loop);
 /* ak__op_set_deadline on epoll: a loop timer that cancels the op, which
  * then settles -ETIMEDOUT. 0 or -EBUSY (finished, or on the pool). */
 int ak__ep_set_deadline(ak__op *op, int64_t timeout_ns);
+/* The pool returned op, which went there with its deadline timer
+ * (AK__OPF_POOL_DEADLINE): the timer goes. */
+void ak__ep_pool_returned(ak__op *op);
 /* Hands op to the pool (op.c's pool path). */
 void ak__op_run_on_pool(ak__op *op);
 

@@ -142,10 +142,17 @@ static int64_t op_blocking_work(void *arg, ak_future *self) {
 
 static void op_done(ak__op *op, int res);
 
+/* Back from the pool: what the epoll backend still holds for op goes. */
+static void pool_returned(ak__op *op) {
+  op->pool_fut = NULL;
+  if (AK__UNLIKELY(op->flags & AK__OPF_POOL_DEADLINE))
+    ak__ep_pool_returned(op);
+}
+
 static void op_pool_settled(ak_future *pf, void *arg) {
   ak__op *op = arg;
   int64_t res = ak_future_result(pf);
-  op->pool_fut = NULL;
+  pool_returned(op);
   ak_future_release(pf);
   op_done(op, (int)res);
 }
@@ -159,6 +166,7 @@ static void run_on_pool(ak__op *op) {
   if (!pf || ak_future_on_settle(pf, op_pool_settled, op) < 0) {
     /* ENOMEM; a task already queued still runs and its settle is dropped. */
     ak_future_release(pf);
+    pool_returned(op);
     op_done(op, -ENOMEM);
     return;
   }
