@@ -20,6 +20,10 @@
  * fio's default iodepth_batch_submit=1 does); fio's io_uring engine runs with
  * its defaults plus the case's options. The ratio is asynckit's IOPS over
  * fio's.
+ *
+ * --variant count --iterations N: exactly N buffered reads at QD32 of the
+ * 64 MiB file, fixed seeds, asynckit only: a repeatable run for
+ * `tools/akbench-callgrind --workload read` (instructions per read).
  */
 #define _GNU_SOURCE
 #include "akb_fs.h"
@@ -58,6 +62,8 @@ typedef struct rr_run {
   int fd;
   uint64_t nblocks;
   int64_t end_ns;
+  uint64_t left;   /* count mode: reads still to submit (else 0: timed) */
+  bool counted;
   uint64_t done;
   uint64_t errors;
   int first_error;
@@ -85,7 +91,7 @@ static void rr_done(ak_future *f, void *arg)
     return; /* this slot stops */
   }
   r->done++;
-  if (ak_now_ns() < r->end_ns)
+  if (r->counted ? r->left > 0 : ak_now_ns() < r->end_ns)
     rr_submit(s);
 }
 
@@ -96,6 +102,8 @@ static void rr_submit(rr_slot *s)
   s->rng ^= s->rng >> 7;
   s->rng ^= s->rng << 17;
   int64_t off = (int64_t)(s->rng % r->nblocks) * BS;
+  if (r->counted)
+    r->left--;
   ak_future *f = ak_read_opt(r->loop, r->fd, s->buf, BS, off, &r->opts);
   if (!f) {
     if (!r->errors++)
@@ -109,11 +117,13 @@ static void rr_submit(rr_slot *s)
 
 /* One timed run; *iops and *span filled. Returns 0 or a negative error with
  * *what naming the step. */
-static int ak_run(const rr_case *c, const char *path, uint64_t size, double seconds, double *iops,
-                  akb_span *span, const char **what)
+static int ak_run(const rr_case *c, const char *path, uint64_t size, double seconds, uint64_t count,
+                  double *iops, akb_span *span, const char **what)
 {
   rr_run r;
   memset(&r, 0, sizeof(r));
+  r.counted = count > 0;
+  r.left = count;
   r.opts = (ak_rw_opts)AK_RW_OPTS_INIT;
   /* Device IO: each read goes to the kernel as soon as it is made, as fio's
    * default iodepth_batch_submit=1 does; a batch would reach the virtio
@@ -159,10 +169,10 @@ static int ak_run(const rr_case *c, const char *path, uint64_t size, double seco
   akb_usage before, after;
   akb_usage_now(&before);
   r.end_ns = before.wall_ns + (int64_t)(seconds * 1e9);
-  for (unsigned i = 0; i < c->qd; i++) {
+  for (unsigned i = 0; i < c->qd && (!r.counted || r.left > 0); i++) {
     slots[i].run = &r;
     slots[i].buf = bufs + (size_t)i * BS;
-    slots[i].rng = 0x9e3779b97f4a7c15u * (i + 1) ^ (uint64_t)before.wall_ns;
+    slots[i].rng = 0x9e3779b97f4a7c15u * (i + 1) ^ (r.counted ? 0 : (uint64_t)before.wall_ns);
     rr_submit(&slots[i]);
   }
   while (r.inflight > 0) {
@@ -268,7 +278,7 @@ static int run_case(const akb_opts *opts, akb_result *res, const rr_case *c, con
     const char *what = "";
     if (warm(res, c, path) < 0)
       return -1;
-    int rc = ak_run(c, path, size, seconds, &iops, &span, &what);
+    int rc = ak_run(c, path, size, seconds, 0, &iops, &span, &what);
     if (rc < 0) {
       akb_fail(res, "%s: asynckit: %s: %s", c->name, what, ak_strerror(rc));
       return -1;
@@ -296,8 +306,44 @@ static int run_case(const akb_opts *opts, akb_result *res, const rr_case *c, con
   return 0;
 }
 
+/* --variant count: N reads, nothing else (see the top of the file). */
+static int run_counted(const akb_opts *opts, akb_result *res)
+{
+  uint64_t size = 64u << 20;
+  uint64_t count = akb_size(opts, 100000, 10000);
+  const char *dir = akb_fs_dir();
+  if (!dir) {
+    akb_fail(res, "no directory for the data set (set AKBENCH_DIR)");
+    return -1;
+  }
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/randread-%llu.bin", dir, (unsigned long long)size);
+  int rc = akb_fs_make_file(path, size);
+  if (rc == 0)
+    rc = akb_fs_warm(path);
+  if (rc < 0) {
+    akb_fail(res, "making %s: %s", path, strerror(-rc));
+    return -1;
+  }
+  akb_title(res, "%llu 4 KiB reads at QD32 of a 64 MiB cached file (for callgrind)",
+            (unsigned long long)count);
+  double iops = 0;
+  akb_span span;
+  const char *what = "";
+  rc = ak_run(&cases[1], path, size, 0, count, &iops, &span, &what);
+  if (rc < 0) {
+    akb_fail(res, "asynckit: %s: %s", what, ak_strerror(rc));
+    return -1;
+  }
+  akb_param(res, "reads", "", (double)count, true);
+  akb_fig_add(akb_row_add(res, "asynckit"), "iops", "", iops, true);
+  return 0;
+}
+
 int akb_wl_randread(const akb_opts *opts, akb_result *res)
 {
+  if (opts->variant && strcmp(opts->variant, "count") == 0)
+    return run_counted(opts, res);
   uint64_t size = opts->quick ? (64u << 20) : (UINT64_C(2) << 30);
   double seconds = (double)akb_size(opts, 5000, 300) / 1000.0;
   const char *dir = akb_fs_dir();
@@ -335,7 +381,7 @@ int akb_wl_randread(const akb_opts *opts, akb_result *res)
       return -1;
   }
   if (!any) {
-    akb_fail(res, "no case '%s' (qd1, qd32, direct32, fixed32, sqpoll32)", opts->variant);
+    akb_fail(res, "no case '%s' (qd1, qd32, direct32, fixed32, sqpoll32, count)", opts->variant);
     return -1;
   }
 
