@@ -1,10 +1,11 @@
 /* asynckit/tls.h: TLS client and server sessions over a connected ring
  * socket, each step a future: handshake, read, write, close_notify.
  *
- * The TLS engine (mbedtls 2.28 today: TLS 1.2) works on memory; the loop's
- * ring moves the encrypted bytes (ak_recv / ak_send on the session's fd).
- * No engine type appears here, so another engine can come later without
- * changing this header.
+ * The TLS engine works on memory; the loop's ring moves the encrypted bytes
+ * (ak_recv / ak_send on the session's fd). Two engines are built in, chosen
+ * per config at run time (ak_tls_engine below): OpenSSL 3 (TLS 1.2 and 1.3,
+ * the default: its AES-GCM is many times faster than mbedtls's) and
+ * mbedtls 2.28 (TLS 1.2). No engine type appears here.
  *
  * Safe by default:
  *  - a client config verifies the server's certificate chain against the
@@ -17,7 +18,8 @@
  *    AK_TLS_INSECURE_NO_VERIFY, a mode that turns verification off and says
  *    so in every session's stats (insecure = true);
  *  - ALPN "http/1.1" is offered; ECDHE with AES-GCM is preferred, then
- *    ECDHE with ChaCha20-Poly1305.
+ *    ECDHE with ChaCha20-Poly1305 (TLS 1.3: AES-128-GCM, AES-256-GCM,
+ *    ChaCha20-Poly1305, in that order).
  *
  * Errors: a failed step's future carries an AK_ETLS... code (or the kernel's
  * -errno from the socket) and, where the engine said why, the engine's own
@@ -56,6 +58,17 @@ typedef struct ak_tls ak_tls;
 
 /* ---- Configs -------------------------------------------------------------- */
 
+/* Which TLS engine a config uses. AUTO is OpenSSL, unless the environment
+ * variable AK_TLS_ENGINE says "openssl" or "mbedtls" (read when the config
+ * is made; any other value fails the config with AK_ETLSCONFIG). A config's
+ * engine named here wins over the environment. Sessions of a config use
+ * its engine; a client of one engine talks to a server of the other. */
+typedef enum ak_tls_engine {
+  AK_TLS_ENGINE_AUTO = 0,    /* OpenSSL, or what AK_TLS_ENGINE says */
+  AK_TLS_ENGINE_OPENSSL = 1, /* OpenSSL 3: TLS 1.3 and 1.2 */
+  AK_TLS_ENGINE_MBEDTLS = 2, /* mbedtls 2.28: TLS 1.2 only */
+} ak_tls_engine;
+
 /* Client config flags. */
 enum {
   /* Insecure mode, asked for by name: no certificate or name verification.
@@ -73,11 +86,15 @@ typedef struct ak_tls_client_options {
   const char *alpn;    /* a protocol to offer; NULL: "http/1.1"; "": none */
   unsigned flags;      /* AK_TLS_... above; 0: verify, resume */
   unsigned session_cache_size; /* sessions kept for resumption; 0: 64 */
+  ak_tls_engine engine;        /* 0 (AUTO): OpenSSL unless AK_TLS_ENGINE says */
 } ak_tls_client_options;
 
 /* A client config: trusted CAs, verification mode, and a cache of sessions
  * for resumption (tickets and session ids), keyed by host name and peer
- * port. opts may be NULL (all defaults). Loads the CA files now. Returns 0
+ * port. With TLS 1.3 the server sends the session to resume after the
+ * handshake: a client session keeps it once it has read past the
+ * handshake (a session that never reads leaves nothing to resume).
+ * opts may be NULL (all defaults). Loads the CA files now. Returns 0
  * and sets *out (the caller's reference), AK_ETLSCONFIG with nothing loaded
  * (a missing or unreadable CA file, a file with no certificate), or -ENOMEM.
  * The strings in opts are copied. Thread-safe. */
@@ -88,6 +105,7 @@ typedef struct ak_tls_server_options {
   const char *key_file;  /* PEM: its private key (unencrypted) */
   const char *alpn;      /* a protocol to accept; NULL: "http/1.1"; "": none */
   unsigned flags;        /* AK_TLS_NO_RESUMPTION, or 0 (tickets and ids) */
+  ak_tls_engine engine;  /* 0 (AUTO): OpenSSL unless AK_TLS_ENGINE says */
 } ak_tls_server_options;
 
 /* A server config: certificate and key, session tickets (a key made now)
@@ -115,6 +133,7 @@ typedef struct ak_tls_config_stats {
   uint64_t cached_sessions;    /* sessions in the client cache now */
   bool insecure;               /* made with AK_TLS_INSECURE_NO_VERIFY */
   bool server;                 /* a server config */
+  const char *engine;          /* "openssl" or "mbedtls" (static string) */
 } ak_tls_config_stats;
 
 /* Counters over every session made from cfg. Thread-safe. */
@@ -152,8 +171,11 @@ AK_API ak_future *ak_tls_handshake(ak_tls *s);
 
 /* Reads up to len (> 0) bytes of plaintext into buf, which must live until
  * the future settles. Result: bytes read (> 0), or 0 when the peer sent
- * close_notify (a clean end). Plaintext the engine has decrypted already is
- * handed out before the socket is read again. Failures: AK_ETLSTRUNCATED
+ * close_notify (a clean end). Plaintext the engine has decrypted already,
+ * and every whole record already received, is handed out before the socket
+ * is read again: one read fills buf from all the records buffered (a bulk
+ * reader gets many records per call), and never waits on the socket once it
+ * has bytes to give. Failures: AK_ETLSTRUNCATED
  * (the stream ended without close_notify), AK_ETLSPROTOCOL, the socket's
  * -errno, AK_ETLSCLOSED (the session was freed). */
 AK_API ak_future *ak_tls_read(ak_tls *s, void *buf, size_t len);
@@ -178,8 +200,10 @@ typedef struct ak_tls_stats {
   bool resumed;            /* it resumed a cached session */
   bool insecure;           /* verification off (AK_TLS_INSECURE_NO_VERIFY) */
   bool server;             /* a server session */
-  const char *version;     /* "TLSv1.2"..., or NULL before the handshake */
-  const char *ciphersuite; /* IANA-style name, or NULL before the handshake */
+  const char *engine;      /* "openssl" or "mbedtls": the engine that ran */
+  const char *version;     /* "TLSv1.2", "TLSv1.3", or NULL before the handshake */
+  const char *ciphersuite; /* IANA name with '-' between words
+                              ("TLS-AES-128-GCM-SHA256"), or NULL before */
   const char *alpn;        /* the protocol agreed, or NULL */
   uint64_t plain_in;       /* plaintext bytes handed to reads */
   uint64_t plain_out;      /* plaintext bytes taken by writes */

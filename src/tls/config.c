@@ -1,8 +1,11 @@
 /* tls/config.c: the public TLS configs (tls.h): client and server configs
- * as reference-counted wrappers around an engine config, and their
+ * as reference-counted wrappers around an engine config, the choice of
+ * engine (the options' engine, else AK_TLS_ENGINE, else OpenSSL), and their
  * statistics. Engine-neutral: what a config holds is the engine's business
- * (tls/mbedtls.c). */
+ * (tls/openssl.c, tls/mbedtls.c). */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "tls/internal.h"
 
@@ -11,13 +14,38 @@ static AK__TLS char last_error[256];
 
 const char *ak_tls_config_error(void) { return last_error; }
 
-static int config_wrap(ak__tls_econf *engine, bool server, bool insecure, ak_tls_config **out) {
+/* The engine for a config asked to use want; NULL (detail set) when the
+ * environment names no engine we have. */
+static const ak__tls_engine_ops *pick_engine(ak_tls_engine want) {
+  switch (want) {
+  case AK_TLS_ENGINE_OPENSSL:
+    return &ak__tls_openssl_ops;
+  case AK_TLS_ENGINE_MBEDTLS:
+    return &ak__tls_mbedtls_ops;
+  case AK_TLS_ENGINE_AUTO:
+    break;
+  default:
+    snprintf(last_error, sizeof(last_error), "unknown TLS engine %d", (int)want);
+    return NULL;
+  }
+  const char *env = getenv("AK_TLS_ENGINE");
+  if (!env || !env[0] || strcmp(env, "openssl") == 0)
+    return &ak__tls_openssl_ops;
+  if (strcmp(env, "mbedtls") == 0)
+    return &ak__tls_mbedtls_ops;
+  snprintf(last_error, sizeof(last_error), "AK_TLS_ENGINE=%.64s: not openssl or mbedtls", env);
+  return NULL;
+}
+
+static int config_wrap(const ak__tls_engine_ops *ops, ak__tls_econf *engine, bool server,
+                       bool insecure, ak_tls_config **out) {
   ak_tls_config *cfg = ak__calloc(1, sizeof(*cfg));
   if (!cfg) {
-    ak__tls_econf_free(engine);
+    ops->econf_free(engine);
     return -ENOMEM;
   }
   atomic_init(&cfg->refs, 1);
+  cfg->ops = ops;
   cfg->engine = engine;
   cfg->server = server;
   cfg->insecure = insecure;
@@ -33,11 +61,14 @@ int ak_tls_client_config_new(const ak_tls_client_options *opts, ak_tls_config **
   if (!opts)
     opts = &defaults;
   last_error[0] = '\0';
+  const ak__tls_engine_ops *ops = pick_engine(opts->engine);
+  if (!ops)
+    return AK_ETLSCONFIG;
   ak__tls_econf *engine = NULL;
-  int rc = ak__tls_econf_client(opts, &engine, last_error, sizeof(last_error));
+  int rc = ops->econf_client(opts, &engine, last_error, sizeof(last_error));
   if (rc < 0)
     return rc;
-  return config_wrap(engine, false, (opts->flags & AK_TLS_INSECURE_NO_VERIFY) != 0, out);
+  return config_wrap(ops, engine, false, (opts->flags & AK_TLS_INSECURE_NO_VERIFY) != 0, out);
 }
 
 int ak_tls_server_config_new(const ak_tls_server_options *opts, ak_tls_config **out) {
@@ -47,11 +78,14 @@ int ak_tls_server_config_new(const ak_tls_server_options *opts, ak_tls_config **
   if (!opts || !opts->cert_file || !opts->key_file)
     return -EINVAL;
   last_error[0] = '\0';
+  const ak__tls_engine_ops *ops = pick_engine(opts->engine);
+  if (!ops)
+    return AK_ETLSCONFIG;
   ak__tls_econf *engine = NULL;
-  int rc = ak__tls_econf_server(opts, &engine, last_error, sizeof(last_error));
+  int rc = ops->econf_server(opts, &engine, last_error, sizeof(last_error));
   if (rc < 0)
     return rc;
-  return config_wrap(engine, true, false, out);
+  return config_wrap(ops, engine, true, false, out);
 }
 
 ak_tls_config *ak_tls_config_ref(ak_tls_config *cfg) {
@@ -65,7 +99,7 @@ void ak_tls_config_release(ak_tls_config *cfg) {
   /* acq_rel: every session's last use happens before the free. */
   if (atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1)
     return;
-  ak__tls_econf_free(cfg->engine);
+  cfg->ops->econf_free(cfg->engine);
   ak__free(cfg);
 }
 
@@ -84,7 +118,8 @@ void ak_tls_config_stats_get(const ak_tls_config *cfg, ak_tls_config_stats *out)
   out->handshakes = atomic_load_explicit(&c->handshakes, memory_order_relaxed);
   out->handshakes_resumed = atomic_load_explicit(&c->handshakes_resumed, memory_order_relaxed);
   out->handshakes_failed = atomic_load_explicit(&c->handshakes_failed, memory_order_relaxed);
-  out->cached_sessions = ak__tls_econf_cached(c->engine);
+  out->cached_sessions = c->ops->econf_cached(c->engine);
+  out->engine = c->ops->name;
   out->insecure = c->insecure;
   out->server = c->server;
 }

@@ -1,6 +1,7 @@
 /* tls/engine.h: the seam between the engine-neutral record pump (pump.c,
- * config.c) and a TLS engine (mbedtls.c today; OpenSSL 3 is the shape this
- * is cut for). The engine encrypts and decrypts over two memory buffers the
+ * config.c) and a TLS engine: openssl.c (OpenSSL 3, TLS 1.2 and 1.3, the
+ * default) and mbedtls.c (mbedtls 2.28, TLS 1.2), each a table of calls
+ * (ak__tls_engine_ops) chosen per config at run time. The engine encrypts and decrypts over two memory buffers the
  * pump owns (ak__tls_wire); the pump moves those bytes with the ring. An
  * engine step never blocks and never touches the socket: it answers
  * AK__TLS_WANT_READ when it needs bytes not yet received and
@@ -8,11 +9,11 @@
  *
  * What the engine promises the pump:
  *  - after AK__TLS_WANT_WRITE from a write, the pump calls the write again
- *    with the same buffer and length (mbedtls's rule; the pump keeps them);
- *  - ak__tls_eng_pending says whether plaintext or whole records are
+ *    with the same buffer and length (mbedtls's and OpenSSL's rule; the pump keeps them);
+ *  - pending() says whether plaintext or whole records are
  *    buffered inside the engine, so the pump reads those before the socket;
  *  - errors come back as AK_ETLS... codes or, when the wire failed, the
- *    wire's -errno; ak__tls_eng_detail then holds the engine's own words.
+ *    wire's -errno; detail() then holds the engine's own words.
  * Not thread-safe: a session's engine is used on its loop's thread; an
  * engine config may be shared (its session cache locks itself).
  */
@@ -41,50 +42,64 @@ typedef struct ak__tls_wire {
   int out_status;     /* 0, or the send's -errno (the engine gives up) */
 } ak__tls_wire;
 
-typedef struct ak__tls_econf ak__tls_econf; /* an engine config */
-typedef struct ak__tls_eng ak__tls_eng;     /* an engine session */
+typedef struct ak__tls_econf ak__tls_econf; /* an engine config (the engine's type) */
+typedef struct ak__tls_eng ak__tls_eng;     /* an engine session (the engine's type) */
 
-/* Engine configs. detail (n bytes) receives the engine's words on failure.
- * Return 0 or AK_ETLSCONFIG / -ENOMEM / -EINVAL. */
-int ak__tls_econf_client(const ak_tls_client_options *opts, ak__tls_econf **out, char *detail,
-                         size_t n);
-int ak__tls_econf_server(const ak_tls_server_options *opts, ak__tls_econf **out, char *detail,
-                         size_t n);
-void ak__tls_econf_free(ak__tls_econf *c);
-/* Sessions in the client cache now (0 for a server config). */
-size_t ak__tls_econf_cached(ak__tls_econf *c);
+/* One engine: its calls, as a table, so two engines live in one library
+ * and a config picks one at run time (config.c). Every session and config
+ * an engine made goes back to the same engine's calls. */
+typedef struct ak__tls_engine_ops {
+  const char *name; /* "openssl", "mbedtls": what the stats say */
 
-/* A session on wire. host: the verified name (NULL only for an insecure
- * client, or a server); cache_key: where the client keeps its session for
- * resumption (NULL: no resumption). Returns 0, -ENOMEM or AK_ETLSCONFIG. */
-int ak__tls_eng_new(ak__tls_econf *c, ak__tls_wire *wire, const char *host, const char *cache_key,
-                    ak__tls_eng **out);
-void ak__tls_eng_free(ak__tls_eng *e);
+  /* Engine configs. detail (n bytes) receives the engine's words on
+   * failure. Return 0 or AK_ETLSCONFIG / -ENOMEM / -EINVAL. */
+  int (*econf_client)(const ak_tls_client_options *opts, ak__tls_econf **out, char *detail,
+                      size_t n);
+  int (*econf_server)(const ak_tls_server_options *opts, ak__tls_econf **out, char *detail,
+                      size_t n);
+  void (*econf_free)(ak__tls_econf *c);
+  /* Sessions in the client cache now (0 for a server config). */
+  size_t (*econf_cached)(ak__tls_econf *c);
 
-/* One step each. handshake: 0 when done. read: bytes (> 0), 0 at the
- * peer's close_notify. write: bytes of buf taken (> 0; one record's worth
- * or less). close_notify: 0 when the alert is in the wire's out buffer.
- * Else AK__TLS_WANT_READ, AK__TLS_WANT_WRITE or an error. */
-int ak__tls_eng_handshake(ak__tls_eng *e);
-int64_t ak__tls_eng_read(ak__tls_eng *e, void *buf, size_t len);
-int64_t ak__tls_eng_write(ak__tls_eng *e, const void *buf, size_t len);
-int ak__tls_eng_close_notify(ak__tls_eng *e);
+  /* A session on wire. host: the verified name (NULL only for an insecure
+   * client, or a server); cache_key: where the client keeps its session for
+   * resumption (NULL: no resumption). Returns 0, -ENOMEM, AK_ETLSNOHOST or
+   * AK_ETLSCONFIG. */
+  int (*eng_new)(ak__tls_econf *c, ak__tls_wire *wire, const char *host, const char *cache_key,
+                 ak__tls_eng **out);
+  void (*eng_free)(ak__tls_eng *e);
 
-/* Plaintext or records buffered in the engine (read before the socket). */
-bool ak__tls_eng_pending(ak__tls_eng *e);
+  /* One step each. handshake: 0 when done. read: bytes (> 0), 0 at the
+   * peer's close_notify (never at an end without it: that is
+   * AK_ETLSTRUNCATED). write: bytes of buf taken (> 0; one record's worth
+   * or less). close_notify: 0 when the alert is in the wire's out buffer.
+   * Else AK__TLS_WANT_READ, AK__TLS_WANT_WRITE or an error. */
+  int (*handshake)(ak__tls_eng *e);
+  int64_t (*read)(ak__tls_eng *e, void *buf, size_t len);
+  int64_t (*write)(ak__tls_eng *e, const void *buf, size_t len);
+  int (*close_notify)(ak__tls_eng *e);
 
-/* The engine's words on the last error ("" if none). Lives with e. */
-const char *ak__tls_eng_detail(const ak__tls_eng *e);
+  /* Plaintext or records buffered in the engine (read before the socket). */
+  bool (*pending)(ak__tls_eng *e);
 
-/* After a successful handshake: whether it resumed a session, and the
- * negotiated names (borrowed, living with e; NULL if unknown). */
-bool ak__tls_eng_resumed(const ak__tls_eng *e);
-void ak__tls_eng_names(const ak__tls_eng *e, const char **version, const char **suite,
-                       const char **alpn);
+  /* The engine's words on the last error ("" if none). Lives with e. */
+  const char *(*detail)(const ak__tls_eng *e);
 
-/* Test hook (not exported): configs made after this call use a fixed
- * deterministic RNG instead of the entropy source, so a fuzz input replays
- * the same handshake. Never for real use. */
+  /* After a successful handshake: whether it resumed a session, and the
+   * negotiated names (borrowed, living with e; NULL if unknown). The suite
+   * is the IANA name with '-' between words ("TLS-AES-128-GCM-SHA256"). */
+  bool (*resumed)(const ak__tls_eng *e);
+  void (*names)(const ak__tls_eng *e, const char **version, const char **suite,
+                const char **alpn);
+} ak__tls_engine_ops;
+
+extern const ak__tls_engine_ops ak__tls_mbedtls_ops; /* tls/mbedtls.c */
+extern const ak__tls_engine_ops ak__tls_openssl_ops; /* tls/openssl.c */
+
+/* Test hook (not exported): mbedtls configs made after this call use a
+ * fixed deterministic RNG instead of the entropy source, so a fuzz input
+ * replays the same handshake. Never for real use. The OpenSSL engine has
+ * no such hook (its fuzz target looks for crashes, not replays). */
 void ak__tls_test_fixed_rng(bool on);
 
 #endif /* AK_TLS_ENGINE_H */

@@ -9,6 +9,7 @@
 /* A config: the engine's, plus the counters over its sessions. */
 struct ak_tls_config {
   _Atomic uint32_t refs;             /* the last reference frees */
+  const ak__tls_engine_ops *ops;     /* the engine that made it */
   ak__tls_econf *engine;             /* the engine's config (owned) */
   bool server;                       /* made by ak_tls_server_config_new */
   bool insecure;                     /* AK_TLS_INSECURE_NO_VERIFY */

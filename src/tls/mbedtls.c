@@ -11,7 +11,7 @@
  * secrecy or AEAD. Renegotiation stays off (mbedtls's default).
  *
  * CVE-2025-27809: mbedtls 2.28.3 skips the name check when no host name was
- * set. ak__tls_eng_new refuses a verifying client without one, and
+ * set. mb_eng_new refuses a verifying client without one, and
  * config.c / pump.c never reach it without one unless the config is
  * insecure (verification off by name).
  */
@@ -134,7 +134,7 @@ static ak__tls_econf *econf_alloc(bool server) {
   return c;
 }
 
-void ak__tls_econf_free(ak__tls_econf *c) {
+static void mb_econf_free(ak__tls_econf *c) {
   if (!c)
     return;
   for (unsigned i = 0; i < c->cache_size; i++) {
@@ -200,7 +200,7 @@ static int econf_common(ak__tls_econf *c, int endpoint, const char *alpn, char *
   return 0;
 }
 
-int ak__tls_econf_client(const ak_tls_client_options *opts, ak__tls_econf **out, char *detail,
+static int mb_econf_client(const ak_tls_client_options *opts, ak__tls_econf **out, char *detail,
                          size_t n) {
   ak__tls_econf *c = econf_alloc(false);
   if (!c)
@@ -258,11 +258,11 @@ int ak__tls_econf_client(const ak_tls_client_options *opts, ak__tls_econf **out,
   *out = c;
   return 0;
 fail:
-  ak__tls_econf_free(c);
+  mb_econf_free(c);
   return rc;
 }
 
-int ak__tls_econf_server(const ak_tls_server_options *opts, ak__tls_econf **out, char *detail,
+static int mb_econf_server(const ak_tls_server_options *opts, ak__tls_econf **out, char *detail,
                          size_t n) {
   ak__tls_econf *c = econf_alloc(true);
   if (!c)
@@ -307,11 +307,11 @@ int ak__tls_econf_server(const ak_tls_server_options *opts, ak__tls_econf **out,
   *out = c;
   return 0;
 fail:
-  ak__tls_econf_free(c);
+  mb_econf_free(c);
   return rc;
 }
 
-size_t ak__tls_econf_cached(ak__tls_econf *c) {
+static size_t mb_econf_cached(ak__tls_econf *c) {
   size_t count = 0;
   pthread_mutex_lock(&c->cache_lock);
   for (unsigned i = 0; i < c->cache_size; i++)
@@ -415,7 +415,7 @@ static int bio_recv(void *ctx, unsigned char *buf, size_t len) {
 
 static int note_chain(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags);
 
-int ak__tls_eng_new(ak__tls_econf *c, ak__tls_wire *wire, const char *host, const char *cache_key,
+static int mb_eng_new(ak__tls_econf *c, ak__tls_wire *wire, const char *host, const char *cache_key,
                     ak__tls_eng **out) {
   if (!c->server && !c->insecure && (!host || !host[0]))
     return AK_ETLSNOHOST; /* never a verifying client without a name (CVE-2025-27809) */
@@ -459,7 +459,7 @@ int ak__tls_eng_new(ak__tls_econf *c, ak__tls_wire *wire, const char *host, cons
   return 0;
 }
 
-void ak__tls_eng_free(ak__tls_eng *e) {
+static void mb_eng_free(ak__tls_eng *e) {
   if (!e)
     return;
   mbedtls_ssl_free(&e->ssl);
@@ -599,7 +599,7 @@ static int map_error(ak__tls_eng *e, int ret, const char *what) {
   }
 }
 
-int ak__tls_eng_handshake(ak__tls_eng *e) {
+static int mb_eng_handshake(ak__tls_eng *e) {
   /* Stepped by hand so the resume flag can be read before mbedtls frees
    * its handshake state (2.28 has no call that reports it afterwards). */
   while (e->ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
@@ -614,7 +614,7 @@ int ak__tls_eng_handshake(ak__tls_eng *e) {
   return 0;
 }
 
-int64_t ak__tls_eng_read(ak__tls_eng *e, void *buf, size_t len) {
+static int64_t mb_eng_read(ak__tls_eng *e, void *buf, size_t len) {
   if (len > INT32_MAX)
     len = INT32_MAX;
   int ret = mbedtls_ssl_read(&e->ssl, buf, len);
@@ -627,7 +627,7 @@ int64_t ak__tls_eng_read(ak__tls_eng *e, void *buf, size_t len) {
   return map_error(e, ret == 0 ? MBEDTLS_ERR_SSL_CONN_EOF : ret, "read");
 }
 
-int64_t ak__tls_eng_write(ak__tls_eng *e, const void *buf, size_t len) {
+static int64_t mb_eng_write(ak__tls_eng *e, const void *buf, size_t len) {
   if (len > INT32_MAX)
     len = INT32_MAX;
   int ret = mbedtls_ssl_write(&e->ssl, buf, len);
@@ -638,23 +638,41 @@ int64_t ak__tls_eng_write(ak__tls_eng *e, const void *buf, size_t len) {
   return map_error(e, ret, "write");
 }
 
-int ak__tls_eng_close_notify(ak__tls_eng *e) {
+static int mb_eng_close_notify(ak__tls_eng *e) {
   int ret = mbedtls_ssl_close_notify(&e->ssl);
   return ret == 0 ? 0 : map_error(e, ret, "close_notify");
 }
 
-bool ak__tls_eng_pending(ak__tls_eng *e) {
+static bool mb_eng_pending(ak__tls_eng *e) {
   return mbedtls_ssl_get_bytes_avail(&e->ssl) > 0 || mbedtls_ssl_check_pending(&e->ssl);
 }
 
-const char *ak__tls_eng_detail(const ak__tls_eng *e) { return e->detail; }
+static const char *mb_eng_detail(const ak__tls_eng *e) { return e->detail; }
 
-bool ak__tls_eng_resumed(const ak__tls_eng *e) { return e->resumed; }
+static bool mb_eng_resumed(const ak__tls_eng *e) { return e->resumed; }
 
-void ak__tls_eng_names(const ak__tls_eng *e, const char **version, const char **suite,
+static void mb_eng_names(const ak__tls_eng *e, const char **version, const char **suite,
                        const char **alpn) {
   bool done = e->ssl.state == MBEDTLS_SSL_HANDSHAKE_OVER;
   *version = done ? mbedtls_ssl_get_version(&e->ssl) : NULL;
   *suite = done ? mbedtls_ssl_get_ciphersuite(&e->ssl) : NULL;
   *alpn = done ? mbedtls_ssl_get_alpn_protocol(&e->ssl) : NULL;
 }
+
+const ak__tls_engine_ops ak__tls_mbedtls_ops = {
+    .name = "mbedtls",
+    .econf_client = mb_econf_client,
+    .econf_server = mb_econf_server,
+    .econf_free = mb_econf_free,
+    .econf_cached = mb_econf_cached,
+    .eng_new = mb_eng_new,
+    .eng_free = mb_eng_free,
+    .handshake = mb_eng_handshake,
+    .read = mb_eng_read,
+    .write = mb_eng_write,
+    .close_notify = mb_eng_close_notify,
+    .pending = mb_eng_pending,
+    .detail = mb_eng_detail,
+    .resumed = mb_eng_resumed,
+    .names = mb_eng_names,
+};
