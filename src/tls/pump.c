@@ -13,6 +13,8 @@
  *    a write step's offset moves only when the engine took bytes;
  *  - decrypted plaintext is handed out before the socket is read again: a
  *    recv is made only when the engine said WANT_READ for the head read;
+ *    a read takes every whole record buffered (up to its length) and
+ *    settles when the engine would need the socket;
  *  - a write larger than a record loops in drive() until all is taken;
  *  - one read and one write step are worked on at a time (queue heads).
  * A step's future is a promise on the session's loop; a step cancelled by
@@ -29,11 +31,12 @@
 #include "core/internal.h"
 #include "tls/internal.h"
 
-/* Wire buffers: the in buffer takes a full record and more (mbedtls asks
- * for one record at a time); the out buffer holds four full records, so
+/* Wire buffers: the in buffer takes several full records, so one ring recv
+ * carries many (a bulk reader then decrypts them all in one read step,
+ * not one recv per record); the out buffer holds eight full records, so
  * encryption of the next ones overlaps the send of the first. */
-#define AK__TLS_IN_CAP (32u * 1024)
-#define AK__TLS_OUT_CAP (4u * (16384 + 512))
+#define AK__TLS_IN_CAP (256u * 1024)
+#define AK__TLS_OUT_CAP (8u * (16384 + 512))
 
 typedef enum { STEP_HANDSHAKE, STEP_READ, STEP_WRITE, STEP_CLOSE } step_kind;
 
@@ -374,16 +377,33 @@ static void drive_reads(ak_tls *s) {
       step_settle(&s->rd, 0, NULL);
       continue;
     }
-    int64_t r = s->ops->read(s->eng, st->buf, st->len);
+    /* Fill buf from every record already received (an engine read gives
+     * one record at most); settle as soon as the engine would need the
+     * socket, with what it has. */
+    size_t got = 0;
+    int64_t r;
+    do {
+      r = s->ops->read(s->eng, st->buf + got, st->len - got);
+      if (r > 0)
+        got += (size_t)r;
+    } while (r > 0 && got < st->len);
+    s->st.plain_in += got;
     if (r > 0) {
-      s->st.plain_in += (uint64_t)r;
-      step_settle(&s->rd, r, NULL);
+      step_settle(&s->rd, (int64_t)got, NULL); /* full */
     } else if (r == 0) {
-      s->peer_closed = true;
-      step_settle(&s->rd, 0, NULL);
+      s->peer_closed = true; /* got first, then 0 for the next read */
+      step_settle(&s->rd, (int64_t)got, NULL);
     } else if (is_want(s, r)) {
-      return;
+      /* With bytes in hand, settle; the recv made for WANT_READ reads
+       * ahead for the next read. */
+      if (got == 0)
+        return;
+      step_settle(&s->rd, (int64_t)got, NULL);
     } else {
+      /* An error after some plaintext: the plaintext first, the error for
+       * every later step. */
+      if (got > 0)
+        step_settle(&s->rd, (int64_t)got, NULL);
       session_fail(s, (int)r, s->ops->detail(s->eng));
     }
   }
