@@ -1494,12 +1494,17 @@ static void test_interop_nginx(void **state) {
   ak_tls *t;
   assert_int_equal(ak_tls_client_new(loop, ccfg, fd, "localhost", &t), 0);
   int64_t hr = get_release(ak_tls_handshake(t));
-  if (hr != 0)
+  if (hr != 0) {
+    kill(pid, SIGTERM);
+    reap(pid, 5000);
     fail_msg("handshake with nginx: %s; nginx log: %s", ak_err_name((int)hr), slurp(log));
+  }
   const char req[] = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
   assert_int_equal(get_release(ak_tls_write(t, req, sizeof(req) - 1)), sizeof(req) - 1);
   static char body[8192];
   int64_t n = read_all(t, body, sizeof(body) - 1);
+  kill(pid, SIGTERM); /* before any assertion can leave it running */
+  reap(pid, 5000);
   assert_true(n > 0);
   body[n] = '\0';
   assert_non_null(strstr(body, "HTTP/1.1 200 OK"));
@@ -1510,8 +1515,6 @@ static void test_interop_nginx(void **state) {
   assert_non_null(strstr(st.ciphersuite, "AES-128-GCM"));
   ak_tls_free(t);
   close(fd);
-  kill(pid, SIGTERM);
-  reap(pid, 5000);
   ak_tls_config_release(ccfg);
 }
 
