@@ -187,7 +187,11 @@ AK_API ak_future *ak_tls_write(ak_tls *s, const void *buf, size_t len);
 
 /* Sends close_notify once the writes queued before it are out. Result 0.
  * Writes made after it fail with AK_ETLSCLOSED; reads still work (the peer
- * may answer with its own close_notify: a read then gives 0). */
+ * may answer with its own close_notify: a read then gives 0). With TLS 1.3
+ * a server sends tickets after the handshake: a client that never read
+ * them and closes its socket makes the kernel send a reset, which can cut
+ * off the peer's last reads; read until the peer's end (0, or
+ * AK_ETLSTRUNCATED) before closing when the peer must see every byte. */
 AK_API ak_future *ak_tls_close_notify(ak_tls *s);
 
 /* Frees the session. Steps still queued or running fail with AK_ETLSCLOSED
