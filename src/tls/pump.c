@@ -394,10 +394,13 @@ static void drive_reads(ak_tls *s) {
       s->peer_closed = true; /* got first, then 0 for the next read */
       step_settle(&s->rd, (int64_t)got, NULL);
     } else if (is_want(s, r)) {
-      /* With bytes in hand, settle; the recv made for WANT_READ reads
-       * ahead for the next read. */
       if (got == 0)
         return;
+      /* With bytes in hand, settle, and make no recv for this read: a recv
+       * left in flight on an idle connection (a keep-alive one in a pool)
+       * would keep its loop running until the peer closes. The next read
+       * queued, if any, asks again. */
+      s->want_recv = false;
       step_settle(&s->rd, (int64_t)got, NULL);
     } else {
       /* An error after some plaintext: the plaintext first, the error for
