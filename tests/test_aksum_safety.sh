@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # test_aksum_safety.sh: what aksum must never do to files and limits:
 # copies (a second source for one destination fails, a copy onto its own
-# source is refused, the mode is kept exactly whatever the umask, no
-# temporary is left after SIGINT/SIGTERM/SIGHUP/SIGPIPE, a source that
-# shrinks while copied never gives a copy longer than what was hashed);
+# source is refused, the mode is kept exactly whatever the umask, nothing
+# but whole copies is left after SIGINT/SIGTERM/SIGHUP/SIGPIPE, an existing
+# destination is replaced, each on both the O_TMPFILE path and the
+# named-temporary fallback; a source that shrinks while copied never gives a
+# copy longer than what was hashed);
 # RLIMIT_NOFILE (ulimit -n 20 with 1000 files, a tree 300 levels deep under
 # ulimit -n 12); --json that parses whatever bytes the names hold.
 #
@@ -75,52 +77,119 @@ for f in modes/*; do
   [[ "$(stat -c %a "$f")" == "$(stat -c %a "modecopy/$f")" ]] || { same=0; echo "# $f: $(stat -c %a "$f") -> $(stat -c %a "modecopy/$f")"; }
 done
 check "modes kept exactly under umask 077 (600 .. 777)" test "$same" -eq 1
+(umask 077 && AKSUM_TEST_NO_TMPFILE=1 run -r --copy modecopy-named modes >/dev/null)
+same=1
+for f in modes/*; do
+  [[ "$(stat -c %a "$f")" == "$(stat -c %a "modecopy-named/$f")" ]] || same=0
+done
+check "... and by the named-temporary fallback (AKSUM_TEST_NO_TMPFILE)" test "$same" -eq 1
 (umask 000 && run --copy modecopy2 modes/m600 >/dev/null)
 check "... and under umask 000 (no wider than the source)" test "$(stat -c %a modecopy2/modes/m600)" = 600
 
-# ---- Copies: temporaries removed on fatal signals ------------------------------------
-# Many files copied in 4 KiB reads: slow enough to be caught mid-copy. The
-# signal is sent once a temporary exists (polled, bounded), with env
-# --default-signal so a background job's SIGINT is not ignored.
+# ---- Copies: nothing left behind on fatal signals -------------------------------------
+# Many files copied in 4 KiB reads: slow enough to be caught mid-copy. Two
+# paths: the normal one (each copy an unnamed O_TMPFILE file, linked to its
+# name when complete: while it is written it shows in /proc/PID/fd as
+# "DIR/#INODE (deleted)") and the fallback for filesystems without
+# O_TMPFILE, forced here with AKSUM_TEST_NO_TMPFILE=1 (a hook read by
+# aksum's copy.c for tests only), whose named temporaries ".NAME.aksum-*"
+# the signal handler removes. The signal is sent once K copies are complete
+# and another is being written (polled, bounded), with env --default-signal
+# so a background job's SIGINT is not ignored. Each signal, 3 rounds, each
+# path.
 mkdir -p sig
 for k in $(seq -w 1 300); do head -c 1048576 /dev/urandom >"sig/f$k"; done
 temps_in() { find "$1" -name '.*.aksum-*' 2>/dev/null | wc -l; }
-for sig in INT TERM HUP PIPE; do
-  rm -rf "dsig-$sig"
-  env --default-signal="SIG$sig" "$aksum" -j 1 --chunk 4K --buffers 8 -r --copy "dsig-$sig" sig \
-    >/dev/null 2>"sig-$sig.err" &
-  bg=$!
-  seen=0
-  for _ in $(seq 1 500); do # at most 10 s
-    if (($(temps_in "dsig-$sig") > 0)); then seen=1; break; fi
-    sleep 0.02
+finals_in() { find "$1" -type f ! -name '.*' 2>/dev/null | wc -l; }
+tmpfiles_open() { # O_TMPFILE copies open in process $1 under directory $2 (one find: cheap to poll)
+  find "/proc/$1/fd" -lname "$work/$2/*#*(deleted)" 2>/dev/null | wc -l
+}
+for path in tmpfile named; do
+  for sig in INT TERM HUP PIPE; do
+    for round in 1 2 3; do
+      d="dsig-$path-$sig-$round"
+      rm -rf "$d"
+      want=$((round * 4 - 3)) # complete copies before the signal: 1, 5, 9
+      if [[ $path == named ]]; then hook=1; else hook=; fi
+      AKSUM_TEST_NO_TMPFILE=$hook env --default-signal="SIG$sig" "$aksum" -j 1 --chunk 4K \
+        --buffers 8 -r --copy "$d" sig >/dev/null 2>"$d.err" &
+      bg=$!
+      seen=0
+      for _ in $(seq 1 1000); do # at most about 20 s
+        if (($(finals_in "$d") >= want)); then
+          if [[ $path == named ]]; then inflight=$(temps_in "$d"); else inflight=$(tmpfiles_open "$bg" "$d"); fi
+          if ((inflight > 0)); then seen=1; break; fi
+        fi
+        kill -0 "$bg" 2>/dev/null || break
+        sleep 0.02
+      done
+      if ((seen == 0)); then
+        kill -s KILL "$bg" 2>/dev/null
+        wait "$bg"
+        bg=""
+        not_ok "$path SIG$sig round $round: no copy caught in flight after $want complete ones"
+        continue
+      fi
+      kill -s "$sig" "$bg"
+      timeout 20 tail --pid="$bg" -f /dev/null
+      wait "$bg"
+      rc=$?
+      bg=""
+      num=$(kill -l "$sig")
+      what="$path copies, SIG$sig mid-copy (round $round)"
+      check "$what: the process dies of the signal (status $rc)" test "$rc" -eq $((128 + num))
+      check "$what: no temporary file left" test "$(temps_in "$d")" -eq 0
+      nfin=$(finals_in "$d")
+      check "$what: some copies were unfinished ($nfin of 300 under final names)" \
+        test "$nfin" -ge "$want" -a "$nfin" -lt 300
+      bad=0 other=0
+      while IFS= read -r -d '' f; do
+        [[ -f "${f#"$d"/}" ]] || { other=1; echo "# not a copy: $f"; continue; }
+        cmp -s "$f" "${f#"$d"/}" || { bad=1; echo "# partial under its final name: $f"; }
+      done < <(find "$d" -type f -print0)
+      check "$what: every final name holds a whole copy" test "$bad" -eq 0
+      check "$what: no other name exists" test "$other" -eq 0
+      rm -rf "$d"
+    done
   done
-  if ((seen == 0)); then
-    wait "$bg"
-    bg=""
-    skip "SIG$sig: no temporary seen in 10 s (the copy ran too fast or failed)"
-    continue
-  fi
-  kill -s "$sig" "$bg"
-  timeout 20 tail --pid="$bg" -f /dev/null
-  wait "$bg"
-  rc=$?
-  bg=""
-  num=$(kill -l "$sig")
-  check "SIG$sig mid-copy: the process dies of the signal (status $rc)" test "$rc" -eq $((128 + num))
-  check "SIG$sig mid-copy: no temporary file left" test "$(temps_in "dsig-$sig")" -eq 0
-  bad=0
-  while IFS= read -r -d '' f; do cmp -s "$f" "${f#dsig-$sig/}" || bad=1; done \
-    < <(find "dsig-$sig" -type f -print0)
-  check "SIG$sig mid-copy: the copies under final names are whole" test "$bad" -eq 0
 done
 
 # A reader that goes away: SIGPIPE from a real write into a closed pipe.
-rm -rf dpipe
-run -j 1 --chunk 4K --buffers 8 -r --copy dpipe sig sig 2>/dev/null | head -c 1 >/dev/null
-rc=${PIPESTATUS[0]}
-check "stdout closed by the reader: SIGPIPE (status $rc)" test "$rc" -eq 141
-check "... and no temporary file left" test "$(temps_in dpipe)" -eq 0
+for path in tmpfile named; do
+  if [[ $path == named ]]; then hook=1; else hook=; fi
+  rm -rf dpipe
+  AKSUM_TEST_NO_TMPFILE=$hook timeout 120 "$aksum" -j 1 --chunk 4K --buffers 8 -r --copy dpipe sig sig \
+    2>/dev/null | head -c 1 >/dev/null
+  rc=${PIPESTATUS[0]}
+  check "$path copies, stdout closed by the reader: SIGPIPE (status $rc)" test "$rc" -eq 141
+  check "... and no temporary file left" test "$(temps_in dpipe)" -eq 0
+done
+
+# ---- Copies: over an existing destination, both paths -------------------------------
+printf 'new contents' >src/over
+chmod 640 src/over
+for path in tmpfile named; do
+  if [[ $path == named ]]; then hook=1; else hook=; fi
+  rm -rf "over-$path"
+  mkdir -p "over-$path/src"
+  printf 'old, longer contents that must go' >"over-$path/src/over"
+  chmod 666 "over-$path/src/over"
+  ln "over-$path/src/over" "over-$path/keep"
+  AKSUM_TEST_NO_TMPFILE=$hook run --copy "over-$path" src/over >/dev/null 2>"over-$path.err"
+  check "$path copy over an existing destination: exit 0" test $? -eq 0
+  check "... the destination holds the new bytes" test "$(cat "over-$path/src/over")" = "new contents"
+  check "... with the source's mode" test "$(stat -c %a "over-$path/src/over")" = 640
+  check "... replaced (a new inode), not written into: a hard link to the old one keeps the old bytes" \
+    test "$(cat "over-$path/keep")" = "old, longer contents that must go"
+  check "... no temporary left" test "$(temps_in "over-$path")" -eq 0
+  mkdir -p "over-$path/d/src/over"
+  AKSUM_TEST_NO_TMPFILE=$hook run --copy "over-$path/d" src/over >/dev/null 2>"over-$path-dir.err"
+  rc=$?
+  check "$path copy onto a directory: exit 1, the copy named in the error" \
+    test "$rc" -eq 1 -a -n "$(grep -F 'copy to over-'"$path"'/d/src/over' "over-$path-dir.err")"
+  check "... the directory is left as it was, and no temporary" \
+    test -d "over-$path/d/src/over" -a "$(find "over-$path/d" -mindepth 2 | wc -l)" -eq 1
+done
 
 # ---- Copies: a source that shrinks while it is read ----------------------------------
 # 128 MiB read in 4 KiB chunks, cut to 3 MiB as soon as its copy exists. Out
@@ -134,8 +203,8 @@ for round in 1 2 3; do
   rm -rf dshr
   "$aksum" -j 1 --chunk 4K --buffers 64 --copy dshr shrink.bin >shr.out 2>shr.err &
   bg=$!
-  for _ in $(seq 1 500); do
-    (($(temps_in dshr) > 0)) && break
+  for _ in $(seq 1 500); do # the copy is open (an O_TMPFILE file), at most 5 s
+    (($(tmpfiles_open "$bg" dshr) > 0)) && break
     sleep 0.01
   done
   truncate -s 3M shrink.bin

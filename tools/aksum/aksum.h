@@ -7,7 +7,8 @@
  *   check.c     -c: reading a checksum list into items with expected sums
  *   pipeline.c  the engine: the ring opens and reads many files at once with
  *               a bounded set of buffers, the pool hashes, copies are written
- *   copy.c      --copy: destination names, directories, temporary names
+ *   copy.c      --copy: destination names, directories, O_TMPFILE copies
+ *               named when complete, the named-temporary fallback
  *   hash.c      the coreutils family (libcrypto EVP) and XXH3 (libxxhash)
  *   guard.c     fds 0-2 kept open, the open-file budget, and the removal of
  *               temporaries on SIGINT/SIGTERM/SIGHUP/SIGPIPE
@@ -17,6 +18,7 @@
 #ifndef AKSUM_H
 #define AKSUM_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -155,6 +157,17 @@ int aks_pipeline_run(aks_run *run);
 char *aks_copy_dest_path(const aks_run *run, const aks_item *it);
 int aks_copy_make_dirs(const char *dest_path);
 char *aks_copy_temp_path(const char *dest_path);
+/* The directory an O_TMPFILE copy is opened in (malloc'ed; "." for a bare
+ * name). tmpfile_wanted: whether copies are made with O_TMPFILE at all (not
+ * without /proc, nor under AKSUM_TEST_NO_TMPFILE). tmpfile_unsupported:
+ * whether an open's error means the filesystem or kernel lacks O_TMPFILE
+ * (then the copy takes a named temporary). link_into_place: gives the
+ * complete O_TMPFILE copy open on fd the name dest_path, replacing what is
+ * there atomically; 0 or -errno. */
+char *aks_copy_dir_path(const char *dest_path);
+bool aks_copy_tmpfile_wanted(void);
+bool aks_copy_tmpfile_unsupported(int err);
+int aks_copy_link_into_place(int fd, const char *dest_path);
 /* Before the run: fails the items whose copy would overwrite their own
  * source, and every item after the first that maps to one destination.
  * Returns 0 or -ENOMEM. */
@@ -176,6 +189,11 @@ bool aks_progress_wanted(const aks_run *run, bool *tty);
  * loop's thread). temp_add registers a name (kept by pointer; the caller
  * keeps it alive until temp_remove) and returns its slot or -1. */
 unsigned aks_guard_std_fds(void);
+/* block_fatal: blocks SIGINT, SIGTERM, SIGHUP and SIGPIPE on the calling
+ * (loop) thread, the old mask in *old; restore puts it back, and a signal
+ * that came meanwhile is handled then. */
+void aks_guard_block_fatal(sigset_t *old);
+void aks_guard_restore(const sigset_t *old);
 unsigned aks_guard_file_budget(unsigned per_file, unsigned cap);
 void aks_guard_signals(void);
 int aks_guard_temp_add(char *name);

@@ -1,18 +1,28 @@
-/* copy.c: --copy DEST: where each file's copy goes and the names it is
- * written under. A file's copy is DEST/PATH, PATH being the path as given or
- * walked made relative (leading "/" and "." / ".." components dropped), so
+/* copy.c: --copy DEST: where each file's copy goes and how it gets its name.
+ * A file's copy is DEST/PATH, PATH being the path as given or walked made
+ * relative (leading "/" and "." / ".." components dropped), so
  * `aksum -r --copy /backup src` writes /backup/src/... (rsync -R's rule).
- * The bytes go to a temporary name in the same directory (".NAME.aksum-
- * XXXXXXXX"), renamed over DEST/PATH only when the copy is complete
- * (pipeline.c), so a failed copy never leaves a partial file under the
- * final name. Before the run, aks_copy_plan refuses a copy onto its own
- * source and a second source for one destination. */
+ * A copy never appears under DEST/PATH before it is complete. Two ways:
+ *
+ * - O_TMPFILE (the normal path): the bytes go to an unnamed file opened in
+ *   DEST/PATH's directory; nothing exists under any name while it is
+ *   written, so a signal, a crash or a failure leaves nothing behind. When
+ *   complete it is given its name (aks_copy_link_into_place) with the fatal
+ *   signals blocked.
+ * - A named temporary (".NAME.aksum-XXXXXXXX", the fallback where the
+ *   filesystem or kernel has no O_TMPFILE, or /proc is missing), renamed
+ *   over DEST/PATH when complete; guard.c removes such names on a fatal
+ *   signal.
+ *
+ * Before the run, aks_copy_plan refuses a copy onto its own source and a
+ * second source for one destination. */
 #define _GNU_SOURCE
 #include "aksum.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -110,6 +120,71 @@ char *aks_copy_temp_path(const char *dest_path)
   if (out)
     snprintf(out, len, "%.*s.%s.aksum-%08x", dirlen, dest_path, base, salt);
   return out;
+}
+
+char *aks_copy_dir_path(const char *dest_path)
+{
+  const char *slash = strrchr(dest_path, '/');
+  if (!slash)
+    return strdup(".");
+  if (slash == dest_path)
+    return strdup("/");
+  return strndup(dest_path, (size_t)(slash - dest_path));
+}
+
+bool aks_copy_tmpfile_wanted(void)
+{
+  /* AKSUM_TEST_NO_TMPFILE (tests only: tests/test_aksum_safety.sh) forces
+   * the named-temporary path, so that path is exercised on filesystems that
+   * have O_TMPFILE. The link goes through /proc/self/fd (linkat with
+   * AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH), so without /proc the named
+   * path is the only one. */
+  const char *force = getenv("AKSUM_TEST_NO_TMPFILE");
+  if (force && *force && strcmp(force, "0") != 0)
+    return false;
+  return access("/proc/self/fd", X_OK) == 0;
+}
+
+bool aks_copy_tmpfile_unsupported(int err)
+{
+  /* open(2): EOPNOTSUPP where the filesystem has no O_TMPFILE (vfat, some
+   * network filesystems); EISDIR from kernels before 3.11, which see
+   * O_DIRECTORY|O_WRONLY; EINVAL where the flag combination is refused. */
+  return err == -EOPNOTSUPP || err == -EISDIR || err == -EINVAL;
+}
+
+int aks_copy_link_into_place(int fd, const char *dest_path)
+{
+  char proc[64];
+  snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+  /* With the fatal signals blocked: the handler never runs between the
+   * link and the rename, when a second name exists for the copy; a signal
+   * that comes meanwhile is handled once both are done. */
+  sigset_t old;
+  aks_guard_block_fatal(&old);
+  int rc = 0;
+  /* Nothing there yet (the usual case): the link itself is atomic. */
+  if (linkat(AT_FDCWD, proc, AT_FDCWD, dest_path, AT_SYMLINK_FOLLOW) < 0) {
+    rc = -errno;
+    if (rc == -EEXIST) {
+      /* An existing destination is replaced atomically: link to a fresh
+       * name next to it, then rename that over it (linkat cannot replace). */
+      char *tmp = aks_copy_temp_path(dest_path);
+      if (!tmp) {
+        rc = -ENOMEM;
+      } else if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) < 0) {
+        rc = -errno;
+      } else if (renameat(AT_FDCWD, tmp, AT_FDCWD, dest_path) < 0) {
+        rc = -errno;
+        unlink(tmp);
+      } else {
+        rc = 0;
+      }
+      free(tmp);
+    }
+  }
+  aks_guard_restore(&old);
+  return rc;
 }
 
 /* ---- Refusals made before anything is copied --------------------------------- */

@@ -9,7 +9,11 @@
  *   RLIMIT_NOFILE, counting what is open already (the ring, the pool).
  * - temporaries in flight: a table of the copies' temporary names, removed
  *   by the handler of SIGINT, SIGTERM, SIGHUP and SIGPIPE before the process
- *   dies of the signal as it would have (status 128+N, as cp).
+ *   dies of the signal as it would have (status 128+N, as cp). Only the
+ *   fallback path of copy.c has names here: a copy made with O_TMPFILE has
+ *   no name until it is complete, and it gets its name with the fatal
+ *   signals blocked (aks_guard_block_fatal), so the handler has nothing of
+ *   it to remove and never sees it half-named.
  *
  * The table is written by the loop thread only. A signal handled on another
  * thread is passed on to the loop thread (tgkill) and handled there, so the
@@ -22,13 +26,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
-#include <time.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 unsigned aks_guard_std_fds(void)
@@ -99,22 +104,28 @@ static void on_fatal_signal(int sig)
     errno = saved;
     return;
   }
-  /* An openat of a temporary may still be in the kernel (an io_uring
-   * worker): it can create the file just after the first unlink found
-   * nothing. Such an op completes within microseconds, so unlink again
-   * after short pauses (nanosleep and unlink are async-signal-safe), 50 ms
-   * in all; only then die. */
+  /* Named temporaries (the fallback path only): an openat of one may still
+   * be in the kernel (an io_uring worker) and create the file just after
+   * the first unlink found nothing. Such an op completes within
+   * microseconds, so when there are names, unlink again after short pauses
+   * (nanosleep and unlink are async-signal-safe), 50 ms in all; only then
+   * die. With O_TMPFILE copies the table is empty and nobody waits. */
   for (int pass = 0; pass < 6; pass++) {
     if (pass > 0) {
       struct timespec pause = {0, 10 * 1000 * 1000};
       nanosleep(&pause, NULL);
     }
+    unsigned names = 0;
     for (unsigned i = 0; i < TEMP_SLOTS; i++) {
       char *name = atomic_load_explicit(&temp_slots[i], memory_order_relaxed);
       atomic_signal_fence(memory_order_acquire);
-      if (name)
+      if (name) {
         unlink(name);
+        names++;
+      }
     }
+    if (names == 0)
+      break;
   }
   /* Die of the signal itself, as the tool would have without us. */
   signal(sig, SIG_DFL);
@@ -156,4 +167,22 @@ void aks_guard_temp_remove(int slot)
     atomic_store_explicit(&temp_slots[slot], NULL, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst);
   }
+}
+
+/* ---- Naming a finished copy without a half state seen by the handler ------------ */
+
+void aks_guard_block_fatal(sigset_t *old)
+{
+  sigset_t set;
+  sigemptyset(&set);
+  for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(fatal_signals[0]); i++)
+    sigaddset(&set, fatal_signals[i]);
+  /* This thread only: a signal that reaches a pool thread meanwhile is
+   * passed here (tgkill) and waits, pending, until aks_guard_restore. */
+  pthread_sigmask(SIG_BLOCK, &set, old);
+}
+
+void aks_guard_restore(const sigset_t *old)
+{
+  pthread_sigmask(SIG_SETMASK, old, NULL);
 }

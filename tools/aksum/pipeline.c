@@ -7,8 +7,9 @@
  * a time, which takes the next chunks in order (at most HASH_BATCH), so
  * files hash in parallel, one file's bytes go through its context in order,
  * and a big file's next chunks are read while these hash. With --copy each
- * chunk is also written (write all, at its offset) to a temporary file
- * renamed into place when the file is complete.
+ * chunk is also written (write all, at its offset) to an unnamed O_TMPFILE
+ * file linked into place when the file is complete (or, where the
+ * filesystem lacks O_TMPFILE, a named temporary renamed into place: copy.c).
  *
  * A chunk's life: free -> reading (a short read is resubmitted for the rest
  * of the chunk; a read of 0 marks the end) -> ready (in the file's list by
@@ -53,9 +54,11 @@ struct fjob {
   pl *p;
   aks_item *it;
   int fd;           /* input, -1 until open */
-  int out_fd;       /* --copy: the temporary file, or -1 */
-  char *dest, *tmp; /* --copy: final and temporary names */
-  bool tmp_exists;
+  int out_fd;       /* --copy: the copy being written, or -1 */
+  char *dest, *tmp; /* --copy: final name; the named temporary (fallback only) */
+  bool tmpfile;     /* the copy is an unnamed O_TMPFILE file (out_fd) */
+  bool copied;      /* the copy has its final name */
+  bool tmp_exists;  /* the named temporary exists (fallback only) */
   int tmp_slot;     /* its slot in guard.c's table of temporaries, or -1 */
   int64_t next_off; /* the next chunk's offset */
   int64_t reached;  /* the end of the furthest data read */
@@ -91,6 +94,7 @@ struct pl {
   int64_t tick_ns;
   bool fixed;        /* the buffers are registered (buf_index 0) */
   bool stdin_busy;   /* a "-" is being read: the next "-" waits for its end */
+  bool tmpfile;      /* copies start as O_TMPFILE files (copy.c) */
   unsigned max_open; /* files open at once: --buffers and RLIMIT_NOFILE */
   bool pumping, pump_again;
   bool done;
@@ -156,7 +160,7 @@ static void job_complete(fjob *j)
     j->dest = NULL;
   }
   it->finished = true;
-  if (!j->err && j->tmp)
+  if (!j->err && j->copied)
     p->run->copied++;
   if (j->ctx)
     p->algo->ctx_free(j->ctx);
@@ -212,6 +216,8 @@ static void fin_done(ak_future *f, void *arg)
   ak_future_release(f);
   if (res < 0 && j->fin != FIN_UNLINK)
     job_fail(j, (int)res, "copy");
+  if (j->fin == FIN_RENAME && res >= 0)
+    j->copied = true;
   if ((j->fin == FIN_RENAME && res >= 0) || j->fin == FIN_UNLINK) {
     j->tmp_exists = false;
     aks_guard_temp_remove(j->tmp_slot); /* before the name is freed */
@@ -249,6 +255,16 @@ static void fin_step(fjob *j)
      * hashed. Synchronous: one cheap call per file, on the loop thread. */
     if (!j->err && ftruncate(fd, j->hash_off) < 0)
       job_fail(j, -errno, "copy");
+    /* An O_TMPFILE copy is named while still open (its /proc/self/fd
+     * link); a failed one just vanishes at close. Synchronous for the
+     * same reason, and so the signal mask is this thread's. */
+    if (j->tmpfile && !j->err) {
+      int rc = aks_copy_link_into_place(fd, j->dest);
+      if (rc < 0)
+        job_fail(j, rc, "copy");
+      else
+        j->copied = true;
+    }
     fin_await(j, FIN_CLOSE_OUT, ak_close(loop, fd));
     return;
   }
@@ -488,17 +504,22 @@ static void open_done(ak_future *f, void *arg)
   job_check(j);
 }
 
+static void start_named_copy(fjob *j);
+
 static void out_open_done(ak_future *f, void *arg)
 {
   fjob *j = arg;
   int64_t res = ak_future_result(f);
   ak_future_release(f);
   j->opens--;
-  if (res < 0) {
+  if (j->tmpfile && aks_copy_tmpfile_unsupported((int)res) && !j->err) {
+    j->tmpfile = false;
+    start_named_copy(j); /* this filesystem has no O_TMPFILE */
+  } else if (res < 0) {
     job_fail(j, (int)res, "copy");
   } else {
     j->out_fd = (int)res;
-    j->tmp_exists = true;
+    j->tmp_exists = !j->tmpfile;
     /* The source's permission bits exactly, not as the umask cut them:
      * fchmod is not subject to the umask. */
     unsigned mode = j->it->mode ? (j->it->mode & 07777) : 0644;
@@ -506,6 +527,28 @@ static void out_open_done(ak_future *f, void *arg)
       job_fail(j, -errno, "copy");
   }
   job_check(j);
+}
+
+/* The fallback: a named temporary, registered with guard.c before it can
+ * exist so that a fatal signal removes it, renamed over the destination
+ * when complete (fin_step). Used where O_TMPFILE is not to be had. */
+static void start_named_copy(fjob *j)
+{
+  pl *p = j->p;
+  j->tmp = aks_copy_temp_path(j->dest);
+  if (j->tmp)
+    j->tmp_slot = aks_guard_temp_add(j->tmp);
+  /* 0600 until fchmod sets the source's bits: nobody else reads a copy of
+   * a private file in the meantime. */
+  ak_future *f =
+      j->tmp ? ak_openat(p->loop, AT_FDCWD, j->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)
+             : NULL;
+  if (!f) {
+    job_fail(j, -ENOMEM, "copy");
+    return;
+  }
+  j->opens++;
+  ak_future_on_settle(f, out_open_done, j);
 }
 
 static void start_copy(fjob *j)
@@ -521,19 +564,22 @@ static void start_copy(fjob *j)
     job_fail(j, rc, "copy");
     return;
   }
-  j->tmp = aks_copy_temp_path(j->dest);
-  /* Registered before it can exist: a signal from here on removes it. */
-  if (j->tmp)
-    j->tmp_slot = aks_guard_temp_add(j->tmp);
-  /* 0600 until fchmod sets the source's bits: nobody else reads a copy of
-   * a private file in the meantime. */
+  if (!p->tmpfile) {
+    start_named_copy(j);
+    return;
+  }
+  /* The normal path: an unnamed file in the destination's directory.
+   * Nothing to clean up on a signal or a failure; it is named when
+   * complete (fin_step). 0600 until fchmod, as above. */
+  char *dir = aks_copy_dir_path(j->dest);
   ak_future *f =
-      j->tmp ? ak_openat(p->loop, AT_FDCWD, j->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)
-             : NULL;
+      dir ? ak_openat(p->loop, AT_FDCWD, dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600) : NULL;
+  free(dir);
   if (!f) {
     job_fail(j, -ENOMEM, "copy");
     return;
   }
+  j->tmpfile = true;
   j->opens++;
   ak_future_on_settle(f, out_open_done, j);
 }
@@ -695,6 +741,7 @@ int aks_pipeline_run(aks_run *run)
   /* Files open at once: what --buffers asks, within RLIMIT_NOFILE less what
    * is open now (the ring, the pool's descriptors). A copy takes two. */
   p.max_open = aks_guard_file_budget(run->opts.copy_dest ? 2 : 1, run->opts.max_open);
+  p.tmpfile = run->opts.copy_dest && aks_copy_tmpfile_wanted();
   aks_guard_signals();
   for (unsigned i = 0; i < p.nchunks; i++) {
     p.chunks[i].buf = p.mem + (size_t)i * p.chunk_size;
