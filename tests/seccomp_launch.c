@@ -9,53 +9,13 @@
  * Exit status: the command's (execvp), 77 when a filter cannot be installed
  * here (meson's SKIP), 126/127 when the command cannot be run. */
 #define _GNU_SOURCE
+#include "seccomp_filter.h"
+
 #include <errno.h>
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <unistd.h>
-
-#if defined(__x86_64__)
-#define SL_AUDIT_ARCH AUDIT_ARCH_X86_64
-#elif defined(__aarch64__)
-#define SL_AUDIT_ARCH AUDIT_ARCH_AARCH64
-#endif
-
-/* The same numbers on every architecture (the unified syscall table). */
-enum { NR_URING_SETUP = 425, NR_URING_ENTER = 426, NR_URING_REGISTER = 427 };
-
-static int block_uring(int err)
-{
-#ifdef SL_AUDIT_ARCH
-  unsigned ret_errno = SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA);
-  struct sock_filter filter[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SL_AUDIT_ARCH, 1, 0),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NR_URING_SETUP, 3, 0),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NR_URING_ENTER, 2, 0),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NR_URING_REGISTER, 1, 0),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      BPF_STMT(BPF_RET | BPF_K, ret_errno),
-  };
-  struct sock_fprog prog = {.len = (unsigned short)(sizeof(filter) / sizeof(filter[0])),
-                            .filter = filter};
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-    return -errno;
-  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
-    return -errno;
-  return 0;
-#else
-  (void)err;
-  return -ENOSYS;
-#endif
-}
 
 int main(int argc, char **argv)
 {
@@ -69,7 +29,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "usage: seccomp_launch [--errno N] COMMAND [ARG...]\n");
     return 2;
   }
-  int rc = block_uring(err);
+  int rc = t_seccomp_block_uring(err);
   if (rc < 0) {
     fprintf(stderr, "seccomp_launch: cannot install the filter: %s\n", strerror(-rc));
     return 77;

@@ -2,56 +2,23 @@
 #define _GNU_SOURCE
 #include "helpers.h"
 
+#include "seccomp_filter.h"
+
 #include <errno.h>
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#if defined(__x86_64__)
-#define T_AUDIT_ARCH AUDIT_ARCH_X86_64
-#elif defined(__aarch64__)
-#define T_AUDIT_ARCH AUDIT_ARCH_AARCH64
-#endif
-
-#ifndef __NR_io_uring_setup
-#define __NR_io_uring_setup 425 /* the same number on every architecture */
-#endif
-
 /* ---- Seccomp ------------------------------------------------------------------ */
 
-/* Makes syscall nr fail with err for this process from now on (raw BPF:
- * other architectures and other syscalls are allowed). Returns 0 or -errno. */
+/* Makes syscall nr fail with err for this process from now on (the shared
+ * filter, seccomp_filter.c). Returns 0 or -errno. */
 static int deny_syscall(unsigned nr, int err)
 {
-#ifdef T_AUDIT_ARCH
-  struct sock_filter filter[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, T_AUDIT_ARCH, 1, 0),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-  };
-  struct sock_fprog prog = {.len = (unsigned short)(sizeof(filter) / sizeof(filter[0])),
-                            .filter = filter};
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-    return -errno;
-  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
-    return -errno;
-  return 0;
-#else
-  (void)nr;
-  (void)err;
-  return -ENOSYS;
-#endif
+  return t_seccomp_deny(&nr, 1, err);
 }
 
 /* Child exit codes: 0 as expected, 77 filter not installable, others name
@@ -74,7 +41,7 @@ static int child_blocked(void *arg)
   int err = *(int *)arg;
   if (uring_disabled_sysctl() != 0)
     return T_EXIT_SKIP; /* the sysctl would be named instead */
-  if (deny_syscall(__NR_io_uring_setup, err) != 0)
+  if (deny_syscall(T_NR_URING_SETUP, err) != 0)
     return T_EXIT_SKIP;
   unsetenv("AK_BACKEND"); /* the choice under test is the library's own */
   ak_loop *loop = NULL;

@@ -1,0 +1,63 @@
+/* seccomp_filter.c: the raw-BPF seccomp filter the tests install
+ * (seccomp_filter.h). Written once: test_unavailable.c calls it in forked
+ * children, seccomp_launch.c before execve. */
+#define _GNU_SOURCE
+#include "seccomp_filter.h"
+
+#include <errno.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+
+#if defined(__x86_64__)
+#define T_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define T_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+enum { MAX_DENIED = 32 };
+
+int t_seccomp_deny(const unsigned *nrs, size_t n, int err)
+{
+  if (n == 0 || n > MAX_DENIED)
+    return -EINVAL;
+#ifdef T_AUDIT_ARCH
+  /* Load arch: another ABI is allowed (its numbers mean other calls). Load
+   * nr: each denied number jumps to the last instruction, the errno. */
+  struct sock_filter filter[3 + 1 + MAX_DENIED + 2];
+  size_t k = 0;
+  filter[k++] =
+      (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
+  filter[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, T_AUDIT_ARCH, 1, 0);
+  filter[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+  filter[k++] =
+      (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+  for (size_t i = 0; i < n; i++) {
+    /* Instructions after this one up to the errno return: the remaining
+     * compares, then the allow. */
+    unsigned char to_deny = (unsigned char)(n - i);
+    filter[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nrs[i], to_deny, 0);
+  }
+  filter[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+  filter[k++] = (struct sock_filter)BPF_STMT(
+      BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA));
+  struct sock_fprog prog = {.len = (unsigned short)k, .filter = filter};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    return -errno;
+  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+    return -errno;
+  return 0;
+#else
+  (void)nrs;
+  (void)err;
+  return -ENOSYS;
+#endif
+}
+
+int t_seccomp_block_uring(int err)
+{
+  static const unsigned uring[] = {T_NR_URING_SETUP, T_NR_URING_ENTER, T_NR_URING_REGISTER};
+  return t_seccomp_deny(uring, sizeof(uring) / sizeof(uring[0]), err);
+}
