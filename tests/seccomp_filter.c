@@ -5,11 +5,13 @@
 #include "seccomp_filter.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 
 #if defined(__x86_64__)
 #define T_AUDIT_ARCH AUDIT_ARCH_X86_64
@@ -60,4 +62,35 @@ int t_seccomp_block_uring(int err)
 {
   static const unsigned uring[] = {T_NR_URING_SETUP, T_NR_URING_ENTER, T_NR_URING_REGISTER};
   return t_seccomp_deny(uring, sizeof(uring) / sizeof(uring[0]), err);
+}
+
+int t_seccomp_deny_tmpfile(int err)
+{
+#if defined(T_AUDIT_ARCH) && defined(__NR_openat)
+  /* openat's flags are its third argument; the low 32 bits hold them (a
+   * little-endian load of args[2]). The bit tested is the one O_TMPFILE
+   * adds to O_DIRECTORY (glibc's __O_TMPFILE includes O_DIRECTORY, which
+   * every directory open has). */
+  struct sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, T_AUDIT_ARCH, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_openat, 0, 2),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, O_TMPFILE & ~O_DIRECTORY, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
+  };
+  struct sock_fprog prog = {.len = (unsigned short)(sizeof(filter) / sizeof(filter[0])),
+                            .filter = filter};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    return -errno;
+  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+    return -errno;
+  return 0;
+#else
+  (void)err;
+  return -ENOSYS;
+#endif
 }

@@ -22,4 +22,11 @@ int t_seccomp_deny(const unsigned *nrs, size_t n, int err);
 /* t_seccomp_deny of io_uring_setup, io_uring_enter and io_uring_register. */
 int t_seccomp_block_uring(int err);
 
+/* Makes openat with O_TMPFILE in its flags fail with err, as on a
+ * filesystem without O_TMPFILE (EOPNOTSUPP: vfat) or a kernel before 3.11
+ * (EISDIR); other opens are allowed. Only syscalls are filtered: an openat
+ * run by io_uring is not, so use it with io_uring blocked (the epoll
+ * backend opens on the pool with the syscall). Returns as t_seccomp_deny. */
+int t_seccomp_deny_tmpfile(int err);
+
 #endif /* T_SECCOMP_FILTER_H */

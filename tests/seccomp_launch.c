@@ -4,7 +4,10 @@
  * filter survives execve and is inherited by children, so the command and
  * everything it starts run without io_uring.
  *
- *   seccomp_launch [--errno N] COMMAND [ARG...]
+ *   seccomp_launch [--errno N] [--tmpfile-errno N] COMMAND [ARG...]
+ *
+ * --tmpfile-errno N also makes openat with O_TMPFILE fail with N, as a
+ * filesystem without O_TMPFILE answers (aksum's --copy fallback).
  *
  * Exit status: the command's (execvp), 77 when a filter cannot be installed
  * here (meson's SKIP), 126/127 when the command cannot be run. */
@@ -20,16 +23,26 @@
 int main(int argc, char **argv)
 {
   int err = EPERM;
+  int tmpfile_err = 0;
   int first = 1;
-  if (argc > 2 && strcmp(argv[1], "--errno") == 0) {
-    err = atoi(argv[2]);
-    first = 3;
+  for (;;) {
+    if (first + 1 < argc && strcmp(argv[first], "--errno") == 0) {
+      err = atoi(argv[first + 1]);
+      first += 2;
+    } else if (first + 1 < argc && strcmp(argv[first], "--tmpfile-errno") == 0) {
+      tmpfile_err = atoi(argv[first + 1]);
+      first += 2;
+    } else {
+      break;
+    }
   }
   if (first >= argc) {
-    fprintf(stderr, "usage: seccomp_launch [--errno N] COMMAND [ARG...]\n");
+    fprintf(stderr, "usage: seccomp_launch [--errno N] [--tmpfile-errno N] COMMAND [ARG...]\n");
     return 2;
   }
   int rc = t_seccomp_block_uring(err);
+  if (rc == 0 && tmpfile_err > 0)
+    rc = t_seccomp_deny_tmpfile(tmpfile_err);
   if (rc < 0) {
     fprintf(stderr, "seccomp_launch: cannot install the filter: %s\n", strerror(-rc));
     return 77;

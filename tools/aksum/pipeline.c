@@ -514,8 +514,12 @@ static void out_open_done(ak_future *f, void *arg)
   ak_future_release(f);
   j->opens--;
   if (j->tmpfile && aks_copy_tmpfile_unsupported((int)res) && !j->err) {
+    /* This filesystem has no O_TMPFILE: this copy and the later ones take
+     * named temporaries (also right where O_TMPFILE would work, so one
+     * failed open per run is the cost, not one per file). */
     j->tmpfile = false;
-    start_named_copy(j); /* this filesystem has no O_TMPFILE */
+    j->p->tmpfile = false;
+    start_named_copy(j);
   } else if (res < 0) {
     job_fail(j, (int)res, "copy");
   } else {
