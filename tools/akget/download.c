@@ -217,8 +217,10 @@ static void all_parts_in(dl *d)
     fail_item(d);
     return;
   }
-  /* A resumed file answered with a whole 200 may have been longer. */
-  if (ftruncate(d->fd, end) < 0) {
+  /* A resumed file answered with a whole 200 may have been longer. Without
+   * -c the file was opened with O_TRUNC and holds exactly the bytes
+   * written: no truncate (a syscall per file saved). */
+  if (d->o->resume && ftruncate(d->fd, end) < 0) {
     set_error(d, -errno, 0, "truncate %s: %s", it->tmp, strerror(errno));
     fail_item(d);
     return;

@@ -77,7 +77,11 @@ static void *worker_main(void *arg)
       .user_agent = o->user_agent,
       .cacert = o->cacert,
       .insecure = o->insecure,
-      .recv_buffer = 65536,
+      /* 256 KiB receives: a third of the receives and file writes of
+       * 64 KiB ones on loopback (about 175 KiB arrive per receive), each
+       * write an io-wq hand-off; measured about 10-20% less CPU on 1000 x
+       * 1 MiB (docs/akget.md, PERFORMANCE). */
+      .recv_buffer = 256 * 1024,
       /* Each worker's client takes its share of the run's rate. */
       .max_rate = o->limit_rate ? (o->limit_rate + w->run_threads - 1) / w->run_threads : 0,
   };
