@@ -298,6 +298,9 @@ static bool route(int fd, const request *rq)
                           "Content-Length: 4\r\n\r\nbusy");
     return serve_file(fd, rq, n, false);
   }
+  if (strcmp(p, "/busy") == 0)
+    return send_str(fd, "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+                        "Content-Length: 4\r\n\r\nbusy");
   if (strcmp(p, "/redirect/rel") == 0)
     return send_str(fd, "HTTP/1.1 302 Found\r\nLocation: ../file/1000\r\nContent-Length: 0\r\n\r\n");
   if (strcmp(p, "/redirect/abs") == 0) {

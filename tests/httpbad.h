@@ -11,6 +11,7 @@
  *   /interim/N   100 and 103 before a 200
  *   /interimcl/N a 100 with a Content-Length (and no body) before a 200
  *   /retry/KEY/N 503 + Retry-After: 1 the first time per KEY, then 200
+ *   /busy        503 + Retry-After: 1, every time
  *   /redirect/rel /redirect/abs /redirect/loop    anything else: 404
  */
 #ifndef T_HTTPBAD_H

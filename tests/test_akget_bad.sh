@@ -92,6 +92,28 @@ elapsed_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
 ((elapsed_ms >= 900)) || fail "Retry-After not honoured (${elapsed_ms} ms)"
 [[ $(stat -c %s "$work/retry/4096") == 4096 ]] || fail "retried download incomplete"
 
+# --max-time bounds the whole download, retries and their waits included: a
+# server that always answers 503 + Retry-After: 1, with 5 retries allowed,
+# ends at 2 s (not after 5 retries) with a timeout: exit 4, no file.
+start_ns=$(date +%s%N)
+rc=0; "$akget" -q --retries 5 --max-time 2 -d "$work/mt" --json "$work/mt.json" "$base/busy" || rc=$?
+elapsed_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+[[ $rc == 4 ]] || fail "--max-time over retries: exit $rc, want 4"
+((elapsed_ms >= 1900 && elapsed_ms < 4000)) || fail "--max-time 2 ended after ${elapsed_ms} ms"
+[[ ! -e "$work/mt/busy" && ! -e "$work/mt/busy.akget-part" ]] || fail "--max-time left a file"
+python3 - "$work/mt.json" <<'EOF'
+import json, sys
+e = json.load(open(sys.argv[1]))["downloads"][0]
+assert e["error"] == "AK_EHTTPTOTALTIMEOUT", e
+assert e["retries"] >= 1 and "503" in e["detail"], e
+EOF
+# ... and a body that stalls (no retry waiting): the same deadline.
+start_ns=$(date +%s%N)
+rc=0; "$akget" -q --retries 5 --max-time 1.5 -d "$work/mt2" "$base/stall/100000" || rc=$?
+elapsed_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+[[ $rc == 4 ]] && ((elapsed_ms >= 1400 && elapsed_ms < 3500)) ||
+  fail "--max-time on a stall: exit $rc after ${elapsed_ms} ms"
+
 # --limit-rate: 250,000 bytes at 100 KiB/s: after one second of burst and a
 # last receive of up to 64 KiB, at least 0.8 s of waiting.
 start_ns=$(date +%s%N)

@@ -50,7 +50,7 @@ typedef struct akg_opts {
   int64_t retry_base_ns;     /* first backoff (doubles each time) */
   int64_t connect_timeout_ns; /* --connect-timeout */
   int64_t idle_timeout_ns;   /* --timeout */
-  int64_t max_time_ns;       /* --max-time (per attempt) */
+  int64_t max_time_ns;       /* --max-time: each download, retries included */
   const char **headers;      /* -H, in order */
   size_t header_count;
   const char *user_agent;    /* -A */

@@ -45,6 +45,9 @@ struct dl {
   unsigned busy;             /* parts with a request or a retry pending */
   bool failing;              /* an error ended it: waiting for parts to stop */
   int64_t size;              /* the entity's size if known, else -1 */
+  ak_future *setup;          /* the open or the HEAD probe in flight, or NULL */
+  ak_timer *max_timer;       /* --max-time over the whole download, or NULL */
+  char last_retry[400];      /* why the last retry was scheduled */
 };
 
 int64_t akg_item_got(const akg_item *item)
@@ -81,9 +84,18 @@ static void all_parts_in(dl *d);
 
 /* ---- ending -------------------------------------------------------------------------- */
 
+static void stop_max_timer(dl *d)
+{
+  if (d->max_timer) {
+    ak_timer_cancel(d->loop, d->max_timer);
+    d->max_timer = NULL;
+  }
+}
+
 static void end_item(dl *d, akg_state state)
 {
   akg_item *it = d->item;
+  stop_max_timer(d);
   akg_run *run = akg_worker_run(d->w);
   it->end_ns = ak_now_ns();
   it->exit_code = state == AKG_DONE ? 0 : akg_exit_code(it->err, it->status);
@@ -206,6 +218,7 @@ static void on_checked(ak_future *f, void *arg)
 static void all_parts_in(dl *d)
 {
   akg_item *it = d->item;
+  stop_max_timer(d); /* the bytes are all in: checking and naming finish */
   int64_t end = 0;
   for (unsigned i = 0; i < d->nparts; i++) {
     int64_t e = d->parts[i].start + __atomic_load_n(&it->seg_got[i], __ATOMIC_RELAXED);
@@ -258,6 +271,7 @@ static bool schedule_retry(part *p, int64_t retry_after_s, const char *why)
   p->attempts++;
   d->item->attempts++;
   int64_t wait = akg_backoff_ns(d->o, p->attempts, retry_after_s);
+  snprintf(d->last_retry, sizeof d->last_retry, "%s", why);
   akg_progress_event(akg_worker_run(d->w), d->item, "retry %u/%u %s in %.1f s: %s", p->attempts,
                      d->o->retries, d->item->url, wait / 1e9, why);
   p->retry = ak_call_later(d->loop, wait, retry_fire, p);
@@ -438,6 +452,12 @@ static void single_part(dl *d)
 static void on_probe(ak_future *f, void *arg)
 {
   dl *d = arg;
+  d->setup = NULL;
+  if (d->failing) { /* --max-time ran out during the probe */
+    ak_future_release(f);
+    finish_failed(d);
+    return;
+  }
   const ak_http_response *r = ak_future_state(f) == AK_DONE ? ak_future_value(f) : NULL;
   int64_t need = 2 * (d->o->min_segment > 0 ? d->o->min_segment : 1);
   if (r && r->status == 200 && r->accept_ranges && r->content_length >= need) {
@@ -457,6 +477,13 @@ static void on_open(ak_future *f, void *arg)
   akg_item *it = d->item;
   int64_t fd = ak_future_result(f);
   ak_future_release(f);
+  d->setup = NULL;
+  if (d->failing) { /* --max-time ran out during the open */
+    if (fd >= 0)
+      d->fd = (int)fd;
+    finish_failed(d); /* closes, and removes the file the open made */
+    return;
+  }
   if (fd < 0) {
     set_error(d, (int)fd, 0, "open %s: %s", it->tmp, strerror((int)-fd));
     end_item(d, AKG_FAILED);
@@ -477,12 +504,32 @@ static void on_open(ak_future *f, void *arg)
     rq.headers = d->o->headers;
     rq.header_count = d->o->header_count;
     ak_future *h = ak_http_get(akg_worker_client(d->w), &rq);
-    if (h && ak_future_on_settle(h, on_probe, d) == 0)
+    if (h && ak_future_on_settle(h, on_probe, d) == 0) {
+      d->setup = h;
       return;
+    }
     ak_future_release(h);
   }
   single_part(d);
   start_parts(d);
+}
+
+/* --max-time bounds the whole download, retries and their waits included
+ * (curl's --max-time): when it runs out, whatever is in flight (the open,
+ * the probe, the requests, a retry's wait) stops and the download fails. */
+static void max_time_over(void *arg)
+{
+  dl *d = arg;
+  d->max_timer = NULL;
+  set_error(d, AK_EHTTPTOTALTIMEOUT, 0, "not complete within --max-time (%.3f s)%s%.300s",
+            d->o->max_time_ns / 1e9, d->last_retry[0] ? "; last retry was for: " : "",
+            d->last_retry);
+  if (d->setup) {
+    d->failing = true;
+    ak_future_cancel(d->setup); /* its callback ends the download */
+    return;
+  }
+  fail_item(d);
 }
 
 void akg_download_start(akg_worker *w, akg_item *item, void (*done)(akg_worker *w, akg_item *item))
@@ -511,5 +558,9 @@ void akg_download_start(akg_worker *w, akg_item *item, void (*done)(akg_worker *
     ak_future_release(f);
     set_error(d, -ENOMEM, 0, "out of memory");
     end_item(d, AKG_FAILED);
+    return;
   }
+  d->setup = f;
+  if (d->o->max_time_ns > 0)
+    d->max_timer = ak_call_later(d->loop, d->o->max_time_ns, max_time_over, d);
 }

@@ -29,7 +29,7 @@ static void usage(FILE *f)
         "  --retries N        retries per request (3), backoff with jitter, Retry-After\n"
         "  --retry-wait SECS  first backoff (0.5), doubling up to 30\n"
         "  --connect-timeout SECS  (30)   --timeout SECS  idle (60)\n"
-        "  --max-time SECS    per request attempt (none)\n"
+        "  --max-time SECS    each download, retries and waits included (none)\n"
         "  -H 'Name: value'   extra request header     -A AGENT  User-Agent\n"
         "  --cacert FILE  -k  https options (https not supported in this build)\n"
         "  --checksum sha-256=HEX   verify the one URL's file\n"

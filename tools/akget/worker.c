@@ -73,7 +73,8 @@ static void *worker_main(void *arg)
       .connect_timeout_ns = o->connect_timeout_ns,
       .idle_timeout_ns = o->idle_timeout_ns,
       .head_timeout_ns = o->idle_timeout_ns,
-      .total_timeout_ns = o->max_time_ns,
+      /* --max-time is download.c's: one timer per download over all its
+       * attempts, not the client's per-request deadline. */
       .user_agent = o->user_agent,
       .cacert = o->cacert,
       .insecure = o->insecure,
