@@ -304,6 +304,57 @@ static void test_keepalive_reuse(void **state)
   assert_int_equal(ak_http_client_open_conns(fx->client), 1);
 }
 
+/* keepalive_timeout_ns: an idle kept-alive connection is closed after it,
+ * by the sweep while requests are active, and at the next request after a
+ * quiet spell; a quiet client keeps no timer, so its loop goes idle. */
+static void test_keepalive_idle_timeout(void **state)
+{
+  (void)state;
+  ak_http_options o = {.keepalive_timeout_ns = INT64_C(200000000),
+                       .idle_timeout_ns = INT64_C(1000000000)};
+  void *st;
+  setup_client(&st, &o);
+  fixture *fx = st;
+  sink s = {0};
+  ak_future *f = get_to_sink(fx, "/file/777", &s, 0);
+  assert_int_equal(ak_future_result(f), 200);
+  ak_future_release(f);
+  assert_int_equal(ak_http_client_open_conns(fx->client), 1);
+  /* Nothing in flight: the loop runs dry at once, the connection still open
+   * (a sweep timer would have kept the loop running until it closed it). */
+  assert_int_equal(ak_loop_run(fx->loop, AK_RUN_DEFAULT), 0);
+  assert_int_equal(ak_http_client_open_conns(fx->client), 1);
+  /* After a quiet spell longer than the timeout, the next request does not
+   * reuse the expired connection: it is closed, a new one made. */
+  ak_future *nap = ak_sleep(fx->loop, 300000000);
+  assert_int_equal(ak_future_wait(nap, WAIT), 0);
+  ak_future_release(nap);
+  f = get_to_sink(fx, "/file/777", &s, 0);
+  assert_int_equal(ak_future_result(f), 200);
+  assert_false(((ak_http_response *)ak_future_value(f))->reused);
+  ak_future_release(f);
+  assert_int_equal(ak_http_client_reused(fx->client), 0);
+  assert_int_equal(ak_http_client_open_conns(fx->client), 1);
+  /* While another request runs (a stalled body on another host key, ended
+   * by the 1 s idle deadline), the sweep closes the idle connection. */
+  char other[256];
+  snprintf(other, sizeof other, "http://localhost:%u/stall/100000", port);
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(other);
+  rq.on_body = to_sink;
+  rq.arg = &s;
+  f = ak_http_get(fx->client, &rq);
+  nap = ak_sleep(fx->loop, 500000000);
+  assert_int_equal(ak_future_wait(nap, WAIT), 0);
+  ak_future_release(nap);
+  assert_int_equal(ak_future_state(f), AK_PENDING);
+  assert_int_equal(ak_http_client_open_conns(fx->client), 1); /* the stalled one only */
+  assert_int_equal(ak_future_wait(f, WAIT), 0);
+  assert_int_equal(ak_future_result(f), AK_EHTTPIDLETIMEOUT);
+  ak_future_release(f);
+  assert_int_equal(ak_http_client_open_conns(fx->client), 0);
+  teardown(&st);
+}
+
 static void test_per_host_cap(void **state)
 {
   (void)state;
@@ -639,6 +690,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_chunked_and_close_delimited, setup, teardown),
       cmocka_unit_test_setup_teardown(test_keepalive_reuse, setup, teardown),
       cmocka_unit_test(test_per_host_cap),
+      cmocka_unit_test(test_keepalive_idle_timeout),
       cmocka_unit_test_setup_teardown(test_range_206, setup, teardown),
       cmocka_unit_test_setup_teardown(test_range_ignored_200, setup, teardown),
       cmocka_unit_test_setup_teardown(test_redirects, setup, teardown),

@@ -84,6 +84,13 @@ typedef struct ak_http_options {
                                   sent to its last header; 0: 60 s */
   int64_t total_timeout_ns;    /* one request from start to end, redirects
                                   included; 0: none */
+  int64_t keepalive_timeout_ns; /* a kept-alive connection unused for this
+                                  long is closed; 0: 30 s; AK_FOREVER: kept
+                                  until the client is freed. Checked by a
+                                  timer while the client has requests, and
+                                  at the next request otherwise (a client
+                                  with nothing to do keeps no timer that
+                                  would keep its loop from going idle) */
   int max_redirects;           /* 0: 10; < 0: follow none (a 3xx is the
                                   response) */
   size_t max_head_bytes;       /* status line plus headers; 0: 64 KiB */

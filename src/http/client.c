@@ -28,6 +28,7 @@ int ak_http_client_new(ak_loop *loop, const ak_http_options *opts, ak_http_clien
   o->idle_timeout_ns = or_default(opts->idle_timeout_ns, INT64_C(60000000000));
   o->head_timeout_ns = or_default(opts->head_timeout_ns, INT64_C(60000000000));
   o->total_timeout_ns = or_default(opts->total_timeout_ns, AK_FOREVER);
+  o->keepalive_timeout_ns = or_default(opts->keepalive_timeout_ns, INT64_C(30000000000));
   o->max_redirects = opts->max_redirects == 0 ? 10 : opts->max_redirects;
   o->max_head_bytes = opts->max_head_bytes ? opts->max_head_bytes : 64 * 1024;
   o->max_body_bytes = opts->max_body_bytes > 0 ? opts->max_body_bytes : INT64_C(1) << 44;
@@ -41,7 +42,8 @@ int ak_http_client_new(ak_loop *loop, const ak_http_options *opts, ak_http_clien
   o->cacert = opts->cacert ? ak__strdup(opts->cacert) : NULL;
   o->insecure = opts->insecure;
   bool bad = (opts->user_agent && strpbrk(opts->user_agent, "\r\n")) || o->connect_timeout_ns < -1 ||
-             o->idle_timeout_ns < -1 || o->head_timeout_ns < -1 || o->total_timeout_ns < -1;
+             o->idle_timeout_ns < -1 || o->head_timeout_ns < -1 || o->total_timeout_ns < -1 ||
+             o->keepalive_timeout_ns < -1;
   if (!o->user_agent || (opts->cacert && !o->cacert) || bad) {
     ak__free(o->user_agent);
     ak__free(o->cacert);
@@ -58,6 +60,7 @@ int ak_http_client_free(ak_http_client *c)
     return 0;
   if (c->active > 0)
     return -EBUSY;
+  ak__http_sweep_stop(c);
   ak__http_close_idle(c);
   ak__http_host *h = c->hosts;
   while (h) {

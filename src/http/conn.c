@@ -1,8 +1,16 @@
 /* conn.c: connections and the per-host keep-alive pools. A host pool (one
  * per scheme, host, port and zone) counts its open connections against the
  * client's cap, keeps the idle ones for reuse (most recent first: the one
- * least likely to have been closed by the server), and queues the requests
- * that found the cap reached. What a connection carries is exchange.c's. */
+ * least likely to have been closed by the server), closes those idle
+ * longer than keepalive_timeout_ns, and queues the requests that found the
+ * cap reached. What a connection carries is exchange.c's.
+ *
+ * Idle expiry costs one timer per client, not one per connection: the
+ * sweep is armed for the oldest idle connection's expiry while the client
+ * has requests (a timer is work that keeps a loop running, and a client
+ * with nothing to do must let its loop go idle); a request taking an idle
+ * connection also drops the expired ones first, so a client that was
+ * quiet for a while never reuses a connection past its time. */
 #include "http/internal.h"
 
 #include <stdio.h>
@@ -58,8 +66,69 @@ ak__http_conn *ak__http_conn_new(ak_http_client *c, ak__http_host *host)
   return conn;
 }
 
+static void conn_close(ak__http_conn *conn);
+
+static bool is_expired(const ak__http_conn *conn, int64_t now)
+{
+  int64_t t = conn->client->opts.keepalive_timeout_ns;
+  return t != AK_FOREVER && now - conn->idle_since >= t;
+}
+
+/* Closes host's idle connections past their time: the list is most recent
+ * first, so the expired ones are a tail. */
+static void expire_host(ak__http_host *host, int64_t now)
+{
+  ak__http_conn **pp = &host->idle;
+  while (*pp && !is_expired(*pp, now))
+    pp = &(*pp)->next_idle;
+  ak__http_conn *conn = *pp;
+  *pp = NULL;
+  while (conn) {
+    ak__http_conn *next = conn->next_idle;
+    conn_close(conn);
+    conn = next;
+  }
+}
+
+static void sweep_fire(void *arg)
+{
+  ak_http_client *c = arg;
+  c->sweep = NULL;
+  int64_t now = ak_now_ns();
+  for (ak__http_host *h = c->hosts; h; h = h->next)
+    expire_host(h, now);
+  ak__http_sweep_arm(c);
+}
+
+void ak__http_sweep_arm(ak_http_client *c)
+{
+  int64_t t = c->opts.keepalive_timeout_ns;
+  if (c->sweep || c->active == 0 || t == AK_FOREVER)
+    return;
+  int64_t oldest = INT64_MAX;
+  for (ak__http_host *h = c->hosts; h; h = h->next)
+    for (ak__http_conn *conn = h->idle; conn; conn = conn->next_idle)
+      if (conn->idle_since < oldest)
+        oldest = conn->idle_since;
+  if (oldest == INT64_MAX)
+    return;
+  int64_t wait = oldest + t - ak_now_ns();
+  c->sweep = ak_call_later(c->loop, wait > 0 ? wait : 0, sweep_fire, c);
+  /* NULL (ENOMEM): expired connections go at the next take instead. */
+}
+
+void ak__http_sweep_stop(ak_http_client *c)
+{
+  if (c->sweep) {
+    ak_timer_cancel(c->loop, c->sweep);
+    c->sweep = NULL;
+  }
+}
+
 ak__http_conn *ak__http_conn_take_idle(ak__http_host *host)
 {
+  if (host->idle)
+    expire_host(host, ak_now_ns());
   ak__http_conn *conn = host->idle;
   if (conn) {
     host->idle = conn->next_idle;
@@ -91,8 +160,10 @@ void ak__http_conn_release(ak__http_conn *conn, bool keep)
       ak__http_exchange_resume(ex, conn);
       return;
     }
+    conn->idle_since = ak_now_ns();
     conn->next_idle = host->idle;
     host->idle = conn;
+    ak__http_sweep_arm(conn->client);
     return;
   }
   conn_close(conn);

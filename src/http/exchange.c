@@ -660,6 +660,8 @@ static void finish(ak__http_exchange *ex)
   if (ex->parser_live)
     ak__http_parser_free(&ex->parser);
   c->active--;
+  if (c->active == 0)
+    ak__http_sweep_stop(c); /* the loop may go idle: no timer keeps it */
   ak_loop_unhold(c->loop);
   ak_url_free(ex->url);
   ak__free(ex->extra);
@@ -859,6 +861,7 @@ ak_future *ak__http_exchange_start(ak_http_client *c, const ak_http_request *req
   ak_future *ret = ak_future_ref(ex->fut);
   c->active++;
   ak_loop_hold(c->loop);
+  ak__http_sweep_arm(c); /* idle connections kept while the client was quiet */
   ex->total_deadline = c->opts.total_timeout_ns == AK_FOREVER
                            ? INT64_MAX
                            : ak_now_ns() + c->opts.total_timeout_ns;

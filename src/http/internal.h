@@ -118,6 +118,7 @@ struct ak__http_conn {
   char *tls_host;              /* https: the name for SNI and the check */
   ak__http_conn *next_idle;    /* in host->idle */
   unsigned uses;               /* requests it has carried */
+  int64_t idle_since;          /* when it went idle (in host->idle) */
   char *buf;                   /* receive buffer, client->opts.recv_buffer */
 };
 
@@ -135,6 +136,7 @@ struct ak__http_host {
 typedef struct ak__http_opts {
   unsigned max_conns_per_host;
   int64_t connect_timeout_ns, idle_timeout_ns, head_timeout_ns, total_timeout_ns;
+  int64_t keepalive_timeout_ns; /* AK_FOREVER: none */
   int max_redirects;
   size_t max_head_bytes;
   int64_t max_body_bytes;
@@ -153,6 +155,8 @@ struct ak_http_client {
   uint64_t reused;             /* requests sent on a kept-alive connection */
   size_t active;               /* requests not yet settled */
   ak_tls_config *tls_config;   /* https: made at first use, or NULL */
+  ak_timer *sweep;             /* closes idle connections past their time,
+                                  armed only while requests are active */
   double rate_tokens;          /* --limit-rate's bucket: bytes allowed now */
   int64_t rate_at;             /* when it was last filled */
 };
@@ -170,6 +174,10 @@ ak__http_conn *ak__http_conn_take_idle(ak__http_host *host);
 void ak__http_conn_release(ak__http_conn *c, bool keep);
 /* Closes every idle connection of the client. */
 void ak__http_close_idle(ak_http_client *c);
+/* The idle sweep: armed when the client has requests and idle
+ * connections, stopped when its last request settles. */
+void ak__http_sweep_arm(ak_http_client *c);
+void ak__http_sweep_stop(ak_http_client *c);
 
 /* ---- Exchanges (exchange.c) ----------------------------------------------------- */
 
