@@ -26,6 +26,7 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 static int listen_fd = -1;
 static pthread_t accept_thread;
@@ -99,6 +100,7 @@ static void reset_close(int fd)
 
 typedef struct request {
   char path[512];
+  char accept_encoding[128]; /* the request's Accept-Encoding, or "" */
   bool head;
   long long range_start, range_end; /* -1: none */
 } request;
@@ -121,6 +123,10 @@ static bool read_request(int fd, char *buf, size_t cap, size_t *have, request *r
   if (sscanf(buf, "%15s %511s", method, rq->path) != 2)
     return false;
   rq->head = strcmp(method, "HEAD") == 0;
+  rq->accept_encoding[0] = '\0';
+  char *ae = strcasestr(buf, "\r\nAccept-Encoding:");
+  if (ae)
+    sscanf(ae + 18, " %127[^\r]", rq->accept_encoding);
   rq->range_start = rq->range_end = -1;
   char *r = strcasestr(buf, "\r\nRange: bytes=");
   if (r) {
@@ -177,6 +183,68 @@ static bool serve_chunked(int fd, uint64_t n, bool cut)
     off += k;
   }
   return send_str(fd, "0\r\n\r\n");
+}
+
+/* The body of n bytes (the pattern, or zeros) compressed by zlib:
+ * window_bits 31 makes gzip, 15 zlib ("deflate"). malloc'd; NULL on
+ * failure. */
+static unsigned char *compress_body(uint64_t n, bool zeros, int window_bits, size_t *out_len)
+{
+  z_stream z = {0};
+  if (deflateInit2(&z, 6, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    return NULL;
+  size_t cap = deflateBound(&z, (uLong)n) + 64, have = 0;
+  unsigned char *out = malloc(cap), in[16384];
+  uint64_t off = 0;
+  int rc = Z_OK;
+  while (out && rc != Z_STREAM_END) {
+    size_t k = n - off < sizeof in ? (size_t)(n - off) : sizeof in;
+    if (zeros)
+      memset(in, 0, k);
+    else
+      fill_body(in, off, k);
+    off += k;
+    z.next_in = in;
+    z.avail_in = (uInt)k;
+    do {
+      z.next_out = out + have;
+      z.avail_out = (uInt)(cap - have);
+      rc = deflate(&z, off == n ? Z_FINISH : Z_NO_FLUSH);
+      have = cap - z.avail_out;
+    } while (z.avail_in > 0 && rc == Z_OK);
+  }
+  deflateEnd(&z);
+  *out_len = have;
+  return out;
+}
+
+/* /gzip... paths: a compressed body, sent as kind says. */
+static bool serve_compressed(int fd, const char *kind, uint64_t n)
+{
+  bool zeros = strcmp(kind, "gzipbomb") == 0;
+  size_t len = 0;
+  unsigned char *z = compress_body(n, zeros, strcmp(kind, "deflate") == 0 ? 15 : 31, &len);
+  if (!z || len < 40) {
+    free(z);
+    return false;
+  }
+  const char *enc = strcmp(kind, "deflate") == 0 ? "deflate" : strcmp(kind, "br") == 0 ? "br" : "gzip";
+  size_t send_len = len, claim = len;
+  if (strcmp(kind, "gzipbad") == 0)
+    for (size_t i = len / 3; i < len / 3 + 16; i++)
+      z[i] ^= 0x5a; /* corrupt deflate data in the middle */
+  if (strcmp(kind, "gzipisize") == 0)
+    z[len - 1] ^= 0x01; /* the trailer's length (ISIZE) is wrong */
+  if (strcmp(kind, "gziptrunc") == 0)
+    send_len = claim = len / 2; /* a framed body that holds half a stream */
+  if (strcmp(kind, "gzipcl") == 0)
+    claim = len + 100; /* Content-Length longer than the stream, then close */
+  char h[256];
+  snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Encoding: %s\r\nContent-Length: %zu\r\n\r\n",
+           enc, claim);
+  bool ok = send_str(fd, h) && send_all(fd, z, send_len);
+  free(z);
+  return ok && claim == send_len;
 }
 
 /* Whether key was seen before (and remembers it). */
@@ -297,6 +365,15 @@ static bool route(int fd, const request *rq)
       return send_str(fd, "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
                           "Content-Length: 4\r\n\r\nbusy");
     return serve_file(fd, rq, n, false);
+  }
+  char kind[16];
+  if (sscanf(p, "/z/%15[a-z]/%llu", kind, &n) == 2)
+    return serve_compressed(fd, kind, n);
+  if (strcmp(p, "/echo-ae") == 0) {
+    char h[300];
+    const char *v = rq->accept_encoding[0] ? rq->accept_encoding : "(none)";
+    snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(v), v);
+    return send_str(fd, h);
   }
   if (strcmp(p, "/busy") == 0)
     return send_str(fd, "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"

@@ -12,6 +12,12 @@
  *   /interimcl/N a 100 with a Content-Length (and no body) before a 200
  *   /retry/KEY/N 503 + Retry-After: 1 the first time per KEY, then 200
  *   /busy        503 + Retry-After: 1, every time
+ *   /z/KIND/N    the body of N bytes compressed: KIND gzip, deflate (zlib),
+ *                gzipbomb (N zeros), br (gzip bytes labelled br), and broken
+ *                gzip: gzipbad (corrupt data), gzipisize (wrong length
+ *                trailer), gziptrunc (half the stream, framed as whole),
+ *                gzipcl (Content-Length 100 over the stream, then close)
+ *   /echo-ae     the request's Accept-Encoding as the body ("(none)")
  *   /redirect/rel /redirect/abs /redirect/loop    anything else: 404
  */
 #ifndef T_HTTPBAD_H

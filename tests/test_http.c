@@ -355,6 +355,148 @@ static void test_keepalive_idle_timeout(void **state)
   teardown(&st);
 }
 
+/* AK_HTTP_DECODE: gzip and deflate bodies decoded to memory and to a file;
+ * every broken stream an error; a bomb stopped at the body limit; nothing
+ * asked or decoded without the flag. */
+static void test_decode_gzip_deflate(void **state)
+{
+  fixture *fx = *state;
+  sink s = {0};
+  ak_future *f = get_to_sink(fx, "/z/gzip/3000000", &s, AK_HTTP_DECODE);
+  assert_int_equal(ak_future_result(f), 200);
+  ak_http_response *r = ak_future_value(f);
+  assert_true(r->decoded);
+  assert_int_equal(r->decoded_bytes, 3000000);
+  assert_true(r->content_length > 0 && r->content_length < 3000000); /* encoded */
+  assert_int_equal(r->body_bytes, r->content_length);
+  assert_int_equal(r->entity_size, -1);
+  assert_int_equal(s.bytes, 3000000);
+  assert_false(s.mismatch);
+  ak_future_release(f);
+
+  memset(&s, 0, sizeof s);
+  f = get_to_sink(fx, "/z/deflate/100000", &s, AK_HTTP_DECODE);
+  assert_int_equal(ak_future_result(f), 200);
+  assert_int_equal(s.bytes, 100000);
+  assert_false(s.mismatch);
+  ak_future_release(f);
+
+  /* To a file by ring writes, at decoded offsets; progress counts them. */
+  int fd = t_tmpfile(O_RDWR);
+  int64_t progress = 0, size = -2;
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of("/z/gzip/2500000"));
+  rq.flags = AK_HTTP_DECODE;
+  rq.fd = fd;
+  rq.progress = &progress;
+  rq.size_out = &size;
+  f = ak_http_get(fx->client, &rq);
+  assert_int_equal(ak_future_wait(f, WAIT), 0);
+  assert_int_equal(ak_future_result(f), 200);
+  assert_int_equal(progress, 2500000);
+  assert_int_equal(size, -1); /* the decoded size is not announced */
+  check_file(fd, 2500000);
+  ak_future_release(f);
+  close(fd);
+
+  /* An identity body with the flag: as it is. */
+  memset(&s, 0, sizeof s);
+  f = get_to_sink(fx, "/file/5000", &s, AK_HTTP_DECODE);
+  assert_int_equal(ak_future_result(f), 200);
+  assert_false(((ak_http_response *)ak_future_value(f))->decoded);
+  assert_int_equal(s.bytes, 5000);
+  assert_false(s.mismatch);
+  ak_future_release(f);
+}
+
+/* The Accept-Encoding sent: none without the flag, gzip and deflate with it. */
+static int to_text(const void *data, size_t len, int64_t offset, void *arg)
+{
+  char *t = arg;
+  if (offset + (int64_t)len < 200)
+    memcpy(t + offset, data, len);
+  return 0;
+}
+
+static void test_decode_asks_only_when_told(void **state)
+{
+  fixture *fx = *state;
+  for (int with = 0; with < 2; with++) {
+    char text[200] = "";
+    ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of("/echo-ae"));
+    rq.flags = with ? AK_HTTP_DECODE : 0;
+    rq.on_body = to_text;
+    rq.arg = text;
+    ak_future *f = ak_http_get(fx->client, &rq);
+    assert_int_equal(ak_future_wait(f, WAIT), 0);
+    assert_int_equal(ak_future_result(f), 200);
+    assert_string_equal(text, with ? "gzip, deflate" : "(none)");
+    ak_future_release(f);
+  }
+  /* A gzip body sent without being asked: kept as sent (curl's way). */
+  sink s = {0};
+  ak_future *f = get_to_sink(fx, "/z/gzip/50000", &s, 0);
+  assert_int_equal(ak_future_result(f), 200);
+  ak_http_response *r = ak_future_value(f);
+  assert_false(r->decoded);
+  assert_int_equal((int64_t)s.bytes, r->content_length);
+  assert_int_equal(r->decoded_bytes, r->body_bytes);
+  assert_true(s.mismatch); /* the bytes are gzip's, not the pattern */
+  ak_future_release(f);
+  /* A Range with the flag is refused. */
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of("/z/gzip/50000"));
+  rq.flags = AK_HTTP_DECODE;
+  rq.range_start = 10;
+  f = ak_http_get(fx->client, &rq);
+  assert_int_equal(ak_future_wait(f, WAIT), 0);
+  assert_int_equal(ak_future_result(f), -EINVAL);
+  ak_future_release(f);
+}
+
+static void expect_decode_error(fixture *fx, const char *path, int err)
+{
+  for (int to_file = 0; to_file < 2; to_file++) {
+    sink s = {0};
+    int fd = to_file ? t_tmpfile(O_RDWR) : -1;
+    ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of(path));
+    rq.flags = AK_HTTP_DECODE;
+    rq.fd = fd;
+    rq.on_body = to_file ? NULL : to_sink;
+    rq.arg = &s;
+    ak_future *f = ak_http_get(fx->client, &rq);
+    assert_int_equal(ak_future_wait(f, WAIT), 0);
+    if (ak_future_result(f) != err)
+      fail_msg("%s (%s): got %s (%s), want %s", path, to_file ? "file" : "memory",
+               ak_err_name((int)ak_future_result(f)),
+               ak_future_detail(f) ? ak_future_detail(f) : "", ak_err_name(err));
+    assert_non_null(ak_future_detail(f));
+    ak_future_release(f);
+    if (fd >= 0)
+      close(fd);
+  }
+}
+
+static void test_decode_errors(void **state)
+{
+  fixture *fx = *state;
+  expect_decode_error(fx, "/z/gzipbad/200000", AK_EHTTPDECODE);
+  expect_decode_error(fx, "/z/gzipisize/200000", AK_EHTTPDECODE);
+  expect_decode_error(fx, "/z/gziptrunc/200000", AK_EHTTPDECODE);
+  expect_decode_error(fx, "/z/gzipcl/200000", AK_EHTTPTRUNCATED);
+  expect_decode_error(fx, "/z/br/20000", AK_EHTTPDECODE);
+}
+
+/* A gzip bomb (32 MiB of zeros in about 32 KiB) against a 1 MiB body limit:
+ * stopped there, whichever the sink. */
+static void test_decode_bomb_bounded(void **state)
+{
+  (void)state;
+  ak_http_options o = {.max_body_bytes = 1 << 20};
+  void *st;
+  setup_client(&st, &o);
+  expect_decode_error(st, "/z/gzipbomb/33554432", AK_EHTTPTOOBIG);
+  teardown(&st);
+}
+
 static void test_per_host_cap(void **state)
 {
   (void)state;
@@ -690,6 +832,10 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_chunked_and_close_delimited, setup, teardown),
       cmocka_unit_test_setup_teardown(test_keepalive_reuse, setup, teardown),
       cmocka_unit_test(test_per_host_cap),
+      cmocka_unit_test_setup_teardown(test_decode_gzip_deflate, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_decode_asks_only_when_told, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_decode_errors, setup, teardown),
+      cmocka_unit_test(test_decode_bomb_bounded),
       cmocka_unit_test(test_keepalive_idle_timeout),
       cmocka_unit_test_setup_teardown(test_range_206, setup, teardown),
       cmocka_unit_test_setup_teardown(test_range_ignored_200, setup, teardown),

@@ -77,7 +77,9 @@ extern "C" {
   XX(AK_EHTTPHEADTIMEOUT, -10211, "HTTP response head not complete in time")    \
   XX(AK_EHTTPIDLETIMEOUT, -10212, "no HTTP data received within the idle timeout") \
   XX(AK_EHTTPTOTALTIMEOUT, -10213, "HTTP request not complete within its total time") \
-  XX(AK_EHTTPCLOSED, -10214, "connection closed before an HTTP response")
+  XX(AK_EHTTPCLOSED, -10214, "connection closed before an HTTP response")    \
+  XX(AK_EHTTPDECODE, -10215,                                                    \
+     "HTTP body's Content-Encoding could not be decoded (corrupt or truncated)")
 
 enum ak_errno {
 #define AK__ERR_ENUM(name, num, msg) name = (num),

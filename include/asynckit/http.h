@@ -136,6 +136,24 @@ enum {
                                       instead of being taken from offset 0 */
   AK_HTTP_KEEP_ERROR_BODY = 1u << 2, /* write the body of a status >= 300
                                         too (default: read and dropped) */
+  AK_HTTP_DECODE = 1u << 3,        /* ask for a compressed body ("Accept-
+                                      Encoding: gzip, deflate", unless the
+                                      request's headers carry their own) and
+                                      decode a gzip or deflate (zlib) body as
+                                      it streams: the sink gets the decoded
+                                      bytes at decoded offsets. Another
+                                      Content-Encoding, a corrupt stream, a
+                                      bad trailer, or a stream that ends
+                                      before its end fail AK_EHTTPDECODE; more
+                                      decoded bytes than max_body_bytes fail
+                                      AK_EHTTPTOOBIG (a gzip bomb stops
+                                      there: memory is one buffer of
+                                      recv_buffer bytes per request). With a
+                                      Range (range_start >= 0) the request is
+                                      refused, -EINVAL: a range of an encoded
+                                      body cannot be decoded alone. Without
+                                      the flag nothing is asked and a body
+                                      sent encoded anyway is kept as sent. */
 };
 
 typedef struct ak_http_request {
@@ -190,6 +208,13 @@ typedef struct ak_http_response {
   bool reused;               /* sent on a kept-alive connection */
   size_t header_count;
   ak_http_header *headers;   /* in order received */
+  bool decoded;              /* AK_HTTP_DECODE and the body was encoded:
+                                it was decoded. Then content_length and
+                                body_bytes count the encoded bytes,
+                                decoded_bytes the bytes given to the sink,
+                                and entity_size is -1 */
+  int64_t decoded_bytes;     /* bytes given to the sink (body_bytes when
+                                nothing was decoded) */
 } ak_http_response;
 
 /* Starts a GET (or HEAD) of req->url. The future settles DONE with the final

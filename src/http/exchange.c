@@ -41,6 +41,7 @@ struct ak__http_exchange {
   unsigned flags;              /* AK_HTTP_* */
   char *extra;                 /* the user's header lines, joined with CRLFs */
   bool user_agent_given;       /* extra has a User-Agent */
+  bool accept_encoding_given;  /* extra has an Accept-Encoding */
   int64_t range_start, range_end;
   int fd;                      /* body sink, or -1 */
   int64_t fd_base;
@@ -71,6 +72,13 @@ struct ak__http_exchange {
   unsigned niov, iov_cap;
   size_t write_len;            /* their bytes */
   size_t write_done;           /* of those, written */
+  ak__http_decoder *decoder;   /* AK_HTTP_DECODE on an encoded body, or NULL */
+  char *dbuf;                  /* its output, recv_buffer bytes */
+  size_t dfill;                /* decoded bytes in dbuf not yet written */
+  size_t dwritten;             /* of those, written (short writes) */
+  unsigned dec_i;              /* the span being decoded */
+  size_t dec_off;              /* bytes of it taken */
+  int64_t decoded;             /* decoded bytes so far (this response) */
 
   int err;                     /* the first error, 0 while all is well */
   char detail[240];
@@ -298,15 +306,19 @@ static int build_request(ak__http_exchange *ex)
       snprintf(range, sizeof range, "Range: bytes=%" PRId64 "-\r\n", ex->range_start);
   }
   const char *method = ex->flags & AK_HTTP_HEAD ? "HEAD" : "GET";
+  const char *accept_enc = (ex->flags & AK_HTTP_DECODE) && !ex->accept_encoding_given
+                               ? "Accept-Encoding: gzip, deflate\r\n"
+                               : "";
   size_t n = strlen(method) + strlen(ex->url->target) + strlen(ex->url->authority) +
-             strlen(o->user_agent) + strlen(range) + (ex->extra ? strlen(ex->extra) : 0) + 128;
+             strlen(o->user_agent) + strlen(range) + (ex->extra ? strlen(ex->extra) : 0) + 128 +
+             strlen(accept_enc);
   char *r = ak__malloc(n);
   if (!r)
     return -ENOMEM;
-  int len = snprintf(r, n, "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%sAccept: */*\r\n%s%s\r\n", method,
+  int len = snprintf(r, n, "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%sAccept: */*\r\n%s%s%s\r\n", method,
                      ex->url->target, ex->url->authority, ex->user_agent_given ? "" : "User-Agent: ",
                      ex->user_agent_given ? "" : o->user_agent, ex->user_agent_given ? "" : "\r\n",
-                     range, ex->extra ? ex->extra : "");
+                     accept_enc, range, ex->extra ? ex->extra : "");
   ak__free(ex->req);
   ex->req = r;
   ex->req_len = (size_t)len;
@@ -374,6 +386,14 @@ static int on_head(ak__http_parser *p, void *arg)
   ak_http_response *r = p->resp;
   ex->redirect = false;
   ex->sink_body = false;
+  ak__http_decoder_free(ex->decoder);
+  ex->decoder = NULL;
+  ex->decoded = 0;
+  const char *enc = ak_http_response_header(r, "content-encoding");
+  bool decode = (ex->flags & AK_HTTP_DECODE) && !(ex->flags & AK_HTTP_HEAD) && enc &&
+                !ak__http_encoding_is_identity(enc);
+  if (decode)
+    r->entity_size = -1; /* the encoded length is not the decoded file's size */
   if (ex->size_out && r->status < 300)
     __atomic_store_n(ex->size_out, r->entity_size, __ATOMIC_RELAXED);
   if (is_redirect(r->status) && ak_http_response_header(r, "location") &&
@@ -401,6 +421,55 @@ static int on_head(ak__http_parser *p, void *arg)
     snprintf(p->detail, sizeof p->detail, "asked a Range, the server sent status %d", r->status);
     return AK_EHTTPRANGE;
   }
+  if (decode && ex->sink_body) {
+    int rc = ak__http_decoder_new(enc, &ex->decoder, p->detail, sizeof p->detail);
+    if (rc == 0 && !ex->dbuf && !(ex->dbuf = ak__malloc(ex->client->opts.recv_buffer)))
+      rc = -ENOMEM;
+    if (rc < 0)
+      return rc;
+    r->decoded = true;
+  }
+  return 0;
+}
+
+/* Counts n more decoded bytes against the body limit (a gzip bomb ends
+ * here). */
+static int count_decoded(ak__http_exchange *ex, ak__http_parser *p, size_t n)
+{
+  ex->decoded += (int64_t)n;
+  if (ex->decoded > ex->client->opts.max_body_bytes) {
+    snprintf(p->detail, sizeof p->detail, "decoded body over the limit of %lld bytes",
+             (long long)ex->client->opts.max_body_bytes);
+    return AK_EHTTPTOOBIG;
+  }
+  return 0;
+}
+
+/* The no-fd sink with a decoder: inflate in place, hand each piece over. */
+static int decode_to_callback(ak__http_exchange *ex, ak__http_parser *p, const char *data,
+                              size_t len)
+{
+  size_t cap = ex->client->opts.recv_buffer;
+  while (len > 0) {
+    size_t used = 0;
+    int64_t made = ak__http_decoder_run(ex->decoder, data, len, &used, ex->dbuf, cap, p->detail,
+                                        sizeof p->detail);
+    if (made < 0)
+      return (int)made;
+    data += used;
+    len -= used;
+    if (made > 0) {
+      int rc = count_decoded(ex, p, (size_t)made);
+      if (rc == 0)
+        rc = ex->on_body(ex->dbuf, (size_t)made, ex->write_pos, ex->arg);
+      if (rc < 0)
+        return rc;
+      ex->write_pos += made;
+      add_progress(ex, (size_t)made);
+    } else if (used == 0) {
+      break; /* cannot happen: with room out, zlib takes input or fails */
+    }
+  }
   return 0;
 }
 
@@ -410,6 +479,8 @@ static int on_body_bytes(ak__http_parser *p, const char *data, size_t len, void 
   (void)p;
   if (!ex->sink_body)
     return 0;
+  if (ex->fd < 0 && ex->decoder)
+    return decode_to_callback(ex, p, data, len);
   if (ex->fd < 0) {
     int rc = ex->on_body(data, len, ex->write_pos, ex->arg);
     ex->write_pos += (int64_t)len;
@@ -444,6 +515,17 @@ static int on_body_bytes(ak__http_parser *p, const char *data, size_t len, void 
 
 static void start_writes(ak__http_exchange *ex);
 static void message_complete(ak__http_exchange *ex);
+static void start_decode(ak__http_exchange *ex);
+
+/* The body spans of the last receive go to the file: as they are, or
+ * through the decoder. */
+static void spans_ready(ak__http_exchange *ex)
+{
+  if (ex->decoder)
+    start_decode(ex);
+  else
+    start_writes(ex);
+}
 
 static void on_recv(ak_future *f, void *arg)
 {
@@ -468,7 +550,7 @@ static void on_recv(ak_future *f, void *arg)
     }
     ex->leftover = true; /* closed: not reusable */
     if (ex->niov)
-      start_writes(ex);
+      spans_ready(ex);
     else
       message_complete(ex);
     return;
@@ -486,7 +568,7 @@ static void on_recv(ak_future *f, void *arg)
   if (used < res)
     ex->leftover = true;
   if (ex->niov)
-    start_writes(ex);
+    spans_ready(ex);
   else if (ex->parser.message_done)
     message_complete(ex);
   else
@@ -584,6 +666,88 @@ static void on_written(ak_future *f, void *arg)
     post_recv(ex);
 }
 
+/* With a decoder (AK_HTTP_DECODE): the spans are inflated into dbuf; each
+ * time it fills (and once at the end of the spans) it is written at the
+ * decoded offset, and decoding goes on from where it stopped when the write
+ * is done. The spans stay in the receive buffer until then: the next
+ * receive is posted only after the last write. */
+static void on_decoded_written(ak_future *f, void *arg);
+
+static void write_decoded(ak__http_exchange *ex)
+{
+  ex->state = EX_WRITING;
+  int64_t off = ex->fd_base + ex->write_pos + (int64_t)ex->dwritten;
+  await(ex, ak_write(ex->client->loop, ex->fd, ex->dbuf + ex->dwritten, ex->dfill - ex->dwritten, off),
+        on_decoded_written);
+}
+
+static void decode_more(ak__http_exchange *ex)
+{
+  size_t cap = ex->client->opts.recv_buffer;
+  while (ex->dec_i < ex->niov && ex->dfill < cap) {
+    const struct iovec *v = &ex->iov[ex->dec_i];
+    size_t used = 0;
+    int64_t made = ak__http_decoder_run(ex->decoder, (const char *)v->iov_base + ex->dec_off,
+                                        v->iov_len - ex->dec_off, &used, ex->dbuf + ex->dfill,
+                                        cap - ex->dfill, ex->parser.detail,
+                                        sizeof ex->parser.detail);
+    int rc = made < 0 ? (int)made : count_decoded(ex, &ex->parser, (size_t)made);
+    if (rc < 0) {
+      set_error(ex, rc, ex->parser.detail);
+      finish(ex);
+      return;
+    }
+    ex->dfill += (size_t)made;
+    ex->dec_off += used;
+    if (ex->dec_off == v->iov_len) {
+      ex->dec_i++;
+      ex->dec_off = 0;
+    } else if (made == 0 && used == 0) {
+      break; /* cannot happen: with room out, zlib takes input or fails */
+    }
+  }
+  if (ex->dfill > 0) {
+    ex->dwritten = 0;
+    write_decoded(ex);
+    return;
+  }
+  /* Every span of this receive is decoded and written. */
+  ex->niov = 0;
+  ex->write_len = 0;
+  if (ex->parser.message_done)
+    message_complete(ex);
+  else
+    post_recv(ex);
+}
+
+static void start_decode(ak__http_exchange *ex)
+{
+  ex->dec_i = 0;
+  ex->dec_off = 0;
+  ex->dfill = 0;
+  decode_more(ex);
+}
+
+static void on_decoded_written(ak_future *f, void *arg)
+{
+  ak__http_exchange *ex = arg;
+  int64_t res = op_done(ex, f);
+  if (res <= 0) {
+    set_error(ex, res == 0 ? -EIO : (int)res, "writing the decoded body to the file");
+    finish(ex);
+    return;
+  }
+  ex->dwritten += (size_t)res;
+  add_progress(ex, (size_t)res);
+  if (ex->dwritten < ex->dfill) {
+    write_decoded(ex);
+    return;
+  }
+  ex->write_pos += (int64_t)ex->dfill;
+  ex->dfill = 0;
+  decode_more(ex);
+}
+
 /* ---- 6. Ending ------------------------------------------------------------------------------ */
 
 static void follow_redirect(ak__http_exchange *ex)
@@ -627,6 +791,8 @@ static void message_complete(ak__http_exchange *ex)
     follow_redirect(ex);
     return;
   }
+  if (ex->decoder && !ak__http_decoder_ended(ex->decoder))
+    set_error(ex, AK_EHTTPDECODE, "the compressed body ends before its stream does (truncated)");
   finish(ex);
 }
 
@@ -654,6 +820,7 @@ static void finish(ak__http_exchange *ex)
     r->url = ak__strdup(ex->url->text);
     r->redirects = ex->redirects;
     r->reused = ex->conn_reused;
+    r->decoded_bytes = r->decoded ? ex->decoded : r->body_bytes;
     if (ak_future_set(fut, r->status, r, ak__http_response_dtor) < 0)
       ak__http_response_free(r);
   }
@@ -667,6 +834,8 @@ static void finish(ak__http_exchange *ex)
   ak__free(ex->extra);
   ak__free(ex->req);
   ak__free(ex->iov);
+  ak__http_decoder_free(ex->decoder);
+  ak__free(ex->dbuf);
   ak__free(ex);
   ak_future_release(fut);
 }
@@ -798,6 +967,8 @@ static int join_headers(ak__http_exchange *ex, const ak_http_request *req)
     n += strlen(h) + 2;
     if (strncasecmp(h, "user-agent:", 11) == 0)
       ex->user_agent_given = true;
+    if (strncasecmp(h, "accept-encoding:", 16) == 0)
+      ex->accept_encoding_given = true;
   }
   if (req->header_count == 0)
     return 0;
@@ -845,7 +1016,8 @@ ak_future *ak__http_exchange_start(ak_http_client *c, const ak_http_request *req
   ex->progress = req->progress;
   ex->size_out = req->size_out;
   rc = join_headers(ex, req);
-  if (rc < 0 || (ex->range_end >= 0 && ex->range_end < ex->range_start)) {
+  if (rc < 0 || (ex->range_end >= 0 && ex->range_end < ex->range_start) ||
+      ((ex->flags & AK_HTTP_DECODE) && ex->range_start >= 0)) {
     ak_url_free(url);
     ak__free(ex->extra);
     ak__free(ex);

@@ -11,6 +11,7 @@
  *   conn.c            connections and the per-host keep-alive pools
  *   exchange.c        one request: send, receive, parse, write the body,
  *                     deadlines, redirects
+ *   decode.c          gzip / deflate bodies (zlib) for AK_HTTP_DECODE
  *   client.c          the client object and the public entry points
  */
 #ifndef AK_HTTP_INTERNAL_H
@@ -80,6 +81,27 @@ ak_http_response *ak__http_parser_take(ak__http_parser *p);
 void ak__http_response_free(ak_http_response *resp);
 /* As ak_destructor. */
 void ak__http_response_dtor(void *resp);
+
+/* ---- The body decoder (decode.c) ---------------------------------------------
+ * AK_HTTP_DECODE's gzip / deflate inflater, in bounded steps. */
+
+typedef struct ak__http_decoder ak__http_decoder;
+
+/* Whether a Content-Encoding value means no encoding ("identity", empty). */
+bool ak__http_encoding_is_identity(const char *encoding);
+/* A decoder for encoding (gzip, x-gzip, deflate). Returns 0 and sets *out,
+ * AK_EHTTPDECODE for another encoding (detail says which), or -ENOMEM. */
+int ak__http_decoder_new(const char *encoding, ak__http_decoder **out, char *detail, size_t n);
+void ak__http_decoder_free(ak__http_decoder *d);
+/* Inflates from in (in_len bytes) into out (out_cap bytes): returns the
+ * bytes made (0 when more input is needed) and sets *used to the input
+ * taken; stops when out is full or in is used up. AK_EHTTPDECODE (detail
+ * filled) for a corrupt stream, a bad trailer, or junk after the end. */
+int64_t ak__http_decoder_run(ak__http_decoder *d, const void *in, size_t in_len, size_t *used,
+                             void *out, size_t out_cap, char *detail, size_t n);
+/* Whether the stream has reached its end (a body that stops before is
+ * truncated). */
+bool ak__http_decoder_ended(const ak__http_decoder *d);
 
 /* ---- Connections and the transport seam (conn.c, transport_*.c) ---------------
  * A connection reads and writes through a transport: the plain socket now,

@@ -60,6 +60,8 @@ typedef struct akg_opts {
   bool quiet, verbose;       /* -q, -v */
   unsigned threads;          /* --threads */
   int64_t limit_rate;        /* --limit-rate: bytes/s over the run, 0: none */
+  bool compressed;           /* --compressed: ask gzip/deflate, save decoded */
+  int64_t max_filesize;      /* --max-filesize: bytes per file (decoded), 0: none */
   bool progress_tty;         /* stderr is a terminal (and not -q) */
 } akg_opts;
 
@@ -87,6 +89,7 @@ typedef struct akg_item {
   int64_t resumed_from;      /* bytes already there (-c) */
   unsigned attempts;
   unsigned segments_used;
+  bool decoded;              /* the body came compressed and was decoded */
   int64_t start_ns, end_ns;
 } akg_item;
 

@@ -333,6 +333,8 @@ static void on_part_done(ak_future *f, void *arg)
   }
   if (r && (r->status == 200 || r->status == 206 || r->status == 204)) {
     it->status = r->status;
+    if (r->decoded)
+      it->decoded = true;
     if (r->entity_size >= 0 && d->size < 0)
       d->size = r->entity_size;
     if (r->status != 206 && d->nparts == 1 && p->start > 0) {
@@ -406,6 +408,13 @@ static void start_part(part *p)
     rq.range_start = p->start + have;
     rq.range_end = p->end;
     rq.flags |= AK_HTTP_REQUIRE_RANGE;
+  } else if (o->compressed) {
+    /* Compressed only from byte 0: a resume or a retry after some bytes
+     * asks the rest of the identity body by Range (the file holds decoded
+     * bytes, which are the identity body's), since a range of a gzip
+     * stream cannot be decoded alone (curl sends the same Range, compressed
+     * or not, and would get it wrong). */
+    rq.flags |= AK_HTTP_DECODE;
   }
   p->f = ak_http_get(akg_worker_client(d->w), &rq);
   if (!p->f || ak_future_on_settle(p->f, on_part_done, p) < 0) {
@@ -498,7 +507,12 @@ static void on_open(ak_future *f, void *arg)
                          it->resumed_from);
     }
   }
-  if (d->o->segments > 1 && it->resumed_from == 0) {
+  if (d->o->segments > 1 && it->resumed_from == 0 && d->o->compressed && d->o->verbose)
+    akg_progress_event(akg_worker_run(d->w), it,
+                       "%s: --compressed: one connection, no segments (a range of a compressed "
+                       "body cannot be decoded alone)",
+                       it->url);
+  if (d->o->segments > 1 && it->resumed_from == 0 && !d->o->compressed) {
     ak_http_request rq = AK_HTTP_REQUEST_INIT(it->url);
     rq.flags = AK_HTTP_HEAD;
     rq.headers = d->o->headers;

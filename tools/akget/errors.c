@@ -48,6 +48,7 @@ int akg_exit_code(int err, int status)
   case AK_EHTTPCHUNK:
   case AK_EHTTPRANGE:
   case AK_EHTTPTOOBIG:
+  case AK_EHTTPDECODE:
     return AKG_EXIT_PROTOCOL;
   default:
     break;

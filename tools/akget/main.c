@@ -36,6 +36,8 @@ static void usage(FILE *f)
         "  --json FILE|-      a summary in JSON\n"
         "  --threads N        loops (threads), connections spread over them (1)\n"
         "  --limit-rate RATE  bytes per second over the whole run (e.g. 500k, 2M)\n"
+        "  --compressed       ask for gzip/deflate and save the decoded file\n"
+        "  --max-filesize SIZE  fail a file larger than SIZE (decoded bytes too)\n"
         "  --shard K/N        only URLs whose hash falls in shard K of N (1..N)\n"
         "  -q  -v             quiet (failures only), verbose\n"
         "exit: 0 ok, 2 usage, 3 local IO, 4 network, 5 TLS, 6 checksum,\n"
@@ -280,7 +282,7 @@ static int assign_paths(akg_item *items, size_t n, const akg_opts *o)
 enum {
   OPT_MIN_SEGMENT = 256, OPT_RETRIES, OPT_RETRY_WAIT, OPT_CONNECT_TIMEOUT, OPT_TIMEOUT,
   OPT_MAX_TIME, OPT_CACERT, OPT_CHECKSUM, OPT_JSON, OPT_THREADS, OPT_SHARD, OPT_VERSION,
-  OPT_LIMIT_RATE,
+  OPT_LIMIT_RATE, OPT_COMPRESSED, OPT_MAX_FILESIZE,
 };
 
 static const struct option long_opts[] = {
@@ -298,6 +300,8 @@ static const struct option long_opts[] = {
     {"threads", required_argument, NULL, OPT_THREADS},
     {"shard", required_argument, NULL, OPT_SHARD},
     {"limit-rate", required_argument, NULL, OPT_LIMIT_RATE},
+    {"compressed", no_argument, NULL, OPT_COMPRESSED},
+    {"max-filesize", required_argument, NULL, OPT_MAX_FILESIZE},
     {"continue", no_argument, NULL, 'c'},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
@@ -373,6 +377,8 @@ int main(int argc, char **argv)
         return die_usage("bad --shard '%s' (want K/N, 1 <= K <= N)", optarg);
       break;
     case OPT_LIMIT_RATE: if (!parse_size(optarg, &o.limit_rate)) return die_usage("bad --limit-rate '%s'", optarg); break;
+    case OPT_COMPRESSED: o.compressed = true; break;
+    case OPT_MAX_FILESIZE: if (!parse_size(optarg, &o.max_filesize)) return die_usage("bad --max-filesize '%s'", optarg); break;
     case 'q': o.quiet = true; break;
     case 'v': o.verbose = true; break;
     default: usage(stderr); return AKG_EXIT_USAGE;

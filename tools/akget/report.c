@@ -55,8 +55,9 @@ int akg_report_json(const akg_run *run, const char *path, int exit_code)
     fputs(", \"file\": ", f);
     json_str(f, it->path);
     fprintf(f, ", \"ok\": %s, \"status\": %d, \"bytes\": %" PRId64 ", \"resumed_from\": %" PRId64
-               ", \"segments\": %u, \"retries\": %u, \"seconds\": %.3f",
+               ", \"segments\": %u, \"decoded\": %s, \"retries\": %u, \"seconds\": %.3f",
             ok ? "true" : "false", it->status, it->bytes, it->resumed_from, it->segments_used,
+            it->decoded ? "true" : "false",
             it->attempts, it->end_ns > it->start_ns ? (it->end_ns - it->start_ns) / 1e9 : 0.0);
     if (!ok) {
       fputs(", \"error\": ", f);
