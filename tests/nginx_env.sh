@@ -65,6 +65,10 @@ http {
     location = /redirect/rel { return 302 ../files/f001.bin; }
     location = /redirect/abs { return 301 http://127.0.0.1:$port/files/f002.bin; }
     location = /redirect/loop { return 302 /redirect/loop; }
+    # Compressed answers for akget --compressed: made on the fly (chunked),
+    # and from a FILE.gz next to FILE (gzip_static: with a Content-Length).
+    location /gz/ { alias $root/text/; gzip on; gzip_types *; gzip_min_length 1; }
+    location /gzs/ { alias $root/text/; gzip_static on; }
     location /flaky/ {
       if (!-f $root/flaky-ready) {
         add_header Retry-After 1 always;

@@ -114,6 +114,52 @@ elapsed_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
 [[ $rc == 4 ]] && ((elapsed_ms >= 1400 && elapsed_ms < 3500)) ||
   fail "--max-time on a stall: exit $rc after ${elapsed_ms} ms"
 
+# --compressed against broken gzip: each a protocol error (exit 7) or, for a
+# body shorter than its Content-Length, a network one (exit 4); no file left;
+# the good compressed download of the same run is whole and decoded.
+rc=0
+"$akget" -q --compressed --retries 0 -d "$work/z" --json "$work/z.json" "$base/z/gzip/300000" \
+  "$base/z/deflate/300001" "$base/z/gzipbad/300002" "$base/z/gzipisize/300003" \
+  "$base/z/gziptrunc/300004" "$base/z/gzipcl/300005" "$base/z/br/300006" || rc=$?
+[[ $rc == 7 ]] || fail "--compressed broken gzip: exit $rc, want 7"
+python3 - "$work/z.json" "$base" <<'EOF'
+import json, os, sys
+d = json.load(open(sys.argv[1]))
+want = {"gzip/300000": (0, None), "deflate/300001": (0, None),
+        "gzipbad/300002": (7, "AK_EHTTPDECODE"), "gzipisize/300003": (7, "AK_EHTTPDECODE"),
+        "gziptrunc/300004": (7, "AK_EHTTPDECODE"), "gzipcl/300005": (4, "AK_EHTTPTRUNCATED"),
+        "br/300006": (7, "AK_EHTTPDECODE")}
+def body(n):
+    return bytes(((i * 131 + (i >> 8)) % 251) for i in range(n))
+for e in d["downloads"]:
+    p = e["url"][len(sys.argv[2]) + 3:]
+    code, err = want.pop(p)
+    assert (0 if e["ok"] else e["exit"]) == code, (p, e)
+    assert os.path.exists(e["file"]) == (code == 0), (p, "file")
+    assert not os.path.exists(e["file"] + ".akget-part"), (p, "temporary file left")
+    if code:
+        assert e["error"] == err, (p, e)
+    else:
+        assert e["decoded"], (p, e)
+        assert open(e["file"], "rb").read() == body(int(p.split("/")[1])), (p, "content")
+assert not want, want
+EOF
+# Without --compressed nothing is asked and a gzip body is saved as sent.
+"$akget" -q -d "$work/z2" "$base/z/gzip/5000" "$base/echo-ae" || fail "no --compressed: exit $?"
+[[ $(cat "$work/z2/echo-ae") == "(none)" ]] || fail "Accept-Encoding sent without --compressed"
+python3 -c 'import gzip,sys; d=gzip.decompress(open(sys.argv[1],"rb").read()); assert d == bytes(((i*131+(i>>8))%251) for i in range(5000))' \
+  "$work/z2/5000" || fail "a gzip body without --compressed is not kept as sent"
+"$akget" -q --compressed -d "$work/z3" "$base/echo-ae" || fail "--compressed echo: exit $?"
+[[ $(cat "$work/z3/echo-ae") == "gzip, deflate" ]] || fail "--compressed: Accept-Encoding $(cat "$work/z3/echo-ae")"
+# A gzip bomb (64 MiB of zeros, about 64 KiB sent) with --max-filesize 1M:
+# stopped at the limit, exit 7, no file; and --max-filesize refuses an
+# announced Content-Length over it before the body.
+rc=0; "$akget" -q --compressed --max-filesize 1M -d "$work/bomb" --json "$work/bomb.json" \
+  "$base/z/gzipbomb/67108864" "$base/file/2000000" || rc=$?
+[[ $rc == 7 && ! -e "$work/bomb/67108864" && ! -e "$work/bomb/2000000" ]] ||
+  fail "--max-filesize: exit $rc"
+[[ $(grep -o "\"error\": \"AK_EHTTPTOOBIG\"" "$work/bomb.json" | wc -l) == 2 ]] || fail "--max-filesize: $(cat "$work/bomb.json")"
+
 # --limit-rate: 250,000 bytes at 100 KiB/s: after one second of burst and a
 # last receive of up to 64 KiB, at least 0.8 s of waiting.
 start_ns=$(date +%s%N)

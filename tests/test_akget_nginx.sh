@@ -26,6 +26,10 @@ for i in $(seq -w 1 300); do
   head -c $(( (10#$i * 7919) % 307200 )) /dev/urandom >"$root/files/f$i.bin"
 done
 head -c $((24 << 20)) /dev/urandom >"$root/files/big.bin"
+# Text that compresses, and its .gz for gzip_static.
+mkdir -p "$root/text"
+seq 1 400000 | sed 's/$/ some words that repeat/' >"$root/text/words.txt"
+gzip -k -6 "$root/text/words.txt"
 chmod -R a+rX "$root"
 # https with a test CA made now (tests/tls_certs.sh, openssl).
 sh "$here/tls_certs.sh" "$work/pki" >/dev/null || fail "could not make test certificates"
@@ -152,4 +156,43 @@ grep -q 'NOT verified' "$work/tls3.err" || fail "https -k does not say it is ins
 cmp -s "$root/files/f001.bin" "$work/tls3/f001.bin" || fail "https -k content"
 rc=0; "$akget" -q --cacert "$work/nonexistent.pem" -d "$work/tls4" "$tbase/files/f001.bin" 2>/dev/null || rc=$?
 [[ $rc == 5 ]] || fail "https with a missing --cacert: exit $rc"
+
+# --compressed: nginx's gzip (chunked) and gzip_static (a Content-Length of
+# the .gz): the files saved decoded, byte-exact, with fewer bytes on the wire.
+words="$root/text/words.txt"
+wsize=$(stat -c %s "$words")
+: >"$log"
+"$akget" -q --compressed -d "$work/gz" --json "$work/gz.json" "$base/gz/words.txt" ||
+  fail "--compressed (gzip on): exit $?"
+cmp -s "$words" "$work/gz/words.txt" || fail "--compressed (gzip on) content"
+sent=$(awk '$4 == "/gz/words.txt" {print $5}' "$log")
+((sent > 0 && sent < wsize / 2)) || fail "gzip on: $sent bytes sent for $wsize"
+grep -q '"decoded": true' "$work/gz.json" || fail "--compressed: JSON does not say decoded"
+"$akget" -q --compressed -o "$work/gz/static.txt" "$base/gzs/words.txt" || fail "gzip_static: exit $?"
+cmp -s "$words" "$work/gz/static.txt" || fail "gzip_static content"
+# --checksum checks the decoded file.
+sum=$(sha256sum "$words" | cut -d' ' -f1)
+"$akget" -q --compressed --checksum "sha-256=$sum" -o "$work/gz/ck.txt" "$base/gz/words.txt" ||
+  fail "--compressed --checksum: exit $?"
+# Without --compressed nothing is asked: nginx sends the identity body.
+: >"$log"
+"$akget" -q -o "$work/gz/plain.txt" --json "$work/gzp.json" "$base/gz/words.txt" || fail "identity: exit $?"
+cmp -s "$words" "$work/gz/plain.txt" || fail "identity content"
+sent=$(awk '$4 == "/gz/words.txt" {print $5}' "$log")
+((sent == wsize)) || fail "without --compressed nginx sent $sent bytes, want $wsize (identity)"
+grep -q '"decoded": false' "$work/gzp.json" || fail "identity: JSON says decoded"
+# -s with --compressed: one connection, no HEAD and no Range (-v says why).
+: >"$log"
+"$akget" -v --compressed -s 4 --min-segment 64K -o "$work/gz/seg.txt" "$base/gz/words.txt" \
+  2>"$work/gzseg.err" || fail "--compressed -s 4: exit $?"
+cmp -s "$words" "$work/gz/seg.txt" || fail "--compressed -s 4 content"
+[[ $(wc -l <"$log") == 1 ]] && grep -q ' 200 /gz/words.txt [0-9]* "-"$' "$log" || fail "--compressed -s 4: $(cat "$log")"
+grep -q 'no segments' "$work/gzseg.err" || fail "--compressed -s 4: -v does not say why"
+# -c with --compressed: the rest asked by Range, uncompressed (a range of a
+# gzip stream cannot be decoded alone); the file ends up whole.
+head -c 1000000 "$words" >"$work/gz/res.txt.akget-part"
+: >"$log"
+"$akget" -q -c --compressed -o "$work/gz/res.txt" "$base/gz/words.txt" || fail "--compressed -c: exit $?"
+cmp -s "$words" "$work/gz/res.txt" || fail "--compressed -c content"
+grep -q ' 206 /gz/words.txt [0-9]* "bytes=1000000-"' "$log" || fail "--compressed -c: $(cat "$log")"
 echo "akget against nginx: ok"
