@@ -167,13 +167,13 @@ static bool serve_file(int fd, const request *rq, uint64_t n, bool no_range)
   return send_str(fd, head) && (rq->head || send_body(fd, 0, n));
 }
 
-static bool serve_chunked(int fd, uint64_t n, bool cut)
+static bool serve_chunked(int fd, uint64_t n, bool cut, uint64_t chunk)
 {
   if (!send_str(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"))
     return false;
   uint64_t off = 0;
   while (off < n) {
-    uint64_t k = n - off < 1000 ? n - off : 1000;
+    uint64_t k = n - off < chunk ? n - off : chunk;
     if (cut && off + k >= n / 2)
       return false; /* the caller closes: the body is cut short */
     char line[32];
@@ -272,7 +272,9 @@ static bool route(int fd, const request *rq)
   if (sscanf(p, "/norange/%llu", &n) == 1)
     return serve_file(fd, rq, n, true);
   if (sscanf(p, "/chunked/%llu", &n) == 1)
-    return serve_chunked(fd, n, false);
+    return serve_chunked(fd, n, false, 1000);
+  if (sscanf(p, "/tinychunks/%llu", &n) == 1)
+    return serve_chunked(fd, n, false, 7);
   if (sscanf(p, "/close/%llu", &n) == 1) {
     send_str(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
     send_body(fd, 0, n);
@@ -295,7 +297,7 @@ static bool route(int fd, const request *rq)
     return false;
   }
   if (sscanf(p, "/chunkcut/%llu", &n) == 1) {
-    serve_chunked(fd, n, true);
+    serve_chunked(fd, n, true, 1000);
     return false;
   }
   if (sscanf(p, "/stall/%llu", &n) == 1) {

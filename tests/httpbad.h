@@ -18,6 +18,7 @@
  *                trailer), gziptrunc (half the stream, framed as whole),
  *                gzipcl (Content-Length 100 over the stream, then close)
  *   /echo-ae     the request's Accept-Encoding as the body ("(none)")
+ *   /tinychunks/N chunked in 7-byte chunks (thousands of spans a receive)
  *   /redirect/rel /redirect/abs /redirect/loop    anything else: 404
  */
 #ifndef T_HTTPBAD_H

@@ -290,6 +290,24 @@ static void test_chunked_and_close_delimited(void **state)
   }
 }
 
+/* Thousands of tiny chunks in one receive go to the file (more spans than
+ * one writev takes). */
+static void test_tiny_chunks_to_file(void **state)
+{
+  fixture *fx = *state;
+  int fd = t_tmpfile(O_RDWR);
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of("/tinychunks/300000"));
+  rq.fd = fd;
+  ak_future *f = ak_http_get(fx->client, &rq);
+  assert_int_equal(ak_future_wait(f, WAIT), 0);
+  if (ak_future_result(f) != 200)
+    fail_msg("got %s: %s", ak_err_name((int)ak_future_result(f)),
+             ak_future_detail(f) ? ak_future_detail(f) : "");
+  check_file(fd, 300000);
+  ak_future_release(f);
+  close(fd);
+}
+
 static void test_keepalive_reuse(void **state)
 {
   fixture *fx = *state;
@@ -830,6 +848,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_get_body_to_memory, setup, teardown),
       cmocka_unit_test_setup_teardown(test_get_to_file_and_progress, setup, teardown),
       cmocka_unit_test_setup_teardown(test_chunked_and_close_delimited, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_tiny_chunks_to_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_keepalive_reuse, setup, teardown),
       cmocka_unit_test(test_per_host_cap),
       cmocka_unit_test_setup_teardown(test_decode_gzip_deflate, setup, teardown),

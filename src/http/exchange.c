@@ -497,9 +497,11 @@ static int on_body_bytes(ak__http_parser *p, const char *data, size_t len, void 
     }
   }
   if (ex->niov == ex->iov_cap) {
+    /* A span per chunk: a receive of tiny chunks (a 1-byte chunk takes 6
+     * bytes) can hold recv_buffer / 6 of them, which bounds the array. */
     unsigned cap = ex->iov_cap ? ex->iov_cap * 2 : 8;
-    if (cap > 1024)
-      return -E2BIG; /* cannot happen: a receive has far fewer chunks than bytes / 5 */
+    if (cap > ex->client->opts.recv_buffer / 4 + 8)
+      return -E2BIG; /* NEVER: more spans than a receive can hold */
     struct iovec *g = ak__realloc(ex->iov, cap * sizeof *g);
     if (!g)
       return -ENOMEM;
@@ -630,7 +632,10 @@ static void submit_writes(ak__http_exchange *ex)
   ex->iov[i].iov_base = (char *)ex->iov[i].iov_base + skip;
   ex->iov[i].iov_len -= skip;
   int64_t off = ex->fd_base + ex->write_pos + (int64_t)ex->write_done;
-  ak_future *w = ak_writev(ex->client->loop, ex->fd, ex->iov + i, ex->niov - i, off, NULL);
+  /* writev takes IOV_MAX (1024) spans at most: the rest goes as after a
+   * short write. */
+  unsigned n = ex->niov - i < 1024 ? ex->niov - i : 1024;
+  ak_future *w = ak_writev(ex->client->loop, ex->fd, ex->iov + i, n, off, NULL);
   ex->iov[i] = first; /* ak_writev copied the array */
   await(ex, w, on_written);
 }
