@@ -583,7 +583,17 @@ static void recv_now(ak__http_exchange *ex)
   if (!ex->timer)
     arm_timer(ex); /* a timer that fired while the body was being written
                       found no deadline to watch then */
-  await(ex, ex->conn->tr->recv(ex->conn, ex->conn->buf, ex->client->opts.recv_buffer), on_recv);
+  size_t len = ex->client->opts.recv_buffer;
+  if (ex->client->opts.max_rate > 0) {
+    /* A receive takes no more than the bucket holds (at least 16 KiB), so
+     * one large receive cannot spend seconds' worth at once: with 256 KiB
+     * receives a 250 KB body at 100 KiB/s came in one go. */
+    double tokens = ex->client->rate_tokens;
+    size_t budget = tokens < 16384 ? 16384 : (size_t)tokens;
+    if (budget < len)
+      len = budget;
+  }
+  await(ex, ex->conn->tr->recv(ex->conn, ex->conn->buf, len), on_recv);
 }
 
 static void throttle_over(void *arg)
@@ -596,7 +606,8 @@ static void throttle_over(void *arg)
 
 /* With a rate limit, the client's bucket refills at max_rate bytes a second
  * (up to one second's worth) and each receive spends what it got; a receive
- * waits while the bucket is empty. */
+ * waits while the bucket is empty, and asks for no more than it holds
+ * (recv_now). */
 static void post_recv(ak__http_exchange *ex)
 {
   ak_http_client *c = ex->client;
