@@ -54,6 +54,18 @@ reqs=$(wc -l <"$log")
 ((conns <= 4)) || fail "$conns connections for 300 requests with -x 4: no keep-alive reuse"
 echo "300 files over $conns connections"
 
+# Repeated names: the same name from several URLs gets .1, .2 (wget's
+# numbering); nothing is written twice under one name.
+"$akget" -q -d "$work/names" "$base/files/f001.bin" "$base/files/f002.bin?x" \
+  "$base/files/f001.bin?y" "$base/files/f001.bin" || fail "repeated names: exit $?"
+ls "$work/names" | sort | tr '\n' ' ' >"$work/names.ls"
+echo "repeated names: $(cat "$work/names.ls")"
+[[ "$(cat "$work/names.ls")" == "f001.bin f001.bin.1 f001.bin.2 f002.bin " ]] ||
+  fail "repeated names gave: $(cat "$work/names.ls")"
+for f in f001.bin f001.bin.1 f001.bin.2; do
+  cmp -s "$root/files/f001.bin" "$work/names/$f" || fail "repeated names: $f differs"
+done
+
 # Redirects: relative and absolute are followed; a loop is exit 7.
 "$akget" -q -d "$work/redir" "$base/redirect/rel" "$base/redirect/abs" || fail "redirects: exit $?"
 cmp -s "$root/files/f001.bin" "$work/redir/rel" || fail "relative redirect content"

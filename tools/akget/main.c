@@ -232,51 +232,76 @@ static int mkdir_p(const char *dir)
   return rc;
 }
 
+/* The paths named so far: an open-addressing set (linear probing, at most
+ * half full), so naming n items costs O(n), not the O(n^2) of comparing
+ * each with every earlier one (10,000 URLs: 50 million strcmp, a fifth of
+ * akget's CPU on 16 KiB files). */
+typedef struct path_set {
+  const char **slot;
+  size_t cap; /* a power of two */
+} path_set;
+
+static bool path_set_has(const path_set *s, const char *p)
+{
+  for (size_t i = url_hash(p) & (s->cap - 1); s->slot[i]; i = (i + 1) & (s->cap - 1))
+    if (strcmp(s->slot[i], p) == 0)
+      return true;
+  return false;
+}
+
+static void path_set_add(path_set *s, const char *p)
+{
+  size_t i = url_hash(p) & (s->cap - 1);
+  while (s->slot[i])
+    i = (i + 1) & (s->cap - 1);
+  s->slot[i] = p;
+}
+
 /* Names every item: -o, or DIR/name with ".1", ".2"... for repeats. */
 static int assign_paths(akg_item *items, size_t n, const akg_opts *o)
 {
-  for (size_t i = 0; i < n; i++) {
+  path_set seen = {NULL, 16};
+  while (seen.cap < 2 * n)
+    seen.cap *= 2;
+  seen.slot = calloc(seen.cap, sizeof *seen.slot);
+  if (!seen.slot)
+    return -ENOMEM;
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
     char *name = o->output ? strdup(o->output) : name_for(items[i].url);
-    if (!name)
-      return -ENOMEM;
-    char *path = o->output ? name : join(o->dir, name);
+    char *path = !name ? NULL : o->output ? name : join(o->dir, name);
     if (path != name)
       free(name);
-    if (!path)
-      return -ENOMEM;
-    for (unsigned k = 1; ; k++) {
-      bool clash = false;
-      for (size_t j = 0; j < i && !clash; j++)
-        clash = strcmp(items[j].path, path) == 0;
-      if (!clash)
-        break;
+    if (!path) {
+      rc = -ENOMEM;
+      break;
+    }
+    /* A clash with an earlier name (or an earlier alternative) takes the
+     * next free number. */
+    for (unsigned k = 1; path && path_set_has(&seen, path); k++) {
       size_t len = strlen(path) + 16;
       char *alt = malloc(len);
-      if (!alt)
-        return -ENOMEM;
-      char *base = strdup(path);
-      char *dot = strrchr(base, '.');
-      snprintf(alt, len, "%s.%u", base, k);
-      (void)dot;
-      free(base);
-      /* A clash with an earlier alternative tries the next number. */
-      bool again = false;
-      for (size_t j = 0; j < i && !again; j++)
-        again = strcmp(items[j].path, alt) == 0;
-      if (!again) {
-        free(path);
-        path = alt;
-        break;
+      if (alt) {
+        int cut = k == 1 ? (int)strlen(path) : (int)(strrchr(path, '.') - path);
+        snprintf(alt, len, "%.*s.%u", cut, path, k);
       }
-      free(alt);
+      free(path);
+      path = alt;
+    }
+    if (!path) {
+      rc = -ENOMEM;
+      break;
     }
     items[i].path = path;
+    path_set_add(&seen, path);
     items[i].tmp = malloc(strlen(path) + 16);
     if (!items[i].tmp)
-      return -ENOMEM;
-    sprintf(items[i].tmp, "%s.akget-part", path);
+      rc = -ENOMEM;
+    else
+      sprintf(items[i].tmp, "%s.akget-part", path);
   }
-  return 0;
+  free(seen.slot);
+  return rc;
 }
 
 enum {
