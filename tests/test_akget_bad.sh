@@ -4,9 +4,9 @@
 # code within its deadline, leaves no file under its final name (and no
 # temporary file), and the good downloads of the same run are unaffected.
 #
-# Usage: test_akget_bad.sh AKGET HTTPBAD
+# Usage: test_akget_bad.sh AKGET HTTPBAD [SECCOMP_LAUNCH]
 set -euo pipefail
-akget="$1" httpbad="$2"
+akget="$1" httpbad="$2" launch="${3:-}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ak-akget-bad.XXXXXX")"
 srv_pid=""
 cleanup() {
@@ -65,6 +65,10 @@ for e in d["downloads"]:
     if code:
         assert e["error"] and e["detail"], f"{p}: no reason given"
 assert set(seen) == set(want), set(want) - set(seen)
+# Nothing else in the folder: no temporary file of any name.
+names = sorted(os.listdir(out))
+good = sorted(os.path.basename(e["file"]) for e in d["downloads"] if e["ok"])
+assert names == good, f"files left: {sorted(set(names) - set(good))}"
 # The good ones are whole and right.
 def body(n):
     return bytes(((i * 131 + (i >> 8)) % 251) for i in range(n))
@@ -178,6 +182,66 @@ rc=0; "$akget" -q --retries 1 --retry-wait 0.1 -d "$work/r1" "$base/reset/400000
 rc=0; "$akget" -q -c --retries 0 -d "$work/r2" "$base/short/400000" || rc=$?
 [[ $rc == 4 && ! -e "$work/r2/400000" ]] || fail "short with -c: exit $rc"
 [[ $(stat -c %s "$work/r2/400000.akget-part") == 200000 ]] || fail "-c did not keep the partial file"
+
+# While a download runs, its bytes are in an unnamed file (O_TMPFILE): the
+# folder shows nothing, and a killed akget (SIGKILL: no clean-up at all)
+# leaves nothing. With named temporaries (AKGET_TEST_NO_TMPFILE, the path
+# for -c and for filesystems without O_TMPFILE) the .akget-part is there.
+for mode in unnamed named; do
+  dir="$work/kill-$mode"
+  mkdir -p "$dir"
+  if [[ $mode == named ]]; then export AKGET_TEST_NO_TMPFILE=1; fi
+  "$akget" -q --retries 0 --timeout 20 -d "$dir" "$base/stall/100000" &
+  kpid=$!
+  unset AKGET_TEST_NO_TMPFILE
+  # Wait (5 s at most) for the file's descriptor to show in /proc.
+  open=""
+  for _ in $(seq 50); do
+    open=$(ls -l /proc/$kpid/fd 2>/dev/null | grep -F "$dir" || true)
+    [[ -n "$open" ]] && break
+    sleep 0.1
+  done
+  [[ -n "$open" ]] || { kill -9 $kpid; fail "$mode: no file opened in 5 s"; }
+  listing=$(ls -A "$dir")
+  kill -9 $kpid
+  wait $kpid 2>/dev/null || true
+  if [[ $mode == unnamed ]]; then
+    [[ -z "$listing" ]] || fail "unnamed: the folder shows '$listing' mid-download"
+    [[ -z "$(ls -A "$dir")" ]] || fail "unnamed: a killed akget left '$(ls -A "$dir")'"
+  else
+    [[ "$listing" == "100000.akget-part" ]] || fail "named: mid-download listing '$listing'"
+  fi
+done
+echo "mid-download: an unnamed file, nothing left after SIGKILL"
+
+# The final name exists already: the download replaces it (through a spare
+# name renamed over it), and no spare name is left.
+mkdir -p "$work/exists"
+echo "old contents, longer than the new file is" >"$work/exists/77"
+"$akget" -q -d "$work/exists" "$base/file/77" || fail "over an existing file: exit $?"
+cmp -s <(python3 -c 'import sys; sys.stdout.buffer.write(bytes(((i * 131 + (i >> 8)) % 251) for i in range(77)))') \
+  "$work/exists/77" || fail "over an existing file: content"
+[[ "$(ls -A "$work/exists")" == "77" ]] || fail "over an existing file: left $(ls -A "$work/exists")"
+
+# A filesystem without O_TMPFILE (seccomp makes openat with O_TMPFILE fail
+# EOPNOTSUPP, and blocks io_uring so the opens are syscalls akget makes on
+# its pool): akget says so and uses named temporaries; all files right.
+if [[ -n "$launch" ]]; then
+  rc=0
+  "$launch" --tmpfile-errno 95 "$akget" -v -j 4 -d "$work/notmp" "$base/file/1048576" \
+    "$base/file/77" 2>"$work/notmp.err" || rc=$?
+  if [[ $rc == 77 ]]; then
+    echo "seccomp not available: the O_TMPFILE fallback is not tested here"
+  else
+    [[ $rc == 0 ]] || { cat "$work/notmp.err" >&2; fail "without O_TMPFILE: exit $rc"; }
+    grep -q "no unnamed files (O_TMPFILE)" "$work/notmp.err" || fail "without O_TMPFILE: not said"
+    cmp -s <(python3 -c 'import sys; sys.stdout.buffer.write(bytes(((i * 131 + (i >> 8)) % 251) for i in range(1048576)))') \
+      "$work/notmp/1048576" || fail "without O_TMPFILE: content"
+    [[ "$(ls -A "$work/notmp" | tr '\n' ' ')" == "1048576 77 " ]] ||
+      fail "without O_TMPFILE: left $(ls -A "$work/notmp")"
+    echo "without O_TMPFILE: named temporaries, all files right"
+  fi
+fi
 
 # Usage errors: exit 2.
 rc=0; "$akget" -q "ftp://x/y" 2>/dev/null || rc=$?; [[ $rc == 2 ]] || fail "bad scheme: exit $rc"

@@ -86,6 +86,14 @@ static int fx_teardown(void **state)
 }
 
 /* Waits for f (running the loop), releases it, returns its result. */
+/* The process umask, read without changing it for longer than a call. */
+static mode_t t_umask(void)
+{
+  mode_t m = umask(0);
+  umask(m);
+  return m;
+}
+
 static int64_t t_get(ak_future *f)
 {
   assert_non_null(f);
@@ -442,6 +450,49 @@ static void rename_unlink_mkdir(void **state)
   assert_int_equal(faccessat(x->dirfd, l2, F_OK, 0), 0);
 }
 
+/* linkat: a second name for a file; never replaces; and the use it is
+ * for, naming an O_TMPFILE file through /proc/self/fd. */
+static void linkat_names_files(void **state)
+{
+  fx *x = *state;
+  t_write_file(x, "a", "AAA", 3);
+  assert_int_equal(t_get(ak_linkat(x->loop, x->dirfd, "a", x->dirfd, "b", 0)), 0);
+  struct stat sa, sb;
+  assert_int_equal(fstatat(x->dirfd, "a", &sa, 0), 0);
+  assert_int_equal(fstatat(x->dirfd, "b", &sb, 0), 0);
+  assert_true(sa.st_ino == sb.st_ino && sb.st_nlink == 2);
+  assert_int_equal(t_get(ak_linkat(x->loop, x->dirfd, "a", x->dirfd, "b", 0)), -EEXIST);
+  assert_int_equal(t_get(ak_linkat(x->loop, x->dirfd, "nope", x->dirfd, "c", 0)), -ENOENT);
+  assert_int_equal(t_get(ak_linkat(x->loop, x->dirfd, "a", x->dirfd, "no/such", 0)), -ENOENT);
+  assert_int_equal(t_get(ak_linkat(x->loop, 9999, "a", x->dirfd, "c", 0)), -EBADF);
+  assert_int_equal(t_get(ak_linkat(x->loop, x->dirfd, NULL, x->dirfd, "c", 0)), -EFAULT);
+  assert_int_equal(t_get(ak_linkat(x->loop, x->dirfd, "a", x->dirfd, NULL, 0)), -EFAULT);
+
+  int fd = openat(x->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0640);
+  if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR))
+    return; /* this filesystem has no O_TMPFILE */
+  assert_true(fd >= 0);
+  assert_int_equal(pwrite(fd, "unnamed", 7, 0), 7);
+  char proc[64];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  /* Without AT_SYMLINK_FOLLOW the link would be to the /proc entry itself. */
+  assert_true(t_get(ak_linkat(x->loop, AT_FDCWD, proc, x->dirfd, "t", 0)) < 0);
+  assert_int_equal(faccessat(x->dirfd, "t", F_OK, 0), -1);
+  assert_int_equal(t_get(ak_linkat(x->loop, AT_FDCWD, proc, x->dirfd, "t", AT_SYMLINK_FOLLOW)), 0);
+  assert_int_equal(t_get(ak_linkat(x->loop, AT_FDCWD, proc, x->dirfd, "a", AT_SYMLINK_FOLLOW)),
+                   -EEXIST);
+  close(fd);
+  char buf[16] = {0};
+  int rfd = openat(x->dirfd, "t", O_RDONLY | O_CLOEXEC);
+  assert_true(rfd >= 0);
+  assert_int_equal(read(rfd, buf, sizeof buf), 7);
+  assert_memory_equal(buf, "unnamed", 7);
+  struct stat st;
+  assert_int_equal(fstat(rfd, &st), 0);
+  assert_int_equal(st.st_mode & 0777, 0640 & ~t_umask());
+  close(rfd);
+}
+
 static void splice_file_pipe_file(void **state)
 {
   fx *x = *state;
@@ -763,6 +814,9 @@ static void forced_pool_runs_every_op(void **state)
   assert_int_equal(t_get(ak_mkdirat(loop, x->dirfd, "dd", 0755)), 0);
   assert_int_equal(t_get(ak_mkdirat(loop, x->dirfd, "dd", 0755)), -EEXIST);
   assert_int_equal(t_get(ak_renameat(loop, x->dirfd, "p", x->dirfd, "dd/p", 0)), 0);
+  assert_int_equal(t_get(ak_linkat(loop, x->dirfd, "dd/p", x->dirfd, "dd/p2", 0)), 0);
+  assert_int_equal(t_get(ak_linkat(loop, x->dirfd, "dd/p", x->dirfd, "dd/p2", 0)), -EEXIST);
+  assert_int_equal(t_get(ak_unlinkat(loop, x->dirfd, "dd/p2", 0)), 0);
   int p[2];
   assert_int_equal(pipe2(p, O_CLOEXEC), 0);
   assert_int_equal(t_get(ak_splice(loop, fd, 0, p[1], -1, 10, 0)), 10);
@@ -786,7 +840,7 @@ static void forced_pool_runs_every_op(void **state)
   ak_loop_stats_get(loop, &s);
   static const char *const kinds[] = {"openat",  "read",      "write", "readv",    "writev",
                                       "fsync",   "fallocate", "statx", "renameat", "unlinkat",
-                                      "mkdirat", "splice",    "close"};
+                                      "mkdirat", "splice",    "close", "linkat"};
   for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
     unsigned idx = 0;
     while (ak_op_kind_name(idx) && strcmp(ak_op_kind_name(idx), kinds[k]) != 0)
@@ -1117,6 +1171,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(fallocate_refused_is_sparse, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(statx_sizes_and_errors, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(rename_unlink_mkdir, fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(linkat_names_files, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(splice_file_pipe_file, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(read_file_whole, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(copy_file_sizes_and_modes, fx_setup, fx_teardown),

@@ -126,6 +126,13 @@ AK_API ak_future *ak_statx(ak_loop *loop, int dirfd, const char *path, int flags
 AK_API ak_future *ak_renameat(ak_loop *loop, int olddirfd, const char *oldpath, int newdirfd,
                               const char *newpath, unsigned flags);
 
+/* linkat(2): a new name for an existing file; flags 0 or AT_SYMLINK_FOLLOW
+ * (with "/proc/self/fd/N" as oldpath it names an O_TMPFILE file, see
+ * open(2)). Paths copied. Result 0; -EEXIST if newpath exists (linkat never
+ * replaces: link to a spare name and rename that over it). */
+AK_API ak_future *ak_linkat(ak_loop *loop, int olddirfd, const char *oldpath, int newdirfd,
+                            const char *newpath, int flags);
+
 /* unlinkat(2): flags 0 or AT_REMOVEDIR. Result 0. */
 AK_API ak_future *ak_unlinkat(ak_loop *loop, int dirfd, const char *path, int flags);
 

@@ -252,6 +252,7 @@ enum ak__op_kind {
   AK_OP_RECVMSG,
   AK_OP_SHUTDOWN,
   AK_OP_POLL,
+  AK_OP_LINKAT,
   AK_OP_KIND_COUNT
 };
 

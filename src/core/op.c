@@ -22,7 +22,7 @@ static const char *const ak__op_kind_names[AK_OP_KIND_COUNT] = {
     [AK_OP_MKDIRAT] = "mkdirat", [AK_OP_SPLICE] = "splice",     [AK_OP_SOCKET] = "socket",
     [AK_OP_CONNECT] = "connect", [AK_OP_ACCEPT] = "accept",     [AK_OP_RECV] = "recv",
     [AK_OP_SEND] = "send",       [AK_OP_SENDMSG] = "sendmsg",   [AK_OP_RECVMSG] = "recvmsg",
-    [AK_OP_SHUTDOWN] = "shutdown", [AK_OP_POLL] = "poll",
+    [AK_OP_SHUTDOWN] = "shutdown", [AK_OP_POLL] = "poll",     [AK_OP_LINKAT] = "linkat",
 };
 
 const char *ak_op_kind_name(unsigned kind) {

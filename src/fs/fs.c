@@ -1,7 +1,7 @@
 /* fs.c: file operations as ring ops: read/write with options (registered
  * files and buffers, RWF_ flags), readv/writev, openat, cancel by fd,
  * fsync/fdatasync, fallocate (with its sparse fallback), statx, renameat,
- * unlinkat, mkdirat and splice. Each op fills its params in the op record,
+ * linkat, unlinkat, mkdirat and splice. Each op fills its params in the op record,
  * copies what the kernel reads later (paths, iovec arrays) into it, and has a
  * blocking twin for the pool path (op.c runs it when the probe or the
  * kernel's first answer says the ring cannot).
@@ -14,7 +14,7 @@
  *   1. Shared bits: the probe check, results, copied paths
  *   2. Reads and writes (plain, fixed, vectored)
  *   3. open, cancel by fd, fsync, fallocate
- *   4. Path ops: statx, renameat, unlinkat, mkdirat
+ *   4. Path ops: statx, renameat, linkat, unlinkat, mkdirat
  *   5. splice
  */
 #define _GNU_SOURCE
@@ -596,6 +596,37 @@ ak_future *ak_renameat(ak_loop *loop, int olddirfd, const char *oldpath, int new
   op->prep = prep_renameat;
   op->blocking = blocking_renameat;
   require_opcode(op, IORING_OP_RENAMEAT);
+  return ak__op_submit(op);
+}
+
+static void prep_linkat(ak__op *op, struct io_uring_sqe *sqe)
+{
+  fs_path *d = AK__OP_DATA(op, fs_path);
+  io_uring_prep_linkat(sqe, d->dirfd, d->path, d->dirfd2, d->path2, d->flags);
+}
+
+static int64_t blocking_linkat(ak__op *op)
+{
+  fs_path *d = AK__OP_DATA(op, fs_path);
+  return ak__syscall_result(linkat(d->dirfd, d->path, d->dirfd2, d->path2, d->flags));
+}
+
+ak_future *ak_linkat(ak_loop *loop, int olddirfd, const char *oldpath, int newdirfd,
+                     const char *newpath, int flags)
+{
+  AK__REQUIRE_OWNER(loop, "ak_linkat");
+  if (!oldpath || !newpath)
+    return ak__future_failed(loop, -EFAULT, "ak_linkat: a path is NULL");
+  ak__op *op = path_op_new(loop, AK_OP_LINKAT, oldpath, newpath);
+  if (!op)
+    return NULL;
+  fs_path *d = AK__OP_DATA(op, fs_path);
+  d->dirfd = olddirfd;
+  d->dirfd2 = newdirfd;
+  d->flags = flags;
+  op->prep = prep_linkat;
+  op->blocking = blocking_linkat;
+  require_opcode(op, IORING_OP_LINKAT);
   return ak__op_submit(op);
 }
 

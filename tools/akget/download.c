@@ -1,12 +1,24 @@
 /* download.c: one URL, from its temporary file to its final name. The body
- * goes to "<name>.akget-part" by the HTTP client's ring writes; with -s the
+ * goes to an unnamed file (O_TMPFILE) in the target's directory, or with -c
+ * (or where the filesystem has no O_TMPFILE) to "<name>.akget-part", by the
+ * HTTP client's ring writes; with -s the
  * file is cut into segments fetched by Range over several connections into
  * the same file at their offsets; -c resumes from the partial file's size;
  * a failed request is retried (--retries) from where its bytes stopped,
  * after a backoff or the server's Retry-After. When every segment is in:
  * the size is checked, the checksum verified (--checksum), and the file
- * renamed to its final name. On failure the partial file is removed, unless
- * -c keeps it for next time. */
+ * named: an unnamed file is linked in under its final name (through
+ * /proc/self/fd; if that name exists, linked under a spare name that is then
+ * renamed over it), a named one renamed. On failure the partial file is
+ * removed, unless -c keeps it for next time; an unnamed one goes with its
+ * descriptor, and with the process if akget is killed.
+ *
+ * Why unnamed: a file created under one name and renamed to another costs
+ * ext4 three directory lookups, two insertions and a removal; an unnamed
+ * file linked once costs one lookup and one insertion. On 10,000 files of
+ * 16 KiB that was a quarter of akget's CPU time (perf: 60% of the io-wq
+ * workers' time was in the two directory operations). */
+#define _GNU_SOURCE /* O_TMPFILE */
 #include "akget.h"
 
 #include <errno.h>
@@ -47,6 +59,9 @@ struct dl {
   int64_t size;              /* the entity's size if known, else -1 */
   ak_future *setup;          /* the open or the HEAD probe in flight, or NULL */
   ak_timer *max_timer;       /* --max-time over the whole download, or NULL */
+  bool unnamed;              /* fd is an O_TMPFILE file, linked in at the end */
+  char proc_path[32];        /* "/proc/self/fd/N" for an unnamed fd */
+  char *spare;               /* the spare name when the final one exists, or NULL */
   char last_retry[400];      /* why the last retry was scheduled */
 };
 
@@ -113,6 +128,7 @@ static void end_item(dl *d, akg_state state)
   }
   void (*done)(akg_worker *, akg_item *) = d->done;
   akg_worker *w = d->w;
+  free(d->spare);
   free(d);
   done(w, it);
 }
@@ -121,7 +137,9 @@ static void on_failed_closed(ak_future *f, void *arg)
 {
   (void)f;
   dl *d = arg;
-  if (!d->o->resume || d->item->err == AKG_ECHECKSUM)
+  if (d->spare)
+    unlink(d->spare); /* linked there, not yet renamed over the final name */
+  else if (!d->unnamed && (!d->o->resume || d->item->err == AKG_ECHECKSUM))
     unlink(d->item->tmp); /* no partial file left behind (-c keeps it) */
   end_item(d, AKG_FAILED);
 }
@@ -168,7 +186,19 @@ static void on_renamed(ak_future *f, void *arg)
     finish_failed(d); /* fd is closed already; the temporary file goes */
     return;
   }
+  free(d->spare);
+  d->spare = NULL;
   end_item(d, AKG_DONE);
+}
+
+static void rename_to_final(dl *d, const char *from)
+{
+  ak_future *rn = ak_renameat(d->loop, AT_FDCWD, from, AT_FDCWD, d->item->path, 0);
+  if (!rn || ak_future_on_settle(rn, on_renamed, d) < 0) {
+    set_error(d, -ENOMEM, 0, "out of memory");
+    finish_failed(d);
+  }
+  ak_future_release(rn);
 }
 
 static void on_closed(ak_future *f, void *arg)
@@ -180,15 +210,15 @@ static void on_closed(ak_future *f, void *arg)
     finish_failed(d);
     return;
   }
-  ak_future *rn = ak_renameat(d->loop, AT_FDCWD, d->item->tmp, AT_FDCWD, d->item->path, 0);
-  if (!rn || ak_future_on_settle(rn, on_renamed, d) < 0) {
-    set_error(d, -ENOMEM, 0, "out of memory");
-    finish_failed(d);
-  }
-  ak_future_release(rn);
+  if (d->spare)
+    rename_to_final(d, d->spare); /* an unnamed file, linked under the spare name */
+  else if (d->unnamed)
+    end_item(d, AKG_DONE); /* linked under its final name before the close */
+  else
+    rename_to_final(d, d->item->tmp);
 }
 
-static void close_and_rename(dl *d)
+static void close_then(dl *d)
 {
   ak_future *c = ak_close(d->loop, d->fd);
   d->fd = -1;
@@ -197,6 +227,60 @@ static void close_and_rename(dl *d)
     finish_failed(d);
   }
   ak_future_release(c);
+}
+
+static void link_unnamed(dl *d, const char *name);
+
+/* The unnamed file is linked in: under its final name (done, once closed),
+ * or under the spare name (renamed over the final one after the close). The
+ * final name taken: a spare name next to it, never the .akget-part name,
+ * which may hold an earlier -c download. */
+static void on_linked(ak_future *f, void *arg)
+{
+  dl *d = arg;
+  int64_t r = ak_future_result(f);
+  if (r == -EEXIST && !d->spare) {
+    static unsigned seq;
+    size_t len = strlen(d->item->path) + 64;
+    d->spare = malloc(len);
+    if (!d->spare) {
+      set_error(d, -ENOMEM, 0, "out of memory");
+      finish_failed(d);
+      return;
+    }
+    snprintf(d->spare, len, "%s.akget-%d-%u", d->item->path, (int)getpid(),
+             __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED));
+    link_unnamed(d, d->spare);
+    return;
+  }
+  if (r < 0) {
+    const char *name = d->spare ? d->spare : d->item->path;
+    set_error(d, (int)r, 0, "link to %s: %s", name, strerror((int)-r));
+    free(d->spare); /* not made: nothing to remove */
+    d->spare = NULL;
+    finish_failed(d); /* closes: the unnamed file goes with its descriptor */
+    return;
+  }
+  close_then(d);
+}
+
+static void link_unnamed(dl *d, const char *name)
+{
+  ak_future *l = ak_linkat(d->loop, AT_FDCWD, d->proc_path, AT_FDCWD, name, AT_SYMLINK_FOLLOW);
+  if (!l || ak_future_on_settle(l, on_linked, d) < 0) {
+    set_error(d, -ENOMEM, 0, "out of memory");
+    finish_failed(d);
+  }
+  ak_future_release(l);
+}
+
+/* The file is complete: it gets its final name. */
+static void close_and_rename(dl *d)
+{
+  if (d->unnamed)
+    link_unnamed(d, d->item->path);
+  else
+    close_then(d);
 }
 
 static void on_checked(ak_future *f, void *arg)
@@ -241,7 +325,7 @@ static void all_parts_in(dl *d)
   it->bytes = end;
   __atomic_store_n(&it->total, end, __ATOMIC_RELAXED);
   if (it->has_checksum) {
-    ak_future *c = akg_checksum_verify(d->loop, it->tmp, it->sha256);
+    ak_future *c = akg_checksum_verify(d->loop, d->unnamed ? d->proc_path : it->tmp, it->sha256);
     if (!c || ak_future_on_settle(c, on_checked, d) < 0) {
       set_error(d, -ENOMEM, 0, "out of memory");
       finish_failed(d);
@@ -480,6 +564,51 @@ static void on_probe(ak_future *f, void *arg)
   start_parts(d);
 }
 
+/* Unnamed files unless -c (whose partial file must outlive the process),
+ * /proc is missing (the link goes through /proc/self/fd), or the target's
+ * filesystem refused O_TMPFILE once (then named files from there on).
+ * AKGET_TEST_NO_TMPFILE forces named files (tests of that path). */
+static bool tmpfile_refused;
+
+static bool use_unnamed(const akg_opts *o)
+{
+  static int proc_ok = -1; /* the same answer for every thread */
+  if (o->resume || __atomic_load_n(&tmpfile_refused, __ATOMIC_RELAXED))
+    return false;
+  if (__atomic_load_n(&proc_ok, __ATOMIC_RELAXED) < 0)
+    __atomic_store_n(&proc_ok, !getenv("AKGET_TEST_NO_TMPFILE") && access("/proc/self/fd", X_OK) == 0,
+                     __ATOMIC_RELAXED);
+  return __atomic_load_n(&proc_ok, __ATOMIC_RELAXED) == 1;
+}
+
+static void on_open(ak_future *f, void *arg);
+
+static int open_file(dl *d)
+{
+  akg_item *it = d->item;
+  ak_future *f;
+  d->unnamed = use_unnamed(d->o);
+  if (d->unnamed) {
+    /* The directory of the final name ("." for a bare name). */
+    const char *slash = strrchr(it->path, '/');
+    char *dir = slash ? strndup(it->path, slash == it->path ? 1 : (size_t)(slash - it->path))
+                      : strdup(".");
+    if (!dir)
+      return -ENOMEM;
+    f = ak_openat(d->loop, AT_FDCWD, dir, O_RDWR | O_TMPFILE, 0644);
+    free(dir);
+  } else {
+    int flags = O_RDWR | O_CREAT | (d->o->resume ? 0 : O_TRUNC);
+    f = ak_openat(d->loop, AT_FDCWD, it->tmp, flags, 0644);
+  }
+  if (!f || ak_future_on_settle(f, on_open, d) < 0) {
+    ak_future_release(f);
+    return -ENOMEM;
+  }
+  d->setup = f;
+  return 0;
+}
+
 static void on_open(ak_future *f, void *arg)
 {
   dl *d = arg;
@@ -487,6 +616,19 @@ static void on_open(ak_future *f, void *arg)
   int64_t fd = ak_future_result(f);
   ak_future_release(f);
   d->setup = NULL;
+  /* No O_TMPFILE on this filesystem (EOPNOTSUPP; EISDIR from kernels that
+   * do not know the flag; EINVAL from some filesystems): named files. */
+  if (d->unnamed && !d->failing && (fd == -EOPNOTSUPP || fd == -EISDIR || fd == -EINVAL)) {
+    __atomic_store_n(&tmpfile_refused, true, __ATOMIC_RELAXED);
+    akg_progress_event(akg_worker_run(d->w), it,
+                       "no unnamed files (O_TMPFILE) where %s goes: %s is used instead", it->path,
+                       it->tmp);
+    if (open_file(d) < 0) {
+      set_error(d, -ENOMEM, 0, "out of memory");
+      end_item(d, AKG_FAILED);
+    }
+    return;
+  }
   if (d->failing) { /* --max-time ran out during the open */
     if (fd >= 0)
       d->fd = (int)fd;
@@ -494,11 +636,16 @@ static void on_open(ak_future *f, void *arg)
     return;
   }
   if (fd < 0) {
-    set_error(d, (int)fd, 0, "open %s: %s", it->tmp, strerror((int)-fd));
+    if (d->unnamed)
+      set_error(d, (int)fd, 0, "open an unnamed file next to %s: %s", it->path, strerror((int)-fd));
+    else
+      set_error(d, (int)fd, 0, "open %s: %s", it->tmp, strerror((int)-fd));
     end_item(d, AKG_FAILED);
     return;
   }
   d->fd = (int)fd;
+  if (d->unnamed)
+    snprintf(d->proc_path, sizeof d->proc_path, "/proc/self/fd/%d", d->fd);
   if (d->o->resume) {
     struct stat st;
     if (fstat(d->fd, &st) == 0 && st.st_size > 0) {
@@ -566,15 +713,11 @@ void akg_download_start(akg_worker *w, akg_item *item, void (*done)(akg_worker *
   d->fd = -1;
   d->size = -1;
   akg_progress_event(akg_worker_run(w), item, "start %s -> %s", item->url, item->path);
-  int flags = O_RDWR | O_CREAT | (d->o->resume ? 0 : O_TRUNC);
-  ak_future *f = ak_openat(d->loop, AT_FDCWD, item->tmp, flags, 0644);
-  if (!f || ak_future_on_settle(f, on_open, d) < 0) {
-    ak_future_release(f);
+  if (open_file(d) < 0) {
     set_error(d, -ENOMEM, 0, "out of memory");
     end_item(d, AKG_FAILED);
     return;
   }
-  d->setup = f;
   if (d->o->max_time_ns > 0)
     d->max_timer = ak_call_later(d->loop, d->o->max_time_ns, max_time_over, d);
 }
