@@ -580,23 +580,32 @@ static int64_t blocking_renameat(ak__op *op)
   return ak__syscall_result(renameat2(d->dirfd, d->path, d->dirfd2, d->path2, (unsigned)d->flags));
 }
 
+/* renameat and linkat: two paths, two dirfds, flags. */
+static ak_future *two_path_op(ak_loop *loop, enum ak__op_kind kind, int olddirfd,
+                              const char *oldpath, int newdirfd, const char *newpath, int flags,
+                              ak__op_prep_fn prep, ak__op_blocking_fn blocking, unsigned opcode)
+{
+  ak__op *op = path_op_new(loop, kind, oldpath, newpath);
+  if (!op)
+    return NULL;
+  fs_path *d = AK__OP_DATA(op, fs_path);
+  d->dirfd = olddirfd;
+  d->dirfd2 = newdirfd;
+  d->flags = flags;
+  op->prep = prep;
+  op->blocking = blocking;
+  require_opcode(op, opcode);
+  return ak__op_submit(op);
+}
+
 ak_future *ak_renameat(ak_loop *loop, int olddirfd, const char *oldpath, int newdirfd,
                        const char *newpath, unsigned flags)
 {
   AK__REQUIRE_OWNER(loop, "ak_renameat");
   if (!oldpath || !newpath)
     return ak__future_failed(loop, -EFAULT, "ak_renameat: a path is NULL");
-  ak__op *op = path_op_new(loop, AK_OP_RENAMEAT, oldpath, newpath);
-  if (!op)
-    return NULL;
-  fs_path *d = AK__OP_DATA(op, fs_path);
-  d->dirfd = olddirfd;
-  d->dirfd2 = newdirfd;
-  d->flags = (int)flags;
-  op->prep = prep_renameat;
-  op->blocking = blocking_renameat;
-  require_opcode(op, IORING_OP_RENAMEAT);
-  return ak__op_submit(op);
+  return two_path_op(loop, AK_OP_RENAMEAT, olddirfd, oldpath, newdirfd, newpath, (int)flags,
+                     prep_renameat, blocking_renameat, IORING_OP_RENAMEAT);
 }
 
 static void prep_linkat(ak__op *op, struct io_uring_sqe *sqe)
@@ -617,17 +626,8 @@ ak_future *ak_linkat(ak_loop *loop, int olddirfd, const char *oldpath, int newdi
   AK__REQUIRE_OWNER(loop, "ak_linkat");
   if (!oldpath || !newpath)
     return ak__future_failed(loop, -EFAULT, "ak_linkat: a path is NULL");
-  ak__op *op = path_op_new(loop, AK_OP_LINKAT, oldpath, newpath);
-  if (!op)
-    return NULL;
-  fs_path *d = AK__OP_DATA(op, fs_path);
-  d->dirfd = olddirfd;
-  d->dirfd2 = newdirfd;
-  d->flags = flags;
-  op->prep = prep_linkat;
-  op->blocking = blocking_linkat;
-  require_opcode(op, IORING_OP_LINKAT);
-  return ak__op_submit(op);
+  return two_path_op(loop, AK_OP_LINKAT, olddirfd, oldpath, newdirfd, newpath, flags, prep_linkat,
+                     blocking_linkat, IORING_OP_LINKAT);
 }
 
 static void prep_unlinkat(ak__op *op, struct io_uring_sqe *sqe)
