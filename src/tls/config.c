@@ -1,8 +1,9 @@
 /* tls/config.c: the public TLS configs (tls.h): client and server configs
- * as reference-counted wrappers around an engine config, the choice of
- * engine (the options' engine, else AK_TLS_ENGINE, else OpenSSL), and their
- * statistics. Engine-neutral: what a config holds is the engine's business
- * (tls/openssl.c, tls/mbedtls.c). */
+ * as reference-counted wrappers around an engine config and, for a resuming
+ * client, its session cache (tls/session_cache.c), the choice of engine
+ * (the options' engine, else AK_TLS_ENGINE, else OpenSSL), and their
+ * statistics. Engine-neutral: what an engine config holds is the engine's
+ * business (tls/openssl.c, tls/mbedtls.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,16 +38,31 @@ static const ak__tls_engine_ops *pick_engine(ak_tls_engine want) {
   return NULL;
 }
 
-static int config_wrap(const ak__tls_engine_ops *ops, ak__tls_econf *engine, bool server,
-                       bool insecure, ak_tls_config **out) {
+/* The session cache a client config made with opts keeps: NULL in *out
+ * when resumption is off. */
+static int cache_for(const ak__tls_engine_ops *ops, const ak_tls_client_options *opts,
+                     ak__tls_session_cache **out) {
+  *out = NULL;
+  if (opts->flags & AK_TLS_NO_RESUMPTION)
+    return 0;
+  return ak__tls_session_cache_new(ops, opts->session_cache_size ? opts->session_cache_size : 64,
+                                   out);
+}
+
+/* Takes engine and sessions over (freed on failure). */
+static int config_wrap(const ak__tls_engine_ops *ops, ak__tls_econf *engine,
+                       ak__tls_session_cache *sessions, bool server, bool insecure,
+                       ak_tls_config **out) {
   ak_tls_config *cfg = ak__calloc(1, sizeof(*cfg));
   if (!cfg) {
+    ak__tls_session_cache_free(sessions);
     ops->econf_free(engine);
     return -ENOMEM;
   }
   atomic_init(&cfg->refs, 1);
   cfg->ops = ops;
   cfg->engine = engine;
+  cfg->sessions = sessions;
   cfg->server = server;
   cfg->insecure = insecure;
   *out = cfg;
@@ -68,7 +84,14 @@ int ak_tls_client_config_new(const ak_tls_client_options *opts, ak_tls_config **
   int rc = ops->econf_client(opts, &engine, last_error, sizeof(last_error));
   if (rc < 0)
     return rc;
-  return config_wrap(ops, engine, false, (opts->flags & AK_TLS_INSECURE_NO_VERIFY) != 0, out);
+  ak__tls_session_cache *sessions;
+  rc = cache_for(ops, opts, &sessions);
+  if (rc < 0) {
+    ops->econf_free(engine);
+    return rc;
+  }
+  return config_wrap(ops, engine, sessions, false,
+                     (opts->flags & AK_TLS_INSECURE_NO_VERIFY) != 0, out);
 }
 
 int ak_tls_server_config_new(const ak_tls_server_options *opts, ak_tls_config **out) {
@@ -85,7 +108,7 @@ int ak_tls_server_config_new(const ak_tls_server_options *opts, ak_tls_config **
   int rc = ops->econf_server(opts, &engine, last_error, sizeof(last_error));
   if (rc < 0)
     return rc;
-  return config_wrap(ops, engine, true, false, out);
+  return config_wrap(ops, engine, NULL, true, false, out);
 }
 
 ak_tls_config *ak_tls_config_ref(ak_tls_config *cfg) {
@@ -99,6 +122,7 @@ void ak_tls_config_release(ak_tls_config *cfg) {
   /* acq_rel: every session's last use happens before the free. */
   if (atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1)
     return;
+  ak__tls_session_cache_free(cfg->sessions);
   cfg->ops->econf_free(cfg->engine);
   ak__free(cfg);
 }
@@ -118,7 +142,7 @@ void ak_tls_config_stats_get(const ak_tls_config *cfg, ak_tls_config_stats *out)
   out->handshakes = atomic_load_explicit(&c->handshakes, memory_order_relaxed);
   out->handshakes_resumed = atomic_load_explicit(&c->handshakes_resumed, memory_order_relaxed);
   out->handshakes_failed = atomic_load_explicit(&c->handshakes_failed, memory_order_relaxed);
-  out->cached_sessions = c->ops->econf_cached(c->engine);
+  out->cached_sessions = c->sessions ? ak__tls_session_cache_count(c->sessions) : 0;
   out->engine = c->ops->name;
   out->insecure = c->insecure;
   out->server = c->server;

@@ -1,5 +1,5 @@
-/* tls/engine.h: the seam between the engine-neutral record pump (pump.c,
- * config.c) and a TLS engine: openssl.c (OpenSSL 3, TLS 1.2 and 1.3, the
+/* tls/engine.h: the seam between the engine-neutral files (pump.c,
+ * config.c, session_cache.c) and a TLS engine: openssl.c (OpenSSL 3, TLS 1.2 and 1.3, the
  * default) and mbedtls.c (mbedtls 2.28, TLS 1.2), each a table of calls
  * (ak__tls_engine_ops) chosen per config at run time. The engine encrypts and decrypts over two memory buffers the
  * pump owns (ak__tls_wire); the pump moves those bytes with the ring. An
@@ -15,7 +15,8 @@
  *  - errors come back as AK_ETLS... codes or, when the wire failed, the
  *    wire's -errno; detail() then holds the engine's own words.
  * Not thread-safe: a session's engine is used on its loop's thread; an
- * engine config may be shared (its session cache locks itself).
+ * engine config may be shared (and the client's session cache, kept by
+ * session_cache.c, locks itself).
  */
 #ifndef AK_TLS_ENGINE_H
 #define AK_TLS_ENGINE_H
@@ -44,6 +45,7 @@ typedef struct ak__tls_wire {
 
 typedef struct ak__tls_econf ak__tls_econf; /* an engine config (the engine's type) */
 typedef struct ak__tls_eng ak__tls_eng;     /* an engine session (the engine's type) */
+typedef struct ak__tls_sess ak__tls_sess;   /* a saved session to resume (the engine's type) */
 
 /* One engine: its calls, as a table, so two engines live in one library
  * and a config picks one at run time (config.c). Every session and config
@@ -58,16 +60,28 @@ typedef struct ak__tls_engine_ops {
   int (*econf_server)(const ak_tls_server_options *opts, ak__tls_econf **out, char *detail,
                       size_t n);
   void (*econf_free)(ak__tls_econf *c);
-  /* Sessions in the client cache now (0 for a server config). */
-  size_t (*econf_cached)(ak__tls_econf *c);
 
   /* A session on wire. host: the verified name (NULL only for an insecure
-   * client, or a server); cache_key: where the client keeps its session for
-   * resumption (NULL: no resumption). Returns 0, -ENOMEM, AK_ETLSNOHOST or
+   * client, or a server). Returns 0, -ENOMEM, AK_ETLSNOHOST or
    * AK_ETLSCONFIG. */
-  int (*eng_new)(ak__tls_econf *c, ak__tls_wire *wire, const char *host, const char *cache_key,
-                 ak__tls_eng **out);
+  int (*eng_new)(ak__tls_econf *c, ak__tls_wire *wire, const char *host, ak__tls_eng **out);
   void (*eng_free)(ak__tls_eng *e);
+
+  /* Resumption, for a client config made without AK_TLS_NO_RESUMPTION.
+   * The cache of saved sessions is engine-neutral (session_cache.c, keyed
+   * by the pump); these are the engine's parts of it.
+   * eng_offer: before the first handshake step, offers s to resume; the
+   * engine copies what it keeps (s stays the caller's and may be freed
+   * once this returns). False if it could not (a full handshake then).
+   * eng_take_session: a copy of a resumable session e has made since the
+   * last call (the caller's, for sess_free), or NULL; the pump asks after
+   * each run of steps. OpenSSL makes one after a TLS 1.2 handshake and at
+   * each TLS 1.3 NewSessionTicket (read after the handshake), mbedtls one
+   * at the end of the handshake.
+   * sess_free: frees a session from eng_take_session. */
+  bool (*eng_offer)(ak__tls_eng *e, const ak__tls_sess *s);
+  ak__tls_sess *(*eng_take_session)(ak__tls_eng *e);
+  void (*sess_free)(ak__tls_sess *s);
 
   /* One step each. handshake: 0 when done. read: bytes (> 0), 0 at the
    * peer's close_notify (never at an end without it: that is

@@ -1,9 +1,10 @@
 /* tls/mbedtls.c: the mbedtls 2.28 engine behind tls/engine.h. It owns
  * everything mbedtls: configs (CA chain, certificate and key, RNG, tickets,
- * session-id cache, the client's resumption cache), sessions whose BIO
+ * the server's session-id cache), sessions whose BIO
  * callbacks read and write the pump's memory buffers, and the mapping of
- * mbedtls's errors and verification flags to AK_ETLS codes. It does not
- * touch sockets, futures or the loop (pump.c does).
+ * mbedtls's errors and verification flags to AK_ETLS codes, and the saved
+ * sessions the client's cache (session_cache.c) keeps. It does not touch
+ * sockets, futures or the loop (pump.c does).
  *
  * Debian 12's mbedtls 2.28.3 speaks TLS 1.2 only. Its default suite list
  * puts ChaCha20 first; ours puts ECDHE with AES-GCM first (the CPUs here
@@ -16,7 +17,6 @@
  * insecure (verification off by name).
  */
 #include <arpa/inet.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -49,14 +49,6 @@ static const int ak__suites[] = {
     0,
 };
 
-/* ---- The client's resumption cache ----------------------------------------- */
-
-typedef struct ak__cached {
-  char *key;                /* "host:port", owned; NULL: empty slot */
-  mbedtls_ssl_session sess; /* a copy (mbedtls_ssl_get_session) */
-  uint64_t used;            /* last use, for eviction */
-} ak__cached;
-
 struct ak__tls_econf {
   mbedtls_ssl_config conf;
   mbedtls_entropy_context entropy;
@@ -72,18 +64,13 @@ struct ak__tls_econf {
   bool insecure;
   bool fixed_rng;               /* ak__tls_test_fixed_rng was on */
   uint64_t rng_state;           /* the fixed RNG's state */
-  pthread_mutex_t cache_lock;   /* guards cache, cache_clock */
-  ak__cached *cache;            /* cache_size slots (client, resuming) */
-  unsigned cache_size;
-  uint64_t cache_clock;
 };
 
 struct ak__tls_eng {
   mbedtls_ssl_context ssl;
   ak__tls_econf *c;
   ak__tls_wire *wire;
-  char *cache_key;      /* owned, or NULL */
-  bool offered;         /* a cached session was offered */
+  bool session_taken;   /* eng_take_session has copied the session */
   bool resumed;         /* the handshake resumed a session */
   bool leaf_self_issued; /* the peer's certificate names itself as issuer */
   unsigned char ip[16];  /* the host as an address, when it is a literal */
@@ -129,7 +116,6 @@ static ak__tls_econf *econf_alloc(bool server) {
   mbedtls_pk_init(&c->own_key);
   mbedtls_ssl_ticket_init(&c->tickets);
   mbedtls_ssl_cache_init(&c->id_cache);
-  pthread_mutex_init(&c->cache_lock, NULL);
   c->server = server;
   return c;
 }
@@ -137,13 +123,6 @@ static ak__tls_econf *econf_alloc(bool server) {
 static void mb_econf_free(ak__tls_econf *c) {
   if (!c)
     return;
-  for (unsigned i = 0; i < c->cache_size; i++) {
-    if (c->cache[i].key) {
-      ak__free(c->cache[i].key);
-      mbedtls_ssl_session_free(&c->cache[i].sess);
-    }
-  }
-  ak__free(c->cache);
   mbedtls_ssl_cache_free(&c->id_cache);
   mbedtls_ssl_ticket_free(&c->tickets);
   mbedtls_pk_free(&c->own_key);
@@ -152,7 +131,6 @@ static void mb_econf_free(ak__tls_econf *c) {
   mbedtls_ctr_drbg_free(&c->drbg);
   mbedtls_entropy_free(&c->entropy);
   mbedtls_ssl_config_free(&c->conf);
-  pthread_mutex_destroy(&c->cache_lock);
   ak__free(c->alpn);
   ak__free(c);
 }
@@ -245,12 +223,6 @@ static int mb_econf_client(const ak_tls_client_options *opts, ak__tls_econf **ou
     mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
   }
   if (!(opts->flags & AK_TLS_NO_RESUMPTION)) {
-    c->cache_size = opts->session_cache_size ? opts->session_cache_size : 64;
-    c->cache = ak__calloc(c->cache_size, sizeof(*c->cache));
-    if (!c->cache) {
-      rc = -ENOMEM;
-      goto fail;
-    }
     mbedtls_ssl_conf_session_tickets(&c->conf, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
   } else {
     mbedtls_ssl_conf_session_tickets(&c->conf, MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
@@ -311,71 +283,38 @@ fail:
   return rc;
 }
 
-static size_t mb_econf_cached(ak__tls_econf *c) {
-  size_t count = 0;
-  pthread_mutex_lock(&c->cache_lock);
-  for (unsigned i = 0; i < c->cache_size; i++)
-    count += c->cache[i].key != NULL;
-  pthread_mutex_unlock(&c->cache_lock);
-  return count;
-}
+/* ---- Sessions to resume (the cache itself is session_cache.c) ----------------- */
 
-/* Offers the cached session for key, if any. */
-static void cache_offer(ak__tls_eng *e) {
-  ak__tls_econf *c = e->c;
-  pthread_mutex_lock(&c->cache_lock);
-  for (unsigned i = 0; i < c->cache_size; i++) {
-    ak__cached *slot = &c->cache[i];
-    if (slot->key && strcmp(slot->key, e->cache_key) == 0) {
-      if (mbedtls_ssl_set_session(&e->ssl, &slot->sess) == 0) {
-        e->offered = true;
-        slot->used = ++c->cache_clock;
-      }
-      break;
-    }
-  }
-  pthread_mutex_unlock(&c->cache_lock);
-}
+struct ak__tls_sess {
+  mbedtls_ssl_session s; /* a deep copy (its own ticket and peer certificate) */
+};
 
-/* Keeps the session just made under key, replacing key's old one or the
- * least recently used. */
-static void cache_store(ak__tls_eng *e) {
-  ak__tls_econf *c = e->c;
-  mbedtls_ssl_session sess;
-  mbedtls_ssl_session_init(&sess);
-  if (mbedtls_ssl_get_session(&e->ssl, &sess) != 0) {
-    mbedtls_ssl_session_free(&sess);
+static void mb_sess_free(ak__tls_sess *s) {
+  if (!s)
     return;
+  mbedtls_ssl_session_free(&s->s);
+  ak__free(s);
+}
+
+/* mbedtls_ssl_set_session copies s into the handshake. */
+static bool mb_eng_offer(ak__tls_eng *e, const ak__tls_sess *s) {
+  return mbedtls_ssl_set_session(&e->ssl, &s->s) == 0;
+}
+
+/* A copy of the session the handshake made, once, when it is over. */
+static ak__tls_sess *mb_eng_take_session(ak__tls_eng *e) {
+  if (e->c->server || e->session_taken || e->ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER)
+    return NULL;
+  e->session_taken = true;
+  ak__tls_sess *s = ak__malloc(sizeof(*s));
+  if (!s)
+    return NULL;
+  mbedtls_ssl_session_init(&s->s);
+  if (mbedtls_ssl_get_session(&e->ssl, &s->s) != 0) {
+    mb_sess_free(s);
+    return NULL;
   }
-  pthread_mutex_lock(&c->cache_lock);
-  ak__cached *slot = NULL;
-  for (unsigned i = 0; i < c->cache_size && !slot; i++)
-    if (c->cache[i].key && strcmp(c->cache[i].key, e->cache_key) == 0)
-      slot = &c->cache[i];
-  for (unsigned i = 0; i < c->cache_size && !slot; i++)
-    if (!c->cache[i].key)
-      slot = &c->cache[i];
-  if (!slot) {
-    slot = &c->cache[0];
-    for (unsigned i = 1; i < c->cache_size; i++)
-      if (c->cache[i].used < slot->used)
-        slot = &c->cache[i];
-  }
-  char *key = slot->key && strcmp(slot->key, e->cache_key) == 0 ? slot->key
-                                                                 : ak__strdup(e->cache_key);
-  if (key) {
-    if (slot->key) {
-      mbedtls_ssl_session_free(&slot->sess);
-      if (slot->key != key)
-        ak__free(slot->key);
-    }
-    slot->key = key;
-    slot->sess = sess; /* takes over sess's allocations */
-    slot->used = ++c->cache_clock;
-  } else {
-    mbedtls_ssl_session_free(&sess);
-  }
-  pthread_mutex_unlock(&c->cache_lock);
+  return s;
 }
 
 /* ---- The BIO callbacks: the pump's memory buffers ----------------------------- */
@@ -415,8 +354,8 @@ static int bio_recv(void *ctx, unsigned char *buf, size_t len) {
 
 static int note_chain(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags);
 
-static int mb_eng_new(ak__tls_econf *c, ak__tls_wire *wire, const char *host, const char *cache_key,
-                    ak__tls_eng **out) {
+static int mb_eng_new(ak__tls_econf *c, ak__tls_wire *wire, const char *host,
+                      ak__tls_eng **out) {
   if (!c->server && !c->insecure && (!host || !host[0]))
     return AK_ETLSNOHOST; /* never a verifying client without a name (CVE-2025-27809) */
   ak__tls_eng *e = ak__calloc(1, sizeof(*e));
@@ -446,15 +385,6 @@ static int mb_eng_new(ak__tls_econf *c, ak__tls_wire *wire, const char *host, co
     c->rng_state = 0x5eed; /* each session replays the same bytes */
   mbedtls_ssl_set_bio(&e->ssl, wire, bio_send, bio_recv, NULL);
   mbedtls_ssl_set_verify(&e->ssl, note_chain, e);
-  if (!c->server && cache_key && c->cache_size) {
-    e->cache_key = ak__strdup(cache_key);
-    if (!e->cache_key) {
-      mbedtls_ssl_free(&e->ssl);
-      ak__free(e);
-      return -ENOMEM;
-    }
-    cache_offer(e);
-  }
   *out = e;
   return 0;
 }
@@ -463,7 +393,6 @@ static void mb_eng_free(ak__tls_eng *e) {
   if (!e)
     return;
   mbedtls_ssl_free(&e->ssl);
-  ak__free(e->cache_key);
   ak__free(e);
 }
 
@@ -609,8 +538,6 @@ static int mb_eng_handshake(ak__tls_eng *e) {
     if (ret != 0)
       return map_error(e, ret, "handshake");
   }
-  if (!e->c->server && e->cache_key && e->c->cache_size)
-    cache_store(e);
   return 0;
 }
 
@@ -664,9 +591,11 @@ const ak__tls_engine_ops ak__tls_mbedtls_ops = {
     .econf_client = mb_econf_client,
     .econf_server = mb_econf_server,
     .econf_free = mb_econf_free,
-    .econf_cached = mb_econf_cached,
     .eng_new = mb_eng_new,
     .eng_free = mb_eng_free,
+    .eng_offer = mb_eng_offer,
+    .eng_take_session = mb_eng_take_session,
+    .sess_free = mb_sess_free,
     .handshake = mb_eng_handshake,
     .read = mb_eng_read,
     .write = mb_eng_write,

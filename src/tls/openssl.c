@@ -1,8 +1,9 @@
 /* tls/openssl.c: the OpenSSL 3 engine behind tls/engine.h (the default:
  * TLS 1.3 and 1.2). It owns everything OpenSSL: the SSL_CTX of a config (CA
- * store, certificate and key, ALPN, the client's resumption cache), the
- * sessions, a BIO method whose read and write work on the pump's memory
- * buffers (no socket in OpenSSL: the ring moves the bytes), and the mapping
+ * store, certificate and key, ALPN, resumption settings), the sessions
+ * and the saved sessions to resume, a BIO method whose read and write work
+ * on the pump's memory buffers (no socket in OpenSSL: the ring moves the
+ * bytes), and the mapping
  * of OpenSSL's errors and verification results to AK_ETLS codes. It does
  * not touch sockets, futures or the loop (pump.c does).
  *
@@ -16,10 +17,13 @@
  * (no partial wildcards) or, for an address literal, the certificate's
  * iPAddress entries; SNI is sent for DNS names only (RFC 6066).
  *
- * Resumption: the client keeps one session per cache key ("host:port").
- * TLS 1.3 sessions arrive after the handshake (NewSessionTicket), so they
- * are caught by the new-session callback whenever OpenSSL sees one, and the
- * newest replaces the older.
+ * Resumption: the client's cache is session_cache.c's; this file hands it
+ * sessions and takes them back. TLS 1.3 sessions arrive after the
+ * handshake (NewSessionTicket), so they are caught by the new-session
+ * callback whenever OpenSSL sees one; the newest waits in the engine
+ * session until the pump takes it (eng_take_session). Both ways are copies:
+ * OpenSSL marks the session an SSL ends with as not resumable when the SSL
+ * is freed without close_notify, and that must not spoil the cache's.
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -47,13 +51,7 @@ static const char ak__tls12_suites[] =
 static const char ak__tls13_suites[] =
     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
 
-/* ---- Configs and the client's resumption cache -------------------------------- */
-
-typedef struct ak__cached {
-  char *key;         /* "host:port", owned; NULL: empty slot */
-  SSL_SESSION *sess; /* our reference */
-  uint64_t used;     /* last use, for eviction */
-} ak__cached;
+/* ---- Configs ------------------------------------------------------------------ */
 
 struct ak__tls_econf {
   SSL_CTX *ctx;
@@ -61,17 +59,13 @@ struct ak__tls_econf {
   bool insecure;
   unsigned char alpn_wire[256]; /* ALPN as a length-prefixed list */
   size_t alpn_len;              /* 0: none */
-  pthread_mutex_t cache_lock;   /* guards cache, cache_clock */
-  ak__cached *cache;            /* cache_size slots (client, resuming) */
-  unsigned cache_size;
-  uint64_t cache_clock;
 };
 
 struct ak__tls_eng {
   SSL *ssl;
   ak__tls_econf *c;
   ak__tls_wire *wire;
-  char *cache_key;    /* owned, or NULL */
+  SSL_SESSION *fresh; /* the newest session to keep, not yet taken (ours) */
   bool hs_done;       /* the handshake succeeded */
   char suite[96];     /* the suite's name, '-' between words */
   char alpn[256];     /* the agreed protocol, NUL-terminated */
@@ -93,13 +87,7 @@ static void put_detail(char *detail, size_t n, const char *what) {
 static void os_econf_free(ak__tls_econf *c) {
   if (!c)
     return;
-  for (unsigned i = 0; i < c->cache_size; i++) {
-    ak__free(c->cache[i].key);
-    SSL_SESSION_free(c->cache[i].sess);
-  }
-  ak__free(c->cache);
   SSL_CTX_free(c->ctx);
-  pthread_mutex_destroy(&c->cache_lock);
   ak__free(c);
 }
 
@@ -127,7 +115,6 @@ static ak__tls_econf *econf_new(bool server, const char *alpn, char *detail, siz
     *rc = -ENOMEM;
     return NULL;
   }
-  pthread_mutex_init(&c->cache_lock, NULL);
   c->server = server;
   ERR_clear_error();
   c->ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
@@ -235,13 +222,8 @@ static int os_econf_client(const ak_tls_client_options *opts, ak__tls_econf **ou
     SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
   }
   if (!(opts->flags & AK_TLS_NO_RESUMPTION)) {
-    c->cache_size = opts->session_cache_size ? opts->session_cache_size : 64;
-    c->cache = ak__calloc(c->cache_size, sizeof(*c->cache));
-    if (!c->cache) {
-      rc = -ENOMEM;
-      goto fail;
-    }
-    /* Sessions go to our cache (keyed by host:port), not OpenSSL's. */
+    /* Sessions go to our cache (session_cache.c, keyed by host:port), not
+     * OpenSSL's. */
     SSL_CTX_set_session_cache_mode(c->ctx,
                                    SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(c->ctx, new_session_cb);
@@ -310,78 +292,41 @@ fail:
   return rc;
 }
 
-static size_t os_econf_cached(ak__tls_econf *c) {
-  size_t count = 0;
-  pthread_mutex_lock(&c->cache_lock);
-  for (unsigned i = 0; i < c->cache_size; i++)
-    count += c->cache[i].key != NULL;
-  pthread_mutex_unlock(&c->cache_lock);
-  return count;
+/* ---- Sessions to resume (the cache itself is session_cache.c) ------------------- */
+
+/* An ak__tls_sess is an SSL_SESSION (one reference). */
+static SSL_SESSION *as_ssl_session(const ak__tls_sess *s) { return (SSL_SESSION *)s; }
+
+static void os_sess_free(ak__tls_sess *s) { SSL_SESSION_free(as_ssl_session(s)); }
+
+/* Offers a copy of s (see the top of the file). */
+static bool os_eng_offer(ak__tls_eng *e, const ak__tls_sess *s) {
+  SSL_SESSION *copy = SSL_SESSION_dup(as_ssl_session(s));
+  if (!copy)
+    return false;
+  int ok = SSL_set_session(e->ssl, copy); /* takes its own reference */
+  SSL_SESSION_free(copy);
+  return ok == 1;
 }
 
-/* Offers the cached session for e's key, if any. A copy: OpenSSL marks the
- * session an SSL ends with as not resumable when the SSL is freed without
- * close_notify, and that must not spoil the cache's. */
-static void cache_offer(ak__tls_eng *e) {
-  ak__tls_econf *c = e->c;
-  SSL_SESSION *copy = NULL;
-  pthread_mutex_lock(&c->cache_lock);
-  for (unsigned i = 0; i < c->cache_size; i++) {
-    ak__cached *slot = &c->cache[i];
-    if (slot->key && strcmp(slot->key, e->cache_key) == 0) {
-      copy = SSL_SESSION_dup(slot->sess);
-      slot->used = ++c->cache_clock;
-      break;
-    }
-  }
-  pthread_mutex_unlock(&c->cache_lock);
-  if (copy) {
-    (void)SSL_set_session(e->ssl, copy); /* on failure: a full handshake */
-    SSL_SESSION_free(copy);
-  }
+static ak__tls_sess *os_eng_take_session(ak__tls_eng *e) {
+  SSL_SESSION *sess = e->fresh;
+  e->fresh = NULL;
+  return (ak__tls_sess *)sess;
 }
 
 /* OpenSSL made a session to keep (after a TLS 1.2 handshake, or at each
- * TLS 1.3 NewSessionTicket): a copy of it (see cache_offer) replaces the
- * key's old one, or the least recently used. Returns 0: OpenSSL keeps its
- * reference. */
+ * TLS 1.3 NewSessionTicket): a copy of it replaces the one not yet taken.
+ * Returns 0: OpenSSL keeps its reference. */
 static int new_session_cb(SSL *ssl, SSL_SESSION *orig) {
   ak__tls_eng *e = SSL_get_app_data(ssl);
-  if (!e || !e->cache_key || !SSL_SESSION_is_resumable(orig))
+  if (!e || !SSL_SESSION_is_resumable(orig))
     return 0;
   SSL_SESSION *sess = SSL_SESSION_dup(orig);
   if (!sess)
     return 0;
-  ak__tls_econf *c = e->c;
-  pthread_mutex_lock(&c->cache_lock);
-  ak__cached *slot = NULL;
-  for (unsigned i = 0; i < c->cache_size && !slot; i++)
-    if (c->cache[i].key && strcmp(c->cache[i].key, e->cache_key) == 0)
-      slot = &c->cache[i];
-  for (unsigned i = 0; i < c->cache_size && !slot; i++)
-    if (!c->cache[i].key)
-      slot = &c->cache[i];
-  if (!slot) {
-    slot = &c->cache[0];
-    for (unsigned i = 1; i < c->cache_size; i++)
-      if (c->cache[i].used < slot->used)
-        slot = &c->cache[i];
-  }
-  int kept = 0;
-  char *key = slot->key && strcmp(slot->key, e->cache_key) == 0 ? slot->key
-                                                                 : ak__strdup(e->cache_key);
-  if (key) {
-    if (slot->key != key)
-      ak__free(slot->key);
-    SSL_SESSION_free(slot->sess);
-    slot->key = key;
-    slot->sess = sess;
-    slot->used = ++c->cache_clock;
-    kept = 1;
-  }
-  pthread_mutex_unlock(&c->cache_lock);
-  if (!kept)
-    SSL_SESSION_free(sess);
+  SSL_SESSION_free(e->fresh);
+  e->fresh = sess;
   return 0;
 }
 
@@ -448,7 +393,7 @@ static void wire_method_init(void) {
 /* ---- Sessions ------------------------------------------------------------------------- */
 
 static int os_eng_new(ak__tls_econf *c, ak__tls_wire *wire, const char *host,
-                      const char *cache_key, ak__tls_eng **out) {
+                      ak__tls_eng **out) {
   if (!c->server && !c->insecure && (!host || !host[0]))
     return AK_ETLSNOHOST; /* never a verifying client without a name */
   pthread_once(&wire_once, wire_method_init);
@@ -489,18 +434,11 @@ static int os_eng_new(ak__tls_econf *c, ak__tls_wire *wire, const char *host,
         goto fail;
       }
     }
-    if (cache_key && c->cache_size) {
-      e->cache_key = ak__strdup(cache_key);
-      if (!e->cache_key)
-        goto fail;
-      cache_offer(e);
-    }
   }
   *out = e;
   return 0;
 fail:
   SSL_free(e->ssl);
-  ak__free(e->cache_key);
   ak__free(e);
   return rc;
 }
@@ -509,7 +447,7 @@ static void os_eng_free(ak__tls_eng *e) {
   if (!e)
     return;
   SSL_free(e->ssl);
-  ak__free(e->cache_key);
+  SSL_SESSION_free(e->fresh);
   ak__free(e);
 }
 
@@ -676,9 +614,11 @@ const ak__tls_engine_ops ak__tls_openssl_ops = {
     .econf_client = os_econf_client,
     .econf_server = os_econf_server,
     .econf_free = os_econf_free,
-    .econf_cached = os_econf_cached,
     .eng_new = os_eng_new,
     .eng_free = os_eng_free,
+    .eng_offer = os_eng_offer,
+    .eng_take_session = os_eng_take_session,
+    .sess_free = os_sess_free,
     .handshake = os_eng_handshake,
     .read = os_eng_read,
     .write = os_eng_write,

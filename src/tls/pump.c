@@ -59,6 +59,8 @@ struct ak_tls {
   ak_tls_config *cfg;     /* a reference */
   const ak__tls_engine_ops *ops; /* the config's engine */
   ak__tls_eng *eng;       /* the engine's session */
+  char *cache_key;        /* "host:port": where the config's session cache
+                             keeps this client's session (owned); NULL: none */
   ak__tls_wire wire;      /* the buffers the engine reads and writes */
   int fd;                 /* the caller's socket */
   unsigned refs;          /* the caller's + one per ring op in flight */
@@ -144,6 +146,7 @@ static void session_unref(ak_tls *s) {
   if (--s->refs > 0)
     return;
   s->cfg->ops->eng_free(s->eng);
+  ak__free(s->cache_key);
   ak_tls_config_release(s->cfg);
   ak__free(s->wire.in);
   ak__free(s->wire.out);
@@ -180,8 +183,17 @@ static int session_new(ak_loop *loop, ak_tls_config *cfg, int fd, const char *ho
   }
   s->wire.in_cap = AK__TLS_IN_CAP;
   s->wire.out_cap = AK__TLS_OUT_CAP;
-  int rc = cfg->ops->eng_new(cfg->engine, &s->wire, host, cache_key, &s->eng);
+  int rc = cfg->ops->eng_new(cfg->engine, &s->wire, host, &s->eng);
+  if (rc == 0 && cfg->sessions && cache_key) {
+    s->cache_key = ak__strdup(cache_key);
+    if (s->cache_key)
+      (void)ak__tls_session_cache_offer(cfg->sessions, cache_key, s->eng); /* else a full one */
+    else
+      rc = -ENOMEM;
+  }
   if (rc < 0) {
+    if (s->eng)
+      cfg->ops->eng_free(s->eng);
     ak__free(s->wire.in);
     ak__free(s->wire.out);
     ak__free(s);
@@ -489,6 +501,16 @@ static void drive(ak_tls *s) {
   drive_writes(s);
 }
 
+/* Moves a session the engine made for resumption (at the handshake's end,
+ * or with TLS 1.3 in a read after it) into the config's cache. */
+static void keep_new_session(ak_tls *s) {
+  if (!s->cache_key)
+    return;
+  ak__tls_sess *sess = s->ops->eng_take_session(s->eng);
+  if (sess)
+    ak__tls_session_cache_put(s->cfg->sessions, s->cache_key, sess);
+}
+
 /* Runs the engine until it waits on the ring, then makes the ring ops. */
 static void pump(ak_tls *s) {
   if (s->driving) {
@@ -501,6 +523,7 @@ static void pump(ak_tls *s) {
     drive(s);
   } while (s->again);
   s->driving = false;
+  keep_new_session(s);
   if (!s->fatal || s->wire.out_len > 0)
     ring_io(s);
 }
