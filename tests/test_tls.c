@@ -534,15 +534,19 @@ static void test_resumption(void **state) {
   ak_tls_config_release(scfg);
 }
 
-/* One session connected to lfd's port over cfg; whether it resumed. */
-static bool connect_resumed(ak_tls_config *cfg, ak_tls_config *scfg, int lfd) {
+/* One session to host, connected to lfd's address (IPv4 or IPv6) over cfg;
+ * whether it resumed. */
+static bool connect_host_resumed(ak_tls_config *cfg, ak_tls_config *scfg, int lfd,
+                                 const char *host) {
   pair p;
-  struct sockaddr_in a = loopback4(ak_socket_port(lfd));
-  p.cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  assert_int_equal(connect(p.cfd, (struct sockaddr *)&a, sizeof(a)), 0);
+  struct sockaddr_storage a;
+  socklen_t alen = sizeof(a);
+  assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+  p.cfd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_int_equal(connect(p.cfd, (struct sockaddr *)&a, alen), 0);
   p.sfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
   assert_true(p.sfd >= 0);
-  assert_int_equal(ak_tls_client_new(loop, cfg, p.cfd, "localhost", &p.c), 0);
+  assert_int_equal(ak_tls_client_new(loop, cfg, p.cfd, host, &p.c), 0);
   assert_int_equal(ak_tls_server_new(loop, scfg, p.sfd, &p.s), 0);
   assert_int_equal(ak_tls_fd(p.c), p.cfd);
   assert_int_equal(pair_handshake(&p, NULL), 0);
@@ -551,6 +555,16 @@ static bool connect_resumed(ak_tls_config *cfg, ak_tls_config *scfg, int lfd) {
   ak_tls_stats_get(p.c, &st);
   pair_close(&p);
   return st.resumed;
+}
+
+static bool connect_resumed(ak_tls_config *cfg, ak_tls_config *scfg, int lfd) {
+  return connect_host_resumed(cfg, scfg, lfd, "localhost");
+}
+
+static uint64_t cached_sessions(ak_tls_config *cfg) {
+  ak_tls_config_stats cs;
+  ak_tls_config_stats_get(cfg, &cs);
+  return cs.cached_sessions;
 }
 
 /* session_cache_size bounds the cache: with one slot, two servers take
@@ -571,6 +585,92 @@ static void test_session_cache_size(void **state) {
   ak_tls_config_stats_get(ccfg, &cs);
   assert_int_equal(cs.cached_sessions, 1);
   assert_int_equal(cs.handshakes_resumed, 2);
+  close(a);
+  close(b);
+  ak_tls_config_release(ccfg);
+  ak_tls_config_release(scfg);
+}
+
+/* When the cache is full, the host:port used least recently gives way, not
+ * the one stored first: a resumption counts as a use. Two slots, three
+ * servers (one server config, so any cached session would resume: only
+ * the cache decides). */
+static void test_session_cache_lru(void **state) {
+  (void)state;
+  ak_tls_client_options o = {.ca_file = cert("ca.pem"), .session_cache_size = 2};
+  ak_tls_config *ccfg = NULL, *scfg = server_cfg("server.pem");
+  assert_int_equal(ak_tls_client_config_new(&o, &ccfg), 0);
+  int a = ak_tcp_listen("127.0.0.1", 0, 4), b = ak_tcp_listen("127.0.0.1", 0, 4);
+  int c = ak_tcp_listen("127.0.0.1", 0, 4);
+  assert_true(a >= 0 && b >= 0 && c >= 0);
+  assert_false(connect_resumed(ccfg, scfg, a));
+  assert_false(connect_resumed(ccfg, scfg, b));
+  assert_true(connect_resumed(ccfg, scfg, a)); /* a is now newer than b */
+  assert_int_equal(cached_sessions(ccfg), 2);
+  assert_false(connect_resumed(ccfg, scfg, c)); /* evicts b, not a (stored first) */
+  assert_int_equal(cached_sessions(ccfg), 2);
+  assert_true(connect_resumed(ccfg, scfg, a));
+  assert_false(connect_resumed(ccfg, scfg, b)); /* b was evicted; evicts c */
+  assert_true(connect_resumed(ccfg, scfg, a));
+  assert_true(connect_resumed(ccfg, scfg, b));
+  assert_false(connect_resumed(ccfg, scfg, c));
+  assert_int_equal(cached_sessions(ccfg), 2);
+  close(a);
+  close(b);
+  close(c);
+  ak_tls_config_release(ccfg);
+  ak_tls_config_release(scfg);
+}
+
+/* One session per host:port, the newest wins: when the server behind a port
+ * changes (a new server config: other ticket keys, an empty id cache), the
+ * old session is offered and refused, the new one replaces it, and the old
+ * server's session is gone. */
+static void test_session_newest_wins(void **state) {
+  (void)state;
+  ak_tls_config *ccfg = client_cfg(0);
+  ak_tls_config *s1 = server_cfg("server.pem"), *s2 = server_cfg("server.pem");
+  int lfd = ak_tcp_listen("127.0.0.1", 0, 4);
+  assert_true(lfd >= 0);
+  assert_false(connect_resumed(ccfg, s1, lfd));
+  assert_true(connect_resumed(ccfg, s1, lfd));
+  assert_false(connect_resumed(ccfg, s2, lfd)); /* s1's session, refused by s2 */
+  assert_true(connect_resumed(ccfg, s2, lfd));  /* s2's replaced it */
+  assert_int_equal(cached_sessions(ccfg), 1);
+  assert_false(connect_resumed(ccfg, s1, lfd)); /* s1's is gone */
+  assert_true(connect_resumed(ccfg, s1, lfd));
+  assert_int_equal(cached_sessions(ccfg), 1);
+  ak_tls_config_stats cs;
+  ak_tls_config_stats_get(ccfg, &cs);
+  assert_int_equal(cs.handshakes, 6);
+  assert_int_equal(cs.handshakes_resumed, 3);
+  close(lfd);
+  ak_tls_config_release(ccfg);
+  ak_tls_config_release(s1);
+  ak_tls_config_release(s2);
+}
+
+/* The host "::1" (an IPv6 literal, checked against the certificate's
+ * iPAddress entries) over IPv6 sockets: the key takes the IPv6 peer's
+ * port, so two ports keep two sessions (one server config: were the port
+ * lost, the second port would resume the first's session). */
+static void test_session_key_ipv6_literal(void **state) {
+  (void)state;
+  int a = ak_tcp_listen("::1", 0, 4);
+  if (a < 0)
+    skip(); /* no IPv6 loopback here */
+  int b = ak_tcp_listen("::1", 0, 4);
+  assert_true(b >= 0);
+  ak_tls_config *ccfg = client_cfg(0), *scfg = server_cfg("server6.pem");
+  assert_false(connect_host_resumed(ccfg, scfg, a, "::1"));
+  assert_true(connect_host_resumed(ccfg, scfg, a, "::1"));
+  assert_false(connect_host_resumed(ccfg, scfg, b, "::1"));
+  assert_true(connect_host_resumed(ccfg, scfg, b, "::1"));
+  assert_true(connect_host_resumed(ccfg, scfg, a, "::1"));
+  assert_int_equal(cached_sessions(ccfg), 2);
+  /* The same port under another name is another key. */
+  assert_false(connect_host_resumed(ccfg, scfg, a, "localhost"));
+  assert_int_equal(cached_sessions(ccfg), 3);
   close(a);
   close(b);
   ak_tls_config_release(ccfg);
@@ -1561,6 +1661,9 @@ int main(void) {
       cmocka_unit_test(test_config_errors),
       cmocka_unit_test(test_resumption),
       cmocka_unit_test(test_session_cache_size),
+      cmocka_unit_test(test_session_cache_lru),
+      cmocka_unit_test(test_session_newest_wins),
+      cmocka_unit_test(test_session_key_ipv6_literal),
       cmocka_unit_test(test_alpn_options),
       cmocka_unit_test(test_engine_choice),
       cmocka_unit_test(test_cross_engine),

@@ -4,6 +4,7 @@
 #   ca.pem/ca.key          a test CA
 #   server.pem/server.key  localhost + 127.0.0.1, signed by the CA, with
 #                          the CA after it (the chain a server sends)
+#   server6.pem            as server.pem, and ::1 too
 #   expired.pem            signed by the CA, valid 2020-2021
 #   notyet.pem             signed by the CA, valid from 2090
 #   wrongname.pem          signed by the CA, for other.example only
@@ -64,6 +65,8 @@ EXT
 
 leaf server localhost "DNS:localhost,IP:127.0.0.1" serverAuth
 cat ca.pem >>server.pem
+leaf server6 localhost "DNS:localhost,IP:127.0.0.1,IP:::1" serverAuth
+cat ca.pem >>server6.pem
 leaf expired localhost "DNS:localhost,IP:127.0.0.1" serverAuth 20200101000000Z 20210101000000Z
 leaf notyet localhost "DNS:localhost,IP:127.0.0.1" serverAuth 20900101000000Z 20910101000000Z
 leaf wrongname other.example "DNS:other.example" serverAuth

@@ -91,9 +91,12 @@ typedef struct ak_tls_client_options {
 
 /* A client config: trusted CAs, verification mode, and a cache of sessions
  * for resumption (tickets and session ids), keyed by host name and peer
- * port. With TLS 1.3 the server sends the session to resume after the
- * handshake: a client session keeps it once it has read past the
- * handshake (a session that never reads leaves nothing to resume).
+ * port: one session per key, the newest replacing the older, at most
+ * session_cache_size keys (when full, the key used least recently, by a
+ * resumption or a new session, gives way). With TLS 1.3 the server sends
+ * the session to resume after the handshake: a client session keeps it
+ * once it has read past the handshake (a session that never reads leaves
+ * nothing to resume).
  * opts may be NULL (all defaults). Loads the CA files now. Returns 0
  * and sets *out (the caller's reference), AK_ETLSCONFIG with nothing loaded
  * (a missing or unreadable CA file, a file with no certificate), or -ENOMEM.
