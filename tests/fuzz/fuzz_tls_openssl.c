@@ -1,78 +1,24 @@
 /* fuzz_tls_openssl.c: a libFuzzer target: arbitrary bytes as the server's
- * side of a TLS client handshake through the whole pump with the OpenSSL
- * engine (the default), as fuzz_tls_client.c does for mbedtls. No fixed RNG:
- * OpenSSL's randomness makes a replay differ in the client's own bytes, but
- * this target looks for crashes, leaks and hangs in the pump and the BIO
- * glue (openssl.c), and those do not depend on the random bytes. Whatever
- * the input, the handshake must settle, with an error (no input passes
- * certificate verification). OpenSSL itself is Debian's, not instrumented.
- */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <asynckit.h>
+ * side of a TLS client handshake with the OpenSSL engine (the default); the
+ * run itself, and what it checks, is fuzz_tls.c's, shared with
+ * fuzz_tls_client.c (mbedtls). No fixed RNG: OpenSSL's randomness makes a
+ * replay differ in the client's own bytes, but this target looks for
+ * crashes, leaks and hangs in the pump and the BIO glue (openssl.c), and
+ * those do not depend on the random bytes. OpenSSL itself is Debian's, not
+ * instrumented. */
+#include "fuzz_tls.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static ak_loop *loop;
-static ak_tls_config *cfg;
-
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
-  if (ak_loop_new(&loop, NULL) != 0) {
-    fprintf(stderr, "fuzz: no loop (io_uring unavailable?)\n");
-    exit(1);
-  }
-  /* The system bundle: verification runs as it does for real. */
-  ak_tls_client_options o = {.engine = AK_TLS_ENGINE_OPENSSL};
-  int rc = ak_tls_client_config_new(&o, &cfg);
-  if (rc != 0) {
-    fprintf(stderr, "fuzz: client config: %s (%s)\n", ak_strerror(rc), ak_tls_config_error());
-    exit(1);
-  }
+  fuzz_tls_setup(AK_TLS_ENGINE_OPENSSL);
   return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  if (size > 100000)
-    return 0; /* the socketpair's buffer must take it all at once */
-  int fds[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
-    abort();
-  int big = 1 << 20;
-  setsockopt(fds[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
-  setsockopt(fds[0], SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
-  setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
-  size_t off = 0;
-  while (off < size) {
-    ssize_t n = send(fds[1], data + off, size - off, MSG_NOSIGNAL);
-    if (n <= 0)
-      abort();
-    off += (size_t)n;
-  }
-  shutdown(fds[1], SHUT_WR); /* the server says no more */
-  ak_tls *t = NULL;
-  if (ak_tls_client_new(loop, cfg, fds[0], "localhost", &t) != 0)
-    abort();
-  ak_future *f = ak_tls_handshake(t);
-  if (!f || ak_future_wait(f, INT64_C(10000000000)) != 0)
-    abort(); /* a hang: the pump must always settle the handshake */
-  int64_t r = ak_future_result(f);
-  if (r == 0) {
-    /* Verification cannot pass for bytes made up by a fuzzer. */
-    fprintf(stderr, "fuzz: a handshake succeeded without a valid certificate\n");
-    abort();
-  }
-  if (r >= 0 || ak_strerror((int)r) == NULL)
-    abort();
-  ak_future_release(f);
-  ak_tls_free(t);
-  close(fds[0]);
-  close(fds[1]);
+  fuzz_tls_handshake(data, size);
   return 0;
 }
