@@ -15,15 +15,19 @@
  * maximum), wget2 --chunk-size (size/32) --max-threads 32, curl one stream
  * (it cannot split a file).
  *
- * Before each run the clean page cache is dropped (as root), then the
- * served files and the tool with its libraries are read back in. The drop is
- * for ext4 without a journal (these machines): creating a file scans past
- * every inode of the group deleted in the last minutes whose inode-table
- * block is still cached (ext4's recently_deleted()), so a run right after
- * the `rm -rf` of the previous run's 1000 files spent a quarter of its CPU
- * in that scan (perf: curl 24%, akget 35%), the benchmark's own deletion
- * charged to whichever tool ran next. Without the cached blocks the scan
- * ends at once, as on a machine whose files were deleted long ago. */
+ * No file is deleted while the benchmark runs. On ext4 without a journal
+ * (these machines), creating a file scans past every free inode of its group
+ * deleted in the last minute (ext4's recently_deleted(): 60 s, 360 s while
+ * the inode table block is dirty), so a run right after the `rm -rf` of the
+ * previous run's 1000 files spent a quarter of its CPU in that scan (perf:
+ * curl 24%, akget 35%): the benchmark's own deletion, charged to whichever
+ * tool ran next. Dropping the page cache did not stop it (inode-table
+ * readahead reads the deleted inodes' dtime back from disk). So each run
+ * writes into a new directory, under a parent marked +T (ext4's "top of a
+ * hierarchy": each new directory goes to a group of its own choosing, away
+ * from groups other programs just emptied), and after its check its files
+ * are truncated to zero (blocks freed, inodes kept); the directories go at
+ * the end, and a later run waits until a minute has passed since then. */
 #include "akb_fs.h"
 
 #include <errno.h>
@@ -36,6 +40,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Paths come from AKBENCH_DIR (bounded by PATH_MAX); a truncated command
@@ -272,17 +277,18 @@ static bool check_outputs(const server *s, const set *st, const char *out_dir, c
   return true;
 }
 
-/* Drops the clean page cache (the inode-table blocks of the files deleted
- * just before; the top comment). False when not permitted. */
-static bool drop_clean_cache(void)
+/* Seconds since the last run's outputs were deleted (its stamp file), or
+ * a large number when there is none. */
+static double since_deletion(const server *s)
 {
-  sync();
-  int fd = open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC);
-  if (fd < 0)
-    return false;
-  bool ok = write(fd, "1", 1) == 1;
-  close(fd);
-  return ok;
+  char p[4400];
+  snprintf(p, sizeof p, "%s/outputs-deleted", s->state);
+  struct stat st;
+  if (stat(p, &st) < 0)
+    return 1e9;
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  return (double)(now.tv_sec - st.st_mtim.tv_sec) + (now.tv_nsec - st.st_mtim.tv_nsec) / 1e9;
 }
 
 typedef struct series {
@@ -292,15 +298,10 @@ typedef struct series {
 } series;
 
 static int run_set(const server *s, const set *st, const akb_opts *opts, bool have[TOOLS],
-                   series out[TOOLS], bool *warned_drop, akb_result *res)
+                   series out[TOOLS], akb_result *res)
 {
   char out_dir[4400], warm[4400], cmd[9000];
-  snprintf(out_dir, sizeof out_dir, "%s/out", s->state);
   snprintf(warm, sizeof warm, "cat '%s/%s'/* >/dev/null", s->root, st->dir);
-  if (write_lists(s, st, out_dir) < 0) {
-    akb_fail(res, "cannot write URL lists in %s", s->list_dir);
-    return -1;
-  }
   unsigned rounds = opts->rounds ? opts->rounds : 3;
   if (rounds > MAX_RUNS)
     rounds = MAX_RUNS;
@@ -308,21 +309,17 @@ static int run_set(const server *s, const set *st, const akb_opts *opts, bool ha
     for (int t = 0; t < TOOLS; t++) {
       if (!have[t])
         continue;
-      snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s' && sync", out_dir, out_dir);
+      /* A new directory per run; nothing deleted (the top comment). */
+      snprintf(out_dir, sizeof out_dir, "%s/out/%s-%u-%s", s->state, st->name, r + 1, tool_names[t]);
+      snprintf(cmd, sizeof cmd, "mkdir -p '%s' && sync", out_dir);
       sh(cmd);
-      char *argv[40];
-      build_argv(t, s, st, out_dir, argv);
-      if (!drop_clean_cache() && !*warned_drop) {
-        akb_note(res, "cannot drop the clean page cache (needs root): each tool's figures "
-                      "include ext4's scan of the previous run's deleted inodes");
-        *warned_drop = true;
+      if (write_lists(s, st, out_dir) < 0) {
+        akb_fail(res, "cannot write URL lists in %s", s->list_dir);
+        return -1;
       }
       sh(warm); /* the served files in the page cache (bench-notes.md) */
-      /* The tool and its libraries too: the drop took them out. */
-      snprintf(cmd, sizeof cmd,
-               "p=$(command -v '%s') && cat \"$p\" $(ldd \"$p\" | awk '/=> \\//{print $3}') >/dev/null",
-               argv[0]);
-      sh(cmd);
+      char *argv[40];
+      build_argv(t, s, st, out_dir, argv);
       akb_span span;
       int rc = akb_fs_run(argv, NULL, NULL, true, &span);
       char why[9000];
@@ -331,7 +328,11 @@ static int run_set(const server *s, const set *st, const akb_opts *opts, bool ha
         have[t] = false;
         continue;
       }
-      if (!check_outputs(s, st, out_dir, why, sizeof why)) {
+      bool same = check_outputs(s, st, out_dir, why, sizeof why);
+      /* Blocks freed, inodes kept until the end (the top comment). */
+      snprintf(cmd, sizeof cmd, "find '%s' -type f -exec truncate -s 0 {} +", out_dir);
+      sh(cmd);
+      if (!same) {
         akb_fail(res, "%s on %s: %s", tool_names[t], st->name, why);
         have[t] = false;
         continue;
@@ -343,8 +344,6 @@ static int run_set(const server *s, const set *st, const akb_opts *opts, bool ha
               tool_names[t], st->name, r + 1, span.wall_s, span.user_s + span.sys_s);
     }
   }
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", out_dir);
-  sh(cmd);
   return 0;
 }
 
@@ -385,6 +384,20 @@ int akb_wl_download(const akb_opts *opts, akb_result *res)
       return -1;
     }
   }
+  /* The outputs: a parent marked +T, and a minute since the last run's
+   * outputs were deleted (the top comment). */
+  snprintf(cmd, sizeof cmd,
+           "if [ -e '%s/out' ]; then rm -rf '%s/out' && sync && touch '%s/outputs-deleted'; fi; "
+           "mkdir -p '%s/out' && chattr +T '%s/out' 2>/dev/null",
+           s.state, s.state, s.state, s.state, s.state);
+  if (sh(cmd) != 0)
+    akb_note(res, "chattr +T failed (not ext4?): output folders are placed as the filesystem likes");
+  double since = since_deletion(&s);
+  if (since < 65) {
+    akb_note(res, "waited %.0f s: the last run's outputs were deleted %.0f s ago (the ext4 "
+                  "recently-deleted window, wl_download.c)", 65 - since, since);
+    usleep((useconds_t)((65 - since) * 1e6));
+  }
   if (server_start(&s, res) < 0)
     return -1;
   bool have[TOOLS] = {true, akb_fs_have("curl"), akb_fs_have("wget2"), akb_fs_have("aria2c")};
@@ -396,18 +409,19 @@ int akb_wl_download(const akb_opts *opts, akb_result *res)
   static series results[SETS][TOOLS];
   memset(results, 0, sizeof results);
   int ret = 0;
-  bool warned_drop = false;
   for (int i = 0; i < SETS; i++) {
     if (opts->variant && strcmp(opts->variant, "both") != 0 && strcmp(opts->variant, sets[i].name) != 0)
       continue;
     bool h[TOOLS];
     memcpy(h, have, sizeof h);
-    if (run_set(&s, &sets[i], opts, h, results[i], &warned_drop, res) < 0) {
+    if (run_set(&s, &sets[i], opts, h, results[i], res) < 0) {
       ret = -1;
       break;
     }
   }
   server_stop(&s);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s/out' && sync && touch '%s/outputs-deleted'", s.state, s.state);
+  sh(cmd);
   /* Rows: per tool, median wall and CPU per set; params: the ratios. */
   for (int t = 0; t < TOOLS; t++) {
     akb_row *row = akb_row_add(res, tool_names[t]);
