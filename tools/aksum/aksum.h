@@ -38,6 +38,7 @@ typedef enum aks_algo_id {
 } aks_algo_id;
 
 enum { AKS_DIGEST_MAX = 64 };
+enum { AKS_LANES_MAX = 4 }; /* messages one update_lanes call takes at most */
 
 typedef struct evp_md_st EVP_MD; /* OpenSSL's, opaque here */
 
@@ -53,6 +54,11 @@ typedef struct aks_algo {
   void (*update)(void *ctx, const void *data, size_t len);
   void (*finish)(void *ctx, unsigned char *out); /* digest_len bytes */
   void (*ctx_free)(void *ctx);
+  /* Several messages at once (one context each, n <= lanes <= AKS_LANES_MAX): as n calls of
+   * update, in less time. lanes is 1 where the algorithm has no such path
+   * (update_lanes then NULL). */
+  unsigned lanes;
+  void (*update_lanes)(void *const ctx[], const void *const data[], const size_t len[], unsigned n);
 } aks_algo;
 
 /* Fetches libcrypto's digests once, before any thread runs; cleanup frees
@@ -64,6 +70,29 @@ const aks_algo *aks_algo_get(aks_algo_id id);
 const aks_algo *aks_algo_by_name(const char *name);
 /* A started context for a (free with a->ctx_free), or NULL on ENOMEM. */
 void *aks_algo_ctx_new(const aks_algo *a);
+
+/* ---- SHA-256/224 on SHA-NI, several messages per thread (sha256ni.c) ---------- */
+
+enum {
+  AKS_SHA256_LANES = AKS_LANES_MAX
+}; /* messages interleaved at most (measured: docs/aksum.md) */
+
+typedef struct aks_sha256 {
+  uint32_t h[8];         /* the chaining state, A..H */
+  uint64_t bytes;        /* bytes taken so far */
+  unsigned char buf[64]; /* bytes % 64 of them, waiting for a whole block */
+  unsigned out_len;      /* 32 (SHA-256) or 28 (SHA-224) */
+} aks_sha256;
+
+/* Whether this CPU has SHA-NI, SSSE3 and SSE4.1 (else nothing below may
+ * be called). */
+bool aks_sha256ni_usable(void);
+void aks_sha256ni_init(aks_sha256 *c, bool is224);
+/* Adds len[i] bytes at data[i] to c[i] for each of n <= AKS_SHA256_LANES
+ * distinct contexts. */
+void aks_sha256ni_update_lanes(aks_sha256 *const c[], const unsigned char *const data[],
+                               const size_t len[], unsigned n);
+void aks_sha256ni_final(aks_sha256 *c, unsigned char *out); /* out_len bytes */
 
 /* ---- Options ----------------------------------------------------------------- */
 

@@ -3,10 +3,15 @@
  * chunk buffers to the files that want data (the earliest first, each at most
  * half of them so one big file cannot starve the hashers), and reads ahead.
  * The buffers are one registered buffer (reads are READ_FIXED) where the
- * kernel allows it. The pool hashes: each file has at most one hash task at
- * a time, which takes the next chunks in order (at most HASH_BATCH), so
+ * kernel allows it. The pool hashes: each file is in at most one hash task
+ * at a time, which takes its next chunks in order (at most HASH_BATCH), so
  * files hash in parallel, one file's bytes go through its context in order,
- * and a big file's next chunks are read while these hash. With --copy each
+ * and a big file's next chunks are read while these hash. Where the
+ * algorithm hashes several messages at once on one thread (algo->lanes > 1:
+ * SHA-256 on SHA-NI), a task takes up to that many files whose next chunks
+ * are ready, and no more tasks are in flight than there are threads, so
+ * that the files that become ready meanwhile wait to be grouped (a lone
+ * file still goes alone when a thread is free). With --copy each
  * chunk is also written (write all, at its offset) to an unnamed O_TMPFILE
  * file linked into place when the file is complete (or, where the
  * filesystem lacks O_TMPFILE, a named temporary renamed into place: copy.c).
@@ -26,6 +31,7 @@
 #include <asynckit.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -93,13 +99,22 @@ struct pl {
   fjob *head, *tail;
   ak_timer *timer;
   int64_t tick_ns;
-  bool fixed;        /* the buffers are registered (buf_index 0) */
-  bool stdin_busy;   /* a "-" is being read: the next "-" waits for its end */
-  bool tmpfile;      /* copies start as O_TMPFILE files (copy.c) */
-  unsigned max_open; /* files open at once: --buffers and RLIMIT_NOFILE */
+  bool fixed;              /* the buffers are registered (buf_index 0) */
+  bool stdin_busy;         /* a "-" is being read: the next "-" waits for its end */
+  bool tmpfile;            /* copies start as O_TMPFILE files (copy.c) */
+  unsigned max_open;       /* files open at once: --buffers and RLIMIT_NOFILE */
+  unsigned hash_tasks;     /* hash tasks in flight */
+  unsigned max_hash_tasks; /* lanes > 1: the pool's threads; else no cap */
   bool pumping, pump_again;
   bool done;
 };
+
+/* One pool task: the files it hashes (one, or up to algo->lanes). */
+typedef struct hash_group {
+  pl *p;
+  unsigned n;
+  fjob *job[AKS_LANES_MAX];
+} hash_group;
 
 static void pump(pl *p);
 
@@ -282,47 +297,94 @@ static void fin_step(fjob *j)
 
 /* ---- Hashing on the pool ---------------------------------------------------- */
 
+/* Several files at once: their batches go through update_lanes chunk by
+ * chunk (the i-th chunk of every file together; files with fewer chunks
+ * drop out). */
+static void hash_lanes(const aks_algo *algo, hash_group *g)
+{
+  chunk *cur[AKS_LANES_MAX];
+  for (unsigned i = 0; i < g->n; i++)
+    cur[i] = g->job[i]->batch;
+  for (;;) {
+    void *ctx[AKS_LANES_MAX];
+    const void *data[AKS_LANES_MAX];
+    size_t len[AKS_LANES_MAX];
+    unsigned k = 0;
+    for (unsigned i = 0; i < g->n; i++) {
+      if (!cur[i])
+        continue;
+      ctx[k] = g->job[i]->ctx;
+      data[k] = cur[i]->buf;
+      len[k] = cur[i]->len;
+      k++;
+      cur[i] = cur[i]->next;
+    }
+    if (k == 0)
+      return;
+    algo->update_lanes(ctx, data, len, k);
+  }
+}
+
 static int64_t hash_work(void *arg, ak_future *self)
 {
   (void)self;
-  fjob *j = arg;
-  const aks_algo *algo = j->p->algo;
-  for (chunk *c = j->batch; c; c = c->next)
-    algo->update(j->ctx, c->buf, c->len);
+  hash_group *g = arg;
+  const aks_algo *algo = g->p->algo;
+  if (g->n > 1 && algo->update_lanes) {
+    hash_lanes(algo, g);
+    return 0;
+  }
+  for (unsigned i = 0; i < g->n; i++)
+    for (chunk *c = g->job[i]->batch; c; c = c->next)
+      algo->update(g->job[i]->ctx, c->buf, c->len);
   return 0;
 }
 
 static void job_check(fjob *j);
+static void start_hashing(pl *p);
 
+/* A hash task's chunks are hashed: back to the reader; then each of its
+ * files goes on (none of them is finished before all are released). */
 static void hash_done(ak_future *f, void *arg)
 {
-  fjob *j = arg;
-  pl *p = j->p;
+  hash_group *g = arg;
+  pl *p = g->p;
   ak_future_release(f);
-  j->hashing = false;
-  chunk *c = j->batch;
-  j->batch = NULL;
-  while (c) {
-    chunk *next = c->next;
-    j->hash_off += (int64_t)c->len;
-    p->run->bytes += c->len;
-    chunk_release(p, c);
-    c = next;
+  p->hash_tasks--;
+  for (unsigned i = 0; i < g->n; i++) {
+    fjob *j = g->job[i];
+    j->hashing = false;
+    chunk *c = j->batch;
+    j->batch = NULL;
+    while (c) {
+      chunk *next = c->next;
+      j->hash_off += (int64_t)c->len;
+      p->run->bytes += c->len;
+      chunk_release(p, c);
+      c = next;
+    }
   }
-  job_check(j);
+  for (unsigned i = 0; i < g->n; i++)
+    job_check(g->job[i]);
+  free(g);
+  start_hashing(p); /* a group with none of them is due too */
 }
 
-/* Starts a hash task with the chunks that are next in order, if any. */
-static void try_hash(fjob *j)
+/* Whether j's next chunk in order is read and not being hashed. */
+static bool can_hash(const fjob *j)
 {
-  if (j->hashing || j->err || !j->ready)
-    return;
+  return !j->hashing && !j->err && j->ready && j->ready->off == j->hash_off &&
+         j->hash_off < j->eof_at;
+}
+
+/* Moves j's chunks that are next in order (at most HASH_BATCH: the chunks
+ * go back to the reader as each task ends, so a big file's next chunks are
+ * read while these hash instead of after) to its batch. */
+static void take_batch(fjob *j)
+{
   chunk *batch = NULL, **tail = &batch;
   int64_t at = j->hash_off;
   unsigned taken = 0;
-  /* At most HASH_BATCH chunks per task: the chunks go back to the reader
-   * as each task ends, so a big file's next chunks are read while these
-   * hash instead of after. */
   while (j->ready && j->ready->off == at && at < j->eof_at && taken++ < HASH_BATCH) {
     chunk *c = j->ready;
     j->ready = c->next;
@@ -333,29 +395,58 @@ static void try_hash(fjob *j)
     tail = &c->next;
     at += (int64_t)c->len;
   }
-  if (!batch)
-    return;
   j->batch = batch;
   j->hashing = true;
-  ak_future *f = ak_pool_submit(j->p->pool, hash_work, j);
-  if (!f) {
-    j->hashing = false;
-    j->batch = NULL;
-    while (batch) {
-      chunk *c = batch;
-      batch = c->next;
-      chunk_release(j->p, c);
+}
+
+/* Starts hash tasks while a thread is free (lanes > 1) or any file can
+ * hash: each with the earliest files that can, up to algo->lanes of them. */
+static void start_hashing(pl *p)
+{
+  unsigned lanes = p->algo->lanes > 1 ? p->algo->lanes : 1;
+  if (lanes > AKS_LANES_MAX)
+    lanes = AKS_LANES_MAX; /* NEVER: the table says at most that */
+  fjob *j = p->head;
+  while (p->hash_tasks < p->max_hash_tasks) {
+    while (j && !can_hash(j))
+      j = j->next;
+    if (!j)
+      return;
+    hash_group *g = calloc(1, sizeof(*g));
+    if (!g) {
+      job_fail(j, -ENOMEM, NULL);
+      continue;
     }
-    job_fail(j, -ENOMEM, NULL);
-    return;
+    g->p = p;
+    for (; j && g->n < lanes; j = j->next)
+      if (can_hash(j)) {
+        take_batch(j);
+        g->job[g->n++] = j;
+      }
+    ak_future *f = ak_pool_submit(p->pool, hash_work, g);
+    if (!f) {
+      for (unsigned i = 0; i < g->n; i++) {
+        fjob *gj = g->job[i];
+        gj->hashing = false;
+        while (gj->batch) {
+          chunk *c = gj->batch;
+          gj->batch = c->next;
+          chunk_release(p, c);
+        }
+        job_fail(gj, -ENOMEM, NULL);
+      }
+      free(g);
+      return;
+    }
+    p->hash_tasks++;
+    ak_future_on_settle(f, hash_done, g);
   }
-  ak_future_on_settle(f, hash_done, j);
 }
 
 /* Whether everything for j has come back and it can be finished. */
 static void job_check(fjob *j)
 {
-  try_hash(j);
+  start_hashing(j->p);
   if (j->opens || j->reads || j->hashing || j->writes || j->fin != FIN_NONE) {
     pump(j->p);
     return;
@@ -726,6 +817,7 @@ int aks_pipeline_run(aks_run *run)
   p.chunk_size = run->opts.chunk;
   p.nchunks = run->opts.buffers;
   p.max_per_job = p.nchunks > 3 ? p.nchunks / 2 : 2;
+  p.max_hash_tasks = p.algo->lanes > 1 ? run->opts.jobs : UINT_MAX;
   int rc;
   p.pool = ak_pool_new(run->opts.jobs);
   if (!p.pool) {
@@ -744,8 +836,7 @@ int aks_pipeline_run(aks_run *run)
   if (run->opts.verbose) {
     ak_features ft;
     ak_loop_features(p.loop, &ft);
-    fprintf(stderr, "aksum: backend: %s (%s)\n", ak_backend_name(ft.backend),
-            ft.backend_reason);
+    fprintf(stderr, "aksum: backend: %s (%s)\n", ak_backend_name(ft.backend), ft.backend_reason);
   }
   p.chunks = calloc(p.nchunks, sizeof(chunk));
   if (!p.chunks || !(p.mem = buffers_alloc((size_t)p.nchunks * p.chunk_size))) {
