@@ -61,9 +61,12 @@ typedef struct aks_algo {
   void (*update_lanes)(void *const ctx[], const void *const data[], const size_t len[], unsigned n);
 } aks_algo;
 
-/* Fetches libcrypto's digests once, before any thread runs; cleanup frees
- * them at exit. */
+/* init picks the code for each algorithm (SHA-NI or libcrypto); prepare
+ * fetches a's libcrypto digest if it has one and says whether a can be
+ * used (both on the main thread, before any other runs); cleanup frees the
+ * digests at exit. */
 void aks_algo_init(void);
+bool aks_algo_prepare(const aks_algo *a);
 void aks_algo_cleanup(void);
 const aks_algo *aks_algo_get(aks_algo_id id);
 /* By name; NULL if unknown. */

@@ -17,8 +17,9 @@
  * one-message code). The test-only environment variable
  * AKSUM_TEST_NO_SHANI=1 keeps libcrypto for them (the tests compare both).
  *
- * Each EVP_MD is fetched once (aks_algo_init, before any thread starts) and
- * then only read; a context is used by one pool thread at a time. */
+ * The run's EVP_MD is fetched once (aks_algo_prepare, before any thread
+ * starts) and then only read; a context is used by one pool thread at a
+ * time. */
 #include "aksum.h"
 
 #include <stdlib.h>
@@ -161,17 +162,24 @@ enum { N_ALGOS = sizeof(algos) / sizeof(algos[0]) };
 
 void aks_algo_init(void)
 {
-  for (size_t i = 0; i < N_ALGOS; i++) {
-    if (algos[i].evp_name && !algos[i].md) {
-      algos[i].md = EVP_MD_fetch(NULL, algos[i].evp_name, NULL);
-      algos[i].available = algos[i].md != NULL;
-    }
-  }
   const char *no_shani = getenv("AKSUM_TEST_NO_SHANI");
   if (aks_sha256ni_usable() && !(no_shani && *no_shani && strcmp(no_shani, "0") != 0)) {
     use_shani(&algos[AKS_SHA256]);
     use_shani(&algos[AKS_SHA224]);
   }
+}
+
+bool aks_algo_prepare(const aks_algo *a)
+{
+  aks_algo *m = &algos[a - algos];
+  /* Only the digest a run uses is fetched: the first fetch sets up
+   * libcrypto's providers and reads openssl.cnf (about 5 M instructions),
+   * which a run on SHA-NI's SHA-256 does not need at all. */
+  if (m->evp_name && m->ctx_new == evp_new && !m->md) {
+    m->md = EVP_MD_fetch(NULL, m->evp_name, NULL);
+    m->available = m->md != NULL;
+  }
+  return m->available;
 }
 
 void aks_algo_cleanup(void)

@@ -156,7 +156,7 @@ static int parse_args(aks_run *run, int argc, char **argv)
         return usage_error("--hash: unknown hash '%s' (md5, sha1, sha224, sha256, sha384, "
                            "sha512, blake2b, xxh3)",
                            optarg);
-      if (!o->algo->available)
+      if (!aks_algo_prepare(o->algo))
         return usage_error("--hash %s: not available (built without libxxhash, or libcrypto "
                            "lacks it)",
                            optarg);
@@ -246,6 +246,10 @@ int main(int argc, char **argv)
   int rc = parse_args(&run, argc, argv);
   if (rc)
     return rc;
+  if (!aks_algo_prepare(run.opts.algo)) { /* the default; -a prepared its own */
+    fprintf(stderr, "aksum: %s: not available (libcrypto lacks it)\n", run.opts.algo->name);
+    return 2;
+  }
   if (run.opts.check_file) {
     rc = aks_check_load(&run, run.opts.check_file);
     if (rc < 0) {
