@@ -21,6 +21,20 @@
 
 enum { MAX_DENIED = 32 };
 
+#ifdef T_AUDIT_ARCH
+/* Installs a filter of len instructions for this thread and what it starts
+ * (no_new_privs first, so no privilege is needed). 0 or -errno. */
+static int install(struct sock_filter *filter, size_t len)
+{
+  struct sock_fprog prog = {.len = (unsigned short)len, .filter = filter};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    return -errno;
+  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+    return -errno;
+  return 0;
+}
+#endif
+
 int t_seccomp_deny(const unsigned *nrs, size_t n, int err)
 {
   if (n == 0 || n > MAX_DENIED)
@@ -45,12 +59,7 @@ int t_seccomp_deny(const unsigned *nrs, size_t n, int err)
   filter[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
   filter[k++] = (struct sock_filter)BPF_STMT(
       BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA));
-  struct sock_fprog prog = {.len = (unsigned short)k, .filter = filter};
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-    return -errno;
-  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
-    return -errno;
-  return 0;
+  return install(filter, k);
 #else
   (void)nrs;
   (void)err;
@@ -82,13 +91,7 @@ int t_seccomp_deny_tmpfile(int err)
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
   };
-  struct sock_fprog prog = {.len = (unsigned short)(sizeof(filter) / sizeof(filter[0])),
-                            .filter = filter};
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-    return -errno;
-  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
-    return -errno;
-  return 0;
+  return install(filter, sizeof(filter) / sizeof(filter[0]));
 #else
   (void)err;
   return -ENOSYS;

@@ -632,6 +632,17 @@ static void post_recv(ak__http_exchange *ex)
 
 static void on_written(ak_future *f, void *arg);
 
+/* Every span of this receive is in the file: the next receive, or the end. */
+static void spans_written(ak__http_exchange *ex)
+{
+  ex->niov = 0;
+  ex->write_len = 0;
+  if (ex->parser.message_done)
+    message_complete(ex);
+  else
+    post_recv(ex);
+}
+
 static void submit_writes(ak__http_exchange *ex)
 {
   /* Skip what is written already (after a short write). */
@@ -674,12 +685,7 @@ static void on_written(ak_future *f, void *arg)
     return;
   }
   ex->write_pos += (int64_t)ex->write_len;
-  ex->niov = 0;
-  ex->write_len = 0;
-  if (ex->parser.message_done)
-    message_complete(ex);
-  else
-    post_recv(ex);
+  spans_written(ex);
 }
 
 /* With a decoder (AK_HTTP_DECODE): the spans are inflated into dbuf; each
@@ -727,13 +733,7 @@ static void decode_more(ak__http_exchange *ex)
     write_decoded(ex);
     return;
   }
-  /* Every span of this receive is decoded and written. */
-  ex->niov = 0;
-  ex->write_len = 0;
-  if (ex->parser.message_done)
-    message_complete(ex);
-  else
-    post_recv(ex);
+  spans_written(ex); /* every span decoded and written */
 }
 
 static void start_decode(ak__http_exchange *ex)
