@@ -272,6 +272,46 @@ static void test_get_to_file_and_progress(void **state)
   close(fd);
 }
 
+/* A plain connection's receive buffer is registered with the loop (the
+ * table is then the client's: the caller's ak_register_buffers is refused),
+ * and where the caller holds the table first, the client falls back to
+ * plain receives and the body is the same. */
+static void test_receive_buffer_registered_or_not(void **state)
+{
+  fixture *fx = *state;
+  sink s = {0};
+  ak_future *f = get_to_sink(fx, "/file/1000000", &s, 0);
+  assert_int_equal(ak_future_result(f), 200);
+  assert_int_equal(s.bytes, 1000000);
+  assert_false(s.mismatch);
+  ak_future_release(f);
+  char mine[4096];
+  struct iovec iov = {.iov_base = mine, .iov_len = sizeof(mine)};
+  ak_features ft;
+  ak_loop_features(fx->loop, &ft);
+  if (ft.backend == AK_BACKEND_EPOLL) {
+    assert_int_equal(ak_register_buffers(fx->loop, &iov, 1), AK_EBACKEND);
+    return;
+  }
+  assert_int_equal(ak_register_buffers(fx->loop, &iov, 1), -EBUSY);
+
+  ak_loop *loop = t_loop_new();
+  assert_int_equal(ak_register_buffers(loop, &iov, 1), 0);
+  ak_http_options o = {0};
+  ak_http_client *client;
+  assert_int_equal(ak_http_client_new(loop, &o, &client), 0);
+  fixture other = {.loop = loop, .client = client};
+  sink s2 = {0};
+  f = get_to_sink(&other, "/file/1000000", &s2, 0);
+  assert_int_equal(ak_future_result(f), 200);
+  assert_int_equal(s2.bytes, 1000000);
+  assert_false(s2.mismatch);
+  ak_future_release(f);
+  assert_int_equal(ak_http_client_free(client), 0);
+  assert_int_equal(ak_unregister_buffers(loop), 0);
+  ak_loop_free(loop);
+}
+
 static void test_chunked_and_close_delimited(void **state)
 {
   fixture *fx = *state;
@@ -847,6 +887,7 @@ int main(void)
       cmocka_unit_test(test_url_resolve_rfc3986),
       cmocka_unit_test_setup_teardown(test_get_body_to_memory, setup, teardown),
       cmocka_unit_test_setup_teardown(test_get_to_file_and_progress, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_receive_buffer_registered_or_not, setup, teardown),
       cmocka_unit_test_setup_teardown(test_chunked_and_close_delimited, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tiny_chunks_to_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_keepalive_reuse, setup, teardown),

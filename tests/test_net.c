@@ -922,6 +922,158 @@ static void test_registered_socket_errors(void **state)
   close(s);
 }
 
+/* ---- Registered receive buffers --------------------------------------------------------- */
+
+/* Registers buf, or skips on a kernel without sparse buffer tables. On epoll
+ * there is no table: AK_EBACKEND, and the caller goes on with slot -1. */
+static int buffer_register_or_skip(ak_loop *loop, void *buf, size_t len)
+{
+  int slot = ak_buffer_register(loop, buf, len);
+  if (t_loop_is_epoll(loop)) {
+    assert_int_equal(slot, AK_EBACKEND);
+    return -1;
+  }
+  if (slot == -EINVAL)
+    skip();
+  assert_true(slot >= 0);
+  return slot;
+}
+
+/* Receives into a registered buffer, anywhere inside it and in pieces
+ * (short receives are normal), get the bytes sent; end of stream is 0, an
+ * abortive close -ECONNRESET. On epoll the same calls work as plain recvs. */
+static void test_registered_buffer_receives(void **state)
+{
+  (void)state;
+  ak_loop *loop = new_loop(0);
+  enum { BUF = 64 * 1024, MSG = 40000 };
+  unsigned char *buf = malloc(BUF);
+  assert_non_null(buf);
+  int slot = buffer_register_or_skip(loop, buf, BUF);
+  int c, s;
+  tcp_pair(&c, &s);
+  unsigned char *msg = malloc(MSG);
+  fill_pattern(msg, MSG, 7);
+  assert_int_equal(send(s, msg, MSG, 0), MSG);
+  size_t got = 0;
+  while (got < MSG) {
+    /* At offset 1000 in the buffer, at most 7000 bytes at a time. */
+    size_t want = MSG - got < 7000 ? MSG - got : 7000;
+    int64_t r = get_release(ak_recv_registered(loop, c, buf + 1000, want, slot));
+    assert_true(r > 0 && (size_t)r <= want);
+    assert_memory_equal(buf + 1000, msg + got, (size_t)r);
+    got += (size_t)r;
+  }
+  close(s);
+  assert_int_equal(get_release(ak_recv_registered(loop, c, buf, BUF, slot)), 0);
+  close(c);
+
+  tcp_pair(&c, &s);
+  ak_future *r = ak_recv_registered(loop, c, buf, BUF, slot);
+  ak_loop_run(loop, AK_RUN_NOWAIT); /* in the kernel, waiting */
+  linger_zero_close(s);
+  assert_int_equal(get_release(r), -ECONNRESET);
+  close(c);
+  if (slot >= 0)
+    assert_int_equal(ak_buffer_unregister(loop, slot), 0);
+  free(msg);
+  free(buf);
+  ak_loop_free(loop);
+}
+
+/* The header's promises about a slot's life: a receive in flight when its
+ * slot is unregistered still lands in the buffer (the pages stay pinned for
+ * it); a cancelled one settles CANCELLED; a range past the buffer fails
+ * -EFAULT; an unregistered slot is refused; slots are reused. */
+static void test_registered_buffer_lifetime(void **state)
+{
+  (void)state;
+  ak_loop *loop = new_loop(0);
+  T_SKIP_ON_EPOLL(loop, "no buffer table on epoll");
+  enum { BUF = 16 * 1024 };
+  char *buf = malloc(BUF);
+  assert_non_null(buf);
+  int slot = buffer_register_or_skip(loop, buf, BUF);
+  int c, s;
+  tcp_pair(&c, &s);
+
+  ak_future *r = ak_recv_registered(loop, c, buf, 100, slot);
+  ak_loop_run(loop, AK_RUN_NOWAIT);
+  assert_int_equal(ak_buffer_unregister(loop, slot), 0);
+  assert_int_equal(send(s, "after unregistering", 19, 0), 19);
+  assert_int_equal(get_release(r), 19);
+  assert_memory_equal(buf, "after unregistering", 19);
+  assert_int_equal(ak_buffer_unregister(loop, slot), -ENOENT);
+  assert_true(get_release(ak_recv_registered(loop, c, buf, 100, slot)) < 0); /* an empty slot */
+
+  int again = ak_buffer_register(loop, buf, BUF);
+  assert_int_equal(again, slot); /* the lowest free slot */
+  r = ak_recv_registered(loop, c, buf, 100, again);
+  ak_loop_run(loop, AK_RUN_NOWAIT);
+  assert_int_equal(ak_future_cancel(r), 0);
+  assert_int_equal(get(r), -ECANCELED);
+  assert_true(ak_future_is_cancelled(r));
+  ak_future_release(r);
+  /* Past the registered bytes: the kernel refuses, nothing is written. */
+  assert_int_equal(get_release(ak_recv_registered(loop, c, buf + BUF - 10, 100, again)), -EFAULT);
+  /* The socket is fine afterwards. */
+  assert_int_equal(send(s, "ok", 2, 0), 2);
+  assert_int_equal(get_release(ak_recv_registered(loop, c, buf, 100, again)), 2);
+  assert_int_equal(ak_buffer_unregister(loop, again), 0);
+  close(c);
+  close(s);
+  free(buf);
+  ak_loop_free(loop);
+}
+
+static void *buffer_register_from_thread(void *arg)
+{
+  static char b[64];
+  return (void *)(intptr_t)ak_buffer_register(arg, b, sizeof(b));
+}
+
+/* Bad input: no buffer, no length, every slot taken, the table held by
+ * ak_register_buffers (and the other way round), another thread, bad slots. */
+static void test_registered_buffer_errors(void **state)
+{
+  (void)state;
+  ak_loop *loop = new_loop(0);
+  T_SKIP_ON_EPOLL(loop, "no buffer table on epoll (AK_EBACKEND: see receives)");
+  enum { SMALL = 4096 };
+  char *mem = malloc((size_t)AK_BUFFER_SLOTS * SMALL);
+  assert_non_null(mem);
+  assert_int_equal(ak_buffer_register(loop, NULL, 10), -EINVAL);
+  assert_int_equal(ak_buffer_register(loop, mem, 0), -EINVAL);
+  assert_int_equal(ak_buffer_unregister(loop, 0), -ENOENT); /* no table yet */
+  int first = buffer_register_or_skip(loop, mem, SMALL);
+  assert_int_equal(first, 0);
+  for (int i = 1; i < AK_BUFFER_SLOTS; i++)
+    assert_int_equal(ak_buffer_register(loop, mem + (size_t)i * SMALL, SMALL), i);
+  assert_int_equal(ak_buffer_register(loop, mem, SMALL), -ENOSPC);
+  assert_int_equal(ak_buffer_unregister(loop, 17), 0);
+  assert_int_equal(ak_buffer_register(loop, mem, SMALL), 17);
+  assert_int_equal(ak_buffer_unregister(loop, -1), -ENOENT);
+  assert_int_equal(ak_buffer_unregister(loop, AK_BUFFER_SLOTS), -ENOENT);
+  pthread_t t;
+  void *trc;
+  assert_int_equal(pthread_create(&t, NULL, buffer_register_from_thread, loop), 0);
+  pthread_join(t, &trc);
+  assert_int_equal((int)(intptr_t)trc, AK_ENOTOWNER);
+  /* The table is taken: not the caller's buffers now. */
+  struct iovec iov = {.iov_base = mem, .iov_len = SMALL};
+  assert_int_equal(ak_register_buffers(loop, &iov, 1), -EBUSY);
+  assert_int_equal(ak_unregister_buffers(loop), -ENXIO);
+  ak_loop_free(loop); /* with every slot still registered */
+
+  loop = new_loop(0);
+  assert_int_equal(ak_register_buffers(loop, &iov, 1), 0);
+  assert_int_equal(ak_buffer_register(loop, mem, SMALL), -EBUSY);
+  assert_int_equal(ak_unregister_buffers(loop), 0);
+  assert_int_equal(ak_buffer_register(loop, mem, SMALL), 0); /* free again */
+  ak_loop_free(loop);
+  free(mem);
+}
+
 /* ---- Names
  * ----------------------------------------------------------------------------------------- */
 
@@ -1059,6 +1211,9 @@ int main(void)
       cmocka_unit_test(test_registered_socket_used_by_slot),
       cmocka_unit_test(test_registered_socket_stream_and_close),
       cmocka_unit_test(test_registered_socket_errors),
+      cmocka_unit_test(test_registered_buffer_receives),
+      cmocka_unit_test(test_registered_buffer_lifetime),
+      cmocka_unit_test(test_registered_buffer_errors),
       cmocka_unit_test(test_getaddrinfo),
       cmocka_unit_test(test_resolution_failure),
       cmocka_unit_test(test_connect_host),

@@ -39,6 +39,17 @@ typedef struct ak_loop_options {
                           SQPOLL, NO_TASKRUN_OPT and NO_EXT_ARG) */
   ak_pool *pool;       /* runs what the ring cannot; NULL: a shared pool */
   ak_backend backend;  /* 0 (AUTO) unless the caller insists on one */
+  unsigned batch_wait_us; /* 0 (default): a blocking wait wakes for the
+                          first completion. N: with 8 or more ops in
+                          flight, it sleeps until a quarter of them (at
+                          most 16) have completed, or until N microseconds
+                          have passed and at least one has. Fewer wakeups
+                          for streaming loads (many sockets and files
+                          busy at once); every completion, and a wakeup
+                          from another thread, may wait up to N us.
+                          Timers still fire on time. io_uring on Linux
+                          6.12+ (ak_features.batch_wait); ignored
+                          elsewhere and on epoll. */
 } ak_loop_options;
 
 enum {
@@ -193,6 +204,8 @@ typedef struct ak_features {
   bool ext_arg;               /* waits with a timeout cost no SQE */
   bool buf_ring;              /* provided-buffer rings */
   bool msg_ring;
+  bool batch_wait;            /* batch_wait_us was asked for and the kernel
+                                 has IORING_FEAT_MIN_TIMEOUT (6.12+) */
   unsigned char opcodes[64];  /* 1 where the kernel supports opcode i */
   unsigned probed_ops;        /* how many entries of opcodes are meaningful */
   ak_backend backend;         /* what the loop runs on: URING or EPOLL */

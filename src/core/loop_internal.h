@@ -74,6 +74,13 @@ struct ak_loop {
   unsigned sock_table;            /* slots; 0: no socket table yet */
   unsigned char *sock_registered; /* per fd below sock_table: 1 if registered */
 
+  /* The ring's buffer table (register_buffers.c, register_files.c): either
+   * the caller's buffers (ak_register_buffers) or registered receive
+   * buffers, a slot each. */
+  bool buffers_by_user;
+  unsigned buf_table;             /* slots; 0: no table of registered buffers yet */
+  unsigned char *buf_registered;  /* per slot: 1 if taken */
+
   /* Lanes from pool workers (loop_lane.c). */
   uint64_t id;                    /* unique per loop ever made */
   ak__lane *lanes;                /* list, prepended under lanes_mu (atomic) */
@@ -123,6 +130,7 @@ static inline bool ak__socket_is_registered(const ak_loop *loop, int fd) {
   return (unsigned)fd < loop->sock_table && loop->sock_registered[fd];
 }
 void ak__sockets_free(ak_loop *loop);
+void ak__buffers_free(ak_loop *loop); /* register_buffers.c */
 
 /* ---- The epoll backend (backend_epoll.c) ----
  * Ops keep their records, admission, statistics and futures (op.c); the

@@ -6,7 +6,9 @@
  * never touch the ring itself.
  *
  * The ring has one file table: while registered sockets
- * (register_sockets.c) hold it, ak_register_files answers -EBUSY.
+ * (register_sockets.c) hold it, ak_register_files answers -EBUSY; and one
+ * buffer table: while registered receive buffers (register_buffers.c) hold
+ * it, ak_register_buffers answers -EBUSY.
  *
  * On the epoll backend there is no ring to register with: every call here
  * answers AK_EBACKEND (so a caller's fallback, plain buffers and fds, is
@@ -64,7 +66,12 @@ int ak_register_buffers(ak_loop *loop, const struct iovec *iov, unsigned n)
     return AK_ENOTOWNER;
   if (loop->ep)
     return AK_EBACKEND;
-  return io_uring_register_buffers(&loop->ring, iov, n);
+  if (loop->buf_table)
+    return -EBUSY; /* registered receive buffers own the table (register_buffers.c) */
+  int rc = io_uring_register_buffers(&loop->ring, iov, n);
+  if (rc == 0)
+    loop->buffers_by_user = true;
+  return rc;
 }
 
 int ak_unregister_buffers(ak_loop *loop)
@@ -73,7 +80,12 @@ int ak_unregister_buffers(ak_loop *loop)
     return AK_ENOTOWNER;
   if (loop->ep)
     return AK_EBACKEND;
-  return io_uring_unregister_buffers(&loop->ring);
+  if (!loop->buffers_by_user)
+    return -ENXIO; /* none of the caller's: the kernel's answer for no table */
+  int rc = io_uring_unregister_buffers(&loop->ring);
+  if (rc == 0)
+    loop->buffers_by_user = false;
+  return rc;
 }
 
 int ak__loop_register_buf_ring(ak_loop *loop, struct io_uring_buf_reg *reg)

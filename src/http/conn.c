@@ -60,6 +60,7 @@ ak__http_conn *ak__http_conn_new(ak_http_client *c, ak__http_host *host)
   conn->client = c;
   conn->host = host;
   conn->fd = -1;
+  conn->buf_slot = -1;
   conn->tr = &ak__http_plain;
   host->open++;
   c->open_conns++;
@@ -147,6 +148,8 @@ static void conn_close(ak__http_conn *conn)
   conn->host->open--;
   c->open_conns--;
   ak__free(conn->tls_host);
+  if (conn->buf_slot >= 0)
+    ak_buffer_unregister(c->loop, conn->buf_slot);
   ak__free(conn->buf);
   ak__free(conn);
 }

@@ -352,8 +352,15 @@ static void send_request(ak__http_exchange *ex)
                               ex->flags & AK_HTTP_HEAD);
     ex->parser_live = rc == 0;
   }
-  if (rc == 0 && !ex->conn->buf && !(ex->conn->buf = ak__malloc(o->recv_buffer)))
-    rc = -ENOMEM;
+  if (rc == 0 && !ex->conn->buf) {
+    if (!(ex->conn->buf = ak__malloc(o->recv_buffer)))
+      rc = -ENOMEM;
+    else if (ex->conn->tr == &ak__http_plain)
+      /* Receives into a registered buffer skip the kernel's per-receive
+       * page walk and copy checks (net.h); where registering fails (epoll,
+       * RLIMIT_MEMLOCK, a table of the user's) they stay plain. */
+      ex->conn->buf_slot = ak_buffer_register(ex->client->loop, ex->conn->buf, o->recv_buffer);
+  }
   if (rc < 0) {
     set_error(ex, rc, "out of memory");
     finish(ex);

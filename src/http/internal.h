@@ -142,6 +142,7 @@ struct ak__http_conn {
   unsigned uses;               /* requests it has carried */
   int64_t idle_since;          /* when it went idle (in host->idle) */
   char *buf;                   /* receive buffer, client->opts.recv_buffer */
+  int buf_slot;                /* buf's registered slot (plain connections), or -1 */
 };
 
 typedef struct ak__http_exchange ak__http_exchange;

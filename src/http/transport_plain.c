@@ -1,6 +1,7 @@
 /* transport_plain.c: the transport seam's plain-socket side: a connection's
- * bytes go straight to the socket by ring recv and send. The TLS side
- * (https) has the same four calls over a TLS session. */
+ * bytes go straight to the socket by ring sends and receives (into the
+ * connection's registered buffer, a READ_FIXED, where it has one). The TLS
+ * side (https) has the same four calls over a TLS session. */
 #include "http/internal.h"
 
 static ak_future *plain_start(ak__http_conn *c)
@@ -11,7 +12,10 @@ static ak_future *plain_start(ak__http_conn *c)
 
 static ak_future *plain_recv(ak__http_conn *c, void *buf, size_t len)
 {
-  return ak_recv(c->client->loop, c->fd, buf, len, 0);
+  /* Into the connection's registered buffer where it has one (buf_slot is
+   * -1 otherwise, and ak_recv_registered is then a plain recv). */
+  int slot = buf == c->buf ? c->buf_slot : -1;
+  return ak_recv_registered(c->client->loop, c->fd, buf, len, slot);
 }
 
 static ak_future *plain_send_all(ak__http_conn *c, const void *buf, size_t len)

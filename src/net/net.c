@@ -53,6 +53,7 @@ typedef struct ak__xfer_data {
   void *buf;
   size_t len;
   size_t done; /* epoll backend: bytes a MSG_WAITALL recv has so far */
+  int buf_slot; /* a registered receive buffer's slot, or -1 */
 } ak__xfer_data;
 
 typedef struct ak__msg_data {
@@ -363,6 +364,12 @@ ak_future *ak_accept(ak_loop *loop, int fd, struct sockaddr *addr, socklen_t *ad
 static void prep_recv(ak__op *op, struct io_uring_sqe *sqe)
 {
   ak__xfer_data *d = AK__OP_DATA(op, ak__xfer_data);
+  if (d->buf_slot >= 0) {
+    /* A socket's read is its recv with no flags; offset -1: a stream has no
+     * position (an offset of its own would be -ESPIPE). */
+    io_uring_prep_read_fixed(sqe, d->fd, d->buf, (unsigned)d->len, (uint64_t)-1, d->buf_slot);
+    return;
+  }
   io_uring_prep_recv(sqe, d->fd, d->buf, d->len, d->flags);
 }
 
@@ -436,7 +443,7 @@ static int64_t try_send(ak__op *op, bool ready)
 }
 
 static ak_future *xfer_submit(ak_loop *loop, unsigned kind, int fd, void *buf, size_t len,
-                              int flags)
+                              int flags, int buf_slot)
 {
   ak__op *op = ak__op_new(loop, kind);
   if (!op)
@@ -447,6 +454,7 @@ static ak_future *xfer_submit(ak_loop *loop, unsigned kind, int fd, void *buf, s
   d->buf = buf;
   d->len = ak__clamp_len(len);
   d->done = 0;
+  d->buf_slot = buf_slot;
   op->prep = kind == AK_OP_SEND ? prep_send : prep_recv;
   op->complete = fd_op_complete;
   op->blocking = kind == AK_OP_SEND ? blocking_send : blocking_recv;
@@ -461,13 +469,25 @@ static ak_future *xfer_submit(ak_loop *loop, unsigned kind, int fd, void *buf, s
 ak_future *ak_recv(ak_loop *loop, int fd, void *buf, size_t len, int flags)
 {
   AK__REQUIRE_OWNER(loop, "ak_recv");
-  return xfer_submit(loop, AK_OP_RECV, fd, buf, len, flags);
+  return xfer_submit(loop, AK_OP_RECV, fd, buf, len, flags, -1);
+}
+
+ak_future *ak_recv_registered(ak_loop *loop, int fd, void *buf, size_t len, int slot)
+{
+  AK__REQUIRE_OWNER(loop, "ak_recv_registered");
+  if (ak__loop_is_epoll(loop))
+    slot = -1; /* no table there: the plain recv, as documented */
+  /* READ_FIXED takes a 32-bit length: a larger receive is cut (a short
+   * receive is normal). */
+  if (slot >= 0 && len > UINT32_MAX)
+    len = UINT32_MAX;
+  return xfer_submit(loop, AK_OP_RECV, fd, buf, len, 0, slot < 0 ? -1 : slot);
 }
 
 ak_future *ak_send(ak_loop *loop, int fd, const void *buf, size_t len, int flags)
 {
   AK__REQUIRE_OWNER(loop, "ak_send");
-  return xfer_submit(loop, AK_OP_SEND, fd, (void *)buf, len, flags);
+  return xfer_submit(loop, AK_OP_SEND, fd, (void *)buf, len, flags, -1);
 }
 
 /* ---- sendmsg, recvmsg ----------------------------------------------------------------- */

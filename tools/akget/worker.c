@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+enum { AKG_BATCH_WAIT_US = 200 }; /* see worker_main */
+
 struct akg_worker {
   akg_run *run;
   ak_loop *loop;
@@ -54,7 +56,13 @@ static void *worker_main(void *arg)
 {
   akg_worker *w = arg;
   const akg_opts *o = w->run->opts;
-  ak_loop_options lo = {.sq_entries = 512};
+  /* Batch waits: with 32 transfers streaming, the loop otherwise wakes for
+   * nearly every receive and write completion; sleeping until a batch is
+   * ready (or AKG_BATCH_WAIT_US have passed) cut the 1000 x 1 MiB set's
+   * wall time by about 8% and its CPU by 9% (docs/akget.md, PERFORMANCE).
+   * A transfer's step may wait that long: little against a network's round
+   * trips. */
+  ak_loop_options lo = {.sq_entries = 512, .batch_wait_us = AKG_BATCH_WAIT_US};
   int rc = ak_loop_new(&w->loop, &lo);
   if (rc < 0) {
     w->err = rc;
