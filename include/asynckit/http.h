@@ -96,7 +96,13 @@ typedef struct ak_http_options {
   size_t max_head_bytes;       /* status line plus headers; 0: 64 KiB */
   int64_t max_body_bytes;      /* a larger announced or received body is
                                   AK_EHTTPTOOBIG; 0: 2^44 (16 TiB) */
-  size_t recv_buffer;          /* bytes per receive; 0: 256 KiB */
+  size_t recv_buffer;          /* bytes per receive; 0: 256 KiB. A plain
+                                  connection's buffer is registered with
+                                  the loop (ak_buffer_register, net.h) and
+                                  so pinned while the connection lives;
+                                  where that fails (epoll, RLIMIT_MEMLOCK,
+                                  a buffer table of the caller's, 256 in
+                                  use) it receives as before */
   int64_t max_rate;            /* bytes per second received over all the
                                   client's requests (a token bucket, one
                                   second of burst); 0: no limit */
