@@ -7,7 +7,9 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -310,6 +312,64 @@ static void test_receive_buffer_registered_or_not(void **state)
   assert_int_equal(ak_http_client_free(client), 0);
   assert_int_equal(ak_unregister_buffers(loop), 0);
   ak_loop_free(loop);
+}
+
+/* GETs /file/1000000 into fd and expects err from the body's write, with
+ * the cause in the detail; the client serves the next request as before. */
+static void expect_write_error(fixture *fx, int fd, int err)
+{
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of("/file/1000000"));
+  rq.fd = fd;
+  ak_future *f = ak_http_get(fx->client, &rq);
+  assert_non_null(f);
+  assert_int_equal(ak_future_wait(f, WAIT), 0);
+  if (ak_future_result(f) != err)
+    fail_msg("got %lld (%s), want %s", (long long)ak_future_result(f),
+             ak_err_name((int)ak_future_result(f)), ak_err_name(err));
+  assert_non_null(ak_future_detail(f));
+  assert_non_null(strstr(ak_future_detail(f), "writing the body"));
+  ak_future_release(f);
+  sink s = {0};
+  f = get_to_sink(fx, "/file/300000", &s, 0);
+  assert_int_equal(ak_future_result(f), 200);
+  assert_int_equal(s.bytes, 300000);
+  assert_false(s.mismatch);
+  ak_future_release(f);
+}
+
+/* The body's file write failing, on the registered-buffer path and the
+ * plain one alike: a full disk (/dev/full: ENOSPC), a file opened
+ * read-only (EBADF), a file size limit (RLIMIT_FSIZE: EFBIG, SIGXFSZ
+ * ignored). Each is the request's error. */
+static void test_body_write_errors(void **state)
+{
+  fixture *fx = *state;
+  int full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+  assert_true(full >= 0);
+  expect_write_error(fx, full, -ENOSPC);
+  close(full);
+
+  int rw = t_tmpfile(O_RDWR);
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", rw);
+  int ro = open(path, O_RDONLY | O_CLOEXEC);
+  assert_true(ro >= 0);
+  expect_write_error(fx, ro, -EBADF);
+  close(ro);
+
+  struct rlimit old, small;
+  assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+  small = old;
+  small.rlim_cur = 100000;
+  void (*was)(int) = signal(SIGXFSZ, SIG_IGN);
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+  expect_write_error(fx, rw, -EFBIG);
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+  signal(SIGXFSZ, was);
+  struct stat st;
+  assert_int_equal(fstat(rw, &st), 0);
+  assert_true(st.st_size <= 100000); /* nothing past the limit */
+  close(rw);
 }
 
 static void test_chunked_and_close_delimited(void **state)
@@ -888,6 +948,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_get_body_to_memory, setup, teardown),
       cmocka_unit_test_setup_teardown(test_get_to_file_and_progress, setup, teardown),
       cmocka_unit_test_setup_teardown(test_receive_buffer_registered_or_not, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_body_write_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_chunked_and_close_delimited, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tiny_chunks_to_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_keepalive_reuse, setup, teardown),

@@ -664,7 +664,17 @@ static void submit_writes(ak__http_exchange *ex)
   /* writev takes IOV_MAX (1024) spans at most: the rest goes as after a
    * short write. */
   unsigned n = ex->niov - i < 1024 ? ex->niov - i : 1024;
-  ak_future *w = ak_writev(ex->client->loop, ex->fd, ex->iov + i, n, off, NULL);
+  ak_future *w;
+  if (n == 1 && ex->conn->buf_slot >= 0) {
+    /* One span, in the registered receive buffer: a WRITE_FIXED, whose
+     * copy into the page cache reads pinned pages (no fault-in pass, no
+     * user-copy) on the io-wq worker. */
+    ak_rw_opts o = AK_RW_OPTS_INIT;
+    o.buf_index = ex->conn->buf_slot;
+    w = ak_write_opt(ex->client->loop, ex->fd, ex->iov[i].iov_base, ex->iov[i].iov_len, off, &o);
+  } else {
+    w = ak_writev(ex->client->loop, ex->fd, ex->iov + i, n, off, NULL);
+  }
   ex->iov[i] = first; /* ak_writev copied the array */
   await(ex, w, on_written);
 }
