@@ -575,6 +575,13 @@ static bool sqpoll_spin(ak_loop *loop, int64_t wait_until) {
  * not one to batch; then *rc is untouched. */
 enum { BATCH_MIN_OPS = 8, BATCH_MAX_WAIT_NR = 16 };
 
+/* A wait's timeout: left nanoseconds (negative: none left). */
+static struct __kernel_timespec wait_timespec(int64_t left) {
+  if (left < 0)
+    left = 0;
+  return (struct __kernel_timespec){.tv_sec = left / AK__NS_PER_S, .tv_nsec = left % AK__NS_PER_S};
+}
+
 static bool batch_wait(ak_loop *loop, int64_t wait_until, int *rc) {
   if (!loop->features.batch_wait || loop->ops_active < BATCH_MIN_OPS)
     return false;
@@ -601,9 +608,8 @@ static bool batch_wait(ak_loop *loop, int64_t wait_until, int *rc) {
     }
   }
   /* "Forever" becomes an hour, after which the loop simply iterates again. */
-  if (left > 3600 * AK__NS_PER_S)
-    left = 3600 * AK__NS_PER_S;
-  struct __kernel_timespec ts = {.tv_sec = left / AK__NS_PER_S, .tv_nsec = left % AK__NS_PER_S};
+  const int64_t hour = 3600 * AK__NS_PER_S;
+  struct __kernel_timespec ts = wait_timespec(left < hour ? left : hour);
   struct io_uring_getevents_arg arg = {
       .sigmask = 0,
       .sigmask_sz = _NSIG / 8,
@@ -645,10 +651,7 @@ static int submit_and_wait(ak_loop *loop, bool block, int64_t wait_until) {
   } else if (wait_until == AK_FOREVER) {
     rc = io_uring_submit_and_wait(&loop->ring, 1);
   } else {
-    int64_t left = wait_until - ak_now_ns();
-    if (left < 0)
-      left = 0;
-    struct __kernel_timespec ts = {.tv_sec = left / 1000000000, .tv_nsec = left % 1000000000};
+    struct __kernel_timespec ts = wait_timespec(wait_until - ak_now_ns());
     struct io_uring_cqe *cqe;
     if (loop->features.ext_arg) {
       rc = io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL);

@@ -477,10 +477,8 @@ ak_future *ak_recv_registered(ak_loop *loop, int fd, void *buf, size_t len, int 
   AK__REQUIRE_OWNER(loop, "ak_recv_registered");
   if (ak__loop_is_epoll(loop))
     slot = -1; /* no table there: the plain recv, as documented */
-  /* READ_FIXED takes a 32-bit length: a larger receive is cut (a short
-   * receive is normal). */
-  if (slot >= 0 && len > UINT32_MAX)
-    len = UINT32_MAX;
+  /* READ_FIXED's 32-bit length is no limit: xfer_submit cuts every
+   * transfer to AK__MAX_TRANSFER (a short receive is normal). */
   return xfer_submit(loop, AK_OP_RECV, fd, buf, len, 0, slot < 0 ? -1 : slot);
 }
 

@@ -186,8 +186,6 @@ static void on_renamed(ak_future *f, void *arg)
     finish_failed(d); /* fd is closed already; the temporary file goes */
     return;
   }
-  free(d->spare);
-  d->spare = NULL;
   end_item(d, AKG_DONE);
 }
 
