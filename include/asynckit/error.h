@@ -79,7 +79,9 @@ extern "C" {
   XX(AK_EHTTPTOTALTIMEOUT, -10213, "HTTP request not complete within its total time") \
   XX(AK_EHTTPCLOSED, -10214, "connection closed before an HTTP response")    \
   XX(AK_EHTTPDECODE, -10215,                                                    \
-     "HTTP body's Content-Encoding could not be decoded (corrupt or truncated)")
+     "HTTP body's Content-Encoding could not be decoded (corrupt or truncated)") \
+  XX(AK_EHTTPSTATUS, -10220,                                                    \
+     "HTTP status 400 or above (the request asked AK_HTTP_FAIL_ON_STATUS)")
 
 enum ak_errno {
 #define AK__ERR_ENUM(name, num, msg) name = (num),
