@@ -30,6 +30,7 @@
 
 #include "api.h"
 
+#include <signal.h>       /* sigemptyset, sigaddset, pthread_sigmask */
 #include <sys/signalfd.h> /* sigset_t, struct signalfd_siginfo (also for C99) */
 
 #include "loop.h"
