@@ -680,6 +680,72 @@ static void walk_cancel(void **state)
   ak_future_release(f);
 }
 
+static bool seen_one(void *arg)
+{
+  return ((seen *)arg)->n >= 1;
+}
+
+/* Cancelled while a listing is in flight (root delivered, its listing on
+ * the pool): CANCELLED once it is back, nothing more delivered, and the
+ * listing, if it was made, freed with it (ASan would see a leak). */
+static void walk_cancel_during_listing(void **state)
+{
+  fx *x = *state;
+  make_tree(x);
+  for (int i = 0; i < 20; i++) {
+    seen s = {0};
+    ak_future *f = ak_walk(x->loop, x->dirfd, "root", NULL, record, &s);
+    assert_true(t_run_until(x->loop, seen_one, &s, T_HANG_NS));
+    assert_false(ak_future_is_set(f));
+    assert_int_equal(ak_future_cancel(f), 0);
+    assert_int_equal(t_wait_keep(f), -ECANCELED);
+    assert_int_equal(s.n, 1);
+    ak_future_release(f);
+  }
+}
+
+/* fn may start other ops: here a statx per file, all waited for after. */
+typedef struct side_ops {
+  ak_future *f[16];
+  struct statx stx[16];
+  size_t n;
+  int dirfd;
+} side_ops;
+
+static int start_statx(ak_loop *loop, const ak_walk_entry *e, void *arg)
+{
+  side_ops *o = arg;
+  if (e->type == AK_WALK_FILE && o->n < 16) {
+    o->f[o->n] = ak_statx(loop, o->dirfd, e->path, 0, STATX_SIZE, &o->stx[o->n]);
+    o->n++;
+  }
+  return AK_WALK_CONTINUE;
+}
+
+static void walk_fn_starts_ops(void **state)
+{
+  fx *x = *state;
+  make_tree(x);
+  side_ops o = {.dirfd = x->dirfd};
+  assert_int_equal(t_get(ak_walk(x->loop, x->dirfd, "root", NULL, start_statx, &o)), 11);
+  assert_int_equal(o.n, 4); /* a.txt, b.txt, b/x, b/y/z */
+  for (size_t i = 0; i < o.n; i++) {
+    assert_int_equal(t_get(o.f[i]), 0);
+    assert_int_equal(o.stx[i].stx_size, 1);
+  }
+}
+
+/* A root that is a link is followed (is_link false for root itself). */
+static void walk_root_through_a_link(void **state)
+{
+  fx *x = *state;
+  make_tree(x);
+  seen s = {0};
+  const char *want[] = {"0 d root/lb", "1 f root/lb/x", "1 d root/lb/y", "2 f root/lb/y/z"};
+  assert_int_equal(walk(x, "root/lb", 0, 0, &s), 4);
+  expect_lines(&s, want, 4);
+}
+
 /* The walk keeps no fd open after it ends, whatever happened. */
 static int count_fds(void)
 {
@@ -835,6 +901,9 @@ int main(void)
       BOTH(walk_root_errors),
       BOTH(walk_unlistable_dir_is_an_entry),
       BOTH(walk_cancel),
+      BOTH(walk_cancel_during_listing),
+      BOTH(walk_fn_starts_ops),
+      BOTH(walk_root_through_a_link),
       BOTH(walk_leaves_no_fds),
       BOTH(copy_file_names_the_side),
       BOTH(copy_fd_names_the_side),

@@ -198,8 +198,7 @@ enum {
  * pool: open, getdents64 to the end, close. Result: the number of entries;
  * value: a const ak_dir_listing * (owned by the future, freed with it: the
  * names live as long as the future). -ENOTDIR if path is not a directory.
- * flags: AK_DIR_*. A directory changed while it is read gives each name
- * that stayed exactly once (getdents' promise). */
+ * flags: AK_DIR_*. */
 AK_API ak_future *ak_dir_list(ak_loop *loop, int dirfd, const char *path, unsigned flags);
 
 /* ---- The tree walk -------------------------------------------------------------
