@@ -187,6 +187,40 @@ static void cancel_from_callback(void **state)
   ak_loop_free(loop);
 }
 
+static bool either_got_one(void *arg)
+{
+  got *g = arg;
+  return g[0].n + g[1].n >= 1;
+}
+
+/* Two streams for one signal: one of them gets it, the other keeps
+ * waiting without holding the loop's thread (the loop still serves a
+ * timer), and both end on cancel. */
+static void two_streams_one_signal(void **state)
+{
+  (void)state;
+  ak_loop *loop = t_loop_new();
+  got g[2];
+  memset(g, 0, sizeof g);
+  sigset_t s = set_of(SIGUSR2, 0);
+  ak_future *f0 = ak_signal_stream(loop, &s, on_signal, &g[0]);
+  ak_future *f1 = ak_signal_stream(loop, &s, on_signal, &g[1]);
+  assert_true(ak_loop_run(loop, AK_RUN_NOWAIT) >= 2);
+  assert_int_equal(kill(getpid(), SIGUSR2), 0);
+  assert_true(t_run_until(loop, either_got_one, g, T_HANG_NS));
+  ak_future *nap = ak_sleep(loop, 50 * T_MS);
+  assert_int_equal(ak_future_get(nap, T_HANG_NS, NULL), 0);
+  ak_future_release(nap);
+  assert_int_equal(g[0].n + g[1].n, 1);
+  ak_future_cancel(f0);
+  ak_future_cancel(f1);
+  assert_int_equal(ak_future_get(f0, T_HANG_NS, NULL), -ECANCELED);
+  assert_int_equal(ak_future_get(f1, T_HANG_NS, NULL), -ECANCELED);
+  ak_future_release(f0);
+  ak_future_release(f1);
+  ak_loop_free(loop);
+}
+
 /* Freeing the loop ends an armed stream (CANCELLED) and closes its fd. */
 static void loop_free_ends_the_stream(void **state)
 {
@@ -314,6 +348,7 @@ int main(void)
       cmocka_unit_test(realtime_signals_queue),
       cmocka_unit_test(cancel_from_outside),
       cmocka_unit_test(cancel_from_callback),
+      cmocka_unit_test(two_streams_one_signal),
       cmocka_unit_test(loop_free_ends_the_stream),
       cmocka_unit_test(blocks_the_set_in_the_caller),
       cmocka_unit_test(errors),

@@ -118,9 +118,12 @@ ak_future *ak_signal_stream(ak_loop *loop, const sigset_t *set, ak_signal_fn fn,
   int rc = pthread_sigmask(SIG_BLOCK, set, NULL);
   if (rc != 0)
     return ak__future_failed(loop, -rc, "pthread_sigmask");
-  /* Blocking: io_uring answers -EAGAIN for an O_NONBLOCK fd rather than
-   * waiting; on epoll the read is made only once the fd is readable. */
-  int sfd = signalfd(-1, set, SFD_CLOEXEC);
+  /* Blocking on io_uring, which answers -EAGAIN for an O_NONBLOCK fd
+   * rather than waiting. Non-blocking on epoll: where the kernel's signalfd
+   * refuses RWF_NOWAIT (before read_iter came to it) the backend reads
+   * after readiness with a plain read, which must not block the loop's
+   * thread when another reader took the signal first. */
+  int sfd = signalfd(-1, set, SFD_CLOEXEC | (ak__loop_is_epoll(loop) ? SFD_NONBLOCK : 0));
   if (sfd < 0)
     return ak__future_failed(loop, -errno, "signalfd");
   ak__sigstream *s = ak__calloc(1, sizeof(*s));
