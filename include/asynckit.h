@@ -12,6 +12,7 @@
 #include "asynckit/pool.h"
 #include "asynckit/fs.h"
 #include "asynckit/net.h"
+#include "asynckit/signal.h"
 #include "asynckit/tls.h"
 #include "asynckit/http.h"
 

@@ -20,6 +20,7 @@
 
 #include "api.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,7 @@ extern "C" {
 #endif
 
 struct iovec;
+struct stat;
 struct statx;
 
 /* read(2)/pread(2): reads up to len bytes at offset (-1: the file position).
@@ -144,6 +146,131 @@ AK_API ak_future *ak_mkdirat(ak_loop *loop, int dirfd, const char *path, unsigne
  * the pipe). flags SPLICE_F_*. Result: bytes moved, 0 at end of input. */
 AK_API ak_future *ak_splice(ak_loop *loop, int fd_in, int64_t off_in, int fd_out, int64_t off_out,
                             size_t len, unsigned flags);
+
+/* ---- Directories and links ---------------------------------------------------
+ * Failures of these calls carry a detail (ak_future_detail) naming the path
+ * that failed, as do the path ops above and the helpers below. */
+
+/* symlinkat(2): makes linkpath (relative to newdirfd) a symbolic link whose
+ * content is target (which need not exist). Both copied. Through the ring
+ * (IORING_OP_SYMLINKAT, 5.15+), else on the pool. Result 0; -EEXIST if
+ * linkpath exists (never replaced). */
+AK_API ak_future *ak_symlinkat(ak_loop *loop, const char *target, int newdirfd,
+                               const char *linkpath);
+
+/* readlinkat(2), on the pool (io_uring has no readlink). Result: the
+ * target's length; value: the target, NUL-terminated (a char *, owned by
+ * the future, freed with it), whatever its length. -EINVAL if path is not
+ * a symbolic link, -ENOENT if it does not exist. */
+AK_API ak_future *ak_readlinkat(ak_loop *loop, int dirfd, const char *path);
+
+/* mkdir -p: makes the directory path (relative to dirfd) and every missing
+ * parent, with mode (less the umask), by ring mkdirat ops: the deepest
+ * missing one first found by going up from path, then each one down again.
+ * A directory (or a link to one) already there is fine, also one another
+ * task makes at the same moment. Result: how many directories it made (0
+ * when path existed). -EEXIST when path exists and is not a directory,
+ * -ENOTDIR when a parent is not one; the detail names the component. */
+AK_API ak_future *ak_mkdir_p(ak_loop *loop, int dirfd, const char *path, unsigned mode);
+
+/* One name in a directory listing. */
+typedef struct ak_dirent {
+  const char *name;   /* NUL-terminated; never "." or ".." */
+  uint64_t ino;       /* inode number, as getdents gives it */
+  unsigned char type; /* DT_REG, DT_DIR, DT_LNK...; looked up with
+                         fstatat where the filesystem gives DT_UNKNOWN
+                         (DT_UNKNOWN stays only for a name gone since) */
+} ak_dirent;
+
+/* What ak_dir_list gives: count entries, sorted by name in byte order
+ * (strcmp) unless AK_DIR_UNSORTED. */
+typedef struct ak_dir_listing {
+  size_t count;
+  const ak_dirent *entries;
+} ak_dir_listing;
+
+enum {
+  AK_DIR_UNSORTED = 1 << 0, /* keep the order getdents gives */
+  AK_DIR_NOFOLLOW = 1 << 1, /* fail (-ELOOP or -ENOTDIR) if path is a link */
+};
+
+/* Lists the directory path (relative to dirfd; "." for dirfd itself) on the
+ * pool: open, getdents64 to the end, close. Result: the number of entries;
+ * value: a const ak_dir_listing * (owned by the future, freed with it: the
+ * names live as long as the future). -ENOTDIR if path is not a directory.
+ * flags: AK_DIR_*. */
+AK_API ak_future *ak_dir_list(ak_loop *loop, int dirfd, const char *path, unsigned flags);
+
+/* ---- The tree walk -------------------------------------------------------------
+ * ak_walk visits a tree below root, depth first, one directory listed at a
+ * time on the pool (names and stats together), calling fn on the loop's
+ * thread for each entry. It holds one directory fd at a time, whatever the
+ * depth: a directory is opened by its path from dirfd, read whole and
+ * closed before its entries are visited (a path past PATH_MAX gives an
+ * -ENAMETOOLONG error entry). */
+
+typedef enum ak_walk_type {
+  AK_WALK_FILE = 1,  /* a regular file */
+  AK_WALK_DIR = 2,   /* a directory (entered after fn returns CONTINUE) */
+  AK_WALK_LINK = 3,  /* a symbolic link, not followed */
+  AK_WALK_OTHER = 4, /* fifo, socket, device */
+  AK_WALK_ERROR = 5, /* err says why: a dangling link (-ENOENT), a link
+                        loop (-ELOOP), a directory that is its own
+                        ancestor through a link (-ELOOP), a directory that
+                        could not be listed (its entry came before) */
+} ak_walk_type;
+
+typedef struct ak_walk_entry {
+  const char *path;      /* root, then '/' and the names below it; valid
+                            during the call only */
+  const char *name;      /* the last component (points into path) */
+  unsigned depth;        /* 0: root itself, 1: its entries... */
+  ak_walk_type type;
+  int err;               /* AK_WALK_ERROR: -errno; else 0 */
+  bool is_link;          /* path is a symbolic link (followed or not) */
+  const struct stat *st; /* lstat, or stat through a link with
+                            AK_WALK_FOLLOW; NULL for an error entry */
+} ak_walk_entry;
+
+/* What fn returns. */
+enum {
+  AK_WALK_CONTINUE = 0, /* go on (and enter this entry if a directory) */
+  AK_WALK_SKIP = 1,     /* do not enter this directory; go on */
+  AK_WALK_STOP = 2,     /* end the walk: its future settles DONE */
+};
+typedef int (*ak_walk_fn)(ak_loop *loop, const ak_walk_entry *e, void *arg);
+
+enum {
+  /* Entries are what their links point to: a link to a file is a FILE, to
+   * a directory a DIR (not entered unless AK_WALK_FOLLOW_DIRS), and a link
+   * that leads nowhere an ERROR; is_link still says it was a link (aksum
+   * -r's rule). Without it links are LINK entries. */
+  AK_WALK_FOLLOW = 1 << 0,
+  /* As AK_WALK_FOLLOW, and directories reached through links are entered
+   * too (find -L); one that is its own ancestor is an -ELOOP error entry
+   * and is not entered. */
+  AK_WALK_FOLLOW_DIRS = 1 << 1,
+};
+
+typedef struct ak_walk_opts {
+  unsigned flags;     /* AK_WALK_FOLLOW... */
+  unsigned max_depth; /* 0: no limit; else directories at this depth are
+                         reported but not entered */
+} ak_walk_opts;
+
+/* Walks root (relative to dirfd; root itself followed if a link) calling
+ * fn(loop, entry, arg) for root (depth 0) and every entry below it, a
+ * directory before its entries. A directory's entries come in byte order
+ * of their names, a directory's name compared as if it ended in '/': files
+ * thus come in the byte order of their whole paths (as `find ROOT -type f |
+ * LC_ALL=C sort` lists them). Errors below root are entries (AK_WALK_ERROR)
+ * and the walk goes on; fn decides. Result: the number of entries given to
+ * fn, when the tree is done or fn said STOP. FAILED with -errno when root
+ * cannot be stat'ed (-ENOENT, -ENOTDIR...), detail root; cancelling it
+ * ends the walk once the listing in flight is back (CANCELLED). opts may
+ * be NULL. fn must not free the loop; it may start other ops. */
+AK_API ak_future *ak_walk(ak_loop *loop, int dirfd, const char *root, const ak_walk_opts *opts,
+                          ak_walk_fn fn, void *arg);
 
 /* ---- Registered files and buffers --------------------------------------------
  * The ring can hold references to files and pin buffers, saving a lookup and

@@ -253,6 +253,9 @@ enum ak__op_kind {
   AK_OP_SHUTDOWN,
   AK_OP_POLL,
   AK_OP_LINKAT,
+  AK_OP_SYMLINKAT,
+  AK_OP_READLINKAT, /* the pool only: io_uring has no readlink */
+  AK_OP_DIRLIST,    /* the pool only: io_uring has no getdents */
   AK_OP_KIND_COUNT
 };
 

@@ -23,6 +23,7 @@ static const char *const ak__op_kind_names[AK_OP_KIND_COUNT] = {
     [AK_OP_CONNECT] = "connect", [AK_OP_ACCEPT] = "accept",     [AK_OP_RECV] = "recv",
     [AK_OP_SEND] = "send",       [AK_OP_SENDMSG] = "sendmsg",   [AK_OP_RECVMSG] = "recvmsg",
     [AK_OP_SHUTDOWN] = "shutdown", [AK_OP_POLL] = "poll",     [AK_OP_LINKAT] = "linkat",
+    [AK_OP_SYMLINKAT] = "symlinkat", [AK_OP_READLINKAT] = "readlinkat", [AK_OP_DIRLIST] = "dirlist",
 };
 
 const char *ak_op_kind_name(unsigned kind) {

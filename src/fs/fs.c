@@ -294,10 +294,28 @@ typedef struct fs_path {
 } fs_path;
 _Static_assert(sizeof(fs_path) <= AK__OP_DATA_SIZE, "fs_path fits the op record");
 
+/* A failure's detail names the path ("old -> new" for two), so a caller
+ * several calls away can say which file failed. Only failures pay. */
+static void set_path_detail(ak__op *op, const fs_path *d)
+{
+  size_t n = strlen(d->path) + (d->path2 ? strlen(d->path2) + 4 : 0) + 1;
+  char *detail = ak__malloc(n);
+  if (!detail)
+    return;
+  if (d->path2)
+    snprintf(detail, n, "%s -> %s", d->path, d->path2);
+  else
+    memcpy(detail, d->path, n);
+  ak__free(op->fut->detail); /* not settled yet: nobody else reads it */
+  op->fut->detail = detail;
+}
+
 static void path_complete(ak__op *op, int res, unsigned flags)
 {
   (void)flags;
   fs_path *d = AK__OP_DATA(op, fs_path);
+  if (res < 0 && res != -ECANCELED)
+    set_path_detail(op, d);
   ak__free(d->heap);
   d->heap = NULL;
   ak__op_finish(op, res);

@@ -25,16 +25,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/internal.h"
+#include "fs/internal.h"
 
-/* ---- 1. The helper future --------------------------------------------------- */
-
-typedef struct fsh fsh;
-struct fsh {
-  ak_future *self; /* the helper's future; fsh holds a ref */
-  ak_loop *loop;
-  void (*cancel)(fsh *h); /* cancels what is in flight (loop thread) */
-};
+/* ---- 1. The helper future ---------------------------------------------------
+ * (fs/internal.h: shared with fs_dir.c and fs_walk.c) */
 
 static void fsh_cancel_on_loop(ak_future *f)
 {
@@ -65,9 +59,7 @@ static void fsh_future_cancel(ak_future *f)
 
 static const ak__future_kind fsh_kind = {.name = "fs helper", .cancel = fsh_future_cancel};
 
-/* Allocates a helper of size bytes (fsh first) with its future; returns the
- * future for the caller, or NULL. */
-static void *fsh_new(ak_loop *loop, size_t size, void (*cancel)(fsh *h), ak_future **out)
+void *ak__fsh_new(ak_loop *loop, size_t size, void (*cancel)(fsh *h), ak_future **out)
 {
   fsh *h = ak__calloc(1, size);
   if (!h)
@@ -83,9 +75,7 @@ static void *fsh_new(ak_loop *loop, size_t size, void (*cancel)(fsh *h), ak_futu
   return h;
 }
 
-/* Settles the helper's future with res (and value, owned by the future from
- * here, when res >= 0) and frees the helper. */
-static void fsh_finish(fsh *h, int64_t res, void *value, ak_destructor dtor)
+void ak__fsh_finish(fsh *h, int64_t res, void *value, ak_destructor dtor)
 {
   ak_future *self = h->self;
   self->data = NULL;
@@ -97,33 +87,34 @@ static void fsh_finish(fsh *h, int64_t res, void *value, ak_destructor dtor)
   ak__free(h);
 }
 
-static bool fsh_cancelled(const fsh *h)
+void ak__fsh_fail(fsh *h, int64_t err, const char *what, const char *path)
 {
-  return ak_future_cancel_requested(h->self);
+  ak_future *self = h->self;
+  if (err < 0 && err != -ECANCELED && what) {
+    size_t n = strlen(what) + (path ? strlen(path) + 1 : 0) + 1;
+    char *detail = ak__malloc(n);
+    if (detail) {
+      snprintf(detail, n, "%s%s%s", what, path ? " " : "", path ? path : "");
+      ak__free(self->detail); /* not settled yet: nobody else reads it */
+      self->detail = detail;
+    }
+  }
+  ak__fsh_finish(h, err, NULL, NULL);
 }
 
-/* Runs cb(step, arg) once step settles. A fresh op future has no callback
- * yet, so the first one takes the inline slot and cannot fail. */
-static void await_step(ak_future *step, ak_callback cb, void *arg)
+void ak__fsh_await(ak_future *step, ak_callback cb, void *arg)
 {
   int rc = ak_future_on_settle(step, cb, arg);
   assert(rc == 0);
   (void)rc;
 }
 
-/* Takes the result of a settled step and drops the reference to it. */
-static int64_t step_result(ak_future **slot)
+int64_t ak__fsh_step_result(ak_future **slot)
 {
   int64_t res = ak_future_result(*slot);
   ak_future_release(*slot);
   *slot = NULL;
   return res;
-}
-
-static void cancel_step(ak_future *step)
-{
-  if (step)
-    ak_future_cancel(step);
 }
 
 /* ---- 2. read exactly / write all -------------------------------------------- */
@@ -142,7 +133,7 @@ typedef struct fsh_rw {
 
 static void rw_cancel(fsh *base)
 {
-  cancel_step(((fsh_rw *)base)->step);
+  ak__fsh_cancel_step(((fsh_rw *)base)->step);
 }
 
 static void rw_submit_rest(fsh_rw *h);
@@ -151,16 +142,16 @@ static void rw_step_done(ak_future *step, void *arg)
 {
   (void)step;
   fsh_rw *h = arg;
-  int64_t n = step_result(&h->step);
+  int64_t n = ak__fsh_step_result(&h->step);
   if (n < 0) {
-    fsh_finish(&h->base, n, NULL, NULL);
+    ak__fsh_finish(&h->base, n, NULL, NULL);
   } else if (n == 0) {
     /* EOF for a read; a write of nothing would loop forever: EIO. */
-    fsh_finish(&h->base, h->write ? -EIO : (int64_t)h->done, NULL, NULL);
+    ak__fsh_finish(&h->base, h->write ? -EIO : (int64_t)h->done, NULL, NULL);
   } else if ((h->done += (size_t)n) == h->len) {
-    fsh_finish(&h->base, (int64_t)h->done, NULL, NULL);
-  } else if (fsh_cancelled(&h->base)) {
-    fsh_finish(&h->base, -ECANCELED, NULL, NULL);
+    ak__fsh_finish(&h->base, (int64_t)h->done, NULL, NULL);
+  } else if (ak__fsh_cancelled(&h->base)) {
+    ak__fsh_finish(&h->base, -ECANCELED, NULL, NULL);
   } else {
     rw_submit_rest(h);
   }
@@ -175,17 +166,17 @@ static void rw_submit_rest(fsh_rw *h)
   h->step = h->write ? ak_write_opt(loop, h->fd, at, left, off, &h->opts)
                      : ak_read_opt(loop, h->fd, at, left, off, &h->opts);
   if (!h->step) {
-    fsh_finish(&h->base, -ENOMEM, NULL, NULL);
+    ak__fsh_finish(&h->base, -ENOMEM, NULL, NULL);
     return;
   }
-  await_step(h->step, rw_step_done, h);
+  ak__fsh_await(h->step, rw_step_done, h);
 }
 
 static ak_future *rw_helper(ak_loop *loop, bool write, int fd, void *buf, size_t len,
                             int64_t offset, const ak_rw_opts *opts)
 {
   ak_future *out;
-  fsh_rw *h = fsh_new(loop, sizeof(*h), rw_cancel, &out);
+  fsh_rw *h = ak__fsh_new(loop, sizeof(*h), rw_cancel, &out);
   if (!h)
     return NULL;
   h->fd = fd;
@@ -195,7 +186,7 @@ static ak_future *rw_helper(ak_loop *loop, bool write, int fd, void *buf, size_t
   h->offset = offset < 0 ? -1 : offset;
   h->opts = opts ? *opts : (ak_rw_opts)AK_RW_OPTS_INIT;
   if (len == 0)
-    fsh_finish(&h->base, 0, NULL, NULL);
+    ak__fsh_finish(&h->base, 0, NULL, NULL);
   else
     rw_submit_rest(h);
   return out;
@@ -230,13 +221,14 @@ typedef struct fsh_file {
   size_t done;
   size_t max;       /* 0: no limit */
   struct statx stx; /* written by the kernel during RF_STAT */
+  char path[];      /* for a failure's detail */
 } fsh_file;
 
 static void rf_cancel(fsh *base)
 {
   fsh_file *h = (fsh_file *)base;
   if (h->phase != RF_CLOSE) /* the close always runs: no fd is left open */
-    cancel_step(h->step);
+    ak__fsh_cancel_step(h->step);
 }
 
 static void rf_step_done(ak_future *step, void *arg);
@@ -249,10 +241,10 @@ static void rf_submit(fsh_file *h, ak_future *step)
     if (h->phase != RF_OPEN)
       close(h->fd);
     ak__free(h->buf);
-    fsh_finish(&h->base, h->err < 0 ? h->err : -ENOMEM, NULL, NULL);
+    ak__fsh_fail(&h->base, h->err < 0 ? h->err : -ENOMEM, h->path, NULL);
     return;
   }
-  await_step(step, rf_step_done, h);
+  ak__fsh_await(step, rf_step_done, h);
 }
 
 static void rf_close(fsh_file *h, int64_t err)
@@ -314,15 +306,15 @@ static void rf_step_done(ak_future *step, void *arg)
 {
   (void)step;
   fsh_file *h = arg;
-  int64_t res = step_result(&h->step);
+  int64_t res = ak__fsh_step_result(&h->step);
   switch (h->phase) {
   case RF_OPEN:
     if (res < 0) {
-      fsh_finish(&h->base, res, NULL, NULL);
+      ak__fsh_fail(&h->base, res, h->path, NULL);
       return;
     }
     h->fd = (int)res;
-    if (fsh_cancelled(&h->base)) {
+    if (ak__fsh_cancelled(&h->base)) {
       rf_close(h, -ECANCELED);
       return;
     }
@@ -330,7 +322,7 @@ static void rf_step_done(ak_future *step, void *arg)
     rf_submit(h, ak_statx(h->base.loop, h->fd, "", AT_EMPTY_PATH, STATX_SIZE, &h->stx));
     return;
   case RF_STAT:
-    if (res < 0 || fsh_cancelled(&h->base))
+    if (res < 0 || ak__fsh_cancelled(&h->base))
       rf_close(h, res < 0 ? res : -ECANCELED);
     else
       rf_after_stat(h);
@@ -341,7 +333,7 @@ static void rf_step_done(ak_future *step, void *arg)
       return;
     }
     h->done += (size_t)res;
-    if (fsh_cancelled(&h->base))
+    if (ak__fsh_cancelled(&h->base))
       rf_close(h, -ECANCELED);
     else
       rf_read_more(h);
@@ -351,10 +343,10 @@ static void rf_step_done(ak_future *step, void *arg)
       h->err = res;
     if (h->err < 0) {
       ak__free(h->buf);
-      fsh_finish(&h->base, h->err, NULL, NULL);
+      ak__fsh_fail(&h->base, h->err, h->path, NULL);
     } else {
       h->buf[h->done] = '\0';
-      fsh_finish(&h->base, (int64_t)h->done, h->buf, ak__free);
+      ak__fsh_finish(&h->base, (int64_t)h->done, h->buf, ak__free);
     }
     return;
   }
@@ -363,10 +355,14 @@ static void rf_step_done(ak_future *step, void *arg)
 ak_future *ak_read_file(ak_loop *loop, int dirfd, const char *path, size_t max_size)
 {
   AK__REQUIRE_OWNER(loop, "ak_read_file");
+  if (!path)
+    return ak__future_failed(loop, -EFAULT, "ak_read_file: path is NULL");
   ak_future *out;
-  fsh_file *h = fsh_new(loop, sizeof(*h), rf_cancel, &out);
+  size_t n = strlen(path) + 1;
+  fsh_file *h = ak__fsh_new(loop, sizeof(*h) + n, rf_cancel, &out);
   if (!h)
     return NULL;
+  memcpy(h->path, path, n);
   h->fd = -1;
   h->max = max_size;
   h->phase = RF_OPEN;
@@ -413,6 +409,7 @@ struct fsh_copy {
   int64_t reached;   /* the furthest byte a read reached */
   int64_t eof_at;    /* where a read found the end; INT64_MAX: not yet */
   int64_t err;       /* first error */
+  const char *side;  /* where it came from: "source", "destination", NULL */
   unsigned active;   /* slots with an op in flight */
   uint64_t total;    /* bytes written */
   copy_slot slots[];
@@ -422,7 +419,7 @@ static void copy_cancel(fsh *base)
 {
   fsh_copy *c = (fsh_copy *)base;
   for (unsigned i = 0; i < c->depth; i++)
-    cancel_step(c->slots[i].step);
+    ak__fsh_cancel_step(c->slots[i].step);
 }
 
 static void copy_release(fsh_copy *c)
@@ -437,6 +434,16 @@ static void copy_release(fsh_copy *c)
   }
 }
 
+static const char COPY_SOURCE[] = "source", COPY_DESTINATION[] = "destination";
+
+static void copy_fail(fsh_copy *c, int64_t err, const char *side)
+{
+  if (c->err == 0) {
+    c->err = err;
+    c->side = side;
+  }
+}
+
 static void copy_drop_active(fsh_copy *c)
 {
   if (--c->active > 0)
@@ -445,9 +452,16 @@ static void copy_drop_active(fsh_copy *c)
    * A metadata change, done here (io_uring has no ftruncate before 6.9). */
   if (c->direct && c->err == 0 && c->total % DIRECT_ALIGN != 0 &&
       ftruncate(c->out_fd, (off_t)c->total) < 0)
-    c->err = -errno;
+    copy_fail(c, -errno, COPY_DESTINATION);
   copy_release(c);
-  fsh_finish(&c->base, c->err < 0 ? c->err : (int64_t)c->total, NULL, NULL);
+  if (c->err < 0 && c->side) {
+    /* "source fd 5": ak_copy_file turns it into the path on that side. */
+    char fd[24];
+    snprintf(fd, sizeof fd, "fd %d", c->side[0] == 's' ? c->in_fd : c->out_fd);
+    ak__fsh_fail(&c->base, c->err, c->side, fd);
+    return;
+  }
+  ak__fsh_finish(&c->base, c->err < 0 ? c->err : (int64_t)c->total, NULL, NULL);
 }
 
 static void copy_slot_idle(copy_slot *s)
@@ -455,11 +469,6 @@ static void copy_slot_idle(copy_slot *s)
   copy_drop_active(s->c);
 }
 
-static void copy_fail(fsh_copy *c, int64_t err)
-{
-  if (c->err == 0)
-    c->err = err;
-}
 
 /* Whether another range may be handed out: no error, no end seen, and the
  * range starts within what the file is known to hold (the range at the size
@@ -467,7 +476,7 @@ static void copy_fail(fsh_copy *c, int64_t err)
 static bool copy_has_more(const fsh_copy *c)
 {
   int64_t known = c->size_hint > c->reached ? c->size_hint : c->reached;
-  return c->err == 0 && !fsh_cancelled(&c->base) && c->next_off < c->eof_at && c->next_off <= known;
+  return c->err == 0 && !ak__fsh_cancelled(&c->base) && c->next_off < c->eof_at && c->next_off <= known;
 }
 
 static void copy_step_done(ak_future *step, void *arg);
@@ -476,11 +485,11 @@ static void copy_await(copy_slot *s, ak_future *step)
 {
   s->step = step;
   if (!step) {
-    copy_fail(s->c, -ENOMEM);
+    copy_fail(s->c, -ENOMEM, NULL);
     copy_slot_idle(s);
     return;
   }
-  await_step(step, copy_step_done, s);
+  ak__fsh_await(step, copy_step_done, s);
 }
 
 static size_t round_up(size_t n, size_t a)
@@ -551,7 +560,7 @@ static void copy_read_done(copy_slot *s, int64_t n)
 {
   fsh_copy *c = s->c;
   if (n < 0) {
-    copy_fail(c, n);
+    copy_fail(c, n, COPY_SOURCE);
     copy_slot_idle(s);
     return;
   }
@@ -570,7 +579,7 @@ static void copy_read_done(copy_slot *s, int64_t n)
   /* O_DIRECT writes whole blocks: a short read is completed (or the end
    * found) before the write; otherwise what came is written at once. */
   size_t want = (size_t)(s->hi - s->pos) < c->cap ? (size_t)(s->hi - s->pos) : c->cap;
-  if (c->direct && s->have < want && !c->err && !fsh_cancelled(&c->base))
+  if (c->direct && s->have < want && !c->err && !ak__fsh_cancelled(&c->base))
     copy_read(s);
   else
     copy_start_write(s);
@@ -580,7 +589,7 @@ static void copy_write_done(copy_slot *s, int64_t n)
 {
   fsh_copy *c = s->c;
   if (n <= 0) {
-    copy_fail(c, n < 0 ? n : -EIO); /* a write of nothing would loop */
+    copy_fail(c, n < 0 ? n : -EIO, COPY_DESTINATION); /* a write of nothing would loop */
     copy_slot_idle(s);
     return;
   }
@@ -592,7 +601,7 @@ static void copy_write_done(copy_slot *s, int64_t n)
   c->total += s->have;
   s->pos += (int64_t)s->have;
   s->have = s->put = 0;
-  if (s->at_end || c->err != 0 || fsh_cancelled(&c->base))
+  if (s->at_end || c->err != 0 || ak__fsh_cancelled(&c->base))
     copy_slot_idle(s);
   else if (s->pos < s->hi && s->pos < c->eof_at)
     copy_read(s); /* the range is not done: a short read */
@@ -604,7 +613,7 @@ static void copy_step_done(ak_future *step, void *arg)
 {
   (void)step;
   copy_slot *s = arg;
-  int64_t n = step_result(&s->step);
+  int64_t n = ak__fsh_step_result(&s->step);
   if (s->writing)
     copy_write_done(s, n);
   else
@@ -664,7 +673,7 @@ ak_future *ak_copy_fd(ak_loop *loop, int in_fd, int out_fd, const ak_copy_opts *
   if (chunk > 0x40000000u)
     chunk = 0x40000000u;
   ak_future *out;
-  fsh_copy *c = fsh_new(loop, sizeof(*c) + depth * sizeof(copy_slot), copy_cancel, &out);
+  fsh_copy *c = ak__fsh_new(loop, sizeof(*c) + depth * sizeof(copy_slot), copy_cancel, &out);
   if (!c)
     return NULL;
   c->in_fd = in_fd;
@@ -686,7 +695,7 @@ ak_future *ak_copy_fd(ak_loop *loop, int in_fd, int out_fd, const ak_copy_opts *
   int rc = copy_setup(c);
   if (rc < 0) {
     copy_release(c);
-    fsh_finish(&c->base, rc, NULL, NULL);
+    ak__fsh_finish(&c->base, rc, NULL, NULL);
     return out;
   }
   /* One count more while starting: no slot may finish c under the loop. */
@@ -723,6 +732,7 @@ typedef struct fsh_cpfile {
   bool direct;     /* opening the temporary file with O_DIRECT */
   unsigned tries;  /* temporary names tried */
   int64_t err;
+  const char *err_side; /* COPY_SOURCE, COPY_DESTINATION or NULL */
   int64_t total;
   ak_copy_opts opts;
   struct statx stx;
@@ -741,10 +751,19 @@ static void cf_cancel(fsh *base)
 {
   fsh_cpfile *h = (fsh_cpfile *)base;
   if (!cf_in_cleanup(h))
-    cancel_step(h->step);
+    ak__fsh_cancel_step(h->step);
 }
 
 static void cf_step_done(ak_future *step, void *arg);
+
+/* Settles with h->err, the detail naming the side and its path ("source
+ * top.txt", "destination out/top.txt"): the same error text means
+ * different things on either side. */
+static void cf_end_failed(fsh_cpfile *h)
+{
+  const char *side = h->err_side;
+  ak__fsh_fail(&h->base, h->err, side, side == COPY_SOURCE ? h->src : h->dst);
+}
 
 static void cf_go(fsh_cpfile *h, enum cf_phase phase, ak_future *step)
 {
@@ -758,10 +777,12 @@ static void cf_go(fsh_cpfile *h, enum cf_phase phase, ak_future *step)
       unlinkat(h->dst_dirfd, h->tmp, 0);
     if (h->src_fd >= 0)
       close(h->src_fd);
-    fsh_finish(&h->base, h->err < 0 ? h->err : -ENOMEM, NULL, NULL);
+    if (h->err == 0)
+      h->err = -ENOMEM;
+    cf_end_failed(h);
     return;
   }
-  await_step(step, cf_step_done, h);
+  ak__fsh_await(step, cf_step_done, h);
 }
 
 /* dst "a/b/c" -> "a/b/.c.akcp-XXXXXXXX" (a fresh suffix each try). */
@@ -776,10 +797,12 @@ static void cf_make_tmp_name(fsh_cpfile *h)
   sprintf(h->tmp, "%.*s.%s.akcp-%08x", dirlen, h->dst, base, salt);
 }
 
-static void cf_fail(fsh_cpfile *h, int64_t err)
+static void cf_fail(fsh_cpfile *h, int64_t err, const char *side)
 {
-  if (h->err == 0)
+  if (h->err == 0) {
     h->err = err;
+    h->err_side = side;
+  }
   ak_loop *loop = h->base.loop;
   if (h->tmp_fd >= 0) {
     int fd = h->tmp_fd;
@@ -793,7 +816,7 @@ static void cf_fail(fsh_cpfile *h, int64_t err)
     h->src_fd = -1;
     cf_go(h, CF_CLOSE_SRC, ak_close(loop, fd));
   } else {
-    fsh_finish(&h->base, h->err, NULL, NULL);
+    cf_end_failed(h);
   }
 }
 
@@ -817,7 +840,7 @@ static void cf_advance(fsh_cpfile *h, int64_t res)
     return;
   case CF_STAT:
     if (S_ISDIR(h->stx.stx_mode)) {
-      cf_fail(h, -EISDIR);
+      cf_fail(h, -EISDIR, COPY_SOURCE);
       return;
     }
     cf_open_tmp(h);
@@ -857,20 +880,43 @@ static void cf_advance(fsh_cpfile *h, int64_t res)
   }
 }
 
+/* Which side a failed step was on; the copy's own detail says for it. */
+static const char *cf_side_of(const fsh_cpfile *h, ak_future *step)
+{
+  switch (h->phase) {
+  case CF_OPEN_SRC:
+  case CF_STAT:
+    return COPY_SOURCE;
+  case CF_COPY: {
+    const char *d = ak_future_detail(step);
+    if (!d)
+      return NULL; /* ENOMEM: neither */
+    return strncmp(d, COPY_SOURCE, sizeof COPY_SOURCE - 1) == 0 ? COPY_SOURCE : COPY_DESTINATION;
+  }
+  default:
+    return COPY_DESTINATION;
+  }
+}
+
 static void cf_step_done(ak_future *step, void *arg)
 {
-  (void)step;
   fsh_cpfile *h = arg;
-  int64_t res = step_result(&h->step);
+  /* step stays alive for this call (the callback borrows it). */
+  int64_t res = ak__fsh_step_result(&h->step);
   switch (h->phase) {
   case CF_FAIL_CLOSE_TMP:
   case CF_FAIL_UNLINK:
-    cf_fail(h, h->err); /* the next cleanup step */
+    cf_fail(h, h->err, h->err_side); /* the next cleanup step */
     return;
   case CF_CLOSE_SRC:
-    if (res < 0 && h->err == 0)
+    if (res < 0 && h->err == 0) {
       h->err = res;
-    fsh_finish(&h->base, h->err < 0 ? h->err : h->total, NULL, NULL);
+      h->err_side = COPY_SOURCE;
+    }
+    if (h->err < 0)
+      cf_end_failed(h);
+    else
+      ak__fsh_finish(&h->base, h->total, NULL, NULL);
     return;
   case CF_OPEN_TMP:
     if (res == -EEXIST && h->tries < 16) { /* a temporary name in use */
@@ -888,7 +934,7 @@ static void cf_step_done(ak_future *step, void *arg)
     break;
   case CF_CLOSE_TMP:
     if (res < 0) {
-      cf_fail(h, res); /* the fd is gone either way; unlink the name */
+      cf_fail(h, res, COPY_DESTINATION); /* the fd is gone either way; unlink the name */
       return;
     }
     break;
@@ -896,11 +942,11 @@ static void cf_step_done(ak_future *step, void *arg)
     break;
   }
   if (res < 0) {
-    cf_fail(h, res);
+    cf_fail(h, res, cf_side_of(h, step));
     return;
   }
-  if (fsh_cancelled(&h->base) && h->phase < CF_RENAME) {
-    cf_fail(h, -ECANCELED);
+  if (ak__fsh_cancelled(&h->base) && h->phase < CF_RENAME) {
+    cf_fail(h, -ECANCELED, NULL);
     return;
   }
   cf_advance(h, res);
@@ -915,7 +961,7 @@ ak_future *ak_copy_file(ak_loop *loop, int src_dirfd, const char *src, int dst_d
   size_t ns = strlen(src) + 1, nd = strlen(dst) + 1;
   size_t nt = nd + sizeof("/..akcp-XXXXXXXX");
   ak_future *out;
-  fsh_cpfile *h = fsh_new(loop, sizeof(*h) + ns + nd + nt, cf_cancel, &out);
+  fsh_cpfile *h = ak__fsh_new(loop, sizeof(*h) + ns + nd + nt, cf_cancel, &out);
   if (!h)
     return NULL;
   h->src = h->names;
