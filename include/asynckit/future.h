@@ -208,10 +208,20 @@ AK_API ak_future *ak_join_any(ak_future *const *inputs, size_t n, unsigned flags
 AK_API size_t ak_join_count(const ak_future *join);
 AK_API ak_future *ak_join_input(const ak_future *join, size_t i);
 
-/* timeout: a future that settles as input does, or FAILED with -ETIMEDOUT
- * after timeout_ns, cancelling input. For an IO operation not yet handed to
- * the kernel the deadline becomes a linked kernel timeout, and the operation
- * itself settles with -ETIMEDOUT. */
+/* timeout: a future that settles as input does, or, once timeout_ns have
+ * passed, cancels input and settles FAILED with -ETIMEDOUT. It never
+ * settles before input has: after the deadline it waits for the cancel to
+ * be acknowledged (an IO op's completion from the kernel, a running pool
+ * callable's return), so once it has settled every buffer of input is the
+ * caller's again. If input finishes anyway (the bytes arrived as the
+ * cancel went in, a pool callable that ignores the request returns its
+ * result), the result is input's own, not -ETIMEDOUT: nothing is lost.
+ * Cancelling the returned future cancels input and settles CANCELLED.
+ * For an IO operation not yet handed to the kernel the deadline becomes a
+ * linked kernel timeout and the operation itself is returned (one more
+ * reference), settling with -ETIMEDOUT on the same terms. Works from any
+ * thread; the timer is the loop's on its owner thread, else a process-wide
+ * timer thread. */
 AK_API ak_future *ak_future_timeout(ak_future *input, int64_t timeout_ns);
 
 /* ---- Completion order (cs.asynchron's report()) -------------------------- */
