@@ -1,7 +1,9 @@
-/* test_deadline.c: ak_future_timeout from the caller's side: the deadline
- * future settles only once its input has (the buffer is the caller's again),
- * with -ETIMEDOUT when the deadline ended it, on every path (linked kernel
- * timeout, loop timer, timer thread, an op run on the pool). */
+/* test_deadline.c: combinators that cancel their inputs, from the caller's
+ * side: ak_future_timeout settles only once its input has (the buffer is the
+ * caller's again), with -ETIMEDOUT when the deadline ended it, on every path
+ * (linked kernel timeout, loop timer, timer thread, an op run on the pool);
+ * joins that cancel (fail-fast, cancel-rest, cancel), then-chains and
+ * dataflow keep the same rule. */
 #define _GNU_SOURCE
 #include "helpers.h"
 
@@ -202,11 +204,14 @@ typedef struct slow_copy {
   t_sem go;            /* posted after the deadline */
   unsigned char *dst;  /* written by the task once go is posted */
   bool cooperative;    /* return -ECANCELED when cancel was requested */
+  t_sem *started;      /* posted when the task starts, if not NULL */
 } slow_copy;
 
 static int64_t slow_copy_task(void *arg, ak_future *self)
 {
   slow_copy *c = arg;
+  if (c->started)
+    t_sem_post(c->started);
   if (!t_sem_wait(&c->go))
     return -EDEADLK;
   if (c->cooperative && ak_future_cancel_requested(self))
@@ -324,6 +329,212 @@ static void test_cancel_after_fire_is_cancelled(void **state)
   t_sem_destroy(&c.go);
 }
 
+
+/* ---- Other combinators that cancel inputs ---------------------------------------- */
+
+/* What a combinator's first callback saw of several inputs. */
+typedef struct inputs_view {
+  ak_future **inputs;
+  size_t n;
+  bool all_set;
+  int runs;
+} inputs_view;
+
+static void note_inputs_state(ak_future *f, void *arg)
+{
+  (void)f;
+  inputs_view *v = arg;
+  v->all_set = true;
+  for (size_t i = 0; i < v->n; i++)
+    v->all_set = v->all_set && ak_future_is_set(v->inputs[i]);
+  v->runs++;
+}
+
+/* A recv on a socketpair nobody writes to: pending until cancelled. */
+typedef struct idle_recv {
+  int sv[2];
+  unsigned char buf[BUF_LEN];
+  ak_future *f;
+} idle_recv;
+
+static void idle_recv_start(ak_loop *loop, idle_recv *r, bool submit)
+{
+  pair(r->sv);
+  memset(r->buf, 0, sizeof(r->buf));
+  r->f = ak_recv(loop, r->sv[0], r->buf, sizeof(r->buf), 0);
+  if (submit)
+    assert_true(ak_loop_run(loop, AK_RUN_NOWAIT) >= 0);
+}
+
+/* The buffer is the caller's: the peer's bytes now must not reach it. */
+static void idle_recv_end(ak_loop *loop, idle_recv *r)
+{
+  memset(r->buf, SENTINEL, sizeof(r->buf));
+  assert_int_equal(send(r->sv[1], "x", 1, MSG_NOSIGNAL), 1);
+  run_for(loop, 10 * T_MS);
+  assert_true(all_sentinel(r->buf, sizeof(r->buf)));
+  ak_future_release(r->f);
+  close(r->sv[0]);
+  close(r->sv[1]);
+}
+
+static void wait_and_check(ak_loop *loop, ak_future *combo, inputs_view *v)
+{
+  assert_int_equal(ak_future_on_settle(combo, note_inputs_state, v), 0);
+  assert_int_equal(ak_future_wait(combo, T_HANG_NS), 0);
+  for (size_t i = 0; i < v->n; i++)
+    assert_true(ak_future_is_set(v->inputs[i]));
+  run_for(loop, T_MS); /* the callback runs from the ready queue */
+  assert_int_equal(v->runs, 1);
+  assert_true(v->all_set);
+}
+
+static void test_join_any_cancel_rest_settles_after_losers(void **state)
+{
+  (void)state;
+  ak_loop *loop = t_loop_new();
+  idle_recv a, b;
+  idle_recv_start(loop, &a, true);
+  idle_recv_start(loop, &b, true);
+  ak_future *in[3] = {a.f, ak_sleep(loop, 5 * T_MS), b.f};
+  ak_future *j = ak_join_any(in, 3, AK_JOIN_CANCEL_REST);
+  inputs_view v = {.inputs = in, .n = 3};
+  wait_and_check(loop, j, &v);
+  assert_int_equal(ak_future_state(j), AK_DONE);
+  assert_int_equal(ak_future_result(j), 1);
+  assert_int_equal(ak_future_state(a.f), AK_CANCELLED);
+  assert_int_equal(ak_future_state(b.f), AK_CANCELLED);
+  idle_recv_end(loop, &a);
+  idle_recv_end(loop, &b);
+  ak_future_release(in[1]);
+  ak_future_release(j);
+  ak_loop_free(loop);
+}
+
+static void test_join_all_fail_fast_settles_after_the_rest(void **state)
+{
+  (void)state;
+  ak_loop *loop = t_loop_new();
+  idle_recv a;
+  idle_recv_start(loop, &a, true);
+  char junk[8];
+  ak_future *in[2] = {a.f, ak_recv(loop, -1, junk, sizeof(junk), 0)}; /* EBADF */
+  ak_future *j = ak_join_all(in, 2, AK_JOIN_FAIL_FAST);
+  inputs_view v = {.inputs = in, .n = 2};
+  wait_and_check(loop, j, &v);
+  assert_int_equal(ak_future_state(j), AK_FAILED);
+  assert_int_equal(ak_future_result(j), -EBADF); /* the first failure's */
+  assert_int_equal(ak_future_state(a.f), AK_CANCELLED);
+  idle_recv_end(loop, &a);
+  ak_future_release(in[1]);
+  ak_future_release(j);
+  ak_loop_free(loop);
+}
+
+static void test_join_cancel_settles_after_inputs(void **state)
+{
+  (void)state;
+  ak_loop *loop = t_loop_new();
+  idle_recv a, b;
+  idle_recv_start(loop, &a, true);
+  idle_recv_start(loop, &b, false); /* b still in the SQ */
+  ak_future *in[2] = {a.f, b.f};
+  ak_future *j = ak_join_all(in, 2, 0);
+  assert_int_equal(ak_future_cancel(j), 0);
+  inputs_view v = {.inputs = in, .n = 2};
+  wait_and_check(loop, j, &v);
+  assert_int_equal(ak_future_state(j), AK_CANCELLED);
+  idle_recv_end(loop, &a);
+  idle_recv_end(loop, &b);
+  ak_future_release(j);
+  ak_loop_free(loop);
+}
+
+/* A running pool task in a fail-fast join: the join waits for its return. */
+static void test_join_fail_fast_waits_for_running_task(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(1);
+  t_sem started;
+  t_sem_init(&started, 0);
+  slow_copy c = {.dst = calloc(1, BUF_LEN), .started = &started};
+  t_sem_init(&c.go, 0);
+  ak_future *in[2] = {ak_pool_submit(pool, slow_copy_task, &c), ak_future_new(NULL)};
+  ak_future *j = ak_join_all(in, 2, AK_JOIN_FAIL_FAST);
+  assert_true(t_sem_wait(&started)); /* running: a cancel cannot stop it */
+  pthread_t t = t_thread_start(post_after_40ms, &c.go, 0);
+  ak_future_fail(in[1], -EPIPE, "broken");
+  assert_false(ak_future_is_set(j)); /* the task still writes into c.dst */
+  assert_int_equal(ak_future_wait(j, T_HANG_NS), 0);
+  assert_true(ak_future_is_set(in[0]));
+  assert_int_equal(ak_future_result(j), -EPIPE);
+  assert_string_equal(ak_future_detail(j), "broken");
+  free(c.dst);
+  t_thread_join(t);
+  for (int i = 0; i < 2; i++)
+    ak_future_release(in[i]);
+  ak_future_release(j);
+  ak_pool_free(pool);
+  t_sem_destroy(&c.go);
+  t_sem_destroy(&started);
+}
+
+static int64_t never_runs(ak_future *input, void *arg, ak_future *self)
+{
+  (void)input;
+  (void)self;
+  (*(int *)arg)++;
+  return 0;
+}
+
+static void test_then_cancel_settles_after_input(void **state)
+{
+  (void)state;
+  ak_loop *loop = t_loop_new();
+  idle_recv a;
+  idle_recv_start(loop, &a, true);
+  int runs = 0;
+  ak_future *out = ak_then(a.f, never_runs, &runs, NULL);
+  assert_int_equal(ak_future_cancel(out), 0);
+  ak_future *in[1] = {a.f};
+  inputs_view v = {.inputs = in, .n = 1};
+  wait_and_check(loop, out, &v);
+  assert_int_equal(ak_future_state(out), AK_CANCELLED);
+  assert_int_equal(runs, 0);
+  idle_recv_end(loop, &a);
+  ak_future_release(out);
+  ak_loop_free(loop);
+}
+
+/* Dataflow cancels nothing: a failed dependency fails the task at once and
+ * the other dependencies, the caller's, run on untouched. */
+static int64_t count_run(void *arg, ak_future *self)
+{
+  (void)self;
+  atomic_fetch_add((_Atomic int *)arg, 1);
+  return 0;
+}
+
+static void test_dataflow_leaves_other_deps_alone(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(1);
+  ak_future *deps[2] = {ak_future_new(NULL), ak_future_new(NULL)};
+  _Atomic int runs = 0;
+  ak_future *f = ak_pool_submit_after(pool, count_run, (void *)&runs, deps, 2);
+  ak_future_fail(deps[1], -ENOENT, NULL);
+  assert_int_equal(ak_future_wait(f, T_HANG_NS), 0);
+  assert_int_equal(ak_future_result(f), -ENOENT);
+  assert_int_equal(ak_future_state(deps[0]), AK_PENDING); /* not ours to cancel */
+  ak_future_set(deps[0], 1, NULL, NULL);
+  ak_pool_stop(pool, true);
+  assert_int_equal(atomic_load(&runs), 0);
+  for (int i = 0; i < 2; i++)
+    ak_future_release(deps[i]);
+  ak_future_release(f);
+  ak_pool_free(pool);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -334,6 +545,12 @@ int main(void)
       cmocka_unit_test(test_loopless_deadline_cooperative_task),
       cmocka_unit_test(test_deadline_made_off_the_loop_thread),
       cmocka_unit_test(test_cancel_after_fire_is_cancelled),
+      cmocka_unit_test(test_join_any_cancel_rest_settles_after_losers),
+      cmocka_unit_test(test_join_all_fail_fast_settles_after_the_rest),
+      cmocka_unit_test(test_join_cancel_settles_after_inputs),
+      cmocka_unit_test(test_join_fail_fast_waits_for_running_task),
+      cmocka_unit_test(test_then_cancel_settles_after_input),
+      cmocka_unit_test(test_dataflow_leaves_other_deps_alone),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -184,23 +184,32 @@ AK_API ak_future *ak_then(ak_future *input, ak_then_fn fn, void *arg, ak_pool *p
 
 /* Join flags. */
 enum {
-  AK_JOIN_FAIL_FAST = 1 << 0,   /* all: settle at the first failure, cancel rest */
+  AK_JOIN_FAIL_FAST = 1 << 0,   /* all: at the first failure, cancel the rest */
   AK_JOIN_CANCEL_REST = 1 << 1, /* any: cancel the others once one settles */
 };
 
+/* A join that cancels inputs (AK_JOIN_FAIL_FAST, AK_JOIN_CANCEL_REST, or a
+ * cancel of the join itself) settles only once every input has settled, so
+ * no input's buffer is still the kernel's (or a worker's) when the join is
+ * over; the inputs it cancelled settle as cancellation allows (at once for
+ * a promise or a task not started, at the kernel's completion for IO, at
+ * the return of a running callable). A cancelled join settles CANCELLED. */
+
 /* join all (AsyncList): settles when every input has settled, DONE with the
- * number of inputs that succeeded as result. With AK_JOIN_FAIL_FAST it
- * settles at the first input that fails or is cancelled, with that input's
- * error (FAILED, or CANCELLED), and cancels the inputs still pending. The
- * inputs in input order: ak_join_input(). n may be 0 (settles at once).
- * The join holds its inputs (and they hold it, through their callbacks)
- * until every input has settled: an input nobody will ever settle keeps the
- * join's memory alive. */
+ * number of inputs that succeeded as result. With AK_JOIN_FAIL_FAST the
+ * first input that fails or is cancelled makes it cancel the inputs still
+ * pending, and it settles, once they have, with that first input's error
+ * (FAILED, or CANCELLED). The inputs in input order: ak_join_input(). n may
+ * be 0 (settles at once). The join holds its inputs (and they hold it,
+ * through their callbacks) until every input has settled: an input nobody
+ * will ever settle keeps the join's memory alive. */
 AK_API ak_future *ak_join_all(ak_future *const *inputs, size_t n, unsigned flags);
 
 /* join any: settles DONE when the first input settles; the result is that
- * input's index (the input may itself have failed). With
- * AK_JOIN_CANCEL_REST the others are cancelled. n must be > 0. */
+ * input's index (the input may itself have failed). The others run on, the
+ * caller's to wait for or cancel. With AK_JOIN_CANCEL_REST the others are
+ * cancelled and the join settles (with the first one's index) once they
+ * have settled. n must be > 0. */
 AK_API ak_future *ak_join_any(ak_future *const *inputs, size_t n, unsigned flags);
 
 /* A join's inputs, in input order (borrowed; NULL if i is out of range or
