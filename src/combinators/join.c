@@ -159,10 +159,14 @@ ak_future *ak_join_any(ak_future *const *inputs, size_t n, unsigned flags) {
 }
 
 size_t ak_join_count(const ak_future *join) {
+  if (join->kind == &ak__map_kind)
+    return ak__map_count(join);
   return join->kind == &join_kind ? ((const ak__join *)join->data)->n : 0;
 }
 
 ak_future *ak_join_input(const ak_future *join, size_t i) {
+  if (join->kind == &ak__map_kind)
+    return ak__map_input(join, i);
   if (join->kind != &join_kind)
     return NULL;
   const ak__join *j = join->data;
