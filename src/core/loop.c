@@ -517,6 +517,12 @@ static void reap(ak_loop *loop) {
       batch[i].flags = cqes[i]->flags;
     }
     io_uring_cq_advance(&loop->ring, n);
+    if (AK__UNLIKELY(ak__vg_running)) {
+      /* What the kernel wrote is defined before anyone reads it (a tagged
+       * user_data is no op's: not in valgrind.c's table). */
+      for (unsigned i = 0; i < n; i++)
+        ak__vg_op_cqe((void *)(uintptr_t)batch[i].data, batch[i].res, batch[i].flags);
+    }
     for (unsigned i = 0; i < n; i++)
       dispatch_cqe(loop, batch[i].data, batch[i].res, batch[i].flags);
     if (n < BATCH)

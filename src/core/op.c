@@ -372,8 +372,6 @@ void ak__op_cqe(ak__op *op, int res, unsigned flags, int tag) {
       op_done(op, op->res);
     return;
   }
-  if (AK__UNLIKELY(ak__vg_running))
-    ak__vg_op_cqe(op, res, flags); /* what the kernel wrote is defined now */
   bool more = (op->flags & AK__OPF_MULTISHOT) && (flags & IORING_CQE_F_MORE);
   loop->stats.completed[op->kind]++;
   if (more) {
