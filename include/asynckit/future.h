@@ -68,6 +68,16 @@ typedef void (*ak_callback)(ak_future *f, void *arg);
 /* Timeouts for waits are in nanoseconds; AK_FOREVER waits without limit. */
 #define AK_FOREVER INT64_C(-1)
 
+/* Durations in nanoseconds, as every timeout and delay of the library takes
+ * them: AK_SEC(2), AK_MS(250), AK_US(50), AK_NS(1). x may be an integer or
+ * a floating-point value (AK_SEC(1.5) is 1500000000, truncated towards
+ * zero); the result is an int64_t constant expression when x is one. The
+ * result must fit int64_t (about 292 years). */
+#define AK_NS(x) ((int64_t)(x))
+#define AK_US(x) ((int64_t)((x) * INT64_C(1000)))
+#define AK_MS(x) ((int64_t)((x) * INT64_C(1000000)))
+#define AK_SEC(x) ((int64_t)((x) * INT64_C(1000000000)))
+
 /* ---- Creating and releasing ------------------------------------------- */
 
 /* A future that the caller settles with ak_future_set / ak_future_fail (a
@@ -182,36 +192,99 @@ AK_API int64_t ak_future_adopt(ak_future *self, ak_future *other);
  * the input while it is pending, the adopted future after. */
 AK_API ak_future *ak_then(ak_future *input, ak_then_fn fn, void *arg, ak_pool *pool);
 
+/* catch: fn(input, arg, self) runs when input fails or is cancelled (see
+ * ak_future_state/result/detail of input), where ak_then's step would run;
+ * its return settles the result as a then-step's does (a value, an error,
+ * or ak_future_adopt), so it can recover from the error or replace it. A
+ * success passes through unchanged (the value borrowed). Cancelling the
+ * result cancels input while it is pending, and then fn does not run (the
+ * result is CANCELLED), nor after, as for ak_then. */
+AK_API ak_future *ak_catch(ak_future *input, ak_then_fn fn, void *arg, ak_pool *pool);
+
+/* finally: fn(input, arg, self) runs once input has settled, whatever the
+ * outcome (DONE, FAILED or CANCELLED), where ak_then's step would run. The
+ * result then settles as input did (state, result, detail, the value
+ * borrowed), unless fn fails: a negative return is the result instead, and
+ * fn may return ak_future_adopt(self, other) for a clean-up that is itself
+ * a future (an ak_close): the result waits for other and settles as input
+ * did if other succeeds, else with other's error. Cancelling the result
+ * cancels input while it is pending; fn still runs (a clean-up is never
+ * skipped) and its future is not cancelled. Closing an fd on every path
+ * of a pipeline is one ak_finally at its end. */
+AK_API ak_future *ak_finally(ak_future *input, ak_then_fn fn, void *arg, ak_pool *pool);
+
 /* Join flags. */
 enum {
-  AK_JOIN_FAIL_FAST = 1 << 0,   /* all: settle at the first failure, cancel rest */
+  AK_JOIN_FAIL_FAST = 1 << 0,   /* all: at the first failure, cancel the rest */
   AK_JOIN_CANCEL_REST = 1 << 1, /* any: cancel the others once one settles */
 };
 
+/* A join that cancels inputs (AK_JOIN_FAIL_FAST, AK_JOIN_CANCEL_REST, or a
+ * cancel of the join itself) settles only once every input has settled, so
+ * no input's buffer is still the kernel's (or a worker's) when the join is
+ * over; the inputs it cancelled settle as cancellation allows (at once for
+ * a promise or a task not started, at the kernel's completion for IO, at
+ * the return of a running callable). A cancelled join settles CANCELLED. */
+
 /* join all (AsyncList): settles when every input has settled, DONE with the
- * number of inputs that succeeded as result. With AK_JOIN_FAIL_FAST it
- * settles at the first input that fails or is cancelled, with that input's
- * error (FAILED, or CANCELLED), and cancels the inputs still pending. The
- * inputs in input order: ak_join_input(). n may be 0 (settles at once).
- * The join holds its inputs (and they hold it, through their callbacks)
- * until every input has settled: an input nobody will ever settle keeps the
- * join's memory alive. */
+ * number of inputs that succeeded as result. With AK_JOIN_FAIL_FAST the
+ * first input that fails or is cancelled makes it cancel the inputs still
+ * pending, and it settles, once they have, with that first input's error
+ * (FAILED, or CANCELLED). The inputs in input order: ak_join_input(). n may
+ * be 0 (settles at once). The join holds its inputs (and they hold it,
+ * through their callbacks) until every input has settled: an input nobody
+ * will ever settle keeps the join's memory alive. */
 AK_API ak_future *ak_join_all(ak_future *const *inputs, size_t n, unsigned flags);
 
 /* join any: settles DONE when the first input settles; the result is that
- * input's index (the input may itself have failed). With
- * AK_JOIN_CANCEL_REST the others are cancelled. n must be > 0. */
+ * input's index (the input may itself have failed). The others run on, the
+ * caller's to wait for or cancel. With AK_JOIN_CANCEL_REST the others are
+ * cancelled and the join settles (with the first one's index) once they
+ * have settled. n must be > 0. */
 AK_API ak_future *ak_join_any(ak_future *const *inputs, size_t n, unsigned flags);
 
+/* A bounded map's step: starts the work for item i of a map and returns its
+ * future (the map takes over that reference), or NULL when it cannot (the
+ * item then counts as failed with -ENOMEM). */
+typedef ak_future *(*ak_map_fn)(void *arg, size_t i);
+
+/* map: runs start(arg, i) for i = 0 .. n-1 in order, with never more than
+ * limit (> 0) of the futures it returned pending at once: the first ones
+ * at once on the calling thread, then each time one settles, where its
+ * callbacks run (its loop's thread; for a loopless future the thread that
+ * settled it, so start may run on several threads, never two at once for
+ * the same i). Returns one join over the items (ak_join_count is n,
+ * ak_join_input(map, i) item i's future, NULL while not started) that
+ * settles as ak_join_all's once every item has: DONE with the number that
+ * succeeded. With AK_JOIN_FAIL_FAST the first failure stops the starting,
+ * cancels the items in flight and, once they have settled, is the map's
+ * outcome; items never started stay NULL. Cancelling the map does the same
+ * and settles it CANCELLED. Either way the map settles only after every
+ * item it started has. Items settling at once (a settled future, a failed
+ * op) start the next without growing the stack. The map belongs to the
+ * calling thread's loop (ak_loop_current()), if any. It keeps every item
+ * until it is freed. NULL when memory runs out, start is NULL or limit 0. */
+AK_API ak_future *ak_map(size_t n, size_t limit, ak_map_fn start, void *arg, unsigned flags);
+
 /* A join's inputs, in input order (borrowed; NULL if i is out of range or
- * join is not a join). */
+ * join is not a join or a map). */
 AK_API size_t ak_join_count(const ak_future *join);
 AK_API ak_future *ak_join_input(const ak_future *join, size_t i);
 
-/* timeout: a future that settles as input does, or FAILED with -ETIMEDOUT
- * after timeout_ns, cancelling input. For an IO operation not yet handed to
- * the kernel the deadline becomes a linked kernel timeout, and the operation
- * itself settles with -ETIMEDOUT. */
+/* timeout: a future that settles as input does, or, once timeout_ns have
+ * passed, cancels input and settles FAILED with -ETIMEDOUT. It never
+ * settles before input has: after the deadline it waits for the cancel to
+ * be acknowledged (an IO op's completion from the kernel, a running pool
+ * callable's return), so once it has settled every buffer of input is the
+ * caller's again. If input finishes anyway (the bytes arrived as the
+ * cancel went in, a pool callable that ignores the request returns its
+ * result), the result is input's own, not -ETIMEDOUT: nothing is lost.
+ * Cancelling the returned future cancels input and settles CANCELLED.
+ * For an IO operation not yet handed to the kernel the deadline becomes a
+ * linked kernel timeout and the operation itself is returned (one more
+ * reference), settling with -ETIMEDOUT on the same terms. Works from any
+ * thread; the timer is the loop's on its owner thread, else a process-wide
+ * timer thread. */
 AK_API ak_future *ak_future_timeout(ak_future *input, int64_t timeout_ns);
 
 /* ---- Completion order (cs.asynchron's report()) -------------------------- */

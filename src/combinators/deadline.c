@@ -4,9 +4,20 @@
  * races the input against a timer: the loop's heap for loop futures on the
  * owner thread, the process timer thread for the rest.
  *
- * The deadline future's fields: data the input (a reference), aux the loop
- * timer while armed, fn_arg the timer thread's id while armed. */
+ * The deadline future never settles before its input: when the timer fires
+ * it only cancels the input and notes that it fired; the input's own settle
+ * (once the kernel has acknowledged the cancel and let go of its buffers)
+ * settles the deadline, FAILED -ETIMEDOUT if the input ended CANCELLED, or
+ * as the input did if it finished anyway (bytes read are not lost).
+ *
+ * The deadline future's fields: data the input (a reference); aux the loop
+ * timer while armed, then FIRED once a timer (either kind) has fired; fn
+ * marks which timer (NULL: the loop's); fn_arg the timer thread's id. */
 #include "combinators/internal.h"
+
+/* aux once the timer has fired. Read and written with atomics: the timer
+ * thread sets it while the input may settle on another thread. */
+#define FIRED ((void *)1)
 
 static void deadline_cancel(ak_future *f) {
   ak_future_cancel(f->data); /* its CANCELLED passes on to f */
@@ -21,19 +32,30 @@ static bool uses_loop_timer(const ak_future *f) { return f->loop && f->fn == NUL
 
 static void expired(void *arg) {
   ak_future *f = arg; /* the timer's reference */
-  if (uses_loop_timer(f))
-    f->aux = NULL;
-  if (ak_future_fail(f, -ETIMEDOUT, "deadline passed") == 0)
-    ak_future_cancel(f->data);
+  /* Seq_cst store, then the cancel's RMW on the input's word: an input
+   * settled by this cancel runs input_settled after both, and sees FIRED. */
+  __atomic_store_n(&f->aux, FIRED, __ATOMIC_SEQ_CST);
+  if (!ak_future_is_set(f))
+    ak_future_cancel(f->data); /* f settles when the input does */
   ak_future_release(f);
+}
+
+/* Whether the deadline, not the input or the user, ended it: the timer fired
+ * and the input came back CANCELLED without anyone cancelling f itself. */
+static bool timed_out(ak_future *f, const ak_future *input) {
+  return __atomic_load_n(&f->aux, __ATOMIC_SEQ_CST) == FIRED &&
+         ak_future_state(input) == AK_CANCELLED && !ak_future_cancel_requested(f);
 }
 
 static void input_settled(ak_future *input, void *arg) {
   ak_future *f = arg; /* the callback's reference */
-  ak__future_settle_like(f, input);
+  if (timed_out(f, input))
+    ak_future_fail(f, -ETIMEDOUT, "deadline passed");
+  else
+    ak__future_settle_like(f, input);
   if (uses_loop_timer(f)) {
     /* Same thread as expired(): the loop's. */
-    if (f->aux && ak_timer_cancel(f->loop, f->aux) == 0) {
+    if (f->aux && f->aux != FIRED && ak_timer_cancel(f->loop, f->aux) == 0) {
       f->aux = NULL;
       ak_future_release(f); /* the timer's reference */
     }
@@ -57,6 +79,7 @@ ak_future *ak_future_timeout(ak_future *input, int64_t timeout_ns) {
     return NULL;
   }
   f->fn = loop_timer ? NULL : (void *)expired; /* marks which timer */
+  f->aux = NULL; /* not FIRED: the timer thread may fire at once */
   ak_future_ref(f); /* the timer's */
   if (loop_timer) {
     f->aux = ak_call_later(input->loop, timeout_ns, expired, f);

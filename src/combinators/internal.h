@@ -14,4 +14,10 @@ bool ak__tt_cancel(uint64_t id);
 /* Internal join flag: fail fast without cancelling the other inputs. */
 enum { AK__JOIN_NO_CANCEL = 1 << 16 };
 
+/* ak_map's future (map.c) is a join too: join.c's accessors read it
+ * through these. */
+extern const ak__future_kind ak__map_kind;
+size_t ak__map_count(const ak_future *map);
+ak_future *ak__map_input(const ak_future *map, size_t i);
+
 #endif /* AK_COMBINATORS_INTERNAL_H */

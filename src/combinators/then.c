@@ -1,7 +1,9 @@
 /* then.c: then / chain: a step that runs when its input succeeds, inline
  * where the input's callbacks run or on a pool, whose return value settles
  * the chained future or hands it to another future (adoption). Failure and
- * cancellation skip the step and pass through unchanged.
+ * cancellation skip the step and pass through unchanged. Catch is the same
+ * step on the other side: it runs when the input fails or is cancelled, and
+ * a success passes through.
  *
  * The chained future's fields: fn/fn_arg the step, data the input (a
  * reference, dropped as soon as the step has run so a long chain does not
@@ -49,6 +51,23 @@ static void then_free(ak_future *f) { drop_input(f); }
 
 static const ak__future_kind then_kind = {
     .name = "then", .cancel = then_cancel, .free_data = then_free};
+static const ak__future_kind catch_kind = {
+    .name = "catch", .cancel = then_cancel, .free_data = then_free};
+
+/* Whether self's step runs for input's outcome: then on success, catch on
+ * failure or cancellation. */
+static bool step_wanted(const ak_future *self, const ak_future *input) {
+  bool done = ak_future_state(input) == AK_DONE;
+  return self->kind == &catch_kind ? !done : done;
+}
+
+/* The outcome passes through unchanged. A success's value is borrowed, so
+ * self keeps input alive as if it had adopted it. */
+static void pass_through(ak_future *self, ak_future *input) {
+  if (ak_future_state(input) == AK_DONE)
+    __atomic_store_n(&self->adopted, ak_future_ref(input), __ATOMIC_SEQ_CST);
+  ak__future_settle_like(self, input);
+}
 
 static void run_step(ak_future *self, ak_future *input) {
   if (!ak__future_start_running(self)) {
@@ -73,8 +92,8 @@ static int64_t step_on_pool(void *arg, ak_future *task) {
 
 static void input_settled(ak_future *input, void *arg) {
   ak_future *self = arg; /* the callback's reference */
-  if (ak_future_state(input) != AK_DONE) {
-    ak__future_settle_like(self, input);
+  if (!step_wanted(self, input)) {
+    pass_through(self, input);
   } else if (self->aux == NULL) {
     run_step(self, input);
   } else {
@@ -89,8 +108,9 @@ static void input_settled(ak_future *input, void *arg) {
   ak_future_release(self);
 }
 
-ak_future *ak_then(ak_future *input, ak_then_fn fn, void *arg, ak_pool *pool) {
-  ak_future *self = ak__future_new(input->loop, &then_kind, ak_future_ref(input));
+static ak_future *step_new(const ak__future_kind *kind, ak_future *input, ak_then_fn fn, void *arg,
+                           ak_pool *pool) {
+  ak_future *self = ak__future_new(input->loop, kind, ak_future_ref(input));
   if (!self) {
     ak_future_release(input);
     return NULL;
@@ -105,4 +125,12 @@ ak_future *ak_then(ak_future *input, ak_then_fn fn, void *arg, ak_pool *pool) {
     return NULL;
   }
   return self;
+}
+
+ak_future *ak_then(ak_future *input, ak_then_fn fn, void *arg, ak_pool *pool) {
+  return step_new(&then_kind, input, fn, arg, pool);
+}
+
+ak_future *ak_catch(ak_future *input, ak_then_fn fn, void *arg, ak_pool *pool) {
+  return step_new(&catch_kind, input, fn, arg, pool);
 }

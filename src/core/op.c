@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/loop_internal.h"
+#include "core/valgrind.h"
 
 static const char *const ak__op_kind_names[AK_OP_KIND_COUNT] = {
     [AK_OP_NOP] = "nop",         [AK_OP_TIMEOUT] = "timeout",   [AK_OP_READ] = "read",
@@ -206,6 +207,8 @@ static void prep_into_sq(ak__op *op) {
   if ((op->flags & AK__OPF_SOCKET) && ak__socket_is_registered(loop, sqe->fd))
     sqe->flags |= IOSQE_FIXED_FILE; /* slot == fd (register_sockets.c) */
   io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op);
+  if (AK__UNLIKELY(ak__vg_running))
+    ak__vg_note_sqe(op, sqe); /* memcheck cannot see the kernel write */
   op->owed = 1;
   op->sqe = sqe;
   if (deadline)
