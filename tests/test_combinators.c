@@ -424,12 +424,15 @@ static void test_join_on_loop(void **state)
   (void)state;
   ak_loop *loop = t_loop_new();
   int64_t t0 = ak_now_ns();
-  ak_future *in[3] = {ak_sleep(loop, 20 * T_MS), ak_nop(loop), ak_sleep(loop, 40 * T_MS)};
+  /* The sleeps are long enough that a loaded machine (tsan, two vCPUs shared
+   * with builds) cannot stall the loop past the first one before the nop's
+   * completion is reaped: timers run before CQEs in an iteration. */
+  ak_future *in[3] = {ak_sleep(loop, 200 * T_MS), ak_nop(loop), ak_sleep(loop, 250 * T_MS)};
   ak_future *all = ak_join_all(in, 3, 0);
   ak_future *any = ak_join_any(in, 3, 0);
   assert_ptr_equal(ak_future_loop(all), loop);
   assert_int_equal(ak_future_wait(all, T_HANG_NS), 0);
-  assert_true(ak_now_ns() - t0 >= 40 * T_MS);
+  assert_true(ak_now_ns() - t0 >= 250 * T_MS);
   assert_int_equal(ak_future_result(all), 3);
   assert_int_equal(ak_future_state(any), AK_DONE);
   assert_int_equal(ak_future_result(any), 1); /* the nop, before any sleep */
