@@ -881,6 +881,19 @@ static void start_part(part *p)
 
 /* ---- planning ----------------------------------------------------------------------------- */
 
+/* AKGET_TEST_DROP_RANGE=N: planned range N (of several) is never fetched,
+ * as a planning mistake would lose it: tests of the last check
+ * (covers_entity), which must fail such a download with exit 7. */
+static void drop_range_for_tests(dl *d)
+{
+  const char *v = getenv("AKGET_TEST_DROP_RANGE");
+  unsigned k = v ? (unsigned)atoi(v) : 0;
+  if (!v || d->nranges < 2 || k >= d->nranges)
+    return;
+  memmove(&d->ranges[k], &d->ranges[k + 1], (d->nranges - k - 1) * sizeof d->ranges[0]);
+  d->nranges--;
+}
+
 /* Plans the bytes d->have lacks as ranges, and the parts that fetch them:
  * up to -s parts (each range at least --min-segment) when the server takes
  * ranges and the size is known; else one stream from the end of the bytes
@@ -944,6 +957,7 @@ static int plan(dl *d, bool ranges_ok)
       if (last->start + last->len == d->size)
         last->len = -1;
     }
+    drop_range_for_tests(d);
     d->nparts = d->nranges < d->o->segments ? d->nranges : d->o->segments;
   }
   free(gaps);
