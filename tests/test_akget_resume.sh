@@ -57,12 +57,16 @@ for _ in $(seq 50); do [[ -s "$work/port" ]] && break; sleep 0.1; done
 hb="http://127.0.0.1:$(cat "$work/port")"
 [[ "$hb" != "http://127.0.0.1:" ]] || fail "httpbad did not start"
 
-# Runs akget (with its arguments) in the background, rate-limited so that
-# the signal lands mid-download, and kills it with SIG after SECONDS.
+# Runs akget (with its arguments, -o among them) in the background,
+# rate-limited so that the signal lands mid-download, and kills it with SIG
+# SECONDS after its part file appeared (a slow start, as under ASan, does
+# not move the point).
 interrupt() {
-  local sig="$1" after="$2"
+  local sig="$1" after="$2" out="" prev=""
   shift 2
+  for a in "$@"; do [[ "$prev" == -o ]] && out="$a"; prev="$a"; done
   "$akget" -q --limit-rate 24M "$@" & local pid=$!
+  for _ in $(seq 100); do [[ -e "$out.akget-part" ]] && break; sleep 0.05; done
   sleep "$after"
   kill "-$sig" "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
