@@ -65,7 +65,7 @@ interrupt() {
   local sig="$1" after="$2" out="" prev=""
   shift 2
   for a in "$@"; do [[ "$prev" == -o ]] && out="$a"; prev="$a"; done
-  "$akget" -q --limit-rate 24M "$@" & local pid=$!
+  "$akget" -q --limit-rate 16M "$@" & local pid=$!
   for _ in $(seq 100); do [[ -e "$out.akget-part" ]] && break; sleep 0.05; done
   sleep "$after"
   kill "-$sig" "$pid" 2>/dev/null || true

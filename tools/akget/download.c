@@ -102,7 +102,8 @@ struct dl {
   int ctl_fd;                /* the sidecar, or -1 (no -c) */
   char *ctl_path;            /* item->tmp + ".ctl" */
   uint64_t ctl_seq;          /* the last store's sequence */
-  akg_record snap;           /* the checkpoint in flight: taken before its fdatasync */
+  akg_record *snap;          /* the checkpoint in flight: taken before its
+                                fdatasync (allocated with -c only) */
   ak_future *ckpt;           /* that fdatasync, or NULL */
   ak_timer *ckpt_timer;      /* the next checkpoint, or NULL */
   void (*ckpt_then)(dl *d);  /* runs once the checkpoints are quiet */
@@ -197,7 +198,7 @@ static void on_ckpt(ak_future *f, void *arg)
   d->ckpt = NULL;
   int64_t r = f ? ak_future_result(f) : -ENOMEM;
   if (r == 0)
-    store_record(d, &d->snap); /* the data it lists is on disk */
+    store_record(d, d->snap); /* the data it lists is on disk */
   else if (d->o->verbose)
     akg_progress_event(akg_worker_run(d->w), d->item,
                        "%s: fdatasync failed (%s): the control record stays as it was", d->item->tmp,
@@ -220,7 +221,7 @@ static void on_ckpt(ak_future *f, void *arg)
  * counts was written (its completion in) before the fdatasync began. */
 static void ckpt_start(dl *d)
 {
-  take_snapshot(d, &d->snap);
+  take_snapshot(d, d->snap);
   ak_future *f = ak_fdatasync(d->loop, d->fd);
   if (!f || ak_future_on_settle(f, on_ckpt, d) < 0) {
     ak_future_release(f);
@@ -364,6 +365,7 @@ static void end_item(dl *d, akg_state state)
   if (state == AKG_DONE && d->ctl_path)
     unlink(d->ctl_path); /* the file is whole under its name: no resume left */
   free(d->ctl_path);
+  free(d->snap);
   free(d->ranges);
   free(d->if_range);
   if (d->hdrs != (const char **)d->o->headers)
@@ -906,7 +908,8 @@ static int plan(dl *d, bool ranges_ok)
   d->ranges = NULL;
   d->nranges = d->next_range = 0;
   d->nparts = 0;
-  unsigned cap = AKG_REC_MAX_EXTENTS + 1 + AKG_MAX_SEGMENTS;
+  /* Gaps: one more than the extents; ranges: the gaps, cut in -s pieces. */
+  unsigned cap = d->have.n + 1 + AKG_MAX_SEGMENTS;
   akg_extent *gaps = malloc(cap * sizeof *gaps);
   d->ranges = malloc(cap * sizeof *d->ranges);
   if (!gaps || !d->ranges) {
@@ -924,7 +927,7 @@ static int plan(dl *d, bool ranges_ok)
     }
     d->ranges[d->nranges++] = (akg_extent){from, -1};
   } else {
-    unsigned ng = akg_extents_gaps(&d->have, d->size, gaps, AKG_REC_MAX_EXTENTS + 1);
+    unsigned ng = akg_extents_gaps(&d->have, d->size, gaps, d->have.n + 1);
     int64_t remaining = 0;
     for (unsigned i = 0; i < ng; i++)
       remaining += gaps[i].len;
@@ -1256,6 +1259,9 @@ static int open_record(dl *d)
   if (!d->ctl_path)
     return -ENOMEM;
   snprintf(d->ctl_path, n, "%s.ctl", it->tmp);
+  d->snap = malloc(sizeof *d->snap);
+  if (!d->snap)
+    return -ENOMEM;
   d->ctl_fd = open(d->ctl_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (d->ctl_fd < 0)
     return -errno;
@@ -1354,7 +1360,7 @@ void akg_download_start(akg_worker *w, akg_item *item, void (*done)(akg_worker *
   d->size = -1;
   d->hdrs = (const char **)d->o->headers;
   d->hdr_count = d->o->header_count;
-  akg_record_clear(&d->have);
+  d->have.size = -1; /* akg_record_clear's empty record (calloc zeroed the rest) */
   akg_progress_event(akg_worker_run(w), item, "start %s -> %s", item->url, item->path);
   if (open_file(d) < 0) {
     set_error(d, -ENOMEM, 0, "out of memory");

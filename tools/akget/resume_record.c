@@ -87,10 +87,12 @@ static unsigned get16(const unsigned char *p)
 
 void akg_record_clear(akg_record *r)
 {
-  uint64_t seq = r->seq;
-  memset(r, 0, sizeof *r);
-  r->seq = seq; /* stores go on alternating slots */
+  /* The sequence stays (stores go on alternating slots); the extents past
+   * n are never read: no memset of the whole record per download. */
   r->size = -1;
+  r->etag[0] = '\0';
+  r->last_modified[0] = '\0';
+  r->n = 0;
 }
 
 static void encode(const akg_record *r, const char *url, unsigned char *s)
@@ -153,7 +155,9 @@ static const char *decode(const unsigned char *s, const char *url, akg_record *r
   r->seq = get64(s + 16);
   r->size = (int64_t)get64(s + 24);
   memcpy(r->etag, s + OFF_ETAG, el);
+  r->etag[el] = '\0';
   memcpy(r->last_modified, s + OFF_LM, ll);
+  r->last_modified[ll] = '\0';
   r->n = n;
   for (unsigned i = 0; i < n; i++) {
     r->ext[i].start = (int64_t)get64(s + OFF_EXT + 16 * i);
