@@ -28,7 +28,12 @@
  * ext4 three directory lookups, two insertions and a removal; an unnamed
  * file linked once costs one lookup and one insertion. On 10,000 files of
  * 16 KiB that was a quarter of akget's CPU time (perf: 60% of the io-wq
- * workers' time was in the two directory operations). */
+ * workers' time was in the two directory operations).
+ *
+ * Map: 1. the control record (-c: load, checkpoints, forget)  2. ending
+ *      (the last check, checksum, link or rename, failure)  3. parts (one
+ *      request each, retries, a range in, start over)  4. planning (the
+ *      HEAD, the ranges, If-Range, the open, --max-time, the start) */
 #define _GNU_SOURCE /* O_TMPFILE, SEEK_HOLE */
 #include "akget.h"
 
@@ -143,7 +148,7 @@ static void finish_failed(dl *d);
 static void all_parts_in(dl *d);
 static void begin(dl *d);
 
-/* ---- the control record (-c) ---------------------------------------------------------- */
+/* ---- 1. the control record (-c) -------------------------------------------------------- */
 
 static void ckpt_start(dl *d);
 
@@ -329,7 +334,7 @@ static int init_record(dl *d)
   return rc < 0 ? rc : store_record(d, &r);
 }
 
-/* ---- ending -------------------------------------------------------------------------- */
+/* ---- 2. ending ------------------------------------------------------------------------ */
 
 static void stop_max_timer(dl *d)
 {
@@ -642,7 +647,7 @@ static void parts_in_quiet(dl *d)
   close_and_rename(d);
 }
 
-/* ---- parts ------------------------------------------------------------------------------- */
+/* ---- 3. parts ----------------------------------------------------------------------------- */
 
 static void retry_fire(void *arg)
 {
@@ -881,7 +886,7 @@ static void start_part(part *p)
   d->busy++; /* p->f's reference is released by on_part_done */
 }
 
-/* ---- planning ----------------------------------------------------------------------------- */
+/* ---- 4. planning --------------------------------------------------------------------------- */
 
 /* AKGET_TEST_DROP_RANGE=N: planned range N (of several) is never fetched,
  * as a planning mistake would lose it: tests of the last check
@@ -1073,9 +1078,11 @@ static void plan_and_start(dl *d, const ak_http_response *r)
     }
     on_disk = 0;
   }
-  if (on_disk == 0 && !d->from_record) {
-    /* A new download: the record takes the server's word now. */
+  if (on_disk == 0) {
+    /* Nothing on disk (a new download, or a record of none): the record
+     * takes the server's word now. */
     akg_record_clear(&d->have);
+    d->from_record = false;
     d->have.size = hsize;
     keep_validator(d->have.etag, sizeof d->have.etag, etag);
     keep_validator(d->have.last_modified, sizeof d->have.last_modified, lm);
