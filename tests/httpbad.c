@@ -261,6 +261,50 @@ static bool retry_key_seen(const char *key)
   return seen;
 }
 
+/* /m/N: one URL whose behaviour a test switches between two runs of a
+ * client (GET /setmode/NAME), for resumes: "ok" well-behaved (Range
+ * honoured, no validators), "stall" half of the answer it would send and
+ * then a stall (an interrupted first run), "norange" a 200 to every
+ * request, "badcr" a 206 one byte past the range asked (Content-Range and
+ * body agree with each other, not with the request). */
+static char mode_name[16] = "ok";
+
+static bool serve_mode(int fd, const request *rq, uint64_t n)
+{
+  char mode[16];
+  pthread_mutex_lock(&retry_lock);
+  memcpy(mode, mode_name, sizeof mode);
+  pthread_mutex_unlock(&retry_lock);
+  if (strcmp(mode, "norange") == 0)
+    return serve_file(fd, rq, n, true);
+  bool ranged = rq->range_start >= 0 && (uint64_t)rq->range_start < n;
+  if (strcmp(mode, "badcr") == 0 && ranged && (uint64_t)rq->range_start + 1 < n) {
+    request shifted = *rq;
+    shifted.range_start++;
+    return serve_file(fd, &shifted, n, false);
+  }
+  if (strcmp(mode, "stall") != 0 || rq->head)
+    return serve_file(fd, rq, n, false);
+  uint64_t a = ranged ? (uint64_t)rq->range_start : 0;
+  uint64_t b = ranged && rq->range_end >= 0 && (uint64_t)rq->range_end < n ? (uint64_t)rq->range_end
+                                                                          : n - 1;
+  char head[256];
+  if (ranged)
+    snprintf(head, sizeof head,
+             "HTTP/1.1 206 Partial Content\r\nAccept-Ranges: bytes\r\nContent-Range: bytes "
+             "%llu-%llu/%llu\r\nContent-Length: %llu\r\n\r\n",
+             (unsigned long long)a, (unsigned long long)b, (unsigned long long)n,
+             (unsigned long long)(b - a + 1));
+  else
+    snprintf(head, sizeof head,
+             "HTTP/1.1 200 OK\r\nAccept-Ranges: bytes\r\nContent-Length: %llu\r\n\r\n",
+             (unsigned long long)n);
+  if (!send_str(fd, head) || !send_body(fd, a, (b - a + 1) / 2))
+    return false;
+  nap(30000);
+  return false;
+}
+
 /* Serves one request; returns whether the connection may go on. */
 static bool route(int fd, const request *rq)
 {
@@ -271,10 +315,25 @@ static bool route(int fd, const request *rq)
     return serve_file(fd, rq, n, false);
   if (sscanf(p, "/norange/%llu", &n) == 1)
     return serve_file(fd, rq, n, true);
+  if (sscanf(p, "/m/%llu", &n) == 1)
+    return serve_mode(fd, rq, n);
+  if (sscanf(p, "/setmode/%15[a-z]", key) == 1) {
+    pthread_mutex_lock(&retry_lock);
+    memcpy(mode_name, key, sizeof mode_name); /* %15[a-z]: 16 bytes with its NUL */
+    pthread_mutex_unlock(&retry_lock);
+    return send_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  }
   if (sscanf(p, "/chunked/%llu", &n) == 1)
     return serve_chunked(fd, n, false, 1000);
   if (sscanf(p, "/tinychunks/%llu", &n) == 1)
     return serve_chunked(fd, n, false, 7);
+  /* A HEAD of a path whose body breaks (akget -c asks one first): a
+   * well-behaved head, so that only the GET misbehaves (a body after a
+   * head would poison the kept-alive connection instead). */
+  if (rq->head && (sscanf(p, "/close/%llu", &n) == 1 || sscanf(p, "/reset/%llu", &n) == 1 ||
+                   sscanf(p, "/short/%llu", &n) == 1 || sscanf(p, "/chunkcut/%llu", &n) == 1 ||
+                   sscanf(p, "/stall/%llu", &n) == 1))
+    return serve_file(fd, rq, n, true);
   if (sscanf(p, "/close/%llu", &n) == 1) {
     send_str(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
     send_body(fd, 0, n);

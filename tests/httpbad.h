@@ -19,6 +19,9 @@
  *                gzipcl (Content-Length 100 over the stream, then close)
  *   /echo-ae     the request's Accept-Encoding as the body ("(none)")
  *   /tinychunks/N chunked in 7-byte chunks (thousands of spans a receive)
+ *   /m/N         switched by /setmode/NAME (for resumes): ok, stall (half,
+ *                then 30 s), norange (200 to a Range), badcr (a 206 one
+ *                byte past the range asked)
  *   /redirect/rel /redirect/abs /redirect/loop    anything else: 404
  */
 #ifndef T_HTTPBAD_H

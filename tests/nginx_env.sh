@@ -10,6 +10,9 @@
 #                                    server.key in it, tests/tls_certs.sh)
 #                                    also NGINX_TLS_PORT, serving https
 #   nginx_stop                       stops the nginx started here (by pid)
+#
+# Optional: NGINX_LOG_EXTRA (more fields at the end of each log line, e.g.
+# '"$http_if_range"'), NGINX_EXTRA_LOCATIONS (more location blocks).
 
 nginx_bin() {
   command -v nginx 2>/dev/null || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; }
@@ -45,7 +48,7 @@ pid $state/nginx.pid;
 error_log $state/error.log warn;
 events { worker_connections 4096; }
 http {
-  log_format ak '\$connection \$connection_requests \$status \$request_uri \$body_bytes_sent "\$http_range"';
+  log_format ak '\$connection \$connection_requests \$status \$request_uri \$body_bytes_sent "\$http_range"${NGINX_LOG_EXTRA:+ $NGINX_LOG_EXTRA}';
   access_log $state/access.log ak;
   client_body_temp_path $state/tmp/body;
   proxy_temp_path $state/tmp/proxy;
@@ -76,6 +79,7 @@ http {
       }
       alias $root/files/;
     }
+    ${NGINX_EXTRA_LOCATIONS:-}
   }
 }
 CONF

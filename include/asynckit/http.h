@@ -201,7 +201,11 @@ typedef struct ak_http_request {
   void *arg;                   /* for on_body */
   int64_t *progress;           /* if not NULL, body bytes are added here
                                   (__atomic relaxed adds) as they are
-                                  written: another thread may read it so */
+                                  written: another thread may read it so.
+                                  A prefix: once it has grown by n, the
+                                  body's first n bytes are all written
+                                  (their writes completed), so a resume
+                                  may trust it (akget -c's record) */
   int64_t *size_out;           /* if not NULL, the entity's size (see
                                   ak_http_response.entity_size) is stored
                                   here (__atomic) when the final head

@@ -4,6 +4,8 @@
  *   main.c      the command line, -i lists, --shard, the exit status
  *   worker.c    the loops: --threads workers pull items; -j per run
  *   download.c  one URL: temporary file, segments, resume, retries, rename
+ *   resume_record.c  -c's control record (the .ctl sidecar): bytes on disk,
+ *               size, validators; its format and extent arithmetic
  *   errors.c    errors to exit codes, and which ones are worth a retry
  *   checksum.c  --checksum sha-256=HEX, on the pool
  *   progress.c  the terminal display and the plain event lines (stderr)
@@ -87,6 +89,9 @@ typedef struct akg_item {
   int exit_code;
   int64_t bytes;             /* the file's size when done */
   int64_t resumed_from;      /* bytes already there (-c) */
+  int64_t ranges_done;       /* bytes of ranges finished this run whose
+                                segment counter was reset for the next
+                                range (__atomic, for the display) */
   unsigned attempts;
   unsigned segments_used;
   bool decoded;              /* the body came compressed and was decoded */
@@ -143,6 +148,44 @@ void akg_progress_event(akg_run *run, const akg_item *item, const char *fmt, ...
 void akg_progress_start(akg_run *run);
 void akg_progress_stop(akg_run *run);
 void akg_progress_summary(akg_run *run);
+
+/* resume_record.c: the control record of a partial download. */
+enum {
+  AKG_REC_SLOT = 8192,        /* bytes per slot; the sidecar holds two */
+  AKG_REC_MAX_EXTENTS = 400,  /* byte ranges on disk a record can list */
+  AKG_REC_ETAG_MAX = 511,     /* a longer ETag is not kept (not checkable) */
+  AKG_REC_DATE_MAX = 63,
+};
+
+typedef struct akg_extent {
+  int64_t start, len;
+} akg_extent;
+
+typedef struct akg_record {
+  uint64_t seq;              /* stores so far (picks the newer slot) */
+  int64_t size;              /* the entity's size, -1: unknown */
+  char etag[AKG_REC_ETAG_MAX + 1];          /* "" if none */
+  char last_modified[AKG_REC_DATE_MAX + 1]; /* "" if none */
+  unsigned n;                /* extents in use */
+  akg_extent ext[AKG_REC_MAX_EXTENTS]; /* on disk: sorted, disjoint, apart */
+} akg_record;
+
+/* Empties r (no extents, size -1, no validators), keeping its sequence. */
+void akg_record_clear(akg_record *r);
+/* Reads fd's newest valid slot for url into *out: 1. An empty file: 0
+ * (why: "none"). Otherwise -1 and why says what is wrong (truncated,
+ * garbage, checksum, another URL, another version). */
+int akg_record_load(int fd, const char *url, akg_record *out, char *why, size_t why_len);
+/* Writes r (its sequence advanced) into the slot the last store did not
+ * use. Returns 0 or -errno. */
+int akg_record_store(int fd, const char *url, akg_record *r);
+/* Adds [start, start+len) to r's extents (merging what touches it); past
+ * AKG_REC_MAX_EXTENTS the shortest extent is forgotten (fetched again). */
+void akg_extents_add(akg_record *r, int64_t start, int64_t len);
+int64_t akg_extents_bytes(const akg_record *r);
+/* The ranges of [0, size) r does not hold, in order, at most max. */
+unsigned akg_extents_gaps(const akg_record *r, int64_t size, akg_extent *out, unsigned max);
+uint64_t akg_fnv64(const void *data, size_t len);
 
 /* report.c */
 int akg_report_json(const akg_run *run, const char *path, int exit_code);

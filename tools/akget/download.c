@@ -1,24 +1,40 @@
 /* download.c: one URL, from its temporary file to its final name. The body
  * goes to an unnamed file (O_TMPFILE) in the target's directory, or with -c
  * (or where the filesystem has no O_TMPFILE) to "<name>.akget-part", by the
- * HTTP client's ring writes; with -s the
- * file is cut into segments fetched by Range over several connections into
- * the same file at their offsets; -c resumes from the partial file's size;
- * a failed request is retried (--retries) from where its bytes stopped,
- * after a backoff or the server's Retry-After. When every segment is in:
- * the size is checked, the checksum verified (--checksum), and the file
+ * HTTP client's ring writes. The bytes still missing are planned as ranges
+ * (the whole entity, or with -s up to -s ranges fetched by Range over as
+ * many connections into the same file at their offsets); a part takes the
+ * next range when its own is in. A failed request is retried (--retries)
+ * from where its bytes stopped, after a backoff or the server's
+ * Retry-After. When every range is in: the bytes written must cover the
+ * entity with no gap, the checksum is verified (--checksum), and the file
  * named: an unnamed file is linked in under its final name (through
  * /proc/self/fd; if that name exists, linked under a spare name that is then
  * renamed over it), a named one renamed. On failure the partial file is
  * removed, unless -c keeps it for next time; an unnamed one goes with its
  * descriptor, and with the process if akget is killed.
  *
+ * -c (docs/akget.md, RESUME): the part file has a control record
+ * (resume_record.c) saying which ranges are on disk, the entity's size and
+ * validators. A checkpoint every CKPT_NS takes the counts of bytes written
+ * (the client counts a write once its completion is in), fdatasyncs the
+ * part file, and only then stores the record: after a crash the record may
+ * lag the data, never lead it. A resume asks the server (HEAD) whether the
+ * entity is the recorded one, plans the record's gaps again with this run's
+ * -s, and sends If-Range with each Range; a change (size, validator, a 200
+ * to a Range) starts over from byte 0.
+ *
  * Why unnamed: a file created under one name and renamed to another costs
  * ext4 three directory lookups, two insertions and a removal; an unnamed
  * file linked once costs one lookup and one insertion. On 10,000 files of
  * 16 KiB that was a quarter of akget's CPU time (perf: 60% of the io-wq
- * workers' time was in the two directory operations). */
-#define _GNU_SOURCE /* O_TMPFILE */
+ * workers' time was in the two directory operations).
+ *
+ * Map: 1. the control record (-c: load, checkpoints, forget)  2. ending
+ *      (the last check, checksum, link or rename, failure)  3. parts (one
+ *      request each, retries, a range in, start over)  4. planning (the
+ *      HEAD, the ranges, If-Range, the open, --max-time, the start) */
+#define _GNU_SOURCE /* O_TMPFILE, SEEK_HOLE */
 #include "akget.h"
 
 #include <errno.h>
@@ -31,19 +47,31 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* How often -c's control record is brought up to date: what a crash may
+ * make akget fetch again, against an fdatasync per period. */
+#define CKPT_NS INT64_C(500000000)
+/* Starts over from byte 0 within one run before giving up (the entity
+ * keeps changing, or the server's ranges cannot be trusted). */
+#define MAX_RESTARTS 2u
+
 typedef struct dl dl;
 
 typedef struct part {
   dl *d;
-  unsigned index;            /* into item->seg_got */
-  int64_t start;             /* first byte of the segment */
-  int64_t end;               /* last byte (inclusive), -1: to the end */
+  unsigned index;            /* into item->seg_got: bytes of the range in hand */
+  int64_t start;             /* first byte of the range in hand */
+  int64_t end;               /* its last byte (inclusive), -1: to the end */
   bool ranged;               /* the attempt in flight asked a Range */
-  bool done;
-  unsigned attempts;         /* retries made */
+  bool decode;               /* the attempt in flight asked a compressed body */
+  bool done;                 /* no range left for it */
+  unsigned attempts;         /* retries made for the range in hand */
+  int64_t head_size;         /* the entity size its response's head gave
+                                (the client's size_out); -2 before the head */
   ak_future *f;              /* the request in flight, or NULL */
   ak_timer *retry;           /* a retry waiting, or NULL */
 } part;
+
+typedef enum stop_reason { RUNNING, STOP_RESTART, STOP_FAIL } stop_reason;
 
 struct dl {
   akg_worker *w;
@@ -55,7 +83,7 @@ struct dl {
   part parts[AKG_MAX_SEGMENTS];
   unsigned nparts;
   unsigned busy;             /* parts with a request or a retry pending */
-  bool failing;              /* an error ended it: waiting for parts to stop */
+  stop_reason stopping;      /* waiting for the parts to stop, and why */
   int64_t size;              /* the entity's size if known, else -1 */
   ak_future *setup;          /* the open or the HEAD probe in flight, or NULL */
   ak_timer *max_timer;       /* --max-time over the whole download, or NULL */
@@ -63,11 +91,33 @@ struct dl {
   char proc_path[32];        /* "/proc/self/fd/N" for an unnamed fd */
   char *spare;               /* the spare name when the final one exists, or NULL */
   char last_retry[400];      /* why the last retry was scheduled */
+  /* what is on disk, and what is still to fetch */
+  akg_record have;           /* ranges complete on disk (from the record and
+                                this run's finished ranges), size, validators */
+  bool from_record;          /* have came from a valid control record */
+  akg_extent *ranges;        /* the ranges planned, in order */
+  unsigned nranges, next_range; /* of them, the next one no part has taken */
+  char *if_range;            /* "If-Range: V" sent with every Range, or NULL */
+  const char **hdrs;         /* -H lines plus if_range (or o->headers) */
+  size_t hdr_count;
+  unsigned restarts;         /* starts over from byte 0 so far */
+  bool plain;                /* one stream from byte 0, no Range (the last start over) */
+  char restart_why[400];     /* why the start over asked is needed */
+  /* -c: the control record */
+  int ctl_fd;                /* the sidecar, or -1 (no -c) */
+  char *ctl_path;            /* item->tmp + ".ctl" */
+  uint64_t ctl_seq;          /* the last store's sequence */
+  akg_record *snap;          /* the checkpoint in flight: taken before its
+                                fdatasync (allocated with -c only) */
+  ak_future *ckpt;           /* that fdatasync, or NULL */
+  ak_timer *ckpt_timer;      /* the next checkpoint, or NULL */
+  void (*ckpt_then)(dl *d);  /* runs once the checkpoints are quiet */
+  bool ckpt_final;           /* one more checkpoint before ckpt_then */
 };
 
 int64_t akg_item_got(const akg_item *item)
 {
-  int64_t n = item->resumed_from;
+  int64_t n = item->resumed_from + __atomic_load_n(&item->ranges_done, __ATOMIC_RELAXED);
   for (unsigned i = 0; i < AKG_MAX_SEGMENTS; i++)
     n += __atomic_load_n(&item->seg_got[i], __ATOMIC_RELAXED);
   return n;
@@ -96,8 +146,195 @@ static void set_error(dl *d, int err, int status, const char *fmt, ...)
 static void start_part(part *p);
 static void finish_failed(dl *d);
 static void all_parts_in(dl *d);
+static void begin(dl *d);
 
-/* ---- ending -------------------------------------------------------------------------- */
+/* ---- 1. the control record (-c) -------------------------------------------------------- */
+
+static void ckpt_start(dl *d);
+
+static void ckpt_fire(void *arg)
+{
+  dl *d = arg;
+  d->ckpt_timer = NULL;
+  ckpt_start(d);
+}
+
+static void ckpt_arm(dl *d)
+{
+  if (d->ctl_fd >= 0 && !d->ckpt_timer && !d->ckpt && d->stopping == RUNNING)
+    d->ckpt_timer = ak_call_later(d->loop, CKPT_NS, ckpt_fire, d);
+}
+
+/* A part's bytes count only if its response is of the entity planned: a
+ * 206 whose size ("/N") is another one is a changed entity (found when it
+ * ends, and started over), never recorded. */
+static bool part_bytes_count(const dl *d, const part *p)
+{
+  int64_t hs = __atomic_load_n(&p->head_size, __ATOMIC_RELAXED);
+  return d->size < 0 || hs == d->size || (p->decode && hs == -1);
+}
+
+/* have plus what the parts have written of their ranges so far. */
+static void take_snapshot(dl *d, akg_record *r)
+{
+  *r = d->have;
+  for (unsigned i = 0; i < d->nparts; i++) {
+    const part *p = &d->parts[i];
+    int64_t got = __atomic_load_n(&d->item->seg_got[p->index], __ATOMIC_RELAXED);
+    if (!p->done && got > 0 && part_bytes_count(d, p))
+      akg_extents_add(r, p->start, got);
+  }
+}
+
+static int store_record(dl *d, akg_record *r)
+{
+  r->seq = d->ctl_seq;
+  int rc = akg_record_store(d->ctl_fd, d->item->url, r);
+  d->ctl_seq = r->seq;
+  if (rc < 0)
+    akg_progress_event(akg_worker_run(d->w), d->item, "%s: the control record could not be written: %s",
+                       d->ctl_path, strerror(-rc));
+  return rc;
+}
+
+static void on_ckpt(ak_future *f, void *arg)
+{
+  dl *d = arg;
+  d->ckpt = NULL;
+  int64_t r = f ? ak_future_result(f) : -ENOMEM;
+  if (r == 0)
+    store_record(d, d->snap); /* the data it lists is on disk */
+  else if (d->o->verbose)
+    akg_progress_event(akg_worker_run(d->w), d->item,
+                       "%s: fdatasync failed (%s): the control record stays as it was", d->item->tmp,
+                       strerror((int)-r));
+  if (d->ckpt_then) {
+    if (d->ckpt_final) {
+      d->ckpt_final = false;
+      ckpt_start(d);
+      return;
+    }
+    void (*then)(dl *) = d->ckpt_then;
+    d->ckpt_then = NULL;
+    then(d);
+    return;
+  }
+  ckpt_arm(d);
+}
+
+/* Snapshot first, fdatasync second, store third: every byte the snapshot
+ * counts was written (its completion in) before the fdatasync began. */
+static void ckpt_start(dl *d)
+{
+  take_snapshot(d, d->snap);
+  ak_future *f = ak_fdatasync(d->loop, d->fd);
+  if (!f || ak_future_on_settle(f, on_ckpt, d) < 0) {
+    ak_future_release(f);
+    on_ckpt(NULL, d);
+    return;
+  }
+  d->ckpt = f;
+  ak_future_release(f);
+}
+
+/* Runs then(d) once no checkpoint is in flight (they use fd), after one
+ * last checkpoint if final. Without -c, at once. */
+static void ckpt_quiesce(dl *d, void (*then)(dl *d), bool final)
+{
+  if (d->ckpt_timer) {
+    ak_timer_cancel(d->loop, d->ckpt_timer);
+    d->ckpt_timer = NULL;
+  }
+  if (d->ctl_fd < 0 || d->fd < 0 || (!final && !d->ckpt)) {
+    then(d);
+    return;
+  }
+  d->ckpt_then = then;
+  if (d->ckpt) {
+    d->ckpt_final = final;
+    return;
+  }
+  d->ckpt_final = false;
+  ckpt_start(d);
+}
+
+/* Forgets every byte on disk: the record first (a crash in between leaves
+ * a part file without record, whose holes or size say the rest), then the
+ * part file. Returns 0 or -errno. */
+static int forget_all(dl *d)
+{
+  akg_record_clear(&d->have);
+  d->from_record = false;
+  if (d->ctl_fd >= 0 && ftruncate(d->ctl_fd, 0) < 0)
+    return -errno;
+  if (ftruncate(d->fd, 0) < 0)
+    return -errno;
+  d->item->resumed_from = 0;
+  return 0;
+}
+
+/* Loads the record next to a -c part file of psize bytes into d->have, or
+ * decides what the part file without one is worth. Returns 0 or -errno. */
+static int load_record(dl *d, int64_t psize)
+{
+  akg_item *it = d->item;
+  akg_run *run = akg_worker_run(d->w);
+  char why[200];
+  int lr = akg_record_load(d->ctl_fd, it->url, &d->have, why, sizeof why);
+  if (lr == 1 && d->have.n > 0) {
+    const akg_extent *last = &d->have.ext[d->have.n - 1];
+    if (last->start + last->len > psize) {
+      snprintf(why, sizeof why, "it lists bytes up to %" PRId64 ", the part file has %" PRId64,
+               last->start + last->len, psize);
+      lr = -1;
+    }
+  }
+  if (lr == 1) {
+    d->from_record = true;
+    d->ctl_seq = d->have.seq;
+    return 0;
+  }
+  akg_record_clear(&d->have);
+  if (lr < 0) {
+    akg_progress_event(run, it, "start over %s from byte 0: its control record %s is not used (%s)",
+                       it->url, d->ctl_path, why);
+    return forget_all(d);
+  }
+  if (psize == 0)
+    return 0;
+  /* No record: the part file is one stream written in order if it has no
+   * hole (a segmented one has holes between its segments' ends and the
+   * next segments' starts). Then its size is proven; else nothing is. */
+  off_t hole = lseek(d->fd, 0, SEEK_HOLE);
+  if (hole >= 0 && hole < psize) {
+    akg_progress_event(run, it,
+                       "start over %s from byte 0: %s has no control record and a hole at byte "
+                       "%lld (not one stream written in order)",
+                       it->url, it->tmp, (long long)hole);
+    return forget_all(d);
+  }
+  if (d->o->verbose)
+    akg_progress_event(run, it,
+                       "%s has no control record; it has no hole, so it is taken as one stream "
+                       "written in order: resuming from byte %" PRId64,
+                       it->tmp, psize);
+  akg_extents_add(&d->have, 0, psize);
+  return 0;
+}
+
+/* The two slots written once, so that later stores never need new blocks
+ * (ENOSPC). */
+static int init_record(dl *d)
+{
+  if (d->ctl_fd < 0)
+    return 0;
+  akg_record r;
+  take_snapshot(d, &r);
+  int rc = store_record(d, &r);
+  return rc < 0 ? rc : store_record(d, &r);
+}
+
+/* ---- 2. ending ------------------------------------------------------------------------ */
 
 static void stop_max_timer(dl *d)
 {
@@ -128,6 +365,16 @@ static void end_item(dl *d, akg_state state)
   }
   void (*done)(akg_worker *, akg_item *) = d->done;
   akg_worker *w = d->w;
+  if (d->ctl_fd >= 0)
+    close(d->ctl_fd);
+  if (state == AKG_DONE && d->ctl_path)
+    unlink(d->ctl_path); /* the file is whole under its name: no resume left */
+  free(d->ctl_path);
+  free(d->snap);
+  free(d->ranges);
+  free(d->if_range);
+  if (d->hdrs != (const char **)d->o->headers)
+    free(d->hdrs);
   free(d->spare);
   free(d);
   done(w, it);
@@ -139,12 +386,15 @@ static void on_failed_closed(ak_future *f, void *arg)
   dl *d = arg;
   if (d->spare)
     unlink(d->spare); /* linked there, not yet renamed over the final name */
-  else if (!d->unnamed && (!d->o->resume || d->item->err == AKG_ECHECKSUM))
+  else if (!d->unnamed && (!d->o->resume || d->item->err == AKG_ECHECKSUM)) {
     unlink(d->item->tmp); /* no partial file left behind (-c keeps it) */
+    if (d->ctl_path)
+      unlink(d->ctl_path);
+  }
   end_item(d, AKG_FAILED);
 }
 
-static void finish_failed(dl *d)
+static void close_failed(dl *d)
 {
   if (d->fd < 0) {
     on_failed_closed(NULL, d);
@@ -157,12 +407,32 @@ static void finish_failed(dl *d)
   ak_future_release(c);
 }
 
-/* Stops every part (their callbacks come back with CANCELLED). */
-static void fail_item(dl *d)
+/* The part file is kept (-c): the record is brought up to date first. */
+static void finish_failed(dl *d)
 {
-  if (d->failing)
+  ckpt_quiesce(d, close_failed, d->o->resume && d->item->err != AKG_ECHECKSUM);
+}
+
+static void do_restart(dl *d);
+
+/* Every part has stopped: what the stop was for. */
+static void parts_stopped(dl *d)
+{
+  if (d->stopping == STOP_RESTART)
+    ckpt_quiesce(d, do_restart, false);
+  else
+    finish_failed(d);
+}
+
+/* Stops every part (their callbacks come back with CANCELLED). */
+static void stop_parts(dl *d, stop_reason why)
+{
+  if (d->stopping != RUNNING) {
+    if (why == STOP_FAIL)
+      d->stopping = STOP_FAIL; /* a failure wins over a start over */
     return;
-  d->failing = true;
+  }
+  d->stopping = why;
   for (unsigned i = 0; i < d->nparts; i++) {
     part *p = &d->parts[i];
     if (p->f)
@@ -174,7 +444,27 @@ static void fail_item(dl *d)
     }
   }
   if (d->busy == 0)
-    finish_failed(d);
+    parts_stopped(d);
+}
+
+static void fail_item(dl *d)
+{
+  stop_parts(d, STOP_FAIL);
+}
+
+/* The entity is not the one whose bytes are on disk (or the server's
+ * ranges cannot be trusted): every part stops, then do_restart. */
+static void restart_item(dl *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void restart_item(dl *d, const char *fmt, ...)
+{
+  if (d->stopping != RUNNING)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(d->restart_why, sizeof d->restart_why, fmt, ap);
+  va_end(ap);
+  stop_parts(d, STOP_RESTART);
 }
 
 static void on_renamed(ak_future *f, void *arg)
@@ -296,19 +586,42 @@ static void on_checked(ak_future *f, void *arg)
   close_and_rename(d);
 }
 
-/* Every part is in: size, checksum, name. */
+/* The last check before the name appears: the ranges on disk cover the
+ * whole entity, with no gap. Else exit 7, the part file and its record
+ * kept for the next -c. */
+static bool covers_entity(dl *d, int64_t *size)
+{
+  const akg_record *h = &d->have;
+  if (d->size < 0) {
+    /* Size unknown: one stream from byte 0 to its end, or nothing. */
+    *size = h->n == 0 ? 0 : h->ext[0].start + h->ext[0].len;
+    return h->n == 0 || (h->n == 1 && h->ext[0].start == 0);
+  }
+  *size = d->size;
+  akg_extent gap;
+  if (akg_extents_gaps(h, d->size, &gap, 1) == 0)
+    return true;
+  set_error(d, AK_EHTTPPROTO, 0,
+            "bytes %" PRId64 "-%" PRId64 " of %" PRId64 " are missing: the file is not complete%s",
+            gap.start, gap.start + gap.len - 1, d->size,
+            d->o->resume ? " (the part file and its record are kept for -c)" : "");
+  return false;
+}
+
+static void parts_in_quiet(dl *d);
+
+/* Every part is in: coverage, checksum, name. */
 static void all_parts_in(dl *d)
 {
-  akg_item *it = d->item;
   stop_max_timer(d); /* the bytes are all in: checking and naming finish */
-  int64_t end = 0;
-  for (unsigned i = 0; i < d->nparts; i++) {
-    int64_t e = d->parts[i].start + __atomic_load_n(&it->seg_got[i], __ATOMIC_RELAXED);
-    if (e > end)
-      end = e;
-  }
-  if (d->size >= 0 && end != d->size) {
-    set_error(d, AK_EHTTPTRUNCATED, 0, "%" PRId64 " of %" PRId64 " bytes received", end, d->size);
+  ckpt_quiesce(d, parts_in_quiet, false);
+}
+
+static void parts_in_quiet(dl *d)
+{
+  akg_item *it = d->item;
+  int64_t end;
+  if (!covers_entity(d, &end)) {
     fail_item(d);
     return;
   }
@@ -334,7 +647,7 @@ static void all_parts_in(dl *d)
   close_and_rename(d);
 }
 
-/* ---- parts ------------------------------------------------------------------------------- */
+/* ---- 3. parts ----------------------------------------------------------------------------- */
 
 static void retry_fire(void *arg)
 {
@@ -366,9 +679,9 @@ static bool schedule_retry(part *p, int64_t retry_after_s, const char *why)
 static void part_finished(part *p)
 {
   dl *d = p->d;
-  if (d->failing) {
+  if (d->stopping != RUNNING) {
     if (d->busy == 0)
-      finish_failed(d);
+      parts_stopped(d);
     return;
   }
   for (unsigned i = 0; i < d->nparts; i++)
@@ -377,13 +690,44 @@ static void part_finished(part *p)
   all_parts_in(d);
 }
 
-/* A 416 to a resume whose file is complete already. */
-static bool resume_is_complete(dl *d, const ak_http_response *r)
+/* Gives p the next planned range; false if none is left. */
+static bool take_range(part *p)
+{
+  dl *d = p->d;
+  __atomic_store_n(&d->item->seg_got[p->index], 0, __ATOMIC_RELAXED);
+  if (d->next_range >= d->nranges)
+    return false;
+  const akg_extent *r = &d->ranges[d->next_range++];
+  p->start = r->start;
+  p->end = r->len < 0 ? -1 : r->start + r->len - 1;
+  p->attempts = 0;
+  return true;
+}
+
+/* p's range is in (its request ended well): its bytes join d->have. */
+static void range_in(part *p)
+{
+  dl *d = p->d;
+  int64_t got = __atomic_load_n(&d->item->seg_got[p->index], __ATOMIC_RELAXED);
+  akg_extents_add(&d->have, p->start, got);
+  __atomic_fetch_add(&d->item->ranges_done, got, __ATOMIC_RELAXED);
+  if (p->end < 0 && d->size < 0)
+    d->size = p->start + got; /* a stream to its end: the entity ends there */
+  if (take_range(p)) {
+    start_part(p);
+    return;
+  }
+  p->done = true;
+  part_finished(p);
+}
+
+/* A 416 to a resume whose file is complete already ("bytes *\/N" with N
+ * where the request started). */
+static bool resume_is_complete(const part *p, const ak_http_response *r)
 {
   const char *cr = ak_http_response_header(r, "content-range");
   long long n;
-  return d->item->resumed_from > 0 && cr && sscanf(cr, "bytes */%lld", &n) == 1 &&
-         n == d->item->resumed_from;
+  return p->start > 0 && p->end < 0 && cr && sscanf(cr, "bytes */%lld", &n) == 1 && n == p->start;
 }
 
 /* The library's detail without the URL it starts with (akget's lines name
@@ -399,6 +743,47 @@ static const char *without_url(const char *detail, int err)
   return detail;
 }
 
+/* A response that ended well: its range is in, or the rest of it is asked
+ * (a 206 may end before the range's end), or the entity changed. */
+static void part_ok(part *p, const ak_http_response *r)
+{
+  dl *d = p->d;
+  akg_item *it = d->item;
+  it->status = r->status;
+  if (r->decoded)
+    it->decoded = true;
+  if (r->status == 206 && d->size >= 0 && r->entity_size >= 0 && r->entity_size != d->size) {
+    restart_item(d, "the server's size is %" PRId64 " bytes, it was %" PRId64 ": the file changed",
+                 r->entity_size, d->size);
+    part_finished(p);
+    return;
+  }
+  if (r->status != 206 && p->start > 0) {
+    /* The whole entity from byte 0, asked without Range: not possible
+     * (a part past byte 0 always asks a Range, and a 200 to it fails
+     * AK_EHTTPRANGE); never trusted at the wrong offset. */
+    restart_item(d, "a %d where a Range was asked", r->status);
+    part_finished(p);
+    return;
+  }
+  if (r->status != 206 && r->entity_size >= 0 && d->size >= 0 && r->entity_size != d->size) {
+    /* One stream from byte 0 (the whole entity): its size is the truth. */
+    d->size = r->entity_size;
+    __atomic_store_n(&it->total, d->size, __ATOMIC_RELAXED);
+  }
+  int64_t got = __atomic_load_n(&it->seg_got[p->index], __ATOMIC_RELAXED);
+  if (r->status == 206 && p->end >= 0 && p->start + got <= p->end) {
+    /* A shorter 206 than asked (allowed): its bytes join, the rest is asked. */
+    akg_extents_add(&d->have, p->start, got);
+    __atomic_fetch_add(&it->ranges_done, got, __ATOMIC_RELAXED);
+    __atomic_store_n(&it->seg_got[p->index], 0, __ATOMIC_RELAXED);
+    p->start += got;
+    start_part(p);
+    return;
+  }
+  range_in(p);
+}
+
 static void on_part_done(ak_future *f, void *arg)
 {
   part *p = arg;
@@ -408,50 +793,31 @@ static void on_part_done(ak_future *f, void *arg)
   d->busy--;
   int64_t res = ak_future_result(f);
   const ak_http_response *r = ak_future_state(f) == AK_DONE ? ak_future_value(f) : NULL;
-  if (d->failing) {
+  if (d->stopping != RUNNING) {
     ak_future_release(f);
     part_finished(p);
     return;
   }
   if (r && (r->status == 200 || r->status == 206 || r->status == 204)) {
-    it->status = r->status;
-    if (r->decoded)
-      it->decoded = true;
-    if (r->entity_size >= 0 && d->size < 0)
-      d->size = r->entity_size;
-    if (r->status != 206 && d->nparts == 1 && p->start > 0) {
-      /* The whole entity came from offset 0 (a Range not honoured). */
-      it->resumed_from = 0;
-      p->start = 0;
-    }
-    p->done = true;
+    part_ok(p, r);
     ak_future_release(f);
-    part_finished(p);
     return;
   }
-  if (r && r->status == 416 && resume_is_complete(d, r)) {
+  if (r && r->status == 416 && resume_is_complete(p, r)) {
     it->status = 416;
-    d->size = it->resumed_from;
+    d->size = p->start;
     p->done = true;
     ak_future_release(f);
     part_finished(p);
     return;
   }
-  if (res == AK_EHTTPRANGE && d->nparts == 1 && p->ranged) {
-    /* The server ignores Range: start over from byte 0, not a retry. */
-    akg_progress_event(akg_worker_run(d->w), it, "%s ignores Range: downloading from the start",
-                       it->url);
-    it->resumed_from = 0;
-    p->start = 0;
-    p->end = -1;
-    __atomic_store_n(&it->seg_got[p->index], 0, __ATOMIC_RELAXED);
+  if (res == AK_EHTTPRANGE && p->ranged) {
+    /* A 200 to a Range (the entity changed since If-Range's validator, or
+     * the server ignores Range), or a 206 of another range than asked. */
+    restart_item(d, "%s%s", without_url(ak_future_detail(f), (int)res),
+                 d->if_range ? " (If-Range: the file changed, or Range is not supported)" : "");
     ak_future_release(f);
-    if (ftruncate(d->fd, 0) < 0) {
-      set_error(d, -errno, 0, "truncate: %s", strerror(errno));
-      fail_item(d);
-      return;
-    }
-    start_part(p);
+    part_finished(p);
     return;
   }
   int err = r ? AKG_EHTTPSTATUS : (int)res;
@@ -483,13 +849,19 @@ static void start_part(part *p)
   rq.headers = o->headers;
   rq.header_count = o->header_count;
   rq.progress = &it->seg_got[p->index];
-  if (d->nparts == 1)
+  p->head_size = -2;
+  if (d->nparts == 1 && d->size < 0)
     rq.size_out = &it->total; /* the whole file's size, for the display */
-  p->ranged = p->start + have > 0 || p->end >= 0;
+  else
+    rq.size_out = &p->head_size;
+  p->ranged = !d->plain && (p->start + have > 0 || p->end >= 0);
+  p->decode = false;
   if (p->ranged) {
     rq.range_start = p->start + have;
     rq.range_end = p->end;
     rq.flags |= AK_HTTP_REQUIRE_RANGE;
+    rq.headers = d->hdrs;
+    rq.header_count = d->hdr_count;
   } else if (o->compressed) {
     /* Compressed only from byte 0: a resume or a retry after some bytes
      * asks the rest of the identity body by Range (the file holds decoded
@@ -497,6 +869,11 @@ static void start_part(part *p)
      * stream cannot be decoded alone (curl sends the same Range, compressed
      * or not, and would get it wrong). */
     rq.flags |= AK_HTTP_DECODE;
+    p->decode = true;
+  }
+  if (!p->ranged && have > 0) {
+    /* A retry of a stream from byte 0 without Range: it starts again. */
+    __atomic_store_n(&it->seg_got[p->index], 0, __ATOMIC_RELAXED);
   }
   p->f = ak_http_get(akg_worker_client(d->w), &rq);
   if (!p->f || ak_future_on_settle(p->f, on_part_done, p) < 0) {
@@ -509,57 +886,330 @@ static void start_part(part *p)
   d->busy++; /* p->f's reference is released by on_part_done */
 }
 
-/* Cuts [0, size) into parts of at least min_segment bytes, at most -s. */
-static void plan_segments(dl *d, int64_t size)
+/* ---- 4. planning --------------------------------------------------------------------------- */
+
+/* AKGET_TEST_DROP_RANGE=N: planned range N (of several) is never fetched,
+ * as a planning mistake would lose it: tests of the last check
+ * (covers_entity), which must fail such a download with exit 7. */
+static void drop_range_for_tests(dl *d)
 {
-  int64_t k = size / (d->o->min_segment > 0 ? d->o->min_segment : 1);
-  if (k > d->o->segments)
-    k = d->o->segments;
-  if (k < 1)
-    k = 1;
-  d->nparts = (unsigned)k;
-  int64_t per = size / k;
-  for (unsigned i = 0; i < d->nparts; i++) {
-    d->parts[i] = (part){.d = d, .index = i};
-    d->parts[i].start = per * i;
-    d->parts[i].end = i + 1 == d->nparts ? size - 1 : per * (i + 1) - 1;
+  const char *v = getenv("AKGET_TEST_DROP_RANGE");
+  unsigned k = v ? (unsigned)atoi(v) : 0;
+  if (!v || d->nranges < 2 || k >= d->nranges)
+    return;
+  memmove(&d->ranges[k], &d->ranges[k + 1], (d->nranges - k - 1) * sizeof d->ranges[0]);
+  d->nranges--;
+}
+
+/* Plans the bytes d->have lacks as ranges, and the parts that fetch them:
+ * up to -s parts (each range at least --min-segment) when the server takes
+ * ranges and the size is known; else one stream from the end of the bytes
+ * on disk. Returns 0, or -1 when what is on disk cannot be completed so (a
+ * start over is needed). */
+static int plan(dl *d, bool ranges_ok)
+{
+  akg_item *it = d->item;
+  free(d->ranges);
+  d->ranges = NULL;
+  d->nranges = d->next_range = 0;
+  d->nparts = 0;
+  /* Gaps: one more than the extents; ranges: the gaps, cut in -s pieces. */
+  unsigned cap = d->have.n + 1 + AKG_MAX_SEGMENTS;
+  akg_extent *gaps = malloc(cap * sizeof *gaps);
+  d->ranges = malloc(cap * sizeof *d->ranges);
+  if (!gaps || !d->ranges) {
+    free(gaps);
+    return -ENOMEM;
   }
-  d->item->segments_used = d->nparts;
+  if (d->size < 0 || d->plain) {
+    /* One stream: the bytes on disk must be one run from byte 0. */
+    int64_t from = 0;
+    if (!d->plain && d->have.n == 1 && d->have.ext[0].start == 0)
+      from = d->have.ext[0].len;
+    else if (!d->plain && d->have.n > 0) {
+      free(gaps);
+      return -1;
+    }
+    d->ranges[d->nranges++] = (akg_extent){from, -1};
+  } else {
+    unsigned ng = akg_extents_gaps(&d->have, d->size, gaps, d->have.n + 1);
+    int64_t remaining = 0;
+    for (unsigned i = 0; i < ng; i++)
+      remaining += gaps[i].len;
+    int64_t min_seg = d->o->min_segment > 0 ? d->o->min_segment : 1;
+    int64_t k = ranges_ok ? remaining / min_seg : 1;
+    if (k > d->o->segments)
+      k = d->o->segments;
+    if (k < 1)
+      k = 1;
+    for (unsigned i = 0; i < ng && remaining > 0; i++) {
+      /* Each gap its share of the k parts, each piece >= min_seg. */
+      int64_t n = (gaps[i].len * k + remaining - 1) / remaining;
+      if (n > gaps[i].len / min_seg)
+        n = gaps[i].len / min_seg;
+      if (n < 1)
+        n = 1;
+      if (n > (int64_t)(cap - d->nranges) - (int64_t)(ng - i - 1))
+        n = 1;
+      int64_t per = gaps[i].len / n;
+      for (int64_t j = 0; j < n; j++) {
+        int64_t a = gaps[i].start + per * j;
+        int64_t b = j + 1 == n ? gaps[i].start + gaps[i].len : a + per;
+        d->ranges[d->nranges++] = (akg_extent){a, b - a};
+      }
+    }
+    /* The range that ends at the entity's end is asked open-ended
+     * ("bytes=N-"), the whole entity without Range (a plain GET). */
+    if (d->nranges > 0) {
+      akg_extent *last = &d->ranges[d->nranges - 1];
+      if (last->start + last->len == d->size)
+        last->len = -1;
+    }
+    drop_range_for_tests(d);
+    d->nparts = d->nranges < d->o->segments ? d->nranges : d->o->segments;
+  }
+  free(gaps);
+  if (d->nparts == 0 && d->nranges > 0)
+    d->nparts = 1;
+  for (unsigned i = 0; i < d->nparts; i++) {
+    d->parts[i] = (part){.d = d, .index = i, .head_size = -2};
+    take_range(&d->parts[i]);
+  }
+  for (unsigned i = d->nparts; i < AKG_MAX_SEGMENTS; i++)
+    __atomic_store_n(&it->seg_got[i], 0, __ATOMIC_RELAXED);
+  it->segments_used = d->nparts > it->segments_used ? d->nparts : it->segments_used;
+  return 0;
+}
+
+/* The validator a Range is sent with (RFC 9110 13.1.5): a strong ETag,
+ * else the Last-Modified date; none: NULL. */
+static const char *if_range_value(const akg_record *h)
+{
+  if (h->etag[0] && strncmp(h->etag, "W/", 2) != 0)
+    return h->etag;
+  return h->last_modified[0] ? h->last_modified : NULL;
+}
+
+static int set_headers(dl *d)
+{
+  free(d->if_range);
+  d->if_range = NULL;
+  if (d->hdrs != (const char **)d->o->headers)
+    free(d->hdrs);
+  d->hdrs = (const char **)d->o->headers;
+  d->hdr_count = d->o->header_count;
+  const char *v = if_range_value(&d->have);
+  if (!v)
+    return 0;
+  size_t n = strlen(v) + 16;
+  d->if_range = malloc(n);
+  d->hdrs = malloc((d->o->header_count + 1) * sizeof *d->hdrs);
+  if (!d->if_range || !d->hdrs) {
+    d->hdrs = (const char **)d->o->headers;
+    return -ENOMEM;
+  }
+  snprintf(d->if_range, n, "If-Range: %s", v);
+  for (size_t i = 0; i < d->o->header_count; i++)
+    d->hdrs[i] = d->o->headers[i];
+  d->hdrs[d->o->header_count] = d->if_range;
+  d->hdr_count = d->o->header_count + 1;
+  return 0;
 }
 
 static void start_parts(dl *d)
 {
+  if (d->nparts == 0) {
+    all_parts_in(d); /* everything was on disk */
+    return;
+  }
   for (unsigned i = 0; i < d->nparts; i++)
     start_part(&d->parts[i]);
+  ckpt_arm(d);
 }
 
-static void single_part(dl *d)
+/* Copies a validator header into the record (too long: not kept). */
+static void keep_validator(char *dst, size_t cap, const char *v)
 {
-  d->nparts = 1;
-  d->parts[0] = (part){.d = d, .index = 0, .start = d->item->resumed_from, .end = -1};
-  d->item->segments_used = 1;
+  dst[0] = '\0';
+  if (v && strlen(v) < cap)
+    snprintf(dst, cap, "%s", v);
+}
+
+/* Why the server's entity (its HEAD) is not the recorded one, or NULL. */
+static const char *changed_since_record(const dl *d, int64_t size, const char *etag,
+                                        const char *lm, char *why, size_t n)
+{
+  const akg_record *h = &d->have;
+  if (size >= 0 && h->size >= 0 && size != h->size)
+    snprintf(why, n, "its size is %" PRId64 " bytes, the record says %" PRId64, size, h->size);
+  else if (h->etag[0] && !etag)
+    snprintf(why, n, "it has no ETag now, the record says %s", h->etag);
+  else if (h->etag[0] && strcmp(etag, h->etag) != 0)
+    snprintf(why, n, "its ETag is %s, the record says %s", etag, h->etag);
+  else if (h->last_modified[0] && !lm)
+    snprintf(why, n, "it has no Last-Modified now, the record says %s", h->last_modified);
+  else if (h->last_modified[0] && strcmp(lm, h->last_modified) != 0)
+    snprintf(why, n, "its Last-Modified is %s, the record says %s", lm, h->last_modified);
+  else
+    return NULL;
+  return why;
+}
+
+/* What is known of the entity (the HEAD's answer, r NULL if none) meets
+ * what is on disk: the parts are planned and started. */
+static void plan_and_start(dl *d, const ak_http_response *r)
+{
+  akg_item *it = d->item;
+  akg_run *run = akg_worker_run(d->w);
+  bool ok = r && r->status == 200;
+  int64_t hsize = ok ? r->content_length : -1;
+  const char *etag = ok ? ak_http_response_header(r, "etag") : NULL;
+  const char *lm = ok ? ak_http_response_header(r, "last-modified") : NULL;
+  char why[700];
+  int64_t on_disk = akg_extents_bytes(&d->have);
+  if (ok && d->from_record && changed_since_record(d, hsize, etag, lm, why, sizeof why)) {
+    akg_progress_event(run, it, "start over %s from byte 0: the file changed on the server (%s)",
+                       it->url, why);
+    int rc = forget_all(d);
+    if (rc < 0) {
+      set_error(d, rc, 0, "truncate %s: %s", it->tmp, strerror(-rc));
+      finish_failed(d);
+      return;
+    }
+    on_disk = 0;
+  }
+  if (on_disk == 0) {
+    /* Nothing on disk (a new download, or a record of none): the record
+     * takes the server's word now. */
+    akg_record_clear(&d->have);
+    d->from_record = false;
+    d->have.size = hsize;
+    keep_validator(d->have.etag, sizeof d->have.etag, etag);
+    keep_validator(d->have.last_modified, sizeof d->have.last_modified, lm);
+  } else if (d->have.size < 0 && hsize >= 0 && !d->from_record) {
+    d->have.size = hsize; /* a part file without record */
+  }
+  if (on_disk > 0 && !if_range_value(&d->have) && d->o->verbose)
+    akg_progress_event(run, it,
+                       "%s: no validator (strong ETag or Last-Modified)%s: the %" PRId64
+                       " bytes on disk could not be checked against the server's version",
+                       it->url, d->from_record ? " in the record" : " known for the part file",
+                       on_disk);
+  d->size = d->have.size;
+  if (d->size >= 0 && d->have.n > 0 &&
+      d->have.ext[d->have.n - 1].start + d->have.ext[d->have.n - 1].len > d->size) {
+    akg_progress_event(run, it, "start over %s from byte 0: %s is longer than the file (%" PRId64
+                       " bytes)", it->url, it->tmp, d->size);
+    int rc = forget_all(d);
+    if (rc < 0) {
+      set_error(d, rc, 0, "truncate %s: %s", it->tmp, strerror(-rc));
+      finish_failed(d);
+      return;
+    }
+    return plan_and_start(d, r);
+  }
+  it->resumed_from = akg_extents_bytes(&d->have);
+  __atomic_store_n(&it->total, d->size, __ATOMIC_RELAXED);
+  if (it->resumed_from > 0)
+    akg_progress_event(run, it, "resuming %s: %" PRId64 " bytes on disk in %u range%s", it->tmp,
+                       it->resumed_from, d->have.n, d->have.n == 1 ? "" : "s");
+  bool ranges_ok = ok && r->accept_ranges && !d->o->compressed;
+  int rc = set_headers(d);
+  if (rc == 0)
+    rc = plan(d, ranges_ok || (d->from_record && d->have.n > 1));
+  if (rc == -1) {
+    akg_progress_event(run, it,
+                       "start over %s from byte 0: the bytes on disk are not one run from byte 0 "
+                       "and the size is not known",
+                       it->url);
+    rc = forget_all(d);
+    if (rc == 0)
+      return plan_and_start(d, r);
+  }
+  if (rc == 0)
+    rc = init_record(d);
+  if (rc < 0) {
+    set_error(d, rc, 0, "%s: %s", d->ctl_fd >= 0 ? d->ctl_path : it->tmp, strerror(-rc));
+    finish_failed(d);
+    return;
+  }
+  start_parts(d);
 }
 
 static void on_probe(ak_future *f, void *arg)
 {
   dl *d = arg;
   d->setup = NULL;
-  if (d->failing) { /* --max-time ran out during the probe */
+  if (d->stopping != RUNNING) { /* --max-time ran out during the probe */
     ak_future_release(f);
     finish_failed(d);
     return;
   }
   const ak_http_response *r = ak_future_state(f) == AK_DONE ? ak_future_value(f) : NULL;
-  int64_t need = 2 * (d->o->min_segment > 0 ? d->o->min_segment : 1);
-  if (r && r->status == 200 && r->accept_ranges && r->content_length >= need) {
-    d->size = r->content_length;
-    __atomic_store_n(&d->item->total, d->size, __ATOMIC_RELAXED);
-    plan_segments(d, d->size);
-  } else {
-    single_part(d); /* no ranges, unknown size, or an error the GET will tell */
-  }
+  plan_and_start(d, r);
   ak_future_release(f);
-  start_parts(d);
+}
+
+/* Starts over from byte 0 (restart_item's parts have all stopped): the
+ * record and the part file emptied, the entity asked again; the last time
+ * as one stream without Range, which neither a changing entity nor a
+ * server's broken ranges can spoil. */
+static void do_restart(dl *d)
+{
+  akg_item *it = d->item;
+  d->stopping = RUNNING;
+  if (it->err) {
+    finish_failed(d);
+    return;
+  }
+  if (++d->restarts > MAX_RESTARTS) {
+    set_error(d, AK_EHTTPRANGE, 0, "started over %u times, still: %s", MAX_RESTARTS,
+              d->restart_why);
+    finish_failed(d);
+    return;
+  }
+  d->plain = d->restarts == MAX_RESTARTS;
+  akg_progress_event(akg_worker_run(d->w), it, "start over %s from byte 0%s: %s", it->url,
+                     d->plain ? " as one stream without Range" : "", d->restart_why);
+  int rc = forget_all(d);
+  if (rc < 0) {
+    set_error(d, rc, 0, "truncate %s: %s", it->tmp, strerror(-rc));
+    finish_failed(d);
+    return;
+  }
+  d->size = -1;
+  __atomic_store_n(&it->ranges_done, 0, __ATOMIC_RELAXED);
+  for (unsigned i = 0; i < AKG_MAX_SEGMENTS; i++)
+    __atomic_store_n(&it->seg_got[i], 0, __ATOMIC_RELAXED);
+  d->nparts = 0;
+  begin(d);
+}
+
+/* After the open (and after a start over): HEAD first when it helps (-s
+ * to plan segments; -c for the size and validators to record and check). */
+static void begin(dl *d)
+{
+  akg_item *it = d->item;
+  const akg_opts *o = d->o;
+  if (o->segments > 1 && akg_extents_bytes(&d->have) == 0 && o->compressed && o->verbose)
+    akg_progress_event(akg_worker_run(d->w), it,
+                       "%s: --compressed: one connection, no segments (a range of a compressed "
+                       "body cannot be decoded alone)",
+                       it->url);
+  bool probe = !d->plain && (o->resume || (o->segments > 1 && !o->compressed));
+  if (probe) {
+    ak_http_request rq = AK_HTTP_REQUEST_INIT(it->url);
+    rq.flags = AK_HTTP_HEAD;
+    rq.headers = o->headers;
+    rq.header_count = o->header_count;
+    ak_future *h = ak_http_get(akg_worker_client(d->w), &rq);
+    if (h && ak_future_on_settle(h, on_probe, d) == 0) {
+      d->setup = h;
+      return;
+    }
+    ak_future_release(h);
+  }
+  plan_and_start(d, NULL);
 }
 
 /* Unnamed files unless -c (whose partial file must outlive the process),
@@ -607,6 +1257,27 @@ static int open_file(dl *d)
   return 0;
 }
 
+/* -c: the control record next to the part file, loaded or judged. */
+static int open_record(dl *d)
+{
+  akg_item *it = d->item;
+  size_t n = strlen(it->tmp) + 5;
+  d->ctl_path = malloc(n);
+  if (!d->ctl_path)
+    return -ENOMEM;
+  snprintf(d->ctl_path, n, "%s.ctl", it->tmp);
+  d->snap = malloc(sizeof *d->snap);
+  if (!d->snap)
+    return -ENOMEM;
+  d->ctl_fd = open(d->ctl_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (d->ctl_fd < 0)
+    return -errno;
+  struct stat st;
+  if (fstat(d->fd, &st) < 0)
+    return -errno;
+  return load_record(d, st.st_size);
+}
+
 static void on_open(ak_future *f, void *arg)
 {
   dl *d = arg;
@@ -616,7 +1287,8 @@ static void on_open(ak_future *f, void *arg)
   d->setup = NULL;
   /* No O_TMPFILE on this filesystem (EOPNOTSUPP; EISDIR from kernels that
    * do not know the flag; EINVAL from some filesystems): named files. */
-  if (d->unnamed && !d->failing && (fd == -EOPNOTSUPP || fd == -EISDIR || fd == -EINVAL)) {
+  if (d->unnamed && d->stopping == RUNNING &&
+      (fd == -EOPNOTSUPP || fd == -EISDIR || fd == -EINVAL)) {
     __atomic_store_n(&tmpfile_refused, true, __ATOMIC_RELAXED);
     akg_progress_event(akg_worker_run(d->w), it,
                        "no unnamed files (O_TMPFILE) where %s goes: %s is used instead", it->path,
@@ -627,7 +1299,7 @@ static void on_open(ak_future *f, void *arg)
     }
     return;
   }
-  if (d->failing) { /* --max-time ran out during the open */
+  if (d->stopping != RUNNING) { /* --max-time ran out during the open */
     if (fd >= 0)
       d->fd = (int)fd;
     finish_failed(d); /* closes, and removes the file the open made */
@@ -645,32 +1317,14 @@ static void on_open(ak_future *f, void *arg)
   if (d->unnamed)
     snprintf(d->proc_path, sizeof d->proc_path, "/proc/self/fd/%d", d->fd);
   if (d->o->resume) {
-    struct stat st;
-    if (fstat(d->fd, &st) == 0 && st.st_size > 0) {
-      it->resumed_from = st.st_size;
-      akg_progress_event(akg_worker_run(d->w), it, "resuming %s from %" PRId64 " bytes", it->tmp,
-                         it->resumed_from);
-    }
-  }
-  if (d->o->segments > 1 && it->resumed_from == 0 && d->o->compressed && d->o->verbose)
-    akg_progress_event(akg_worker_run(d->w), it,
-                       "%s: --compressed: one connection, no segments (a range of a compressed "
-                       "body cannot be decoded alone)",
-                       it->url);
-  if (d->o->segments > 1 && it->resumed_from == 0 && !d->o->compressed) {
-    ak_http_request rq = AK_HTTP_REQUEST_INIT(it->url);
-    rq.flags = AK_HTTP_HEAD;
-    rq.headers = d->o->headers;
-    rq.header_count = d->o->header_count;
-    ak_future *h = ak_http_get(akg_worker_client(d->w), &rq);
-    if (h && ak_future_on_settle(h, on_probe, d) == 0) {
-      d->setup = h;
+    int rc = open_record(d);
+    if (rc < 0) {
+      set_error(d, rc, 0, "%s: %s", d->ctl_path ? d->ctl_path : it->tmp, strerror(-rc));
+      finish_failed(d);
       return;
     }
-    ak_future_release(h);
   }
-  single_part(d);
-  start_parts(d);
+  begin(d);
 }
 
 /* --max-time bounds the whole download, retries and their waits included
@@ -684,7 +1338,7 @@ static void max_time_over(void *arg)
             d->o->max_time_ns / 1e9, d->last_retry[0] ? "; last retry was for: " : "",
             d->last_retry);
   if (d->setup) {
-    d->failing = true;
+    d->stopping = STOP_FAIL;
     ak_future_cancel(d->setup); /* its callback ends the download */
     return;
   }
@@ -709,7 +1363,11 @@ void akg_download_start(akg_worker *w, akg_item *item, void (*done)(akg_worker *
   d->o = akg_worker_opts(w);
   d->loop = akg_worker_loop(w);
   d->fd = -1;
+  d->ctl_fd = -1;
   d->size = -1;
+  d->hdrs = (const char **)d->o->headers;
+  d->hdr_count = d->o->header_count;
+  d->have.size = -1; /* akg_record_clear's empty record (calloc zeroed the rest) */
   akg_progress_event(akg_worker_run(w), item, "start %s -> %s", item->url, item->path);
   if (open_file(d) < 0) {
     set_error(d, -ENOMEM, 0, "out of memory");
