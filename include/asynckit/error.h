@@ -79,7 +79,15 @@ extern "C" {
   XX(AK_EHTTPTOTALTIMEOUT, -10213, "HTTP request not complete within its total time") \
   XX(AK_EHTTPCLOSED, -10214, "connection closed before an HTTP response")    \
   XX(AK_EHTTPDECODE, -10215,                                                    \
-     "HTTP body's Content-Encoding could not be decoded (corrupt or truncated)")
+     "HTTP body's Content-Encoding could not be decoded (corrupt or truncated)") \
+  /* Proxies (http.h's proxy options): -10300 and up. */                       \
+  XX(AK_EPROXYURL, -10300, "malformed proxy URL or no_proxy list")             \
+  XX(AK_EPROXYCONNECT, -10301, "could not connect to the proxy")               \
+  XX(AK_EPROXYAUTH, -10302,                                                     \
+     "the proxy wants credentials, or refused the ones given (407)")            \
+  XX(AK_EPROXYREFUSED, -10303,                                                  \
+     "the proxy refused the connection (CONNECT status or SOCKS reply)")        \
+  XX(AK_EPROXYPROTO, -10304, "malformed reply from the proxy")
 
 enum ak_errno {
 #define AK__ERR_ENUM(name, num, msg) name = (num),

@@ -482,6 +482,7 @@ static void start_part(part *p)
   rq.fd_base = 0;
   rq.headers = o->headers;
   rq.header_count = o->header_count;
+  akg_request_auth(o, it, &rq);
   rq.progress = &it->seg_got[p->index];
   if (d->nparts == 1)
     rq.size_out = &it->total; /* the whole file's size, for the display */
@@ -662,6 +663,7 @@ static void on_open(ak_future *f, void *arg)
     rq.flags = AK_HTTP_HEAD;
     rq.headers = d->o->headers;
     rq.header_count = d->o->header_count;
+    akg_request_auth(d->o, it, &rq);
     ak_future *h = ak_http_get(akg_worker_client(d->w), &rq);
     if (h && ak_future_on_settle(h, on_probe, d) == 0) {
       d->setup = h;
