@@ -7,7 +7,11 @@
 #   wait_port PORT PID               waits (5 s at most) for PORT to answer
 #   tinyproxy_start DIR [USER PASS]  sets TINYPROXY_PORT, TINYPROXY_PID
 #   squid_start DIR [USER PASS]      sets SQUID_PORT, SQUID_PID (Basic auth
-#                                    with USER PASS: others get 407)
+#                                    with USER PASS: others get 407); its
+#                                    access.log has "IP:PORT METHOD URL
+#                                    STATUS" per request (the client's port
+#                                    tells its connections apart); lines in
+#                                    SQUID_EXTRA go before the allow rule
 #   microsocks_start [USER PASS]     sets SOCKS_PORT, SOCKS_PID
 #   proxy_stop PID                   stops one of them (by pid)
 
@@ -71,7 +75,8 @@ http_access deny !authed"
 http_port 127.0.0.1:$SQUID_PORT
 pid_filename $dir/squid.pid
 cache_log $dir/cache.log
-access_log stdio:$dir/access.log
+logformat ak %>a:%>p %rm %ru %>Hs
+access_log stdio:$dir/access.log ak
 cache_store_log none
 cache deny all
 cache_mem 8 MB
@@ -84,6 +89,7 @@ acl Safe_ports port 1-65535
 acl CONNECT method CONNECT
 acl localnet src 127.0.0.1/32
 $auth
+${SQUID_EXTRA:-}
 http_access allow localnet
 http_access deny all
 via off
