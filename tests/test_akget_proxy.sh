@@ -76,6 +76,14 @@ for px in "$tiny" "$squid"; do
   same big.bin "$work/t.bin" "$px TLS"
   rm -f "$work/p.bin" "$work/t.bin"
 done
+# Inside the tunnel the certificate is checked against the origin's name:
+# without the test CA it fails as TLS (exit 5), not as the proxy's.
+set +e
+"$akget" -q --retries 0 --proxy "$squid" -o "$work/t.bin" "$https/files/f01.bin" 2>"$work/tls.err"
+rc=$?
+set -e
+((rc == 5)) || fail "an unverifiable origin through the tunnel: exit $rc, want 5"
+[[ ! -e "$work/t.bin" ]] || fail "an unverified download left a file"
 grep -q "GET $http/files/big.bin 200" "$slog" || fail "squid did not carry the plain request"
 grep -q "CONNECT localhost:$NGINX_TLS_PORT 200" "$slog" || fail "squid did not carry the tunnel"
 echo "plain and TLS through tinyproxy and squid: ok"
