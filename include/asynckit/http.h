@@ -132,6 +132,12 @@ typedef struct ak_http_options {
   const char *https_proxy;     /* for https:// URLs */
   const char *no_proxy;        /* hosts reached directly, as curl's
                                   NO_PROXY: see ak_http_no_proxy_match */
+  int ip_family;               /* AF_UNSPEC (0): IPv6 and IPv4 raced as
+                                  RFC 8305 says (ak_connect_name, net.h:
+                                  250 ms stagger, connect_timeout_ns per
+                                  attempt); AF_INET or AF_INET6: that one
+                                  only. Applies to the host dialled (the
+                                  proxy's, through a proxy) */
 } ak_http_options;
 
 /* Makes a client on loop (owner thread). opts may be NULL. Returns 0 and

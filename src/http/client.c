@@ -41,6 +41,7 @@ int ak_http_client_new(ak_loop *loop, const ak_http_options *opts, ak_http_clien
   o->user_agent = ak__strdup(opts->user_agent ? opts->user_agent : ua);
   o->cacert = opts->cacert ? ak__strdup(opts->cacert) : NULL;
   o->insecure = opts->insecure;
+  o->ip_family = opts->ip_family;
   int prc = ak__proxy_parse(opts->http_proxy, &c->http_proxy);
   if (prc == 0)
     prc = ak__proxy_parse(opts->https_proxy, &c->https_proxy);
@@ -60,6 +61,7 @@ int ak_http_client_new(ak_loop *loop, const ak_http_options *opts, ak_http_clien
   }
   bool bad = (opts->user_agent && strpbrk(opts->user_agent, "\r\n")) || o->connect_timeout_ns < -1 ||
              o->idle_timeout_ns < -1 || o->head_timeout_ns < -1 || o->total_timeout_ns < -1 ||
+             (o->ip_family != AF_UNSPEC && o->ip_family != AF_INET && o->ip_family != AF_INET6) ||
              o->keepalive_timeout_ns < -1;
   if (!o->user_agent || (opts->cacert && !o->cacert) || bad) {
     ak__proxy_free(c->http_proxy);

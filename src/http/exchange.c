@@ -286,7 +286,9 @@ static void connect_new(ak__http_exchange *ex)
   } else {
     snprintf(name, sizeof name, "%s", ex->url->host);
   }
-  await(ex, ak_connect_host(c->loop, name, port, c->opts.connect_timeout_ns), on_connected);
+  ak_connect_options co = {.family = c->opts.ip_family,
+                           .attempt_timeout_ns = c->opts.connect_timeout_ns};
+  await(ex, ak_connect_name(c->loop, name, port, &co), on_connected);
 }
 
 static void acquire(ak__http_exchange *ex, bool allow_idle)

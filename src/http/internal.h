@@ -175,6 +175,7 @@ typedef struct ak__http_opts {
   char *user_agent;            /* owned */
   char *cacert;                /* owned, or NULL */
   bool insecure;
+  int ip_family;               /* AF_UNSPEC, AF_INET, AF_INET6 */
 } ak__http_opts;
 
 struct ak_http_client {

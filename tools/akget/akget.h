@@ -75,6 +75,7 @@ typedef struct akg_opts {
   bool location_trusted;     /* --location-trusted */
   bool netrc;                /* --netrc or --netrc-file */
   const char *netrc_file;    /* --netrc-file (NULL: ~/.netrc) */
+  int ip_family;             /* -4: AF_INET, -6: AF_INET6, else AF_UNSPEC */
 } akg_opts;
 
 enum { AKG_MAX_SEGMENTS = 32 };

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -46,6 +47,7 @@ static void usage(FILE *f)
         "  -u, --user U:P     Basic credentials for the URLs' own hosts\n"
         "  --netrc  --netrc-file FILE   credentials by host from ~/.netrc or FILE\n"
         "  --location-trusted keep credentials and cookies on redirects to other hosts\n"
+        "  -4, -6             IPv4 or IPv6 only (default: both, raced as RFC 8305 says)\n"
         "  -q  -v             quiet (failures only), verbose\n"
         "exit: 0 ok, 2 usage, 3 local IO, 4 network, 5 TLS, 6 checksum,\n"
         "      7 protocol, 8 HTTP status >= 400, 9 proxy (the worst URL decides)\n",
@@ -347,6 +349,8 @@ static const struct option long_opts[] = {
     {"netrc", no_argument, NULL, OPT_NETRC},
     {"netrc-file", required_argument, NULL, OPT_NETRC_FILE},
     {"location-trusted", no_argument, NULL, OPT_LOCATION_TRUSTED},
+    {"ipv4", no_argument, NULL, '4'},
+    {"ipv6", no_argument, NULL, '6'},
     {NULL, 0, NULL, 0},
 };
 
@@ -380,7 +384,7 @@ int main(int argc, char **argv)
   const char *opt_proxy = NULL, *opt_noproxy = NULL;
   const char **headers = header_lines = calloc((size_t)argc, sizeof *headers);
   int c;
-  while ((c = getopt_long(argc, argv, "hi:d:o:j:x:s:cH:A:kqvu:", long_opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "hi:d:o:j:x:s:cH:A:kqvu:46", long_opts, NULL)) != -1) {
     switch (c) {
     case 'h': usage(stdout); return 0;
     case OPT_VERSION: printf("akget (asynckit %s)\n", ak_version_string()); return 0;
@@ -420,6 +424,8 @@ int main(int argc, char **argv)
     case OPT_LIMIT_RATE: if (!parse_size(optarg, &o.limit_rate)) return die_usage("bad --limit-rate '%s'", optarg); break;
     case OPT_COMPRESSED: o.compressed = true; break;
     case OPT_MAX_FILESIZE: if (!parse_size(optarg, &o.max_filesize)) return die_usage("bad --max-filesize '%s'", optarg); break;
+    case '4': o.ip_family = AF_INET; break;
+    case '6': o.ip_family = AF_INET6; break;
     case OPT_PROXY: opt_proxy = optarg; break;
     case OPT_NOPROXY: opt_noproxy = optarg; break;
     case 'u':

@@ -97,6 +97,7 @@ static void *worker_main(void *arg)
       .http_proxy = o->http_proxy,
       .https_proxy = o->https_proxy,
       .no_proxy = o->no_proxy,
+      .ip_family = o->ip_family,
   };
   rc = ak_http_client_new(w->loop, &ho, &w->client);
   if (rc < 0) {
