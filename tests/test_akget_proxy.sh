@@ -245,3 +245,16 @@ for px in "socks5://127.0.0.1:$socks_port" "socks5h://127.0.0.1:$socks_port" \
   rm -f "$work/k1.bin" "$work/k2.bin"
 done
 echo "SOCKS5 (socks5, socks5h, no-auth and password; plain, TLS, segmented): ok"
+
+# ---- Address families: -4 and -6 (nginx listens on 127.0.0.1 only).
+"$akget" -q -4 -o "$work/a4.bin" "$http/files/f12.bin" || fail "-4: exit $?"
+same f12.bin "$work/a4.bin" "-4"
+set +e
+"$akget" -q -6 --retries 0 -o "$work/a6.bin" "$http/files/f12.bin" 2>"$work/a6.err"
+rc=$?
+set -e
+((rc == 4)) || fail "-6 to an IPv4 address: exit $rc, want 4"
+grep -qi "IPv6" "$work/a6.err" || fail "-6: the error does not say no IPv6 address"
+# Through a proxy the family applies to the proxy's address.
+"$akget" -q -4 --proxy "$squid" -o "$work/a7.bin" "$http/files/f13.bin" || fail "-4 via proxy: exit $?"
+echo "-4 / -6: ok"

@@ -42,6 +42,9 @@ struct ak__http_exchange {
   char *extra;                 /* the user's header lines, joined with CRLFs */
   bool user_agent_given;       /* extra has a User-Agent */
   bool accept_encoding_given;  /* extra has an Accept-Encoding */
+  bool authorization_given;    /* extra has an Authorization: it wins over
+                                  the credentials' (curl: a header given
+                                  replaces the client's own) */
   int64_t range_start, range_end;
   int fd;                      /* body sink, or -1 */
   int64_t fd_base;
@@ -363,7 +366,7 @@ static int build_request(ak__http_exchange *ex)
    * (absolute form, RFC 9112 3.2.2) and the proxy's credentials go along. */
   const char *target = ex->forward ? ex->url->text : ex->url->target;
   const char *proxy_auth = ex->forward && ex->proxy->auth_line ? ex->proxy->auth_line : "";
-  const char *auth = ex->auth ? ex->auth : "";
+  const char *auth = ex->auth && !ex->authorization_given ? ex->auth : "";
   size_t n = strlen(method) + strlen(target) + strlen(ex->url->authority) +
              strlen(o->user_agent) + strlen(range) + (ex->extra ? strlen(ex->extra) : 0) + 128 +
              strlen(accept_enc) + strlen(proxy_auth) + strlen(auth);
@@ -1107,6 +1110,8 @@ static int join_headers(ak__http_exchange *ex, const ak_http_request *req)
       ex->user_agent_given = true;
     if (strncasecmp(h, "accept-encoding:", 16) == 0)
       ex->accept_encoding_given = true;
+    if (strncasecmp(h, "authorization:", 14) == 0)
+      ex->authorization_given = true;
   }
   if (req->header_count == 0)
     return 0;

@@ -248,7 +248,12 @@ static void on_resolved(ak_future *f, void *arg)
   if (h->cancelled) {
     settle(h, -ECANCELED);
   } else if (ak_future_is_error(f)) {
-    snprintf(h->detail, sizeof h->detail, "%s", ak_future_detail(f) ? ak_future_detail(f) : "");
+    const char *why = ak_future_detail(f) ? ak_future_detail(f) : "";
+    if (h->o.family == AF_UNSPEC)
+      snprintf(h->detail, sizeof h->detail, "%s", why);
+    else /* say which family was asked: the resolver's text does not */
+      snprintf(h->detail, sizeof h->detail, "no %s address: %s",
+               h->o.family == AF_INET ? "IPv4" : "IPv6", why);
     settle(h, ak_future_result(f));
   } else {
     start_with(h, ak_future_value(f));
