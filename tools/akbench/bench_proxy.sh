@@ -10,6 +10,7 @@
 # wl_download.c for why nothing is deleted mid-benchmark).
 #
 # Usage: bench_proxy.sh AKGET [ROUNDS (5)] [squid|tinyproxy] [COUNT (1000)]
+# AKGET_ARGS (environment): more akget options, for experiments.
 # Run it alone: /work/bin/akcpu bench tools/akbench/bench_proxy.sh ...
 set -euo pipefail
 akget="$(readlink -f "$1")"
@@ -56,8 +57,9 @@ run_one() { # TOOL DIR
   local t0 t1
   t0=$(date +%s%N)
   if [[ "$tool" == akget ]]; then
-    /usr/bin/time -f "%U %S" -o "$work/time" "$akget" -q -j$par -x$par --proxy "$proxy" -d "$dir" \
-      -i "$work/list"
+    # shellcheck disable=SC2086
+    /usr/bin/time -f "%U %S" -o "$work/time" "$akget" -q -j$par -x$par ${AKGET_ARGS:-} \
+      --proxy "$proxy" -d "$dir" -i "$work/list"
   else
     /usr/bin/time -f "%U %S" -o "$work/time" curl -sS --no-progress-meter --fail --parallel \
       --parallel-max $par --proxy "$proxy" -K "$work/curl.cfg"
