@@ -7,12 +7,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <mbedtls/sha256.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 typedef struct job {
   ak_loop *loop;
@@ -44,8 +45,7 @@ static int64_t hash(ak_future *input, void *arg, ak_future *self) {
   (void)input;
   (void)self;
   job *j = arg;
-  mbedtls_sha256_ret(j->buf, j->size, j->digest, 0);
-  return 0;
+  return EVP_Digest(j->buf, j->size, j->digest, NULL, EVP_sha256(), NULL) == 1 ? 0 : -ENOMEM;
 }
 
 int main(int argc, char **argv) {

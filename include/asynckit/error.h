@@ -80,6 +80,8 @@ extern "C" {
   XX(AK_EHTTPCLOSED, -10214, "connection closed before an HTTP response")    \
   XX(AK_EHTTPDECODE, -10215,                                                    \
      "HTTP body's Content-Encoding could not be decoded (corrupt or truncated)") \
+  XX(AK_EHTTPSTATUS, -10220,                                                    \
+     "HTTP status 400 or above (the request asked AK_HTTP_FAIL_ON_STATUS)")     \
   /* Proxies (http.h's proxy options): -10300 and up. */                       \
   XX(AK_EPROXYURL, -10300, "malformed proxy URL or no_proxy list")             \
   XX(AK_EPROXYCONNECT, -10301, "could not connect to the proxy")               \

@@ -208,7 +208,30 @@ enum {
                                       body cannot be decoded alone. Without
                                       the flag nothing is asked and a body
                                       sent encoded anyway is kept as sent. */
-  AK_HTTP_LOCATION_TRUSTED = 1u << 4, /* keep Authorization, Cookie and the
+  AK_HTTP_FAIL_ON_STATUS = 1u << 4, /* a final status >= 400 FAILS the
+                                      future with AK_EHTTPSTATUS (detail:
+                                      "URL: 404 Not Found") instead of
+                                      settling DONE; the response (status,
+                                      headers, the body if kept) stays
+                                      readable with ak_http_response_of.
+                                      The error body is still read to its
+                                      end (dropped unless
+                                      AK_HTTP_KEEP_ERROR_BODY), so the
+                                      connection is kept alive. Redirects
+                                      are followed first: only the final
+                                      status counts. */
+  AK_HTTP_BODY_MEMORY = 1u << 5,   /* collect the body in memory: the
+                                      response's body / body_len. fd must
+                                      be -1 and on_body NULL (else the
+                                      request fails -EINVAL). At most
+                                      body_cap bytes: a larger announced
+                                      Content-Length fails AK_EHTTPTOOBIG
+                                      before the body is read, and so does
+                                      a body that grows past the cap
+                                      (chunked, close-delimited, decoded
+                                      by AK_HTTP_DECODE); the detail names
+                                      the cap. */
+  AK_HTTP_LOCATION_TRUSTED = 1u << 6, /* keep Authorization, Cookie and the
                                       credentials on redirects to another
                                       scheme, host or port (curl's
                                       --location-trusted); by default they
@@ -236,6 +259,9 @@ typedef struct ak_http_request {
                                   ak_http_response.entity_size) is stored
                                   here (__atomic) when the final head
                                   arrives, for progress displays */
+  size_t body_cap;             /* AK_HTTP_BODY_MEMORY: the most body bytes
+                                  kept; 0: 16 MiB. max_body_bytes still
+                                  applies too */
   const char *userpwd;         /* "user:password" (copied; the password
                                   may be empty), sent as Basic
                                   authorization to the URL's origin; it
@@ -246,7 +272,7 @@ typedef struct ak_http_request {
 /* The request defaults: no flags, no headers, no range, no sink. */
 #define AK_HTTP_REQUEST_INIT(u)                                                                    \
   {                                                                                                \
-    (u), 0, NULL, 0, -1, -1, -1, 0, NULL, NULL, NULL, NULL, NULL                                     \
+    (u), 0, NULL, 0, -1, -1, -1, 0, NULL, NULL, NULL, NULL, 0, NULL                                \
   }
 
 typedef struct ak_http_header {
@@ -279,19 +305,35 @@ typedef struct ak_http_response {
                                 and entity_size is -1 */
   int64_t decoded_bytes;     /* bytes given to the sink (body_bytes when
                                 nothing was decoded) */
+  char *body;                /* AK_HTTP_BODY_MEMORY: the body (decoded
+                                with AK_HTTP_DECODE), body_len bytes and a
+                                '\0' after them (for text; the body may hold
+                                NULs too); "" when there was none (HEAD,
+                                204, an error status's body not kept).
+                                NULL without the flag. Owned by the
+                                response */
+  size_t body_len;
 } ak_http_response;
 
 /* Starts a GET (or HEAD) of req->url. The future settles DONE with the final
  * response's status as its result and an ak_http_response as its value
  * (owned by the future) once the whole body is received and written; a
  * status >= 300 that is not a followed redirect is a DONE response too (its
- * body dropped unless AK_HTTP_KEEP_ERROR_BODY). It FAILS with the codes at
+ * body dropped unless AK_HTTP_KEEP_ERROR_BODY), unless AK_HTTP_FAIL_ON_STATUS
+ * makes a status >= 400 fail AK_EHTTPSTATUS. It FAILS with the codes at
  * the top of this header, and with AK_EHTTPREDIRECTS when redirects exceed
  * the limit. Cancelling it stops the request: it settles CANCELLED once the
  * ring has given back the operation in flight (a write to fd among them), so
  * fd may be closed after that. req is copied; fd must stay open until the
  * future settles. Returns NULL only when memory runs out. */
 AK_API ak_future *ak_http_get(ak_http_client *client, const ak_http_request *req);
+
+/* The response a request's future holds: its value when DONE, and also,
+ * when it FAILED with AK_EHTTPSTATUS (AK_HTTP_FAIL_ON_STATUS), the response
+ * whose status failed it. NULL for any other outcome, a pending future, or
+ * a future that is not a request's. Borrowed: lives as long as the future.
+ * Thread-safe once the future has settled. */
+AK_API const ak_http_response *ak_http_response_of(const ak_future *request);
 
 /* A header's value (the first of that name, case-insensitive), or NULL.
  * Borrowed from resp. */

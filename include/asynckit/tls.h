@@ -66,7 +66,9 @@ typedef struct ak_tls ak_tls;
 typedef enum ak_tls_engine {
   AK_TLS_ENGINE_AUTO = 0,    /* OpenSSL, or what AK_TLS_ENGINE says */
   AK_TLS_ENGINE_OPENSSL = 1, /* OpenSSL 3: TLS 1.3 and 1.2 */
-  AK_TLS_ENGINE_MBEDTLS = 2, /* mbedtls 2.28: TLS 1.2 only */
+  AK_TLS_ENGINE_MBEDTLS = 2, /* mbedtls 2.28: TLS 1.2 only; in builds
+                                with it (meson -Dmbedtls), else a config
+                                asking for it fails AK_ETLSCONFIG */
 } ak_tls_engine;
 
 /* Client config flags. */

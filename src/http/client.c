@@ -1,6 +1,7 @@
 /* client.c: the client object (its options with defaults applied, its host
- * pools, its counters) and the public entry points of http.h. The work of a
- * request is exchange.c's. */
+ * pools, its counters), the public entry points of http.h, and how a
+ * finished response settles its request's future (AK_HTTP_FAIL_ON_STATUS).
+ * The work of a request is exchange.c's. */
 #include "http/internal.h"
 
 #include <stdio.h>
@@ -116,4 +117,34 @@ ak_future *ak_http_get(ak_http_client *c, const ak_http_request *req)
   if (!ak_loop_is_owner(c->loop))
     return ak__future_failed(c->loop, AK_ENOTOWNER, NULL);
   return ak__http_exchange_start(c, req);
+}
+
+void ak__http_settle_response(ak_future *fut, ak_http_response *r, unsigned flags)
+{
+  if ((flags & AK_HTTP_FAIL_ON_STATUS) && r->status >= 400) {
+    /* FAILED, with the response kept as the value: ak_future_value shows
+     * only a DONE future's value, ak_http_response_of shows this one. */
+    char detail[240];
+    snprintf(detail, sizeof detail, "%.150s: %d %.60s", r->url ? r->url : "", r->status,
+             r->reason ? r->reason : "");
+    if (ak_future_set_value(fut, r, ak__http_response_dtor) < 0)
+      ak__http_response_free(r); /* NEVER: only the exchange settles fut */
+    ak_future_fail(fut, AK_EHTTPSTATUS, detail);
+    return;
+  }
+  if (ak_future_set(fut, r->status, r, ak__http_response_dtor) < 0)
+    ak__http_response_free(r);
+}
+
+const ak_http_response *ak_http_response_of(const ak_future *f)
+{
+  if (!f)
+    return NULL;
+  ak_state st = ak_future_state(f);
+  /* The destructor says the value is a response: a then-step or promise
+   * failing with AK_EHTTPSTATUS and a value of its own gets NULL. */
+  bool ours = f->dtor == ak__http_response_dtor;
+  if (st == AK_DONE || (st == AK_FAILED && ak_future_result(f) == AK_EHTTPSTATUS))
+    return ours ? f->value : NULL;
+  return NULL;
 }

@@ -88,6 +88,7 @@ struct ak__http_exchange {
   unsigned dec_i;              /* the span being decoded */
   size_t dec_off;              /* bytes of it taken */
   int64_t decoded;             /* decoded bytes so far (this response) */
+  ak__http_membody *membody;  /* AK_HTTP_BODY_MEMORY: on_body's sink, or NULL */
 
   int err;                     /* the first error, 0 while all is well */
   char detail[240];
@@ -960,8 +961,12 @@ static void finish(ak__http_exchange *ex)
     r->redirects = ex->redirects;
     r->reused = ex->conn_reused;
     r->decoded_bytes = r->decoded ? ex->decoded : r->body_bytes;
-    if (ak_future_set(fut, r->status, r, ak__http_response_dtor) < 0)
+    if (ex->membody && ak__http_membody_give(ex->membody, r) < 0) {
       ak__http_response_free(r);
+      ak_future_fail(fut, -ENOMEM, "out of memory");
+    } else {
+      ak__http_settle_response(fut, r, ex->flags);
+    }
   }
   if (ex->parser_live)
     ak__http_parser_free(&ex->parser);
@@ -977,6 +982,7 @@ static void finish(ak__http_exchange *ex)
   ak__free(ex->iov);
   ak__http_decoder_free(ex->decoder);
   ak__free(ex->dbuf);
+  ak__http_membody_free(ex->membody);
   ak__free(ex);
   ak_future_release(fut);
 }
@@ -1180,14 +1186,22 @@ ak_future *ak__http_exchange_start(ak_http_client *c, const ak_http_request *req
   rc = join_headers(ex, req);
   if (rc == 0)
     rc = start_credentials(ex, req);
+  if (rc == 0 && (ex->flags & AK_HTTP_BODY_MEMORY)) {
+    /* The body in memory: the sink takes on_body's place. */
+    rc = ak__http_membody_new(req, &ex->parser, &ex->membody);
+    ex->on_body = ak__http_membody_sink;
+    ex->arg = ex->membody;
+  }
   if (rc < 0 || (ex->range_end >= 0 && ex->range_end < ex->range_start) ||
       ((ex->flags & AK_HTTP_DECODE) && ex->range_start >= 0)) {
     ak_url_free(url);
     ak__free(ex->extra);
     ak__free(ex->auth);
     ak__free(ex->origin);
+    ak__http_membody_free(ex->membody);
     ak__free(ex);
-    return ak__future_failed(c->loop, rc < 0 ? rc : -EINVAL, "bad header line or range");
+    return ak__future_failed(c->loop, rc < 0 ? rc : -EINVAL,
+                             "bad header line or range, or a second body sink");
   }
   ex->fut = ak__future_new(c->loop, &exchange_kind, ex);
   if (!ex->fut) {
@@ -1195,6 +1209,7 @@ ak_future *ak__http_exchange_start(ak_http_client *c, const ak_http_request *req
     ak__free(ex->extra);
     ak__free(ex->auth);
     ak__free(ex->origin);
+    ak__http_membody_free(ex->membody);
     ak__free(ex);
     return NULL;
   }

@@ -12,7 +12,9 @@
  *   exchange.c        one request: send, receive, parse, write the body,
  *                     deadlines, redirects
  *   decode.c          gzip / deflate bodies (zlib) for AK_HTTP_DECODE
- *   client.c          the client object and the public entry points
+ *   body_memory.c     AK_HTTP_BODY_MEMORY: the body collected in memory
+ *   client.c          the client object, the public entry points, and how
+ *                     a finished response settles (AK_HTTP_FAIL_ON_STATUS)
  *   auth.c            Basic credentials (base64), and dropping them from
  *                     a request redirected to another origin
  *   proxy.c           proxy URLs, no_proxy lists, the proxy handshake
@@ -108,6 +110,34 @@ int64_t ak__http_decoder_run(ak__http_decoder *d, const void *in, size_t in_len,
 /* Whether the stream has reached its end (a body that stops before is
  * truncated). */
 bool ak__http_decoder_ended(const ak__http_decoder *d);
+
+/* ---- Bodies in memory (body_memory.c) -----------------------------------------
+ * AK_HTTP_BODY_MEMORY: a sink with the shape of ak_http_body_fn that grows
+ * one buffer up to the request's cap. The exchange hands it the body's
+ * bytes as it would a user's on_body (decoded ones too), and at the end
+ * moves the buffer into the response. */
+
+typedef struct ak__http_membody ak__http_membody;
+
+/* For req (AK_HTTP_BODY_MEMORY set): -EINVAL when req also names an fd or
+ * an on_body, else 0 and *out, or -ENOMEM. parser is the exchange's: the
+ * sink reads the final head's Content-Length from it and writes its
+ * detail there when the cap is passed. */
+int ak__http_membody_new(const ak_http_request *req, ak__http_parser *parser,
+                         ak__http_membody **out);
+/* The sink (arg: the ak__http_membody). AK_EHTTPTOOBIG past the cap,
+ * -ENOMEM. */
+int ak__http_membody_sink(const void *data, size_t len, int64_t offset, void *arg);
+/* Moves the body into r->body / r->body_len ("" if none came). Returns 0
+ * or -ENOMEM. */
+int ak__http_membody_give(ak__http_membody *m, ak_http_response *r);
+void ak__http_membody_free(ak__http_membody *m);
+
+/* ---- How a finished response settles (client.c) ---------------------------------
+ * DONE with the status as result and r as value; with AK_HTTP_FAIL_ON_STATUS
+ * and a status >= 400, FAILED AK_EHTTPSTATUS with r kept as the value
+ * (ak_http_response_of). Takes r over. */
+void ak__http_settle_response(ak_future *fut, ak_http_response *r, unsigned flags);
 
 /* ---- Connections and the transport seam (conn.c, transport_*.c) ---------------
  * A connection reads and writes through a transport: the plain socket now,

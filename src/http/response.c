@@ -78,6 +78,7 @@ void ak__http_response_free(ak_http_response *r)
   free_headers(r);
   ak__free(r->reason);
   ak__free(r->url);
+  ak__free(r->body); /* AK_HTTP_BODY_MEMORY's, given at the end (body_memory.c) */
   ak__free(r);
 }
 

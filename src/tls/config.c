@@ -15,6 +15,18 @@ static AK__TLS char last_error[256];
 
 const char *ak_tls_config_error(void) { return last_error; }
 
+/* The mbedtls engine, or NULL (detail set) in a build without it
+ * (meson -Dmbedtls=disabled, or libmbedtls-dev missing). */
+static const ak__tls_engine_ops *mbedtls_engine(void) {
+#ifdef AK_HAVE_MBEDTLS
+  return &ak__tls_mbedtls_ops;
+#else
+  snprintf(last_error, sizeof(last_error),
+           "the mbedtls engine is not in this build (built with -Dmbedtls=disabled)");
+  return NULL;
+#endif
+}
+
 /* The engine for a config asked to use want; NULL (detail set) when the
  * environment names no engine we have. */
 static const ak__tls_engine_ops *pick_engine(ak_tls_engine want) {
@@ -22,7 +34,7 @@ static const ak__tls_engine_ops *pick_engine(ak_tls_engine want) {
   case AK_TLS_ENGINE_OPENSSL:
     return &ak__tls_openssl_ops;
   case AK_TLS_ENGINE_MBEDTLS:
-    return &ak__tls_mbedtls_ops;
+    return mbedtls_engine();
   case AK_TLS_ENGINE_AUTO:
     break;
   default:
@@ -33,7 +45,7 @@ static const ak__tls_engine_ops *pick_engine(ak_tls_engine want) {
   if (!env || !env[0] || strcmp(env, "openssl") == 0)
     return &ak__tls_openssl_ops;
   if (strcmp(env, "mbedtls") == 0)
-    return &ak__tls_mbedtls_ops;
+    return mbedtls_engine();
   snprintf(last_error, sizeof(last_error), "AK_TLS_ENGINE=%.64s: not openssl or mbedtls", env);
   return NULL;
 }

@@ -467,7 +467,8 @@ int akb_wl_tls(const akb_opts *opts, akb_result *res) {
       goto out;
     }
     p.engine = AK_TLS_ENGINE_MBEDTLS;
-    if (bulk_pair(&p, &mb_bps[r], &mb_cpu[r], mb_suite, why, sizeof(why)) < 0) {
+    /* A build without mbedtls (meson -Dmbedtls=disabled) has no second engine. */
+    if (AKB_HAVE_MBEDTLS && bulk_pair(&p, &mb_bps[r], &mb_cpu[r], mb_suite, why, sizeof(why)) < 0) {
       akb_fail(res, "tls bulk (mbedtls): %s", why);
       ret = -1;
       goto out;
@@ -480,8 +481,8 @@ int akb_wl_tls(const akb_opts *opts, akb_result *res) {
       goto out;
     }
     ratio[r] = tls_bps[r] / tcp_bps[r];
-    mb_ratio[r] = mb_bps[r] / tcp_bps[r];
-    os_vs_mb[r] = tls_bps[r] / mb_bps[r];
+    mb_ratio[r] = AKB_HAVE_MBEDTLS ? mb_bps[r] / tcp_bps[r] : 0;
+    os_vs_mb[r] = AKB_HAVE_MBEDTLS ? tls_bps[r] / mb_bps[r] : 0;
   }
   /* 2. Handshakes against one asynckit server, alternating ak openssl. */
   int lfd = akb_listen_loopback(512, &p.port);
@@ -528,10 +529,12 @@ int akb_wl_tls(const akb_opts *opts, akb_result *res) {
   akb_fig_add(row, "MB_per_s", "", tls_med / 1e6, false);
   akb_fig_add(row, "client_cpu_s_per_GiB", "",
               akb_median(tls_cpu, rounds) / ((double)p.bytes / (1u << 30)), false);
-  row = akb_row_add(res, "tls-mbedtls");
-  akb_fig_add(row, "MB_per_s", "", akb_median(mb_bps, rounds) / 1e6, false);
-  akb_fig_add(row, "client_cpu_s_per_GiB", "",
-              akb_median(mb_cpu, rounds) / ((double)p.bytes / (1u << 30)), false);
+  if (AKB_HAVE_MBEDTLS) {
+    row = akb_row_add(res, "tls-mbedtls");
+    akb_fig_add(row, "MB_per_s", "", akb_median(mb_bps, rounds) / 1e6, false);
+    akb_fig_add(row, "client_cpu_s_per_GiB", "",
+                akb_median(mb_cpu, rounds) / ((double)p.bytes / (1u << 30)), false);
+  }
   row = akb_row_add(res, "tcp");
   akb_fig_add(row, "MB_per_s", "", akb_median(tcp_bps, rounds) / 1e6, false);
   akb_fig_add(row, "client_cpu_s_per_GiB", "",
@@ -551,10 +554,16 @@ int akb_wl_tls(const akb_opts *opts, akb_result *res) {
     akb_param(res, "resumed_vs_s_time", "", akb_median(res_ratio, rounds), false);
   }
   akb_param(res, "tls_vs_tcp_MBps", "", akb_median(ratio, rounds), false);
-  akb_param(res, "mbedtls_vs_tcp_MBps", "", akb_median(mb_ratio, rounds), false);
-  akb_param(res, "openssl_vs_mbedtls_MBps", "", akb_median(os_vs_mb, rounds), false);
+  if (AKB_HAVE_MBEDTLS) {
+    akb_param(res, "mbedtls_vs_tcp_MBps", "", akb_median(mb_ratio, rounds), false);
+    akb_param(res, "openssl_vs_mbedtls_MBps", "", akb_median(os_vs_mb, rounds), false);
+  }
   akb_ratio(res, akb_median(ratio, rounds), "TLS bulk MB/s over plain TCP MB/s (median of pairs)");
-  akb_note(res, "tls: OpenSSL engine, suite %s; tls-mbedtls: suite %s", suite, mb_suite);
+  if (AKB_HAVE_MBEDTLS)
+    akb_note(res, "tls: OpenSSL engine, suite %s; tls-mbedtls: suite %s", suite, mb_suite);
+  else
+    akb_note(res, "tls: OpenSSL engine, suite %s; no tls-mbedtls row (built without mbedtls)",
+             suite);
   akb_note(res, "client verifies the test CA, host localhost");
   akb_note(res, "handshakes: one connection at a time, against asynckit's server, default "
                 "engine (OpenSSL)");

@@ -1,6 +1,7 @@
 /* checksum.c: --checksum sha-256=HEX: parsing the option, and verifying a
  * finished download on the pool (the file is read back from the page cache
- * with 1 MiB reads and hashed by mbedtls), so the loop never blocks on it. */
+ * with 1 MiB reads and hashed by libcrypto's EVP SHA-256, the one
+ * aksum uses: SHA-NI where the CPU has it), so the loop never blocks on it. */
 #include "akget.h"
 
 #include <ctype.h>
@@ -11,7 +12,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include <mbedtls/sha256.h>
+#include <openssl/evp.h>
 
 int akg_parse_checksum(const char *spec, unsigned char out[32])
 {
@@ -80,11 +81,9 @@ static int64_t verify_run(void *arg, ak_future *self)
     close(fd);
     return -ENOMEM;
   }
-  mbedtls_sha256_context ctx;
-  mbedtls_sha256_init(&ctx);
-  mbedtls_sha256_starts_ret(&ctx, 0);
-  int64_t rc = 0;
-  for (;;) {
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  int64_t rc = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 ? 0 : -ENOMEM;
+  while (rc == 0) {
     ssize_t n = read(fd, buf, CHUNK);
     if (n < 0) {
       rc = -errno;
@@ -92,11 +91,13 @@ static int64_t verify_run(void *arg, ak_future *self)
     }
     if (n == 0)
       break;
-    mbedtls_sha256_update_ret(&ctx, buf, (size_t)n);
+    if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1)
+      rc = -ENOMEM;
   }
   unsigned char got[32];
-  mbedtls_sha256_finish_ret(&ctx, got);
-  mbedtls_sha256_free(&ctx);
+  if (rc == 0 && EVP_DigestFinal_ex(ctx, got, NULL) != 1)
+    rc = -ENOMEM;
+  EVP_MD_CTX_free(ctx);
   free(buf);
   close(fd);
   if (rc == 0 && memcmp(got, x->want, 32) != 0)
