@@ -81,7 +81,15 @@ extern "C" {
   XX(AK_EHTTPDECODE, -10215,                                                    \
      "HTTP body's Content-Encoding could not be decoded (corrupt or truncated)") \
   XX(AK_EHTTPSTATUS, -10220,                                                    \
-     "HTTP status 400 or above (the request asked AK_HTTP_FAIL_ON_STATUS)")
+     "HTTP status 400 or above (the request asked AK_HTTP_FAIL_ON_STATUS)")     \
+  /* Proxies (http.h's proxy options): -10300 and up. */                       \
+  XX(AK_EPROXYURL, -10300, "malformed proxy URL or no_proxy list")             \
+  XX(AK_EPROXYCONNECT, -10301, "could not connect to the proxy")               \
+  XX(AK_EPROXYAUTH, -10302,                                                     \
+     "the proxy wants credentials, or refused the ones given (407)")            \
+  XX(AK_EPROXYREFUSED, -10303,                                                  \
+     "the proxy refused the connection (CONNECT status or SOCKS reply)")        \
+  XX(AK_EPROXYPROTO, -10304, "malformed reply from the proxy")
 
 enum ak_errno {
 #define AK__ERR_ENUM(name, num, msg) name = (num),

@@ -39,8 +39,10 @@ extern "C" {
  * IPv6 literals ([::1], with a zone id as [fe80::1%25eth0]), explicit ports,
  * and percent-encoding (kept as given; bytes that may not appear in a request
  * target, such as spaces or non-ASCII, are percent-encoded). The fragment is
- * dropped. User information (user:pass@) is rejected: the client sends no
- * credentials. */
+ * dropped. User information (user:pass@) is taken out of the URL: it is
+ * kept (percent-decoded) in user and password, sent as Basic authorization
+ * to that URL's origin only, and never part of text or authority (so it
+ * appears in no error detail). */
 
 typedef struct ak_url {
   char *scheme;    /* "http" or "https", lower case */
@@ -51,12 +53,15 @@ typedef struct ak_url {
   char *target;    /* the request target: path and query, "/" at least */
   char *authority; /* the Host header's value: host, [v6] and ":port"
                       unless the port is the scheme's default */
-  char *text;      /* the whole URL as the client uses it */
+  char *text;      /* the whole URL as the client uses it (without
+                      user information) */
+  char *user;      /* user information's name (decoded), or NULL */
+  char *password;  /* its password (decoded), or NULL */
 } ak_url;
 
 /* Parses an absolute http or https URL. Returns 0 and sets *out (the
  * caller's, freed with ak_url_free), or AK_EURL (malformed, no host, a port
- * outside 1-65535, user information), AK_EURLSCHEME (another scheme) or
+ * outside 1-65535), AK_EURLSCHEME (another scheme) or
  * -ENOMEM. Thread-safe. */
 AK_API int ak_url_parse(const char *text, ak_url **out);
 
@@ -110,11 +115,35 @@ typedef struct ak_http_options {
   const char *cacert;          /* https: a CA bundle file (NULL: the
                                   system's); copied */
   bool insecure;               /* https: skip certificate verification */
+  /* Proxies (copied; NULL or "": none). A proxy URL is
+   * [scheme://][user[:password]@]host[:port][/]: scheme http (the default),
+   * socks5 (the origin's name resolved here) or socks5h (resolved by the
+   * proxy); port 1080 by default; user and password percent-decoded, sent
+   * as Basic (http) or RFC 1929 (SOCKS5). An http URL goes through an http
+   * proxy in absolute form on kept-alive connections to the proxy (shared
+   * by every origin); an https URL through a CONNECT tunnel, TLS inside it
+   * to the origin, its certificate checked against the origin's name.
+   * A malformed one: ak_http_client_new fails AK_EPROXYURL. Requests that
+   * a proxy refuses fail AK_EPROXYAUTH (407, a SOCKS authentication
+   * failure), AK_EPROXYREFUSED (another CONNECT status, a SOCKS failure
+   * reply), AK_EPROXYCONNECT (the proxy cannot be reached) or
+   * AK_EPROXYPROTO; their detail names the proxy without its password. */
+  const char *http_proxy;      /* for http:// URLs */
+  const char *https_proxy;     /* for https:// URLs */
+  const char *no_proxy;        /* hosts reached directly, as curl's
+                                  NO_PROXY: see ak_http_no_proxy_match */
+  int ip_family;               /* AF_UNSPEC (0): IPv6 and IPv4 raced as
+                                  RFC 8305 says (ak_connect_name, net.h:
+                                  250 ms stagger, connect_timeout_ns per
+                                  attempt); AF_INET or AF_INET6: that one
+                                  only. Applies to the host dialled (the
+                                  proxy's, through a proxy) */
 } ak_http_options;
 
 /* Makes a client on loop (owner thread). opts may be NULL. Returns 0 and
  * sets *out (the caller's, freed with ak_http_client_free), or -ENOMEM,
- * -EINVAL. */
+ * -EINVAL, AK_EPROXYURL (a proxy URL or no_proxy list that does not
+ * parse). */
 AK_API int ak_http_client_new(ak_loop *loop, const ak_http_options *opts, ak_http_client **out);
 
 /* Closes the idle connections and frees the client. Every request's future
@@ -126,6 +155,25 @@ AK_API int ak_http_client_free(ak_http_client *client);
  * kept-alive connection since the client was made. */
 AK_API size_t ak_http_client_open_conns(const ak_http_client *client);
 AK_API uint64_t ak_http_client_reused(const ak_http_client *client);
+
+/* ---- Proxy settings (thread-safe, no loop) -------------------------------------- */
+
+/* Whether proxy parses as ak_http_options' proxy URLs: 0, AK_EPROXYURL or
+ * -ENOMEM. "" and NULL are 0 (no proxy). */
+AK_API int ak_http_proxy_check(const char *proxy);
+
+/* Whether list parses as a no_proxy list: 0 or AK_EPROXYURL. The list is
+ * comma (or blank) separated entries: "*" (every host); a host name, which
+ * matches itself and its subdomains ("example.com" and ".example.com" both
+ * match "a.example.com" and "example.com"); an IP address; a CIDR range
+ * ("10.0.0.0/8", "fd00::/8"); each optionally with ":port" ("[v6]:port"
+ * for an IPv6 address) to match that port only. */
+AK_API int ak_http_no_proxy_check(const char *list);
+
+/* Whether host (a name or an IP literal, without brackets) at port is
+ * reached directly according to list (NULL or "": no host is). Entries
+ * that do not parse match nothing. */
+AK_API bool ak_http_no_proxy_match(const char *list, const char *host, uint16_t port);
 
 /* ---- Requests ------------------------------------------------------------------ */
 
@@ -183,6 +231,11 @@ enum {
                                       (chunked, close-delimited, decoded
                                       by AK_HTTP_DECODE); the detail names
                                       the cap. */
+  AK_HTTP_LOCATION_TRUSTED = 1u << 6, /* keep Authorization, Cookie and the
+                                      credentials on redirects to another
+                                      scheme, host or port (curl's
+                                      --location-trusted); by default they
+                                      go only to the request's own origin */
 };
 
 typedef struct ak_http_request {
@@ -213,12 +266,17 @@ typedef struct ak_http_request {
   size_t body_cap;             /* AK_HTTP_BODY_MEMORY: the most body bytes
                                   kept; 0: 16 MiB. max_body_bytes still
                                   applies too */
+  const char *userpwd;         /* "user:password" (copied; the password
+                                  may be empty), sent as Basic
+                                  authorization to the URL's origin; it
+                                  wins over the URL's own user information.
+                                  NULL: the URL's, if any */
 } ak_http_request;
 
 /* The request defaults: no flags, no headers, no range, no sink. */
 #define AK_HTTP_REQUEST_INIT(u)                                                                    \
   {                                                                                                \
-    (u), 0, NULL, 0, -1, -1, -1, 0, NULL, NULL, NULL, NULL, 0                                      \
+    (u), 0, NULL, 0, -1, -1, -1, 0, NULL, NULL, NULL, NULL, 0, NULL                                \
   }
 
 typedef struct ak_http_header {

@@ -1,7 +1,8 @@
 /* asynckit/net.h: sockets as futures on a loop's ring: socket, connect with
  * a deadline, accept and multishot accept, recv/send/sendmsg/recvmsg, send
  * all, shutdown, close; multishot receive on a provided-buffer ring; name
- * resolution on the pool and connect by host name.
+ * resolution on the pool; connect by host name, in turn or racing the
+ * families (Happy Eyeballs).
  *
  * Each call returns a future owned by the loop (NULL when memory runs out)
  * and must be made on the loop's thread (else the future fails with
@@ -231,6 +232,38 @@ AK_API ak_future *ak_getaddrinfo(ak_loop *loop, const char *host, const char *se
  * text) or the last attempt's error, with a detail naming the address. */
 AK_API ak_future *ak_connect_host(ak_loop *loop, const char *host, uint16_t port,
                                   int64_t attempt_timeout_ns);
+
+/* ---- Connect by name, Happy Eyeballs (RFC 8305) ------------------------------------------
+ * The name's IPv6 and IPv4 addresses (one getaddrinfo, AF_UNSPEC: both
+ * asked at once, answers in RFC 6724's order) are tried interleaved by
+ * family, the first answer's family first. One attempt starts; the next
+ * starts after stagger_ns, or at once when an attempt fails; the first
+ * connection made wins, and the attempts still in flight are cancelled
+ * (their sockets closed by the library). An address whose SYNs vanish costs
+ * the stagger, not its connect timeout. */
+
+typedef struct ak_connect_options {
+  int family;                 /* AF_UNSPEC (0): both; AF_INET or AF_INET6:
+                                 that family only (akget -4 / -6) */
+  int64_t attempt_timeout_ns; /* each attempt's deadline (a linked kernel
+                                 timeout); 0: 30 s; AK_FOREVER: none */
+  int64_t stagger_ns;         /* before the next attempt starts; 0: 250 ms */
+} ak_connect_options;
+
+/* Resolves host and connects to port as above; opts may be NULL (the
+ * defaults). Result: the connected fd, now the caller's. Failure:
+ * AK_ERESOLVE (the resolver's text, or no address of the family asked),
+ * else the last attempt's error (-ECONNREFUSED, -ETIMEDOUT...) with a
+ * detail naming its address; -EINVAL for a family other than the three.
+ * Cancelling settles CANCELLED once every attempt has completed; a socket
+ * connected meanwhile is closed. */
+AK_API ak_future *ak_connect_name(ak_loop *loop, const char *host, uint16_t port,
+                                  const ak_connect_options *opts);
+
+/* The same over addresses already known: list (each ai_addr with its port)
+ * is copied before the call returns (at most 64 addresses are tried). */
+AK_API ak_future *ak_connect_addrinfo(ak_loop *loop, const struct addrinfo *list,
+                                      const ak_connect_options *opts);
 
 /* ---- Plain helpers (no ring) --------------------------------------------------------- */
 

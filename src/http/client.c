@@ -42,10 +42,32 @@ int ak_http_client_new(ak_loop *loop, const ak_http_options *opts, ak_http_clien
   o->user_agent = ak__strdup(opts->user_agent ? opts->user_agent : ua);
   o->cacert = opts->cacert ? ak__strdup(opts->cacert) : NULL;
   o->insecure = opts->insecure;
+  o->ip_family = opts->ip_family;
+  int prc = ak__proxy_parse(opts->http_proxy, &c->http_proxy);
+  if (prc == 0)
+    prc = ak__proxy_parse(opts->https_proxy, &c->https_proxy);
+  if (prc == 0 && opts->no_proxy && opts->no_proxy[0]) {
+    prc = ak_http_no_proxy_check(opts->no_proxy);
+    if (prc == 0 && !(c->no_proxy = ak__strdup(opts->no_proxy)))
+      prc = -ENOMEM;
+  }
+  if (prc < 0) {
+    ak__proxy_free(c->http_proxy);
+    ak__proxy_free(c->https_proxy);
+    ak__free(c->no_proxy);
+    ak__free(o->user_agent);
+    ak__free(o->cacert);
+    ak__free(c);
+    return prc;
+  }
   bool bad = (opts->user_agent && strpbrk(opts->user_agent, "\r\n")) || o->connect_timeout_ns < -1 ||
              o->idle_timeout_ns < -1 || o->head_timeout_ns < -1 || o->total_timeout_ns < -1 ||
+             (o->ip_family != AF_UNSPEC && o->ip_family != AF_INET && o->ip_family != AF_INET6) ||
              o->keepalive_timeout_ns < -1;
   if (!o->user_agent || (opts->cacert && !o->cacert) || bad) {
+    ak__proxy_free(c->http_proxy);
+    ak__proxy_free(c->https_proxy);
+    ak__free(c->no_proxy);
     ak__free(o->user_agent);
     ak__free(o->cacert);
     ak__free(c);
@@ -73,6 +95,9 @@ int ak_http_client_free(ak_http_client *c)
   ak_tls_config_release(c->tls_config);
   ak__free(c->opts.user_agent);
   ak__free(c->opts.cacert);
+  ak__proxy_free(c->http_proxy);
+  ak__proxy_free(c->https_proxy);
+  ak__free(c->no_proxy);
   ak__free(c);
   return 0;
 }

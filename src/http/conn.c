@@ -16,18 +16,29 @@
 #include <stdio.h>
 #include <string.h>
 
-static char *host_key(const ak_url *url)
+/* The pool's key: the origin, and the proxy it is reached through. http
+ * through an http proxy: the proxy alone (one pool carries every origin's
+ * requests, as curl's connections to a proxy do). */
+static char *host_key(const ak_url *url, const ak__proxy *proxy)
 {
-  size_t n = strlen(url->scheme) + strlen(url->host) + (url->zone ? strlen(url->zone) : 0) + 16;
+  const char *via = proxy ? proxy->display : "";
+  const char *who = proxy && proxy->user ? proxy->user : "";
+  size_t n = strlen(url->scheme) + strlen(url->host) + (url->zone ? strlen(url->zone) : 0) +
+             strlen(via) + strlen(who) + 32;
   char *k = ak__malloc(n);
-  if (k)
-    snprintf(k, n, "%s %s %u %s", url->scheme, url->host, url->port, url->zone ? url->zone : "");
+  if (!k)
+    return NULL;
+  if (proxy && proxy->kind == AK__PROXY_HTTP && strcmp(url->scheme, "http") == 0)
+    snprintf(k, n, "forward %s %s", via, who);
+  else
+    snprintf(k, n, "%s %s %u %s %s %s", url->scheme, url->host, url->port,
+             url->zone ? url->zone : "", via, who);
   return k;
 }
 
-ak__http_host *ak__http_host_of(ak_http_client *c, const ak_url *url)
+ak__http_host *ak__http_host_of(ak_http_client *c, const ak_url *url, const ak__proxy *proxy)
 {
-  char *key = host_key(url);
+  char *key = host_key(url, proxy);
   if (!key)
     return NULL;
   ak__http_host **prev = &c->hosts;

@@ -42,6 +42,9 @@ struct ak__http_exchange {
   char *extra;                 /* the user's header lines, joined with CRLFs */
   bool user_agent_given;       /* extra has a User-Agent */
   bool accept_encoding_given;  /* extra has an Accept-Encoding */
+  bool authorization_given;    /* extra has an Authorization: it wins over
+                                  the credentials' (curl: a header given
+                                  replaces the client's own) */
   int64_t range_start, range_end;
   int fd;                      /* body sink, or -1 */
   int64_t fd_base;
@@ -49,6 +52,12 @@ struct ak__http_exchange {
   void *arg;
   int64_t *progress;
   int64_t *size_out;
+
+  char *auth;                  /* "Authorization: Basic ...\r\n" for the
+                                  request's origin, or NULL */
+  char *origin;                /* "scheme host port" credentials belong to */
+  const ak__proxy *proxy;      /* the proxy of this URL (the client's), or NULL */
+  bool forward;                /* http through an http proxy: absolute form */
 
   ak__http_host *host;
   ak__http_conn *conn;         /* the connection in use, or NULL */
@@ -191,6 +200,32 @@ static void on_started(ak_future *f, void *arg)
   send_request(ex);
 }
 
+/* The socket reaches the origin (directly or through a tunnel): TLS, if
+ * https, then the request. */
+static void start_transport(ak__http_exchange *ex)
+{
+  ak_future *hs = ex->conn->tr->start(ex->conn);
+  if (hs)
+    await(ex, hs, on_started);
+  else
+    send_request(ex);
+}
+
+static void on_tunneled(ak_future *f, void *arg)
+{
+  ak__http_exchange *ex = arg;
+  const char *d = ak_future_detail(f);
+  char why[200];
+  snprintf(why, sizeof why, "%s", d ? d : "proxy handshake failed");
+  int64_t res = op_done(ex, f);
+  if (res < 0) {
+    set_error(ex, (int)res, why);
+    finish(ex);
+    return;
+  }
+  start_transport(ex);
+}
+
 static void on_connected(ak_future *f, void *arg)
 {
   ak__http_exchange *ex = arg;
@@ -204,17 +239,26 @@ static void on_connected(ak_future *f, void *arg)
   char why[200];
   snprintf(why, sizeof why, "connect: %s", d ? d : ak_strerror((int)res));
   ak_future_release(f);
+  if (res < 0 && ex->proxy && res != -ECANCELED && res != ex->err) {
+    /* The proxy, not the origin, could not be reached: say so. */
+    char pwhy[200];
+    snprintf(pwhy, sizeof pwhy, "proxy %.60s: %.130s", ex->proxy->display, why);
+    set_error(ex, AK_EPROXYCONNECT, pwhy);
+    finish(ex);
+    return;
+  }
   if (res < 0) {
     set_error(ex, (int)res, why);
     finish(ex);
     return;
   }
   ex->conn->fd = (int)res;
-  ak_future *hs = ex->conn->tr->start(ex->conn);
-  if (hs)
-    await(ex, hs, on_started);
-  else
-    send_request(ex);
+  if (ex->proxy && !ex->forward) {
+    await(ex, ak__http_proxy_tunnel(ex->client->loop, ex->conn->fd, ex->proxy, ex->url),
+          on_tunneled);
+    return;
+  }
+  start_transport(ex);
 }
 
 static void connect_new(ak__http_exchange *ex)
@@ -237,18 +281,27 @@ static void connect_new(ak__http_exchange *ex)
     }
   }
   char name[300];
-  if (ex->url->zone)
+  uint16_t port = ex->url->port;
+  if (ex->proxy) {
+    snprintf(name, sizeof name, "%s", ex->proxy->host); /* the proxy is who we dial */
+    port = ex->proxy->port;
+  } else if (ex->url->zone) {
     snprintf(name, sizeof name, "%s%%%s", ex->url->host, ex->url->zone);
-  else
+  } else {
     snprintf(name, sizeof name, "%s", ex->url->host);
-  await(ex, ak_connect_host(c->loop, name, ex->url->port, c->opts.connect_timeout_ns),
-        on_connected);
+  }
+  ak_connect_options co = {.family = c->opts.ip_family,
+                           .attempt_timeout_ns = c->opts.connect_timeout_ns};
+  await(ex, ak_connect_name(c->loop, name, port, &co), on_connected);
 }
 
 static void acquire(ak__http_exchange *ex, bool allow_idle)
 {
   ak_http_client *c = ex->client;
-  ex->host = ak__http_host_of(c, ex->url);
+  ex->proxy = ak__http_proxy_for(c, ex->url);
+  ex->forward = ex->proxy && ex->proxy->kind == AK__PROXY_HTTP &&
+                strcmp(ex->url->scheme, "http") == 0;
+  ex->host = ak__http_host_of(c, ex->url, ex->proxy);
   if (!ex->host) {
     set_error(ex, -ENOMEM, "out of memory");
     finish(ex);
@@ -310,16 +363,22 @@ static int build_request(ak__http_exchange *ex)
   const char *accept_enc = (ex->flags & AK_HTTP_DECODE) && !ex->accept_encoding_given
                                ? "Accept-Encoding: gzip, deflate\r\n"
                                : "";
-  size_t n = strlen(method) + strlen(ex->url->target) + strlen(ex->url->authority) +
+  /* Through an http proxy (not a tunnel) the target is the whole URL
+   * (absolute form, RFC 9112 3.2.2) and the proxy's credentials go along. */
+  const char *target = ex->forward ? ex->url->text : ex->url->target;
+  const char *proxy_auth = ex->forward && ex->proxy->auth_line ? ex->proxy->auth_line : "";
+  const char *auth = ex->auth && !ex->authorization_given ? ex->auth : "";
+  size_t n = strlen(method) + strlen(target) + strlen(ex->url->authority) +
              strlen(o->user_agent) + strlen(range) + (ex->extra ? strlen(ex->extra) : 0) + 128 +
-             strlen(accept_enc);
+             strlen(accept_enc) + strlen(proxy_auth) + strlen(auth);
   char *r = ak__malloc(n);
   if (!r)
     return -ENOMEM;
-  int len = snprintf(r, n, "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%sAccept: */*\r\n%s%s%s\r\n", method,
-                     ex->url->target, ex->url->authority, ex->user_agent_given ? "" : "User-Agent: ",
+  int len = snprintf(r, n, "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%sAccept: */*\r\n%s%s%s%s%s\r\n",
+                     method, target, ex->url->authority,
+                     ex->user_agent_given ? "" : "User-Agent: ",
                      ex->user_agent_given ? "" : o->user_agent, ex->user_agent_given ? "" : "\r\n",
-                     accept_enc, range, ex->extra ? ex->extra : "");
+                     accept_enc, range, auth, proxy_auth, ex->extra ? ex->extra : "");
   ak__free(ex->req);
   ex->req = r;
   ex->req_len = (size_t)len;
@@ -402,6 +461,11 @@ static int on_head(ak__http_parser *p, void *arg)
                 !ak__http_encoding_is_identity(enc);
   if (decode)
     r->entity_size = -1; /* the encoded length is not the decoded file's size */
+  if (ex->forward && r->status == 407) {
+    snprintf(p->detail, sizeof p->detail, "proxy %s answered 407 %.60s", ex->proxy->display,
+             r->reason ? r->reason : "");
+    return AK_EPROXYAUTH;
+  }
   if (ex->size_out && r->status < 300)
     __atomic_store_n(ex->size_out, r->entity_size, __ATOMIC_RELAXED);
   if (is_redirect(r->status) && ak_http_response_header(r, "location") &&
@@ -784,6 +848,41 @@ static void on_decoded_written(ak_future *f, void *arg)
 
 /* ---- 6. Ending ------------------------------------------------------------------------------ */
 
+/* "scheme host port": what credentials are bound to (curl's rule). */
+static char *origin_of(const ak_url *u)
+{
+  size_t n = strlen(u->scheme) + strlen(u->host) + 16;
+  char *o = ak__malloc(n);
+  if (o)
+    snprintf(o, n, "%s %s %u", u->scheme, u->host, u->port);
+  return o;
+}
+
+/* Credentials go along a redirect only to the same scheme, host and port,
+ * unless AK_HTTP_LOCATION_TRUSTED; a Location with user information of its
+ * own brings that. */
+static int redirect_credentials(ak__http_exchange *ex, const ak_url *next)
+{
+  char *o = origin_of(next);
+  if (!o)
+    return -ENOMEM;
+  bool same = strcmp(o, ex->origin) == 0;
+  ak__free(o);
+  if (!same && !(ex->flags & AK_HTTP_LOCATION_TRUSTED)) {
+    ak__free(ex->auth);
+    ex->auth = NULL;
+    ak__http_drop_credential_headers(ex->extra);
+  }
+  if (next->user) {
+    char *line = ak__http_basic_line("Authorization", next->user, next->password);
+    if (!line)
+      return -ENOMEM;
+    ak__free(ex->auth);
+    ex->auth = line;
+  }
+  return 0;
+}
+
 static void follow_redirect(ak__http_exchange *ex)
 {
   const char *loc = ak_http_response_header(ex->parser.resp, "location");
@@ -803,6 +902,13 @@ static void follow_redirect(ak__http_exchange *ex)
     char d[200];
     snprintf(d, sizeof d, "redirect to %.150s", loc);
     set_error(ex, rc, d);
+    finish(ex);
+    return;
+  }
+  rc = redirect_credentials(ex, next);
+  if (rc < 0) {
+    ak_url_free(next);
+    set_error(ex, rc, "out of memory");
     finish(ex);
     return;
   }
@@ -870,6 +976,8 @@ static void finish(ak__http_exchange *ex)
   ak_loop_unhold(c->loop);
   ak_url_free(ex->url);
   ak__free(ex->extra);
+  ak__free(ex->auth);
+  ak__free(ex->origin);
   ak__free(ex->req);
   ak__free(ex->iov);
   ak__http_decoder_free(ex->decoder);
@@ -1008,6 +1116,8 @@ static int join_headers(ak__http_exchange *ex, const ak_http_request *req)
       ex->user_agent_given = true;
     if (strncasecmp(h, "accept-encoding:", 16) == 0)
       ex->accept_encoding_given = true;
+    if (strncasecmp(h, "authorization:", 14) == 0)
+      ex->authorization_given = true;
   }
   if (req->header_count == 0)
     return 0;
@@ -1024,6 +1134,25 @@ static int join_headers(ak__http_exchange *ex, const ak_http_request *req)
   }
   *o = '\0';
   return 0;
+}
+
+/* The request's own credentials: userpwd, else the URL's user
+ * information; the origin they belong to. -EINVAL for a userpwd with CR or
+ * LF, -ENOMEM. */
+static int start_credentials(ak__http_exchange *ex, const ak_http_request *req)
+{
+  if (!(ex->origin = origin_of(ex->url)))
+    return -ENOMEM;
+  if (req->userpwd) {
+    if (strpbrk(req->userpwd, "\r\n"))
+      return -EINVAL;
+    ex->auth = ak__http_basic_line_userpwd("Authorization", req->userpwd);
+  } else if (ex->url->user) {
+    ex->auth = ak__http_basic_line("Authorization", ex->url->user, ex->url->password);
+  } else {
+    return 0;
+  }
+  return ex->auth ? 0 : -ENOMEM;
 }
 
 ak_future *ak__http_exchange_start(ak_http_client *c, const ak_http_request *req)
@@ -1055,6 +1184,8 @@ ak_future *ak__http_exchange_start(ak_http_client *c, const ak_http_request *req
   ex->progress = req->progress;
   ex->size_out = req->size_out;
   rc = join_headers(ex, req);
+  if (rc == 0)
+    rc = start_credentials(ex, req);
   if (rc == 0 && (ex->flags & AK_HTTP_BODY_MEMORY)) {
     /* The body in memory: the sink takes on_body's place. */
     rc = ak__http_membody_new(req, &ex->parser, &ex->membody);
@@ -1065,6 +1196,8 @@ ak_future *ak__http_exchange_start(ak_http_client *c, const ak_http_request *req
       ((ex->flags & AK_HTTP_DECODE) && ex->range_start >= 0)) {
     ak_url_free(url);
     ak__free(ex->extra);
+    ak__free(ex->auth);
+    ak__free(ex->origin);
     ak__http_membody_free(ex->membody);
     ak__free(ex);
     return ak__future_failed(c->loop, rc < 0 ? rc : -EINVAL,
@@ -1074,6 +1207,8 @@ ak_future *ak__http_exchange_start(ak_http_client *c, const ak_http_request *req
   if (!ex->fut) {
     ak_url_free(url);
     ak__free(ex->extra);
+    ak__free(ex->auth);
+    ak__free(ex->origin);
     ak__http_membody_free(ex->membody);
     ak__free(ex);
     return NULL;

@@ -15,6 +15,11 @@
  *   body_memory.c     AK_HTTP_BODY_MEMORY: the body collected in memory
  *   client.c          the client object, the public entry points, and how
  *                     a finished response settles (AK_HTTP_FAIL_ON_STATUS)
+ *   auth.c            Basic credentials (base64), and dropping them from
+ *                     a request redirected to another origin
+ *   proxy.c           proxy URLs, no_proxy lists, the proxy handshake
+ *                     (HTTP CONNECT) as a future on the socket
+ *   socks.c           SOCKS5's steps (RFC 1928/1929) inside that handshake
  */
 #ifndef AK_HTTP_INTERNAL_H
 #define AK_HTTP_INTERNAL_H
@@ -22,6 +27,7 @@
 #include "core/internal.h"
 
 #include <llhttp.h>
+#include <sys/socket.h>
 
 /* ---- The response parser (response.c) ----------------------------------------
  * Feeds bytes through llhttp and checks what llhttp leaves to its user: the
@@ -139,6 +145,7 @@ void ak__http_settle_response(ak_future *fut, ak_http_response *r, unsigned flag
  * the client's loop. */
 
 typedef struct ak__http_conn ak__http_conn;
+typedef struct ak__proxy ak__proxy; /* a parsed proxy URL (below) */
 typedef struct ak__http_host ak__http_host;
 
 typedef struct ak__http_transport {
@@ -198,6 +205,7 @@ typedef struct ak__http_opts {
   char *user_agent;            /* owned */
   char *cacert;                /* owned, or NULL */
   bool insecure;
+  int ip_family;               /* AF_UNSPEC, AF_INET, AF_INET6 */
 } ak__http_opts;
 
 struct ak_http_client {
@@ -212,10 +220,16 @@ struct ak_http_client {
                                   armed only while requests are active */
   double rate_tokens;          /* --limit-rate's bucket: bytes allowed now */
   int64_t rate_at;             /* when it was last filled */
+  ak__proxy *http_proxy;       /* for http URLs, or NULL */
+  ak__proxy *https_proxy;      /* for https URLs, or NULL */
+  char *no_proxy;              /* hosts reached directly, or NULL */
 };
 
-/* The host pool for url (made on first use); NULL on ENOMEM. */
-ak__http_host *ak__http_host_of(ak_http_client *c, const ak_url *url);
+/* The host pool for url reached through proxy (NULL: directly), made on
+ * first use; NULL on ENOMEM. http URLs through an http proxy share one pool
+ * per proxy (its connections carry every origin's requests); a tunnel
+ * (CONNECT, SOCKS) belongs to its origin and proxy. */
+ak__http_host *ak__http_host_of(ak_http_client *c, const ak_url *url, const ak__proxy *proxy);
 /* A new connection record of host, counted open (the socket comes later;
  * plain transport until the caller says otherwise). NULL on ENOMEM. */
 ak__http_conn *ak__http_conn_new(ak_http_client *c, ak__http_host *host);
@@ -231,6 +245,77 @@ void ak__http_close_idle(ak_http_client *c);
  * connections, stopped when its last request settles. */
 void ak__http_sweep_arm(ak_http_client *c);
 void ak__http_sweep_stop(ak_http_client *c);
+
+/* ---- Credentials (auth.c) ------------------------------------------------------- */
+
+/* Base64 of len bytes into out (room for 4 * ceil(len / 3) + 1); returns
+ * the characters written (NUL not counted). */
+size_t ak__base64_encode(const void *data, size_t len, char *out);
+/* "HEADER: Basic base64(user:password)\r\n" (owned), NULL on ENOMEM.
+ * password may be NULL (empty). */
+char *ak__http_basic_line(const char *header, const char *user, const char *password);
+/* The same from "user:password" (no colon: an empty password). */
+char *ak__http_basic_line_userpwd(const char *header, const char *userpwd);
+/* Removes the Authorization and Cookie lines from joined header lines (in
+ * place; NULL does nothing). */
+void ak__http_drop_credential_headers(char *lines);
+
+/* ---- Proxies (proxy.c, socks.c) ------------------------------------------------- */
+
+typedef enum ak__proxy_kind {
+  AK__PROXY_HTTP,   /* absolute form for http, CONNECT for https */
+  AK__PROXY_SOCKS5, /* the origin's name resolved here */
+  AK__PROXY_SOCKS5H /* the origin's name resolved by the proxy */
+} ak__proxy_kind;
+
+struct ak__proxy {
+  ak__proxy_kind kind;
+  char *host;                  /* name or IP literal, no brackets */
+  uint16_t port;
+  char *user, *password;       /* decoded, or NULL */
+  char *auth_line;             /* http with a user: "Proxy-Authorization:
+                                  Basic ...\r\n", else NULL */
+  char *display;               /* "scheme://host:port": no credentials */
+};
+
+/* Parses a proxy URL (http.h). NULL or "": 0 and *out NULL. Returns 0,
+ * AK_EPROXYURL or -ENOMEM. */
+int ak__proxy_parse(const char *text, ak__proxy **out);
+void ak__proxy_free(ak__proxy *p);
+/* The proxy url goes through, or NULL (none, or no_proxy says direct). */
+const ak__proxy *ak__http_proxy_for(const ak_http_client *c, const ak_url *url);
+
+/* The handshake with a proxy on a connected socket that makes it a tunnel
+ * to the origin: CONNECT (http proxies, https URLs) or SOCKS5. A future on
+ * loop: result 0 once the tunnel is open (the socket then carries the
+ * origin's bytes), or AK_EPROXY... with a detail naming the proxy. Cancel
+ * stops it. proxy must outlive it (the client owns it). */
+ak_future *ak__http_proxy_tunnel(ak_loop *loop, int fd, const ak__proxy *proxy, const ak_url *origin);
+
+enum { AK__HS_DONE = 0, AK__HS_MORE = 1, AK__HS_SEND = 2 };
+
+typedef struct ak__handshake {
+  const ak__proxy *proxy;      /* borrowed from the client */
+  char *host;                  /* the origin's host (owned) */
+  uint16_t port;
+  bool host_is_ip;             /* host is an IP literal */
+  struct sockaddr_storage addr; /* SOCKS5 (local resolve): the origin's address */
+  bool have_addr;
+  int phase;                   /* the protocol's step */
+  unsigned char out[640];      /* the next bytes to send */
+  size_t out_len;
+  unsigned char in[4096];      /* bytes received for this step */
+  size_t in_len;
+  size_t want;                 /* SOCKS: receive up to exactly this many (no
+                                  byte past the reply); 0: what fits */
+  char detail[240];
+} ak__handshake;
+
+/* socks.c: the greeting into h->out (returns AK__HS_SEND), and each step
+ * on the bytes received: AK__HS_MORE, AK__HS_SEND (h->out filled, h->in
+ * emptied), AK__HS_DONE, or an AK_EPROXY... error with h->detail. */
+int ak__socks_begin(ak__handshake *h);
+int ak__socks_step(ak__handshake *h);
 
 /* ---- Exchanges (exchange.c) ----------------------------------------------------- */
 

@@ -6,7 +6,9 @@
  * Two things uriparser does not do are done here: bytes that may not appear
  * in a URL (spaces, non-ASCII, as found in real Location headers) are
  * percent-encoded before parsing, and an IPv6 zone id ([fe80::1%25eth0]),
- * which uriparser rejects, is cut out before parsing and kept aside. */
+ * which uriparser rejects, is cut out before parsing and kept aside.
+ * User information is kept apart (decoded) and left out of the URL's text,
+ * so credentials never reach a log line or an error detail. */
 #include "http/internal.h"
 
 #include <ctype.h>
@@ -124,6 +126,42 @@ static char *cut_zone(char *s, int *err)
   return zone;
 }
 
+/* n bytes of s percent-decoded (owned), or NULL on ENOMEM. A '%' not
+ * followed by two hex digits stays as it is. */
+static char *pct_decode(const char *s, size_t n)
+{
+  char *out = ak__malloc(n + 1);
+  if (!out)
+    return NULL;
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    int hi = s[i] == '%' && i + 2 < n ? hexval(s[i + 1]) : -1;
+    int lo = hi >= 0 ? hexval(s[i + 2]) : -1;
+    if (lo >= 0) {
+      out[o++] = (char)(hi * 16 + lo);
+      i += 2;
+    } else {
+      out[o++] = s[i];
+    }
+  }
+  out[o] = '\0';
+  return out;
+}
+
+/* "user[:password]" into url->user and url->password (NULL when there is
+ * no colon). */
+static int split_userinfo(ak_url *url, const char *s, size_t n)
+{
+  const char *colon = memchr(s, ':', n);
+  size_t ulen = colon ? (size_t)(colon - s) : n;
+  url->user = pct_decode(s, ulen);
+  if (!url->user)
+    return -ENOMEM;
+  if (colon && !(url->password = pct_decode(colon + 1, n - ulen - 1)))
+    return -ENOMEM;
+  return 0;
+}
+
 static char *range_dup(const UriTextRangeA *r)
 {
   size_t n = r->first ? (size_t)(r->afterLast - r->first) : 0;
@@ -151,6 +189,10 @@ void ak_url_free(ak_url *url)
   ak__free(url->target);
   ak__free(url->authority);
   ak__free(url->text);
+  if (url->password)
+    memset(url->password, 0, strlen(url->password)); /* not left in freed memory */
+  ak__free(url->user);
+  ak__free(url->password);
   ak__free(url);
 }
 
@@ -197,8 +239,11 @@ static int fill_from_uri(ak_url *url, UriUriA *u)
     default_port = 443;
   else
     return AK_EURLSCHEME;
-  if (u->userInfo.first)
-    return AK_EURL; /* no credentials are ever sent: refuse rather than drop */
+  if (u->userInfo.first) {
+    int rc = split_userinfo(url, u->userInfo.first, range_len(&u->userInfo));
+    if (rc < 0)
+      return rc;
+  }
   if (u->hostData.ipFuture.first)
     return AK_EURL;
   url->ipv6 = u->hostData.ip6 != NULL;

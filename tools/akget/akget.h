@@ -10,6 +10,9 @@
  *   checksum.c  --checksum sha-256=HEX, on the pool
  *   progress.c  the terminal display and the plain event lines (stderr)
  *   report.c    the --json summary
+ *   proxy_env.c --proxy, --noproxy and the proxy variables (curl's rules)
+ *   credentials.c  --user, user:password@ in URLs, --netrc, per request
+ *   netrc.c     the .netrc file's parser
  */
 #ifndef AKGET_H
 #define AKGET_H
@@ -32,6 +35,8 @@ enum {
   AKG_EXIT_CHECKSUM = 6,
   AKG_EXIT_PROTOCOL = 7,
   AKG_EXIT_HTTP_STATUS = 8,
+  AKG_EXIT_PROXY = 9,        /* the proxy refused (407, 403, a SOCKS failure
+                                reply) or could not be reached */
 };
 
 /* A checksum failure, as an error number of akget's own (outside the
@@ -65,6 +70,14 @@ typedef struct akg_opts {
   bool compressed;           /* --compressed: ask gzip/deflate, save decoded */
   int64_t max_filesize;      /* --max-filesize: bytes per file (decoded), 0: none */
   bool progress_tty;         /* stderr is a terminal (and not -q) */
+  const char *http_proxy;    /* for http URLs (--proxy or the environment) */
+  const char *https_proxy;   /* for https URLs */
+  const char *no_proxy;      /* --noproxy or no_proxy/NO_PROXY */
+  const char *userpwd;       /* --user USER:PASS */
+  bool location_trusted;     /* --location-trusted */
+  bool netrc;                /* --netrc or --netrc-file */
+  const char *netrc_file;    /* --netrc-file (NULL: ~/.netrc) */
+  int ip_family;             /* -4: AF_INET, -6: AF_INET6, else AF_UNSPEC */
 } akg_opts;
 
 enum { AKG_MAX_SEGMENTS = 32 };
@@ -96,6 +109,9 @@ typedef struct akg_item {
   unsigned segments_used;
   bool decoded;              /* the body came compressed and was decoded */
   int64_t start_ns, end_ns;
+  char *userpwd;             /* "user:password" for this URL (taken out of
+                                the URL, or from netrc), or NULL; never
+                                printed */
 } akg_item;
 
 typedef struct akg_run {
@@ -186,6 +202,24 @@ int64_t akg_extents_bytes(const akg_record *r);
 /* The ranges of [0, size) r does not hold, in order, at most max. */
 unsigned akg_extents_gaps(const akg_record *r, int64_t size, akg_extent *out, unsigned max);
 uint64_t akg_fnv64(const void *data, size_t len);
+/* proxy_env.c: fills o's proxy fields from --proxy / --noproxy (NULL when
+ * not given) or the environment. Returns 0, or AKG_EXIT_USAGE after saying
+ * which variable or option does not parse. */
+int akg_proxy_setup(akg_opts *o, const char *opt_proxy, const char *opt_noproxy);
+
+/* credentials.c: takes user:password@ out of every item's URL into
+ * item->userpwd, then (--netrc) fills the others from the netrc file.
+ * Returns 0, AKG_EXIT_USAGE (netrc unreadable, said), or -ENOMEM. */
+int akg_credentials_prepare(const akg_opts *o, akg_item *items, size_t n);
+/* Sets rq's credentials and redirect flag for item. */
+void akg_request_auth(const akg_opts *o, const akg_item *it, ak_http_request *rq);
+
+/* netrc.c: host's login and password (owned, either may be NULL) from
+ * netrc text: its machine entry, else the default one. Returns 1 when an
+ * entry gave either, 0 when none, -ENOMEM. */
+int akg_netrc_find(const char *text, size_t len, const char *host, char **login, char **password);
+/* Reads path (NULL: $HOME/.netrc) whole: 0 and *text (malloc'd), or -errno. */
+int akg_netrc_read(const char *path, char **text, size_t *len);
 
 /* report.c */
 int akg_report_json(const akg_run *run, const char *path, int exit_code);

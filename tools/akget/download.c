@@ -848,6 +848,7 @@ static void start_part(part *p)
   rq.fd_base = 0;
   rq.headers = o->headers;
   rq.header_count = o->header_count;
+  akg_request_auth(o, it, &rq);
   rq.progress = &it->seg_got[p->index];
   p->head_size = -2;
   if (d->nparts == 1 && d->size < 0)
@@ -1202,6 +1203,7 @@ static void begin(dl *d)
     rq.flags = AK_HTTP_HEAD;
     rq.headers = o->headers;
     rq.header_count = o->header_count;
+    akg_request_auth(o, it, &rq);
     ak_future *h = ak_http_get(akg_worker_client(d->w), &rq);
     if (h && ak_future_on_settle(h, on_probe, d) == 0) {
       d->setup = h;

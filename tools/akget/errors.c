@@ -30,6 +30,12 @@ int akg_exit_code(int err, int status)
   if (err <= -10101 && err <= -10101 && err >= -10199)
     return AKG_EXIT_TLS; /* AK_ETLS...: tls.h's range */
   switch (err) {
+  case AK_EPROXYURL:
+  case AK_EPROXYCONNECT:
+  case AK_EPROXYAUTH:
+  case AK_EPROXYREFUSED:
+  case AK_EPROXYPROTO:
+    return AKG_EXIT_PROXY;
   case AK_EHTTPSNOTSUP:
     return AKG_EXIT_TLS;
   case AK_ERESOLVE:
@@ -62,7 +68,8 @@ bool akg_should_retry(int err, int status)
 {
   if (err == AKG_EHTTPSTATUS)
     return status >= 500 || status == 408 || status == 429;
-  return akg_exit_code(err, status) == AKG_EXIT_NETWORK;
+  /* A proxy that is down may come back; one that refuses will not. */
+  return akg_exit_code(err, status) == AKG_EXIT_NETWORK || err == AK_EPROXYCONNECT;
 }
 
 int64_t akg_backoff_ns(const akg_opts *o, unsigned attempt, int64_t retry_after_s)

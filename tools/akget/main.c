@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -39,9 +40,17 @@ static void usage(FILE *f)
         "  --compressed       ask for gzip/deflate and save the decoded file\n"
         "  --max-filesize SIZE  fail a file larger than SIZE (decoded bytes too)\n"
         "  --shard K/N        only URLs whose hash falls in shard K of N (1..N)\n"
+        "  --proxy URL        [http|socks5|socks5h://][user:pass@]host[:port] for every\n"
+        "                     URL (\"\": none); default: http_proxy, https_proxy,\n"
+        "                     all_proxy (curl's variables)\n"
+        "  --noproxy LIST     hosts, *, IPs, CIDR ranges, :ports reached directly\n"
+        "  -u, --user U:P     Basic credentials for the URLs' own hosts\n"
+        "  --netrc  --netrc-file FILE   credentials by host from ~/.netrc or FILE\n"
+        "  --location-trusted keep credentials and cookies on redirects to other hosts\n"
+        "  -4, -6             IPv4 or IPv6 only (default: both, raced as RFC 8305 says)\n"
         "  -q  -v             quiet (failures only), verbose\n"
         "exit: 0 ok, 2 usage, 3 local IO, 4 network, 5 TLS, 6 checksum,\n"
-        "      7 protocol, 8 HTTP status >= 400 (the worst URL decides)\n",
+        "      7 protocol, 8 HTTP status >= 400, 9 proxy (the worst URL decides)\n",
         f);
 }
 
@@ -307,7 +316,8 @@ static int assign_paths(akg_item *items, size_t n, const akg_opts *o)
 enum {
   OPT_MIN_SEGMENT = 256, OPT_RETRIES, OPT_RETRY_WAIT, OPT_CONNECT_TIMEOUT, OPT_TIMEOUT,
   OPT_MAX_TIME, OPT_CACERT, OPT_CHECKSUM, OPT_JSON, OPT_THREADS, OPT_SHARD, OPT_VERSION,
-  OPT_LIMIT_RATE, OPT_COMPRESSED, OPT_MAX_FILESIZE,
+  OPT_LIMIT_RATE, OPT_COMPRESSED, OPT_MAX_FILESIZE, OPT_PROXY, OPT_NOPROXY, OPT_NETRC,
+  OPT_NETRC_FILE, OPT_LOCATION_TRUSTED,
 };
 
 static const struct option long_opts[] = {
@@ -333,6 +343,14 @@ static const struct option long_opts[] = {
     {"header", required_argument, NULL, 'H'},
     {"user-agent", required_argument, NULL, 'A'},
     {"version", no_argument, NULL, OPT_VERSION},
+    {"proxy", required_argument, NULL, OPT_PROXY},
+    {"noproxy", required_argument, NULL, OPT_NOPROXY},
+    {"user", required_argument, NULL, 'u'},
+    {"netrc", no_argument, NULL, OPT_NETRC},
+    {"netrc-file", required_argument, NULL, OPT_NETRC_FILE},
+    {"location-trusted", no_argument, NULL, OPT_LOCATION_TRUSTED},
+    {"ipv4", no_argument, NULL, '4'},
+    {"ipv6", no_argument, NULL, '6'},
     {NULL, 0, NULL, 0},
 };
 
@@ -348,6 +366,7 @@ static void free_all(void)
     free(urls.items[i].path);
     free(urls.items[i].tmp);
     free(urls.items[i].detail);
+    free(urls.items[i].userpwd);
   }
   free(urls.items);
   free(header_lines);
@@ -362,9 +381,10 @@ int main(int argc, char **argv)
   size_t nlists = 0;
   const char *checksum = NULL;
   unsigned shard_k = 0, shard_n = 0;
+  const char *opt_proxy = NULL, *opt_noproxy = NULL;
   const char **headers = header_lines = calloc((size_t)argc, sizeof *headers);
   int c;
-  while ((c = getopt_long(argc, argv, "hi:d:o:j:x:s:cH:A:kqv", long_opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "hi:d:o:j:x:s:cH:A:kqvu:46", long_opts, NULL)) != -1) {
     switch (c) {
     case 'h': usage(stdout); return 0;
     case OPT_VERSION: printf("akget (asynckit %s)\n", ak_version_string()); return 0;
@@ -404,12 +424,28 @@ int main(int argc, char **argv)
     case OPT_LIMIT_RATE: if (!parse_size(optarg, &o.limit_rate)) return die_usage("bad --limit-rate '%s'", optarg); break;
     case OPT_COMPRESSED: o.compressed = true; break;
     case OPT_MAX_FILESIZE: if (!parse_size(optarg, &o.max_filesize)) return die_usage("bad --max-filesize '%s'", optarg); break;
+    case '4': o.ip_family = AF_INET; break;
+    case '6': o.ip_family = AF_INET6; break;
+    case OPT_PROXY: opt_proxy = optarg; break;
+    case OPT_NOPROXY: opt_noproxy = optarg; break;
+    case 'u':
+      if (strpbrk(optarg, "\r\n"))
+        return die_usage("bad --user%s", "");
+      o.userpwd = optarg;
+      break;
+    case OPT_NETRC: o.netrc = true; break;
+    case OPT_NETRC_FILE: o.netrc = true; o.netrc_file = optarg; break;
+    case OPT_LOCATION_TRUSTED: o.location_trusted = true; break;
     case 'q': o.quiet = true; break;
     case 'v': o.verbose = true; break;
     default: usage(stderr); return AKG_EXIT_USAGE;
     }
   }
   o.headers = headers;
+  /* Proxy settings first: a bad variable stops the run before any URL. */
+  int prc = akg_proxy_setup(&o, opt_proxy, opt_noproxy);
+  if (prc)
+    return prc;
   for (int i = optind; i < argc; i++)
     if (add_url(&urls, argv[i], NULL) < 0)
       return die_usage("out of memory%s", "");
@@ -443,6 +479,11 @@ int main(int argc, char **argv)
     }
     urls.n = k;
   }
+  int crc = akg_credentials_prepare(&o, urls.items, urls.n);
+  if (crc == -ENOMEM)
+    return die_usage("out of memory%s", "");
+  if (crc)
+    return crc;
   int bad_url_exit = 0;
   for (size_t i = 0; i < urls.n; i++) {
     ak_url *u = NULL;

@@ -94,6 +94,10 @@ static void *worker_main(void *arg)
       .max_body_bytes = o->max_filesize,
       /* Each worker's client takes its share of the run's rate. */
       .max_rate = o->limit_rate ? (o->limit_rate + w->run_threads - 1) / w->run_threads : 0,
+      .http_proxy = o->http_proxy,
+      .https_proxy = o->https_proxy,
+      .no_proxy = o->no_proxy,
+      .ip_family = o->ip_family,
   };
   rc = ak_http_client_new(w->loop, &ho, &w->client);
   if (rc < 0) {

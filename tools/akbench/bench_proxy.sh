@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# bench_proxy.sh: 1000 x 1 MiB over HTTP through one proxy, akget against
+# curl --parallel (the fastest peer for many files, docs/akget.md), both
+# with a parallelism of 32, through the same squid (or tinyproxy) started
+# here in front of the same nginx (tests/proxy_env.sh, tests/nginx_env.sh),
+# in alternating runs (akget, curl, akget, ...). Prints each run's wall
+# time and client CPU (user + sys), then the medians and the ratio
+# curl / akget. Every file of every run is compared with the served one
+# outside the timed window; each run writes a new directory (see
+# wl_download.c for why nothing is deleted mid-benchmark).
+#
+# Usage: bench_proxy.sh AKGET [ROUNDS (5)] [squid|tinyproxy] [COUNT (1000)]
+# AKGET_ARGS (environment): more akget options, for experiments.
+# Run it alone: /work/bin/akcpu bench tools/akbench/bench_proxy.sh ...
+set -euo pipefail
+akget="$(readlink -f "$1")"
+rounds="${2:-5}"
+which_proxy="${3:-squid}"
+count="${4:-1000}"
+par=32
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../tests" && pwd)"
+source "$here/nginx_env.sh"
+source "$here/proxy_env.sh"
+work="$(mktemp -d "${TMPDIR:-/tmp}/ak-bench-proxy.XXXXXX")"
+chmod 755 "$work"
+ppid_=""
+cleanup() { set +e; proxy_stop "$ppid_"; nginx_stop; rm -rf "$work"; }
+trap cleanup EXIT
+unset http_proxy https_proxy HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
+
+mkdir -p "$work/root/files"
+for i in $(seq -w 1 "$count"); do head -c $((1 << 20)) /dev/urandom >"$work/root/files/f$i.bin"; done
+chmod -R a+rX "$work/root"
+nginx_start "$work/state" "$work/root"
+if [[ "$which_proxy" == squid ]]; then
+  squid_start "$work/proxy"
+  ppid_=$SQUID_PID
+  proxy="http://127.0.0.1:$SQUID_PORT"
+else
+  tinyproxy_start "$work/proxy"
+  ppid_=$TINYPROXY_PID
+  proxy="http://127.0.0.1:$TINYPROXY_PORT"
+fi
+base="http://127.0.0.1:$NGINX_PORT/files"
+ls "$work/root/files" | sed "s|^|$base/|" >"$work/list"
+mkdir -p "$work/out"
+chattr +T "$work/out" 2>/dev/null || true
+
+# One run: prints "wall user+sys" (seconds).
+run_one() { # TOOL DIR
+  local tool="$1" dir="$2"
+  mkdir -p "$dir"
+  if [[ "$tool" == curl ]]; then
+    sed "s|^$base/\(.*\)$|url = \"$base/\1\"\noutput = \"$dir/\1\"|" "$work/list" >"$work/curl.cfg"
+  fi
+  cat "$work/root/files"/* >/dev/null # the served files in the page cache for both
+  local t0 t1
+  t0=$(date +%s%N)
+  if [[ "$tool" == akget ]]; then
+    # shellcheck disable=SC2086
+    /usr/bin/time -f "%U %S" -o "$work/time" "$akget" -q -j$par -x$par ${AKGET_ARGS:-} \
+      --proxy "$proxy" -d "$dir" -i "$work/list"
+  else
+    /usr/bin/time -f "%U %S" -o "$work/time" curl -sS --no-progress-meter --fail --parallel \
+      --parallel-max $par --proxy "$proxy" -K "$work/curl.cfg"
+  fi
+  t1=$(date +%s%N)
+  read -r u s <"$work/time"
+  echo "$(( (t1 - t0) / 1000000 )) $(echo "$u + $s" | bc)"
+  for f in "$work/root/files"/*; do
+    cmp -s "$f" "$dir/$(basename "$f")" || { echo "$tool: $(basename "$f") differs" >&2; exit 1; }
+  done
+  for f in "$dir"/*; do : >"$f"; done # blocks freed, inodes kept (wl_download.c)
+}
+
+declare -a ak_wall ak_cpu cu_wall cu_cpu
+for r in $(seq "$rounds"); do
+  run_one akget "$work/out/a$r" >"$work/res"
+  read -r w c <"$work/res"
+  ak_wall+=("$w"); ak_cpu+=("$c")
+  echo "round $r akget: $w ms, CPU $c s"
+  run_one curl "$work/out/c$r" >"$work/res"
+  read -r w c <"$work/res"
+  cu_wall+=("$w"); cu_cpu+=("$c")
+  echo "round $r curl:  $w ms, CPU $c s"
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+maw=$(median "${ak_wall[@]}"); mac=$(median "${ak_cpu[@]}")
+mcw=$(median "${cu_wall[@]}"); mcc=$(median "${cu_cpu[@]}")
+echo "through $which_proxy, $count x 1 MiB, -j $par, $rounds rounds (medians):"
+echo "  akget: $maw ms wall, $mac s CPU"
+echo "  curl:  $mcw ms wall, $mcc s CPU"
+echo "  akget speed-up over curl (curl wall / akget wall): $(echo "scale=2; $mcw / $maw" | bc)x"
+echo "  akget CPU relative to curl: $(echo "scale=2; $mac / $mcc" | bc)x"
