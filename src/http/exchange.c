@@ -1,8 +1,9 @@
 /* exchange.c: one request from start to its future settling: a connection
  * (an idle one of the host's pool, a new one, or a turn in the host's
  * queue), the request sent, the response received into the connection's
- * buffer and parsed in place, body spans written to the file straight from
- * that buffer (one writev per receive, no copy), redirects followed on the
+ * ring and parsed in place, body spans written to the file straight from
+ * that ring (one writev per run of receives, no copy, while the next
+ * receive goes on: section 5), redirects followed on the
  * same exchange, and the deadlines (head, idle, total) watched by one timer.
  *
  * Every step is a ring op whose callback runs the next. An abort (a

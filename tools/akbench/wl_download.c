@@ -20,8 +20,9 @@
  * so): wget2's --chunk-size takes 18 s where its default takes 1.
  *
  * --size P scales every set to P percent (the machine is shared: say which
- * when quoting); --quick is 5 percent; --variant picks one set (1m, 16k, big,
- * single, tls-1m, tls-big, tls-single); --rounds the runs per tool. Peers
+ * when quoting); --quick is 5 percent; --variant picks sets (1m, 16k, big,
+ * single, tls-1m, tls-big, tls-single; several with commas); --rounds the
+ * runs per tool. Peers
  * not installed are skipped with a note.
  *
  * No file is deleted while the benchmark runs. On ext4 without a journal
@@ -453,6 +454,23 @@ static int best_conf(int tool, const conf *cf, size_t nconf, const series *out)
   return best;
 }
 
+/* Whether --variant (one set, or several with commas; "both", the
+ * default: all) picks the set called name. */
+static bool picked(const char *variant, const char *name)
+{
+  if (!variant || strcmp(variant, "both") == 0)
+    return true;
+  size_t n = strlen(name);
+  for (const char *p = variant; *p;) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (len == n && strncmp(p, name, n) == 0)
+      return true;
+    p += len + (end ? 1 : 0);
+  }
+  return false;
+}
+
 int akb_wl_download(const akb_opts *opts, akb_result *res)
 {
   const char *akget = akb_fs_sibling("akget");
@@ -520,7 +538,7 @@ int akb_wl_download(const akb_opts *opts, akb_result *res)
   memset(results, 0, sizeof results);
   int ret = 0;
   for (int i = 0; i < SETS; i++) {
-    if (opts->variant && strcmp(opts->variant, "both") != 0 && strcmp(opts->variant, sets[i].name) != 0)
+    if (!picked(opts->variant, sets[i].name))
       continue;
     nconfs[i] = conf_for(&sets[i], have, confs[i]);
     if (run_set(&s, &sets[i], opts, confs[i], nconfs[i], results[i], res) < 0) {
