@@ -29,6 +29,12 @@
  * each): a receive lands in one part while the body of others is written
  * (section 5). */
 #define RX_RING 4
+/* Body writes in flight at most. A second one queued behind the first
+ * (io-wq runs a file's writes one after the other) keeps the worker busy
+ * between them, where one at a time left it asleep until the loop had
+ * seen the completion and sent the next; it waits for a full receive's
+ * worth, so writes stay large. */
+#define WRITES 2
 
 typedef enum ex_state {
   EX_WAITING,    /* queued for a connection of its host */
@@ -40,6 +46,17 @@ typedef enum ex_state {
   EX_THROTTLED,  /* waiting for the rate limit's tokens before a receive */
   EX_ENDED,
 } ex_state;
+
+/* A body write in flight: spans received, gone to the file as one
+ * writev (or WRITE_FIXED). */
+typedef struct wbatch {
+  ak_future *f;                /* the write in flight, or NULL */
+  struct iovec *iov;           /* its spans (kept for short writes) */
+  unsigned n, cap;
+  size_t len;                  /* their bytes */
+  size_t done;                 /* of those, written */
+  int64_t off;                 /* entity offset of its first byte */
+} wbatch;
 
 struct ak__http_exchange {
   ak_http_client *client;
@@ -82,12 +99,8 @@ struct ak__http_exchange {
   size_t rx_at;                /* ring offset of the next receive */
   bool rx_ended;               /* the message is all in (or the peer closed):
                                   no more receives */
-  ak_future *wpending;         /* the body write in flight, or NULL */
-  struct iovec *wiov;          /* its spans (kept for short writes) */
-  unsigned wniov, wiov_cap;
-  size_t wlen;                 /* their bytes */
-  size_t wdone;                /* of those, written */
-  int64_t woff;                /* entity offset of its first byte */
+  wbatch wb[WRITES];           /* body writes in flight, oldest first */
+  unsigned nw;                 /* how many */
   bool write_failed;           /* a body write failed: no more are made */
   ak__http_decoder *decoder;   /* AK_HTTP_DECODE on an encoded body, or NULL */
   char *dbuf;                  /* its output, recv_buffer bytes */
@@ -113,7 +126,7 @@ static void post_recv(ak__http_exchange *ex);
 static void finish(ak__http_exchange *ex);
 static void stop(ak__http_exchange *ex);
 static void arm_timer(ak__http_exchange *ex);
-static void submit_writes(ak__http_exchange *ex);
+static void submit_writes(ak__http_exchange *ex, wbatch *b);
 
 /* Records the first error and its detail. */
 static void set_error(ak__http_exchange *ex, int err, const char *detail)
@@ -606,9 +619,9 @@ static size_t rx_room(ak__http_exchange *ex)
 {
   size_t cap = ex->conn->buf_size, want = ex->client->opts.recv_buffer;
   size_t least = want / 4 ? want / 4 : 1; /* a smaller receive is not worth it */
-  const struct iovec *first = ex->wpending && ex->wniov ? &ex->wiov[0]
-                              : ex->niov             ? &ex->iov[0]
-                                                     : NULL;
+  const struct iovec *first = ex->nw      ? &ex->wb[0].iov[0]
+                              : ex->niov ? &ex->iov[0]
+                                         : NULL;
   if (!first) {
     ex->rx_at = 0; /* nothing held: the whole ring */
     return cap < want ? cap : want;
@@ -696,21 +709,28 @@ static void on_written(ak_future *f, void *arg);
 /* After any op: the next write, the next receive, or the end. */
 static void advance(ak__http_exchange *ex)
 {
-  if (!ex->wpending && ex->niov > 0 && !ex->decoder && !ex->write_failed) {
-    struct iovec *t = ex->wiov; /* the waiting spans become the write's */
-    unsigned tcap = ex->wiov_cap;
-    ex->wiov = ex->iov;
-    ex->wiov_cap = ex->iov_cap;
-    ex->wniov = ex->niov;
-    ex->wlen = ex->write_len;
-    ex->wdone = 0;
-    ex->woff = ex->write_pos;
+  while (ex->nw < WRITES && ex->niov > 0 && !ex->decoder && !ex->write_failed &&
+         (ex->nw == 0 || ex->write_len >= ex->client->opts.recv_buffer || ex->rx_ended)) {
+    wbatch *b = &ex->wb[ex->nw];
+    struct iovec *t = b->iov; /* the waiting spans become the write's */
+    unsigned tcap = b->cap;
+    b->iov = ex->iov;
+    b->cap = ex->iov_cap;
+    b->n = ex->niov;
+    b->len = ex->write_len;
+    b->done = 0;
+    b->off = ex->write_pos;
     ex->iov = t;
     ex->iov_cap = tcap;
     ex->niov = 0;
     ex->write_pos += (int64_t)ex->write_len;
     ex->write_len = 0;
-    submit_writes(ex);
+    ex->nw++;
+    submit_writes(ex, b);
+    if (!b->f) {
+      ex->nw--;
+      break;
+    }
   }
   if (ex->err) {
     stop(ex);
@@ -722,7 +742,7 @@ static void advance(ak__http_exchange *ex)
     post_recv(ex);
     return;
   }
-  if (ex->wpending) {
+  if (ex->nw) {
     ex->state = EX_WRITING;
     return;
   }
@@ -731,19 +751,19 @@ static void advance(ak__http_exchange *ex)
 
 /* Sends the write's spans not yet written (all, or the rest after a short
  * write). On failure the error is recorded (advance ends the exchange). */
-static void submit_writes(ak__http_exchange *ex)
+static void submit_writes(ak__http_exchange *ex, wbatch *b)
 {
-  size_t skip = ex->wdone;
+  size_t skip = b->done;
   unsigned i = 0;
-  while (i < ex->wniov && skip >= ex->wiov[i].iov_len)
-    skip -= ex->wiov[i++].iov_len;
-  struct iovec first = ex->wiov[i];
-  ex->wiov[i].iov_base = (char *)ex->wiov[i].iov_base + skip;
-  ex->wiov[i].iov_len -= skip;
-  int64_t off = ex->fd_base + ex->woff + (int64_t)ex->wdone;
+  while (i < b->n && skip >= b->iov[i].iov_len)
+    skip -= b->iov[i++].iov_len;
+  struct iovec first = b->iov[i];
+  b->iov[i].iov_base = (char *)b->iov[i].iov_base + skip;
+  b->iov[i].iov_len -= skip;
+  int64_t off = ex->fd_base + b->off + (int64_t)b->done;
   /* writev takes IOV_MAX (1024) spans at most: the rest goes as after a
    * short write. */
-  unsigned n = ex->wniov - i < 1024 ? ex->wniov - i : 1024;
+  unsigned n = b->n - i < 1024 ? b->n - i : 1024;
   ak_future *w;
   if (n == 1 && ex->conn->buf_slot >= 0) {
     /* One span, in the registered receive buffer: a WRITE_FIXED, whose
@@ -751,11 +771,12 @@ static void submit_writes(ak__http_exchange *ex)
      * user-copy) on the io-wq worker. */
     ak_rw_opts o = AK_RW_OPTS_INIT;
     o.buf_index = ex->conn->buf_slot;
-    w = ak_write_opt(ex->client->loop, ex->fd, ex->wiov[i].iov_base, ex->wiov[i].iov_len, off, &o);
+    w = ak_write_opt(ex->client->loop, ex->fd, b->iov[i].iov_base, b->iov[i].iov_len, off, &o);
   } else {
-    w = ak_writev(ex->client->loop, ex->fd, ex->wiov + i, n, off, NULL);
+    w = ak_writev(ex->client->loop, ex->fd, b->iov + i, n, off, NULL);
   }
-  ex->wiov[i] = first; /* ak_writev copied the array */
+  b->iov[i] = first; /* ak_writev copied the array */
+  b->f = NULL;
   if (!w || ak_future_on_settle(w, on_written, ex) < 0) {
     if (w) {
       ak_future_cancel(w);
@@ -764,32 +785,60 @@ static void submit_writes(ak__http_exchange *ex)
     set_error(ex, -ENOMEM, "out of memory");
     return;
   }
-  ex->wpending = w;
+  b->f = w;
+}
+
+/* The oldest write is done: it leaves the array, and so does each later
+ * one already done (its bytes count only now: progress never counts bytes
+ * past one not yet written). */
+static void drop_written(ak__http_exchange *ex)
+{
+  do {
+    wbatch done = ex->wb[0];
+    for (unsigned k = 1; k < ex->nw; k++)
+      ex->wb[k - 1] = ex->wb[k];
+    ex->wb[--ex->nw] = done; /* its iovec array is kept for reuse */
+    if (ex->nw && !ex->wb[0].f && ex->wb[0].done == ex->wb[0].len)
+      add_progress(ex, ex->wb[0].len);
+  } while (ex->nw && !ex->wb[0].f && ex->wb[0].done == ex->wb[0].len);
 }
 
 static void on_written(ak_future *f, void *arg)
 {
   ak__http_exchange *ex = arg;
-  ex->wpending = NULL;
+  unsigned k = 0;
+  while (k + 1 < ex->nw && ex->wb[k].f != f)
+    k++;
+  wbatch *b = &ex->wb[k];
+  b->f = NULL;
   int64_t res = ak_future_result(f);
   ak_future_release(f);
   if (res <= 0) {
     ex->write_failed = true;
     set_error(ex, res == 0 ? -EIO : (int)res, "writing the body to the file");
+  } else {
+    b->done += (size_t)res;
+    if (k == 0)
+      add_progress(ex, (size_t)res);
+    if (b->done < b->len && !ex->write_failed) {
+      submit_writes(ex, b);
+      if (b->f)
+        return;
+      ex->write_failed = true;
+    }
+  }
+  if (ex->write_failed) {
+    /* No more writes: the exchange ends when the last one in flight has. */
+    bool busy = false;
+    for (unsigned i = 0; i < ex->nw; i++)
+      busy |= ex->wb[i].f != NULL;
+    if (!busy)
+      ex->nw = 0;
     stop(ex);
     return;
   }
-  ex->wdone += (size_t)res;
-  add_progress(ex, (size_t)res);
-  if (ex->wdone < ex->wlen) {
-    submit_writes(ex);
-    if (!ex->wpending) {
-      ex->write_failed = true;
-      stop(ex);
-    }
-    return;
-  }
-  ex->wniov = 0;
+  if (k == 0)
+    drop_written(ex);
   advance(ex);
 }
 
@@ -957,7 +1006,8 @@ static void finish(ak__http_exchange *ex)
   ak__free(ex->extra);
   ak__free(ex->req);
   ak__free(ex->iov);
-  ak__free(ex->wiov);
+  for (unsigned i = 0; i < WRITES; i++)
+    ak__free(ex->wb[i].iov);
   ak__http_decoder_free(ex->decoder);
   ak__free(ex->dbuf);
   ak__free(ex);
@@ -991,7 +1041,7 @@ static void stop(ak__http_exchange *ex)
 {
   if (ex->pending)
     ak_future_cancel(ex->pending);
-  else if (!ex->wpending)
+  else if (!ex->nw)
     finish(ex);
 }
 
