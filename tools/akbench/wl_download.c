@@ -14,7 +14,7 @@
  * --parallel, wget2 --max-threads, aria2c -j); one big file, wget2's
  * default (one connection) and its --chunk-size split, aria2c -x16 -s16
  * (its maximum) and one connection, curl's one stream (it cannot split a
- * file). akget runs -j 32 -x 32 on many files, -s 32 on `big`, and its
+ * file). akget runs -j 32 -x 32 on many files, -s 32 and -s 4 on `big`, and its
  * default (one connection) on `single`. A configuration whose first run
  * took more than twice its tool's fastest is not run again (a note says
  * so): wget2's --chunk-size takes 18 s where its default takes 1.
@@ -83,6 +83,7 @@ typedef struct set {
 typedef enum mode {
   M_PARALLEL,  /* many files at once: -j/--parallel/--max-threads 32 */
   M_SEGMENTS,  /* one file over several connections */
+  M_SEGMENTS4, /* akget: one file over four connections */
   M_DEFAULT,   /* one file, the tool's defaults (one connection) */
 } mode;
 
@@ -208,7 +209,8 @@ static int build_argv(const conf *cf, const server *s, const set *st, const char
   static char pool[16][4600];
   int n = 0, k = 0, t = cf->tool;
 #define ARG(...) (snprintf(pool[k], sizeof pool[k], __VA_ARGS__), argv[n++] = pool[k++])
-  bool split = cf->mode == M_SEGMENTS;
+  bool split = cf->mode == M_SEGMENTS || cf->mode == M_SEGMENTS4;
+  int segments = cf->mode == M_SEGMENTS4 ? 4 : PAR;
   char ca[4300];
   snprintf(ca, sizeof ca, "%s/pki/ca.pem", s->state);
   switch (t) {
@@ -216,9 +218,9 @@ static int build_argv(const conf *cf, const server *s, const set *st, const char
     ARG("%s", akb_fs_sibling("akget"));
     ARG("-q");
     ARG("-j%d", PAR);
-    ARG("-x%d", PAR);
+    ARG("-x%d", split ? segments : PAR);
     if (split) {
-      ARG("-s%d", PAR);
+      ARG("-s%d", segments);
       ARG("--min-segment=1M");
     }
     if (st->tls)
@@ -346,6 +348,7 @@ static size_t conf_for(const set *st, const bool have[TOOLS], conf *out)
     break;
   case SPLIT:
     CONF(0, M_SEGMENTS, "-s32 -x32");
+    CONF(0, M_SEGMENTS4, "-s4 -x4");
     CONF(1, M_DEFAULT, "one stream");
     CONF(2, M_DEFAULT, "default (one connection)");
     CONF(2, M_SEGMENTS, "--chunk-size (size/32) --max-threads 32");
