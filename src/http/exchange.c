@@ -798,8 +798,8 @@ static void drop_written(ak__http_exchange *ex)
     for (unsigned k = 1; k < ex->nw; k++)
       ex->wb[k - 1] = ex->wb[k];
     ex->wb[--ex->nw] = done; /* its iovec array is kept for reuse */
-    if (ex->nw && !ex->wb[0].f && ex->wb[0].done == ex->wb[0].len)
-      add_progress(ex, ex->wb[0].len);
+    if (ex->nw)
+      add_progress(ex, ex->wb[0].done); /* the new oldest: what it has written so far */
   } while (ex->nw && !ex->wb[0].f && ex->wb[0].done == ex->wb[0].len);
 }
 
