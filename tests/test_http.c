@@ -371,6 +371,113 @@ static void test_body_write_errors(void **state)
   close(rw);
 }
 
+/* The receive ring (exchange.c, section 5): with a receive buffer of a few
+ * KiB, a body many times the ring's size goes through every case of it
+ * (receives landing while the write before runs, wrapping to the start,
+ * waiting for room, spans split by chunk heads and by the wrap, an odd
+ * buffer size) and ends byte-exact, progress counting every byte once. */
+static void test_ring_keeps_order(void **state)
+{
+  (void)state;
+  const size_t bufs[] = {4096, 1000, 65536};
+  const char *paths[] = {"/file/3000000", "/chunked/1000003", "/tinychunks/100000"};
+  const int64_t sizes[] = {3000000, 1000003, 100000};
+  for (int b = 0; b < 3; b++) {
+    ak_http_options o = {.recv_buffer = bufs[b]};
+    void *st;
+    setup_client(&st, &o);
+    fixture *fx = st;
+    for (int i = 0; i < 3; i++) {
+      int fd = t_tmpfile(O_RDWR);
+      int64_t progress = 0;
+      ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of(paths[i]));
+      rq.fd = fd;
+      rq.progress = &progress;
+      ak_future *f = ak_http_get(fx->client, &rq);
+      assert_int_equal(ak_future_wait(f, WAIT), 0);
+      if (ak_future_result(f) != 200)
+        fail_msg("buffer %zu, %s: %s: %s", bufs[b], paths[i], ak_err_name((int)ak_future_result(f)),
+                 ak_future_detail(f) ? ak_future_detail(f) : "");
+      check_file(fd, sizes[i]);
+      assert_int_equal(progress, sizes[i]);
+      ak_future_release(f);
+      close(fd);
+    }
+    teardown(&st);
+  }
+}
+
+/* A body write that fails while the next receive waits on a server that
+ * sends nothing more (/stall: half the body, then 30 s of silence): the
+ * request ends with the write's error at once, the receive cancelled, not
+ * after the idle deadline. */
+static void test_write_error_while_receiving(void **state)
+{
+  (void)state;
+  ak_http_options o = {.idle_timeout_ns = INT64_C(10000000000), .recv_buffer = 16384};
+  void *st;
+  setup_client(&st, &o);
+  fixture *fx = st;
+  int full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+  assert_true(full >= 0);
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of("/stall/400000"));
+  rq.fd = full;
+  int64_t t0 = ak_now_ns();
+  ak_future *f = ak_http_get(fx->client, &rq);
+  assert_int_equal(ak_future_wait(f, WAIT), 0);
+  int64_t took = ak_now_ns() - t0;
+  assert_int_equal(ak_future_result(f), -ENOSPC);
+  assert_true(took < INT64_C(5000000000)); /* the idle deadline is 10 s */
+  ak_future_release(f);
+  close(full);
+  teardown(&st);
+}
+
+/* A receive that fails (the peer closes mid-body) while body writes are
+ * in flight or waiting: every byte received before it is still written,
+ * in place, before the request ends (a resume counts on them). */
+static void test_receive_error_keeps_received_bytes(void **state)
+{
+  fixture *fx = *state;
+  int fd = t_tmpfile(O_RDWR);
+  int64_t progress = 0;
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of("/short/2000000"));
+  rq.fd = fd;
+  rq.progress = &progress;
+  ak_future *f = ak_http_get(fx->client, &rq);
+  assert_int_equal(ak_future_wait(f, WAIT), 0);
+  assert_int_equal(ak_future_result(f), AK_EHTTPTRUNCATED);
+  ak_future_release(f);
+  check_file(fd, 1000000);
+  assert_int_equal(progress, 1000000);
+  close(fd);
+}
+
+/* A write cut short by RLIMIT_FSIZE in the middle of a gathered write:
+ * the bytes below the limit are in the file, exactly, and the rest of the
+ * write, sent again, fails with EFBIG. */
+static void test_short_write_then_limit(void **state)
+{
+  fixture *fx = *state;
+  int fd = t_tmpfile(O_RDWR);
+  struct rlimit old, small;
+  assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+  small = old;
+  small.rlim_cur = 1234567;
+  void (*was)(int) = signal(SIGXFSZ, SIG_IGN);
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of("/file/3000000"));
+  rq.fd = fd;
+  ak_future *f = ak_http_get(fx->client, &rq);
+  assert_int_equal(ak_future_wait(f, WAIT), 0);
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+  signal(SIGXFSZ, was);
+  assert_int_equal(ak_future_result(f), -EFBIG);
+  ak_future_release(f);
+  check_file(fd, 1234567);
+  close(fd);
+}
+
 static void test_chunked_and_close_delimited(void **state)
 {
   fixture *fx = *state;
@@ -948,6 +1055,10 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_get_to_file_and_progress, setup, teardown),
       cmocka_unit_test_setup_teardown(test_receive_buffer_registered_or_not, setup, teardown),
       cmocka_unit_test_setup_teardown(test_body_write_errors, setup, teardown),
+      cmocka_unit_test(test_ring_keeps_order),
+      cmocka_unit_test(test_write_error_while_receiving),
+      cmocka_unit_test_setup_teardown(test_receive_error_keeps_received_bytes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_short_write_then_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_chunked_and_close_delimited, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tiny_chunks_to_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_keepalive_reuse, setup, teardown),

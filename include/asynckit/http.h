@@ -101,8 +101,11 @@ typedef struct ak_http_options {
   size_t max_head_bytes;       /* status line plus headers; 0: 64 KiB */
   int64_t max_body_bytes;      /* a larger announced or received body is
                                   AK_EHTTPTOOBIG; 0: 2^44 (16 TiB) */
-  size_t recv_buffer;          /* bytes per receive; 0: 256 KiB. A plain
-                                  connection's buffer is registered with
+  size_t recv_buffer;          /* bytes per receive; 0: 256 KiB. Each
+                                  connection has a ring of four (1 MiB),
+                                  so receives go on while earlier bodies
+                                  are written. A plain
+                                  connection's ring is registered with
                                   the loop (ak_buffer_register, net.h) and
                                   so pinned while the connection lives;
                                   where that fails (epoll, RLIMIT_MEMLOCK,

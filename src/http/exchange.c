@@ -1,8 +1,9 @@
 /* exchange.c: one request from start to its future settling: a connection
  * (an idle one of the host's pool, a new one, or a turn in the host's
  * queue), the request sent, the response received into the connection's
- * buffer and parsed in place, body spans written to the file straight from
- * that buffer (one writev per receive, no copy), redirects followed on the
+ * ring and parsed in place, body spans written to the file straight from
+ * that ring (one writev per run of receives, no copy, while the next
+ * receive goes on: section 5), redirects followed on the
  * same exchange, and the deadlines (head, idle, total) watched by one timer.
  *
  * Every step is a ring op whose callback runs the next. An abort (a
@@ -24,15 +25,38 @@
 
 /* ---- 1. Records and helpers ---------------------------------------------------- */
 
+/* A connection's receive buffer holds this many receives (recv_buffer
+ * each): a receive lands in one part while the body of others is written
+ * (section 5). */
+#define RX_RING 4
+/* Body writes in flight at most. A second one queued behind the first
+ * (io-wq runs a file's writes one after the other) keeps the worker busy
+ * between them, where one at a time left it asleep until the loop had
+ * seen the completion and sent the next; it waits for a full receive's
+ * worth, so writes stay large. */
+#define WRITES 2
+
 typedef enum ex_state {
   EX_WAITING,    /* queued for a connection of its host */
   EX_CONNECTING, /* TCP connect (and the transport's handshake) */
   EX_SENDING,    /* the request going out */
-  EX_RECEIVING,  /* a receive in flight */
-  EX_WRITING,    /* body bytes of the last receive going to the file */
+  EX_RECEIVING,  /* a receive in flight (a body write may be too) */
+  EX_WRITING,    /* no receive: body writes going to the file first (the
+                    ring is full, or the message is all in) */
   EX_THROTTLED,  /* waiting for the rate limit's tokens before a receive */
   EX_ENDED,
 } ex_state;
+
+/* A body write in flight: spans received, gone to the file as one
+ * writev (or WRITE_FIXED). */
+typedef struct wbatch {
+  ak_future *f;                /* the write in flight, or NULL */
+  struct iovec *iov;           /* its spans (kept for short writes) */
+  unsigned n, cap;
+  size_t len;                  /* their bytes */
+  size_t done;                 /* of those, written */
+  int64_t off;                 /* entity offset of its first byte */
+} wbatch;
 
 struct ak__http_exchange {
   ak_http_client *client;
@@ -76,11 +100,17 @@ struct ak__http_exchange {
   bool sink_body;              /* this response's body goes to the sink */
   bool redirect;               /* this response is a redirect to follow */
   unsigned redirects;
-  int64_t write_pos;           /* entity offset of the next body byte */
-  struct iovec *iov;           /* body spans of the last receive */
+  int64_t write_pos;           /* entity offset of the first byte of iov */
+  struct iovec *iov;           /* body spans received, not yet handed to a
+                                  write (consecutive body bytes) */
   unsigned niov, iov_cap;
   size_t write_len;            /* their bytes */
-  size_t write_done;           /* of those, written */
+  size_t rx_at;                /* ring offset of the next receive */
+  bool rx_ended;               /* the message is all in (or the peer closed):
+                                  no more receives */
+  wbatch wb[WRITES];           /* body writes in flight, oldest first */
+  unsigned nw;                 /* how many */
+  bool write_failed;           /* a body write failed: no more are made */
   ak__http_decoder *decoder;   /* AK_HTTP_DECODE on an encoded body, or NULL */
   char *dbuf;                  /* its output, recv_buffer bytes */
   size_t dfill;                /* decoded bytes in dbuf not yet written */
@@ -104,7 +134,9 @@ static void acquire(ak__http_exchange *ex, bool allow_idle);
 static void send_request(ak__http_exchange *ex);
 static void post_recv(ak__http_exchange *ex);
 static void finish(ak__http_exchange *ex);
+static void stop(ak__http_exchange *ex);
 static void arm_timer(ak__http_exchange *ex);
+static void submit_writes(ak__http_exchange *ex, wbatch *b);
 
 /* Records the first error and its detail. */
 static void set_error(ak__http_exchange *ex, int err, const char *detail)
@@ -121,7 +153,7 @@ static void await(ak__http_exchange *ex, ak_future *f, ak_callback cb)
 {
   if (!f) {
     set_error(ex, -ENOMEM, "out of memory");
-    finish(ex);
+    stop(ex);
     return;
   }
   ex->pending = f;
@@ -130,7 +162,7 @@ static void await(ak__http_exchange *ex, ak_future *f, ak_callback cb)
     ak_future_release(f);
     ex->pending = NULL;
     set_error(ex, -ENOMEM, "out of memory");
-    finish(ex);
+    stop(ex);
   }
 }
 
@@ -194,7 +226,7 @@ static void on_started(ak_future *f, void *arg)
   int64_t res = op_done(ex, f);
   if (res < 0) {
     set_error(ex, (int)res, ak_future_detail(f) ? ak_future_detail(f) : "handshake failed");
-    finish(ex);
+    stop(ex);
     return;
   }
   send_request(ex);
@@ -249,7 +281,7 @@ static void on_connected(ak_future *f, void *arg)
   }
   if (res < 0) {
     set_error(ex, (int)res, why);
-    finish(ex);
+    stop(ex);
     return;
   }
   ex->conn->fd = (int)res;
@@ -267,7 +299,7 @@ static void connect_new(ak__http_exchange *ex)
   ex->conn = ak__http_conn_new(c, ex->host);
   if (!ex->conn) {
     set_error(ex, -ENOMEM, "out of memory");
-    finish(ex);
+    stop(ex);
     return;
   }
   ex->conn_reused = false;
@@ -276,7 +308,7 @@ static void connect_new(ak__http_exchange *ex)
     ex->conn->tr = &ak__http_tls;
     if (!(ex->conn->tls_host = ak__strdup(ex->url->host))) {
       set_error(ex, -ENOMEM, "out of memory");
-      finish(ex);
+      stop(ex);
       return;
     }
   }
@@ -304,7 +336,7 @@ static void acquire(ak__http_exchange *ex, bool allow_idle)
   ex->host = ak__http_host_of(c, ex->url, ex->proxy);
   if (!ex->host) {
     set_error(ex, -ENOMEM, "out of memory");
-    finish(ex);
+    stop(ex);
     return;
   }
   ak__http_conn *idle = allow_idle ? ak__http_conn_take_idle(ex->host) : NULL;
@@ -396,7 +428,7 @@ static void on_sent(ak_future *f, void *arg)
     if (retry_on_fresh_conn(ex))
       return;
     set_error(ex, (int)res, "sending the request");
-    finish(ex);
+    stop(ex);
     return;
   }
   ex->state = EX_RECEIVING;
@@ -413,17 +445,21 @@ static void send_request(ak__http_exchange *ex)
     ex->parser_live = rc == 0;
   }
   if (rc == 0 && !ex->conn->buf) {
-    if (!(ex->conn->buf = ak__malloc(o->recv_buffer)))
+    /* The ring: RX_RING receives, so that receives go on while the body
+     * of earlier ones is written (section 5). */
+    size_t size = o->recv_buffer * RX_RING;
+    if (!(ex->conn->buf = ak__malloc(size)))
       rc = -ENOMEM;
     else if (ex->conn->tr == &ak__http_plain)
       /* Receives into a registered buffer skip the kernel's per-receive
        * page walk and copy checks (net.h); where registering fails (epoll,
        * RLIMIT_MEMLOCK, a table of the user's) they stay plain. */
-      ex->conn->buf_slot = ak_buffer_register(ex->client->loop, ex->conn->buf, o->recv_buffer);
+      ex->conn->buf_slot = ak_buffer_register(ex->client->loop, ex->conn->buf, size);
+    ex->conn->buf_size = size;
   }
   if (rc < 0) {
     set_error(ex, rc, "out of memory");
-    finish(ex);
+    stop(ex);
     return;
   }
   ex->parser.on_head = on_head;
@@ -431,6 +467,8 @@ static void send_request(ak__http_exchange *ex)
   ex->parser.hook_arg = ex;
   ex->got_bytes = false;
   ex->leftover = false;
+  ex->rx_ended = false;
+  ex->rx_at = 0;
   ex->state = EX_SENDING;
   int64_t now = ak_now_ns();
   ex->last_rx = now;
@@ -570,9 +608,9 @@ static int on_body_bytes(ak__http_parser *p, const char *data, size_t len, void 
   }
   if (ex->niov == ex->iov_cap) {
     /* A span per chunk: a receive of tiny chunks (a 1-byte chunk takes 6
-     * bytes) can hold recv_buffer / 6 of them, which bounds the array. */
+     * bytes) can hold buf_size / 6 of them, which bounds the array. */
     unsigned cap = ex->iov_cap ? ex->iov_cap * 2 : 8;
-    if (cap > ex->client->opts.recv_buffer / 4 + 8)
+    if (cap > ex->conn->buf_size / 4 + 8)
       return -E2BIG; /* NEVER: more spans than a receive can hold */
     struct iovec *g = ak__realloc(ex->iov, cap * sizeof *g);
     if (!g)
@@ -587,19 +625,9 @@ static int on_body_bytes(ak__http_parser *p, const char *data, size_t len, void 
   return 0;
 }
 
-static void start_writes(ak__http_exchange *ex);
 static void message_complete(ak__http_exchange *ex);
 static void start_decode(ak__http_exchange *ex);
-
-/* The body spans of the last receive go to the file: as they are, or
- * through the decoder. */
-static void spans_ready(ak__http_exchange *ex)
-{
-  if (ex->decoder)
-    start_decode(ex);
-  else
-    start_writes(ex);
-}
+static void advance(ak__http_exchange *ex);
 
 static void on_recv(ak_future *f, void *arg)
 {
@@ -610,7 +638,7 @@ static void on_recv(ak_future *f, void *arg)
     if ((res == -ECONNRESET || res == -EPIPE) && retry_on_fresh_conn(ex))
       return;
     set_error(ex, (int)res, ex->parser.head_done ? "receiving the body" : "receiving the response");
-    finish(ex);
+    stop(ex);
     return;
   }
   if (res == 0) {
@@ -619,43 +647,77 @@ static void on_recv(ak_future *f, void *arg)
       return;
     if (rc < 0) {
       set_error(ex, rc, ex->parser.detail);
-      finish(ex);
+      stop(ex);
       return;
     }
     ex->leftover = true; /* closed: not reusable */
-    if (ex->niov)
-      spans_ready(ex);
-    else
-      message_complete(ex);
-    return;
+    ex->rx_ended = true;
+  } else {
+    ex->got_bytes = true;
+    ex->client->rate_tokens -= (double)res;
+    char *data = ex->conn->buf + ex->rx_at;
+    ex->rx_at += (size_t)res;
+    int64_t used = ak__http_parser_feed(&ex->parser, data, (size_t)res);
+    if (used < 0) {
+      set_error(ex, (int)used, ex->parser.detail);
+      stop(ex);
+      return;
+    }
+    if (used < res)
+      ex->leftover = true;
+    ex->rx_ended = ex->parser.message_done;
   }
-  ex->got_bytes = true;
-  ex->client->rate_tokens -= (double)res;
-  ex->niov = 0;
-  ex->write_len = 0;
-  int64_t used = ak__http_parser_feed(&ex->parser, ex->conn->buf, (size_t)res);
-  if (used < 0) {
-    set_error(ex, (int)used, ex->parser.detail);
-    finish(ex);
-    return;
-  }
-  if (used < res)
-    ex->leftover = true;
-  if (ex->niov)
-    spans_ready(ex);
-  else if (ex->parser.message_done)
-    message_complete(ex);
+  if (ex->decoder && ex->niov)
+    start_decode(ex);
   else
-    post_recv(ex);
+    advance(ex);
+}
+
+/* Where the next receive goes in the connection's ring (conn->buf,
+ * conn->buf_size bytes), and how much it may take; 0 when the ring is too
+ * full (the receive waits for a write). The bytes still needed are those
+ * from the first span not yet written (the write in flight's, else the
+ * first one waiting) up to rx_at, in ring order: receives land one after
+ * the other, so the body spans of several receives merge into one write,
+ * and wrap to the start when the end has too little room. */
+static size_t rx_room(ak__http_exchange *ex)
+{
+  size_t cap = ex->conn->buf_size, want = ex->client->opts.recv_buffer;
+  size_t least = want / 4 ? want / 4 : 1; /* a smaller receive is not worth it */
+  const struct iovec *first = ex->nw      ? &ex->wb[0].iov[0]
+                              : ex->niov ? &ex->iov[0]
+                                         : NULL;
+  if (!first) {
+    ex->rx_at = 0; /* nothing held: the whole ring */
+    return cap < want ? cap : want;
+  }
+  size_t held = (size_t)((char *)first->iov_base - ex->conn->buf);
+  size_t room;
+  if (ex->rx_at > held) {
+    room = cap - ex->rx_at;
+    if (room < least && held > least) {
+      ex->rx_at = 0; /* wrap */
+      room = held - 1;
+    }
+  } else {
+    room = held - ex->rx_at - 1; /* never up to held: equal means empty */
+  }
+  if (room < least)
+    return 0;
+  return room < want ? room : want;
 }
 
 static void recv_now(ak__http_exchange *ex)
 {
+  size_t len = rx_room(ex);
+  if (len == 0) {
+    ex->state = EX_WRITING; /* the write in flight frees room (advance) */
+    return;
+  }
   ex->state = EX_RECEIVING;
   if (!ex->timer)
     arm_timer(ex); /* a timer that fired while the body was being written
                       found no deadline to watch then */
-  size_t len = ex->client->opts.recv_buffer;
   if (ex->client->opts.max_rate > 0) {
     /* A receive takes no more than the bucket holds (at least 16 KiB), so
      * one large receive cannot spend seconds' worth at once: with 256 KiB
@@ -665,7 +727,7 @@ static void recv_now(ak__http_exchange *ex)
     if (budget < len)
       len = budget;
   }
-  await(ex, ex->conn->tr->recv(ex->conn, ex->conn->buf, len), on_recv);
+  await(ex, ex->conn->tr->recv(ex->conn, ex->conn->buf + ex->rx_at, len), on_recv);
 }
 
 static void throttle_over(void *arg)
@@ -701,34 +763,72 @@ static void post_recv(ak__http_exchange *ex)
 }
 
 /* ---- 5. Body writes ----------------------------------------------------------------------- */
+/* A receive and a body write run at once: the write takes every span
+ * received while the one before it ran (one write per run of receives,
+ * not one per receive: each is an io-wq wakeup, as ext4 takes no
+ * non-blocking buffered write), and the next receive lands in the ring's
+ * free part meanwhile. Writes go out one at a time, in body order. */
 
 static void on_written(ak_future *f, void *arg);
 
-/* Every span of this receive is in the file: the next receive, or the end. */
-static void spans_written(ak__http_exchange *ex)
+/* After any op: the next write, the next receive, or the end. */
+static void advance(ak__http_exchange *ex)
 {
-  ex->niov = 0;
-  ex->write_len = 0;
-  if (ex->parser.message_done)
-    message_complete(ex);
-  else
+  while (ex->nw < WRITES && ex->niov > 0 && !ex->decoder && !ex->write_failed &&
+         (ex->nw == 0 || ex->write_len >= ex->client->opts.recv_buffer || ex->rx_ended)) {
+    wbatch *b = &ex->wb[ex->nw];
+    struct iovec *t = b->iov; /* the waiting spans become the write's */
+    unsigned tcap = b->cap;
+    b->iov = ex->iov;
+    b->cap = ex->iov_cap;
+    b->n = ex->niov;
+    b->len = ex->write_len;
+    b->done = 0;
+    b->off = ex->write_pos;
+    ex->iov = t;
+    ex->iov_cap = tcap;
+    ex->niov = 0;
+    ex->write_pos += (int64_t)ex->write_len;
+    ex->write_len = 0;
+    ex->nw++;
+    submit_writes(ex, b);
+    if (!b->f) {
+      ex->nw--;
+      break;
+    }
+  }
+  if (ex->err) {
+    stop(ex);
+    return;
+  }
+  if (ex->pending || ex->throttle)
+    return; /* a receive (or a decoded write) in flight, or a rate wait */
+  if (!ex->rx_ended) {
     post_recv(ex);
+    return;
+  }
+  if (ex->nw) {
+    ex->state = EX_WRITING;
+    return;
+  }
+  message_complete(ex);
 }
 
-static void submit_writes(ak__http_exchange *ex)
+/* Sends the write's spans not yet written (all, or the rest after a short
+ * write). On failure the error is recorded (advance ends the exchange). */
+static void submit_writes(ak__http_exchange *ex, wbatch *b)
 {
-  /* Skip what is written already (after a short write). */
-  size_t skip = ex->write_done;
+  size_t skip = b->done;
   unsigned i = 0;
-  while (i < ex->niov && skip >= ex->iov[i].iov_len)
-    skip -= ex->iov[i++].iov_len;
-  struct iovec first = ex->iov[i];
-  ex->iov[i].iov_base = (char *)ex->iov[i].iov_base + skip;
-  ex->iov[i].iov_len -= skip;
-  int64_t off = ex->fd_base + ex->write_pos + (int64_t)ex->write_done;
+  while (i < b->n && skip >= b->iov[i].iov_len)
+    skip -= b->iov[i++].iov_len;
+  struct iovec first = b->iov[i];
+  b->iov[i].iov_base = (char *)b->iov[i].iov_base + skip;
+  b->iov[i].iov_len -= skip;
+  int64_t off = ex->fd_base + b->off + (int64_t)b->done;
   /* writev takes IOV_MAX (1024) spans at most: the rest goes as after a
    * short write. */
-  unsigned n = ex->niov - i < 1024 ? ex->niov - i : 1024;
+  unsigned n = b->n - i < 1024 ? b->n - i : 1024;
   ak_future *w;
   if (n == 1 && ex->conn->buf_slot >= 0) {
     /* One span, in the registered receive buffer: a WRITE_FIXED, whose
@@ -736,38 +836,75 @@ static void submit_writes(ak__http_exchange *ex)
      * user-copy) on the io-wq worker. */
     ak_rw_opts o = AK_RW_OPTS_INIT;
     o.buf_index = ex->conn->buf_slot;
-    w = ak_write_opt(ex->client->loop, ex->fd, ex->iov[i].iov_base, ex->iov[i].iov_len, off, &o);
+    w = ak_write_opt(ex->client->loop, ex->fd, b->iov[i].iov_base, b->iov[i].iov_len, off, &o);
   } else {
-    w = ak_writev(ex->client->loop, ex->fd, ex->iov + i, n, off, NULL);
+    w = ak_writev(ex->client->loop, ex->fd, b->iov + i, n, off, NULL);
   }
-  ex->iov[i] = first; /* ak_writev copied the array */
-  await(ex, w, on_written);
+  b->iov[i] = first; /* ak_writev copied the array */
+  b->f = NULL;
+  if (!w || ak_future_on_settle(w, on_written, ex) < 0) {
+    if (w) {
+      ak_future_cancel(w);
+      ak_future_release(w);
+    }
+    set_error(ex, -ENOMEM, "out of memory");
+    return;
+  }
+  b->f = w;
 }
 
-static void start_writes(ak__http_exchange *ex)
+/* The oldest write is done: it leaves the array, and so does each later
+ * one already done (its bytes count only now: progress never counts bytes
+ * past one not yet written). */
+static void drop_written(ak__http_exchange *ex)
 {
-  ex->state = EX_WRITING;
-  ex->write_done = 0;
-  submit_writes(ex);
+  do {
+    wbatch done = ex->wb[0];
+    for (unsigned k = 1; k < ex->nw; k++)
+      ex->wb[k - 1] = ex->wb[k];
+    ex->wb[--ex->nw] = done; /* its iovec array is kept for reuse */
+    if (ex->nw)
+      add_progress(ex, ex->wb[0].done); /* the new oldest: what it has written so far */
+  } while (ex->nw && !ex->wb[0].f && ex->wb[0].done == ex->wb[0].len);
 }
 
 static void on_written(ak_future *f, void *arg)
 {
   ak__http_exchange *ex = arg;
-  int64_t res = op_done(ex, f);
+  unsigned k = 0;
+  while (k + 1 < ex->nw && ex->wb[k].f != f)
+    k++;
+  wbatch *b = &ex->wb[k];
+  b->f = NULL;
+  int64_t res = ak_future_result(f);
+  ak_future_release(f);
   if (res <= 0) {
+    ex->write_failed = true;
     set_error(ex, res == 0 ? -EIO : (int)res, "writing the body to the file");
-    finish(ex);
+  } else {
+    b->done += (size_t)res;
+    if (k == 0)
+      add_progress(ex, (size_t)res);
+    if (b->done < b->len && !ex->write_failed) {
+      submit_writes(ex, b);
+      if (b->f)
+        return;
+      ex->write_failed = true;
+    }
+  }
+  if (ex->write_failed) {
+    /* No more writes: the exchange ends when the last one in flight has. */
+    bool busy = false;
+    for (unsigned i = 0; i < ex->nw; i++)
+      busy |= ex->wb[i].f != NULL;
+    if (!busy)
+      ex->nw = 0;
+    stop(ex);
     return;
   }
-  ex->write_done += (size_t)res;
-  add_progress(ex, (size_t)res);
-  if (ex->write_done < ex->write_len) {
-    submit_writes(ex);
-    return;
-  }
-  ex->write_pos += (int64_t)ex->write_len;
-  spans_written(ex);
+  if (k == 0)
+    drop_written(ex);
+  advance(ex);
 }
 
 /* With a decoder (AK_HTTP_DECODE): the spans are inflated into dbuf; each
@@ -798,7 +935,7 @@ static void decode_more(ak__http_exchange *ex)
     int rc = made < 0 ? (int)made : count_decoded(ex, &ex->parser, (size_t)made);
     if (rc < 0) {
       set_error(ex, rc, ex->parser.detail);
-      finish(ex);
+      stop(ex);
       return;
     }
     ex->dfill += (size_t)made;
@@ -815,7 +952,9 @@ static void decode_more(ak__http_exchange *ex)
     write_decoded(ex);
     return;
   }
-  spans_written(ex); /* every span decoded and written */
+  ex->niov = 0; /* every span decoded and written */
+  ex->write_len = 0;
+  advance(ex);
 }
 
 static void start_decode(ak__http_exchange *ex)
@@ -832,7 +971,7 @@ static void on_decoded_written(ak_future *f, void *arg)
   int64_t res = op_done(ex, f);
   if (res <= 0) {
     set_error(ex, res == 0 ? -EIO : (int)res, "writing the decoded body to the file");
-    finish(ex);
+    stop(ex);
     return;
   }
   ex->dwritten += (size_t)res;
@@ -890,7 +1029,7 @@ static void follow_redirect(ak__http_exchange *ex)
     char d[64];
     snprintf(d, sizeof d, "more than %d redirects", ex->client->opts.max_redirects);
     set_error(ex, AK_EHTTPREDIRECTS, d);
-    finish(ex);
+    stop(ex);
     return;
   }
   ak_url *next = NULL;
@@ -902,7 +1041,7 @@ static void follow_redirect(ak__http_exchange *ex)
     char d[200];
     snprintf(d, sizeof d, "redirect to %.150s", loc);
     set_error(ex, rc, d);
-    finish(ex);
+    stop(ex);
     return;
   }
   rc = redirect_credentials(ex, next);
@@ -980,6 +1119,8 @@ static void finish(ak__http_exchange *ex)
   ak__free(ex->origin);
   ak__free(ex->req);
   ak__free(ex->iov);
+  for (unsigned i = 0; i < WRITES; i++)
+    ak__free(ex->wb[i].iov);
   ak__http_decoder_free(ex->decoder);
   ak__free(ex->dbuf);
   ak__http_membody_free(ex->membody);
@@ -994,16 +1135,28 @@ static void abort_exchange(ak__http_exchange *ex, int err, const char *detail)
   if (ex->state == EX_ENDED)
     return;
   set_error(ex, err, detail);
-  if (ex->pending) {
-    ak_future_cancel(ex->pending);
-  } else if (ex->state == EX_WAITING) {
-    remove_waiter(ex);
-    finish(ex);
-  } else if (ex->state == EX_THROTTLED) {
+  if (ex->throttle) {
     ak_timer_cancel(ex->client->loop, ex->throttle);
     ex->throttle = NULL;
-    finish(ex);
   }
+  if (ex->state == EX_WAITING) {
+    remove_waiter(ex);
+    finish(ex);
+    return;
+  }
+  stop(ex);
+}
+
+/* Ends the exchange once no op is in flight: cancels the one that is (its
+ * callback comes back here), or finishes now. A body write is not
+ * cancelled: the body bytes received before the error still go to the
+ * file (advance), as a resume counts on what is there. */
+static void stop(ak__http_exchange *ex)
+{
+  if (ex->pending)
+    ak_future_cancel(ex->pending);
+  else if (!ex->nw)
+    finish(ex);
 }
 
 /* ---- 7. Deadlines ---------------------------------------------------------------------------

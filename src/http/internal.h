@@ -178,7 +178,8 @@ struct ak__http_conn {
   ak__http_conn *next_idle;    /* in host->idle */
   unsigned uses;               /* requests it has carried */
   int64_t idle_since;          /* when it went idle (in host->idle) */
-  char *buf;                   /* receive buffer, client->opts.recv_buffer */
+  char *buf;                   /* receive ring, buf_size bytes (exchange.c) */
+  size_t buf_size;
   int buf_slot;                /* buf's registered slot (plain connections), or -1 */
 };
 

@@ -14,7 +14,8 @@ static ak_future *plain_recv(ak__http_conn *c, void *buf, size_t len)
 {
   /* Into the connection's registered buffer where it has one (buf_slot is
    * -1 otherwise, and ak_recv_registered is then a plain recv). */
-  int slot = buf == c->buf ? c->buf_slot : -1;
+  bool inside = (char *)buf >= c->buf && (char *)buf + len <= c->buf + c->buf_size;
+  int slot = inside ? c->buf_slot : -1;
   return ak_recv_registered(c->client->loop, c->fd, buf, len, slot);
 }
 

@@ -56,7 +56,7 @@ uint64_t akb_size(const akb_opts *opts, uint64_t full, uint64_t quick);
 
 /* ---- Results ---------------------------------------------------------------- */
 
-enum { AKB_MAX_FIGS = 12, AKB_MAX_ROWS = 4, AKB_MAX_NOTES = 6 };
+enum { AKB_MAX_FIGS = 16, AKB_MAX_ROWS = 4, AKB_MAX_NOTES = 64 }; /* download: 7 sets */
 
 typedef struct akb_fig {
   const char *key;  /* JSON key and column heading; a string literal */

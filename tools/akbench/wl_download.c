@@ -1,19 +1,29 @@
 /* wl_download.c: akbench download: akget against curl --parallel, wget2 and
  * aria2c, all fetching the same files from one nginx started here on
  * 127.0.0.1 (tests/nginx_env.sh, with https from a test CA made by
- * tests/tls_certs.sh), each with a parallelism of 32, in alternating runs
- * (akget, curl, wget2, aria2c, akget, ...). Data sets: 1000 x 1 MiB,
- * 10,000 x 16 KiB and 1 x 2 GiB over HTTP; 1000 x 1 MiB and 1 x 2 GiB over
- * HTTPS. Figures per tool and set: median wall time and the client's CPU
- * time (user + sys, wait4); every file of every run is compared with the
- * served one, outside the timed window.
+ * tests/tls_certs.sh), in alternating runs (akget, curl, wget2, aria2c,
+ * akget, ...). Data sets: 1000 x 1 MiB, 10,000 x 16 KiB and 1 x 2 GiB
+ * (`big`: any number of connections; `single`: one connection for every
+ * tool) over HTTP; 1000 x 1 MiB, 1 x 2 GiB and 1 x 2 GiB over one
+ * connection over HTTPS. Figures per tool and set: median wall time and the
+ * client's CPU time (user + sys, wait4); every file of every run is compared
+ * with the served one, outside the timed window.
+ *
+ * Each peer is compared in its fastest configuration for the set, measured
+ * in the same run, not assumed (conf_for): many files, 32 at once (curl
+ * --parallel, wget2 --max-threads, aria2c -j); one big file, wget2's
+ * default (one connection) and its --chunk-size split, aria2c -x16 -s16
+ * (its maximum) and one connection, curl's one stream (it cannot split a
+ * file). akget runs -j 32 -x 32 on many files, -s 32 and -s 4 on `big`, and its
+ * default (one connection) on `single`. A configuration whose first run
+ * took more than twice its tool's fastest is not run again (a note says
+ * so): wget2's --chunk-size takes 18 s where its default takes 1.
  *
  * --size P scales every set to P percent (the machine is shared: say which
- * when quoting); --quick is 5 percent; --variant picks one set (1m, 16k, big,
- * tls-1m, tls-big); --rounds the runs per tool. Peers not installed are
- * skipped with a note. The big file: akget -s 32, aria2c -x16 -s16 (its
- * maximum), wget2 --chunk-size (size/32) --max-threads 32, curl one stream
- * (it cannot split a file).
+ * when quoting); --quick is 5 percent; --variant picks sets (1m, 16k, big,
+ * single, tls-1m, tls-big, tls-single; several with commas); --rounds the
+ * runs per tool. Peers
+ * not installed are skipped with a note.
  *
  * No file is deleted while the benchmark runs. On ext4 without a journal
  * (these machines), creating a file scans past every free inode of its group
@@ -51,8 +61,14 @@
 #define AKB_SOURCE_ROOT "."
 #endif
 
-enum { TOOLS = 4, SETS = 5, MAX_RUNS = 15, PAR = 32 };
+enum { TOOLS = 4, SETS = 7, MAX_RUNS = 15, PAR = 32, MAX_CONFS = 8 };
 static const char *const tool_names[TOOLS] = {"akget", "curl", "wget2", "aria2c"};
+
+typedef enum set_kind {
+  MANY,   /* many files, 32 at once */
+  SPLIT,  /* one big file, as many connections as a tool likes */
+  ONE,    /* one big file over one connection */
+} set_kind;
 
 typedef struct set {
   const char *name;    /* "1m" ... */
@@ -60,7 +76,22 @@ typedef struct set {
   bool tls;
   size_t count;        /* files */
   uint64_t size;       /* bytes each */
+  set_kind kind;
 } set;
+
+/* A tool's way of running a set: mode picks the arguments (build_argv). */
+typedef enum mode {
+  M_PARALLEL,  /* many files at once: -j/--parallel/--max-threads 32 */
+  M_SEGMENTS,  /* one file over several connections */
+  M_SEGMENTS4, /* akget: one file over four connections */
+  M_DEFAULT,   /* one file, the tool's defaults (one connection) */
+} mode;
+
+typedef struct conf {
+  int tool;
+  mode mode;
+  const char *label;   /* for the table */
+} conf;
 
 typedef struct server {
   char root[4096], state[4096], list_dir[4096];
@@ -172,12 +203,14 @@ static int write_lists(const server *s, const set *st, const char *out_dir)
 }
 
 /* argv for tool t on set st into out_dir. Strings live in a static pool. */
-static int build_argv(int t, const server *s, const set *st, const char *out_dir, char **argv)
+static int build_argv(const conf *cf, const server *s, const set *st, const char *out_dir,
+                      char **argv)
 {
   static char pool[16][4600];
-  int n = 0, k = 0;
+  int n = 0, k = 0, t = cf->tool;
 #define ARG(...) (snprintf(pool[k], sizeof pool[k], __VA_ARGS__), argv[n++] = pool[k++])
-  bool big = st->count == 1;
+  bool split = cf->mode == M_SEGMENTS || cf->mode == M_SEGMENTS4;
+  int segments = cf->mode == M_SEGMENTS4 ? 4 : PAR;
   char ca[4300];
   snprintf(ca, sizeof ca, "%s/pki/ca.pem", s->state);
   switch (t) {
@@ -185,9 +218,9 @@ static int build_argv(int t, const server *s, const set *st, const char *out_dir
     ARG("%s", akb_fs_sibling("akget"));
     ARG("-q");
     ARG("-j%d", PAR);
-    ARG("-x%d", PAR);
-    if (big) {
-      ARG("-s%d", PAR);
+    ARG("-x%d", split ? segments : PAR);
+    if (split) {
+      ARG("-s%d", segments);
       ARG("--min-segment=1M");
     }
     if (st->tls)
@@ -216,7 +249,7 @@ static int build_argv(int t, const server *s, const set *st, const char *out_dir
     ARG("--max-threads=%d", PAR);
     ARG("--no-compression");
     ARG("--http2=off");
-    if (big)
+    if (split)
       ARG("--chunk-size=%llu", (unsigned long long)(st->size / PAR + 1));
     if (st->tls)
       ARG("--ca-certificate=%s", ca);
@@ -227,8 +260,8 @@ static int build_argv(int t, const server *s, const set *st, const char *out_dir
     ARG("aria2c");
     ARG("-q");
     ARG("-j%d", PAR);
-    ARG(big ? "-x16" : "-x1");
-    ARG(big ? "-s16" : "-s1");
+    ARG(split ? "-x16" : "-x1");
+    ARG(split ? "-s16" : "-s1");
     ARG("-k1M");
     ARG("--file-allocation=none");
     ARG("--allow-overwrite=true");
@@ -294,23 +327,90 @@ static double since_deletion(const server *s)
 typedef struct series {
   double wall[MAX_RUNS], cpu[MAX_RUNS];
   size_t n;
-  bool skipped;
+  bool dropped;        /* slower than twice its tool's fastest: run once */
 } series;
 
-static int run_set(const server *s, const set *st, const akb_opts *opts, bool have[TOOLS],
-                   series out[TOOLS], akb_result *res)
+/* The configurations run for a set (the top comment); returns how many. */
+static size_t conf_for(const set *st, const bool have[TOOLS], conf *out)
+{
+  size_t n = 0;
+#define CONF(t, m, l)                                                                              \
+  do {                                                                                             \
+    if (have[t])                                                                                   \
+      out[n++] = (conf){t, m, l};                                                                  \
+  } while (0)
+  switch (st->kind) {
+  case MANY:
+    CONF(0, M_PARALLEL, "-j32 -x32");
+    CONF(1, M_PARALLEL, "--parallel-max 32");
+    CONF(2, M_PARALLEL, "--max-threads 32");
+    CONF(3, M_PARALLEL, "-j32 -x1 -s1");
+    break;
+  case SPLIT:
+    CONF(0, M_SEGMENTS, "-s32 -x32");
+    CONF(0, M_SEGMENTS4, "-s4 -x4");
+    CONF(1, M_DEFAULT, "one stream");
+    CONF(2, M_DEFAULT, "default (one connection)");
+    CONF(2, M_SEGMENTS, "--chunk-size (size/32) --max-threads 32");
+    CONF(3, M_SEGMENTS, "-x16 -s16");
+    CONF(3, M_DEFAULT, "-x1 -s1 (one connection)");
+    break;
+  case ONE:
+    CONF(0, M_DEFAULT, "default (one connection)");
+    CONF(1, M_DEFAULT, "one stream");
+    CONF(2, M_DEFAULT, "default (one connection)");
+    CONF(3, M_DEFAULT, "-x1 -s1 (one connection)");
+    break;
+  }
+#undef CONF
+  return n;
+}
+
+static double median_wall(const series *r)
+{
+  return akb_median((double *)r->wall, r->n);
+}
+
+/* After the first round: a configuration more than twice as slow as its
+ * tool's fastest is not run again. */
+static void drop_slow(const conf *cf, size_t nconf, series *out, akb_result *res, const set *st)
+{
+  for (size_t c = 0; c < nconf; c++) {
+    double best = INFINITY;
+    for (size_t d = 0; d < nconf; d++)
+      if (cf[d].tool == cf[c].tool && out[d].n && out[d].wall[0] < best)
+        best = out[d].wall[0];
+    if (out[c].n && out[c].wall[0] > 2 * best) {
+      out[c].dropped = true;
+      akb_note(res, "%s: %s %s took %.2f s, over twice its fastest (%.2f s): run once", st->name,
+                tool_names[cf[c].tool], cf[c].label, out[c].wall[0], best);
+    }
+  }
+}
+
+static int run_set(const server *s, const set *st, const akb_opts *opts, const conf *cf,
+                   size_t nconf, series *out, akb_result *res)
 {
   char out_dir[4400], warm[4400], cmd[9000];
   snprintf(warm, sizeof warm, "cat '%s/%s'/* >/dev/null", s->root, st->dir);
   unsigned rounds = opts->rounds ? opts->rounds : 3;
   if (rounds > MAX_RUNS)
     rounds = MAX_RUNS;
-  for (unsigned r = 0; r < rounds; r++) {
-    for (int t = 0; t < TOOLS; t++) {
-      if (!have[t])
+  bool failed[MAX_CONFS] = {false};
+  /* Round 0 is a warm-up of the first configuration, not counted: the
+   * first run of a set, whichever tool it was, took up to three times its
+   * CPU time (2.8 s where the next took 0.9 s, all of it system time),
+   * paying for memory the VM had handed back while the machine was idle. */
+  for (unsigned r = 0; r <= rounds; r++) {
+    if (r == 2)
+      drop_slow(cf, nconf, out, res, st);
+    for (size_t c = 0; c < (r == 0 ? 1 : nconf); c++) {
+      int t = cf[c].tool;
+      if (failed[c] || out[c].dropped)
         continue;
       /* A new directory per run; nothing deleted (the top comment). */
-      snprintf(out_dir, sizeof out_dir, "%s/out/%s-%u-%s", s->state, st->name, r + 1, tool_names[t]);
+      snprintf(out_dir, sizeof out_dir, "%s/out/%s-%u-%s-%zu", s->state, st->name, r, tool_names[t],
+               c);
       snprintf(cmd, sizeof cmd, "mkdir -p '%s' && sync", out_dir);
       sh(cmd);
       if (write_lists(s, st, out_dir) < 0) {
@@ -319,13 +419,13 @@ static int run_set(const server *s, const set *st, const akb_opts *opts, bool ha
       }
       sh(warm); /* the served files in the page cache (bench-notes.md) */
       char *argv[40];
-      build_argv(t, s, st, out_dir, argv);
+      build_argv(&cf[c], s, st, out_dir, argv);
       akb_span span;
       int rc = akb_fs_run(argv, NULL, NULL, true, &span);
       char why[9000];
       if (rc != 0) {
-        akb_fail(res, "%s on %s: exit %d", tool_names[t], st->name, rc);
-        have[t] = false;
+        akb_fail(res, "%s %s on %s: exit %d", tool_names[t], cf[c].label, st->name, rc);
+        failed[c] = true;
         continue;
       }
       bool same = check_outputs(s, st, out_dir, why, sizeof why);
@@ -333,18 +433,52 @@ static int run_set(const server *s, const set *st, const akb_opts *opts, bool ha
       snprintf(cmd, sizeof cmd, "find '%s' -type f -exec truncate -s 0 {} +", out_dir);
       sh(cmd);
       if (!same) {
-        akb_fail(res, "%s on %s: %s", tool_names[t], st->name, why);
-        have[t] = false;
+        akb_fail(res, "%s %s on %s: %s", tool_names[t], cf[c].label, st->name, why);
+        failed[c] = true;
         continue;
       }
-      out[t].wall[out[t].n] = span.wall_s;
-      out[t].cpu[out[t].n] = span.user_s + span.sys_s;
-      out[t].n++;
-      fprintf(stderr, "akbench download: %-6s %-7s run %u: %.3f s wall, %.3f s CPU\n",
-              tool_names[t], st->name, r + 1, span.wall_s, span.user_s + span.sys_s);
+      fprintf(stderr, "akbench download: %-6s %-8s run %u: %.3f s wall, %.3f s CPU (%s)%s\n",
+              tool_names[t], st->name, r, span.wall_s, span.user_s + span.sys_s, cf[c].label,
+              r == 0 ? ", warm-up" : "");
+      if (r == 0)
+        continue;
+      out[c].wall[out[c].n] = span.wall_s;
+      out[c].cpu[out[c].n] = span.user_s + span.sys_s;
+      out[c].n++;
     }
   }
+  for (size_t c = 0; c < nconf; c++)
+    if (failed[c])
+      out[c].n = 0; /* a configuration that failed once is not compared */
   return 0;
+}
+
+/* The tool's fastest configuration on a set (median wall), or -1. */
+static int best_conf(int tool, const conf *cf, size_t nconf, const series *out)
+{
+  int best = -1;
+  for (size_t c = 0; c < nconf; c++)
+    if (cf[c].tool == tool && out[c].n &&
+        (best < 0 || median_wall(&out[c]) < median_wall(&out[best])))
+      best = (int)c;
+  return best;
+}
+
+/* Whether --variant (one set, or several with commas; "both", the
+ * default: all) picks the set called name. */
+static bool picked(const char *variant, const char *name)
+{
+  if (!variant || strcmp(variant, "both") == 0)
+    return true;
+  size_t n = strlen(name);
+  for (const char *p = variant; *p;) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (len == n && strncmp(p, name, n) == 0)
+      return true;
+    p += len + (end ? 1 : 0);
+  }
+  return false;
 }
 
 int akb_wl_download(const akb_opts *opts, akb_result *res)
@@ -360,14 +494,16 @@ int akb_wl_download(const akb_opts *opts, akb_result *res)
   }
   double pct = opts->quick ? 5 : (opts->size ? (double)opts->size : 100);
   set sets[SETS] = {
-      {"1m", "d1m", false, (size_t)fmax(1, 1000 * pct / 100), 1 << 20},
-      {"16k", "d16k", false, (size_t)fmax(1, 10000 * pct / 100), 16 << 10},
-      {"big", "dbig", false, 1, (uint64_t)fmax(1, 2048.0 * pct / 100) << 20},
-      {"tls-1m", "d1m", true, 0, 1 << 20},
-      {"tls-big", "dbig", true, 1, 0},
+      {"1m", "d1m", false, (size_t)fmax(1, 1000 * pct / 100), 1 << 20, MANY},
+      {"16k", "d16k", false, (size_t)fmax(1, 10000 * pct / 100), 16 << 10, MANY},
+      {"big", "dbig", false, 1, (uint64_t)fmax(1, 2048.0 * pct / 100) << 20, SPLIT},
+      {"single", "dbig", false, 1, 0, ONE},
+      {"tls-1m", "d1m", true, 0, 1 << 20, MANY},
+      {"tls-big", "dbig", true, 1, 0, SPLIT},
+      {"tls-single", "dbig", true, 1, 0, ONE},
   };
-  sets[3].count = sets[0].count;
-  sets[4].size = sets[2].size;
+  sets[3].size = sets[5].size = sets[6].size = sets[2].size;
+  sets[4].count = sets[0].count;
   server s = {0};
   snprintf(s.root, sizeof s.root, "%s/download/root", akb_fs_dir());
   snprintf(s.state, sizeof s.state, "%s/download/state", akb_fs_dir());
@@ -406,15 +542,16 @@ int akb_wl_download(const akb_opts *opts, akb_result *res)
       akb_note(res, "%s: not installed (tools/bootstrap --bench); skipped", tool_names[t]);
   akb_title(res, "downloads from a local nginx, parallelism %d, %.0f%% data sets, %u round%s", PAR,
             pct, opts->rounds ? opts->rounds : 3, opts->rounds == 1 ? "" : "s");
-  static series results[SETS][TOOLS];
+  static series results[SETS][MAX_CONFS];
+  static conf confs[SETS][MAX_CONFS];
+  size_t nconfs[SETS] = {0};
   memset(results, 0, sizeof results);
   int ret = 0;
   for (int i = 0; i < SETS; i++) {
-    if (opts->variant && strcmp(opts->variant, "both") != 0 && strcmp(opts->variant, sets[i].name) != 0)
+    if (!picked(opts->variant, sets[i].name))
       continue;
-    bool h[TOOLS];
-    memcpy(h, have, sizeof h);
-    if (run_set(&s, &sets[i], opts, h, results[i], res) < 0) {
+    nconfs[i] = conf_for(&sets[i], have, confs[i]);
+    if (run_set(&s, &sets[i], opts, confs[i], nconfs[i], results[i], res) < 0) {
       ret = -1;
       break;
     }
@@ -422,46 +559,51 @@ int akb_wl_download(const akb_opts *opts, akb_result *res)
   server_stop(&s);
   snprintf(cmd, sizeof cmd, "rm -rf '%s/out' && sync && touch '%s/outputs-deleted'", s.state, s.state);
   sh(cmd);
-  /* Rows: per tool, median wall and CPU per set; params: the ratios. */
+  /* Rows: per tool, median wall and CPU per set in its fastest
+   * configuration (named in a note); params: the ratios. */
   for (int t = 0; t < TOOLS; t++) {
     akb_row *row = akb_row_add(res, tool_names[t]);
     for (int i = 0; i < SETS; i++) {
-      series *r = &results[i][t];
+      int b = best_conf(t, confs[i], nconfs[i], results[i]);
+      series *r = b >= 0 ? &results[i][b] : NULL;
       char *kw = malloc(32), *kc = malloc(32); /* keys live as long as the result */
       snprintf(kw, 32, "%s_s", sets[i].name);
       snprintf(kc, 32, "%s_cpu", sets[i].name);
-      akb_fig_add(row, kw, "s", r->n ? akb_median(r->wall, r->n) : NAN, false);
-      akb_fig_add(row, kc, "s", r->n ? akb_median(r->cpu, r->n) : NAN, false);
+      akb_fig_add(row, kw, "s", r ? median_wall(r) : NAN, false);
+      akb_fig_add(row, kc, "s", r ? akb_median(r->cpu, r->n) : NAN, false);
     }
   }
   double worst_speed = INFINITY;
   for (int i = 0; i < SETS; i++) {
-    series *a = &results[i][0];
-    if (!a->n)
+    const conf *cf = confs[i];
+    series *out = results[i];
+    for (size_t c = 0; c < nconfs[i]; c++)
+      if (out[c].n)
+        akb_note(res, "%s: %s %s: %.3f s, %.3f s CPU (median of %zu)%s", sets[i].name,
+                 tool_names[cf[c].tool], cf[c].label, median_wall(&out[c]),
+                 akb_median(out[c].cpu, out[c].n), out[c].n,
+                 best_conf(cf[c].tool, cf, nconfs[i], out) == (int)c ? ", its fastest" : "");
+    int a = best_conf(0, cf, nconfs[i], out);
+    if (a < 0)
       continue;
-    double ak_wall = akb_median(a->wall, a->n), ak_cpu = akb_median(a->cpu, a->n);
-    double best_wall = INFINITY, best_cpu = NAN;
+    double ak_wall = median_wall(&out[a]), ak_cpu = akb_median(out[a].cpu, out[a].n);
     int best = -1;
     for (int t = 1; t < TOOLS; t++) {
-      series *p = &results[i][t];
-      if (!p->n)
-        continue;
-      double w = akb_median(p->wall, p->n);
-      if (w < best_wall) {
-        best_wall = w;
-        best_cpu = akb_median(p->cpu, p->n);
-        best = t;
-      }
+      int b = best_conf(t, cf, nconfs[i], out);
+      if (b >= 0 && (best < 0 || median_wall(&out[b]) < median_wall(&out[best])))
+        best = b;
     }
     if (best < 0)
       continue;
+    double best_wall = median_wall(&out[best]), best_cpu = akb_median(out[best].cpu, out[best].n);
     char *k1 = malloc(40), *k2 = malloc(40);
     snprintf(k1, 40, "speedup_%s", sets[i].name);
     snprintf(k2, 40, "cpu_ratio_%s", sets[i].name);
     akb_param(res, k1, "x", best_wall / ak_wall, false);
     akb_param(res, k2, "x", ak_cpu / best_cpu, false);
-    akb_note(res, "%s: akget %.2fx faster than the fastest peer (%s), CPU %.2fx of its", sets[i].name,
-             best_wall / ak_wall, tool_names[best], ak_cpu / best_cpu);
+    akb_note(res, "%s: akget %.2fx faster than the fastest peer (%s %s), CPU %.2fx of its",
+             sets[i].name, best_wall / ak_wall, tool_names[cf[best].tool], cf[best].label,
+             ak_cpu / best_cpu);
     if (best_wall / ak_wall < worst_speed)
       worst_speed = best_wall / ak_wall;
   }
