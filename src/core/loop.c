@@ -487,6 +487,9 @@ static void dispatch_cqe(ak_loop *loop, uint64_t data, int res, unsigned flags) 
   case AK__TAG_IGNORE:
     loop->reserved_inflight--;
     break;
+  case AK__TAG_MULTI:
+    ak__batch_ring_cqe(data, res);
+    break;
   default:
     ak__op_cqe(ptr, res, flags, tag);
     break;
