@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <liburing.h>
 
 #include "helpers.h"
 
@@ -40,6 +41,47 @@ static int data_file(size_t size) {
   assert_int_equal(pwrite(fd, buf, size, 0), (ssize_t)size);
   free(buf);
   return fd;
+}
+
+/* ---- The kernel rule the one-CQE chains rest on (docs/batch.md) ---- */
+
+/* With CQE_SKIP_SUCCESS on every link but the last, a chain posts exactly
+ * one CQE: the last link's when all succeed, else the failing link's (the
+ * kernel skips the CQEs of the links it cancels). Checked on a raw ring. */
+static void test_kernel_one_cqe_per_chain(void **state) {
+  (void)state;
+  struct io_uring ring;
+  if (io_uring_queue_init(8, &ring, 0) < 0)
+    skip();
+  char buf[16];
+  for (int fail_at = -1; fail_at < 3; fail_at++) {
+    for (int i = 0; i < 3; i++) {
+      struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+      if (i == fail_at)
+        io_uring_prep_read(sqe, -1, buf, sizeof(buf), 0); /* -EBADF */
+      else
+        io_uring_prep_nop(sqe);
+      if (i < 2)
+        sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+      sqe->user_data = (uint64_t)i;
+    }
+    assert_int_equal(io_uring_submit(&ring), 3);
+    struct io_uring_cqe *cqe;
+    assert_int_equal(io_uring_wait_cqe(&ring, &cqe), 0);
+    assert_int_equal(cqe->user_data, fail_at < 0 ? 2 : (uint64_t)fail_at);
+    assert_int_equal(cqe->res, fail_at < 0 ? 0 : -EBADF);
+    io_uring_cqe_seen(&ring, cqe);
+    /* Nothing more comes: a NOP after it is the next CQE. */
+    struct io_uring_sqe *nop = io_uring_get_sqe(&ring);
+    io_uring_prep_nop(nop);
+    nop->user_data = 99;
+    io_uring_submit(&ring);
+    assert_int_equal(io_uring_wait_cqe(&ring, &cqe), 0);
+    assert_int_equal(cqe->user_data, 99);
+    io_uring_cqe_seen(&ring, cqe);
+    assert_int_equal(io_uring_cq_ready(&ring), 0);
+  }
+  io_uring_queue_exit(&ring);
 }
 
 /* ---- Batches ---------------------------------------------------------------- */
@@ -665,6 +707,7 @@ int main(void) {
   t_alloc_install();
   t_require_uring();
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_kernel_one_cqe_per_chain),
       cmocka_unit_test(test_batch_results_and_count),
       cmocka_unit_test(test_batch_bigger_than_sq_free_space),
       cmocka_unit_test(test_chain_head_fails),

@@ -10,7 +10,8 @@
  *           an asynckit chain (asynckit/batch.h), two awaited futures, and
  *           raw linked SQEs: p50, p99 and context switches per commit.
  * --variant count --iterations N: N QD1 reads by asynckit alone, nothing
- * else (for callgrind: instructions per op by difference of two N).
+ * else; rawcount: the raw liburing loop's (for callgrind: user-space
+ * instructions per op by the difference of two N).
  */
 #define _GNU_SOURCE
 #include "akb_fs.h"
@@ -315,8 +316,9 @@ out:
   free(c.buf);
 }
 
-/* --variant count: N asynckit reads, nothing else. */
-static void case_count(const akb_opts *opts, akb_result *res) {
+/* --variant count: N asynckit reads, nothing else (rawcount: N raw
+ * liburing reads), for callgrind's user-space instructions per op. */
+static void case_count(const akb_opts *opts, akb_result *res, bool raw) {
   reader r;
   memset(&r, 0, sizeof(r));
   if (reader_open(&r, opts, res) < 0) {
@@ -325,7 +327,8 @@ static void case_count(const akb_opts *opts, akb_result *res) {
   }
   uint64_t n = akb_size(opts, 100000, 10000);
   for (uint64_t i = 0; i < n; i++)
-    if (ak_read_once(&r, (int64_t)(next_rand() % r.blocks) * BLOCK) < 0) {
+    if ((raw ? raw_read_once(&r, (int64_t)(next_rand() % r.blocks) * BLOCK)
+             : ak_read_once(&r, (int64_t)(next_rand() % r.blocks) * BLOCK)) < 0) {
       akb_fail(res, "read failed");
       break;
     }
@@ -339,8 +342,8 @@ int akb_wl_latency(const akb_opts *opts, akb_result *res) {
   const char *v = opts->variant;
   if (v && strcmp(v, "both") == 0)
     v = NULL;
-  if (v && strcmp(v, "count") == 0) {
-    case_count(opts, res);
+  if (v && (strcmp(v, "count") == 0 || strcmp(v, "rawcount") == 0)) {
+    case_count(opts, res, strcmp(v, "rawcount") == 0);
     return 0;
   }
   if (!v || strcmp(v, "read") == 0)
@@ -348,6 +351,6 @@ int akb_wl_latency(const akb_opts *opts, akb_result *res) {
   if (!v || strcmp(v, "commit") == 0)
     case_commit(opts, res);
   if (v && strcmp(v, "read") != 0 && strcmp(v, "commit") != 0)
-    akb_fail(res, "no case '%s' (read, commit, count)", v);
+    akb_fail(res, "no case '%s' (read, commit, count, rawcount)", v);
   return 0;
 }
