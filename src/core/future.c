@@ -327,7 +327,10 @@ static inline __attribute__((always_inline)) void settle_locked_ref(ak_future *f
   uint32_t word = (old & ~(AK__STATE_MASK | AK__F_WAITERS | AK__F_LOOP_WAITER)) | (uint32_t)state;
   f->result = result;
   word_unlock(f, word);
-  if (AK__UNLIKELY(old & (AK__F_WAITERS | AK__F_LOOP_WAITER)))
+  /* LOOP_WAITER alone, settled on the loop's own thread (a QD1 op's wait):
+   * the waiter sees it when the iteration returns; nothing to call. */
+  if (AK__UNLIKELY(old & (AK__F_WAITERS | AK__F_LOOP_WAITER)) &&
+      ((old & AK__F_WAITERS) || !ak__loop_owned_by_caller(f->loop)))
     wake_waiters(f, old);
   if (has_callbacks) {
     if (ref_given)
