@@ -684,7 +684,8 @@ static int iterate(ak_loop *loop, int64_t deadline, bool block_when_idle,
   loop->now = ak_now_ns();
   ak__pool_flush_loop(loop); /* e.g. submitted by a callback that now waits */
   drain_inbox(loop);
-  ak__timers_run(loop, loop->now);
+  if (loop->timers.count > 0) /* most iterations of a QD1 wait have none */
+    ak__timers_run(loop, loop->now);
   run_ready(loop);
 
   /* Everything below is read after the callbacks ran, since any of them may
@@ -710,7 +711,8 @@ static int iterate(ak_loop *loop, int64_t deadline, bool block_when_idle,
     reap(loop);
   ak__op_admit_queued(loop);
   drain_inbox(loop);
-  ak__timers_run(loop, loop->now);
+  if (loop->timers.count > 0) /* most iterations of a QD1 wait have none */
+    ak__timers_run(loop, loop->now);
   /* After ak_loop_stop, what the stopping batch scheduled waits for the
    * next run (asyncio's stop). */
   if (!atomic_load_explicit(&loop->stop, memory_order_relaxed))
