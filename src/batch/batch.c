@@ -138,11 +138,15 @@ static ak__bent *add(ak_batch *b, int fd, int *err) {
     return NULL;
   }
   ak__bent *e = &b->ents[b->n];
-  memset(e, 0, sizeof(*e));
-  e->barrier = b->barrier_next;
-  b->barrier_next = false;
-  e->fd = fd;
+  /* The SQE template needs no clearing: liburing's prep helpers write every
+   * field of it (io_uring_prep_rw). */
   e->full = 0;
+  e->fd = fd;
+  e->hard = 0;
+  e->creates = 0;
+  e->barrier = b->barrier_next;
+  e->socket = 0;
+  b->barrier_next = false;
   return e;
 }
 
