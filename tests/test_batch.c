@@ -166,6 +166,68 @@ static void test_batch_bigger_than_sq_free_space(void **state) {
   ak_loop_free(loop);
 }
 
+/* A batch that does not fit the CQ's room waits whole (parked), starts
+ * when room is made, and a parked batch cancelled never reaches the kernel. */
+static void test_batch_parked_for_cq_room(void **state) {
+  (void)state;
+  ak_loop_options opts = {.sq_entries = 8, .cq_entries = 16};
+  ak_loop *loop = t_loop_new_opts(&opts);
+  /* On epoll a batch is independent ops, each admitted on its own. */
+  T_SKIP_ON_EPOLL(loop, "a batch parks whole in the ring's admission");
+  int p[2];
+  t_pipe(p);
+  ak_batch *a, *b, *c;
+  assert_int_equal(ak_batch_new(loop, 8, &a), 0);
+  assert_int_equal(ak_batch_new(loop, 8, &b), 0);
+  assert_int_equal(ak_batch_new(loop, 8, &c), 0);
+  static char bufs[8][4];
+  for (int i = 0; i < 8; i++)
+    ak_batch_read(a, p[0], bufs[i], 1, -1, NULL); /* wait for the pipe */
+  for (int i = 0; i < 8; i++) {
+    ak_batch_nop(b);
+    ak_batch_nop(c);
+  }
+  int64_t ra[8], rb[8], rc[8];
+  ak_future *fa = ak_batch_submit(a, ra);
+  ak_future *fb = ak_batch_submit(b, rb); /* 8 + 8 > the CQ's 14: parked */
+  ak_future *fc = ak_batch_submit(c, rc);
+  ak_loop_run(loop, AK_RUN_NOWAIT);
+  assert_false(ak_future_is_set(fb));
+  ak_future_cancel(fb);
+  assert_int_equal(ak_future_wait(fb, T_HANG_NS), 0);
+  assert_int_equal(ak_future_state(fb), AK_CANCELLED);
+  for (int i = 0; i < 8; i++)
+    assert_int_equal(rb[i], -ECANCELED);
+  assert_false(ak_future_is_set(fc));
+  assert_int_equal(write(p[1], "12345678", 8), 8);
+  assert_int_equal(wait_value(fa), 8);
+  assert_int_equal(wait_value(fc), 8); /* admitted once the reads were back */
+  ak_future_release(fa);
+  ak_future_release(fb);
+  ak_future_release(fc);
+  /* A loop freed with a batch parked: it settles, nothing reached the kernel. */
+  ak_batch_reset(a);
+  ak_batch_reset(b);
+  for (int i = 0; i < 8; i++)
+    ak_batch_read(a, p[0], bufs[i], 1, -1, NULL);
+  for (int i = 0; i < 8; i++)
+    ak_batch_nop(b);
+  fa = ak_batch_submit(a, ra);
+  fb = ak_batch_submit(b, rb);
+  ak_loop_run(loop, AK_RUN_NOWAIT);
+  ak_batch_free(a);
+  ak_batch_free(b);
+  ak_batch_free(c);
+  ak_loop_free(loop);
+  assert_true(ak_future_is_set(fa) && ak_future_is_set(fb));
+  for (int i = 0; i < 8; i++)
+    assert_int_equal(rb[i], -ECANCELED);
+  ak_future_release(fa);
+  ak_future_release(fb);
+  close(p[0]);
+  close(p[1]);
+}
+
 /* ---- Chains ----------------------------------------------------------------- */
 
 static void chain_head_fails(bool no_skip) {
@@ -710,6 +772,7 @@ int main(void) {
       cmocka_unit_test(test_kernel_one_cqe_per_chain),
       cmocka_unit_test(test_batch_results_and_count),
       cmocka_unit_test(test_batch_bigger_than_sq_free_space),
+      cmocka_unit_test(test_batch_parked_for_cq_room),
       cmocka_unit_test(test_chain_head_fails),
       cmocka_unit_test(test_chain_middle_short),
       cmocka_unit_test(test_chain_write_sync_read),

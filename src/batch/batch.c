@@ -129,7 +129,8 @@ void ak_batch_set_flags(ak_batch *b, unsigned flags) { b->flags = flags; }
 
 /* The next free entry, cleared, or NULL with *err set. */
 static ak__bent *add(ak_batch *b, int fd, int *err) {
-  if (b->outer || is_pending(b)) {
+  /* After ak_batch_reset last is NULL: one compare per op in steady state. */
+  if (AK__UNLIKELY(b->last != NULL) && (b->outer || is_pending(b))) {
     *err = -EBUSY;
     return NULL;
   }
