@@ -11,6 +11,7 @@
 #include "asynckit/loop.h"
 #include "asynckit/pool.h"
 #include "asynckit/fs.h"
+#include "asynckit/batch.h"
 #include "asynckit/net.h"
 #include "asynckit/signal.h"
 #include "asynckit/tls.h"

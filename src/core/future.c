@@ -301,11 +301,20 @@ static inline void schedule_callbacks(ak_future *f) {
   schedule_node(f, &f->qnode);
 }
 
-static __attribute__((noinline)) void wake_waiters(ak_future *f) {
-  futex_call(&f->state, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
-  /* A waiter on the loop's own thread sleeps in the ring, not the futex. */
-  if (f->loop && !ak__loop_owned_by_caller(f->loop))
+/* old: the word before the settle, with WAITERS and/or LOOP_WAITER. */
+static __attribute__((noinline)) void wake_waiters(ak_future *f, uint32_t old) {
+  if (old & AK__F_WAITERS)
+    futex_call(&f->state, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+  /* A waiter on the loop's own thread sleeps in the ring, not the futex: a
+   * settle on that thread is seen by the wait's "done" predicate without a
+   * syscall (before, every QD1 op paid a FUTEX_WAKE nobody waited on). From
+   * another thread the loop must be woken; the fence orders the settled
+   * word before ak__loop_wake's load of `sleeping`, pairing with may_sleep's
+   * store-then-recheck (the futex call used to be that barrier). */
+  if ((old & AK__F_LOOP_WAITER) && f->loop && !ak__loop_owned_by_caller(f->loop)) {
+    atomic_thread_fence(memory_order_seq_cst);
     ak__loop_wake(f->loop);
+  }
 }
 
 /* Settles a locked, pending future; unlocks. The caller holds a reference.
@@ -315,11 +324,14 @@ static inline __attribute__((always_inline)) void settle_locked_ref(ak_future *f
                                                                     ak_state state, int64_t result,
                                                                     bool ref_given) {
   bool has_callbacks = f->cb != NULL || (old & AK__F_BOUND);
-  uint32_t word = (old & ~(AK__STATE_MASK | AK__F_WAITERS)) | (uint32_t)state;
+  uint32_t word = (old & ~(AK__STATE_MASK | AK__F_WAITERS | AK__F_LOOP_WAITER)) | (uint32_t)state;
   f->result = result;
   word_unlock(f, word);
-  if (old & AK__F_WAITERS)
-    wake_waiters(f);
+  /* LOOP_WAITER alone, settled on the loop's own thread (a QD1 op's wait):
+   * the waiter sees it when the iteration returns; nothing to call. */
+  if (AK__UNLIKELY(old & (AK__F_WAITERS | AK__F_LOOP_WAITER)) &&
+      ((old & AK__F_WAITERS) || !ak__loop_owned_by_caller(f->loop)))
+    wake_waiters(f, old);
   if (has_callbacks) {
     if (ref_given)
       schedule_node(f, &f->qnode); /* the caller's reference goes to the queue */
@@ -648,21 +660,22 @@ static int64_t deadline_after(int64_t timeout_ns) {
   return timeout_ns < 0 ? AK_FOREVER : ak_now_ns() + timeout_ns;
 }
 
-/* Marks f as waited on; returns the word with WAITERS, or 0 if f settled. */
-static uint32_t mark_waiter(ak_future *f) {
+/* Marks f as waited on (flag: WAITERS for a futex sleeper, LOOP_WAITER for
+ * the loop's own thread); returns the word with it, or 0 if f settled. */
+static uint32_t mark_waiter(ak_future *f, uint32_t flag) {
   uint32_t old = word_lock(f);
   if (ak__is_settled_word(old)) {
     word_unlock(f, old);
     return 0;
   }
-  word_unlock(f, old | AK__F_WAITERS);
-  return old | AK__F_WAITERS;
+  word_unlock(f, old | flag);
+  return old | flag;
 }
 
 static bool is_settled_pred(void *arg) { return ak_future_is_set(arg); }
 
 static int wait_running_loop(ak_future *f, int64_t deadline) {
-  while (mark_waiter(f) != 0) {
+  while (mark_waiter(f, AK__F_LOOP_WAITER) != 0) {
     if (deadline != AK_FOREVER && ak_now_ns() >= deadline)
       return AK_EWAITTIMEOUT;
     int rc = ak__loop_iterate(f->loop, deadline, is_settled_pred, f);
@@ -677,7 +690,7 @@ static int wait_futex(ak_future *f, int64_t deadline) {
   if (own)
     ak__pool_flush_loop(own); /* what we wait for may be among them */
   for (;;) {
-    uint32_t seen = mark_waiter(f);
+    uint32_t seen = mark_waiter(f, AK__F_WAITERS);
     if (seen == 0)
       return 0;
     struct timespec ts, *tsp = NULL;

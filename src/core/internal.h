@@ -58,6 +58,10 @@ enum {
                                  drops the task from its alive count */
   AK__F_COMPUTE = 1u << 7,    /* a promise was handed a callable
                                  (ak_pool_compute): once only */
+  AK__F_LOOP_WAITER = 1u << 8, /* the loop's own thread waits for it in its
+                                 ring (not the futex): a settle from another
+                                 thread wakes the loop, one from the loop's
+                                 thread needs no syscall at all */
 };
 
 /* Fields marked (kind) are not initialised by ak__future_new: the kinds that
@@ -256,6 +260,7 @@ enum ak__op_kind {
   AK_OP_SYMLINKAT,
   AK_OP_READLINKAT, /* the pool only: io_uring has no readlink */
   AK_OP_DIRLIST,    /* the pool only: io_uring has no getdents */
+  AK_OP_BATCH,     /* a batch or chain of SQEs as one op (batch_ring.c) */
   AK_OP_KIND_COUNT
 };
 
@@ -322,6 +327,8 @@ enum {
                                    registered one goes by its slot */
   AK__OPF_POOL_DEADLINE = 1 << 10, /* epoll: moved to the pool with its
                                      deadline timer (backend_epoll.c) */
+  AK__OPF_MULTI = 1 << 11,      /* a batch or chain: writes its own SQEs
+                                   (batch_ring.c), tagged AK__TAG_MULTI */
 };
 
 struct ak__op {
@@ -340,9 +347,10 @@ struct ak__op {
   int res;                        /* the op's own CQE res, once it came */
   uint16_t flags;                 /* AK__OPF_* */
   uint8_t kind;                   /* enum ak__op_kind */
-  uint8_t owed;                   /* CQEs still owed by the kernel */
-  uint8_t slots;                  /* CQ slots reserved (1, 2 with deadline) */
   uint8_t sqe_flags;              /* IOSQE_* to add (fixed file...) */
+  uint16_t owed;                  /* CQEs still owed by the kernel */
+  uint16_t slots;                 /* CQ slots reserved (1, 2 with deadline,
+                                     a batch's op count) */
   struct __kernel_timespec deadline; /* read by the kernel for the link */
   /* The epoll backend's (core/backend_epoll.c); unused on io_uring. */
   ak__op *ep_prev;                /* an fd's waiters, the timed or done list */
@@ -441,8 +449,56 @@ enum {
   AK__TAG_DEADLINE = 1, /* the op's linked timeout CQE */
   AK__TAG_IGNORE = 2,   /* a cancel request's own CQE */
   AK__TAG_WAKEUP = 3,   /* the eventfd read */
+  AK__TAG_MULTI = 4,    /* one SQE of a batch op; its index in bits 48..63
+                           (user-space pointers have 47 bits) */
   AK__TAG_MASK = 7,
 };
+#define AK__TAG_INDEX_SHIFT 48
+#define AK__TAG_PTR_MASK ((UINT64_C(1) << AK__TAG_INDEX_SHIFT) - 1 - AK__TAG_MASK)
+
+/* ---- 3b. Batches and chains on the ring (batch_ring.c) ----------------------
+ * N SQEs as one op and one future: written into the SQ together (the SQ is
+ * flushed first if it cannot take them all, so a chain is never split by a
+ * submission boundary), linked for a chain, one CQE per chain where
+ * IOSQE_CQE_SKIP_SUCCESS may be used. The builder and the epoll path are
+ * src/batch's; the kernel rules are docs/batch.md's. */
+
+/* One operation of a batch: an SQE template (all but user_data and the link
+ * flags) and what success in full is. */
+typedef struct ak__bent {
+  struct io_uring_sqe sqe;        /* template, filled by liburing's prep helpers */
+  int64_t full;                   /* the result of success in full; -1: any >= 0 */
+  int fd;                         /* the real fd (the SQE may hold a slot) */
+  uint8_t hard;                   /* link to the next is a HARDLINK */
+  uint8_t creates;                /* the result is an fd (openat): closed if cancelled */
+  uint8_t barrier;                /* (src/batch) starts after all before it completed */
+  uint8_t socket;                 /* send/recv: MSG_WAITALL in a chain */
+} ak__bent;
+
+enum {
+  AK__BATCH_CHAIN = 1u << 0,   /* IOSQE_IO_LINK between the ops */
+  AK__BATCH_NO_SKIP = 1u << 1, /* never IOSQE_CQE_SKIP_SUCCESS (tests) */
+};
+
+/* A result still to come (results[] while the batch is in flight). */
+#define AK__BATCH_PENDING INT64_MIN
+
+/* Whether result res of e broke a chain (an error, or short of full). */
+static inline bool ak__bent_failed(const ak__bent *e, int64_t res)
+{
+  return res < 0 || (e->full >= 0 && res != e->full);
+}
+
+/* Submits ents[0..n) (read until the future settles) as one op on loop
+ * (io_uring only, owner thread). results[i] receives op i's result. The
+ * future's value: a batch, how many results are >= 0; a chain, the index of
+ * the first failure (n if none), with -ECANCELED after it. Cancelled with
+ * some op cancelled: CANCELLED. n larger than the SQ or the CQ: fails -E2BIG. */
+ak_future *ak__batch_ring_submit(ak_loop *loop, const ak__bent *ents, unsigned n,
+                                 int64_t *results, unsigned mode);
+/* The largest n ak__batch_ring_submit takes on loop (on epoll, what it
+ * would take on the ring the loop was asked for). */
+unsigned ak__batch_ring_max(const ak_loop *loop);
 
 /* ---- 4. The pool -------------------------------------------------------- */
 

@@ -491,6 +491,9 @@ static void dispatch_cqe(ak_loop *loop, uint64_t data, int res, unsigned flags) 
   case AK__TAG_IGNORE:
     loop->reserved_inflight--;
     break;
+  case AK__TAG_MULTI:
+    ak__batch_ring_cqe(data, res);
+    break;
   default:
     ak__op_cqe(ptr, res, flags, tag);
     break;
@@ -693,7 +696,8 @@ static int iterate(ak_loop *loop, int64_t deadline, bool block_when_idle,
   loop->now = ak_now_ns();
   ak__pool_flush_loop(loop); /* e.g. submitted by a callback that now waits */
   drain_inbox(loop);
-  ak__timers_run(loop, loop->now);
+  if (loop->timers.count > 0) /* most iterations of a QD1 wait have none */
+    ak__timers_run(loop, loop->now);
   run_ready(loop);
 
   /* Everything below is read after the callbacks ran, since any of them may
@@ -719,7 +723,8 @@ static int iterate(ak_loop *loop, int64_t deadline, bool block_when_idle,
     reap(loop);
   ak__op_admit_queued(loop);
   drain_inbox(loop);
-  ak__timers_run(loop, loop->now);
+  if (loop->timers.count > 0) /* most iterations of a QD1 wait have none */
+    ak__timers_run(loop, loop->now);
   /* After ak_loop_stop, what the stopping batch scheduled waits for the
    * next run (asyncio's stop). */
   if (!atomic_load_explicit(&loop->stop, memory_order_relaxed))

@@ -180,6 +180,14 @@ static inline struct io_uring_sqe *ak__loop_get_sqe(ak_loop *loop)
   return sqe;
 }
 void ak__timers_cancel_all(ak_loop *loop);
+
+/* Batches (batch_ring.c): writes a MULTI op's SQEs (op.c's prep_into_sq),
+ * takes one of its CQEs (loop.c's dispatch), cancels what is in flight. */
+void ak__batch_ring_start(ak__op *op);
+void ak__batch_ring_cqe(uint64_t data, int res);
+void ak__batch_ring_cancel(ak__op *op);
+/* A cancel request for user_data (op.c). */
+void ak__op_send_cancel(ak_loop *loop, uint64_t user_data);
 void ak__op_cache_free(ak_loop *loop);
 
 #endif /* AK_LOOP_INTERNAL_H */

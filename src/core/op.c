@@ -25,6 +25,7 @@ static const char *const ak__op_kind_names[AK_OP_KIND_COUNT] = {
     [AK_OP_SEND] = "send",       [AK_OP_SENDMSG] = "sendmsg",   [AK_OP_RECVMSG] = "recvmsg",
     [AK_OP_SHUTDOWN] = "shutdown", [AK_OP_POLL] = "poll",     [AK_OP_LINKAT] = "linkat",
     [AK_OP_SYMLINKAT] = "symlinkat", [AK_OP_READLINKAT] = "readlinkat", [AK_OP_DIRLIST] = "dirlist",
+    [AK_OP_BATCH] = "batch",
 };
 
 const char *ak_op_kind_name(unsigned kind) {
@@ -197,6 +198,10 @@ static void prep_linked_deadline(ak__op *op, struct io_uring_sqe *sqe) {
 
 static void prep_into_sq(ak__op *op) {
   ak_loop *loop = op->loop;
+  if (AK__UNLIKELY(op->flags & AK__OPF_MULTI)) {
+    ak__batch_ring_start(op);
+    return;
+  }
   bool deadline = (op->flags & AK__OPF_DEADLINE) != 0;
   /* The op and its linked timeout must reach the kernel in one submit. */
   if (deadline && io_uring_sq_space_left(&loop->ring) < 2)
@@ -419,10 +424,14 @@ static void op_cancel(ak__op *op) {
     op->flags |= AK__OPF_CANCEL_SENT;
     if (AK__UNLIKELY(op->loop->ep != NULL))
       ak__ep_cancel(op);
+    else if (AK__UNLIKELY(op->flags & AK__OPF_MULTI))
+      ak__batch_ring_cancel(op);
     else
       send_cancel(op->loop, (uint64_t)(uintptr_t)op, 0);
   }
 }
+
+void ak__op_send_cancel(ak_loop *loop, uint64_t user_data) { send_cancel(loop, user_data, 0); }
 
 void ak__op_cancel_all(ak_loop *loop) {
   while (loop->queued_head) {

@@ -30,6 +30,8 @@
   XX(copy, "copy a 2 GiB file from the page cache: ak_copy_file vs cp") \
   XX(hash, "aksum on 1000 x 1 MiB and one 2 GiB file vs sha256sum, openssl, xargs -P2") \
   XX(tls, "TLS bulk (--size MiB) vs plain TCP, full/resumed handshakes/s vs openssl s_time") \
+  XX(latency, "one op at a time: QD1 4 KiB reads and write+fdatasync chains vs raw liburing (same ring flags)") \
+  XX(batch, "32-op batches of NOPs and 4 KiB reads: ak_batch vs raw liburing (same ring flags)") \
   XX(download, "akget vs curl --parallel, wget2, aria2c from a local nginx, 32 at once (--size: percent of the sets)")
 
 /* ---- Options ---------------------------------------------------------------- */
@@ -56,7 +58,7 @@ uint64_t akb_size(const akb_opts *opts, uint64_t full, uint64_t quick);
 
 /* ---- Results ---------------------------------------------------------------- */
 
-enum { AKB_MAX_FIGS = 16, AKB_MAX_ROWS = 4, AKB_MAX_NOTES = 64 }; /* download: 7 sets */
+enum { AKB_MAX_FIGS = 16, AKB_MAX_ROWS = 6, AKB_MAX_NOTES = 64 }; /* download: 7 sets */
 
 typedef struct akb_fig {
   const char *key;  /* JSON key and column heading; a string literal */

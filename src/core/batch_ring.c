@@ -1,0 +1,265 @@
+/* batch_ring.c: a batch or chain of ring operations as one op record and one
+ * future: its SQEs written into the SQ together (never split by a submission
+ * boundary), linked with IOSQE_IO_LINK / HARDLINK for a chain, one CQE per
+ * chain with IOSQE_CQE_SKIP_SUCCESS where the kernel rules allow it, each
+ * CQE's result written into the caller's array, and cancellation of every
+ * SQE still in flight.
+ *
+ * It lives in core because it is the loop's hot path: it writes the SQ, keeps
+ * the CQ admission count and is reached from the loop's CQE dispatch by its
+ * own tag (AK__TAG_MULTI, the op's index in the user_data's top 16 bits), so
+ * a batch of N costs one op record and one future, not N.
+ *
+ * Not here: the builder, barriers, deadlines and the epoll path
+ * (src/batch/batch.c); the rules themselves (docs/batch.md).
+ */
+#define _GNU_SOURCE
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/loop_internal.h"
+
+/* The op's params (op->data). */
+typedef struct batch_data {
+  const ak__bent *ents; /* the builder's, read until the future settles */
+  int64_t *results;     /* the caller's */
+  unsigned n;
+  unsigned mode;        /* AK__BATCH_* */
+  bool skip;            /* CQE_SKIP_SUCCESS on every link but the last */
+  unsigned cancels_out; /* our cancel requests whose CQE has not come: the
+                           op stays until they have */
+} batch_data;
+
+/* A cancel request's own CQE (user-space pointers leave bit 47 free). */
+#define CANCEL_BIT (UINT64_C(1) << 47)
+_Static_assert(sizeof(batch_data) <= AK__OP_DATA_SIZE, "batch params fit");
+
+unsigned ak__batch_ring_max(const ak_loop *loop) {
+  /* The epoll backend has no SQ but the same admission bound: the same
+   * sizes are refused on both. */
+  unsigned max = loop->ep ? loop->opts.sq_entries : loop->ring.sq.ring_entries;
+  if (loop->cq_capacity < max)
+    max = loop->cq_capacity;
+  return max < 65535 ? max : 65535;
+}
+
+/* Whether a link's success in full has a result known in advance, so its
+ * CQE may be skipped: every read, write, fsync, nop, close, statx (0) and,
+ * with MSG_WAITALL, send and recv. Not openat (the fd is the answer). */
+static bool skippable(const ak__bent *e) { return e->full >= 0 && !e->creates; }
+
+/* One CQE per chain (docs/batch.md): every link but the last gets
+ * CQE_SKIP_SUCCESS. A link that fails (or is cancelled) then posts its CQE
+ * and the kernel skips the CQEs of the links it cancels (it sets
+ * REQ_F_SKIP_LINK_CQES), so the chain still posts exactly one. Not with a
+ * hard link: a hard link's failure does not end the chain, which would post
+ * more than one. */
+static bool chain_can_skip(const batch_data *bd) {
+  if (!(bd->mode & AK__BATCH_CHAIN) || (bd->mode & AK__BATCH_NO_SKIP) || bd->n < 2)
+    return false;
+  for (unsigned i = 0; i + 1 < bd->n; i++)
+    if (bd->ents[i].hard || !skippable(&bd->ents[i]))
+      return false;
+  return true;
+}
+
+/* ---- Settling ---------------------------------------------------------------- */
+
+/* What a chain's one CQE (at index k, result res) says about the others:
+ * the links before k succeeded in full, the ones after were cancelled. */
+static void fill_from_skip_cqe(const batch_data *bd, unsigned k, int res) {
+  for (unsigned i = 0; i < k; i++)
+    bd->results[i] = bd->ents[i].full;
+  bd->results[k] = res;
+  for (unsigned i = k + 1; i < bd->n; i++)
+    bd->results[i] = -ECANCELED;
+}
+
+static void batch_finish_slow(ak__op *op);
+
+static void batch_finish(ak__op *op) {
+  batch_data *bd = AK__OP_DATA(op, batch_data);
+  if (AK__LIKELY(!(bd->mode & AK__BATCH_CHAIN) && !ak_future_cancel_requested(op->fut))) {
+    /* A batch nobody cancelled: every result came; count the successes. */
+    int64_t value = 0;
+    for (unsigned i = 0; i < bd->n; i++)
+      value += bd->results[i] >= 0;
+    op->flags &= (uint16_t)~AK__OPF_SUBMITTED;
+    ak__op_finish(op, value);
+    return;
+  }
+  batch_finish_slow(op);
+}
+
+static void batch_finish_slow(ak__op *op) {
+  batch_data *bd = AK__OP_DATA(op, batch_data);
+  bool cancel_req = ak_future_cancel_requested(op->fut);
+  bool any_cancelled = false;
+  int64_t value = 0;
+  bool chain = (bd->mode & AK__BATCH_CHAIN) != 0;
+  bool failed = false;
+  for (unsigned i = 0; i < bd->n; i++) {
+    int64_t r = bd->results[i];
+    if (r == AK__BATCH_PENDING) /* parked and cancelled before it started */
+      r = bd->results[i] = -ECANCELED;
+    if (cancel_req && bd->ents[i].creates && r >= 0) {
+      close((int)r); /* nobody will take the fd, as for a single openat */
+      r = bd->results[i] = -ECANCELED;
+    }
+    if (r == -ECANCELED)
+      any_cancelled = true;
+    if (chain) {
+      if (!failed && ak__bent_failed(&bd->ents[i], r)) {
+        failed = true;
+        value = i;
+      }
+    } else if (r >= 0) {
+      value++;
+    }
+  }
+  if (chain && !failed)
+    value = bd->n;
+  op->flags &= (uint16_t)~AK__OPF_SUBMITTED;
+  ak__op_finish(op, cancel_req && any_cancelled ? -ECANCELED : value);
+}
+
+/* op.c's complete hook: reached only through op_done, for a batch parked
+ * for CQ room and cancelled there (nothing reached the kernel). */
+static void batch_complete_parked(ak__op *op, int res, unsigned flags) {
+  (void)res;
+  (void)flags;
+  batch_finish_slow(op); /* results still AK__BATCH_PENDING */
+}
+
+static void send_cancel_for(ak__op *op, unsigned i);
+
+void ak__batch_ring_cqe(uint64_t data, int res) {
+  ak__op *op = (ak__op *)(uintptr_t)(data & AK__TAG_PTR_MASK & ~CANCEL_BIT);
+  unsigned i = (unsigned)(data >> AK__TAG_INDEX_SHIFT);
+  ak_loop *loop = op->loop;
+  batch_data *bd = AK__OP_DATA(op, batch_data);
+  if (data & CANCEL_BIT) {
+    loop->reserved_inflight--;
+    bd->cancels_out--;
+    /* -ENOENT: not found. Either its CQE is on its way, or it is a link not
+     * issued yet (the one before it was still running, or had just
+     * completed): the kernel cannot find those, so ask again until it is
+     * running or done. */
+    if (res == -ENOENT && op->owed > 0 && (bd->skip || bd->results[i] == AK__BATCH_PENDING))
+      send_cancel_for(op, i);
+    else if (op->owed == 0 && bd->cancels_out == 0)
+      batch_finish(op);
+    return;
+  }
+  loop->in_flight--;
+  if (bd->skip)
+    fill_from_skip_cqe(bd, i, res);
+  else
+    bd->results[i] = res;
+  if (--op->owed > 0 || bd->cancels_out > 0)
+    return;
+  loop->stats.completed[AK_OP_BATCH]++;
+  int64_t ns = loop->now - op->submit_ns;
+  unsigned bucket = ns > 0 ? 63u - (unsigned)__builtin_clzll((unsigned long long)ns) : 0;
+  loop->stats.latency[bucket < AK_STATS_LATENCY_BUCKETS ? bucket : AK_STATS_LATENCY_BUCKETS - 1]++;
+  batch_finish(op);
+}
+
+/* ---- Submission ---------------------------------------------------------------- */
+
+/* Room for n SQEs, so that all of them go to the kernel in one
+ * io_uring_enter (and a chain is never cut by a submission boundary). On an
+ * SQPOLL ring the kernel thread frees the space asynchronously. */
+static void sq_make_room(ak_loop *loop, unsigned n) {
+  while (io_uring_sq_space_left(&loop->ring) < n) {
+    ak__loop_flush(loop);
+    if (io_uring_sq_space_left(&loop->ring) < n)
+      io_uring_sqring_wait(&loop->ring); /* SQPOLL only; returns at once otherwise */
+  }
+}
+
+void ak__batch_ring_start(ak__op *op) {
+  ak_loop *loop = op->loop;
+  batch_data *bd = AK__OP_DATA(op, batch_data);
+  const ak__bent *ents = bd->ents;
+  unsigned n = bd->n;
+  bool chain = (bd->mode & AK__BATCH_CHAIN) != 0;
+  uint64_t tag = (uint64_t)(uintptr_t)op | AK__TAG_MULTI;
+  sq_make_room(loop, n);
+  /* Room for all n was made above: index the SQ directly rather than ask
+   * io_uring_get_sqe (a load of the kernel's head) n times. The ring has
+   * 64-byte SQEs (no IORING_SETUP_SQE128). */
+  struct io_uring_sq *sq = &loop->ring.sq;
+  unsigned tail = sq->sqe_tail;
+  for (unsigned i = 0; i < n; i++) {
+    const ak__bent *e = &ents[i];
+    struct io_uring_sqe *sqe = &sq->sqes[(tail + i) & sq->ring_mask];
+    memcpy(sqe, &e->sqe, sizeof(*sqe));
+    if (chain) {
+      if (i + 1 < n) {
+        sqe->flags |= e->hard ? IOSQE_IO_HARDLINK : IOSQE_IO_LINK;
+        if (bd->skip)
+          sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+      }
+      if (e->socket) /* a short send/recv breaks a link only with WAITALL */
+        sqe->msg_flags |= MSG_WAITALL;
+    }
+    if (e->socket && !(sqe->flags & IOSQE_FIXED_FILE) && ak__socket_is_registered(loop, sqe->fd))
+      sqe->flags |= IOSQE_FIXED_FILE; /* slot == fd (register_sockets.c) */
+    io_uring_sqe_set_data64(sqe, tag | ((uint64_t)i << AK__TAG_INDEX_SHIFT));
+  }
+  sq->sqe_tail = tail + n;
+  loop->sq_unsubmitted += n;
+  loop->last_sqe_op = NULL; /* nothing may link a deadline to our last SQE */
+  op->owed = bd->skip ? 1 : (uint16_t)n;
+  op->flags = (uint16_t)((op->flags & ~AK__OPF_QUEUED) | AK__OPF_SUBMITTED);
+  op->submit_ns = loop->now;
+  loop->in_flight += op->slots;
+  loop->stats.submitted[AK_OP_BATCH]++;
+  ak__loop_submit_early(loop, false); /* SQPOLL: publish the tail once, whole */
+}
+
+static void send_cancel_for(ak__op *op, unsigned i) {
+  ak_loop *loop = op->loop;
+  batch_data *bd = AK__OP_DATA(op, batch_data);
+  uint64_t target = (uint64_t)(uintptr_t)op | AK__TAG_MULTI | ((uint64_t)i << AK__TAG_INDEX_SHIFT);
+  struct io_uring_sqe *sqe = ak__loop_get_sqe(loop);
+  io_uring_prep_cancel64(sqe, target, 0);
+  io_uring_sqe_set_data64(sqe, target | CANCEL_BIT);
+  /* As op.c's cancel requests: outside admission, NODROP keeps the CQE. */
+  loop->reserved_inflight++;
+  loop->stats.submitted[AK_OP_CANCEL]++;
+  bd->cancels_out++;
+}
+
+void ak__batch_ring_cancel(ak__op *op) {
+  batch_data *bd = AK__OP_DATA(op, batch_data);
+  /* Every SQE whose CQE has not come (with skipped CQEs, any of them may be
+   * the running one); cancelling the running link ends the chain. */
+  for (unsigned i = 0; i < bd->n; i++)
+    if (bd->skip || bd->results[i] == AK__BATCH_PENDING)
+      send_cancel_for(op, i);
+}
+
+ak_future *ak__batch_ring_submit(ak_loop *loop, const ak__bent *ents, unsigned n,
+                                 int64_t *results, unsigned mode) {
+  if (n == 0 || n > ak__batch_ring_max(loop))
+    return ak__future_failed(loop, n == 0 ? -EINVAL : -E2BIG, "batch size");
+  ak__op *op = ak__op_new(loop, AK_OP_BATCH);
+  if (!op)
+    return NULL;
+  batch_data *bd = AK__OP_DATA(op, batch_data);
+  bd->ents = ents;
+  bd->results = results;
+  bd->n = n;
+  bd->mode = mode;
+  bd->skip = chain_can_skip(bd);
+  bd->cancels_out = 0;
+  for (unsigned i = 0; i < n; i++)
+    results[i] = AK__BATCH_PENDING;
+  op->flags |= AK__OPF_MULTI;
+  op->slots = bd->skip ? 1 : (uint16_t)n;
+  op->complete = batch_complete_parked;
+  return ak__op_submit(op);
+}
