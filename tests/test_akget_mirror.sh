@@ -88,6 +88,19 @@ if ((have_xattr)); then
     fail "no If-None-Match $etag in nginx's log"
 fi
 
+# 2b. With -s (and -c) the conditions go with the first HEAD: a 304 to it
+# keeps the file, and nothing else is asked.
+for opt in "-s 4 --min-segment 16K" "-c"; do
+  : >"$log"
+  # shellcheck disable=SC2086
+  "$akget" -q -N $opt -d "$out" -i "$work/list" --json "$work/s.json" || fail "-N $opt: exit $?"
+  [[ "$(stat -c '%i %Y %s' "$out"/f*.bin)" == "$before" ]] || fail "-N $opt rewrote a file"
+  [[ "$(awk '{print $3}' "$log" | sort | uniq -c | awk '{print $1, $2}')" == "3 304" ]] ||
+    fail "-N $opt: nginx answered $(awk '{print $3}' "$log" | tr '\n' ' ')"
+  [[ "$(json_field "$work/s.json" unchanged)" == 3 ]] || fail "-N $opt: --json unchanged != 3"
+  ! ls "$out" | grep -q akget-part || fail "-N $opt left a part file"
+done
+
 # 3. One file changed on the server: it alone is fetched (200) and replaced,
 # with the new mtime; the others stay 304.
 head -c 123457 /dev/urandom >"$root/m/f2.bin"
