@@ -412,6 +412,14 @@ static bool route(int fd, const request *rq)
                  "fffffffffffffffffffff\r\nabc");
     return false;
   }
+  if (sscanf(p, "/notmod/%llu", &n) == 1) {
+    /* A 304 never has a body, whatever its Content-Length (the entity's
+     * size, as some servers send it) says; the connection goes on. */
+    char head[160];
+    snprintf(head, sizeof head,
+             "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nContent-Length: %llu\r\n\r\n", n);
+    return send_str(fd, head);
+  }
   if (sscanf(p, "/interim/%llu", &n) == 1) {
     send_str(fd, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n");
     return serve_file(fd, rq, n, false);

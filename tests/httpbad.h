@@ -8,6 +8,7 @@
  *   /trickle     a head byte every 100 ms, never ends
  *   /badstatus /bigheader (100 KiB) /dupcl /conflictcl /negcl
  *   /hugecl (10^18) /hugechunk (overflowing size)
+ *   /notmod/N    a 304 (ETag "v1", Content-Length: N, no body), kept alive
  *   /interim/N   100 and 103 before a 200
  *   /interimcl/N a 100 with a Content-Length (and no body) before a 200
  *   /retry/KEY/N 503 + Retry-After: 1 the first time per KEY, then 200

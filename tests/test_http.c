@@ -871,6 +871,47 @@ static void test_head_request(void **state)
   ak_future_release(f);
 }
 
+/* A 304 (a conditional request's "not modified") is a response with no
+ * body even with a Content-Length: nothing is written to the fd, the
+ * future is DONE at once (not waiting for N bytes), and the connection
+ * serves the next request. */
+static void test_not_modified_304(void **state)
+{
+  fixture *fx = *state;
+  int fd = t_tmpfile(O_RDWR);
+  int64_t progress = 0;
+  const char *cond[] = {"If-None-Match: \"v1\""};
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of("/notmod/5000"));
+  rq.fd = fd;
+  rq.progress = &progress;
+  rq.headers = cond;
+  rq.header_count = 1;
+  int64_t t0 = ak_now_ns();
+  ak_future *f = ak_http_get(fx->client, &rq);
+  assert_int_equal(ak_future_wait(f, WAIT), 0);
+  if (ak_future_state(f) != AK_DONE)
+    fail_msg("304 failed: %s (%s)", ak_err_name((int)ak_future_result(f)),
+             ak_future_detail(f) ? ak_future_detail(f) : "");
+  assert_int_equal(ak_future_result(f), 304);
+  const ak_http_response *r = ak_future_value(f);
+  assert_int_equal(r->body_bytes, 0);
+  assert_string_equal(ak_http_response_header(r, "etag"), "\"v1\"");
+  assert_true(ak_now_ns() - t0 < INT64_C(1500000000)); /* not the idle deadline (2 s) */
+  assert_int_equal(progress, 0);
+  struct stat st;
+  assert_int_equal(fstat(fd, &st), 0);
+  assert_int_equal(st.st_size, 0);
+  ak_future_release(f);
+  sink s = {0};
+  f = get_to_sink(fx, "/file/4096", &s, 0);
+  assert_int_equal(ak_future_result(f), 200);
+  assert_int_equal(s.bytes, 4096);
+  assert_false(s.mismatch);
+  assert_true(((ak_http_response *)ak_future_value(f))->reused);
+  ak_future_release(f);
+  close(fd);
+}
+
 static void test_broken_bodies(void **state)
 {
   expect_error(state, "/reset/1000000", -ECONNRESET);
@@ -1074,6 +1115,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_status_404_is_a_response, setup, teardown),
       cmocka_unit_test_setup_teardown(test_retry_after, setup, teardown),
       cmocka_unit_test_setup_teardown(test_head_request, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_not_modified_304, setup, teardown),
       cmocka_unit_test_setup_teardown(test_broken_bodies, setup, teardown),
       cmocka_unit_test_setup_teardown(test_broken_heads, setup, teardown),
       cmocka_unit_test(test_head_deadline_not_idle),

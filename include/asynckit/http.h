@@ -326,13 +326,15 @@ typedef struct ak_http_response {
  * response's status as its result and an ak_http_response as its value
  * (owned by the future) once the whole body is received and written; a
  * status >= 300 that is not a followed redirect is a DONE response too (its
- * body dropped unless AK_HTTP_KEEP_ERROR_BODY), unless AK_HTTP_FAIL_ON_STATUS
- * makes a status >= 400 fail AK_EHTTPSTATUS. It FAILS with the codes at
- * the top of this header, and with AK_EHTTPREDIRECTS when redirects exceed
- * the limit. Cancelling it stops the request: it settles CANCELLED once the
- * ring has given back the operation in flight (a write to fd among them), so
- * fd may be closed after that. req is copied; fd must stay open until the
- * future settles. Returns NULL only when memory runs out. */
+ * body dropped unless AK_HTTP_KEEP_ERROR_BODY; a 204 or 304 has no body,
+ * whatever its Content-Length says, and settles at its head), unless
+ * AK_HTTP_FAIL_ON_STATUS makes a status >= 400 fail AK_EHTTPSTATUS. It
+ * FAILS with the codes at the top of this header, and with
+ * AK_EHTTPREDIRECTS when redirects exceed the limit. Cancelling it stops
+ * the request: it settles CANCELLED once the ring has given back the
+ * operation in flight (a write to fd among them), so fd may be closed after
+ * that. req is copied; fd must stay open until the future settles. Returns
+ * NULL only when memory runs out. */
 AK_API ak_future *ak_http_get(ak_http_client *client, const ak_http_request *req);
 
 /* The response a request's future holds: its value when DONE, and also,

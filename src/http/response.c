@@ -272,7 +272,11 @@ static int final_head(ak__http_parser *p)
     if (rc < 0)
       return hook_failed(p, rc);
   }
-  return p->head_request ? 1 : 0; /* 1: no body follows (HEAD) */
+  /* 1: no body follows: a HEAD's answer, and a 204 or 304 whatever its
+   * headers say (RFC 9110 6.4.1; a 304's Content-Length is the entity's
+   * size, and a client that waited for those bytes would stall on the
+   * kept-alive connection until its idle deadline). */
+  return p->head_request || r->status == 204 || r->status == 304 ? 1 : 0;
 }
 
 static int on_headers_complete(llhttp_t *ll)

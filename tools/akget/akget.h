@@ -9,6 +9,8 @@
  *   errors.c    errors to exit codes, and which ones are worth a retry
  *   checksum.c  --checksum sha-256=HEX, on the pool
  *   progress.c  the terminal display and the plain event lines (stderr)
+ *   timestamp.c -N's conditional request; Last-Modified as mtime, the ETag
+ *               in a user xattr
  *   report.c    the --json summary
  *   proxy_env.c --proxy, --noproxy and the proxy variables (curl's rules)
  *   credentials.c  --user, user:password@ in URLs, --netrc, per request
@@ -22,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <asynckit.h>
 
@@ -78,6 +81,8 @@ typedef struct akg_opts {
   bool netrc;                /* --netrc or --netrc-file */
   const char *netrc_file;    /* --netrc-file (NULL: ~/.netrc) */
   int ip_family;             /* -4: AF_INET, -6: AF_INET6, else AF_UNSPEC */
+  bool timestamping;         /* -N: an existing file is asked conditionally */
+  bool no_remote_time;       /* --no-remote-time: mtime is the download's */
 } akg_opts;
 
 enum { AKG_MAX_SEGMENTS = 32 };
@@ -108,6 +113,7 @@ typedef struct akg_item {
   unsigned attempts;
   unsigned segments_used;
   bool decoded;              /* the body came compressed and was decoded */
+  bool unchanged;            /* -N: a 304, the file on disk was kept */
   int64_t start_ns, end_ns;
   char *userpwd;             /* "user:password" for this URL (taken out of
                                 the URL, or from netrc), or NULL; never
@@ -121,6 +127,7 @@ typedef struct akg_run {
   _Atomic size_t next;       /* the next item to start (workers take turns) */
   _Atomic size_t finished;   /* items done or failed */
   _Atomic size_t failed;
+  _Atomic size_t unchanged;  /* -N: items answered 304 (also counted finished) */
   int64_t start_ns;
   pthread_mutex_t out_lock;  /* stderr lines */
 } akg_run;
@@ -220,6 +227,27 @@ void akg_request_auth(const akg_opts *o, const akg_item *it, ak_http_request *rq
 int akg_netrc_find(const char *text, size_t len, const char *host, char **login, char **password);
 /* Reads path (NULL: $HOME/.netrc) whole: 0 and *text (malloc'd), or -errno. */
 int akg_netrc_read(const char *path, char **text, size_t *len);
+
+/* timestamp.c: what one download knows of its file's time and validators. */
+typedef struct akg_ts akg_ts;
+/* For path: with -N and a regular file there, the conditional headers
+ * (o->headers plus If-Modified-Since and If-None-Match). Returns 0 and
+ * *out (freed by akg_ts_free), or -ENOMEM. */
+int akg_ts_new(const akg_opts *o, const char *path, akg_ts **out);
+void akg_ts_free(akg_ts *ts);
+/* The request is to be sent with akg_ts_headers (ts may be NULL: false). */
+bool akg_ts_conditional(const akg_ts *ts);
+const char *const *akg_ts_headers(const akg_ts *ts, size_t *count);
+/* The existing file's size (a conditional ts), else -1. */
+int64_t akg_ts_local_size(const akg_ts *ts);
+/* Keeps a 200/206 response's Last-Modified and ETag for akg_ts_apply. */
+void akg_ts_note(akg_ts *ts, const ak_http_response *r);
+/* On the complete file's fd: the ETag into user.akget.etag, Last-Modified
+ * as mtime (unless --no-remote-time). Returns 0 or -errno (futimens);
+ * why gets a line for -v, or "". */
+int akg_ts_apply(const akg_ts *ts, int fd, const akg_opts *o, char *why, size_t why_len);
+/* An IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"): 0 and *out, or -EINVAL. */
+int akg_parse_http_date(const char *s, time_t *out);
 
 /* report.c */
 int akg_report_json(const akg_run *run, const char *path, int exit_code);

@@ -113,6 +113,7 @@ struct dl {
   ak_timer *ckpt_timer;      /* the next checkpoint, or NULL */
   void (*ckpt_then)(dl *d);  /* runs once the checkpoints are quiet */
   bool ckpt_final;           /* one more checkpoint before ckpt_then */
+  akg_ts *ts;                /* -N's question; the answer's time and ETag */
 };
 
 int64_t akg_item_got(const akg_item *item)
@@ -353,7 +354,10 @@ static void end_item(dl *d, akg_state state)
   it->exit_code = state == AKG_DONE ? 0 : akg_exit_code(it->err, it->status);
   __atomic_store_n(&it->state, state, __ATOMIC_RELEASE);
   atomic_fetch_add(&run->finished, 1);
-  if (state == AKG_DONE) {
+  if (state == AKG_DONE && it->unchanged) {
+    atomic_fetch_add(&run->unchanged, 1);
+    akg_progress_event(run, it, "unchanged %s (304: not modified since the file's copy)", it->path);
+  } else if (state == AKG_DONE) {
     double s = (it->end_ns - it->start_ns) / 1e9;
     akg_progress_event(run, it, "done %s %" PRId64 " bytes in %.2f s (%.1f MB/s)%s", it->path,
                        it->bytes, s, s > 0 ? (it->bytes - it->resumed_from) / s / 1e6 : 0.0,
@@ -376,8 +380,44 @@ static void end_item(dl *d, akg_state state)
   if (d->hdrs != (const char **)d->o->headers)
     free(d->hdrs);
   free(d->spare);
+  akg_ts_free(d->ts);
   free(d);
   done(w, it);
+}
+
+/* -N: the server answered 304 to the conditional request: the file on
+ * disk stays as it is; the temporary file (and -c's part file, which the
+ * 304 says is not needed) goes. */
+static void on_unchanged_closed(ak_future *f, void *arg)
+{
+  (void)f;
+  dl *d = arg;
+  if (!d->unnamed)
+    unlink(d->item->tmp);
+  end_item(d, AKG_DONE); /* with -c it removes the control record too */
+}
+
+static void close_unchanged(dl *d)
+{
+  akg_item *it = d->item;
+  it->unchanged = true;
+  it->status = 304;
+  it->bytes = akg_ts_local_size(d->ts);
+  __atomic_store_n(&it->total, it->bytes, __ATOMIC_RELAXED);
+  if (d->fd < 0) {
+    on_unchanged_closed(NULL, d);
+    return;
+  }
+  ak_future *c = ak_close(d->loop, d->fd);
+  d->fd = -1;
+  if (!c || ak_future_on_settle(c, on_unchanged_closed, d) < 0)
+    on_unchanged_closed(NULL, d);
+  ak_future_release(c);
+}
+
+static bool is_unchanged(const dl *d, const ak_http_response *r)
+{
+  return r && r->status == 304 && akg_ts_conditional(d->ts);
 }
 
 static void on_failed_closed(ak_future *f, void *arg)
@@ -635,6 +675,15 @@ static void parts_in_quiet(dl *d)
   }
   it->bytes = end;
   __atomic_store_n(&it->total, end, __ATOMIC_RELAXED);
+  char why[200];
+  int trc = akg_ts_apply(d->ts, d->fd, d->o, why, sizeof why);
+  if (trc < 0) {
+    set_error(d, trc, 0, "set the time of %s: %s", it->path, strerror(-trc));
+    fail_item(d);
+    return;
+  }
+  if (why[0] && d->o->verbose)
+    akg_progress_event(akg_worker_run(d->w), it, "%s: %s", it->url, why);
   if (it->has_checksum) {
     ak_future *c = akg_checksum_verify(d->loop, d->unnamed ? d->proc_path : it->tmp, it->sha256);
     if (!c || ak_future_on_settle(c, on_checked, d) < 0) {
@@ -798,7 +847,13 @@ static void on_part_done(ak_future *f, void *arg)
     part_finished(p);
     return;
   }
+  if (is_unchanged(d, r) && d->nparts == 1 && !p->ranged) {
+    ak_future_release(f);
+    ckpt_quiesce(d, close_unchanged, false);
+    return;
+  }
   if (r && (r->status == 200 || r->status == 206 || r->status == 204)) {
+    akg_ts_note(d->ts, r);
     part_ok(p, r);
     ak_future_release(f);
     return;
@@ -863,7 +918,10 @@ static void start_part(part *p)
     rq.flags |= AK_HTTP_REQUIRE_RANGE;
     rq.headers = d->hdrs;
     rq.header_count = d->hdr_count;
-  } else if (o->compressed) {
+  } else if (akg_ts_conditional(d->ts)) {
+    rq.headers = akg_ts_headers(d->ts, &rq.header_count);
+  }
+  if (!p->ranged && o->compressed) {
     /* Compressed only from byte 0: a resume or a retry after some bytes
      * asks the rest of the identity body by Range (the file holds decoded
      * bytes, which are the identity body's), since a range of a gzip
@@ -1147,6 +1205,11 @@ static void on_probe(ak_future *f, void *arg)
     return;
   }
   const ak_http_response *r = ak_future_state(f) == AK_DONE ? ak_future_value(f) : NULL;
+  if (is_unchanged(d, r)) {
+    ak_future_release(f);
+    close_unchanged(d);
+    return;
+  }
   plan_and_start(d, r);
   ak_future_release(f);
 }
@@ -1204,6 +1267,8 @@ static void begin(dl *d)
     rq.headers = o->headers;
     rq.header_count = o->header_count;
     akg_request_auth(o, it, &rq);
+    if (akg_ts_conditional(d->ts))
+      rq.headers = akg_ts_headers(d->ts, &rq.header_count);
     ak_future *h = ak_http_get(akg_worker_client(d->w), &rq);
     if (h && ak_future_on_settle(h, on_probe, d) == 0) {
       d->setup = h;
@@ -1371,7 +1436,7 @@ void akg_download_start(akg_worker *w, akg_item *item, void (*done)(akg_worker *
   d->hdr_count = d->o->header_count;
   d->have.size = -1; /* akg_record_clear's empty record (calloc zeroed the rest) */
   akg_progress_event(akg_worker_run(w), item, "start %s -> %s", item->url, item->path);
-  if (open_file(d) < 0) {
+  if (akg_ts_new(d->o, item->path, &d->ts) < 0 || open_file(d) < 0) {
     set_error(d, -ENOMEM, 0, "out of memory");
     end_item(d, AKG_FAILED);
     return;

@@ -27,6 +27,8 @@ static void usage(FILE *f)
         "  -s N               segments per file by Range (1; at most 32)\n"
         "  --min-segment SIZE smallest segment (4M)\n"
         "  -c                 resume from a partial file, keep it on failure\n"
+        "  -N, --timestamping an existing file is fetched only if changed (304)\n"
+        "  --no-remote-time   do not give files the server's Last-Modified\n"
         "  --retries N        retries per request (3), backoff with jitter, Retry-After\n"
         "  --retry-wait SECS  first backoff (0.5), doubling up to 30\n"
         "  --connect-timeout SECS  (30)   --timeout SECS  idle (60)\n"
@@ -317,7 +319,7 @@ enum {
   OPT_MIN_SEGMENT = 256, OPT_RETRIES, OPT_RETRY_WAIT, OPT_CONNECT_TIMEOUT, OPT_TIMEOUT,
   OPT_MAX_TIME, OPT_CACERT, OPT_CHECKSUM, OPT_JSON, OPT_THREADS, OPT_SHARD, OPT_VERSION,
   OPT_LIMIT_RATE, OPT_COMPRESSED, OPT_MAX_FILESIZE, OPT_PROXY, OPT_NOPROXY, OPT_NETRC,
-  OPT_NETRC_FILE, OPT_LOCATION_TRUSTED,
+  OPT_NETRC_FILE, OPT_LOCATION_TRUSTED, OPT_NO_REMOTE_TIME,
 };
 
 static const struct option long_opts[] = {
@@ -338,6 +340,8 @@ static const struct option long_opts[] = {
     {"compressed", no_argument, NULL, OPT_COMPRESSED},
     {"max-filesize", required_argument, NULL, OPT_MAX_FILESIZE},
     {"continue", no_argument, NULL, 'c'},
+    {"timestamping", no_argument, NULL, 'N'},
+    {"no-remote-time", no_argument, NULL, OPT_NO_REMOTE_TIME},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"header", required_argument, NULL, 'H'},
@@ -384,7 +388,7 @@ int main(int argc, char **argv)
   const char *opt_proxy = NULL, *opt_noproxy = NULL;
   const char **headers = header_lines = calloc((size_t)argc, sizeof *headers);
   int c;
-  while ((c = getopt_long(argc, argv, "hi:d:o:j:x:s:cH:A:kqvu:46", long_opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "hi:d:o:j:x:s:cNH:A:kqvu:46", long_opts, NULL)) != -1) {
     switch (c) {
     case 'h': usage(stdout); return 0;
     case OPT_VERSION: printf("akget (asynckit %s)\n", ak_version_string()); return 0;
@@ -400,6 +404,8 @@ int main(int argc, char **argv)
     case 's': if (!parse_uint(optarg, 1, AKG_MAX_SEGMENTS, &o.segments)) return die_usage("bad -s '%s' (1..32)", optarg); break;
     case OPT_MIN_SEGMENT: if (!parse_size(optarg, &o.min_segment)) return die_usage("bad --min-segment '%s'", optarg); break;
     case 'c': o.resume = true; break;
+    case 'N': o.timestamping = true; break;
+    case OPT_NO_REMOTE_TIME: o.no_remote_time = true; break;
     case OPT_RETRIES: if (!parse_uint(optarg, 0, 100, &o.retries)) return die_usage("bad --retries '%s'", optarg); break;
     case OPT_RETRY_WAIT: if (!parse_seconds(optarg, &o.retry_base_ns)) return die_usage("bad --retry-wait '%s'", optarg); break;
     case OPT_CONNECT_TIMEOUT: if (!parse_seconds(optarg, &o.connect_timeout_ns)) return die_usage("bad --connect-timeout '%s'", optarg); break;

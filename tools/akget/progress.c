@@ -187,13 +187,19 @@ void akg_progress_summary(akg_run *run)
   int64_t bytes = 0;
   size_t ok = 0;
   for (size_t i = 0; i < run->count; i++) {
-    bytes += run->items[i].bytes - run->items[i].resumed_from;
+    if (!run->items[i].unchanged) /* -N: kept, not fetched */
+      bytes += run->items[i].bytes - run->items[i].resumed_from;
     ok += run->items[i].state == AKG_DONE;
   }
   double s = (ak_now_ns() - run->start_ns) / 1e9;
   char bs[32], ss[32];
   human(bs, sizeof bs, (double)bytes);
   human(ss, sizeof ss, s > 0 ? bytes / s : 0);
-  fprintf(stderr, "akget: %zu of %zu downloaded, %zu failed; %s in %.2f s (%s/s)\n", ok, run->count,
-          run->count - ok, bs, s, ss);
+  size_t unchanged = atomic_load(&run->unchanged);
+  if (unchanged > 0) /* -N: a file kept as it was is not "downloaded" */
+    fprintf(stderr, "akget: %zu of %zu downloaded, %zu unchanged, %zu failed; %s in %.2f s (%s/s)\n",
+            ok - unchanged, run->count, unchanged, run->count - ok, bs, s, ss);
+  else
+    fprintf(stderr, "akget: %zu of %zu downloaded, %zu failed; %s in %.2f s (%s/s)\n", ok,
+            run->count, run->count - ok, bs, s, ss);
 }

@@ -42,10 +42,12 @@ int akg_report_json(const akg_run *run, const char *path, int exit_code)
     return -errno;
   int64_t bytes = 0;
   for (size_t i = 0; i < run->count; i++)
-    bytes += run->items[i].bytes - run->items[i].resumed_from;
-  fprintf(f, "{\n  \"exit\": %d,\n  \"files\": %zu,\n  \"failed\": %zu,\n  \"bytes\": %" PRId64
-             ",\n  \"seconds\": %.3f,\n  \"downloads\": [\n",
-          exit_code, run->count, (size_t)atomic_load(&run->failed), bytes,
+    if (!run->items[i].unchanged) /* -N: kept, not fetched */
+      bytes += run->items[i].bytes - run->items[i].resumed_from;
+  fprintf(f, "{\n  \"exit\": %d,\n  \"files\": %zu,\n  \"failed\": %zu,\n  \"unchanged\": %zu,"
+             "\n  \"bytes\": %" PRId64 ",\n  \"seconds\": %.3f,\n  \"downloads\": [\n",
+          exit_code, run->count, (size_t)atomic_load(&run->failed),
+          (size_t)atomic_load(&run->unchanged), bytes,
           (ak_now_ns() - run->start_ns) / 1e9);
   for (size_t i = 0; i < run->count; i++) {
     const akg_item *it = &run->items[i];
@@ -59,6 +61,8 @@ int akg_report_json(const akg_run *run, const char *path, int exit_code)
             ok ? "true" : "false", it->status, it->bytes, it->resumed_from, it->segments_used,
             it->decoded ? "true" : "false",
             it->attempts, it->end_ns > it->start_ns ? (it->end_ns - it->start_ns) / 1e9 : 0.0);
+    if (ok)
+      fprintf(f, ", \"unchanged\": %s", it->unchanged ? "true" : "false");
     if (!ok) {
       fputs(", \"error\": ", f);
       json_str(f, it->err ? err_name(it->err) : "NOT_STARTED");

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# test_akget_mirror.sh: akget as a mirror's tool, against a real nginx started
+# here (tests/nginx_env.sh) and httpbad: -N's conditional requests (304 keeps
+# the file, inode and mtime; a changed file is replaced; If-None-Match from
+# the user.akget.etag xattr, a stale one refetching; If-Modified-Since alone
+# without it), the
+# server's Last-Modified as mtime and --no-remote-time, a server with no
+# Last-Modified and no ETag (downloaded each time, -v says why), and the
+# "unchanged" count in the summary line and --json. Exit 77 (skip) when
+# nginx is not installed.
+#
+# Usage: test_akget_mirror.sh AKGET HTTPBAD
+set -euo pipefail
+akget="$1" httpbad="$2"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/nginx_env.sh"
+work="$(mktemp -d "${TMPDIR:-/tmp}/ak-akget-mirror.XXXXXX")"
+chmod 755 "$work"
+srv_pid=""
+cleanup() {
+  set +e
+  nginx_stop
+  [[ -n "$srv_pid" ]] && kill "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { printf 'FAIL: %s\n' "$*" >&2; tail -n 5 "$work/state/access.log" >&2 2>/dev/null; exit 1; }
+
+[[ -n "$(nginx_bin)" ]] || { echo "nginx not installed: skipped"; exit 77; }
+
+xattr_get() { python3 -c 'import os,sys
+try: print(os.getxattr(sys.argv[1], "user.akget.etag").decode())
+except OSError: print("")' "$1"; }
+xattr_rm() { python3 -c 'import os,sys; os.removexattr(sys.argv[1], "user.akget.etag")' "$1"; }
+json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+
+root="$work/root"
+mkdir -p "$root/m"
+for i in 1 2 3; do head -c $((i * 100000)) /dev/urandom >"$root/m/f$i.bin"; done
+# Times in the past, so a file's mtime cannot be "now" by accident.
+touch -d '2001-02-03 04:05:06 UTC' "$root/m/f1.bin"
+touch -d '2011-12-13 14:15:16 UTC' "$root/m/f2.bin" "$root/m/f3.bin"
+chmod -R a+rX "$root"
+NGINX_LOG_EXTRA='"$http_if_modified_since" "$http_if_none_match"'
+nginx_start "$work/state" "$root" || fail "nginx did not start"
+base="http://127.0.0.1:$NGINX_PORT"
+log="$work/state/access.log"
+printf '%s\n' "$base/m/f1.bin" "$base/m/f2.bin" "$base/m/f3.bin" >"$work/list"
+out="$work/out"
+
+# 1. A first run: the files take the server's Last-Modified as mtime, and
+# their ETag is kept in user.akget.etag (where the filesystem has xattrs).
+"$akget" -q -d "$out" -i "$work/list" || fail "first run: exit $?"
+for i in 1 2 3; do
+  cmp -s "$root/m/f$i.bin" "$out/f$i.bin" || fail "f$i differs"
+  [[ "$(stat -c %Y "$out/f$i.bin")" == "$(stat -c %Y "$root/m/f$i.bin")" ]] ||
+    fail "f$i: mtime $(stat -c %Y "$out/f$i.bin"), the server's is $(stat -c %Y "$root/m/f$i.bin")"
+done
+have_xattr=1
+if [[ -z "$(xattr_get "$out/f1.bin")" ]]; then
+  have_xattr=0
+  echo "no user xattrs under $out: the If-None-Match cases are skipped"
+fi
+if ((have_xattr)); then
+  etag=$(xattr_get "$out/f1.bin")
+  [[ "$etag" == \"*\" ]] || fail "f1's kept ETag is '$etag'"
+fi
+
+# 2. -N over the unchanged tree: three 304s, nothing rewritten (same inode,
+# same mtime), "unchanged" in the summary line and in --json, exit 0.
+before=$(stat -c '%i %Y %s' "$out"/f*.bin)
+: >"$log"
+"$akget" -N -d "$out" -i "$work/list" --json "$work/n.json" 2>"$work/n.err" ||
+  fail "-N unchanged: exit $?"
+[[ "$(stat -c '%i %Y %s' "$out"/f*.bin)" == "$before" ]] || fail "-N rewrote an unchanged file"
+[[ "$(awk '{print $3}' "$log" | sort | uniq -c | awk '{print $1, $2}')" == "3 304" ]] ||
+  fail "-N unchanged: nginx answered $(awk '{print $3}' "$log" | tr '\n' ' '), want three 304s"
+grep -q "0 of 3 downloaded, 3 unchanged, 0 failed" "$work/n.err" ||
+  fail "summary line: $(tail -n 1 "$work/n.err")"
+[[ "$(json_field "$work/n.json" unchanged)" == 3 ]] || fail "--json unchanged != 3"
+[[ "$(json_field "$work/n.json" bytes)" == 0 ]] || fail "--json counts kept files as bytes fetched"
+grep -q '"unchanged": true' "$work/n.json" || fail "--json: no per-file unchanged"
+grep -q '"Sat, 03 Feb 2001 04:05:06 GMT"' "$log" ||
+  fail "no If-Modified-Since with f1's date in nginx's log"
+if ((have_xattr)); then
+  # nginx's log writes a '"' as \x22.
+  grep -F -q "${etag//\"/\\x22}" "$log" ||
+    fail "no If-None-Match $etag in nginx's log"
+fi
+
+# 2b. With -s (and -c) the conditions go with the first HEAD: a 304 to it
+# keeps the file, and nothing else is asked.
+for opt in "-s 4 --min-segment 16K" "-c"; do
+  : >"$log"
+  # shellcheck disable=SC2086
+  "$akget" -q -N $opt -d "$out" -i "$work/list" --json "$work/s.json" || fail "-N $opt: exit $?"
+  [[ "$(stat -c '%i %Y %s' "$out"/f*.bin)" == "$before" ]] || fail "-N $opt rewrote a file"
+  [[ "$(awk '{print $3}' "$log" | sort | uniq -c | awk '{print $1, $2}')" == "3 304" ]] ||
+    fail "-N $opt: nginx answered $(awk '{print $3}' "$log" | tr '\n' ' ')"
+  [[ "$(json_field "$work/s.json" unchanged)" == 3 ]] || fail "-N $opt: --json unchanged != 3"
+  ! ls "$out" | grep -q akget-part || fail "-N $opt left a part file"
+done
+
+# 3. One file changed on the server: it alone is fetched (200) and replaced,
+# with the new mtime; the others stay 304.
+head -c 123457 /dev/urandom >"$root/m/f2.bin"
+touch -d '2020-01-01 00:00:00 UTC' "$root/m/f2.bin"
+chmod a+r "$root/m/f2.bin"
+: >"$log"
+"$akget" -q -N -d "$out" -i "$work/list" --json "$work/c.json" || fail "-N changed: exit $?"
+cmp -s "$root/m/f2.bin" "$out/f2.bin" || fail "changed f2 was not replaced"
+[[ "$(stat -c %Y "$out/f2.bin")" == "$(stat -c %Y "$root/m/f2.bin")" ]] || fail "new f2's mtime"
+[[ "$(grep -c ' 200 /m/f2.bin' "$log")" == 1 && "$(grep -c ' 304 ' "$log")" == 2 ]] ||
+  fail "changed f2: nginx log: $(awk '{print $3, $4}' "$log" | tr '\n' ' ')"
+[[ "$(json_field "$work/c.json" unchanged)" == 2 ]] || fail "--json unchanged != 2 after a change"
+
+if ((have_xattr)); then
+  # 4. If-None-Match is sent and counts: the date still matches but the
+  # kept ETag is another (as after the entity changed within a second):
+  # nginx answers 200, the file is fetched and the right ETag kept.
+  python3 -c 'import os,sys; os.setxattr(sys.argv[1], "user.akget.etag", b"\"stale-1\"")' "$out/f3.bin"
+  : >"$log"
+  "$akget" -q -N -d "$out" "$base/m/f3.bin" || fail "-N by ETag: exit $?"
+  grep -q ' 200 /m/f3.bin .*"\\x22stale-1\\x22"$' "$log" || fail "a stale ETag did not bring a 200: $(cat "$log")"
+  [[ "$(xattr_get "$out/f3.bin")" != '"stale-1"' && -n "$(xattr_get "$out/f3.bin")" ]] ||
+    fail "f3's ETag was not renewed"
+  [[ "$(stat -c %Y "$out/f3.bin")" == "$(stat -c %Y "$root/m/f3.bin")" ]] || fail "f3's mtime"
+  touch -d '2015-05-05 05:05:05 UTC' "$out/f3.bin" # the date no longer matches
+  # 5. Without the xattr (as on a filesystem without user xattrs): the date
+  # alone is asked (no If-None-Match sent); the date does not match: 200.
+  xattr_rm "$out/f3.bin"
+  : >"$log"
+  "$akget" -q -N -d "$out" "$base/m/f3.bin" || fail "-N without the xattr: exit $?"
+  grep -q ' 200 /m/f3.bin .* "-"$' "$log" || fail "without the xattr: $(cat "$log")"
+  [[ -n "$(xattr_get "$out/f3.bin")" ]] || fail "the new f3 has no ETag kept"
+  # ... and the date alone brings a 304 when it matches.
+  xattr_rm "$out/f3.bin"
+  : >"$log"
+  "$akget" -q -N -d "$out" "$base/m/f3.bin" || fail "-N by date alone: exit $?"
+  grep -q ' 304 /m/f3.bin .* "-"$' "$log" || fail "the date alone did not bring a 304: $(cat "$log")"
+fi
+
+# 6. A filesystem without user xattrs (ramfs), where one can be mounted:
+# the download works, -v says the ETag is not kept, -N asks by date.
+if mkdir -p "$work/ramfs" && mount -t ramfs none "$work/ramfs" 2>/dev/null; then
+  trap 'umount "$work/ramfs" 2>/dev/null || true; cleanup' EXIT
+  "$akget" -v -d "$work/ramfs" "$base/m/f1.bin" 2>"$work/r.err" || fail "ramfs: exit $?"
+  grep -q "ETag is not kept" "$work/r.err" || fail "ramfs: -v did not say the ETag is not kept"
+  : >"$log"
+  "$akget" -q -N -d "$work/ramfs" "$base/m/f1.bin" || fail "ramfs -N: exit $?"
+  grep -q ' 304 /m/f1.bin .* "-"$' "$log" || fail "ramfs -N: $(cat "$log")"
+  umount "$work/ramfs"
+  trap cleanup EXIT
+else
+  echo "no ramfs mount here: its case is skipped"
+fi
+
+# 7. --no-remote-time: the file's mtime is the download's, not 2001's.
+rm -f "$out/f1.bin"
+t0=$(date +%s)
+"$akget" -q --no-remote-time -d "$out" "$base/m/f1.bin" || fail "--no-remote-time: exit $?"
+(($(stat -c %Y "$out/f1.bin") >= t0 - 1)) || fail "--no-remote-time kept the server's time"
+
+# 8. A server with neither Last-Modified nor ETag (httpbad): -N downloads
+# every time, and -v says why.
+"$httpbad" --max-seconds 60 >"$work/port" &
+srv_pid=$!
+for _ in $(seq 50); do [[ -s "$work/port" ]] && break; sleep 0.1; done
+[[ -s "$work/port" ]] || fail "httpbad did not start"
+bad="http://127.0.0.1:$(cat "$work/port")"
+"$akget" -q -N -d "$work/nv" "$bad/file/5000" || fail "no validators, first: exit $?"
+"$akget" -v -N -d "$work/nv" "$bad/file/5000" --json "$work/nv.json" 2>"$work/nv.err" ||
+  fail "no validators, second: exit $?"
+grep -q "no Last-Modified and no ETag" "$work/nv.err" || fail "-v did not say why: $(cat "$work/nv.err")"
+[[ "$(json_field "$work/nv.json" unchanged)" == 0 ]] || fail "no validators: counted unchanged"
+grep -q "1 of 1 downloaded" "$work/nv.err" || fail "no validators: not downloaded again"
+
+echo "akget mirror (-N, remote time): ok"

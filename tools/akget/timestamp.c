@@ -1,0 +1,166 @@
+/* timestamp.c: a file's time and validators, from the server to the disk and
+ * back (docs/akget.md, -N): the server's Last-Modified becomes the
+ * downloaded file's mtime (unless --no-remote-time) and its ETag is kept in
+ * the file's user.akget.etag extended attribute; with -N, a file that exists
+ * is asked for again with If-Modified-Since (its mtime) and If-None-Match
+ * (the kept ETag, where the filesystem has user xattrs), so that a 304 can
+ * leave it as it is. What a 304 does to the download is download.c's; this
+ * file only builds the question and writes the answer's time and tag. */
+#define _GNU_SOURCE /* timegm */
+#include "akget.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+
+#define ETAG_XATTR "user.akget.etag"
+/* Longer ETags are neither sent nor kept (a header line's worth). */
+#define ETAG_MAX 512
+#define DATE_MAX 64
+
+struct akg_ts {
+  /* the question (-N and the file exists) */
+  bool conditional;          /* the headers below carry the conditions */
+  const char **hdrs;         /* -H lines, then If-Modified-Since, If-None-Match */
+  size_t hdr_count;
+  char ims[DATE_MAX + 32];   /* "If-Modified-Since: DATE" */
+  char inm[ETAG_MAX + 32];   /* "If-None-Match: ETAG", "" if none kept */
+  int64_t local_size;        /* the existing file's size */
+  /* the answer (the last 200 or 206 of the download) */
+  char etag[ETAG_MAX + 1];   /* "" if none (or too long) */
+  char last_modified[DATE_MAX + 1]; /* "" if none */
+};
+
+static void format_http_date(time_t t, char *out, size_t cap)
+{
+  struct tm tm;
+  static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  gmtime_r(&t, &tm);
+  /* Not strftime: its %a and %b follow the locale, HTTP's are English. */
+  snprintf(out, cap, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
+           months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+int akg_parse_http_date(const char *s, time_t *out)
+{
+  static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+  char mon[4] = "";
+  int day, year, h, m, sec;
+  /* IMF-fixdate (RFC 9110 5.6.7), the one form servers send today. */
+  if (!s || sscanf(s, "%*3s, %2d %3s %4d %2d:%2d:%2d GMT", &day, mon, &year, &h, &m, &sec) != 6)
+    return -EINVAL;
+  const char *at = strstr(months, mon);
+  if (!at || strlen(mon) != 3 || (at - months) % 3 != 0 || day < 1 || day > 31 || h > 23 ||
+      m > 59 || sec > 60 || year < 1970)
+    return -EINVAL;
+  struct tm tm = {.tm_year = year - 1900, .tm_mon = (int)((at - months) / 3), .tm_mday = day,
+                  .tm_hour = h, .tm_min = m, .tm_sec = sec};
+  *out = timegm(&tm);
+  return 0;
+}
+
+/* The ETag kept on path, or "" (none, no user xattrs here, too long). */
+static void read_etag(const char *path, char *out, size_t cap)
+{
+  ssize_t n = getxattr(path, ETAG_XATTR, out, cap - 1);
+  if (n <= 0 || memchr(out, '\r', (size_t)n) || memchr(out, '\n', (size_t)n))
+    n = 0; /* absent (ENODATA), unsupported (ENOTSUP), or not a header value */
+  out[n] = '\0';
+}
+
+int akg_ts_new(const akg_opts *o, const char *path, akg_ts **out)
+{
+  akg_ts *ts = calloc(1, sizeof *ts);
+  if (!ts)
+    return -ENOMEM;
+  ts->hdrs = (const char **)o->headers;
+  ts->hdr_count = o->header_count;
+  ts->local_size = -1;
+  struct stat st;
+  if (o->timestamping && stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+    ts->conditional = true;
+    ts->local_size = st.st_size;
+    char date[DATE_MAX];
+    format_http_date(st.st_mtim.tv_sec, date, sizeof date);
+    snprintf(ts->ims, sizeof ts->ims, "If-Modified-Since: %s", date);
+    char etag[ETAG_MAX + 1];
+    read_etag(path, etag, sizeof etag);
+    if (etag[0])
+      snprintf(ts->inm, sizeof ts->inm, "If-None-Match: %s", etag);
+    ts->hdrs = malloc((o->header_count + 2) * sizeof *ts->hdrs);
+    if (!ts->hdrs) {
+      free(ts);
+      return -ENOMEM;
+    }
+    for (size_t i = 0; i < o->header_count; i++)
+      ts->hdrs[i] = o->headers[i];
+    ts->hdr_count = o->header_count;
+    ts->hdrs[ts->hdr_count++] = ts->ims;
+    if (ts->inm[0])
+      ts->hdrs[ts->hdr_count++] = ts->inm;
+  }
+  *out = ts;
+  return 0;
+}
+
+void akg_ts_free(akg_ts *ts)
+{
+  if (!ts)
+    return;
+  if (ts->conditional)
+    free(ts->hdrs);
+  free(ts);
+}
+
+bool akg_ts_conditional(const akg_ts *ts)
+{
+  return ts && ts->conditional;
+}
+
+const char *const *akg_ts_headers(const akg_ts *ts, size_t *count)
+{
+  *count = ts->hdr_count;
+  return ts->hdrs;
+}
+
+int64_t akg_ts_local_size(const akg_ts *ts)
+{
+  return ts->local_size;
+}
+
+void akg_ts_note(akg_ts *ts, const ak_http_response *r)
+{
+  const char *etag = ak_http_response_header(r, "etag");
+  const char *lm = ak_http_response_header(r, "last-modified");
+  ts->etag[0] = ts->last_modified[0] = '\0';
+  if (etag && strlen(etag) < sizeof ts->etag)
+    memcpy(ts->etag, etag, strlen(etag) + 1);
+  if (lm && strlen(lm) < sizeof ts->last_modified)
+    memcpy(ts->last_modified, lm, strlen(lm) + 1);
+}
+
+int akg_ts_apply(const akg_ts *ts, int fd, const akg_opts *o, char *why, size_t why_len)
+{
+  why[0] = '\0';
+  if (ts->etag[0] && fsetxattr(fd, ETAG_XATTR, ts->etag, strlen(ts->etag), 0) < 0)
+    /* No user xattrs here (tmpfs before Linux 6.6, some FUSE and NFS
+     * mounts): the next -N asks with If-Modified-Since alone. */
+    snprintf(why, why_len, "its ETag is not kept (%s): a later -N asks by date only",
+             strerror(errno));
+  time_t t;
+  if (!o->no_remote_time && akg_parse_http_date(ts->last_modified, &t) == 0) {
+    struct timespec times[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = t}};
+    if (futimens(fd, times) < 0)
+      return -errno;
+  }
+  if (o->timestamping && !ts->etag[0] && !ts->last_modified[0])
+    snprintf(why, why_len,
+             "the server sent no Last-Modified and no ETag: -N downloads it every time");
+  return 0;
+}
