@@ -14,6 +14,8 @@
  *               temporaries on SIGINT/SIGTERM/SIGHUP/SIGPIPE
  *   output.c    sha256sum-format lines, check results, messages, progress,
  *               the --json summary
+ *   lines.c     how those lines reach stdout: whole records per write, in
+ *               batches that end at a record's end
  */
 #ifndef AKSUM_H
 #define AKSUM_H
@@ -212,6 +214,19 @@ int aks_write_json(const aks_run *run);      /* --json; 0 or -errno */
 void aks_progress_tick(aks_run *run, bool final);
 void aks_hex(const unsigned char *digest, size_t len, char *out); /* out: 2*len+1 */
 bool aks_progress_wanted(const aks_run *run, bool *tty);
+
+/* lines.c: stdout's records. put/puts/putc add to the record being built;
+ * end_record closes it (its terminator already put) and may write; flush
+ * writes every complete record and returns 0 or the first write error
+ * (-errno), after which nothing more is written. init is implicit on the
+ * first put. */
+void aks_out_init(void);
+void aks_out_put(const void *data, size_t n);
+void aks_out_puts(const char *s);
+void aks_out_putc(char c);
+void aks_out_end_record(void);
+int aks_out_flush(void);
+void aks_out_free(void);
 
 /* guard.c. std_fds: opens /dev/null on whichever of fds 0-2 is closed;
  * returns which were (bit N: fd N; first thing in main). file_budget: how many files

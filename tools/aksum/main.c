@@ -291,6 +291,7 @@ int main(int argc, char **argv)
     if (run.opts.ignore_missing && run.matched == 0)
       bad = true;
   }
+  int out_err = aks_out_flush();
   if (run.opts.json_path && aks_write_json(&run) < 0)
     bad = true;
   /* stdout was closed and went to /dev/null: had anything been printed,
@@ -300,10 +301,11 @@ int main(int argc, char **argv)
   if (run.opts.stdout_closed && printed) {
     fprintf(stderr, "aksum: write error: %s\n", strerror(EBADF));
     bad = true;
-  } else if (fflush(stdout) != 0 || ferror(stdout)) {
-    fprintf(stderr, "aksum: standard output: %s\n", strerror(errno));
+  } else if (out_err < 0 || fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "aksum: standard output: %s\n", strerror(out_err < 0 ? -out_err : errno));
     bad = true;
   }
+  aks_out_free();
   aks_run_free(&run);
   return bad ? 1 : 0;
 }

@@ -24,19 +24,19 @@ void aks_hex(const unsigned char *digest, size_t len, char *out)
   out[2 * len] = '\0';
 }
 
-/* sha256sum's escaping of a name (the caller prints the leading '\'). */
-static void put_escaped(const char *s, FILE *to)
+/* sha256sum's escaping of a name (the caller puts the leading '\'). */
+static void put_escaped(const char *s)
 {
+  const char *run = s; /* the bytes not yet put that need no escape */
   for (; *s; s++) {
-    if (*s == '\\')
-      fputs("\\\\", to);
-    else if (*s == '\n')
-      fputs("\\n", to);
-    else if (*s == '\r')
-      fputs("\\r", to);
-    else
-      putc(*s, to);
+    const char *esc = *s == '\\' ? "\\\\" : *s == '\n' ? "\\n" : *s == '\r' ? "\\r" : NULL;
+    if (!esc)
+      continue;
+    aks_out_put(run, (size_t)(s - run));
+    aks_out_puts(esc);
+    run = s + 1;
   }
+  aks_out_put(run, (size_t)(s - run));
 }
 
 /* ---- Progress -------------------------------------------------------------- */
@@ -76,7 +76,7 @@ void aks_progress_tick(aks_run *run, bool final)
   double mib = (double)run->bytes / 1048576.0;
   double rate = secs > 0 ? mib / secs : 0;
   if (progress_on_tty) {
-    fflush(stdout);
+    aks_out_flush();
     fprintf(stderr, "\r\033[Kaksum: %zu/%zu files  %.1f MiB  %.1f MiB/s", run->reported, run->n,
             mib, rate);
     progress_shown = true;
@@ -92,6 +92,9 @@ void aks_progress_tick(aks_run *run, bool final)
 
 static void report_error(const aks_item *it)
 {
+  /* The lines before it first: with 2>&1 the message lands where
+   * sha256sum's does, between the lines of the files around it. */
+  aks_out_flush();
   const char *msg = it->err_msg ? it->err_msg : strerror(-it->err);
   if (it->err_step && it->err_path)
     fprintf(stderr, "aksum: %s: %s to %s: %s\n", it->path, it->err_step, it->err_path, msg);
@@ -127,12 +130,15 @@ static void report_check(aks_run *run, aks_item *it)
   if (o->status)
     return;
   if (escape) {
-    putchar('\\');
-    put_escaped(it->path, stdout);
+    aks_out_putc('\\');
+    put_escaped(it->path);
   } else {
-    fputs(it->path, stdout);
+    aks_out_puts(it->path);
   }
-  printf(": %s\n", verdict);
+  aks_out_puts(": ");
+  aks_out_puts(verdict);
+  aks_out_putc('\n');
+  aks_out_end_record();
 }
 
 void aks_report(aks_run *run, aks_item *it)
@@ -161,24 +167,25 @@ void aks_report(aks_run *run, aks_item *it)
   aks_hex(it->digest, run->opts.algo->digest_len, hex);
   bool escape = strpbrk(it->path, "\\\n\r") != NULL;
   if (escape)
-    putchar('\\');
+    aks_out_putc('\\');
   if (run->opts.tag) {
     /* BSD style, as sha256sum --tag: "\" first when the name is escaped */
-    printf("%s (", run->opts.algo->tag);
-    if (escape)
-      put_escaped(it->path, stdout);
-    else
-      fputs(it->path, stdout);
-    printf(") = %s\n", hex);
-    return;
+    aks_out_puts(run->opts.algo->tag);
+    aks_out_puts(" (");
+  } else {
+    aks_out_puts(hex);
+    aks_out_puts("  ");
   }
-  fputs(hex, stdout);
-  fputs("  ", stdout);
   if (escape)
-    put_escaped(it->path, stdout);
+    put_escaped(it->path);
   else
-    fputs(it->path, stdout);
-  putchar('\n');
+    aks_out_puts(it->path);
+  if (run->opts.tag) {
+    aks_out_puts(") = ");
+    aks_out_puts(hex);
+  }
+  aks_out_putc('\n');
+  aks_out_end_record();
 }
 
 static const char *plural(size_t n, const char *one, const char *many)
@@ -188,7 +195,7 @@ static const char *plural(size_t n, const char *one, const char *many)
 
 void aks_print_summary(aks_run *run)
 {
-  fflush(stdout);
+  aks_out_flush();
   if (run->opts.check_file) {
     if (run->opts.status)
       return; /* sha256sum --status: no warnings either */
@@ -275,6 +282,8 @@ int aks_write_json(const aks_run *run)
 {
   const char *path = run->opts.json_path;
   bool to_stdout = strcmp(path, "-") == 0;
+  if (to_stdout)
+    aks_out_flush(); /* after the lines, never inside one */
   FILE *to = to_stdout ? stdout : fopen(path, "we");
   if (!to) {
     int err = -errno;
