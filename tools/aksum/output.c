@@ -88,6 +88,11 @@ void aks_progress_tick(aks_run *run, bool final)
   fflush(stderr);
 }
 
+static const char *plural(size_t n, const char *one, const char *many)
+{
+  return n == 1 ? one : many;
+}
+
 /* ---- One finished item, in order ---------------------------------------------- */
 
 static void report_error(const aks_item *it)
@@ -104,26 +109,102 @@ static void report_error(const aks_item *it)
     fprintf(stderr, "aksum: %s: %s\n", it->path, msg);
 }
 
+void aks_item_hex(const aks_run *run, const aks_item *it, char *out)
+{
+  (void)run;
+  aks_hex(it->digest, it->digest_len, out);
+}
+
+/* -c --warn: names list l's improperly formatted lines up to the upto-th
+ * (those before the line being reported, or all at the list's end). */
+static void warn_improper(aks_run *run, aks_list *l, size_t upto)
+{
+  if (!run->opts.warn || l->warned >= upto) {
+    l->warned = upto > l->warned ? upto : l->warned;
+    return;
+  }
+  aks_out_flush(); /* the lines before them first, as sha256sum's order */
+  for (; l->warned < upto; l->warned++)
+    fprintf(stderr, "aksum: %s: %zu: improperly formatted %s checksum line\n", l->shown,
+            l->improper_at[l->warned], run->opts.algo->tag);
+}
+
+/* -c: what list l says once its last line is reported: the rest of its
+ * improper lines (--warn), then its error, or sha256sum -c's summary. */
+static void list_end(aks_run *run, aks_list *l)
+{
+  warn_improper(run, l, l->improper);
+  aks_out_flush();
+  if (l->err) {
+    fprintf(stderr, "aksum: %s: %s\n", l->path, strerror(-l->err));
+  } else if (l->read_error) {
+    fprintf(stderr, "aksum: %s: read error\n", l->shown); /* sha256sum's words */
+  } else if (l->no_lines) {
+    fprintf(stderr, "aksum: %s: no properly formatted checksum lines found\n", l->shown);
+  } else if (!run->opts.status) { /* sha256sum --status: no warnings either */
+    if (l->improper)
+      fprintf(stderr, "aksum: WARNING: %zu %s improperly formatted\n", l->improper,
+              plural(l->improper, "line is", "lines are"));
+    if (l->unreadable)
+      fprintf(stderr, "aksum: WARNING: %zu listed %s could not be read\n", l->unreadable,
+              plural(l->unreadable, "file", "files"));
+    if (l->mismatched)
+      fprintf(stderr, "aksum: WARNING: %zu computed %s did NOT match\n", l->mismatched,
+              plural(l->mismatched, "checksum", "checksums"));
+    if (run->opts.ignore_missing && l->matched == 0)
+      fprintf(stderr, "aksum: %s: no file was verified\n", l->shown);
+  }
+  l->done = true;
+}
+
+/* -c: ends the lists before the one with index upto. */
+static void lists_end_before(aks_run *run, size_t upto)
+{
+  while (run->lists_done < upto && run->lists_done < run->n_lists)
+    list_end(run, &run->lists[run->lists_done++]);
+}
+
+bool aks_check_failed(const aks_run *run)
+{
+  for (size_t i = 0; i < run->n_lists; i++) {
+    const aks_list *l = &run->lists[i];
+    /* sha256sum -c's rules per list: unreadable or without a checksum
+     * line; --strict and an improperly formatted line; --ignore-missing
+     * and no file that matched. */
+    if (l->err || l->read_error || l->no_lines)
+      return true;
+    if (run->opts.strict && l->improper > 0)
+      return true;
+    if (run->opts.ignore_missing && l->matched == 0)
+      return true;
+  }
+  return false;
+}
+
 static void report_check(aks_run *run, aks_item *it)
 {
   bool escape = strchr(it->path, '\n') != NULL; /* sha256sum -c escapes only these */
   const char *verdict;
   const aks_opts *o = &run->opts;
+  aks_list *l = &run->lists[it->list];
   if (it->err) {
     report_error(it); /* even with --status, as sha256sum */
     run->unreadable++;
+    l->unreadable++;
     verdict = "FAILED open or read";
   } else {
     char hex[2 * AKS_DIGEST_MAX + 1];
-    aks_hex(it->digest, run->opts.algo->digest_len, hex);
+    aks_item_hex(run, it, hex);
     if (strcmp(hex, it->expect) == 0) {
       run->ok++;
       run->matched++;
+      l->matched++;
       if (o->quiet)
         return;
       verdict = "OK";
     } else {
       run->mismatched++;
+      l->mismatched++;
       verdict = "FAILED";
     }
   }
@@ -141,20 +222,36 @@ static void report_check(aks_run *run, aks_item *it)
   aks_out_end_record();
 }
 
+/* The --tag word: BLAKE2b says its length when it is not 512 bits
+ * ("BLAKE2b-256"), as b2sum -l does. */
+static void put_tag(const aks_run *run, const aks_item *it)
+{
+  aks_out_puts(run->opts.algo->tag);
+  if (run->opts.algo == aks_algo_get(AKS_BLAKE2B) && it->digest_len != run->opts.algo->digest_len) {
+    char bits[24];
+    snprintf(bits, sizeof(bits), "-%zu", it->digest_len * 8);
+    aks_out_puts(bits);
+  }
+}
+
 void aks_report(aks_run *run, aks_item *it)
 {
   run->reported++;
   if (progress_on_tty && isatty(STDOUT_FILENO))
     progress_clear();
+  if (run->opts.check) {
+    lists_end_before(run, it->list);
+    warn_improper(run, &run->lists[it->list], it->improper_before);
+  }
   /* --ignore-missing: a listed file that does not exist is not there at
    * all (no line, no count), as in sha256sum -c. */
-  if (run->opts.check_file && run->opts.ignore_missing && it->err == -ENOENT) {
+  if (run->opts.check && run->opts.ignore_missing && it->err == -ENOENT) {
     it->ignored = true;
     return;
   }
   if (it->err)
     run->failed++;
-  if (run->opts.check_file) {
+  if (run->opts.check) {
     report_check(run, it);
     return;
   }
@@ -164,13 +261,14 @@ void aks_report(aks_run *run, aks_item *it)
   }
   run->ok++;
   char hex[2 * AKS_DIGEST_MAX + 1];
-  aks_hex(it->digest, run->opts.algo->digest_len, hex);
-  bool escape = strpbrk(it->path, "\\\n\r") != NULL;
+  aks_item_hex(run, it, hex);
+  /* -z: the record ends with NUL and the name goes as it is (sha256sum -z) */
+  bool escape = !run->opts.zero && strpbrk(it->path, "\\\n\r") != NULL;
   if (escape)
     aks_out_putc('\\');
   if (run->opts.tag) {
     /* BSD style, as sha256sum --tag: "\" first when the name is escaped */
-    aks_out_puts(run->opts.algo->tag);
+    put_tag(run, it);
     aks_out_puts(" (");
   } else {
     aks_out_puts(hex);
@@ -184,33 +282,15 @@ void aks_report(aks_run *run, aks_item *it)
     aks_out_puts(") = ");
     aks_out_puts(hex);
   }
-  aks_out_putc('\n');
+  aks_out_putc(run->opts.zero ? '\0' : '\n');
   aks_out_end_record();
-}
-
-static const char *plural(size_t n, const char *one, const char *many)
-{
-  return n == 1 ? one : many;
 }
 
 void aks_print_summary(aks_run *run)
 {
   aks_out_flush();
-  if (run->opts.check_file) {
-    if (run->opts.status)
-      return; /* sha256sum --status: no warnings either */
-    if (run->improper)
-      fprintf(stderr, "aksum: WARNING: %zu %s improperly formatted\n", run->improper,
-              plural(run->improper, "line is", "lines are"));
-    if (run->unreadable)
-      fprintf(stderr, "aksum: WARNING: %zu listed %s could not be read\n", run->unreadable,
-              plural(run->unreadable, "file", "files"));
-    if (run->mismatched)
-      fprintf(stderr, "aksum: WARNING: %zu computed %s did NOT match\n", run->mismatched,
-              plural(run->mismatched, "checksum", "checksums"));
-    if (run->opts.ignore_missing && run->matched == 0)
-      fprintf(stderr, "aksum: %s: no file was verified\n",
-              strcmp(run->opts.check_file, "-") == 0 ? "standard input" : run->opts.check_file);
+  if (run->opts.check) {
+    lists_end_before(run, run->n_lists);
     return;
   }
   if (run->failed)
@@ -293,13 +373,13 @@ int aks_write_json(const aks_run *run)
   double secs = (double)(run->t1_ns - run->t0_ns) / 1e9;
   fprintf(to, "{\n  \"tool\": \"aksum\",\n  \"version\": \"%s\",\n", ak_version_string());
   fprintf(to, "  \"mode\": \"%s\",\n  \"hash\": \"%s\",\n",
-          run->opts.check_file  ? "check"
+          run->opts.check       ? "check"
           : run->opts.copy_dest ? "copy"
                                 : "hash",
           run->opts.algo->name);
   fprintf(to, "  \"files\": %zu,\n  \"ok\": %zu,\n  \"failed\": %zu,\n", run->n, run->ok,
           run->failed + run->mismatched);
-  if (run->opts.check_file)
+  if (run->opts.check)
     fprintf(to, "  \"mismatched\": %zu,\n  \"unreadable\": %zu,\n  \"improper_lines\": %zu,\n",
             run->mismatched, run->unreadable, run->improper);
   if (run->opts.copy_dest)
@@ -319,7 +399,7 @@ int aks_write_json(const aks_run *run)
     bool mismatch = false;
     if (!it->err && it->expect && it->finished) {
       char hex[2 * AKS_DIGEST_MAX + 1];
-      aks_hex(it->digest, run->opts.algo->digest_len, hex);
+      aks_item_hex(run, it, hex);
       mismatch = strcmp(hex, it->expect) != 0;
     }
     if ((!it->err && !mismatch) || it->ignored)

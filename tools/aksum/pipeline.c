@@ -699,7 +699,7 @@ static void start_job(pl *p, aks_item *it)
   j->fd = j->out_fd = -1;
   j->tmp_slot = -1;
   j->eof_at = INT64_MAX;
-  j->ctx = aks_algo_ctx_new(p->algo);
+  j->ctx = aks_algo_ctx_new(p->algo, it->digest_len);
   j->prev = p->tail;
   if (p->tail)
     p->tail->next = j;

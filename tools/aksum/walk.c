@@ -34,6 +34,7 @@ aks_item *aks_item_add(aks_run *run, const char *path)
   if (!it->path)
     return NULL;
   it->size_hint = -1;
+  it->digest_len = run->opts.digest_len;
   run->n++;
   return it;
 }
@@ -48,6 +49,11 @@ void aks_run_free(aks_run *run)
   free(run->items);
   run->items = NULL;
   run->n = run->cap = 0;
+  for (size_t i = 0; i < run->n_lists; i++)
+    free(run->lists[i].improper_at);
+  free(run->lists);
+  run->lists = NULL;
+  run->n_lists = 0;
 }
 
 static void fill_from_stat(aks_item *it, const struct stat *st)
