@@ -167,6 +167,32 @@ static const struct option long_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
+static bool geometry_given; /* --chunk or --buffers on the command line */
+
+/* Below this a file counts as small for the choice of geometry. */
+enum { SMALL_FILE = 64 << 10, SMALL_CHUNK = 64 << 10, SMALL_BUFFERS = 256, SMALL_MAX_OPEN = 256 };
+
+/* The buffers' geometry for the files at hand, unless the command line
+ * chose it. 16 chunks of 1 MiB suit files of a MiB and more (a read per
+ * MiB, read-ahead for the big ones), but each file in flight holds a
+ * chunk, so no more than 16 files of a tree of small ones are read at
+ * once, and the ring's batches and the pool's tasks stay small. When most
+ * files are small (the walk's sizes), the same 16 MiB is 256 chunks of
+ * 64 KiB and up to 256 files are open at once. */
+static void choose_geometry(aks_run *run)
+{
+  aks_opts *o = &run->opts;
+  size_t small = 0;
+  for (size_t i = 0; i < run->n; i++)
+    if (run->items[i].size_hint >= 0 && run->items[i].size_hint < SMALL_FILE)
+      small++;
+  if (!geometry_given && small > 0 && small * 2 > run->n) {
+    o->chunk = SMALL_CHUNK;
+    o->buffers = SMALL_BUFFERS;
+    o->max_open = SMALL_MAX_OPEN;
+  }
+}
+
 static int parse_args(aks_run *run, int argc, char **argv)
 {
   aks_opts *o = &run->opts;
@@ -251,11 +277,13 @@ static int parse_args(aks_run *run, int argc, char **argv)
       if (!parse_size(optarg, 4096, 1 << 30, &v))
         return usage_error("--chunk needs a size from 4K to 1G, not '%s'", optarg);
       o->chunk = (size_t)v;
+      geometry_given = true;
       break;
     case OPT_BUFFERS:
       if (!parse_size(optarg, 2, 4096, &v))
         return usage_error("--buffers needs a count from 2 to 4096, not '%s'", optarg);
       o->buffers = (unsigned)v;
+      geometry_given = true;
       break;
     case 'h':
       usage(stdout);
@@ -344,6 +372,7 @@ int main(int argc, char **argv)
       }
     }
   }
+  choose_geometry(&run);
   /* BLAKE2b of another length than 512 bits (-l, or lines of a -c list
    * that say so) comes from blake2b.c. */
   for (size_t i = 0; i < run.n && run.opts.algo == aks_algo_get(AKS_BLAKE2B); i++)
