@@ -159,6 +159,7 @@ typedef struct aks_item {
   int64_t size_hint; /* st_size when walked; -1 unknown */
   unsigned mode;     /* st_mode when walked; 0 unknown */
   bool stream;       /* not a regular file: read in order (stdin, FIFO) */
+  bool short_is_end; /* a regular file on a local filesystem: a short read is its end */
   bool is_stdin;     /* "-" */
   char *expect;      /* -c: the expected digest in lowercase hex */
   size_t digest_len; /* bytes of its digest (BLAKE2b in -c: each line says) */

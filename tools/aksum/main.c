@@ -182,11 +182,15 @@ enum { SMALL_FILE = 64 << 10, SMALL_CHUNK = 64 << 10, SMALL_BUFFERS = 256, SMALL
 static void choose_geometry(aks_run *run)
 {
   aks_opts *o = &run->opts;
-  size_t small = 0;
-  for (size_t i = 0; i < run->n; i++)
-    if (run->items[i].size_hint >= 0 && run->items[i].size_hint < SMALL_FILE)
+  size_t small = 0, sized = 0; /* of the files whose size is known (walk.c) */
+  for (size_t i = 0; i < run->n; i++) {
+    if (run->items[i].size_hint < 0)
+      continue;
+    sized++;
+    if (run->items[i].size_hint < SMALL_FILE)
       small++;
-  if (!geometry_given && small > 0 && small * 2 > run->n) {
+  }
+  if (!geometry_given && small > 0 && small * 2 > sized) {
     o->chunk = SMALL_CHUNK;
     o->buffers = SMALL_BUFFERS;
     o->max_open = SMALL_MAX_OPEN;

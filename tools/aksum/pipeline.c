@@ -556,14 +556,16 @@ static void read_done(ak_future *f, void *arg)
     if (j->it->stream) {
       j->next_off = end; /* in order, one read at a time */
       chunk_ready(j, c);
-    } else if (c->len < p->chunk_size && end == j->it->size_hint) {
+    } else if (c->len < p->chunk_size && (end == j->it->size_hint || j->it->short_is_end)) {
       /* A short read that ends exactly where the walk's stat said the file
-       * ends: the end, without a read of 0 to say so (one read per small
-       * file instead of two). A read of a regular file is short only at
-       * its end (io_uring completes buffered reads of regular files in
-       * full, as read(2) does); where a file reads short elsewhere (/proc
-       * files, of size 0) or changed size since the stat, the end is not
-       * where the stat said, and the rest is read until a read of 0. */
+       * ends, or any short read of a regular file on a local filesystem
+       * (walk.c: the walk did not stat it): the end, without a read of 0
+       * to say so (one read per small file instead of two). A read of a
+       * regular file there is short only at its end (io_uring completes
+       * buffered reads of regular files in full, as read(2) does); where a
+       * file reads short elsewhere (/proc files, of size 0) or changed
+       * size since the stat, the end is not where the stat said, and the
+       * rest is read until a read of 0. */
       if (end < j->eof_at)
         j->eof_at = end;
       chunk_ready(j, c);
@@ -606,7 +608,10 @@ static bool wants_read(const fjob *j)
     return false;
   if (j->it->stream)
     return j->reads == 0 && j->eof_at == INT64_MAX;
-  int64_t hint = j->it->size_hint < 0 ? INT64_MAX : j->it->size_hint;
+  /* Size unknown (the walk did not stat it): read ahead as far again as
+   * what was read, a chunk at first, so that a small file takes one chunk
+   * and a big one soon has several in flight. */
+  int64_t hint = j->it->size_hint < 0 ? 2 * j->reached : j->it->size_hint;
   int64_t known = hint > j->reached ? hint : j->reached;
   /* The chunk at the known end is the probe that finds the end. */
   return j->next_off < j->eof_at && j->next_off <= known;
