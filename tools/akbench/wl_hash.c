@@ -481,8 +481,8 @@ static void add_figs(akb_row *row, const char *wall_key, const char *rate_key, c
 static int run_set(akb_result *res, const akb_opts *opts, const char *aksum, const data_set *s,
                    tool *tools)
 {
-  if (!wants_set(opts, s->name))
-    return 0;
+  if (!s->name || !wants_set(opts, s->name))
+    return 0; /* not made (--variant chose another set) */
   if (round_on(res, aksum, s, tools, 0, false, true) != 0)
     return -1;
   for (unsigned r = 0; r < opts->rounds && r < MAX_ROUNDS; r++)
