@@ -227,7 +227,7 @@ else
   check "xxh3 unavailable is a usage error that says so" grep -q 'not available' xxh-err.txt
 fi
 
-for bad in "--bogus" "-j 0" "--hash md4" "--chunk 1" "-c ref.txt extra" "-c ref.txt --copy d"; do
+for bad in "--bogus" "-j 0" "--hash md4" "--chunk 1" "-c ref.txt --copy d" "-c -z ref.txt" "-l 256" "-a blake2b -l 7"; do
   # shellcheck disable=SC2086
   "$aksum" $bad tree >/dev/null 2>&1
   rc=$?

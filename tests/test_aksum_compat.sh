@@ -5,7 +5,10 @@
 # both ways; "aksum - -" reads stdin once; a closed stdin is EBADF, not a
 # hang; -c lists with CRLF, leading blanks, blank lines, '#' comments and
 # the BSD form; --strict/--status/--warn/--quiet/--ignore-missing give
-# sha256sum's lines and exit codes.
+# sha256sum's lines and exit codes, the last of --status/--warn/--quiet
+# wins; check-only options without -c; -z; b2sum's -l (every length, and
+# -c of lists mixing lengths); several lists in one -c run, their lines and
+# messages in sha256sum's order.
 #
 # Usage: tests/test_aksum_compat.sh PATH/TO/aksum     (exit 77: io_uring unusable)
 set -u
@@ -174,6 +177,177 @@ check "--warn names standard input and the line" \
   grep -q '^aksum: standard input: 2: improperly formatted SHA256 checksum line$' warn.err
 run --status d/s1 >/dev/null 2>&1
 check "--status without -c is a usage error (2)" test $? -eq 2
+
+# ---- 2c. --status, --warn and --quiet: the last one wins --------------------------
+# sha256sum turns the other two off with each; so does aksum.
+printf '%s  a\n%s  a\nnot a line\n' "$H" "$Z" >order.lst
+for o in "--status --warn" "--warn --status" "--quiet --warn" "--warn --quiet" \
+  "--status --quiet" "--quiet --status" "--warn --status --quiet" "--status --quiet --warn" \
+  "--strict --warn --status" "--status --warn --strict"; do
+  # shellcheck disable=SC2086
+  sha256sum -c $o order.lst >r.out 2>r.err
+  rc_ref=$?
+  # shellcheck disable=SC2086
+  run -c $o order.lst >a.out 2>a.err
+  rc=$?
+  check "-c $o: the last of them wins, as sha256sum (lines, messages, exit $rc_ref)" \
+    test "$rc" -eq "$rc_ref" -a "$(cat a.out)" = "$(cat r.out)" -a "$(cat a.err)" = "$(unquote r.err)"
+done
+
+# ---- 2d. Options that need -c, and ones -c refuses ----------------------------------
+# The same complaint in sha256sum's words; the exit status is aksum's 2 for
+# every usage error where sha256sum says 1 (docs/aksum.md: Exit status).
+for o in --status --warn -w --strict --quiet --ignore-missing "--strict --status --warn" \
+  "--quiet --ignore-missing" "-c --tag" "-c -z" "-c -z --tag"; do
+  # shellcheck disable=SC2086
+  sha256sum $o good.lst >/dev/null 2>r.err
+  rc_ref=$?
+  # shellcheck disable=SC2086
+  run $o good.lst >a.out 2>a.err
+  rc=$?
+  check "'$o' without/with -c: sha256sum's complaint, exit 2 (sha256sum: $rc_ref), nothing on stdout" \
+    test "$rc" -eq 2 -a "$rc_ref" -eq 1 -a ! -s a.out -a \
+    "$(head -n1 a.err)" = "$(head -n1 r.err | sed 's/^sha256sum: /aksum: /')"
+done
+
+# ---- 3. -z / --zero ---------------------------------------------------------------------
+# NUL after each line and names as they are (no escaping), with and without --tag.
+for algo in md5 sha256 sha512 blake2b; do
+  tool="${algo}sum"
+  [[ $algo == blake2b ]] && tool=b2sum
+  for tag in "" --tag; do
+    # shellcheck disable=SC2086
+    run -a "$algo" -z $tag "${files[@]}" >z-ak.bin 2>/dev/null
+    # shellcheck disable=SC2086
+    "$tool" -z $tag "${files[@]}" >z-ref.bin
+    check "-z $algo${tag:+ $tag}: byte-identical to $tool -z (names with \\n, \\r, \\\\ unescaped)" \
+      cmp -s z-ak.bin z-ref.bin
+  done
+done
+run -z d/s1 missing d/s55 >z-err.bin 2>z-err.txt
+rc=$?
+sha256sum -z d/s1 missing d/s55 >z-err-ref.bin 2>/dev/null
+check "-z with a missing file: the other records as sha256sum's, exit 1" \
+  test "$rc" -eq 1 -a "$(od -c z-err.bin)" = "$(od -c z-err-ref.bin)"
+
+# ---- 4. -l / --length (BLAKE2b) -----------------------------------------------------------
+# Every length b2sum takes, on files around BLAKE2b's 128-byte block and
+# aksum's chunk edges; and the 512-bit default both ways (-l 0 and 512).
+mkdir b2
+for s in 0 1 127 128 129 255 256 1048576 1048577; do
+  head -c "$s" /dev/urandom >"b2/s$s"
+done
+mapfile -d '' b2_files < <(find b2 -type f -print0 | LC_ALL=C sort -z)
+bad_lengths=""
+for ((bits = 8; bits <= 512; bits += 8)); do
+  run -a blake2b -l "$bits" "${b2_files[@]}" >l-ak.txt 2>/dev/null
+  b2sum -l "$bits" "${b2_files[@]}" >l-ref.txt
+  cmp -s l-ak.txt l-ref.txt || bad_lengths+=" $bits"
+done
+check "-l 8 .. 512 (all 64 lengths): byte-identical to b2sum -l (wrong:${bad_lengths:- none})" \
+  test -z "$bad_lengths"
+for l in 0 512; do
+  run -a blake2b -l "$l" "${b2_files[@]}" >l-ak.txt 2>/dev/null
+  check "-l $l is the 512-bit BLAKE2b, as b2sum without -l" cmp -s l-ak.txt <(b2sum "${b2_files[@]}")
+done
+for l in 8 160 256 504; do
+  for tag in --tag -z "--tag -z"; do
+    # shellcheck disable=SC2086
+    run -a blake2b -l "$l" $tag "${files[@]}" >l-ak.bin 2>/dev/null
+    # shellcheck disable=SC2086
+    b2sum -l "$l" $tag "${files[@]}" >l-ref.bin
+    check "-l $l $tag: byte-identical to b2sum (BLAKE2b-$l in the tag)" cmp -s l-ak.bin l-ref.bin
+  done
+done
+# Checking: each line says its own length (b2sum ignores -l with -c), in a
+# list that mixes lengths and forms.
+{
+  b2sum -l 8 "${b2_files[@]}"
+  b2sum -l 256 --tag "${b2_files[@]}"
+  b2sum "${b2_files[@]}"
+  b2sum -l 504 "${files[@]}"
+} >b2mix.lst
+for o in "" "-l 128" --quiet; do
+  # shellcheck disable=SC2086
+  b2sum -c $o b2mix.lst >r.out 2>r.err
+  rc_ref=$?
+  # shellcheck disable=SC2086
+  run -a blake2b -c $o b2mix.lst >a.out 2>a.err
+  rc=$?
+  check "-c $o of a list mixing 8, 256 (tagged), 512 and 504 bits: as b2sum -c (exit $rc_ref)" \
+    test "$rc" -eq "$rc_ref" -a "$rc" -eq 0 -a "$(cat a.out)" = "$(cat r.out)"
+done
+run -a blake2b -l 256 "${b2_files[@]}" >ak256.lst 2>/dev/null
+check "b2sum -c accepts aksum -l 256's list" b2sum -c --quiet ak256.lst
+# Lines b2sum refuses or fails: a tag's length that is not the digest's, a
+# tag without length (512) on a short digest, odd lengths, 0, 520, a
+# length written "0x8", " 8", "+8" (taken), "008" and "-8" (not), a digest
+# of 62 hex digits (248 bits: taken, and FAILED).
+A256=$(b2sum -l 256 a | cut -d' ' -f1)
+A512=$(b2sum a | cut -d' ' -f1)
+A8=$(b2sum -l 8 a | cut -d' ' -f1)
+{
+  printf 'BLAKE2b-256 (a) = %s\n' "$A512"
+  printf 'BLAKE2b (a) = %s\n' "$A256"
+  printf 'BLAKE2b-7 (a) = %s\nBLAKE2b-0 (a) = %s\nBLAKE2b-520 (a) = %s\n' "$A8" "$A8" "$A8"
+  printf 'BLAKE2b-0x8 (a) = %s\nBLAKE2b- 8 (a) = %s\nBLAKE2b-+8 (a) = %s\n' "$A8" "$A8" "$A8"
+  printf 'BLAKE2b-008 (a) = %s\nBLAKE2b--8 (a) = %s\nBLAKE2b-8(a) =%s\n' "$A8" "$A8" "$A8"
+  printf '6  a\n%s00  a\n%s  a\n%s  a\n' "$A512" "${A256:0:62}" "${A8^^}"
+  printf 'BLAKE2b-99999999999999999999999 (a) = %s\n' "$A512"
+} >b2edge.lst
+b2sum -c --warn b2edge.lst >r.out 2>r.err
+rc_ref=$?
+run -a blake2b -c --warn b2edge.lst >a.out 2>a.err
+rc=$?
+check "-c --warn of BLAKE2b lines b2sum takes or refuses: same lines, messages, exit ($rc_ref)" \
+  test "$rc" -eq "$rc_ref" -a "$(cat a.out)" = "$(cat r.out)" -a \
+  "$(cat a.err)" = "$(sed 's/^b2sum: /aksum: /' r.err)"
+for l in 7 520 -8 abc 1e ""; do
+  LC_ALL=C b2sum -l "$l" a >/dev/null 2>r.err
+  run -a blake2b -l "$l" a >a.out 2>a.err
+  rc=$?
+  check "-l '$l': b2sum's complaint, exit 2, no line" \
+    test "$rc" -eq 2 -a ! -s a.out -a "$(cat a.err)" = "$(sed 's/^b2sum: /aksum: /' r.err)"
+done
+run -l 256 a >/dev/null 2>l-sha.err
+check "-l without -a blake2b is a usage error (2)" test $? -eq 2
+
+# ---- 5. Several lists in one -c run ----------------------------------------------------------
+# Each list in its turn: its lines, then its warnings (or its error: cannot
+# be read, no checksum line), then the next list's; the exit status fails
+# if any list fails. Compared with sha256sum's stdout and stderr, and both
+# through one pipe (2>&1), where the order of messages and lines shows.
+for args in "good.lst mismatch.lst" "mismatch.lst missing.lst allmissing.lst good.lst" \
+  "--warn improper.lst crlf.lst improper.lst" "--ignore-missing allmissing.lst good.lst" \
+  "--ignore-missing good.lst allmissing.lst" "--strict improper.lst good.lst" \
+  "good.lst nolist good.lst" "empty.lst good.lst" "--status mismatch.lst good.lst" \
+  "--quiet missing.lst mismatch.lst good.lst" "good.lst - good.lst" "good.lst - -" \
+  "good.lst ." "--warn --strict blanks-corrupt.lst order.lst tag.lst"; do
+  # shellcheck disable=SC2086
+  sha256sum -c $args <mismatch.lst >r.out 2>r.err
+  rc_ref=$?
+  # shellcheck disable=SC2086
+  run -c $args <mismatch.lst >a.out 2>a.err
+  rc=$?
+  # shellcheck disable=SC2086
+  sha256sum -c $args <mismatch.lst >r.both 2>&1
+  # shellcheck disable=SC2086
+  run -c $args <mismatch.lst >a.both 2>&1
+  same=1
+  [[ $rc -eq $rc_ref ]] || same=0
+  cmp -s r.out a.out || same=0
+  cmp -s <(unquote r.err) a.err || same=0
+  cmp -s <(unquote r.both) a.both || same=0
+  check "-c $args: lines, messages, their order and exit ($rc_ref) as sha256sum" test $same -eq 1
+done
+# One departure, on purpose: sha256sum fixes the GNU or BSD form of untagged
+# lines by the first line of the whole run, so a BSD list after a GNU one
+# is all improper lines (and the other way, names gain a leading blank);
+# aksum fixes it per list, so each list reads as it does alone.
+run -c bsd.lst >alone.out 2>&1
+run -c good.lst bsd.lst >after.out 2>&1
+check "a BSD-form list after a GNU-form one reads as it does alone" \
+  test "$(tail -n +2 after.out)" = "$(cat alone.out)" -a "$(head -n1 after.out)" = "a: OK"
 
 printf '1..%d\n' "$n"
 if ((failures > 0)); then

@@ -2,12 +2,19 @@
  * cache, by aksum (build/tools/aksum, -j the number of CPUs) and by what a
  * user would reach for instead: sha256sum, `openssl dgst -sha256` (the same
  * SHA-NI code aksum uses, one process, one core) and `xargs -P2 sha256sum`
- * (two sha256sum processes, 50 files each call). Two data sets: 1000 files
- * of 1 MiB (--quick: 100) and one file of 2 GiB (--quick: 64 MiB). Every
+ * (two sha256sum processes, 50 files each call). Three data sets: 1000 files
+ * of 1 MiB (--quick: 100), one file of 2 GiB (--quick: 64 MiB), and a tree
+ * of 50,000 files of about 4 KiB in 100 directories (--quick: 5,000 in 10),
+ * where the cost per file is what counts: there aksum runs as `aksum -r
+ * DIR` and the peers as a user runs them on a tree, `find DIR -type f |
+ * xargs sha256sum` and the same with `xargs -P2 -n 1000` (openssl has no
+ * such form: its row has no tree figures). --variant files|big|tree runs
+ * one set (default: all three). Every
  * tool runs as a child process with its output captured; each output must
  * give the same digest for every file as sha256sum's (aksum's byte for
  * byte; openssl's after rewriting its "SHA2-256(name)= HEX" lines; xargs's
- * after sorting, its two processes interleave).
+ * after sorting, its two processes interleave; on the tree every output
+ * after sorting, since find lists in directory order).
  *
  * Fairness: the data set is read into the page cache right before every
  * run (the VM reclaims idle pages after about a minute), one untimed round
@@ -20,20 +27,23 @@
 #include "akb_fs.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { MAX_ROUNDS = 100, N_TOOLS = 4, XARGS_BATCH = 50 };
+enum { MAX_ROUNDS = 100, N_TOOLS = 4, XARGS_BATCH = 50, TREE_XARGS_BATCH = 1000 };
 
 typedef struct data_set {
-  const char *name; /* "files", "big" */
-  char **paths;     /* argv tail */
+  const char *name; /* "files", "big", "tree" */
+  char **paths;     /* argv tail (tree: every file, for warming only) */
   size_t n;
   uint64_t bytes;
   char list[4400]; /* the paths NUL-separated in a file, for xargs -0 -a */
+  char root[4300]; /* tree: the directory given to aksum -r and find */
 } data_set;
 
 typedef struct side {
@@ -46,7 +56,7 @@ typedef enum tool_id { T_AKSUM, T_SHA256SUM, T_OPENSSL, T_XARGS } tool_id;
 typedef struct tool {
   const char *name; /* the row's name */
   bool have;        /* installed */
-  side files, big;
+  side files, big, tree;
 } tool;
 
 static int make_list(data_set *s, const char *dir)
@@ -60,7 +70,74 @@ static int make_list(data_set *s, const char *dir)
   return fclose(f) == 0 ? 0 : -errno;
 }
 
-static int make_sets(const akb_opts *opts, data_set *files, data_set *big, akb_result *res)
+/* A small file of exactly size bytes of pseudo-random data (seeded by
+ * seed) unless it is one already; akb_fs_make_file fills 1 MiB for any
+ * size, too slow for 50,000 files. */
+static int make_small_file(const char *path, size_t size, uint64_t seed)
+{
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == size)
+    return 0;
+  uint64_t buf[1024];
+  uint64_t x = 0x9e3779b97f4a7c15u ^ (seed * 0x100000001b3u);
+  for (size_t i = 0; i < sizeof(buf) / 8; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    buf[i] = x;
+  }
+  if (size > sizeof(buf))
+    return -EINVAL;
+  FILE *f = fopen(path, "we");
+  if (!f)
+    return -errno;
+  size_t put = fwrite(buf, 1, size, f);
+  int rc = fclose(f);
+  return put == size && rc == 0 ? 0 : -EIO;
+}
+
+/* The tree: dirs directories of per_dir files each, sizes from 3 to 5 KiB
+ * (4 KiB on average). */
+static int make_tree(data_set *t, const char *dir, size_t dirs, size_t per_dir, akb_result *res)
+{
+  t->name = "tree";
+  t->n = dirs * per_dir;
+  t->paths = calloc(t->n, sizeof(char *));
+  if (!t->paths) {
+    akb_fail(res, "out of memory");
+    return -1;
+  }
+  snprintf(t->root, sizeof(t->root), "%s/hash-tree-%zux%zu", dir, dirs, per_dir);
+  mkdir(t->root, 0755);
+  size_t k = 0;
+  for (size_t d = 0; d < dirs; d++) {
+    char sub[4400];
+    snprintf(sub, sizeof(sub), "%s/d%03zu", t->root, d);
+    mkdir(sub, 0755);
+    for (size_t i = 0; i < per_dir; i++, k++) {
+      char p[4500];
+      snprintf(p, sizeof(p), "%s/f%05zu", sub, i);
+      size_t size = 3072 + (k * 2654435761u) % 2049;
+      t->paths[k] = strdup(p);
+      int rc = t->paths[k] ? make_small_file(p, size, k) : -ENOMEM;
+      if (rc < 0) {
+        akb_fail(res, "making %s: %s", p, strerror(-rc));
+        return -1;
+      }
+      t->bytes += size;
+    }
+  }
+  return 0;
+}
+
+static bool wants_set(const akb_opts *opts, const char *name)
+{
+  return !opts->variant || strcmp(opts->variant, "both") == 0 ||
+         strcmp(opts->variant, "all") == 0 || strcmp(opts->variant, name) == 0;
+}
+
+static int make_sets(const akb_opts *opts, data_set *files, data_set *big, data_set *tree,
+                     akb_result *res)
 {
   const char *dir = akb_fs_dir();
   if (!dir) {
@@ -109,6 +186,9 @@ static int make_sets(const akb_opts *opts, data_set *files, data_set *big, akb_r
     akb_fail(res, "writing the file lists for xargs: %s", strerror(-rc));
     return -1;
   }
+  if (wants_set(opts, "tree") &&
+      make_tree(tree, dir, opts->quick ? 10 : 100, opts->quick ? 500 : 500, res) < 0)
+    return -1;
   return 0;
 }
 
@@ -121,8 +201,32 @@ static void free_set(data_set *s)
     unlink(s->list);
 }
 
+/* Reads a small file to its end with a buffer of the caller's (no
+ * 1 MiB allocation per file, as akb_fs_warm makes). */
+static int warm_small(const char *path, char *buf, size_t len)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  ssize_t n;
+  while ((n = read(fd, buf, len)) > 0)
+    ;
+  int rc = n < 0 ? -errno : 0;
+  close(fd);
+  return rc;
+}
+
 static int warm_set(const data_set *s)
 {
+  if (s->root[0]) {
+    static char buf[16384];
+    for (size_t i = 0; i < s->n; i++) {
+      int rc = warm_small(s->paths[i], buf, sizeof(buf));
+      if (rc < 0)
+        return rc;
+    }
+    return 0;
+  }
   for (size_t i = 0; i < s->n; i++) {
     int rc = akb_fs_warm(s->paths[i]);
     if (rc < 0)
@@ -140,6 +244,31 @@ static int run_tool(tool_id t, const char *aksum, const data_set *s, char **out,
   size_t k = 0;
   bool paths = true;
   static char batch[16];
+  static char script[9000];
+  if (s->root[0]) {
+    /* The tree: aksum walks it; the peers as a user runs them on a tree. */
+    if (t == T_AKSUM) {
+      argv[k++] = (char *)aksum;
+      argv[k++] = "--no-progress";
+      argv[k++] = "-r";
+      argv[k++] = (char *)s->root;
+    } else {
+      if (t == T_XARGS)
+        snprintf(script, sizeof(script),
+                 "find '%s' -type f -print0 | xargs -0 -P2 -n %d sha256sum", s->root,
+                 TREE_XARGS_BATCH);
+      else
+        snprintf(script, sizeof(script), "find '%s' -type f -print0 | xargs -0 sha256sum",
+                 s->root);
+      argv[k++] = "sh";
+      argv[k++] = "-c";
+      argv[k++] = script;
+    }
+    argv[k] = NULL;
+    int rc = akb_fs_run(argv, out, NULL, false, span);
+    free(argv);
+    return rc;
+  }
   switch (t) {
   case T_AKSUM:
     argv[k++] = (char *)aksum;
@@ -255,14 +384,15 @@ static char *openssl_as_sha256sum(const char *text)
   return out;
 }
 
-/* Whether tool t's output gives every file the digest sha256sum's gives. */
-static bool same_digests(tool_id t, const char *out, const char *ref)
+/* Whether tool t's output gives every file the digest sha256sum's gives
+ * (sorted: whether the tool walks a tree or find does, in its order). */
+static bool same_digests(tool_id t, const char *out, const char *ref, bool sorted)
 {
   if (!out || !ref)
     return false;
   char *mine = NULL, *theirs = NULL;
   bool same;
-  switch (t) {
+  switch (sorted ? T_XARGS : t) {
   case T_OPENSSL:
     mine = openssl_as_sha256sum(out);
     same = mine && strcmp(mine, ref) == 0;
@@ -285,7 +415,15 @@ static bool same_digests(tool_id t, const char *out, const char *ref)
 
 static side *side_of(tool *tl, const data_set *s)
 {
-  return strcmp(s->name, "big") == 0 ? &tl->big : &tl->files;
+  return strcmp(s->name, "big") == 0    ? &tl->big
+         : strcmp(s->name, "tree") == 0 ? &tl->tree
+                                        : &tl->files;
+}
+
+/* openssl dgst has no way to walk a tree: not run on it. */
+static bool runs_on(const tool *tools, tool_id t, const data_set *s)
+{
+  return tools[t].have && !(s->root[0] && t == T_OPENSSL);
 }
 
 /* One round on a data set: every installed tool once, the first one being
@@ -297,7 +435,7 @@ static int round_on(akb_result *res, const char *aksum, const data_set *s, tool 
   int rc = 0;
   for (unsigned k = 0; k < N_TOOLS && rc == 0; k++) {
     tool_id t = (tool_id)((first + k) % N_TOOLS);
-    if (!tools[t].have)
+    if (!runs_on(tools, t, s))
       continue;
     akb_span span;
     rc = warm_set(s);
@@ -319,7 +457,8 @@ static int round_on(akb_result *res, const char *aksum, const data_set *s, tool 
   }
   if (rc == 0 && check) {
     for (unsigned t = 0; t < N_TOOLS; t++)
-      if (t != T_SHA256SUM && tools[t].have && !same_digests(t, outs[t], outs[T_SHA256SUM]))
+      if (t != T_SHA256SUM && runs_on(tools, t, s) &&
+          !same_digests(t, outs[t], outs[T_SHA256SUM], s->root[0] != 0))
         akb_fail(res, "%s: %s's digests differ from sha256sum's", s->name, tools[t].name);
   }
   for (unsigned t = 0; t < N_TOOLS; t++)
@@ -331,6 +470,8 @@ static int round_on(akb_result *res, const char *aksum, const data_set *s, tool 
 static void add_figs(akb_row *row, const char *wall_key, const char *rate_key, const char *cpu_key,
                      side *s, uint64_t bytes)
 {
+  if (s->n == 0)
+    return; /* the set did not run, or not this tool */
   double wall = akb_median(s->wall, s->n);
   akb_fig_add(row, wall_key, "", wall, false);
   akb_fig_add(row, rate_key, "", (double)bytes / 1048576.0 / wall, false);
@@ -340,12 +481,20 @@ static void add_figs(akb_row *row, const char *wall_key, const char *rate_key, c
 static int run_set(akb_result *res, const akb_opts *opts, const char *aksum, const data_set *s,
                    tool *tools)
 {
+  if (!s->name || !wants_set(opts, s->name))
+    return 0; /* not made (--variant chose another set) */
   if (round_on(res, aksum, s, tools, 0, false, true) != 0)
     return -1;
   for (unsigned r = 0; r < opts->rounds && r < MAX_ROUNDS; r++)
     if (round_on(res, aksum, s, tools, r % N_TOOLS, true, false) != 0)
       return -1;
   return 0;
+}
+
+/* A side's median wall time, NaN when it did not run. */
+static double median_or_nan(side *sd)
+{
+  return sd->n ? akb_median(sd->wall, sd->n) : NAN;
 }
 
 int akb_wl_hash(const akb_opts *opts, akb_result *res)
@@ -363,7 +512,10 @@ int akb_wl_hash(const akb_opts *opts, akb_result *res)
   tools[T_SHA256SUM] = (tool){.name = "sha256sum", .have = akb_fs_have("sha256sum")};
   tools[T_OPENSSL] = (tool){.name = "openssl dgst -sha256", .have = akb_fs_have("openssl")};
   tools[T_XARGS] = (tool){.name = "xargs -P2 sha256sum", .have = akb_fs_have("xargs")};
-  data_set files = {0}, big = {0};
+  static data_set files, big, tree;
+  memset(&files, 0, sizeof(files));
+  memset(&big, 0, sizeof(big));
+  memset(&tree, 0, sizeof(tree));
   int ret = -1;
   if (!tools[T_SHA256SUM].have) {
     akb_note(res, "sha256sum: not found; no reference to compare with");
@@ -373,45 +525,67 @@ int akb_wl_hash(const akb_opts *opts, akb_result *res)
     akb_note(res, "openssl: not found (package openssl); its row is skipped");
   if (!tools[T_XARGS].have)
     akb_note(res, "xargs: not found (package findutils); its row is skipped");
-  if (make_sets(opts, &files, &big, res) < 0)
+  if (make_sets(opts, &files, &big, &tree, res) < 0)
     goto out;
   akb_title(res,
-            "SHA-256 of %zu files of 1 MiB and of one %llu MiB file, page cache, %u round%s "
-            "(tools rotated)",
-            files.n, (unsigned long long)(big.bytes >> 20), opts->rounds,
+            "SHA-256 of %zu files of 1 MiB, of one %llu MiB file and of a tree of %zu files of "
+            "about 4 KiB, page cache, %u round%s (tools rotated)",
+            files.n, (unsigned long long)(big.bytes >> 20), tree.n, opts->rounds,
             opts->rounds == 1 ? "" : "s");
   akb_param(res, "files", "", (double)files.n, true);
   akb_param(res, "big_mib", "", (double)(big.bytes >> 20), true);
+  if (tree.n)
+    akb_param(res, "tree_files", "", (double)tree.n, true);
   if (run_set(res, opts, aksum_path, &files, tools) < 0 ||
-      run_set(res, opts, aksum_path, &big, tools) < 0)
+      run_set(res, opts, aksum_path, &big, tools) < 0 ||
+      run_set(res, opts, aksum_path, &tree, tools) < 0)
     goto out;
-  double ak_f = akb_median(tools[T_AKSUM].files.wall, tools[T_AKSUM].files.n);
-  double ak_b = akb_median(tools[T_AKSUM].big.wall, tools[T_AKSUM].big.n);
+  double ak_f = median_or_nan(&tools[T_AKSUM].files);
+  double ak_b = median_or_nan(&tools[T_AKSUM].big);
+  double ak_t = median_or_nan(&tools[T_AKSUM].tree);
   static const char *const ratio_files_key[N_TOOLS] = {NULL, "ratio_sha256sum_files",
                                                        "ratio_openssl_files", "ratio_xargs_files"};
   static const char *const ratio_big_key[N_TOOLS] = {NULL, "ratio_sha256sum_big",
                                                      "ratio_openssl_big", "ratio_xargs_big"};
+  static const char *const ratio_tree_key[N_TOOLS] = {NULL, "ratio_sha256sum_tree", NULL,
+                                                      "ratio_xargs_tree"};
   for (unsigned t = 0; t < N_TOOLS; t++) {
     if (!tools[t].have)
       continue;
+    /* The medians first: add_figs sorts the samples in place. */
+    double peer_f = median_or_nan(&tools[t].files);
+    double peer_b = median_or_nan(&tools[t].big);
+    double peer_t = median_or_nan(&tools[t].tree);
     akb_row *row = akb_row_add(res, tools[t].name);
     add_figs(row, "files_wall_s", "files_mib_per_s", "files_cpu_s", &tools[t].files, files.bytes);
     add_figs(row, "big_wall_s", "big_mib_per_s", "big_cpu_s", &tools[t].big, big.bytes);
+    add_figs(row, "tree_wall_s", "tree_mib_per_s", "tree_cpu_s", &tools[t].tree, tree.bytes);
     if (t == T_AKSUM)
       continue;
-    /* The medians were sorted in place by add_figs: take them again. */
-    double peer_f = akb_median(tools[t].files.wall, tools[t].files.n);
-    double peer_b = akb_median(tools[t].big.wall, tools[t].big.n);
-    akb_param(res, ratio_files_key[t], "", peer_f / ak_f, false);
-    akb_param(res, ratio_big_key[t], "", peer_b / ak_b, false);
+    if (tools[t].files.n)
+      akb_param(res, ratio_files_key[t], "", peer_f / ak_f, false);
+    if (tools[t].big.n)
+      akb_param(res, ratio_big_key[t], "", peer_b / ak_b, false);
+    if (tools[t].tree.n && ratio_tree_key[t])
+      akb_param(res, ratio_tree_key[t], "", peer_t / ak_t, false);
   }
-  akb_ratio(res, akb_median(tools[T_SHA256SUM].files.wall, tools[T_SHA256SUM].files.n) / ak_f,
-            "median time over %zu files, sha256sum / aksum (the other ratios: ratio_*)", files.n);
+  if (tools[T_SHA256SUM].files.n)
+    akb_ratio(res, median_or_nan(&tools[T_SHA256SUM].files) / ak_f,
+              "median time over %zu files, sha256sum / aksum (the other ratios: ratio_*)", files.n);
+  else if (tools[T_SHA256SUM].tree.n)
+    akb_ratio(res, median_or_nan(&tools[T_SHA256SUM].tree) / ak_t,
+              "median time over the tree of %zu files, find | xargs sha256sum / aksum -r (the "
+              "other ratios: ratio_*)",
+              tree.n);
+  else if (tools[T_SHA256SUM].big.n)
+    akb_ratio(res, median_or_nan(&tools[T_SHA256SUM].big) / ak_b,
+              "median time over the big file, sha256sum / aksum (the other ratios: ratio_*)");
   akb_note(res, "digests compared with sha256sum's for every tool: identical unless a failure "
                 "says otherwise");
   ret = 0;
 out:
   free_set(&files);
   free_set(&big);
+  free_set(&tree);
   return ret;
 }

@@ -4,16 +4,19 @@
  *
  *   main.c      the command line, exit status
  *   walk.c      the inputs: arguments, -r trees (sorted), stat hints
- *   check.c     -c: reading a checksum list into items with expected sums
+ *   check.c     -c: reading checksum lists into items with expected sums
  *   pipeline.c  the engine: the ring opens and reads many files at once with
  *               a bounded set of buffers, the pool hashes, copies are written
  *   copy.c      --copy: destination names, directories, O_TMPFILE copies
  *               named when complete, the named-temporary fallback
  *   hash.c      the coreutils family (libcrypto EVP) and XXH3 (libxxhash)
+ *   blake2b.c   BLAKE2b of any length (b2sum -l), which libcrypto 3.0 lacks
  *   guard.c     fds 0-2 kept open, the open-file budget, and the removal of
  *               temporaries on SIGINT/SIGTERM/SIGHUP/SIGPIPE
  *   output.c    sha256sum-format lines, check results, messages, progress,
  *               the --json summary
+ *   lines.c     how those lines reach stdout: whole records per write, in
+ *               batches that end at a record's end
  */
 #ifndef AKSUM_H
 #define AKSUM_H
@@ -50,9 +53,11 @@ typedef struct aks_algo {
   size_t digest_len;                          /* bytes */
   bool available;                             /* false: not built in, or libcrypto lacks it */
   EVP_MD *md;                                 /* fetched by aks_algo_init (owned by the table) */
-  void *(*ctx_new)(const struct aks_algo *a); /* a started context, or NULL */
+  /* A started context giving out_len bytes (a->digest_len, or for
+   * BLAKE2b of any length 1 to 64), or NULL. */
+  void *(*ctx_new)(const struct aks_algo *a, size_t out_len);
   void (*update)(void *ctx, const void *data, size_t len);
-  void (*finish)(void *ctx, unsigned char *out); /* digest_len bytes */
+  void (*finish)(void *ctx, unsigned char *out); /* the context's out_len bytes */
   void (*ctx_free)(void *ctx);
   /* Several messages at once (one context each, n <= lanes <= AKS_LANES_MAX): as n calls of
    * update, in less time. lanes is 1 where the algorithm has no such path
@@ -71,8 +76,26 @@ void aks_algo_cleanup(void);
 const aks_algo *aks_algo_get(aks_algo_id id);
 /* By name; NULL if unknown. */
 const aks_algo *aks_algo_by_name(const char *name);
-/* A started context for a (free with a->ctx_free), or NULL on ENOMEM. */
-void *aks_algo_ctx_new(const aks_algo *a);
+/* A started context for a giving out_len bytes (free with a->ctx_free), or
+ * NULL on ENOMEM. */
+void *aks_algo_ctx_new(const aks_algo *a, size_t out_len);
+/* BLAKE2b from blake2b.c from now on (any length; main thread, before any
+ * other runs). */
+void aks_algo_blake2b_any_length(void);
+
+/* ---- BLAKE2b of any length (blake2b.c) --------------------------------------- */
+
+typedef struct aks_blake2b {
+  uint64_t h[8];          /* the chaining state */
+  uint64_t t[2];          /* bytes compressed so far (128 bits) */
+  unsigned char buf[128]; /* the block not compressed yet (the last one may be whole) */
+  size_t buf_len;
+  size_t out_len; /* 1 to 64 bytes */
+} aks_blake2b;
+
+void aks_blake2b_init(aks_blake2b *c, size_t out_len);
+void aks_blake2b_update(aks_blake2b *c, const void *data, size_t len);
+void aks_blake2b_final(aks_blake2b *c, unsigned char *out); /* out_len bytes */
 
 /* ---- SHA-256/224 on SHA-NI, several messages per thread (sha256ni.c) ---------- */
 
@@ -109,7 +132,9 @@ typedef struct aks_opts {
   bool recursive;         /* -r */
   unsigned jobs;          /* -j: hashing threads (0: the CPUs) */
   const aks_algo *algo;   /* --hash */
-  const char *check_file; /* -c: the list ("-": stdin), or NULL */
+  bool check;             /* -c: the operands are lists to check */
+  size_t digest_len;      /* bytes printed per digest: the algorithm's, or -l's / 8 */
+  bool zero;              /* -z: records end with NUL, names are not escaped */
   const char *copy_dest;  /* --copy DEST, or NULL */
   const char *json_path;  /* --json FILE|-, or NULL */
   aks_progress progress;  /* --progress / --no-progress */
@@ -134,8 +159,12 @@ typedef struct aks_item {
   int64_t size_hint; /* st_size when walked; -1 unknown */
   unsigned mode;     /* st_mode when walked; 0 unknown */
   bool stream;       /* not a regular file: read in order (stdin, FIFO) */
+  bool short_is_end; /* a regular file on a local filesystem: a short read is its end */
   bool is_stdin;     /* "-" */
   char *expect;      /* -c: the expected digest in lowercase hex */
+  size_t digest_len; /* bytes of its digest (BLAKE2b in -c: each line says) */
+  unsigned list;     /* -c: the list it came from (index in run->lists) */
+  size_t improper_before; /* -c: its list's improper lines that came before it */
   /* outcome */
   int err;              /* 0 or -errno (set by the walk for early errors) */
   const char *err_step; /* NULL (the file itself), or "copy", ... */
@@ -148,11 +177,30 @@ typedef struct aks_item {
   bool ignored; /* -c --ignore-missing: a missing file, not reported */
 } aks_item;
 
+/* -c: one list, read whole before the run; its messages and warnings come
+ * out in their turn, after the lines of the lists before it (as
+ * sha256sum -c LIST... checks one list after the other). */
+typedef struct aks_list {
+  const char *path;      /* as given ("-": stdin) */
+  const char *shown;     /* in messages: path, or "standard input" */
+  int err;               /* the list could not be opened (-errno), or 0 */
+  bool read_error;       /* reading it failed part way (a directory...) */
+  bool no_lines;         /* not one properly formatted line */
+  size_t *improper_at;   /* line numbers of improperly formatted lines */
+  size_t improper;       /* how many */
+  size_t warned;         /* of those, already named (--warn) */
+  size_t unreadable, mismatched, matched;
+  bool done;             /* its summary is out */
+} aks_list;
+
 typedef struct aks_run {
   aks_opts opts;
   aks_item *items;
   size_t n, cap;
-  /* -c: lines that were not checksum lines */
+  aks_list *lists; /* -c: every list named, in order */
+  size_t n_lists;
+  size_t lists_done; /* lists whose summary is out */
+  /* -c: lines that were not checksum lines (all lists) */
   size_t improper;
   /* counted as items are reported, in order */
   size_t reported;
@@ -175,9 +223,13 @@ void aks_run_free(aks_run *run);
  * that have failed. Returns 0 or -ENOMEM. */
 int aks_walk(aks_run *run, char *const *paths, size_t n);
 
-/* check.c: reads a checksum list (path "-": stdin) into items. Returns 0,
- * or a negative errno when the list cannot be read (reported). */
-int aks_check_load(aks_run *run, const char *path);
+/* check.c: reads the checksum lists named (none: "-", stdin) into
+ * run->lists and their lines into items. A list that cannot be read, or
+ * has no checksum line, is marked so (reported in its turn). Returns 0 or
+ * -ENOMEM. */
+int aks_check_load(aks_run *run, char *const *paths, size_t n);
+/* The digest of it as lowercase hex (out: 2 * AKS_DIGEST_MAX + 1). */
+void aks_item_hex(const aks_run *run, const aks_item *it, char *out);
 
 /* pipeline.c: processes every item; calls aks_report for each in order as
  * it finishes. Returns 0, or a negative error if the engine could not
@@ -207,11 +259,25 @@ int aks_copy_plan(aks_run *run);
 
 /* output.c */
 void aks_report(aks_run *run, aks_item *it); /* one finished item, in order */
-void aks_print_summary(aks_run *run);        /* -c warnings on stderr */
+void aks_print_summary(aks_run *run);        /* -c warnings on stderr (every list left) */
+bool aks_check_failed(const aks_run *run);   /* -c: some list fails as sha256sum -c's would */
 int aks_write_json(const aks_run *run);      /* --json; 0 or -errno */
 void aks_progress_tick(aks_run *run, bool final);
 void aks_hex(const unsigned char *digest, size_t len, char *out); /* out: 2*len+1 */
 bool aks_progress_wanted(const aks_run *run, bool *tty);
+
+/* lines.c: stdout's records. put/puts/putc add to the record being built;
+ * end_record closes it (its terminator already put) and may write; flush
+ * writes every complete record and returns 0 or the first write error
+ * (-errno), after which nothing more is written. init is implicit on the
+ * first put. */
+void aks_out_init(void);
+void aks_out_put(const void *data, size_t n);
+void aks_out_puts(const char *s);
+void aks_out_putc(char c);
+void aks_out_end_record(void);
+int aks_out_flush(void);
+void aks_out_free(void);
 
 /* guard.c. std_fds: opens /dev/null on whichever of fds 0-2 is closed;
  * returns which were (bit N: fd N; first thing in main). file_budget: how many files

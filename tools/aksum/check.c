@@ -1,15 +1,18 @@
-/* check.c: -c [LIST]: reads a checksum list as coreutils 9.1's sha256sum
+/* check.c: -c [LIST]...: reads checksum lists as coreutils 9.1's sha256sum
  * (md5sum, ..., b2sum) reads it: "HEX  name", "HEX *name", "HEX name" (BSD
  * reversed), a leading backslash when the name is escaped, the --tag form
  * ("SHA256 (name) = HEX"), CRLF line ends, leading blanks, blank lines and
  * '#' comments; and makes one item per line with the expected digest.
  * Other lines are counted as improperly formatted (reported at the end, or
- * each with --warn, as sha256sum does). */
+ * each with --warn, as sha256sum does). Several lists are read in order,
+ * each one's lines after the last list's; everything a list has to say
+ * (its lines, warnings, errors) comes out in its turn (output.c). */
 #define _GNU_SOURCE
 #include "aksum.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -55,13 +58,37 @@ static bool is_blank(char c)
  * "HEX name" (BSD reversed: everything after the one blank is the name). */
 typedef enum { FORM_UNKNOWN, FORM_GNU, FORM_BSD } line_form;
 
-/* The --tag form after "TAG": " (name) = HEX" (BLAKE2b may say its length,
- * "BLAKE2b-512"). The name runs to the last ')'. */
-static bool parse_tagged(char *p, size_t len, const aks_algo *algo, bool escaped, char **hex,
-                         char **name)
+/* b2sum's "-N" after "BLAKE2b" in the --tag form: N bits, read as
+ * coreutils reads it (strtoumax in base 0 after optional blanks, so " 8",
+ * "+8" and "0x8" are 8; no '-'; what follows is the rest of the line), a
+ * multiple of 8 from 8 to 512. Moves *p past it; false if malformed. */
+static bool parse_b2_bits(char **p, size_t *len, size_t *bytes)
 {
-  if (algo == aks_algo_get(AKS_BLAKE2B) && strncmp(p, "-512", 4) == 0)
-    p += 4, len -= 4;
+  const char *q = *p + 1;
+  while (isspace((unsigned char)*q))
+    q++;
+  if (*q == '-')
+    return false;
+  char *end;
+  errno = 0;
+  uintmax_t bits = strtoumax(*p + 1, &end, 0);
+  if (end == *p + 1 || errno != 0 || bits == 0 || bits > 512 || bits % 8 != 0)
+    return false;
+  *len -= (size_t)(end - *p);
+  *p = end;
+  *bytes = (size_t)(bits / 8);
+  return true;
+}
+
+/* The --tag form after "TAG": " (name) = HEX" (BLAKE2b may say its length
+ * in bits, "BLAKE2b-256"; without it, 512). The name runs to the last
+ * ')'. *dlen: the digest's bytes. */
+static bool parse_tagged(char *p, size_t len, const aks_algo *algo, bool escaped, size_t *dlen,
+                         char **hex, char **name)
+{
+  *dlen = algo->digest_len;
+  if (algo == aks_algo_get(AKS_BLAKE2B) && *p == '-' && !parse_b2_bits(&p, &len, dlen))
+    return false;
   if (*p == ' ')
     p++, len--;
   if (*p != '(')
@@ -83,15 +110,17 @@ static bool parse_tagged(char *p, size_t len, const aks_algo *algo, bool escaped
     h++;
   *hex = h;
   *name = p;
-  return strlen(h) == algo->digest_len * 2 && is_hex_run(h, strlen(h)) && (!escaped || unescape(p));
+  return strlen(h) == *dlen * 2 && is_hex_run(h, strlen(h)) && (!escaped || unescape(p));
 }
 
 /* Splits one line (no line end; NUL-terminated, len bytes) into digest and
  * name (pointers into line), the way coreutils 9.1's split_3 does: leading
  * blanks skipped, an optional backslash (the name is escaped), the --tag
- * form, or the digest, one blank, and the name (see line_form). */
-static bool parse_line(char *line, size_t len, const aks_algo *algo, line_form *form, char **hex,
-                       char **name)
+ * form, or the digest, one blank, and the name (see line_form). BLAKE2b's
+ * untagged digest may be of any even length up to 128 hex digits, as b2sum
+ * takes it (the line says the length, whatever -l says). */
+static bool parse_line(char *line, size_t len, const aks_algo *algo, line_form *form, size_t *dlen,
+                       char **hex, char **name)
 {
   size_t i = 0;
   while (is_blank(line[i]))
@@ -101,8 +130,16 @@ static bool parse_line(char *line, size_t len, const aks_algo *algo, line_form *
     i++;
   size_t taglen = strlen(algo->tag);
   if (strncmp(line + i, algo->tag, taglen) == 0)
-    return parse_tagged(line + i + taglen, len - i - taglen, algo, escaped, hex, name);
+    return parse_tagged(line + i + taglen, len - i - taglen, algo, escaped, dlen, hex, name);
   size_t hexlen = algo->digest_len * 2;
+  if (algo == aks_algo_get(AKS_BLAKE2B)) {
+    hexlen = 0;
+    while (isxdigit((unsigned char)line[i + hexlen]))
+      hexlen++;
+    if (hexlen < 2 || hexlen % 2 != 0 || hexlen > 2 * AKS_DIGEST_MAX)
+      return false;
+  }
+  *dlen = hexlen / 2;
   if (len - i < hexlen + 2)
     return false;
   char *p = line + i;
@@ -127,24 +164,41 @@ static bool parse_line(char *line, size_t len, const aks_algo *algo, line_form *
   return !escaped || unescape(rest);
 }
 
-int aks_check_load(aks_run *run, const char *path)
+/* Notes an improperly formatted line of the list (named in its turn with
+ * --warn). */
+static int add_improper(aks_run *run, aks_list *l, size_t lineno)
 {
-  bool from_stdin = strcmp(path, "-") == 0;
-  const char *shown = from_stdin ? "standard input" : path;
-  FILE *fp = from_stdin ? stdin : fopen(path, "re");
+  if (l->improper % 64 == 0) {
+    size_t *more = realloc(l->improper_at, (l->improper + 64) * sizeof(*more));
+    if (!more)
+      return -ENOMEM;
+    l->improper_at = more;
+  }
+  l->improper_at[l->improper++] = lineno;
+  run->improper++;
+  return 0;
+}
+
+/* One list into items. A list that cannot be opened or read keeps its
+ * error for its turn; so does one without a single checksum line. */
+static int load_list(aks_run *run, aks_list *l, unsigned index)
+{
+  bool from_stdin = strcmp(l->path, "-") == 0;
+  FILE *fp = from_stdin ? stdin : fopen(l->path, "re");
   if (!fp) {
-    int err = -errno;
-    fprintf(stderr, "aksum: %s: %s\n", path, strerror(-err));
-    return err;
+    l->err = -errno;
+    return 0;
   }
   const aks_algo *algo = run->opts.algo;
+  /* sha256sum fixes the form by the first line of the whole run; aksum by
+   * each list's (docs/aksum.md). */
   line_form form = FORM_UNKNOWN;
   char *line = NULL;
   size_t cap = 0;
   ssize_t len;
-  size_t lineno = 0;
+  size_t lineno = 0, lines = 0;
   int rc = 0;
-  while ((len = getline(&line, &cap, fp)) > 0) {
+  while (rc == 0 && (len = getline(&line, &cap, fp)) > 0) {
     lineno++;
     /* sha256sum's order: a '#' first on the line makes a comment (before
      * any blank is skipped); then the newline and one carriage return go;
@@ -158,11 +212,10 @@ int aks_check_load(aks_run *run, const char *path)
     if (len == 0)
       continue;
     char *hex, *name;
-    if (strlen(line) != (size_t)len || !parse_line(line, (size_t)len, algo, &form, &hex, &name)) {
-      run->improper++;
-      if (run->opts.warn)
-        fprintf(stderr, "aksum: %s: %zu: improperly formatted %s checksum line\n", shown, lineno,
-                algo->tag);
+    size_t dlen;
+    if (strlen(line) != (size_t)len ||
+        !parse_line(line, (size_t)len, algo, &form, &dlen, &hex, &name)) {
+      rc = add_improper(run, l, lineno);
       continue;
     }
     aks_item *it = aks_item_add(run, name);
@@ -170,6 +223,10 @@ int aks_check_load(aks_run *run, const char *path)
       rc = -ENOMEM;
       break;
     }
+    lines++;
+    it->list = index;
+    it->improper_before = l->improper;
+    it->digest_len = dlen;
     for (char *h = it->expect; *h; h++)
       *h = (char)tolower((unsigned char)*h);
     struct stat st;
@@ -182,16 +239,31 @@ int aks_check_load(aks_run *run, const char *path)
     }
     /* A missing file fails when the pipeline opens it, in its turn. */
   }
-  if (ferror(fp) && rc == 0) {
-    rc = -errno;
-    fprintf(stderr, "aksum: %s: %s\n", shown, strerror(-rc));
-  }
+  if (ferror(fp))
+    l->read_error = true;
   free(line);
   if (fp != stdin)
     fclose(fp);
-  if (rc == 0 && run->n == 0) {
-    fprintf(stderr, "aksum: %s: no properly formatted checksum lines found\n", shown);
-    rc = -EINVAL;
-  }
+  l->no_lines = lines == 0 && !l->read_error;
   return rc;
+}
+
+int aks_check_load(aks_run *run, char *const *paths, size_t n)
+{
+  static char *const dash[] = {"-"};
+  if (n == 0)
+    paths = dash, n = 1;
+  run->lists = calloc(n, sizeof(*run->lists));
+  if (!run->lists)
+    return -ENOMEM;
+  run->n_lists = n;
+  for (size_t i = 0; i < n; i++) {
+    aks_list *l = &run->lists[i];
+    l->path = paths[i];
+    l->shown = strcmp(paths[i], "-") == 0 ? "standard input" : paths[i];
+    int rc = load_list(run, l, (unsigned)i);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
 }

@@ -5,7 +5,9 @@
  * file failed (unreadable, a directory without -r, vanished, a copy that
  * failed, a checksum that did not match; with -c also what sha256sum -c
  * fails for: --strict and an improperly formatted line, --ignore-missing
- * and no file verified); 2 usage.
+ * and no file verified, in any of the lists); 2 usage, including what
+ * sha256sum refuses with status 1 (a check-only option without -c, --tag
+ * or -z with -c): docs/aksum.md says why.
  */
 #define _GNU_SOURCE
 #include "aksum.h"
@@ -20,9 +22,10 @@
 static void usage(FILE *to)
 {
   fprintf(to,
-          "usage: aksum [-r] [-j N] [-a HASH] [--tag] [--copy DEST] [--json FILE|-] PATH...\n"
-          "       aksum -c [-j N] [-a HASH] [--quiet|--status] [--strict] [--warn]\n"
-          "             [--ignore-missing] [--json FILE|-] [LIST]\n"
+          "usage: aksum [-r] [-j N] [-a HASH] [-l BITS] [--tag] [-z] [--copy DEST]\n"
+          "             [--json FILE|-] PATH...\n"
+          "       aksum -c [-j N] [-a HASH] [--quiet|--status|--warn] [--strict]\n"
+          "             [--ignore-missing] [--json FILE|-] [LIST]...\n"
           "\n"
           "Prints a checksum line per file, as sha256sum (md5sum, sha1sum, ..., b2sum)\n"
           "does, and checks their lists. The ring reads many files at once; a pool of\n"
@@ -33,10 +36,16 @@ static void usage(FILE *to)
           "  -j, --jobs N        hashing threads (default: the number of CPUs)\n"
           "  -a, --hash NAME     md5, sha1, sha224, sha256 (default), sha384, sha512,\n"
           "                      blake2b (as b2sum) or xxh3%s\n"
+          "  -l, --length BITS   with -a blake2b: the digest's length, a multiple of 8\n"
+          "                      up to 512 (as b2sum -l)\n"
           "      --tag           BSD-style lines: SHA256 (name) = HEX\n"
-          "  -c, --check         check the sums listed in LIST (none or - : stdin)\n"
+          "  -z, --zero          end each line with NUL, not newline, and do not\n"
+          "                      escape names\n"
+          "  -c, --check         check the sums listed in each LIST, one after the\n"
+          "                      other (none or - : stdin)\n"
           "      --quiet         with -c, print only the files that fail\n"
           "      --status        with -c, print nothing: the exit status says\n"
+          "                      (of --quiet, --status and --warn the last one counts)\n"
           "      --strict        with -c, fail on improperly formatted lines\n"
           "  -w, --warn          with -c, name each improperly formatted line\n"
           "      --ignore-missing  with -c, skip listed files that do not exist\n"
@@ -102,6 +111,37 @@ enum {
   OPT_IGNORE_MISSING,
 };
 
+/* The usage errors that sha256sum also reports, in its words (its exit
+ * status is 1; aksum's is 2 for every usage error: docs/aksum.md). */
+static int usage_coreutils(const char *what)
+{
+  fprintf(stderr, "aksum: %s\nTry 'aksum --help' for more information.\n", what);
+  return 2;
+}
+
+/* b2sum's -l: bits, a multiple of 8 up to 512; 0 means 512. */
+static int parse_length(const char *arg, size_t *bytes)
+{
+  char *end;
+  errno = 0;
+  unsigned long long bits = strtoull(arg, &end, 10);
+  if (errno || end == arg || *end || *arg == '-' || *arg == '+') {
+    fprintf(stderr, "aksum: invalid length: '%s'\n", arg);
+    return 2;
+  }
+  if (bits > 512) {
+    fprintf(stderr, "aksum: invalid length: '%s'\naksum: maximum digest length for 'BLAKE2b' is "
+                    "512 bits\n", arg);
+    return 2;
+  }
+  if (bits % 8 != 0) {
+    fprintf(stderr, "aksum: invalid length: '%s'\naksum: length is not a multiple of 8\n", arg);
+    return 2;
+  }
+  *bytes = bits == 0 ? 64 : (size_t)(bits / 8);
+  return 0;
+}
+
 static const struct option long_opts[] = {
     {"recursive", no_argument, NULL, 'r'},
     {"jobs", required_argument, NULL, 'j'},
@@ -109,6 +149,8 @@ static const struct option long_opts[] = {
     {"hash", required_argument, NULL, 'a'},
     {"algorithm", required_argument, NULL, 'a'},
     {"tag", no_argument, NULL, OPT_TAG},
+    {"zero", no_argument, NULL, 'z'},
+    {"length", required_argument, NULL, 'l'},
     {"status", no_argument, NULL, OPT_STATUS},
     {"strict", no_argument, NULL, OPT_STRICT},
     {"warn", no_argument, NULL, 'w'},
@@ -125,6 +167,36 @@ static const struct option long_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
+static bool geometry_given; /* --chunk or --buffers on the command line */
+
+/* Below this a file counts as small for the choice of geometry. */
+enum { SMALL_FILE = 64 << 10, SMALL_CHUNK = 64 << 10, SMALL_BUFFERS = 256, SMALL_MAX_OPEN = 256 };
+
+/* The buffers' geometry for the files at hand, unless the command line
+ * chose it. 16 chunks of 1 MiB suit files of a MiB and more (a read per
+ * MiB, read-ahead for the big ones), but each file in flight holds a
+ * chunk, so no more than 16 files of a tree of small ones are read at
+ * once, and the ring's batches and the pool's tasks stay small. When most
+ * files are small (the walk's sizes), the same 16 MiB is 256 chunks of
+ * 64 KiB and up to 256 files are open at once. */
+static void choose_geometry(aks_run *run)
+{
+  aks_opts *o = &run->opts;
+  size_t small = 0, sized = 0; /* of the files whose size is known (walk.c) */
+  for (size_t i = 0; i < run->n; i++) {
+    if (run->items[i].size_hint < 0)
+      continue;
+    sized++;
+    if (run->items[i].size_hint < SMALL_FILE)
+      small++;
+  }
+  if (!geometry_given && small > 0 && small * 2 > sized) {
+    o->chunk = SMALL_CHUNK;
+    o->buffers = SMALL_BUFFERS;
+    o->max_open = SMALL_MAX_OPEN;
+  }
+}
+
 static int parse_args(aks_run *run, int argc, char **argv)
 {
   aks_opts *o = &run->opts;
@@ -133,8 +205,8 @@ static int parse_args(aks_run *run, int argc, char **argv)
   o->buffers = 16;
   int c;
   uint64_t v;
-  bool check = false;
-  while ((c = getopt_long(argc, argv, "rj:ca:whv", long_opts, NULL)) != -1) {
+  size_t length = 0; /* -l: bytes, 0 if not given */
+  while ((c = getopt_long(argc, argv, "rj:ca:whvzl:", long_opts, NULL)) != -1) {
     switch (c) {
     case 'v':
       o->verbose = true;
@@ -148,8 +220,17 @@ static int parse_args(aks_run *run, int argc, char **argv)
       o->jobs = (unsigned)v;
       break;
     case 'c':
-      check = true;
+      o->check = true;
       break;
+    case 'z':
+      o->zero = true;
+      break;
+    case 'l': {
+      int rc = parse_length(optarg, &length);
+      if (rc)
+        return rc;
+      break;
+    }
     case 'a':
       o->algo = aks_algo_by_name(optarg);
       if (!o->algo)
@@ -164,14 +245,18 @@ static int parse_args(aks_run *run, int argc, char **argv)
     case OPT_TAG:
       o->tag = true;
       break;
+    /* --status, --warn and --quiet: the last one given wins, as in
+     * sha256sum (each turns the other two off). */
     case OPT_STATUS:
       o->status = true;
+      o->warn = o->quiet = false;
       break;
     case OPT_STRICT:
       o->strict = true;
       break;
     case 'w':
       o->warn = true;
+      o->status = o->quiet = false;
       break;
     case OPT_IGNORE_MISSING:
       o->ignore_missing = true;
@@ -190,16 +275,19 @@ static int parse_args(aks_run *run, int argc, char **argv)
       break;
     case OPT_QUIET:
       o->quiet = true;
+      o->status = o->warn = false;
       break;
     case OPT_CHUNK:
       if (!parse_size(optarg, 4096, 1 << 30, &v))
         return usage_error("--chunk needs a size from 4K to 1G, not '%s'", optarg);
       o->chunk = (size_t)v;
+      geometry_given = true;
       break;
     case OPT_BUFFERS:
       if (!parse_size(optarg, 2, 4096, &v))
         return usage_error("--buffers needs a count from 2 to 4096, not '%s'", optarg);
       o->buffers = (unsigned)v;
+      geometry_given = true;
       break;
     case 'h':
       usage(stdout);
@@ -210,22 +298,33 @@ static int parse_args(aks_run *run, int argc, char **argv)
     }
   }
   /* -c is a mode, as in sha256sum: "aksum -c --strict LIST" and
-   * "aksum --strict -c LIST" both check LIST (none: stdin). */
-  if (check) {
-    o->check_file = optind < argc ? argv[optind++] : "-";
-    if (optind < argc)
-      return usage_error("-c checks one list per run; extra operand '%s'", argv[optind]);
+   * "aksum --strict -c LIST" both check LIST (none: stdin); the operands
+   * are all lists, checked one after the other. sha256sum's own words for
+   * what it refuses too. */
+  if (o->check && o->zero)
+    return usage_coreutils("the --zero option is not supported when verifying checksums");
+  if (o->check && o->tag)
+    return usage_coreutils("the --tag option is meaningless when verifying checksums");
+  if (o->check && (o->copy_dest || o->recursive))
+    return usage_error("%s cannot be combined with -c", o->copy_dest ? "--copy" : "-r");
+  static const char *const check_only[] = {"--ignore-missing", "--status", "--warn", "--quiet",
+                                           "--strict"}; /* sha256sum's order of complaints */
+  bool given[] = {o->ignore_missing, o->status, o->warn, o->quiet, o->strict};
+  for (size_t i = 0; i < sizeof(given) / sizeof(given[0]) && !o->check; i++) {
+    if (given[i]) {
+      char msg[96];
+      snprintf(msg, sizeof(msg), "the %s option is meaningful only when verifying checksums",
+               check_only[i]);
+      return usage_coreutils(msg);
+    }
   }
-  if (o->check_file && (o->copy_dest || o->recursive || o->tag))
-    return usage_error("%s cannot be combined with -c", o->copy_dest   ? "--copy"
-                                                        : o->recursive ? "-r"
-                                                                       : "--tag");
-  if (!o->check_file && (o->status || o->strict || o->warn || o->ignore_missing || o->quiet))
-    return usage_error("%s is meaningful only when checking (-c)", o->status   ? "--status"
-                                                                   : o->strict ? "--strict"
-                                                                   : o->warn   ? "--warn"
-                                                                   : o->quiet  ? "--quiet"
-                                                                              : "--ignore-missing");
+  o->digest_len = o->algo->digest_len;
+  if (length) {
+    if (o->algo != aks_algo_get(AKS_BLAKE2B))
+      return usage_error("-l/--length is for BLAKE2b only (-a blake2b), not %s", o->algo->name);
+    /* as b2sum: -l is the output's length; -c takes each line's own */
+    o->digest_len = length;
+  }
   if (o->jobs == 0) {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     o->jobs = cpus > 0 ? (unsigned)cpus : 1;
@@ -250,9 +349,10 @@ int main(int argc, char **argv)
     fprintf(stderr, "aksum: %s: not available (libcrypto lacks it)\n", run.opts.algo->name);
     return 2;
   }
-  if (run.opts.check_file) {
-    rc = aks_check_load(&run, run.opts.check_file);
+  if (run.opts.check) {
+    rc = aks_check_load(&run, argv + optind, (size_t)(argc - optind));
     if (rc < 0) {
+      fprintf(stderr, "aksum: %s\n", strerror(-rc));
       aks_run_free(&run);
       return 1;
     }
@@ -276,6 +376,14 @@ int main(int argc, char **argv)
       }
     }
   }
+  choose_geometry(&run);
+  /* BLAKE2b of another length than 512 bits (-l, or lines of a -c list
+   * that say so) comes from blake2b.c. */
+  for (size_t i = 0; i < run.n && run.opts.algo == aks_algo_get(AKS_BLAKE2B); i++)
+    if (run.items[i].digest_len != run.opts.algo->digest_len) {
+      aks_algo_blake2b_any_length();
+      break;
+    }
   rc = aks_pipeline_run(&run);
   if (rc < 0) {
     aks_run_free(&run);
@@ -283,27 +391,23 @@ int main(int argc, char **argv)
   }
   aks_print_summary(&run);
   bool bad = run.failed > 0 || run.mismatched > 0;
-  if (run.opts.check_file) {
-    /* sha256sum -c's rule: --strict fails on a malformed line; with
-     * --ignore-missing, a list where no file matched fails. */
-    if (run.opts.strict && run.improper > 0)
-      bad = true;
-    if (run.opts.ignore_missing && run.matched == 0)
-      bad = true;
-  }
+  if (run.opts.check && aks_check_failed(&run))
+    bad = true;
+  int out_err = aks_out_flush();
   if (run.opts.json_path && aks_write_json(&run) < 0)
     bad = true;
   /* stdout was closed and went to /dev/null: had anything been printed,
    * it would have failed as sha256sum's write does. */
   bool printed =
-      run.ok + run.failed + run.mismatched > 0 && !(run.opts.check_file && run.opts.status);
+      run.ok + run.failed + run.mismatched > 0 && !(run.opts.check && run.opts.status);
   if (run.opts.stdout_closed && printed) {
     fprintf(stderr, "aksum: write error: %s\n", strerror(EBADF));
     bad = true;
-  } else if (fflush(stdout) != 0 || ferror(stdout)) {
-    fprintf(stderr, "aksum: standard output: %s\n", strerror(errno));
+  } else if (out_err < 0 || fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "aksum: standard output: %s\n", strerror(out_err < 0 ? -out_err : errno));
     bad = true;
   }
+  aks_out_free();
   aks_run_free(&run);
   return bad ? 1 : 0;
 }

@@ -24,19 +24,19 @@ void aks_hex(const unsigned char *digest, size_t len, char *out)
   out[2 * len] = '\0';
 }
 
-/* sha256sum's escaping of a name (the caller prints the leading '\'). */
-static void put_escaped(const char *s, FILE *to)
+/* sha256sum's escaping of a name (the caller puts the leading '\'). */
+static void put_escaped(const char *s)
 {
+  const char *run = s; /* the bytes not yet put that need no escape */
   for (; *s; s++) {
-    if (*s == '\\')
-      fputs("\\\\", to);
-    else if (*s == '\n')
-      fputs("\\n", to);
-    else if (*s == '\r')
-      fputs("\\r", to);
-    else
-      putc(*s, to);
+    const char *esc = *s == '\\' ? "\\\\" : *s == '\n' ? "\\n" : *s == '\r' ? "\\r" : NULL;
+    if (!esc)
+      continue;
+    aks_out_put(run, (size_t)(s - run));
+    aks_out_puts(esc);
+    run = s + 1;
   }
+  aks_out_put(run, (size_t)(s - run));
 }
 
 /* ---- Progress -------------------------------------------------------------- */
@@ -76,7 +76,7 @@ void aks_progress_tick(aks_run *run, bool final)
   double mib = (double)run->bytes / 1048576.0;
   double rate = secs > 0 ? mib / secs : 0;
   if (progress_on_tty) {
-    fflush(stdout);
+    aks_out_flush();
     fprintf(stderr, "\r\033[Kaksum: %zu/%zu files  %.1f MiB  %.1f MiB/s", run->reported, run->n,
             mib, rate);
     progress_shown = true;
@@ -88,10 +88,18 @@ void aks_progress_tick(aks_run *run, bool final)
   fflush(stderr);
 }
 
+static const char *plural(size_t n, const char *one, const char *many)
+{
+  return n == 1 ? one : many;
+}
+
 /* ---- One finished item, in order ---------------------------------------------- */
 
 static void report_error(const aks_item *it)
 {
+  /* The lines before it first: with 2>&1 the message lands where
+   * sha256sum's does, between the lines of the files around it. */
+  aks_out_flush();
   const char *msg = it->err_msg ? it->err_msg : strerror(-it->err);
   if (it->err_step && it->err_path)
     fprintf(stderr, "aksum: %s: %s to %s: %s\n", it->path, it->err_step, it->err_path, msg);
@@ -101,38 +109,129 @@ static void report_error(const aks_item *it)
     fprintf(stderr, "aksum: %s: %s\n", it->path, msg);
 }
 
+void aks_item_hex(const aks_run *run, const aks_item *it, char *out)
+{
+  (void)run;
+  aks_hex(it->digest, it->digest_len, out);
+}
+
+/* -c --warn: names list l's improperly formatted lines up to the upto-th
+ * (those before the line being reported, or all at the list's end). */
+static void warn_improper(aks_run *run, aks_list *l, size_t upto)
+{
+  if (!run->opts.warn || l->warned >= upto) {
+    l->warned = upto > l->warned ? upto : l->warned;
+    return;
+  }
+  aks_out_flush(); /* the lines before them first, as sha256sum's order */
+  for (; l->warned < upto; l->warned++)
+    fprintf(stderr, "aksum: %s: %zu: improperly formatted %s checksum line\n", l->shown,
+            l->improper_at[l->warned], run->opts.algo->tag);
+}
+
+/* -c: what list l says once its last line is reported: the rest of its
+ * improper lines (--warn), then its error, or sha256sum -c's summary. */
+static void list_end(aks_run *run, aks_list *l)
+{
+  warn_improper(run, l, l->improper);
+  aks_out_flush();
+  if (l->err) {
+    fprintf(stderr, "aksum: %s: %s\n", l->path, strerror(-l->err));
+  } else if (l->read_error) {
+    fprintf(stderr, "aksum: %s: read error\n", l->shown); /* sha256sum's words */
+  } else if (l->no_lines) {
+    fprintf(stderr, "aksum: %s: no properly formatted checksum lines found\n", l->shown);
+  } else if (!run->opts.status) { /* sha256sum --status: no warnings either */
+    if (l->improper)
+      fprintf(stderr, "aksum: WARNING: %zu %s improperly formatted\n", l->improper,
+              plural(l->improper, "line is", "lines are"));
+    if (l->unreadable)
+      fprintf(stderr, "aksum: WARNING: %zu listed %s could not be read\n", l->unreadable,
+              plural(l->unreadable, "file", "files"));
+    if (l->mismatched)
+      fprintf(stderr, "aksum: WARNING: %zu computed %s did NOT match\n", l->mismatched,
+              plural(l->mismatched, "checksum", "checksums"));
+    if (run->opts.ignore_missing && l->matched == 0)
+      fprintf(stderr, "aksum: %s: no file was verified\n", l->shown);
+  }
+  l->done = true;
+}
+
+/* -c: ends the lists before the one with index upto. */
+static void lists_end_before(aks_run *run, size_t upto)
+{
+  while (run->lists_done < upto && run->lists_done < run->n_lists)
+    list_end(run, &run->lists[run->lists_done++]);
+}
+
+bool aks_check_failed(const aks_run *run)
+{
+  for (size_t i = 0; i < run->n_lists; i++) {
+    const aks_list *l = &run->lists[i];
+    /* sha256sum -c's rules per list: unreadable or without a checksum
+     * line; --strict and an improperly formatted line; --ignore-missing
+     * and no file that matched. */
+    if (l->err || l->read_error || l->no_lines)
+      return true;
+    if (run->opts.strict && l->improper > 0)
+      return true;
+    if (run->opts.ignore_missing && l->matched == 0)
+      return true;
+  }
+  return false;
+}
+
 static void report_check(aks_run *run, aks_item *it)
 {
   bool escape = strchr(it->path, '\n') != NULL; /* sha256sum -c escapes only these */
   const char *verdict;
   const aks_opts *o = &run->opts;
+  aks_list *l = &run->lists[it->list];
   if (it->err) {
     report_error(it); /* even with --status, as sha256sum */
     run->unreadable++;
+    l->unreadable++;
     verdict = "FAILED open or read";
   } else {
     char hex[2 * AKS_DIGEST_MAX + 1];
-    aks_hex(it->digest, run->opts.algo->digest_len, hex);
+    aks_item_hex(run, it, hex);
     if (strcmp(hex, it->expect) == 0) {
       run->ok++;
       run->matched++;
+      l->matched++;
       if (o->quiet)
         return;
       verdict = "OK";
     } else {
       run->mismatched++;
+      l->mismatched++;
       verdict = "FAILED";
     }
   }
   if (o->status)
     return;
   if (escape) {
-    putchar('\\');
-    put_escaped(it->path, stdout);
+    aks_out_putc('\\');
+    put_escaped(it->path);
   } else {
-    fputs(it->path, stdout);
+    aks_out_puts(it->path);
   }
-  printf(": %s\n", verdict);
+  aks_out_puts(": ");
+  aks_out_puts(verdict);
+  aks_out_putc('\n');
+  aks_out_end_record();
+}
+
+/* The --tag word: BLAKE2b says its length when it is not 512 bits
+ * ("BLAKE2b-256"), as b2sum -l does. */
+static void put_tag(const aks_run *run, const aks_item *it)
+{
+  aks_out_puts(run->opts.algo->tag);
+  if (run->opts.algo == aks_algo_get(AKS_BLAKE2B) && it->digest_len != run->opts.algo->digest_len) {
+    char bits[24];
+    snprintf(bits, sizeof(bits), "-%zu", it->digest_len * 8);
+    aks_out_puts(bits);
+  }
 }
 
 void aks_report(aks_run *run, aks_item *it)
@@ -140,15 +239,19 @@ void aks_report(aks_run *run, aks_item *it)
   run->reported++;
   if (progress_on_tty && isatty(STDOUT_FILENO))
     progress_clear();
+  if (run->opts.check) {
+    lists_end_before(run, it->list);
+    warn_improper(run, &run->lists[it->list], it->improper_before);
+  }
   /* --ignore-missing: a listed file that does not exist is not there at
    * all (no line, no count), as in sha256sum -c. */
-  if (run->opts.check_file && run->opts.ignore_missing && it->err == -ENOENT) {
+  if (run->opts.check && run->opts.ignore_missing && it->err == -ENOENT) {
     it->ignored = true;
     return;
   }
   if (it->err)
     run->failed++;
-  if (run->opts.check_file) {
+  if (run->opts.check) {
     report_check(run, it);
     return;
   }
@@ -158,52 +261,36 @@ void aks_report(aks_run *run, aks_item *it)
   }
   run->ok++;
   char hex[2 * AKS_DIGEST_MAX + 1];
-  aks_hex(it->digest, run->opts.algo->digest_len, hex);
-  bool escape = strpbrk(it->path, "\\\n\r") != NULL;
+  aks_item_hex(run, it, hex);
+  /* -z: the record ends with NUL and the name goes as it is (sha256sum -z) */
+  bool escape = !run->opts.zero && strpbrk(it->path, "\\\n\r") != NULL;
   if (escape)
-    putchar('\\');
+    aks_out_putc('\\');
   if (run->opts.tag) {
     /* BSD style, as sha256sum --tag: "\" first when the name is escaped */
-    printf("%s (", run->opts.algo->tag);
-    if (escape)
-      put_escaped(it->path, stdout);
-    else
-      fputs(it->path, stdout);
-    printf(") = %s\n", hex);
-    return;
+    put_tag(run, it);
+    aks_out_puts(" (");
+  } else {
+    aks_out_puts(hex);
+    aks_out_puts("  ");
   }
-  fputs(hex, stdout);
-  fputs("  ", stdout);
   if (escape)
-    put_escaped(it->path, stdout);
+    put_escaped(it->path);
   else
-    fputs(it->path, stdout);
-  putchar('\n');
-}
-
-static const char *plural(size_t n, const char *one, const char *many)
-{
-  return n == 1 ? one : many;
+    aks_out_puts(it->path);
+  if (run->opts.tag) {
+    aks_out_puts(") = ");
+    aks_out_puts(hex);
+  }
+  aks_out_putc(run->opts.zero ? '\0' : '\n');
+  aks_out_end_record();
 }
 
 void aks_print_summary(aks_run *run)
 {
-  fflush(stdout);
-  if (run->opts.check_file) {
-    if (run->opts.status)
-      return; /* sha256sum --status: no warnings either */
-    if (run->improper)
-      fprintf(stderr, "aksum: WARNING: %zu %s improperly formatted\n", run->improper,
-              plural(run->improper, "line is", "lines are"));
-    if (run->unreadable)
-      fprintf(stderr, "aksum: WARNING: %zu listed %s could not be read\n", run->unreadable,
-              plural(run->unreadable, "file", "files"));
-    if (run->mismatched)
-      fprintf(stderr, "aksum: WARNING: %zu computed %s did NOT match\n", run->mismatched,
-              plural(run->mismatched, "checksum", "checksums"));
-    if (run->opts.ignore_missing && run->matched == 0)
-      fprintf(stderr, "aksum: %s: no file was verified\n",
-              strcmp(run->opts.check_file, "-") == 0 ? "standard input" : run->opts.check_file);
+  aks_out_flush();
+  if (run->opts.check) {
+    lists_end_before(run, run->n_lists);
     return;
   }
   if (run->failed)
@@ -275,6 +362,8 @@ int aks_write_json(const aks_run *run)
 {
   const char *path = run->opts.json_path;
   bool to_stdout = strcmp(path, "-") == 0;
+  if (to_stdout)
+    aks_out_flush(); /* after the lines, never inside one */
   FILE *to = to_stdout ? stdout : fopen(path, "we");
   if (!to) {
     int err = -errno;
@@ -284,13 +373,13 @@ int aks_write_json(const aks_run *run)
   double secs = (double)(run->t1_ns - run->t0_ns) / 1e9;
   fprintf(to, "{\n  \"tool\": \"aksum\",\n  \"version\": \"%s\",\n", ak_version_string());
   fprintf(to, "  \"mode\": \"%s\",\n  \"hash\": \"%s\",\n",
-          run->opts.check_file  ? "check"
+          run->opts.check       ? "check"
           : run->opts.copy_dest ? "copy"
                                 : "hash",
           run->opts.algo->name);
   fprintf(to, "  \"files\": %zu,\n  \"ok\": %zu,\n  \"failed\": %zu,\n", run->n, run->ok,
           run->failed + run->mismatched);
-  if (run->opts.check_file)
+  if (run->opts.check)
     fprintf(to, "  \"mismatched\": %zu,\n  \"unreadable\": %zu,\n  \"improper_lines\": %zu,\n",
             run->mismatched, run->unreadable, run->improper);
   if (run->opts.copy_dest)
@@ -310,7 +399,7 @@ int aks_write_json(const aks_run *run)
     bool mismatch = false;
     if (!it->err && it->expect && it->finished) {
       char hex[2 * AKS_DIGEST_MAX + 1];
-      aks_hex(it->digest, run->opts.algo->digest_len, hex);
+      aks_item_hex(run, it, hex);
       mismatch = strcmp(hex, it->expect) != 0;
     }
     if ((!it->err && !mismatch) || it->ignored)

@@ -39,7 +39,11 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-enum { HASH_BATCH = 2 }; /* chunks per hash task at most */
+enum {
+  HASH_BATCH = 2,              /* chunks per file per hash task at most */
+  GROUP_MAX = 64,              /* files per hash task at most */
+  GROUP_SMALL_BYTES = 256 << 10 /* a task takes more files than lanes while below this */
+};
 
 typedef struct pl pl;
 typedef struct fjob fjob;
@@ -106,17 +110,22 @@ struct pl {
   unsigned hash_tasks;     /* hash tasks in flight */
   unsigned max_hash_tasks; /* lanes > 1: the pool's threads; else no cap */
   bool pumping, pump_again;
+  bool defer_pump;  /* many files open: scans once per batch (pump_soon) */
+  bool pump_posted; /* a pump is posted and has not run yet */
   bool done;
 };
 
-/* One pool task: the files it hashes (one, or up to algo->lanes). */
+/* One pool task: the files it hashes: up to algo->lanes, and more while
+ * their bytes are few (small files: one hand-over to the pool and back
+ * for many files instead of one per file or four). */
 typedef struct hash_group {
   pl *p;
   unsigned n;
-  fjob *job[AKS_LANES_MAX];
+  fjob *job[GROUP_MAX];
 } hash_group;
 
 static void pump(pl *p);
+static void pump_soon(pl *p);
 
 /* ---- Chunks ------------------------------------------------------------- */
 
@@ -196,7 +205,7 @@ static void job_complete(fjob *j)
   free(j->tmp);
   free(j);
   flush_reports(p);
-  pump(p);
+  pump_soon(p);
 }
 
 /* ---- Failing a file -------------------------------------------------------- */
@@ -297,23 +306,23 @@ static void fin_step(fjob *j)
 
 /* ---- Hashing on the pool ---------------------------------------------------- */
 
-/* Several files at once: their batches go through update_lanes chunk by
- * chunk (the i-th chunk of every file together; files with fewer chunks
- * drop out). */
-static void hash_lanes(const aks_algo *algo, hash_group *g)
+/* Several files at once: n <= lanes files' batches go through
+ * update_lanes chunk by chunk (the i-th chunk of every file together;
+ * files with fewer chunks drop out). */
+static void hash_lanes(const aks_algo *algo, fjob *const *job, unsigned n)
 {
   chunk *cur[AKS_LANES_MAX];
-  for (unsigned i = 0; i < g->n; i++)
-    cur[i] = g->job[i]->batch;
+  for (unsigned i = 0; i < n; i++)
+    cur[i] = job[i]->batch;
   for (;;) {
     void *ctx[AKS_LANES_MAX];
     const void *data[AKS_LANES_MAX];
     size_t len[AKS_LANES_MAX];
     unsigned k = 0;
-    for (unsigned i = 0; i < g->n; i++) {
+    for (unsigned i = 0; i < n; i++) {
       if (!cur[i])
         continue;
-      ctx[k] = g->job[i]->ctx;
+      ctx[k] = job[i]->ctx;
       data[k] = cur[i]->buf;
       len[k] = cur[i]->len;
       k++;
@@ -331,7 +340,9 @@ static int64_t hash_work(void *arg, ak_future *self)
   hash_group *g = arg;
   const aks_algo *algo = g->p->algo;
   if (g->n > 1 && algo->update_lanes) {
-    hash_lanes(algo, g);
+    unsigned lanes = algo->lanes < AKS_LANES_MAX ? algo->lanes : AKS_LANES_MAX;
+    for (unsigned i = 0; i < g->n; i += lanes)
+      hash_lanes(algo, g->job + i, g->n - i < lanes ? g->n - i : lanes);
     return 0;
   }
   for (unsigned i = 0; i < g->n; i++)
@@ -367,7 +378,7 @@ static void hash_done(ak_future *f, void *arg)
   for (unsigned i = 0; i < g->n; i++)
     job_check(g->job[i]);
   free(g);
-  start_hashing(p); /* a group with none of them is due too */
+  pump_soon(p); /* a group with none of them is due too */
 }
 
 /* Whether j's next chunk in order is read and not being hashed. */
@@ -379,9 +390,11 @@ static bool can_hash(const fjob *j)
 
 /* Moves j's chunks that are next in order (at most HASH_BATCH: the chunks
  * go back to the reader as each task ends, so a big file's next chunks are
- * read while these hash instead of after) to its batch. */
-static void take_batch(fjob *j)
+ * read while these hash instead of after) to its batch; returns their
+ * bytes. */
+static size_t take_batch(fjob *j)
 {
+  size_t bytes = 0;
   chunk *batch = NULL, **tail = &batch;
   int64_t at = j->hash_off;
   unsigned taken = 0;
@@ -394,13 +407,18 @@ static void take_batch(fjob *j)
     *tail = c;
     tail = &c->next;
     at += (int64_t)c->len;
+    bytes += c->len;
   }
   j->batch = batch;
   j->hashing = true;
+  return bytes;
 }
 
 /* Starts hash tasks while a thread is free (lanes > 1) or any file can
- * hash: each with the earliest files that can, up to algo->lanes of them. */
+ * hash: each with the earliest files that can, up to algo->lanes of them,
+ * and more (up to GROUP_MAX) while the task's bytes stay below
+ * GROUP_SMALL_BYTES: a tree of small files then costs a hand-over per
+ * dozens of files, and files of a MiB go as before (lanes at a time). */
 static void start_hashing(pl *p)
 {
   unsigned lanes = p->algo->lanes > 1 ? p->algo->lanes : 1;
@@ -418,9 +436,10 @@ static void start_hashing(pl *p)
       continue;
     }
     g->p = p;
-    for (; j && g->n < lanes; j = j->next)
+    size_t bytes = 0;
+    for (; j && (g->n < lanes || (g->n < GROUP_MAX && bytes < GROUP_SMALL_BYTES)); j = j->next)
       if (can_hash(j)) {
-        take_batch(j);
+        bytes += take_batch(j);
         g->job[g->n++] = j;
       }
     ak_future *f = ak_pool_submit(p->pool, hash_work, g);
@@ -446,9 +465,10 @@ static void start_hashing(pl *p)
 /* Whether everything for j has come back and it can be finished. */
 static void job_check(fjob *j)
 {
-  start_hashing(j->p);
+  if (!j->p->defer_pump)
+    start_hashing(j->p);
   if (j->opens || j->reads || j->hashing || j->writes || j->fin != FIN_NONE) {
-    pump(j->p);
+    pump_soon(j->p);
     return;
   }
   if (!j->err) {
@@ -459,7 +479,7 @@ static void job_check(fjob *j)
       chunk_release(j->p, c);
     }
     if (j->hash_off < j->eof_at) {
-      pump(j->p); /* more to read */
+      pump_soon(j->p); /* more to read, or to hash */
       return;
     }
   }
@@ -536,6 +556,19 @@ static void read_done(ak_future *f, void *arg)
     if (j->it->stream) {
       j->next_off = end; /* in order, one read at a time */
       chunk_ready(j, c);
+    } else if (c->len < p->chunk_size && (end == j->it->size_hint || j->it->short_is_end)) {
+      /* A short read that ends exactly where the walk's stat said the file
+       * ends, or any short read of a regular file on a local filesystem
+       * (walk.c: the walk did not stat it): the end, without a read of 0
+       * to say so (one read per small file instead of two). A read of a
+       * regular file there is short only at its end (io_uring completes
+       * buffered reads of regular files in full, as read(2) does); where a
+       * file reads short elsewhere (/proc files, of size 0) or changed
+       * size since the stat, the end is not where the stat said, and the
+       * rest is read until a read of 0. */
+      if (end < j->eof_at)
+        j->eof_at = end;
+      chunk_ready(j, c);
     } else if (c->len < p->chunk_size) {
       issue_read(j, c); /* a short read: the rest, or the end */
       return;
@@ -575,7 +608,10 @@ static bool wants_read(const fjob *j)
     return false;
   if (j->it->stream)
     return j->reads == 0 && j->eof_at == INT64_MAX;
-  int64_t hint = j->it->size_hint < 0 ? INT64_MAX : j->it->size_hint;
+  /* Size unknown (the walk did not stat it): read ahead as far again as
+   * what was read, a chunk at first, so that a small file takes one chunk
+   * and a big one soon has several in flight. */
+  int64_t hint = j->it->size_hint < 0 ? 2 * j->reached : j->it->size_hint;
   int64_t known = hint > j->reached ? hint : j->reached;
   /* The chunk at the known end is the probe that finds the end. */
   return j->next_off < j->eof_at && j->next_off <= known;
@@ -699,7 +735,7 @@ static void start_job(pl *p, aks_item *it)
   j->fd = j->out_fd = -1;
   j->tmp_slot = -1;
   j->eof_at = INT64_MAX;
-  j->ctx = aks_algo_ctx_new(p->algo);
+  j->ctx = aks_algo_ctx_new(p->algo, it->digest_len);
   j->prev = p->tail;
   if (p->tail)
     p->tail->next = j;
@@ -742,14 +778,37 @@ static void pump_once(pl *p)
       break; /* in output order: nothing after it starts either */
     start_job(p, &run->items[p->next_item++]);
   }
-  while (p->free) {
-    fjob *j = p->head;
-    while (j && !wants_read(j))
-      j = j->next;
-    if (!j)
-      break;
-    issue_read(j, chunk_get(p, j));
+  /* The earliest files first, each as many chunks as it wants. */
+  for (fjob *j = p->head; j && p->free; j = j->next)
+    while (p->free && wants_read(j))
+      issue_read(j, chunk_get(p, j));
+  if (p->defer_pump)
+    start_hashing(p);
+}
+
+static void pump_posted(void *arg)
+{
+  pl *p = arg;
+  p->pump_posted = false;
+  pump(p);
+}
+
+/* After a completion: the scheduler's scans (every open file, for reads
+ * and for hashing) at once when few files are open; with hundreds open
+ * (small files) once per batch of completions, from a post that runs
+ * after the batch, instead of once per completion. */
+static void pump_soon(pl *p)
+{
+  if (!p->defer_pump) {
+    pump(p);
+    return;
   }
+  if (p->pump_posted)
+    return;
+  if (ak_loop_post(p->loop, pump_posted, p) == 0)
+    p->pump_posted = true;
+  else
+    pump(p); /* no memory for the post: now, then */
 }
 
 /* Re-entrant calls (a job finishing inside pump) only ask for another
@@ -855,6 +914,7 @@ int aks_pipeline_run(aks_run *run)
    * is open now (the ring, the pool's descriptors). A copy takes two. */
   p.max_open = aks_guard_file_budget(run->opts.copy_dest ? 2 : 1, run->opts.max_open);
   p.tmpfile = run->opts.copy_dest && aks_copy_tmpfile_wanted();
+  p.defer_pump = p.max_open > 64;
   aks_guard_signals();
   for (unsigned i = 0; i < p.nchunks; i++) {
     p.chunks[i].buf = p.mem + (size_t)i * p.chunk_size;

@@ -5,8 +5,10 @@
  * directories are not descended (no loops); other special files met in a
  * tree are skipped with a note. "-" is standard input. The stat done here
  * gives each file a size hint, its mode and its identity (for copies).
- * A directory's names are read and the directory closed before any of them
- * is visited, so a deep tree costs one descriptor, not one per level. */
+ * A directory's names are read (and its files looked at, relative to it)
+ * and the directory closed before any of them is visited, so a deep tree
+ * costs one descriptor, not one per level. Each directory's entries are
+ * sorted so that the depth-first walk lists paths in byte order. */
 #define _GNU_SOURCE
 #include "aksum.h"
 
@@ -15,7 +17,9 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 aks_item *aks_item_add(aks_run *run, const char *path)
@@ -34,6 +38,7 @@ aks_item *aks_item_add(aks_run *run, const char *path)
   if (!it->path)
     return NULL;
   it->size_hint = -1;
+  it->digest_len = run->opts.digest_len;
   run->n++;
   return it;
 }
@@ -48,6 +53,11 @@ void aks_run_free(aks_run *run)
   free(run->items);
   run->items = NULL;
   run->n = run->cap = 0;
+  for (size_t i = 0; i < run->n_lists; i++)
+    free(run->lists[i].improper_at);
+  free(run->lists);
+  run->lists = NULL;
+  run->n_lists = 0;
 }
 
 static void fill_from_stat(aks_item *it, const struct stat *st)
@@ -59,9 +69,41 @@ static void fill_from_stat(aks_item *it, const struct stat *st)
   it->ino = (uint64_t)st->st_ino;
 }
 
-static int cmp_items(const void *a, const void *b)
+/* One name of a directory, as read_entries found it. */
+typedef struct entry {
+  char *name;
+  struct stat st; /* when looked at (files, links) */
+  int err;        /* the stat failed: -errno */
+  bool descend;   /* a directory (not through a link): walked */
+  bool skip;      /* a link to a directory: not walked, not listed */
+  bool unstated;  /* a regular file (d_type) not looked at: size unknown */
+  bool short_end; /* on a filesystem where a short read is the end */
+} entry;
+
+/* Every SAMPLE_EVERY-th file that is not looked at is, so that the run
+ * still knows whether its files are small (main.c's geometry). */
+enum { SAMPLE_EVERY = 16 };
+
+/* Filesystems on which a read of a regular file is short only at its end
+ * (local ones, whose reads io_uring and read(2) complete in full): there a
+ * short read is the end and the walk need not stat each file for its size
+ * (pipeline.c). Elsewhere (procfs, network and FUSE filesystems) every
+ * file is looked at and read until a read of 0. */
+static bool short_read_is_end(int dfd)
 {
-  return strcmp(((const aks_item *)a)->path, ((const aks_item *)b)->path);
+  struct statfs sf;
+  if (fstatfs(dfd, &sf) < 0)
+    return false;
+  switch ((unsigned long)sf.f_type) {
+  case EXT4_SUPER_MAGIC: /* ext2 and ext3 too */
+  case XFS_SUPER_MAGIC:
+  case BTRFS_SUPER_MAGIC:
+  case TMPFS_MAGIC:
+  case F2FS_SUPER_MAGIC:
+    return true;
+  default:
+    return false;
+  }
 }
 
 static char *join_path(const char *dir, const char *name)
@@ -88,15 +130,44 @@ static int add_failed(aks_run *run, const char *path, int err)
   return 0;
 }
 
-/* The names in a directory (malloc'ed array of malloc'ed names), read with
- * the directory open and closed before any of them is looked at: a walk
- * holds one descriptor at a time whatever the depth of the tree. */
-static int read_names(const char *dir, char ***names_out, size_t *n_out)
+/* Sorts a directory's entries so that walking them in turn, depth first,
+ * lists the paths below it in byte order of the whole paths (what
+ * `find DIR -type f | LC_ALL=C sort` prints): a directory compares as its
+ * name followed by '/', since every path below it continues that way. No
+ * sort of the whole list is needed afterwards. */
+static int cmp_entries(const void *a, const void *b)
 {
+  const entry *x = a, *y = b;
+  const unsigned char *p = (const unsigned char *)x->name, *q = (const unsigned char *)y->name;
+  for (;; p++, q++) {
+    int c = *p ? *p : x->descend ? '/' : 0;
+    int d = *q ? *q : y->descend ? '/' : 0;
+    if (c != d)
+      return c - d;
+    if (!*p || !*q)
+      return 0; /* both ended (a name has no '/'): the same name */
+  }
+}
+
+/* A directory's entries, each looked at (fstatat relative to the open
+ * directory: a lookup of one name, not of the whole path) before the
+ * directory is closed and before any of them is visited: a walk holds one
+ * descriptor at a time whatever the depth of the tree. readdir's d_type
+ * saves the stat of subdirectories; a link is followed, but a link to a
+ * directory is not descended (no loops). */
+static int read_entries(const aks_run *run, const char *dir, entry **out, size_t *n_out)
+{
+  static unsigned files_seen;
   DIR *d = opendir(dir);
   if (!d)
     return -errno;
-  char **names = NULL;
+  int dfd = dirfd(d);
+  /* Without --copy (which needs each file's mode and identity), a regular
+   * file on a local filesystem is not looked at: its end is the short read
+   * that finds it. One stat per file was a third of a tree's walk, which
+   * runs before the first file is read. */
+  bool no_stat = !run->opts.copy_dest && short_read_is_end(dfd);
+  entry *es = NULL;
   size_t n = 0, cap = 0;
   int rc = 0;
   struct dirent *e;
@@ -106,18 +177,46 @@ static int read_names(const char *dir, char ***names_out, size_t *n_out)
       continue;
     if (n == cap) {
       cap = cap ? cap * 2 : 16;
-      char **more = realloc(names, cap * sizeof(*names));
+      entry *more = realloc(es, cap * sizeof(*es));
       if (!more) {
         rc = -ENOMEM;
         break;
       }
-      names = more;
+      es = more;
     }
-    if (!(names[n] = strdup(e->d_name))) {
+    entry *en = &es[n];
+    memset(en, 0, sizeof(*en));
+    if (!(en->name = strdup(e->d_name))) {
       rc = -ENOMEM;
       break;
     }
     n++;
+    en->short_end = no_stat;
+    unsigned char type = e->d_type;
+    if (type == DT_DIR) {
+      en->descend = true;
+    } else if (type == DT_REG && no_stat && files_seen++ % SAMPLE_EVERY != 0) {
+      en->unstated = true;
+      en->st.st_mode = S_IFREG | 0644;
+    } else if (type == DT_REG) {
+      if (fstatat(dfd, en->name, &en->st, AT_SYMLINK_NOFOLLOW) < 0)
+        en->err = -errno;
+      else if (S_ISDIR(en->st.st_mode))
+        en->descend = true; /* replaced since readdir: visit it as a directory */
+    } else if (type == DT_LNK || type == DT_UNKNOWN) {
+      /* Follow links, but never into a directory through one. */
+      if (fstatat(dfd, en->name, &en->st, 0) < 0) {
+        en->err = -errno;
+      } else if (S_ISDIR(en->st.st_mode)) {
+        struct stat lst;
+        bool is_link = type == DT_LNK ||
+                       (fstatat(dfd, en->name, &lst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(lst.st_mode));
+        en->descend = !is_link;
+        en->skip = is_link;
+      }
+    } else {
+      en->st.st_mode = S_IFIFO; /* a FIFO, socket or device: not a regular file */
+    }
     errno = 0;
   }
   if (rc == 0 && errno != 0)
@@ -125,11 +224,12 @@ static int read_names(const char *dir, char ***names_out, size_t *n_out)
   closedir(d);
   if (rc < 0) {
     for (size_t i = 0; i < n; i++)
-      free(names[i]);
-    free(names);
+      free(es[i].name);
+    free(es);
     return rc;
   }
-  *names_out = names;
+  qsort(es, n, sizeof(*es), cmp_entries);
+  *out = es;
   *n_out = n;
   return 0;
 }
@@ -137,41 +237,44 @@ static int read_names(const char *dir, char ***names_out, size_t *n_out)
 /* Walks the tree below dir (by path: no descriptor is held across levels). */
 static int walk_dir(aks_run *run, const char *dir)
 {
-  char **names = NULL;
+  entry *es = NULL;
   size_t n = 0;
-  int rc = read_names(dir, &names, &n);
+  int rc = read_entries(run, dir, &es, &n);
   if (rc < 0)
     return rc == -ENOMEM ? rc : add_failed(run, dir, rc);
   for (size_t i = 0; i < n; i++) {
-    char *path = rc == 0 ? join_path(dir, names[i]) : NULL;
-    free(names[i]);
+    entry *en = &es[i];
+    char *path = rc == 0 ? join_path(dir, en->name) : NULL;
+    free(en->name);
     if (rc < 0)
       continue;
     if (!path) {
       rc = -ENOMEM;
       continue;
     }
-    struct stat st;
-    /* Follow links, but never into a directory through one. */
-    if (stat(path, &st) < 0) {
-      rc = add_failed(run, path, -errno);
-    } else if (S_ISDIR(st.st_mode)) {
-      struct stat lst;
-      bool is_link = lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode);
-      if (!is_link)
-        rc = walk_dir(run, path);
-    } else if (S_ISREG(st.st_mode)) {
+    if (en->err) {
+      rc = add_failed(run, path, en->err);
+    } else if (en->descend) {
+      rc = walk_dir(run, path);
+    } else if (en->skip) {
+      /* a link to a directory */
+    } else if (S_ISREG(en->st.st_mode)) {
       aks_item *it = aks_item_add(run, path);
-      if (!it)
+      if (!it) {
         rc = -ENOMEM;
-      else
-        fill_from_stat(it, &st);
+      } else if (en->unstated) {
+        it->mode = en->st.st_mode;
+        it->short_is_end = true; /* size_hint stays -1: unknown */
+      } else {
+        fill_from_stat(it, &en->st);
+        it->short_is_end = en->short_end;
+      }
     } else {
       fprintf(stderr, "aksum: %s: not a regular file, skipped\n", path);
     }
     free(path);
   }
-  free(names);
+  free(es);
   return rc;
 }
 
@@ -197,11 +300,8 @@ static int walk_arg(aks_run *run, const char *path)
   }
   if (!run->opts.recursive)
     return add_failed(run, path, -EISDIR);
-  size_t first = run->n;
-  int rc = walk_dir(run, path);
-  /* This argument's files in byte order of their paths. */
-  qsort(run->items + first, run->n - first, sizeof(aks_item), cmp_items);
-  return rc;
+  /* This argument's files come in byte order of their paths (cmp_entries). */
+  return walk_dir(run, path);
 }
 
 int aks_walk(aks_run *run, char *const *paths, size_t n)
