@@ -34,7 +34,7 @@ static void usage(FILE *f)
         "  --connect-timeout SECS  (30)   --timeout SECS  idle (60)\n"
         "  --max-time SECS    each download, retries and waits included (none)\n"
         "  -H 'Name: value'   extra request header     -A AGENT  User-Agent\n"
-        "  --cacert FILE  -k  https options (https not supported in this build)\n"
+        "  --cacert FILE      CA bundle for https   -k, --insecure  skip verification\n"
         "  --checksum sha-256=HEX   verify the one URL's file\n"
         "  --json FILE|-      a summary in JSON\n"
         "  --threads N        loops (threads), connections spread over them (1)\n"
