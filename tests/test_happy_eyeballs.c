@@ -2,7 +2,7 @@
  * ak_connect_name / ak_connect_addrinfo, RFC 8305) from the caller's side:
  * a server on ::1 only, on 127.0.0.1 only, on both; an address whose SYNs
  * are dropped (a loopback listener made with listen(fd, 0) whose queue is
- * full: /work/shared/bench-notes.md) costs the stagger, not the connect
+ * full: the machines' bench notes) costs the stagger, not the connect
  * timeout; interleaving; -4/-6; the per-attempt deadline; cancel. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>

@@ -11,7 +11,7 @@
 #
 # Usage: bench_proxy.sh AKGET [ROUNDS (5)] [squid|tinyproxy] [COUNT (1000)]
 # AKGET_ARGS (environment): more akget options, for experiments.
-# Run it alone: /work/bin/akcpu bench tools/akbench/bench_proxy.sh ...
+# Run it alone on the machine (nothing else building or testing).
 set -euo pipefail
 akget="$(readlink -f "$1")"
 rounds="${2:-5}"
