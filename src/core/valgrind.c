@@ -24,6 +24,7 @@
  * docs/valgrind.md says what valgrind can and cannot see of io_uring. */
 #define _GNU_SOURCE
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -69,10 +70,18 @@ void ak__vg_make_defined(const void *p, size_t len) {
 /* AK_VALGRIND=0 keeps the native paths under valgrind: for instruction
  * counts under callgrind (tools/akbench-callgrind sets it), at the price of
  * the hang when another thread must wake a waiting loop. */
-void ak__vg_init(void) {
+static void vg_init_once(void) {
   const char *env = getenv("AK_VALGRIND");
   bool off = env && (strcmp(env, "0") == 0 || strcmp(env, "off") == 0);
   ak__vg_running = RUNNING_ON_VALGRIND != 0 && !off;
+}
+
+/* Loops are made on many threads at once (tsan saw two creations write the
+ * flag together): the flag is written once, and pthread_once orders that
+ * write before every later creation, so a loop reads it as a plain load. */
+void ak__vg_init(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  (void)pthread_once(&once, vg_init_once);
 }
 
 void ak__vg_make_defined(const void *p, size_t len) {
