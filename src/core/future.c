@@ -325,13 +325,16 @@ static inline __attribute__((always_inline)) void settle_locked_ref(ak_future *f
                                                                     bool ref_given) {
   bool has_callbacks = f->cb != NULL || (old & AK__F_BOUND);
   uint32_t word = (old & ~(AK__STATE_MASK | AK__F_WAITERS | AK__F_LOOP_WAITER)) | (uint32_t)state;
+  /* Only the waiter bits travel past the unlock, so old need not stay live
+   * in a register of its own (one instruction per settle). */
+  uint32_t waiters = old & (AK__F_WAITERS | AK__F_LOOP_WAITER);
   f->result = result;
   word_unlock(f, word);
   /* LOOP_WAITER alone, settled on the loop's own thread (a QD1 op's wait):
    * the waiter sees it when the iteration returns; nothing to call. */
-  if (AK__UNLIKELY(old & (AK__F_WAITERS | AK__F_LOOP_WAITER)) &&
-      ((old & AK__F_WAITERS) || !ak__loop_owned_by_caller(f->loop)))
-    wake_waiters(f, old);
+  if (AK__UNLIKELY(waiters) &&
+      ((waiters & AK__F_WAITERS) || !ak__loop_owned_by_caller(f->loop)))
+    wake_waiters(f, waiters);
   if (has_callbacks) {
     if (ref_given)
       schedule_node(f, &f->qnode); /* the caller's reference goes to the queue */
