@@ -20,4 +20,29 @@ extern const ak__future_kind ak__map_kind;
 size_t ak__map_count(const ak_future *map);
 ak_future *ak__map_input(const ak_future *map, size_t i);
 
+/* A step on input: a future of kind with fn, arg and pool in
+ * place, on_input registered on input (called with the step). Takes one
+ * reference to input; NULL when memory runs out. ak_then, ak_catch and
+ * ak_finally differ only in kind and in what on_input runs. Inline, as the
+ * static builder it replaces was: a chain makes one per step. */
+static inline ak_future *ak__step_new(const ak__future_kind *kind, ak_future *input,
+                                       ak_then_fn fn, void *arg, ak_pool *pool,
+                                       ak_callback on_input) {
+  ak_future *self = ak__future_new(input->loop, kind, ak_future_ref(input));
+  if (!self) {
+    ak_future_release(input);
+    return NULL;
+  }
+  self->fn = (void *)fn;
+  self->fn_arg = arg;
+  self->aux = pool;
+  ak_future_ref(self); /* the callback's */
+  if (ak_future_on_settle(input, on_input, self) < 0) {
+    ak_future_release(self);
+    ak_future_release(self);
+    return NULL;
+  }
+  return self;
+}
+
 #endif /* AK_COMBINATORS_INTERNAL_H */

@@ -108,29 +108,11 @@ static void input_settled(ak_future *input, void *arg) {
   ak_future_release(self);
 }
 
-static ak_future *step_new(const ak__future_kind *kind, ak_future *input, ak_then_fn fn, void *arg,
-                           ak_pool *pool) {
-  ak_future *self = ak__future_new(input->loop, kind, ak_future_ref(input));
-  if (!self) {
-    ak_future_release(input);
-    return NULL;
-  }
-  self->fn = (void *)fn;
-  self->fn_arg = arg;
-  self->aux = pool;
-  ak_future_ref(self); /* the callback's */
-  if (ak_future_on_settle(input, input_settled, self) < 0) {
-    ak_future_release(self);
-    ak_future_release(self);
-    return NULL;
-  }
-  return self;
-}
 
 ak_future *ak_then(ak_future *input, ak_then_fn fn, void *arg, ak_pool *pool) {
-  return step_new(&then_kind, input, fn, arg, pool);
+  return ak__step_new(&then_kind, input, fn, arg, pool, input_settled);
 }
 
 ak_future *ak_catch(ak_future *input, ak_then_fn fn, void *arg, ak_pool *pool) {
-  return step_new(&catch_kind, input, fn, arg, pool);
+  return ak__step_new(&catch_kind, input, fn, arg, pool, input_settled);
 }

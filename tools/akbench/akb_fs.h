@@ -27,6 +27,11 @@ int akb_fs_make_file(const char *path, uint64_t size);
  * it in the page cache. Returns 0 or -errno. */
 int akb_fs_warm(const char *path);
 
+/* Opens read-only the data set STEM-MIBm.dat in akb_fs_dir(), made MIB MiB
+ * if it is not already and read into the page cache first (a hot file, as
+ * the latency and batch workloads need). Returns the fd, or -errno. */
+int akb_fs_open_hot(const char *stem, unsigned mib);
+
 /* Runs argv[0] (searched in PATH) with stdout captured into *out (malloc'ed,
  * NUL-terminated; may be NULL to discard) and stderr to /dev/null unless
  * keep_stderr. Fills *span with its wall and CPU time (the child's own, from

@@ -93,6 +93,21 @@ int akb_fs_make_file(const char *path, uint64_t size)
   return rc;
 }
 
+int akb_fs_open_hot(const char *stem, unsigned mib)
+{
+  const char *dir = akb_fs_dir();
+  if (!dir)
+    return -ENOENT;
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/%s-%um.dat", dir, stem, mib);
+  int rc = akb_fs_make_file(path, (uint64_t)mib << 20);
+  if (rc < 0)
+    return rc;
+  akb_fs_warm(path);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  return fd < 0 ? -errno : fd;
+}
+
 int akb_fs_warm(const char *path)
 {
   int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -85,18 +85,10 @@ static int raw_round(bench *x, bool reads) {
 }
 
 static int bench_open(bench *x) {
-  const char *dir = akb_fs_dir();
-  if (!dir)
-    return -ENOENT;
-  char path[4096];
-  snprintf(path, sizeof(path), "%s/latency-%dm.dat", dir, FILE_MIB);
-  int rc = akb_fs_make_file(path, (uint64_t)FILE_MIB << 20);
+  int rc = akb_fs_open_hot("latency", FILE_MIB);
   if (rc < 0)
     return rc;
-  akb_fs_warm(path);
-  x->fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (x->fd < 0)
-    return -errno;
+  x->fd = rc;
   x->blocks = ((uint64_t)FILE_MIB << 20) / BLOCK;
   x->buf = aligned_alloc(4096, 2 * N * BLOCK);
   x->rng = 88172645463325252ULL;

@@ -107,18 +107,10 @@ static int raw_read_once(reader *r, int64_t off) {
 }
 
 static int reader_open(reader *r, const akb_opts *opts, akb_result *res) {
-  const char *dir = akb_fs_dir();
-  if (!dir)
-    return -ENOENT;
-  char path[4096];
-  snprintf(path, sizeof(path), "%s/latency-%dm.dat", dir, FILE_MIB);
-  int rc = akb_fs_make_file(path, (uint64_t)FILE_MIB << 20);
+  int rc = akb_fs_open_hot("latency", FILE_MIB);
   if (rc < 0)
     return rc;
-  akb_fs_warm(path);
-  r->fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (r->fd < 0)
-    return -errno;
+  r->fd = rc;
   r->blocks = ((uint64_t)FILE_MIB << 20) / BLOCK;
   r->buf = aligned_alloc(4096, 2 * BLOCK);
   if ((rc = ak_loop_new(&r->loop, NULL)) < 0)
