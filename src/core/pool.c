@@ -326,6 +326,7 @@ static void run_task(ak_future *f) {
   }
   ak_work_fn fn = (ak_work_fn)f->fn;
   int64_t ret = fn(f->fn_arg, f);
+  AK_FAULT_POOL_RESULT(ret);
   /* Ran and handed over: a cancel now goes to the adopted future. Atomic:
    * task_cancel reads it from the cancelling thread while this runs. Only
    * then: any other result settles f at once, and the store would make the
