@@ -90,6 +90,27 @@ static void disarm_all(void) {
   atomic_store(&op_kind_filter, -1);
 }
 
+/* Arming without init(): read_env runs inside the pthread_once itself. */
+static int arm_nth(ak_fault_point p, uint64_t n, int err) {
+  if ((unsigned)p >= AK_FAULT_NPOINTS || n == 0)
+    return -EINVAL;
+  restart_counters();
+  atomic_store(&points[p].err, err);
+  atomic_store(&points[p].nth, n);
+  return 0;
+}
+
+static int arm_random(uint64_t seed, double rate, uint32_t mask) {
+  if (!(rate >= 0.0 && rate <= 1.0))
+    return -EINVAL;
+  restart_counters();
+  atomic_store(&random_seed, seed);
+  atomic_store(&random_threshold, rate >= 1.0 ? UINT64_MAX : (uint64_t)(rate * 18446744073709551615.0));
+  for (int i = 0; i < AK_FAULT_NPOINTS; i++)
+    atomic_store(&points[i].random, (mask >> i) & 1u);
+  return 0;
+}
+
 /* AK_FAULT_REPORT=FILE: at exit, one line per point with hits and firings,
  * appended, so a driver running a tool learns whether the Nth hit came. */
 static void write_report(void) {
@@ -133,15 +154,15 @@ static void read_env(void) {
     int p = ak_fault_point_by_name(name);
     const char *e = getenv("AK_FAULT_ERR");
     if (p >= 0)
-      ak_fault_nth((ak_fault_point)p, strtoull(n, NULL, 10), e ? -abs(atoi(e)) : 0);
+      arm_nth((ak_fault_point)p, strtoull(n, NULL, 10), e ? -abs(atoi(e)) : 0);
   }
   const char *seed = getenv("AK_FAULT_SEED");
   const char *rate = getenv("AK_FAULT_RATE");
   if (seed && rate)
-    ak_fault_random(strtoull(seed, NULL, 0), strtod(rate, NULL), parse_mask(getenv("AK_FAULT_POINTS")));
+    arm_random(strtoull(seed, NULL, 0), strtod(rate, NULL), parse_mask(getenv("AK_FAULT_POINTS")));
   const char *kind = getenv("AK_FAULT_OP_KIND");
   if (kind)
-    ak_fault_op_kind(atoi(kind));
+    atomic_store(&op_kind_filter, atoi(kind));
   if (getenv("AK_FAULT_REPORT"))
     atexit(write_report);
 }
@@ -158,24 +179,12 @@ void ak_fault_reset(void) {
 
 int ak_fault_nth(ak_fault_point p, uint64_t n, int err) {
   init();
-  if ((unsigned)p >= AK_FAULT_NPOINTS || n == 0)
-    return -EINVAL;
-  restart_counters();
-  atomic_store(&points[p].err, err);
-  atomic_store(&points[p].nth, n);
-  return 0;
+  return arm_nth(p, n, err);
 }
 
 int ak_fault_random(uint64_t seed, double rate, uint32_t mask) {
   init();
-  if (!(rate >= 0.0 && rate <= 1.0))
-    return -EINVAL;
-  restart_counters();
-  atomic_store(&random_seed, seed);
-  atomic_store(&random_threshold, rate >= 1.0 ? UINT64_MAX : (uint64_t)(rate * 18446744073709551615.0));
-  for (int i = 0; i < AK_FAULT_NPOINTS; i++)
-    atomic_store(&points[i].random, (mask >> i) & 1u);
-  return 0;
+  return arm_random(seed, rate, mask);
 }
 
 void ak_fault_op_kind(int kind) {
