@@ -610,7 +610,9 @@ static bool batch_wait(ak_loop *loop, int64_t wait_until, int *rc) {
   unsigned wait_nr = loop->ops_active / 4;
   if (wait_nr > BATCH_MAX_WAIT_NR)
     wait_nr = BATCH_MAX_WAIT_NR;
-  if (loop->sq_unsubmitted > 0) {
+  /* What is in the SQ, not sq_unsubmitted: a submit that failed (EAGAIN,
+   * EBUSY) left its SQEs there, and the enter below submits nothing. */
+  if (io_uring_sq_ready(&loop->ring) > 0) {
     int sub;
     do {
       sub = AK_FAULT_CALL(AK_FAULT_SUBMIT, io_uring_submit(&loop->ring));
