@@ -195,7 +195,10 @@ static int hexval(int c)
 static char *name_for(const char *url)
 {
   ak_url *u;
-  if (ak_url_parse(url, &u) < 0)
+  int rc = ak_url_parse(url, &u);
+  if (rc == -ENOMEM)
+    return NULL; /* not a URL without a name: the caller fails with ENOMEM */
+  if (rc < 0)
     return strdup("index.html");
   const char *t = u->target;
   size_t end = strcspn(t, "?");
