@@ -497,6 +497,8 @@ ak_future *ak__callable_future_new(const ak__future_kind *kind, void *data, ak_w
 }
 
 ak_future *ak__pool_task_new(ak_pool *pool, ak_work_fn fn, void *arg) {
+  if (AK__UNLIKELY(!pool))
+    return NULL; /* ak_loop_pool when the shared pool could not be made */
   return ak__callable_future_new(&task_kind, pool, fn, arg);
 }
 
