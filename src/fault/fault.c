@@ -5,6 +5,7 @@
  * report a driver reads back. The seams themselves are one-line macros in
  * the other layers (fault/fault.h). */
 #include <errno.h>
+#include <execinfo.h>
 #include <liburing.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -144,10 +145,10 @@ static uint32_t parse_mask(const char *list) {
 /* The environment a driver sets for a child process:
  *   AK_FAULT_POINT=name AK_FAULT_N=n [AK_FAULT_ERR=errno]   the Nth hit
  *   AK_FAULT_SEED=s AK_FAULT_RATE=r [AK_FAULT_POINTS=a,b]   random mode
- *   AK_FAULT_OP_KIND=k, AK_FAULT_REPORT=FILE, AK_FAULT_VERBOSE=1 */
+ *   AK_FAULT_OP_KIND=k, AK_FAULT_REPORT=FILE, AK_FAULT_VERBOSE=1 (2: and a backtrace) */
 static void read_env(void) {
   const char *v = getenv("AK_FAULT_VERBOSE");
-  atomic_store(&verbose, v && *v && *v != '0');
+  atomic_store(&verbose, v && *v ? atoi(v) : 0);
   const char *name = getenv("AK_FAULT_POINT");
   const char *n = getenv("AK_FAULT_N");
   if (name && n) {
@@ -234,9 +235,15 @@ int ak__fault_hit(ak_fault_point p) {
   int err = atomic_load(&pt->err);
   if (err == 0)
     err = default_err(p, hit);
-  if (atomic_load_explicit(&verbose, memory_order_relaxed))
+  int v = atomic_load_explicit(&verbose, memory_order_relaxed);
+  if (v) {
     fprintf(stderr, "ak_fault: %s fired at hit %llu (%d)\n", point_names[p],
             (unsigned long long)hit, err);
+    if (v > 1) { /* AK_FAULT_VERBOSE=2: where (build with -rdynamic or use addr2line) */
+      void *frames[16];
+      backtrace_symbols_fd(frames, backtrace(frames, 16), 2);
+    }
+  }
   return err;
 }
 
