@@ -971,6 +971,22 @@ static void test_concurrent_stops_both_wait(void **state) {
   t_sem_destroy(&r.stopped);
 }
 
+/* No pool (ak_loop_pool is NULL when the shared pool could not be made):
+ * a submit says "out of memory" with NULL, as documented, instead of
+ * queueing on nothing (akget crashed on the loop's next flush; found by
+ * tests/test_fault_akget.sh, alloc N=87). */
+static void test_submit_without_pool(void **state) {
+  (void)state;
+  assert_null(ak_pool_submit(NULL, return_arg, (void *)1));
+  ak_loop *loop = t_loop_new();
+  assert_null(ak_pool_submit(NULL, return_arg, (void *)1));
+  ak_future *dep = ak_nop(loop);
+  assert_null(ak_pool_submit_after(NULL, return_arg, (void *)1, &dep, 1));
+  assert_int_equal(ak_future_get(dep, AK_FOREVER, NULL), 0);
+  ak_future_release(dep);
+  ak_loop_free(loop);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -999,6 +1015,7 @@ int main(void)
       cmocka_unit_test(test_lane_order_and_segments),
       cmocka_unit_test(test_single_thread_fifo),
       cmocka_unit_test(test_concurrent_stops_both_wait),
+      cmocka_unit_test(test_submit_without_pool),
   };
   t_require_uring();
   return cmocka_run_group_tests(tests, NULL, NULL);

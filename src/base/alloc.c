@@ -23,9 +23,13 @@ int ak_replace_allocator(ak_malloc_fn malloc_fn, ak_realloc_fn realloc_fn,
   return 0;
 }
 
-void *ak__malloc(size_t size) { return ak__malloc_fn(size); }
-void *ak__calloc(size_t count, size_t size) { return ak__calloc_fn(count, size); }
-void *ak__realloc(void *ptr, size_t size) { return ak__realloc_fn(ptr, size); }
+void *ak__malloc(size_t size) { return AK_FAULT_NULL(AK_FAULT_ALLOC, ak__malloc_fn(size)); }
+void *ak__calloc(size_t count, size_t size) {
+  return AK_FAULT_NULL(AK_FAULT_ALLOC, ak__calloc_fn(count, size));
+}
+void *ak__realloc(void *ptr, size_t size) {
+  return AK_FAULT_NULL(AK_FAULT_ALLOC, ak__realloc_fn(ptr, size));
+}
 void ak__free(void *ptr) { ak__free_fn(ptr); }
 
 char *ak__strdup(const char *s) {

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include "asynckit.h"
+#include "fault/fault.h" /* the fault-injection hooks (empty unless built in) */
 
 #define AK__LIKELY(x) __builtin_expect(!!(x), 1)
 #define AK__UNLIKELY(x) __builtin_expect(!!(x), 0)

@@ -545,7 +545,7 @@ void ak__ep_start(ak__op *op) {
          * will not: a burst of connections is taken two syscalls each,
          * not an epoll round each. */
         bool ready = (op->ep_dir & AK__EP_ONCE) && rec && poll_ready(op->ep_fd, op->ep_dir);
-        r = op->attempt(op, ready);
+        r = AK_FAULT_EP_ATTEMPT(op, op->attempt(op, ready));
         if (r == AK__OP_TRY_POOL) {
           ak__op_run_on_pool(op);
           return;

@@ -432,7 +432,7 @@ void ak__loop_flush(ak_loop *loop) {
     return;
   int rc;
   do {
-    rc = io_uring_submit(&loop->ring);
+    rc = AK_FAULT_CALL(AK_FAULT_SUBMIT, io_uring_submit(&loop->ring));
   } while (rc == -EINTR);
   loop->stats.submits++;
   loop->sq_unsubmitted = 0;
@@ -610,10 +610,12 @@ static bool batch_wait(ak_loop *loop, int64_t wait_until, int *rc) {
   unsigned wait_nr = loop->ops_active / 4;
   if (wait_nr > BATCH_MAX_WAIT_NR)
     wait_nr = BATCH_MAX_WAIT_NR;
-  if (loop->sq_unsubmitted > 0) {
+  /* What is in the SQ, not sq_unsubmitted: a submit that failed (EAGAIN,
+   * EBUSY) left its SQEs there, and the enter below submits nothing. */
+  if (io_uring_sq_ready(&loop->ring) > 0) {
     int sub;
     do {
-      sub = io_uring_submit(&loop->ring);
+      sub = AK_FAULT_CALL(AK_FAULT_SUBMIT, io_uring_submit(&loop->ring));
     } while (sub == -EINTR);
     if (sub < 0) {
       *rc = sub;
@@ -635,7 +637,7 @@ static bool batch_wait(ak_loop *loop, int64_t wait_until, int *rc) {
     fd = loop->ring.enter_ring_fd;
     flags |= IORING_ENTER_REGISTERED_RING;
   }
-  long r = syscall(__NR_io_uring_enter, fd, 0, wait_nr, flags, &arg, sizeof(arg));
+  long r = AK_FAULT_SYSCALL(AK_FAULT_SUBMIT, syscall(__NR_io_uring_enter, fd, 0, wait_nr, flags, &arg, sizeof(arg)));
   *rc = r < 0 ? -errno : 0;
   if (*rc == -EINVAL) {
     /* Not expected where the feature bit is set; wait as before from now on. */
@@ -656,7 +658,7 @@ static int submit_and_wait(ak_loop *loop, bool block, int64_t wait_until) {
   if (!must_enter)
     return 0;
   if (!block) {
-    rc = io_uring_submit_and_get_events(&loop->ring);
+    rc = AK_FAULT_CALL(AK_FAULT_SUBMIT, io_uring_submit_and_get_events(&loop->ring));
   } else if (AK__UNLIKELY(ak__vg_running)) {
     rc = ak__vg_wait(&loop->ring, wait_until); /* never blocks in the ring */
   } else if (sqpoll_spin(loop, wait_until)) {
@@ -664,12 +666,12 @@ static int submit_and_wait(ak_loop *loop, bool block, int64_t wait_until) {
   } else if (batch_wait(loop, wait_until, &rc)) {
     /* slept for a batch of completions */
   } else if (wait_until == AK_FOREVER) {
-    rc = io_uring_submit_and_wait(&loop->ring, 1);
+    rc = AK_FAULT_CALL(AK_FAULT_SUBMIT, io_uring_submit_and_wait(&loop->ring, 1));
   } else {
     struct __kernel_timespec ts = wait_timespec(wait_until - ak_now_ns());
     struct io_uring_cqe *cqe;
     if (loop->features.ext_arg) {
-      rc = io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL);
+      rc = AK_FAULT_CALL(AK_FAULT_SUBMIT, io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL));
     } else {
       /* Old kernels: a timeout op of our own bounds the wait; its CQE is
        * ignored and uses the slot reserved for that. */

@@ -171,7 +171,7 @@ void ak__loop_flush(ak_loop *loop);
  * error). Inline: every op on the ring takes one. */
 static inline struct io_uring_sqe *ak__loop_get_sqe(ak_loop *loop)
 {
-  struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
+  struct io_uring_sqe *sqe = AK_FAULT_NULL(AK_FAULT_SQE, io_uring_get_sqe(&loop->ring));
   while (AK__UNLIKELY(!sqe)) {
     ak__loop_flush(loop);
     sqe = io_uring_get_sqe(&loop->ring);

@@ -208,6 +208,7 @@ static void prep_into_sq(ak__op *op) {
     ak__loop_flush(loop);
   struct io_uring_sqe *sqe = ak__loop_get_sqe(loop);
   op->prep(op, sqe);
+  AK_FAULT_SHORT_SQE(sqe);
   sqe->flags |= op->sqe_flags;
   if ((op->flags & AK__OPF_SOCKET) && ak__socket_is_registered(loop, sqe->fd))
     sqe->flags |= IOSQE_FIXED_FILE; /* slot == fd (register_sockets.c) */
@@ -342,6 +343,7 @@ static bool kernel_refused(const ak__op *op, int res) {
 
 /* The kernel is finished with op (or the pool path returned). */
 static void op_done(ak__op *op, int res) {
+  AK_FAULT_OP_RES(op, res);
   ak_loop *loop = op->loop;
   bool from_pool = (op->flags & AK__OPF_ON_POOL) != 0;
   op->flags &= (uint16_t)~AK__OPF_ON_POOL;

@@ -326,6 +326,7 @@ static void run_task(ak_future *f) {
   }
   ak_work_fn fn = (ak_work_fn)f->fn;
   int64_t ret = fn(f->fn_arg, f);
+  AK_FAULT_POOL_RESULT(ret);
   /* Ran and handed over: a cancel now goes to the adopted future. Atomic:
    * task_cancel reads it from the cancelling thread while this runs. Only
    * then: any other result settles f at once, and the store would make the
@@ -496,6 +497,8 @@ ak_future *ak__callable_future_new(const ak__future_kind *kind, void *data, ak_w
 }
 
 ak_future *ak__pool_task_new(ak_pool *pool, ak_work_fn fn, void *arg) {
+  if (AK__UNLIKELY(!pool))
+    return NULL; /* ak_loop_pool when the shared pool could not be made */
   return ak__callable_future_new(&task_kind, pool, fn, arg);
 }
 

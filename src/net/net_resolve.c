@@ -40,7 +40,7 @@ static int64_t gai_work(void *arg, ak_future *self)
 {
   ak__gai_req *req = arg;
   struct addrinfo *list = NULL;
-  int rc = getaddrinfo(req->host, req->service, &req->hints, &list);
+  int rc = AK_FAULT_CALL(AK_FAULT_RESOLVE, getaddrinfo(req->host, req->service, &req->hints, &list));
   if (rc != 0) {
     if (rc == EAI_MEMORY)
       return -ENOMEM;

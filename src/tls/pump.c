@@ -395,7 +395,7 @@ static void drive_reads(ak_tls *s) {
     size_t got = 0;
     int64_t r;
     do {
-      r = s->ops->read(s->eng, st->buf + got, st->len - got);
+      r = AK_FAULT_CALL(AK_FAULT_TLS_READ, s->ops->read(s->eng, st->buf + got, st->len - got));
       if (r > 0)
         got += (size_t)r;
     } while (r > 0 && got < st->len);
@@ -428,7 +428,7 @@ static void drive_reads(ak_tls *s) {
  * that record must still go out whole, or the stream is corrupt. Calling
  * the write again with the same arguments is how the engine finishes it. */
 static bool flush_stuck(ak_tls *s, const step *st) {
-  int64_t r = s->ops->write(s->eng, st->buf + st->done, st->len - st->done);
+  int64_t r = AK_FAULT_CALL(AK_FAULT_TLS_WRITE, s->ops->write(s->eng, st->buf + st->done, st->len - st->done));
   if (r > 0) {
     s->write_stuck = false;
     return true;
@@ -453,7 +453,7 @@ static void drive_writes(ak_tls *s) {
     }
     if (st->kind == STEP_WRITE && st->done < st->len) {
       /* Same arguments after WANT_WRITE: done moves only on progress. */
-      int64_t r = s->ops->write(s->eng, st->buf + st->done, st->len - st->done);
+      int64_t r = AK_FAULT_CALL(AK_FAULT_TLS_WRITE, s->ops->write(s->eng, st->buf + st->done, st->len - st->done));
       if (r > 0) {
         st->done += (size_t)r;
         s->st.plain_out += (uint64_t)r;

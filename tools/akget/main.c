@@ -64,6 +64,14 @@ static int die_usage(const char *fmt, const char *arg)
   return AKG_EXIT_USAGE;
 }
 
+/* Memory ran out before any download: exit 3 as for a download that ran
+ * out (errors.c), not 2: the command line was right. */
+static int die_nomem(void)
+{
+  fprintf(stderr, "akget: out of memory\n");
+  return akg_exit_code(-ENOMEM, 0);
+}
+
 static bool parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
 {
   char *end;
@@ -187,7 +195,10 @@ static int hexval(int c)
 static char *name_for(const char *url)
 {
   ak_url *u;
-  if (ak_url_parse(url, &u) < 0)
+  int rc = ak_url_parse(url, &u);
+  if (rc == -ENOMEM)
+    return NULL; /* not a URL without a name: the caller fails with ENOMEM */
+  if (rc < 0)
     return strdup("index.html");
   const char *t = u->target;
   size_t end = strcspn(t, "?");
@@ -454,7 +465,7 @@ int main(int argc, char **argv)
     return prc;
   for (int i = optind; i < argc; i++)
     if (add_url(&urls, argv[i], NULL) < 0)
-      return die_usage("out of memory%s", "");
+      return die_nomem();
   for (size_t i = 0; i < nlists; i++) {
     int rc = read_list(&urls, lists[i]);
     if (rc == -EINVAL)
@@ -487,13 +498,15 @@ int main(int argc, char **argv)
   }
   int crc = akg_credentials_prepare(&o, urls.items, urls.n);
   if (crc == -ENOMEM)
-    return die_usage("out of memory%s", "");
+    return die_nomem();
   if (crc)
     return crc;
   int bad_url_exit = 0;
   for (size_t i = 0; i < urls.n; i++) {
     ak_url *u = NULL;
     int rc = ak_url_parse(urls.items[i].url, &u);
+    if (rc == -ENOMEM)
+      return die_nomem();
     if (rc < 0) {
       fprintf(stderr, "akget: %s: %s\n", urls.items[i].url, ak_strerror(rc));
       bad_url_exit = AKG_EXIT_USAGE;
