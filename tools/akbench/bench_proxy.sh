@@ -10,14 +10,18 @@
 # wl_download.c for why nothing is deleted mid-benchmark).
 #
 # Usage: bench_proxy.sh AKGET [ROUNDS (5)] [squid|tinyproxy] [COUNT (1000)]
-# AKGET_ARGS (environment): more akget options, for experiments.
+# Environment, for measuring each tool's modes: PAR (32): akget's -j and -x
+# and curl's --parallel-max; CURL_MODE (parallel): parallel, or serial (one
+# transfer at a time over one kept-alive connection); AKGET_ARGS: more akget
+# options; SQUID_EXTRA: more squid.conf lines (tests/proxy_env.sh).
 # Run it alone on the machine (nothing else building or testing).
 set -euo pipefail
 akget="$(readlink -f "$1")"
 rounds="${2:-5}"
 which_proxy="${3:-squid}"
 count="${4:-1000}"
-par=32
+par="${PAR:-32}"
+curl_mode="${CURL_MODE:-parallel}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../tests" && pwd)"
 source "$here/nginx_env.sh"
 source "$here/proxy_env.sh"
@@ -61,8 +65,10 @@ run_one() { # TOOL DIR
     /usr/bin/time -f "%U %S" -o "$work/time" "$akget" -q -j$par -x$par ${AKGET_ARGS:-} \
       --proxy "$proxy" -d "$dir" -i "$work/list"
   else
-    /usr/bin/time -f "%U %S" -o "$work/time" curl -sS --no-progress-meter --fail --parallel \
-      --parallel-max $par --proxy "$proxy" -K "$work/curl.cfg"
+    local mode=(--parallel --parallel-max "$par")
+    [[ "$curl_mode" == serial ]] && mode=()
+    /usr/bin/time -f "%U %S" -o "$work/time" curl -sS --no-progress-meter --fail "${mode[@]}" \
+      --proxy "$proxy" -K "$work/curl.cfg"
   fi
   t1=$(date +%s%N)
   read -r u s <"$work/time"
@@ -87,8 +93,10 @@ done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 maw=$(median "${ak_wall[@]}"); mac=$(median "${ak_cpu[@]}")
 mcw=$(median "${cu_wall[@]}"); mcc=$(median "${cu_cpu[@]}")
-echo "through $which_proxy, $count x 1 MiB, -j $par, $rounds rounds (medians):"
-echo "  akget: $maw ms wall, $mac s CPU"
-echo "  curl:  $mcw ms wall, $mcc s CPU"
+cmode="--parallel --parallel-max $par"
+[[ "$curl_mode" == serial ]] && cmode="serial"
+echo "through $which_proxy, $count x 1 MiB, $rounds rounds (medians):"
+echo "  akget -j$par -x$par ${AKGET_ARGS:-}: $maw ms wall, $mac s CPU"
+echo "  curl $cmode: $mcw ms wall, $mcc s CPU"
 echo "  akget speed-up over curl (curl wall / akget wall): $(echo "scale=2; $mcw / $maw" | bc)x"
 echo "  akget CPU relative to curl: $(echo "scale=2; $mac / $mcc" | bc)x"
