@@ -140,7 +140,7 @@ typedef struct fio_pcts {
 } fio_pcts;
 
 /* fio, QD1 4 KiB random reads of the same hot file, n of them. Its flags are
- * its best for this workload (measured: docs/akbench.md): registered file and
+ * its best for this workload (measured: docs/batch.md): registered file and
  * fixed buffers, no --hipri (polled completions need O_DIRECT on a device
  * that polls), no --sqthread_poll (an SQ thread costs a whole core of two
  * and is about 14x slower at QD1 here). Returns 0, 127 if fio is missing,
