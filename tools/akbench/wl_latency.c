@@ -139,11 +139,13 @@ typedef struct fio_pcts {
   double clat[3], lat[3]; /* p50, p99, p99.9, us; NaN when missing */
 } fio_pcts;
 
-/* fio, QD1 4 KiB random reads of the same hot file, n of them. Its flags are
- * its best for this workload (measured: docs/batch.md): registered file and
- * fixed buffers, no --hipri (polled completions need O_DIRECT on a device
- * that polls), no --sqthread_poll (an SQ thread costs a whole core of two
- * and is about 14x slower at QD1 here). Returns 0, 127 if fio is missing,
+/* fio, QD1 4 KiB random reads of the same hot file, n of them, with the
+ * flags that match our side (measured, docs/batch.md): a registered file
+ * and fixed buffers (no difference on a buffered read, but the same ring
+ * work as ours); no --hipri (polled completions need O_DIRECT on a device
+ * that polls: fio fails with it here); no --sqthread_poll (it lowers fio's
+ * p50, but its SQ thread spins a whole core of two, and neither asynckit's
+ * loop nor the raw ring has one). Returns 0, 127 if fio is missing,
  * another status or -errno. */
 static int fio_qd1(const char *path, uint64_t file_size, uint64_t n, fio_pcts *out) {
   char file[4200], sz[64], io[64];
