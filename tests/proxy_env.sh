@@ -102,7 +102,14 @@ CONF
     chown -R proxy "$dir" 2>/dev/null || true
     chmod 755 "$dir"
   fi
-  squid -N -f "$dir/squid.conf" >"$dir/squid.out" 2>&1 &
+  # -N: one process. SQUID_WORKERS=N (N > 1): SMP workers, which need
+  # --foreground (-N turns SMP off); the pid is then the master's.
+  local fg=(-N)
+  if [[ "${SQUID_WORKERS:-1}" -gt 1 ]]; then
+    echo "workers $SQUID_WORKERS" >>"$dir/squid.conf"
+    fg=(--foreground)
+  fi
+  squid "${fg[@]}" -f "$dir/squid.conf" >"$dir/squid.out" 2>&1 &
   SQUID_PID=$!
   for _ in $(seq 4); do wait_port "$SQUID_PORT" "$SQUID_PID" && return 0; done
   cat "$dir/squid.out" "$dir/cache.log" >&2 2>/dev/null

@@ -4,7 +4,9 @@
 # squid (http in absolute form, https through CONNECT), microsocks (SOCKS5
 # with socks5:// and socks5h://, with and without a password), in front of
 # a private nginx (tests/nginx_env.sh). Plain and TLS downloads, segmented
-# and resumed, byte for byte; keep-alive to the proxy; the proxy
+# and resumed, byte for byte; the TLS in a tunnel checked against the
+# origin's name, not the proxy's (an openssl s_server origin with a
+# certificate for one name only); keep-alive to the proxy; the proxy
 # variables as curl reads them; no_proxy bypasses; a bad variable (exit 2,
 # named, before anything starts); a proxy that answers 407 or 403, one
 # whose SOCKS password is wrong, one that is down (exit 9); the proxy's
@@ -87,6 +89,62 @@ set -e
 grep -q "GET $http/files/big.bin 200" "$slog" || fail "squid did not carry the plain request"
 grep -q "CONNECT localhost:$NGINX_TLS_PORT 200" "$slog" || fail "squid did not carry the tunnel"
 echo "plain and TLS through tinyproxy and squid: ok"
+
+# The TLS inside a tunnel is checked against the origin's name, never the
+# proxy's. The proxies here are all named 127.0.0.1; the origin (openssl
+# s_server, serving $root) is https://localhost. A certificate for the name
+# localhost only is accepted through each proxy; one for 127.0.0.1 only
+# (the proxy's name, and the address socks5:// connects the tunnel to) is
+# refused as a name mismatch (exit 5). Direct, each certificate is first
+# shown valid for its own name and refused for the other, so only the name
+# checked decides.
+origin_start() { # CERT: sets ORIGIN_PORT and ORIGIN_PID
+  ORIGIN_PORT=$(free_port) || return 1
+  (cd "$root" && exec openssl s_server -quiet -WWW -accept "127.0.0.1:$ORIGIN_PORT" \
+    -cert "$work/pki/$1" -key "$work/pki/server.key") >"$work/origin.out" 2>&1 &
+  ORIGIN_PID=$!
+  pids+=("$ORIGIN_PID")
+  wait_port "$ORIGIN_PORT" "$ORIGIN_PID" || { cat "$work/origin.out" >&2; return 1; }
+}
+tls_case() { # WANT(ok|mismatch) NAME URL AKGET_ARGS...
+  local want="$1" name="$2" url="$3" rc
+  shift 3
+  rm -f "$work/o.bin"
+  set +e
+  "$akget" -q --retries 0 "${ca[@]}" "$@" -o "$work/o.bin" "$url" 2>"$work/o.err"
+  rc=$?
+  set -e
+  if [[ "$want" == ok ]]; then
+    ((rc == 0)) || { cat "$work/o.err" >&2; fail "$name: exit $rc, want 0"; }
+    same f05.bin "$work/o.bin" "$name"
+  else
+    ((rc == 5)) || { cat "$work/o.err" >&2; fail "$name: exit $rc, want 5"; }
+    grep -q "AK_ETLSNAMEMISMATCH" "$work/o.err" ||
+      { cat "$work/o.err" >&2; fail "$name: not a name mismatch"; }
+    [[ ! -e "$work/o.bin" ]] || fail "$name: a refused download left a file"
+  fi
+}
+tunnels=("$squid" "$tiny" "socks5://127.0.0.1:$socks_port" "socks5h://127.0.0.1:$socks_port")
+origin_start nameonly.pem || fail "s_server (nameonly) did not start"
+tls_case ok "localhost-only cert, direct" "https://localhost:$ORIGIN_PORT/files/f05.bin"
+tls_case mismatch "localhost-only cert, direct to 127.0.0.1" \
+  "https://127.0.0.1:$ORIGIN_PORT/files/f05.bin"
+for px in "${tunnels[@]}"; do
+  tls_case ok "localhost-only cert through $px" "https://localhost:$ORIGIN_PORT/files/f05.bin" \
+    --proxy "$px"
+done
+proxy_stop "$ORIGIN_PID"
+origin_start iponly.pem || fail "s_server (iponly) did not start"
+tls_case ok "127.0.0.1-only cert, direct" "https://127.0.0.1:$ORIGIN_PORT/files/f05.bin"
+tls_case mismatch "127.0.0.1-only cert, direct to localhost" \
+  "https://localhost:$ORIGIN_PORT/files/f05.bin"
+for px in "${tunnels[@]}"; do
+  tls_case mismatch "127.0.0.1-only cert through $px" \
+    "https://localhost:$ORIGIN_PORT/files/f05.bin" --proxy "$px"
+done
+proxy_stop "$ORIGIN_PID"
+grep -q "CONNECT localhost:$ORIGIN_PORT 200" "$slog" || fail "squid did not carry the tunnel to s_server"
+echo "TLS through a tunnel checks the origin's name (localhost), not the proxy's (127.0.0.1): ok"
 
 # Segmented, plain and TLS, through squid.
 "$akget" -q -s 4 --min-segment 256k --proxy "$squid" -o "$work/s.bin" "$http/files/big.bin" ||

@@ -8,6 +8,10 @@
 #   expired.pem            signed by the CA, valid 2020-2021
 #   notyet.pem             signed by the CA, valid from 2090
 #   wrongname.pem          signed by the CA, for other.example only
+#   nameonly.pem           signed by the CA, for the name localhost only (no
+#                          IP): valid for https://localhost, not for 127.0.0.1
+#   iponly.pem             signed by the CA, for 127.0.0.1 only (no name):
+#                          the converse (the proxy tests' proxy is 127.0.0.1)
 #   selfsigned.pem         localhost, signed by its own key
 #   badusage.pem           signed by the CA, extended key usage clientAuth only
 # Every leaf shares server.key. Exits non-zero on any failure.
@@ -70,6 +74,8 @@ cat ca.pem >>server6.pem
 leaf expired localhost "DNS:localhost,IP:127.0.0.1" serverAuth 20200101000000Z 20210101000000Z
 leaf notyet localhost "DNS:localhost,IP:127.0.0.1" serverAuth 20900101000000Z 20910101000000Z
 leaf wrongname other.example "DNS:other.example" serverAuth
+leaf nameonly localhost "DNS:localhost" serverAuth
+leaf iponly 127.0.0.1 "IP:127.0.0.1" serverAuth
 leaf badusage localhost "DNS:localhost,IP:127.0.0.1" clientAuth
 ossl req -x509 -new -key server.key -sha256 -days 825 -subj "/CN=localhost" \
   -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -out selfsigned.pem
