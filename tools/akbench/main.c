@@ -48,6 +48,7 @@ static void usage(FILE *to)
           "                    chain steps and join width\n"
           "  --iterations N    the same as --size (future: for akbench-callgrind)\n"
           "  --variant V       future: loop, loopless or both (both); download, hash: one set\n"
+          "                    chain: chain, join or both (both)\n"
           "  --quick           small sizes (10,000), for tests\n"
           "  --no-fork         chain: run the cases in this process (RSS deltas only)\n"
           "  --no-peer         pool: run asynckit only (for profiling; no ratio)\n"

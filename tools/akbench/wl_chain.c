@@ -4,7 +4,8 @@
  * result must be N) and a join_all over N promises set one by one (the join's
  * result must be N, its inputs in input order). Each case runs in a forked
  * child so its peak RSS is its own; --no-fork runs them here and reports the
- * RSS growth only.
+ * RSS growth only; --variant chain or join runs one case alone (both: the
+ * default).
  *
  * What it checks is the library's promise that a chain of any length runs
  * from the ready queue without growing the stack: a recursive settle would
@@ -253,8 +254,17 @@ int akb_wl_chain(const akb_opts *opts, akb_result *res)
             (unsigned long long)n, (unsigned long long)n,
             opts->no_fork ? " (in this process)" : " (each in a forked child)");
   akb_param(res, "steps", "", (double)n, true);
-  int rc = one_case(opts, res, "asynckit_chain", chain_case, n);
-  if (rc == 0)
+  /* --variant chain or join runs one case alone: tools/akbench-callgrind
+   * counts the instructions of one at a time. */
+  const char *v = opts->variant;
+  bool chain = !v || strcmp(v, "both") == 0 || strcmp(v, "chain") == 0;
+  bool join = !v || strcmp(v, "both") == 0 || strcmp(v, "join") == 0;
+  if (!chain && !join) {
+    akb_fail(res, "no case '%s' (chain, join, both)", v);
+    return 0;
+  }
+  int rc = chain ? one_case(opts, res, "asynckit_chain", chain_case, n) : 0;
+  if (rc == 0 && join)
     rc = one_case(opts, res, "asynckit_join", join_case, n);
   return rc;
 }
