@@ -24,6 +24,7 @@ struct ak_loop {
   ak_loop_options opts;
   ak_features features;
   int64_t now;                    /* CLOCK_MONOTONIC, read lazily: see ak__loop_now */
+  bool now_fresh;                 /* now was read in this phase of the iteration */
 
   /* Admission: CQEs the kernel may still post must fit the CQ. */
   unsigned cq_capacity;           /* CQ entries usable by ops */
@@ -53,9 +54,6 @@ struct ak_loop {
   uint64_t eventfd_buf;           /* the kernel writes the wakeup read here */
   bool wakeup_armed;
   bool wakeup_cancel_sent;
-  bool now_fresh;                 /* now was read in this phase of the iteration
-                                     (here, in padding: the layout of the loop,
-                                     which pool workers read, stays as it was) */
   struct __kernel_timespec wait_ts; /* the wait's timeout on non-EXT_ARG kernels */
 
   _Atomic bool stop;
