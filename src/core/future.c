@@ -636,7 +636,7 @@ static void run_callbacks(ak__qnode *node) {
  * callbacks: the loop drops it from its alive count here, on its thread. */
 static void run_callbacks_bound(ak__qnode *node) {
   ak_future *f = AK__CONTAINER_OF(node, ak_future, qnode);
-  f->loop->alive_other--; /* ak__loop_alive_add, inline: once per pool task */
+  ak__loop_alive_add(f->loop, -1);
   if (f->cb)
     run_callbacks(node);
   else

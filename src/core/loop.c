@@ -36,7 +36,7 @@
 /* ---- 1. Thread identity and the current loop ------------------------------ */
 
 AK__TLS char ak__token;                 /* its address identifies the thread */
-AK__TLS ak_loop *ak__current;    /* the loop this thread last created */
+static AK__TLS ak_loop *ak__current;    /* the loop this thread last created */
 
 
 bool ak_loop_is_owner(const ak_loop *loop) { return ak__loop_owned_by_caller(loop); }

@@ -99,10 +99,6 @@ static inline void ak__ready_push(ak_loop *loop, ak__qnode *node) {
   loop->ready_tail = node;
 }
 
-/* The loop this thread last created (ak_loop_current), read inline by the
- * pool's submit. */
-extern AK__TLS ak_loop *ak__current;
-
 /* The loop's clock for timers and the latency histogram: read at most once
  * per phase of an iteration (before its wait, after it), and only by a phase
  * that needs it (a timer to run, an op submitted or completed), so an

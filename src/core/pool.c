@@ -481,7 +481,7 @@ ak_pool *ak_pool_new(unsigned n) {
 
 ak_future *ak__callable_future_new(const ak__future_kind *kind, void *data, ak_work_fn fn,
                                    void *arg) {
-  ak_loop *loop = ak__current;
+  ak_loop *loop = ak_loop_current();
   ak_future *f = ak__future_new(loop, kind, data);
   if (!f)
     return NULL;
@@ -490,7 +490,7 @@ ak_future *ak__callable_future_new(const ak__future_kind *kind, void *data, ak_w
   if (loop) {
     /* The loop stays alive until the settle has reached it (AK__F_BOUND). */
     ak__future_bind_to_loop(f);
-    loop->alive_other++; /* ak__loop_alive_add, inline */
+    ak__loop_alive_add(loop, 1);
   }
   return f;
 }
