@@ -160,7 +160,7 @@ void ak__batch_ring_cqe(uint64_t data, int res) {
   if (--op->owed > 0 || bd->cancels_out > 0)
     return;
   loop->stats.completed[AK_OP_BATCH]++;
-  int64_t ns = loop->now - op->submit_ns;
+  int64_t ns = ak__loop_now(loop) - op->submit_ns;
   unsigned bucket = ns > 0 ? 63u - (unsigned)__builtin_clzll((unsigned long long)ns) : 0;
   loop->stats.latency[bucket < AK_STATS_LATENCY_BUCKETS ? bucket : AK_STATS_LATENCY_BUCKETS - 1]++;
   batch_finish(op);
@@ -214,7 +214,7 @@ void ak__batch_ring_start(ak__op *op) {
   loop->last_sqe_op = NULL; /* nothing may link a deadline to our last SQE */
   op->owed = bd->skip ? 1 : (uint16_t)n;
   op->flags = (uint16_t)((op->flags & ~AK__OPF_QUEUED) | AK__OPF_SUBMITTED);
-  op->submit_ns = loop->now;
+  op->submit_ns = ak__loop_now(loop);
   loop->in_flight += op->slots;
   loop->stats.submitted[AK_OP_BATCH]++;
   ak__loop_submit_early(loop, false); /* SQPOLL: publish the tail once, whole */

@@ -32,7 +32,10 @@ enum { AK__CACHE_MAX_FUTURES = 8192, AK__CACHE_MAX_CBNODES = 8192 };
 
 typedef struct ak__thread_cache {
   ak_future *futures;   /* linked through ->data */
-  size_t nfutures;
+  size_t room;          /* futures the cache may still take: 0 in a new
+                           thread (the exit flush is not registered yet)
+                           and in a full cache, so that one test in the
+                           common recycle covers both rare cases */
   ak__cbnode *cbnodes;  /* linked through ->next */
   size_t ncbnodes;
   bool exit_hook;       /* the thread-exit flush is registered */
@@ -64,7 +67,7 @@ static void cache_flush(ak__thread_cache *c) {
     c->futures = f->data;
     future_mfree(f);
   }
-  c->nfutures = 0;
+  c->room = c->exit_hook ? AK__CACHE_MAX_FUTURES : 0;
   while (c->cbnodes) {
     ak__cbnode *n = c->cbnodes;
     c->cbnodes = n->next;
@@ -84,36 +87,29 @@ static void cache_register_exit(void) {
 
 void ak_thread_cache_flush(void) { cache_flush(&ak__cache); }
 
-static ak_future *future_alloc(void) {
-  ak_future *f = ak__cache.futures;
-  if (AK__LIKELY(f != NULL)) {
-    ak__cache.futures = f->data;
-    ak__cache.nfutures--;
-    return f;
-  }
-  return future_malloc();
-}
-
-/* The rare cases of future_recycle: an empty cache (register the thread-exit
- * flush once) or a full one (back to the allocator). */
-static __attribute__((noinline)) bool recycle_slow(ak_future *f) {
-  if (ak__cache.nfutures >= AK__CACHE_MAX_FUTURES) {
-    future_mfree(f);
-    return false;
-  }
-  if (!ak__cache.exit_hook)
-    cache_register_exit();
-  return true;
-}
-
-static void future_recycle(ak_future *f) {
-  /* One compare for both rare cases: n - 1 wraps when n == 0. */
-  size_t n = ak__cache.nfutures;
-  if (AK__UNLIKELY(n - 1 >= AK__CACHE_MAX_FUTURES - 1) && !recycle_slow(f))
+/* The rare cases of future_recycle, whole: an empty cache (register the
+ * thread-exit flush once) or a full one (back to the allocator). A call
+ * the common path makes last (a jump), so that path needs no frame. */
+static __attribute__((noinline)) void recycle_slow(ak_future *f) {
+  if (ak__cache.exit_hook) {
+    future_mfree(f); /* full */
     return;
+  }
+  cache_register_exit(); /* the thread's first recycle */
   f->data = ak__cache.futures;
   ak__cache.futures = f;
-  ak__cache.nfutures = n + 1;
+  ak__cache.room = AK__CACHE_MAX_FUTURES - 1;
+}
+
+static inline void future_recycle(ak_future *f) {
+  size_t room = ak__cache.room;
+  if (AK__UNLIKELY(room == 0)) {
+    recycle_slow(f);
+    return;
+  }
+  f->data = ak__cache.futures;
+  ak__cache.futures = f;
+  ak__cache.room = room - 1;
 }
 
 static ak__cbnode *cbnode_alloc(void) {
@@ -176,6 +172,16 @@ static inline uint32_t word_lock(ak_future *f) {
   return word_lock_slow(f);
 }
 
+/* Takes the lock if nobody holds it, with one CAS: true and *old set to
+ * the word as it was (without LOCK). The public calls' fast paths use it
+ * and hand the contended case whole to an out-of-line twin, so that their
+ * common path keeps nothing alive across a call. */
+static inline bool word_trylock(ak_future *f, uint32_t *old) {
+  *old = atomic_load_explicit(&f->state, memory_order_relaxed) & ~AK__F_LOCK;
+  return atomic_compare_exchange_weak_explicit(&f->state, old, *old | AK__F_LOCK,
+                                               memory_order_acquire, memory_order_relaxed);
+}
+
 /* Publishes word (which must not have LOCK) and unlocks. Pairs with the
  * acquire in word_lock and in the loads of ak_future_state & co. */
 static inline void word_unlock(ak_future *f, uint32_t word) {
@@ -192,10 +198,7 @@ static void run_callbacks(ak__qnode *node);
 
 /* Initialises only what every path reads; (kind) fields are the kinds' to
  * set. */
-ak_future *ak_future_new(ak_loop *loop) {
-  ak_future *f = future_alloc();
-  if (AK__UNLIKELY(!f))
-    return NULL;
+static inline __attribute__((always_inline)) ak_future *future_init(ak_future *f, ak_loop *loop) {
   atomic_init(&f->state, AK_PENDING);
   atomic_init(&f->refs, 1);
   f->loop = loop;
@@ -206,6 +209,22 @@ ak_future *ak_future_new(ak_loop *loop) {
                            offsetof(ak_future, value));
   f->qnode.run = run_callbacks;
   return f;
+}
+
+/* An empty cache: the allocator (a jump from ak_future_new, which so needs
+ * no frame). */
+static __attribute__((noinline, cold)) ak_future *future_new_slow(ak_loop *loop) {
+  ak_future *f = future_malloc();
+  return f ? future_init(f, loop) : NULL;
+}
+
+ak_future *ak_future_new(ak_loop *loop) {
+  ak_future *f = ak__cache.futures;
+  if (AK__UNLIKELY(f == NULL))
+    return future_new_slow(loop);
+  ak__cache.futures = f->data;
+  ak__cache.room++;
+  return future_init(f, loop);
 }
 
 ak_future *ak__future_new(ak_loop *loop, const ak__future_kind *kind, void *data) {
@@ -269,9 +288,11 @@ static __attribute__((noinline)) void free_with_extras(ak_future *f) {
 }
 
 static __attribute__((noinline)) void future_free(ak_future *f) {
-  /* Most kinds (every ring op) have no free_data: they skip the call. */
-  if (AK__UNLIKELY((f->kind && f->kind->free_data) || f->dtor || f->detail || f->more_head ||
-                   f->adopted)) {
+  /* Most kinds (every ring op) have no free_data: they skip the call. The
+   * four pointers are or-ed, one branch for all. */
+  uintptr_t extras = (uintptr_t)f->dtor | (uintptr_t)f->detail | (uintptr_t)f->more_head |
+                     (uintptr_t)(void *)f->adopted;
+  if (AK__UNLIKELY(extras != 0 || (f->kind && f->kind->free_data))) {
     free_with_extras(f);
     return;
   }
@@ -317,6 +338,30 @@ static __attribute__((noinline)) void wake_waiters(ak_future *f, uint32_t old) {
   }
 }
 
+/* What follows a settle's unlock: its callbacks queued (with a reference
+ * of their own, or the caller's when ref_given), or the caller's reference
+ * dropped. Every call here is the settle's last act, so the paths that end
+ * in one keep nothing in registers across it. */
+static inline __attribute__((always_inline)) void after_settle(ak_future *f, bool has_callbacks,
+                                                               bool ref_given) {
+  if (has_callbacks) {
+    if (ref_given)
+      schedule_node(f, &f->qnode); /* the caller's reference goes to the queue */
+    else
+      schedule_callbacks(f);
+  } else if (ref_given) {
+    ak_future_release(f);
+  }
+}
+
+/* A settle with a waiter to wake: out of line, so the common settle (no
+ * waiter) keeps no values alive across the wake. */
+static __attribute__((noinline)) void after_settle_waking(ak_future *f, uint32_t waiters,
+                                                          bool has_callbacks, bool ref_given) {
+  wake_waiters(f, waiters);
+  after_settle(f, has_callbacks, ref_given);
+}
+
 /* Settles a locked, pending future; unlocks. The caller holds a reference.
  * The callback list is closed from here on (ak_future_on_settle sees the
  * settled state under the lock and queues late callbacks on their own). */
@@ -333,16 +378,11 @@ static inline __attribute__((always_inline)) void settle_locked_ref(ak_future *f
   /* LOOP_WAITER alone, settled on the loop's own thread (a QD1 op's wait):
    * the waiter sees it when the iteration returns; nothing to call. */
   if (AK__UNLIKELY(waiters) &&
-      ((waiters & AK__F_WAITERS) || !ak__loop_owned_by_caller(f->loop)))
-    wake_waiters(f, waiters);
-  if (has_callbacks) {
-    if (ref_given)
-      schedule_node(f, &f->qnode); /* the caller's reference goes to the queue */
-    else
-      schedule_callbacks(f);
-  } else if (ref_given) {
-    ak_future_release(f);
+      ((waiters & AK__F_WAITERS) || !ak__loop_owned_by_caller(f->loop))) {
+    after_settle_waking(f, waiters, has_callbacks, ref_given);
+    return;
   }
+  after_settle(f, has_callbacks, ref_given);
 }
 
 static inline __attribute__((always_inline)) void settle_locked(ak_future *f, uint32_t old,
@@ -388,18 +428,43 @@ void ak__future_finish_owned(ak_future *f, int64_t result) {
   settle_locked_ref(f, old, state_for_result(result), result, true);
 }
 
-int ak_future_set(ak_future *f, int64_t result, void *value, ak_destructor dtor) {
-  uint32_t old = word_lock(f);
+/* ak_future_set on a future whose value has a destructor already (set by
+ * ak_future_set_value): the old value is dropped first, never leaked. Out
+ * of line, so the common set makes no call before its last act. */
+static __attribute__((noinline)) int set_replacing(ak_future *f, uint32_t old, int64_t result,
+                                                   void *value, ak_destructor dtor) {
+  drop_value(f, value);
+  f->value = value;
+  f->dtor = dtor;
+  settle_locked(f, old, AK_DONE, result);
+  return 0;
+}
+
+static inline __attribute__((always_inline)) int set_locked(ak_future *f, uint32_t old,
+                                                           int64_t result, void *value,
+                                                           ak_destructor dtor) {
   if (ak__is_settled_word(old)) {
     word_unlock(f, old);
     return AK_ESETTLED;
   }
   if (AK__UNLIKELY(f->dtor != NULL))
-    drop_value(f, value); /* replaced before settling: never leak the old one */
+    return set_replacing(f, old, result, value, dtor);
   f->value = value;
   f->dtor = dtor;
   settle_locked(f, old, AK_DONE, result);
   return 0;
+}
+
+static __attribute__((noinline)) int set_contended(ak_future *f, int64_t result, void *value,
+                                                   ak_destructor dtor) {
+  return set_locked(f, word_lock_slow(f), result, value, dtor);
+}
+
+int ak_future_set(ak_future *f, int64_t result, void *value, ak_destructor dtor) {
+  uint32_t old;
+  if (AK__UNLIKELY(!word_trylock(f, &old)))
+    return set_contended(f, result, value, dtor);
+  return set_locked(f, old, result, value, dtor);
 }
 
 int ak_future_fail(ak_future *f, int err, const char *detail) {
@@ -532,22 +597,38 @@ bool ak_future_cancel_requested(const ak_future *f) {
 
 /* ---- Callbacks ------------------------------------------------------------- */
 
+/* The callbacks beyond the first (out of line: the common run keeps
+ * nothing in registers but the future across its one call). */
+static __attribute__((noinline)) void run_more_callbacks(ak_future *f) {
+  ak__cbnode *more = f->more_head;
+  f->more_head = NULL;
+  while (more) {
+    ak__cbnode *next = more->next;
+    more->cb(f, more->arg);
+    cbnode_recycle(more);
+    more = next;
+  }
+}
+
 /* Runs the callbacks registered before the future settled. No lock: the
  * list is closed, and the queue hand-over orders these reads after the
  * settle's writes. */
+static __attribute__((noinline)) void run_all_callbacks(ak_future *f) {
+  f->cb(f, f->cb_arg);
+  run_more_callbacks(f);
+  ak_future_release(f);
+}
+
 static void run_callbacks(ak__qnode *node) {
   ak_future *f = AK__CONTAINER_OF(node, ak_future, qnode);
-  f->cb(f, f->cb_arg);
-  ak__cbnode *more = f->more_head;
-  if (AK__UNLIKELY(more != NULL)) {
-    f->more_head = NULL;
-    while (more) {
-      ak__cbnode *next = more->next;
-      more->cb(f, more->arg);
-      cbnode_recycle(more);
-      more = next;
-    }
+  /* The list was closed at the settle (a callback added since runs on its
+   * own), so whether there are more is known before the first runs; the
+   * common case then keeps only f across its call. */
+  if (AK__UNLIKELY(f->more_head != NULL)) {
+    run_all_callbacks(f);
+    return;
   }
+  f->cb(f, f->cb_arg);
   ak_future_release(f);
 }
 
@@ -614,8 +695,8 @@ static __attribute__((noinline)) int on_settle_slow(ak_future *f, ak_callback cb
   return 0;
 }
 
-int ak_future_on_settle(ak_future *f, ak_callback cb, void *arg) {
-  uint32_t old = word_lock(f);
+static inline __attribute__((always_inline)) int on_settle_locked(ak_future *f, uint32_t old,
+                                                                 ak_callback cb, void *arg) {
   bool settled = ak__is_settled_word(old);
   if (AK__LIKELY(!settled && f->cb == NULL)) {
     f->cb = cb;
@@ -625,6 +706,17 @@ int ak_future_on_settle(ak_future *f, ak_callback cb, void *arg) {
   }
   word_unlock(f, old);
   return on_settle_slow(f, cb, arg, settled);
+}
+
+static __attribute__((noinline)) int on_settle_contended(ak_future *f, ak_callback cb, void *arg) {
+  return on_settle_locked(f, word_lock_slow(f), cb, arg);
+}
+
+int ak_future_on_settle(ak_future *f, ak_callback cb, void *arg) {
+  uint32_t old;
+  if (AK__UNLIKELY(!word_trylock(f, &old)))
+    return on_settle_contended(f, cb, arg);
+  return on_settle_locked(f, old, cb, arg);
 }
 
 /* ---- The trampoline for loopless futures ------------------------------------
@@ -638,16 +730,21 @@ static AK__TLS struct {
   bool draining;
 } ak__tramp;
 
-void ak__trampoline_push(ak__qnode *node) {
-  node->next = NULL;
-  if (ak__tramp.tail)
-    ak__tramp.tail->next = node;
-  else
-    ak__tramp.head = node;
-  ak__tramp.tail = node;
-  if (ak__tramp.draining)
+__attribute__((noinline)) void ak__trampoline_push(ak__qnode *node) {
+  if (!ak__tramp.draining) {
+    /* The outermost settle: the trampoline is empty (the drain below leaves
+     * it so), and node runs at once without being linked. */
+    ak__tramp.draining = true;
+    node->run(node);
+  } else {
+    node->next = NULL;
+    if (ak__tramp.tail)
+      ak__tramp.tail->next = node;
+    else
+      ak__tramp.head = node;
+    ak__tramp.tail = node;
     return;
-  ak__tramp.draining = true;
+  }
   while ((node = ak__tramp.head) != NULL) {
     ak__tramp.head = node->next;
     if (!ak__tramp.head)

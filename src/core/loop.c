@@ -384,7 +384,8 @@ void ak__loop_enqueue(ak_loop *loop, ak__qnode *node) { ak__loop_enqueue_inline(
  * inbox goes oldest first, in one pass: the stack reversed is in order, and
  * its old top becomes the new tail. */
 static void drain_inbox(ak_loop *loop) {
-  ak__lanes_drain(loop);
+  if (__atomic_load_n(&loop->lanes, __ATOMIC_RELAXED)) /* a pool worker ever reported */
+    ak__lanes_drain(loop);
   if (!atomic_load_explicit(&loop->inbox, memory_order_relaxed))
     return;
   ak__qnode *top = atomic_exchange_explicit(&loop->inbox, NULL, memory_order_acquire);
@@ -439,6 +440,13 @@ void ak__loop_flush(ak_loop *loop) {
   loop->last_sqe_op = NULL;
 }
 
+/* Hands the tasks callbacks submitted to the pool: a load and a branch
+ * inline when there are none (three times an iteration). */
+static inline void flush_pool_tasks(ak_loop *loop) {
+  if (AK__UNLIKELY(loop->pool_pend_n != 0))
+    ak__pool_flush_loop(loop);
+}
+
 /* Runs the callbacks queued when it starts (asyncio's call_soon): what they
  * queue (posts, the callbacks of futures they settle) waits for the next
  * batch, so a callback that re-queues itself cannot starve IO or timers. A
@@ -462,7 +470,7 @@ static void run_ready(ak_loop *loop) {
     }
     loop->dispatch_depth--;
   }
-  ak__pool_flush_loop(loop); /* the pool tasks those callbacks submitted */
+  flush_pool_tasks(loop); /* the pool tasks those callbacks submitted */
 }
 
 static bool has_queued_work(const ak_loop *loop) {
@@ -647,16 +655,21 @@ static bool batch_wait(ak_loop *loop, int64_t wait_until, int *rc) {
   return true;
 }
 
+/* Whether the iteration must enter the kernel: to submit, to wait, or to
+ * have completions posted (deferred task work runs only inside
+ * io_uring_enter; an overflow is flushed there). Inline: an iteration with
+ * only ready work asks it and goes on. */
+static inline bool must_enter(const ak_loop *loop, bool block) {
+  return loop->sq_unsubmitted > 0 || block ||
+         (loop->ops_active + loop->reserved_inflight > 0 &&
+          (loop->features.setup_flags & IORING_SETUP_DEFER_TASKRUN)) ||
+         io_uring_cq_has_overflow(&loop->ring) ||
+         (IO_URING_READ_ONCE(*loop->ring.sq.kflags) & IORING_SQ_TASKRUN);
+}
+
+/* Enters the kernel (must_enter said so). */
 static int submit_and_wait(ak_loop *loop, bool block, int64_t wait_until) {
   int rc;
-  bool must_enter = loop->sq_unsubmitted > 0 || block ||
-                    /* Deferred task work is only run inside io_uring_enter. */
-                    (loop->ops_active + loop->reserved_inflight > 0 &&
-                     (loop->features.setup_flags & IORING_SETUP_DEFER_TASKRUN)) ||
-                    io_uring_cq_has_overflow(&loop->ring) ||
-                    (IO_URING_READ_ONCE(*loop->ring.sq.kflags) & IORING_SQ_TASKRUN);
-  if (!must_enter)
-    return 0;
   if (!block) {
     rc = AK_FAULT_CALL(AK_FAULT_SUBMIT, io_uring_submit_and_get_events(&loop->ring));
   } else if (AK__UNLIKELY(ak__vg_running)) {
@@ -692,14 +705,20 @@ static int submit_and_wait(ak_loop *loop, bool block, int64_t wait_until) {
   return rc < 0 ? rc : 0;
 }
 
+/* An iteration pays for what it uses. With only ready work (a then-chain,
+ * posts) it runs two batches and reads no clock (ak__loop_now is lazy),
+ * enters no syscall (submit_and_wait finds nothing to submit or collect)
+ * and looks at the lanes and the inbox once; the second look, after the
+ * wait, is only for a wait that blocked, since what arrives while the loop
+ * does not sleep is drained at the next iteration's start. */
 static int iterate(ak_loop *loop, int64_t deadline, bool block_when_idle,
                    bool (*done)(void *arg), void *done_arg) {
   loop->stats.iterations++;
-  loop->now = ak_now_ns();
-  ak__pool_flush_loop(loop); /* e.g. submitted by a callback that now waits */
+  loop->now_fresh = false;
+  flush_pool_tasks(loop); /* e.g. submitted by a callback that now waits */
   drain_inbox(loop);
-  if (loop->timers.count > 0) /* most iterations of a QD1 wait have none */
-    ak__timers_run(loop, loop->now);
+  if (loop->timers.count > 0) /* most iterations have none */
+    ak__timers_run(loop, ak__loop_now(loop));
   run_ready(loop);
 
   /* Everything below is read after the callbacks ran, since any of them may
@@ -709,30 +728,36 @@ static int iterate(ak_loop *loop, int64_t deadline, bool block_when_idle,
                !atomic_load_explicit(&loop->stop, memory_order_relaxed) &&
                (block_when_idle || alive_count(loop) > 0) && !(done && done(done_arg));
   int64_t wait_until = deadline;
-  int64_t next_timer = ak__timers_next(loop);
-  if (next_timer >= 0 && (wait_until == AK_FOREVER || next_timer < wait_until))
-    wait_until = next_timer;
+  if (block && loop->timers.count > 0) {
+    int64_t next_timer = ak__timers_next(loop);
+    if (wait_until == AK_FOREVER || next_timer < wait_until)
+      wait_until = next_timer;
+  }
   if (block && !may_sleep(loop, block_when_idle, done, done_arg))
     block = false;
-  int rc = AK__UNLIKELY(loop->ep != NULL) ? ak__ep_wait(loop, block, wait_until)
-                                            : submit_and_wait(loop, block, wait_until);
-  atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
+  int rc = 0;
+  if (AK__UNLIKELY(loop->ep != NULL))
+    rc = ak__ep_wait(loop, block, wait_until);
+  else if (must_enter(loop, block))
+    rc = submit_and_wait(loop, block, wait_until);
+  if (block)
+    atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
 
-  loop->now = ak_now_ns();
+  loop->now_fresh = false; /* the first completion or timer reads the clock */
   if (AK__UNLIKELY(loop->ep != NULL))
     ak__ep_reap(loop);
-  else
-    reap(loop);
-  ak__op_admit_queued(loop);
-  drain_inbox(loop);
-  if (loop->timers.count > 0) /* most iterations of a QD1 wait have none */
-    ak__timers_run(loop, loop->now);
+  else if (io_uring_cq_ready(&loop->ring) || io_uring_cq_has_overflow(&loop->ring))
+    reap(loop); /* (a look at the CQ's tail first: most ready-only iterations have none) */
+  if (loop->queued_head)
+    ak__op_admit_queued(loop);
+  if (block)
+    drain_inbox(loop);
+  if (loop->timers.count > 0)
+    ak__timers_run(loop, ak__loop_now(loop));
   /* After ak_loop_stop, what the stopping batch scheduled waits for the
    * next run (asyncio's stop). */
   if (!atomic_load_explicit(&loop->stop, memory_order_relaxed))
     run_ready(loop);
-  if (AK__LIKELY(loop->ep == NULL))
-    loop->stats.cq_overflows = *loop->ring.cq.koverflow;
   return rc;
 }
 

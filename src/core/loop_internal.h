@@ -23,7 +23,8 @@ struct ak_loop {
   ak_loop *prev_current;          /* the thread's current loop before this one */
   ak_loop_options opts;
   ak_features features;
-  int64_t now;                    /* CLOCK_MONOTONIC at the last wakeup */
+  int64_t now;                    /* CLOCK_MONOTONIC, read lazily: see ak__loop_now */
+  bool now_fresh;                 /* now was read in this phase of the iteration */
 
   /* Admission: CQEs the kernel may still post must fit the CQ. */
   unsigned cq_capacity;           /* CQ entries usable by ops */
@@ -96,6 +97,18 @@ static inline void ak__ready_push(ak_loop *loop, ak__qnode *node) {
   else
     loop->ready_head = node;
   loop->ready_tail = node;
+}
+
+/* The loop's clock for timers and the latency histogram: read at most once
+ * per phase of an iteration (before its wait, after it), and only by a phase
+ * that needs it (a timer to run, an op submitted or completed), so an
+ * iteration with only ready work reads no clock at all. Owner thread. */
+static inline int64_t ak__loop_now(ak_loop *loop) {
+  if (!loop->now_fresh) {
+    loop->now = ak_now_ns();
+    loop->now_fresh = true;
+  }
+  return loop->now;
 }
 
 /* Any thread: the inbox (or a pool worker's lane), then a wakeup. */
