@@ -40,7 +40,7 @@ same() { cmp -s <(body "$2") "$1" || fail "$1: not the body of $2 bytes"; }
 out="$work/pipe"
 start=$SECONDS
 {
-  echo "$base/file/1000/p1"
+  printf '%s\n\n' "$base/file/1000/p1" # the blank line ends the entry: no lookahead wait
   for _ in $(seq 200); do [[ -e "$out/p1" ]] && break; sleep 0.1; done
   if [[ -e "$out/p1" ]]; then echo yes >"$work/p1-seen"; fi
   sleep 1

@@ -4,8 +4,9 @@
  * space or a tab first) of key=value for that URL: out=, dir=, checksum=,
  * header= (repeatable). Blank lines and lines whose first non-blank byte
  * is # are skipped; a CR before the LF is dropped. Lines are read as they
- * come (a pipe is not read ahead beyond the next entry's first line), each
- * bounded by AKG_LIST_LINE_MAX bytes.
+ * come: an entry is complete at the next line that is not one of its
+ * options (a blank line, the next URL, the end), so a pipe is read no
+ * further ahead than that; each line is bounded by AKG_LIST_LINE_MAX bytes.
  *
  * It owns the syntax only: whether a URL parses, where out= leads and what
  * an entry becomes are the feed's (feed.c). An entry that breaks a rule
@@ -236,6 +237,10 @@ int akg_list_next(akg_list_reader *r, akg_list_entry *e)
   }
   /* Its option lines: indented ones up to the next line that is not. */
   while (read_line(r) == 1) {
+    /* A blank line ends the entry: what follows may not be written yet
+     * (a producer on a pipe), and the entry need not wait for it. */
+    if (r->buf[strspn(r->buf, " \t")] == '\0')
+      break;
     if (is_skipped(r->buf))
       continue;
     if (!is_blank(r->buf[0])) {
