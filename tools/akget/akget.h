@@ -1,7 +1,13 @@
 /* akget.h: what akget's files share: the options, one akg_item per URL with
  * its outcome, the run's shared counters, and each file's entry points:
  *
- *   main.c      the command line, -i lists, --shard, the exit status
+ *   main.c      the command line, the exit status
+ *   input_list.c  an -i list's text, entry by entry (aria2's input-file
+ *               form: a URL line, then indented key=value lines)
+ *   feed.c      items as the downloads go: the list read by a thread of its
+ *               own into a bounded queue, --shard, per-URL options; an
+ *               item's end (counted, reported, freed)
+ *   names.c     output paths: a URL's name or out=/dir= under -d, repeats
  *   worker.c    the loops: --threads workers pull items; -j per run
  *   download.c  one URL: temporary file, segments, resume, retries, rename
  *   resume_record.c  -c's control record (the .ctl sidecar): bytes on disk,
@@ -11,7 +17,7 @@
  *   progress.c  the terminal display and the plain event lines (stderr)
  *   timestamp.c -N's conditional request; Last-Modified as mtime, the ETag
  *               in a user xattr
- *   report.c    the --json summary
+ *   report.c    the --json summary, written as downloads end
  *   proxy_env.c --proxy, --noproxy and the proxy variables (curl's rules)
  *   credentials.c  --user, user:password@ in URLs, --netrc, per request
  *   netrc.c     the .netrc file's parser
@@ -24,6 +30,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #include <asynckit.h>
@@ -47,6 +54,9 @@ enum {
 #define AKG_ECHECKSUM (-20001)
 /* A final HTTP status >= 400 (the status is in item->status). */
 #define AKG_EHTTPSTATUS (-20002)
+/* An -i entry the list itself gets wrong (an unknown key, out= leaving
+ * -d...): not downloaded, exit 2 (item->detail says why, with the line). */
+#define AKG_ELIST (-20003)
 
 typedef struct akg_opts {
   const char *dir;           /* -d */
@@ -118,18 +128,33 @@ typedef struct akg_item {
   char *userpwd;             /* "user:password" for this URL (taken out of
                                 the URL, or from netrc), or NULL; never
                                 printed */
+  akg_opts *opts;            /* the entry's own options (its header= lines
+                                after -H's), owned, or NULL: the run's */
+  char **own_headers;        /* those header= lines, owned */
+  size_t own_header_count;
+  struct akg_item *act_prev, *act_next; /* the run's active list (progress.c) */
 } akg_item;
 
+typedef struct akg_feed akg_feed;
+typedef struct akg_worker akg_worker;
+
+/* The run: counters only; the items live from the feed's queue to their
+ * end (feed.c), never all at once. */
 typedef struct akg_run {
   const akg_opts *opts;
-  akg_item *items;
-  size_t count;
-  _Atomic size_t next;       /* the next item to start (workers take turns) */
+  akg_feed *feed;
+  _Atomic size_t count;      /* items made so far (the whole list at the end) */
   _Atomic size_t finished;   /* items done or failed */
   _Atomic size_t failed;
   _Atomic size_t unchanged;  /* -N: items answered 304 (also counted finished) */
+  _Atomic int64_t bytes;     /* fetched by items that have ended (not -N's kept) */
+  _Atomic int worst;         /* the worst exit code of the items ended */
   int64_t start_ns;
   pthread_mutex_t out_lock;  /* stderr lines */
+  pthread_mutex_t active_lock; /* the active list and the ended_* sums */
+  akg_item *active;          /* items downloading, for the display */
+  int64_t ended_got;         /* bytes of items ended (for the display's totals) */
+  int64_t ended_known_total, ended_known_got; /* of those whose size was known */
 } akg_run;
 
 /* Bytes of item on disk so far: resumed_from plus every segment's count. */
@@ -137,10 +162,80 @@ int64_t akg_item_got(const akg_item *item);
 
 /* worker.c: runs every item; returns 0 or a negative error (no loop). */
 int akg_run_all(akg_run *run);
+/* Called by the feed (any thread) when items wait for a worker that found
+ * the queue empty, or the list has ended: the worker takes again. */
+void akg_worker_feed_ready(akg_worker *w);
+
+/* input_list.c: an -i list read entry by entry. */
+enum { AKG_LIST_LINE_MAX = 65536 }; /* bytes of a line kept; longer: an error */
+#define AKG_LIST_LINE_MAX_TEXT "65536"
+typedef struct akg_list_reader akg_list_reader;
+typedef struct akg_list_entry {
+  char *url;                 /* as written, or NULL (options with no URL) */
+  char *checksum;            /* "sha-256=HEX" (on the URL's line or checksum=), or NULL */
+  unsigned long checksum_line;
+  char *out, *dir;           /* out=, dir=, or NULL */
+  unsigned long out_line, dir_line; /* their lines */
+  char **headers;            /* header= values, in order */
+  size_t header_count;
+  unsigned long line;        /* the entry's first line */
+  char *error;               /* "line N: what is wrong", or NULL */
+  bool oom;                  /* memory ran out while reading it */
+} akg_list_entry;
+/* Opens path ("-": stdin, not closed): 0 and *out, or -errno. */
+int akg_list_open(const char *path, akg_list_reader **out);
+/* A reader over f (closed by akg_list_close when owned), or NULL. */
+akg_list_reader *akg_list_from_file(FILE *f, bool owned);
+/* The next entry into *e (cleared first; akg_list_entry_clear frees it):
+ * 1, 0 at the end, or -errno when reading failed (the end too). An entry
+ * with e->error set is still returned: the reading goes on after it. */
+int akg_list_next(akg_list_reader *r, akg_list_entry *e);
+void akg_list_entry_clear(akg_list_entry *e);
+void akg_list_close(akg_list_reader *r);
+/* Why rel (out=, dir=) may not be used under -d ("is absolute", "has a
+ * '..' component", ...), or NULL if it may. */
+const char *akg_list_path_problem(const char *rel);
+
+/* names.c */
+typedef struct akg_names akg_names;
+akg_names *akg_names_new(void);
+void akg_names_free(akg_names *n);
+/* Sets it->path and it->tmp: -o, else -d/[dir/](out or the URL's name), a
+ * repeated URL name numbered; out=/dir= directories made. Returns 0,
+ * -ENOMEM, or an exit code (2: a bad or repeated out=/dir=, 3: a directory
+ * that cannot be made) with why filled. */
+int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const char *dir,
+                     const char *out, char *why, size_t why_len);
+int akg_mkdir_p(const char *dir);
+uint64_t akg_str_hash(const char *s); /* FNV-1a: --shard's hash, the same everywhere */
+
+/* feed.c: where the items come from. */
+typedef struct akg_sources {
+  char **urls;               /* command-line URLs, first */
+  size_t nurls;
+  akg_list_reader **lists;   /* then the -i lists, in order (taken: closed by the feed) */
+  const char **list_names;
+  size_t nlists;
+  unsigned shard_k, shard_n; /* --shard K/N, or 0/0 */
+  const unsigned char *checksum; /* --checksum's (the one URL), or NULL */
+} akg_sources;
+enum { AKG_FEED_ITEM, AKG_FEED_WAIT, AKG_FEED_END };
+/* Starts the reader thread. Returns 0, or an exit code after saying why
+ * (the netrc file unreadable: 2; no thread: 3). */
+int akg_feed_start(akg_run *run, const akg_sources *src);
+/* From a worker's loop: AKG_FEED_ITEM and *out; AKG_FEED_WAIT (the queue
+ * is empty: akg_worker_feed_ready(w) will be called); AKG_FEED_END. */
+int akg_feed_take(akg_feed *f, akg_worker *w, akg_item **out);
+/* After the workers: the reader's end (joined), or, when the workers
+ * stopped early, the reader is left (it may sit in a read). Returns the
+ * worst exit code the lists themselves caused (a read error: 3). */
+int akg_feed_finish(akg_feed *f, bool workers_failed);
+/* An item has ended (worker or feed): counted, its --json entry written,
+ * freed. */
+void akg_item_end(akg_run *run, akg_item *it);
 
 /* download.c: starts item on a worker's loop and client; done(arg) runs
  * on the loop when the item has ended (DONE or FAILED). */
-typedef struct akg_worker akg_worker;
 void akg_download_start(akg_worker *w, akg_item *item, void (*done)(akg_worker *w, akg_item *item));
 /* The worker's loop and client (worker.c). */
 ak_loop *akg_worker_loop(akg_worker *w);
@@ -167,6 +262,9 @@ void akg_checksum_shutdown(void);
 /* progress.c */
 void akg_progress_event(akg_run *run, const akg_item *item, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* An item starts or stops being drawn (the active list; any thread). */
+void akg_progress_track(akg_run *run, akg_item *it);
+void akg_progress_untrack(akg_run *run, akg_item *it);
 /* The display thread (tty): redraws until akg_progress_stop. */
 void akg_progress_start(akg_run *run);
 void akg_progress_stop(akg_run *run);
@@ -214,10 +312,10 @@ uint64_t akg_fnv64(const void *data, size_t len);
  * which variable or option does not parse. */
 int akg_proxy_setup(akg_opts *o, const char *opt_proxy, const char *opt_noproxy);
 
-/* credentials.c: takes user:password@ out of every item's URL into
- * item->userpwd, then (--netrc) fills the others from the netrc file.
- * Returns 0, AKG_EXIT_USAGE (netrc unreadable, said), or -ENOMEM. */
-int akg_credentials_prepare(const akg_opts *o, akg_item *items, size_t n);
+/* credentials.c: takes user:password@ out of the item's URL into
+ * item->userpwd, else (--netrc: netrc's text, read once) fills it from the
+ * netrc entry of its host. Returns 0 or -ENOMEM. */
+int akg_credentials_item(const akg_opts *o, const char *netrc, size_t netrc_len, akg_item *it);
 /* Sets rq's credentials and redirect flag for item. */
 void akg_request_auth(const akg_opts *o, const akg_item *it, ak_http_request *rq);
 
@@ -249,7 +347,10 @@ int akg_ts_apply(const akg_ts *ts, int fd, const akg_opts *o, char *why, size_t 
 /* An IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"): 0 and *out, or -EINVAL. */
 int akg_parse_http_date(const char *s, time_t *out);
 
-/* report.c */
-int akg_report_json(const akg_run *run, const char *path, int exit_code);
+/* report.c: --json, streamed. Open writes the head (0 or -errno), each
+ * ended item its entry (any thread), close the totals (0 or -errno). */
+int akg_report_open(const char *path);
+void akg_report_item(const akg_item *it);
+int akg_report_close(const akg_run *run, int exit_code);
 
 #endif /* AKGET_H */

@@ -92,27 +92,11 @@ static int from_netrc(akg_item *it, const char *text, size_t len)
   return rc < 0 ? rc : 0;
 }
 
-int akg_credentials_prepare(const akg_opts *o, akg_item *items, size_t n)
+int akg_credentials_item(const akg_opts *o, const char *netrc, size_t netrc_len, akg_item *it)
 {
-  for (size_t i = 0; i < n; i++) {
-    int rc = take_userinfo(&items[i]);
-    if (rc < 0)
-      return rc;
-  }
-  if (!o->netrc)
-    return 0;
-  char *text = NULL;
-  size_t len = 0;
-  int rc = akg_netrc_read(o->netrc_file, &text, &len);
-  if (rc < 0) {
-    fprintf(stderr, "akget: %s: %s\n", o->netrc_file ? o->netrc_file : "~/.netrc", strerror(-rc));
-    return AKG_EXIT_USAGE;
-  }
-  for (size_t i = 0; i < n && rc == 0; i++)
-    if (!items[i].userpwd && !o->userpwd)
-      rc = from_netrc(&items[i], text, len);
-  memset(text, 0, len);
-  free(text);
+  int rc = take_userinfo(it);
+  if (rc == 0 && netrc && !it->userpwd && !o->userpwd)
+    rc = from_netrc(it, netrc, netrc_len);
   return rc;
 }
 

@@ -1427,7 +1427,7 @@ void akg_download_start(akg_worker *w, akg_item *item, void (*done)(akg_worker *
   d->w = w;
   d->item = item;
   d->done = done;
-  d->o = akg_worker_opts(w);
+  d->o = item->opts ? item->opts : akg_worker_opts(w); /* header= lines of its -i entry */
   d->loop = akg_worker_loop(w);
   d->fd = -1;
   d->ctl_fd = -1;

@@ -1,5 +1,5 @@
-/* main.c: akget's command line: options, the URL list (arguments and -i
- * files, with an optional checksum per line), --shard, file names, and the
+/* main.c: akget's command line: options, the sources of URLs (arguments,
+ * -i lists opened here and read by feed.c as the downloads go), and the
  * exit status (the worst over all URLs; docs/akget.md). */
 #include "akget.h"
 
@@ -18,8 +18,9 @@
 static void usage(FILE *f)
 {
   fputs("usage: akget [options] URL...\n"
-        "  -i FILE            read URLs from FILE (- for stdin), one per line,\n"
-        "                     optionally followed by sha-256=HEX\n"
+        "  -i FILE            read URLs from FILE (- for stdin) as the downloads go: a URL\n"
+        "                     per line [sha-256=HEX], then indented out=, dir=,\n"
+        "                     checksum=, header= lines for it (aria2's input file)\n"
         "  -d DIR             save into DIR (made if missing)\n"
         "  -o FILE            save the one URL as FILE\n"
         "  -j N               downloads at once (16)\n"
@@ -62,14 +63,6 @@ static int die_usage(const char *fmt, const char *arg)
   fprintf(stderr, fmt, arg);
   fprintf(stderr, " (akget -h for help)\n");
   return AKG_EXIT_USAGE;
-}
-
-/* Memory ran out before any download: exit 3 as for a download that ran
- * out (errors.c), not 2: the command line was right. */
-static int die_nomem(void)
-{
-  fprintf(stderr, "akget: out of memory\n");
-  return akg_exit_code(-ENOMEM, 0);
 }
 
 static bool parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
@@ -117,215 +110,6 @@ static bool parse_size(const char *s, int64_t *out)
   return true;
 }
 
-/* FNV-1a: the shard of a URL, the same on every machine. */
-static uint64_t url_hash(const char *s)
-{
-  uint64_t h = 1469598103934665603u;
-  for (; *s; s++) {
-    h ^= (unsigned char)*s;
-    h *= 1099511628211u;
-  }
-  return h;
-}
-
-typedef struct list {
-  akg_item *items;
-  size_t n, cap;
-} list;
-
-static int add_url(list *l, const char *url, const char *checksum)
-{
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 64;
-    akg_item *g = realloc(l->items, cap * sizeof *g);
-    if (!g)
-      return -ENOMEM;
-    l->items = g;
-    l->cap = cap;
-  }
-  akg_item *it = &l->items[l->n];
-  memset(it, 0, sizeof *it);
-  it->total = -1;
-  it->url = strdup(url);
-  if (!it->url)
-    return -ENOMEM;
-  if (checksum) {
-    if (akg_parse_checksum(checksum, it->sha256) < 0) {
-      free(it->url);
-      return -EINVAL;
-    }
-    it->has_checksum = true;
-  }
-  l->n++;
-  return 0;
-}
-
-/* Lines "URL [sha-256=HEX]"; blank lines and # comments skipped. */
-static int read_list(list *l, const char *path)
-{
-  FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
-  if (!f)
-    return -errno;
-  char *line = NULL;
-  size_t cap = 0;
-  int rc = 0;
-  while (rc == 0 && getline(&line, &cap, f) > 0) {
-    char *s = line;
-    while (isspace((unsigned char)*s))
-      s++;
-    if (!*s || *s == '#')
-      continue;
-    char *url = strtok(s, " \t\r\n");
-    char *sum = strtok(NULL, " \t\r\n");
-    rc = add_url(l, url, sum);
-  }
-  free(line);
-  if (f != stdin)
-    fclose(f);
-  return rc;
-}
-
-static int hexval(int c)
-{
-  return isdigit(c) ? c - '0' : tolower(c) - 'a' + 10;
-}
-
-/* The file name a URL saves as: its last path segment, percent-decoded,
- * made safe; "index.html" when there is none. */
-static char *name_for(const char *url)
-{
-  ak_url *u;
-  int rc = ak_url_parse(url, &u);
-  if (rc == -ENOMEM)
-    return NULL; /* not a URL without a name: the caller fails with ENOMEM */
-  if (rc < 0)
-    return strdup("index.html");
-  const char *t = u->target;
-  size_t end = strcspn(t, "?");
-  size_t start = end;
-  while (start > 0 && t[start - 1] != '/')
-    start--;
-  char *name = malloc(end - start + 16);
-  size_t o = 0;
-  for (size_t i = start; name && i < end; i++) {
-    char c = t[i];
-    if (c == '%' && i + 2 < end && isxdigit((unsigned char)t[i + 1]) &&
-        isxdigit((unsigned char)t[i + 2])) {
-      c = (char)(hexval(t[i + 1]) * 16 + hexval(t[i + 2]));
-      i += 2;
-    }
-    name[o++] = c == '/' || c == '\0' ? '_' : c;
-  }
-  if (name) {
-    name[o] = '\0';
-    if (o == 0 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-      strcpy(name, "index.html");
-  }
-  ak_url_free(u);
-  return name;
-}
-
-static char *join(const char *dir, const char *name)
-{
-  size_t n = (dir ? strlen(dir) + 1 : 0) + strlen(name) + 1;
-  char *p = malloc(n);
-  if (p)
-    snprintf(p, n, "%s%s%s", dir ? dir : "", dir ? "/" : "", name);
-  return p;
-}
-
-static int mkdir_p(const char *dir)
-{
-  char *p = strdup(dir);
-  if (!p)
-    return -ENOMEM;
-  for (char *s = p + 1; *s; s++) {
-    if (*s == '/') {
-      *s = '\0';
-      if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-        free(p);
-        return -errno;
-      }
-      *s = '/';
-    }
-  }
-  int rc = mkdir(p, 0755) < 0 && errno != EEXIST ? -errno : 0;
-  free(p);
-  return rc;
-}
-
-/* The paths named so far: an open-addressing set (linear probing, at most
- * half full), so naming n items costs O(n), not the O(n^2) of comparing
- * each with every earlier one (10,000 URLs: 50 million strcmp, a fifth of
- * akget's CPU on 16 KiB files). */
-typedef struct path_set {
-  const char **slot;
-  size_t cap; /* a power of two */
-} path_set;
-
-static bool path_set_has(const path_set *s, const char *p)
-{
-  for (size_t i = url_hash(p) & (s->cap - 1); s->slot[i]; i = (i + 1) & (s->cap - 1))
-    if (strcmp(s->slot[i], p) == 0)
-      return true;
-  return false;
-}
-
-static void path_set_add(path_set *s, const char *p)
-{
-  size_t i = url_hash(p) & (s->cap - 1);
-  while (s->slot[i])
-    i = (i + 1) & (s->cap - 1);
-  s->slot[i] = p;
-}
-
-/* Names every item: -o, or DIR/name with ".1", ".2"... for repeats. */
-static int assign_paths(akg_item *items, size_t n, const akg_opts *o)
-{
-  path_set seen = {NULL, 16};
-  while (seen.cap < 2 * n)
-    seen.cap *= 2;
-  seen.slot = calloc(seen.cap, sizeof *seen.slot);
-  if (!seen.slot)
-    return -ENOMEM;
-  int rc = 0;
-  for (size_t i = 0; i < n && rc == 0; i++) {
-    char *name = o->output ? strdup(o->output) : name_for(items[i].url);
-    char *path = !name ? NULL : o->output ? name : join(o->dir, name);
-    if (path != name)
-      free(name);
-    if (!path) {
-      rc = -ENOMEM;
-      break;
-    }
-    /* A clash with an earlier name (or an earlier alternative) takes the
-     * next free number. */
-    for (unsigned k = 1; path && path_set_has(&seen, path); k++) {
-      size_t len = strlen(path) + 16;
-      char *alt = malloc(len);
-      if (alt) {
-        int cut = k == 1 ? (int)strlen(path) : (int)(strrchr(path, '.') - path);
-        snprintf(alt, len, "%.*s.%u", cut, path, k);
-      }
-      free(path);
-      path = alt;
-    }
-    if (!path) {
-      rc = -ENOMEM;
-      break;
-    }
-    items[i].path = path;
-    path_set_add(&seen, path);
-    items[i].tmp = malloc(strlen(path) + 16);
-    if (!items[i].tmp)
-      rc = -ENOMEM;
-    else
-      sprintf(items[i].tmp, "%s.akget-part", path);
-  }
-  free(seen.slot);
-  return rc;
-}
-
 enum {
   OPT_MIN_SEGMENT = 256, OPT_RETRIES, OPT_RETRY_WAIT, OPT_CONNECT_TIMEOUT, OPT_TIMEOUT,
   OPT_MAX_TIME, OPT_CACERT, OPT_CHECKSUM, OPT_JSON, OPT_THREADS, OPT_SHARD, OPT_VERSION,
@@ -371,20 +155,28 @@ static const struct option long_opts[] = {
 
 /* What main allocates, freed at exit on every path (usage errors return
  * from the middle of the option loop). */
-static list urls;
 static const char **header_lines;
+static akg_list_reader *readers[64];
 
 static void free_all(void)
 {
-  for (size_t i = 0; i < urls.n; i++) {
-    free(urls.items[i].url);
-    free(urls.items[i].path);
-    free(urls.items[i].tmp);
-    free(urls.items[i].detail);
-    free(urls.items[i].userpwd);
-  }
-  free(urls.items);
   free(header_lines);
+}
+
+/* The lists are opened before anything starts: a missing one is exit 3
+ * before the first download, not in the middle of the run. */
+static int open_lists(const char **names, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    int rc = akg_list_open(names[i], &readers[i]);
+    if (rc < 0) {
+      fprintf(stderr, "akget: %s: %s\n", names[i], strerror(-rc));
+      while (i-- > 0)
+        akg_list_close(readers[i]);
+      return AKG_EXIT_LOCAL_IO;
+    }
+  }
+  return 0;
 }
 
 int main(int argc, char **argv)
@@ -463,68 +255,47 @@ int main(int argc, char **argv)
   int prc = akg_proxy_setup(&o, opt_proxy, opt_noproxy);
   if (prc)
     return prc;
-  for (int i = optind; i < argc; i++)
-    if (add_url(&urls, argv[i], NULL) < 0)
-      return die_nomem();
-  for (size_t i = 0; i < nlists; i++) {
-    int rc = read_list(&urls, lists[i]);
-    if (rc == -EINVAL)
-      return die_usage("%s: a checksum is not sha-256=HEX", lists[i]);
-    if (rc < 0) {
-      fprintf(stderr, "akget: %s: %s\n", lists[i], strerror(-rc));
-      return AKG_EXIT_LOCAL_IO;
-    }
-  }
-  if (urls.n == 0)
+  size_t nurls = (size_t)(argc - optind);
+  if (nurls == 0 && nlists == 0)
     return die_usage("no URL given%s", "");
-  if (o.output && urls.n > 1)
-    return die_usage("-o takes one URL, %s", "not several (use -d)");
+  if (o.output && (nurls != 1 || nlists))
+    return die_usage("-o takes one URL, %s", "not several or a list (use -d)");
+  unsigned char sum[32];
   if (checksum) {
-    if (urls.n != 1)
+    if (nurls != 1 || nlists)
       return die_usage("--checksum takes one URL; %s", "put sums in the -i list for several");
-    if (akg_parse_checksum(checksum, urls.items[0].sha256) < 0)
+    if (akg_parse_checksum(checksum, sum) < 0)
       return die_usage("bad --checksum '%s' (want sha-256=64 hex digits)", checksum);
-    urls.items[0].has_checksum = true;
   }
-  if (shard_n) {
-    size_t k = 0;
-    for (size_t i = 0; i < urls.n; i++) {
-      if (url_hash(urls.items[i].url) % shard_n == shard_k - 1)
-        urls.items[k++] = urls.items[i];
-      else
-        free(urls.items[i].url);
-    }
-    urls.n = k;
-  }
-  int crc = akg_credentials_prepare(&o, urls.items, urls.n);
-  if (crc == -ENOMEM)
-    return die_nomem();
-  if (crc)
-    return crc;
-  int bad_url_exit = 0;
-  for (size_t i = 0; i < urls.n; i++) {
+  /* Command-line URLs are checked before anything starts (a list's are
+   * checked as it is read: feed.c). */
+  for (size_t i = 0; i < nurls; i++) {
     ak_url *u = NULL;
-    int rc = ak_url_parse(urls.items[i].url, &u);
-    if (rc == -ENOMEM)
-      return die_nomem();
-    if (rc < 0) {
-      fprintf(stderr, "akget: %s: %s\n", urls.items[i].url, ak_strerror(rc));
-      bad_url_exit = AKG_EXIT_USAGE;
-    }
+    int rc = ak_url_parse(argv[optind + i], &u);
     ak_url_free(u);
+    if (rc == -ENOMEM) /* the command line was right: exit 3 (errors.c) */
+      return akg_exit_code(-ENOMEM, 0);
+    if (rc < 0) {
+      fprintf(stderr, "akget: %s: %s\n", argv[optind + i], ak_strerror(rc));
+      return AKG_EXIT_USAGE;
+    }
   }
-  if (bad_url_exit)
-    return bad_url_exit;
   if (o.dir) {
-    int rc = mkdir_p(o.dir);
+    int rc = akg_mkdir_p(o.dir);
     if (rc < 0) {
       fprintf(stderr, "akget: -d %s: %s\n", o.dir, strerror(-rc));
       return AKG_EXIT_LOCAL_IO;
     }
   }
-  if (assign_paths(urls.items, urls.n, &o) < 0) {
-    fprintf(stderr, "akget: out of memory\n");
-    return AKG_EXIT_LOCAL_IO;
+  int lrc = open_lists(lists, nlists);
+  if (lrc)
+    return lrc;
+  if (o.json_path) {
+    int jr = akg_report_open(o.json_path);
+    if (jr < 0) {
+      fprintf(stderr, "akget: --json %s: %s\n", o.json_path, strerror(-jr));
+      return AKG_EXIT_LOCAL_IO;
+    }
   }
   o.progress_tty = !o.quiet && isatty(2);
   signal(SIGPIPE, SIG_IGN);
@@ -532,22 +303,29 @@ int main(int argc, char **argv)
   if (o.insecure)
     fprintf(stderr, "akget: warning: -k: TLS certificates and host names are NOT verified\n");
 
-  akg_run run = {.opts = &o, .items = urls.items, .count = urls.n, .start_ns = ak_now_ns()};
+  static akg_run run; /* static: a reader left in a read (akg_feed_finish) may still use it */
+  run.opts = &o;
+  run.start_ns = ak_now_ns();
   pthread_mutex_init(&run.out_lock, NULL);
+  pthread_mutex_init(&run.active_lock, NULL);
+  akg_sources src = {.urls = argv + optind, .nurls = nurls, .lists = readers,
+                     .list_names = lists, .nlists = nlists, .shard_k = shard_k,
+                     .shard_n = shard_n, .checksum = checksum ? sum : NULL};
+  int frc = akg_feed_start(&run, &src);
+  if (frc)
+    return frc;
   int rc = akg_run_all(&run);
   if (rc < 0)
     fprintf(stderr, "akget: cannot run: %s\n", ak_strerror(rc));
-  int worst = rc < 0 ? AKG_EXIT_NETWORK : 0;
-  for (size_t i = 0; i < urls.n; i++) {
-    akg_item *it = &urls.items[i];
-    if (it->state != AKG_DONE && it->exit_code == 0)
-      it->exit_code = AKG_EXIT_NETWORK; /* never started: the loop could not run */
-    if (it->exit_code > worst)
-      worst = it->exit_code;
-  }
+  int lists_exit = akg_feed_finish(run.feed, rc < 0);
+  int worst = atomic_load(&run.worst);
+  if (rc < 0 && worst < AKG_EXIT_NETWORK)
+    worst = AKG_EXIT_NETWORK; /* some never started: the loop could not run */
+  if (lists_exit > worst)
+    worst = lists_exit;
   akg_progress_summary(&run);
   if (o.json_path) {
-    int jr = akg_report_json(&run, o.json_path, worst);
+    int jr = akg_report_close(&run, worst);
     if (jr < 0) {
       fprintf(stderr, "akget: --json %s: %s\n", o.json_path, strerror(-jr));
       if (worst < AKG_EXIT_LOCAL_IO)

@@ -71,12 +71,48 @@ static const char *base_name(const char *p)
   return s ? s + 1 : p;
 }
 
-/* Bytes over all items, and over those whose size is known. */
+void akg_progress_track(akg_run *run, akg_item *it)
+{
+  pthread_mutex_lock(&run->active_lock);
+  it->act_prev = NULL;
+  it->act_next = run->active;
+  if (run->active)
+    run->active->act_prev = it;
+  run->active = it;
+  pthread_mutex_unlock(&run->active_lock);
+}
+
+/* Its bytes move to the ended sums; an item never tracked (an -i entry in
+ * error) has none. */
+void akg_progress_untrack(akg_run *run, akg_item *it)
+{
+  pthread_mutex_lock(&run->active_lock);
+  if (it->act_prev || run->active == it) {
+    if (it->act_prev)
+      it->act_prev->act_next = it->act_next;
+    else
+      run->active = it->act_next;
+    if (it->act_next)
+      it->act_next->act_prev = it->act_prev;
+    int64_t g = akg_item_got(it), t = __atomic_load_n(&it->total, __ATOMIC_RELAXED);
+    run->ended_got += g;
+    if (t >= 0) {
+      run->ended_known_total += t;
+      run->ended_known_got += g;
+    }
+  }
+  it->act_prev = it->act_next = NULL;
+  pthread_mutex_unlock(&run->active_lock);
+}
+
+/* Bytes over all items, and over those whose size is known. Under
+ * active_lock. */
 static void totals(const akg_run *run, int64_t *got, int64_t *known_total, int64_t *known_got)
 {
-  *got = *known_total = *known_got = 0;
-  for (size_t i = 0; i < run->count; i++) {
-    const akg_item *it = &run->items[i];
+  *got = run->ended_got;
+  *known_total = run->ended_known_total;
+  *known_got = run->ended_known_got;
+  for (const akg_item *it = run->active; it; it = it->act_next) {
     int64_t g = akg_item_got(it), t = __atomic_load_n(&it->total, __ATOMIC_RELAXED);
     *got += g;
     if (t >= 0) {
@@ -90,6 +126,9 @@ static void draw(akg_run *run, double *last_t, int64_t *last_got, double *speed)
 {
   double now = ak_now_ns() / 1e9;
   int64_t got, ktotal, kgot;
+  /* The active items are read under active_lock: an item is freed only
+   * after it has left the list. */
+  pthread_mutex_lock(&run->active_lock);
   totals(run, &got, &ktotal, &kgot);
   double dt = now - *last_t;
   if (dt > 0.05) {
@@ -100,8 +139,7 @@ static void draw(akg_run *run, double *last_t, int64_t *last_got, double *speed)
   }
   char lines[10][200];
   int n = 0;
-  for (size_t i = 0; i < run->count && n < 8; i++) {
-    const akg_item *it = &run->items[i];
+  for (const akg_item *it = run->active; it && n < 8; it = it->act_next) {
     if (__atomic_load_n(&it->state, __ATOMIC_ACQUIRE) != AKG_ACTIVE)
       continue;
     int64_t g = akg_item_got(it), t = __atomic_load_n(&it->total, __ATOMIC_RELAXED);
@@ -115,6 +153,7 @@ static void draw(akg_run *run, double *last_t, int64_t *last_got, double *speed)
       snprintf(lines[n++], sizeof lines[0], "  %-40.40s      %9s", base_name(it->path), gs);
     }
   }
+  pthread_mutex_unlock(&run->active_lock);
   char gs[32], ss[32], eta[32] = "--:--";
   human(gs, sizeof gs, (double)got);
   human(ss, sizeof ss, *speed);
@@ -126,8 +165,8 @@ static void draw(akg_run *run, double *last_t, int64_t *last_got, double *speed)
   char fails[32] = "";
   if (failed)
     snprintf(fails, sizeof fails, ", %zu failed", failed);
-  snprintf(lines[n++], sizeof lines[0], "[%zu/%zu files%s] %s  %s/s  ETA %s", fin, run->count,
-           fails, gs, ss, eta);
+  snprintf(lines[n++], sizeof lines[0], "[%zu/%zu files%s] %s  %s/s  ETA %s", fin,
+           (size_t)atomic_load(&run->count), fails, gs, ss, eta);
   pthread_mutex_lock(&run->out_lock);
   erase_display();
   for (int i = 0; i < n; i++)
@@ -184,13 +223,9 @@ void akg_progress_summary(akg_run *run)
 {
   if (run->opts->quiet)
     return;
-  int64_t bytes = 0;
-  size_t ok = 0;
-  for (size_t i = 0; i < run->count; i++) {
-    if (!run->items[i].unchanged) /* -N: kept, not fetched */
-      bytes += run->items[i].bytes - run->items[i].resumed_from;
-    ok += run->items[i].state == AKG_DONE;
-  }
+  int64_t bytes = atomic_load(&run->bytes);
+  size_t count = atomic_load(&run->count);
+  size_t ok = atomic_load(&run->finished) - atomic_load(&run->failed);
   double s = (ak_now_ns() - run->start_ns) / 1e9;
   char bs[32], ss[32];
   human(bs, sizeof bs, (double)bytes);
@@ -198,8 +233,8 @@ void akg_progress_summary(akg_run *run)
   size_t unchanged = atomic_load(&run->unchanged);
   if (unchanged > 0) /* -N: a file kept as it was is not "downloaded" */
     fprintf(stderr, "akget: %zu of %zu downloaded, %zu unchanged, %zu failed; %s in %.2f s (%s/s)\n",
-            ok - unchanged, run->count, unchanged, run->count - ok, bs, s, ss);
+            ok - unchanged, count, unchanged, count - ok, bs, s, ss);
   else
     fprintf(stderr, "akget: %zu of %zu downloaded, %zu failed; %s in %.2f s (%s/s)\n", ok,
-            run->count, run->count - ok, bs, s, ss);
+            count, count - ok, bs, s, ss);
 }

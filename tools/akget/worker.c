@@ -1,6 +1,8 @@
 /* worker.c: the loops. --threads N workers, each a thread with its own loop
  * and HTTP client (connections are not shared between loops); the items are
- * spread by taking turns at one atomic counter, so a fast worker takes more.
+ * taken from the feed's queue (feed.c) as slots free up, so a fast worker
+ * takes more. A worker that finds the queue empty before the list's end
+ * keeps its loop alive (a hold) and is woken by a post when items come.
  * -j is the run's number of downloads at once, shared out between workers.
  * With one thread the worker runs on the main thread's behalf in a thread of
  * its own all the same: the main thread draws the progress display. */
@@ -22,6 +24,7 @@ struct akg_worker {
   unsigned active;
   unsigned run_threads;      /* workers in the run */
   int err;                   /* setting up failed */
+  bool held;                 /* the loop is held until the feed ends */
   pthread_t thread;
 };
 
@@ -34,22 +37,44 @@ static void fill_slots(akg_worker *w);
 
 static void item_done(akg_worker *w, akg_item *item)
 {
-  (void)item;
   w->active--;
+  akg_item_end(w->run, item);
   fill_slots(w);
 }
 
-/* Starts items until the worker's slots are full or none are left. */
+/* Starts items until the worker's slots are full, the queue is empty (the
+ * feed posts feed_ready when it is not), or the list has ended. */
 static void fill_slots(akg_worker *w)
 {
   akg_run *run = w->run;
   while (w->active < w->slots) {
-    size_t i = atomic_fetch_add(&run->next, 1);
-    if (i >= run->count)
+    akg_item *it;
+    int r = akg_feed_take(run->feed, w, &it);
+    if (r == AKG_FEED_WAIT)
       return;
+    if (r == AKG_FEED_END) {
+      if (w->held) {
+        w->held = false;
+        ak_loop_unhold(w->loop); /* the loop ends with its last download */
+      }
+      return;
+    }
     w->active++;
-    akg_download_start(w, &run->items[i], item_done);
+    akg_progress_track(run, it);
+    akg_download_start(w, it, item_done);
   }
+}
+
+static void feed_ready_cb(void *arg)
+{
+  fill_slots(arg);
+}
+
+void akg_worker_feed_ready(akg_worker *w)
+{
+  /* Only fails for memory: the worker then waits for the next push (or
+   * the end) to post again. */
+  (void)ak_loop_post(w->loop, feed_ready_cb, w);
 }
 
 static void *worker_main(void *arg)
@@ -105,6 +130,8 @@ static void *worker_main(void *arg)
     ak_loop_free(w->loop);
     return NULL;
   }
+  ak_loop_hold(w->loop);
+  w->held = true;
   fill_slots(w);
   ak_loop_run(w->loop, AK_RUN_DEFAULT);
   ak_http_client_free(w->client);
@@ -117,8 +144,6 @@ int akg_run_all(akg_run *run)
 {
   const akg_opts *o = run->opts;
   unsigned n = o->threads ? o->threads : 1;
-  if (n > run->count && run->count > 0)
-    n = (unsigned)run->count;
   akg_worker *ws = calloc(n, sizeof *ws);
   if (!ws)
     return -ENOMEM;

@@ -1,0 +1,369 @@
+/* feed.c: the items of a run as the downloads go. A reader thread of its
+ * own turns the command-line URLs, then each -i list (input_list.c), into
+ * items: --shard's choice, the URL checked, credentials, the checksum,
+ * header= lines, the output path (names.c). They wait in a bounded queue
+ * (twice -j, at least 32) that the workers take from; when it is full the
+ * reader waits, so a list of millions is never held: memory follows -j,
+ * and a list on a pipe is read while the first downloads run.
+ *
+ * An entry the list gets wrong (an unknown key, out= leaving -d, a second
+ * entry with the same out=, a URL that does not parse) is not downloaded:
+ * it is said with its line, counted failed with exit 2 and reported in
+ * --json, and the list goes on (a run of hours is not thrown away for its
+ * line 1,900,000; the exit status still says so). aria2 likewise skips a
+ * bad entry's download and carries on.
+ *
+ * It also owns an item's end: counted, reported, freed (akg_item_end). */
+#include "akget.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { MAX_HUNGRY = 64 }; /* --threads' maximum */
+
+struct akg_feed {
+  akg_run *run;
+  const akg_opts *o;
+  akg_sources src;
+  akg_names *names;
+  char *netrc;               /* --netrc's text, read once, or NULL */
+  size_t netrc_len;
+  pthread_t reader;
+  pthread_mutex_t lock;      /* the queue, ended, hungry, abandoned */
+  pthread_cond_t space;      /* the queue has room again (or abandoned) */
+  akg_item **ring;
+  size_t cap, head, len;
+  bool ended;                /* no more items will come */
+  _Atomic bool abandoned;    /* the workers are gone: the reader stops */
+  akg_worker *hungry[MAX_HUNGRY]; /* workers that found the queue empty */
+  unsigned nhungry;
+  _Atomic int list_exit;     /* the worst exit code a list caused (read errors) */
+};
+
+static void item_free(akg_item *it)
+{
+  free(it->url);
+  free(it->path);
+  free(it->tmp);
+  free(it->detail);
+  if (it->userpwd)
+    memset(it->userpwd, 0, strlen(it->userpwd));
+  free(it->userpwd);
+  for (size_t i = 0; i < it->own_header_count; i++)
+    free(it->own_headers[i]);
+  free(it->own_headers);
+  if (it->opts)
+    free((void *)it->opts->headers);
+  free(it->opts);
+  free(it);
+}
+
+void akg_item_end(akg_run *run, akg_item *it)
+{
+  akg_progress_untrack(run, it);
+  if (it->state == AKG_DONE && !it->unchanged) /* -N: kept, not fetched */
+    atomic_fetch_add(&run->bytes, it->bytes - it->resumed_from);
+  int worst = atomic_load(&run->worst);
+  while (it->exit_code > worst && !atomic_compare_exchange_weak(&run->worst, &worst, it->exit_code))
+    ;
+  akg_report_item(it);
+  item_free(it);
+}
+
+/* Wakes the workers that wait for items. Under f->lock: a worker that
+ * then takes AKG_FEED_END (and lets its loop end) finds the post already
+ * queued, and a loop runs its queued posts before it ends, so no post goes
+ * to a loop that is gone. */
+static void wake_hungry(akg_feed *f)
+{
+  for (unsigned i = 0; i < f->nhungry; i++)
+    akg_worker_feed_ready(f->hungry[i]);
+  f->nhungry = 0;
+}
+
+/* Queues it, waiting for room. False when the workers are gone. */
+static bool push(akg_feed *f, akg_item *it)
+{
+  pthread_mutex_lock(&f->lock);
+  while (f->len == f->cap && !f->abandoned)
+    pthread_cond_wait(&f->space, &f->lock);
+  if (f->abandoned) {
+    pthread_mutex_unlock(&f->lock);
+    return false;
+  }
+  f->ring[(f->head + f->len) % f->cap] = it;
+  f->len++;
+  atomic_fetch_add(&f->run->count, 1);
+  wake_hungry(f);
+  pthread_mutex_unlock(&f->lock);
+  return true;
+}
+
+int akg_feed_take(akg_feed *f, akg_worker *w, akg_item **out)
+{
+  pthread_mutex_lock(&f->lock);
+  if (f->len) {
+    *out = f->ring[f->head];
+    f->head = (f->head + 1) % f->cap;
+    f->len--;
+    pthread_cond_signal(&f->space);
+    pthread_mutex_unlock(&f->lock);
+    return AKG_FEED_ITEM;
+  }
+  if (f->ended) {
+    pthread_mutex_unlock(&f->lock);
+    return AKG_FEED_END;
+  }
+  bool listed = false;
+  for (unsigned i = 0; i < f->nhungry; i++)
+    listed |= f->hungry[i] == w;
+  if (!listed)
+    f->hungry[f->nhungry++] = w;
+  pthread_mutex_unlock(&f->lock);
+  return AKG_FEED_WAIT;
+}
+
+/* An entry that is not downloaded: said, counted, reported. */
+static void fail_entry(akg_feed *f, akg_item *it, int exit_code, const char *where, const char *why)
+{
+  akg_run *run = f->run;
+  /* A password in the URL stays out of the messages and --json. */
+  if (it->url)
+    (void)akg_credentials_item(f->o, NULL, 0, it);
+  it->err = exit_code == AKG_EXIT_USAGE ? AKG_ELIST : -EIO;
+  it->exit_code = exit_code;
+  size_t n = strlen(where) + strlen(why) + 4;
+  it->detail = malloc(n);
+  if (it->detail)
+    snprintf(it->detail, n, "%s: %s", where, why);
+  it->state = AKG_FAILED;
+  atomic_fetch_add(&run->count, 1);
+  atomic_fetch_add(&run->finished, 1);
+  atomic_fetch_add(&run->failed, 1);
+  akg_progress_event(run, it, "FAILED %s: %s (exit %d)", where, why, exit_code);
+  akg_item_end(run, it);
+}
+
+/* The entry's header= lines after -H's, in an options copy of its own
+ * (their syntax was checked with their lines: input_list.c). */
+static int own_headers(akg_feed *f, akg_item *it, akg_list_entry *e)
+{
+  it->own_headers = e->headers;
+  it->own_header_count = e->header_count;
+  e->headers = NULL;
+  e->header_count = 0;
+  it->opts = malloc(sizeof *it->opts);
+  const char **h = malloc((f->o->header_count + it->own_header_count) * sizeof *h);
+  if (!it->opts || !h) {
+    free(h);
+    free(it->opts);
+    it->opts = NULL;
+    return -ENOMEM;
+  }
+  *it->opts = *f->o;
+  for (size_t i = 0; i < f->o->header_count; i++)
+    h[i] = f->o->headers[i];
+  for (size_t i = 0; i < it->own_header_count; i++)
+    h[f->o->header_count + i] = it->own_headers[i];
+  it->opts->headers = h;
+  it->opts->header_count = f->o->header_count + it->own_header_count;
+  return 0;
+}
+
+/* Makes and queues the item of one entry (or fails it). list: the list's
+ * name (errors are said at "LIST: line N"), or NULL for a command-line URL.
+ * False when the run is over (out of memory, or the workers are gone). */
+static bool feed_entry(akg_feed *f, akg_list_entry *e, const char *list,
+                       const unsigned char *forced_sum)
+{
+  if (e->oom)
+    return false;
+  akg_item *it = calloc(1, sizeof *it);
+  if (!it)
+    return false;
+  it->total = -1;
+  it->url = e->url;
+  e->url = NULL;
+  char where[400], why[800];
+  unsigned long line = e->line;
+  int rc = 0;
+  if (e->error) {
+    /* The parser's errors carry their own line (an option's). */
+    snprintf(where, sizeof where, "%.300s", list ? list : "");
+    fail_entry(f, it, AKG_EXIT_USAGE, where, e->error);
+    return true;
+  }
+  ak_url *u = NULL;
+  if ((rc = ak_url_parse(it->url, &u)) < 0) {
+    snprintf(why, sizeof why, "%.400s: %s", it->url, ak_strerror(rc));
+    ak_url_free(u);
+    goto refused;
+  }
+  ak_url_free(u);
+  if (e->checksum && akg_parse_checksum(e->checksum, it->sha256) < 0) {
+    snprintf(why, sizeof why, "checksum %.200s is not sha-256=HEX (64 hex digits)", e->checksum);
+    line = e->checksum_line;
+    goto refused;
+  }
+  it->has_checksum = e->checksum != NULL;
+  if (forced_sum) {
+    memcpy(it->sha256, forced_sum, sizeof it->sha256);
+    it->has_checksum = true;
+  }
+  if (e->header_count && own_headers(f, it, e) < 0)
+    goto oom;
+  if ((rc = akg_credentials_item(f->o, f->netrc, f->netrc_len, it)) < 0)
+    goto oom;
+  rc = akg_names_assign(f->names, f->o, it, e->dir, e->out, why, sizeof why);
+  if (rc < 0)
+    goto oom;
+  if (rc > 0) {
+    /* Said at the line of the out= or dir= in question. */
+    bool dir_bad = e->dir && akg_list_path_problem(e->dir);
+    line = dir_bad || !e->out ? e->dir_line : e->out_line;
+    goto refused_rc;
+  }
+  if (push(f, it))
+    return true;
+  item_free(it);
+  return false;
+refused:
+  rc = AKG_EXIT_USAGE;
+refused_rc:
+  if (list)
+    snprintf(where, sizeof where, "%.300s: line %lu", list, line);
+  else
+    snprintf(where, sizeof where, "%.300s", it->url);
+  fail_entry(f, it, rc, where, why);
+  return true;
+oom:
+  item_free(it);
+  return false;
+}
+
+static bool in_shard(const akg_feed *f, const char *url)
+{
+  return !f->src.shard_n || akg_str_hash(url) % f->src.shard_n == f->src.shard_k - 1;
+}
+
+static void read_list(akg_feed *f, size_t li)
+{
+  const char *name = f->src.list_names[li];
+  akg_list_reader *r = f->src.lists[li];
+  akg_list_entry e;
+  int rc;
+  unsigned long line = 0;
+  bool go = true;
+  while (go && (rc = akg_list_next(r, &e)) == 1) {
+    /* Each entry belongs to one shard: another shard's entries are not
+     * even checked (that shard says what is wrong with them). */
+    if (!e.url || in_shard(f, e.url)) {
+      line = e.line;
+      go = feed_entry(f, &e, name, NULL);
+      if (!go && !f->abandoned)
+        fprintf(stderr, "akget: %s: out of memory\n", name);
+    }
+    akg_list_entry_clear(&e);
+  }
+  if (go && rc < 0) {
+    fprintf(stderr, "akget: %s: read error after the entry of line %lu: %s (the rest of it is "
+            "not read)\n", name, line, strerror(-rc));
+    f->list_exit = AKG_EXIT_LOCAL_IO;
+  }
+  if (!go && !f->abandoned)
+    f->list_exit = AKG_EXIT_LOCAL_IO;
+}
+
+static void *reader_main(void *arg)
+{
+  akg_feed *f = arg;
+  bool go = true;
+  for (size_t i = 0; go && i < f->src.nurls; i++) {
+    if (!in_shard(f, f->src.urls[i]))
+      continue;
+    akg_list_entry e = {.url = strdup(f->src.urls[i])};
+    e.oom = !e.url;
+    /* --checksum: the one URL's (main allows it with one URL only). */
+    go = feed_entry(f, &e, NULL, f->src.checksum);
+    akg_list_entry_clear(&e);
+  }
+  for (size_t i = 0; go && i < f->src.nlists; i++) {
+    read_list(f, i);
+    go = !f->abandoned && f->list_exit != AKG_EXIT_LOCAL_IO;
+  }
+  pthread_mutex_lock(&f->lock);
+  f->ended = true;
+  wake_hungry(f);
+  pthread_mutex_unlock(&f->lock);
+  return NULL;
+}
+
+int akg_feed_start(akg_run *run, const akg_sources *src)
+{
+  akg_feed *f = calloc(1, sizeof *f);
+  if (!f)
+    return AKG_EXIT_LOCAL_IO;
+  f->run = run;
+  f->o = run->opts;
+  f->src = *src;
+  unsigned jobs = f->o->jobs ? f->o->jobs : 16;
+  f->cap = jobs * 2 < 32 ? 32 : jobs * 2;
+  f->ring = calloc(f->cap, sizeof *f->ring);
+  f->names = akg_names_new();
+  pthread_mutex_init(&f->lock, NULL);
+  pthread_cond_init(&f->space, NULL);
+  run->feed = f;
+  if (!f->ring || !f->names) {
+    fprintf(stderr, "akget: out of memory\n");
+    return AKG_EXIT_LOCAL_IO;
+  }
+  if (f->o->netrc) {
+    int rc = akg_netrc_read(f->o->netrc_file, &f->netrc, &f->netrc_len);
+    if (rc < 0) {
+      fprintf(stderr, "akget: %s: %s\n", f->o->netrc_file ? f->o->netrc_file : "~/.netrc",
+              strerror(-rc));
+      return AKG_EXIT_USAGE;
+    }
+  }
+  if (pthread_create(&f->reader, NULL, reader_main, f) != 0) {
+    fprintf(stderr, "akget: cannot start the list's reader thread\n");
+    return AKG_EXIT_LOCAL_IO;
+  }
+  return 0;
+}
+
+int akg_feed_finish(akg_feed *f, bool workers_failed)
+{
+  pthread_mutex_lock(&f->lock);
+  bool ended = f->ended;
+  if (workers_failed && !ended) {
+    /* Nobody takes from the queue any more: the reader stops at its next
+     * push. It may sit in a read of a pipe meanwhile, so it is not joined
+     * and what it uses is not freed (the process is about to end). */
+    f->abandoned = true;
+    pthread_cond_broadcast(&f->space);
+  }
+  pthread_mutex_unlock(&f->lock);
+  if (workers_failed && !ended)
+    return f->list_exit;
+  pthread_join(f->reader, NULL);
+  int rc = f->list_exit;
+  for (size_t i = 0; i < f->src.nlists; i++)
+    akg_list_close(f->src.lists[i]);
+  /* Defensive: every worker took until AKG_FEED_END, so nothing is left. */
+  for (size_t i = 0; i < f->len; i++)
+    item_free(f->ring[(f->head + i) % f->cap]);
+  free(f->ring);
+  akg_names_free(f->names);
+  if (f->netrc) {
+    memset(f->netrc, 0, f->netrc_len);
+    free(f->netrc);
+  }
+  pthread_mutex_destroy(&f->lock);
+  pthread_cond_destroy(&f->space);
+  f->run->feed = NULL;
+  free(f);
+  return rc;
+}
