@@ -111,6 +111,7 @@ struct dl {
                                 fdatasync (allocated with -c only) */
   ak_future *ckpt;           /* that fdatasync, or NULL */
   ak_timer *ckpt_timer;      /* the next checkpoint, or NULL */
+  int64_t ckpt_armed_got;    /* akg_item_got when that timer was armed */
   void (*ckpt_then)(dl *d);  /* runs once the checkpoints are quiet */
   bool ckpt_final;           /* one more checkpoint before ckpt_then */
   akg_ts *ts;                /* -N's question; the answer's time and ETag */
@@ -153,17 +154,39 @@ static void begin(dl *d);
 
 static void ckpt_start(dl *d);
 
+static void ckpt_arm(dl *d);
+
+/* Whether the download will be in before another period has passed, at
+ * the rate of the period just gone: a checkpoint then only delays the end.
+ * The last check waits for an fdatasync in flight (it shares the fd), and
+ * one started near the end writes back everything written since the last:
+ * `-c -s4` of 1 GiB took 1.23 s against 0.63 s without -c, the last half
+ * second spent in that fdatasync. Skipping it lets the record lag further
+ * (a crash fetches more again), never lead. */
+static bool ckpt_pointless(dl *d, int64_t got)
+{
+  int64_t rate = got - d->ckpt_armed_got; /* bytes per CKPT_NS */
+  return d->size >= 0 && rate > 0 && d->size - got < rate;
+}
+
 static void ckpt_fire(void *arg)
 {
   dl *d = arg;
   d->ckpt_timer = NULL;
+  int64_t got = akg_item_got(d->item);
+  if (ckpt_pointless(d, got)) {
+    ckpt_arm(d); /* still one later, should the end not come */
+    return;
+  }
   ckpt_start(d);
 }
 
 static void ckpt_arm(dl *d)
 {
-  if (d->ctl_fd >= 0 && !d->ckpt_timer && !d->ckpt && d->stopping == RUNNING)
+  if (d->ctl_fd >= 0 && !d->ckpt_timer && !d->ckpt && d->stopping == RUNNING) {
+    d->ckpt_armed_got = akg_item_got(d->item);
     d->ckpt_timer = ak_call_later(d->loop, CKPT_NS, ckpt_fire, d);
+  }
 }
 
 /* A part's bytes count only if its response is of the entity planned: a
