@@ -387,7 +387,7 @@ int akb_wl_mirror(const akb_opts *opts, akb_result *res)
   snprintf(base, sizeof base, "%s/mirror", akb_fs_dir());
   mkdir(base, 0755);
   chmod(akb_fs_dir(), 0755);
-  const char *v = opts->variant;
+  const char *v = opts->variant && strcmp(opts->variant, "both") != 0 ? opts->variant : NULL;
   int rc = 0;
   if (!v || strcmp(v, "tree") == 0)
     rc = mirror_tree(opts, res, akget, base);
