@@ -366,7 +366,8 @@ static int long_list_rss(const akb_opts *opts, akb_result *res, const char *akge
     akb_note(res, "list of %zu failing URLs: %s: peak RSS %.1f MiB, %.1f s, exit %d%s%s", urls,
              runs[k].label, rss / 1024.0, sp.wall_s, rc,
              cut ? " (cut by the timeout: the peak so far)" : "",
-             k > 0 && rc != 0 && !cut ? " (may have hit the 8 GiB address-space cap)" : "");
+             k > 0 && (uint64_t)rss * 1024 > AS_CAP / 8 * 7 ? " (near the 8 GiB address-space cap)"
+                                                             : "");
   }
   unlink(list);
   return 0;
