@@ -32,7 +32,8 @@
   XX(tls, "TLS bulk (--size MiB) vs plain TCP, full/resumed handshakes/s vs openssl s_time") \
   XX(latency, "one op at a time: QD1 4 KiB reads and write+fdatasync chains vs raw liburing (same ring flags)") \
   XX(batch, "32-op batches of NOPs and 4 KiB reads: ak_batch vs raw liburing (same ring flags)") \
-  XX(download, "akget vs curl --parallel, wget2, aria2c from a local nginx, 32 at once (--size: percent of the sets)")
+  XX(download, "akget vs curl --parallel, wget2, aria2c from a local nginx, 32 at once (--size: percent of the sets)") \
+  XX(mirror, "akget -N vs wget2 -N over an unchanged 1000 x 1 MiB tree; peak RSS of a 2,000,000-URL list vs aria2c")
 
 /* ---- Options ---------------------------------------------------------------- */
 

@@ -14,6 +14,9 @@
  *               size, validators; its format and extent arithmetic
  *   errors.c    errors to exit codes, and which ones are worth a retry
  *   checksum.c  --checksum sha-256=HEX, on the pool
+ *   checksum_list.c  --checksums FILE|URL: the list, names looked up in it
+ *   content_disposition.c  --content-disposition: the header's name, made
+ *               safe or refused
  *   progress.c  the terminal display and the plain event lines (stderr)
  *   timestamp.c -N's conditional request; Last-Modified as mtime, the ETag
  *               in a user xattr
@@ -93,6 +96,8 @@ typedef struct akg_opts {
   int ip_family;             /* -4: AF_INET, -6: AF_INET6, else AF_UNSPEC */
   bool timestamping;         /* -N: an existing file is asked conditionally */
   bool no_remote_time;       /* --no-remote-time: mtime is the download's */
+  const struct akg_sumlist *checksums; /* --checksums: the list, or NULL */
+  bool content_disposition;  /* --content-disposition: the server may name the file */
 } akg_opts;
 
 enum { AKG_MAX_SEGMENTS = 32 };
@@ -124,6 +129,7 @@ typedef struct akg_item {
   unsigned segments_used;
   bool decoded;              /* the body came compressed and was decoded */
   bool unchanged;            /* -N: a 304, the file on disk was kept */
+  unsigned char sum_check;   /* --checksums: akg_sum_check, what the list said */
   int64_t start_ns, end_ns;
   char *userpwd;             /* "user:password" for this URL (taken out of
                                 the URL, or from netrc), or NULL; never
@@ -256,8 +262,41 @@ int akg_parse_checksum(const char *spec, unsigned char out[32]);
 /* A pool task future hashing path; result 0 if it matches, AKG_ECHECKSUM
  * if not, -errno if unreadable. */
 ak_future *akg_checksum_verify(ak_loop *loop, const char *path, const unsigned char want[32]);
+/* The same with another libcrypto digest (md_name: "SHA256", "MD5"...) and
+ * len bytes of want (at most 64). */
+ak_future *akg_checksum_verify_md(ak_loop *loop, const char *path, const char *md_name,
+                                  const unsigned char *want, size_t len);
 /* Stops the hashing pool (at exit, after every loop has ended). */
 void akg_checksum_shutdown(void);
+
+/* checksum_list.c: --checksums. What the list had to say of an item. */
+typedef enum akg_sum_check {
+  AKG_SUM_NONE,              /* no list (or the item failed before its end) */
+  AKG_SUM_LISTED,            /* being verified */
+  AKG_SUM_VERIFIED,          /* hashed, matched */
+  AKG_SUM_MISMATCH,          /* hashed, did not match: exit 6, not named */
+  AKG_SUM_NOT_LISTED,        /* its name is not in the list: not verified */
+  AKG_SUM_NOT_HASHED,        /* -N: listed, unchanged (304): kept, not hashed */
+} akg_sum_check;
+typedef struct akg_sum akg_sum;
+typedef struct akg_sumlist akg_sumlist;
+/* Reads the list (a local path, or an http(s) URL fetched first with o's
+ * reach options). 0 and *out (akg_sums_free), or an exit code (2: missing,
+ * unreadable or malformed; a fetch's own code) after saying why on stderr. */
+int akg_sums_load(const akg_opts *o, const char *spec, akg_sumlist **out);
+void akg_sums_free(akg_sumlist *l);
+size_t akg_sums_count(const akg_sumlist *l);
+/* The list's entry for the file at path (under o->dir), or NULL. */
+const akg_sum *akg_sums_find(const akg_opts *o, const char *path);
+const char *akg_sum_algo(const akg_sum *s); /* "sha256", "md5"... */
+/* A pool future hashing path with s's algorithm: 0, AKG_ECHECKSUM, -errno. */
+ak_future *akg_sum_verify(ak_loop *loop, const char *path, const akg_sum *s);
+
+/* content_disposition.c: the file name in a Content-Disposition value: 1
+ * and *out (malloc'd; one path component, safe), 0 when it names none (or
+ * does not parse), -1 when its name is refused (why says why), -ENOMEM.
+ * With 1, why may say what was done to the name ("" if nothing). */
+int akg_cd_filename(const char *value, char **out, char *why, size_t why_len);
 
 /* progress.c */
 void akg_progress_event(akg_run *run, const akg_item *item, const char *fmt, ...)

@@ -1,7 +1,8 @@
 /* checksum.c: --checksum sha-256=HEX: parsing the option, and verifying a
  * finished download on the pool (the file is read back from the page cache
- * with 1 MiB reads and hashed by libcrypto's EVP SHA-256, the one
- * aksum uses: SHA-NI where the CPU has it), so the loop never blocks on it. */
+ * with 1 MiB reads and hashed by libcrypto's EVP digest, SHA-256 for
+ * --checksum, the list's algorithm for --checksums: the one aksum uses,
+ * SHA-NI where the CPU has it), so the loop never blocks on it. */
 #include "akget.h"
 
 #include <ctype.h>
@@ -36,7 +37,9 @@ int akg_parse_checksum(const char *spec, unsigned char out[32])
 
 typedef struct verify {
   char *path;
-  unsigned char want[32];
+  const char *md_name;       /* libcrypto's name: "SHA256", "MD5"... */
+  size_t len;                /* bytes of want */
+  unsigned char want[64];
 } verify;
 
 static void verify_free(verify *x)
@@ -82,7 +85,8 @@ static int64_t verify_run(void *arg, ak_future *self)
     return -ENOMEM;
   }
   EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  int64_t rc = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 ? 0 : -ENOMEM;
+  const EVP_MD *md = EVP_get_digestbyname(x->md_name);
+  int64_t rc = ctx && md && EVP_DigestInit_ex(ctx, md, NULL) == 1 ? 0 : -ENOMEM;
   while (rc == 0) {
     ssize_t n = read(fd, buf, CHUNK);
     if (n < 0) {
@@ -94,26 +98,34 @@ static int64_t verify_run(void *arg, ak_future *self)
     if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1)
       rc = -ENOMEM;
   }
-  unsigned char got[32];
+  unsigned char got[EVP_MAX_MD_SIZE];
   if (rc == 0 && EVP_DigestFinal_ex(ctx, got, NULL) != 1)
     rc = -ENOMEM;
   EVP_MD_CTX_free(ctx);
   free(buf);
   close(fd);
-  if (rc == 0 && memcmp(got, x->want, 32) != 0)
+  if (rc == 0 && memcmp(got, x->want, x->len) != 0)
     rc = AKG_ECHECKSUM;
   return rc;
 }
 
 ak_future *akg_checksum_verify(ak_loop *loop, const char *path, const unsigned char want[32])
 {
+  return akg_checksum_verify_md(loop, path, "SHA256", want, 32);
+}
+
+ak_future *akg_checksum_verify_md(ak_loop *loop, const char *path, const char *md_name,
+                                  const unsigned char *want, size_t len)
+{
   (void)loop;
-  verify *x = calloc(1, sizeof *x);
+  verify *x = len <= sizeof x->want ? calloc(1, sizeof *x) : NULL;
   if (!x || !(x->path = strdup(path))) {
     free(x);
     return NULL;
   }
-  memcpy(x->want, want, 32);
+  x->md_name = md_name;
+  x->len = len;
+  memcpy(x->want, want, len);
   pthread_once(&pool_once, pool_make);
   ak_future *f = pool ? ak_pool_submit(pool, verify_run, x) : NULL;
   if (!f || ak_future_on_settle(f, verify_settled, x) < 0) {

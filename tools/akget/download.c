@@ -115,6 +115,8 @@ struct dl {
   void (*ckpt_then)(dl *d);  /* runs once the checkpoints are quiet */
   bool ckpt_final;           /* one more checkpoint before ckpt_then */
   akg_ts *ts;                /* -N's question; the answer's time and ETag */
+  bool cd_seen;              /* --content-disposition: a header was looked at */
+  char *url_path;            /* the URL's name, replaced by the header's, or NULL */
 };
 
 int64_t akg_item_got(const akg_item *item)
@@ -403,6 +405,7 @@ static void end_item(dl *d, akg_state state)
   if (d->hdrs != (const char **)d->o->headers)
     free(d->hdrs);
   free(d->spare);
+  free(d->url_path);
   akg_ts_free(d->ts);
   free(d);
   done(w, it);
@@ -425,6 +428,8 @@ static void close_unchanged(dl *d)
   akg_item *it = d->item;
   it->unchanged = true;
   it->status = 304;
+  if (d->o->checksums) /* kept as it is: trusted, not hashed again */
+    it->sum_check = akg_sums_find(d->o, it->path) ? AKG_SUM_NOT_HASHED : AKG_SUM_NOT_LISTED;
   it->bytes = akg_ts_local_size(d->ts);
   __atomic_store_n(&it->total, it->bytes, __ATOMIC_RELAXED);
   if (d->fd < 0) {
@@ -638,9 +643,14 @@ static void on_checked(ak_future *f, void *arg)
 {
   dl *d = arg;
   int64_t r = ak_future_result(f);
+  akg_item *it = d->item;
+  bool listed = it->sum_check == AKG_SUM_LISTED;
+  if (listed)
+    it->sum_check = r == 0 ? AKG_SUM_VERIFIED : r == AKG_ECHECKSUM ? AKG_SUM_MISMATCH : AKG_SUM_NONE;
   if (r < 0) {
     if (r == AKG_ECHECKSUM)
-      set_error(d, AKG_ECHECKSUM, 0, "sha-256 of the download does not match --checksum");
+      set_error(d, AKG_ECHECKSUM, 0, "%s of the download does not match %s",
+                listed ? "the digest" : "sha-256", listed ? "the --checksums list" : "--checksum");
     else
       set_error(d, (int)r, 0, "reading back for the checksum: %s", strerror((int)-r));
     finish_failed(d);
@@ -707,8 +717,19 @@ static void parts_in_quiet(dl *d)
   }
   if (why[0] && d->o->verbose)
     akg_progress_event(akg_worker_run(d->w), it, "%s: %s", it->url, why);
-  if (it->has_checksum) {
-    ak_future *c = akg_checksum_verify(d->loop, d->unnamed ? d->proc_path : it->tmp, it->sha256);
+  const akg_sum *listed = it->has_checksum ? NULL : akg_sums_find(d->o, it->path);
+  if (d->o->checksums && !it->has_checksum && !listed) {
+    it->sum_check = AKG_SUM_NOT_LISTED;
+    if (d->o->verbose)
+      akg_progress_event(akg_worker_run(d->w), it, "%s: not in the --checksums list: not verified",
+                         it->path);
+  }
+  if (it->has_checksum || listed) {
+    const char *at = d->unnamed ? d->proc_path : it->tmp;
+    ak_future *c = listed ? akg_sum_verify(d->loop, at, listed)
+                          : akg_checksum_verify(d->loop, at, it->sha256);
+    if (listed)
+      it->sum_check = AKG_SUM_LISTED;
     if (!c || ak_future_on_settle(c, on_checked, d) < 0) {
       set_error(d, -ENOMEM, 0, "out of memory");
       finish_failed(d);
@@ -856,6 +877,44 @@ static void part_ok(part *p, const ak_http_response *r)
   range_in(p);
 }
 
+/* --content-disposition (not with -o): the name the server gives replaces
+ * the URL's, in the same directory, from the first 200 or 206 (or the HEAD
+ * before them) that has the header. A refused name is said (without -v
+ * too) and the URL's name stays, as wget's does. The file is named at the
+ * end, so nothing on disk is renamed here. */
+static void take_disposition_name(dl *d, const ak_http_response *r)
+{
+  if (!d->o->content_disposition || d->o->output || d->cd_seen || !r ||
+      (r->status != 200 && r->status != 206))
+    return;
+  const char *v = ak_http_response_header(r, "content-disposition");
+  if (!v)
+    return;
+  d->cd_seen = true;
+  akg_item *it = d->item;
+  akg_run *run = akg_worker_run(d->w);
+  char *name = NULL, why[160];
+  int rc = akg_cd_filename(v, &name, why, sizeof why);
+  if (rc == -1)
+    akg_progress_event(run, it, "warning: %s: the Content-Disposition name is refused (%s): "
+                       "saved as %s", it->url, why, it->path);
+  if (rc <= 0)
+    return;
+  const char *slash = strrchr(it->path, '/');
+  size_t dir_len = slash ? (size_t)(slash - it->path) + 1 : 0;
+  char *path = malloc(dir_len + strlen(name) + 1);
+  if (path) {
+    memcpy(path, it->path, dir_len);
+    strcpy(path + dir_len, name);
+    d->url_path = it->path; /* freed at the end: the display may be reading it */
+    __atomic_store_n(&it->path, path, __ATOMIC_RELEASE);
+    if (d->o->verbose)
+      akg_progress_event(run, it, "%s: named %s by Content-Disposition%s%s", it->url, path,
+                         why[0] ? ": " : "", why);
+  }
+  free(name);
+}
+
 static void on_part_done(ak_future *f, void *arg)
 {
   part *p = arg;
@@ -876,6 +935,7 @@ static void on_part_done(ak_future *f, void *arg)
     return;
   }
   if (r && (r->status == 200 || r->status == 206 || r->status == 204)) {
+    take_disposition_name(d, r);
     akg_ts_note(d->ts, r);
     part_ok(p, r);
     ak_future_release(f);
@@ -1233,6 +1293,7 @@ static void on_probe(ak_future *f, void *arg)
     close_unchanged(d);
     return;
   }
+  take_disposition_name(d, r);
   plan_and_start(d, r);
   ak_future_release(f);
 }

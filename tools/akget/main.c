@@ -37,6 +37,9 @@ static void usage(FILE *f)
         "  -H 'Name: value'   extra request header     -A AGENT  User-Agent\n"
         "  --cacert FILE      CA bundle for https   -k, --insecure  skip verification\n"
         "  --checksum sha-256=HEX   verify the one URL's file\n"
+        "  --checksums FILE|URL  verify every file named (under -d) in a sha256sum-style\n"
+        "                     list (md5, sha1, sha224-512; BSD tag form too)\n"
+        "  --content-disposition  name files as the server's Content-Disposition says\n"
         "  --json FILE|-      a summary in JSON\n"
         "  --threads N        loops (threads), connections spread over them (1)\n"
         "  --limit-rate RATE  bytes per second over the whole run (e.g. 500k, 2M)\n"
@@ -114,7 +117,8 @@ enum {
   OPT_MIN_SEGMENT = 256, OPT_RETRIES, OPT_RETRY_WAIT, OPT_CONNECT_TIMEOUT, OPT_TIMEOUT,
   OPT_MAX_TIME, OPT_CACERT, OPT_CHECKSUM, OPT_JSON, OPT_THREADS, OPT_SHARD, OPT_VERSION,
   OPT_LIMIT_RATE, OPT_COMPRESSED, OPT_MAX_FILESIZE, OPT_PROXY, OPT_NOPROXY, OPT_NETRC,
-  OPT_NETRC_FILE, OPT_LOCATION_TRUSTED, OPT_NO_REMOTE_TIME,
+  OPT_NETRC_FILE, OPT_LOCATION_TRUSTED, OPT_NO_REMOTE_TIME, OPT_CHECKSUMS,
+  OPT_CONTENT_DISPOSITION,
 };
 
 static const struct option long_opts[] = {
@@ -128,6 +132,8 @@ static const struct option long_opts[] = {
     {"cacert", required_argument, NULL, OPT_CACERT},
     {"insecure", no_argument, NULL, 'k'},
     {"checksum", required_argument, NULL, OPT_CHECKSUM},
+    {"checksums", required_argument, NULL, OPT_CHECKSUMS},
+    {"content-disposition", no_argument, NULL, OPT_CONTENT_DISPOSITION},
     {"json", required_argument, NULL, OPT_JSON},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"shard", required_argument, NULL, OPT_SHARD},
@@ -157,10 +163,12 @@ static const struct option long_opts[] = {
  * from the middle of the option loop). */
 static const char **header_lines;
 static akg_list_reader *readers[64];
+static akg_sumlist *sums; /* --checksums */
 
 static void free_all(void)
 {
   free(header_lines);
+  akg_sums_free(sums);
 }
 
 /* The lists are opened before anything starts: a missing one is exit 3
@@ -186,7 +194,7 @@ int main(int argc, char **argv)
   atexit(free_all);
   const char *lists[64];
   size_t nlists = 0;
-  const char *checksum = NULL;
+  const char *checksum = NULL, *checksums = NULL;
   unsigned shard_k = 0, shard_n = 0;
   const char *opt_proxy = NULL, *opt_noproxy = NULL;
   const char **headers = header_lines = calloc((size_t)argc, sizeof *headers);
@@ -223,6 +231,8 @@ int main(int argc, char **argv)
     case OPT_CACERT: o.cacert = optarg; break;
     case 'k': o.insecure = true; break;
     case OPT_CHECKSUM: checksum = optarg; break;
+    case OPT_CHECKSUMS: checksums = optarg; break;
+    case OPT_CONTENT_DISPOSITION: o.content_disposition = true; break;
     case OPT_JSON: o.json_path = optarg; break;
     case OPT_THREADS: if (!parse_uint(optarg, 1, 64, &o.threads)) return die_usage("bad --threads '%s'", optarg); break;
     case OPT_SHARD:
@@ -279,6 +289,14 @@ int main(int argc, char **argv)
       fprintf(stderr, "akget: %s: %s\n", argv[optind + i], ak_strerror(rc));
       return AKG_EXIT_USAGE;
     }
+  }
+  /* --checksums: read (or fetched) whole before anything starts; a list
+   * that does not parse stops the run here. */
+  if (checksums) {
+    int src = akg_sums_load(&o, checksums, &sums);
+    if (src)
+      return src;
+    o.checksums = sums;
   }
   if (o.dir) {
     int rc = akg_mkdir_p(o.dir);

@@ -35,7 +35,7 @@ void akg_progress_event(akg_run *run, const akg_item *item, const char *fmt, ...
   /* A start over (-c: the file changed, a record not usable) is said
    * without -v too: bytes on disk are being thrown away. */
   bool important = failure || strncmp(fmt, "retry", 5) == 0 || strncmp(fmt, "done", 4) == 0 ||
-                   strncmp(fmt, "start over", 10) == 0;
+                   strncmp(fmt, "start over", 10) == 0 || strncmp(fmt, "warning", 7) == 0;
   if (o->quiet && !failure)
     return;
   if (!o->verbose && !important)

@@ -72,6 +72,11 @@ void akg_report_item(const akg_item *it)
           it->attempts, it->end_ns > it->start_ns ? (it->end_ns - it->start_ns) / 1e9 : 0.0);
   if (ok)
     fprintf(f, ", \"unchanged\": %s", it->unchanged ? "true" : "false");
+  /* --checksums: what the list said of it ("not_hashed": -N kept it). */
+  static const char *const sum_check[] = {NULL, "listed", "verified", "mismatch",
+                                          "not_listed", "not_hashed"};
+  if (it->sum_check != AKG_SUM_NONE)
+    fprintf(f, ", \"checksum\": \"%s\"", sum_check[it->sum_check]);
   if (!ok) {
     fputs(", \"error\": ", f);
     json_str(f, it->err ? err_name(it->err) : "NOT_STARTED");

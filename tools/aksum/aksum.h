@@ -5,6 +5,7 @@
  *   main.c      the command line, exit status
  *   walk.c      the inputs: arguments, -r trees (sorted), stat hints
  *   check.c     -c: reading checksum lists into items with expected sums
+ *   sumline.c   one checksum line split (shared with akget --checksums)
  *   pipeline.c  the engine: the ring opens and reads many files at once with
  *               a bounded set of buffers, the pool hashes, copies are written
  *   copy.c      --copy: destination names, directories, O_TMPFILE copies
