@@ -321,6 +321,64 @@ static void test_cancel_queued_task(void **state)
   gate_destroy(&g);
 }
 
+/* A task submitted from a callback waits in the loop's batch until the
+ * dispatch ends, linked through the qnode that its settle puts on the ready
+ * queue. Cancelling it there settled it in place: both lists were cut, the
+ * loop crashed in run_ready, the task ran anyway on a request its callback
+ * had freed, and the tasks behind it in the batch were lost (akget over http,
+ * tests/test_fault_akget.sh alloc N=109: ak_connect_name cancels its lookup
+ * when it cannot attach its callback). */
+typedef struct cancel_in_batch {
+  ak_pool *pool;
+  _Atomic int ran;
+  thread_rec settled; /* the cancelled task's callback */
+  ak_future *first, *second, *third;
+} cancel_in_batch;
+
+static void submit_then_cancel(ak_future *f, void *arg)
+{
+  (void)f;
+  cancel_in_batch *c = arg;
+  c->first = ak_pool_submit(c->pool, count_run, (void *)&c->ran);
+  c->second = ak_pool_submit(c->pool, count_run, (void *)&c->ran);
+  assert_non_null(c->first);
+  assert_non_null(c->second);
+  assert_int_equal(ak_future_on_settle(c->first, record_thread, &c->settled), 0);
+  assert_int_equal(ak_future_cancel(c->first), 0);
+  assert_int_equal(ak_future_state(c->first), AK_CANCELLED); /* at once, as from the queue */
+  c->third = ak_pool_submit(c->pool, count_run, (void *)&c->ran);
+  assert_non_null(c->third);
+}
+
+static void test_cancel_task_submitted_in_callback(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(1);
+  ak_loop *loop = t_loop_new();
+  cancel_in_batch c = {.pool = pool};
+  ak_future *nop = ak_nop(loop);
+  assert_int_equal(ak_future_on_settle(nop, submit_then_cancel, &c), 0);
+  assert_int_equal(ak_future_wait(nop, T_HANG_NS), 0);
+  assert_non_null(c.third);
+  assert_int_equal(ak_future_wait(c.second, T_HANG_NS), 0);
+  assert_int_equal(ak_future_wait(c.third, T_HANG_NS), 0);
+  assert_int_equal(ak_loop_run(loop, AK_RUN_DEFAULT), 0);
+  assert_int_equal(ak_future_state(c.first), AK_CANCELLED);
+  assert_int_equal(ak_future_result(c.first), -ECANCELED);
+  assert_int_equal(atomic_load(&c.settled.calls), 1); /* once, on the loop */
+  assert_true(pthread_equal(c.settled.who, pthread_self()));
+  assert_int_equal(ak_future_state(c.second), AK_DONE);
+  assert_int_equal(ak_future_state(c.third), AK_DONE);
+  ak_pool_stop(pool, true);
+  assert_int_equal(atomic_load(&c.ran), 2); /* never the cancelled one */
+  ak_future_release(c.first);
+  ak_future_release(c.second);
+  ak_future_release(c.third);
+  ak_future_release(nop);
+  ak_loop_free(loop);
+  ak_pool_free(pool);
+}
+
 typedef struct coop {
   t_sem started;
   _Atomic bool saw_request;
@@ -999,6 +1057,7 @@ int main(void)
       cmocka_unit_test(test_stop_nowait_cancels_queued),
       cmocka_unit_test(test_submit_after_stop),
       cmocka_unit_test(test_cancel_queued_task),
+      cmocka_unit_test(test_cancel_task_submitted_in_callback),
       cmocka_unit_test(test_cancel_running_task_is_cooperative),
       cmocka_unit_test(test_task_error_and_detail),
       cmocka_unit_test(test_set_value_with_destructor),

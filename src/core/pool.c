@@ -266,6 +266,12 @@ static bool unqueue_locked(ak_pool *pool, ak_future *f) {
 
 static void task_cancel(ak_future *f) {
   ak_pool *pool = f->data;
+  /* Submitted during this dispatch, f may wait in the loop's batch (linked
+   * through the qnode its settle would put on the ready queue, cutting both
+   * lists: the loop then crashed in run_ready and the task ran anyway). Send
+   * the batch now, so f is in the pool's queue and unqueued below. */
+  if (f->loop && ak_loop_is_owner(f->loop))
+    ak__pool_flush_loop(f->loop);
   pthread_mutex_lock(&pool->mu);
   incoming_drain_locked(pool); /* f may have just arrived */
   bool was_queued = unqueue_locked(pool, f);
