@@ -206,5 +206,11 @@ assert all(e["error"] == "ECONNREFUSED" for e in d["downloads"][:100]), d["downl
 EOF
 ((samples >= 3)) || fail "long list: RSS sampled $samples times only"
 echo "long list: $long_n URLs in ${took}s, peak RSS $((peak / 1024)) MiB ($samples samples)"
-((peak < 64 * 1024)) || fail "long list: peak RSS ${peak} kB, over 64 MiB"
+# Under AddressSanitizer the RSS is its quarantine (256 MiB) and shadow,
+# not akget's: the bound is checked on builds without it.
+if grep -q __asan_init "$akget"; then
+  echo "long list: RSS bound not checked (an ASan build)"
+else
+  ((peak < 64 * 1024)) || fail "long list: peak RSS ${peak} kB, over 64 MiB"
+fi
 echo "all list cases passed"
