@@ -153,6 +153,12 @@ grep -q "line 1: .*no URL line above it" "$work/orphan.err" || fail "orphan opti
 # A list that cannot be opened: exit 3 before anything.
 rc=0; "$akget" -q -d "$work/none" -i "$work/no-such.list" "$base/file/10/x" 2>/dev/null || rc=$?
 [[ $rc == 3 && ! -e "$work/none/x" ]] || fail "missing list: exit $rc"
+# A control byte inside a URL (a lone CR mid-line, found by fuzz_input_list):
+# an error with its line, never a URL that holds it; the next entry runs.
+printf '%s\r%s\n%s\n' "$base/file/10/cr" "tail" "$base/file/10/next" >"$work/cr.list"
+rc=0; "$akget" -q -d "$work/cr" -i "$work/cr.list" 2>"$work/cr.err" || rc=$?
+[[ $rc == 2 && -e "$work/cr/next" ]] || fail "control byte: exit $rc"
+grep -q "line 1: a control byte in the URL" "$work/cr.err" || fail "control byte: $(cat "$work/cr.err")"
 echo "list errors: said with their lines, the rest downloaded"
 
 # 5. --shard K/N over a list on a pipe: the shards split it, none twice.

@@ -225,7 +225,15 @@ int akg_list_next(akg_list_reader *r, akg_list_entry *e)
     while (is_blank(*rest))
       rest++;
     rtrim(rest);
-    e->url = dup_or_flag(e, s);
+    /* A control byte inside the URL (a lone CR in the middle of a line, an
+     * escape): an error with its line, never a URL that holds it. */
+    bool control = false;
+    for (const char *c = s; *c; c++)
+      control |= (unsigned char)*c < 0x20 || *c == 0x7f;
+    if (control)
+      set_error(e, e->line, "a control byte in the URL%s", "");
+    else
+      e->url = dup_or_flag(e, s);
     if (*rest) {
       if (strpbrk(rest, " \t"))
         set_error(e, e->line, "more than a URL and a checksum on the line ('%.200s')", rest);
