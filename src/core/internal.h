@@ -174,8 +174,11 @@ int ak__loop_iterate(ak_loop *loop, int64_t deadline_ns, bool (*done)(void *arg)
 
 /* Hands the SQ to the kernel now rather than with the loop's next batch,
  * when `now` or on an SQPOLL ring (where that is only a store to the SQ
- * tail while the SQ thread is awake). Owner thread only. */
-void ak__loop_submit_early(ak_loop *loop, bool now);
+ * tail while the SQ thread is awake). Owner thread only. Inline (the
+ * loop's head says whether it is SQPOLL): every op asks, and nearly every
+ * answer is "not now". */
+void ak__loop_flush_early(ak_loop *loop);
+static inline void ak__loop_submit_early(ak_loop *loop, bool now);
 
 /* Provided-buffer rings (register_files.c, for net/net_bufring.c): register
  * and unregister one with the ring, whether the kernel has them, and the
@@ -196,11 +199,18 @@ ak_pool *ak__loop_pool(ak_loop *loop);
  * one compare inline instead of a call. */
 typedef struct ak__loop_head {
   const void *owner; /* token of the owning thread */
+  bool sqpoll;       /* the ring has an SQ thread: every op is flushed early */
 } ak__loop_head;
 
 static inline bool ak__loop_owned_by_caller(const ak_loop *loop)
 {
   return ((const ak__loop_head *)(const void *)loop)->owner == ak__thread_token();
+}
+
+static inline void ak__loop_submit_early(ak_loop *loop, bool now)
+{
+  if (AK__UNLIKELY(now || ((const ak__loop_head *)(const void *)loop)->sqpoll))
+    ak__loop_flush_early(loop);
 }
 
 /* Timer internals (timer.c). */
@@ -478,7 +488,13 @@ typedef struct ak__bent {
 enum {
   AK__BATCH_CHAIN = 1u << 0,   /* IOSQE_IO_LINK between the ops */
   AK__BATCH_NO_SKIP = 1u << 1, /* never IOSQE_CQE_SKIP_SUCCESS (tests) */
+  AK__BATCH_DRAIN = 1u << 2,   /* barriers as IOSQE_IO_DRAIN (the loop's
+                                  AK_LOOP_DRAIN_BARRIERS; batch_ring.c) */
 };
+
+/* Whether loop takes barriers as IOSQE_IO_DRAIN (AK_LOOP_DRAIN_BARRIERS on
+ * the ring backend). */
+bool ak__loop_drains_barriers(const ak_loop *loop);
 
 /* A result still to come (results[] while the batch is in flight). */
 #define AK__BATCH_PENDING INT64_MIN

@@ -322,6 +322,9 @@ int ak_loop_new(ak_loop **out, const ak_loop_options *opts) {
     arm_wakeup(loop);
   }
   loop->stats.backend = loop->features.backend;
+  loop->head.sqpoll = (loop->features.setup_flags & IORING_SETUP_SQPOLL) != 0;
+  loop->direct_wait = loop->features.backend == AK_BACKEND_URING && !loop->head.sqpoll &&
+                      !ak__vg_running;
   loop->prev_current = ak__current;
   ak__current = loop;
   *out = loop;
@@ -423,10 +426,7 @@ static void wakeup_arrived(ak_loop *loop, int res) {
 
 /* ---- 4. The iteration ------------------------------------------------------ */
 
-void ak__loop_submit_early(ak_loop *loop, bool now) {
-  if (now || (loop->features.setup_flags & IORING_SETUP_SQPOLL) != 0)
-    ak__loop_flush(loop);
-}
+void ak__loop_flush_early(ak_loop *loop) { ak__loop_flush(loop); }
 
 void ak__loop_flush(ak_loop *loop) {
   if (loop->sq_unsubmitted == 0)
@@ -508,36 +508,32 @@ static void dispatch_cqe(ak_loop *loop, uint64_t data, int res, unsigned flags) 
   }
 }
 
-/* Collects every CQE first, then dispatches: user code never runs while we
- * walk the ring, and a wait inside a callback cannot see a CQE twice. */
+/* Takes the CQEs one at a time: each is copied and the CQ head moved past
+ * it before it is dispatched, so user code never runs while a CQE it could
+ * see again sits in the ring (a wait inside a completion's callback reaps
+ * only what follows). No batch on the stack, no call into liburing: a QD1
+ * op's reap is a few loads, one store and its dispatch. At most one CQ's
+ * worth per call, so a kernel that keeps posting (no DEFER_TASKRUN) cannot
+ * hold the iteration here. */
 static void reap(ak_loop *loop) {
-  enum { BATCH = 256 };
-  struct io_uring_cqe *cqes[BATCH];
-  struct {
-    uint64_t data;
-    int res;
-    unsigned flags;
-  } batch[BATCH];
-  for (;;) {
-    unsigned n = io_uring_peek_batch_cqe(&loop->ring, cqes, BATCH);
-    if (n == 0)
+  struct io_uring_cq *cq = &loop->ring.cq;
+  unsigned mask = cq->ring_mask;
+  unsigned head = *cq->khead;
+  for (unsigned left = cq->ring_entries; left > 0; left--) {
+    if (head == io_uring_smp_load_acquire(cq->ktail))
       break;
-    for (unsigned i = 0; i < n; i++) {
-      batch[i].data = cqes[i]->user_data;
-      batch[i].res = cqes[i]->res;
-      batch[i].flags = cqes[i]->flags;
-    }
-    io_uring_cq_advance(&loop->ring, n);
+    const struct io_uring_cqe *cqe = &cq->cqes[head & mask];
+    uint64_t data = cqe->user_data;
+    int res = cqe->res;
+    unsigned flags = cqe->flags;
+    io_uring_smp_store_release(cq->khead, ++head);
     if (AK__UNLIKELY(ak__vg_running)) {
       /* What the kernel wrote is defined before anyone reads it (a tagged
        * user_data is no op's: not in valgrind.c's table). */
-      for (unsigned i = 0; i < n; i++)
-        ak__vg_op_cqe((void *)(uintptr_t)batch[i].data, batch[i].res, batch[i].flags);
+      ak__vg_op_cqe((void *)(uintptr_t)data, res, flags);
     }
-    for (unsigned i = 0; i < n; i++)
-      dispatch_cqe(loop, batch[i].data, batch[i].res, batch[i].flags);
-    if (n < BATCH)
-      break;
+    dispatch_cqe(loop, data, res, flags);
+    head = *cq->khead; /* a nested wait may have reaped past us */
   }
 }
 
@@ -761,7 +757,60 @@ static int iterate(ak_loop *loop, int64_t deadline, bool block_when_idle,
   return rc;
 }
 
+/* The QD1 wait: a waiter on the owner thread whose loop has nothing to do
+ * but wait for the ring (no ready callbacks, posts, lane hand-overs, timers,
+ * parked ops or pool tasks to hand over; not stopping or closing) enters the
+ * kernel at once: one submit-and-wait, the reap, and what the completions
+ * queued. What a full iteration does before its wait would find nothing, and
+ * the clock is read only by the completions that need it (the latency
+ * histogram). Ring backend only, and not for SQPOLL (its spin), batch waits
+ * or valgrind's wait. Whatever this cannot take (a timer: the wait must end
+ * when it is due) takes the full iteration, so every promise holds: a post
+ * from another thread wakes this wait through the armed eventfd read (the
+ * `sleeping` handshake as in may_sleep), and what the reap made ready runs
+ * before returning, as after a full iteration's wait. Returns false (the
+ * caller iterates) or true with *rc the iteration's result. */
+static bool wait_direct(ak_loop *loop, bool (*done)(void *arg), void *arg, int *rc) {
+  if (!loop->direct_wait || loop->ready_head || loop->timers.count || loop->queued_head ||
+      loop->pool_pend_n || !loop->wakeup_armed || loop->closing ||
+      (loop->features.batch_wait && loop->ops_active >= BATCH_MIN_OPS))
+    return false;
+  /* may_sleep's handshake, its calls made only when there is a lane. */
+  atomic_store_explicit(&loop->sleeping, 1, memory_order_seq_cst);
+  if (atomic_load_explicit(&loop->inbox, memory_order_seq_cst) ||
+      (__atomic_load_n(&loop->lanes, __ATOMIC_SEQ_CST) && ak__lanes_pending(loop)) ||
+      atomic_load_explicit(&loop->stop, memory_order_seq_cst) || (done && done(arg))) {
+    atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
+    return false; /* a post, a hand-over, a stop, or done meanwhile */
+  }
+  loop->stats.iterations++;
+  int r = AK_FAULT_CALL(AK_FAULT_SUBMIT, io_uring_submit_and_wait(&loop->ring, 1));
+  atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
+  if (loop->sq_unsubmitted)
+    loop->stats.submits++;
+  loop->sq_unsubmitted = 0;
+  loop->last_sqe_op = NULL;
+  if (r == -ETIME || r == -EINTR || r == -EAGAIN || r == -EBUSY)
+    r = 0;
+  *rc = r < 0 ? r : 0;
+  loop->now_fresh = false;
+  reap(loop);
+  if (loop->queued_head)
+    ak__op_admit_queued(loop);
+  drain_inbox(loop); /* it slept: what arrived meanwhile */
+  if (loop->timers.count > 0) /* made by a completion's hook */
+    ak__timers_run(loop, ak__loop_now(loop));
+  if (loop->ready_head || loop->pool_pend_n) {
+    if (!atomic_load_explicit(&loop->stop, memory_order_relaxed))
+      run_ready(loop);
+  }
+  return true;
+}
+
 int ak__loop_iterate(ak_loop *loop, int64_t deadline, bool (*done)(void *arg), void *arg) {
+  int rc;
+  if (deadline == AK_FOREVER && wait_direct(loop, done, arg, &rc))
+    return rc;
   return iterate(loop, deadline, true, done, arg);
 }
 

@@ -25,6 +25,8 @@ struct ak_loop {
   ak_features features;
   int64_t now;                    /* CLOCK_MONOTONIC, read lazily: see ak__loop_now */
   bool now_fresh;                 /* now was read in this phase of the iteration */
+  bool direct_wait;               /* a waiter may enter the ring directly (loop.c's
+                                     wait_direct): io_uring, no SQPOLL, no valgrind */
 
   /* Admission: CQEs the kernel may still post must fit the CQ. */
   unsigned cq_capacity;           /* CQ entries usable by ops */
