@@ -557,6 +557,105 @@ static void test_barrier_orders_groups(void **state) {
   ak_loop_free(loop);
 }
 
+/* The kernel rule behind AK_LOOP_DRAIN_BARRIERS' "no SKIP_SUCCESS": once an
+ * SQE with CQE_SKIP_SUCCESS was submitted on a ring, an IOSQE_IO_DRAIN SQE on
+ * it fails (checked on a raw ring, to know what the option guards against). */
+static void test_kernel_drain_after_skip_fails(void **state) {
+  (void)state;
+  struct io_uring ring;
+  if (io_uring_queue_init(8, &ring, 0) < 0)
+    skip();
+  struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+  io_uring_prep_nop(sqe);
+  sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+  sqe->user_data = 1;
+  sqe = io_uring_get_sqe(&ring);
+  io_uring_prep_nop(sqe);
+  sqe->flags |= IOSQE_IO_DRAIN;
+  sqe->user_data = 2;
+  io_uring_submit(&ring);
+  struct io_uring_cqe *cqe;
+  assert_int_equal(io_uring_wait_cqe(&ring, &cqe), 0);
+  assert_int_equal(cqe->user_data, 2); /* the skipped NOP posted nothing */
+  assert_true(cqe->res < 0);           /* the drain was refused */
+  io_uring_cqe_seen(&ring, cqe);
+  io_uring_queue_exit(&ring);
+}
+
+/* AK_LOOP_DRAIN_BARRIERS: a chain counts every CQE (no SKIP_SUCCESS: three
+ * CQ slots held while it waits, not one), a batch with a barrier goes to the
+ * ring as one op (the barrier is a drain), its ordering holds, and the
+ * drained op succeeds on a ring where chains ran before it. epoll ignores
+ * the option: same results, barriers in user space. */
+static unsigned batch_kind(void) {
+  for (unsigned k = 0; ak_op_kind_name(k); k++)
+    if (strcmp(ak_op_kind_name(k), "batch") == 0)
+      return k;
+  fail_msg("no op kind named batch");
+  return 0;
+}
+
+static void test_drain_barriers_option(void **state) {
+  (void)state;
+  unsigned kind = batch_kind();
+  ak_loop_options opts = {.flags = AK_LOOP_DRAIN_BARRIERS};
+  ak_loop *loop = t_loop_new_opts(&opts);
+  ak_features ft;
+  ak_loop_features(loop, &ft);
+  bool uring = ft.backend == AK_BACKEND_URING;
+  int p[2];
+  t_pipe(p);
+  int fd = t_tmpfile(O_RDWR);
+  ak_batch *b;
+  assert_int_equal(ak_batch_new(loop, 4, &b), 0);
+  char buf[4];
+
+  /* A chain whose head waits for the pipe: every link holds its slot. */
+  ak_batch_read(b, p[0], buf, 1, -1, NULL);
+  ak_batch_nop(b);
+  ak_batch_nop(b);
+  int64_t res[3];
+  ak_future *f = ak_chain_submit(b, res, -1);
+  ak_loop_run(loop, AK_RUN_NOWAIT);
+  ak_loop_stats st;
+  ak_loop_stats_get(loop, &st);
+  if (uring)
+    assert_int_equal(st.in_flight, 3); /* 1 with SKIP_SUCCESS (a plain loop) */
+  assert_int_equal(write(p[1], "c", 1), 1);
+  assert_int_equal(wait_value(f), 3);
+  assert_int_equal(res[0], 1);
+  assert_int_equal(res[1], 0);
+  assert_int_equal(res[2], 0);
+  ak_future_release(f);
+
+  /* The barrier test's shape, as one ring op with a drain. */
+  assert_int_equal(ak_batch_reset(b), 0);
+  ak_batch_read(b, p[0], buf, 1, -1, NULL); /* waits for the pipe */
+  ak_batch_nop(b);
+  ak_batch_barrier(b);
+  ak_batch_write(b, fd, "w", 1, 0, NULL); /* only after both above */
+  ak_loop_stats_get(loop, &st);
+  uint64_t batches = st.submitted[kind];
+  f = ak_batch_submit(b, res);
+  assert_false(t_run_until(loop, size_is, &fd, 100 * T_MSEC));
+  assert_false(ak_future_is_set(f));
+  ak_loop_stats_get(loop, &st);
+  if (uring)
+    assert_int_equal(st.submitted[kind], batches + 1); /* whole, not two segments */
+  assert_int_equal(write(p[1], "r", 1), 1);
+  assert_int_equal(wait_value(f), 3);
+  assert_int_equal(res[0], 1);
+  assert_int_equal(res[1], 0);
+  assert_int_equal(res[2], 1); /* not refused: the ring never skipped a CQE */
+  assert_true(size_is(&fd));
+  ak_future_release(f);
+  ak_batch_free(b);
+  close(p[0]);
+  close(p[1]);
+  close(fd);
+  ak_loop_free(loop);
+}
+
 /* ---- Other ops and lifetimes ------------------------------------------------ */
 
 static void test_open_statx_close(void **state) {
@@ -786,6 +885,8 @@ int main(void) {
       cmocka_unit_test(test_chain_cancel_during_fsync),
       cmocka_unit_test(test_chain_deadline),
       cmocka_unit_test(test_barrier_orders_groups),
+      cmocka_unit_test(test_kernel_drain_after_skip_fails),
+      cmocka_unit_test(test_drain_barriers_option),
       cmocka_unit_test(test_open_statx_close),
       cmocka_unit_test(test_free_builder_in_flight),
       cmocka_unit_test(test_no_allocation_in_steady_state),

@@ -19,7 +19,8 @@
  *
  * A barrier (ak_batch_barrier) in a batch makes the ops added after it start
  * once every op before it has completed, in user space (no ring-wide
- * IOSQE_IO_DRAIN). Cancelling the future cancels every op in flight and
+ * IOSQE_IO_DRAIN, unless the loop was made with AK_LOOP_DRAIN_BARRIERS:
+ * asynckit/loop.h). Cancelling the future cancels every op in flight and
  * starts no more; it settles CANCELLED when one was cancelled. A chain's
  * deadline (ak_chain_submit) bounds the whole chain: the op running then
  * has -ETIMEDOUT, the rest -ECANCELED, and the future settles DONE with

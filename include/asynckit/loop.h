@@ -59,6 +59,17 @@ enum {
                                     pool (tests the fallback path) */
   AK_LOOP_NO_EXT_ARG = 1 << 3,   /* bound waits with a timeout SQE, as on
                                     kernels before 5.11 (tests that path) */
+  AK_LOOP_DRAIN_BARRIERS = 1 << 4, /* a batch's barrier is the kernel's
+                                    IOSQE_IO_DRAIN on the op after it: the
+                                    batch goes to the ring whole, and that op
+                                    starts once everything submitted before it
+                                    on the ring (not only the batch's ops) has
+                                    completed; the ops after it, once it has.
+                                    The ring then never uses
+                                    IOSQE_CQE_SKIP_SUCCESS (the kernel refuses
+                                    drains on a ring that has): every chain
+                                    counts its CQEs. epoll ignores it (its
+                                    barriers stay in user space). */
 };
 
 /* Creates a loop owned by the calling thread. opts may be NULL for

@@ -561,10 +561,13 @@ static ak_future *submit(ak_batch *b, int64_t *results, bool chain, int64_t dead
     return ak__future_failed(loop, -E2BIG, "ak_batch_submit: more ops than the ring holds");
   ak_future_release(b->last);
   b->last = NULL;
-  if (!epoll && deadline_ns < 0 && (chain || !b->has_barrier)) {
-    /* The fast path: one op record, one future, core's ring path. */
+  bool drain = !epoll && ak__loop_drains_barriers(loop);
+  if (!epoll && deadline_ns < 0 && (chain || !b->has_barrier || drain)) {
+    /* The fast path: one op record, one future, core's ring path (barriers
+     * too, as the kernel's drains, when the loop asks for that). */
     unsigned mode = (chain ? AK__BATCH_CHAIN : 0) |
-                    ((b->flags & AK_BATCH_NO_SKIP_SUCCESS) ? AK__BATCH_NO_SKIP : 0);
+                    ((b->flags & AK_BATCH_NO_SKIP_SUCCESS) ? AK__BATCH_NO_SKIP : 0) |
+                    (drain && !chain ? AK__BATCH_DRAIN : 0);
     ak_future *f = ak__batch_ring_submit(loop, b->ents, b->n, results, mode);
     if (f)
       b->last = ak_future_ref(f);

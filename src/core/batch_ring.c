@@ -35,6 +35,10 @@ typedef struct batch_data {
 #define CANCEL_BIT (UINT64_C(1) << 47)
 _Static_assert(sizeof(batch_data) <= AK__OP_DATA_SIZE, "batch params fit");
 
+bool ak__loop_drains_barriers(const ak_loop *loop) {
+  return loop->ep == NULL && (loop->opts.flags & AK_LOOP_DRAIN_BARRIERS);
+}
+
 unsigned ak__batch_ring_max(const ak_loop *loop) {
   /* The epoll backend has no SQ but the same admission bound: the same
    * sizes are refused on both. */
@@ -55,8 +59,12 @@ static bool skippable(const ak__bent *e) { return e->full >= 0 && !e->creates; }
  * REQ_F_SKIP_LINK_CQES), so the chain still posts exactly one. Not with a
  * hard link: a hard link's failure does not end the chain, which would post
  * more than one. */
-static bool chain_can_skip(const batch_data *bd) {
+static bool chain_can_skip(const ak_loop *loop, const batch_data *bd) {
   if (!(bd->mode & AK__BATCH_CHAIN) || (bd->mode & AK__BATCH_NO_SKIP) || bd->n < 2)
+    return false;
+  /* A ring that drains never skips: once an SQE with CQE_SKIP_SUCCESS has
+   * been submitted, the kernel fails every IOSQE_IO_DRAIN on the ring. */
+  if (loop->opts.flags & AK_LOOP_DRAIN_BARRIERS)
     return false;
   for (unsigned i = 0; i + 1 < bd->n; i++)
     if (bd->ents[i].hard || !skippable(&bd->ents[i]))
@@ -179,6 +187,25 @@ static void sq_make_room(ak_loop *loop, unsigned n) {
   }
 }
 
+/* A drain waits for everything in flight on the ring, and the loop's own
+ * eventfd read (its wakeup) is in flight until another thread writes the
+ * eventfd: a drained op would wait for the next post. So the loop completes
+ * its read itself (one eventfd write) before the first drain goes in; the
+ * read re-armed by that CQE is submitted after the drain and starts only
+ * once the drained op has completed, so until then a post from another
+ * thread is seen at the loop's next wake, not at once (docs/batch.md). */
+static void drain_past_wakeup(ak_loop *loop, const ak__bent *ents, unsigned n) {
+  if (!loop->wakeup_armed)
+    return;
+  for (unsigned i = 0; i < n; i++)
+    if (ents[i].barrier) {
+      uint64_t one = 1;
+      ssize_t w = write(loop->eventfd, &one, sizeof(one));
+      (void)w; /* EAGAIN only near 2^64: the read completes all the same */
+      return;
+    }
+}
+
 void ak__batch_ring_start(ak__op *op) {
   ak_loop *loop = op->loop;
   batch_data *bd = AK__OP_DATA(op, batch_data);
@@ -187,6 +214,8 @@ void ak__batch_ring_start(ak__op *op) {
   bool chain = (bd->mode & AK__BATCH_CHAIN) != 0;
   uint64_t tag = (uint64_t)(uintptr_t)op | AK__TAG_MULTI;
   sq_make_room(loop, n);
+  if (AK__UNLIKELY(bd->mode & AK__BATCH_DRAIN))
+    drain_past_wakeup(loop, ents, n);
   /* Room for all n was made above: index the SQ directly rather than ask
    * io_uring_get_sqe (a load of the kernel's head) n times. The ring has
    * 64-byte SQEs (no IORING_SETUP_SQE128). */
@@ -205,6 +234,8 @@ void ak__batch_ring_start(ak__op *op) {
       if (e->socket) /* a short send/recv breaks a link only with WAITALL */
         sqe->msg_flags |= MSG_WAITALL;
     }
+    else if (e->barrier && (bd->mode & AK__BATCH_DRAIN))
+      sqe->flags |= IOSQE_IO_DRAIN; /* after everything before it on the ring */
     if (e->socket && !(sqe->flags & IOSQE_FIXED_FILE) && ak__socket_is_registered(loop, sqe->fd))
       sqe->flags |= IOSQE_FIXED_FILE; /* slot == fd (register_sockets.c) */
     io_uring_sqe_set_data64(sqe, tag | ((uint64_t)i << AK__TAG_INDEX_SHIFT));
@@ -254,7 +285,7 @@ ak_future *ak__batch_ring_submit(ak_loop *loop, const ak__bent *ents, unsigned n
   bd->results = results;
   bd->n = n;
   bd->mode = mode;
-  bd->skip = chain_can_skip(bd);
+  bd->skip = chain_can_skip(loop, bd);
   bd->cancels_out = 0;
   for (unsigned i = 0; i < n; i++)
     results[i] = AK__BATCH_PENDING;
