@@ -483,15 +483,9 @@ static bool picked(const char *variant, const char *name)
 
 int akb_wl_download(const akb_opts *opts, akb_result *res)
 {
-  const char *akget = akb_fs_sibling("akget");
-  if (!akget) {
-    akb_fail(res, "akget is not built next to akbench (build/tools/akget)");
+  const char *akget = akb_need_akget_nginx(res);
+  if (!akget)
     return -1;
-  }
-  if (!akb_fs_have("nginx") && access("/usr/sbin/nginx", X_OK) != 0) {
-    akb_fail(res, "nginx: not installed (tools/bootstrap)");
-    return -1;
-  }
   double pct = opts->quick ? 5 : (opts->size ? (double)opts->size : 100);
   set sets[SETS] = {
       {"1m", "d1m", false, (size_t)fmax(1, 1000 * pct / 100), 1 << 20, MANY},

@@ -375,15 +375,9 @@ static int long_list_rss(const akb_opts *opts, akb_result *res, const char *akge
 
 int akb_wl_mirror(const akb_opts *opts, akb_result *res)
 {
-  const char *akget = akb_fs_sibling("akget");
-  if (!akget) {
-    akb_fail(res, "akget is not built next to akbench (build/tools/akget)");
+  const char *akget = akb_need_akget_nginx(res);
+  if (!akget)
     return -1;
-  }
-  if (!akb_fs_have("nginx") && access("/usr/sbin/nginx", X_OK) != 0) {
-    akb_fail(res, "nginx: not installed (tools/bootstrap)");
-    return -1;
-  }
   char base[4400];
   snprintf(base, sizeof base, "%s/mirror", akb_fs_dir());
   mkdir(base, 0755);
