@@ -322,10 +322,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "akget: warning: -k: TLS certificates and host names are NOT verified\n");
 
   static akg_run run; /* static: a reader left in a read (akg_feed_finish) may still use it */
-  run.opts = &o;
-  run.start_ns = ak_now_ns();
-  pthread_mutex_init(&run.out_lock, NULL);
-  pthread_mutex_init(&run.active_lock, NULL);
+  akg_run_init(&run, &o);
   akg_sources src = {.urls = argv + optind, .nurls = nurls, .lists = readers,
                      .list_names = lists, .nlists = nlists, .shard_k = shard_k,
                      .shard_n = shard_n, .checksum = checksum ? sum : NULL};
