@@ -14,13 +14,13 @@ set -euo pipefail
 akget="$1" httpbad="$2"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/nginx_env.sh"
+source "$here/httpbad_env.sh"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ak-akget-mirror.XXXXXX")"
 chmod 755 "$work"
-srv_pid=""
 cleanup() {
   set +e
   nginx_stop
-  [[ -n "$srv_pid" ]] && kill "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null
+  httpbad_stop
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -163,11 +163,8 @@ t0=$(date +%s)
 
 # 8. A server with neither Last-Modified nor ETag (httpbad): -N downloads
 # every time, and -v says why.
-"$httpbad" --max-seconds 60 >"$work/port" &
-srv_pid=$!
-for _ in $(seq 50); do [[ -s "$work/port" ]] && break; sleep 0.1; done
-[[ -s "$work/port" ]] || fail "httpbad did not start"
-bad="http://127.0.0.1:$(cat "$work/port")"
+httpbad_start "$httpbad" "$work" 60 || fail "httpbad did not start"
+bad="$HTTPBAD_URL"
 "$akget" -q -N -d "$work/nv" "$bad/file/5000" || fail "no validators, first: exit $?"
 "$akget" -v -N -d "$work/nv" "$bad/file/5000" --json "$work/nv.json" 2>"$work/nv.err" ||
   fail "no validators, second: exit $?"
