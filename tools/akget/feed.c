@@ -197,8 +197,10 @@ static bool feed_entry(akg_feed *f, akg_list_entry *e, const char *list,
   }
   ak_url *u = NULL;
   if ((rc = ak_url_parse(it->url, &u)) < 0) {
-    snprintf(why, sizeof why, "%.400s: %s", it->url, ak_strerror(rc));
     ak_url_free(u);
+    if (rc == -ENOMEM)
+      goto oom; /* not the entry's fault: the run's end, exit 3 */
+    snprintf(why, sizeof why, "%.400s: %s", it->url, ak_strerror(rc));
     goto refused;
   }
   ak_url_free(u);
