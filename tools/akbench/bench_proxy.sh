@@ -56,9 +56,15 @@ ls "$work/root/files" | sed "s|^|$base/|" >"$work/list"
 mkdir -p "$work/out"
 chattr +T "$work/out" 2>/dev/null || true
 
-# CPU seconds (user + sys, all threads) a process has used so far.
+# CPU seconds (user + sys, all threads) a process and its descendants (a
+# squid's SMP workers) have used so far.
 proc_cpu() { # PID
-  awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
+  cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" -v hz="$(getconf CLK_TCK)" '
+    { c = index($0, ") "); split(substr($0, c + 2), f, " ")  # f[2] ppid, f[12] utime
+      pid = $1; parent[pid] = f[2]; cpu[pid] = f[12] + f[13] }
+    END { for (p in cpu) { q = p; while (q != "" && q != root && q > 1) q = parent[q]
+                           if (q == root) t += cpu[p] }
+          print t / hz }'
 }
 
 # One run: prints "wall user+sys proxy-user+sys" (ms, seconds, seconds).
