@@ -6,10 +6,11 @@
 # started here in front of the same nginx (tests/proxy_env.sh,
 # tests/nginx_env.sh). Each round runs every mode once, akget's and curl's
 # interleaved, the order rotated by one each round so no mode always runs
-# first. Prints each run's wall time, client CPU (user + sys) and the
-# proxy's CPU over the run (from /proc: a proxy near one CPU second per
-# second is the bottleneck), then a table of medians per mode, each tool's
-# best mode (lowest median wall) and the ratio curl best / akget best.
+# first. Prints each run's wall time, client CPU (user + sys), the proxy's
+# CPU over the run (from /proc: a proxy near one CPU second per second is
+# the bottleneck) and the client's context switches, then a table of
+# medians per mode, each tool's best mode (lowest median wall) and the
+# ratio curl best / akget best.
 # Every file of every run is compared with the served one outside the
 # timed window; each run writes a new directory (see wl_download.c for why
 # nothing is deleted mid-benchmark).
@@ -67,7 +68,8 @@ proc_cpu() { # PID
           print t / hz }'
 }
 
-# One run: prints "wall user+sys proxy-user+sys" (ms, seconds, seconds).
+# One run: prints "wall user+sys proxy-user+sys switches" (ms, seconds,
+# seconds, the client's context switches: voluntary + involuntary).
 run_one() { # akget|curl MODE DIR
   local tool="$1" mode="$2" dir="$3"
   mkdir -p "$dir"
@@ -80,18 +82,18 @@ run_one() { # akget|curl MODE DIR
   t0=$(date +%s%N)
   if [[ "$tool" == akget ]]; then
     # shellcheck disable=SC2086
-    /usr/bin/time -f "%U %S" -o "$work/time" "$akget" -q -j"$mode" -x"$mode" ${AKGET_ARGS:-} \
+    /usr/bin/time -f "%U %S %w %c" -o "$work/time" "$akget" -q -j"$mode" -x"$mode" ${AKGET_ARGS:-} \
       --proxy "$proxy" -d "$dir" -i "$work/list"
   else
     local how=(--parallel --parallel-max "$mode")
     [[ "$mode" == serial ]] && how=()
-    /usr/bin/time -f "%U %S" -o "$work/time" curl -sS --no-progress-meter --fail "${how[@]}" \
+    /usr/bin/time -f "%U %S %w %c" -o "$work/time" curl -sS --no-progress-meter --fail "${how[@]}" \
       --proxy "$proxy" -K "$work/curl.cfg"
   fi
   t1=$(date +%s%N)
   p1=$(proc_cpu "$ppid_")
-  read -r u s <"$work/time"
-  echo "$(( (t1 - t0) / 1000000 )) $(echo "$u + $s" | bc) $(echo "$p1 - $p0" | bc)"
+  read -r u s vcs ics <"$work/time"
+  echo "$(( (t1 - t0) / 1000000 )) $(echo "$u + $s" | bc) $(echo "$p1 - $p0" | bc) $((vcs + ics))"
   # Every file there, of the served size, and the same bytes (one cmp of
   # both sets in name order: a thousand cmp processes took longer than
   # the run).
@@ -110,14 +112,15 @@ for ((i = 0; i < ${#ak_modes[@]} || i < ${#cu_modes[@]}; i++)); do
   ((i < ${#cu_modes[@]})) && configs+=("curl:${cu_modes[i]}")
 done
 n=${#configs[@]}
-declare -A walls cpus pxs
+declare -A walls cpus pxs css
 for r in $(seq "$rounds"); do
   for ((k = 0; k < n; k++)); do
     c="${configs[(k + r - 1) % n]}"
     run_one "${c%%:*}" "${c#*:}" "$work/out/r$r-${c/:/-}" >"$work/res"
-    read -r w cp x <"$work/res"
-    walls[$c]+="$w "; cpus[$c]+="$cp "; pxs[$c]+="$x "
-    printf 'round %s %-12s %6s ms, CPU %s s, %s CPU %s s\n' "$r" "$c" "$w" "$cp" "$which_proxy" "$x"
+    read -r w cp x cs <"$work/res"
+    walls[$c]+="$w "; cpus[$c]+="$cp "; pxs[$c]+="$x "; css[$c]+="$cs "
+    printf 'round %s %-12s %6s ms, CPU %s s, %s CPU %s s, %s switches\n' "$r" "$c" "$w" "$cp" \
+      "$which_proxy" "$x" "$cs"
   done
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
@@ -129,12 +132,12 @@ name_of() { # akget:N | curl:MODE
   esac
 }
 echo "through $which_proxy, $count x 1 MiB, $rounds rounds, medians:"
-printf '  %-36s %9s %9s %11s\n' mode "wall ms" "CPU s" "proxy CPU s"
+printf '  %-36s %9s %9s %11s %9s\n' mode "wall ms" "CPU s" "proxy CPU s" switches
 best_ak="" best_cu="" bw_ak=0 bw_cu=0 bc_ak=0 bc_cu=0
 for c in "${configs[@]}"; do
   # shellcheck disable=SC2086
   mw=$(median ${walls[$c]}); mc=$(median ${cpus[$c]}); mx=$(median ${pxs[$c]})
-  printf '  %-36s %9s %9s %11s\n' "$(name_of "$c")" "$mw" "$mc" "$mx"
+  printf '  %-36s %9s %9s %11s %9s\n' "$(name_of "$c")" "$mw" "$mc" "$mx" "$(median ${css[$c]})"
   if [[ "$c" == akget:* ]]; then
     if [[ -z "$best_ak" ]] || (($(echo "$mw < $bw_ak" | bc))); then best_ak=$c; bw_ak=$mw; bc_ak=$mc; fi
   else
