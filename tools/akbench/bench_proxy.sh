@@ -19,11 +19,14 @@
 # Environment: AKGET_MODES ("16 32"): akget's -j (and -x) values;
 # CURL_MODES ("serial 4 8 16 32 64"): "serial" (one transfer at a time over
 # one kept-alive connection) or a --parallel-max; AKGET_ARGS: more akget
-# options; SQUID_EXTRA: more squid.conf lines, SQUID_WORKERS: squid SMP
-# workers (tests/proxy_env.sh).
+# options; AKGET_BASE: another akget build (the one before a change), run
+# in the same rounds in AKGET_MODES as "akget (base)", left out of the
+# choice of the best; SQUID_EXTRA: more squid.conf lines, SQUID_WORKERS:
+# squid SMP workers (tests/proxy_env.sh).
 # Run it alone on the machine (nothing else building or testing).
 set -euo pipefail
 akget="$(readlink -f "$1")"
+akget_base="${AKGET_BASE:+$(readlink -f "$AKGET_BASE")}"
 rounds="${2:-3}"
 which_proxy="${3:-squid}"
 count="${4:-1000}"
@@ -80,9 +83,11 @@ run_one() { # akget|curl MODE DIR
   local t0 t1 p0 p1
   p0=$(proc_cpu "$ppid_")
   t0=$(date +%s%N)
-  if [[ "$tool" == akget ]]; then
+  if [[ "$tool" == akget || "$tool" == base ]]; then
+    local bin="$akget"
+    [[ "$tool" == base ]] && bin="$akget_base"
     # shellcheck disable=SC2086
-    /usr/bin/time -f "%U %S %w %c" -o "$work/time" "$akget" -q -j"$mode" -x"$mode" ${AKGET_ARGS:-} \
+    /usr/bin/time -f "%U %S %w %c" -o "$work/time" "$bin" -q -j"$mode" -x"$mode" ${AKGET_ARGS:-} \
       --proxy "$proxy" -d "$dir" -i "$work/list"
   else
     local how=(--parallel --parallel-max "$mode")
@@ -109,6 +114,7 @@ run_one() { # akget|curl MODE DIR
 configs=()
 for ((i = 0; i < ${#ak_modes[@]} || i < ${#cu_modes[@]}; i++)); do
   ((i < ${#ak_modes[@]})) && configs+=("akget:${ak_modes[i]}")
+  ((i < ${#ak_modes[@]})) && [[ -n "$akget_base" ]] && configs+=("base:${ak_modes[i]}")
   ((i < ${#cu_modes[@]})) && configs+=("curl:${cu_modes[i]}")
 done
 n=${#configs[@]}
@@ -127,6 +133,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? 
 name_of() { # akget:N | curl:MODE
   case "$1" in
     akget:*) echo "akget -j${1#*:} -x${1#*:} ${AKGET_ARGS:-}" ;;
+    base:*) echo "akget (base) -j${1#*:} -x${1#*:} ${AKGET_ARGS:-}" ;;
     curl:serial) echo "curl serial" ;;
     curl:*) echo "curl --parallel --parallel-max ${1#*:}" ;;
   esac
@@ -140,7 +147,7 @@ for c in "${configs[@]}"; do
   printf '  %-36s %9s %9s %11s %9s\n' "$(name_of "$c")" "$mw" "$mc" "$mx" "$(median ${css[$c]})"
   if [[ "$c" == akget:* ]]; then
     if [[ -z "$best_ak" ]] || (($(echo "$mw < $bw_ak" | bc))); then best_ak=$c; bw_ak=$mw; bc_ak=$mc; fi
-  else
+  elif [[ "$c" == curl:* ]]; then
     if [[ -z "$best_cu" ]] || (($(echo "$mw < $bw_cu" | bc))); then best_cu=$c; bw_cu=$mw; bc_cu=$mc; fi
   fi
 done
