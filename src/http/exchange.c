@@ -737,7 +737,7 @@ static int rcvlowat_want(const ak__http_exchange *ex, size_t len)
   const llhttp_t *ll = &ex->parser.ll;
   if (ex->conn->tr != &ak__http_plain || ex->rcvlowat_off || ex->client->opts.max_rate > 0 ||
       !ex->parser_live || !ex->parser.head_done || ex->parser.message_done ||
-      !(ll->flags & F_CONTENT_LENGTH) || (ll->flags & F_CHUNKED))
+      !(ll->flags & F_CONTENT_LENGTH) || (ll->flags & (F_CHUNKED | F_TRANSFER_ENCODING)))
     return 1;
   uint64_t want = ll->content_length; /* llhttp counts it down: the rest */
   if (want > len)
