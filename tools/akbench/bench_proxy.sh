@@ -63,7 +63,8 @@ chattr +T "$work/out" 2>/dev/null || true
 # CPU seconds (user + sys, all threads) a process and its descendants (a
 # squid's SMP workers) have used so far.
 proc_cpu() { # PID
-  cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" -v hz="$(getconf CLK_TCK)" '
+  # (a process that ends between the glob and cat fails cat: not ours)
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$1" -v hz="$(getconf CLK_TCK)" '
     { c = index($0, ") "); split(substr($0, c + 2), f, " ")  # f[2] ppid, f[12] utime
       pid = $1; parent[pid] = f[2]; cpu[pid] = f[12] + f[13] }
     END { for (p in cpu) { q = p; while (q != "" && q != root && q > 1) q = parent[q]
