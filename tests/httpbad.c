@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -364,6 +365,37 @@ static bool route(int fd, const request *rq)
     snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Length: %llu\r\n\r\n", n);
     send_str(fd, h);
     send_body(fd, 0, n / 2);
+    nap(30000);
+    return false;
+  }
+  unsigned long long piece, us;
+  if (sscanf(p, "/drip/%llu/%llu/%llu", &n, &piece, &us) == 3 && piece > 0) {
+    /* The body in piece-byte sends us microseconds apart, each its own
+     * segment (squid writes its client 4 KiB at a time). */
+    char h[128];
+    snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Length: %llu\r\n\r\n", n);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (!send_str(fd, h))
+      return false;
+    for (uint64_t off = 0; off < n && !atomic_load(&stopping); off += piece) {
+      struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
+      if (off > 0 && us > 0)
+        nanosleep(&ts, NULL);
+      if (!send_body(fd, off, n - off < piece ? n - off : piece))
+        return false;
+    }
+    return true;
+  }
+  if (sscanf(p, "/stallsome/%llu/%llu", &n, &piece) == 2) {
+    /* The head, 50 ms later piece body bytes of n (the client's receive
+     * is waiting for them by then), then 30 s of silence. */
+    char h[128];
+    snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Length: %llu\r\n\r\n", n);
+    send_str(fd, h);
+    struct timespec ts = {0, 50 * 1000000L};
+    nanosleep(&ts, NULL);
+    send_body(fd, 0, piece < n ? piece : n);
     nap(30000);
     return false;
   }

@@ -6,6 +6,9 @@
  *   /reset/N     half the body, then RST          /short/N  half, then FIN
  *   /chunkcut/N  chunked, cut at half             /stall/N  half, then 30 s
  *   /trickle     a head byte every 100 ms, never ends
+ *   /drip/N/P/US N bytes (Content-Length) sent P at a time, US microseconds
+ *                apart, TCP_NODELAY: each piece its own segment
+ *   /stallsome/N/K  the head, 50 ms later K body bytes of N, then 30 s
  *   /badstatus /bigheader (100 KiB) /dupcl /conflictcl /negcl
  *   /hugecl (10^18) /hugechunk (overflowing size)
  *   /notmod/N    a 304 (ETag "v1", Content-Length: N, no body), kept alive

@@ -20,6 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -111,6 +114,8 @@ struct ak__http_exchange {
   wbatch wb[WRITES];           /* body writes in flight, oldest first */
   unsigned nw;                 /* how many */
   bool write_failed;           /* a body write failed: no more are made */
+  bool rcvlowat_off;           /* the server was slow under the low-water
+                                  mark once: receives take any byte again */
   ak__http_decoder *decoder;   /* AK_HTTP_DECODE on an encoded body, or NULL */
   char *dbuf;                  /* its output, recv_buffer bytes */
   size_t dfill;                /* decoded bytes in dbuf not yet written */
@@ -707,6 +712,72 @@ static size_t rx_room(ak__http_exchange *ex)
   return room < want ? room : want;
 }
 
+/* The receive low-water mark. A server (squid) that writes its body in
+ * small pieces would complete a receive per piece: 54,000 completions for
+ * 200 MiB where a peer reading when it gets round to it makes 4,000, a
+ * wakeup each on both sides. When the rest of the body is known
+ * (Content-Length), the socket's SO_RCVLOWAT asks for the smaller of that
+ * rest, the receive's room and RCVLOWAT_MAX before the socket reads as
+ * ready (io_uring's armed receive and epoll both wait on tcp_poll, which
+ * honours it; a receive that finds bytes at once still takes them). It is
+ * never above the rest, so the last receive completes; lowered to 1 for
+ * a head or a body of unknown length; set only when it must go down or
+ * would double (a setsockopt is a syscall). A server that stops with
+ * fewer bytes waiting: the deadline timer looks RCVLOWAT_WAIT_NS after the
+ * last receive (at the idle deadline if that is sooner), and bytes waiting
+ * in the socket (SIOCINQ) are taken at once (the mark back to 1, and off
+ * for the rest of the exchange: a slow server gains nothing from it) and
+ * count as progress, not idleness. */
+#define RCVLOWAT_MAX (64 * 1024)
+#define RCVLOWAT_MIN (16 * 1024) /* below this, raising is not worth a syscall */
+#define RCVLOWAT_WAIT_NS INT64_C(100000000)
+
+static int rcvlowat_want(const ak__http_exchange *ex, size_t len)
+{
+  const llhttp_t *ll = &ex->parser.ll;
+  if (ex->conn->tr != &ak__http_plain || ex->rcvlowat_off || ex->client->opts.max_rate > 0 ||
+      !ex->parser_live || !ex->parser.head_done || ex->parser.message_done ||
+      !(ll->flags & F_CONTENT_LENGTH) || (ll->flags & (F_CHUNKED | F_TRANSFER_ENCODING)))
+    return 1;
+  uint64_t want = ll->content_length; /* llhttp counts it down: the rest */
+  if (want > len)
+    want = len;
+  if (want > RCVLOWAT_MAX)
+    want = RCVLOWAT_MAX;
+  return want ? (int)want : 1;
+}
+
+static void rcvlowat_set(ak__http_conn *conn, int v)
+{
+  if (setsockopt(conn->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof v) == 0)
+    conn->rcvlowat = v;
+}
+
+static void rcvlowat_update(ak__http_exchange *ex, size_t len)
+{
+  int want = rcvlowat_want(ex, len);
+  int cur = ex->conn->rcvlowat > 1 ? ex->conn->rcvlowat : 1;
+  if (want < cur || (want >= 2 * cur && want >= RCVLOWAT_MIN)) {
+    rcvlowat_set(ex->conn, want);
+    if (want > 1)
+      arm_timer(ex); /* the look at RCVLOWAT_WAIT_NS (section 7) */
+  }
+}
+
+/* The deadline timer's look (section 7): bytes under the mark waiting in
+ * the socket are taken now (the mark's change wakes the receive) and are
+ * progress. Returns whether there were any. */
+static bool rcvlowat_flush(ak__http_exchange *ex, int64_t now)
+{
+  int queued = 0;
+  if (ioctl(ex->conn->fd, SIOCINQ, &queued) < 0 || queued <= 0)
+    return false;
+  ex->rcvlowat_off = true;
+  rcvlowat_set(ex->conn, 1);
+  ex->last_rx = now;
+  return true;
+}
+
 static void recv_now(ak__http_exchange *ex)
 {
   size_t len = rx_room(ex);
@@ -727,6 +798,7 @@ static void recv_now(ak__http_exchange *ex)
     if (budget < len)
       len = budget;
   }
+  rcvlowat_update(ex, len);
   await(ex, ex->conn->tr->recv(ex->conn, ex->conn->buf + ex->rx_at, len), on_recv);
 }
 
@@ -1170,6 +1242,19 @@ static bool is_talking(const ak__http_exchange *ex)
   return ex->state == EX_SENDING || ex->state == EX_RECEIVING;
 }
 
+/* When a receive in flight waits for more than one byte (section 4), the
+ * time to look for bytes under the mark: RCVLOWAT_WAIT_NS after the last
+ * receive, or the idle deadline if that is sooner; else INT64_MAX. */
+static int64_t rcvlowat_look_at(const ak__http_exchange *ex)
+{
+  if (ex->state != EX_RECEIVING || !ex->conn || ex->conn->rcvlowat <= 1)
+    return INT64_MAX;
+  int64_t wait = ex->client->opts.idle_timeout_ns;
+  if (wait == AK_FOREVER || wait > RCVLOWAT_WAIT_NS)
+    wait = RCVLOWAT_WAIT_NS;
+  return ex->last_rx + wait;
+}
+
 static int64_t next_deadline(const ak__http_exchange *ex)
 {
   const ak__http_opts *o = &ex->client->opts;
@@ -1179,6 +1264,8 @@ static int64_t next_deadline(const ak__http_exchange *ex)
       next = ex->head_deadline;
     if (o->idle_timeout_ns != AK_FOREVER && ex->last_rx + o->idle_timeout_ns < next)
       next = ex->last_rx + o->idle_timeout_ns;
+    if (rcvlowat_look_at(ex) < next)
+      next = rcvlowat_look_at(ex);
   }
   return next;
 }
@@ -1196,6 +1283,10 @@ static void on_deadline(void *arg)
     return;
   }
   if (is_talking(ex)) {
+    if (now >= rcvlowat_look_at(ex) && rcvlowat_flush(ex, now)) {
+      arm_timer(ex);
+      return;
+    }
     if (!(ex->parser_live && ex->parser.head_done) && now >= ex->head_deadline) {
       snprintf(d, sizeof d, "response head not complete within %.3f s", o->head_timeout_ns / 1e9);
       abort_exchange(ex, AK_EHTTPHEADTIMEOUT, d);
