@@ -41,6 +41,10 @@
  * through io-wq: the loop's other exchanges wait while it runs. A page-cache
  * write of a receive's worth takes about 0.1 ms. */
 #define INLINE_SLOW_NS (20 * 1000 * 1000)
+/* An inline write waits for this many receives' worth (recv_buffer each;
+ * at most half the ring, so receives go on meanwhile): 2 GiB over one
+ * connection took about 8% less time than writing after each one. */
+#define INLINE_GATHER 2
 
 typedef enum inline_mode {
   INLINE_UNKNOWN, /* the sink not looked at yet */
@@ -858,7 +862,8 @@ static bool write_inline(ak__http_exchange *ex)
 static void advance(ak__http_exchange *ex)
 {
   /* Inline only behind every write in flight (progress counts bytes in
-   * body order), and once a receive's worth is in (or the body is). */
+   * body order), and once INLINE_GATHER receives' worth is in (or the
+   * body is). */
   bool held = false; /* the waiting spans stay for an inline write */
   if (ex->nw == 0 && ex->niov > 0 && !ex->decoder && !ex->write_failed && !ex->err) {
     if (ex->inline_writes == INLINE_UNKNOWN) {
@@ -867,7 +872,7 @@ static void advance(ak__http_exchange *ex)
           fstat(ex->fd, &st) == 0 && S_ISREG(st.st_mode) ? INLINE_NOWAIT : INLINE_OFF;
     }
     if (ex->inline_writes != INLINE_OFF)
-      held = ex->write_len < ex->client->opts.recv_buffer && !ex->rx_ended ? true
+      held = ex->write_len < INLINE_GATHER * ex->client->opts.recv_buffer && !ex->rx_ended ? true
                                                                            : write_inline(ex);
   }
   while (!held && ex->nw < WRITES && ex->niov > 0 && !ex->decoder && !ex->write_failed &&
