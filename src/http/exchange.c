@@ -158,6 +158,7 @@ static void finish(ak__http_exchange *ex);
 static void stop(ak__http_exchange *ex);
 static void arm_timer(ak__http_exchange *ex);
 static void submit_writes(ak__http_exchange *ex, wbatch *b);
+static void flush_held(ak__http_exchange *ex);
 
 /* Records the first error and its detail. */
 static void set_error(ak__http_exchange *ex, int err, const char *detail)
@@ -858,6 +859,46 @@ static bool write_inline(ak__http_exchange *ex)
   return ex->inline_writes != INLINE_OFF;
 }
 
+/* The waiting spans become a write through io-wq (wb[nw]). Returns false
+ * if it could not be sent (the error is recorded). */
+static bool queue_write(ak__http_exchange *ex)
+{
+  wbatch *b = &ex->wb[ex->nw];
+  struct iovec *t = b->iov; /* the waiting spans become the write's */
+  unsigned tcap = b->cap;
+  b->iov = ex->iov;
+  b->cap = ex->iov_cap;
+  b->n = ex->niov;
+  b->len = ex->write_len;
+  b->done = 0;
+  b->off = ex->write_pos;
+  ex->iov = t;
+  ex->iov_cap = tcap;
+  ex->niov = 0;
+  ex->write_pos += (int64_t)ex->write_len;
+  ex->write_len = 0;
+  ex->nw++;
+  submit_writes(ex, b);
+  if (!b->f) {
+    ex->nw--;
+    return false;
+  }
+  return true;
+}
+
+/* The exchange is ending with spans held back for an inline write (an
+ * error or a cancel came before the next receive's worth): they go to the
+ * file first, as every body byte received before an error does (a resume
+ * counts on them), inline where the sink allows it, else through io-wq
+ * (stop then waits for that write). */
+static void flush_held(ak__http_exchange *ex)
+{
+  if (ex->inline_writes != INLINE_OFF && ex->inline_writes != INLINE_UNKNOWN)
+    write_inline(ex);
+  if (ex->niov > 0 && !ex->write_failed)
+    queue_write(ex);
+}
+
 /* After any op: the next write, the next receive, or the end. */
 static void advance(ak__http_exchange *ex)
 {
@@ -877,26 +918,8 @@ static void advance(ak__http_exchange *ex)
   }
   while (!held && ex->nw < WRITES && ex->niov > 0 && !ex->decoder && !ex->write_failed &&
          (ex->nw == 0 || ex->write_len >= ex->client->opts.recv_buffer || ex->rx_ended)) {
-    wbatch *b = &ex->wb[ex->nw];
-    struct iovec *t = b->iov; /* the waiting spans become the write's */
-    unsigned tcap = b->cap;
-    b->iov = ex->iov;
-    b->cap = ex->iov_cap;
-    b->n = ex->niov;
-    b->len = ex->write_len;
-    b->done = 0;
-    b->off = ex->write_pos;
-    ex->iov = t;
-    ex->iov_cap = tcap;
-    ex->niov = 0;
-    ex->write_pos += (int64_t)ex->write_len;
-    ex->write_len = 0;
-    ex->nw++;
-    submit_writes(ex, b);
-    if (!b->f) {
-      ex->nw--;
+    if (!queue_write(ex))
       break;
-    }
   }
   if (ex->err) {
     stop(ex);
@@ -1254,9 +1277,13 @@ static void abort_exchange(ak__http_exchange *ex, int err, const char *detail)
  * file (advance), as a resume counts on what is there. */
 static void stop(ak__http_exchange *ex)
 {
-  if (ex->pending)
+  if (ex->pending) {
     ak_future_cancel(ex->pending);
-  else if (!ex->nw)
+    return;
+  }
+  if (!ex->nw && ex->niov > 0 && !ex->decoder && !ex->write_failed)
+    flush_held(ex); /* spans held for an inline write (section 5) */
+  if (!ex->nw)
     finish(ex);
 }
 
