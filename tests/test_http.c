@@ -540,6 +540,31 @@ static void test_receive_error_keeps_received_bytes(void **state)
   close(fd);
 }
 
+/* The same with receives larger than the whole body: every byte is held
+ * back for an inline write (it waits for two receives' worth) when the
+ * peer closes, and the ending writes them all before the error settles. */
+static void test_receive_error_writes_held_bytes(void **state)
+{
+  (void)state;
+  ak_http_options o = {.recv_buffer = 4u << 20};
+  void *st;
+  setup_client(&st, &o);
+  fixture *fx = st;
+  int fd = t_tmpfile(O_RDWR);
+  int64_t progress = 0;
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of("/short/2000000"));
+  rq.fd = fd;
+  rq.progress = &progress;
+  ak_future *f = ak_http_get(fx->client, &rq);
+  assert_int_equal(ak_future_wait(f, WAIT), 0);
+  assert_int_equal(ak_future_result(f), AK_EHTTPTRUNCATED);
+  ak_future_release(f);
+  check_file(fd, 1000000);
+  assert_int_equal(progress, 1000000);
+  close(fd);
+  teardown(&st);
+}
+
 /* A write cut short by RLIMIT_FSIZE in the middle of a gathered write:
  * the bytes below the limit are in the file, exactly, and the rest of the
  * write, sent again, fails with EFBIG. */
@@ -1187,6 +1212,7 @@ int main(void)
       cmocka_unit_test(test_ring_keeps_order),
       cmocka_unit_test(test_write_error_while_receiving),
       cmocka_unit_test_setup_teardown(test_receive_error_keeps_received_bytes, setup, teardown),
+      cmocka_unit_test(test_receive_error_writes_held_bytes),
       cmocka_unit_test_setup_teardown(test_short_write_then_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_chunked_and_close_delimited, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tiny_chunks_to_file, setup, teardown),

@@ -132,6 +132,10 @@ struct ak__http_exchange {
   bool write_failed;           /* a body write failed: no more are made */
   inline_mode inline_writes;   /* whether body writes may run on the loop
                                   thread (section 5) */
+  bool sink_stream;            /* the sink is not a regular file (a pipe):
+                                  one write in flight at most, as io-wq
+                                  runs two writes to it at once, out of
+                                  order (it orders only a regular file's) */
   ak__http_decoder *decoder;   /* AK_HTTP_DECODE on an encoded body, or NULL */
   char *dbuf;                  /* its output, recv_buffer bytes */
   size_t dfill;                /* decoded bytes in dbuf not yet written */
@@ -909,14 +913,15 @@ static void advance(ak__http_exchange *ex)
   if (ex->nw == 0 && ex->niov > 0 && !ex->decoder && !ex->write_failed && !ex->err) {
     if (ex->inline_writes == INLINE_UNKNOWN) {
       struct stat st;
-      ex->inline_writes =
-          fstat(ex->fd, &st) == 0 && S_ISREG(st.st_mode) ? INLINE_NOWAIT : INLINE_OFF;
+      bool regular = fstat(ex->fd, &st) == 0 && S_ISREG(st.st_mode);
+      ex->inline_writes = regular ? INLINE_NOWAIT : INLINE_OFF;
+      ex->sink_stream = !regular;
     }
     if (ex->inline_writes != INLINE_OFF)
       held = ex->write_len < INLINE_GATHER * ex->client->opts.recv_buffer && !ex->rx_ended ? true
                                                                            : write_inline(ex);
   }
-  while (!held && ex->nw < WRITES && ex->niov > 0 && !ex->decoder && !ex->write_failed &&
+  while (!held && ex->nw < (ex->sink_stream ? 1u : WRITES) && ex->niov > 0 && !ex->decoder && !ex->write_failed &&
          (ex->nw == 0 || ex->write_len >= ex->client->opts.recv_buffer || ex->rx_ended)) {
     if (!queue_write(ex))
       break;
