@@ -491,6 +491,9 @@ static int long_list_rss(const akb_opts *opts, akb_result *res, const char *akge
 {
   size_t urls = alone && opts->size ? (size_t)opts->size : opts->quick ? 20000 : 2000000;
   double limit = opts->quick ? 60 : LIST_BOUND_S;
+  if (alone)
+    akb_title(res, "peak RSS of a list of %zu URLs failing at once (akget, aria2c; each run "
+                   "bounded by %.0f s)", urls, limit);
   char list[4400], out[4400], cmd[9000];
   snprintf(list, sizeof list, "%s/state/long.list", base);
   snprintf(out, sizeof out, "%s/state/out-long", base);
