@@ -138,6 +138,9 @@ typedef struct akg_item {
                                 after -H's), owned, or NULL: the run's */
   char **own_headers;        /* those header= lines, owned */
   size_t own_header_count;
+  struct akg_ts *ts;         /* -N: the file's date and ETag, read by the
+                                feed's thread (not the loop's), owned until
+                                the download takes it, or NULL */
   struct akg_item *act_prev, *act_next; /* the run's active list (progress.c) */
 } akg_item;
 
