@@ -43,6 +43,22 @@ unsigned char t_body_byte(uint64_t i)
   return (unsigned char)((i * 131 + (i >> 8)) % 251);
 }
 
+int64_t t_body_file_differs(int fd, int64_t size)
+{
+  unsigned char buf[65536];
+  int64_t at = 0;
+  for (;;) {
+    ssize_t n = pread(fd, buf, sizeof buf, at);
+    if (n < 0)
+      return -2;
+    if (n == 0)
+      return at == size ? -1 : at;
+    for (ssize_t i = 0; i < n; i++, at++)
+      if (at >= size || buf[i] != t_body_byte((uint64_t)at))
+        return at;
+  }
+}
+
 static void fill_body(unsigned char *buf, uint64_t off, size_t n)
 {
   for (size_t k = 0; k < n; k++)

@@ -36,6 +36,12 @@
 /* The body byte at offset i of every well-behaved path. */
 unsigned char t_body_byte(uint64_t i);
 
+/* Where the file at fd first differs from that body, size bytes long: the
+ * first byte that differs, or the end of the shorter when the sizes do; -1
+ * when it is that body exactly (a read error: -2). For the tests that save
+ * a body into a file. */
+int64_t t_body_file_differs(int fd, int64_t size);
+
 /* Starts the server on 127.0.0.1 (a port the kernel picks, stored in *port).
  * Returns 0 or -errno. One server per process. */
 int t_httpbad_start(uint16_t *port);
