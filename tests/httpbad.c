@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -40,6 +41,22 @@ static int retry_count;
 unsigned char t_body_byte(uint64_t i)
 {
   return (unsigned char)((i * 131 + (i >> 8)) % 251);
+}
+
+int64_t t_body_file_differs(int fd, int64_t size)
+{
+  unsigned char buf[65536];
+  int64_t at = 0;
+  for (;;) {
+    ssize_t n = pread(fd, buf, sizeof buf, at);
+    if (n < 0)
+      return -2;
+    if (n == 0)
+      return at == size ? -1 : at;
+    for (ssize_t i = 0; i < n; i++, at++)
+      if (at >= size || buf[i] != t_body_byte((uint64_t)at))
+        return at;
+  }
 }
 
 static void fill_body(unsigned char *buf, uint64_t off, size_t n)
@@ -364,6 +381,37 @@ static bool route(int fd, const request *rq)
     snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Length: %llu\r\n\r\n", n);
     send_str(fd, h);
     send_body(fd, 0, n / 2);
+    nap(30000);
+    return false;
+  }
+  unsigned long long piece, us;
+  if (sscanf(p, "/drip/%llu/%llu/%llu", &n, &piece, &us) == 3 && piece > 0) {
+    /* The body in piece-byte sends us microseconds apart, each its own
+     * segment (squid writes its client 4 KiB at a time). */
+    char h[128];
+    snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Length: %llu\r\n\r\n", n);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (!send_str(fd, h))
+      return false;
+    for (uint64_t off = 0; off < n && !atomic_load(&stopping); off += piece) {
+      struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
+      if (off > 0 && us > 0)
+        nanosleep(&ts, NULL);
+      if (!send_body(fd, off, n - off < piece ? n - off : piece))
+        return false;
+    }
+    return true;
+  }
+  if (sscanf(p, "/stallsome/%llu/%llu", &n, &piece) == 2) {
+    /* The head, 50 ms later piece body bytes of n (the client's receive
+     * is waiting for them by then), then 30 s of silence. */
+    char h[128];
+    snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Length: %llu\r\n\r\n", n);
+    send_str(fd, h);
+    struct timespec ts = {0, 50 * 1000000L};
+    nanosleep(&ts, NULL);
+    send_body(fd, 0, piece < n ? piece : n);
     nap(30000);
     return false;
   }

@@ -6,6 +6,9 @@
  *   /reset/N     half the body, then RST          /short/N  half, then FIN
  *   /chunkcut/N  chunked, cut at half             /stall/N  half, then 30 s
  *   /trickle     a head byte every 100 ms, never ends
+ *   /drip/N/P/US N bytes (Content-Length) sent P at a time, US microseconds
+ *                apart, TCP_NODELAY: each piece its own segment
+ *   /stallsome/N/K  the head, 50 ms later K body bytes of N, then 30 s
  *   /badstatus /bigheader (100 KiB) /dupcl /conflictcl /negcl
  *   /hugecl (10^18) /hugechunk (overflowing size)
  *   /notmod/N    a 304 (ETag "v1", Content-Length: N, no body), kept alive
@@ -32,6 +35,12 @@
 
 /* The body byte at offset i of every well-behaved path. */
 unsigned char t_body_byte(uint64_t i);
+
+/* Where the file at fd first differs from that body, size bytes long: the
+ * first byte that differs, or the end of the shorter when the sizes do; -1
+ * when it is that body exactly (a read error: -2). For the tests that save
+ * a body into a file. */
+int64_t t_body_file_differs(int fd, int64_t size);
 
 /* Starts the server on 127.0.0.1 (a port the kernel picks, stored in *port).
  * Returns 0 or -errno. One server per process. */

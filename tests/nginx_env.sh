@@ -10,6 +10,11 @@
 #                                    server.key in it, tests/tls_certs.sh)
 #                                    also NGINX_TLS_PORT, serving https
 #   nginx_stop                       stops the nginx started here (by pid)
+#   nginx_test_work NAME             a test script's prelude: exits 77 (skip)
+#                                    when nginx is not installed, else sets
+#                                    work to a new folder nginx's worker can
+#                                    walk into (nobody, when run as root),
+#                                    and at exit stops nginx and removes it
 #
 # Optional: NGINX_LOG_EXTRA (more fields at the end of each log line, e.g.
 # '"$http_if_range"'), NGINX_EXTRA_LOCATIONS (more location blocks).
@@ -120,4 +125,11 @@ nginx_stop() {
     wait "$NGINX_PID" 2>/dev/null || true
     NGINX_PID=""
   fi
+}
+
+nginx_test_work() {
+  [[ -n "$(nginx_bin)" ]] || { echo "nginx not installed: skipped"; exit 77; }
+  work="$(mktemp -d "${TMPDIR:-/tmp}/ak-$1.XXXXXX")"
+  chmod 755 "$work"
+  trap 'set +e; nginx_stop; rm -rf "$work"' EXIT
 }

@@ -7,22 +7,18 @@
 # Usage: test_akget_bad.sh AKGET HTTPBAD [SECCOMP_LAUNCH]
 set -euo pipefail
 akget="$1" httpbad="$2" launch="${3:-}"
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/httpbad_env.sh"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ak-akget-bad.XXXXXX")"
-srv_pid=""
 cleanup() {
   set +e
-  [[ -n "$srv_pid" ]] && kill "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null
+  httpbad_stop
   rm -rf "$work"
 }
 trap cleanup EXIT
 fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 
-"$httpbad" --max-seconds 240 >"$work/port" &
-srv_pid=$!
-for _ in $(seq 50); do [[ -s "$work/port" ]] && break; sleep 0.1; done
-port="$(cat "$work/port")"
-[[ -n "$port" ]] || fail "httpbad did not start"
-base="http://127.0.0.1:$port"
+httpbad_start "$httpbad" "$work" || fail "httpbad did not start"
+port="$HTTPBAD_PORT" base="$HTTPBAD_URL"
 
 # path -> expected per-URL exit code (docs/akget.md)
 declare -A want=(

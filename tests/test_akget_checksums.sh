@@ -13,17 +13,8 @@ set -euo pipefail
 akget="$1"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/nginx_env.sh"
-work="$(mktemp -d "${TMPDIR:-/tmp}/ak-akget-sums.XXXXXX")"
-chmod 755 "$work"
-cleanup() {
-  set +e
-  nginx_stop
-  rm -rf "$work"
-}
-trap cleanup EXIT
+nginx_test_work akget-sums
 fail() { printf 'FAIL: %s\n' "$*" >&2; tail -n 5 "$work/state/access.log" >&2 2>/dev/null; exit 1; }
-
-[[ -n "$(nginx_bin)" ]] || { echo "nginx not installed: skipped"; exit 77; }
 
 # The "checksum" field of the download whose file ends with $2.
 json_sum() { python3 -c 'import json,sys

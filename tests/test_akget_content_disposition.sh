@@ -12,17 +12,8 @@ set -euo pipefail
 akget="$1"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/nginx_env.sh"
-work="$(mktemp -d "${TMPDIR:-/tmp}/ak-akget-cd.XXXXXX")"
-chmod 755 "$work"
-cleanup() {
-  set +e
-  nginx_stop
-  rm -rf "$work"
-}
-trap cleanup EXIT
+nginx_test_work akget-cd
 fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
-
-[[ -n "$(nginx_bin)" ]] || { echo "nginx not installed: skipped"; exit 77; }
 
 root="$work/root"
 mkdir -p "$root/cd"

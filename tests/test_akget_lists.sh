@@ -13,22 +13,18 @@
 # length, 200000 by default; 2000000 is the figure in docs/akget.md)
 set -euo pipefail
 akget="$1" httpbad="$2" long_n="${3:-200000}"
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/httpbad_env.sh"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ak-akget-lists.XXXXXX")"
-srv_pid=""
 cleanup() {
   set +e
-  [[ -n "$srv_pid" ]] && kill "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null
+  httpbad_stop
   rm -rf "$work"
 }
 trap cleanup EXIT
 fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 
-"$httpbad" --max-seconds 240 >"$work/port" &
-srv_pid=$!
-for _ in $(seq 50); do [[ -s "$work/port" ]] && break; sleep 0.1; done
-port="$(cat "$work/port")"
-[[ -n "$port" ]] || fail "httpbad did not start"
-base="http://127.0.0.1:$port"
+httpbad_start "$httpbad" "$work" || fail "httpbad did not start"
+base="$HTTPBAD_URL"
 # httpbad's body: byte i is (i * 131 + (i >> 8)) % 251.
 body() { python3 -c 'import sys; n=int(sys.argv[1]); sys.stdout.buffer.write(bytes(((i * 131 + (i >> 8)) % 251) for i in range(n)))' "$1"; }
 sha() { body "$1" | sha256sum | cut -d' ' -f1; }

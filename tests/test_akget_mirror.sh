@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # test_akget_mirror.sh: akget as a mirror's tool, against a real nginx started
-# here (tests/nginx_env.sh) and httpbad: -N's conditional requests (304 keeps
-# the file, inode and mtime; a changed file is replaced; If-None-Match from
+# here (tests/nginx_env.sh) and httpbad: -N's conditional requests (a HEAD
+# first, before any file is made; 304 keeps the file, inode and mtime; a
+# changed file is replaced by the GET that follows; If-None-Match from
 # the user.akget.etag xattr, a stale one refetching; If-Modified-Since alone
 # without it), the
 # server's Last-Modified as mtime and --no-remote-time, a server with no
-# Last-Modified and no ETag (downloaded each time, -v says why), and the
+# Last-Modified and no ETag (downloaded each time, -v says why), a HEAD that
+# fails or hangs (the file left as it is), and the
 # "unchanged" count in the summary line and --json. Exit 77 (skip) when
 # nginx is not installed.
 #
@@ -14,13 +16,13 @@ set -euo pipefail
 akget="$1" httpbad="$2"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/nginx_env.sh"
+source "$here/httpbad_env.sh"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ak-akget-mirror.XXXXXX")"
 chmod 755 "$work"
-srv_pid=""
 cleanup() {
   set +e
   nginx_stop
-  [[ -n "$srv_pid" ]] && kill "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null
+  httpbad_stop
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -41,7 +43,7 @@ for i in 1 2 3; do head -c $((i * 100000)) /dev/urandom >"$root/m/f$i.bin"; done
 touch -d '2001-02-03 04:05:06 UTC' "$root/m/f1.bin"
 touch -d '2011-12-13 14:15:16 UTC' "$root/m/f2.bin" "$root/m/f3.bin"
 chmod -R a+rX "$root"
-NGINX_LOG_EXTRA='"$http_if_modified_since" "$http_if_none_match"'
+NGINX_LOG_EXTRA='"$http_if_modified_since" "$http_if_none_match" $request_method'
 nginx_start "$work/state" "$root" || fail "nginx did not start"
 base="http://127.0.0.1:$NGINX_PORT"
 log="$work/state/access.log"
@@ -66,8 +68,9 @@ if ((have_xattr)); then
   [[ "$etag" == \"*\" ]] || fail "f1's kept ETag is '$etag'"
 fi
 
-# 2. -N over the unchanged tree: three 304s, nothing rewritten (same inode,
-# same mtime), "unchanged" in the summary line and in --json, exit 0.
+# 2. -N over the unchanged tree: three 304s to three HEADs (no GET), nothing
+# rewritten (same inode, same mtime), "unchanged" in the summary line and in
+# --json, exit 0.
 before=$(stat -c '%i %Y %s' "$out"/f*.bin)
 : >"$log"
 "$akget" -N -d "$out" -i "$work/list" --json "$work/n.json" 2>"$work/n.err" ||
@@ -75,6 +78,8 @@ before=$(stat -c '%i %Y %s' "$out"/f*.bin)
 [[ "$(stat -c '%i %Y %s' "$out"/f*.bin)" == "$before" ]] || fail "-N rewrote an unchanged file"
 [[ "$(awk '{print $3}' "$log" | sort | uniq -c | awk '{print $1, $2}')" == "3 304" ]] ||
   fail "-N unchanged: nginx answered $(awk '{print $3}' "$log" | tr '\n' ' '), want three 304s"
+[[ "$(awk '{print $NF}' "$log" | sort | uniq -c | awk '{print $1, $2}')" == "3 HEAD" ]] ||
+  fail "-N unchanged: asked by $(awk '{print $NF}' "$log" | tr '\n' ' '), want three HEADs"
 grep -q "0 of 3 downloaded, 3 unchanged, 0 failed" "$work/n.err" ||
   fail "summary line: $(tail -n 1 "$work/n.err")"
 [[ "$(json_field "$work/n.json" unchanged)" == 3 ]] || fail "--json unchanged != 3"
@@ -89,20 +94,25 @@ if ((have_xattr)); then
 fi
 
 # 2b. With -s (and -c) the conditions go with the first HEAD: a 304 to it
-# keeps the file, and nothing else is asked.
+# keeps the file, and nothing else is asked. With -c a part file and its
+# record left by an earlier run go too (the 304 says they are not needed).
 for opt in "-s 4 --min-segment 16K" "-c"; do
   : >"$log"
+  if [[ "$opt" == -c ]]; then
+    head -c 1000 /dev/urandom >"$out/f1.bin.akget-part"
+    head -c 100 /dev/urandom >"$out/f1.bin.akget-part.ctl"
+  fi
   # shellcheck disable=SC2086
   "$akget" -q -N $opt -d "$out" -i "$work/list" --json "$work/s.json" || fail "-N $opt: exit $?"
   [[ "$(stat -c '%i %Y %s' "$out"/f*.bin)" == "$before" ]] || fail "-N $opt rewrote a file"
   [[ "$(awk '{print $3}' "$log" | sort | uniq -c | awk '{print $1, $2}')" == "3 304" ]] ||
     fail "-N $opt: nginx answered $(awk '{print $3}' "$log" | tr '\n' ' ')"
   [[ "$(json_field "$work/s.json" unchanged)" == 3 ]] || fail "-N $opt: --json unchanged != 3"
-  ! ls "$out" | grep -q akget-part || fail "-N $opt left a part file"
+  ! ls "$out" | grep -q akget-part || fail "-N $opt left a part file: $(ls "$out")"
 done
 
-# 3. One file changed on the server: it alone is fetched (200) and replaced,
-# with the new mtime; the others stay 304.
+# 3. One file changed on the server: it alone is fetched (its HEAD's 200,
+# then a GET's 200) and replaced, with the new mtime; the others stay 304.
 head -c 123457 /dev/urandom >"$root/m/f2.bin"
 touch -d '2020-01-01 00:00:00 UTC' "$root/m/f2.bin"
 chmod a+r "$root/m/f2.bin"
@@ -110,8 +120,9 @@ chmod a+r "$root/m/f2.bin"
 "$akget" -q -N -d "$out" -i "$work/list" --json "$work/c.json" || fail "-N changed: exit $?"
 cmp -s "$root/m/f2.bin" "$out/f2.bin" || fail "changed f2 was not replaced"
 [[ "$(stat -c %Y "$out/f2.bin")" == "$(stat -c %Y "$root/m/f2.bin")" ]] || fail "new f2's mtime"
-[[ "$(grep -c ' 200 /m/f2.bin' "$log")" == 1 && "$(grep -c ' 304 ' "$log")" == 2 ]] ||
-  fail "changed f2: nginx log: $(awk '{print $3, $4}' "$log" | tr '\n' ' ')"
+[[ "$(grep -c ' 200 /m/f2.bin .* GET$' "$log")" == 1 && "$(grep -c ' 200 /m/f2.bin .* HEAD$' "$log")" == 1 &&
+   "$(grep -c ' 304 .* HEAD$' "$log")" == 2 && "$(wc -l <"$log")" == 4 ]] ||
+  fail "changed f2: nginx log: $(awk '{print $3, $4, $NF}' "$log" | tr '\n' ' ')"
 [[ "$(json_field "$work/c.json" unchanged)" == 2 ]] || fail "--json unchanged != 2 after a change"
 
 if ((have_xattr)); then
@@ -121,7 +132,7 @@ if ((have_xattr)); then
   python3 -c 'import os,sys; os.setxattr(sys.argv[1], "user.akget.etag", b"\"stale-1\"")' "$out/f3.bin"
   : >"$log"
   "$akget" -q -N -d "$out" "$base/m/f3.bin" || fail "-N by ETag: exit $?"
-  grep -q ' 200 /m/f3.bin .*"\\x22stale-1\\x22"$' "$log" || fail "a stale ETag did not bring a 200: $(cat "$log")"
+  grep -q ' 200 /m/f3.bin .*"\\x22stale-1\\x22" GET$' "$log" || fail "a stale ETag did not bring a 200: $(cat "$log")"
   [[ "$(xattr_get "$out/f3.bin")" != '"stale-1"' && -n "$(xattr_get "$out/f3.bin")" ]] ||
     fail "f3's ETag was not renewed"
   [[ "$(stat -c %Y "$out/f3.bin")" == "$(stat -c %Y "$root/m/f3.bin")" ]] || fail "f3's mtime"
@@ -131,13 +142,13 @@ if ((have_xattr)); then
   xattr_rm "$out/f3.bin"
   : >"$log"
   "$akget" -q -N -d "$out" "$base/m/f3.bin" || fail "-N without the xattr: exit $?"
-  grep -q ' 200 /m/f3.bin .* "-"$' "$log" || fail "without the xattr: $(cat "$log")"
+  grep -q ' 200 /m/f3.bin .* "-" GET$' "$log" || fail "without the xattr: $(cat "$log")"
   [[ -n "$(xattr_get "$out/f3.bin")" ]] || fail "the new f3 has no ETag kept"
   # ... and the date alone brings a 304 when it matches.
   xattr_rm "$out/f3.bin"
   : >"$log"
   "$akget" -q -N -d "$out" "$base/m/f3.bin" || fail "-N by date alone: exit $?"
-  grep -q ' 304 /m/f3.bin .* "-"$' "$log" || fail "the date alone did not bring a 304: $(cat "$log")"
+  grep -q ' 304 /m/f3.bin .* "-" HEAD$' "$log" || fail "the date alone did not bring a 304: $(cat "$log")"
 fi
 
 # 6. A filesystem without user xattrs (ramfs), where one can be mounted:
@@ -148,7 +159,7 @@ if mkdir -p "$work/ramfs" && mount -t ramfs none "$work/ramfs" 2>/dev/null; then
   grep -q "ETag is not kept" "$work/r.err" || fail "ramfs: -v did not say the ETag is not kept"
   : >"$log"
   "$akget" -q -N -d "$work/ramfs" "$base/m/f1.bin" || fail "ramfs -N: exit $?"
-  grep -q ' 304 /m/f1.bin .* "-"$' "$log" || fail "ramfs -N: $(cat "$log")"
+  grep -q ' 304 /m/f1.bin .* "-" HEAD$' "$log" || fail "ramfs -N: $(cat "$log")"
   umount "$work/ramfs"
   trap cleanup EXIT
 else
@@ -163,16 +174,50 @@ t0=$(date +%s)
 
 # 8. A server with neither Last-Modified nor ETag (httpbad): -N downloads
 # every time, and -v says why.
-"$httpbad" --max-seconds 60 >"$work/port" &
-srv_pid=$!
-for _ in $(seq 50); do [[ -s "$work/port" ]] && break; sleep 0.1; done
-[[ -s "$work/port" ]] || fail "httpbad did not start"
-bad="http://127.0.0.1:$(cat "$work/port")"
+httpbad_start "$httpbad" "$work" 60 || fail "httpbad did not start"
+bad="$HTTPBAD_URL"
 "$akget" -q -N -d "$work/nv" "$bad/file/5000" || fail "no validators, first: exit $?"
 "$akget" -v -N -d "$work/nv" "$bad/file/5000" --json "$work/nv.json" 2>"$work/nv.err" ||
   fail "no validators, second: exit $?"
 grep -q "no Last-Modified and no ETag" "$work/nv.err" || fail "-v did not say why: $(cat "$work/nv.err")"
 [[ "$(json_field "$work/nv.json" unchanged)" == 0 ]] || fail "no validators: counted unchanged"
 grep -q "1 of 1 downloaded" "$work/nv.err" || fail "no validators: not downloaded again"
+
+# 9. -N's HEAD fails (nothing listens there): the GET after it fails too
+# (exit 4) and the file on disk is left as it is.
+closed=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+before=$(stat -c '%i %Y %s' "$out/f1.bin")
+rc=0
+"$akget" -q -N --retries 0 -d "$out" "http://127.0.0.1:$closed/m/f1.bin" 2>"$work/h.err" || rc=$?
+((rc == 4)) || fail "-N, HEAD refused: exit $rc, want 4: $(cat "$work/h.err")"
+[[ "$(stat -c '%i %Y %s' "$out/f1.bin")" == "$before" ]] || fail "-N, HEAD refused: f1 changed"
+
+# 10. -N's HEAD hangs (a server that accepts and never answers): --max-time
+# ends the download there, exit 4, the file left as it is, no file made.
+python3 -c '
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
+print(s.getsockname()[1], flush=True)
+conns = []
+end = time.time() + 30
+s.settimeout(1)
+while time.time() < end:
+    try: conns.append(s.accept()[0])
+    except OSError: pass
+' >"$work/mute.port" &
+mute_pid=$!
+for _ in $(seq 50); do [[ -s "$work/mute.port" ]] && break; sleep 0.1; done
+[[ -s "$work/mute.port" ]] || fail "the silent server did not start"
+rc=0
+t0=$(date +%s%N)
+"$akget" -N --max-time 1 -d "$out" "http://127.0.0.1:$(cat "$work/mute.port")/m/f1.bin" \
+  2>"$work/m.err" || rc=$?
+t1=$(date +%s%N)
+kill "$mute_pid" 2>/dev/null; wait "$mute_pid" 2>/dev/null || true
+((rc == 4)) || fail "-N, HEAD hangs: exit $rc, want 4: $(cat "$work/m.err")"
+(((t1 - t0) / 1000000 < 10000)) || fail "-N, HEAD hangs: --max-time 1 took $(((t1 - t0) / 1000000)) ms"
+grep -q "max-time" "$work/m.err" || fail "-N, HEAD hangs: $(cat "$work/m.err")"
+[[ "$(stat -c '%i %Y %s' "$out/f1.bin")" == "$before" ]] || fail "-N, HEAD hangs: f1 changed"
+! ls -a "$out" | grep -q akget || fail "-N, HEAD hangs: left $(ls -a "$out")"
 
 echo "akget mirror (-N, remote time): ok"

@@ -11,13 +11,8 @@ set -euo pipefail
 akget="$1"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/nginx_env.sh"
-work="$(mktemp -d "${TMPDIR:-/tmp}/ak-akget-nginx.XXXXXX")"
-chmod 755 "$work" # nginx's worker (nobody, when run as root) walks into it
-cleanup() { set +e; nginx_stop; rm -rf "$work"; }
-trap cleanup EXIT
+nginx_test_work akget-nginx
 fail() { printf 'FAIL: %s\n' "$*" >&2; tail -n 20 "$work/state/error.log" >&2 2>/dev/null; exit 1; }
-
-[[ -n "$(nginx_bin)" ]] || { echo "nginx not installed: skipped"; exit 77; }
 
 root="$work/root"
 mkdir -p "$root/files"

@@ -16,13 +16,14 @@ set -euo pipefail
 akget="$1" httpbad="$2"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/nginx_env.sh"
+source "$here/httpbad_env.sh"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ak-akget-resume.XXXXXX")"
 chmod 755 "$work" # nginx's worker (nobody, when run as root) walks into it
-srv_pid="" small_mounted=0
+small_mounted=0
 cleanup() {
   set +e
   nginx_stop
-  [[ -n "$srv_pid" ]] && kill "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null
+  httpbad_stop
   ((small_mounted)) && umount "$work/small"
   rm -rf "$work"
 }
@@ -51,11 +52,8 @@ nginx_start "$work/state" "$root" || fail "nginx did not start"
 base="http://127.0.0.1:$NGINX_PORT"
 log="$work/state/access.log"
 
-"$httpbad" --max-seconds 240 >"$work/port" &
-srv_pid=$!
-for _ in $(seq 50); do [[ -s "$work/port" ]] && break; sleep 0.1; done
-hb="http://127.0.0.1:$(cat "$work/port")"
-[[ "$hb" != "http://127.0.0.1:" ]] || fail "httpbad did not start"
+httpbad_start "$httpbad" "$work" || fail "httpbad did not start"
+hb="$HTTPBAD_URL"
 
 # Runs akget (with its arguments, -o among them) in the background,
 # rate-limited so that the signal lands mid-download, and kills it with SIG

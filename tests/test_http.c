@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -241,17 +242,10 @@ static void test_get_body_to_memory(void **state)
   ak_future_release(f);
 }
 
+/* The file at fd is httpbad's body of size bytes, exactly. */
 static void check_file(int fd, int64_t size)
 {
-  struct stat st;
-  assert_int_equal(fstat(fd, &st), 0);
-  assert_int_equal(st.st_size, size);
-  unsigned char *buf = malloc((size_t)size + 1);
-  assert_int_equal(pread(fd, buf, (size_t)size, 0), size);
-  for (int64_t i = 0; i < size; i++)
-    if (buf[i] != t_body_byte((uint64_t)i))
-      fail_msg("byte %lld differs", (long long)i);
-  free(buf);
+  assert_int_equal(t_body_file_differs(fd, size), -1);
 }
 
 static void test_get_to_file_and_progress(void **state)
@@ -271,6 +265,92 @@ static void test_get_to_file_and_progress(void **state)
   check_file(fd, 3000000);
   ak_future_release(f);
   close(fd);
+}
+
+/* Body write ops (write, writev) the loop has handed to the ring or the
+ * pool so far. */
+static uint64_t write_ops(ak_loop *loop)
+{
+  ak_loop_stats st;
+  ak_loop_stats_get(loop, &st);
+  uint64_t n = 0;
+  for (unsigned k = 0; k < AK_STATS_KINDS; k++) {
+    const char *name = ak_op_kind_name(k);
+    if (name && (!strcmp(name, "write") || !strcmp(name, "writev")))
+      n += st.submitted[k] + st.fallbacks[k];
+  }
+  return n;
+}
+
+/* Reads a pipe to its end, checking each byte against the pattern. */
+typedef struct pipe_reader {
+  int fd;
+  int64_t bytes;
+  bool mismatch;
+} pipe_reader;
+
+static void *read_pipe(void *arg)
+{
+  pipe_reader *r = arg;
+  unsigned char buf[65536];
+  ssize_t n;
+  while ((n = read(r->fd, buf, sizeof buf)) > 0) {
+    for (ssize_t i = 0; i < n; i++)
+      if (buf[i] != t_body_byte((uint64_t)r->bytes + (uint64_t)i))
+        r->mismatch = true;
+    r->bytes += n;
+  }
+  return NULL;
+}
+
+/* Into a regular file the body is written on the loop thread (exchange.c,
+ * section 5): no write op goes to the ring or the pool, and the file is
+ * byte-exact, progress exact, for an identity body and a chunked one.
+ * Into anything else (a pipe, whose reader could stop the loop) every
+ * write is an op, and the reader gets every byte in order. */
+static void test_body_written_inline_into_files_only(void **state)
+{
+  fixture *fx = *state;
+  const char *paths[] = {"/file/3000000", "/chunked/1000003"};
+  const int64_t sizes[] = {3000000, 1000003};
+  for (int i = 0; i < 2; i++) {
+    int fd = t_tmpfile(O_RDWR);
+    int64_t progress = 0;
+    uint64_t ops = write_ops(fx->loop);
+    ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of(paths[i]));
+    rq.fd = fd;
+    rq.progress = &progress;
+    ak_future *f = ak_http_get(fx->client, &rq);
+    assert_int_equal(ak_future_wait(f, WAIT), 0);
+    assert_int_equal(ak_future_result(f), 200);
+    assert_int_equal(write_ops(fx->loop), ops);
+    assert_int_equal(progress, sizes[i]);
+    check_file(fd, sizes[i]);
+    ak_future_release(f);
+    close(fd);
+  }
+
+  int p[2];
+  assert_int_equal(pipe(p), 0);
+  pipe_reader r = {.fd = p[0]};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, read_pipe, &r), 0);
+  uint64_t ops = write_ops(fx->loop);
+  int64_t progress = 0;
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of("/file/3000000"));
+  rq.fd = p[1];
+  rq.progress = &progress;
+  ak_future *f = ak_http_get(fx->client, &rq);
+  assert_int_equal(ak_future_wait(f, WAIT), 0);
+  assert_int_equal(ak_future_result(f), 200);
+  ak_future_release(f);
+  close(p[1]);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  close(p[0]);
+  assert_true(write_ops(fx->loop) > ops);
+  assert_int_equal(progress, 3000000);
+  assert_int_equal(r.bytes, 3000000);
+  assert_false(r.mismatch);
 }
 
 /* A plain connection's receive buffer is registered with the loop (the
@@ -436,9 +516,8 @@ static void test_write_error_while_receiving(void **state)
 /* A receive that fails (the peer closes mid-body) while body writes are
  * in flight or waiting: every byte received before it is still written,
  * in place, before the request ends (a resume counts on them). */
-static void test_receive_error_keeps_received_bytes(void **state)
+static void truncated_body_kept(fixture *fx)
 {
-  fixture *fx = *state;
   int fd = t_tmpfile(O_RDWR);
   int64_t progress = 0;
   ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of("/short/2000000"));
@@ -451,6 +530,24 @@ static void test_receive_error_keeps_received_bytes(void **state)
   check_file(fd, 1000000);
   assert_int_equal(progress, 1000000);
   close(fd);
+}
+
+static void test_receive_error_keeps_received_bytes(void **state)
+{
+  truncated_body_kept(*state);
+}
+
+/* The same with receives larger than the whole body: every byte is held
+ * back for an inline write (it waits for two receives' worth) when the
+ * peer closes, and the ending writes them all before the error settles. */
+static void test_receive_error_writes_held_bytes(void **state)
+{
+  (void)state;
+  ak_http_options o = {.recv_buffer = 4u << 20};
+  void *st;
+  setup_client(&st, &o);
+  truncated_body_kept(st);
+  teardown(&st);
 }
 
 /* A write cut short by RLIMIT_FSIZE in the middle of a gathered write:
@@ -1095,10 +1192,12 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_get_body_to_memory, setup, teardown),
       cmocka_unit_test_setup_teardown(test_get_to_file_and_progress, setup, teardown),
       cmocka_unit_test_setup_teardown(test_receive_buffer_registered_or_not, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_body_written_inline_into_files_only, setup, teardown),
       cmocka_unit_test_setup_teardown(test_body_write_errors, setup, teardown),
       cmocka_unit_test(test_ring_keeps_order),
       cmocka_unit_test(test_write_error_while_receiving),
       cmocka_unit_test_setup_teardown(test_receive_error_keeps_received_bytes, setup, teardown),
+      cmocka_unit_test(test_receive_error_writes_held_bytes),
       cmocka_unit_test_setup_teardown(test_short_write_then_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_chunked_and_close_delimited, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tiny_chunks_to_file, setup, teardown),

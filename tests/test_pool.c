@@ -379,6 +379,89 @@ static void test_cancel_task_submitted_in_callback(void **state)
   ak_pool_free(pool);
 }
 
+/* The same batch, cancelled from another thread while the callback that
+ * submitted the task still runs: only the loop's thread may touch its batch,
+ * so the cancel must not settle the task in place there (which queued its
+ * callback through the qnode that links the batch, losing the tasks behind
+ * it). It settles CANCELLED all the same, once, on the loop, and never runs. */
+typedef struct cancel_elsewhere {
+  ak_pool *pool;
+  _Atomic int ran;
+  thread_rec settled;
+  ak_future *first, *second, *third;
+  t_sem go, cancelled;
+  int cancel_rc;
+  bool cancel_returned; /* within T_HANG_NS, while the callback waited */
+} cancel_elsewhere;
+
+static void *cancel_first_task(void *arg)
+{
+  cancel_elsewhere *c = arg;
+  if (!t_sem_wait(&c->go))
+    return NULL;
+  c->cancel_rc = ak_future_cancel(c->first);
+  t_sem_post(&c->cancelled);
+  return NULL;
+}
+
+static void submit_then_cancel_elsewhere(ak_future *f, void *arg)
+{
+  (void)f;
+  cancel_elsewhere *c = arg;
+  c->first = ak_pool_submit(c->pool, count_run, (void *)&c->ran);
+  c->second = ak_pool_submit(c->pool, count_run, (void *)&c->ran);
+  if (!c->first || !c->second || ak_future_on_settle(c->first, record_thread, &c->settled) < 0)
+    return; /* the test's asserts say so */
+  t_sem_post(&c->go);
+  c->cancel_returned = t_sem_wait(&c->cancelled); /* the batch is still unsent */
+  c->third = ak_pool_submit(c->pool, count_run, (void *)&c->ran);
+}
+
+static void test_cancel_task_in_batch_from_other_thread(void **state)
+{
+  (void)state;
+  ak_pool *pool = ak_pool_new(1);
+  ak_loop *loop = t_loop_new();
+  cancel_elsewhere c = {.pool = pool, .cancel_rc = 1};
+  t_sem_init(&c.go, 0);
+  t_sem_init(&c.cancelled, 0);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, cancel_first_task, &c), 0);
+  ak_future *nop = ak_nop(loop);
+  assert_int_equal(ak_future_on_settle(nop, submit_then_cancel_elsewhere, &c), 0);
+  assert_int_equal(ak_future_wait(nop, T_HANG_NS), 0);
+  assert_non_null(c.first);
+  assert_non_null(c.second);
+  assert_non_null(c.third);
+  assert_true(c.cancel_returned);
+  assert_int_equal(c.cancel_rc, 0);
+  assert_int_equal(pthread_join(th, NULL), 0);
+  assert_int_equal(ak_future_wait(c.first, T_HANG_NS), 0);
+  assert_int_equal(ak_future_wait(c.second, T_HANG_NS), 0);
+  assert_int_equal(ak_future_wait(c.third, T_HANG_NS), 0);
+  assert_int_equal(ak_loop_run(loop, AK_RUN_DEFAULT), 0);
+  assert_int_equal(ak_future_state(c.first), AK_CANCELLED);
+  assert_int_equal(ak_future_result(c.first), -ECANCELED);
+  assert_int_equal(atomic_load(&c.settled.calls), 1); /* once, on the loop */
+  assert_true(pthread_equal(c.settled.who, pthread_self()));
+  assert_int_equal(ak_future_state(c.second), AK_DONE);
+  assert_int_equal(ak_future_state(c.third), AK_DONE);
+  /* The loop and the pool still work. */
+  ak_future *after = ak_pool_submit(pool, return_arg, (void *)7);
+  assert_int_equal(ak_future_get(after, T_HANG_NS, NULL), 7);
+  ak_future_release(after);
+  ak_pool_stop(pool, true);
+  assert_int_equal(atomic_load(&c.ran), 2); /* never the cancelled one */
+  ak_future_release(c.first);
+  ak_future_release(c.second);
+  ak_future_release(c.third);
+  ak_future_release(nop);
+  ak_loop_free(loop);
+  ak_pool_free(pool);
+  t_sem_destroy(&c.go);
+  t_sem_destroy(&c.cancelled);
+}
+
 typedef struct coop {
   t_sem started;
   _Atomic bool saw_request;
@@ -1058,6 +1141,7 @@ int main(void)
       cmocka_unit_test(test_submit_after_stop),
       cmocka_unit_test(test_cancel_queued_task),
       cmocka_unit_test(test_cancel_task_submitted_in_callback),
+      cmocka_unit_test(test_cancel_task_in_batch_from_other_thread),
       cmocka_unit_test(test_cancel_running_task_is_cooperative),
       cmocka_unit_test(test_task_error_and_detail),
       cmocka_unit_test(test_set_value_with_destructor),

@@ -155,13 +155,14 @@ AK_API int ak_future_on_settle(ak_future *f, ak_callback cb, void *arg);
 /* ---- Cancellation ------------------------------------------------------- */
 
 /* Requests cancellation. A pool task not yet started settles CANCELLED at
- * once; an IO operation settles when the kernel's completion arrives (its
- * buffers stay the kernel's until then): CANCELLED if the kernel cancelled
- * it, or with its real outcome if it had completed anyway, except that an
- * operation creating a resource (open, accept, socket, connect) that
- * completes after the request has that resource closed and settles
- * CANCELLED. A combinator passes the request to the step it waits on.
- * Returns 0 if the request was made, AK_ESETTLED if f had settled. */
+ * once (asked from a thread other than its loop's, possibly only at that
+ * loop's next iteration); an IO operation settles when the kernel's
+ * completion arrives (its buffers stay the kernel's until then): CANCELLED
+ * if the kernel cancelled it, or with its real outcome if it had completed
+ * anyway, except that an operation creating a resource (open, accept,
+ * socket, connect) that completes after the request has that resource
+ * closed and settles CANCELLED. A combinator passes the request to the
+ * step it waits on. Returns 0 if the request was made, AK_ESETTLED if f had settled. */
 AK_API int ak_future_cancel(ak_future *f);
 
 /* Inside a pool callable: whether cancellation was requested (cooperative). */

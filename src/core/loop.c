@@ -428,6 +428,14 @@ static void wakeup_arrived(ak_loop *loop, int res) {
 
 void ak__loop_flush_early(ak_loop *loop) { ak__loop_flush(loop); }
 
+/* After a submit that failed (EAGAIN, EBUSY): its SQEs are still in the
+ * SQ and go with the next one, so they still count (a count of zero made
+ * ak__loop_get_sqe's flush of a full SQ a no-op, spinning, and iterations
+ * that do not block skip the enter). */
+static unsigned unsubmitted_after_failure(const ak_loop *loop) {
+  return io_uring_sq_ready(&loop->ring);
+}
+
 void ak__loop_flush(ak_loop *loop) {
   if (loop->sq_unsubmitted == 0)
     return;
@@ -436,7 +444,7 @@ void ak__loop_flush(ak_loop *loop) {
     rc = AK_FAULT_CALL(AK_FAULT_SUBMIT, io_uring_submit(&loop->ring));
   } while (rc == -EINTR);
   loop->stats.submits++;
-  loop->sq_unsubmitted = 0;
+  loop->sq_unsubmitted = rc < 0 ? unsubmitted_after_failure(loop) : 0;
   loop->last_sqe_op = NULL;
 }
 
@@ -694,7 +702,7 @@ static int submit_and_wait(ak_loop *loop, bool block, int64_t wait_until) {
   }
   if (loop->sq_unsubmitted)
     loop->stats.submits++;
-  loop->sq_unsubmitted = 0;
+  loop->sq_unsubmitted = rc < 0 ? unsubmitted_after_failure(loop) : 0;
   loop->last_sqe_op = NULL;
   if (rc == -ETIME || rc == -EINTR || rc == -EAGAIN || rc == -EBUSY)
     rc = 0; /* a timed-out or interrupted wait; EBUSY: CQ overflow, reap */

@@ -264,13 +264,26 @@ static bool unqueue_locked(ak_pool *pool, ak_future *f) {
   return false;
 }
 
+static void task_cancel(ak_future *f);
+
+/* task_cancel again, on the loop's thread (posted by a cancel from another
+ * thread); the post's hold and reference go. */
+static void task_cancel_on_owner(void *arg) {
+  ak_future *f = arg;
+  ak_loop *loop = f->loop;
+  task_cancel(f);
+  ak_future_release(f);
+  ak_loop_unhold(loop);
+}
+
 static void task_cancel(ak_future *f) {
   ak_pool *pool = f->data;
   /* Submitted during this dispatch, f may wait in the loop's batch (linked
    * through the qnode its settle would put on the ready queue, cutting both
    * lists: the loop then crashed in run_ready and the task ran anyway). Send
    * the batch now, so f is in the pool's queue and unqueued below. */
-  if (f->loop && ak_loop_is_owner(f->loop))
+  bool elsewhere = f->loop && !ak_loop_is_owner(f->loop);
+  if (f->loop && !elsewhere)
     ak__pool_flush_loop(f->loop);
   pthread_mutex_lock(&pool->mu);
   incoming_drain_locked(pool); /* f may have just arrived */
@@ -282,7 +295,19 @@ static void task_cancel(ak_future *f) {
     return;
   }
   ak_future *adopted = __atomic_load_n(&f->adopted, __ATOMIC_SEQ_CST);
-  if (ak_future_state(f) == AK_PENDING) {
+  if (ak_future_state(f) == AK_PENDING && elsewhere) {
+    /* From another thread f may also wait in the loop's batch, which only
+     * the loop's thread may touch (nor settle f in: the batch would be cut
+     * as above): the loop's thread settles it. Either way it never runs, as
+     * the request is set: without memory for the post, the worker that
+     * takes f settles it (ak__future_start_running), or the dependencies'
+     * join does. */
+    ak_loop_hold(f->loop);
+    if (ak_loop_post(f->loop, task_cancel_on_owner, ak_future_ref(f)) < 0) {
+      ak_future_release(f);
+      ak_loop_unhold(f->loop);
+    }
+  } else if (ak_future_state(f) == AK_PENDING) {
     /* Waiting for dependencies, or taken by a worker that will see the
      * request in ak__future_start_running: either way it never runs. */
     ak__future_settle(f, AK_CANCELLED, -ECANCELED);

@@ -181,6 +181,7 @@ struct ak__http_conn {
   char *buf;                   /* receive ring, buf_size bytes (exchange.c) */
   size_t buf_size;
   int buf_slot;                /* buf's registered slot (plain connections), or -1 */
+  int rcvlowat;                /* SO_RCVLOWAT set on fd (exchange.c), 0: none */
 };
 
 typedef struct ak__http_exchange ak__http_exchange;

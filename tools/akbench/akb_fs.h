@@ -46,6 +46,11 @@ bool akb_fs_have(const char *prog);
  * it is not there. Static storage. */
 const char *akb_fs_sibling(const char *name);
 
+/* For the workloads that run akget against a local nginx (download,
+ * mirror): akget's path (akb_fs_sibling's static storage), or NULL with the
+ * missing one's failure recorded in res. */
+const char *akb_need_akget_nginx(akb_result *res);
+
 /* The number after "key" : in text, searching from after `after` (NULL:
  * from the start). NaN when missing. For fio's JSON output. */
 double akb_fs_json_number(const char *text, const char *after, const char *key);

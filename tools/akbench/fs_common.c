@@ -247,6 +247,20 @@ const char *akb_fs_sibling(const char *name)
   return access(buf, X_OK) == 0 ? buf : NULL;
 }
 
+const char *akb_need_akget_nginx(akb_result *res)
+{
+  const char *akget = akb_fs_sibling("akget");
+  if (!akget) {
+    akb_fail(res, "akget is not built next to akbench (build/tools/akget)");
+    return NULL;
+  }
+  if (!akb_fs_have("nginx") && access("/usr/sbin/nginx", X_OK) != 0) {
+    akb_fail(res, "nginx: not installed (tools/bootstrap)");
+    return NULL;
+  }
+  return akget;
+}
+
 double akb_fs_json_number(const char *text, const char *after, const char *key)
 {
   if (!text)

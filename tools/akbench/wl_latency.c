@@ -460,16 +460,24 @@ static csw_count csw_now(void) {
   return (csw_count){t.ru_nvcsw, t.ru_nivcsw, p.ru_nvcsw + p.ru_nivcsw};
 }
 
-static void case_commit(const akb_opts *opts, akb_result *res) {
-  committer c;
-  memset(&c, 0, sizeof(c));
-  c.fd = -1;
-  int rc = committer_open(&c);
+/* A zeroed committer opened, or the set-up's failure recorded in res and
+ * whatever was opened closed again: false. */
+static bool committer_start(committer *c, akb_result *res) {
+  memset(c, 0, sizeof(*c));
+  c->fd = -1;
+  int rc = committer_open(c);
   if (rc < 0) {
     akb_fail(res, "commit set-up failed: %s", ak_strerror(rc));
-    committer_close(&c);
-    return;
+    committer_close(c);
+    return false;
   }
+  return true;
+}
+
+static void case_commit(const akb_opts *opts, akb_result *res) {
+  committer c;
+  if (!committer_start(&c, res))
+    return;
   uint64_t n = akb_size(opts, 3000, 300);
   enum { CBLK = 100 };
   n = (n + CBLK - 1) / CBLK * CBLK;
@@ -505,6 +513,7 @@ static void case_commit(const akb_opts *opts, akb_result *res) {
    * part (ptrace slows every system call; these runs time nothing). */
   double enters[COMMIT_WAYS], calls[COMMIT_WAYS];
   bool traced = !opts->quick && akb_fs_have("strace") && akb_fs_have("timeout");
+  int rc;
   for (int w = 0; w < COMMIT_WAYS; w++) {
     enters[w] = calls[w] = NAN;
     if (traced && (rc = strace_per_commit(w, &enters[w], &calls[w])) != 0) {
@@ -548,14 +557,8 @@ out:
  * child strace_commits runs. */
 static void case_commitcount(const akb_opts *opts, akb_result *res, int way) {
   committer c;
-  memset(&c, 0, sizeof(c));
-  c.fd = -1;
-  int rc = committer_open(&c);
-  if (rc < 0) {
-    akb_fail(res, "commit set-up failed: %s", ak_strerror(rc));
-    committer_close(&c);
+  if (!committer_start(&c, res))
     return;
-  }
   uint64_t n = akb_size(opts, 1000, 100);
   for (uint64_t i = 0; i < n; i++)
     if (commit_once(&c, way, (int64_t)(i % 256) * BLOCK) < 0) {

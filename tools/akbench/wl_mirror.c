@@ -4,20 +4,33 @@
  *   1. The second run over an unchanged tree (1000 x 1 MiB from an nginx
  *      started here on 127.0.0.1, tests/nginx_env.sh): each tool has
  *      fetched the tree once (untimed), then runs again with -N, which
- *      turns every file into a conditional request answered 304. akget
- *      -N -j 32 -x 32 against wget2 -N in its modes (--max-threads=32, the
- *      same parallelism, and its default of 5), alternating (akget, wget2
- *      modes, akget, ...); median wall and client CPU (wait4). Before each
- *      timed round every output file is checked to be the served one.
+ *      turns every file into a conditional request answered 304. At the
+ *      same parallelism N: akget -N -j N -x N against wget2 -N
+ *      --max-threads=N, for N = 32 (the workload's) and N = 5 (wget2's
+ *      default, its fastest mode here), alternating (akget 32, wget2 32,
+ *      akget 5, wget2 5, akget 32, ...); median wall and client CPU (wait4),
+ *      and the nginx worker's CPU during each run (/proc/PID/schedstat):
+ *      the server's own time is a floor no client goes below when both
+ *      share two vCPUs. Before each timed round every output file is
+ *      checked to be the served one.
  *   2. The peak RSS of a 2,000,000-URL list whose URLs fail at once (a
  *      closed port on 127.0.0.1: connection refused, no retry): akget -i
  *      against aria2c -i with and without --deferred-input, each bounded
- *      by a timeout (a run cut by it reports its peak so far, said in a
- *      note). The peak is the child's ru_maxrss (wait4).
+ *      by LIST_BOUND_S (300 s; aria2c's address space capped at 8 GiB).
+ *      The peak is the child's ru_maxrss (wait4), also of a run cut by the
+ *      bound; how far each got is the URLs it had failed by then (its
+ *      output's "FAILED" / "Download aborted" lines): aria2c reads its
+ *      whole list before the first download, and at 2,000,000 URLs it does
+ *      not get to one within the bound (its tracker: more than 15 GB for
+ *      1.95 million URLs, never started).
  *
- * --size N: files in the tree (1000); --quick: 40 files of 64 KiB and a
- * 20,000-URL list; --variant tree or rss runs one part; --rounds the timed
- * runs per tool (5). */
+ * --size N: files in the tree (1000), or with --variant rss the URLs of
+ * the list (2,000,000); --quick: 40 files of 64 KiB and a 20,000-URL list;
+ * --variant tree or rss runs one part; --rounds the timed runs per tool
+ * (5). The 2,000,000-URL part takes up to about 13 minutes (akget's run
+ * about 2.5, each aria2c run up to its bound): a memory figure, run it
+ * outside a timing window (docs/akget.md, MIRRORS). */
+#define _GNU_SOURCE /* memmem, F_SETPIPE_SZ */
 #include "akb_fs.h"
 
 #include <arpa/inet.h>
@@ -25,6 +38,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +56,8 @@
 #define AKB_SOURCE_ROOT "."
 #endif
 
-enum { PAR = 32, MAX_ROUNDS = 15, WGET2_MODES = 2 };
+enum { MAX_ROUNDS = 15, NPAR = 2, LIST_BOUND_S = 300 };
+static const int pars[NPAR] = {32, 5}; /* the workload's; wget2's default */
 #define AS_CAP (UINT64_C(8) << 30) /* aria2c's address space at most (8 GiB) */
 
 static int sh(const char *cmd)
@@ -94,18 +109,81 @@ static void nginx_down(pid_t pid)
   kill(pid, SIGKILL);
 }
 
-/* Runs argv with stdout and stderr to /dev/null, killed after timeout_s;
- * its wall time, CPU, peak RSS. Returns its exit status, 128+signal, or -1;
- * *cut says the timeout fired. */
-static int run_bounded(char *const argv[], double timeout_s, uint64_t as_limit, akb_span *span,
-                       long *maxrss_kb, bool *cut)
+/* nginx's one worker (worker_processes 1): the master's child. */
+static pid_t nginx_worker(pid_t master)
 {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)master, (int)master);
+  FILE *f = fopen(path, "r");
+  int w = -1;
+  if (f && fscanf(f, "%d", &w) != 1)
+    w = -1;
+  if (f)
+    fclose(f);
+  return w;
+}
+
+/* A process's CPU time so far (all its threads), in seconds; NaN if gone. */
+static double proc_cpu_s(pid_t pid)
+{
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/schedstat", (int)pid);
+  FILE *f = fopen(path, "r");
+  unsigned long long ns = 0;
+  bool ok = f && fscanf(f, "%llu", &ns) == 1;
+  if (f)
+    fclose(f);
+  return ok ? (double)ns / 1e9 : NAN;
+}
+
+/* Counts a pattern in a stream read in pieces (it may straddle them). */
+typedef struct counter {
+  const char *pat;
+  size_t plen;
+  char buf[64 * 1024 + 64];
+  size_t carry; /* the last bytes of the previous piece (< plen) */
+  size_t count;
+} counter;
+
+static void count_piece(counter *c, const char *data, size_t n)
+{
+  while (n) {
+    size_t take = n < sizeof c->buf - c->carry ? n : sizeof c->buf - c->carry;
+    memcpy(c->buf + c->carry, data, take);
+    size_t len = c->carry + take, at = 0;
+    const char *hit;
+    while ((hit = memmem(c->buf + at, len - at, c->pat, c->plen))) {
+      c->count++;
+      at = (size_t)(hit - c->buf) + c->plen;
+    }
+    size_t keep = c->plen - 1;
+    if (len - at < keep)
+      keep = len - at;
+    memmove(c->buf, c->buf + len - keep, keep);
+    c->carry = keep;
+    data += take;
+    n -= take;
+  }
+}
+
+/* Runs argv, killed after timeout_s; its wall time, CPU, peak RSS. Its
+ * output goes to /dev/null, or with c to a pipe whose lines holding c->pat
+ * are counted. Returns its exit status, 128+signal, or -1; *cut says the
+ * timeout fired. */
+static int run_bounded(char *const argv[], double timeout_s, uint64_t as_limit, akb_span *span,
+                       long *maxrss_kb, bool *cut, counter *c)
+{
+  int pfd[2] = {-1, -1};
+  if (c && pipe2(pfd, O_CLOEXEC) < 0)
+    return -1;
+  if (c)
+    (void)fcntl(pfd[0], F_SETPIPE_SZ, 1 << 20); /* a burst of lines does not stall it */
   double t0 = now_s();
   pid_t pid = fork();
   if (pid < 0)
     return -1;
   if (pid == 0) {
-    int fd = open("/dev/null", O_RDWR);
+    int fd = c ? pfd[1] : open("/dev/null", O_RDWR);
     dup2(fd, 1);
     dup2(fd, 2);
     setpgid(0, 0);
@@ -116,10 +194,20 @@ static int run_bounded(char *const argv[], double timeout_s, uint64_t as_limit, 
     execvp(argv[0], argv);
     _exit(127);
   }
+  if (c) {
+    close(pfd[1]);
+    fcntl(pfd[0], F_SETFL, O_NONBLOCK);
+  }
   *cut = false;
   int status = 0;
   struct rusage ru;
+  char piece[64 * 1024];
   for (;;) {
+    if (c) {
+      ssize_t n;
+      while ((n = read(pfd[0], piece, sizeof piece)) > 0)
+        count_piece(c, piece, (size_t)n);
+    }
     pid_t w = wait4(pid, &status, WNOHANG, &ru);
     if (w == pid)
       break;
@@ -130,31 +218,82 @@ static int run_bounded(char *const argv[], double timeout_s, uint64_t as_limit, 
       kill(-pid, SIGKILL);
       kill(pid, SIGKILL);
     }
-    usleep(20000);
+    if (c)
+      poll(&(struct pollfd){.fd = pfd[0], .events = POLLIN}, 1, 20);
+    else
+      usleep(20000);
   }
   span->wall_s = now_s() - t0;
+  if (c) {
+    ssize_t n;
+    while ((n = read(pfd[0], piece, sizeof piece)) > 0) /* what it wrote last */
+      count_piece(c, piece, (size_t)n);
+    close(pfd[0]);
+  }
   span->user_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6;
   span->sys_s = (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
   *maxrss_kb = ru.ru_maxrss;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/* The two files hold the same bytes. */
+static bool same_file(const char *a, const char *b)
+{
+  enum { CHUNK = 1 << 20 };
+  static char ba[CHUNK], bb[CHUNK]; /* once: not 2 MiB of fresh pages per file */
+  int fa = open(a, O_RDONLY | O_CLOEXEC), fb = open(b, O_RDONLY | O_CLOEXEC);
+  bool same = fa >= 0 && fb >= 0;
+  while (same) {
+    ssize_t na = read(fa, ba, CHUNK), nb = read(fb, bb, CHUNK);
+    if (na < 0 || na != nb || (na > 0 && memcmp(ba, bb, (size_t)na) != 0))
+      same = false;
+    if (na <= 0)
+      break;
+  }
+  if (fa >= 0)
+    close(fa);
+  if (fb >= 0)
+    close(fb);
+  return same;
+}
+
 /* Every output file is the served one (size and bytes). */
 static bool same_tree(const char *root, const char *out, size_t count)
 {
-  char cmd[9000];
+  char a[4500], b[4500];
   for (size_t i = 0; i < count; i++) {
-    snprintf(cmd, sizeof cmd, "cmp -s '%s/f%05zu' '%s/f%05zu'", root, i, out, i);
-    if (sh(cmd) != 0)
+    snprintf(a, sizeof a, "%s/f%05zu", root, i);
+    snprintf(b, sizeof b, "%s/f%05zu", out, i);
+    if (!same_file(a, b))
       return false;
   }
   return true;
 }
 
+/* What a run may not change: each file's inode, size and mtime (FNV-1a). */
+static uint64_t tree_id(const char *out, size_t count)
+{
+  uint64_t h = UINT64_C(1469598103934665603);
+  char p[4500];
+  for (size_t i = 0; i < count; i++) {
+    struct stat st;
+    snprintf(p, sizeof p, "%s/f%05zu", out, i);
+    uint64_t v[4] = {0, 0, 0, 0};
+    if (stat(p, &st) == 0)
+      v[0] = st.st_ino, v[1] = (uint64_t)st.st_size, v[2] = (uint64_t)st.st_mtim.tv_sec,
+      v[3] = (uint64_t)st.st_mtim.tv_nsec;
+    const unsigned char *b = (const unsigned char *)v;
+    for (size_t k = 0; k < sizeof v; k++)
+      h = (h ^ b[k]) * UINT64_C(1099511628211);
+  }
+  return h;
+}
+
 typedef struct tool_run {
-  const char *label;
+  char label[64];
+  const char *out;           /* its copy of the tree */
   char *argv[16];
-  double wall[MAX_ROUNDS], cpu[MAX_ROUNDS];
+  double wall[MAX_ROUNDS], cpu[MAX_ROUNDS], server[MAX_ROUNDS];
   size_t n;
   bool failed;
 } tool_run;
@@ -201,6 +340,7 @@ static int mirror_tree(const akb_opts *opts, akb_result *res, const char *akget,
   pid_t ng = 0;
   if (nginx_up(state, base, &port, &ng, res) < 0)
     return -1;
+  pid_t ngw = nginx_worker(ng);
   FILE *l = fopen(list, "w");
   for (size_t i = 0; l && i < count; i++)
     fprintf(l, "http://127.0.0.1:%d/root/m/f%05zu\n", port, i);
@@ -212,89 +352,120 @@ static int mirror_tree(const akb_opts *opts, akb_result *res, const char *akget,
   bool have_wget2 = akb_fs_have("wget2");
   if (!have_wget2)
     akb_note(res, "wget2: not installed (tools/bootstrap --bench); skipped");
-  char jn[16], out_ak[4400], out_w[WGET2_MODES][4400], dflag[4500], wflag[WGET2_MODES][4500],
-      iflag[4500];
-  snprintf(jn, sizeof jn, "%d", PAR);
+  /* Tools 2k: akget -j pars[k]; 2k+1: wget2 --max-threads=pars[k]. Both
+   * akget runs share one copy of the tree (-N leaves it as it is). */
+  static char out_ak[4400], out_w[NPAR][4400], dflag[4500], wflag[NPAR][4500], iflag[4500];
+  char jn[NPAR][16], tn[NPAR][32];
   snprintf(out_ak, sizeof out_ak, "%s/out-akget", state);
   snprintf(dflag, sizeof dflag, "-d%s", out_ak);
   snprintf(iflag, sizeof iflag, "-i%s", list);
-  tool_run tools[1 + WGET2_MODES] = {{.label = "akget -N -j32 -x32"},
-                                     {.label = "wget2 -N --max-threads=32"},
-                                     {.label = "wget2 -N (5 threads)"}};
-  set_argv(&tools[0], (const char *[]){akget, "-q", "-N", "-j", jn, "-x", jn, dflag, iflag, NULL});
-  for (int m = 0; m < WGET2_MODES; m++) {
-    snprintf(out_w[m], sizeof out_w[m], "%s/out-wget2-%d", state, m);
-    snprintf(wflag[m], sizeof wflag[m], "-P%s", out_w[m]);
-    if (m == 0)
-      set_argv(&tools[1], (const char *[]){"wget2", "-q", "-N", "--max-threads=32", "-nd",
-                                           "--no-compression", "--http2=off", wflag[m], iflag,
-                                           NULL});
-    else
-      set_argv(&tools[2], (const char *[]){"wget2", "-q", "-N", "-nd", "--no-compression",
-                                           "--http2=off", wflag[m], iflag, NULL});
+  tool_run tools[2 * NPAR] = {0};
+  for (int k = 0; k < NPAR; k++) {
+    snprintf(jn[k], sizeof jn[k], "%d", pars[k]);
+    snprintf(tn[k], sizeof tn[k], "--max-threads=%d", pars[k]);
+    snprintf(out_w[k], sizeof out_w[k], "%s/out-wget2-%d", state, pars[k]);
+    snprintf(wflag[k], sizeof wflag[k], "-P%s", out_w[k]);
+    tool_run *a = &tools[2 * k], *w = &tools[2 * k + 1];
+    snprintf(a->label, sizeof a->label, "akget -N -j%d -x%d", pars[k], pars[k]);
+    a->out = out_ak;
+    set_argv(a, (const char *[]){akget, "-q", "-N", "-j", jn[k], "-x", jn[k], dflag, iflag, NULL});
+    snprintf(w->label, sizeof w->label, "wget2 -N --max-threads=%d", pars[k]);
+    w->out = out_w[k];
+    set_argv(w, (const char *[]){"wget2", "-q", "-N", tn[k], "-nd", "--no-compression",
+                                 "--http2=off", wflag[k], iflag, NULL});
+    w->failed = !have_wget2;
   }
-  size_t ntools = have_wget2 ? 1 + WGET2_MODES : 1;
+  size_t ntools = 2 * NPAR;
   /* The first runs (untimed): each tool's own copy of the tree. */
   for (size_t t = 0; t < ntools; t++) {
-    akb_span sp;
+    if (tools[t].failed || (t % 2 == 0 && t > 0))
+      continue; /* akget's copy is made once */
+    akb_span sp = {0};
     long rss;
     bool cut;
-    int rc = run_bounded(tools[t].argv, 600, 0, &sp, &rss, &cut);
-    const char *out = t == 0 ? out_ak : out_w[t - 1];
-    if (rc != 0 || !same_tree(root, out, count)) {
+    int rc = run_bounded(tools[t].argv, 600, 0, &sp, &rss, &cut, NULL);
+    if (rc != 0 || !same_tree(root, tools[t].out, count)) {
       akb_fail(res, "%s: the first run failed (exit %d) or its tree differs", tools[t].label, rc);
       tools[t].failed = true;
+      if (t == 0)
+        for (size_t k = 2; k < ntools; k += 2)
+          tools[k].failed = true;
     }
   }
-  akb_title(res, "mirror: -N over an unchanged tree of %zu x %llu KiB, parallelism %d, %u "
-                 "round%s; peak RSS of a long failing list", count,
-            (unsigned long long)(size >> 10), PAR, rounds, rounds == 1 ? "" : "s");
+  akb_title(res, "-N over an unchanged tree of %zu x %llu KiB, at the same parallelism (32, "
+                 "5), %u round%s; peak RSS of a long failing list", count,
+            (unsigned long long)(size >> 10), rounds, rounds == 1 ? "" : "s");
   for (unsigned r = 0; r < rounds; r++) {
     for (size_t t = 0; t < ntools; t++) {
       if (tools[t].failed)
         continue;
-      const char *out = t == 0 ? out_ak : out_w[t - 1];
-      /* The tree is read and checked before each run (outside the time):
-       * it is still the served one, and hot in the page cache. */
+      /* The served tree is read before each run (outside the time), hot in
+       * the page cache; the tool's copy is compared byte for byte before
+       * the rounds and after them, and after each run no file of it may
+       * have been written (inode, size and mtime as before). */
       snprintf(cmd, sizeof cmd, "cat '%s'/* >/dev/null", root);
       sh(cmd);
-      akb_span sp;
+      uint64_t id0 = tree_id(tools[t].out, count);
+      akb_span sp = {0};
       long rss;
       bool cut;
-      int rc = run_bounded(tools[t].argv, 300, 0, &sp, &rss, &cut);
-      if (rc != 0 || !same_tree(root, out, count)) {
-        akb_fail(res, "%s: a -N run failed (exit %d%s) or changed the tree", tools[t].label, rc,
+      double s0 = proc_cpu_s(ngw);
+      int rc = run_bounded(tools[t].argv, 300, 0, &sp, &rss, &cut, NULL);
+      double s1 = proc_cpu_s(ngw);
+      if (rc != 0 || tree_id(tools[t].out, count) != id0) {
+        akb_fail(res, "%s: a -N run failed (exit %d%s) or wrote a file", tools[t].label, rc,
                  cut ? ", timed out" : "");
         tools[t].failed = true;
         continue;
       }
       tools[t].wall[tools[t].n] = sp.wall_s;
+      tools[t].server[tools[t].n] = s1 - s0;
       tools[t].cpu[tools[t].n++] = sp.user_s + sp.sys_s;
     }
   }
+  for (size_t t = 0; t < ntools; t++)
+    if (!tools[t].failed && !(t % 2 == 0 && t > 0) && !same_tree(root, tools[t].out, count))
+      akb_fail(res, "%s: its tree changed under a -N run", tools[t].label);
   nginx_down(ng);
-  double ak_wall = NAN, best_wall = NAN;
-  int best = -1;
+  double wall[2 * NPAR], best_ak = NAN, best_w = NAN, worst_ratio = NAN;
+  int best_wi = -1;
   for (size_t t = 0; t < ntools; t++) {
+    wall[t] = NAN;
     if (!tools[t].n)
       continue;
-    double w = akb_median(tools[t].wall, tools[t].n), c = akb_median(tools[t].cpu, tools[t].n);
-    akb_note(res, "tree: %s: %.3f s, %.3f s CPU (median of %zu)", tools[t].label, w, c,
-             tools[t].n);
-    akb_row *row = akb_row_add(res, t == 0 ? "akget" : t == 1 ? "wget2-t32" : "wget2-t5");
-    akb_fig_add(row, "second_run_s", "s", w, false);
-    akb_fig_add(row, "second_run_cpu", "s", c, false);
-    if (t == 0)
-      ak_wall = w;
-    else if (best < 0 || w < best_wall)
-      best = (int)t, best_wall = w;
+    double w = akb_median(tools[t].wall, tools[t].n), c = akb_median(tools[t].cpu, tools[t].n),
+           sv = akb_median(tools[t].server, tools[t].n);
+    wall[t] = w;
+    akb_note(res, "tree: %s: %.1f ms, %.1f ms CPU; nginx %.1f ms CPU (median of %zu)",
+             tools[t].label, w * 1e3, c * 1e3, sv * 1e3, tools[t].n);
+    if (t % 2 == 0 && !(best_ak <= w))
+      best_ak = w;
+    if (t % 2 == 1 && !(best_w <= w))
+      best_w = w, best_wi = (int)t;
   }
-  if (best > 0 && isfinite(ak_wall)) {
-    akb_param(res, "speedup_second_run", "x", best_wall / ak_wall, false);
-    akb_ratio(res, best_wall / ak_wall, "wget2 -N (its fastest mode, %s) wall / akget -N wall",
-              tools[best].label);
+  for (int k = 0; k < NPAR; k++) {
+    tool_run *a = &tools[2 * k], *w = &tools[2 * k + 1];
+    char name[32];
+    snprintf(name, sizeof name, "N=%d", pars[k]);
+    akb_row *row = akb_row_add(res, name);
+    double aw = wall[2 * k], ww = wall[2 * k + 1];
+    akb_fig_add(row, "akget_ms", "ms", aw * 1e3, false);
+    akb_fig_add(row, "akget_cpu_ms", "ms", a->n ? akb_median(a->cpu, a->n) * 1e3 : NAN, false);
+    akb_fig_add(row, "wget2_ms", "ms", ww * 1e3, false);
+    akb_fig_add(row, "wget2_cpu_ms", "ms", w->n ? akb_median(w->cpu, w->n) * 1e3 : NAN, false);
+    akb_fig_add(row, "nginx_cpu_ms", "ms", a->n ? akb_median(a->server, a->n) * 1e3 : NAN, false);
+    akb_fig_add(row, "speedup", "x", ww / aw, false);
+    if (isfinite(ww / aw) && !(worst_ratio <= ww / aw))
+      worst_ratio = ww / aw;
   }
-  for (size_t t = 0; t < 1 + WGET2_MODES; t++)
+  if (isfinite(worst_ratio)) {
+    akb_param(res, "speedup_same_parallelism", "x", worst_ratio, false);
+    akb_param(res, "speedup_best_modes", "x", best_w / best_ak, false);
+    akb_ratio(res, worst_ratio, "wget2 -N / akget -N wall, same N, the lower of N=32, 5");
+    akb_note(res, "wget2's fastest mode: %s; akget's fastest against it: %.3fx",
+             best_wi >= 0 ? tools[best_wi].label : "-", best_w / best_ak);
+  }
+  for (size_t t = 0; t < ntools; t++)
     free_argv(&tools[t]);
   return 0;
 }
@@ -315,10 +486,14 @@ static int closed_port(void)
 }
 
 /* Part 2: peak RSS of a long list of URLs that fail at once. */
-static int long_list_rss(const akb_opts *opts, akb_result *res, const char *akget, const char *base)
+static int long_list_rss(const akb_opts *opts, akb_result *res, const char *akget, const char *base,
+                         bool alone)
 {
-  size_t urls = opts->quick ? 20000 : 2000000;
-  double limit = opts->quick ? 60 : 240;
+  size_t urls = alone && opts->size ? (size_t)opts->size : opts->quick ? 20000 : 2000000;
+  double limit = opts->quick ? 60 : LIST_BOUND_S;
+  if (alone)
+    akb_title(res, "peak RSS of a list of %zu URLs failing at once (akget, aria2c; each run "
+                   "bounded by %.0f s)", urls, limit);
   char list[4400], out[4400], cmd[9000];
   snprintf(list, sizeof list, "%s/state/long.list", base);
   snprintf(out, sizeof out, "%s/state/out-long", base);
@@ -335,17 +510,21 @@ static int long_list_rss(const akb_opts *opts, akb_result *res, const char *akge
   char dflag[4500], iflag[4500];
   snprintf(dflag, sizeof dflag, "-d%s", out);
   snprintf(iflag, sizeof iflag, "-i%s", list);
+  /* Each failed URL is one line of the tool's output: akget's "FAILED"
+   * (said even with -q), aria2c's "Download aborted" (its console log at
+   * warn, no summary lines). */
   struct {
-    const char *label, *row;
+    const char *label, *row, *failed_line;
     const char *argv[16];
   } runs[] = {
-      {"akget -i (--retries 0)", "akget-list",
+      {"akget -i (--retries 0)", "akget-list", "FAILED",
        {akget, "-q", "--retries", "0", "-j", "32", dflag, iflag, NULL}},
-      {"aria2c -i", "aria2c-list",
-       {"aria2c", "-q", "-j32", "--max-tries=1", "--retry-wait=0", dflag, iflag, NULL}},
-      {"aria2c -i --deferred-input=true", "aria2c-deferred",
-       {"aria2c", "-q", "-j32", "--max-tries=1", "--retry-wait=0", "--deferred-input=true", dflag,
-        iflag, NULL}},
+      {"aria2c -i", "aria2c-list", "Download aborted",
+       {"aria2c", "-j32", "--max-tries=1", "--retry-wait=0", "--summary-interval=0",
+        "--console-log-level=warn", dflag, iflag, NULL}},
+      {"aria2c -i --deferred-input=true", "aria2c-deferred", "Download aborted",
+       {"aria2c", "-j32", "--max-tries=1", "--retry-wait=0", "--summary-interval=0",
+        "--console-log-level=warn", "--deferred-input=true", dflag, iflag, NULL}},
   };
   bool have_aria = akb_fs_have("aria2c");
   if (!have_aria)
@@ -353,21 +532,34 @@ static int long_list_rss(const akb_opts *opts, akb_result *res, const char *akge
   for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
     if (k > 0 && !have_aria)
       continue;
-    akb_span sp;
+    akb_span sp = {0};
     long rss = 0;
     bool cut = false;
+    counter *c = calloc(1, sizeof *c);
+    if (!c) {
+      akb_fail(res, "out of memory");
+      return -1;
+    }
+    c->pat = runs[k].failed_line;
+    c->plen = strlen(c->pat);
     /* aria2c holds its whole list (more than 15 GB for 1.95 million URLs,
      * its tracker says): its address space is capped so that the shared
      * machine survives; a run stopped by the cap says so. */
-    int rc = run_bounded((char *const *)runs[k].argv, limit, k > 0 ? AS_CAP : 0, &sp, &rss, &cut);
+    int rc = run_bounded((char *const *)runs[k].argv, limit, k > 0 ? AS_CAP : 0, &sp, &rss, &cut,
+                         c);
     akb_row *row = akb_row_add(res, runs[k].row);
     akb_fig_add(row, "list_peak_rss_mib", "MiB", rss / 1024.0, false);
     akb_fig_add(row, "list_s", "s", sp.wall_s, false);
-    akb_note(res, "list of %zu failing URLs: %s: peak RSS %.1f MiB, %.1f s, exit %d%s%s", urls,
-             runs[k].label, rss / 1024.0, sp.wall_s, rc,
-             cut ? " (cut by the timeout: the peak so far)" : "",
+    akb_fig_add(row, "urls_done", "", (double)c->count, true);
+    akb_note(res, "list of %zu failing URLs: %s: peak RSS %.1f MiB, %.1f s, %zu URLs failed "
+             "(as they should), exit %d%s%s", urls, runs[k].label, rss / 1024.0, sp.wall_s,
+             c->count, rc, cut ? " (cut by the bound: the peak so far)" : "",
              k > 0 && (uint64_t)rss * 1024 > AS_CAP / 8 * 7 ? " (near the 8 GiB address-space cap)"
                                                              : "");
+    if (k == 0 && (cut || c->count != urls))
+      akb_fail(res, "akget did not go through its list: %zu of %zu URLs in %.0f s", c->count, urls,
+               sp.wall_s);
+    free(c);
   }
   unlink(list);
   return 0;
@@ -375,24 +567,22 @@ static int long_list_rss(const akb_opts *opts, akb_result *res, const char *akge
 
 int akb_wl_mirror(const akb_opts *opts, akb_result *res)
 {
-  const char *akget = akb_fs_sibling("akget");
-  if (!akget) {
-    akb_fail(res, "akget is not built next to akbench (build/tools/akget)");
+  const char *akget = akb_need_akget_nginx(res);
+  if (!akget)
     return -1;
-  }
-  if (!akb_fs_have("nginx") && access("/usr/sbin/nginx", X_OK) != 0) {
-    akb_fail(res, "nginx: not installed (tools/bootstrap)");
-    return -1;
-  }
   char base[4400];
   snprintf(base, sizeof base, "%s/mirror", akb_fs_dir());
   mkdir(base, 0755);
   chmod(akb_fs_dir(), 0755);
   const char *v = opts->variant && strcmp(opts->variant, "both") != 0 ? opts->variant : NULL;
+  if (v && strcmp(v, "tree") != 0 && strcmp(v, "rss") != 0) {
+    akb_fail(res, "--variant %s: tree, rss or both", v);
+    return -1;
+  }
   int rc = 0;
   if (!v || strcmp(v, "tree") == 0)
     rc = mirror_tree(opts, res, akget, base);
   if (rc == 0 && (!v || strcmp(v, "rss") == 0))
-    rc = long_list_rss(opts, res, akget, base);
+    rc = long_list_rss(opts, res, akget, base, v != NULL);
   return rc;
 }

@@ -138,6 +138,9 @@ typedef struct akg_item {
                                 after -H's), owned, or NULL: the run's */
   char **own_headers;        /* those header= lines, owned */
   size_t own_header_count;
+  struct akg_ts *ts;         /* -N: the file's date and ETag, read by the
+                                feed's thread (not the loop's), owned until
+                                the download takes it, or NULL */
   struct akg_item *act_prev, *act_next; /* the run's active list (progress.c) */
 } akg_item;
 
@@ -166,7 +169,11 @@ typedef struct akg_run {
 /* Bytes of item on disk so far: resumed_from plus every segment's count. */
 int64_t akg_item_got(const akg_item *item);
 
-/* worker.c: runs every item; returns 0 or a negative error (no loop). */
+/* worker.c: makes run ready for a run with opts (its clock started, its
+ * locks made); run is static in its callers: a list reader left in a read
+ * (akg_feed_finish) may still use it after they return. */
+void akg_run_init(akg_run *run, const akg_opts *opts);
+/* Runs every item; returns 0 or a negative error (no loop). */
 int akg_run_all(akg_run *run);
 /* Called by the feed (any thread) when items wait for a worker that found
  * the queue empty, or the list has ended: the worker takes again. */

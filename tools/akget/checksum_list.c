@@ -134,30 +134,19 @@ static int read_list(akg_sumlist *l, const char *path, const char *shown)
     fprintf(stderr, "akget: --checksums %s: %s\n", shown, strerror(errno));
     return AKG_EXIT_USAGE;
   }
-  char *line = NULL;
-  size_t cap = 0, lineno = 0;
-  ssize_t len;
+  aks_sumline_reader rd = {0};
   int rc = 0;
   /* The untagged form is fixed by the list's first such line, as
    * sha256sum fixes it. */
   aks_sumline_form form = AKS_SUMLINE_UNKNOWN;
-  while (rc == 0 && (len = getline(&line, &cap, fp)) > 0) {
-    lineno++;
-    if (line[0] == '#')
-      continue;
-    if (line[len - 1] == '\n')
-      line[--len] = '\0';
-    if (len > 0 && line[len - 1] == '\r')
-      line[--len] = '\0';
-    if (len == 0)
-      continue;
-    int a = strlen(line) == (size_t)len ? aks_sumline_pick(line, algos, 6) : -1;
+  while (rc == 0 && aks_sumline_next(fp, &rd)) {
+    int a = strlen(rd.line) == rd.len ? aks_sumline_pick(rd.line, algos, 6) : -1;
     char *hex, *name;
     size_t dlen;
-    if (a < 0 || !aks_sumline_parse(line, (size_t)len, &algos[a], &form, &dlen, &hex, &name) ||
+    if (a < 0 || !aks_sumline_parse(rd.line, rd.len, &algos[a], &form, &dlen, &hex, &name) ||
         dlen != algos[a].digest_len || !*name) {
       fprintf(stderr, "akget: --checksums %s:%zu: not a checksum line (sha256sum's form, "
-                      "or the BSD form 'SHA256 (name) = HEX')\n", shown, lineno);
+                      "or the BSD form 'SHA256 (name) = HEX')\n", shown, rd.lineno);
       rc = AKG_EXIT_USAGE;
       break;
     }
@@ -167,7 +156,7 @@ static int read_list(akg_sumlist *l, const char *path, const char *shown)
       rc = AKG_EXIT_LOCAL_IO;
     } else if (ar > 0) {
       fprintf(stderr, "akget: --checksums %s:%zu: '%s' is listed before with another sum\n",
-              shown, lineno, name);
+              shown, rd.lineno, name);
       rc = AKG_EXIT_USAGE;
     }
   }
@@ -179,7 +168,7 @@ static int read_list(akg_sumlist *l, const char *path, const char *shown)
     fprintf(stderr, "akget: --checksums %s: no checksum line in it\n", shown);
     rc = AKG_EXIT_USAGE;
   }
-  free(line);
+  free(rd.line);
   fclose(fp);
   return rc;
 }
@@ -216,10 +205,7 @@ static int fetch_list(akg_sumlist *l, const akg_opts *o, const char *url)
   fo.progress_tty = false;
   /* static as main's: a feed left by workers that failed may still use it */
   static akg_run run;
-  run.opts = &fo;
-  run.start_ns = ak_now_ns();
-  pthread_mutex_init(&run.out_lock, NULL);
-  pthread_mutex_init(&run.active_lock, NULL);
+  akg_run_init(&run, &fo);
   char *urls[1] = {(char *)url};
   akg_sources src = {.urls = urls, .nurls = 1};
   int rc = akg_feed_start(&run, &src);

@@ -115,6 +115,9 @@ struct dl {
   void (*ckpt_then)(dl *d);  /* runs once the checkpoints are quiet */
   bool ckpt_final;           /* one more checkpoint before ckpt_then */
   akg_ts *ts;                /* -N's question; the answer's time and ETag */
+  ak_future *asked;          /* -N: the conditional HEAD's 200, kept for the
+                                probe it stands for (-s, -c), or NULL */
+  bool no_file;              /* -N's HEAD first: no file opened (yet) */
   bool cd_seen;              /* --content-disposition: a header was looked at */
   char *url_path;            /* the URL's name, replaced by the header's, or NULL */
 };
@@ -407,6 +410,7 @@ static void end_item(dl *d, akg_state state)
   free(d->spare);
   free(d->url_path);
   akg_ts_free(d->ts);
+  ak_future_release(d->asked);
   free(d);
   done(w, it);
 }
@@ -418,8 +422,17 @@ static void on_unchanged_closed(ak_future *f, void *arg)
 {
   (void)f;
   dl *d = arg;
-  if (!d->unnamed)
+  if (d->no_file && d->o->resume) {
+    /* Asked before any open: a part file and record left by an earlier
+     * run are not needed either. */
+    size_t n = strlen(d->item->tmp) + 5;
+    d->ctl_path = malloc(n);
+    if (d->ctl_path)
+      snprintf(d->ctl_path, n, "%s.ctl", d->item->tmp);
     unlink(d->item->tmp);
+  } else if (!d->no_file && !d->unnamed) {
+    unlink(d->item->tmp);
+  }
   end_item(d, AKG_DONE); /* with -c it removes the control record too */
 }
 
@@ -1333,8 +1346,14 @@ static void do_restart(dl *d)
   begin(d);
 }
 
-/* After the open (and after a start over): HEAD first when it helps (-s
- * to plan segments; -c for the size and validators to record and check). */
+/* HEAD first when it helps (-s to plan segments; -c for the size and
+ * validators to record and check). */
+static bool wants_probe(const dl *d)
+{
+  return !d->plain && (d->o->resume || (d->o->segments > 1 && !d->o->compressed));
+}
+
+/* After the open (and after a start over): the probe, then the parts. */
 static void begin(dl *d)
 {
   akg_item *it = d->item;
@@ -1344,7 +1363,17 @@ static void begin(dl *d)
                        "%s: --compressed: one connection, no segments (a range of a compressed "
                        "body cannot be decoded alone)",
                        it->url);
-  bool probe = !d->plain && (o->resume || (o->segments > 1 && !o->compressed));
+  bool probe = wants_probe(d);
+  if (probe && d->asked) {
+    /* -N asked already: its HEAD is the probe. */
+    ak_future *h = d->asked;
+    d->asked = NULL;
+    const ak_http_response *r = ak_future_value(h);
+    take_disposition_name(d, r);
+    plan_and_start(d, r);
+    ak_future_release(h);
+    return;
+  }
   if (probe) {
     ak_http_request rq = AK_HTTP_REQUEST_INIT(it->url);
     rq.flags = AK_HTTP_HEAD;
@@ -1478,6 +1507,58 @@ static void on_open(ak_future *f, void *arg)
   begin(d);
 }
 
+/* -N and the file is there: the conditional question goes first, as a
+ * HEAD, before any file is opened. A 304 ends the download there; anything
+ * else goes on as without it (the file opened, the GET sent, with the same
+ * conditions), the HEAD's 200 standing for the probe -s and -c would send.
+ * Why not the GET itself: its body needs the open file before it is sent,
+ * and on ext4 an unnamed file made and dropped (an inode allocated, put on
+ * the orphan list, freed) for each 304 cost more than the 304 itself; a
+ * changed file pays one HEAD on a kept-alive connection instead (wget 1.x
+ * asks a HEAD before each -N GET too). docs/akget.md, MIRRORS. */
+static void on_asked(ak_future *f, void *arg)
+{
+  dl *d = arg;
+  d->setup = NULL;
+  if (d->stopping != RUNNING) { /* --max-time ran out: nothing was opened */
+    ak_future_release(f);
+    end_item(d, AKG_FAILED);
+    return;
+  }
+  const ak_http_response *r = ak_future_state(f) == AK_DONE ? ak_future_value(f) : NULL;
+  if (is_unchanged(d, r)) {
+    ak_future_release(f);
+    close_unchanged(d);
+    return;
+  }
+  if (r && r->status == 200 && wants_probe(d))
+    d->asked = f; /* begin's probe */
+  else
+    ak_future_release(f); /* a failure or another status: the GET says it */
+  d->no_file = false;
+  if (open_file(d) < 0) {
+    set_error(d, -ENOMEM, 0, "out of memory");
+    end_item(d, AKG_FAILED);
+  }
+}
+
+static int ask_first(dl *d)
+{
+  akg_item *it = d->item;
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(it->url);
+  rq.flags = AK_HTTP_HEAD;
+  rq.headers = akg_ts_headers(d->ts, &rq.header_count);
+  akg_request_auth(d->o, it, &rq);
+  ak_future *h = ak_http_get(akg_worker_client(d->w), &rq);
+  if (!h || ak_future_on_settle(h, on_asked, d) < 0) {
+    ak_future_release(h);
+    return -ENOMEM;
+  }
+  d->setup = h;
+  d->no_file = true;
+  return 0;
+}
+
 /* --max-time bounds the whole download, retries and their waits included
  * (curl's --max-time): when it runs out, whatever is in flight (the open,
  * the probe, the requests, a retry's wait) stops and the download fails. */
@@ -1520,7 +1601,10 @@ void akg_download_start(akg_worker *w, akg_item *item, void (*done)(akg_worker *
   d->hdr_count = d->o->header_count;
   d->have.size = -1; /* akg_record_clear's empty record (calloc zeroed the rest) */
   akg_progress_event(akg_worker_run(w), item, "start %s -> %s", item->url, item->path);
-  if (akg_ts_new(d->o, item->path, &d->ts) < 0 || open_file(d) < 0) {
+  d->ts = item->ts; /* -N: the feed read the file's date and ETag */
+  item->ts = NULL;
+  if ((!d->ts && akg_ts_new(d->o, item->path, &d->ts) < 0) ||
+      (akg_ts_conditional(d->ts) ? ask_first(d) : open_file(d)) < 0) {
     set_error(d, -ENOMEM, 0, "out of memory");
     end_item(d, AKG_FAILED);
     return;

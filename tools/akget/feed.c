@@ -1,7 +1,8 @@
 /* feed.c: the items of a run as the downloads go. A reader thread of its
  * own turns the command-line URLs, then each -i list (input_list.c), into
  * items: --shard's choice, the URL checked, credentials, the checksum,
- * header= lines, the output path (names.c). They wait in a bounded queue
+ * header= lines, the output path (names.c), -N's look at the file already
+ * there (timestamp.c). They wait in a bounded queue
  * (twice -j, at least 32) that the workers take from; when it is full the
  * reader waits, so a list of millions is never held: memory follows -j,
  * and a list on a pipe is read while the first downloads run.
@@ -32,7 +33,8 @@ struct akg_feed {
   size_t netrc_len;
   pthread_t reader;
   pthread_mutex_t lock;      /* the queue, ended, hungry, abandoned */
-  pthread_cond_t space;      /* the queue has room again (or abandoned) */
+  pthread_cond_t space;      /* the queue is half empty again (or abandoned) */
+  bool reader_waits;         /* the reader sleeps on space */
   akg_item **ring;
   size_t cap, head, len;
   bool ended;                /* no more items will come */
@@ -54,6 +56,7 @@ static void item_free(akg_item *it)
   for (size_t i = 0; i < it->own_header_count; i++)
     free(it->own_headers[i]);
   free(it->own_headers);
+  akg_ts_free(it->ts);
   if (it->opts)
     free((void *)it->opts->headers);
   free(it->opts);
@@ -87,8 +90,10 @@ static void wake_hungry(akg_feed *f)
 static bool push(akg_feed *f, akg_item *it)
 {
   pthread_mutex_lock(&f->lock);
-  while (f->len == f->cap && !f->abandoned)
+  while (f->len == f->cap && !f->abandoned) {
+    f->reader_waits = true;
     pthread_cond_wait(&f->space, &f->lock);
+  }
   if (f->abandoned) {
     pthread_mutex_unlock(&f->lock);
     return false;
@@ -108,7 +113,14 @@ int akg_feed_take(akg_feed *f, akg_worker *w, akg_item **out)
     *out = f->ring[f->head];
     f->head = (f->head + 1) % f->cap;
     f->len--;
-    pthread_cond_signal(&f->space);
+    /* The reader is woken when half the queue has gone, not at each take:
+     * it then refills half a queue in one go. Woken at every take, it
+     * slept and woke once per item (two thread switches per URL on a
+     * -N run of 304s, a fifth of its wall time). */
+    if (f->reader_waits && f->len <= f->cap / 2) {
+      f->reader_waits = false;
+      pthread_cond_signal(&f->space);
+    }
     pthread_mutex_unlock(&f->lock);
     return AKG_FEED_ITEM;
   }
@@ -197,8 +209,10 @@ static bool feed_entry(akg_feed *f, akg_list_entry *e, const char *list,
   }
   ak_url *u = NULL;
   if ((rc = ak_url_parse(it->url, &u)) < 0) {
-    snprintf(why, sizeof why, "%.400s: %s", it->url, ak_strerror(rc));
     ak_url_free(u);
+    if (rc == -ENOMEM)
+      goto oom; /* not the entry's fault: the run's end, exit 3 */
+    snprintf(why, sizeof why, "%.400s: %s", it->url, ak_strerror(rc));
     goto refused;
   }
   ak_url_free(u);
@@ -225,6 +239,11 @@ static bool feed_entry(akg_feed *f, akg_list_entry *e, const char *list,
     line = dir_bad || !e->out ? e->dir_line : e->out_line;
     goto refused_rc;
   }
+  /* -N: the stat and the xattr read of the file on disk are done here, on
+   * the reader's thread, rather than on the loop's between its network
+   * steps (a sixth of a 304 run's CPU; the two threads run side by side). */
+  if (f->o->timestamping && akg_ts_new(it->opts ? it->opts : f->o, it->path, &it->ts) < 0)
+    goto oom;
   if (push(f, it))
     return true;
   item_free(it);

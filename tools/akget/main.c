@@ -322,10 +322,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "akget: warning: -k: TLS certificates and host names are NOT verified\n");
 
   static akg_run run; /* static: a reader left in a read (akg_feed_finish) may still use it */
-  run.opts = &o;
-  run.start_ns = ak_now_ns();
-  pthread_mutex_init(&run.out_lock, NULL);
-  pthread_mutex_init(&run.active_lock, NULL);
+  akg_run_init(&run, &o);
   akg_sources src = {.urls = argv + optind, .nurls = nurls, .lists = readers,
                      .list_names = lists, .nlists = nlists, .shard_k = shard_k,
                      .shard_n = shard_n, .checksum = checksum ? sum : NULL};
@@ -337,8 +334,11 @@ int main(int argc, char **argv)
     fprintf(stderr, "akget: cannot run: %s\n", ak_strerror(rc));
   int lists_exit = akg_feed_finish(run.feed, rc < 0);
   int worst = atomic_load(&run.worst);
-  if (rc < 0 && worst < AKG_EXIT_NETWORK)
-    worst = AKG_EXIT_NETWORK; /* some never started: the loop could not run */
+  /* Some never started: the loop could not run (for want of memory: exit
+   * 3, as everywhere else). */
+  int not_run = rc == -ENOMEM ? akg_exit_code(-ENOMEM, 0) : AKG_EXIT_NETWORK;
+  if (rc < 0 && worst < not_run)
+    worst = not_run;
   if (lists_exit > worst)
     worst = lists_exit;
   akg_progress_summary(&run);

@@ -140,6 +140,14 @@ static void *worker_main(void *arg)
   return NULL;
 }
 
+void akg_run_init(akg_run *run, const akg_opts *opts)
+{
+  run->opts = opts;
+  run->start_ns = ak_now_ns();
+  pthread_mutex_init(&run->out_lock, NULL);
+  pthread_mutex_init(&run->active_lock, NULL);
+}
+
 int akg_run_all(akg_run *run)
 {
   const akg_opts *o = run->opts;

@@ -58,29 +58,15 @@ static int load_list(aks_run *run, aks_list *l, unsigned index)
   /* sha256sum fixes the form by the first line of the whole run; aksum by
    * each list's (docs/aksum.md). */
   aks_sumline_form form = AKS_SUMLINE_UNKNOWN;
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t len;
-  size_t lineno = 0, lines = 0;
+  aks_sumline_reader rd = {0};
+  size_t lines = 0;
   int rc = 0;
-  while (rc == 0 && (len = getline(&line, &cap, fp)) > 0) {
-    lineno++;
-    /* sha256sum's order: a '#' first on the line makes a comment (before
-     * any blank is skipped); then the newline and one carriage return go;
-     * then an empty line is skipped. */
-    if (line[0] == '#')
-      continue;
-    if (line[len - 1] == '\n')
-      line[--len] = '\0';
-    if (len > 0 && line[len - 1] == '\r')
-      line[--len] = '\0';
-    if (len == 0)
-      continue;
+  while (rc == 0 && aks_sumline_next(fp, &rd)) {
     char *hex, *name;
     size_t dlen;
-    if (strlen(line) != (size_t)len ||
-        !aks_sumline_parse(line, (size_t)len, &algo, &form, &dlen, &hex, &name)) {
-      rc = add_improper(run, l, lineno);
+    if (strlen(rd.line) != rd.len ||
+        !aks_sumline_parse(rd.line, rd.len, &algo, &form, &dlen, &hex, &name)) {
+      rc = add_improper(run, l, rd.lineno);
       continue;
     }
     aks_item *it = aks_item_add(run, name);
@@ -106,7 +92,7 @@ static int load_list(aks_run *run, aks_list *l, unsigned index)
   }
   if (ferror(fp))
     l->read_error = true;
-  free(line);
+  free(rd.line);
   if (fp != stdin)
     fclose(fp);
   l->no_lines = lines == 0 && !l->read_error;

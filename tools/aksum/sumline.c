@@ -1,8 +1,9 @@
-/* sumline.c: the checksum-line parser shared by aksum -c and akget
+/* sumline.c: the checksum-list reader and line parser shared by aksum -c and akget
  * --checksums (sumline.h): coreutils 9.1's split_3 and its --tag branch:
  * "HEX  name", "HEX *name", "HEX name" (BSD reversed), a leading backslash
- * when the name is escaped (\\ \n \r), and "TAG (name) = HEX". What a line
- * is before this (comments, CRLF, blank lines) is the reader's business. */
+ * when the name is escaped (\\ \n \r), and "TAG (name) = HEX"; and the
+ * lines to judge read as sha256sum reads them (comments, CRLF, blank
+ * lines: aks_sumline_next). */
 #define _GNU_SOURCE
 #include "sumline.h"
 
@@ -168,4 +169,24 @@ int aks_sumline_pick(const char *line, const aks_sumline_algo *algos, size_t n)
     if (algos[a].digest_len * 2 == hexlen)
       return (int)a;
   return -1;
+}
+
+bool aks_sumline_next(FILE *fp, aks_sumline_reader *r)
+{
+  ssize_t len;
+  while ((len = getline(&r->line, &r->cap, fp)) > 0) {
+    r->lineno++;
+    char *line = r->line;
+    if (line[0] == '#')
+      continue;
+    if (line[len - 1] == '\n')
+      line[--len] = '\0';
+    if (len > 0 && line[len - 1] == '\r')
+      line[--len] = '\0';
+    if (len == 0)
+      continue;
+    r->len = (size_t)len;
+    return true;
+  }
+  return false;
 }

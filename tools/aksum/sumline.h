@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 /* How the untagged lines of one list are split, fixed by its first such
  * line as sha256sum fixes it: "HEX  name" / "HEX *name" (GNU), or
@@ -38,5 +39,20 @@ bool aks_sumline_parse(char *line, size_t len, const aks_sumline_algo *algo,
  * line is for, by its --tag word, else by the count of hex digits that
  * start it (the first algorithm with that digest length). -1: none. */
 int aks_sumline_pick(const char *line, const aks_sumline_algo *algos, size_t n);
+
+/* A list read line by line as sha256sum reads it. Zero it to start; free
+ * line when done. */
+typedef struct aks_sumline_reader {
+  char *line;    /* the current line, NUL-terminated, its line end cut */
+  size_t len;    /* its bytes (more than strlen(line): it holds a NUL) */
+  size_t cap;    /* line's allocation (getline's) */
+  size_t lineno; /* its number in the list, from 1 */
+} aks_sumline_reader;
+
+/* The next line to judge, in sha256sum's order: a '#' first on the line
+ * makes a comment (before any blank is skipped); then the newline and one
+ * carriage return go; then an empty line is skipped. False at the end of
+ * the list or on a read error (ferror(fp) tells which). */
+bool aks_sumline_next(FILE *fp, aks_sumline_reader *r);
 
 #endif /* AKS_SUMLINE_H */
