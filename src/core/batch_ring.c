@@ -190,18 +190,20 @@ static void sq_make_room(ak_loop *loop, unsigned n) {
 /* A drain waits for everything in flight on the ring, and the loop's own
  * eventfd read (its wakeup) is in flight until another thread writes the
  * eventfd: a drained op would wait for the next post. So the loop completes
- * its read itself (one eventfd write) before the first drain goes in; the
- * read re-armed by that CQE is submitted after the drain and starts only
- * once the drained op has completed, so until then a post from another
- * thread is seen at the loop's next wake, not at once (docs/batch.md). */
-static void drain_past_wakeup(ak_loop *loop, const ak__bent *ents, unsigned n) {
-  if (!loop->wakeup_armed)
-    return;
+ * its read itself (one eventfd write) before the first drain goes in, and
+ * the ring is in the kernel's drain mode from then on: the read is re-armed
+ * only once the loop's ops have all completed (loop.c, leave_drain_mode),
+ * so until then a post from another thread is seen when an op completes,
+ * not at once (docs/batch.md). */
+static void enter_drain_mode(ak_loop *loop, const ak__bent *ents, unsigned n) {
   for (unsigned i = 0; i < n; i++)
     if (ents[i].barrier) {
-      uint64_t one = 1;
-      ssize_t w = write(loop->eventfd, &one, sizeof(one));
-      (void)w; /* EAGAIN only near 2^64: the read completes all the same */
+      loop->drain_mode = true;
+      if (loop->wakeup_armed) {
+        uint64_t one = 1;
+        ssize_t w = write(loop->eventfd, &one, sizeof(one));
+        (void)w; /* EAGAIN only near 2^64: the read completes all the same */
+      }
       return;
     }
 }
@@ -215,7 +217,7 @@ void ak__batch_ring_start(ak__op *op) {
   uint64_t tag = (uint64_t)(uintptr_t)op | AK__TAG_MULTI;
   sq_make_room(loop, n);
   if (AK__UNLIKELY(bd->mode & AK__BATCH_DRAIN))
-    drain_past_wakeup(loop, ents, n);
+    enter_drain_mode(loop, ents, n);
   /* Room for all n was made above: index the SQ directly rather than ask
    * io_uring_get_sqe (a load of the kernel's head) n times. The ring has
    * 64-byte SQEs (no IORING_SETUP_SQE128). */

@@ -419,7 +419,30 @@ static void wakeup_arrived(ak_loop *loop, int res) {
   /* Pairs with the exchange in ak__loop_wake: a post after this store
    * writes the eventfd again; one before it is seen by drain_inbox. */
   atomic_store_explicit(&loop->wake_pending, 0, memory_order_seq_cst);
+  /* In the kernel's drain mode the read is re-armed only once the ring is
+   * idle (leave_drain_mode). */
+  if (AK__UNLIKELY(loop->drain_mode))
+    return;
   /* While closing, only pool tasks still bound to the loop need it. */
+  if (!loop->closing || (loop->alive_other > 0 && !loop->wakeup_cancel_sent))
+    arm_wakeup(loop);
+}
+
+/* The kernel's drain mode (since 6.16: io_uring's drain counts allocated
+ * requests): once an IOSQE_IO_DRAIN was submitted, every later SQE waits
+ * until nothing else is in flight, and the ring leaves that mode only when
+ * an SQE is submitted while the ring is idle. The loop's wakeup read, in
+ * flight for as long as the loop lives, would keep the ring in that mode
+ * for good and every later op (a cancel too) would wait for the next post:
+ * so the read is not re-armed in drain mode (wakeup_arrived) until the
+ * loop's ops have all completed; then its re-arm is the submit that finds
+ * the ring idle. Until then a post from another thread is seen when an op
+ * completes (docs/batch.md). Older kernels defer only the drain itself; the
+ * same steps are harmless there. */
+static void leave_drain_mode(ak_loop *loop) {
+  if (loop->in_flight > 0 || loop->reserved_inflight > 0 || loop->wakeup_armed)
+    return;
+  loop->drain_mode = false;
   if (!loop->closing || (loop->alive_other > 0 && !loop->wakeup_cancel_sent))
     arm_wakeup(loop);
 }
@@ -737,6 +760,8 @@ static int iterate(ak_loop *loop, int64_t deadline, bool block_when_idle,
     if (wait_until == AK_FOREVER || next_timer < wait_until)
       wait_until = next_timer;
   }
+  if (AK__UNLIKELY(loop->drain_mode))
+    leave_drain_mode(loop);
   if (block && !may_sleep(loop, block_when_idle, done, done_arg))
     block = false;
   int rc = 0;

@@ -56,6 +56,8 @@ struct ak_loop {
   uint64_t eventfd_buf;           /* the kernel writes the wakeup read here */
   bool wakeup_armed;
   bool wakeup_cancel_sent;
+  bool drain_mode;                /* a drain went in and the ring has not been
+                                     idle at a submit since (batch_ring.c) */
   struct __kernel_timespec wait_ts; /* the wait's timeout on non-EXT_ARG kernels */
 
   _Atomic bool stop;
