@@ -1144,6 +1144,40 @@ static void test_getaddrinfo(void **state)
   ak_loop_free(loop);
 }
 
+/* A numeric host and port need no resolver: the lookup is settled when
+ * ak_getaddrinfo returns (no pool round trip), with the same answers and
+ * failures as on the pool: the address, a family the hints exclude
+ * (AK_ERESOLVE with the resolver's text), an IPv6 literal. */
+static void test_getaddrinfo_numeric_at_once(void **state)
+{
+  (void)state;
+  ak_loop *loop = new_loop(0);
+  ak_future *f = ak_getaddrinfo(loop, "127.0.0.1", "8080", NULL);
+  assert_true(ak_future_is_set(f));
+  assert_int_equal(ak_future_result(f), 1);
+  struct addrinfo *ai = ak_future_value(f);
+  assert_int_equal(ai->ai_family, AF_INET);
+  assert_int_equal(ai->ai_socktype, SOCK_STREAM);
+  assert_int_equal(ntohs(((struct sockaddr_in *)ai->ai_addr)->sin_port), 8080);
+  ak_future_release(f);
+  struct addrinfo hints = {.ai_family = AF_INET6, .ai_socktype = SOCK_STREAM};
+  f = ak_getaddrinfo(loop, "127.0.0.1", "80", &hints);
+  assert_true(ak_future_is_set(f));
+  assert_int_equal(ak_future_result(f), AK_ERESOLVE);
+  assert_non_null(ak_future_detail(f));
+  ak_future_release(f);
+  f = ak_getaddrinfo(loop, "::1", NULL, NULL);
+  assert_true(ak_future_is_set(f));
+  assert_int_equal(get(f), 1);
+  assert_int_equal(((struct addrinfo *)ak_future_value(f))->ai_family, AF_INET6);
+  ak_future_release(f);
+  /* A name still goes to the pool. */
+  f = ak_getaddrinfo(loop, "localhost", "80", &(struct addrinfo){.ai_family = AF_INET});
+  assert_true(get(f) >= 1);
+  ak_future_release(f);
+  ak_loop_free(loop);
+}
+
 static void test_resolution_failure(void **state)
 {
   (void)state;
@@ -1269,6 +1303,7 @@ int main(void)
       cmocka_unit_test(test_registered_buffer_errors),
       cmocka_unit_test(test_registered_buffer_memlock),
       cmocka_unit_test(test_getaddrinfo),
+      cmocka_unit_test(test_getaddrinfo_numeric_at_once),
       cmocka_unit_test(test_resolution_failure),
       cmocka_unit_test(test_connect_host),
       cmocka_unit_test(test_loop_free_with_pending),

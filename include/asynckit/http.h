@@ -104,9 +104,11 @@ typedef struct ak_http_options {
   size_t recv_buffer;          /* bytes per receive; 0: 256 KiB. Each
                                   connection has a ring of four (1 MiB),
                                   so receives go on while earlier bodies
-                                  are written. A plain
+                                  are written (a connection that has
+                                  carried only HEADs: 16 KiB). A plain
                                   connection's ring is registered with
-                                  the loop (ak_buffer_register, net.h) and
+                                  the loop (ak_buffer_register, net.h)
+                                  when a body first comes into it, and
                                   so pinned while the connection lives;
                                   where that fails (epoll, RLIMIT_MEMLOCK,
                                   a buffer table of the caller's, 256 in

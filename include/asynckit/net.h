@@ -217,7 +217,9 @@ AK_API ak_future *ak_recv_registered(ak_loop *loop, int fd, void *buf, size_t le
 
 /* ---- Names ------------------------------------------------------------------------ */
 
-/* getaddrinfo(3) on the loop's pool. host or service may be NULL (not both);
+/* getaddrinfo(3) on the loop's pool (a numeric host with a numeric or no
+ * service on the caller's thread: settled when this returns). host or
+ * service may be NULL (not both);
  * hints may be NULL (AF_UNSPEC, SOCK_STREAM). Result: the
  * number of addresses; value: the struct addrinfo list (borrowed; freed with
  * the future). Failure: AK_ERESOLVE with gai_strerror's text as the future's

@@ -15,6 +15,7 @@
  *      5. body writes  6. ending  7. deadlines  8. start and cancel */
 #include "http/internal.h"
 
+#include <assert.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -34,6 +35,9 @@
  * each): a receive lands in one part while the body of others is written
  * (section 5). */
 #define RX_RING 4
+/* The receive buffer of a connection that has carried only HEADs (section
+ * 3, rx_buffer_ready): a head's worth, never registered. */
+#define RX_HEAD_BUF (16 * 1024)
 /* Body writes in flight at most. A second one queued behind the first
  * (io-wq runs a file's writes one after the other) keeps the worker busy
  * between them, where one at a time left it asleep until the loop had
@@ -457,6 +461,48 @@ static int build_request(ak__http_exchange *ex)
 static int on_head(ak__http_parser *p, void *arg);
 static int on_body_bytes(ak__http_parser *p, const char *data, size_t len, void *arg);
 
+/* The connection's receive buffer for this exchange. A body gets the ring:
+ * RX_RING receives, so that receives go on while the body of earlier ones
+ * is written (section 5). A HEAD's answer has no body: RX_HEAD_BUF bytes
+ * take its head (the parser copies what it keeps, so a head of any size
+ * passes through them), and a connection that only carries HEADs (akget
+ * -N over an unchanged tree) never makes the ring. Between exchanges the
+ * buffer holds nothing (a connection with bytes left over is not reused),
+ * so a small one is replaced by the ring when a GET comes. */
+static int rx_buffer_ready(ak__http_exchange *ex)
+{
+  ak__http_conn *conn = ex->conn;
+  size_t ring = ex->client->opts.recv_buffer * RX_RING;
+  size_t size = (ex->flags & AK_HTTP_HEAD) && ring > RX_HEAD_BUF ? RX_HEAD_BUF : ring;
+  if (conn->buf && conn->buf_size >= size)
+    return 0;
+  assert(conn->buf_slot < 0); /* only the ring is registered, and it is never replaced */
+  ak__free(conn->buf);
+  conn->buf_size = 0;
+  if (!(conn->buf = ak__malloc(size)))
+    return -ENOMEM;
+  conn->buf_size = size;
+  return 0;
+}
+
+/* A body is coming into the ring: register it now, not when the
+ * connection was made. Receives into a registered buffer skip the kernel's
+ * per-receive page walk and copy checks (net.h), but registering pins, and
+ * so faults in, the whole ring (1 MiB at akget's 256 KiB receives): on
+ * akget -N -j32 over an unchanged tree, where every answer is a head, that
+ * was about a quarter of the run's CPU. Where registering fails (epoll,
+ * RLIMIT_MEMLOCK, a table of the user's, every slot taken) receives stay
+ * plain; it is tried once per connection. */
+static void rx_buffer_register(ak__http_exchange *ex)
+{
+  ak__http_conn *conn = ex->conn;
+  if (conn->buf_slot >= 0 || conn->buf_reg_tried || conn->tr != &ak__http_plain ||
+      conn->buf_size < ex->client->opts.recv_buffer * RX_RING)
+    return;
+  conn->buf_reg_tried = true;
+  conn->buf_slot = ak_buffer_register(ex->client->loop, conn->buf, conn->buf_size);
+}
+
 static void on_sent(ak_future *f, void *arg)
 {
   ak__http_exchange *ex = arg;
@@ -481,19 +527,8 @@ static void send_request(ak__http_exchange *ex)
                               ex->flags & AK_HTTP_HEAD);
     ex->parser_live = rc == 0;
   }
-  if (rc == 0 && !ex->conn->buf) {
-    /* The ring: RX_RING receives, so that receives go on while the body
-     * of earlier ones is written (section 5). */
-    size_t size = o->recv_buffer * RX_RING;
-    if (!(ex->conn->buf = ak__malloc(size)))
-      rc = -ENOMEM;
-    else if (ex->conn->tr == &ak__http_plain)
-      /* Receives into a registered buffer skip the kernel's per-receive
-       * page walk and copy checks (net.h); where registering fails (epoll,
-       * RLIMIT_MEMLOCK, a table of the user's) they stay plain. */
-      ex->conn->buf_slot = ak_buffer_register(ex->client->loop, ex->conn->buf, size);
-    ex->conn->buf_size = size;
-  }
+  if (rc == 0)
+    rc = rx_buffer_ready(ex);
   if (rc < 0) {
     set_error(ex, rc, "out of memory");
     stop(ex);
@@ -551,6 +586,8 @@ static int on_head(ak__http_parser *p, void *arg)
   if (r->status >= 300 && !(ex->flags & AK_HTTP_KEEP_ERROR_BODY))
     return 0;
   ex->sink_body = ex->fd >= 0 || ex->on_body;
+  if (ex->sink_body)
+    rx_buffer_register(ex);
   ex->write_pos = 0;
   if (r->status == 206) {
     if (ex->range_start < 0) {

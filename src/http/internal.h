@@ -181,6 +181,8 @@ struct ak__http_conn {
   char *buf;                   /* receive ring, buf_size bytes (exchange.c) */
   size_t buf_size;
   int buf_slot;                /* buf's registered slot (plain connections), or -1 */
+  bool buf_reg_tried;          /* registering buf was tried (once, when a body
+                                  first came: exchange.c) */
   int rcvlowat;                /* SO_RCVLOWAT set on fd (exchange.c), 0: none */
 };
 

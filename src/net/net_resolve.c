@@ -36,24 +36,76 @@ static void addrinfo_dtor(void *value)
   freeaddrinfo(value);
 }
 
-static int64_t gai_work(void *arg, ak_future *self)
+/* The lookup itself: the number of addresses (*list set), or an error
+ * (*detail set, but for -ENOMEM). */
+static int64_t gai_run(const ak__gai_req *req, struct addrinfo **list, const char **detail)
 {
-  ak__gai_req *req = arg;
-  struct addrinfo *list = NULL;
-  int rc = AK_FAULT_CALL(AK_FAULT_RESOLVE, getaddrinfo(req->host, req->service, &req->hints, &list));
+  *list = NULL;
+  int rc = AK_FAULT_CALL(AK_FAULT_RESOLVE, getaddrinfo(req->host, req->service, &req->hints, list));
   if (rc != 0) {
     if (rc == EAI_MEMORY)
       return -ENOMEM;
     /* EAI_SYSTEM: the resolver's text alone says "System error". */
     int err = errno;
-    ak_future_set_detail(self, rc == EAI_SYSTEM ? ak_strerror(-err) : gai_strerror(rc));
+    *detail = rc == EAI_SYSTEM ? ak_strerror(-err) : gai_strerror(rc);
     return AK_ERESOLVE;
   }
   int64_t n = 0;
-  for (struct addrinfo *ai = list; ai; ai = ai->ai_next)
+  for (struct addrinfo *ai = *list; ai; ai = ai->ai_next)
     n++;
+  return n;
+}
+
+static int64_t gai_work(void *arg, ak_future *self)
+{
+  struct addrinfo *list;
+  const char *detail = NULL;
+  int64_t n = gai_run(arg, &list, &detail);
+  if (n < 0) {
+    if (detail)
+      ak_future_set_detail(self, detail);
+    return n;
+  }
   ak_future_set_value(self, list, addrinfo_dtor);
   return n;
+}
+
+/* An IPv4 or IPv6 literal (no scope: "fe80::1%eth0" may need the
+ * interface table) and a numeric port or none. */
+static bool is_numeric(const char *host, const char *service)
+{
+  unsigned char addr[sizeof(struct in6_addr)];
+  if (!host || (inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1))
+    return false;
+  if (service)
+    for (const char *c = service; *c; c++)
+      if (*c < '0' || *c > '9')
+        return false;
+  return true;
+}
+
+/* A numeric host and port (127.0.0.1, [::1]: a local server, a test)
+ * need no resolver: getaddrinfo with AI_NUMERICHOST and AI_NUMERICSERV
+ * reads no file and asks no server, so it runs here, settled before this
+ * returns, and the pool (whose threads start on first use: two stacks and
+ * malloc arenas, measurable in a short akget run) is not woken for it. */
+static ak_future *gai_inline(ak_loop *loop, ak__gai_req *req)
+{
+  ak_future *f = ak_future_new(loop);
+  if (!f) {
+    gai_req_free(req);
+    return NULL;
+  }
+  req->hints.ai_flags |= AI_NUMERICHOST | AI_NUMERICSERV;
+  struct addrinfo *list;
+  const char *detail = NULL;
+  int64_t n = gai_run(req, &list, &detail);
+  gai_req_free(req);
+  if (n < 0)
+    ak_future_fail(f, (int)n, detail);
+  else
+    ak_future_set(f, n, list, addrinfo_dtor);
+  return f;
 }
 
 /* The request outlives the task (it settles after the callable returns), and
@@ -88,6 +140,8 @@ ak_future *ak_getaddrinfo(ak_loop *loop, const char *host, const char *service,
     req->hints.ai_family = AF_UNSPEC;
     req->hints.ai_socktype = SOCK_STREAM;
   }
+  if (is_numeric(host, service))
+    return gai_inline(loop, req);
   /* Submitted from the loop's thread, so it settles on the loop. */
   ak_future *f = ak_pool_submit(ak__loop_pool(loop), gai_work, req);
   if (!f) {

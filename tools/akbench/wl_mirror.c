@@ -46,6 +46,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -198,6 +199,11 @@ static int run_bounded(char *const argv[], double timeout_s, uint64_t as_limit, 
     close(pfd[1]);
     fcntl(pfd[0], F_SETFL, O_NONBLOCK);
   }
+  /* The child's end wakes the wait through a pidfd (readable once it has
+   * exited): a run of 30 ms is timed to the microsecond, not to the 20 ms
+   * step of a polling wait (which had every short run read as a multiple
+   * of about 20 ms). Without pidfds (before 5.3), the 20 ms poll. */
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
   *cut = false;
   int status = 0;
   struct rusage ru;
@@ -211,18 +217,25 @@ static int run_bounded(char *const argv[], double timeout_s, uint64_t as_limit, 
     pid_t w = wait4(pid, &status, WNOHANG, &ru);
     if (w == pid)
       break;
-    if (w < 0 && errno != EINTR)
+    if (w < 0 && errno != EINTR) {
+      if (pidfd >= 0)
+        close(pidfd);
       return -1;
+    }
     if (!*cut && now_s() - t0 > timeout_s) {
       *cut = true;
       kill(-pid, SIGKILL);
       kill(pid, SIGKILL);
     }
-    if (c)
-      poll(&(struct pollfd){.fd = pfd[0], .events = POLLIN}, 1, 20);
+    struct pollfd pf[2] = {{.fd = pidfd, .events = POLLIN},
+                           {.fd = c ? pfd[0] : -1, .events = POLLIN}};
+    if (pidfd >= 0 || c)
+      poll(pidfd >= 0 ? pf : pf + 1, pidfd >= 0 ? 2 : 1, 20);
     else
       usleep(20000);
   }
+  if (pidfd >= 0)
+    close(pidfd);
   span->wall_s = now_s() - t0;
   if (c) {
     ssize_t n;

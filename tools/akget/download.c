@@ -1291,21 +1291,32 @@ static void plan_and_start(dl *d, const ak_http_response *r)
   start_parts(d);
 }
 
+/* What on_probe and on_asked (a setup request's answer) do first: the
+ * request is over; when --max-time ran out meanwhile (stopped(d) ends the
+ * download) or the answer is -N's 304 (the file kept), f is released and
+ * the download has ended: true. Else *r is the response (NULL when the
+ * request failed) and f is still the caller's. */
+static bool setup_answer_ends(dl *d, ak_future *f, void (*stopped)(dl *d),
+                              const ak_http_response **r)
+{
+  d->setup = NULL;
+  *r = ak_future_state(f) == AK_DONE ? ak_future_value(f) : NULL;
+  if (d->stopping == RUNNING && !is_unchanged(d, *r))
+    return false;
+  ak_future_release(f);
+  if (d->stopping != RUNNING)
+    stopped(d);
+  else
+    close_unchanged(d);
+  return true;
+}
+
 static void on_probe(ak_future *f, void *arg)
 {
   dl *d = arg;
-  d->setup = NULL;
-  if (d->stopping != RUNNING) { /* --max-time ran out during the probe */
-    ak_future_release(f);
-    finish_failed(d);
+  const ak_http_response *r;
+  if (setup_answer_ends(d, f, finish_failed, &r))
     return;
-  }
-  const ak_http_response *r = ak_future_state(f) == AK_DONE ? ak_future_value(f) : NULL;
-  if (is_unchanged(d, r)) {
-    ak_future_release(f);
-    close_unchanged(d);
-    return;
-  }
   take_disposition_name(d, r);
   plan_and_start(d, r);
   ak_future_release(f);
@@ -1516,21 +1527,17 @@ static void on_open(ak_future *f, void *arg)
  * the orphan list, freed) for each 304 cost more than the 304 itself; a
  * changed file pays one HEAD on a kept-alive connection instead (wget 1.x
  * asks a HEAD before each -N GET too). docs/akget.md, MIRRORS. */
+static void end_failed(dl *d)
+{
+  end_item(d, AKG_FAILED); /* --max-time ran out before anything was opened */
+}
+
 static void on_asked(ak_future *f, void *arg)
 {
   dl *d = arg;
-  d->setup = NULL;
-  if (d->stopping != RUNNING) { /* --max-time ran out: nothing was opened */
-    ak_future_release(f);
-    end_item(d, AKG_FAILED);
+  const ak_http_response *r;
+  if (setup_answer_ends(d, f, end_failed, &r))
     return;
-  }
-  const ak_http_response *r = ak_future_state(f) == AK_DONE ? ak_future_value(f) : NULL;
-  if (is_unchanged(d, r)) {
-    ak_future_release(f);
-    close_unchanged(d);
-    return;
-  }
   if (r && r->status == 200 && wants_probe(d))
     d->asked = f; /* begin's probe */
   else

@@ -22,16 +22,21 @@
 #define ETAG_MAX 512
 #define DATE_MAX 64
 
+/* Small (under glibc's 1 KiB, where an allocation first merges every
+ * freed small chunk of the arena): one is made per URL on the list's
+ * thread, and an -N run over an unchanged tree is little else. The ETags
+ * live outside it. */
 struct akg_ts {
   /* the question (-N and the file exists) */
   bool conditional;          /* the headers below carry the conditions */
-  const char **hdrs;         /* -H lines, then If-Modified-Since, If-None-Match */
+  const char **hdrs;         /* -H lines, then If-Modified-Since, If-None-Match;
+                                when conditional, one block that also holds
+                                the If-None-Match line, after the array */
   size_t hdr_count;
   char ims[DATE_MAX + 32];   /* "If-Modified-Since: DATE" */
-  char inm[ETAG_MAX + 32];   /* "If-None-Match: ETAG", "" if none kept */
   int64_t local_size;        /* the existing file's size */
   /* the answer (the last 200 or 206 of the download) */
-  char etag[ETAG_MAX + 1];   /* "" if none (or too long) */
+  char *etag;                /* owned, or NULL if none (or too long) */
   char last_modified[DATE_MAX + 1]; /* "" if none */
 };
 
@@ -91,19 +96,23 @@ int akg_ts_new(const akg_opts *o, const char *path, akg_ts **out)
     snprintf(ts->ims, sizeof ts->ims, "If-Modified-Since: %s", date);
     char etag[ETAG_MAX + 1];
     read_etag(path, etag, sizeof etag);
-    if (etag[0])
-      snprintf(ts->inm, sizeof ts->inm, "If-None-Match: %s", etag);
-    ts->hdrs = malloc((o->header_count + 2) * sizeof *ts->hdrs);
-    if (!ts->hdrs) {
+    static const char inm_name[] = "If-None-Match: ";
+    size_t array = (o->header_count + 2) * sizeof *ts->hdrs;
+    size_t inm_len = etag[0] ? sizeof inm_name + strlen(etag) : 0;
+    char *block = malloc(array + inm_len);
+    if (!block) {
       free(ts);
       return -ENOMEM;
     }
+    ts->hdrs = (const char **)(void *)block;
     for (size_t i = 0; i < o->header_count; i++)
       ts->hdrs[i] = o->headers[i];
     ts->hdr_count = o->header_count;
     ts->hdrs[ts->hdr_count++] = ts->ims;
-    if (ts->inm[0])
-      ts->hdrs[ts->hdr_count++] = ts->inm;
+    if (inm_len) {
+      snprintf(block + array, inm_len, "%s%s", inm_name, etag);
+      ts->hdrs[ts->hdr_count++] = block + array;
+    }
   }
   *out = ts;
   return 0;
@@ -115,6 +124,7 @@ void akg_ts_free(akg_ts *ts)
     return;
   if (ts->conditional)
     free(ts->hdrs);
+  free(ts->etag);
   free(ts);
 }
 
@@ -138,9 +148,11 @@ void akg_ts_note(akg_ts *ts, const ak_http_response *r)
 {
   const char *etag = ak_http_response_header(r, "etag");
   const char *lm = ak_http_response_header(r, "last-modified");
-  ts->etag[0] = ts->last_modified[0] = '\0';
-  if (etag && strlen(etag) < sizeof ts->etag)
-    memcpy(ts->etag, etag, strlen(etag) + 1);
+  free(ts->etag);
+  ts->etag = NULL;
+  ts->last_modified[0] = '\0';
+  if (etag && strlen(etag) <= ETAG_MAX)
+    ts->etag = strdup(etag); /* NULL for want of memory: not kept, as a long one */
   if (lm && strlen(lm) < sizeof ts->last_modified)
     memcpy(ts->last_modified, lm, strlen(lm) + 1);
 }
@@ -148,7 +160,7 @@ void akg_ts_note(akg_ts *ts, const ak_http_response *r)
 int akg_ts_apply(const akg_ts *ts, int fd, const akg_opts *o, char *why, size_t why_len)
 {
   why[0] = '\0';
-  if (ts->etag[0] && fsetxattr(fd, ETAG_XATTR, ts->etag, strlen(ts->etag), 0) < 0)
+  if (ts->etag && fsetxattr(fd, ETAG_XATTR, ts->etag, strlen(ts->etag), 0) < 0)
     /* No user xattrs here (tmpfs before Linux 6.6, some FUSE and NFS
      * mounts): the next -N asks with If-Modified-Since alone. */
     snprintf(why, why_len, "its ETag is not kept (%s): a later -N asks by date only",
@@ -159,7 +171,7 @@ int akg_ts_apply(const akg_ts *ts, int fd, const akg_opts *o, char *why, size_t 
     if (futimens(fd, times) < 0)
       return -errno;
   }
-  if (o->timestamping && !ts->etag[0] && !ts->last_modified[0])
+  if (o->timestamping && !ts->etag && !ts->last_modified[0])
     snprintf(why, why_len,
              "the server sent no Last-Modified and no ETag: -N downloads it every time");
   return 0;
