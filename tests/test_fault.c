@@ -677,6 +677,39 @@ static void test_failed_submit_keeps_sqes(void **state) {
          pairs);
 }
 
+/* Regression: ak_getaddrinfo's request leaked when the task settled before
+ * the call added the callback that frees it and that callback (a late one,
+ * queued) found no memory: a worker ran the lookup first (fault-random,
+ * seed 233228104, which timing alone decided). A stopped pool settles the
+ * task at once, so here every allocation of the call fails in turn with
+ * the callback late every time; the fault phase runs under LeakSanitizer. */
+static void test_resolve_settled_before_callback(void **state) {
+  (void)state;
+  ak_pool *pool = ak_pool_new(1);
+  assert_non_null(pool);
+  ak_pool_stop(pool, true);
+  ak_loop_options opts = {.pool = pool};
+  ak_loop *loop = NULL;
+  assert_int_equal(ak_loop_new(&loop, &opts), 0);
+  uint64_t n = 1;
+  for (; n <= 64; n++) {
+    ak_thread_cache_flush(); /* the late callback's node is allocated, not recycled */
+    ak_fault_nth(AK_FAULT_ALLOC, n, 0);
+    ak_future *f = ak_getaddrinfo(loop, "localhost", "80", NULL);
+    bool fired = ak_fault_fired(AK_FAULT_ALLOC) > 0;
+    ak_fault_reset();
+    int64_t r = outcome(f);
+    assert_true(r == AK_ESHUTDOWN || (fired && r == -ENOMEM));
+    assert_true(ak_loop_run(loop, AK_RUN_NOWAIT) >= 0); /* the late callbacks */
+    if (!fired)
+      break;
+  }
+  /* The request, its two strings, the task, the callback node: each failed. */
+  assert_true(n > 5 && n <= 64);
+  ak_loop_free(loop);
+  ak_pool_free(pool);
+}
+
 /* ---- Random mode ------------------------------------------------------------- */
 
 /* Rounds of every scenario with random faults at every point: AK_FAULT_SEED
@@ -747,6 +780,7 @@ int main(void) {
       cmocka_unit_test(test_nth_tls),
       cmocka_unit_test(test_nth_batch_wait),
       cmocka_unit_test(test_failed_submit_keeps_sqes),
+      cmocka_unit_test(test_resolve_settled_before_callback),
       cmocka_unit_test(test_random),
   };
   /* Random mode runs only the rounds; the Nth-hit loops are the default. */
