@@ -7,7 +7,8 @@
 # named-temporary fallback; a source that shrinks while copied never gives a
 # copy longer than what was hashed);
 # RLIMIT_NOFILE (ulimit -n 20 with 1000 files, a tree 300 levels deep under
-# ulimit -n 12); --json that parses whatever bytes the names hold.
+# ulimit -n 12); --json that parses whatever bytes the names hold; a read
+# aksum cannot make (AKSUM_TEST_FAIL_READ) fails its file without a hang.
 #
 # Usage: tests/test_aksum_safety.sh PATH/TO/aksum     (exit 77: io_uring unusable)
 set -u
@@ -278,6 +279,34 @@ sys.exit(0 if got == want else 1)' j.json names.bin
 else
   skip "--json checks need python3 (tools/bootstrap installs it)"
 fi
+
+# ---- A read that cannot be made (no memory) -----------------------------------------
+# A file whose read fails to be made while nothing else of it is in flight
+# (its first read: both opens are done by then) must still be finished:
+# it once was not, and the progress timer kept aksum waiting for good
+# (fault-aksum's hang at alloc N about 42..53). AKSUM_TEST_FAIL_READ=K fails
+# aksum's K-th read as out of memory. Bounded: a hang is exit 124.
+mkdir -p nomem/src
+head -c 300000 /dev/urandom >nomem/src/big
+head -c 5000 /dev/urandom >nomem/src/small
+(cd nomem && AKSUM_TEST_FAIL_READ=1 timeout -k 5 20 "$aksum" --chunk 4K --buffers 4 -r --copy dst1 src/big \
+  >one.out 2>one.err)
+rc=$?
+check "the only file's first read cannot be made: exit 1, no hang (exit $rc)" test "$rc" -eq 1
+check "... the failure is named, the file has no line and no copy" \
+  eval 'grep -q "src/big.*Cannot allocate memory" nomem/one.err && ! test -s nomem/one.out && ! test -e nomem/dst1/src/big'
+bad=""
+for k in 1 2 3 4 5 6 7 8; do
+  (cd nomem && rm -rf dst && AKSUM_TEST_FAIL_READ=$k timeout -k 5 20 "$aksum" --chunk 4K --buffers 4 -r \
+    --copy dst src >k.out 2>k.err)
+  rc=$?
+  ((rc == 0 || rc == 1)) || bad+=" K=$k:exit $rc"
+  for f in big small; do
+    if [[ -e nomem/dst/src/$f ]] && ! cmp -s nomem/src/$f nomem/dst/src/$f; then bad+=" K=$k:$f differs"; fi
+  done
+done
+check "two files, each of the first 8 reads failing in turn: no hang, no copy that differs${bad}" \
+  test -z "$bad"
 
 printf '1..%d\n' "$n"
 if ((failures > 0)); then

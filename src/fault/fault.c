@@ -39,6 +39,15 @@ static _Atomic int paused;
 static _Atomic int verbose; /* AK_FAULT_VERBOSE: a line on stderr per firing */
 static pthread_once_t env_once = PTHREAD_ONCE_INIT;
 
+/* The first firings since the points were armed: which (point, hit) a
+ * failing random run had, for its report (ak_fault_firings). */
+enum { FIRED_LOG = 8 };
+static struct {
+  _Atomic int point;
+  _Atomic uint64_t hit;
+} fired_log[FIRED_LOG];
+static _Atomic unsigned fired_logged;
+
 /* The error a point injects when armed without one. */
 static int default_err(ak_fault_point p, uint64_t hit) {
   switch (p) {
@@ -75,6 +84,7 @@ static uint64_t mix(uint64_t x) {
 }
 
 static void restart_counters(void) {
+  atomic_store(&fired_logged, 0);
   for (int i = 0; i < AK_FAULT_NPOINTS; i++) {
     atomic_store(&points[i].hits, 0);
     atomic_store(&points[i].fired, 0);
@@ -204,6 +214,24 @@ uint64_t ak_fault_fired(ak_fault_point p) {
   return (unsigned)p < AK_FAULT_NPOINTS ? atomic_load(&points[p].fired) : 0;
 }
 
+size_t ak_fault_firings(char *buf, size_t len) {
+  size_t used = 0;
+  unsigned n = atomic_load(&fired_logged);
+  if (len)
+    buf[0] = '\0';
+  for (unsigned k = 0; k < n && k < FIRED_LOG && used < len; k++) {
+    int w = snprintf(buf + used, len - used, "%s%s#%llu", k ? " " : "",
+                     point_names[atomic_load(&fired_log[k].point)],
+                     (unsigned long long)atomic_load(&fired_log[k].hit));
+    if (w < 0)
+      break;
+    used += (size_t)w;
+  }
+  if (n > FIRED_LOG && used < len)
+    used += (size_t)snprintf(buf + used, len - used, " ...");
+  return used < len ? used : len;
+}
+
 const char *ak_fault_point_name(ak_fault_point p) {
   return (unsigned)p < AK_FAULT_NPOINTS ? point_names[p] : "?";
 }
@@ -232,6 +260,11 @@ int ak__fault_hit(ak_fault_point p) {
   if (!fire)
     return 0;
   atomic_fetch_add(&pt->fired, 1);
+  unsigned k = atomic_fetch_add(&fired_logged, 1);
+  if (k < FIRED_LOG) {
+    atomic_store(&fired_log[k].point, (int)p);
+    atomic_store(&fired_log[k].hit, hit);
+  }
   int err = atomic_load(&pt->err);
   if (err == 0)
     err = default_err(p, hit);

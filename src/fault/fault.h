@@ -28,6 +28,7 @@
 #ifndef AK_FAULT_FAULT_H
 #define AK_FAULT_FAULT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "asynckit/api.h"
@@ -72,6 +73,10 @@ AK_API void ak_fault_resume(void);
 /* Hits and firings of p since it was last armed or reset. */
 AK_API uint64_t ak_fault_hits(ak_fault_point p);
 AK_API uint64_t ak_fault_fired(ak_fault_point p);
+/* The first firings since the points were armed, as "point#hit ..." (at
+ * most 8, then "..."), into buf (NUL-terminated, cut to len): what a
+ * failing run's report names. Returns the length written. */
+AK_API size_t ak_fault_firings(char *buf, size_t len);
 /* "op_res", ...; and back (-1 when unknown). */
 AK_API const char *ak_fault_point_name(ak_fault_point p);
 AK_API int ak_fault_point_by_name(const char *name);

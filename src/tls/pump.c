@@ -297,6 +297,15 @@ static void send_done(ak_future *f, void *arg) {
       s->wire.out_len = 0;
       if (!s->write_end)
         s->write_end = s->wire.out_status;
+      /* What went out may end mid-record, and nothing more will: tell the
+       * peer (a FIN), or it waits for the rest for good, and so do we for
+       * its answer (fault-random: a short send, then the rest failing).
+       * The fd stays the caller's; only its sending side ends. */
+      shutdown(s->fd, SHUT_WR);
+      /* A handshake cannot finish without our flight, and the engine makes
+       * no write that would see the failure while it waits for the peer. */
+      if (!s->hs_done)
+        session_fail(s, s->wire.out_status, "tls: send");
     }
     pump(s);
   }
