@@ -107,6 +107,68 @@ static void test_zero_alloc_nop_ops(void **state)
 
 /* ---- Failure injection -------------------------------------------------------------- */
 
+/* Futures made on this thread and released last on another (as a loop's
+ * ops released by the pool worker that settled them, always so when both
+ * share one CPU): the releasing thread's full cache hands them to the
+ * shared list and this thread's empty cache takes them back, so the two
+ * reach a steady state with no allocator call. The releaser's first recycle
+ * is a callback node, which once left its cache unable to take any future. */
+enum { XT_BATCH = 256, XT_ROUNDS = 200, XT_WARM = 100 };
+
+typedef struct cross_thread {
+  ak_future *futures[XT_BATCH];
+  t_sem made, released;
+  bool stop;
+} cross_thread;
+
+static void *release_side(void *arg)
+{
+  cross_thread *x = arg;
+  ak_future *g = ak_future_new(NULL); /* a callback node recycled first */
+  long calls = 0;
+  ak_future_on_settle(g, count_cb, &calls);
+  ak_future_set(g, 1, NULL, NULL);
+  for (;;) {
+    if (!t_sem_wait(&x->made) || x->stop)
+      break;
+    for (int i = 0; i < XT_BATCH; i++) {
+      ak_future_set(x->futures[i], i, NULL, NULL);
+      ak_future_release(x->futures[i]);
+    }
+    t_sem_post(&x->released);
+  }
+  ak_future_release(g);
+  return NULL;
+}
+
+static void test_zero_alloc_released_on_other_thread(void **state)
+{
+  (void)state;
+  cross_thread x = {.stop = false};
+  t_sem_init(&x.made, 0);
+  t_sem_init(&x.released, 0);
+  pthread_t t = t_thread_start(release_side, &x, 0);
+  uint64_t before = 0;
+  for (int round = 0; round < XT_ROUNDS; round++) {
+    if (round == XT_WARM)
+      before = t_alloc_calls();
+    for (int i = 0; i < XT_BATCH; i++)
+      assert_non_null(x.futures[i] = ak_future_new(NULL));
+    t_sem_post(&x.made);
+    assert_true(t_sem_wait(&x.released));
+  }
+  uint64_t used = t_alloc_calls() - before;
+  x.stop = true;
+  t_sem_post(&x.made);
+  t_thread_join(t);
+  t_sem_destroy(&x.made);
+  t_sem_destroy(&x.released);
+  /* 25,600 futures made here and freed there after the warm-up: none may
+   * reach the allocator (the releaser's exit flush comes after). */
+  assert_int_equal(used, 0);
+  ak_thread_cache_flush();
+}
+
 static void test_replace_allocator_rejects_null(void **state)
 {
   (void)state;
@@ -334,6 +396,7 @@ int main(void)
       cmocka_unit_test(test_zero_alloc_loopless_several_callbacks),
       cmocka_unit_test(test_zero_alloc_loop),
       cmocka_unit_test(test_zero_alloc_nop_ops),
+      cmocka_unit_test(test_zero_alloc_released_on_other_thread),
       cmocka_unit_test(test_replace_allocator_rejects_null),
       cmocka_unit_test(test_future_new_returns_null),
       cmocka_unit_test(test_on_settle_enomem),

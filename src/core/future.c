@@ -26,9 +26,21 @@
 /* ---- Per-thread caches ----------------------------------------------------
  * A freed future goes to the freeing thread's cache, whatever thread made it:
  * records are malloc'ed one by one, so any thread may hand them back. The
- * cache is bounded; past the bound records go back to the allocator. */
+ * cache is bounded. What a full cache cannot take goes, 32 records at a
+ * time, to a shared list that a thread whose cache is empty takes whole
+ * before it calls the allocator; only past the shared list's own bound does a
+ * record go back to the allocator. Without it a loop's futures released last
+ * on a pool worker (an op's and its pool task's, always when both threads
+ * share one CPU: the worker's release comes after the loop's callback) left
+ * the loop's cache dry and the worker's full: a malloc and a free per future
+ * for good. */
 
-enum { AK__CACHE_MAX_FUTURES = 8192, AK__CACHE_MAX_CBNODES = 8192 };
+enum {
+  AK__CACHE_MAX_FUTURES = 8192,
+  AK__CACHE_MAX_CBNODES = 8192,
+  AK__SHARE_BATCH = 32,          /* records per push to the shared list */
+  AK__SHARED_MAX_FUTURES = 65536 /* the shared list's bound (approximate) */
+};
 
 typedef struct ak__thread_cache {
   ak_future *futures;   /* linked through ->data */
@@ -39,9 +51,16 @@ typedef struct ak__thread_cache {
   ak__cbnode *cbnodes;  /* linked through ->next */
   size_t ncbnodes;
   bool exit_hook;       /* the thread-exit flush is registered */
+  unsigned noutgoing;   /* a full cache's records on their way to the */
+  ak_future *outgoing;  /*   shared list (a chain, its last record kept */
+  ak_future *outgoing_last; /* to link it in one step) */
 } ak__thread_cache;
 
 static AK__TLS ak__thread_cache ak__cache;
+/* The shared list, linked through ->data: pushed a chain at a time, taken
+ * whole (an exchange: no ABA). Its count is approximate (a bound only). */
+static _Atomic(ak_future *) ak__shared_futures;
+static _Atomic size_t ak__shared_count;
 static pthread_key_t ak__cache_key;
 static pthread_once_t ak__cache_once = PTHREAD_ONCE_INIT;
 
@@ -61,12 +80,22 @@ static __attribute__((noinline, cold)) ak_future *future_malloc(void) {
 
 static void future_mfree(ak_future *f) { ak__free(((void **)f)[-1]); }
 
-static void cache_flush(ak__thread_cache *c) {
-  while (c->futures) {
-    ak_future *f = c->futures;
-    c->futures = f->data;
+static size_t free_chain(ak_future *f) {
+  size_t n = 0;
+  for (; f; n++) {
+    ak_future *next = f->data;
     future_mfree(f);
+    f = next;
   }
+  return n;
+}
+
+static void cache_flush(ak__thread_cache *c) {
+  free_chain(c->futures);
+  c->futures = NULL;
+  free_chain(c->outgoing);
+  c->outgoing = c->outgoing_last = NULL;
+  c->noutgoing = 0;
   c->room = c->exit_hook ? AK__CACHE_MAX_FUTURES : 0;
   while (c->cbnodes) {
     ak__cbnode *n = c->cbnodes;
@@ -76,23 +105,90 @@ static void cache_flush(ak__thread_cache *c) {
   c->ncbnodes = 0;
 }
 
-static void cache_thread_exit(void *arg) { cache_flush(arg); }
+static void flush_with_shared(ak__thread_cache *c);
+static void cache_thread_exit(void *arg) { flush_with_shared(arg); }
 static void cache_key_create(void) { pthread_key_create(&ak__cache_key, cache_thread_exit); }
 
+/* Until then the cache holds no future and its room is 0 (see room); from
+ * then on room is what it may take. A thread's first recycled callback node
+ * registers it too: room was left at 0 then, and the thread's cache took no
+ * future for good (each freed, each made by malloc; on a pool worker, that
+ * was every future of a loop's ops it released last). */
 static void cache_register_exit(void) {
   pthread_once(&ak__cache_once, cache_key_create);
   pthread_setspecific(ak__cache_key, &ak__cache);
   ak__cache.exit_hook = true;
+  ak__cache.room = AK__CACHE_MAX_FUTURES;
 }
 
-void ak_thread_cache_flush(void) { cache_flush(&ak__cache); }
+/* The shared list is freed too, at a flush and at a thread's exit:
+ * ak_replace_allocator's precondition is that no cache holds records, a
+ * thread's records are promised back at its exit (what it handed to the
+ * list and no thread took is freed then), and no thread owns that list. */
+static void flush_with_shared(ak__thread_cache *c) {
+  cache_flush(c);
+  size_t n = free_chain(atomic_exchange_explicit(&ak__shared_futures, NULL, memory_order_acquire));
+  atomic_fetch_sub_explicit(&ak__shared_count, n, memory_order_relaxed);
+}
+
+void ak_thread_cache_flush(void) { flush_with_shared(&ak__cache); }
+
+/* A full cache's record: to the shared list, a chain of AK__SHARE_BATCH
+ * at a time (one CAS per chain), or to the allocator past the list's bound. */
+static void share(ak_future *f) {
+  f->data = ak__cache.outgoing;
+  if (!ak__cache.outgoing)
+    ak__cache.outgoing_last = f;
+  ak__cache.outgoing = f;
+  if (++ak__cache.noutgoing < AK__SHARE_BATCH)
+    return;
+  ak_future *chain = ak__cache.outgoing, *last = ak__cache.outgoing_last;
+  ak__cache.outgoing = ak__cache.outgoing_last = NULL;
+  ak__cache.noutgoing = 0;
+  if (atomic_load_explicit(&ak__shared_count, memory_order_relaxed) >= AK__SHARED_MAX_FUTURES) {
+    free_chain(chain);
+    return;
+  }
+  atomic_fetch_add_explicit(&ak__shared_count, AK__SHARE_BATCH, memory_order_relaxed);
+  ak_future *head = atomic_load_explicit(&ak__shared_futures, memory_order_relaxed);
+  do {
+    last->data = head;
+  } while (!atomic_compare_exchange_weak_explicit(&ak__shared_futures, &head, chain,
+                                                  memory_order_release, memory_order_relaxed));
+}
+
+/* An empty cache's refill from the shared list, before the allocator: one
+ * record returned, the rest kept as far as the cache has room. */
+static ak_future *take_shared(void) {
+  if (!atomic_load_explicit(&ak__shared_futures, memory_order_relaxed))
+    return NULL;
+  ak_future *f = atomic_exchange_explicit(&ak__shared_futures, NULL, memory_order_acquire);
+  if (!f)
+    return NULL;
+  if (!ak__cache.exit_hook)
+    cache_register_exit();
+  size_t taken = 0;
+  for (ak_future *r = f->data; r; taken++) {
+    ak_future *next = r->data;
+    if (ak__cache.room > 0) {
+      r->data = ak__cache.futures;
+      ak__cache.futures = r;
+      ak__cache.room--;
+    } else {
+      future_mfree(r);
+    }
+    r = next;
+  }
+  atomic_fetch_sub_explicit(&ak__shared_count, taken + 1, memory_order_relaxed);
+  return f;
+}
 
 /* The rare cases of future_recycle, whole: an empty cache (register the
- * thread-exit flush once) or a full one (back to the allocator). A call
- * the common path makes last (a jump), so that path needs no frame. */
+ * thread-exit flush once) or a full one (to the shared list). A call the
+ * common path makes last (a jump), so that path needs no frame. */
 static __attribute__((noinline)) void recycle_slow(ak_future *f) {
   if (ak__cache.exit_hook) {
-    future_mfree(f); /* full */
+    share(f); /* full */
     return;
   }
   cache_register_exit(); /* the thread's first recycle */
@@ -211,10 +307,12 @@ static inline __attribute__((always_inline)) ak_future *future_init(ak_future *f
   return f;
 }
 
-/* An empty cache: the allocator (a jump from ak_future_new, which so needs
- * no frame). */
+/* An empty cache: the shared list, else the allocator (a jump from
+ * ak_future_new, which so needs no frame). */
 static __attribute__((noinline, cold)) ak_future *future_new_slow(ak_loop *loop) {
-  ak_future *f = future_malloc();
+  ak_future *f = take_shared();
+  if (!f)
+    f = future_malloc();
   return f ? future_init(f, loop) : NULL;
 }
 
