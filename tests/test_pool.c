@@ -335,6 +335,35 @@ typedef struct cancel_in_batch {
   ak_future *first, *second, *third;
 } cancel_in_batch;
 
+/* Both cancel tests end alike: the first task settles CANCELLED, its callback
+ * runs once on the loop, the two behind it run. */
+static void assert_batch_settled(ak_loop *loop, cancel_in_batch *b)
+{
+  assert_non_null(b->first);
+  assert_non_null(b->second);
+  assert_non_null(b->third);
+  assert_int_equal(ak_future_wait(b->first, T_HANG_NS), 0);
+  assert_int_equal(ak_future_wait(b->second, T_HANG_NS), 0);
+  assert_int_equal(ak_future_wait(b->third, T_HANG_NS), 0);
+  assert_int_equal(ak_loop_run(loop, AK_RUN_DEFAULT), 0);
+  assert_int_equal(ak_future_state(b->first), AK_CANCELLED);
+  assert_int_equal(ak_future_result(b->first), -ECANCELED);
+  assert_int_equal(atomic_load(&b->settled.calls), 1); /* once, on the loop */
+  assert_true(pthread_equal(b->settled.who, pthread_self()));
+  assert_int_equal(ak_future_state(b->second), AK_DONE);
+  assert_int_equal(ak_future_state(b->third), AK_DONE);
+}
+
+/* Stops the pool; only the two tasks not cancelled ever ran. */
+static void stop_pool_release_batch(cancel_in_batch *b)
+{
+  ak_pool_stop(b->pool, true);
+  assert_int_equal(atomic_load(&b->ran), 2); /* never the cancelled one */
+  ak_future_release(b->first);
+  ak_future_release(b->second);
+  ak_future_release(b->third);
+}
+
 static void submit_then_cancel(ak_future *f, void *arg)
 {
   (void)f;
@@ -359,21 +388,8 @@ static void test_cancel_task_submitted_in_callback(void **state)
   ak_future *nop = ak_nop(loop);
   assert_int_equal(ak_future_on_settle(nop, submit_then_cancel, &c), 0);
   assert_int_equal(ak_future_wait(nop, T_HANG_NS), 0);
-  assert_non_null(c.third);
-  assert_int_equal(ak_future_wait(c.second, T_HANG_NS), 0);
-  assert_int_equal(ak_future_wait(c.third, T_HANG_NS), 0);
-  assert_int_equal(ak_loop_run(loop, AK_RUN_DEFAULT), 0);
-  assert_int_equal(ak_future_state(c.first), AK_CANCELLED);
-  assert_int_equal(ak_future_result(c.first), -ECANCELED);
-  assert_int_equal(atomic_load(&c.settled.calls), 1); /* once, on the loop */
-  assert_true(pthread_equal(c.settled.who, pthread_self()));
-  assert_int_equal(ak_future_state(c.second), AK_DONE);
-  assert_int_equal(ak_future_state(c.third), AK_DONE);
-  ak_pool_stop(pool, true);
-  assert_int_equal(atomic_load(&c.ran), 2); /* never the cancelled one */
-  ak_future_release(c.first);
-  ak_future_release(c.second);
-  ak_future_release(c.third);
+  assert_batch_settled(loop, &c);
+  stop_pool_release_batch(&c);
   ak_future_release(nop);
   ak_loop_free(loop);
   ak_pool_free(pool);
@@ -385,10 +401,7 @@ static void test_cancel_task_submitted_in_callback(void **state)
  * callback through the qnode that links the batch, losing the tasks behind
  * it). It settles CANCELLED all the same, once, on the loop, and never runs. */
 typedef struct cancel_elsewhere {
-  ak_pool *pool;
-  _Atomic int ran;
-  thread_rec settled;
-  ak_future *first, *second, *third;
+  cancel_in_batch b;
   t_sem go, cancelled;
   int cancel_rc;
   bool cancel_returned; /* within T_HANG_NS, while the callback waited */
@@ -399,7 +412,7 @@ static void *cancel_first_task(void *arg)
   cancel_elsewhere *c = arg;
   if (!t_sem_wait(&c->go))
     return NULL;
-  c->cancel_rc = ak_future_cancel(c->first);
+  c->cancel_rc = ak_future_cancel(c->b.first);
   t_sem_post(&c->cancelled);
   return NULL;
 }
@@ -408,13 +421,14 @@ static void submit_then_cancel_elsewhere(ak_future *f, void *arg)
 {
   (void)f;
   cancel_elsewhere *c = arg;
-  c->first = ak_pool_submit(c->pool, count_run, (void *)&c->ran);
-  c->second = ak_pool_submit(c->pool, count_run, (void *)&c->ran);
-  if (!c->first || !c->second || ak_future_on_settle(c->first, record_thread, &c->settled) < 0)
+  cancel_in_batch *b = &c->b;
+  b->first = ak_pool_submit(b->pool, count_run, (void *)&b->ran);
+  b->second = ak_pool_submit(b->pool, count_run, (void *)&b->ran);
+  if (!b->first || !b->second || ak_future_on_settle(b->first, record_thread, &b->settled) < 0)
     return; /* the test's asserts say so */
   t_sem_post(&c->go);
   c->cancel_returned = t_sem_wait(&c->cancelled); /* the batch is still unsent */
-  c->third = ak_pool_submit(c->pool, count_run, (void *)&c->ran);
+  b->third = ak_pool_submit(b->pool, count_run, (void *)&b->ran);
 }
 
 static void test_cancel_task_in_batch_from_other_thread(void **state)
@@ -422,7 +436,7 @@ static void test_cancel_task_in_batch_from_other_thread(void **state)
   (void)state;
   ak_pool *pool = ak_pool_new(1);
   ak_loop *loop = t_loop_new();
-  cancel_elsewhere c = {.pool = pool, .cancel_rc = 1};
+  cancel_elsewhere c = {.b = {.pool = pool}, .cancel_rc = 1};
   t_sem_init(&c.go, 0);
   t_sem_init(&c.cancelled, 0);
   pthread_t th;
@@ -430,31 +444,15 @@ static void test_cancel_task_in_batch_from_other_thread(void **state)
   ak_future *nop = ak_nop(loop);
   assert_int_equal(ak_future_on_settle(nop, submit_then_cancel_elsewhere, &c), 0);
   assert_int_equal(ak_future_wait(nop, T_HANG_NS), 0);
-  assert_non_null(c.first);
-  assert_non_null(c.second);
-  assert_non_null(c.third);
   assert_true(c.cancel_returned);
   assert_int_equal(c.cancel_rc, 0);
   assert_int_equal(pthread_join(th, NULL), 0);
-  assert_int_equal(ak_future_wait(c.first, T_HANG_NS), 0);
-  assert_int_equal(ak_future_wait(c.second, T_HANG_NS), 0);
-  assert_int_equal(ak_future_wait(c.third, T_HANG_NS), 0);
-  assert_int_equal(ak_loop_run(loop, AK_RUN_DEFAULT), 0);
-  assert_int_equal(ak_future_state(c.first), AK_CANCELLED);
-  assert_int_equal(ak_future_result(c.first), -ECANCELED);
-  assert_int_equal(atomic_load(&c.settled.calls), 1); /* once, on the loop */
-  assert_true(pthread_equal(c.settled.who, pthread_self()));
-  assert_int_equal(ak_future_state(c.second), AK_DONE);
-  assert_int_equal(ak_future_state(c.third), AK_DONE);
+  assert_batch_settled(loop, &c.b);
   /* The loop and the pool still work. */
   ak_future *after = ak_pool_submit(pool, return_arg, (void *)7);
   assert_int_equal(ak_future_get(after, T_HANG_NS, NULL), 7);
   ak_future_release(after);
-  ak_pool_stop(pool, true);
-  assert_int_equal(atomic_load(&c.ran), 2); /* never the cancelled one */
-  ak_future_release(c.first);
-  ak_future_release(c.second);
-  ak_future_release(c.third);
+  stop_pool_release_batch(&c.b);
   ak_future_release(nop);
   ak_loop_free(loop);
   ak_pool_free(pool);
