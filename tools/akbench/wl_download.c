@@ -40,20 +40,16 @@
  * are truncated to zero (blocks freed, inodes kept); the directories go at
  * the end, and a later run waits until a minute has passed since then.
  *
- * Free memory is warmed right before each run (warm_free_memory). These VMs
- * have free page reporting on (page_reporting_order 9): about 2 s after a
- * 2 MiB block of guest memory is freed, the host takes it back, and the
- * next guest use of it costs a host fault per page. A run that writes 2 GiB
- * into the page cache got either warm pages or reported ones, by chance:
- * `single` was bimodal for every tool (the slow runs doubled their system
- * time), `dd` of 1 GiB into a new file took 0.28 s system time right after
- * a truncate and 0.8-1.05 s after a 0-15 s pause. So, after the sync and
- * the page-cache read, akbench faults in as much anonymous memory as the run
- * will write plus 256 MiB (at most MemAvailable minus 2 GiB), frees it, and
- * starts the run at once: the freed pages go to the head of the free lists
- * (reported ones sit at the tail), and the run takes them before the
- * reporting delay is up; every tool gets the same. AKBENCH_NO_WARM=1 turns
- * it off, to see what it changes. */
+ * Runs of one 2 GiB file are bimodal for every tool (slow runs double
+ * their system time), and slow runs come in the same round for every tool.
+ * These VMs have free page reporting on (page_reporting_order 9), and `dd`
+ * of 1 GiB into a new file takes 0.17-0.21 s system time right after an rm
+ * or truncate but 0.61-0.85 s after a 5 s pause. Faulting in and freeing
+ * anonymous memory right before each run (the run's size plus 256 MiB, or
+ * all of MemAvailable but 2 GiB) was tried and measured: it changed
+ * neither (dd after a pause: 0.62-1.02 s; `single`: wget2's CPU 0.85-1.44 s
+ * with it, 0.92-1.58 s without), so it is not done. Quote medians of 5
+ * rounds and the spread of runs (docs/akget.md, PERFORMANCE). */
 #include "akb_fs.h"
 
 #include <errno.h>
@@ -119,46 +115,6 @@ static int sh(const char *cmd)
 {
   int rc = system(cmd);
   return rc == -1 ? -1 : WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
-}
-
-/* MemAvailable from /proc/meminfo, in bytes; 0 if unreadable. */
-static uint64_t mem_available(void)
-{
-  FILE *f = fopen("/proc/meminfo", "r");
-  if (!f)
-    return 0;
-  char line[256];
-  unsigned long long kib = 0;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
-      break;
-  fclose(f);
-  return (uint64_t)kib << 10;
-}
-
-/* Faults in (and frees again) as much anonymous memory as the next run will
- * write plus a margin, so the guest pages the run takes for its page cache
- * are ones the host has not taken back (free page reporting: the top
- * comment). Bounded by MemAvailable minus a safety margin; done right before
- * the run, well inside page reporting's ~2 s delay. AKBENCH_NO_WARM=1 skips
- * it (to measure what it changes). */
-static void warm_free_memory(uint64_t run_bytes)
-{
-  const char *no = getenv("AKBENCH_NO_WARM");
-  if (no && *no && strcmp(no, "0") != 0)
-    return;
-  uint64_t want = run_bytes + (256ull << 20), avail = mem_available(), keep = 2ull << 30;
-  if (avail <= keep)
-    return;
-  if (want > avail - keep)
-    want = avail - keep;
-  long page = sysconf(_SC_PAGESIZE);
-  char *m = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (m == MAP_FAILED)
-    return;
-  for (uint64_t off = 0; off < want; off += (uint64_t)page)
-    ((volatile char *)m)[off] = 1; /* a write: a real page, not the zero page */
-  munmap(m, want);
 }
 
 /* Makes dir/name<i> files of size bytes (random bytes, once: reused
@@ -477,7 +433,6 @@ static int run_set(const server *s, const set *st, const akb_opts *opts, const c
       sh(warm); /* the served files in the page cache (bench-notes.md) */
       char *argv[40];
       build_argv(&cf[c], s, st, out_dir, argv);
-      warm_free_memory((uint64_t)st->count * st->size); /* last: the run starts at once */
       akb_span span;
       int rc = akb_fs_run(argv, NULL, NULL, true, &span);
       char why[9000];
