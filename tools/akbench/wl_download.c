@@ -38,7 +38,18 @@
  * hierarchy": each new directory goes to a group of its own choosing, away
  * from groups other programs just emptied), and after its check its files
  * are truncated to zero (blocks freed, inodes kept); the directories go at
- * the end, and a later run waits until a minute has passed since then. */
+ * the end, and a later run waits until a minute has passed since then.
+ *
+ * Runs of one 2 GiB file are bimodal for every tool (slow runs double
+ * their system time), and slow runs come in the same round for every tool.
+ * These VMs have free page reporting on (page_reporting_order 9), and `dd`
+ * of 1 GiB into a new file takes 0.17-0.21 s system time right after an rm
+ * or truncate but 0.61-0.85 s after a 5 s pause. Faulting in and freeing
+ * anonymous memory right before each run (the run's size plus 256 MiB, or
+ * all of MemAvailable but 2 GiB) was tried and measured: it changed
+ * neither (dd after a pause: 0.62-1.02 s; `single`: wget2's CPU 0.85-1.44 s
+ * with it, 0.92-1.58 s without), so it is not done. Quote medians of 5
+ * rounds and the spread of runs (docs/akget.md, PERFORMANCE). */
 #include "akb_fs.h"
 
 #include <errno.h>
