@@ -20,7 +20,7 @@
 # only those points. A failure prints the one akget run that replays it.
 #
 # First, direct cases that always run: memory running out at akget's first
-# allocation exits 3 (not 2, usage) and saves nothing.
+# allocation exits 3 (not 2, usage) and saves nothing; allocations 2..8.
 set -u
 akget="$(realpath "$1")"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -116,6 +116,14 @@ for scheme in http https; do
   ((rc == 0)) || fail "$scheme: the run without a fault exited $rc: $(head -c 500 "$work/err")"
   check_run alloc $((1 << 40))
   cp "$work/rep" "$work/census"
+
+  # Every day, whatever the sweep's offset: the first allocations, where
+  # the worker's loop fails while the list reader is still making items
+  # (a reader that outlived main read main's stack, and the exit hung).
+  for n in 2 3 4 5 6 7 8; do
+    run_akget alloc $n
+    check_run alloc $n
+  done
 
   # AK_FAULT_AKGET_POINTS: a subset (by hand, to see past a point that fails).
   points="${AK_FAULT_AKGET_POINTS:-op_res op_short ep_wait submit sqe alloc pool_task resolve tls_read tls_write}"

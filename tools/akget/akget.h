@@ -164,6 +164,7 @@ typedef struct akg_run {
   akg_item *active;          /* items downloading, for the display */
   int64_t ended_got;         /* bytes of items ended (for the display's totals) */
   int64_t ended_known_total, ended_known_got; /* of those whose size was known */
+  bool reader_left;          /* akg_feed_finish left the list reader in a read */
 } akg_run;
 
 /* Bytes of item on disk so far: resumed_from plus every segment's count. */
@@ -239,8 +240,11 @@ int akg_feed_start(akg_run *run, const akg_sources *src);
 /* From a worker's loop: AKG_FEED_ITEM and *out; AKG_FEED_WAIT (the queue
  * is empty: akg_worker_feed_ready(w) will be called); AKG_FEED_END. */
 int akg_feed_take(akg_feed *f, akg_worker *w, akg_item **out);
-/* After the workers: the reader's end (joined), or, when the workers
- * stopped early, the reader is left (it may sit in a read). Returns the
+/* After the workers: the reader's end (joined). When the workers stopped
+ * early the reader is told to stop and waited for a while; one that does
+ * not end then (it sits in a read of a pipe) is left, and run->reader_left
+ * says so: what it reads (the options, the header lines) must then outlive
+ * main's return. Returns the
  * worst exit code the lists themselves caused (a read error: 3). */
 int akg_feed_finish(akg_feed *f, bool workers_failed);
 /* An item has ended (worker or feed): counted, its --json entry written,

@@ -15,9 +15,12 @@
  * bad entry's download and carries on.
  *
  * It also owns an item's end: counted, reported, freed (akg_item_end). */
+#define _GNU_SOURCE /* pthread_timedjoin_np */
 #include "akget.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +82,9 @@ void akg_item_end(akg_run *run, akg_item *it)
  * then takes AKG_FEED_END (and lets its loop end) finds the post already
  * queued, and a loop runs its queued posts before it ends, so no post goes
  * to a loop that is gone. */
+/* How long akg_feed_finish waits for a reader told to stop. */
+#define READER_STOP_WAIT_S 2
+
 static void wake_hungry(akg_feed *f)
 {
   for (unsigned i = 0; i < f->nhungry; i++)
@@ -365,9 +371,21 @@ int akg_feed_finish(akg_feed *f, bool workers_failed)
     pthread_cond_broadcast(&f->space);
   }
   pthread_mutex_unlock(&f->lock);
-  if (workers_failed && !ended)
-    return f->list_exit;
-  pthread_join(f->reader, NULL);
+  if (workers_failed && !ended) {
+    /* It stops at its next push: wait for that, bounded, so that it is not
+     * still making items from main's options while the process exits
+     * (fault-akget: a reader in akg_names_assign read main's stack after
+     * main returned). One sitting in a read is left. */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += READER_STOP_WAIT_S;
+    if (pthread_timedjoin_np(f->reader, NULL, &until) != 0) {
+      f->run->reader_left = true;
+      return f->list_exit;
+    }
+  } else {
+    pthread_join(f->reader, NULL);
+  }
   int rc = f->list_exit;
   for (size_t i = 0; i < f->src.nlists; i++)
     akg_list_close(f->src.lists[i]);

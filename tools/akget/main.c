@@ -165,8 +165,12 @@ static const char **header_lines;
 static akg_list_reader *readers[64];
 static akg_sumlist *sums; /* --checksums */
 
+static akg_run run; /* static: a reader left in a read (akg_feed_finish) may still use it */
+
 static void free_all(void)
 {
+  if (run.reader_left)
+    return; /* it may still read them; the process is ending */
   free(header_lines);
   akg_sums_free(sums);
 }
@@ -189,10 +193,12 @@ static int open_lists(const char **names, size_t n)
 
 int main(int argc, char **argv)
 {
-  akg_opts o = {.jobs = 16, .conns_per_host = 16, .segments = 1, .retries = 3,
-                .min_segment = 4 << 20};
+  /* Static, as what the list reader reads: one left in a read
+   * (akg_feed_finish) may outlive main's return. */
+  static akg_opts o = {.jobs = 16, .conns_per_host = 16, .segments = 1, .retries = 3,
+                       .min_segment = 4 << 20};
   atexit(free_all);
-  const char *lists[64];
+  static const char *lists[64];
   size_t nlists = 0;
   const char *checksum = NULL, *checksums = NULL;
   unsigned shard_k = 0, shard_n = 0;
@@ -270,7 +276,7 @@ int main(int argc, char **argv)
     return die_usage("no URL given%s", "");
   if (o.output && (nurls != 1 || nlists))
     return die_usage("-o takes one URL, %s", "not several or a list (use -d)");
-  unsigned char sum[32];
+  static unsigned char sum[32]; /* the reader's, as o */
   if (checksum) {
     if (nurls != 1 || nlists)
       return die_usage("--checksum takes one URL; %s", "put sums in the -i list for several");
@@ -321,7 +327,6 @@ int main(int argc, char **argv)
   if (o.insecure)
     fprintf(stderr, "akget: warning: -k: TLS certificates and host names are NOT verified\n");
 
-  static akg_run run; /* static: a reader left in a read (akg_feed_finish) may still use it */
   akg_run_init(&run, &o);
   akg_sources src = {.urls = argv + optind, .nurls = nurls, .lists = readers,
                      .list_names = lists, .nlists = nlists, .shard_k = shard_k,
