@@ -638,118 +638,6 @@ static void test_short_write_then_limit(void **state)
   close(fd);
 }
 
-/* A long identity body into a regular file goes socket -> pipe -> file
- * by splice(2) (exchange.c, section 5b), its last bytes by receives. From
- * the caller's side nothing differs: the file byte-exact at every offset
- * (a whole body, a range of one at its place), progress exact; a peer that
- * stops mid-body (FIN, RST, silence) ends the request with the receive's
- * error and every byte before the cut in the file; a write cut short by
- * RLIMIT_FSIZE leaves the bytes below the limit, exactly, and EFBIG. */
-#define LONG_BODY 30000000 /* over SPLICE_MIN_REST (8 MiB) */
-
-static void test_long_body_spliced(void **state)
-{
-  fixture *fx = *state;
-  char path[64];
-  snprintf(path, sizeof path, "/file/%d", LONG_BODY);
-  int fd = t_tmpfile(O_RDWR);
-  int64_t progress = 0;
-  ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of(path));
-  rq.fd = fd;
-  rq.progress = &progress;
-  ak_future *f = ak_http_get(fx->client, &rq);
-  assert_int_equal(ak_future_wait(f, WAIT), 0);
-  assert_int_equal(ak_future_result(f), 200);
-  assert_int_equal(progress, LONG_BODY);
-  check_file(fd, LONG_BODY);
-  ak_future_release(f);
-  close(fd);
-
-  /* Two ranges into one file, each at its offset; the connection is
-   * reused after a spliced body (its tail parsed as ever). */
-  fd = t_tmpfile(O_RDWR);
-  rq = (ak_http_request)AK_HTTP_REQUEST_INIT(url_of(path));
-  rq.fd = fd;
-  rq.flags = AK_HTTP_REQUIRE_RANGE;
-  rq.range_start = 0;
-  rq.range_end = 12345677;
-  f = ak_http_get(fx->client, &rq);
-  assert_int_equal(ak_future_wait(f, WAIT), 0);
-  assert_int_equal(ak_future_result(f), 206);
-  ak_future_release(f);
-  rq.range_start = 12345678;
-  rq.range_end = -1;
-  f = ak_http_get(fx->client, &rq);
-  assert_int_equal(ak_future_wait(f, WAIT), 0);
-  assert_int_equal(ak_future_result(f), 206);
-  assert_int_equal(ak_http_client_open_conns(fx->client), 1);
-  check_file(fd, LONG_BODY);
-  ak_future_release(f);
-  close(fd);
-}
-
-/* The request's result and the file after a long body cut at half. */
-static void long_body_cut(fixture *fx, const char *kind, int64_t want)
-{
-  char path[64];
-  snprintf(path, sizeof path, "/%s/%d", kind, LONG_BODY);
-  int fd = t_tmpfile(O_RDWR);
-  int64_t progress = 0;
-  ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of(path));
-  rq.fd = fd;
-  rq.progress = &progress;
-  ak_future *f = ak_http_get(fx->client, &rq);
-  assert_int_equal(ak_future_wait(f, WAIT), 0);
-  if (ak_future_result(f) != want)
-    fail_msg("%s: got %s, want %s", path, ak_err_name((int)ak_future_result(f)), ak_err_name((int)want));
-  ak_future_release(f);
-  /* Every byte that came before the cut is in the file (a reset may drop
-   * what the kernel held unread: no more than half, never a wrong one). */
-  struct stat st;
-  assert_int_equal(fstat(fd, &st), 0);
-  if (strcmp(kind, "reset") != 0)
-    assert_int_equal(st.st_size, LONG_BODY / 2);
-  assert_true(st.st_size <= LONG_BODY / 2);
-  assert_int_equal(progress, st.st_size);
-  check_file(fd, st.st_size);
-  close(fd);
-}
-
-static void test_long_body_cut(void **state)
-{
-  fixture *fx = *state;
-  long_body_cut(fx, "short", AK_EHTTPTRUNCATED);
-  long_body_cut(fx, "reset", -ECONNRESET);
-  long_body_cut(fx, "stall", AK_EHTTPIDLETIMEOUT); /* the fixture's 2 s */
-}
-
-static void test_long_body_write_limit(void **state)
-{
-  fixture *fx = *state;
-  char path[64];
-  snprintf(path, sizeof path, "/file/%d", LONG_BODY);
-  int fd = t_tmpfile(O_RDWR);
-  struct rlimit old, small;
-  assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
-  small = old;
-  small.rlim_cur = 12345679; /* inside a 1 MiB splice, past the first receives */
-  void (*was)(int) = signal(SIGXFSZ, SIG_IGN);
-  assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
-  int64_t progress = 0;
-  ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of(path));
-  rq.fd = fd;
-  rq.progress = &progress;
-  ak_future *f = ak_http_get(fx->client, &rq);
-  assert_int_equal(ak_future_wait(f, WAIT), 0);
-  assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
-  signal(SIGXFSZ, was);
-  assert_int_equal(ak_future_result(f), -EFBIG);
-  ak_future_release(f);
-  assert_int_equal(progress, 12345679);
-  check_file(fd, 12345679);
-  close(fd);
-}
-
 static void test_chunked_and_close_delimited(void **state)
 {
   fixture *fx = *state;
@@ -1373,9 +1261,6 @@ int main(void)
       cmocka_unit_test(test_write_error_while_receiving),
       cmocka_unit_test_setup_teardown(test_receive_error_keeps_received_bytes, setup, teardown),
       cmocka_unit_test(test_receive_error_writes_held_bytes),
-      cmocka_unit_test_setup_teardown(test_long_body_spliced, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_long_body_cut, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_long_body_write_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_short_write_then_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_chunked_and_close_delimited, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tiny_chunks_to_file, setup, teardown),

@@ -16,7 +16,6 @@
 #include "http/internal.h"
 
 #include <assert.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,10 +142,6 @@ struct ak__http_exchange {
   inline_mode inline_writes;   /* whether body writes may run on the loop
                                   thread (section 5) */
   dev_t sink_dev;              /* the sink's filesystem (a regular file) */
-  bool have_pipe;              /* pipe_rd/pipe_wr are open (section 5b) */
-  bool splice_off;             /* splicing failed or was slow: receives only */
-  int pipe_rd, pipe_wr;        /* the splice pipe, while have_pipe */
-  char peek;                   /* a readiness peek's byte (section 5b) */
   bool sink_stream;            /* the sink is not a regular file (a pipe):
                                   one write in flight at most, as io-wq
                                   runs two writes to it at once, out of
@@ -985,154 +980,6 @@ static bool write_inline(ak__http_exchange *ex)
   return ex->inline_writes != INLINE_OFF;
 }
 
-/* ---- 5b. Splicing a long body ----------------------------------------------------------- */
-/* The middle of a long body (Content-Length, over SPLICE_MIN_REST left)
- * into a regular file moves socket -> pipe -> file with splice(2) on the
- * loop thread: the socket's pages go into the pipe by reference and are
- * copied once, into the page cache, where a receive copies them into the
- * ring first and the write copies them again. 2 GiB from a local nginx:
- * about a third less CPU than recv + pwrite, and than wget2 (the same two
- * copies). The last SPLICE_TAIL bytes come through receives, so the
- * parser sees the message end as it always does (and a connection is kept
- * alive as it always is); the spliced bytes are counted as the parser
- * would have (splice_count).
- *
- * Each step splices what the socket holds (up to the pipe's size), writes
- * all of it at once, and waits for the socket to be readable again with a
- * receive of one byte that peeks (no poll op in the core; both backends
- * honour the low-water mark for it as for any receive). A refused splice
- * (EINVAL: a filesystem without splice_write) or a file write slower than
- * INLINE_SLOW_NS ends splicing for the exchange: receives and writes as
- * before take the rest. A failed write ends the exchange as in
- * write_inline; what the pipe still held was never counted as written. */
-#define SPLICE_MIN_REST (8 * 1024 * 1024)
-#define SPLICE_TAIL (256 * 1024)
-#define SPLICE_PIPE (1024 * 1024) /* the pipe's size asked for (pipe-max-size's default) */
-
-static void splice_step(ak__http_exchange *ex);
-
-/* Whether the next bytes may be spliced: see the section comment. Every
- * span received is written (splicing continues after them, in order). */
-static bool splice_ok(const ak__http_exchange *ex)
-{
-  const llhttp_t *ll = &ex->parser.ll;
-  return !ex->splice_off && ex->fd >= 0 && ex->sink_body && ex->conn->tr == &ak__http_plain &&
-         (ex->inline_writes == INLINE_NOWAIT || ex->inline_writes == INLINE_PLAIN) &&
-         !ex->decoder && ex->client->opts.max_rate <= 0 && !ex->write_failed && !ex->err &&
-         ex->nw == 0 && ex->niov == 0 && ex->parser_live && ex->parser.head_done &&
-         !ex->parser.message_done && (ll->flags & F_CONTENT_LENGTH) &&
-         !(ll->flags & (F_CHUNKED | F_TRANSFER_ENCODING)) &&
-         ll->content_length > (uint64_t)SPLICE_MIN_REST;
-}
-
-/* n body bytes went to the file past the parser: llhttp counts the rest
- * of the body down in content_length, the response counts what came. */
-static void splice_count(ak__http_exchange *ex, size_t n)
-{
-  ex->parser.ll.content_length -= n;
-  ex->parser.resp->body_bytes += (int64_t)n;
-}
-
-static void on_peeked(ak_future *f, void *arg)
-{
-  ak__http_exchange *ex = arg;
-  int64_t res = op_done(ex, f);
-  if (res < 0) {
-    set_error(ex, (int)res, "receiving the body");
-    stop(ex);
-    return;
-  }
-  if (res == 0) {
-    ex->splice_off = true; /* closed early: the receive hears it (truncated) */
-    post_recv(ex);
-    return;
-  }
-  splice_step(ex);
-}
-
-/* Waits for the socket to be readable (section comment); the step
- * would splice up to want bytes. */
-static void splice_wait(ak__http_exchange *ex, size_t want)
-{
-  ex->state = EX_RECEIVING;
-  if (!ex->timer)
-    arm_timer(ex);
-  rcvlowat_update(ex, want);
-  await(ex, ak_recv(ex->client->loop, ex->conn->fd, &ex->peek, 1, MSG_PEEK), on_peeked);
-}
-
-static void splice_step(ak__http_exchange *ex)
-{
-  if (!ex->have_pipe) {
-    /* splice(2) refuses an O_APPEND file, and an O_DIRECT one wants
-     * aligned writes: those keep receives and writes. */
-    int fl = fcntl(ex->fd, F_GETFL);
-    int p[2];
-    if (fl < 0 || (fl & (O_APPEND | O_DIRECT)) || pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
-      ex->splice_off = true;
-      post_recv(ex);
-      return;
-    }
-    (void)fcntl(p[1], F_SETPIPE_SZ, SPLICE_PIPE); /* else 64 KiB a step */
-    ex->pipe_rd = p[0];
-    ex->pipe_wr = p[1];
-    ex->have_pipe = true;
-  }
-  uint64_t room = ex->parser.ll.content_length - SPLICE_TAIL;
-  size_t want = room < SPLICE_PIPE ? (size_t)room : SPLICE_PIPE;
-  ssize_t r;
-  do
-    r = splice(ex->conn->fd, NULL, ex->pipe_wr, NULL, want, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
-  while (r < 0 && errno == EINTR);
-  if (r < 0 && errno == EAGAIN) {
-    splice_wait(ex, want);
-    return;
-  }
-  if (r == 0 || (r < 0 && (errno == EINVAL || errno == ENOSYS))) {
-    /* 0: the peer closed (the receive hears it, truncated or not); EINVAL:
-     * no splice from this socket or into a pipe here. */
-    ex->splice_off = true;
-    post_recv(ex);
-    return;
-  }
-  if (r < 0) {
-    /* The socket's error (ECONNRESET), reported once: as a receive's. */
-    set_error(ex, -errno, "receiving the body");
-    advance(ex);
-    return;
-  }
-  ex->last_rx = ak_now_ns();
-  ex->got_bytes = true;
-  splice_count(ex, (size_t)r);
-  size_t left = (size_t)r;
-  int64_t t0 = ex->last_rx;
-  while (left > 0) {
-    loff_t off = (loff_t)(ex->fd_base + ex->write_pos);
-    ssize_t w = splice(ex->pipe_rd, NULL, ex->fd, &off, left, SPLICE_F_MOVE);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0) {
-      ex->write_failed = true;
-      set_error(ex, w == 0 ? -EIO : -errno, "writing the body to the file");
-      advance(ex); /* ends it, as after write_inline */
-      return;
-    }
-    left -= (size_t)w;
-    ex->write_pos += w;
-    add_progress(ex, (size_t)w);
-  }
-  if (ak_now_ns() - t0 > INLINE_SLOW_NS) {
-    ex->splice_off = true; /* a disk stall: io-wq writes from now on */
-    ex->inline_writes = INLINE_OFF;
-  }
-  /* The next step after a turn of the loop (the peek completes at once
-   * when bytes wait): other exchanges of the loop run between steps. */
-  if (splice_ok(ex))
-    splice_wait(ex, want);
-  else
-    advance(ex);
-}
-
 /* The waiting spans become a write through io-wq (wb[nw]). Returns false
  * if it could not be sent (the error is recorded). */
 static bool queue_write(ak__http_exchange *ex)
@@ -1207,10 +1054,7 @@ static void advance(ak__http_exchange *ex)
   if (ex->pending || ex->throttle)
     return; /* a receive (or a decoded write) in flight, or a rate wait */
   if (!ex->rx_ended) {
-    if (splice_ok(ex))
-      splice_step(ex);
-    else
-      post_recv(ex);
+    post_recv(ex);
     return;
   }
   if (ex->nw) {
@@ -1530,10 +1374,6 @@ static void finish(ak__http_exchange *ex)
   ak__http_decoder_free(ex->decoder);
   ak__free(ex->dbuf);
   ak__http_membody_free(ex->membody);
-  if (ex->have_pipe) {
-    close(ex->pipe_rd);
-    close(ex->pipe_wr);
-  }
   ak__free(ex);
   ak_future_release(fut);
 }

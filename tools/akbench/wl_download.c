@@ -401,31 +401,10 @@ static void drop_slow(const conf *cf, size_t nconf, series *out, akb_result *res
   }
 }
 
-/* Frees the blocks of the files a run wrote (inodes kept until the end:
- * the top comment), right before the next run starts, and forgets dir.
- * The VM hands free memory back to its host about 2 s after it was freed
- * (free page reporting, 2 MiB blocks), and a page the host took back costs
- * a fault in the host when it is used again: writing 1 GiB into the page
- * cache took 0.28 s of system time with memory freed just before and
- * 0.8-1.0 s with memory freed seconds before (dd, bench-notes.md). The
- * previous run's outputs, truncated after its check (a second or more of
- * reading), left the next tool to draw lots: the same akget run measured
- * 0.9 s or 4.2 s of CPU. Freed now, the 2 GiB set's pages are still the
- * guest's when the next tool writes, whichever tool it is. */
-static void truncate_outputs(char *dir)
-{
-  if (!dir[0])
-    return;
-  char cmd[9000];
-  snprintf(cmd, sizeof cmd, "find '%s' -type f -exec truncate -s 0 {} +", dir);
-  sh(cmd);
-  dir[0] = '\0';
-}
-
 static int run_set(const server *s, const set *st, const akb_opts *opts, const conf *cf,
                    size_t nconf, series *out, akb_result *res)
 {
-  char out_dir[4400], warm[4400], cmd[9000], prev_dir[4400] = "";
+  char out_dir[4400], warm[4400], cmd[9000];
   snprintf(warm, sizeof warm, "cat '%s/%s'/* >/dev/null", s->root, st->dir);
   unsigned rounds = opts->rounds ? opts->rounds : 3;
   if (rounds > MAX_RUNS)
@@ -452,7 +431,6 @@ static int run_set(const server *s, const set *st, const akb_opts *opts, const c
         return -1;
       }
       sh(warm); /* the served files in the page cache (bench-notes.md) */
-      truncate_outputs(prev_dir);
       char *argv[40];
       build_argv(&cf[c], s, st, out_dir, argv);
       akb_span span;
@@ -464,8 +442,9 @@ static int run_set(const server *s, const set *st, const akb_opts *opts, const c
         continue;
       }
       bool same = check_outputs(s, st, out_dir, why, sizeof why);
-      /* Truncated right before the next run starts (truncate_outputs). */
-      snprintf(prev_dir, sizeof prev_dir, "%s", out_dir);
+      /* Blocks freed, inodes kept until the end (the top comment). */
+      snprintf(cmd, sizeof cmd, "find '%s' -type f -exec truncate -s 0 {} +", out_dir);
+      sh(cmd);
       if (!same) {
         akb_fail(res, "%s %s on %s: %s", tool_names[t], cf[c].label, st->name, why);
         failed[c] = true;
@@ -481,7 +460,6 @@ static int run_set(const server *s, const set *st, const akb_opts *opts, const c
       out[c].n++;
     }
   }
-  truncate_outputs(prev_dir);
   for (size_t c = 0; c < nconf; c++)
     if (failed[c])
       out[c].n = 0; /* a configuration that failed once is not compared */
