@@ -17,7 +17,9 @@
 #                                    and at exit stops nginx and removes it
 #
 # Optional: NGINX_LOG_EXTRA (more fields at the end of each log line, e.g.
-# '"$http_if_range"'), NGINX_EXTRA_LOCATIONS (more location blocks).
+# '"$http_if_range"'), NGINX_EXTRA_LOCATIONS (more location blocks),
+# NGINX_HTTP_EXTRA (more directives in the http block, e.g. akbench mirror's
+# open_file_cache).
 
 nginx_bin() {
   command -v nginx 2>/dev/null || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; }
@@ -66,6 +68,7 @@ http {
   keepalive_timeout 60;
   default_type application/octet-stream;
   absolute_redirect off;
+  ${NGINX_HTTP_EXTRA:-}
   server {
     listen 127.0.0.1:$port reuseport;
     $tls_listen
