@@ -78,8 +78,8 @@ static double now_s(void)
 /* A mirror's nginx keeps its files' descriptors and stat results
  * (open_file_cache; stat results checked again after its default 60 s):
  * a conditional request is then answered without an open, fstat and close
- * of the file, which halves nginx's CPU on this workload (about 23 -> 13 ms
- * a run). --variant tree-plain runs the tests' config without it, as the
+ * of the file, which cuts nginx's CPU on this workload by a third or more
+ * (about 22 -> 14-17 ms a run, docs/akget.md MIRRORS). --variant tree-plain runs the tests' config without it, as the
  * figures before session 13 were. Both tools see the same server. */
 #define MIRROR_NGINX_HTTP "open_file_cache max=4096 inactive=120s;"
 
