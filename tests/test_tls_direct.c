@@ -63,7 +63,20 @@ typedef struct server {
   char got[16];        /* what the client wrote after reading everything */
   int got_len;
   bool ok;             /* every server step worked */
+  int key_updates_in;  /* KeyUpdate messages the client sent */
 } server;
+
+/* Counts the client's KeyUpdates (the answer a KeyUpdate asking for one
+ * must bring). */
+static void server_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+                          SSL *ssl, void *arg) {
+  (void)version;
+  (void)ssl;
+  server *sv = arg;
+  if (!write_p && content_type == SSL3_RT_HANDSHAKE && len > 0 &&
+      ((const unsigned char *)buf)[0] == SSL3_MT_KEY_UPDATE)
+    sv->key_updates_in++;
+}
 
 static void *server_main(void *arg) {
   server *sv = arg;
@@ -72,6 +85,8 @@ static void *server_main(void *arg) {
   bool ok = SSL_CTX_use_certificate_chain_file(ctx, cert("server.pem")) == 1 &&
             SSL_CTX_use_PrivateKey_file(ctx, cert("server.key"), SSL_FILETYPE_PEM) == 1;
   SSL *ssl = SSL_new(ctx);
+  SSL_set_msg_callback(ssl, server_msg_cb);
+  SSL_set_msg_callback_arg(ssl, sv);
   ok = ok && SSL_set_fd(ssl, sv->fd) == 1 && SSL_accept(ssl) == 1;
   char req[8];
   ok = ok && SSL_read(ssl, req, sizeof(req)) > 0; /* the client's "GO" */
@@ -183,6 +198,7 @@ static void test_direct_bytes_and_close(void **state) {
   assert_true(o.st.direct_records > 500); /* all but the first few */
   assert_int_equal(sv.got_len, 4);
   assert_memory_equal(sv.got, "DONE", 4);
+  assert_int_equal(sv.key_updates_in, 0);
 }
 
 /* A KeyUpdate asking for ours and a ticket, both after the switch: the
@@ -201,6 +217,7 @@ static void test_direct_key_update_and_late_ticket(void **state) {
   assert_true(o.st.direct_records > 200);
   assert_int_equal(sv.got_len, 4);
   assert_memory_equal(sv.got, "DONE", 4);
+  assert_int_equal(sv.key_updates_in, 1); /* ours, asked for, sent */
 }
 
 /* An end without close_notify is a truncation, not a clean end. */
