@@ -56,6 +56,7 @@ typedef enum { END_CLOSE_NOTIFY, END_FIN, END_FORGED_RECORD } server_end;
 typedef struct server {
   int fd;
   int max_version;     /* TLS1_3_VERSION or TLS1_2_VERSION */
+  const char *suite;   /* the one TLS 1.3 suite offered, or NULL: OpenSSL's */
   size_t total;        /* pattern bytes to send */
   bool key_update;     /* a KeyUpdate (update_requested) half way */
   bool late_ticket;    /* a NewSessionTicket at a quarter */
@@ -82,6 +83,8 @@ static void *server_main(void *arg) {
   server *sv = arg;
   SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
   SSL_CTX_set_max_proto_version(ctx, sv->max_version);
+  if (sv->suite)
+    SSL_CTX_set_ciphersuites(ctx, sv->suite);
   bool ok = SSL_CTX_use_certificate_chain_file(ctx, cert("server.pem")) == 1 &&
             SSL_CTX_use_PrivateKey_file(ctx, cert("server.key"), SSL_FILETYPE_PEM) == 1;
   SSL *ssl = SSL_new(ctx);
@@ -133,7 +136,8 @@ static void *server_main(void *arg) {
 typedef struct outcome {
   uint64_t bytes;      /* matching pattern bytes read */
   int64_t last;        /* the read that ended it: 0 or an error */
-  ak_tls_stats st;
+  ak_tls_stats st;     /* its strings are NULL: they die with the session */
+  char version[16], suite[64];
 } outcome;
 
 /* Runs sv against a client session reading with buffers of the sizes in
@@ -175,6 +179,9 @@ static outcome run(server *sv, const size_t *sizes, size_t nsizes) {
   }
   free(buf);
   ak_tls_stats_get(t, &out.st);
+  snprintf(out.version, sizeof(out.version), "%s", out.st.version ? out.st.version : "");
+  snprintf(out.suite, sizeof(out.suite), "%s", out.st.ciphersuite ? out.st.ciphersuite : "");
+  out.st.version = out.st.ciphersuite = out.st.alpn = out.st.engine = NULL;
   pthread_join(th, NULL);
   ak_tls_free(t);
   close(sp[0]);
@@ -194,11 +201,36 @@ static void test_direct_bytes_and_close(void **state) {
   assert_true(sv.ok);
   assert_int_equal(o.bytes, sv.total);
   assert_int_equal(o.last, 0);
-  assert_string_equal(o.st.version, "TLSv1.3");
+  assert_string_equal(o.version, "TLSv1.3");
   assert_true(o.st.direct_records > 500); /* all but the first few */
   assert_int_equal(sv.got_len, 4);
   assert_memory_equal(sv.got, "DONE", 4);
   assert_int_equal(sv.key_updates_in, 0);
+}
+
+/* Each TLS 1.3 suite (the key, IV and hash each takes), with a KeyUpdate. */
+static void test_direct_every_suite(void **state) {
+  (void)state;
+  static const char *const suites[] = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+                                       "TLS_CHACHA20_POLY1305_SHA256"};
+  for (size_t i = 0; i < 3; i++) {
+    server sv = {.max_version = TLS1_3_VERSION,
+                 .suite = suites[i],
+                 .total = 1u << 20,
+                 .key_update = true,
+                 .end = END_CLOSE_NOTIFY};
+    outcome o = run(&sv, mixed, sizeof(mixed) / sizeof(mixed[0]));
+    assert_true(sv.ok);
+    assert_int_equal(o.bytes, sv.total);
+    assert_int_equal(o.last, 0);
+    char want[64];
+    snprintf(want, sizeof(want), "%s", suites[i]);
+    for (char *c = want; *c; c++)
+      *c = *c == '_' ? '-' : *c;
+    assert_string_equal(o.suite, want);
+    assert_true(o.st.direct_records > 50);
+    assert_int_equal(sv.key_updates_in, 1);
+  }
 }
 
 /* A KeyUpdate asking for ours and a ticket, both after the switch: the
@@ -249,7 +281,7 @@ static void test_direct_not_tls12(void **state) {
   assert_true(sv.ok);
   assert_int_equal(o.bytes, sv.total);
   assert_int_equal(o.last, 0);
-  assert_string_equal(o.st.version, "TLSv1.2");
+  assert_string_equal(o.version, "TLSv1.2");
   assert_int_equal(o.st.direct_records, 0);
 }
 
@@ -297,6 +329,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_direct_bytes_and_close),
       cmocka_unit_test(test_direct_key_update_and_late_ticket),
+      cmocka_unit_test(test_direct_every_suite),
       cmocka_unit_test(test_direct_truncated),
       cmocka_unit_test(test_direct_forged_record),
       cmocka_unit_test(test_direct_not_tls12),
