@@ -60,12 +60,28 @@ typedef struct server {
   size_t total;        /* pattern bytes to send */
   bool key_update;     /* a KeyUpdate (update_requested) half way */
   bool late_ticket;    /* a NewSessionTicket at a quarter */
+  bool small_records;  /* records of 512 bytes at most, tickets of about 3 KiB:
+                          a ticket comes split over records */
   server_end end;
   char got[16];        /* what the client wrote after reading everything */
   int got_len;
   bool ok;             /* every server step worked */
   int key_updates_in;  /* KeyUpdate messages the client sent */
 } server;
+
+/* Makes each ticket about 3 KiB (its session carries this much data). */
+static int big_ticket_cb(SSL *ssl, void *arg) {
+  (void)arg;
+  static unsigned char blob[3000];
+  memset(blob, 0x5a, sizeof(blob));
+  return SSL_SESSION_set1_ticket_appdata(SSL_get_session(ssl), blob, sizeof(blob));
+}
+
+static SSL_TICKET_RETURN keep_ticket_cb(SSL *ssl, SSL_SESSION *ss, const unsigned char *keyname,
+                                        size_t keyname_len, SSL_TICKET_STATUS status, void *arg) {
+  (void)ssl, (void)ss, (void)keyname, (void)keyname_len, (void)status, (void)arg;
+  return SSL_TICKET_RETURN_IGNORE_RENEW;
+}
 
 /* Counts the client's KeyUpdates (the answer a KeyUpdate asking for one
  * must bring). */
@@ -85,6 +101,10 @@ static void *server_main(void *arg) {
   SSL_CTX_set_max_proto_version(ctx, sv->max_version);
   if (sv->suite)
     SSL_CTX_set_ciphersuites(ctx, sv->suite);
+  if (sv->small_records) {
+    SSL_CTX_set_max_send_fragment(ctx, 512);
+    SSL_CTX_set_session_ticket_cb(ctx, big_ticket_cb, keep_ticket_cb, NULL);
+  }
   bool ok = SSL_CTX_use_certificate_chain_file(ctx, cert("server.pem")) == 1 &&
             SSL_CTX_use_PrivateKey_file(ctx, cert("server.key"), SSL_FILETYPE_PEM) == 1;
   SSL *ssl = SSL_new(ctx);
@@ -252,6 +272,24 @@ static void test_direct_key_update_and_late_ticket(void **state) {
   assert_int_equal(sv.key_updates_in, 1); /* ours, asked for, sent */
 }
 
+/* A ticket split over records after the switch: its parts are put
+ * together and dropped, the records around it read. */
+static void test_direct_split_ticket(void **state) {
+  (void)state;
+  server sv = {.max_version = TLS1_3_VERSION,
+               .total = 1u << 20,
+               .late_ticket = true,
+               .small_records = true,
+               .key_update = true,
+               .end = END_CLOSE_NOTIFY};
+  outcome o = run(&sv, mixed, sizeof(mixed) / sizeof(mixed[0]));
+  assert_true(sv.ok);
+  assert_int_equal(o.bytes, sv.total);
+  assert_int_equal(o.last, 0);
+  assert_true(o.st.direct_records > 2000); /* 512-byte records */
+  assert_int_equal(sv.key_updates_in, 1);
+}
+
 /* An end without close_notify is a truncation, not a clean end. */
 static void test_direct_truncated(void **state) {
   (void)state;
@@ -330,6 +368,7 @@ int main(void) {
       cmocka_unit_test(test_direct_bytes_and_close),
       cmocka_unit_test(test_direct_key_update_and_late_ticket),
       cmocka_unit_test(test_direct_every_suite),
+      cmocka_unit_test(test_direct_split_ticket),
       cmocka_unit_test(test_direct_truncated),
       cmocka_unit_test(test_direct_forged_record),
       cmocka_unit_test(test_direct_not_tls12),

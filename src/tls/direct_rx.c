@@ -34,6 +34,7 @@
 #define CT_APPDATA 23
 #define HS_NEW_SESSION_TICKET 4
 #define HS_KEY_UPDATE 24
+#define HS_HELD_MAX (64 * 1024) /* a post-handshake message bigger than this: refused */
 
 struct ak__tls_drx {
   EVP_CIPHER_CTX *ctx;
@@ -46,6 +47,8 @@ struct ak__tls_drx {
   uint64_t records;      /* records decrypted here */
   unsigned char *spare;  /* a record too big for the reader's buffer */
   size_t spare_at, spare_end;
+  unsigned char *held;   /* handshake bytes of a message split over records */
+  size_t held_len;
   bool closed;           /* close_notify received */
 };
 
@@ -129,6 +132,7 @@ void ak__tls_drx_free(ak__tls_drx *d) {
   EVP_CIPHER_CTX_free(d->ctx);
   OPENSSL_cleanse(d->secret, sizeof(d->secret));
   ak__free(d->spare);
+  ak__free(d->held);
   ak__free(d);
 }
 
@@ -177,19 +181,33 @@ static int64_t open_record(ak__tls_drx *d, const unsigned char *rec, size_t len,
 
 /* Handshake messages after the handshake: tickets are dropped (the
  * session cache keeps the ones OpenSSL read before the switch), a
- * KeyUpdate moves to the next key. A message split over records is not
- * taken (no server seen does it for these small messages). */
+ * KeyUpdate moves to the next key. A message split over records is held
+ * until its last part (up to HS_HELD_MAX); p, len: one record's content. */
 static int handshake_msgs(ak__tls_drx *d, const unsigned char *p, size_t len, bool *update_asked,
                           char *detail, size_t n) {
-  while (len > 0) {
-    if (len < 4) {
-      snprintf(detail, n, "read: a handshake message split over records");
+  if (d->held_len > 0) {
+    if (len > HS_HELD_MAX - d->held_len) {
+      snprintf(detail, n, "read: a handshake message over %d bytes", HS_HELD_MAX);
       return AK_ETLSPROTOCOL;
     }
-    size_t mlen = (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
-    if (mlen > len - 4) {
-      snprintf(detail, n, "read: a handshake message split over records");
-      return AK_ETLSPROTOCOL;
+    memcpy(d->held + d->held_len, p, len);
+    d->held_len += len;
+    p = d->held;
+    len = d->held_len;
+  }
+  while (len > 0) {
+    size_t mlen = len >= 4 ? (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3] : 0;
+    if (len < 4 || mlen > len - 4) {
+      /* The rest comes in the next record(s). */
+      if (len > HS_HELD_MAX || (len >= 4 && mlen > HS_HELD_MAX - 4)) {
+        snprintf(detail, n, "read: a handshake message over %d bytes", HS_HELD_MAX);
+        return AK_ETLSPROTOCOL;
+      }
+      if (!d->held && !(d->held = ak__malloc(HS_HELD_MAX)))
+        return -ENOMEM;
+      memmove(d->held, p, len);
+      d->held_len = len;
+      return 0;
     }
     if (p[0] == HS_KEY_UPDATE) {
       if (mlen != 1 || p[4] > 1 || len != 5) {
@@ -218,6 +236,7 @@ static int handshake_msgs(ak__tls_drx *d, const unsigned char *p, size_t len, bo
     p += 4 + mlen;
     len -= 4 + mlen;
   }
+  d->held_len = 0;
   return 0;
 }
 
@@ -269,6 +288,11 @@ int64_t ak__tls_drx_read(ak__tls_drx *d, ak__tls_wire *w, void *buf, size_t len,
     if (r < 0)
       return r;
     w->in_start += REC_HDR + body;
+    if (type != CT_HANDSHAKE && d->held_len > 0) {
+      /* RFC 8446 5.1: nothing between the parts of a handshake message. */
+      snprintf(detail, n, "read: a record inside a split handshake message");
+      return AK_ETLSPROTOCOL;
+    }
     if (type == CT_APPDATA) {
       if (r == 0)
         continue;
