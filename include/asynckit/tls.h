@@ -222,6 +222,9 @@ typedef struct ak_tls_stats {
   uint64_t send_ops;       /* ring sends made */
   uint64_t want_read;      /* engine steps that asked for more input */
   uint64_t want_write;     /* engine steps that waited for the socket to take output */
+  uint64_t direct_records; /* TLS 1.3 records a client read on the direct path
+                              (OpenSSL engine: decrypted from the receive
+                              buffer straight into the read's buffer) */
 } ak_tls_stats;
 
 /* The session's state and counters. The strings are borrowed and live as

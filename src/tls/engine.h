@@ -105,6 +105,10 @@ typedef struct ak__tls_engine_ops {
   bool (*resumed)(const ak__tls_eng *e);
   void (*names)(const ak__tls_eng *e, const char **version, const char **suite,
                 const char **alpn);
+
+  /* Records read by the engine's direct path (OpenSSL: direct_rx.c), or
+   * NULL when it has none. */
+  uint64_t (*direct_records)(const ak__tls_eng *e);
 } ak__tls_engine_ops;
 
 extern const ak__tls_engine_ops ak__tls_mbedtls_ops; /* tls/mbedtls.c */

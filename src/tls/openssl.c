@@ -29,6 +29,7 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -37,6 +38,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "tls/direct_rx.h"
 #include "tls/engine.h"
 
 #define AK__SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
@@ -59,6 +61,9 @@ struct ak__tls_econf {
   bool insecure;
   unsigned char alpn_wire[256]; /* ALPN as a length-prefixed list */
   size_t alpn_len;              /* 0: none */
+  bool direct;                  /* client: TLS 1.3 records read by direct_rx.c
+                                   once the handshake is over (unless
+                                   AK_TLS_DIRECT_READ=0) */
 };
 
 struct ak__tls_eng {
@@ -70,6 +75,21 @@ struct ak__tls_eng {
   char suite[96];     /* the suite's name, '-' between words */
   char alpn[256];     /* the agreed protocol, NUL-terminated */
   char detail[AK__DETAIL_MAX];
+  /* The direct read path (direct_rx.c): the server's application traffic
+   * secret from the key log callback, and the records OpenSSL has read,
+   * counted in wire_read by their headers (without read-ahead OpenSSL
+   * reads a header, then exactly its body), so the switch happens between
+   * two records with the right sequence number. */
+  unsigned char srv_secret[EVP_MAX_MD_SIZE];
+  size_t srv_secret_len;
+  unsigned char hdr[5];
+  size_t hdr_have;       /* header bytes of the record being read */
+  size_t body_left;      /* its body bytes not yet read */
+  uint64_t records;      /* whole records OpenSSL has read */
+  uint64_t records_at_hs; /* ... when the handshake ended */
+  bool direct_off;       /* never switch (not TLS 1.3, a suite not known,
+                            a boundary lost) */
+  ak__tls_drx *drx;      /* the switch is made: reads go there */
 };
 
 /* The words of the oldest error OpenSSL queued on this thread ("" if none). */
@@ -190,6 +210,28 @@ static int load_pem_dir(X509_STORE *store, const char *dir, unsigned *count, cha
 
 static int new_session_cb(SSL *ssl, SSL_SESSION *sess);
 
+/* The key log line "SERVER_TRAFFIC_SECRET_0 <client random> <secret>"
+ * carries what the direct read path needs; OpenSSL 3.0 has no other way to
+ * it. The other lines are ignored, nothing is written anywhere. */
+static void keylog_cb(const SSL *ssl, const char *line) {
+  static const char tag[] = "SERVER_TRAFFIC_SECRET_0 ";
+  ak__tls_eng *e = SSL_get_app_data(ssl);
+  if (!e || strncmp(line, tag, sizeof(tag) - 1) != 0)
+    return;
+  const char *hex = strrchr(line, ' ');
+  size_t len = hex ? strlen(hex + 1) : 0;
+  if (len == 0 || len % 2 || len / 2 > sizeof(e->srv_secret))
+    return;
+  for (size_t i = 0; i < len / 2; i++) {
+    int hi = OPENSSL_hexchar2int((unsigned char)hex[1 + 2 * i]);
+    int lo = OPENSSL_hexchar2int((unsigned char)hex[2 + 2 * i]);
+    if (hi < 0 || lo < 0)
+      return;
+    e->srv_secret[i] = (unsigned char)(hi << 4 | lo);
+  }
+  e->srv_secret_len = len / 2;
+}
+
 static int os_econf_client(const ak_tls_client_options *opts, ak__tls_econf **out, char *detail,
                            size_t n) {
   int rc;
@@ -202,6 +244,10 @@ static int os_econf_client(const ak_tls_client_options *opts, ak__tls_econf **ou
     goto fail;
   }
   c->insecure = (opts->flags & AK_TLS_INSECURE_NO_VERIFY) != 0;
+  const char *direct = getenv("AK_TLS_DIRECT_READ");
+  c->direct = !direct || strcmp(direct, "0") != 0;
+  if (c->direct)
+    SSL_CTX_set_keylog_callback(c->ctx, keylog_cb);
   if (c->insecure) {
     SSL_CTX_set_verify(c->ctx, SSL_VERIFY_NONE, NULL);
   } else {
@@ -333,7 +379,7 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *orig) {
 /* ---- The BIO: the pump's memory buffers ------------------------------------------- */
 
 static int wire_write(BIO *b, const char *buf, int len) {
-  ak__tls_wire *w = BIO_get_data(b);
+  ak__tls_wire *w = ((ak__tls_eng *)BIO_get_data(b))->wire;
   BIO_clear_retry_flags(b);
   if (w->out_status < 0)
     return -1; /* the socket refused: no retry */
@@ -348,9 +394,41 @@ static int wire_write(BIO *b, const char *buf, int len) {
   return (int)n;
 }
 
+/* Follows the record boundaries in the bytes OpenSSL reads (count_records'
+ * caller: wire_read). */
+static void count_records(ak__tls_eng *e, const unsigned char *p, size_t n) {
+  while (n > 0) {
+    if (e->hdr_have < sizeof(e->hdr)) {
+      e->hdr[e->hdr_have++] = *p++;
+      n--;
+      if (e->hdr_have == sizeof(e->hdr)) {
+        e->body_left = (size_t)e->hdr[3] << 8 | e->hdr[4];
+        if (e->body_left == 0) {
+          e->hdr_have = 0;
+          e->records++;
+        }
+      }
+      continue;
+    }
+    size_t k = n < e->body_left ? n : e->body_left;
+    e->body_left -= k;
+    p += k;
+    n -= k;
+    if (e->body_left == 0) {
+      e->hdr_have = 0;
+      e->records++;
+    }
+  }
+}
+
 static int wire_read(BIO *b, char *buf, int len) {
-  ak__tls_wire *w = BIO_get_data(b);
+  ak__tls_eng *e = BIO_get_data(b);
+  ak__tls_wire *w = e->wire;
   BIO_clear_retry_flags(b);
+  if (e->drx) {
+    BIO_set_retry_read(b); /* the records are direct_rx.c's now */
+    return -1;
+  }
   size_t have = w->in_end - w->in_start;
   if (have == 0) {
     if (w->in_status == 1)
@@ -362,6 +440,8 @@ static int wire_read(BIO *b, char *buf, int len) {
   }
   size_t n = (size_t)len < have ? (size_t)len : have;
   memcpy(buf, w->in + w->in_start, n);
+  if (!e->direct_off)
+    count_records(e, w->in + w->in_start, n);
   w->in_start += n;
   return (int)n;
 }
@@ -410,7 +490,7 @@ static int os_eng_new(ak__tls_econf *c, ak__tls_wire *wire, const char *host,
   BIO *bio = e->ssl ? BIO_new(wire_method) : NULL;
   if (!bio)
     goto fail;
-  BIO_set_data(bio, wire);
+  BIO_set_data(bio, e);
   SSL_set_bio(e->ssl, bio, bio); /* the SSL owns the one BIO */
   SSL_set_app_data(e->ssl, e);
   if (c->server) {
@@ -448,6 +528,8 @@ static void os_eng_free(ak__tls_eng *e) {
     return;
   SSL_free(e->ssl);
   SSL_SESSION_free(e->fresh);
+  ak__tls_drx_free(e->drx);
+  OPENSSL_cleanse(e->srv_secret, sizeof(e->srv_secret));
   ak__free(e);
 }
 
@@ -540,18 +622,57 @@ static int os_eng_handshake(ak__tls_eng *e) {
   int ret = SSL_do_handshake(e->ssl);
   if (ret == 1) {
     e->hs_done = true;
+    e->records_at_hs = e->records;
+    if (e->c->server || !e->c->direct || e->hdr_have || SSL_version(e->ssl) != TLS1_3_VERSION)
+      e->direct_off = true;
     return 0;
   }
   int r = map_error(e, ret, "handshake");
   return r == 0 ? AK_ETLSPROTOCOL : r; /* close_notify mid-handshake */
 }
 
+/* After OpenSSL has handed out application data: between two records,
+ * nothing buffered in OpenSSL, the server's secret known, hand the next
+ * records to direct_rx.c. Waiting for the first application data lets
+ * OpenSSL take the tickets a server sends right after the handshake. */
+static void maybe_switch(ak__tls_eng *e) {
+  if (e->direct_off || e->hdr_have || SSL_pending(e->ssl) > 0 || SSL_has_pending(e->ssl))
+    return;
+  const SSL_CIPHER *cipher = SSL_get_current_cipher(e->ssl);
+  const char *suite = cipher ? SSL_CIPHER_standard_name(cipher) : NULL;
+  e->direct_off = true; /* one try */
+  if (!suite || e->srv_secret_len == 0)
+    return;
+  (void)ak__tls_drx_new(suite, e->srv_secret, e->srv_secret_len, e->records - e->records_at_hs,
+                        &e->drx); /* else OpenSSL goes on reading */
+  OPENSSL_cleanse(e->srv_secret, sizeof(e->srv_secret));
+}
+
+static int64_t direct_read(ak__tls_eng *e, void *buf, size_t len) {
+  bool update_asked = false;
+  int64_t r = ak__tls_drx_read(e->drx, e->wire, buf, len, &update_asked, e->detail,
+                               sizeof(e->detail));
+  if (update_asked) {
+    /* The peer's KeyUpdate asked for ours: OpenSSL keeps the sending side,
+     * so it makes and queues the message (the pump sends it). */
+    ERR_clear_error();
+    if (SSL_key_update(e->ssl, SSL_KEY_UPDATE_NOT_REQUESTED) == 1)
+      (void)SSL_do_handshake(e->ssl);
+    ERR_clear_error();
+  }
+  return r;
+}
+
 static int64_t os_eng_read(ak__tls_eng *e, void *buf, size_t len) {
+  if (e->drx)
+    return direct_read(e, buf, len);
   ERR_clear_error();
   size_t n = 0;
   int ret = SSL_read_ex(e->ssl, buf, len, &n);
-  if (ret == 1)
+  if (ret == 1) {
+    maybe_switch(e);
     return (int64_t)n;
+  }
   return map_error(e, ret, "read"); /* 0: close_notify, the clean end */
 }
 
@@ -574,8 +695,12 @@ static int os_eng_close_notify(ak__tls_eng *e) {
 }
 
 static bool os_eng_pending(ak__tls_eng *e) {
+  if (e->drx)
+    return ak__tls_drx_pending(e->drx);
   return SSL_pending(e->ssl) > 0 || SSL_has_pending(e->ssl);
 }
+
+static uint64_t os_eng_direct_records(const ak__tls_eng *e) { return ak__tls_drx_records(e->drx); }
 
 static const char *os_eng_detail(const ak__tls_eng *e) { return e->detail; }
 
@@ -627,4 +752,5 @@ const ak__tls_engine_ops ak__tls_openssl_ops = {
     .detail = os_eng_detail,
     .resumed = os_eng_resumed,
     .names = os_eng_names,
+    .direct_records = os_eng_direct_records,
 };

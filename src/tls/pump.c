@@ -614,6 +614,7 @@ void ak_tls_stats_get(const ak_tls *s, ak_tls_stats *out) {
   out->handshake_done = s->hs_done;
   out->resumed = s->resumed;
   s->ops->names(s->eng, &out->version, &out->ciphersuite, &out->alpn);
+  out->direct_records = s->ops->direct_records ? s->ops->direct_records(s->eng) : 0;
 }
 
 int ak_tls_fd(const ak_tls *s) { return s->fd; }
