@@ -35,7 +35,8 @@
 
 /* ---- 1. Thread identity and the current loop ------------------------------ */
 
-AK__TLS char ak__token;                 /* its address identifies the thread */
+AK__TLS char ak__token;                 /* its address identifies the thread
+                                           where there is no thread pointer */
 static AK__TLS ak_loop *ak__current;    /* the loop this thread last created */
 
 
@@ -295,7 +296,8 @@ int ak_loop_new(ak_loop **out, const ak_loop_options *opts) {
     loop->opts.sq_entries = 256;
   if (loop->opts.cq_entries == 0)
     loop->opts.cq_entries = 4 * loop->opts.sq_entries;
-  loop->head.owner = &ak__token;
+  loop->head.owner = ak__thread_token();
+  loop->ready_tailp = &loop->ready_head;
   loop->eventfd = -1;
   ak__lanes_init(loop);
   loop->now = ak_now_ns();
@@ -367,9 +369,9 @@ void ak__loop_wake(ak_loop *loop) {
   }
 }
 
-void ak__loop_enqueue_remote(ak_loop *loop, ak__qnode *node) {
+int ak__loop_enqueue_remote(ak_loop *loop, ak__qnode *node) {
   if (ak__lane_push(loop, node))
-    return;
+    return 0;
   /* Once the node is pushed the loop may run it and, if it was the last
    * thing ak_loop_free waited for (a bound pool task's settle), free the
    * loop while we still wake it: the count makes ak_loop_free wait for us.
@@ -379,6 +381,7 @@ void ak__loop_enqueue_remote(ak_loop *loop, ak__qnode *node) {
   inbox_push(loop, node);
   ak__loop_wake(loop);
   atomic_fetch_sub_explicit(&loop->remote_enqueuers, 1, memory_order_release);
+  return 0;
 }
 
 void ak__loop_enqueue(ak_loop *loop, ak__qnode *node) { ak__loop_enqueue_inline(loop, node); }
@@ -399,11 +402,8 @@ static void drain_inbox(ak_loop *loop) {
     reversed = node;
     node = next;
   }
-  if (loop->ready_tail)
-    loop->ready_tail->next = reversed;
-  else
-    loop->ready_head = reversed;
-  loop->ready_tail = top;
+  *loop->ready_tailp = reversed;
+  loop->ready_tailp = &top->next;
 }
 
 static void arm_wakeup(ak_loop *loop) {
@@ -485,17 +485,17 @@ static inline void flush_pool_tasks(ak_loop *loop) {
  * thread). The node is run after it is unlinked and may be freed by its run,
  * so whether it was the last is decided before. */
 static void run_ready(ak_loop *loop) {
-  ak__qnode *last = loop->ready_tail;
-  if (last) {
+  if (loop->ready_head) {
+    ak__qnode *last = ak__ready_last(loop);
     unsigned budget = 8192;
     loop->dispatch_depth++;
     for (;;) {
       ak__qnode *node = loop->ready_head;
       loop->ready_head = node->next;
       if (!loop->ready_head)
-        loop->ready_tail = NULL;
+        loop->ready_tailp = &loop->ready_head;
       bool was_last = node == last;
-      node->run(node);
+      ak__qnode_run(node);
       if (was_last || --budget == 0)
         break;
     }
