@@ -484,7 +484,7 @@ static inline void flush_pool_tasks(ak_loop *loop) {
  * budget bounds one batch all the same (a million posts from another
  * thread). The node is run after it is unlinked and may be freed by its run,
  * so whether it was the last is decided before. */
-static void run_ready(ak_loop *loop) {
+static inline __attribute__((always_inline)) void run_ready(ak_loop *loop) {
   if (loop->ready_head) {
     ak__qnode *last = ak__ready_last(loop);
     unsigned budget = 8192;
