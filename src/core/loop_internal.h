@@ -204,6 +204,22 @@ static inline struct io_uring_sqe *ak__loop_get_sqe(ak_loop *loop)
 }
 void ak__timers_cancel_all(ak_loop *loop);
 
+/* A batch op's params (op->data; batch_ring.c), here because the loop's
+ * reap records a batch's results itself (reap_batch_cqe). */
+typedef struct ak__batch_data {
+  const ak__bent *ents; /* the builder's, read until the future settles */
+  int64_t *results;     /* the caller's */
+  unsigned n;
+  unsigned mode;        /* AK__BATCH_* */
+  bool skip;            /* CQE_SKIP_SUCCESS on every link but the last */
+  unsigned cancels_out; /* our cancel requests whose CQE has not come: the
+                           op stays until they have */
+} ak__batch_data;
+
+/* A batch's cancel request's own CQE (user-space pointers leave bit 47
+ * free). */
+#define AK__BATCH_CANCEL_BIT (UINT64_C(1) << 47)
+
 /* Batches (batch_ring.c): writes a MULTI op's SQEs (op.c's prep_into_sq),
  * takes one of its CQEs (loop.c's dispatch), cancels what is in flight. */
 void ak__batch_ring_start(ak__op *op);
