@@ -504,6 +504,10 @@ static inline __attribute__((always_inline)) void run_ready(ak_loop *loop) {
   flush_pool_tasks(loop); /* the pool tasks those callbacks submitted */
 }
 
+/* run_ready for wait_direct, whose common QD1 turn has nothing ready: out
+ * of line, so that its registers are saved only when there is. */
+static __attribute__((noinline)) void run_ready_outline(ak_loop *loop) { run_ready(loop); }
+
 static bool has_queued_work(const ak_loop *loop) {
   return loop->ready_head != NULL || atomic_load_explicit(&loop->inbox, memory_order_relaxed) ||
          ak__lanes_pending(loop);
@@ -520,28 +524,9 @@ static unsigned alive_count(const ak_loop *loop) {
          (loop->ready_head != NULL) + inbox;
 }
 
-static void dispatch_cqe(ak_loop *loop, uint64_t data, int res, unsigned flags) {
-  int tag = (int)(data & AK__TAG_MASK);
-  void *ptr = (void *)(uintptr_t)(data & ~(uint64_t)AK__TAG_MASK);
-  switch (tag) {
-  case AK__TAG_WAKEUP:
-    wakeup_arrived(loop, res);
-    break;
-  case AK__TAG_IGNORE:
-    loop->reserved_inflight--;
-    break;
-  case AK__TAG_MULTI:
-    ak__batch_ring_cqe(data, res);
-    break;
-  default:
-    ak__op_cqe(ptr, res, flags, tag);
-    break;
-  }
-}
-
 /* A batch's CQE that is not its last (nor a cancel reply, nor a chain's
  * one CQE): its result recorded here, as batch_ring.c's ak__batch_ring_cqe
- * would, without the tag's dispatch and a call per CQE (a 32-op batch of
+ * would, without a call per CQE (a 32-op batch of
  * NOPs spent a third of its instructions in them). Returns false for
  * every other CQE. */
 static inline bool reap_batch_cqe(ak_loop *loop, uint64_t data, int res) {
@@ -555,6 +540,26 @@ static inline bool reap_batch_cqe(ak_loop *loop, uint64_t data, int res) {
   bd->results[data >> AK__TAG_INDEX_SHIFT] = res;
   op->owed--;
   return true;
+}
+
+static void dispatch_cqe(ak_loop *loop, uint64_t data, int res, unsigned flags) {
+  int tag = (int)(data & AK__TAG_MASK);
+  void *ptr = (void *)(uintptr_t)(data & ~(uint64_t)AK__TAG_MASK);
+  switch (tag) {
+  case AK__TAG_WAKEUP:
+    wakeup_arrived(loop, res);
+    break;
+  case AK__TAG_IGNORE:
+    loop->reserved_inflight--;
+    break;
+  case AK__TAG_MULTI:
+    if (!reap_batch_cqe(loop, data, res))
+      ak__batch_ring_cqe(data, res);
+    break;
+  default:
+    ak__op_cqe(ptr, res, flags, tag);
+    break;
+  }
 }
 
 /* Takes the CQEs one at a time: each is copied and the CQ head moved past
@@ -581,8 +586,7 @@ static void reap(ak_loop *loop) {
        * user_data is no op's: not in valgrind.c's table). */
       ak__vg_op_cqe((void *)(uintptr_t)data, res, flags);
     }
-    if (!reap_batch_cqe(loop, data, res))
-      dispatch_cqe(loop, data, res, flags);
+    dispatch_cqe(loop, data, res, flags);
     head = *cq->khead; /* a nested wait may have reaped past us */
   }
 }
@@ -854,7 +858,7 @@ static bool wait_direct(ak_loop *loop, bool (*done)(void *arg), void *arg, int *
     ak__timers_run(loop, ak__loop_now(loop));
   if (loop->ready_head || loop->pool_pend_n) {
     if (!atomic_load_explicit(&loop->stop, memory_order_relaxed))
-      run_ready(loop);
+      run_ready_outline(loop);
   }
   return true;
 }
