@@ -36,7 +36,7 @@ static inline ak_future *ak__step_new(const ak__future_kind *kind, ak_future *in
   self->fn = (void *)fn;
   self->fn_arg = arg;
   self->aux = pool;
-  ak_future_ref(self); /* the callback's */
+  ak__future_ref_unshared(self); /* the callback's (nobody else has self yet) */
   if (ak_future_on_settle(input, on_input, self) < 0) {
     ak_future_release(self);
     ak_future_release(self);

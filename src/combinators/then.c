@@ -30,7 +30,8 @@ static void drop_input(ak_future *self) {
   void *input;
   while ((input = __atomic_exchange_n(&self->data, NULL, __ATOMIC_ACQ_REL)) == AK__TAKEN)
     sched_yield();
-  ak_future_release(input);
+  if (input)
+    ak__future_release_inline(input);
 }
 
 static void then_cancel(ak_future *f) {
@@ -47,7 +48,12 @@ static void then_cancel(ak_future *f) {
   ak_future_release(input);
 }
 
-static void then_free(ak_future *f) { drop_input(f); }
+static void then_free(ak_future *f) {
+  /* No reference is left, so no cancel can be borrowing the input: a plain
+   * look first (the step that ran dropped it: the common case). */
+  if (__atomic_load_n(&f->data, __ATOMIC_RELAXED) != NULL)
+    drop_input(f);
+}
 
 static const ak__future_kind then_kind = {
     .name = "then", .cancel = then_cancel, .free_data = then_free};
@@ -57,7 +63,8 @@ static const ak__future_kind catch_kind = {
 /* Whether self's step runs for input's outcome: then on success, catch on
  * failure or cancellation. */
 static bool step_wanted(const ak_future *self, const ak_future *input) {
-  bool done = ak_future_state(input) == AK_DONE;
+  bool done = ak__state_of(atomic_load_explicit(&((ak_future *)input)->state,
+                                                memory_order_acquire)) == AK_DONE;
   return self->kind == &catch_kind ? !done : done;
 }
 
@@ -90,12 +97,32 @@ static int64_t step_on_pool(void *arg, ak_future *task) {
   return 0;
 }
 
+/* The common step, inline (no pool): the input is dropped as soon as fn
+ * has returned, and the callback's reference to self passes to the settle
+ * (to its callbacks' queue): two atomic operations fewer per link than a
+ * settle followed by a release. */
+static void run_step_owned(ak_future *self, ak_future *input) {
+  if (AK__UNLIKELY(!ak__future_start_running(self))) {
+    ak__future_settle(self, AK_CANCELLED, -ECANCELED);
+    drop_input(self);
+    ak_future_release(self);
+    return;
+  }
+  ak_then_fn fn = (ak_then_fn)self->fn;
+  int64_t ret = fn(input, self->fn_arg, self);
+  drop_input(self); /* input stays alive: its callbacks' queue holds it */
+  ak__future_complete_callable_owned(self, ret);
+}
+
 static void input_settled(ak_future *input, void *arg) {
   ak_future *self = arg; /* the callback's reference */
-  if (!step_wanted(self, input)) {
+  bool wanted = step_wanted(self, input);
+  if (AK__LIKELY(wanted && self->aux == NULL)) {
+    run_step_owned(self, input);
+    return;
+  }
+  if (!wanted) {
     pass_through(self, input);
-  } else if (self->aux == NULL) {
-    run_step(self, input);
   } else {
     ak_future *task = ak_pool_submit(self->aux, step_on_pool, self);
     if (task) {

@@ -20,19 +20,8 @@
 
 #include "core/loop_internal.h"
 
-/* The op's params (op->data). */
-typedef struct batch_data {
-  const ak__bent *ents; /* the builder's, read until the future settles */
-  int64_t *results;     /* the caller's */
-  unsigned n;
-  unsigned mode;        /* AK__BATCH_* */
-  bool skip;            /* CQE_SKIP_SUCCESS on every link but the last */
-  unsigned cancels_out; /* our cancel requests whose CQE has not come: the
-                           op stays until they have */
-} batch_data;
-
-/* A cancel request's own CQE (user-space pointers leave bit 47 free). */
-#define CANCEL_BIT (UINT64_C(1) << 47)
+typedef ak__batch_data batch_data;
+#define CANCEL_BIT AK__BATCH_CANCEL_BIT
 _Static_assert(sizeof(batch_data) <= AK__OP_DATA_SIZE, "batch params fit");
 
 bool ak__loop_drains_barriers(const ak_loop *loop) {
@@ -76,7 +65,7 @@ static bool chain_can_skip(const ak_loop *loop, const batch_data *bd) {
 
 /* What a chain's one CQE (at index k, result res) says about the others:
  * the links before k succeeded in full, the ones after were cancelled. */
-static void fill_from_skip_cqe(const batch_data *bd, unsigned k, int res) {
+static __attribute__((noinline)) void fill_from_skip_cqe(const batch_data *bd, unsigned k, int res) {
   for (unsigned i = 0; i < k; i++)
     bd->results[i] = bd->ents[i].full;
   bd->results[k] = res;
@@ -88,7 +77,8 @@ static void batch_finish_slow(ak__op *op);
 
 static void batch_finish(ak__op *op) {
   batch_data *bd = AK__OP_DATA(op, batch_data);
-  if (AK__LIKELY(!(bd->mode & AK__BATCH_CHAIN) && !ak_future_cancel_requested(op->fut))) {
+  uint32_t word = atomic_load_explicit(&op->fut->state, memory_order_acquire);
+  if (AK__LIKELY(!(bd->mode & AK__BATCH_CHAIN) && !(word & AK__F_CANCEL_REQ))) {
     /* A batch nobody cancelled: every result came; count the successes. */
     int64_t value = 0;
     for (unsigned i = 0; i < bd->n; i++)
@@ -142,36 +132,49 @@ static void batch_complete_parked(ak__op *op, int res, unsigned flags) {
 
 static void send_cancel_for(ak__op *op, unsigned i);
 
-void ak__batch_ring_cqe(uint64_t data, int res) {
-  ak__op *op = (ak__op *)(uintptr_t)(data & AK__TAG_PTR_MASK & ~CANCEL_BIT);
-  unsigned i = (unsigned)(data >> AK__TAG_INDEX_SHIFT);
+/* A reply to one of our cancel requests (out of line: rare). */
+static __attribute__((noinline)) void batch_cancel_reply(ak__op *op, unsigned i, int res) {
   ak_loop *loop = op->loop;
   batch_data *bd = AK__OP_DATA(op, batch_data);
-  if (data & CANCEL_BIT) {
-    loop->reserved_inflight--;
-    bd->cancels_out--;
-    /* -ENOENT: not found. Either its CQE is on its way, or it is a link not
-     * issued yet (the one before it was still running, or had just
-     * completed): the kernel cannot find those, so ask again until it is
-     * running or done. */
-    if (res == -ENOENT && op->owed > 0 && (bd->skip || bd->results[i] == AK__BATCH_PENDING))
-      send_cancel_for(op, i);
-    else if (op->owed == 0 && bd->cancels_out == 0)
-      batch_finish(op);
-    return;
-  }
-  loop->in_flight--;
-  if (bd->skip)
-    fill_from_skip_cqe(bd, i, res);
-  else
-    bd->results[i] = res;
-  if (--op->owed > 0 || bd->cancels_out > 0)
-    return;
+  loop->reserved_inflight--;
+  bd->cancels_out--;
+  /* -ENOENT: not found. Either its CQE is on its way, or it is a link not
+   * issued yet (the one before it was still running, or had just
+   * completed): the kernel cannot find those, so ask again until it is
+   * running or done. */
+  if (res == -ENOENT && op->owed > 0 && (bd->skip || bd->results[i] == AK__BATCH_PENDING))
+    send_cancel_for(op, i);
+  else if (op->owed == 0 && bd->cancels_out == 0)
+    batch_finish(op);
+}
+
+/* The last CQE came: statistics, then the settle (out of line, once per
+ * batch, so that the per-CQE path keeps no registers). */
+static __attribute__((noinline)) void batch_all_came(ak__op *op) {
+  ak_loop *loop = op->loop;
   loop->stats.completed[AK_OP_BATCH]++;
   int64_t ns = ak__loop_now(loop) - op->submit_ns;
   unsigned bucket = ns > 0 ? 63u - (unsigned)__builtin_clzll((unsigned long long)ns) : 0;
   loop->stats.latency[bucket < AK_STATS_LATENCY_BUCKETS ? bucket : AK_STATS_LATENCY_BUCKETS - 1]++;
   batch_finish(op);
+}
+
+void ak__batch_ring_cqe(uint64_t data, int res) {
+  ak__op *op = (ak__op *)(uintptr_t)(data & AK__TAG_PTR_MASK & ~CANCEL_BIT);
+  unsigned i = (unsigned)(data >> AK__TAG_INDEX_SHIFT);
+  if (AK__UNLIKELY(data & CANCEL_BIT)) {
+    batch_cancel_reply(op, i, res);
+    return;
+  }
+  batch_data *bd = AK__OP_DATA(op, batch_data);
+  op->loop->in_flight--;
+  if (AK__UNLIKELY(bd->skip))
+    fill_from_skip_cqe(bd, i, res);
+  else
+    bd->results[i] = res;
+  if (--op->owed > 0 || bd->cancels_out > 0)
+    return;
+  batch_all_came(op);
 }
 
 /* ---- Submission ---------------------------------------------------------------- */

@@ -290,8 +290,6 @@ static long futex_call(_Atomic uint32_t *addr, int op, uint32_t val, const struc
 
 /* ---- Creating, references, freeing --------------------------------------- */
 
-static void run_callbacks(ak__qnode *node);
-
 /* Initialises only what every path reads; (kind) fields are the kinds' to
  * set. */
 static inline __attribute__((always_inline)) ak_future *future_init(ak_future *f, ak_loop *loop) {
@@ -303,7 +301,7 @@ static inline __attribute__((always_inline)) ak_future *future_init(ak_future *f
   /* value .. adopted are contiguous: a few vector stores. */
   memset(&f->value, 0, offsetof(ak_future, adopted) + sizeof(f->adopted) -
                            offsetof(ak_future, value));
-  f->qnode.run = run_callbacks;
+  f->qnode.run = ak__future_run_callbacks;
   return f;
 }
 
@@ -385,7 +383,7 @@ static __attribute__((noinline)) void free_with_extras(ak_future *f) {
   ak__free_work.active = false;
 }
 
-static __attribute__((noinline)) void future_free(ak_future *f) {
+__attribute__((noinline)) void ak__future_free(ak_future *f) {
   /* Most kinds (every ring op) have no free_data: they skip the call. The
    * four pointers are or-ed, one branch for all. */
   uintptr_t extras = (uintptr_t)f->dtor | (uintptr_t)f->detail | (uintptr_t)f->more_head |
@@ -399,25 +397,41 @@ static __attribute__((noinline)) void future_free(ak_future *f) {
 
 void ak_future_release(ak_future *f) {
   /* acq_rel: the freeing thread sees every write made under other refs. */
-  if (f && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
-    future_free(f);
+  if (f)
+    ak__future_release_inline(f);
 }
 
 /* ---- Settling -------------------------------------------------------------- */
 
 /* Queues node (whose run callback holds a reference to its future) where
- * f's callbacks run. */
-static inline void schedule_node(ak_future *f, ak__qnode *node) {
-  if (f->loop)
-    ak__loop_enqueue_inline(f->loop, node);
-  else
-    ak__trampoline_push(node);
+ * f's callbacks run. Returns 0: a settle's last act, so that the settle can
+ * end in a jump (no stack frame on its common path). */
+static inline int schedule_node(ak_future *f, ak__qnode *node) {
+  ak_loop *loop = f->loop;
+  if (!loop)
+    return ak__trampoline_push(node);
+  if (AK__UNLIKELY(!ak__loop_owned_by_caller(loop)))
+    return ak__loop_enqueue_remote(loop, node);
+  ak__ready_push(loop, node);
+  return 0;
 }
 
-static inline void schedule_callbacks(ak_future *f) {
+static int trampoline_push_future(ak_future *f);
+
+/* Queues f's own callbacks (its qnode, holding a reference); as
+ * schedule_node, but a loopless one goes to the trampoline knowing what
+ * its node is. */
+static inline int schedule_future(ak_future *f) {
+  ak_loop *loop = f->loop;
+  if (!loop)
+    return trampoline_push_future(f);
+  return schedule_node(f, &f->qnode);
+}
+
+static inline int schedule_callbacks(ak_future *f) {
   /* The queue holds a reference until the callbacks have run. */
   atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
-  schedule_node(f, &f->qnode);
+  return schedule_future(f);
 }
 
 /* old: the word before the settle, with WAITERS and/or LOOP_WAITER. */
@@ -440,30 +454,31 @@ static __attribute__((noinline)) void wake_waiters(ak_future *f, uint32_t old) {
  * of their own, or the caller's when ref_given), or the caller's reference
  * dropped. Every call here is the settle's last act, so the paths that end
  * in one keep nothing in registers across it. */
-static inline __attribute__((always_inline)) void after_settle(ak_future *f, bool has_callbacks,
-                                                               bool ref_given) {
+static inline __attribute__((always_inline)) int after_settle(ak_future *f, bool has_callbacks,
+                                                              bool ref_given) {
   if (has_callbacks) {
     if (ref_given)
-      schedule_node(f, &f->qnode); /* the caller's reference goes to the queue */
-    else
-      schedule_callbacks(f);
-  } else if (ref_given) {
-    ak_future_release(f);
+      return schedule_future(f); /* the caller's reference goes to the queue */
+    return schedule_callbacks(f);
   }
+  if (ref_given)
+    ak__future_release_inline(f);
+  return 0;
 }
 
 /* A settle with a waiter to wake: out of line, so the common settle (no
  * waiter) keeps no values alive across the wake. */
-static __attribute__((noinline)) void after_settle_waking(ak_future *f, uint32_t waiters,
-                                                          bool has_callbacks, bool ref_given) {
+static __attribute__((noinline)) int after_settle_waking(ak_future *f, uint32_t waiters,
+                                                         bool has_callbacks, bool ref_given) {
   wake_waiters(f, waiters);
-  after_settle(f, has_callbacks, ref_given);
+  return after_settle(f, has_callbacks, ref_given);
 }
 
-/* Settles a locked, pending future; unlocks. The caller holds a reference.
- * The callback list is closed from here on (ak_future_on_settle sees the
+/* Settles a locked, pending future; unlocks; returns 0 (every call it makes
+ * is its last act: see schedule_node). The caller holds a reference. The
+ * callback list is closed from here on (ak_future_on_settle sees the
  * settled state under the lock and queues late callbacks on their own). */
-static inline __attribute__((always_inline)) void settle_locked_ref(ak_future *f, uint32_t old,
+static inline __attribute__((always_inline)) int settle_locked_ref(ak_future *f, uint32_t old,
                                                                     ak_state state, int64_t result,
                                                                     bool ref_given) {
   bool has_callbacks = f->cb != NULL || (old & AK__F_BOUND);
@@ -476,16 +491,14 @@ static inline __attribute__((always_inline)) void settle_locked_ref(ak_future *f
   /* LOOP_WAITER alone, settled on the loop's own thread (a QD1 op's wait):
    * the waiter sees it when the iteration returns; nothing to call. */
   if (AK__UNLIKELY(waiters) &&
-      ((waiters & AK__F_WAITERS) || !ak__loop_owned_by_caller(f->loop))) {
-    after_settle_waking(f, waiters, has_callbacks, ref_given);
-    return;
-  }
-  after_settle(f, has_callbacks, ref_given);
+      ((waiters & AK__F_WAITERS) || !ak__loop_owned_by_caller(f->loop)))
+    return after_settle_waking(f, waiters, has_callbacks, ref_given);
+  return after_settle(f, has_callbacks, ref_given);
 }
 
-static inline __attribute__((always_inline)) void settle_locked(ak_future *f, uint32_t old,
-                                                                ak_state state, int64_t result) {
-  settle_locked_ref(f, old, state, result, false);
+static inline __attribute__((always_inline)) int settle_locked(ak_future *f, uint32_t old,
+                                                               ak_state state, int64_t result) {
+  return settle_locked_ref(f, old, state, result, false);
 }
 
 static __attribute__((noinline)) void drop_value(ak_future *f, void *replacement) {
@@ -499,8 +512,7 @@ int ak__future_settle(ak_future *f, ak_state state, int64_t result) {
     word_unlock(f, old);
     return AK_ESETTLED;
   }
-  settle_locked(f, old, state, result);
-  return 0;
+  return settle_locked(f, old, state, result);
 }
 
 static ak_state state_for_result(int64_t result) {
@@ -534,8 +546,7 @@ static __attribute__((noinline)) int set_replacing(ak_future *f, uint32_t old, i
   drop_value(f, value);
   f->value = value;
   f->dtor = dtor;
-  settle_locked(f, old, AK_DONE, result);
-  return 0;
+  return settle_locked(f, old, AK_DONE, result);
 }
 
 static inline __attribute__((always_inline)) int set_locked(ak_future *f, uint32_t old,
@@ -549,8 +560,7 @@ static inline __attribute__((always_inline)) int set_locked(ak_future *f, uint32
     return set_replacing(f, old, result, value, dtor);
   f->value = value;
   f->dtor = dtor;
-  settle_locked(f, old, AK_DONE, result);
-  return 0;
+  return settle_locked(f, old, AK_DONE, result);
 }
 
 static __attribute__((noinline)) int set_contended(ak_future *f, int64_t result, void *value,
@@ -579,8 +589,7 @@ int ak_future_fail(ak_future *f, int err, const char *detail) {
     ak__free(f->detail);
     f->detail = copy;
   }
-  settle_locked(f, old, state_for_result(err), err);
-  return 0;
+  return settle_locked(f, old, state_for_result(err), err);
 }
 
 int ak_future_set_value(ak_future *f, void *value, ak_destructor dtor) {
@@ -717,7 +726,7 @@ static __attribute__((noinline)) void run_all_callbacks(ak_future *f) {
   ak_future_release(f);
 }
 
-static void run_callbacks(ak__qnode *node) {
+void ak__future_run_callbacks(ak__qnode *node) {
   ak_future *f = AK__CONTAINER_OF(node, ak_future, qnode);
   /* The list was closed at the settle (a callback added since runs on its
    * own), so whether there are more is known before the first runs; the
@@ -736,7 +745,7 @@ static void run_callbacks_bound(ak__qnode *node) {
   ak_future *f = AK__CONTAINER_OF(node, ak_future, qnode);
   ak__loop_alive_add(f->loop, -1);
   if (f->cb)
-    run_callbacks(node);
+    ak__future_run_callbacks(node);
   else
     ak_future_release(f);
 }
@@ -758,10 +767,12 @@ static void run_late_callback(ak__qnode *node) {
   ak_future_release(f);
 }
 
-/* Beyond the inline slot, or after the settle: out of line. */
+/* Beyond the inline slot, or after the settle: out of line. old: the word
+ * seen under the lock (whether it had settled is worked out here, so that
+ * the common path tests it without keeping it). */
 static __attribute__((noinline)) int on_settle_slow(ak_future *f, ak_callback cb, void *arg,
-                                                    bool settled) {
-  if (!settled) {
+                                                    uint32_t old_word) {
+  if (!ak__is_settled_word(old_word)) {
     /* Allocate outside the lock, then look again. */
     ak__cbnode *node = cbnode_alloc();
     if (!node)
@@ -795,15 +806,14 @@ static __attribute__((noinline)) int on_settle_slow(ak_future *f, ak_callback cb
 
 static inline __attribute__((always_inline)) int on_settle_locked(ak_future *f, uint32_t old,
                                                                  ak_callback cb, void *arg) {
-  bool settled = ak__is_settled_word(old);
-  if (AK__LIKELY(!settled && f->cb == NULL)) {
+  if (AK__LIKELY(!ak__is_settled_word(old) && f->cb == NULL)) {
     f->cb = cb;
     f->cb_arg = arg;
     word_unlock(f, old);
     return 0;
   }
   word_unlock(f, old);
-  return on_settle_slow(f, cb, arg, settled);
+  return on_settle_slow(f, cb, arg, old);
 }
 
 static __attribute__((noinline)) int on_settle_contended(ak_future *f, ak_callback cb, void *arg) {
@@ -828,28 +838,61 @@ static AK__TLS struct {
   bool draining;
 } ak__tramp;
 
-__attribute__((noinline)) void ak__trampoline_push(ak__qnode *node) {
-  if (!ak__tramp.draining) {
-    /* The outermost settle: the trampoline is empty (the drain below leaves
-     * it so), and node runs at once without being linked. */
-    ak__tramp.draining = true;
-    node->run(node);
-  } else {
-    node->next = NULL;
-    if (ak__tramp.tail)
-      ak__tramp.tail->next = node;
-    else
-      ak__tramp.head = node;
-    ak__tramp.tail = node;
-    return;
-  }
+/* What the outermost node's run queued: out of line, so that a settle
+ * whose callbacks settle nothing keeps few registers. */
+static __attribute__((noinline)) void trampoline_drain(void) {
+  ak__qnode *node;
   while ((node = ak__tramp.head) != NULL) {
     ak__tramp.head = node->next;
     if (!ak__tramp.head)
       ak__tramp.tail = NULL;
-    node->run(node);
+    ak__qnode_run(node);
   }
+}
+
+static void trampoline_link(ak__qnode *node) {
+  node->next = NULL;
+  if (ak__tramp.tail)
+    ak__tramp.tail->next = node;
+  else
+    ak__tramp.head = node;
+  ak__tramp.tail = node;
+}
+
+/* A settling future's own callbacks (with the queue's reference): the
+ * common trampoline push, whose node's run is known, so that its one
+ * callback is called at once. */
+static __attribute__((noinline)) int trampoline_push_future(ak_future *f) {
+  if (AK__UNLIKELY(ak__tramp.draining)) {
+    trampoline_link(&f->qnode);
+    return 0;
+  }
+  ak__tramp.draining = true;
+  if (AK__LIKELY(f->more_head == NULL)) {
+    f->cb(f, f->cb_arg);
+    ak__future_release_inline(f);
+  } else {
+    run_all_callbacks(f);
+  }
+  if (AK__UNLIKELY(ak__tramp.head != NULL))
+    trampoline_drain();
   ak__tramp.draining = false;
+  return 0;
+}
+
+__attribute__((noinline)) int ak__trampoline_push(ak__qnode *node) {
+  if (AK__UNLIKELY(ak__tramp.draining)) {
+    trampoline_link(node);
+    return 0;
+  }
+  /* The outermost settle: the trampoline is empty (the drain leaves it
+   * so), and node runs at once without being linked. */
+  ak__tramp.draining = true;
+  ak__qnode_run(node);
+  if (AK__UNLIKELY(ak__tramp.head != NULL))
+    trampoline_drain();
+  ak__tramp.draining = false;
+  return 0;
 }
 
 /* ---- Waiting ------------------------------------------------------------------ */
@@ -872,8 +915,16 @@ static uint32_t mark_waiter(ak_future *f, uint32_t flag) {
 
 static bool is_settled_pred(void *arg) { return ak_future_is_set(arg); }
 
+/* The flag already set (an earlier turn of the wait): no need to lock. */
+static inline bool still_waiting_loop(ak_future *f) {
+  uint32_t word = word_of(f);
+  if (ak__is_settled_word(word))
+    return false;
+  return (word & AK__F_LOOP_WAITER) || mark_waiter(f, AK__F_LOOP_WAITER) != 0;
+}
+
 static int wait_running_loop(ak_future *f, int64_t deadline) {
-  while (mark_waiter(f, AK__F_LOOP_WAITER) != 0) {
+  while (still_waiting_loop(f)) {
     if (deadline != AK_FOREVER && ak_now_ns() >= deadline)
       return AK_EWAITTIMEOUT;
     int rc = ak__loop_iterate(f->loop, deadline, is_settled_pred, f);

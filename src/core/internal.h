@@ -149,15 +149,59 @@ static inline bool ak__is_settled_word(uint32_t word) {
   return ak__state_of(word) >= AK_DONE;
 }
 
-/* The per-thread trampoline for loopless futures. */
-void ak__trampoline_push(ak__qnode *node);
+/* The per-thread trampoline for loopless futures. Returns 0 (a settle
+ * ends in a jump to it). */
+int ak__trampoline_push(ak__qnode *node);
+
+/* Frees a future whose last reference went (future.c). */
+void ak__future_free(ak_future *f);
+
+/* ak_future_release for the library's own calls: inline, no PLT call. */
+static inline void ak__future_release_inline(ak_future *f) {
+  /* acq_rel: the freeing thread sees every write made under other refs. */
+  if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
+    ak__future_free(f);
+}
+
+/* The run of a future's callback node (its qnode, queued at the settle). */
+void ak__future_run_callbacks(ak__qnode *node);
+
+/* Runs a queued node (the ready queue, the trampoline). The common node,
+ * a future with one callback, is run here: the dispatching loop's
+ * registers hold what the call needs, where a call to its run would build
+ * a frame of its own to keep the future across the callback. */
+static inline void ak__qnode_run(ak__qnode *node) {
+  if (AK__LIKELY(node->run == ak__future_run_callbacks)) {
+    ak_future *f = AK__CONTAINER_OF(node, ak_future, qnode);
+    if (AK__LIKELY(f->more_head == NULL)) {
+      f->cb(f, f->cb_arg);
+      ak__future_release_inline(f);
+      return;
+    }
+  }
+  node->run(node);
+}
 
 /* ---- 2. The loop ---------------------------------------------------------- */
 
 /* The calling thread's identity token (compared with a loop's owner): the
- * address of a thread-local byte. */
+ * thread pointer where the compiler gives it (one load from %fs:0 on
+ * x86-64, where a thread-local's address costs a GOT load and an add: the
+ * owner check is on every loop settle), else the address of a thread-local
+ * byte. Either is unique among live threads. */
 extern AK__TLS char ak__token;
-static inline const void *ak__thread_token(void) { return &ak__token; }
+#if defined(__x86_64__) && defined(__has_builtin)
+#if __has_builtin(__builtin_thread_pointer)
+#define AK__HAVE_THREAD_POINTER 1
+#endif
+#endif
+static inline const void *ak__thread_token(void) {
+#ifdef AK__HAVE_THREAD_POINTER
+  return __builtin_thread_pointer();
+#else
+  return &ak__token;
+#endif
+}
 
 /* Queues node on loop: to the ready queue on the owner thread, else to the
  * inbox, waking the loop. Thread-safe. */

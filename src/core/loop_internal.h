@@ -44,7 +44,8 @@ struct ak_loop {
 
   /* Callbacks and cross-thread hand-over. */
   ak__qnode *ready_head;          /* owner thread only */
-  ak__qnode *ready_tail;
+  ak__qnode **ready_tailp;        /* &ready_head when empty, else the last
+                                     node's next (so a push tests nothing) */
   /* Written by other threads: a cache line of their own, so that workers
    * pushing completions do not fight the loop's writes to its own fields. */
   _Alignas(64) _Atomic(ak__qnode *) inbox; /* any thread pushes; LIFO, reversed on drain */
@@ -96,11 +97,15 @@ struct ak_loop {
  * future on its own thread comes through here. */
 static inline void ak__ready_push(ak_loop *loop, ak__qnode *node) {
   node->next = NULL;
-  if (loop->ready_tail)
-    loop->ready_tail->next = node;
-  else
-    loop->ready_head = node;
-  loop->ready_tail = node;
+  *loop->ready_tailp = node;
+  loop->ready_tailp = &node->next;
+}
+
+/* The ready queue's last node (the queue must not be empty): next is its
+ * node's first field, so the tail's link is the node. */
+static inline ak__qnode *ak__ready_last(const ak_loop *loop) {
+  _Static_assert(offsetof(ak__qnode, next) == 0, "ready_tailp points at a node's first field");
+  return (ak__qnode *)(void *)loop->ready_tailp;
 }
 
 /* The loop's clock for timers and the latency histogram: read at most once
@@ -115,8 +120,9 @@ static inline int64_t ak__loop_now(ak_loop *loop) {
   return loop->now;
 }
 
-/* Any thread: the inbox (or a pool worker's lane), then a wakeup. */
-void ak__loop_enqueue_remote(ak_loop *loop, ak__qnode *node);
+/* Any thread: the inbox (or a pool worker's lane), then a wakeup. Returns
+ * 0 (a settle ends in a jump to it). */
+int ak__loop_enqueue_remote(ak_loop *loop, ak__qnode *node);
 
 /* ---- Lanes (loop_lane.c) ---- */
 
@@ -197,6 +203,22 @@ static inline struct io_uring_sqe *ak__loop_get_sqe(ak_loop *loop)
   return sqe;
 }
 void ak__timers_cancel_all(ak_loop *loop);
+
+/* A batch op's params (op->data; batch_ring.c), here because the loop's
+ * reap records a batch's results itself (reap_batch_cqe). */
+typedef struct ak__batch_data {
+  const ak__bent *ents; /* the builder's, read until the future settles */
+  int64_t *results;     /* the caller's */
+  unsigned n;
+  unsigned mode;        /* AK__BATCH_* */
+  bool skip;            /* CQE_SKIP_SUCCESS on every link but the last */
+  unsigned cancels_out; /* our cancel requests whose CQE has not come: the
+                           op stays until they have */
+} ak__batch_data;
+
+/* A batch's cancel request's own CQE (user-space pointers leave bit 47
+ * free). */
+#define AK__BATCH_CANCEL_BIT (UINT64_C(1) << 47)
 
 /* Batches (batch_ring.c): writes a MULTI op's SQEs (op.c's prep_into_sq),
  * takes one of its CQEs (loop.c's dispatch), cancels what is in flight. */
