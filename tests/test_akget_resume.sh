@@ -171,6 +171,15 @@ must_finish "$work/mref" "$work/hb/norange" "a 200 to a Range" -s 4 --min-segmen
   -o "$work/hb/norange" "$hb/m/$m"
 grep -q "start over" "$work/last.err" || fail "a 200 to a Range: not said"
 echo "a 200 to a Range: started over, byte-exact"
+# The same over one connection: the start over began while no other part
+# was busy, so it ran inside the part's callback, which then took the
+# download for done (0 bytes) and crashed (exit 139).
+bad_first 1 "$work/hb/norange1"
+curl -sf "$hb/setmode/norange" >/dev/null
+must_finish "$work/mref" "$work/hb/norange1" "a 200 to a Range, one connection" \
+  -o "$work/hb/norange1" "$hb/m/$m"
+grep -q "start over" "$work/last.err" || fail "a 200 to a Range, one connection: not said"
+echo "a 200 to a Range, one connection: started over, byte-exact"
 bad_first 4 "$work/hb/badcr"
 curl -sf "$hb/setmode/badcr" >/dev/null
 must_finish "$work/mref" "$work/hb/badcr" "a 206 of another range" -s 4 --min-segment 1M \

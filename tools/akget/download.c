@@ -534,18 +534,23 @@ static void fail_item(dl *d)
 }
 
 /* The entity is not the one whose bytes are on disk (or the server's
- * ranges cannot be trusted): every part stops, then do_restart. */
-static void restart_item(dl *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+ * ranges cannot be trusted): every part stops, then do_restart. Returns
+ * whether this call began the stop: then the stop's end is taken care of
+ * (with no part busy, do_restart may have run already, the parts planned
+ * again), and a caller in a part's callback must not call part_finished
+ * after it; false: a stop was under way, which that part_finished ends. */
+static bool restart_item(dl *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void restart_item(dl *d, const char *fmt, ...)
+static bool restart_item(dl *d, const char *fmt, ...)
 {
   if (d->stopping != RUNNING)
-    return;
+    return false;
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(d->restart_why, sizeof d->restart_why, fmt, ap);
   va_end(ap);
   stop_parts(d, STOP_RESTART);
+  return true;
 }
 
 static void on_renamed(ak_future *f, void *arg)
@@ -859,17 +864,17 @@ static void part_ok(part *p, const ak_http_response *r)
   if (r->decoded)
     it->decoded = true;
   if (r->status == 206 && d->size >= 0 && r->entity_size >= 0 && r->entity_size != d->size) {
-    restart_item(d, "the server's size is %" PRId64 " bytes, it was %" PRId64 ": the file changed",
-                 r->entity_size, d->size);
-    part_finished(p);
+    if (!restart_item(d, "the server's size is %" PRId64 " bytes, it was %" PRId64 ": the file changed",
+                      r->entity_size, d->size))
+      part_finished(p);
     return;
   }
   if (r->status != 206 && p->start > 0) {
     /* The whole entity from byte 0, asked without Range: not possible
      * (a part past byte 0 always asks a Range, and a 200 to it fails
      * AK_EHTTPRANGE); never trusted at the wrong offset. */
-    restart_item(d, "a %d where a Range was asked", r->status);
-    part_finished(p);
+    if (!restart_item(d, "a %d where a Range was asked", r->status))
+      part_finished(p);
     return;
   }
   if (r->status != 206 && r->entity_size >= 0 && d->size >= 0 && r->entity_size != d->size) {
@@ -965,10 +970,12 @@ static void on_part_done(ak_future *f, void *arg)
   if (res == AK_EHTTPRANGE && p->ranged) {
     /* A 200 to a Range (the entity changed since If-Range's validator, or
      * the server ignores Range), or a 206 of another range than asked. */
-    restart_item(d, "%s%s", without_url(ak_future_detail(f), (int)res),
-                 d->if_range ? " (If-Range: the file changed, or Range is not supported)" : "");
+    bool started = restart_item(d, "%s%s", without_url(ak_future_detail(f), (int)res),
+                                d->if_range ? " (If-Range: the file changed, or Range is not supported)"
+                                            : "");
     ak_future_release(f);
-    part_finished(p);
+    if (!started)
+      part_finished(p);
     return;
   }
   int err = r ? AKG_EHTTPSTATUS : (int)res;
