@@ -30,6 +30,9 @@ chmod -R a+rX "$root"
 sh "$here/tls_certs.sh" "$work/pki" >/dev/null || fail "could not make test certificates"
 chmod -R a+rX "$work/pki"
 NGINX_TLS_DIR="$work/pki"
+# /slow/: the same files at 1 MB/s per connection (a server or link that
+# limits each connection), for -s's growing.
+NGINX_EXTRA_LOCATIONS="location /slow/ { alias $root/files/; limit_rate 1m; }"
 nginx_start "$work/state" "$root" || fail "nginx did not start"
 base="http://127.0.0.1:$NGINX_PORT"
 log="$work/state/access.log"
@@ -74,6 +77,24 @@ rc=0; "$akget" -q -d "$work/loop" "$base/redirect/loop" || rc=$?
 cmp -s "$root/files/big.bin" "$work/seg/big.bin" || fail "segmented content"
 ranged=$(grep -c '^.* 206 /files/big.bin' "$log" || true)
 ((ranged == 4)) || fail "$ranged ranged requests, want 4"
+# --all-segments: the 4 parts at once, over 4 connections.
+: >"$log"
+"$akget" -q -s 4 --all-segments --min-segment 1M -d "$work/segall" "$base/files/big.bin" ||
+  fail "--all-segments: exit $?"
+cmp -s "$root/files/big.bin" "$work/segall/big.bin" || fail "--all-segments content"
+conns=$(grep ' 206 /files/big.bin' "$log" | awk '{print $1}' | sort -u | wc -l)
+((conns == 4)) || fail "--all-segments: $conns connections, want 4"
+# Growing: where each connection is held to 1 MB/s, -s 4 adds parts while
+# each raises the rate (one connection alone would take 24 s).
+: >"$log"
+"$akget" -v -s 4 --min-segment 1M -d "$work/grow" "$base/slow/big.bin" 2>"$work/grow.err" ||
+  fail "growing: exit $?"
+cmp -s "$root/files/big.bin" "$work/grow/big.bin" || fail "growing: content"
+conns=$(grep ' 206 /slow/big.bin' "$log" | awk '{print $1}' | sort -u | wc -l)
+((conns >= 3)) || { cat "$work/grow.err" >&2; fail "growing: $conns connections, want 3 or more"; }
+grep -q 'segment 2 added' "$work/grow.err" || fail "growing: -v does not say a segment was added"
+echo "growing at 1 MB/s per connection: $conns connections"
+grep 'segment' "$work/grow.err" || true
 
 # Resume after an interrupted download: a partial file (as an interrupted
 # akget -c leaves it) is completed by a Range request for the rest only.

@@ -15,8 +15,10 @@
  * default (one connection) and its --chunk-size split, aria2c -x16 -s16
  * (its maximum) and one connection, curl's one stream (it cannot split a
  * file). akget runs -j 32 -x 32 on many files, -s 32, -s 4 and its default
- * (one connection) on `big` (on two vCPUs its one connection measured
- * faster than its segments), and its default on `single`. A configuration whose first run
+ * (one connection) on `big` (its -s adds connections only while each
+ * raises the rate: from this local nginx it stays on one; started at once,
+ * segments measured slower than one connection on two vCPUs), and its
+ * default on `single`. A configuration whose first run
  * took more than twice its tool's fastest is not run again (a note says
  * so): wget2's --chunk-size takes 18 s where its default takes 1.
  *

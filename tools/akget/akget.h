@@ -67,6 +67,7 @@ typedef struct akg_opts {
   unsigned jobs;             /* -j: downloads at once (whole run) */
   unsigned conns_per_host;   /* -x */
   unsigned segments;         /* -s */
+  bool all_segments;         /* --all-segments: the -s parts at once, not grown */
   int64_t min_segment;       /* --min-segment */
   bool resume;               /* -c */
   unsigned retries;          /* --retries */

@@ -25,7 +25,9 @@ static void usage(FILE *f)
         "  -o FILE            save the one URL as FILE\n"
         "  -j N               downloads at once (16)\n"
         "  -x N               connections per host (16)\n"
-        "  -s N               segments per file by Range (1; at most 32)\n"
+        "  -s N               segments per file by Range (1; at most 32), added one at a\n"
+        "                     time while each raises the rate\n"
+        "  --all-segments     start the -s segments at once\n"
         "  --min-segment SIZE smallest segment (4M)\n"
         "  -c                 resume from a partial file, keep it on failure\n"
         "  -N, --timestamping an existing file is fetched only if changed (304)\n"
@@ -114,7 +116,7 @@ static bool parse_size(const char *s, int64_t *out)
 }
 
 enum {
-  OPT_MIN_SEGMENT = 256, OPT_RETRIES, OPT_RETRY_WAIT, OPT_CONNECT_TIMEOUT, OPT_TIMEOUT,
+  OPT_MIN_SEGMENT = 256, OPT_ALL_SEGMENTS, OPT_RETRIES, OPT_RETRY_WAIT, OPT_CONNECT_TIMEOUT, OPT_TIMEOUT,
   OPT_MAX_TIME, OPT_CACERT, OPT_CHECKSUM, OPT_JSON, OPT_THREADS, OPT_SHARD, OPT_VERSION,
   OPT_LIMIT_RATE, OPT_COMPRESSED, OPT_MAX_FILESIZE, OPT_PROXY, OPT_NOPROXY, OPT_NETRC,
   OPT_NETRC_FILE, OPT_LOCATION_TRUSTED, OPT_NO_REMOTE_TIME, OPT_CHECKSUMS,
@@ -124,6 +126,7 @@ enum {
 static const struct option long_opts[] = {
     {"help", no_argument, NULL, 'h'},
     {"min-segment", required_argument, NULL, OPT_MIN_SEGMENT},
+    {"all-segments", no_argument, NULL, OPT_ALL_SEGMENTS},
     {"retries", required_argument, NULL, OPT_RETRIES},
     {"retry-wait", required_argument, NULL, OPT_RETRY_WAIT},
     {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
@@ -219,6 +222,7 @@ int main(int argc, char **argv)
     case 'j': if (!parse_uint(optarg, 1, 10000, &o.jobs)) return die_usage("bad -j '%s'", optarg); break;
     case 'x': if (!parse_uint(optarg, 1, 10000, &o.conns_per_host)) return die_usage("bad -x '%s'", optarg); break;
     case 's': if (!parse_uint(optarg, 1, AKG_MAX_SEGMENTS, &o.segments)) return die_usage("bad -s '%s' (1..32)", optarg); break;
+    case OPT_ALL_SEGMENTS: o.all_segments = true; break;
     case OPT_MIN_SEGMENT: if (!parse_size(optarg, &o.min_segment)) return die_usage("bad --min-segment '%s'", optarg); break;
     case 'c': o.resume = true; break;
     case 'N': o.timestamping = true; break;
