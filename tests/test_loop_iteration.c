@@ -4,8 +4,9 @@
  * wait, with and without EXT_ARG; callbacks queued by a callback run in the
  * next batch (asyncio's call_soon), so a self-reposting callback starves
  * neither IO nor timers; after ak_loop_stop the stopping batch's callbacks
- * wait for the next run; iterations with only ready work enter no
- * syscall. */
+ * wait for the next run; a callback may wait (the nested iteration runs
+ * the rest of its batch, each callback once); iterations with only ready
+ * work enter no syscall. */
 #include "helpers.h"
 #include "seccomp_filter.h"
 
@@ -534,6 +535,113 @@ static void test_stop_leaves_scheduled_callbacks_for_next_run(void **state)
   ak_loop_free(loop);
 }
 
+/* ---- A callback that waits ---------------------------------------------------- */
+
+/* ak_future_wait on the owner thread runs the loop, also from inside a
+ * callback (future.h promises it from any thread). The nested iteration
+ * runs the rest of the waiting callback's batch: the outer batch must then
+ * end when the callback returns, not walk a list the nested run emptied
+ * (it read a NULL node: SEGV before the fix), and each callback runs once. */
+typedef struct waiter {
+  ak_loop *loop;
+  ak_future *awaited;   /* waited for by wait_inside */
+  int64_t sleep_ns;     /* > 0: wait_inside waits for ak_sleep instead */
+  int wait_rc;
+  ak_state awaited_state;
+  int depth;            /* nested waits left for wait_inside to make */
+  int waits_done;
+  int counts[4];        /* runs of count_0 .. count_3 */
+} waiter;
+
+static void count_0(void *arg) { ((waiter *)arg)->counts[0]++; }
+static void count_1(void *arg) { ((waiter *)arg)->counts[1]++; }
+static void count_2(void *arg) { ((waiter *)arg)->counts[2]++; }
+
+static void settle_awaited(void *arg)
+{
+  waiter *w = arg;
+  w->counts[3]++;
+  assert_int_equal(ak_future_set(w->awaited, 7, NULL, NULL), 0);
+}
+
+static void wait_inside(void *arg)
+{
+  waiter *w = arg;
+  if (w->depth > 0) {
+    /* One more level: a callback queued behind this one waits as well. */
+    w->depth--;
+    assert_int_equal(ak_loop_post(w->loop, wait_inside, w), 0);
+    ak_future *s = ak_sleep(w->loop, 2 * T_MS);
+    assert_non_null(s);
+    assert_int_equal(ak_future_wait(s, T_HANG_NS), 0);
+    ak_future_release(s);
+    w->waits_done++;
+    return;
+  }
+  ak_future *f = w->awaited;
+  if (w->sleep_ns > 0)
+    f = ak_sleep(w->loop, w->sleep_ns);
+  assert_non_null(f);
+  w->wait_rc = ak_future_wait(f, T_HANG_NS);
+  w->awaited_state = ak_future_state(f);
+  if (f != w->awaited)
+    ak_future_release(f);
+  w->waits_done++;
+}
+
+static void test_callback_may_wait(void **state)
+{
+  (void)state;
+  /* A wait for a sleep with callbacks queued behind it: they run (in the
+   * nested iteration) exactly once, and the loop goes on afterwards. */
+  ak_loop *loop = t_loop_new();
+  waiter w = {.loop = loop, .sleep_ns = 2 * T_MS};
+  assert_int_equal(ak_loop_post(loop, wait_inside, &w), 0);
+  assert_int_equal(ak_loop_post(loop, count_0, &w), 0);
+  assert_int_equal(ak_loop_post(loop, count_1, &w), 0);
+  assert_int_equal(ak_loop_run(loop, AK_RUN_DEFAULT), 0);
+  assert_int_equal(w.waits_done, 1);
+  assert_int_equal(w.wait_rc, 0);
+  assert_int_equal(w.awaited_state, AK_DONE);
+  assert_int_equal(w.counts[0], 1);
+  assert_int_equal(w.counts[1], 1);
+  assert_int_equal(ak_loop_post(loop, count_2, &w), 0);
+  assert_int_equal(ak_loop_run(loop, AK_RUN_DEFAULT), 0);
+  assert_int_equal(w.counts[2], 1);
+  ak_loop_free(loop);
+
+  /* A wait for a future that a callback queued behind the waiting one
+   * settles: the nested iteration must run it (else the wait never ends). */
+  loop = t_loop_new();
+  w = (waiter){.loop = loop, .awaited = ak_future_new(loop)};
+  assert_non_null(w.awaited);
+  assert_int_equal(ak_loop_post(loop, wait_inside, &w), 0);
+  assert_int_equal(ak_loop_post(loop, settle_awaited, &w), 0);
+  assert_int_equal(ak_loop_post(loop, count_0, &w), 0);
+  assert_int_equal(ak_loop_run(loop, AK_RUN_DEFAULT), 0);
+  assert_int_equal(w.wait_rc, 0);
+  assert_int_equal(w.awaited_state, AK_DONE);
+  assert_int_equal(ak_future_result(w.awaited), 7);
+  assert_int_equal(w.counts[3], 1);
+  assert_int_equal(w.counts[0], 1);
+  ak_future_release(w.awaited);
+  ak_loop_free(loop);
+
+  /* Waits nested three deep, each from a callback the one before queued,
+   * with other callbacks behind them. */
+  loop = t_loop_new();
+  w = (waiter){.loop = loop, .sleep_ns = 1 * T_MS, .depth = 2};
+  assert_int_equal(ak_loop_post(loop, wait_inside, &w), 0);
+  assert_int_equal(ak_loop_post(loop, count_0, &w), 0);
+  assert_int_equal(ak_loop_post(loop, count_1, &w), 0);
+  assert_int_equal(ak_loop_run(loop, AK_RUN_DEFAULT), 0);
+  assert_int_equal(w.waits_done, 3);
+  assert_int_equal(w.wait_rc, 0);
+  assert_int_equal(w.counts[0], 1);
+  assert_int_equal(w.counts[1], 1);
+  ak_loop_free(loop);
+}
+
 /* ---- Iterations with only ready work ---------------------------------------- */
 
 enum { READY_STEPS = 2000 };
@@ -608,6 +716,7 @@ int main(void)
       cmocka_unit_test(test_self_reposting_callback_starves_nothing),
       cmocka_unit_test(test_post_from_callback_runs_next_batch),
       cmocka_unit_test(test_stop_leaves_scheduled_callbacks_for_next_run),
+      cmocka_unit_test(test_callback_may_wait),
       cmocka_unit_test(test_ready_work_makes_no_syscall),
   };
   t_require_uring();

@@ -483,11 +483,20 @@ static inline void flush_pool_tasks(ak_loop *loop) {
  * batch, so a callback that re-queues itself cannot starve IO or timers. A
  * budget bounds one batch all the same (a million posts from another
  * thread). The node is run after it is unlinked and may be freed by its run,
- * so whether it was the last is decided before. */
+ * so whether it was the last is decided before.
+ *
+ * A callback may wait (ak_future_wait on the owner thread runs the loop):
+ * the nested iteration runs this batch's later nodes, its last among them,
+ * and maybe all that was queued, so this batch ends when its callback
+ * returns (the count of batches moved); what is still queued runs in the
+ * next one. The nested run must see the rest of this batch: a callback
+ * that waits for a future whose settle is queued behind it would otherwise
+ * wait forever. */
 static inline __attribute__((always_inline)) void run_ready(ak_loop *loop) {
   if (loop->ready_head) {
     ak__qnode *last = ak__ready_last(loop);
     unsigned budget = 8192;
+    unsigned batch = ++loop->ready_batches;
     loop->dispatch_depth++;
     for (;;) {
       ak__qnode *node = loop->ready_head;
@@ -496,7 +505,7 @@ static inline __attribute__((always_inline)) void run_ready(ak_loop *loop) {
         loop->ready_tailp = &loop->ready_head;
       bool was_last = node == last;
       ak__qnode_run(node);
-      if (was_last || --budget == 0)
+      if (was_last || --budget == 0 || AK__UNLIKELY(loop->ready_batches != batch))
         break;
     }
     loop->dispatch_depth--;
