@@ -21,6 +21,8 @@
 
 #include <cmocka.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/ssl.h>
 
 #include <asynckit.h>
@@ -51,7 +53,11 @@ static unsigned char pattern(uint64_t i) { return (unsigned char)(i * 7 + (i >> 
 
 /* ---- The server: plain OpenSSL, blocking, on its own thread ---------------------------- */
 
-typedef enum { END_CLOSE_NOTIFY, END_FIN, END_FORGED_RECORD } server_end;
+/* END_EMPTY_HANDSHAKE: after the pattern, one more byte of it and then an
+ * empty handshake record, both sealed here under the server's key (the
+ * keylog's secret; no tickets, so the sequence is the records written),
+ * then a FIN. */
+typedef enum { END_CLOSE_NOTIFY, END_FIN, END_FORGED_RECORD, END_EMPTY_HANDSHAKE } server_end;
 
 typedef struct server {
   int fd;
@@ -67,6 +73,8 @@ typedef struct server {
   int got_len;
   bool ok;             /* every server step worked */
   int key_updates_in;  /* KeyUpdate messages the client sent */
+  unsigned char secret[32]; /* END_EMPTY_HANDSHAKE: the server's traffic secret (SHA-256) */
+  bool have_secret;
 } server;
 
 /* Makes each ticket about 3 KiB (its session carries this much data). */
@@ -95,6 +103,69 @@ static void server_msg_cb(int write_p, int version, int content_type, const void
     sv->key_updates_in++;
 }
 
+/* Keeps the server's application traffic secret (END_EMPTY_HANDSHAKE). */
+static void keylog_cb(const SSL *ssl, const char *line) {
+  server *sv = SSL_get_app_data(ssl);
+  const char *tag = "SERVER_TRAFFIC_SECRET_0 ";
+  if (strncmp(line, tag, strlen(tag)) != 0)
+    return;
+  const char *hex = strchr(line + strlen(tag), ' ');
+  if (!hex || strlen(hex + 1) != 2 * sizeof(sv->secret))
+    return;
+  for (size_t i = 0; i < sizeof(sv->secret); i++) {
+    unsigned v = 0;
+    if (sscanf(hex + 1 + 2 * i, "%2x", &v) != 1)
+      return;
+    sv->secret[i] = (unsigned char)v;
+  }
+  sv->have_secret = true;
+}
+
+/* RFC 8446 7.1 HKDF-Expand-Label, empty context, one SHA-256 block. */
+static void expand_label(const unsigned char *secret, const char *label, unsigned char *out,
+                         size_t out_len) {
+  unsigned char info[64], block[32];
+  size_t n = 0, l = strlen(label);
+  info[n++] = 0;
+  info[n++] = (unsigned char)out_len;
+  info[n++] = (unsigned char)(6 + l);
+  memcpy(info + n, "tls13 ", 6);
+  memcpy(info + n + 6, label, l);
+  n += 6 + l;
+  info[n++] = 0;
+  info[n++] = 1;
+  unsigned bl = 0;
+  HMAC(EVP_sha256(), secret, 32, info, n, block, &bl);
+  memcpy(out, block, out_len);
+}
+
+/* Sends one TLS_AES_128_GCM_SHA256 record (content, inner type) sealed
+ * under sv's secret as record number seq. */
+static bool send_sealed(server *sv, uint64_t seq, const unsigned char *content, size_t len,
+                        unsigned char type) {
+  unsigned char key[16], nonce[12], pt[64], rec[5 + 64 + 16];
+  size_t inner = len + 1, body = inner + 16;
+  if (!sv->have_secret || inner > sizeof(pt))
+    return false;
+  expand_label(sv->secret, "key", key, sizeof(key));
+  expand_label(sv->secret, "iv", nonce, sizeof(nonce));
+  for (int i = 0; i < 8; i++)
+    nonce[11 - i] ^= (unsigned char)(seq >> (8 * i));
+  memcpy(pt, content, len);
+  pt[len] = type;
+  rec[0] = 23, rec[1] = 3, rec[2] = 3;
+  rec[3] = (unsigned char)(body >> 8), rec[4] = (unsigned char)body;
+  EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+  int outl = 0, fin = 0;
+  bool ok = c && EVP_EncryptInit_ex(c, EVP_aes_128_gcm(), NULL, key, nonce) == 1 &&
+            EVP_EncryptUpdate(c, NULL, &outl, rec, 5) == 1 &&
+            EVP_EncryptUpdate(c, rec + 5, &outl, pt, (int)inner) == 1 &&
+            EVP_EncryptFinal_ex(c, rec + 5 + outl, &fin) == 1 &&
+            EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, 16, rec + 5 + inner) == 1;
+  EVP_CIPHER_CTX_free(c);
+  return ok && send(sv->fd, rec, 5 + body, MSG_NOSIGNAL) == (ssize_t)(5 + body);
+}
+
 static void *server_main(void *arg) {
   server *sv = arg;
   SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -107,7 +178,12 @@ static void *server_main(void *arg) {
   }
   bool ok = SSL_CTX_use_certificate_chain_file(ctx, cert("server.pem")) == 1 &&
             SSL_CTX_use_PrivateKey_file(ctx, cert("server.key"), SSL_FILETYPE_PEM) == 1;
+  if (sv->end == END_EMPTY_HANDSHAKE) {
+    SSL_CTX_set_num_tickets(ctx, 0);
+    SSL_CTX_set_keylog_callback(ctx, keylog_cb);
+  }
   SSL *ssl = SSL_new(ctx);
+  SSL_set_app_data(ssl, sv);
   SSL_set_msg_callback(ssl, server_msg_cb);
   SSL_set_msg_callback_arg(ssl, sv);
   ok = ok && SSL_set_fd(ssl, sv->fd) == 1 && SSL_accept(ssl) == 1;
@@ -116,6 +192,7 @@ static void *server_main(void *arg) {
   /* Records of every size from 1 byte to a full one, the next size each time. */
   unsigned char rec[16384];
   size_t sent = 0, size = 1;
+  uint64_t records = 0; /* written under the first traffic key (one per SSL_write) */
   bool updated = false, ticketed = false;
   while (ok && sent < sv->total) {
     size_t n = size < sv->total - sent ? size : sv->total - sent;
@@ -123,6 +200,7 @@ static void *server_main(void *arg) {
       rec[i] = pattern(sent + i);
     ok = SSL_write(ssl, rec, (int)n) == (int)n;
     sent += n;
+    records++;
     size = size * 3 + 1 > sizeof(rec) ? size % 97 + 1 : size * 3 + 1;
     if (ok && sv->late_ticket && !ticketed && sent >= sv->total / 4) {
       ticketed = true;
@@ -142,6 +220,10 @@ static void *server_main(void *arg) {
     unsigned char forged[5 + 64] = {23, 3, 3, 0, 64};
     memset(forged + 5, 0xab, 64);
     ok = send(sv->fd, forged, sizeof(forged), MSG_NOSIGNAL) == (ssize_t)sizeof(forged);
+  } else if (ok && sv->end == END_EMPTY_HANDSHAKE) {
+    unsigned char one = pattern(sv->total);
+    ok = send_sealed(sv, records, &one, 1, SSL3_RT_APPLICATION_DATA) &&
+         send_sealed(sv, records + 1, NULL, 0, SSL3_RT_HANDSHAKE);
   }
   shutdown(sv->fd, SHUT_WR); /* END_FIN: no close_notify before it */
   sv->ok = ok;
@@ -311,6 +393,20 @@ static void test_direct_forged_record(void **state) {
   assert_true(o.st.direct_records > 0);
 }
 
+/* An empty handshake record fails the read (RFC 8446 5.1; OpenSSL's reads
+ * refuse it too): it was dropped, and the FIN after it read as a
+ * truncation. The byte sealed before it shows the sealing is right. */
+static void test_direct_empty_handshake_record(void **state) {
+  (void)state;
+  server sv = {.max_version = TLS1_3_VERSION, .suite = "TLS_AES_128_GCM_SHA256",
+               .total = 100000, .end = END_EMPTY_HANDSHAKE};
+  outcome o = run(&sv, mixed, sizeof(mixed) / sizeof(mixed[0]));
+  assert_true(sv.ok);
+  assert_int_equal(o.bytes, sv.total + 1);
+  assert_int_equal(o.last, AK_ETLSPROTOCOL);
+  assert_true(o.st.direct_records > 0);
+}
+
 /* TLS 1.2 stays with OpenSSL's own reads. */
 static void test_direct_not_tls12(void **state) {
   (void)state;
@@ -371,6 +467,7 @@ int main(void) {
       cmocka_unit_test(test_direct_split_ticket),
       cmocka_unit_test(test_direct_truncated),
       cmocka_unit_test(test_direct_forged_record),
+      cmocka_unit_test(test_direct_empty_handshake_record),
       cmocka_unit_test(test_direct_not_tls12),
       cmocka_unit_test(test_direct_off_by_env),
   };

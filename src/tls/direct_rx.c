@@ -315,6 +315,12 @@ int64_t ak__tls_drx_read(ak__tls_drx *d, ak__tls_wire *w, void *buf, size_t len,
       return AK_ETLSHANDSHAKE; /* as map_error in openssl.c */
     }
     if (type == CT_HANDSHAKE) {
+      if (r == 0) {
+        /* RFC 8446 5.1: handshake records are never empty (OpenSSL's
+         * record layer refuses them too). */
+        snprintf(detail, n, "read: an empty handshake record");
+        return AK_ETLSPROTOCOL;
+      }
       int rc = handshake_msgs(d, dst, (size_t)r, update_asked, detail, n);
       if (rc < 0)
         return rc;
