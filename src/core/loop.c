@@ -487,16 +487,17 @@ static inline void flush_pool_tasks(ak_loop *loop) {
  *
  * A callback may wait (ak_future_wait on the owner thread runs the loop):
  * the nested iteration runs this batch's later nodes, its last among them,
- * and maybe all that was queued, so this batch ends when its callback
- * returns (the count of batches moved); what is still queued runs in the
- * next one. The nested run must see the rest of this batch: a callback
- * that waits for a future whose settle is queued behind it would otherwise
- * wait forever. */
+ * and maybe all that was queued, so this batch must end when that callback
+ * returns; what is still queued runs in the next one. The budget lives in
+ * the loop for that: every batch leaves it at 1, so the batch it ran
+ * inside stops at its next count (no instruction more per node than a
+ * local budget). The nested run must see the rest of this batch: a
+ * callback that waits for a future whose settle is queued behind it would
+ * otherwise wait forever. */
 static inline __attribute__((always_inline)) void run_ready(ak_loop *loop) {
   if (loop->ready_head) {
     ak__qnode *last = ak__ready_last(loop);
-    unsigned budget = 8192;
-    unsigned batch = ++loop->ready_batches;
+    loop->ready_budget = 8192;
     loop->dispatch_depth++;
     for (;;) {
       ak__qnode *node = loop->ready_head;
@@ -505,9 +506,10 @@ static inline __attribute__((always_inline)) void run_ready(ak_loop *loop) {
         loop->ready_tailp = &loop->ready_head;
       bool was_last = node == last;
       ak__qnode_run(node);
-      if (was_last || --budget == 0 || AK__UNLIKELY(loop->ready_batches != batch))
+      if (was_last || --loop->ready_budget == 0)
         break;
     }
+    loop->ready_budget = 1; /* a batch this one ran inside ends (above) */
     loop->dispatch_depth--;
   }
   flush_pool_tasks(loop); /* the pool tasks those callbacks submitted */

@@ -65,8 +65,8 @@ struct ak_loop {
   _Atomic int holds;              /* ak_loop_hold */
   int alive_other;                /* pool tasks bound to the loop */
   unsigned dispatch_depth;        /* > 0 while callbacks run (run_ready) */
-  unsigned ready_batches;         /* run_ready batches begun: a callback's
-                                     wait that ran a nested batch shows here */
+  unsigned ready_budget;          /* nodes the running batch may still run;
+                                     left at 1 by each batch (run_ready) */
   ak__qnode *pool_pend_head;      /* pool tasks submitted by callbacks, not */
   ak__qnode *pool_pend_tail;      /*   yet handed to the pool: they go in */
   unsigned pool_pend_n;           /*   one batch per dispatch (pool.c) */
