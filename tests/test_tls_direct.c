@@ -151,7 +151,8 @@ static bool send_sealed(server *sv, uint64_t seq, const unsigned char *content, 
   expand_label(sv->secret, "iv", nonce, sizeof(nonce));
   for (int i = 0; i < 8; i++)
     nonce[11 - i] ^= (unsigned char)(seq >> (8 * i));
-  memcpy(pt, content, len);
+  if (len > 0)
+    memcpy(pt, content, len); /* content may be NULL when empty */
   pt[len] = type;
   rec[0] = 23, rec[1] = 3, rec[2] = 3;
   rec[3] = (unsigned char)(body >> 8), rec[4] = (unsigned char)body;
