@@ -339,6 +339,36 @@ typedef struct ak_http_response {
  * NULL only when memory runs out. */
 AK_API ak_future *ak_http_get(ak_http_client *client, const ak_http_request *req);
 
+/* HTTP/1.1 pipelining of HEAD requests (aria2's --enable-http-pipelining):
+ * starts n requests, each an ak_http_get in what it asks and how its future
+ * settles, out[i] being reqs[i]'s future (the caller's; NULL where memory
+ * ran out; a failed future for a request that cannot start, as
+ * ak_http_get's). Consecutive requests to the same origin over plain http
+ * without a proxy, up to AK_HTTP_PIPELINE_MAX of them, share one
+ * connection: their requests go out in one write and their responses are
+ * read from the connection in request order, each by its own request (an
+ * https URL, one through a proxy, or one after another origin's starts its
+ * own pipeline; a pipeline of one is sent alone). Matching is by position
+ * only, and what could shift it is refused:
+ * - bytes after a response to HEAD that are not the next response (a
+ *   body, which HEAD must not have) fail that request AK_EHTTPPROTO; the
+ *   requests behind it are sent again on another connection;
+ * - a connection that closes, resets or fails a send before a request's
+ *   response has begun has that request and those behind it sent again on
+ *   another connection, not failed; only new connections that close before
+ *   any answer count, and after three in a row the requests left fail
+ *   with that error (a response cut in its middle fails its own request
+ *   as ak_http_get's would);
+ * - a request cancelled after its request went out ends when its turn
+ *   comes, and the connection is closed behind it;
+ * - a redirect is followed by its request alone.
+ * Returns 0, AK_ENOTOWNER (not the loop's thread), or -EINVAL before
+ * anything starts: n is 0, or a request is not AK_HTTP_HEAD or has a body
+ * sink (fd, on_body, AK_HTTP_BODY_MEMORY) or a range. */
+#define AK_HTTP_PIPELINE_MAX 32
+AK_API int ak_http_head_pipeline(ak_http_client *client, const ak_http_request *reqs, size_t n,
+                                 ak_future **out);
+
 /* The response a request's future holds: its value when DONE, and also,
  * when it FAILED with AK_EHTTPSTATUS (AK_HTTP_FAIL_ON_STATUS), the response
  * whose status failed it. NULL for any other outcome, a pending future, or

@@ -136,6 +136,16 @@ void ak__http_settle_response(ak_future *fut, ak_http_response *r, unsigned flag
     ak__http_response_free(r);
 }
 
+int ak_http_head_pipeline(ak_http_client *c, const ak_http_request *reqs, size_t n,
+                          ak_future **out)
+{
+  if (!c || !reqs || !out || n == 0)
+    return -EINVAL;
+  if (!ak_loop_is_owner(c->loop))
+    return AK_ENOTOWNER;
+  return ak__http_pipeline_start(c, reqs, n, out);
+}
+
 const ak_http_response *ak_http_response_of(const ak_future *f)
 {
   if (!f)

@@ -11,8 +11,15 @@
  * callback then ends the exchange, so nothing the kernel still holds (the
  * receive buffer, the iovecs' bytes) is freed early.
  *
+ * Pipelined HEADs (ak_http_head_pipeline, section 9) are exchanges linked
+ * in request order behind the one that holds the connection: it writes
+ * every member's request at once, each member parses its response from
+ * the stream in turn, and the connection goes to the next member with the
+ * bytes received past the response.
+ *
  * Map: 1. records and helpers  2. connection  3. request  4. response
- *      5. body writes  6. ending  7. deadlines  8. start and cancel */
+ *      5. body writes  6. ending  7. deadlines  8. start and cancel
+ *      9. pipelined HEADs */
 #include "http/internal.h"
 
 #include <assert.h>
@@ -55,6 +62,9 @@
 /* A body write on the loop thread goes in calls of at most this many
  * bytes, cut at multiples of it in the file (section 5, write_inline). */
 #define WRITE_CALL_MAX ((size_t)256 * 1024)
+/* A pipeline whose new connections close this many times in a row before
+ * any of its members has an answer fails its members (section 9). */
+#define PIPE_DRY_MAX 2u
 
 typedef enum inline_mode {
   INLINE_UNKNOWN, /* the sink not looked at yet */
@@ -73,6 +83,9 @@ typedef enum ex_state {
   EX_WRITING,    /* no receive: body writes going to the file first (the
                     ring is full, or the message is all in) */
   EX_THROTTLED,  /* waiting for the rate limit's tokens before a receive */
+  EX_PIPED,      /* a pipeline member behind another: its request goes (or
+                    went) out with the one ahead, its response comes after
+                    that one's (section 9) */
   EX_ENDED,
 } ex_state;
 
@@ -166,6 +179,21 @@ struct ak__http_exchange {
   int64_t total_deadline;      /* INT64_MAX: none */
   int64_t head_deadline;       /* set when the request has gone out */
   int64_t last_rx;             /* last byte received (or the send's start) */
+
+  /* pipelined HEADs (section 9) */
+  ak__http_exchange *pipe_prev; /* the member ahead in its pipeline, or NULL */
+  ak__http_exchange *pipe_next; /* the member behind, or NULL */
+  bool piped;                  /* a member of a pipeline (till it ends, or
+                                  leaves it to follow a redirect) */
+  bool pipe_sent;              /* EX_PIPED: its request went out with the
+                                  member ahead's */
+  bool pipe_turned;            /* the connection came from the member ahead
+                                  (its response done): a fresh response is
+                                  due from the stream's next byte */
+  unsigned pipe_dry;           /* new connections that closed before this
+                                  pipeline had any answer on them */
+  char *wire;                  /* the pipeline's requests, sent as one
+                                  write, or NULL */
 };
 
 static void acquire(ak__http_exchange *ex, bool allow_idle);
@@ -176,6 +204,12 @@ static void stop(ak__http_exchange *ex);
 static void arm_timer(ak__http_exchange *ex);
 static void submit_writes(ak__http_exchange *ex, wbatch *b);
 static void flush_held(ak__http_exchange *ex);
+static int pipe_wire(ak__http_exchange *ex);
+static bool pipe_retry(ak__http_exchange *ex);
+static bool pipe_stray(ak__http_exchange *ex, const char *data, size_t len);
+static void pipe_carry(ak__http_exchange *ex, char *data, size_t len);
+static void pipe_hand_on(ak__http_exchange *next, ak__http_conn *conn, bool keep,
+                         unsigned dry, int err, const char *detail);
 
 /* Records the first error and its detail. */
 static void set_error(ak__http_exchange *ex, int err, const char *detail)
@@ -405,6 +439,8 @@ void ak__http_exchange_resume(ak__http_exchange *ex, ak__http_conn *conn)
  * server timed it out): once per request, try again on a new one. */
 static bool retry_on_fresh_conn(ak__http_exchange *ex)
 {
+  if (ex->piped)
+    return pipe_retry(ex);
   if (!ex->conn_reused || ex->retried || ex->got_bytes || ex->err)
     return false;
   ex->retried = true;
@@ -505,6 +541,8 @@ static void on_sent(ak_future *f, void *arg)
 {
   ak__http_exchange *ex = arg;
   int64_t res = op_done(ex, f);
+  ak__free(ex->wire);
+  ex->wire = NULL;
   if (res < 0) {
     if (retry_on_fresh_conn(ex))
       return;
@@ -544,6 +582,16 @@ static void send_request(ak__http_exchange *ex)
   ex->last_rx = now;
   ex->head_deadline = o->head_timeout_ns == AK_FOREVER ? INT64_MAX : now + o->head_timeout_ns;
   arm_timer(ex);
+  if (ex->piped) {
+    rc = pipe_wire(ex);
+    if (rc < 0) {
+      set_error(ex, rc, "out of memory");
+      stop(ex);
+      return;
+    }
+    await(ex, ex->conn->tr->send_all(ex->conn, ex->wire, strlen(ex->wire)), on_sent);
+    return;
+  }
   await(ex, ex->conn->tr->send_all(ex->conn, ex->req, ex->req_len), on_sent);
 }
 
@@ -725,9 +773,11 @@ static void on_recv(ak_future *f, void *arg)
     ex->leftover = true; /* closed: not reusable */
     ex->rx_ended = true;
   } else {
-    ex->got_bytes = true;
     ex->client->rate_tokens -= (double)res;
     char *data = ex->conn->buf + ex->rx_at;
+    if (ex->pipe_turned && !ex->got_bytes && pipe_stray(ex, data, (size_t)res))
+      return;
+    ex->got_bytes = true;
     ex->rx_at += (size_t)res;
     int64_t used = ak__http_parser_feed(&ex->parser, data, (size_t)res);
     if (used < 0) {
@@ -735,9 +785,15 @@ static void on_recv(ak_future *f, void *arg)
       stop(ex);
       return;
     }
-    if (used < res)
+    if (used < res && ex->piped)
+      pipe_carry(ex, data + used, (size_t)(res - used));
+    else if (used < res)
       ex->leftover = true;
     ex->rx_ended = ex->parser.message_done;
+    if (ex->err) {
+      stop(ex);
+      return;
+    }
   }
   if (ex->decoder && ex->niov)
     start_decode(ex);
@@ -1322,7 +1378,19 @@ static void follow_redirect(ak__http_exchange *ex)
   }
   ak__http_conn *conn = ex->conn;
   ex->conn = NULL;
-  ak__http_conn_release(conn, ak__http_parser_keep_alive(&ex->parser) && !ex->leftover);
+  bool keep = ak__http_parser_keep_alive(&ex->parser) && !ex->leftover;
+  if (ex->pipe_next) {
+    /* The redirect is followed alone; the connection goes on to the
+     * member behind. */
+    ak__http_exchange *behind = ex->pipe_next;
+    ex->pipe_next = NULL;
+    behind->pipe_prev = NULL;
+    ex->piped = false;
+    pipe_hand_on(behind, conn, keep, 0, 0, NULL);
+  } else {
+    ex->piped = false;
+    ak__http_conn_release(conn, keep);
+  }
   ak_url_free(ex->url);
   ex->url = next;
   ak__http_parser_free(&ex->parser);
@@ -1347,11 +1415,44 @@ static void message_complete(ak__http_exchange *ex)
 static void finish(ak__http_exchange *ex)
 {
   ak_http_client *c = ex->client;
+  bool was_piped_waiting = ex->state == EX_PIPED;
   ex->state = EX_ENDED;
   if (ex->timer) {
     ak_timer_cancel(c->loop, ex->timer);
     ex->timer = NULL;
   }
+  /* A pipeline member: the connection, and the members behind, go on
+   * after this one has settled (section 9). */
+  ak__http_exchange *next = ex->pipe_next;
+  ak__http_conn *pass = NULL;
+  bool pass_keep = false;
+  unsigned dry = ex->got_bytes ? 0 : ex->pipe_dry; /* an answer came: not a dry connection */
+  int pass_err = 0;
+  char pass_detail[sizeof ex->detail] = "";
+  if (ex->piped) {
+    if (ex->pipe_prev) {
+      /* Taken out of its pipeline before its request went out (a cancel):
+       * the members around it close up. */
+      assert(was_piped_waiting && !ex->pipe_sent);
+      ex->pipe_prev->pipe_next = next;
+      if (next)
+        next->pipe_prev = ex->pipe_prev;
+      next = NULL;
+    } else if (next) {
+      next->pipe_prev = NULL;
+      pass = ex->conn;
+      pass_keep = pass && !ex->err && ex->parser_live && ak__http_parser_keep_alive(&ex->parser) &&
+                  !ex->leftover;
+      ex->conn = NULL;
+      if (ex->pipe_dry > PIPE_DRY_MAX) { /* pipe_retry gave up: no answer will come */
+        pass_err = ex->err;
+        snprintf(pass_detail, sizeof pass_detail, "%s", ex->detail);
+      }
+    }
+    ex->pipe_next = NULL;
+    ex->piped = false;
+  }
+  (void)was_piped_waiting;
   if (ex->conn) {
     bool keep = !ex->err && ex->parser_live && ak__http_parser_keep_alive(&ex->parser) &&
                 !ex->leftover;
@@ -1393,8 +1494,11 @@ static void finish(ak__http_exchange *ex)
   ak__http_decoder_free(ex->decoder);
   ak__free(ex->dbuf);
   ak__http_membody_free(ex->membody);
+  ak__free(ex->wire);
   ak__free(ex);
   ak_future_release(fut);
+  if (next)
+    pipe_hand_on(next, pass, pass_keep, dry, pass_err, pass_detail);
 }
 
 /* Stops the exchange with err: the op in flight is cancelled and its
@@ -1411,6 +1515,14 @@ static void abort_exchange(ak__http_exchange *ex, int err, const char *detail)
   if (ex->state == EX_WAITING) {
     remove_waiter(ex);
     finish(ex);
+    return;
+  }
+  if (ex->state == EX_PIPED) {
+    /* Behind another member: one whose request has not gone out leaves
+     * now; one whose request is on the wire ends at its turn, as its
+     * response must still be read off the stream (section 9). */
+    if (!ex->pipe_sent && ex->pipe_prev)
+      finish(ex);
     return;
   }
   stop(ex);
@@ -1600,9 +1712,14 @@ static int start_credentials(ak__http_exchange *ex, const ak_http_request *req)
   return ex->auth ? 0 : -ENOMEM;
 }
 
-ak_future *ak__http_exchange_start(ak_http_client *c, const ak_http_request *req)
+/* A new exchange for req, counted active, its future's reference in
+ * *out; nothing sent yet (the caller arms its timer and acquires). NULL
+ * with *out a failed future (a bad request) or NULL (out of memory). */
+static ak__http_exchange *exchange_new(ak_http_client *c, const ak_http_request *req,
+                                       ak_future **out)
 {
   ak_url *url = NULL;
+  *out = NULL;
   int rc = req && req->url ? ak_url_parse(req->url, &url) : -EINVAL;
   if (rc == 0 && strcmp(url->scheme, "https") == 0 && !ak__http_tls_available())
     rc = AK_EHTTPSNOTSUP;
@@ -1610,7 +1727,8 @@ ak_future *ak__http_exchange_start(ak_http_client *c, const ak_http_request *req
     ak_url_free(url);
     char d[200];
     snprintf(d, sizeof d, "%.190s", req && req->url ? req->url : "(no URL)");
-    return ak__future_failed(c->loop, rc, d);
+    *out = ak__future_failed(c->loop, rc, d);
+    return NULL;
   }
   ak__http_exchange *ex = ak__calloc(1, sizeof *ex);
   if (!ex) {
@@ -1645,8 +1763,9 @@ ak_future *ak__http_exchange_start(ak_http_client *c, const ak_http_request *req
     ak__free(ex->origin);
     ak__http_membody_free(ex->membody);
     ak__free(ex);
-    return ak__future_failed(c->loop, rc < 0 ? rc : -EINVAL,
+    *out = ak__future_failed(c->loop, rc < 0 ? rc : -EINVAL,
                              "bad header line or range, or a second body sink");
+    return NULL;
   }
   ex->fut = ak__future_new(c->loop, &exchange_kind, ex);
   if (!ex->fut) {
@@ -1658,14 +1777,304 @@ ak_future *ak__http_exchange_start(ak_http_client *c, const ak_http_request *req
     ak__free(ex);
     return NULL;
   }
-  ak_future *ret = ak_future_ref(ex->fut);
+  *out = ak_future_ref(ex->fut);
   c->active++;
   ak_loop_hold(c->loop);
   ak__http_sweep_arm(c); /* idle connections kept while the client was quiet */
   ex->total_deadline = c->opts.total_timeout_ns == AK_FOREVER
                            ? INT64_MAX
                            : ak_now_ns() + c->opts.total_timeout_ns;
+  return ex;
+}
+
+ak_future *ak__http_exchange_start(ak_http_client *c, const ak_http_request *req)
+{
+  ak_future *ret;
+  ak__http_exchange *ex = exchange_new(c, req, &ret);
+  if (!ex)
+    return ret;
   arm_timer(ex);
   acquire(ex, true);
   return ret;
+}
+
+/* ---- 9. Pipelined HEADs ---------------------------------------------------------------------
+ * Up to AK_HTTP_PIPELINE_MAX HEADs to one origin (plain http, no proxy) are
+ * linked in request order (pipe_prev, pipe_next). The first acquires a
+ * connection as any exchange does and writes every member's request in one
+ * send (pipe_wire); the others wait in EX_PIPED. Each response is parsed by
+ * its own member, in order: when one ends, the bytes received past it (the
+ * connection's carry) go to the member behind, which takes the connection
+ * (pipe_turn) and reads on. So a response can only be the one of the
+ * request at its place in the stream, and nothing is guessed:
+ *
+ * - bytes after a HEAD's response that do not start as a status line (a
+ *   body, which HEAD must not have) fail that member with AK_EHTTPPROTO;
+ *   bytes a member receives first that do not (a body that came late)
+ *   are not its response: it and those behind go to a new connection;
+ * - when the connection closes, resets or fails a send before a member's
+ *   first byte, that member and those behind are sent again on another
+ *   connection, not failed (pipe_retry); a member whose response was cut
+ *   fails as any exchange does and the rest go on another connection.
+ *   Only new connections that close before any member has an answer
+ *   count, PIPE_DRY_MAX in a row, after which the members fail with the
+ *   error that closed the last;
+ * - a member cancelled (or past its total deadline) before its request
+ *   went out leaves at once; after, it ends at its turn and the connection
+ *   is closed behind it (its response may still come), the rest going to
+ *   another;
+ * - a redirect is followed by its member alone, the connection going on
+ *   to the member behind;
+ * - a response that closes the connection (Connection: close) sends the
+ *   members behind to another. */
+
+static bool looks_like_status(const char *data, size_t len)
+{
+  static const char start[] = "HTTP/";
+  size_t n = len < sizeof start - 1 ? len : sizeof start - 1;
+  return memcmp(data, start, n) == 0;
+}
+
+/* The head member ex is sending: every member's request, in order, as one
+ * buffer (ex->wire). Members that ended before (a cancel) are dropped. */
+static int pipe_wire(ak__http_exchange *ex)
+{
+  size_t total = ex->req_len + 1;
+  ak__http_exchange *m = ex->pipe_next;
+  while (m) {
+    ak__http_exchange *after = m->pipe_next;
+    m->pipe_sent = false;
+    if (m->err) {
+      finish(m); /* out of the pipeline, settled with its error */
+    } else {
+      if (!m->req && build_request(m) < 0)
+        return -ENOMEM;
+      total += m->req_len;
+    }
+    m = after;
+  }
+  ak__free(ex->wire);
+  if (!(ex->wire = ak__malloc(total)))
+    return -ENOMEM;
+  char *o = ex->wire;
+  memcpy(o, ex->req, ex->req_len);
+  o += ex->req_len;
+  for (m = ex->pipe_next; m; m = m->pipe_next) {
+    memcpy(o, m->req, m->req_len);
+    o += m->req_len;
+    m->pipe_sent = true;
+  }
+  *o = '\0';
+  return 0;
+}
+
+/* Bytes received past ex's response: the next member's, or a body. */
+static void pipe_carry(ak__http_exchange *ex, char *data, size_t len)
+{
+  if (!ex->pipe_next || !looks_like_status(data, len)) {
+    ex->leftover = true;
+    set_error(ex, AK_EHTTPPROTO,
+              "the server sent bytes after its response to HEAD that are not the next "
+              "response (a body, which HEAD must not have)");
+    return;
+  }
+  ex->conn->carry_off = (size_t)(data - ex->conn->buf);
+  ex->conn->carry_len = len;
+}
+
+/* Sends ex (the head member now) and the members behind it on another
+ * connection. */
+static void pipe_resend(ak__http_exchange *ex, bool allow_idle)
+{
+  for (ak__http_exchange *m = ex; m; m = m->pipe_next)
+    m->pipe_sent = false;
+  ex->pipe_turned = false;
+  if (ex->parser_live) {
+    ak__http_parser_free(&ex->parser);
+    ex->parser_live = false;
+  }
+  acquire(ex, allow_idle);
+}
+
+/* ex got the connection from the member ahead and these are its first
+ * bytes: if they do not start a response, they are the end of the one
+ * ahead (a body after HEAD that came late), and ex has had no answer:
+ * the connection is dropped and ex and the members behind go to another.
+ * Returns whether that happened. */
+static bool pipe_stray(ak__http_exchange *ex, const char *data, size_t len)
+{
+  if (looks_like_status(data, len))
+    return false;
+  ak__http_conn *conn = ex->conn;
+  ex->conn = NULL;
+  ak__http_conn_release(conn, false);
+  pipe_resend(ex, true);
+  return true;
+}
+
+/* The head member's connection failed before its first response byte:
+ * it and the members behind are sent again (returns true), unless new
+ * connections closed PIPE_DRY_MAX times in a row without an answer. */
+static bool pipe_retry(ak__http_exchange *ex)
+{
+  if (ex->got_bytes || ex->err)
+    return false;
+  if (!ex->pipe_turned) {
+    if (ex->pipe_dry >= PIPE_DRY_MAX) {
+      ex->pipe_dry = PIPE_DRY_MAX + 1; /* finish fails the members behind */
+      return false;
+    }
+    ex->pipe_dry++;
+  }
+  ak__http_conn *conn = ex->conn;
+  ex->conn = NULL;
+  ak__http_conn_release(conn, false);
+  pipe_resend(ex, false);
+  return true;
+}
+
+/* next takes conn from the member ahead (its response done, the
+ * connection kept alive) and reads its response, starting with the bytes
+ * already received past the one ahead. */
+static void pipe_turn(ak__http_exchange *ex, ak__http_conn *conn)
+{
+  const ak__http_opts *o = &ex->client->opts;
+  ex->conn = conn;
+  ex->conn_reused = true;
+  ex->client->reused++;
+  ex->pipe_turned = true;
+  ex->pipe_dry = 0;
+  int rc = ex->req ? 0 : build_request(ex); /* kept for a resend elsewhere */
+  if (rc == 0) {
+    rc = ak__http_parser_init(&ex->parser, o->max_head_bytes, o->max_body_bytes, true);
+    ex->parser_live = rc == 0;
+  }
+  if (rc == 0)
+    rc = rx_buffer_ready(ex);
+  if (rc < 0) {
+    set_error(ex, rc, "out of memory");
+    stop(ex);
+    return;
+  }
+  ex->parser.on_head = on_head;
+  ex->parser.on_body = on_body_bytes;
+  ex->parser.hook_arg = ex;
+  ex->got_bytes = false;
+  ex->leftover = false;
+  ex->rx_ended = false;
+  ex->rx_at = 0;
+  ex->state = EX_RECEIVING;
+  int64_t now = ak_now_ns();
+  ex->last_rx = now;
+  ex->head_deadline = o->head_timeout_ns == AK_FOREVER ? INT64_MAX : now + o->head_timeout_ns;
+  arm_timer(ex);
+  size_t n = conn->carry_len;
+  char *data = conn->buf + conn->carry_off;
+  conn->carry_len = 0;
+  if (n == 0) {
+    post_recv(ex);
+    return;
+  }
+  ex->got_bytes = true;
+  int64_t used = ak__http_parser_feed(&ex->parser, data, n);
+  if (used < 0) {
+    set_error(ex, (int)used, ex->parser.detail);
+    stop(ex);
+    return;
+  }
+  if ((size_t)used < n)
+    pipe_carry(ex, data + used, n - (size_t)used);
+  ex->rx_ended = ex->parser.message_done;
+  if (ex->err) {
+    stop(ex);
+    return;
+  }
+  advance(ex);
+}
+
+/* The member ahead of next has ended (or left for a redirect), done with
+ * conn (NULL if it had none), which may carry next's response if keep.
+ * err: the pipeline gave up (pipe_retry): next and those behind fail. */
+static void pipe_hand_on(ak__http_exchange *next, ak__http_conn *conn, bool keep,
+                         unsigned dry, int err, const char *detail)
+{
+  if (err) {
+    if (conn)
+      ak__http_conn_release(conn, false);
+    while (next) {
+      ak__http_exchange *after = next->pipe_next;
+      next->pipe_next = NULL;
+      next->piped = false;
+      if (after)
+        after->pipe_prev = NULL;
+      char d[sizeof next->detail];
+      snprintf(d, sizeof d, "not answered: %s", detail);
+      set_error(next, err, d);
+      finish(next);
+      next = after;
+    }
+    return;
+  }
+  if (conn && keep && !next->err) {
+    pipe_turn(next, conn);
+    return;
+  }
+  if (conn)
+    ak__http_conn_release(conn, false); /* next's response may still be on it */
+  next->pipe_dry = dry;
+  if (next->err) {
+    finish(next); /* cancelled at its turn: the members behind go on */
+    return;
+  }
+  pipe_resend(next, true);
+}
+
+int ak__http_pipeline_start(ak_http_client *c, const ak_http_request *reqs, size_t n,
+                            ak_future **out)
+{
+  for (size_t i = 0; i < n; i++) {
+    const ak_http_request *r = &reqs[i];
+    if (!(r->flags & AK_HTTP_HEAD) || r->fd >= 0 || r->on_body ||
+        (r->flags & AK_HTTP_BODY_MEMORY) || r->range_start >= 0)
+      return -EINVAL;
+  }
+  ak__http_exchange **heads = ak__calloc(n, sizeof *heads);
+  if (!heads)
+    return -ENOMEM;
+  size_t nheads = 0;
+  ak__http_exchange *prev = NULL;
+  ak__http_host *prev_host = NULL;
+  unsigned depth = 0;
+  for (size_t i = 0; i < n; i++) {
+    ak__http_exchange *ex = exchange_new(c, &reqs[i], &out[i]);
+    if (!ex)
+      continue; /* out[i]: failed, or NULL (memory) */
+    ak__http_host *h = NULL;
+    if (strcmp(ex->url->scheme, "http") == 0 && !ak__http_proxy_for(c, ex->url))
+      h = ak__http_host_of(c, ex->url, NULL);
+    if (h && prev && h == prev_host && depth < AK_HTTP_PIPELINE_MAX) {
+      prev->pipe_next = ex;
+      ex->pipe_prev = prev;
+      ex->piped = true;
+      ex->state = EX_PIPED;
+      depth++;
+      prev = ex;
+      continue;
+    }
+    ex->piped = h != NULL;
+    prev = h ? ex : NULL;
+    prev_host = h;
+    depth = 1;
+    heads[nheads++] = ex;
+  }
+  /* Linked first, started after: a head may send at once (an idle
+   * connection), and sends its members with it. */
+  for (size_t i = 0; i < nheads; i++) {
+    for (ak__http_exchange *m = heads[i]->pipe_next; m; m = m->pipe_next)
+      arm_timer(m);
+    arm_timer(heads[i]);
+    acquire(heads[i], true);
+  }
+  ak__free(heads);
+  return 0;
 }

@@ -184,6 +184,9 @@ struct ak__http_conn {
   bool buf_reg_tried;          /* registering buf was tried (once, when a body
                                   first came: exchange.c) */
   int rcvlowat;                /* SO_RCVLOWAT set on fd (exchange.c), 0: none */
+  size_t carry_off, carry_len; /* pipelined HEADs: bytes in buf received past
+                                  a response, the next member's (exchange.c,
+                                  section 9); carry_len 0 otherwise */
 };
 
 typedef struct ak__http_exchange ak__http_exchange;
@@ -330,5 +333,9 @@ void ak__http_exchange_resume(ak__http_exchange *ex, ak__http_conn *conn);
 ak__http_exchange *ak__http_host_pop_waiter(ak__http_host *host);
 
 ak_future *ak__http_exchange_start(ak_http_client *c, const ak_http_request *req);
+/* ak_http_head_pipeline's work (exchange.c, section 9): -EINVAL before
+ * anything starts, -ENOMEM, or 0 and out[] filled. */
+int ak__http_pipeline_start(ak_http_client *c, const ak_http_request *reqs, size_t n,
+                            ak_future **out);
 
 #endif /* AK_HTTP_INTERNAL_H */

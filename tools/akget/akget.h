@@ -99,9 +99,15 @@ typedef struct akg_opts {
   bool no_remote_time;       /* --no-remote-time: mtime is the download's */
   const struct akg_sumlist *checksums; /* --checksums: the list, or NULL */
   bool content_disposition;  /* --content-disposition: the server may name the file */
+  unsigned pipelining;       /* --enable-http-pipelining: -N's HEADs, this
+                                many at most written at once on one
+                                connection (ak_http_head_pipeline); 0: off */
 } akg_opts;
 
 enum { AKG_MAX_SEGMENTS = 32 };
+/* --enable-http-pipelining's depth when none is given: docs/akget.md,
+ * MIRRORS. */
+enum { AKG_PIPELINE_DEPTH = 8 };
 
 typedef enum akg_state { AKG_QUEUED, AKG_ACTIVE, AKG_DONE, AKG_FAILED } akg_state;
 
@@ -260,6 +266,13 @@ ak_loop *akg_worker_loop(akg_worker *w);
 ak_http_client *akg_worker_client(akg_worker *w);
 const akg_opts *akg_worker_opts(akg_worker *w);
 akg_run *akg_worker_run(akg_worker *w);
+/* --enable-http-pipelining: -N's conditional HEAD for d (download.c's),
+ * held until the worker has started every item it can take now, then sent
+ * with the others as pipelines (ak_http_head_pipeline); req and what it
+ * points to must live until then. akg_download_asked(d, f) gives d its
+ * future (NULL: out of memory). */
+void akg_worker_queue_head(akg_worker *w, const ak_http_request *req, void *d);
+void akg_download_asked(void *d, ak_future *f);
 
 /* errors.c */
 int akg_exit_code(int err, int status);

@@ -1691,14 +1691,31 @@ static int ask_first(dl *d)
   rq.flags = AK_HTTP_HEAD;
   rq.headers = akg_ts_headers(d->ts, &rq.header_count);
   akg_request_auth(d->o, it, &rq);
+  d->no_file = true;
+  if (d->o->pipelining) {
+    /* Sent with the other downloads' HEADs (worker.c) */
+    akg_worker_queue_head(d->w, &rq, d);
+    return 0;
+  }
   ak_future *h = ak_http_get(akg_worker_client(d->w), &rq);
   if (!h || ak_future_on_settle(h, on_asked, d) < 0) {
     ak_future_release(h);
     return -ENOMEM;
   }
   d->setup = h;
-  d->no_file = true;
   return 0;
+}
+
+void akg_download_asked(void *arg, ak_future *h)
+{
+  dl *d = arg;
+  if (!h || ak_future_on_settle(h, on_asked, d) < 0) {
+    ak_future_release(h);
+    set_error(d, -ENOMEM, 0, "out of memory");
+    end_item(d, AKG_FAILED);
+    return;
+  }
+  d->setup = h;
 }
 
 /* --max-time bounds the whole download, retries and their waits included

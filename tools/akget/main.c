@@ -32,6 +32,8 @@ static void usage(FILE *f)
         "  -c                 resume from a partial file, keep it on failure\n"
         "  -N, --timestamping an existing file is fetched only if changed (304)\n"
         "  --no-remote-time   do not give files the server's Last-Modified\n"
+        "  --enable-http-pipelining[=true|false|DEPTH]  -N: write up to DEPTH (8;\n"
+        "                     at most 32) conditional HEADs at once on one connection\n"
         "  --retries N        retries per request (3), backoff with jitter, Retry-After\n"
         "  --retry-wait SECS  first backoff (0.5), doubling up to 30\n"
         "  --connect-timeout SECS  (30)   --timeout SECS  idle (60)\n"
@@ -120,7 +122,7 @@ enum {
   OPT_MAX_TIME, OPT_CACERT, OPT_CHECKSUM, OPT_JSON, OPT_THREADS, OPT_SHARD, OPT_VERSION,
   OPT_LIMIT_RATE, OPT_COMPRESSED, OPT_MAX_FILESIZE, OPT_PROXY, OPT_NOPROXY, OPT_NETRC,
   OPT_NETRC_FILE, OPT_LOCATION_TRUSTED, OPT_NO_REMOTE_TIME, OPT_CHECKSUMS,
-  OPT_CONTENT_DISPOSITION,
+  OPT_CONTENT_DISPOSITION, OPT_PIPELINING,
 };
 
 static const struct option long_opts[] = {
@@ -146,6 +148,7 @@ static const struct option long_opts[] = {
     {"continue", no_argument, NULL, 'c'},
     {"timestamping", no_argument, NULL, 'N'},
     {"no-remote-time", no_argument, NULL, OPT_NO_REMOTE_TIME},
+    {"enable-http-pipelining", optional_argument, NULL, OPT_PIPELINING},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"header", required_argument, NULL, 'H'},
@@ -227,6 +230,15 @@ int main(int argc, char **argv)
     case 'c': o.resume = true; break;
     case 'N': o.timestamping = true; break;
     case OPT_NO_REMOTE_TIME: o.no_remote_time = true; break;
+    case OPT_PIPELINING:
+      /* aria2's flag, with its true/false, or a depth */
+      if (!optarg || strcmp(optarg, "true") == 0)
+        o.pipelining = AKG_PIPELINE_DEPTH;
+      else if (strcmp(optarg, "false") == 0)
+        o.pipelining = 0;
+      else if (!parse_uint(optarg, 1, AK_HTTP_PIPELINE_MAX, &o.pipelining))
+        return die_usage("bad --enable-http-pipelining '%s' (true, false or 1..32)", optarg);
+      break;
     case OPT_RETRIES: if (!parse_uint(optarg, 0, 100, &o.retries)) return die_usage("bad --retries '%s'", optarg); break;
     case OPT_RETRY_WAIT: if (!parse_seconds(optarg, &o.retry_base_ns)) return die_usage("bad --retry-wait '%s'", optarg); break;
     case OPT_CONNECT_TIMEOUT: if (!parse_seconds(optarg, &o.connect_timeout_ns)) return die_usage("bad --connect-timeout '%s'", optarg); break;

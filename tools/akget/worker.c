@@ -26,6 +26,12 @@ struct akg_worker {
   int err;                   /* setting up failed */
   bool held;                 /* the loop is held until the feed ends */
   pthread_t thread;
+  /* --enable-http-pipelining: -N's HEADs gathered while slots fill */
+  ak_http_request *heads;    /* their requests (what they point to is the
+                                downloads') */
+  void **head_dls;           /* their downloads */
+  unsigned nheads;
+  bool refill_posted;        /* a fill of the slots is posted */
 };
 
 ak_loop *akg_worker_loop(akg_worker *w) { return w->loop; }
@@ -34,17 +40,54 @@ const akg_opts *akg_worker_opts(akg_worker *w) { return w->run->opts; }
 akg_run *akg_worker_run(akg_worker *w) { return w->run; }
 
 static void fill_slots(akg_worker *w);
+static void feed_ready_cb(void *arg);
 
 static void item_done(akg_worker *w, akg_item *item)
 {
   w->active--;
   akg_item_end(w->run, item);
-  fill_slots(w);
+  if (!w->run->opts->pipelining) {
+    fill_slots(w);
+    return;
+  }
+  /* Pipelining: the answers of one pipeline end their downloads in the
+   * same loop iteration; the slots they free are filled once, after them
+   * all, so that their successors' HEADs go out as one pipeline too. */
+  if (!w->refill_posted && ak_loop_post(w->loop, feed_ready_cb, w) == 0)
+    w->refill_posted = true;
+  else if (!w->refill_posted)
+    fill_slots(w); /* no memory for the post */
+}
+
+void akg_worker_queue_head(akg_worker *w, const ak_http_request *req, void *d)
+{
+  w->heads[w->nheads] = *req;
+  w->head_dls[w->nheads] = d;
+  w->nheads++; /* at most slots: one per download started in this fill */
+}
+
+/* Sends the HEADs gathered as pipelines of --enable-http-pipelining's
+ * depth at most. */
+static void send_heads(akg_worker *w)
+{
+  unsigned depth = w->run->opts->pipelining;
+  ak_future *futs[AK_HTTP_PIPELINE_MAX];
+  for (unsigned at = 0; at < w->nheads; at += depth) {
+    unsigned n = w->nheads - at < depth ? w->nheads - at : depth;
+    if (ak_http_head_pipeline(w->client, w->heads + at, n, futs) < 0) {
+      for (unsigned i = 0; i < n; i++) /* NEVER: the requests are HEADs without sinks */
+        futs[i] = ak_http_get(w->client, &w->heads[at + i]);
+    }
+    for (unsigned i = 0; i < n; i++)
+      akg_download_asked(w->head_dls[at + i], futs[i]);
+  }
+  w->nheads = 0;
 }
 
 /* Starts items until the worker's slots are full, the queue is empty (the
- * feed posts feed_ready when it is not), or the list has ended. */
-static void fill_slots(akg_worker *w)
+ * feed posts feed_ready when it is not), or the list has ended; then
+ * sends the HEADs they hold (pipelining). */
+static void take_items(akg_worker *w)
 {
   akg_run *run = w->run;
   while (w->active < w->slots) {
@@ -65,9 +108,18 @@ static void fill_slots(akg_worker *w)
   }
 }
 
+static void fill_slots(akg_worker *w)
+{
+  take_items(w);
+  if (w->nheads)
+    send_heads(w);
+}
+
 static void feed_ready_cb(void *arg)
 {
-  fill_slots(arg);
+  akg_worker *w = arg;
+  w->refill_posted = false;
+  fill_slots(w);
 }
 
 void akg_worker_feed_ready(akg_worker *w)
@@ -130,6 +182,16 @@ static void *worker_main(void *arg)
     ak_loop_free(w->loop);
     return NULL;
   }
+  if (o->pipelining) {
+    w->heads = calloc(w->slots, sizeof *w->heads);
+    w->head_dls = calloc(w->slots, sizeof *w->head_dls);
+    if (!w->heads || !w->head_dls) {
+      w->err = -ENOMEM;
+      ak_http_client_free(w->client);
+      ak_loop_free(w->loop);
+      return NULL;
+    }
+  }
   ak_loop_hold(w->loop);
   w->held = true;
   fill_slots(w);
@@ -137,6 +199,8 @@ static void *worker_main(void *arg)
   ak_http_client_free(w->client);
   ak_loop_run(w->loop, AK_RUN_DEFAULT); /* the idle connections' closes */
   ak_loop_free(w->loop);
+  free(w->heads);
+  free(w->head_dls);
   return NULL;
 }
 
