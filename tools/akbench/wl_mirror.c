@@ -383,6 +383,12 @@ static int mirror_tree(const akb_opts *opts, akb_result *res, const char *akget,
    * akget runs share one copy of the tree (-N leaves it as it is). */
   static char out_ak[4400], out_w[NPAR][4400], dflag[4500], wflag[NPAR][4500], iflag[4500];
   char jn[NPAR][16], tn[NPAR][32];
+  /* akget's best configuration here: -N's HEADs pipelined (docs/akget.md,
+   * MIRRORS); AKB_MIRROR_PIPELINE=DEPTH (false: off) to compare others. */
+  char pflag[64];
+  const char *pdepth = getenv("AKB_MIRROR_PIPELINE");
+  snprintf(pflag, sizeof pflag, "--enable-http-pipelining%s%s", pdepth ? "=" : "",
+           pdepth ? pdepth : "");
   snprintf(out_ak, sizeof out_ak, "%s/out-akget", state);
   snprintf(dflag, sizeof dflag, "-d%s", out_ak);
   snprintf(iflag, sizeof iflag, "-i%s", list);
@@ -395,7 +401,8 @@ static int mirror_tree(const akb_opts *opts, akb_result *res, const char *akget,
     tool_run *a = &tools[2 * k], *w = &tools[2 * k + 1];
     snprintf(a->label, sizeof a->label, "akget -N -j%d -x%d", pars[k], pars[k]);
     a->out = out_ak;
-    set_argv(a, (const char *[]){akget, "-q", "-N", "-j", jn[k], "-x", jn[k], dflag, iflag, NULL});
+    set_argv(a, (const char *[]){akget, "-q", "-N", "-j", jn[k], "-x", jn[k], pflag, dflag, iflag,
+                                 NULL});
     snprintf(w->label, sizeof w->label, "wget2 -N --max-threads=%d", pars[k]);
     w->out = out_w[k];
     set_argv(w, (const char *[]){"wget2", "-q", "-N", tn[k], "-nd", "--no-compression",

@@ -1,0 +1,477 @@
+/* test_http_pipeline.c: ak_http_head_pipeline (HTTP/1.1 pipelining of
+ * HEADs) from the caller's side, against a scripted server in a thread of
+ * this test: every answer is matched to its own request (the server echoes
+ * each request's path in X-Path), a server that closes after k answers has
+ * the rest sent again, a HEAD answered with a body fails clearly without
+ * touching the answers after it, a body that comes late is not taken for
+ * the next answer, a server that closes at once fails the requests after
+ * bounded attempts, and cancels and refusals. */
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <asynckit.h>
+
+#include "helpers.h"
+
+static const int64_t WAIT = INT64_C(20000000000); /* every wait: 20 s at most */
+enum { MAX_CONNS = 16, IO_WAIT_MS = 10000 };
+
+/* The script: connection c (0, 1...) answers close_after[c] requests and
+ * then closes (-1: answers all; 0: closes before answering). Paths:
+ * "/changed..." is a 200, "/body..." a 200 sent with a 5-byte body to HEAD
+ * too (the server bug), "/late..." the same with the body written 100 ms
+ * after the head, anything else a 304. */
+typedef struct server {
+  int lfd;
+  uint16_t port;
+  int close_after[MAX_CONNS];
+  int conns;                   /* connections accepted */
+  int requests;                /* requests read, all connections */
+  int max_batch;               /* most requests found in one read */
+  pthread_t thread;
+} server;
+
+static bool send_all(int fd, const char *p, size_t n)
+{
+  while (n) {
+    ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+    if (w <= 0)
+      return false;
+    p += w;
+    n -= (size_t)w;
+  }
+  return true;
+}
+
+/* Answers one request (method and path); false when the connection broke. */
+static bool answer(int fd, const char *method, const char *path)
+{
+  char out[512];
+  bool head = strcmp(method, "HEAD") == 0;
+  if (strncmp(path, "/changed", 8) == 0) {
+    snprintf(out, sizeof out,
+             "HTTP/1.1 200 OK\r\nX-Path: %s\r\nContent-Length: 5\r\n"
+             "Last-Modified: Sat, 03 Feb 2001 04:05:06 GMT\r\n\r\n%s",
+             path, head ? "" : "hello");
+    return send_all(fd, out, strlen(out));
+  }
+  if (strncmp(path, "/body", 5) == 0) { /* head and body in one write */
+    snprintf(out, sizeof out,
+             "HTTP/1.1 200 OK\r\nX-Path: %s\r\nContent-Length: 5\r\n\r\nhello", path);
+    return send_all(fd, out, strlen(out));
+  }
+  if (strncmp(path, "/late", 5) == 0) {
+    snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nX-Path: %s\r\nContent-Length: 5\r\n\r\n",
+             path);
+    if (!send_all(fd, out, strlen(out)))
+      return false;
+    usleep(100 * 1000); /* the body after a pause: a receive of its own */
+    return send_all(fd, "hello", 5);
+  }
+  snprintf(out, sizeof out, "HTTP/1.1 304 Not Modified\r\nX-Path: %s\r\nETag: \"e\"\r\n\r\n",
+           path);
+  return send_all(fd, out, strlen(out));
+}
+
+/* One connection: requests parsed off the stream as they come, answered
+ * in order, until the script's count or the peer's close. */
+static void serve_conn(server *s, int fd, int limit)
+{
+  char buf[65536];
+  size_t have = 0;
+  int answered = 0;
+  while (limit < 0 || answered < limit) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, IO_WAIT_MS) <= 0)
+      return;
+    ssize_t r = recv(fd, buf + have, sizeof buf - 1 - have, 0);
+    if (r <= 0)
+      return;
+    have += (size_t)r;
+    buf[have] = '\0';
+    int batch = 0;
+    char *end;
+    while ((end = strstr(buf, "\r\n\r\n")) && (limit < 0 || answered < limit)) {
+      char method[16] = "", path[256] = "";
+      sscanf(buf, "%15s %255s", method, path);
+      __atomic_fetch_add(&s->requests, 1, __ATOMIC_RELAXED);
+      batch++;
+      if (!answer(fd, method, path))
+        return;
+      answered++;
+      size_t used = (size_t)(end + 4 - buf);
+      memmove(buf, end + 4, have - used + 1);
+      have -= used;
+    }
+    if (batch > __atomic_load_n(&s->max_batch, __ATOMIC_RELAXED))
+      __atomic_store_n(&s->max_batch, batch, __ATOMIC_RELAXED);
+  }
+  /* The script's close: FIN, then what the client still sends is read
+   * and dropped until it closes too (a close with unread bytes would be
+   * an RST, which may take the answers already sent with it). */
+  shutdown(fd, SHUT_WR);
+  for (;;) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, IO_WAIT_MS) <= 0 || recv(fd, buf, sizeof buf, 0) <= 0)
+      return;
+  }
+}
+
+static void *server_main(void *arg)
+{
+  server *s = arg;
+  for (;;) {
+    struct pollfd p = {.fd = s->lfd, .events = POLLIN};
+    if (poll(&p, 1, IO_WAIT_MS) <= 0)
+      return NULL;
+    int fd = accept(s->lfd, NULL, NULL);
+    if (fd < 0)
+      return NULL;
+    int c = __atomic_fetch_add(&s->conns, 1, __ATOMIC_RELAXED);
+    serve_conn(s, fd, c < MAX_CONNS ? s->close_after[c] : -1);
+    close(fd);
+  }
+}
+
+/* Starts the server; close_after: the script's counts, the rest -1. */
+static void server_start(server *s, const int *close_after, size_t n)
+{
+  memset(s, 0, sizeof *s);
+  for (int i = 0; i < MAX_CONNS; i++)
+    s->close_after[i] = i < (int)n ? close_after[i] : -1;
+  s->lfd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(s->lfd >= 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t al = sizeof a;
+  assert_int_equal(bind(s->lfd, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(s->lfd, 64), 0);
+  assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&a, &al), 0);
+  s->port = ntohs(a.sin_port);
+  s->thread = t_thread_start(server_main, s, 0);
+}
+
+static void server_stop(server *s)
+{
+  shutdown(s->lfd, SHUT_RDWR); /* its poll returns; accept fails */
+  t_thread_join(s->thread);
+  close(s->lfd);
+}
+
+typedef struct fixture {
+  ak_loop *loop;
+  ak_http_client *client;
+  server srv;
+} fixture;
+
+static void fixture_open(fixture *fx, const int *close_after, size_t n)
+{
+  server_start(&fx->srv, close_after, n);
+  fx->loop = t_loop_new();
+  ak_http_options o = {.max_conns_per_host = 4, .idle_timeout_ns = INT64_C(5000000000)};
+  assert_int_equal(ak_http_client_new(fx->loop, &o, &fx->client), 0);
+}
+
+static void fixture_close(fixture *fx)
+{
+  assert_int_equal(ak_http_client_free(fx->client), 0);
+  ak_loop_run(fx->loop, AK_RUN_DEFAULT);
+  ak_loop_free(fx->loop);
+  server_stop(&fx->srv);
+}
+
+enum { MAXN = 32 };
+
+/* Sends HEADs of paths as one pipeline and waits for them all. */
+static void run_pipeline(fixture *fx, const char *const *paths, size_t n, ak_future **out)
+{
+  static char urls[MAXN][300];
+  ak_http_request rq[MAXN];
+  for (size_t i = 0; i < n; i++) {
+    snprintf(urls[i], sizeof urls[i], "http://127.0.0.1:%u%s", fx->srv.port, paths[i]);
+    rq[i] = (ak_http_request)AK_HTTP_REQUEST_INIT(urls[i]);
+    rq[i].flags = AK_HTTP_HEAD;
+  }
+  assert_int_equal(ak_http_head_pipeline(fx->client, rq, n, out), 0);
+  for (size_t i = 0; i < n; i++) {
+    assert_non_null(out[i]);
+    assert_int_equal(ak_future_wait(out[i], WAIT), 0);
+  }
+}
+
+/* out's response is DONE with status and its own path. */
+static void assert_answer(ak_future *f, int status, const char *path)
+{
+  if (ak_future_state(f) != AK_DONE)
+    fail_msg("%s: %s (%s)", path, ak_err_name((int)ak_future_result(f)),
+             ak_future_detail(f) ? ak_future_detail(f) : "");
+  const ak_http_response *r = ak_http_response_of(f);
+  assert_non_null(r);
+  assert_int_equal(r->status, status);
+  const char *xp = ak_http_response_header(r, "x-path");
+  assert_non_null(xp);
+  assert_string_equal(xp, path);
+}
+
+static void release_all(ak_future **f, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    ak_future_release(f[i]);
+}
+
+static void make_paths(char (*buf)[32], const char **paths, size_t n, const char *prefix)
+{
+  for (size_t i = 0; i < n; i++) {
+    snprintf(buf[i], sizeof buf[i], "%s%zu", prefix, i);
+    paths[i] = buf[i];
+  }
+}
+
+/* Twenty 304s: one connection, the requests found together by the server,
+ * each answer its own request's. */
+static void test_pipelined_304s_in_order(void **state)
+{
+  (void)state;
+  fixture fx;
+  fixture_open(&fx, NULL, 0);
+  char buf[20][32];
+  const char *paths[20];
+  make_paths(buf, paths, 20, "/f");
+  ak_future *f[20];
+  run_pipeline(&fx, paths, 20, f);
+  for (size_t i = 0; i < 20; i++)
+    assert_answer(f[i], 304, paths[i]);
+  assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 1);
+  assert_int_equal(__atomic_load_n(&fx.srv.requests, __ATOMIC_RELAXED), 20);
+  assert_true(__atomic_load_n(&fx.srv.max_batch, __ATOMIC_RELAXED) > 1); /* pipelined */
+  release_all(f, 20);
+  /* The connection is kept alive after the last answer: a GET reuses it. */
+  char u[300];
+  snprintf(u, sizeof u, "http://127.0.0.1:%u/changed/x", fx.srv.port);
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(u);
+  rq.flags = AK_HTTP_BODY_MEMORY;
+  ak_future *g = ak_http_get(fx.client, &rq);
+  assert_int_equal(ak_future_wait(g, WAIT), 0);
+  assert_answer(g, 200, "/changed/x");
+  assert_string_equal(ak_http_response_of(g)->body, "hello");
+  assert_true(ak_http_response_of(g)->reused);
+  ak_future_release(g);
+  fixture_close(&fx);
+}
+
+/* 304s and 200s mixed: each status is its own request's. */
+static void test_mixed_304_200(void **state)
+{
+  (void)state;
+  fixture fx;
+  fixture_open(&fx, NULL, 0);
+  const char *paths[] = {"/a", "/changed/b", "/c", "/changed/d", "/changed/e", "/f"};
+  ak_future *f[6];
+  run_pipeline(&fx, paths, 6, f);
+  for (size_t i = 0; i < 6; i++)
+    assert_answer(f[i], strncmp(paths[i], "/changed", 8) == 0 ? 200 : 304, paths[i]);
+  assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 1);
+  release_all(f, 6);
+  fixture_close(&fx);
+}
+
+/* The server closes after 3 answers, then after 4, then after 0 (a fresh
+ * connection closed before any answer), then keeps the rest: every request
+ * is answered, none failed for the closes, none asked twice after its
+ * answer. */
+static void test_close_after_k_retries_the_rest(void **state)
+{
+  (void)state;
+  fixture fx;
+  const int script[] = {3, 4, 0, -1};
+  fixture_open(&fx, script, 4);
+  char buf[12][32];
+  const char *paths[12];
+  make_paths(buf, paths, 12, "/k");
+  ak_future *f[12];
+  run_pipeline(&fx, paths, 12, f);
+  for (size_t i = 0; i < 12; i++)
+    assert_answer(f[i], 304, paths[i]);
+  assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 4);
+  release_all(f, 12);
+  fixture_close(&fx);
+}
+
+/* A server that closes every connection before answering: the requests
+ * fail (AK_EHTTPCLOSED) after a bounded number of connections. */
+static void test_server_that_never_answers_fails_bounded(void **state)
+{
+  (void)state;
+  fixture fx;
+  int script[MAX_CONNS];
+  for (int i = 0; i < MAX_CONNS; i++)
+    script[i] = 0;
+  fixture_open(&fx, script, MAX_CONNS);
+  char buf[5][32];
+  const char *paths[5];
+  make_paths(buf, paths, 5, "/n");
+  ak_future *f[5];
+  run_pipeline(&fx, paths, 5, f);
+  for (size_t i = 0; i < 5; i++) {
+    assert_int_equal(ak_future_state(f[i]), AK_FAILED);
+    assert_int_equal(ak_future_result(f[i]), AK_EHTTPCLOSED);
+  }
+  int conns = __atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED);
+  assert_true(conns >= 2 && conns <= 4);
+  release_all(f, 5);
+  fixture_close(&fx);
+}
+
+/* A HEAD answered with a body (a server bug) fails clearly; the answers
+ * after it are their own requests', on another connection. */
+static void test_head_with_body_fails_clearly(void **state)
+{
+  (void)state;
+  fixture fx;
+  fixture_open(&fx, NULL, 0);
+  const char *paths[] = {"/a", "/body/b", "/c", "/d"};
+  ak_future *f[4];
+  run_pipeline(&fx, paths, 4, f);
+  assert_answer(f[0], 304, "/a");
+  assert_int_equal(ak_future_state(f[1]), AK_FAILED);
+  assert_int_equal(ak_future_result(f[1]), AK_EHTTPPROTO);
+  assert_non_null(ak_future_detail(f[1]));
+  assert_non_null(strstr(ak_future_detail(f[1]), "HEAD"));
+  assert_answer(f[2], 304, "/c");
+  assert_answer(f[3], 304, "/d");
+  assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 2);
+  release_all(f, 4);
+  fixture_close(&fx);
+}
+
+/* The body after a HEAD's answer comes in a later receive: it is not
+ * taken for the next answer; the requests behind go to another
+ * connection and are answered there. */
+static void test_late_body_not_taken_for_next_answer(void **state)
+{
+  (void)state;
+  fixture fx;
+  fixture_open(&fx, NULL, 0);
+  const char *paths[] = {"/late/a", "/b", "/c"};
+  ak_future *f[3];
+  run_pipeline(&fx, paths, 3, f);
+  assert_answer(f[0], 200, "/late/a"); /* settled before its body came */
+  assert_answer(f[1], 304, "/b");
+  assert_answer(f[2], 304, "/c");
+  assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 2);
+  release_all(f, 3);
+  fixture_close(&fx);
+}
+
+/* A member cancelled before the pipeline is written leaves it (CANCELLED);
+ * the others are answered, each with its own. */
+static void test_cancel_before_send(void **state)
+{
+  (void)state;
+  fixture fx;
+  fixture_open(&fx, NULL, 0);
+  static char urls[5][300];
+  ak_http_request rq[5];
+  for (int i = 0; i < 5; i++) {
+    snprintf(urls[i], sizeof urls[i], "http://127.0.0.1:%u/x%d", fx.srv.port, i);
+    rq[i] = (ak_http_request)AK_HTTP_REQUEST_INIT(urls[i]);
+    rq[i].flags = AK_HTTP_HEAD;
+  }
+  ak_future *f[5];
+  assert_int_equal(ak_http_head_pipeline(fx.client, rq, 5, f), 0);
+  ak_future_cancel(f[2]);
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(ak_future_wait(f[i], WAIT), 0);
+  assert_int_equal(ak_future_state(f[2]), AK_CANCELLED);
+  const char *want[] = {"/x0", "/x1", NULL, "/x3", "/x4"};
+  for (int i = 0; i < 5; i++)
+    if (want[i])
+      assert_answer(f[i], 304, want[i]);
+  assert_int_equal(__atomic_load_n(&fx.srv.requests, __ATOMIC_RELAXED), 4);
+  release_all(f, 5);
+  fixture_close(&fx);
+}
+
+/* A member cancelled while it waits for its answer on the connection (its
+ * request on the wire) ends CANCELLED; the members behind it still get
+ * their own answers (on another connection). */
+static void test_cancel_after_send(void **state)
+{
+  (void)state;
+  fixture fx;
+  fixture_open(&fx, NULL, 0);
+  const char *paths[] = {"/late/a", "/b", "/c", "/d"};
+  static char urls[4][300];
+  ak_http_request rq[4];
+  for (int i = 0; i < 4; i++) {
+    snprintf(urls[i], sizeof urls[i], "http://127.0.0.1:%u%s", fx.srv.port, paths[i]);
+    rq[i] = (ak_http_request)AK_HTTP_REQUEST_INIT(urls[i]);
+    rq[i].flags = AK_HTTP_HEAD;
+  }
+  ak_future *f[4];
+  assert_int_equal(ak_http_head_pipeline(fx.client, rq, 4, f), 0);
+  /* The first answer's head settles it; its body comes 100 ms later, so
+   * /b is still waiting behind it when it is cancelled. */
+  assert_int_equal(ak_future_wait(f[0], WAIT), 0);
+  ak_future_cancel(f[1]);
+  for (int i = 1; i < 4; i++)
+    assert_int_equal(ak_future_wait(f[i], WAIT), 0);
+  assert_answer(f[0], 200, "/late/a");
+  assert_int_equal(ak_future_state(f[1]), AK_CANCELLED);
+  assert_answer(f[2], 304, "/c");
+  assert_answer(f[3], 304, "/d");
+  release_all(f, 4);
+  fixture_close(&fx);
+}
+
+static void test_refusals(void **state)
+{
+  (void)state;
+  fixture fx;
+  fixture_open(&fx, NULL, 0);
+  char u[300];
+  snprintf(u, sizeof u, "http://127.0.0.1:%u/r", fx.srv.port);
+  ak_http_request rq[2] = {AK_HTTP_REQUEST_INIT(u), AK_HTTP_REQUEST_INIT(u)};
+  ak_future *f[2] = {NULL, NULL};
+  rq[0].flags = AK_HTTP_HEAD;
+  assert_int_equal(ak_http_head_pipeline(fx.client, rq, 2, f), -EINVAL); /* a GET */
+  rq[1].flags = AK_HTTP_HEAD;
+  rq[1].fd = 1;
+  assert_int_equal(ak_http_head_pipeline(fx.client, rq, 2, f), -EINVAL); /* a sink */
+  rq[1].fd = -1;
+  rq[1].range_start = 0;
+  assert_int_equal(ak_http_head_pipeline(fx.client, rq, 2, f), -EINVAL); /* a range */
+  assert_int_equal(ak_http_head_pipeline(fx.client, rq, 0, f), -EINVAL);
+  assert_null(f[0]);
+  assert_null(f[1]);
+  assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 0);
+  fixture_close(&fx);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_pipelined_304s_in_order),
+      cmocka_unit_test(test_mixed_304_200),
+      cmocka_unit_test(test_close_after_k_retries_the_rest),
+      cmocka_unit_test(test_server_that_never_answers_fails_bounded),
+      cmocka_unit_test(test_head_with_body_fails_clearly),
+      cmocka_unit_test(test_late_body_not_taken_for_next_answer),
+      cmocka_unit_test(test_cancel_before_send),
+      cmocka_unit_test(test_cancel_after_send),
+      cmocka_unit_test(test_refusals),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
