@@ -62,6 +62,12 @@ enum { MAX_ROUNDS = 15, NPAR = 2, LIST_BOUND_S = 300 };
 static const int pars[NPAR] = {32, 5}; /* the workload's; wget2's default */
 #define AS_CAP (UINT64_C(8) << 30) /* aria2c's address space at most (8 GiB) */
 
+/* Tools 3k and 3k+2 are akget's (wl_tree's table), 3k+1 wget2's. */
+static bool is_akget(size_t t)
+{
+  return t % 3 != 1;
+}
+
 static int sh(const char *cmd)
 {
   int rc = system(cmd);
@@ -314,7 +320,7 @@ static uint64_t tree_id(const char *out, size_t count)
 }
 
 typedef struct tool_run {
-  char label[64];
+  char label[96];
   const char *out;           /* its copy of the tree */
   char *argv[16];
   double wall[MAX_ROUNDS], cpu[MAX_ROUNDS], server[MAX_ROUNDS];
@@ -379,8 +385,9 @@ static int mirror_tree(const akb_opts *opts, akb_result *res, const char *akget,
   bool have_wget2 = akb_fs_have("wget2");
   if (!have_wget2)
     akb_note(res, "wget2: not installed (tools/bootstrap --bench); skipped");
-  /* Tools 2k: akget -j pars[k]; 2k+1: wget2 --max-threads=pars[k]. Both
-   * akget runs share one copy of the tree (-N leaves it as it is). */
+  /* akget -j pars[k] (two configurations) against wget2
+   * --max-threads=pars[k]. Every akget run shares one copy of the tree
+   * (-N leaves it as it is). */
   static char out_ak[4400], out_w[NPAR][4400], dflag[4500], wflag[NPAR][4500], iflag[4500];
   char jn[NPAR][16], tn[NPAR][32];
   /* akget's best configuration here: -N's HEADs pipelined (docs/akget.md,
@@ -392,27 +399,32 @@ static int mirror_tree(const akb_opts *opts, akb_result *res, const char *akget,
   snprintf(out_ak, sizeof out_ak, "%s/out-akget", state);
   snprintf(dflag, sizeof dflag, "-d%s", out_ak);
   snprintf(iflag, sizeof iflag, "-i%s", list);
-  tool_run tools[2 * NPAR] = {0};
+  /* Tools 3k: akget pipelined (its best here), 3k+1: wget2, 3k+2: akget
+   * one HEAD at a time (as before --enable-http-pipelining). */
+  tool_run tools[3 * NPAR] = {0};
   for (int k = 0; k < NPAR; k++) {
     snprintf(jn[k], sizeof jn[k], "%d", pars[k]);
     snprintf(tn[k], sizeof tn[k], "--max-threads=%d", pars[k]);
     snprintf(out_w[k], sizeof out_w[k], "%s/out-wget2-%d", state, pars[k]);
     snprintf(wflag[k], sizeof wflag[k], "-P%s", out_w[k]);
-    tool_run *a = &tools[2 * k], *w = &tools[2 * k + 1];
-    snprintf(a->label, sizeof a->label, "akget -N -j%d -x%d", pars[k], pars[k]);
+    tool_run *a = &tools[3 * k], *w = &tools[3 * k + 1], *a1 = &tools[3 * k + 2];
+    snprintf(a->label, sizeof a->label, "akget -N -j%d -x%d %s", pars[k], pars[k], pflag);
     a->out = out_ak;
     set_argv(a, (const char *[]){akget, "-q", "-N", "-j", jn[k], "-x", jn[k], pflag, dflag, iflag,
                                  NULL});
+    snprintf(a1->label, sizeof a1->label, "akget -N -j%d -x%d", pars[k], pars[k]);
+    a1->out = out_ak;
+    set_argv(a1, (const char *[]){akget, "-q", "-N", "-j", jn[k], "-x", jn[k], dflag, iflag, NULL});
     snprintf(w->label, sizeof w->label, "wget2 -N --max-threads=%d", pars[k]);
     w->out = out_w[k];
     set_argv(w, (const char *[]){"wget2", "-q", "-N", tn[k], "-nd", "--no-compression",
                                  "--http2=off", wflag[k], iflag, NULL});
     w->failed = !have_wget2;
   }
-  size_t ntools = 2 * NPAR;
+  size_t ntools = 3 * NPAR;
   /* The first runs (untimed): each tool's own copy of the tree. */
   for (size_t t = 0; t < ntools; t++) {
-    if (tools[t].failed || (t % 2 == 0 && t > 0))
+    if (tools[t].failed || (is_akget(t) && t > 0))
       continue; /* akget's copy is made once */
     akb_span sp = {0};
     long rss;
@@ -422,8 +434,8 @@ static int mirror_tree(const akb_opts *opts, akb_result *res, const char *akget,
       akb_fail(res, "%s: the first run failed (exit %d) or its tree differs", tools[t].label, rc);
       tools[t].failed = true;
       if (t == 0)
-        for (size_t k = 2; k < ntools; k += 2)
-          tools[k].failed = true;
+        for (size_t k = 1; k < ntools; k++)
+          tools[k].failed = tools[k].failed || is_akget(k);
     }
   }
   akb_title(res, "-N over an unchanged tree of %zu x %llu KiB, at the same parallelism (32, "
@@ -458,10 +470,10 @@ static int mirror_tree(const akb_opts *opts, akb_result *res, const char *akget,
     }
   }
   for (size_t t = 0; t < ntools; t++)
-    if (!tools[t].failed && !(t % 2 == 0 && t > 0) && !same_tree(root, tools[t].out, count))
+    if (!tools[t].failed && !(is_akget(t) && t > 0) && !same_tree(root, tools[t].out, count))
       akb_fail(res, "%s: its tree changed under a -N run", tools[t].label);
   nginx_down(ng);
-  double wall[2 * NPAR], best_ak = NAN, best_w = NAN, worst_ratio = NAN;
+  double wall[3 * NPAR], best_ak = NAN, best_w = NAN, worst_ratio = NAN;
   int best_wi = -1;
   for (size_t t = 0; t < ntools; t++) {
     wall[t] = NAN;
@@ -472,23 +484,25 @@ static int mirror_tree(const akb_opts *opts, akb_result *res, const char *akget,
     wall[t] = w;
     akb_note(res, "tree: %s: %.1f ms, %.1f ms CPU; nginx %.1f ms CPU (median of %zu)",
              tools[t].label, w * 1e3, c * 1e3, sv * 1e3, tools[t].n);
-    if (t % 2 == 0 && !(best_ak <= w))
+    if (t % 3 == 0 && !(best_ak <= w))
       best_ak = w;
-    if (t % 2 == 1 && !(best_w <= w))
+    if (t % 3 == 1 && !(best_w <= w))
       best_w = w, best_wi = (int)t;
   }
   for (int k = 0; k < NPAR; k++) {
-    tool_run *a = &tools[2 * k], *w = &tools[2 * k + 1];
+    tool_run *a = &tools[3 * k], *w = &tools[3 * k + 1];
     char name[32];
     snprintf(name, sizeof name, "N=%d", pars[k]);
     akb_row *row = akb_row_add(res, name);
-    double aw = wall[2 * k], ww = wall[2 * k + 1];
+    double aw = wall[3 * k], ww = wall[3 * k + 1], a1w = wall[3 * k + 2];
     akb_fig_add(row, "akget_ms", "ms", aw * 1e3, false);
     akb_fig_add(row, "akget_cpu_ms", "ms", a->n ? akb_median(a->cpu, a->n) * 1e3 : NAN, false);
     akb_fig_add(row, "wget2_ms", "ms", ww * 1e3, false);
     akb_fig_add(row, "wget2_cpu_ms", "ms", w->n ? akb_median(w->cpu, w->n) * 1e3 : NAN, false);
     akb_fig_add(row, "nginx_cpu_ms", "ms", a->n ? akb_median(a->server, a->n) * 1e3 : NAN, false);
+    akb_fig_add(row, "akget_1by1_ms", "ms", a1w * 1e3, false);
     akb_fig_add(row, "speedup", "x", ww / aw, false);
+    akb_fig_add(row, "speedup_1by1", "x", ww / a1w, false);
     if (isfinite(ww / aw) && !(worst_ratio <= ww / aw))
       worst_ratio = ww / aw;
   }
