@@ -8,7 +8,8 @@
 # is pipelined; a server that closes after k answers has the rest asked
 # again and every file right; a HEAD answered with a body fails that HEAD
 # alone (its file then fetched by GET) and the other answers stay their
-# own; a bad flag value is exit 2. Exit 77 (skip) when nginx is not
+# own; nginx closing connections after 3 requests (keepalive_requests)
+# costs no failure; a bad flag value is exit 2. Exit 77 (skip) when nginx is not
 # installed.
 #
 # Usage: test_akget_pipelining.sh AKGET
@@ -42,6 +43,8 @@ for i in $(seq 1 $n); do head -c $((i * 1000)) /dev/urandom >"$root/m/f$i.bin"; 
 touch -d '2011-12-13 14:15:16 UTC' "$root/m"/f*.bin
 chmod -R a+rX "$root"
 NGINX_LOG_EXTRA='$pipe $request_method'
+# /ka/ serves the same files on connections nginx closes after 3 requests.
+NGINX_EXTRA_LOCATIONS="location /ka/ { alias $root/m/; keepalive_requests 3; }"
 nginx_start "$work/state" "$root" || fail "nginx did not start"
 base="http://127.0.0.1:$NGINX_PORT"
 log="$work/state/access.log"
@@ -75,6 +78,20 @@ grep -q "0 of $n downloaded, $n unchanged, 0 failed" "$work/p.err" ||
 "$akget" -q -N -j 8 -x 8 --enable-http-pipelining=false -d "$out" -i "$work/list" ||
   fail "=false: exit $?"
 (($(awk '$(NF-1) == "p"' "$log" | wc -l) == 0)) || fail "pipelined with =false"
+
+# 2b. nginx closes each connection after 3 answers (keepalive_requests 3),
+# with pipelined requests still unanswered on it: those are asked again on
+# other connections, none fails, every file is left as it is.
+sed "s|$base/m/|$base/ka/|" "$work/list" >"$work/ka.list"
+: >"$log"
+"$akget" -N -j 8 -x 8 --enable-http-pipelining -d "$out" -i "$work/ka.list" 2>"$work/ka.err" ||
+  fail "keepalive_requests 3: exit $? ($(tail -n 2 "$work/ka.err"))"
+[[ "$(stamp)" == "$before" ]] || fail "keepalive_requests 3: a file rewritten"
+grep -q "0 of $n downloaded, $n unchanged, 0 failed" "$work/ka.err" ||
+  fail "keepalive_requests 3: $(tail -n 1 "$work/ka.err")"
+[[ "$(awk '{print $3, $NF}' "$log" | sort | uniq -c | awk '{print $1, $2, $3}')" == "$n 304 HEAD" ]] ||
+  fail "keepalive_requests 3: $(awk '{print $3, $NF}' "$log" | sort | uniq -c | tr '\n' ' ')"
+(($(awk '{print $1}' "$log" | sort -u | wc -l) >= n / 3)) || fail "keepalive_requests 3 not applied"
 
 # 3. Mixed 304 and 200: three files changed among the others (at the
 # start, in the middle, at the end of the list) are fetched (HEAD, then
