@@ -209,7 +209,7 @@ static bool pipe_retry(ak__http_exchange *ex);
 static bool pipe_stray(ak__http_exchange *ex, const char *data, size_t len);
 static void pipe_carry(ak__http_exchange *ex, char *data, size_t len);
 static void pipe_hand_on(ak__http_exchange *next, ak__http_conn *conn, bool keep,
-                         unsigned dry, int err, const char *detail);
+                         unsigned dry, int err);
 
 /* Records the first error and its detail. */
 static void set_error(ak__http_exchange *ex, int err, const char *detail)
@@ -1386,7 +1386,7 @@ static void follow_redirect(ak__http_exchange *ex)
     ex->pipe_next = NULL;
     behind->pipe_prev = NULL;
     ex->piped = false;
-    pipe_hand_on(behind, conn, keep, 0, 0, NULL);
+    pipe_hand_on(behind, conn, keep, 0, 0);
   } else {
     ex->piped = false;
     ak__http_conn_release(conn, keep);
@@ -1415,7 +1415,9 @@ static void message_complete(ak__http_exchange *ex)
 static void finish(ak__http_exchange *ex)
 {
   ak_http_client *c = ex->client;
-  bool was_piped_waiting = ex->state == EX_PIPED;
+  /* A member ends with one ahead of it only before its request went out
+   * (abort_exchange, pipe_wire): the one ahead still has the stream. */
+  assert(!ex->pipe_prev || (ex->state == EX_PIPED && !ex->pipe_sent));
   ex->state = EX_ENDED;
   if (ex->timer) {
     ak_timer_cancel(c->loop, ex->timer);
@@ -1428,12 +1430,10 @@ static void finish(ak__http_exchange *ex)
   bool pass_keep = false;
   unsigned dry = ex->got_bytes ? 0 : ex->pipe_dry; /* an answer came: not a dry connection */
   int pass_err = 0;
-  char pass_detail[sizeof ex->detail] = "";
   if (ex->piped) {
     if (ex->pipe_prev) {
       /* Taken out of its pipeline before its request went out (a cancel):
        * the members around it close up. */
-      assert(was_piped_waiting && !ex->pipe_sent);
       ex->pipe_prev->pipe_next = next;
       if (next)
         next->pipe_prev = ex->pipe_prev;
@@ -1444,15 +1444,12 @@ static void finish(ak__http_exchange *ex)
       pass_keep = pass && !ex->err && ex->parser_live && ak__http_parser_keep_alive(&ex->parser) &&
                   !ex->leftover;
       ex->conn = NULL;
-      if (ex->pipe_dry > PIPE_DRY_MAX) { /* pipe_retry gave up: no answer will come */
+      if (ex->pipe_dry > PIPE_DRY_MAX) /* pipe_retry gave up: no answer will come */
         pass_err = ex->err;
-        snprintf(pass_detail, sizeof pass_detail, "%s", ex->detail);
-      }
     }
     ex->pipe_next = NULL;
     ex->piped = false;
   }
-  (void)was_piped_waiting;
   if (ex->conn) {
     bool keep = !ex->err && ex->parser_live && ak__http_parser_keep_alive(&ex->parser) &&
                 !ex->leftover;
@@ -1498,7 +1495,7 @@ static void finish(ak__http_exchange *ex)
   ak__free(ex);
   ak_future_release(fut);
   if (next)
-    pipe_hand_on(next, pass, pass_keep, dry, pass_err, pass_detail);
+    pipe_hand_on(next, pass, pass_keep, dry, pass_err);
 }
 
 /* Stops the exchange with err: the op in flight is cancelled and its
@@ -1993,10 +1990,11 @@ static void pipe_turn(ak__http_exchange *ex, ak__http_conn *conn)
 }
 
 /* The member ahead of next has ended (or left for a redirect), done with
- * conn (NULL if it had none), which may carry next's response if keep.
- * err: the pipeline gave up (pipe_retry): next and those behind fail. */
+ * conn (NULL if it had none), which may carry next's response if keep;
+ * dry: new connections closed without an answer so far. err: the pipeline
+ * gave up (pipe_retry): next and those behind fail with it. */
 static void pipe_hand_on(ak__http_exchange *next, ak__http_conn *conn, bool keep,
-                         unsigned dry, int err, const char *detail)
+                         unsigned dry, int err)
 {
   if (err) {
     if (conn)
@@ -2007,8 +2005,10 @@ static void pipe_hand_on(ak__http_exchange *next, ak__http_conn *conn, bool keep
       next->piped = false;
       if (after)
         after->pipe_prev = NULL;
-      char d[sizeof next->detail];
-      snprintf(d, sizeof d, "not answered: %s", detail);
+      char d[120];
+      snprintf(d, sizeof d,
+               "not answered: %u new connections in a row closed before any answer (%s)",
+               PIPE_DRY_MAX + 1, ak_err_name(err));
       set_error(next, err, d);
       finish(next);
       next = after;
