@@ -6,17 +6,17 @@
  * touching the answers after it, a body that comes late is not taken for
  * the next answer, a server that closes at once fails the requests after
  * bounded attempts, and cancels and refusals. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
-#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -38,9 +38,9 @@ typedef struct server {
   int lfd;
   uint16_t port;
   int close_after[MAX_CONNS];
-  int conns;                   /* connections accepted */
-  int requests;                /* requests read, all connections */
-  int max_batch;               /* most requests found in one read */
+  int conns;     /* connections accepted */
+  int requests;  /* requests read, all connections */
+  int max_batch; /* most requests found in one read */
   pthread_t thread;
 } server;
 
@@ -69,20 +69,18 @@ static bool answer(int fd, const char *method, const char *path)
     return send_all(fd, out, strlen(out));
   }
   if (strncmp(path, "/body", 5) == 0) { /* head and body in one write */
-    snprintf(out, sizeof out,
-             "HTTP/1.1 200 OK\r\nX-Path: %s\r\nContent-Length: 5\r\n\r\nhello", path);
+    snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nX-Path: %s\r\nContent-Length: 5\r\n\r\nhello",
+             path);
     return send_all(fd, out, strlen(out));
   }
   if (strncmp(path, "/late", 5) == 0) {
-    snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nX-Path: %s\r\nContent-Length: 5\r\n\r\n",
-             path);
+    snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nX-Path: %s\r\nContent-Length: 5\r\n\r\n", path);
     if (!send_all(fd, out, strlen(out)))
       return false;
     usleep(100 * 1000); /* the body after a pause: a receive of its own */
     return send_all(fd, "hello", 5);
   }
-  snprintf(out, sizeof out, "HTTP/1.1 304 Not Modified\r\nX-Path: %s\r\nETag: \"e\"\r\n\r\n",
-           path);
+  snprintf(out, sizeof out, "HTTP/1.1 304 Not Modified\r\nX-Path: %s\r\nETag: \"e\"\r\n\r\n", path);
   return send_all(fd, out, strlen(out));
 }
 
