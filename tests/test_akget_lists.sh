@@ -5,7 +5,9 @@
 # list is read as the downloads go, not first); blank lines, comments and
 # CRLF; out= into new directories, dir=, checksum=, header=; out=../x and
 # out=/etc/x refused with their line; a repeated out= reported; an unknown
-# key with its line number; --shard over a streamed list; a long list (URLs
+# key with its line number; out=/dir= through a symbolic link beneath -d
+# refused (nothing written outside), -d itself a link followed; --shard
+# over a streamed list; a long list (URLs
 # to a closed port, failing fast) whose RSS is sampled during the run and
 # stays under 64 MiB, with --json written as the downloads end.
 #
@@ -156,6 +158,58 @@ rc=0; "$akget" -q -d "$work/cr" -i "$work/cr.list" 2>"$work/cr.err" || rc=$?
 [[ $rc == 2 && -e "$work/cr/next" ]] || fail "control byte: exit $rc"
 grep -q "line 1: a control byte in the URL" "$work/cr.err" || fail "control byte: $(cat "$work/cr.err")"
 echo "list errors: said with their lines, the rest downloaded"
+
+# 4b. Symbolic links beneath -d are not followed: out= and dir= through a
+# link to a directory outside -d (at the first level, deeper, or the last
+# directory of the path) are refused with the URL and the path, exit 3, and
+# nothing is written outside; a plain nested out= and the other entries
+# still download. A -d that is itself a link is followed (the user's own
+# choice, as with wget and curl).
+outside="$work/outside"
+mkdir -p "$outside" "$work/sym/real"
+ln -s "$outside" "$work/sym/sub"
+ln -s "$outside" "$work/sym/real/link"
+cat >"$work/sym.list" <<EOF
+$base/file/100/s1
+  out=sub/s1.bin
+$base/file/100/s2
+  out=real/link/deeper/s2.bin
+$base/file/100/s3
+  dir=sub
+$base/file/100/s4
+  dir=real/link
+$base/file/200/ok1
+  out=nested/ok/ok1.bin
+$base/file/300/ok2
+  dir=real
+EOF
+rc=0; "$akget" -d "$work/sym" -i "$work/sym.list" 2>"$work/sym.err" || rc=$?
+[[ $rc == 3 ]] || fail "symlinks: exit $rc, want 3: $(cat "$work/sym.err")"
+sym_expect() { grep -qF -- "$1" "$work/sym.err" || fail "symlinks: no '$1' in: $(cat "$work/sym.err")"; }
+sym_expect "sym.list: line 2: $base/file/100/s1: refused to save as $work/sym/sub/s1.bin: $work/sym/sub is a symbolic link"
+sym_expect "sym.list: line 4: $base/file/100/s2: refused to save as $work/sym/real/link/deeper/s2.bin: $work/sym/real/link is a symbolic link"
+sym_expect "sym.list: line 6: $base/file/100/s3: refused to save as $work/sym/sub/s3: $work/sym/sub is a symbolic link"
+sym_expect "sym.list: line 8: $base/file/100/s4: refused to save as $work/sym/real/link/s4: $work/sym/real/link is a symbolic link"
+[[ -z "$(ls -A "$outside")" ]] || fail "symlinks: written outside -d: $(ls -AR "$outside")"
+same "$work/sym/nested/ok/ok1.bin" 200
+same "$work/sym/real/ok2" 300
+# -d itself a link: followed, and what is beneath it made as usual.
+mkdir -p "$work/dreal"
+ln -s "$work/dreal" "$work/dlink"
+printf '%s\n  out=a/b/d1.bin\n%s\n' "$base/file/400/d1" "$base/file/500/d2" >"$work/dlink.list"
+"$akget" -q -d "$work/dlink" -i "$work/dlink.list" || fail "-d a link: exit $?"
+same "$work/dreal/a/b/d1.bin" 400
+same "$work/dreal/d2" 500
+# A link planted at a part file's name (named files, as with -c or without
+# O_TMPFILE) is not written through: that download fails, the target stays.
+mkdir -p "$work/part"
+echo keep >"$outside/victim"
+ln -s "$outside/victim" "$work/part/p1.akget-part"
+rc=0; AKGET_TEST_NO_TMPFILE=1 "$akget" -q -d "$work/part" "$base/file/100/p1" 2>"$work/part.err" || rc=$?
+[[ $rc == 3 ]] || fail "part-file link: exit $rc, want 3: $(cat "$work/part.err")"
+[[ "$(cat "$outside/victim")" == keep ]] || fail "part-file link: written through the link"
+rm -f "$outside/victim"
+echo "symlinks: links beneath -d refused with their URL and path, nothing written outside; -d a link works"
 
 # 5. --shard K/N over a list on a pipe: the shards split it, none twice.
 for i in $(seq 60); do echo "$base/file/50/s$i"; done >"$work/shard.list"

@@ -762,19 +762,13 @@ static void test_free_builder_in_flight(void **state) {
   close(p[1]);
 }
 
-/* Steady state allocates nothing: a reused builder, batches and chains. */
-static void test_no_allocation_in_steady_state(void **state) {
-  (void)state;
-  ak_loop *loop = t_loop_new();
-  int fd = data_file(4096);
-  ak_batch *b;
-  assert_int_equal(ak_batch_new(loop, 32, &b), 0);
+/* 100 rounds of 32 reads through a reused builder, batches and chains
+ * alternating; returns the allocator calls they made. */
+static uint64_t steady_rounds(ak_batch *b, int fd) {
   static char bufs[32][128];
   int64_t res[32];
-  uint64_t calls = 0;
-  for (int round = 0; round < 200; round++) {
-    if (round == 100)
-      calls = t_alloc_calls();
+  uint64_t calls = t_alloc_calls();
+  for (int round = 0; round < 100; round++) {
     ak_batch_reset(b);
     for (int i = 0; i < 32; i++)
       ak_batch_read(b, fd, bufs[i], 128, i * 128, NULL);
@@ -782,17 +776,36 @@ static void test_no_allocation_in_steady_state(void **state) {
     assert_int_equal(wait_value(f), 32);
     ak_future_release(f);
   }
-  uint64_t used = t_alloc_calls() - calls;
+  return t_alloc_calls() - calls;
+}
+
+/* Steady state allocates nothing: a reused builder, batches and chains. */
+static void test_no_allocation_in_steady_state(void **state) {
+  (void)state;
+  ak_loop *loop = t_loop_new();
+  int fd = data_file(4096);
+  ak_batch *b;
+  assert_int_equal(ak_batch_new(loop, 32, &b), 0);
+  (void)steady_rounds(b, fd); /* warm: caches filled, the pool's threads up */
   if (t_loop_is_epoll(loop)) {
     /* Files go to the pool there, whose hand-over allocates now and then
      * (a dozen calls in 3,200 ops measured on an idle machine, over 50 on a
      * loaded one: how often the loop sleeps decides it), never per op: the
-     * bound is one call per ten ops. */
-    if (used > 320)
-      fprintf(stderr, "epoll: %llu allocations in 3,200 ops\n", (unsigned long long)used);
+     * bound is one call per ten ops. How the threads happen to be scheduled
+     * moves the count, so a window over the bound is measured again, up to
+     * three windows: an allocation per op (3,200 calls and more) fails
+     * every one of them. */
+    uint64_t used = 0;
+    for (int window = 0; window < 3; window++) {
+      used = steady_rounds(b, fd);
+      if (used <= 320)
+        break;
+      fprintf(stderr, "epoll: %llu allocations in 3,200 ops (window %d of 3)\n",
+              (unsigned long long)used, window + 1);
+    }
     assert_true(used <= 320);
   } else {
-    assert_int_equal(used, 0);
+    assert_int_equal(steady_rounds(b, fd), 0);
   }
   ak_batch_free(b);
   close(fd);

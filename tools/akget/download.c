@@ -1572,7 +1572,9 @@ static int open_file(dl *d)
     f = ak_openat(d->loop, AT_FDCWD, dir, O_RDWR | O_TMPFILE, 0644);
     free(dir);
   } else {
-    int flags = O_RDWR | O_CREAT | (d->o->resume ? 0 : O_TRUNC);
+    /* O_NOFOLLOW: a link planted at the part file's name is refused (ELOOP),
+     * not written through; names.c refused links among its directories. */
+    int flags = O_RDWR | O_CREAT | O_NOFOLLOW | (d->o->resume ? 0 : O_TRUNC);
     f = ak_openat(d->loop, AT_FDCWD, it->tmp, flags, 0644);
   }
   if (!f || ak_future_on_settle(f, on_open, d) < 0) {
@@ -1595,7 +1597,7 @@ static int open_record(dl *d)
   d->snap = malloc(sizeof *d->snap);
   if (!d->snap)
     return -ENOMEM;
-  d->ctl_fd = open(d->ctl_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  d->ctl_fd = open(d->ctl_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (d->ctl_fd < 0)
     return -errno;
   struct stat st;

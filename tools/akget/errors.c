@@ -12,7 +12,7 @@ static bool is_local_io(int err)
   switch (-err) {
   case ENOSPC: case EDQUOT: case EIO: case EACCES: case EPERM: case EROFS: case EFBIG:
   case ENOENT: case ENOTDIR: case EISDIR: case EEXIST: case ENAMETOOLONG: case EMFILE:
-  case ENFILE: case EBADF: case ENOMEM: case EXDEV:
+  case ENFILE: case EBADF: case ENOMEM: case EXDEV: case ELOOP:
     return true;
   default:
     return false;

@@ -5,14 +5,18 @@
  * fingerprints, not strings: the only memory akget keeps per URL of a
  * streamed list (about 10 bytes; 2,000,000 URLs: about 20 MiB).
  * It does not open files; download.c does. */
+#define _GNU_SOURCE /* O_PATH */
 #include "akget.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 uint64_t akg_str_hash(const char *s)
 {
@@ -194,9 +198,65 @@ int akg_mkdir_p(const char *dir)
   return rc;
 }
 
+/* Makes the directories of rel beneath base ("." for none), one component
+ * at a time, each opened relative to the one above it with O_NOFOLLOW: a
+ * symbolic link already inside -d (sub -> /etc) is refused, not followed,
+ * so out=sub/f cannot write outside -d. base itself is followed (a -d that
+ * is a link is the user's own choice, as with wget and curl). rel was
+ * checked as text before (akg_list_path_problem: not absolute, no '..', no
+ * empty component). Returns 0 or -errno; -ELOOP: a link, whose path within
+ * rel is its first *link_len bytes. */
+static int mkdir_beneath(const char *base, const char *rel, size_t *link_len)
+{
+  int cur = open(base, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (cur < 0)
+    return -errno;
+  int rc = 0;
+  for (const char *c = rel; *c && rc == 0;) {
+    size_t len = strcspn(c, "/");
+    char name[NAME_MAX + 1];
+    if (len > NAME_MAX) {
+      rc = -ENAMETOOLONG;
+      break;
+    }
+    memcpy(name, c, len);
+    name[len] = '\0';
+    c += len;
+    if (*c == '/')
+      c++;
+    if (strcmp(name, ".") == 0)
+      continue;
+    int next = openat(cur, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0 && errno == ENOENT) {
+      if (mkdirat(cur, name, 0755) < 0 && errno != EEXIST)
+        rc = -errno;
+      else
+        next = openat(cur, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    if (rc == 0 && next < 0) {
+      rc = -errno;
+      /* O_PATH | O_NOFOLLOW | O_DIRECTORY on a link fails with ENOTDIR: say
+       * which it was. */
+      struct stat st;
+      if (fstatat(cur, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+        rc = -ELOOP;
+        *link_len = (size_t)(c - rel) - (c[-1] == '/');
+      }
+    }
+    if (next >= 0) {
+      close(cur);
+      cur = next;
+    }
+  }
+  close(cur);
+  return rc;
+}
+
 /* The directories of path below -d (out=a/b/f, dir=a/b), once per
- * directory in a row. */
-static int make_parent(akg_names *n, const char *path)
+ * directory in a row; beneath -d (mkdir_beneath) unless -o named the
+ * path. Returns 0, -ENOMEM, or an exit code with why filled. */
+static int make_parent(akg_names *n, const akg_opts *o, const akg_item *it, const char *path,
+                       char *why, size_t why_len)
 {
   const char *slash = strrchr(path, '/');
   if (!slash || slash == path)
@@ -207,12 +267,29 @@ static int make_parent(akg_names *n, const char *path)
   char *dir = strndup(path, len);
   if (!dir)
     return -ENOMEM;
-  int rc = akg_mkdir_p(dir);
+  int rc;
+  size_t link_len = 0;
+  size_t base_len = o->dir ? strlen(o->dir) : 0;
+  if (o->output)
+    rc = akg_mkdir_p(dir);
+  else if (o->dir) /* path is join3's "-d/rel"; dir is -d itself when rel has no '/' */
+    rc = mkdir_beneath(o->dir, len > base_len ? dir + base_len + 1 : "", &link_len);
+  else
+    rc = mkdir_beneath(".", dir, &link_len);
   free(n->last_dir);
   n->last_dir = rc == 0 ? dir : NULL;
+  if (rc == -ELOOP && link_len) {
+    size_t skip = o->output || !o->dir ? 0 : base_len + 1;
+    snprintf(why, why_len,
+             "%.300s: refused to save as %.300s: %.*s is a symbolic link, and akget follows "
+             "none beneath -d (the file could land outside it)",
+             it->url, path, (int)(skip + link_len), dir);
+  } else if (rc < 0 && rc != -ENOMEM) {
+    snprintf(why, why_len, "cannot make the directory of %.300s: %s", path, strerror(-rc));
+  }
   if (rc < 0)
     free(dir);
-  return rc;
+  return rc == -ENOMEM || rc == 0 ? rc : AKG_EXIT_LOCAL_IO;
 }
 
 int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const char *dir,
@@ -264,11 +341,10 @@ int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const char *
   }
   int rc = names_add(n, path);
   if (rc == 0 && (out || dir)) {
-    rc = make_parent(n, path);
-    if (rc < 0 && rc != -ENOMEM) {
-      snprintf(why, why_len, "cannot make the directory of %.300s: %s", path, strerror(-rc));
+    rc = make_parent(n, o, it, path, why, why_len);
+    if (rc > 0) {
       free(path);
-      return AKG_EXIT_LOCAL_IO;
+      return rc;
     }
   }
   if (rc == 0) {
