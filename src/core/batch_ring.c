@@ -168,9 +168,11 @@ static __attribute__((noinline)) void batch_cancel_reply(ak__op *op, unsigned i,
 static __attribute__((noinline)) void batch_all_came(ak__op *op) {
   ak_loop *loop = op->loop;
   loop->stats.completed[AK_OP_BATCH]++;
-  int64_t ns = ak__loop_now(loop) - op->submit_ns;
-  unsigned bucket = ns > 0 ? 63u - (unsigned)__builtin_clzll((unsigned long long)ns) : 0;
-  loop->stats.latency[bucket < AK_STATS_LATENCY_BUCKETS ? bucket : AK_STATS_LATENCY_BUCKETS - 1]++;
+  if (loop->latency_stats) {
+    int64_t ns = ak__loop_now(loop) - op->submit_ns;
+    unsigned bucket = ns > 0 ? 63u - (unsigned)__builtin_clzll((unsigned long long)ns) : 0;
+    loop->stats.latency[bucket < AK_STATS_LATENCY_BUCKETS ? bucket : AK_STATS_LATENCY_BUCKETS - 1]++;
+  }
   batch_finish(op);
 }
 
@@ -307,7 +309,7 @@ void ak__batch_ring_start(ak__op *op) {
   loop->last_sqe_op = NULL; /* nothing may link a deadline to our last SQE */
   op->owed = bd->skip ? 1 : (uint16_t)n;
   op->flags = (uint16_t)((op->flags & ~AK__OPF_QUEUED) | AK__OPF_SUBMITTED);
-  op->submit_ns = ak__loop_now(loop);
+  op->submit_ns = ak__loop_latency_now(loop);
   loop->in_flight += op->slots;
   loop->stats.submitted[AK_OP_BATCH]++;
   ak__loop_submit_early(loop, false); /* SQPOLL: publish the tail once, whole */

@@ -327,6 +327,7 @@ int ak_loop_new(ak_loop **out, const ak_loop_options *opts) {
   loop->head.sqpoll = (loop->features.setup_flags & IORING_SETUP_SQPOLL) != 0;
   loop->direct_wait = loop->features.backend == AK_BACKEND_URING && !loop->head.sqpoll &&
                       !ak__vg_running;
+  loop->latency_stats = (loop->opts.flags & AK_LOOP_LATENCY_STATS) != 0;
   loop->prev_current = ak__current;
   ak__current = loop;
   *out = loop;
@@ -852,7 +853,8 @@ static int iterate(ak_loop *loop, int64_t deadline, bool block_when_idle,
   if (block)
     atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
 
-  loop->now_fresh = false; /* the first completion or timer reads the clock */
+  loop->now_fresh = false; /* the first timer (or completion, with latency
+                              statistics) reads the clock */
   if (AK__UNLIKELY(loop->ep != NULL))
     ak__ep_reap(loop);
   else if (io_uring_cq_ready(&loop->ring) || io_uring_cq_has_overflow(&loop->ring))

@@ -27,6 +27,7 @@ struct ak_loop {
   bool now_fresh;                 /* now was read in this phase of the iteration */
   bool direct_wait;               /* a waiter may enter the ring directly (loop.c's
                                      wait_direct): io_uring, no SQPOLL, no valgrind */
+  bool latency_stats;             /* AK_LOOP_LATENCY_STATS: ops read the clock */
 
   /* Admission: CQEs the kernel may still post must fit the CQ. */
   unsigned cq_capacity;           /* CQ entries usable by ops */
@@ -112,7 +113,8 @@ static inline ak__qnode *ak__ready_last(const ak_loop *loop) {
   return (ak__qnode *)(void *)loop->ready_tailp;
 }
 
-/* The loop's clock for timers and the latency histogram: read at most once
+/* The loop's clock for timers and the latency histogram (when asked for:
+ * ak__loop_latency_now): read at most once
  * per phase of an iteration (before its wait, after it), and only by a phase
  * that needs it (a timer to run, an op submitted or completed), so an
  * iteration with only ready work reads no clock at all. Owner thread. */
@@ -122,6 +124,12 @@ static inline int64_t ak__loop_now(ak_loop *loop) {
     loop->now_fresh = true;
   }
   return loop->now;
+}
+
+/* The clock for an op's latency: only with AK_LOOP_LATENCY_STATS (a clock
+ * read is 50 ns on a VM's kvm-clock), else 0 and nothing read. */
+static inline int64_t ak__loop_latency_now(ak_loop *loop) {
+  return AK__UNLIKELY(loop->latency_stats) ? ak__loop_now(loop) : 0;
 }
 
 /* Any thread: the inbox (or a pool worker's lane), then a wakeup. Returns
