@@ -35,6 +35,10 @@ typedef struct ak__future_kind {
   void (*cancel)(ak_future *f);
   /* Frees kind-specific data when the future is freed; may be NULL. */
   void (*free_data)(ak_future *f);
+  /* The library settles it on its loop's thread only (an op's future,
+   * ak__op_finish): a wait on that thread need not mark LOOP_WAITER (a
+   * locked change of the state word) for a settle elsewhere to wake it. */
+  bool settles_on_loop;
 } ak__future_kind;
 
 /* A callback beyond the first. One added after the future settled runs on

@@ -63,6 +63,7 @@ static const ak__future_kind op_future_kind = {
     .name = "op",
     .cancel = op_future_cancel,
     .free_data = NULL,
+    .settles_on_loop = true, /* ak__op_finish, on the loop's thread */
 };
 
 ak__op *ak__op_of(ak_future *f) {
