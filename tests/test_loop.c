@@ -1055,7 +1055,8 @@ static void test_force_pool_nop_stays_on_ring(void **state)
 static void test_stats_counts(void **state)
 {
   (void)state;
-  ak_loop *loop = t_loop_new();
+  ak_loop_options opts = {.flags = AK_LOOP_LATENCY_STATS};
+  ak_loop *loop = t_loop_new_opts(&opts);
   enum { N = 50 };
   ak_future *fs[N];
   for (int i = 0; i < N; i++)
@@ -1084,6 +1085,19 @@ static void test_stats_counts(void **state)
   assert_int_equal(lat, N);
   assert_int_equal(submitted, N);
   assert_int_equal(completed, N);
+  for (int i = 0; i < N; i++)
+    ak_future_release(fs[i]);
+  ak_loop_free(loop);
+  /* Without AK_LOOP_LATENCY_STATS no op reads the clock for it: the
+   * histogram stays zero, the counts are kept. */
+  loop = t_loop_new();
+  for (int i = 0; i < N; i++)
+    fs[i] = ak_nop(loop);
+  assert_int_equal(ak_loop_run(loop, AK_RUN_DEFAULT), 0);
+  ak_loop_stats_get(loop, &st);
+  for (int i = 0; i < AK_STATS_LATENCY_BUCKETS; i++)
+    assert_int_equal(st.latency[i], 0);
+  assert_int_equal(st.completed[kn], N);
   for (int i = 0; i < N; i++)
     ak_future_release(fs[i]);
   ak_loop_free(loop);

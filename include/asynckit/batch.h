@@ -60,8 +60,9 @@ AK_API int ak_batch_new(ak_loop *loop, unsigned capacity, ak_batch **out);
  * is freed when that settles (the submission is not cancelled). */
 AK_API void ak_batch_free(ak_batch *b);
 
-/* Empties the builder for reuse. -EBUSY while its last submission has not
- * settled (the kernel may still read it). */
+/* Empties the builder for reuse: needed after every submission, which
+ * takes the ops with it. -EBUSY while its last submission has not settled
+ * (the kernel may still read it). */
 AK_API int ak_batch_reset(ak_batch *b);
 
 /* Ops added so far. */
@@ -75,7 +76,9 @@ enum {
 AK_API void ak_batch_set_flags(ak_batch *b, unsigned flags);
 
 /* Adding ops: each returns the op's index (its slot in the results array),
- * -ENOSPC when the builder is full, -EBUSY while a submission is in flight.
+ * -ENOSPC when the builder is full, -EBUSY after a submission until
+ * ak_batch_reset (the ops are written into the loop's SQ as they are
+ * added, where the submission takes them).
  * What is passed by pointer is read by the kernel later: keep it valid until
  * the submission's future settles. */
 AK_API int ak_batch_nop(ak_batch *b);
@@ -113,7 +116,9 @@ AK_API int ak_batch_hard(ak_batch *b);
 AK_API int ak_batch_barrier(ak_batch *b);
 
 /* Submits the ops as a batch; results has room for ak_batch_count(b)
- * results. The future's result: how many ops succeeded. NULL on ENOMEM. */
+ * results. The future's result: how many ops succeeded. NULL on ENOMEM.
+ * A second submission without ak_batch_reset fails -EBUSY (so does one
+ * with no ops, -EINVAL). */
 AK_API ak_future *ak_batch_submit(ak_batch *b, int64_t *results);
 
 /* Submits the ops as a chain; deadline_ns (< 0: none) bounds the whole

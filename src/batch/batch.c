@@ -31,16 +31,17 @@ typedef struct ep_slot {
 } ep_slot;
 
 struct ak_batch {
-  ak_loop *loop;
+  ak__sq_stage st;       /* first: where the ops' SQEs go (staged in the SQ
+                            or templates), the count and the add's limit */
   ak__bent *ents;        /* the ops, cap of them */
   ep_slot *slots;        /* the epoll path's futures, cap of them */
-  unsigned n;            /* ops added */
-  unsigned cap;
+  ak_loop *loop;
   unsigned flags;        /* AK_BATCH_* */
   bool has_barrier;
-  bool barrier_next;     /* the next op added starts a segment */
+  bool has_socket;       /* some op is a send or recv */
   bool free_when_done;   /* ak_batch_free came while a submission was pending */
-  ak_future *last;       /* the newest submission (a reference), or NULL */
+  ak_future *last;       /* the submission since the last reset (a
+                            reference), or NULL */
 
   /* The run (barriers, deadline, epoll). */
   ak_future *outer;      /* the caller's future (the run holds a reference) */
@@ -66,21 +67,28 @@ int ak_batch_new(ak_loop *loop, unsigned capacity, ak_batch **out) {
     return -ENOMEM;
   b->ents = ak__calloc(capacity, sizeof(*b->ents));
   b->slots = ak__calloc(capacity, sizeof(*b->slots));
-  if (!b->ents || !b->slots) {
+  b->st.tmpl = ak__calloc(capacity, sizeof(*b->st.tmpl));
+  if (!b->ents || !b->slots || !b->st.tmpl) {
     ak__free(b->ents);
     ak__free(b->slots);
+    ak__free(b->st.tmpl);
     ak__free(b);
     return -ENOMEM;
   }
   b->loop = loop;
-  b->cap = capacity;
+  b->st.loop = loop;
+  b->st.base = b->st.tmpl;
+  b->st.mask = ~0u;
+  b->st.cap = capacity;
   *out = b;
   return 0;
 }
 
 static void batch_destroy(ak_batch *b) {
+  ak__sq_stage_end(&b->st, false); /* a submission parked and cancelled */
   ak__free(b->ents);
   ak__free(b->slots);
+  ak__free(b->st.tmpl);
   ak__free(b);
 }
 
@@ -117,79 +125,115 @@ int ak_batch_reset(ak_batch *b) {
     return -EBUSY;
   ak_future_release(b->last);
   b->last = NULL;
-  b->n = 0;
+  ak__sq_stage_end(&b->st, false); /* added, never submitted: given up */
+  b->st.n = 0;
+  ak__sq_stage_begin(&b->st); /* here, not in the first add: one call less */
   b->has_barrier = false;
-  b->barrier_next = false;
+  b->has_socket = false;
   return 0;
 }
 
-unsigned ak_batch_count(const ak_batch *b) { return b->n; }
+unsigned ak_batch_count(const ak_batch *b) { return b->st.n; }
 
 void ak_batch_set_flags(ak_batch *b, unsigned flags) { b->flags = flags; }
 
-/* The next free entry, cleared, or NULL with *err set. */
-static ak__bent *add(ak_batch *b, int fd, int *err) {
-  /* After ak_batch_reset last is NULL: one compare per op in steady state. */
-  if (AK__UNLIKELY(b->last != NULL) && (b->outer || is_pending(b))) {
-    *err = -EBUSY;
-    return NULL;
-  }
-  if (b->n >= b->cap) {
-    *err = -ENOSPC;
-    return NULL;
-  }
-  ak__bent *e = &b->ents[b->n];
-  /* The SQE template needs no clearing: liburing's prep helpers write every
-   * field of it (io_uring_prep_rw). */
-  e->full = 0;
-  e->fd = fd;
-  e->hard = 0;
-  e->creates = 0;
-  e->barrier = b->barrier_next;
-  e->socket = 0;
-  b->barrier_next = false;
-  return e;
+/* An add past the limit: a submission not reset yet, a full builder, a
+ * new builder's first add (which stages; a reset stages at once) or one
+ * past the SQ room the stage found (the staged SQEs go to the templates,
+ * and the ops after them). 0 or the add's error. */
+static __attribute__((noinline)) int add_slow(ak_batch *b) {
+  if (b->last || b->outer)
+    return -EBUSY;
+  if (b->st.n >= b->st.cap)
+    return -ENOSPC;
+  if (b->st.limit == 0)
+    ak__sq_stage_begin(&b->st);
+  else
+    ak__sq_stage_end(&b->st, true);
+  return 0;
 }
 
-#define ADD_OR_RETURN(e, b, fd)   \
-  int err_;                       \
-  ak__bent *e = add((b), (fd), &err_); \
-  if (!e)                         \
-    return err_
+/* The next op's SQE to fill (in the SQ while staged, else its template),
+ * its entry cleared (fd set), once the count is below the limit. */
+static inline struct io_uring_sqe *next_sqe(ak_batch *b, int fd) {
+  unsigned n = b->st.n;
+  /* The entry in one go: full 0, no flags (ak__bent's layout). */
+  b->ents[n] = (ak__bent){.full = 0, .fd = fd};
+  /* The SQE needs no clearing: liburing's prep helpers write every field
+   * of it (io_uring_prep_rw). */
+  return &b->st.base[(b->st.pos0 + n) & b->st.mask];
+}
 
-static int added(ak_batch *b) { return (int)b->n++; }
+/* Whether the add must take add_slow first. One compare in steady state:
+ * every case but a plain add is past the limit. */
+static inline bool add_is_slow(const ak_batch *b) { return AK__UNLIKELY(b->st.n >= b->st.limit); }
 
-int ak_batch_nop(ak_batch *b) {
-  ADD_OR_RETURN(e, b, -1);
-  io_uring_prep_nop(&e->sqe);
+/* The start of an add that is not one of the hot ones below. */
+#define ADD_OR_RETURN(e, sqe, b, fd)        \
+  if (add_is_slow(b)) {                     \
+    int err_ = add_slow(b);                 \
+    if (err_ < 0)                           \
+      return err_;                          \
+  }                                         \
+  struct io_uring_sqe *sqe = next_sqe((b), (fd)); \
+  ak__bent *e = &(b)->ents[(b)->st.n]
+
+static int added(ak_batch *b) { return (int)b->st.n++; }
+
+/* The hot adds (nop, read, write) take add_slow in a twin of their own
+ * that is then called again: their common path makes no call, so it needs
+ * no stack frame (a few instructions per op of a 32-op batch). */
+static int add_nop(ak_batch *b);
+static __attribute__((noinline)) int add_nop_slow(ak_batch *b) {
+  int err = add_slow(b);
+  return err < 0 ? err : add_nop(b);
+}
+
+static inline int add_nop(ak_batch *b) {
+  if (add_is_slow(b))
+    return add_nop_slow(b);
+  io_uring_prep_nop(next_sqe(b, -1));
   return added(b);
 }
 
+int ak_batch_nop(ak_batch *b) { return add_nop(b); }
+
 static int add_rw(ak_batch *b, int fd, const void *buf, size_t len, int64_t offset,
-                  const ak_rw_opts *opts, bool write) {
+                  const ak_rw_opts *opts, bool write);
+static __attribute__((noinline)) int add_rw_slow(ak_batch *b, int fd, const void *buf, size_t len,
+                                                 int64_t offset, const ak_rw_opts *opts,
+                                                 bool write) {
+  int err = add_slow(b);
+  return err < 0 ? err : add_rw(b, fd, buf, len, offset, opts, write);
+}
+
+static inline int add_rw(ak_batch *b, int fd, const void *buf, size_t len, int64_t offset,
+                         const ak_rw_opts *opts, bool write) {
   if (len > UINT32_MAX)
     return -EINVAL;
-  ADD_OR_RETURN(e, b, fd);
+  if (add_is_slow(b))
+    return add_rw_slow(b, fd, buf, len, offset, opts, write);
+  struct io_uring_sqe *sqe = next_sqe(b, fd);
   int sfd = opts && opts->file_index >= 0 ? opts->file_index : fd;
   bool fixed_buf = opts && opts->buf_index >= 0;
   if (write) {
     if (fixed_buf)
-      io_uring_prep_write_fixed(&e->sqe, sfd, buf, (unsigned)len, (uint64_t)offset, opts->buf_index);
+      io_uring_prep_write_fixed(sqe, sfd, buf, (unsigned)len, (uint64_t)offset, opts->buf_index);
     else
-      io_uring_prep_write(&e->sqe, sfd, buf, (unsigned)len, (uint64_t)offset);
+      io_uring_prep_write(sqe, sfd, buf, (unsigned)len, (uint64_t)offset);
   } else {
     if (fixed_buf)
-      io_uring_prep_read_fixed(&e->sqe, sfd, (void *)buf, (unsigned)len, (uint64_t)offset,
+      io_uring_prep_read_fixed(sqe, sfd, (void *)buf, (unsigned)len, (uint64_t)offset,
                                opts->buf_index);
     else
-      io_uring_prep_read(&e->sqe, sfd, (void *)buf, (unsigned)len, (uint64_t)offset);
+      io_uring_prep_read(sqe, sfd, (void *)buf, (unsigned)len, (uint64_t)offset);
   }
   if (opts) {
-    e->sqe.rw_flags = opts->rw_flags;
+    sqe->rw_flags = opts->rw_flags;
     if (opts->file_index >= 0)
-      e->sqe.flags |= IOSQE_FIXED_FILE;
+      sqe->flags |= IOSQE_FIXED_FILE;
   }
-  e->full = (int64_t)len;
+  b->ents[b->st.n].full = (int64_t)len;
   return added(b);
 }
 
@@ -205,14 +249,14 @@ int ak_batch_write(ak_batch *b, int fd, const void *buf, size_t len, int64_t off
 
 static int add_rwv(ak_batch *b, int fd, const struct iovec *iov, unsigned iovcnt, int64_t offset,
                    bool write) {
-  ADD_OR_RETURN(e, b, fd);
+  ADD_OR_RETURN(e, sqe, b, fd);
   int64_t total = 0;
   for (unsigned i = 0; i < iovcnt; i++)
     total += (int64_t)iov[i].iov_len;
   if (write)
-    io_uring_prep_writev(&e->sqe, fd, iov, iovcnt, (uint64_t)offset);
+    io_uring_prep_writev(sqe, fd, iov, iovcnt, (uint64_t)offset);
   else
-    io_uring_prep_readv(&e->sqe, fd, iov, iovcnt, (uint64_t)offset);
+    io_uring_prep_readv(sqe, fd, iov, iovcnt, (uint64_t)offset);
   e->full = total;
   return added(b);
 }
@@ -227,63 +271,68 @@ int ak_batch_writev(ak_batch *b, int fd, const struct iovec *iov, unsigned iovcn
 }
 
 int ak_batch_fsync(ak_batch *b, int fd, int datasync) {
-  ADD_OR_RETURN(e, b, fd);
-  io_uring_prep_fsync(&e->sqe, fd, datasync ? IORING_FSYNC_DATASYNC : 0);
+  ADD_OR_RETURN(e, sqe, b, fd);
+  (void)e;
+  io_uring_prep_fsync(sqe, fd, datasync ? IORING_FSYNC_DATASYNC : 0);
   return added(b);
 }
 
 int ak_batch_send(ak_batch *b, int fd, const void *buf, size_t len, int flags) {
   if (len > UINT32_MAX)
     return -EINVAL;
-  ADD_OR_RETURN(e, b, fd);
-  io_uring_prep_send(&e->sqe, fd, buf, len, flags | MSG_NOSIGNAL);
+  ADD_OR_RETURN(e, sqe, b, fd);
+  io_uring_prep_send(sqe, fd, buf, len, flags | MSG_NOSIGNAL);
   e->full = (int64_t)len;
   e->socket = 1;
+  b->has_socket = true;
   return added(b);
 }
 
 int ak_batch_recv(ak_batch *b, int fd, void *buf, size_t len, int flags) {
   if (len > UINT32_MAX)
     return -EINVAL;
-  ADD_OR_RETURN(e, b, fd);
-  io_uring_prep_recv(&e->sqe, fd, buf, len, flags);
+  ADD_OR_RETURN(e, sqe, b, fd);
+  io_uring_prep_recv(sqe, fd, buf, len, flags);
   e->full = (int64_t)len;
   e->socket = 1;
+  b->has_socket = true;
   return added(b);
 }
 
 int ak_batch_openat(ak_batch *b, int dirfd, const char *path, int flags, unsigned mode) {
-  ADD_OR_RETURN(e, b, dirfd);
-  io_uring_prep_openat(&e->sqe, dirfd, path, flags | O_CLOEXEC, mode);
+  ADD_OR_RETURN(e, sqe, b, dirfd);
+  io_uring_prep_openat(sqe, dirfd, path, flags | O_CLOEXEC, mode);
   e->full = -1;
   e->creates = 1;
   return added(b);
 }
 
 int ak_batch_close(ak_batch *b, int fd) {
-  ADD_OR_RETURN(e, b, fd);
-  io_uring_prep_close(&e->sqe, fd);
+  ADD_OR_RETURN(e, sqe, b, fd);
+  (void)e;
+  io_uring_prep_close(sqe, fd);
   return added(b);
 }
 
 int ak_batch_statx(ak_batch *b, int dirfd, const char *path, int flags, unsigned mask,
                    struct statx *out) {
-  ADD_OR_RETURN(e, b, dirfd);
-  io_uring_prep_statx(&e->sqe, dirfd, path, flags, mask, out);
+  ADD_OR_RETURN(e, sqe, b, dirfd);
+  (void)e;
+  io_uring_prep_statx(sqe, dirfd, path, flags, mask, out);
   return added(b);
 }
 
 int ak_batch_hard(ak_batch *b) {
-  if (b->n == 0)
+  if (b->st.n == 0)
     return -EINVAL;
-  b->ents[b->n - 1].hard = 1;
+  b->ents[b->st.n - 1].hard = 1;
   return 0;
 }
 
 int ak_batch_barrier(ak_batch *b) {
-  if (b->n == 0)
+  if (b->st.n == 0)
     return -EINVAL;
-  b->barrier_next = true;
+  b->ents[b->st.n - 1].barrier = 1; /* what comes after waits for it */
   b->has_barrier = true;
   return 0;
 }
@@ -305,22 +354,22 @@ static void run_end(ak_batch *b) {
   int64_t value = 0;
   bool any_cancelled = false;
   if (b->chain) {
-    value = b->n;
-    for (unsigned i = 0; i < b->n; i++)
+    value = b->st.n;
+    for (unsigned i = 0; i < b->st.n; i++)
       if (ak__bent_failed(&b->ents[i], res[i])) {
         value = i;
         break;
       }
-    if (b->timed_out && value < b->n && res[value] == -ECANCELED)
+    if (b->timed_out && value < b->st.n && res[value] == -ECANCELED)
       res[value] = -ETIMEDOUT; /* the op the deadline cut */
   } else {
-    for (unsigned i = 0; i < b->n; i++) {
+    for (unsigned i = 0; i < b->st.n; i++) {
       if (b->timed_out && res[i] == -ECANCELED)
         res[i] = -ETIMEDOUT;
       value += res[i] >= 0;
     }
   }
-  for (unsigned i = 0; i < b->n; i++)
+  for (unsigned i = 0; i < b->st.n; i++)
     any_cancelled |= res[i] == -ECANCELED;
   ak_future *outer = b->outer;
   b->outer = NULL;
@@ -336,7 +385,7 @@ static void run_end(ak_batch *b) {
 
 /* Everything from `from` on will not run. */
 static void cancel_rest(ak_batch *b, unsigned from) {
-  for (unsigned i = from; i < b->n; i++)
+  for (unsigned i = from; i < b->st.n; i++)
     b->results[i] = -ECANCELED;
 }
 
@@ -357,7 +406,7 @@ static void ring_segment_done(ak_future *f, void *arg) {
 
 static ak_future *start_one(ak_batch *b, unsigned i) {
   const ak__bent *e = &b->ents[i];
-  const struct io_uring_sqe *s = &e->sqe;
+  const struct io_uring_sqe *s = &b->st.tmpl[i];
   ak_loop *loop = b->loop;
   void *addr = (void *)(uintptr_t)s->addr;
   int64_t off = (int64_t)s->off;
@@ -415,7 +464,7 @@ static void ep_one_done(ak_future *f, void *arg) {
     if (run_is_chain_failed_at(b, i)) {
       cancel_rest(b, i + 1);
       run_end(b);
-    } else if (i + 1 < b->n && !b->stop) {
+    } else if (i + 1 < b->st.n && !b->stop) {
       ep_start(b, i + 1);
     } else {
       cancel_rest(b, i + 1);
@@ -460,23 +509,25 @@ static void ep_start(ak_batch *b, unsigned i) {
 static void next_segment(ak_batch *b) {
   if (b->stop)
     cancel_rest(b, b->seg);
-  if (b->stop || b->seg >= b->n) {
+  if (b->stop || b->seg >= b->st.n) {
     run_end(b);
     return;
   }
-  unsigned end = b->n;
+  unsigned end = b->st.n;
   if (!b->chain)
-    for (unsigned j = b->seg + 1; j < b->n; j++)
-      if (b->ents[j].barrier) {
+    for (unsigned j = b->seg + 1; j < b->st.n; j++)
+      if (b->ents[j - 1].barrier) {
         end = j;
         break;
       }
   b->seg_end = end;
   if (!ak__loop_is_epoll(b->loop)) {
     unsigned mode = (b->chain ? AK__BATCH_CHAIN : 0) |
-                    ((b->flags & AK_BATCH_NO_SKIP_SUCCESS) ? AK__BATCH_NO_SKIP : 0);
+                    ((b->flags & AK_BATCH_NO_SKIP_SUCCESS) ? AK__BATCH_NO_SKIP : 0) |
+                    (b->has_socket ? AK__BATCH_SOCKETS : 0);
     ak_future *f =
-        ak__batch_ring_submit(b->loop, b->ents + b->seg, end - b->seg, b->results + b->seg, mode);
+        ak__batch_ring_submit(b->loop, b->ents + b->seg, b->st.tmpl + b->seg, NULL, end - b->seg,
+                              b->results + b->seg, mode);
     if (!f) {
       for (unsigned i = b->seg; i < end; i++)
         b->results[i] = -ENOMEM;
@@ -513,7 +564,7 @@ static void run_stop(ak_batch *b) {
     ak_future_cancel(b->inner);
     return;
   }
-  for (unsigned i = b->seg; i < b->n; i++)
+  for (unsigned i = b->seg; i < b->st.n; i++)
     if (b->slots[i].f)
       ak_future_cancel(b->slots[i].f);
 }
@@ -549,30 +600,40 @@ static void run_deadline(void *arg) {
   run_stop(b);
 }
 
+/* The fast path: one op record, one future, core's ring path, in place
+ * when the SQEs are staged (barriers too, as the kernel's drains, when the
+ * loop asks for that). */
+static ak_future *submit_to_ring(ak_batch *b, int64_t *results, unsigned mode) {
+  ak_future *f =
+      ak__batch_ring_submit(b->loop, b->ents, b->st.tmpl, &b->st, b->st.n, results, mode);
+  /* A future that failed at once (-E2BIG) took nothing. */
+  if (f && ak__state_of(atomic_load_explicit(&f->state, memory_order_relaxed)) != AK_FAILED) {
+    b->last = ak_future_ref(f);
+    b->st.limit = 0; /* adds: -EBUSY until a reset */
+  }
+  return f;
+}
+
 static ak_future *submit(ak_batch *b, int64_t *results, bool chain, int64_t deadline_ns) {
   ak_loop *loop = b->loop;
   AK__REQUIRE_OWNER(loop, "ak_batch_submit: not the loop's thread");
-  if (b->outer || is_pending(b))
-    return ak__future_failed(loop, -EBUSY, "ak_batch_submit: a submission is in flight");
-  if (b->n == 0)
+  if (b->outer || b->last) /* its ops went with it (their SQEs too) */
+    return ak__future_failed(loop, -EBUSY, "ak_batch_submit: submitted already; reset first");
+  if (b->st.n == 0)
     return ak__future_failed(loop, -EINVAL, "ak_batch_submit: no ops");
+  unsigned mode = (chain ? AK__BATCH_CHAIN : 0) |
+                  ((b->flags & AK_BATCH_NO_SKIP_SUCCESS) ? AK__BATCH_NO_SKIP : 0) |
+                  (b->has_socket ? AK__BATCH_SOCKETS : 0);
+  if (b->st.base != b->st.tmpl && deadline_ns < 0 && !b->has_barrier)
+    return submit_to_ring(b, results, mode); /* staged: a ring loop, sizes checked there */
   bool epoll = ak__loop_is_epoll(loop);
-  if (b->n > ak__batch_ring_max(loop))
+  if (b->st.n > ak__batch_ring_max(loop))
     return ak__future_failed(loop, -E2BIG, "ak_batch_submit: more ops than the ring holds");
-  ak_future_release(b->last);
-  b->last = NULL;
   bool drain = !epoll && ak__loop_drains_barriers(loop);
-  if (!epoll && deadline_ns < 0 && (chain || !b->has_barrier || drain)) {
-    /* The fast path: one op record, one future, core's ring path (barriers
-     * too, as the kernel's drains, when the loop asks for that). */
-    unsigned mode = (chain ? AK__BATCH_CHAIN : 0) |
-                    ((b->flags & AK_BATCH_NO_SKIP_SUCCESS) ? AK__BATCH_NO_SKIP : 0) |
-                    (drain && !chain ? AK__BATCH_DRAIN : 0);
-    ak_future *f = ak__batch_ring_submit(loop, b->ents, b->n, results, mode);
-    if (f)
-      b->last = ak_future_ref(f);
-    return f;
-  }
+  if (!epoll && deadline_ns < 0 && (chain || !b->has_barrier || drain))
+    return submit_to_ring(b, results, mode | (drain && !chain ? AK__BATCH_DRAIN : 0));
+  ak__sq_stage_end(&b->st, true); /* segments, or epoll: from the templates */
+  b->st.limit = 0;
   ak_future *outer = ak__future_new(loop, &run_kind, b);
   if (!outer)
     return NULL;
@@ -584,7 +645,7 @@ static ak_future *submit(ak_batch *b, int64_t *results, bool chain, int64_t dead
   b->timed_out = false;
   b->seg = 0;
   b->inner = NULL;
-  for (unsigned i = 0; i < b->n; i++) {
+  for (unsigned i = 0; i < b->st.n; i++) {
     results[i] = AK__BATCH_PENDING;
     b->slots[i].f = NULL;
   }

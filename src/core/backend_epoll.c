@@ -560,7 +560,7 @@ void ak__ep_start(ak__op *op) {
   op->owed = 1;
   op->slots = 1;
   op->flags = (uint16_t)((op->flags & ~AK__OPF_QUEUED) | AK__OPF_SUBMITTED);
-  op->submit_ns = ak__loop_now(loop);
+  op->submit_ns = ak__loop_latency_now(loop);
   loop->in_flight += 1;
   loop->stats.submitted[op->kind]++;
   if (op->sqe_flags & IOSQE_FIXED_FILE) {

@@ -14,6 +14,7 @@
  * (src/batch/batch.c); the rules themselves (docs/batch.md).
  */
 #define _GNU_SOURCE
+#include <assert.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -79,10 +80,12 @@ static void batch_finish(ak__op *op) {
   batch_data *bd = AK__OP_DATA(op, batch_data);
   uint32_t word = atomic_load_explicit(&op->fut->state, memory_order_acquire);
   if (AK__LIKELY(!(bd->mode & AK__BATCH_CHAIN) && !(word & AK__F_CANCEL_REQ))) {
-    /* A batch nobody cancelled: every result came; count the successes. */
-    int64_t value = 0;
-    for (unsigned i = 0; i < bd->n; i++)
-      value += bd->results[i] >= 0;
+    /* A batch nobody cancelled: every result came; count the successes
+     * only when one failed. */
+    int64_t value = bd->n;
+    if (bd->res_or < 0)
+      for (unsigned i = 0; i < bd->n; i++)
+        value -= bd->results[i] < 0;
     op->flags &= (uint16_t)~AK__OPF_SUBMITTED;
     ak__op_finish(op, value);
     return;
@@ -99,8 +102,6 @@ static void batch_finish_slow(ak__op *op) {
   bool failed = false;
   for (unsigned i = 0; i < bd->n; i++) {
     int64_t r = bd->results[i];
-    if (r == AK__BATCH_PENDING) /* parked and cancelled before it started */
-      r = bd->results[i] = -ECANCELED;
     if (cancel_req && bd->ents[i].creates && r >= 0) {
       close((int)r); /* nobody will take the fd, as for a single openat */
       r = bd->results[i] = -ECANCELED;
@@ -127,7 +128,20 @@ static void batch_finish_slow(ak__op *op) {
 static void batch_complete_parked(ak__op *op, int res, unsigned flags) {
   (void)res;
   (void)flags;
-  batch_finish_slow(op); /* results still AK__BATCH_PENDING */
+  batch_data *bd = AK__OP_DATA(op, batch_data);
+  for (unsigned i = 0; i < bd->n; i++)
+    bd->results[i] = -ECANCELED;
+  batch_finish_slow(op);
+}
+
+/* Whether the results array says which ops are still to come
+ * (AK__BATCH_PENDING): a chain's links and a drained op may not be issued
+ * yet when a cancel comes, and the kernel cannot find those (-ENOENT), so
+ * their cancel is sent again while they are pending. A plain batch's ops
+ * are all issued at the submit: -ENOENT says the op is done, and every op
+ * is sent a cancel without a look (no mark written per op). */
+static bool tracks_pending(const batch_data *bd) {
+  return (bd->mode & (AK__BATCH_CHAIN | AK__BATCH_DRAIN)) != 0;
 }
 
 static void send_cancel_for(ak__op *op, unsigned i);
@@ -142,7 +156,8 @@ static __attribute__((noinline)) void batch_cancel_reply(ak__op *op, unsigned i,
    * issued yet (the one before it was still running, or had just
    * completed): the kernel cannot find those, so ask again until it is
    * running or done. */
-  if (res == -ENOENT && op->owed > 0 && (bd->skip || bd->results[i] == AK__BATCH_PENDING))
+  if (res == -ENOENT && op->owed > 0 && tracks_pending(bd) &&
+      (bd->skip || bd->results[i] == AK__BATCH_PENDING))
     send_cancel_for(op, i);
   else if (op->owed == 0 && bd->cancels_out == 0)
     batch_finish(op);
@@ -153,9 +168,11 @@ static __attribute__((noinline)) void batch_cancel_reply(ak__op *op, unsigned i,
 static __attribute__((noinline)) void batch_all_came(ak__op *op) {
   ak_loop *loop = op->loop;
   loop->stats.completed[AK_OP_BATCH]++;
-  int64_t ns = ak__loop_now(loop) - op->submit_ns;
-  unsigned bucket = ns > 0 ? 63u - (unsigned)__builtin_clzll((unsigned long long)ns) : 0;
-  loop->stats.latency[bucket < AK_STATS_LATENCY_BUCKETS ? bucket : AK_STATS_LATENCY_BUCKETS - 1]++;
+  if (loop->latency_stats) {
+    int64_t ns = ak__loop_now(loop) - op->submit_ns;
+    unsigned bucket = ns > 0 ? 63u - (unsigned)__builtin_clzll((unsigned long long)ns) : 0;
+    loop->stats.latency[bucket < AK_STATS_LATENCY_BUCKETS ? bucket : AK_STATS_LATENCY_BUCKETS - 1]++;
+  }
   batch_finish(op);
 }
 
@@ -167,12 +184,15 @@ void ak__batch_ring_cqe(uint64_t data, int res) {
     return;
   }
   batch_data *bd = AK__OP_DATA(op, batch_data);
-  op->loop->in_flight--;
-  if (AK__UNLIKELY(bd->skip))
+  if (AK__UNLIKELY(bd->skip)) {
+    op->loop->in_flight--;
     fill_from_skip_cqe(bd, i, res);
-  else
+    op->owed--;
+  } else {
     bd->results[i] = res;
-  if (--op->owed > 0 || bd->cancels_out > 0)
+    ak__batch_cqes_recorded(op->loop, op, bd, 1, res);
+  }
+  if (op->owed > 0 || bd->cancels_out > 0)
     return;
   batch_all_came(op);
 }
@@ -199,7 +219,7 @@ static void sq_make_room(ak_loop *loop, unsigned n) {
  * so until then a post from another thread is seen when an op completes,
  * not at once (docs/batch.md). */
 static void enter_drain_mode(ak_loop *loop, const ak__bent *ents, unsigned n) {
-  for (unsigned i = 0; i < n; i++)
+  for (unsigned i = 0; i + 1 < n; i++)
     if (ents[i].barrier) {
       loop->drain_mode = true;
       if (loop->wakeup_armed) {
@@ -211,25 +231,16 @@ static void enter_drain_mode(ak_loop *loop, const ak__bent *ents, unsigned n) {
     }
 }
 
-void ak__batch_ring_start(ak__op *op) {
-  ak_loop *loop = op->loop;
-  batch_data *bd = AK__OP_DATA(op, batch_data);
-  const ak__bent *ents = bd->ents;
+/* The flags a plain batch's SQEs do not need: a chain's links (and
+ * CQE_SKIP_SUCCESS, MSG_WAITALL for its socket ops), barriers as drains,
+ * a registered socket's slot. */
+static void link_and_fix(ak_loop *loop, const batch_data *bd, unsigned tail) {
+  struct io_uring_sq *sq = &loop->ring.sq;
   unsigned n = bd->n;
   bool chain = (bd->mode & AK__BATCH_CHAIN) != 0;
-  uint64_t tag = (uint64_t)(uintptr_t)op | AK__TAG_MULTI;
-  sq_make_room(loop, n);
-  if (AK__UNLIKELY(bd->mode & AK__BATCH_DRAIN))
-    enter_drain_mode(loop, ents, n);
-  /* Room for all n was made above: index the SQ directly rather than ask
-   * io_uring_get_sqe (a load of the kernel's head) n times. The ring has
-   * 64-byte SQEs (no IORING_SETUP_SQE128). */
-  struct io_uring_sq *sq = &loop->ring.sq;
-  unsigned tail = sq->sqe_tail;
   for (unsigned i = 0; i < n; i++) {
-    const ak__bent *e = &ents[i];
+    const ak__bent *e = &bd->ents[i];
     struct io_uring_sqe *sqe = &sq->sqes[(tail + i) & sq->ring_mask];
-    memcpy(sqe, &e->sqe, sizeof(*sqe));
     if (chain) {
       if (i + 1 < n) {
         sqe->flags |= e->hard ? IOSQE_IO_HARDLINK : IOSQE_IO_LINK;
@@ -239,21 +250,109 @@ void ak__batch_ring_start(ak__op *op) {
       if (e->socket) /* a short send/recv breaks a link only with WAITALL */
         sqe->msg_flags |= MSG_WAITALL;
     }
-    else if (e->barrier && (bd->mode & AK__BATCH_DRAIN))
+    else if (i > 0 && e[-1].barrier && (bd->mode & AK__BATCH_DRAIN))
       sqe->flags |= IOSQE_IO_DRAIN; /* after everything before it on the ring */
     if (e->socket && !(sqe->flags & IOSQE_FIXED_FILE) && ak__socket_is_registered(loop, sqe->fd))
       sqe->flags |= IOSQE_FIXED_FILE; /* slot == fd (register_sockets.c) */
-    io_uring_sqe_set_data64(sqe, tag | ((uint64_t)i << AK__TAG_INDEX_SHIFT));
   }
+}
+
+void ak__batch_ring_start(ak__op *op) {
+  ak_loop *loop = op->loop;
+  batch_data *bd = AK__OP_DATA(op, batch_data);
+  unsigned n = bd->n;
+  uint64_t tag = (uint64_t)(uintptr_t)op | AK__TAG_MULTI;
+  /* The ring has 64-byte SQEs (no IORING_SETUP_SQE128). */
+  struct io_uring_sq *sq = &loop->ring.sq;
+  struct io_uring_sqe *sqes = sq->sqes;
+  unsigned mask = sq->ring_mask;
+  unsigned tail = sq->sqe_tail;
+  if (bd->stage != NULL && loop->stage == bd->stage) {
+    /* The builder wrote them in place, from the tail on (nothing took an
+     * SQE since: that would have evicted them). */
+    assert(bd->stage->pos0 == tail && bd->stage->n == n);
+    ak__sq_stage_end(bd->stage, false);
+    if (AK__UNLIKELY(bd->mode & AK__BATCH_DRAIN))
+      enter_drain_mode(loop, bd->ents, n);
+    /* Tagged in (at most) two runs of slots, up to the SQ's end and from
+     * its start: a store and an add per SQE. */
+    unsigned first = tail & mask, run = mask + 1 - first;
+    if (run > n)
+      run = n;
+    for (struct io_uring_sqe *p = &sqes[first], *end = p + run; p != end; p++) {
+      p->user_data = tag;
+      tag += UINT64_C(1) << AK__TAG_INDEX_SHIFT;
+    }
+    for (struct io_uring_sqe *p = sqes, *end = p + (n - run); p != end; p++) {
+      p->user_data = tag;
+      tag += UINT64_C(1) << AK__TAG_INDEX_SHIFT;
+    }
+  } else {
+    if (loop->stage) /* another builder's: the slots are ours now */
+      ak__sq_stage_end(loop->stage, true);
+    sq_make_room(loop, n);
+    if (AK__UNLIKELY(bd->mode & AK__BATCH_DRAIN))
+      enter_drain_mode(loop, bd->ents, n);
+    /* Room for all n was made above: index the SQ directly rather than
+     * ask io_uring_get_sqe (a load of the kernel's head) n times. */
+    tail = sq->sqe_tail;
+    for (unsigned i = 0; i < n; i++) {
+      struct io_uring_sqe *sqe = &sqes[(tail + i) & mask];
+      memcpy(sqe, &bd->tmpl[i], sizeof(*sqe));
+      io_uring_sqe_set_data64(sqe, tag | ((uint64_t)i << AK__TAG_INDEX_SHIFT));
+    }
+  }
+  if (bd->mode & (AK__BATCH_CHAIN | AK__BATCH_DRAIN | AK__BATCH_SOCKETS))
+    link_and_fix(loop, bd, tail);
   sq->sqe_tail = tail + n;
   loop->sq_unsubmitted += n;
   loop->last_sqe_op = NULL; /* nothing may link a deadline to our last SQE */
   op->owed = bd->skip ? 1 : (uint16_t)n;
   op->flags = (uint16_t)((op->flags & ~AK__OPF_QUEUED) | AK__OPF_SUBMITTED);
-  op->submit_ns = ak__loop_now(loop);
+  op->submit_ns = ak__loop_latency_now(loop);
   loop->in_flight += op->slots;
   loop->stats.submitted[AK_OP_BATCH]++;
   ak__loop_submit_early(loop, false); /* SQPOLL: publish the tail once, whole */
+}
+
+/* ---- Staging: a builder's SQEs written straight into the SQ ------------------ */
+
+void ak__sq_stage_begin(ak__sq_stage *st) {
+  ak_loop *loop = st->loop;
+  st->limit = st->cap;
+  if (loop->ep != NULL)
+    return; /* no SQ: templates */
+  if (loop->stage) /* one builder stages at a time: the last to start */
+    ak__sq_stage_end(loop->stage, true);
+  /* The kernel's head only moves on: the room found now stays. */
+  unsigned room = io_uring_sq_space_left(&loop->ring);
+  if (room == 0)
+    return;
+  struct io_uring_sq *sq = &loop->ring.sq;
+  st->base = sq->sqes;
+  st->pos0 = sq->sqe_tail;
+  st->mask = sq->ring_mask;
+  st->limit = room < st->cap ? room : st->cap;
+  loop->stage = st;
+}
+
+void ak__sq_stage_end(ak__sq_stage *st, bool keep) {
+  if (st->base == st->tmpl)
+    return;
+  if (keep)
+    for (unsigned i = 0; i < st->n; i++)
+      memcpy(&st->tmpl[i], &st->base[(st->pos0 + i) & st->mask], sizeof(*st->tmpl));
+  st->loop->stage = NULL;
+  st->base = st->tmpl;
+  st->pos0 = 0;
+  st->mask = ~0u;
+  if (st->limit > 0)
+    st->limit = st->cap;
+}
+
+/* ak__loop_get_sqe's: the slot it takes may hold a staged SQE. */
+__attribute__((noinline)) void ak__sq_stage_evict(ak_loop *loop) {
+  ak__sq_stage_end(loop->stage, true);
 }
 
 static void send_cancel_for(ak__op *op, unsigned i) {
@@ -274,12 +373,13 @@ void ak__batch_ring_cancel(ak__op *op) {
   /* Every SQE whose CQE has not come (with skipped CQEs, any of them may be
    * the running one); cancelling the running link ends the chain. */
   for (unsigned i = 0; i < bd->n; i++)
-    if (bd->skip || bd->results[i] == AK__BATCH_PENDING)
+    if (!tracks_pending(bd) || bd->skip || bd->results[i] == AK__BATCH_PENDING)
       send_cancel_for(op, i);
 }
 
-ak_future *ak__batch_ring_submit(ak_loop *loop, const ak__bent *ents, unsigned n,
-                                 int64_t *results, unsigned mode) {
+ak_future *ak__batch_ring_submit(ak_loop *loop, const ak__bent *ents,
+                                 const struct io_uring_sqe *tmpl, ak__sq_stage *stage,
+                                 unsigned n, int64_t *results, unsigned mode) {
   if (n == 0 || n > ak__batch_ring_max(loop))
     return ak__future_failed(loop, n == 0 ? -EINVAL : -E2BIG, "batch size");
   ak__op *op = ak__op_new(loop, AK_OP_BATCH);
@@ -287,13 +387,17 @@ ak_future *ak__batch_ring_submit(ak_loop *loop, const ak__bent *ents, unsigned n
     return NULL;
   batch_data *bd = AK__OP_DATA(op, batch_data);
   bd->ents = ents;
+  bd->tmpl = tmpl;
+  bd->stage = stage;
   bd->results = results;
   bd->n = n;
   bd->mode = mode;
   bd->skip = chain_can_skip(loop, bd);
   bd->cancels_out = 0;
-  for (unsigned i = 0; i < n; i++)
-    results[i] = AK__BATCH_PENDING;
+  bd->res_or = 0;
+  if (tracks_pending(bd))
+    for (unsigned i = 0; i < n; i++)
+      results[i] = AK__BATCH_PENDING;
   op->flags |= AK__OPF_MULTI;
   op->slots = bd->skip ? 1 : (uint16_t)n;
   op->complete = batch_complete_parked;

@@ -915,12 +915,14 @@ static uint32_t mark_waiter(ak_future *f, uint32_t flag) {
 
 static bool is_settled_pred(void *arg) { return ak_future_is_set(arg); }
 
-/* The flag already set (an earlier turn of the wait): no need to lock. */
+/* The flag already set (an earlier turn of the wait), or a kind that only
+ * this thread settles (an op's): no need to lock. */
 static inline bool still_waiting_loop(ak_future *f) {
   uint32_t word = word_of(f);
   if (ak__is_settled_word(word))
     return false;
-  return (word & AK__F_LOOP_WAITER) || mark_waiter(f, AK__F_LOOP_WAITER) != 0;
+  return (word & AK__F_LOOP_WAITER) || (f->kind && f->kind->settles_on_loop) ||
+         mark_waiter(f, AK__F_LOOP_WAITER) != 0;
 }
 
 static int wait_running_loop(ak_future *f, int64_t deadline) {

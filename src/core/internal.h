@@ -35,6 +35,10 @@ typedef struct ak__future_kind {
   void (*cancel)(ak_future *f);
   /* Frees kind-specific data when the future is freed; may be NULL. */
   void (*free_data)(ak_future *f);
+  /* The library settles it on its loop's thread only (an op's future,
+   * ak__op_finish): a wait on that thread need not mark LOOP_WAITER (a
+   * locked change of the state word) for a settle elsewhere to wake it. */
+  bool settles_on_loop;
 } ak__future_kind;
 
 /* A callback beyond the first. One added after the future settled runs on
@@ -504,7 +508,8 @@ enum {
   AK__TAG_IGNORE = 2,   /* a cancel request's own CQE */
   AK__TAG_WAKEUP = 3,   /* the eventfd read */
   AK__TAG_MULTI = 4,    /* one SQE of a batch op; its index in bits 48..63
-                           (user-space pointers have 47 bits) */
+                           (user-space pointers have 47 bits); the only
+                           tag with bit 2 set (loop.c's reap tests it) */
   AK__TAG_MASK = 7,
 };
 #define AK__TAG_INDEX_SHIFT 48
@@ -517,30 +522,70 @@ enum {
  * IOSQE_CQE_SKIP_SUCCESS may be used. The builder and the epoll path are
  * src/batch's; the kernel rules are docs/batch.md's. */
 
-/* One operation of a batch: an SQE template (all but user_data and the link
- * flags) and what success in full is. */
+/* One operation of a batch: what success in full is and what the SQE
+ * (written apart, see ak__sq_stage) does not say. */
 typedef struct ak__bent {
-  struct io_uring_sqe sqe;        /* template, filled by liburing's prep helpers */
   int64_t full;                   /* the result of success in full; -1: any >= 0 */
   int fd;                         /* the real fd (the SQE may hold a slot) */
   uint8_t hard;                   /* link to the next is a HARDLINK */
   uint8_t creates;                /* the result is an fd (openat): closed if cancelled */
-  uint8_t barrier;                /* (src/batch) starts after all before it completed */
+  uint8_t barrier;                /* the ops after it start once it and all
+                                     before it have completed */
   uint8_t socket;                 /* send/recv: MSG_WAITALL in a chain */
 } ak__bent;
+
+/* Where a builder writes its ops' SQEs (src/batch's builder, batch_ring.c):
+ * op i's is base[(pos0 + i) & mask], everything but user_data and the
+ * link flags, filled by liburing's prep helpers.
+ *
+ * Staged, base is the loop's SQ and op 0's slot is the SQ's tail: the
+ * builder writes straight into the free slots past the tail, and the
+ * submission only tags, links and publishes them (no 64-byte copy per op).
+ * The builder stages when its first op is added on a ring loop whose SQ
+ * has room, for as many ops as that room (limit). Nothing else may take
+ * those slots meanwhile: anything that takes an SQE from the loop
+ * (ak__loop_get_sqe, another batch's submission) first moves the staged
+ * SQEs into the builder's templates (the stage is evicted), and so does
+ * the builder when its ops outgrow the room, or when it goes a way other
+ * than one ring submission (barriers, a deadline). Not staged, base is
+ * the templates (pos0 0, mask ~0): on the epoll backend always. */
+typedef struct ak__sq_stage {
+  struct io_uring_sqe *base;      /* the SQ's SQEs (staged), or tmpl */
+  unsigned pos0;                  /* op 0's SQ position (staged), or 0 */
+  unsigned mask;                  /* the SQ's ring mask (staged), or ~0 */
+  unsigned n;                     /* ops added (the builder's count) */
+  unsigned limit;                 /* adds stay on the builder's fast path while
+                                     n < limit; 0 before the first add and
+                                     after a submission */
+  unsigned cap;                   /* the builder's capacity */
+  struct io_uring_sqe *tmpl;      /* cap templates */
+  ak_loop *loop;
+} ak__sq_stage;
+
+/* The builder's first add (n == 0, not staged): stages in the SQ where the
+ * loop allows, and sets limit. Owner thread. */
+void ak__sq_stage_begin(ak__sq_stage *st);
+/* Ends staging (no-op when not staged): the staged SQEs are copied into
+ * the templates (keep) or given up (a submission took them in place, a
+ * reset); base goes back to the templates; a limit > 0 becomes cap. */
+void ak__sq_stage_end(ak__sq_stage *st, bool keep);
 
 enum {
   AK__BATCH_CHAIN = 1u << 0,   /* IOSQE_IO_LINK between the ops */
   AK__BATCH_NO_SKIP = 1u << 1, /* never IOSQE_CQE_SKIP_SUCCESS (tests) */
   AK__BATCH_DRAIN = 1u << 2,   /* barriers as IOSQE_IO_DRAIN (the loop's
                                   AK_LOOP_DRAIN_BARRIERS; batch_ring.c) */
+  AK__BATCH_SOCKETS = 1u << 3, /* some op is a send or recv (a registered
+                                  socket goes by its slot) */
 };
 
 /* Whether loop takes barriers as IOSQE_IO_DRAIN (AK_LOOP_DRAIN_BARRIERS on
  * the ring backend). */
 bool ak__loop_drains_barriers(const ak_loop *loop);
 
-/* A result still to come (results[] while the batch is in flight). */
+/* A result still to come: results[] of a chain or a drained batch while in
+ * flight (batch_ring.c: a plain batch does not mark them), and of a run
+ * (src/batch). */
 #define AK__BATCH_PENDING INT64_MIN
 
 /* Whether result res of e broke a chain (an error, or short of full). */
@@ -549,13 +594,16 @@ static inline bool ak__bent_failed(const ak__bent *e, int64_t res)
   return res < 0 || (e->full >= 0 && res != e->full);
 }
 
-/* Submits ents[0..n) (read until the future settles) as one op on loop
- * (io_uring only, owner thread). results[i] receives op i's result. The
+/* Submits ents[0..n) with their SQEs (read until the future settles) as
+ * one op on loop (io_uring only, owner thread): in place when stage (may
+ * be NULL) still holds them in the SQ, else copied from tmpl[0..n).
+ * results[i] receives op i's result. The
  * future's value: a batch, how many results are >= 0; a chain, the index of
  * the first failure (n if none), with -ECANCELED after it. Cancelled with
  * some op cancelled: CANCELLED. n larger than the SQ or the CQ: fails -E2BIG. */
-ak_future *ak__batch_ring_submit(ak_loop *loop, const ak__bent *ents, unsigned n,
-                                 int64_t *results, unsigned mode);
+ak_future *ak__batch_ring_submit(ak_loop *loop, const ak__bent *ents,
+                                 const struct io_uring_sqe *tmpl, ak__sq_stage *stage,
+                                 unsigned n, int64_t *results, unsigned mode);
 /* The largest n ak__batch_ring_submit takes on loop (on epoll, what it
  * would take on the ring the loop was asked for). */
 unsigned ak__batch_ring_max(const ak_loop *loop);

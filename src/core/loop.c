@@ -327,6 +327,7 @@ int ak_loop_new(ak_loop **out, const ak_loop_options *opts) {
   loop->head.sqpoll = (loop->features.setup_flags & IORING_SETUP_SQPOLL) != 0;
   loop->direct_wait = loop->features.backend == AK_BACKEND_URING && !loop->head.sqpoll &&
                       !ak__vg_running;
+  loop->latency_stats = (loop->opts.flags & AK_LOOP_LATENCY_STATS) != 0;
   loop->prev_current = ak__current;
   ak__current = loop;
   *out = loop;
@@ -535,22 +536,57 @@ static unsigned alive_count(const ak_loop *loop) {
          (loop->ready_head != NULL) + inbox;
 }
 
-/* A batch's CQE that is not its last (nor a cancel reply, nor a chain's
- * one CQE): its result recorded here, as batch_ring.c's ak__batch_ring_cqe
- * would, without a call per CQE (a 32-op batch of
- * NOPs spent a third of its instructions in them). Returns false for
- * every other CQE. */
-static inline bool reap_batch_cqe(ak_loop *loop, uint64_t data, int res) {
+/* A run of CQEs of one batch op from head (the first of them, whose
+ * user_data is data) on, none of them its last: their results written into
+ * the caller's array in a tight loop, without the tag dispatch and a call
+ * per CQE, then one ak__batch_cqes_recorded for the run and the CQ head
+ * moved once past it (no user code runs here, so none can see them again).
+ * A 32-op batch of NOPs spent a third of its instructions in its CQEs.
+ * Stops before the batch's last CQE (ak__batch_ring_cqe settles the
+ * batch), at a CQE of anything else and at tail. Returns the new head
+ * (head itself when the run is empty: a chain's one CQE, a cancel reply or
+ * the batch's last CQE). */
+static unsigned reap_batch_run(ak_loop *loop, struct io_uring_cq *cq, unsigned head,
+                               unsigned tail, uint64_t data) {
   if ((data & (AK__TAG_MASK | AK__BATCH_CANCEL_BIT)) != AK__TAG_MULTI)
-    return false;
+    return head;
   ak__op *op = (ak__op *)(uintptr_t)(data & AK__TAG_PTR_MASK);
   ak__batch_data *bd = AK__OP_DATA(op, ak__batch_data);
   if (bd->skip || op->owed <= 1)
-    return false; /* the last: ak__batch_ring_cqe settles the batch */
-  loop->in_flight--;
-  bd->results[data >> AK__TAG_INDEX_SHIFT] = res;
-  op->owed--;
-  return true;
+    return head;
+  unsigned n = tail - head;
+  if (n > (unsigned)op->owed - 1u)
+    n = (unsigned)op->owed - 1u; /* the last CQE settles: not here */
+  /* The CQEs of this op: every user_data bit below the index alike. */
+  const uint64_t key = data << (64 - AK__TAG_INDEX_SHIFT);
+  int64_t *results = bd->results;
+  int res_or = 0;
+  /* In (at most) two runs of slots: up to the CQ's end, from its start. */
+  unsigned first = head & cq->ring_mask, wrap = cq->ring_mask + 1 - first;
+  const struct io_uring_cqe *cqe = &cq->cqes[first];
+  const struct io_uring_cqe *end = cqe + (n < wrap ? n : wrap);
+  unsigned taken = 0;
+  for (int part = 0; part < 2; part++) {
+    const struct io_uring_cqe *from = cqe;
+    for (; cqe != end; cqe++) {
+      uint64_t d = cqe->user_data;
+      if (d << (64 - AK__TAG_INDEX_SHIFT) != key)
+        break;
+      int res = cqe->res;
+      results[d >> AK__TAG_INDEX_SHIFT] = res;
+      res_or |= res;
+    }
+    taken += (unsigned)(cqe - from);
+    if (cqe != end || n <= wrap)
+      break;
+    cqe = cq->cqes;
+    end = cqe + (n - wrap);
+  }
+  if (taken > 0) {
+    ak__batch_cqes_recorded(loop, op, bd, taken, res_or);
+    io_uring_smp_store_release(cq->khead, head + taken);
+  }
+  return head + taken;
 }
 
 static void dispatch_cqe(ak_loop *loop, uint64_t data, int res, unsigned flags) {
@@ -564,8 +600,7 @@ static void dispatch_cqe(ak_loop *loop, uint64_t data, int res, unsigned flags) 
     loop->reserved_inflight--;
     break;
   case AK__TAG_MULTI:
-    if (!reap_batch_cqe(loop, data, res))
-      ak__batch_ring_cqe(data, res);
+    ak__batch_ring_cqe(data, res);
     break;
   default:
     ak__op_cqe(ptr, res, flags, tag);
@@ -585,10 +620,22 @@ static void reap(ak_loop *loop) {
   unsigned mask = cq->ring_mask;
   unsigned head = *cq->khead;
   for (unsigned left = cq->ring_entries; left > 0; left--) {
-    if (head == io_uring_smp_load_acquire(cq->ktail))
+    unsigned tail = io_uring_smp_load_acquire(cq->ktail);
+    if (head == tail)
       break;
     const struct io_uring_cqe *cqe = &cq->cqes[head & mask];
     uint64_t data = cqe->user_data;
+    if (data & AK__TAG_MULTI) { /* the one tag with that bit: one test */
+      /* A batch's CQEs but its last, recorded as a run (at most left). */
+      if (tail - head > left)
+        tail = head + left;
+      unsigned after = reap_batch_run(loop, cq, head, tail, data);
+      if (after != head) {
+        left -= after - head - 1;
+        head = after;
+        continue;
+      }
+    }
     int res = cqe->res;
     unsigned flags = cqe->flags;
     io_uring_smp_store_release(cq->khead, ++head);
@@ -806,7 +853,8 @@ static int iterate(ak_loop *loop, int64_t deadline, bool block_when_idle,
   if (block)
     atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
 
-  loop->now_fresh = false; /* the first completion or timer reads the clock */
+  loop->now_fresh = false; /* the first timer (or completion, with latency
+                              statistics) reads the clock */
   if (AK__UNLIKELY(loop->ep != NULL))
     ak__ep_reap(loop);
   else if (io_uring_cq_ready(&loop->ring) || io_uring_cq_has_overflow(&loop->ring))
@@ -1003,6 +1051,8 @@ void ak_loop_free(ak_loop *loop) {
     return;
   assert(ak__loop_owned_by_caller(loop));
   loop->closing = true;
+  if (loop->stage) /* a builder outliving the loop must not reach it */
+    ak__sq_stage_end(loop->stage, true);
   if (loop->ep)
     ak__ep_cancel_all(loop); /* first: ak_timeout's timers are the heap's */
   ak__timers_cancel_all(loop);

@@ -27,6 +27,7 @@ struct ak_loop {
   bool now_fresh;                 /* now was read in this phase of the iteration */
   bool direct_wait;               /* a waiter may enter the ring directly (loop.c's
                                      wait_direct): io_uring, no SQPOLL, no valgrind */
+  bool latency_stats;             /* AK_LOOP_LATENCY_STATS: ops read the clock */
 
   /* Admission: CQEs the kernel may still post must fit the CQ. */
   unsigned cq_capacity;           /* CQ entries usable by ops */
@@ -37,6 +38,8 @@ struct ak_loop {
   ak__op *queued_tail;
   unsigned queued_count;
   unsigned sq_unsubmitted;        /* SQEs written since the last submit */
+  ak__sq_stage *stage;            /* a builder's SQEs staged past the SQ's
+                                     tail, or NULL (ak__sq_stage) */
   ak__op *last_sqe_op;            /* op owning the newest unsubmitted SQE */
   unsigned char opcode_state[AK_OP_KIND_COUNT]; /* 0 unknown, 1 works, 2 pool */
   ak__op *free_ops;               /* recycled op records */
@@ -110,7 +113,8 @@ static inline ak__qnode *ak__ready_last(const ak_loop *loop) {
   return (ak__qnode *)(void *)loop->ready_tailp;
 }
 
-/* The loop's clock for timers and the latency histogram: read at most once
+/* The loop's clock for timers and the latency histogram (when asked for:
+ * ak__loop_latency_now): read at most once
  * per phase of an iteration (before its wait, after it), and only by a phase
  * that needs it (a timer to run, an op submitted or completed), so an
  * iteration with only ready work reads no clock at all. Owner thread. */
@@ -120,6 +124,12 @@ static inline int64_t ak__loop_now(ak_loop *loop) {
     loop->now_fresh = true;
   }
   return loop->now;
+}
+
+/* The clock for an op's latency: only with AK_LOOP_LATENCY_STATS (a clock
+ * read is 50 ns on a VM's kvm-clock), else 0 and nothing read. */
+static inline int64_t ak__loop_latency_now(ak_loop *loop) {
+  return AK__UNLIKELY(loop->latency_stats) ? ak__loop_now(loop) : 0;
 }
 
 /* Any thread: the inbox (or a pool worker's lane), then a wakeup. Returns
@@ -194,8 +204,11 @@ void ak__loop_flush(ak_loop *loop);
 
 /* The next SQE, flushing a full SQ to the kernel first (never the user's
  * error). Inline: every op on the ring takes one. */
+void ak__sq_stage_evict(ak_loop *loop);
 static inline struct io_uring_sqe *ak__loop_get_sqe(ak_loop *loop)
 {
+  if (AK__UNLIKELY(loop->stage != NULL))
+    ak__sq_stage_evict(loop); /* the slot we take may hold a staged SQE */
   struct io_uring_sqe *sqe = AK_FAULT_NULL(AK_FAULT_SQE, io_uring_get_sqe(&loop->ring));
   while (AK__UNLIKELY(!sqe)) {
     ak__loop_flush(loop);
@@ -207,16 +220,33 @@ static inline struct io_uring_sqe *ak__loop_get_sqe(ak_loop *loop)
 void ak__timers_cancel_all(ak_loop *loop);
 
 /* A batch op's params (op->data; batch_ring.c), here because the loop's
- * reap records a batch's results itself (reap_batch_cqe). */
+ * reap records a batch's results itself (ak__batch_cqe_record). */
 typedef struct ak__batch_data {
   const ak__bent *ents; /* the builder's, read until the future settles */
+  const struct io_uring_sqe *tmpl; /* the builder's SQE templates */
+  ak__sq_stage *stage;  /* the builder's stage, or NULL (segments) */
   int64_t *results;     /* the caller's */
   unsigned n;
   unsigned mode;        /* AK__BATCH_* */
   bool skip;            /* CQE_SKIP_SUCCESS on every link but the last */
   unsigned cancels_out; /* our cancel requests whose CQE has not come: the
                            op stays until they have */
+  int res_or;           /* the results recorded so far OR-ed (not with skip) */
 } ak__batch_data;
+
+/* The step every CQE of a batch op takes once its result is in the
+ * caller's array (loop.c's reap, for a run of k CQEs that does not end
+ * the batch; batch_ring.c's ak__batch_ring_cqe, for one CQE and then the
+ * settle): their CQ slots given back, k fewer owed, their results OR-ed
+ * (negative once any failed: a batch nobody cancelled and nothing failed
+ * settles with n uncounted). Not for a chain's one CQE (bd->skip), which
+ * stands for every link. */
+static inline void ak__batch_cqes_recorded(ak_loop *loop, ak__op *op, ak__batch_data *bd,
+                                           unsigned k, int res_or) {
+  loop->in_flight -= k;
+  op->owed = (uint16_t)(op->owed - k);
+  bd->res_or |= res_or;
+}
 
 /* A batch's cancel request's own CQE (user-space pointers leave bit 47
  * free). */

@@ -63,6 +63,7 @@ static const ak__future_kind op_future_kind = {
     .name = "op",
     .cancel = op_future_cancel,
     .free_data = NULL,
+    .settles_on_loop = true, /* ak__op_finish, on the loop's thread */
 };
 
 ak__op *ak__op_of(ak_future *f) {
@@ -220,7 +221,7 @@ static void prep_into_sq(ak__op *op) {
   if (deadline)
     prep_linked_deadline(op, sqe);
   op->flags = (uint16_t)((op->flags & ~AK__OPF_QUEUED) | AK__OPF_SUBMITTED);
-  op->submit_ns = ak__loop_now(loop);
+  op->submit_ns = ak__loop_latency_now(loop);
   loop->in_flight += op->slots;
   loop->last_sqe_op = op;
   loop->stats.submitted[op->kind]++;
@@ -328,6 +329,8 @@ int ak__op_set_deadline(ak__op *op, int64_t timeout_ns) {
 /* ---- Completion -------------------------------------------------------------- */
 
 static void note_latency(ak_loop *loop, const ak__op *op) {
+  if (!loop->latency_stats)
+    return;
   int64_t ns = ak__loop_now(loop) - op->submit_ns;
   unsigned bucket = ns > 0 ? 63u - (unsigned)__builtin_clzll((unsigned long long)ns) : 0;
   if (bucket >= AK_STATS_LATENCY_BUCKETS)

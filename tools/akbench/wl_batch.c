@@ -6,6 +6,9 @@
  * page-cache file through a registered file and buffer. Reports ops/s and
  * CPU ns per op (this process's user + system time); the ratio is asynckit's
  * ops/s over raw liburing's (the median of the rounds' ratios).
+ * --variant count-nop|count-read --iterations N: N batches by asynckit
+ * alone, nothing else (rawcount-nop|rawcount-read: the raw loop's), for
+ * callgrind's user-space instructions per op by the difference of two N.
  */
 #define _GNU_SOURCE
 #include "akb_fs.h"
@@ -170,6 +173,16 @@ static void run_case(bench *x, bool reads, uint64_t batches, akb_result *res) {
     akb_ratio(res, med, "32-op batch of %s: asynckit ops/s over raw liburing's", what);
 }
 
+/* --variant count-* / rawcount-*: batches of one side alone. */
+static void run_count(bench *x, bool raw, bool reads, uint64_t batches, akb_result *res) {
+  for (uint64_t i = 0; i < batches; i++)
+    if ((raw ? raw_round(x, reads) : ak_round(x, reads)) < 0) {
+      akb_fail(res, "%s batch failed", reads ? "read" : "nop");
+      return;
+    }
+  akb_param(res, "ops", "", (double)(batches * N), true);
+}
+
 int akb_wl_batch(const akb_opts *opts, akb_result *res) {
   akb_title(res, "32-op batches (NOPs, 4 KiB READ_FIXED of a hot file): asynckit ak_batch vs raw "
                  "liburing, same ring flags");
@@ -191,6 +204,12 @@ int akb_wl_batch(const akb_opts *opts, akb_result *res) {
   const char *v = opts->variant;
   if (v && strcmp(v, "both") == 0)
     v = NULL;
+  if (v && (strncmp(v, "count-", 6) == 0 || strncmp(v, "rawcount-", 9) == 0)) {
+    bool raw = v[0] == 'r';
+    run_count(&x, raw, strcmp(v + (raw ? 9 : 6), "read") == 0, batches, res);
+    bench_close(&x);
+    return 0;
+  }
   if (!v || strcmp(v, "nop") == 0)
     run_case(&x, false, batches, res);
   if (!v || strcmp(v, "read") == 0)
