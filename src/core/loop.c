@@ -439,13 +439,44 @@ static void wakeup_arrived(ak_loop *loop, int res) {
  * loop's ops have all completed; then its re-arm is the submit that finds
  * the ring idle. Until then a post from another thread is seen when an op
  * completes (docs/batch.md). Older kernels defer only the drain itself; the
- * same steps are harmless there. */
+ * same steps are harmless there.
+ * All CQEs reaped is not yet idle for the kernel: a request that ran on an
+ * io-wq worker (an fsync) stays allocated until the worker drops its
+ * reference, which may come after the loop reaped its CQE. A re-arm then
+ * would be deferred, released once that request is freed, and leave the
+ * ring in drain mode with the read in flight (test_drain_mode_left_after_
+ * worker_op). So a NOP goes first, alone: the kernel releases it only when
+ * nothing else is allocated, and a NOP is freed with its CQE. Once it came
+ * and no SQE went in after it, the ring is idle and the re-arm ends the
+ * mode. The same holds for any SQE: so from the moment the loop's ops have
+ * all completed until the mode has ended, new ops wait in the loop's queue
+ * (op.c, has_room), and go in right behind the re-arm. */
 static void leave_drain_mode(ak_loop *loop) {
   if (loop->in_flight > 0 || loop->reserved_inflight > 0 || loop->wakeup_armed)
     return;
+  bool rearm = !loop->closing || (loop->alive_other > 0 && !loop->wakeup_cancel_sent);
+  if (rearm && !(loop->drain_probed && loop->ring.sq.sqe_tail == loop->drain_probe_tail)) {
+    struct io_uring_sqe *sqe = ak__loop_get_sqe(loop);
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&loop->drain_probe_tail | AK__TAG_WAKEUP);
+    loop->reserved_inflight++;
+    loop->drain_probed = false;
+    loop->drain_probe_tail = loop->ring.sq.sqe_tail;
+    return;
+  }
   loop->drain_mode = false;
-  if (!loop->closing || (loop->alive_other > 0 && !loop->wakeup_cancel_sent))
+  loop->drain_probed = false;
+  if (rearm)
     arm_wakeup(loop);
+  /* The ops held meanwhile (op.c, has_room) go in behind the re-arm, in
+   * the same submit: the wait below must not sleep with them held. */
+  if (loop->queued_head)
+    ak__op_admit_queued(loop);
+}
+
+static void drain_probe_arrived(ak_loop *loop) {
+  loop->reserved_inflight--;
+  loop->drain_probed = true;
 }
 
 /* ---- 4. The iteration ------------------------------------------------------ */
@@ -594,7 +625,10 @@ static void dispatch_cqe(ak_loop *loop, uint64_t data, int res, unsigned flags) 
   void *ptr = (void *)(uintptr_t)(data & ~(uint64_t)AK__TAG_MASK);
   switch (tag) {
   case AK__TAG_WAKEUP:
-    wakeup_arrived(loop, res);
+    if (ptr == loop)
+      wakeup_arrived(loop, res);
+    else
+      drain_probe_arrived(loop); /* &loop->drain_probe_tail */
     break;
   case AK__TAG_IGNORE:
     loop->reserved_inflight--;

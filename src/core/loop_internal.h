@@ -62,6 +62,9 @@ struct ak_loop {
   bool wakeup_cancel_sent;
   bool drain_mode;                /* a drain went in and the ring has not been
                                      idle at a submit since (batch_ring.c) */
+  bool drain_probed;              /* the probe NOP of leave_drain_mode came */
+  uint64_t drain_probe_tail;      /* the SQ tail just after that probe; its
+                                     address is the probe's user_data */
   struct __kernel_timespec wait_ts; /* the wait's timeout on non-EXT_ARG kernels */
 
   _Atomic bool stop;

@@ -235,8 +235,14 @@ static inline void op_start(ak__op *op) {
     prep_into_sq(op);
 }
 
+/* Room in the CQ, and not a ring that may still be in the kernel's drain
+ * mode with none of the loop's ops in flight: an SQE that goes in then may
+ * be the kernel's "first after the drain" while it is not idle yet, and
+ * leave the ring in that mode (loop.c, leave_drain_mode); held until the
+ * loop has ended the mode. */
 static bool has_room(const ak_loop *loop, const ak__op *op) {
-  return loop->in_flight + op->slots <= loop->cq_capacity;
+  return loop->in_flight + op->slots <= loop->cq_capacity &&
+         !(AK__UNLIKELY(loop->drain_mode) && loop->in_flight == 0);
 }
 
 /* A cancel request (ak_cancel_fd, ak_close's first step) must not wait for
