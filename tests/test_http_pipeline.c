@@ -73,6 +73,14 @@ static bool answer(int fd, const char *method, const char *path)
              path);
     return send_all(fd, out, strlen(out));
   }
+  if (strncmp(path, "/unasked", 8) == 0) { /* then a response nobody asked for */
+    snprintf(out, sizeof out, "HTTP/1.1 304 Not Modified\r\nX-Path: %s\r\n\r\n", path);
+    if (!send_all(fd, out, strlen(out)))
+      return false;
+    usleep(50 * 1000); /* after a pause: it reaches the connection when idle */
+    snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nX-Path: /nobody\r\n\r\n");
+    return send_all(fd, out, strlen(out));
+  }
   if (strncmp(path, "/late", 5) == 0) {
     snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nX-Path: %s\r\nContent-Length: 5\r\n\r\n", path);
     if (!send_all(fd, out, strlen(out)))
@@ -377,6 +385,34 @@ static void test_late_body_not_taken_for_next_answer(void **state)
 
 /* A member cancelled before the pipeline is written leaves it (CANCELLED);
  * the others are answered, each with its own. */
+/* Found by fuzz_http_pipeline: a response that reaches a kept-alive
+ * connection while it is idle (nobody asked for it) was read by the next
+ * pipeline sent on it as its first answer, the answers after it shifted by
+ * one. The idle connection with bytes waiting is not reused: every answer
+ * is its own request's. */
+static void test_unasked_response_on_idle_conn_not_taken(void **state)
+{
+  (void)state;
+  fixture fx;
+  fixture_open(&fx, NULL, 0);
+  char u[300];
+  snprintf(u, sizeof u, "http://127.0.0.1:%u/unasked", fx.srv.port);
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(u);
+  rq.flags = AK_HTTP_HEAD;
+  ak_future *g = ak_http_get(fx.client, &rq);
+  assert_int_equal(ak_future_wait(g, WAIT), 0);
+  assert_answer(g, 304, "/unasked");
+  ak_future_release(g);
+  usleep(200 * 1000); /* the unasked response is in the idle connection now */
+  const char *paths[] = {"/a", "/b", "/c"};
+  ak_future *f[3];
+  run_pipeline(&fx, paths, 3, f);
+  for (size_t i = 0; i < 3; i++)
+    assert_answer(f[i], 304, paths[i]);
+  release_all(f, 3);
+  fixture_close(&fx);
+}
+
 static void test_cancel_before_send(void **state)
 {
   (void)state;
@@ -469,6 +505,7 @@ int main(void)
       cmocka_unit_test(test_server_that_never_answers_fails_bounded),
       cmocka_unit_test(test_head_with_body_fails_clearly),
       cmocka_unit_test(test_late_body_not_taken_for_next_answer),
+      cmocka_unit_test(test_unasked_response_on_idle_conn_not_taken),
       cmocka_unit_test(test_cancel_before_send),
       cmocka_unit_test(test_cancel_after_send),
       cmocka_unit_test(test_refusals),

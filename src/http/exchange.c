@@ -23,6 +23,7 @@
 #include "http/internal.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -400,6 +401,21 @@ static void connect_new(ak__http_exchange *ex)
   await(ex, ak_connect_name(c->loop, name, port, &co), on_connected);
 }
 
+/* Whether a kept-alive plain connection has bytes waiting or was closed
+ * by the server while idle: bytes that came while no request was out are
+ * no answer to the next one (a body sent late after a HEAD, a response
+ * nobody asked for), and the next request would read them as its own
+ * response. TLS connections are not looked at: a record (a session ticket)
+ * may wait there rightly. */
+static bool idle_stale(const ak__http_conn *conn)
+{
+  if (conn->tr != &ak__http_plain || conn->fd < 0)
+    return false;
+  char b;
+  ssize_t r = recv(conn->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static void acquire(ak__http_exchange *ex, bool allow_idle)
 {
   ak_http_client *c = ex->client;
@@ -413,6 +429,10 @@ static void acquire(ak__http_exchange *ex, bool allow_idle)
     return;
   }
   ak__http_conn *idle = allow_idle ? ak__http_conn_take_idle(ex->host) : NULL;
+  while (idle && idle_stale(idle)) {
+    ak__http_conn_release(idle, false); /* a waiter may take the free slot */
+    idle = ak__http_conn_take_idle(ex->host);
+  }
   if (idle) {
     use_conn(ex, idle, true);
   } else if (ex->host->open < c->opts.max_conns_per_host) {
