@@ -574,13 +574,19 @@ static void on_sent(ak_future *f, void *arg)
   post_recv(ex);
 }
 
-static void send_request(ak__http_exchange *ex)
+/* What a request needs before its response can come, on the connection it
+ * has: its bytes, a parser (a new one when fresh, as a pipeline member's
+ * turn needs), the receive buffer, the deadlines. false: failed and stopped. */
+static bool begin_exchange(ak__http_exchange *ex, bool fresh, bool head_only, ex_state state)
 {
   const ak__http_opts *o = &ex->client->opts;
   int rc = ex->req ? 0 : build_request(ex);
+  if (rc == 0 && fresh && ex->parser_live) {
+    ak__http_parser_free(&ex->parser);
+    ex->parser_live = false;
+  }
   if (rc == 0 && !ex->parser_live) {
-    rc = ak__http_parser_init(&ex->parser, o->max_head_bytes, o->max_body_bytes,
-                              ex->flags & AK_HTTP_HEAD);
+    rc = ak__http_parser_init(&ex->parser, o->max_head_bytes, o->max_body_bytes, head_only);
     ex->parser_live = rc == 0;
   }
   if (rc == 0)
@@ -588,7 +594,7 @@ static void send_request(ak__http_exchange *ex)
   if (rc < 0) {
     set_error(ex, rc, "out of memory");
     stop(ex);
-    return;
+    return false;
   }
   ex->parser.on_head = on_head;
   ex->parser.on_body = on_body_bytes;
@@ -597,13 +603,20 @@ static void send_request(ak__http_exchange *ex)
   ex->leftover = false;
   ex->rx_ended = false;
   ex->rx_at = 0;
-  ex->state = EX_SENDING;
+  ex->state = state;
   int64_t now = ak_now_ns();
   ex->last_rx = now;
   ex->head_deadline = o->head_timeout_ns == AK_FOREVER ? INT64_MAX : now + o->head_timeout_ns;
   arm_timer(ex);
+  return true;
+}
+
+static void send_request(ak__http_exchange *ex)
+{
+  if (!begin_exchange(ex, false, ex->flags & AK_HTTP_HEAD, EX_SENDING))
+    return;
   if (ex->piped) {
-    rc = pipe_wire(ex);
+    int rc = pipe_wire(ex);
     if (rc < 0) {
       set_error(ex, rc, "out of memory");
       stop(ex);
@@ -1955,36 +1968,14 @@ static bool pipe_retry(ak__http_exchange *ex)
  * already received past the one ahead. */
 static void pipe_turn(ak__http_exchange *ex, ak__http_conn *conn)
 {
-  const ak__http_opts *o = &ex->client->opts;
   ex->conn = conn;
   ex->conn_reused = true;
   ex->client->reused++;
   ex->pipe_turned = true;
   ex->pipe_dry = 0;
-  int rc = ex->req ? 0 : build_request(ex); /* kept for a resend elsewhere */
-  if (rc == 0) {
-    rc = ak__http_parser_init(&ex->parser, o->max_head_bytes, o->max_body_bytes, true);
-    ex->parser_live = rc == 0;
-  }
-  if (rc == 0)
-    rc = rx_buffer_ready(ex);
-  if (rc < 0) {
-    set_error(ex, rc, "out of memory");
-    stop(ex);
+  /* Its request is built (or kept) for a resend elsewhere. */
+  if (!begin_exchange(ex, true, true, EX_RECEIVING))
     return;
-  }
-  ex->parser.on_head = on_head;
-  ex->parser.on_body = on_body_bytes;
-  ex->parser.hook_arg = ex;
-  ex->got_bytes = false;
-  ex->leftover = false;
-  ex->rx_ended = false;
-  ex->rx_at = 0;
-  ex->state = EX_RECEIVING;
-  int64_t now = ak_now_ns();
-  ex->last_rx = now;
-  ex->head_deadline = o->head_timeout_ns == AK_FOREVER ? INT64_MAX : now + o->head_timeout_ns;
-  arm_timer(ex);
   size_t n = conn->carry_len;
   char *data = conn->buf + conn->carry_off;
   conn->carry_len = 0;
