@@ -59,11 +59,18 @@ static void item_done(akg_worker *w, akg_item *item)
     fill_slots(w); /* no memory for the post */
 }
 
+static void send_heads(akg_worker *w);
+
 void akg_worker_queue_head(akg_worker *w, const ak_http_request *req, void *d)
 {
+  /* At most slots are gathered (one per download started in a fill, and a
+   * fill sends them); were that ever not so, the ones gathered go first
+   * rather than past the arrays. */
+  if (w->nheads == w->slots)
+    send_heads(w);
   w->heads[w->nheads] = *req;
   w->head_dls[w->nheads] = d;
-  w->nheads++; /* at most slots: one per download started in this fill */
+  w->nheads++;
 }
 
 /* Sends the HEADs gathered as pipelines of --enable-http-pipelining's
