@@ -683,6 +683,30 @@ static void reap(ak_loop *loop) {
   }
 }
 
+/* wait_direct's reap: the QD1 wait wakes to one CQE, an op's own (tag 0),
+ * taken here without reap's loop (whose registers, saved and restored, cost
+ * as much as the CQE). Anything else (more CQEs, a tagged one, valgrind's
+ * bookkeeping) goes to reap. As in reap, the head moves past the CQE before
+ * it is dispatched. */
+static inline void reap_direct(ak_loop *loop) {
+  struct io_uring_cq *cq = &loop->ring.cq;
+  unsigned head = *cq->khead;
+  unsigned tail = io_uring_smp_load_acquire(cq->ktail);
+  if (AK__LIKELY(tail - head == 1) && !AK__UNLIKELY(ak__vg_running)) {
+    const struct io_uring_cqe *cqe = &cq->cqes[head & cq->ring_mask];
+    uint64_t data = cqe->user_data;
+    if (AK__LIKELY((data & AK__TAG_MASK) == AK__TAG_OP)) {
+      int res = cqe->res;
+      unsigned flags = cqe->flags;
+      io_uring_smp_store_release(cq->khead, head + 1);
+      ak__op_cqe((ak__op *)(uintptr_t)data, res, flags, AK__TAG_OP);
+      return;
+    }
+  }
+  if (head != tail)
+    reap(loop);
+}
+
 /* Hands the SQ to the kernel and, if block, waits for a completion until
  * wait_until (AK_FOREVER: no limit). */
 /* Announces that the loop is about to block and looks once more at what a
@@ -943,7 +967,7 @@ static bool wait_direct(ak_loop *loop, bool (*done)(void *arg), void *arg, int *
     r = 0;
   *rc = r < 0 ? r : 0;
   loop->now_fresh = false;
-  reap(loop);
+  reap_direct(loop);
   if (loop->queued_head)
     ak__op_admit_queued(loop);
   drain_inbox(loop); /* it slept: what arrived meanwhile */
