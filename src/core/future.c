@@ -936,7 +936,9 @@ static int wait_running_loop(ak_future *f, int64_t deadline) {
   return 0;
 }
 
-static int wait_futex(ak_future *f, int64_t deadline) {
+/* Out of line: the loop thread's wait (the QD1 path) then saves no registers
+ * for this one's timespec and futex call. */
+static __attribute__((noinline)) int wait_futex(ak_future *f, int64_t deadline) {
   ak_loop *own = ak_loop_current();
   if (own)
     ak__pool_flush_loop(own); /* what we wait for may be among them */
