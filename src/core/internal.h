@@ -219,6 +219,11 @@ void ak__loop_wake(ak_loop *loop);
  * done(arg) is true (checked after the callbacks that ran before the wait,
  * which may have satisfied it). Returns 0 or a negative ring error. */
 int ak__loop_iterate(ak_loop *loop, int64_t deadline_ns, bool (*done)(void *arg), void *arg);
+/* ak__loop_iterate with no deadline for a done(arg) that only this thread
+ * can make true (it was false just before the call, and what the loop runs
+ * is the only thing that can change it: an op's future): the QD1 wait then
+ * skips its second look at done before it blocks. */
+int ak__loop_iterate_local(ak_loop *loop, bool (*done)(void *arg), void *arg);
 
 /* Hands the SQ to the kernel now rather than with the loop's next batch,
  * when `now` or on an SQPOLL ring (where that is only a store to the SQ

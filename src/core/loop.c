@@ -941,9 +941,13 @@ static int iterate(ak_loop *loop, int64_t deadline, bool block_when_idle,
  * when it is due) takes the full iteration, so every promise holds: a post
  * from another thread wakes this wait through the armed eventfd read (the
  * `sleeping` handshake as in may_sleep), and what the reap made ready runs
- * before returning, as after a full iteration's wait. Returns false (the
- * caller iterates) or true with *rc the iteration's result. */
-static bool wait_direct(ak_loop *loop, bool (*done)(void *arg), void *arg, int *rc) {
+ * before returning, as after a full iteration's wait. done_local: done(arg)
+ * can become true only on this thread (ak__loop_iterate_local), so it is
+ * not looked at again after the handshake, which is there for a settle on
+ * another thread. Returns false (the caller iterates) or true with *rc the
+ * iteration's result. */
+static inline __attribute__((always_inline)) bool
+wait_direct(ak_loop *loop, bool (*done)(void *arg), void *arg, bool done_local, int *rc) {
   if (!loop->direct_wait || loop->ready_head || loop->timers.count || loop->queued_head ||
       loop->pool_pend_n || !loop->wakeup_armed || loop->closing ||
       (loop->features.batch_wait && loop->ops_active >= BATCH_MIN_OPS))
@@ -952,7 +956,8 @@ static bool wait_direct(ak_loop *loop, bool (*done)(void *arg), void *arg, int *
   atomic_store_explicit(&loop->sleeping, 1, memory_order_seq_cst);
   if (atomic_load_explicit(&loop->inbox, memory_order_seq_cst) ||
       (__atomic_load_n(&loop->lanes, __ATOMIC_SEQ_CST) && ak__lanes_pending(loop)) ||
-      atomic_load_explicit(&loop->stop, memory_order_seq_cst) || (done && done(arg))) {
+      atomic_load_explicit(&loop->stop, memory_order_seq_cst) ||
+      (!done_local && done && done(arg))) {
     atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
     return false; /* a post, a hand-over, a stop, or done meanwhile */
   }
@@ -982,9 +987,16 @@ static bool wait_direct(ak_loop *loop, bool (*done)(void *arg), void *arg, int *
 
 int ak__loop_iterate(ak_loop *loop, int64_t deadline, bool (*done)(void *arg), void *arg) {
   int rc;
-  if (deadline == AK_FOREVER && wait_direct(loop, done, arg, &rc))
+  if (deadline == AK_FOREVER && wait_direct(loop, done, arg, false, &rc))
     return rc;
   return iterate(loop, deadline, true, done, arg);
+}
+
+int ak__loop_iterate_local(ak_loop *loop, bool (*done)(void *arg), void *arg) {
+  int rc;
+  if (wait_direct(loop, done, arg, true, &rc))
+    return rc;
+  return iterate(loop, AK_FOREVER, true, done, arg);
 }
 
 /* ---- 5. Run, stop, hold, post ------------------------------------------------ */
