@@ -253,6 +253,10 @@ ak_pool *ak__loop_pool(ak_loop *loop);
 typedef struct ak__loop_head {
   const void *owner; /* token of the owning thread */
   bool sqpoll;       /* the ring has an SQ thread: every op is flushed early */
+  /* Bit n: opcode n is in the kernel's probe, or the backend is epoll (its
+   * own path for every op); what ak__loop_has_opcode answers for n < 64
+   * without a call, since every op asks at submission. */
+  uint64_t opcode_mask;
 } ak__loop_head;
 
 static inline bool ak__loop_owned_by_caller(const ak_loop *loop)
@@ -484,7 +488,13 @@ ak_future *ak__future_failed(ak_loop *loop, int err, const char *detail);
 void ak__op_finish(ak__op *op, int64_t res);
 
 /* Whether the kernel supports an opcode (probed at loop start). */
-bool ak__loop_has_opcode(const ak_loop *loop, unsigned opcode);
+bool ak__loop_has_opcode_slow(const ak_loop *loop, unsigned opcode);
+static inline bool ak__loop_has_opcode(const ak_loop *loop, unsigned opcode)
+{
+  if (AK__LIKELY(opcode < 64))
+    return (((const ak__loop_head *)(const void *)loop)->opcode_mask >> opcode) & 1;
+  return ak__loop_has_opcode_slow(loop, opcode);
+}
 
 /* Adds a linked kernel timeout to an op not yet handed to the kernel.
  * Returns 0, or -EBUSY if it is too late for a linked timeout. */

@@ -178,7 +178,7 @@ static void probe_features(ak_loop *loop) {
   ft->registered_ring_fd = io_uring_register_ring_fd(&loop->ring) == 1;
 }
 
-bool ak__loop_has_opcode(const ak_loop *loop, unsigned opcode) {
+bool ak__loop_has_opcode_slow(const ak_loop *loop, unsigned opcode) {
   if (AK__LIKELY(opcode < loop->features.probed_ops && loop->features.opcodes[opcode]))
     return true;
   return loop->ep != NULL; /* epoll (no probe): every op has its own path there */
@@ -324,6 +324,9 @@ int ak_loop_new(ak_loop **out, const ak_loop_options *opts) {
     arm_wakeup(loop);
   }
   loop->stats.backend = loop->features.backend;
+  for (unsigned op = 0; op < 64; op++)
+    if (ak__loop_has_opcode_slow(loop, op))
+      loop->head.opcode_mask |= UINT64_C(1) << op;
   loop->head.sqpoll = (loop->features.setup_flags & IORING_SETUP_SQPOLL) != 0;
   loop->direct_wait = loop->features.backend == AK_BACKEND_URING && !loop->head.sqpoll &&
                       !ak__vg_running;
