@@ -929,14 +929,20 @@ static int wait_running_loop(ak_future *f, int64_t deadline) {
   while (still_waiting_loop(f)) {
     if (deadline != AK_FOREVER && ak_now_ns() >= deadline)
       return AK_EWAITTIMEOUT;
-    int rc = ak__loop_iterate(f->loop, deadline, is_settled_pred, f);
+    /* A kind only this thread settles cannot settle between the look above
+     * and the loop's wait: the loop need not look again. */
+    bool local = deadline == AK_FOREVER && f->kind && f->kind->settles_on_loop;
+    int rc = local ? ak__loop_iterate_local(f->loop, is_settled_pred, f)
+                   : ak__loop_iterate(f->loop, deadline, is_settled_pred, f);
     if (rc < 0)
       return rc;
   }
   return 0;
 }
 
-static int wait_futex(ak_future *f, int64_t deadline) {
+/* Out of line: the loop thread's wait (the QD1 path) then saves no registers
+ * for this one's timespec and futex call. */
+static __attribute__((noinline)) int wait_futex(ak_future *f, int64_t deadline) {
   ak_loop *own = ak_loop_current();
   if (own)
     ak__pool_flush_loop(own); /* what we wait for may be among them */

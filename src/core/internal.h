@@ -219,6 +219,11 @@ void ak__loop_wake(ak_loop *loop);
  * done(arg) is true (checked after the callbacks that ran before the wait,
  * which may have satisfied it). Returns 0 or a negative ring error. */
 int ak__loop_iterate(ak_loop *loop, int64_t deadline_ns, bool (*done)(void *arg), void *arg);
+/* ak__loop_iterate with no deadline for a done(arg) that only this thread
+ * can make true (it was false just before the call, and what the loop runs
+ * is the only thing that can change it: an op's future): the QD1 wait then
+ * skips its second look at done before it blocks. */
+int ak__loop_iterate_local(ak_loop *loop, bool (*done)(void *arg), void *arg);
 
 /* Hands the SQ to the kernel now rather than with the loop's next batch,
  * when `now` or on an SQPOLL ring (where that is only a store to the SQ
@@ -248,6 +253,10 @@ ak_pool *ak__loop_pool(ak_loop *loop);
 typedef struct ak__loop_head {
   const void *owner; /* token of the owning thread */
   bool sqpoll;       /* the ring has an SQ thread: every op is flushed early */
+  /* Bit n: opcode n is in the kernel's probe, or the backend is epoll (its
+   * own path for every op); what ak__loop_has_opcode answers for n < 64
+   * without a call, since every op asks at submission. */
+  uint64_t opcode_mask;
 } ak__loop_head;
 
 static inline bool ak__loop_owned_by_caller(const ak_loop *loop)
@@ -479,7 +488,13 @@ ak_future *ak__future_failed(ak_loop *loop, int err, const char *detail);
 void ak__op_finish(ak__op *op, int64_t res);
 
 /* Whether the kernel supports an opcode (probed at loop start). */
-bool ak__loop_has_opcode(const ak_loop *loop, unsigned opcode);
+bool ak__loop_has_opcode_slow(const ak_loop *loop, unsigned opcode);
+static inline bool ak__loop_has_opcode(const ak_loop *loop, unsigned opcode)
+{
+  if (AK__LIKELY(opcode < 64))
+    return (((const ak__loop_head *)(const void *)loop)->opcode_mask >> opcode) & 1;
+  return ak__loop_has_opcode_slow(loop, opcode);
+}
 
 /* Adds a linked kernel timeout to an op not yet handed to the kernel.
  * Returns 0, or -EBUSY if it is too late for a linked timeout. */

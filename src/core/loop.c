@@ -178,7 +178,7 @@ static void probe_features(ak_loop *loop) {
   ft->registered_ring_fd = io_uring_register_ring_fd(&loop->ring) == 1;
 }
 
-bool ak__loop_has_opcode(const ak_loop *loop, unsigned opcode) {
+bool ak__loop_has_opcode_slow(const ak_loop *loop, unsigned opcode) {
   if (AK__LIKELY(opcode < loop->features.probed_ops && loop->features.opcodes[opcode]))
     return true;
   return loop->ep != NULL; /* epoll (no probe): every op has its own path there */
@@ -324,6 +324,9 @@ int ak_loop_new(ak_loop **out, const ak_loop_options *opts) {
     arm_wakeup(loop);
   }
   loop->stats.backend = loop->features.backend;
+  for (unsigned op = 0; op < 64; op++)
+    if (ak__loop_has_opcode_slow(loop, op))
+      loop->head.opcode_mask |= UINT64_C(1) << op;
   loop->head.sqpoll = (loop->features.setup_flags & IORING_SETUP_SQPOLL) != 0;
   loop->direct_wait = loop->features.backend == AK_BACKEND_URING && !loop->head.sqpoll &&
                       !ak__vg_running;
@@ -683,6 +686,30 @@ static void reap(ak_loop *loop) {
   }
 }
 
+/* wait_direct's reap: the QD1 wait wakes to one CQE, an op's own (tag 0),
+ * taken here without reap's loop (whose registers, saved and restored, cost
+ * as much as the CQE). Anything else (more CQEs, a tagged one, valgrind's
+ * bookkeeping) goes to reap. As in reap, the head moves past the CQE before
+ * it is dispatched. */
+static inline void reap_direct(ak_loop *loop) {
+  struct io_uring_cq *cq = &loop->ring.cq;
+  unsigned head = *cq->khead;
+  unsigned tail = io_uring_smp_load_acquire(cq->ktail);
+  if (AK__LIKELY(tail - head == 1) && !AK__UNLIKELY(ak__vg_running)) {
+    const struct io_uring_cqe *cqe = &cq->cqes[head & cq->ring_mask];
+    uint64_t data = cqe->user_data;
+    if (AK__LIKELY((data & AK__TAG_MASK) == AK__TAG_OP)) {
+      int res = cqe->res;
+      unsigned flags = cqe->flags;
+      io_uring_smp_store_release(cq->khead, head + 1);
+      ak__op_cqe((ak__op *)(uintptr_t)data, res, flags, AK__TAG_OP);
+      return;
+    }
+  }
+  if (head != tail)
+    reap(loop);
+}
+
 /* Hands the SQ to the kernel and, if block, waits for a completion until
  * wait_until (AK_FOREVER: no limit). */
 /* Announces that the loop is about to block and looks once more at what a
@@ -917,9 +944,13 @@ static int iterate(ak_loop *loop, int64_t deadline, bool block_when_idle,
  * when it is due) takes the full iteration, so every promise holds: a post
  * from another thread wakes this wait through the armed eventfd read (the
  * `sleeping` handshake as in may_sleep), and what the reap made ready runs
- * before returning, as after a full iteration's wait. Returns false (the
- * caller iterates) or true with *rc the iteration's result. */
-static bool wait_direct(ak_loop *loop, bool (*done)(void *arg), void *arg, int *rc) {
+ * before returning, as after a full iteration's wait. done_local: done(arg)
+ * can become true only on this thread (ak__loop_iterate_local), so it is
+ * not looked at again after the handshake, which is there for a settle on
+ * another thread. Returns false (the caller iterates) or true with *rc the
+ * iteration's result. */
+static inline __attribute__((always_inline)) bool
+wait_direct(ak_loop *loop, bool (*done)(void *arg), void *arg, bool done_local, int *rc) {
   if (!loop->direct_wait || loop->ready_head || loop->timers.count || loop->queued_head ||
       loop->pool_pend_n || !loop->wakeup_armed || loop->closing ||
       (loop->features.batch_wait && loop->ops_active >= BATCH_MIN_OPS))
@@ -928,7 +959,8 @@ static bool wait_direct(ak_loop *loop, bool (*done)(void *arg), void *arg, int *
   atomic_store_explicit(&loop->sleeping, 1, memory_order_seq_cst);
   if (atomic_load_explicit(&loop->inbox, memory_order_seq_cst) ||
       (__atomic_load_n(&loop->lanes, __ATOMIC_SEQ_CST) && ak__lanes_pending(loop)) ||
-      atomic_load_explicit(&loop->stop, memory_order_seq_cst) || (done && done(arg))) {
+      atomic_load_explicit(&loop->stop, memory_order_seq_cst) ||
+      (!done_local && done && done(arg))) {
     atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
     return false; /* a post, a hand-over, a stop, or done meanwhile */
   }
@@ -943,7 +975,7 @@ static bool wait_direct(ak_loop *loop, bool (*done)(void *arg), void *arg, int *
     r = 0;
   *rc = r < 0 ? r : 0;
   loop->now_fresh = false;
-  reap(loop);
+  reap_direct(loop);
   if (loop->queued_head)
     ak__op_admit_queued(loop);
   drain_inbox(loop); /* it slept: what arrived meanwhile */
@@ -958,9 +990,16 @@ static bool wait_direct(ak_loop *loop, bool (*done)(void *arg), void *arg, int *
 
 int ak__loop_iterate(ak_loop *loop, int64_t deadline, bool (*done)(void *arg), void *arg) {
   int rc;
-  if (deadline == AK_FOREVER && wait_direct(loop, done, arg, &rc))
+  if (deadline == AK_FOREVER && wait_direct(loop, done, arg, false, &rc))
     return rc;
   return iterate(loop, deadline, true, done, arg);
+}
+
+int ak__loop_iterate_local(ak_loop *loop, bool (*done)(void *arg), void *arg) {
+  int rc;
+  if (wait_direct(loop, done, arg, true, &rc))
+    return rc;
+  return iterate(loop, AK_FOREVER, true, done, arg);
 }
 
 /* ---- 5. Run, stop, hold, post ------------------------------------------------ */

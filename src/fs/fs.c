@@ -75,25 +75,35 @@ static int target_fd(const fs_rw *d)
   return d->file_index >= 0 ? d->file_index : d->fd;
 }
 
+/* One prep per variant, chosen at submission: the SQE is written without
+ * a test of the op's params on the way (the QD1 read's path, issue 24). */
+static void prep_read_fixed(ak__op *op, struct io_uring_sqe *sqe)
+{
+  fs_rw *d = AK__OP_DATA(op, fs_rw);
+  io_uring_prep_read_fixed(sqe, target_fd(d), d->buf, (unsigned)d->len, (uint64_t)d->offset,
+                           d->buf_index);
+  sqe->rw_flags = d->rw_flags;
+}
+
 static void prep_read_opt(ak__op *op, struct io_uring_sqe *sqe)
 {
   fs_rw *d = AK__OP_DATA(op, fs_rw);
-  if (d->buf_index >= 0)
-    io_uring_prep_read_fixed(sqe, target_fd(d), d->buf, (unsigned)d->len, (uint64_t)d->offset,
-                             d->buf_index);
-  else
-    io_uring_prep_read(sqe, target_fd(d), d->buf, (unsigned)d->len, (uint64_t)d->offset);
+  io_uring_prep_read(sqe, target_fd(d), d->buf, (unsigned)d->len, (uint64_t)d->offset);
+  sqe->rw_flags = d->rw_flags;
+}
+
+static void prep_write_fixed(ak__op *op, struct io_uring_sqe *sqe)
+{
+  fs_rw *d = AK__OP_DATA(op, fs_rw);
+  io_uring_prep_write_fixed(sqe, target_fd(d), d->buf, (unsigned)d->len, (uint64_t)d->offset,
+                            d->buf_index);
   sqe->rw_flags = d->rw_flags;
 }
 
 static void prep_write_opt(ak__op *op, struct io_uring_sqe *sqe)
 {
   fs_rw *d = AK__OP_DATA(op, fs_rw);
-  if (d->buf_index >= 0)
-    io_uring_prep_write_fixed(sqe, target_fd(d), d->buf, (unsigned)d->len, (uint64_t)d->offset,
-                              d->buf_index);
-  else
-    io_uring_prep_write(sqe, target_fd(d), d->buf, (unsigned)d->len, (uint64_t)d->offset);
+  io_uring_prep_write(sqe, target_fd(d), d->buf, (unsigned)d->len, (uint64_t)d->offset);
   sqe->rw_flags = d->rw_flags;
 }
 
@@ -192,24 +202,44 @@ static ak__op *rw_op_new(ak_loop *loop, unsigned kind, int fd, int64_t offset,
   return op;
 }
 
-static ak_future *rw_submit(ak_loop *loop, bool write, int fd, void *buf, size_t len,
-                            int64_t offset, const ak_rw_opts *opts)
+/* Plain and fixed reads and writes: the options read once, the record
+ * filled in one pass (the vectored fields stay unset: only vectored ops
+ * read them). Inlined into ak_read_opt and ak_write_opt, where write is a
+ * constant: the QD1 read's submission is straight-line (issue 24). */
+static inline __attribute__((always_inline)) ak_future *
+rw_submit(ak_loop *loop, bool write, int fd, void *buf, size_t len, int64_t offset,
+          const ak_rw_opts *opts)
 {
-  ak__op *op = rw_op_new(loop, write ? AK_OP_WRITE : AK_OP_READ, fd, offset, opts);
+  /* The options are read after the allocation, straight into the record:
+   * held across the call they cost spills. */
+  ak__op *op = ak__op_new(loop, write ? AK_OP_WRITE : AK_OP_READ);
   if (!op)
     return NULL;
   fs_rw *d = AK__OP_DATA(op, fs_rw);
+  d->fd = fd;
+  d->offset = offset;
   d->buf = buf;
   d->len = ak__clamp_len(len);
+  bool now = false;
+  if (opts) {
+    d->file_index = opts->file_index;
+    d->buf_index = opts->buf_index;
+    d->rw_flags = opts->rw_flags;
+    now = (opts->flags & AK_RW_SUBMIT_NOW) != 0;
+    if (d->file_index >= 0)
+      op->sqe_flags |= IOSQE_FIXED_FILE;
+  } else {
+    d->file_index = -1;
+    d->buf_index = -1;
+    d->rw_flags = 0;
+  }
   bool fixed = d->buf_index >= 0;
-  bool now = opts && (opts->flags & AK_RW_SUBMIT_NOW);
-
   if (write) {
-    op->prep = prep_write_opt;
+    op->prep = fixed ? prep_write_fixed : prep_write_opt;
     op->blocking = blocking_write_opt;
     require_opcode(op, fixed ? IORING_OP_WRITE_FIXED : IORING_OP_WRITE);
   } else {
-    op->prep = prep_read_opt;
+    op->prep = fixed ? prep_read_fixed : prep_read_opt;
     op->blocking = blocking_read_opt;
     require_opcode(op, fixed ? IORING_OP_READ_FIXED : IORING_OP_READ);
   }
