@@ -181,58 +181,51 @@ static void vec_complete(ak__op *op, int res, unsigned flags)
   ak__op_finish(op, res);
 }
 
-static ak__op *rw_op_new(ak_loop *loop, unsigned kind, int fd, int64_t offset,
-                         const ak_rw_opts *opts)
+/* A read or write's record with what every variant shares (the fd, the
+ * offset, the options; *now: AK_RW_SUBMIT_NOW); the caller fills the
+ * buffer or the iovecs.
+ * Inlined: the options are read after the allocation, straight into the
+ * record (held across the call they cost spills on the QD1 read's path). */
+static inline __attribute__((always_inline)) ak__op *
+rw_op_new(ak_loop *loop, unsigned kind, int fd, int64_t offset, const ak_rw_opts *opts, bool *now)
 {
   ak__op *op = ak__op_new(loop, kind);
   if (!op)
     return NULL;
   fs_rw *d = AK__OP_DATA(op, fs_rw);
   d->fd = fd;
-  d->file_index = opts ? opts->file_index : -1;
-  d->buf_index = opts ? opts->buf_index : -1;
-  d->rw_flags = opts ? opts->rw_flags : 0;
   d->offset = offset;
-  d->buf = NULL;
-  d->len = 0;
-  d->iov = NULL;
-  d->iovcnt = 0;
-  if (d->file_index >= 0)
-    op->sqe_flags |= IOSQE_FIXED_FILE;
-  return op;
-}
-
-/* Plain and fixed reads and writes: the options read once, the record
- * filled in one pass (the vectored fields stay unset: only vectored ops
- * read them). Inlined into ak_read_opt and ak_write_opt, where write is a
- * constant: the QD1 read's submission is straight-line (issue 24). */
-static inline __attribute__((always_inline)) ak_future *
-rw_submit(ak_loop *loop, bool write, int fd, void *buf, size_t len, int64_t offset,
-          const ak_rw_opts *opts)
-{
-  /* The options are read after the allocation, straight into the record:
-   * held across the call they cost spills. */
-  ak__op *op = ak__op_new(loop, write ? AK_OP_WRITE : AK_OP_READ);
-  if (!op)
-    return NULL;
-  fs_rw *d = AK__OP_DATA(op, fs_rw);
-  d->fd = fd;
-  d->offset = offset;
-  d->buf = buf;
-  d->len = ak__clamp_len(len);
-  bool now = false;
   if (opts) {
     d->file_index = opts->file_index;
     d->buf_index = opts->buf_index;
     d->rw_flags = opts->rw_flags;
-    now = (opts->flags & AK_RW_SUBMIT_NOW) != 0;
+    *now = (opts->flags & AK_RW_SUBMIT_NOW) != 0;
     if (d->file_index >= 0)
       op->sqe_flags |= IOSQE_FIXED_FILE;
   } else {
     d->file_index = -1;
     d->buf_index = -1;
     d->rw_flags = 0;
+    *now = false;
   }
+  return op;
+}
+
+/* Plain and fixed reads and writes (the vectored fields stay unset: only
+ * vectored ops read them). Inlined into ak_read_opt and ak_write_opt,
+ * where write is a constant: the QD1 read's submission is straight-line
+ * (issue 24). */
+static inline __attribute__((always_inline)) ak_future *
+rw_submit(ak_loop *loop, bool write, int fd, void *buf, size_t len, int64_t offset,
+          const ak_rw_opts *opts)
+{
+  bool now;
+  ak__op *op = rw_op_new(loop, write ? AK_OP_WRITE : AK_OP_READ, fd, offset, opts, &now);
+  if (!op)
+    return NULL;
+  fs_rw *d = AK__OP_DATA(op, fs_rw);
+  d->buf = buf;
+  d->len = ak__clamp_len(len);
   bool fixed = d->buf_index >= 0;
   if (write) {
     op->prep = fixed ? prep_write_fixed : prep_write_opt;
@@ -273,13 +266,16 @@ static ak_future *vec_submit(ak_loop *loop, bool write, int fd, const struct iov
     if (!heap)
       return NULL;
   }
-  ak__op *op = rw_op_new(loop, write ? AK_OP_WRITEV : AK_OP_READV, fd, offset, opts);
+  bool now;
+  ak__op *op = rw_op_new(loop, write ? AK_OP_WRITEV : AK_OP_READV, fd, offset, opts, &now);
   if (!op) {
     ak__free(heap);
     return NULL;
   }
   fs_rw *d = AK__OP_DATA(op, fs_rw);
   d->buf_index = -1; /* no fixed vectored ops before 6.x; not offered */
+  d->buf = NULL;
+  d->len = 0;
   d->iov = heap ? heap : d->inline_iov;
   if (iovcnt)
     memcpy(d->iov, iov, iovcnt * sizeof(*iov));
@@ -289,7 +285,7 @@ static ak_future *vec_submit(ak_loop *loop, bool write, int fd, const struct iov
   op->complete = vec_complete;
   require_opcode(op, write ? IORING_OP_WRITEV : IORING_OP_READV);
   ak__op_set_try(op, try_rw_vec, fd, (write ? AK__EP_OUT : AK__EP_IN) | AK__EP_NOW);
-  return submit_op(op, opts && (opts->flags & AK_RW_SUBMIT_NOW));
+  return submit_op(op, now);
 }
 
 ak_future *ak_readv(ak_loop *loop, int fd, const struct iovec *iov, unsigned iovcnt, int64_t offset,
