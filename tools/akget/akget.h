@@ -228,6 +228,17 @@ void akg_names_free(akg_names *n);
 int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const char *dir,
                      const char *out, char *why, size_t why_len);
 int akg_mkdir_p(const char *dir);
+/* The directory it->path goes in, held for the download (names.c: why):
+ * resolved beneath -d with no link followed (not with -o). Sets *fd
+ * (close it with akg_dir_close; it may be -d's own, or AT_FDCWD). Returns
+ * 0 or -errno with why filled. */
+int akg_dir_open(const akg_opts *o, const akg_item *it, int *fd, char *why, size_t why_len);
+/* Whether it->path's directory is still fd (not replaced, moved, or made a
+ * link since akg_dir_open). Returns 0 or -errno with why filled. */
+int akg_dir_still(const akg_opts *o, const akg_item *it, int fd, char *why, size_t why_len);
+void akg_dir_close(int fd);
+/* The last component of path (after its last '/'). */
+const char *akg_leaf(const char *path);
 uint64_t akg_str_hash(const char *s); /* FNV-1a: --shard's hash, the same everywhere */
 
 /* feed.c: where the items come from. */

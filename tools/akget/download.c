@@ -92,6 +92,10 @@ struct dl {
   const akg_opts *o;
   ak_loop *loop;
   int fd;
+  int dirfd;                 /* the directory of item->path, held (names.c
+                                akg_dir_open): every open, link, rename and
+                                unlink is relative to it */
+  bool dir_held;             /* dirfd was opened (akg_dir_close at the end) */
   part parts[AKG_MAX_SEGMENTS];
   unsigned nparts;           /* parts started (parts[0..nparts-1]) */
   unsigned max_parts;        /* parts planned: nparts grows up to it */
@@ -106,7 +110,8 @@ struct dl {
   ak_future *setup;          /* the open or the HEAD probe in flight, or NULL */
   ak_timer *max_timer;       /* --max-time over the whole download, or NULL */
   bool unnamed;              /* fd is an O_TMPFILE file, linked in at the end */
-  char proc_path[32];        /* "/proc/self/fd/N" for an unnamed fd */
+  char proc_path[32];        /* "/proc/self/fd/N" of fd ("" without /proc):
+                                an unnamed file's link source, the read back */
   char *spare;               /* the spare name when the final one exists, or NULL */
   char last_retry[400];      /* why the last retry was scheduled */
   /* what is on disk, and what is still to fetch */
@@ -399,6 +404,13 @@ static void stop_max_timer(dl *d)
   }
 }
 
+/* Removes the file of that name in the download's directory (the name's
+ * leaf: every file of a download is next to its final name). */
+static void unlink_here(dl *d, const char *path)
+{
+  unlinkat(d->dirfd, akg_leaf(path), 0);
+}
+
 static void end_item(dl *d, akg_state state)
 {
   akg_item *it = d->item;
@@ -427,7 +439,9 @@ static void end_item(dl *d, akg_state state)
   if (d->ctl_fd >= 0)
     close(d->ctl_fd);
   if (state == AKG_DONE && d->ctl_path)
-    unlink(d->ctl_path); /* the file is whole under its name: no resume left */
+    unlink_here(d, d->ctl_path); /* the file is whole under its name: no resume left */
+  if (d->dir_held)
+    akg_dir_close(d->dirfd);
   free(d->ctl_path);
   free(d->snap);
   free(d->ranges);
@@ -456,9 +470,9 @@ static void on_unchanged_closed(ak_future *f, void *arg)
     d->ctl_path = malloc(n);
     if (d->ctl_path)
       snprintf(d->ctl_path, n, "%s.ctl", d->item->tmp);
-    unlink(d->item->tmp);
+    unlink_here(d, d->item->tmp);
   } else if (!d->no_file && !d->unnamed) {
-    unlink(d->item->tmp);
+    unlink_here(d, d->item->tmp);
   }
   end_item(d, AKG_DONE); /* with -c it removes the control record too */
 }
@@ -493,11 +507,11 @@ static void on_failed_closed(ak_future *f, void *arg)
   (void)f;
   dl *d = arg;
   if (d->spare)
-    unlink(d->spare); /* linked there, not yet renamed over the final name */
+    unlink_here(d, d->spare); /* linked there, not yet renamed over the final name */
   else if (!d->unnamed && (!d->o->resume || d->item->err == AKG_ECHECKSUM)) {
-    unlink(d->item->tmp); /* no partial file left behind (-c keeps it) */
+    unlink_here(d, d->item->tmp); /* no partial file left behind (-c keeps it) */
     if (d->ctl_path)
-      unlink(d->ctl_path);
+      unlink_here(d, d->ctl_path);
   }
   end_item(d, AKG_FAILED);
 }
@@ -595,7 +609,8 @@ static void on_renamed(ak_future *f, void *arg)
 
 static void rename_to_final(dl *d, const char *from)
 {
-  ak_future *rn = ak_renameat(d->loop, AT_FDCWD, from, AT_FDCWD, d->item->path, 0);
+  ak_future *rn = ak_renameat(d->loop, d->dirfd, akg_leaf(from), d->dirfd,
+                              akg_leaf(d->item->path), 0);
   if (!rn || ak_future_on_settle(rn, on_renamed, d) < 0) {
     set_error(d, -ENOMEM, 0, "out of memory");
     finish_failed(d);
@@ -668,7 +683,8 @@ static void on_linked(ak_future *f, void *arg)
 
 static void link_unnamed(dl *d, const char *name)
 {
-  ak_future *l = ak_linkat(d->loop, AT_FDCWD, d->proc_path, AT_FDCWD, name, AT_SYMLINK_FOLLOW);
+  ak_future *l = ak_linkat(d->loop, AT_FDCWD, d->proc_path, d->dirfd, akg_leaf(name),
+                           AT_SYMLINK_FOLLOW);
   if (!l || ak_future_on_settle(l, on_linked, d) < 0) {
     set_error(d, -ENOMEM, 0, "out of memory");
     finish_failed(d);
@@ -676,9 +692,18 @@ static void link_unnamed(dl *d, const char *name)
   ak_future_release(l);
 }
 
-/* The file is complete: it gets its final name. */
+/* The file is complete: it gets its final name, if its directory is
+ * still the one it was written in (a directory beneath -d replaced by a
+ * link during the download would put the name outside -d: exit 3). */
 static void close_and_rename(dl *d)
 {
+  char why[400];
+  int rc = akg_dir_still(d->o, d->item, d->dirfd, why, sizeof why);
+  if (rc < 0) {
+    set_error(d, rc, 0, "%s", why[0] ? why : strerror(-rc));
+    finish_failed(d);
+    return;
+  }
   if (d->unnamed)
     link_unnamed(d, d->item->path);
   else
@@ -772,7 +797,9 @@ static void parts_in_quiet(dl *d)
                          it->path);
   }
   if (it->has_checksum || listed) {
-    const char *at = d->unnamed ? d->proc_path : it->tmp;
+    /* Read back through the descriptor where /proc has it: the file
+     * written, whatever became of the path. */
+    const char *at = d->proc_path[0] ? d->proc_path : it->tmp;
     ak_future *c = listed ? akg_sum_verify(d->loop, at, listed)
                           : akg_checksum_verify(d->loop, at, it->sha256);
     if (listed)
@@ -1544,15 +1571,22 @@ static void begin(dl *d)
  * AKGET_TEST_NO_TMPFILE forces named files (tests of that path). */
 static bool tmpfile_refused;
 
-static bool use_unnamed(const akg_opts *o)
+static bool have_proc(void)
 {
   static int proc_ok = -1; /* the same answer for every thread */
+  if (__atomic_load_n(&proc_ok, __ATOMIC_RELAXED) < 0)
+    __atomic_store_n(&proc_ok, access("/proc/self/fd", X_OK) == 0, __ATOMIC_RELAXED);
+  return __atomic_load_n(&proc_ok, __ATOMIC_RELAXED) == 1;
+}
+
+static bool use_unnamed(const akg_opts *o)
+{
+  static int test_off = -1;
   if (o->resume || __atomic_load_n(&tmpfile_refused, __ATOMIC_RELAXED))
     return false;
-  if (__atomic_load_n(&proc_ok, __ATOMIC_RELAXED) < 0)
-    __atomic_store_n(&proc_ok, !getenv("AKGET_TEST_NO_TMPFILE") && access("/proc/self/fd", X_OK) == 0,
-                     __ATOMIC_RELAXED);
-  return __atomic_load_n(&proc_ok, __ATOMIC_RELAXED) == 1;
+  if (__atomic_load_n(&test_off, __ATOMIC_RELAXED) < 0)
+    __atomic_store_n(&test_off, getenv("AKGET_TEST_NO_TMPFILE") != NULL, __ATOMIC_RELAXED);
+  return !__atomic_load_n(&test_off, __ATOMIC_RELAXED) && have_proc();
 }
 
 static void on_open(ak_future *f, void *arg);
@@ -1563,19 +1597,12 @@ static int open_file(dl *d)
   ak_future *f;
   d->unnamed = use_unnamed(d->o);
   if (d->unnamed) {
-    /* The directory of the final name ("." for a bare name). */
-    const char *slash = strrchr(it->path, '/');
-    char *dir = slash ? strndup(it->path, slash == it->path ? 1 : (size_t)(slash - it->path))
-                      : strdup(".");
-    if (!dir)
-      return -ENOMEM;
-    f = ak_openat(d->loop, AT_FDCWD, dir, O_RDWR | O_TMPFILE, 0644);
-    free(dir);
+    f = ak_openat(d->loop, d->dirfd, ".", O_RDWR | O_TMPFILE, 0644); /* in the held directory */
   } else {
     /* O_NOFOLLOW: a link planted at the part file's name is refused (ELOOP),
-     * not written through; names.c refused links among its directories. */
+     * not written through; the held directory was reached through none. */
     int flags = O_RDWR | O_CREAT | O_NOFOLLOW | (d->o->resume ? 0 : O_TRUNC);
-    f = ak_openat(d->loop, AT_FDCWD, it->tmp, flags, 0644);
+    f = ak_openat(d->loop, d->dirfd, akg_leaf(it->tmp), flags, 0644);
   }
   if (!f || ak_future_on_settle(f, on_open, d) < 0) {
     ak_future_release(f);
@@ -1597,7 +1624,8 @@ static int open_record(dl *d)
   d->snap = malloc(sizeof *d->snap);
   if (!d->snap)
     return -ENOMEM;
-  d->ctl_fd = open(d->ctl_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+  d->ctl_fd = openat(d->dirfd, akg_leaf(d->ctl_path), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+                     0644);
   if (d->ctl_fd < 0)
     return -errno;
   struct stat st;
@@ -1642,7 +1670,7 @@ static void on_open(ak_future *f, void *arg)
     return;
   }
   d->fd = (int)fd;
-  if (d->unnamed)
+  if (have_proc())
     snprintf(d->proc_path, sizeof d->proc_path, "/proc/self/fd/%d", d->fd);
   if (d->o->resume) {
     int rc = open_record(d);
@@ -1762,6 +1790,14 @@ void akg_download_start(akg_worker *w, akg_item *item, void (*done)(akg_worker *
   d->hdr_count = d->o->header_count;
   d->have.size = -1; /* akg_record_clear's empty record (calloc zeroed the rest) */
   akg_progress_event(akg_worker_run(w), item, "start %s -> %s", item->url, item->path);
+  char why[400];
+  int drc = akg_dir_open(d->o, item, &d->dirfd, why, sizeof why);
+  if (drc < 0) {
+    set_error(d, drc, 0, "%s", why[0] ? why : strerror(-drc));
+    end_item(d, AKG_FAILED);
+    return;
+  }
+  d->dir_held = true;
   d->ts = item->ts; /* -N: the feed read the file's date and ETag */
   item->ts = NULL;
   if ((!d->ts && akg_ts_new(d->o, item->path, &d->ts) < 0) ||

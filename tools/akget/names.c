@@ -4,7 +4,8 @@
  * repeated out= is refused. The names used so far are remembered as 64-bit
  * fingerprints, not strings: the only memory akget keeps per URL of a
  * streamed list (about 10 bytes; 2,000,000 URLs: about 20 MiB).
- * It does not open files; download.c does. */
+ * It does not open files; download.c does, in the directory handle that
+ * akg_dir_open gives it (resolved beneath -d with no link followed). */
 #define _GNU_SOURCE /* O_PATH */
 #include "akget.h"
 
@@ -15,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 uint64_t akg_str_hash(const char *s)
@@ -198,17 +201,16 @@ int akg_mkdir_p(const char *dir)
   return rc;
 }
 
-/* Makes the directories of rel beneath base ("." for none), one component
- * at a time, each opened relative to the one above it with O_NOFOLLOW: a
- * symbolic link already inside -d (sub -> /etc) is refused, not followed,
- * so out=sub/f cannot write outside -d. base itself is followed (a -d that
- * is a link is the user's own choice, as with wget and curl). rel was
- * checked as text before (akg_list_path_problem: not absolute, no '..', no
- * empty component). Returns 0 or -errno; -ELOOP: a link, whose path within
- * rel is its first *link_len bytes. */
-static int mkdir_beneath(const char *base, const char *rel, size_t *link_len)
+/* Walks rel beneath the directory base, one component at a time, each
+ * opened relative to the one above it with O_NOFOLLOW (made first when
+ * make and missing): a symbolic link (sub -> /etc) is refused, not
+ * followed. rel was checked as text before (akg_list_path_problem: not
+ * absolute, no '..', no empty component). Returns an O_PATH descriptor of
+ * the last directory, or -errno; -ELOOP: a link, whose path within rel is
+ * its first *link_len bytes. */
+static int walk_beneath(int base, const char *rel, bool make, size_t *link_len)
 {
-  int cur = open(base, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  int cur = openat(base, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (cur < 0)
     return -errno;
   int rc = 0;
@@ -227,7 +229,7 @@ static int mkdir_beneath(const char *base, const char *rel, size_t *link_len)
     if (strcmp(name, ".") == 0)
       continue;
     int next = openat(cur, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (next < 0 && errno == ENOENT) {
+    if (next < 0 && errno == ENOENT && make) {
       if (mkdirat(cur, name, 0755) < 0 && errno != EEXIST)
         rc = -errno;
       else
@@ -248,8 +250,221 @@ static int mkdir_beneath(const char *base, const char *rel, size_t *link_len)
       cur = next;
     }
   }
-  close(cur);
+  if (rc < 0) {
+    close(cur);
+    return rc;
+  }
+  return cur;
+}
+
+/* -d, resolved once for the run and held: every path beneath it is
+ * resolved from this descriptor, so what -d names is settled at the first
+ * use (a -d that is a link is followed then: the user's own choice, as
+ * with wget and curl). Without -d, the working directory (AT_FDCWD: a
+ * reference to the directory, not a path, already). */
+static pthread_mutex_t base_lock = PTHREAD_MUTEX_INITIALIZER;
+static int base_fd = -1;     /* -d's O_PATH descriptor, once opened */
+
+/* Sets *fd to the base's descriptor. Returns 0 or -errno. */
+static int base_dir(const akg_opts *o, int *fd)
+{
+  if (!o->dir) {
+    *fd = AT_FDCWD;
+    return 0;
+  }
+  int rc = 0;
+  *fd = __atomic_load_n(&base_fd, __ATOMIC_ACQUIRE); /* pairs with the store below */
+  if (*fd >= 0)
+    return 0;
+  pthread_mutex_lock(&base_lock);
+  if (base_fd < 0) {
+    int b = open(o->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (b < 0)
+      rc = -errno;
+    else
+      __atomic_store_n(&base_fd, b, __ATOMIC_RELEASE);
+  }
+  *fd = base_fd;
+  pthread_mutex_unlock(&base_lock);
   return rc;
+}
+
+/* The directories of rel beneath the base (-d), made where missing.
+ * Returns 0 or -errno (-ELOOP: a link, see walk_beneath). */
+static int mkdir_beneath(const akg_opts *o, const char *rel, size_t *link_len)
+{
+  int base, rc = base_dir(o, &base);
+  if (rc < 0)
+    return rc;
+  int fd = walk_beneath(base, rel, true, link_len);
+  if (fd < 0)
+    return fd;
+  close(fd);
+  return 0;
+}
+
+/* ---- the directory a download writes in -------------------------------------------------
+ * names.c made the directories of an out=/dir= path when the entry was
+ * read, refusing links; the download starts later (thousands of entries
+ * may be queued), and another process may replace one of those
+ * directories with a link to anywhere in between, or while the body comes
+ * in. So download.c never opens, links, renames or removes by path: it
+ * holds the directory's descriptor, resolved beneath -d at the download's
+ * start with no link followed (openat2 RESOLVE_BENEATH |
+ * RESOLVE_NO_SYMLINKS, or the O_NOFOLLOW walk where the kernel has no
+ * openat2), does every call relative to it, and before the file gets its
+ * name checks that the path still leads to that same directory
+ * (akg_dir_still). One descriptor per download in flight, closed at its
+ * end; a download straight into -d (or the working directory) uses the
+ * run's own. */
+
+/* rel of path's directory below the base: "" when it is the base itself.
+ * Not with -o. Returns a string to free, or NULL (memory). */
+static char *rel_dir(const akg_opts *o, const char *path)
+{
+  const char *slash = strrchr(path, '/');
+  size_t base_len = o->dir ? strlen(o->dir) : 0;
+  if (!slash || (size_t)(slash - path) <= base_len)
+    return strdup("");
+  const char *from = o->dir ? path + base_len + 1 : path;
+  return strndup(from, (size_t)(slash - from));
+}
+
+/* An O_PATH descriptor of rel beneath base, no link followed. Returns it
+ * or -errno (-ELOOP: a link on the way). */
+static int open_beneath(int base, const char *rel)
+{
+  static int no_openat2 = -1; /* the same answer for every thread */
+  int no = __atomic_load_n(&no_openat2, __ATOMIC_RELAXED);
+  if (no < 0) {
+    no = getenv("AKGET_TEST_NO_OPENAT2") != NULL; /* tests of the walk */
+    __atomic_store_n(&no_openat2, no, __ATOMIC_RELAXED);
+  }
+  for (int tries = 0; !no && tries < 4; tries++) {
+    struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+                                      RESOLVE_NO_MAGICLINKS};
+    long fd = syscall(SYS_openat2, base, rel, &how, sizeof how);
+    if (fd >= 0)
+      return (int)fd;
+    if (errno == ENOSYS || errno == EPERM) { /* before Linux 5.6; a seccomp filter */
+      __atomic_store_n(&no_openat2, 1, __ATOMIC_RELAXED);
+      break;
+    }
+    if (errno != EAGAIN) /* EAGAIN: a rename raced the lookup; asked again */
+      return -errno;
+  }
+  size_t link_len;
+  return walk_beneath(base, rel, false, &link_len);
+}
+
+int akg_dir_open(const akg_opts *o, const akg_item *it, int *fd, char *why, size_t why_len)
+{
+  why[0] = '\0';
+  const char *path = it->path;
+  if (o->output) {
+    /* -o names the path whole: followed as given, as wget and curl do;
+     * held all the same, so the download's files stay together. */
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    if (!dir)
+      return -ENOMEM;
+    *fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int rc = *fd < 0 ? -errno : 0;
+    if (rc < 0)
+      snprintf(why, why_len, "cannot open the directory of %.300s: %s", path, strerror(-rc));
+    free(dir);
+    return rc;
+  }
+  int base, rc = base_dir(o, &base);
+  if (rc < 0) {
+    snprintf(why, why_len, "-d %.300s: %s", o->dir, strerror(-rc));
+    return rc;
+  }
+  char *rel = rel_dir(o, path);
+  if (!rel)
+    return -ENOMEM;
+  if (!rel[0]) {
+    *fd = base;
+    free(rel);
+    return 0;
+  }
+  rc = open_beneath(base, rel);
+  if (rc >= 0) {
+    *fd = rc;
+    free(rel);
+    return 0;
+  }
+  size_t link_len = 0;
+  if (rc == -ELOOP) { /* which component: the walk says */
+    int w = walk_beneath(base, rel, false, &link_len);
+    if (w >= 0)
+      close(w); /* a link no more: said as one all the same */
+  }
+  size_t skip = o->dir ? strlen(o->dir) + 1 : 0;
+  if (rc == -ELOOP && link_len)
+    snprintf(why, why_len,
+             "%.300s: refused to save as %.300s: %.*s is a symbolic link, and akget follows "
+             "none beneath -d (the file could land outside it; it was made a link after the "
+             "list named it)",
+             it->url, path, (int)(skip + link_len), path);
+  else
+    snprintf(why, why_len, "cannot open the directory of %.300s: %s", path, strerror(-rc));
+  free(rel);
+  return rc;
+}
+
+int akg_dir_still(const akg_opts *o, const akg_item *it, int fd, char *why, size_t why_len)
+{
+  why[0] = '\0';
+  if (o->output)
+    return 0;
+  char *rel = rel_dir(o, it->path);
+  if (!rel)
+    return -ENOMEM;
+  int base, rc = 0;
+  if (rel[0] && (rc = base_dir(o, &base)) == 0) {
+    int now = open_beneath(base, rel);
+    struct stat held, found;
+    if (now < 0) {
+      rc = now;
+    } else {
+      if (fstat(fd, &held) < 0 || fstat(now, &found) < 0)
+        rc = -errno;
+      else if (held.st_dev != found.st_dev || held.st_ino != found.st_ino)
+        rc = -ENOENT; /* the directory written in is no longer at its path */
+      close(now);
+    }
+  }
+  const char *slash = strrchr(it->path, '/');
+  int dlen = slash ? (int)(slash - it->path) : 0;
+  if (rc == -ELOOP)
+    snprintf(why, why_len,
+             "refused to save as %.300s: a directory of it (%.*s) was replaced by a symbolic "
+             "link during the download, and akget follows none beneath -d",
+             it->path, dlen, it->path);
+  else if (rc == -ENOENT || rc == -ENOTDIR)
+    snprintf(why, why_len,
+             "not saved as %.300s: its directory %.*s was moved, removed or replaced during "
+             "the download",
+             it->path, dlen, it->path);
+  else if (rc < 0)
+    snprintf(why, why_len, "cannot open the directory of %.300s again: %s", it->path,
+             strerror(-rc));
+  free(rel);
+  return rc;
+}
+
+void akg_dir_close(int fd)
+{
+  if (fd >= 0 && fd != __atomic_load_n(&base_fd, __ATOMIC_ACQUIRE))
+    close(fd);
+}
+
+const char *akg_leaf(const char *path)
+{
+  const char *slash = strrchr(path, '/');
+  return slash ? slash + 1 : path;
 }
 
 /* The directories of path below -d (out=a/b/f, dir=a/b), once per
@@ -273,9 +488,9 @@ static int make_parent(akg_names *n, const akg_opts *o, const akg_item *it, cons
   if (o->output)
     rc = akg_mkdir_p(dir);
   else if (o->dir) /* path is join3's "-d/rel"; dir is -d itself when rel has no '/' */
-    rc = mkdir_beneath(o->dir, len > base_len ? dir + base_len + 1 : "", &link_len);
+    rc = mkdir_beneath(o, len > base_len ? dir + base_len + 1 : "", &link_len);
   else
-    rc = mkdir_beneath(".", dir, &link_len);
+    rc = mkdir_beneath(o, dir, &link_len);
   free(n->last_dir);
   n->last_dir = rc == 0 ? dir : NULL;
   if (rc == -ELOOP && link_len) {
