@@ -6,7 +6,9 @@
 # CRLF; out= into new directories, dir=, checksum=, header=; out=../x and
 # out=/etc/x refused with their line; a repeated out= reported; an unknown
 # key with its line number; out=/dir= through a symbolic link beneath -d
-# refused (nothing written outside), -d itself a link followed; --shard
+# refused (nothing written outside), -d itself a link followed; a
+# directory replaced by a link while its download is in flight or queued
+# (nothing written outside, exit 3); --shard
 # over a streamed list; a long list (URLs
 # to a closed port, failing fast) whose RSS is sampled during the run and
 # stays under 64 MiB, with --json written as the downloads end.
@@ -210,6 +212,55 @@ rc=0; AKGET_TEST_NO_TMPFILE=1 "$akget" -q -d "$work/part" "$base/file/100/p1" 2>
 [[ "$(cat "$outside/victim")" == keep ]] || fail "part-file link: written through the link"
 rm -f "$outside/victim"
 echo "symlinks: links beneath -d refused with their URL and path, nothing written outside; -d a link works"
+
+# 4c. A directory beneath -d replaced while akget runs: the links refused
+# above are checked when the list is read, the downloads come later. sub
+# is replaced (moved away, a link to a directory outside -d put at its
+# name) while its download's body trickles in (2 s): the file is not
+# written outside, the download fails with exit 3 saying so, and the other
+# entries download. late/ is made when the list is read and replaced the
+# same way before its download starts (-j 1: it waits behind the slow
+# one): refused at the start. Both with unnamed files and openat2, and with
+# named part files and the O_NOFOLLOW walk.
+swap_run() { # $1: a label; the environment given to akget after it
+  local label="$1"; shift
+  local d="$work/swap-$label" far="$work/far-$label"
+  mkdir -p "$d/sub" "$far"
+  printf '%s\n  out=sub/slow.bin\n%s\n  dir=late\n%s\n  out=kept/other.bin\n' \
+    "$base/drip/20000/1000/100000" "$base/file/300/late" "$base/file/400/other" >"$work/swap-$label.list"
+  env "$@" "$akget" -j 1 -d "$d" -i "$work/swap-$label.list" 2>"$work/swap-$label.err" &
+  local pid=$! rc=0 seen=
+  # The slow body is coming in once the unnamed file (or the part file) is
+  # open in sub: then sub and late (made by then) are replaced.
+  for _ in $(seq 100); do
+    if [[ -e "$d/sub/slow.bin.akget-part" ]] || ls -l "/proc/$pid/fd" 2>/dev/null | grep -qF "$d/sub/#"; then
+      seen=1
+      break
+    fi
+    sleep 0.05
+  done
+  if [[ -z "$seen" || ! -d "$d/late" ]]; then
+    kill "$pid"
+    fail "swap $label: the slow download did not start: $(cat "$work/swap-$label.err")"
+  fi
+  mv "$d/sub" "$d/sub.moved" && ln -s "$far" "$d/sub"
+  mv "$d/late" "$d/late.moved" && ln -s "$far" "$d/late"
+  for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill "$pid" 2>/dev/null && fail "swap $label: akget still running after 30 s"
+  wait "$pid" || rc=$?
+  [[ $rc == 3 ]] || fail "swap $label: exit $rc, want 3: $(cat "$work/swap-$label.err")"
+  [[ -z "$(ls -A "$far")" ]] || fail "swap $label: written outside -d: $(ls -AR "$far")"
+  grep -qF "refused to save as $d/sub/slow.bin: a directory of it ($d/sub) was replaced by a symbolic link during the download" "$work/swap-$label.err" ||
+    fail "swap $label: the in-flight one not said: $(cat "$work/swap-$label.err")"
+  grep -qF "$base/file/300/late: refused to save as $d/late/late: $d/late is a symbolic link" "$work/swap-$label.err" ||
+    fail "swap $label: the queued one not said: $(cat "$work/swap-$label.err")"
+  [[ -z "$(find "$d/sub.moved" "$d/late.moved" -mindepth 1)" ]] ||
+    fail "swap $label: files left in the moved directories: $(ls -AR "$d/sub.moved" "$d/late.moved")"
+  same "$d/kept/other.bin" 400
+}
+swap_run unnamed AKGET_TEST_NONE=1
+swap_run walk AKGET_TEST_NO_TMPFILE=1 AKGET_TEST_NO_OPENAT2=1
+echo "swapped directories: nothing written outside, exit 3 with why, the other entries kept"
 
 # 5. --shard K/N over a list on a pipe: the shards split it, none twice.
 for i in $(seq 60); do echo "$base/file/50/s$i"; done >"$work/shard.list"
