@@ -221,9 +221,10 @@ echo "symlinks: links beneath -d refused with their URL and path, nothing writte
 # entries download. late/ is made when the list is read and replaced the
 # same way before its download starts (-j 1: it waits behind the slow
 # one): refused at the start. Both with unnamed files and openat2, and with
-# named part files and the O_NOFOLLOW walk.
-swap_run() { # $1: a label; the environment given to akget after it
-  local label="$1"; shift
+# named part files and the O_NOFOLLOW walk; and sub replaced by another
+# directory instead of a link (refused too: not the directory written in).
+swap_run() { # $1: a label, $2: link or dir (sub's replacement); the environment given to akget after them
+  local label="$1" with="$2"; shift 2
   local d="$work/swap-$label" far="$work/far-$label"
   mkdir -p "$d/sub" "$far"
   printf '%s\n  out=sub/slow.bin\n%s\n  dir=late\n%s\n  out=kept/other.bin\n' \
@@ -243,23 +244,30 @@ swap_run() { # $1: a label; the environment given to akget after it
     kill "$pid"
     fail "swap $label: the slow download did not start: $(cat "$work/swap-$label.err")"
   fi
-  mv "$d/sub" "$d/sub.moved" && ln -s "$far" "$d/sub"
+  if [[ $with == link ]]; then
+    mv "$d/sub" "$d/sub.moved" && ln -s "$far" "$d/sub"
+  else
+    mv "$d/sub" "$d/sub.moved" && mkdir "$d/sub"
+  fi
   mv "$d/late" "$d/late.moved" && ln -s "$far" "$d/late"
   for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill "$pid" 2>/dev/null && fail "swap $label: akget still running after 30 s"
   wait "$pid" || rc=$?
   [[ $rc == 3 ]] || fail "swap $label: exit $rc, want 3: $(cat "$work/swap-$label.err")"
   [[ -z "$(ls -A "$far")" ]] || fail "swap $label: written outside -d: $(ls -AR "$far")"
-  grep -qF "refused to save as $d/sub/slow.bin: a directory of it ($d/sub) was replaced by a symbolic link during the download" "$work/swap-$label.err" ||
-    fail "swap $label: the in-flight one not said: $(cat "$work/swap-$label.err")"
+  local said="refused to save as $d/sub/slow.bin: a directory of it ($d/sub) was replaced by a symbolic link during the download"
+  [[ $with == link ]] || said="not saved as $d/sub/slow.bin: its directory $d/sub was moved, removed or replaced during the download"
+  grep -qF "$said" "$work/swap-$label.err" || fail "swap $label: the in-flight one not said: $(cat "$work/swap-$label.err")"
+  [[ $with == link || -z "$(ls -A "$d/sub")" ]] || fail "swap $label: written into the new sub: $(ls -A "$d/sub")"
   grep -qF "$base/file/300/late: refused to save as $d/late/late: $d/late is a symbolic link" "$work/swap-$label.err" ||
     fail "swap $label: the queued one not said: $(cat "$work/swap-$label.err")"
   [[ -z "$(find "$d/sub.moved" "$d/late.moved" -mindepth 1)" ]] ||
     fail "swap $label: files left in the moved directories: $(ls -AR "$d/sub.moved" "$d/late.moved")"
   same "$d/kept/other.bin" 400
 }
-swap_run unnamed AKGET_TEST_NONE=1
-swap_run walk AKGET_TEST_NO_TMPFILE=1 AKGET_TEST_NO_OPENAT2=1
+swap_run unnamed link AKGET_TEST_NONE=1
+swap_run walk link AKGET_TEST_NO_TMPFILE=1 AKGET_TEST_NO_OPENAT2=1
+swap_run redir dir AKGET_TEST_NONE=1
 echo "swapped directories: nothing written outside, exit 3 with why, the other entries kept"
 
 # 5. --shard K/N over a list on a pipe: the shards split it, none twice.
