@@ -4,7 +4,8 @@
  * each request's path in X-Path), a server that closes after k answers has
  * the rest sent again, a HEAD answered with a body fails clearly without
  * touching the answers after it, a body that comes late is not taken for
- * the next answer, a server that closes at once fails the requests after
+ * the next answer (also when its first bytes look like the start of one),
+ * a server that closes at once fails the requests after
  * bounded attempts, and cancels and refusals. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,7 +34,9 @@ enum { MAX_CONNS = 16, IO_WAIT_MS = 10000 };
  * then closes (-1: answers all; 0: closes before answering). Paths:
  * "/changed..." is a 200, "/body..." a 200 sent with a 5-byte body to HEAD
  * too (the server bug), "/late..." the same with the body written 100 ms
- * after the head, anything else a 304. */
+ * after the head, "/carryN..." a 200 with the body "HTTPS!" to HEAD too,
+ * its first N bytes (a prefix of "HTTP/") written with the head and the
+ * rest 100 ms later, anything else a 304. */
 typedef struct server {
   int lfd;
   uint16_t port;
@@ -80,6 +83,16 @@ static bool answer(int fd, const char *method, const char *path)
     usleep(50 * 1000); /* after a pause: it reaches the connection when idle */
     snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nX-Path: /nobody\r\n\r\n");
     return send_all(fd, out, strlen(out));
+  }
+  unsigned carry;
+  if (sscanf(path, "/carry%u", &carry) == 1 && carry <= 6) {
+    static const char body[] = "HTTPS!";
+    snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nX-Path: %s\r\nContent-Length: 6\r\n\r\n%.*s",
+             path, (int)carry, body);
+    if (!send_all(fd, out, strlen(out)))
+      return false;
+    usleep(100 * 1000); /* the rest after a pause: a receive of its own */
+    return send_all(fd, body + carry, 6 - carry);
   }
   if (strncmp(path, "/late", 5) == 0) {
     snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nX-Path: %s\r\nContent-Length: 5\r\n\r\n", path);
@@ -383,6 +396,29 @@ static void test_late_body_not_taken_for_next_answer(void **state)
   fixture_close(&fx);
 }
 
+/* The same when the body's first bytes came with the head and look like
+ * the start of the next answer ("HTTP", "H": a prefix of "HTTP/"), the
+ * rest later: not taken for the next answer either, nor a failure of it;
+ * the requests behind go to another connection, as with any late body.
+ * (They failed with AK_EHTTPPROTO when the rest came.) */
+static void test_late_body_after_status_prefix_resent(void **state)
+{
+  (void)state;
+  fixture fx;
+  fixture_open(&fx, NULL, 0);
+  const char *paths[] = {"/carry4/a", "/b", "/carry1/c", "/d"};
+  ak_future *f[4];
+  run_pipeline(&fx, paths, 4, f);
+  assert_answer(f[0], 200, "/carry4/a");
+  assert_answer(f[1], 304, "/b");
+  assert_answer(f[2], 200, "/carry1/c");
+  assert_answer(f[3], 304, "/d");
+  /* /b and what is behind it on a second connection, /d on a third. */
+  assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 3);
+  release_all(f, 4);
+  fixture_close(&fx);
+}
+
 /* A member cancelled before the pipeline is written leaves it (CANCELLED);
  * the others are answered, each with its own. */
 /* Found by fuzz_http_pipeline: a response that reaches a kept-alive
@@ -505,6 +541,7 @@ int main(void)
       cmocka_unit_test(test_server_that_never_answers_fails_bounded),
       cmocka_unit_test(test_head_with_body_fails_clearly),
       cmocka_unit_test(test_late_body_not_taken_for_next_answer),
+      cmocka_unit_test(test_late_body_after_status_prefix_resent),
       cmocka_unit_test(test_unasked_response_on_idle_conn_not_taken),
       cmocka_unit_test(test_cancel_before_send),
       cmocka_unit_test(test_cancel_after_send),

@@ -191,6 +191,9 @@ struct ak__http_exchange {
   bool pipe_turned;            /* the connection came from the member ahead
                                   (its response done): a fresh response is
                                   due from the stream's next byte */
+  unsigned char pipe_prefix;   /* pipe_turned: bytes of "HTTP/" the stream
+                                  began with so far; got_bytes (an answer
+                                  begun) once all 5 are in */
   unsigned pipe_dry;           /* new connections that closed before this
                                   pipeline had any answer on them */
   char *wire;                  /* the pipeline's requests, sent as one
@@ -208,6 +211,10 @@ static void flush_held(ak__http_exchange *ex);
 static int pipe_wire(ak__http_exchange *ex);
 static bool pipe_retry(ak__http_exchange *ex);
 static bool pipe_stray(ak__http_exchange *ex, const char *data, size_t len);
+/* What a response starts with: a turned member's stream is its answer
+ * once these 5 bytes are in (section 9). */
+static const char status_prefix[] = "HTTP/";
+#define STATUS_PREFIX_LEN (sizeof status_prefix - 1)
 static void pipe_carry(ak__http_exchange *ex, char *data, size_t len);
 static void pipe_hand_on(ak__http_exchange *next, ak__http_conn *conn, bool keep,
                          unsigned dry, int err);
@@ -600,6 +607,7 @@ static bool begin_exchange(ak__http_exchange *ex, bool fresh, bool head_only, ex
   ex->parser.on_body = on_body_bytes;
   ex->parser.hook_arg = ex;
   ex->got_bytes = false;
+  ex->pipe_prefix = 0;
   ex->leftover = false;
   ex->rx_ended = false;
   ex->rx_at = 0;
@@ -810,7 +818,7 @@ static void on_recv(ak_future *f, void *arg)
     char *data = ex->conn->buf + ex->rx_at;
     if (ex->pipe_turned && !ex->got_bytes && pipe_stray(ex, data, (size_t)res))
       return;
-    ex->got_bytes = true;
+    ex->got_bytes = !ex->pipe_turned || ex->pipe_prefix == STATUS_PREFIX_LEN;
     ex->rx_at += (size_t)res;
     int64_t used = ak__http_parser_feed(&ex->parser, data, (size_t)res);
     if (used < 0) {
@@ -1841,7 +1849,11 @@ ak_future *ak__http_exchange_start(ak_http_client *c, const ak_http_request *req
  * - bytes after a HEAD's response that do not start as a status line (a
  *   body, which HEAD must not have) fail that member with AK_EHTTPPROTO;
  *   bytes a member receives first that do not (a body that came late)
- *   are not its response: it and those behind go to a new connection;
+ *   are not its response: it and those behind go to a new connection.
+ *   Bytes past a response that are a prefix of "HTTP/" only (the carry
+ *   "HT") are judged with the bytes after them: a response has begun
+ *   (got_bytes) once its first five are "HTTP/" (pipe_prefix), and a
+ *   body that began so goes to a new connection as any late body;
  * - when the connection closes, resets or fails a send before a member's
  *   first byte, that member and those behind are sent again on another
  *   connection, not failed (pipe_retry); a member whose response was cut
@@ -1858,11 +1870,17 @@ ak_future *ak__http_exchange_start(ak_http_client *c, const ak_http_request *req
  * - a response that closes the connection (Connection: close) sends the
  *   members behind to another. */
 
+/* Whether data (len bytes) can go on a stream that began with the first
+ * at bytes of "HTTP/": the next status line, as far as they go. */
+static bool continues_status(size_t at, const char *data, size_t len)
+{
+  size_t n = STATUS_PREFIX_LEN - at;
+  return memcmp(data, status_prefix + at, len < n ? len : n) == 0;
+}
+
 static bool looks_like_status(const char *data, size_t len)
 {
-  static const char start[] = "HTTP/";
-  size_t n = len < sizeof start - 1 ? len : sizeof start - 1;
-  return memcmp(data, start, n) == 0;
+  return continues_status(0, data, len);
 }
 
 /* The head member ex is sending: every member's request, in order, as one
@@ -1927,14 +1945,19 @@ static void pipe_resend(ak__http_exchange *ex, bool allow_idle)
 }
 
 /* ex got the connection from the member ahead and these are its first
- * bytes: if they do not start a response, they are the end of the one
- * ahead (a body after HEAD that came late), and ex has had no answer:
- * the connection is dropped and ex and the members behind go to another.
- * Returns whether that happened. */
+ * bytes, or the first after the few that began the stream (pipe_prefix:
+ * the carry, or an earlier receive, held a prefix of "HTTP/" only): if
+ * they do not start a response, they are the end of the one ahead (a body
+ * after HEAD that came late, whose first bytes looked like a status
+ * line's), and ex has had no answer: the connection is dropped and ex and
+ * the members behind go to another. Returns whether that happened. */
 static bool pipe_stray(ak__http_exchange *ex, const char *data, size_t len)
 {
-  if (looks_like_status(data, len))
+  if (continues_status(ex->pipe_prefix, data, len)) {
+    size_t n = STATUS_PREFIX_LEN - ex->pipe_prefix;
+    ex->pipe_prefix += (unsigned char)(len < n ? len : n);
     return false;
+  }
   ak__http_conn *conn = ex->conn;
   ex->conn = NULL;
   ak__http_conn_release(conn, false);
@@ -1983,7 +2006,11 @@ static void pipe_turn(ak__http_exchange *ex, ak__http_conn *conn)
     post_recv(ex);
     return;
   }
-  ex->got_bytes = true;
+  /* pipe_carry saw these start as a status line; fewer than 5 bytes are
+   * a prefix of "HTTP/" only, which the next receive confirms or shows to
+   * be the late end of a body (pipe_stray). */
+  ex->pipe_prefix = (unsigned char)(n < STATUS_PREFIX_LEN ? n : STATUS_PREFIX_LEN);
+  ex->got_bytes = ex->pipe_prefix == STATUS_PREFIX_LEN;
   int64_t used = ak__http_parser_feed(&ex->parser, data, n);
   if (used < 0) {
     set_error(ex, (int)used, ex->parser.detail);

@@ -3,7 +3,8 @@
 fuzz_http_pipeline (committed in corpus_http_pipeline/; rerun only to
 refresh it): scripts in that target's input format (see its top comment)
 for the cases its tests name: all answered in order, a close after k
-answers, a body after HEAD at once and late, a server that never answers,
+answers, a body after HEAD at once and late (also one that began like a
+status line), a server that never answers,
 a reset, a response cut in its head, a redirect, an interim response."""
 import os, struct, sys
 
@@ -31,6 +32,9 @@ seeds = {
     "close_after_2": seed(5, 0, conn([resp(S304)] * 2), conn([resp(S304)] * 3)),
     "body_after_head": seed(3, 0, conn([resp(S200, 1, 5), junk(b"hello"), resp(S304), resp(S304)]), conn([resp(S304)] * 2)),
     "late_body": seed(3, 0, conn([resp(S200, 1, 5), PAUSE, junk(b"hello"), resp(S304), resp(S304)]), conn([resp(S304)] * 3)),
+    # A late body whose first bytes came with the head and are a prefix of
+    # "HTTP/" (the carry): the rest shows it is not the next answer.
+    "late_body_after_prefix": seed(3, 0, conn([resp(S200, 1, 6), junk(b"HTTP"), PAUSE, junk(b"S!"), resp(S304), resp(S304)]), conn([resp(S304)] * 3)),
     "never_answers": seed(4, 0, conn([]), conn([]), conn([]), conn([])),
     "reset_midway": seed(4, 0, conn([resp(S304), resp(S304)], reset=True), conn([resp(S304)] * 2)),
     "cut_in_head": seed(3, 0, conn([resp(S304)] * 3, chunk=7, cut=60), conn([resp(S304)] * 3)),
