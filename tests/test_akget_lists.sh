@@ -221,20 +221,23 @@ echo "symlinks: links beneath -d refused with their URL and path, nothing writte
 # entries download. late/ is made when the list is read and replaced the
 # same way before its download starts (-j 1: it waits behind the slow
 # one): refused at the start. Both with unnamed files and openat2, and with
-# named part files and the O_NOFOLLOW walk; and sub replaced by another
-# directory instead of a link (refused too: not the directory written in).
-swap_run() { # $1: a label, $2: link or dir (sub's replacement); the environment given to akget after them
+# named part files and the O_NOFOLLOW walk; sub replaced by another
+# directory instead of a link (refused too: not the directory written
+# in); and the directory above sub (top/sub/slow.bin) replaced by a link
+# to one that has a sub too, so the path still leads to a directory.
+swap_run() { # $1: a label, $2: link, dir or uplink; the environment given to akget after them
   local label="$1" with="$2"; shift 2
-  local d="$work/swap-$label" far="$work/far-$label"
-  mkdir -p "$d/sub" "$far"
-  printf '%s\n  out=sub/slow.bin\n%s\n  dir=late\n%s\n  out=kept/other.bin\n' \
-    "$base/drip/20000/1000/100000" "$base/file/300/late" "$base/file/400/other" >"$work/swap-$label.list"
+  local d="$work/swap-$label" far="$work/far-$label" sd=sub swapped=sub
+  [[ $with == uplink ]] && sd=top/sub swapped=top
+  mkdir -p "$d/$sd" "$far"
+  printf '%s\n  out=%s/slow.bin\n%s\n  dir=late\n%s\n  out=kept/other.bin\n' \
+    "$base/drip/20000/1000/100000" "$sd" "$base/file/300/late" "$base/file/400/other" >"$work/swap-$label.list"
   env "$@" "$akget" -j 1 -d "$d" -i "$work/swap-$label.list" 2>"$work/swap-$label.err" &
   local pid=$! rc=0 seen=
   # The slow body is coming in once the unnamed file (or the part file) is
-  # open in sub: then sub and late (made by then) are replaced.
+  # open in its directory: then that and late (made by then) are replaced.
   for _ in $(seq 100); do
-    if [[ -e "$d/sub/slow.bin.akget-part" ]] || ls -l "/proc/$pid/fd" 2>/dev/null | grep -qF "$d/sub/#"; then
+    if [[ -e "$d/$sd/slow.bin.akget-part" ]] || ls -l "/proc/$pid/fd" 2>/dev/null | grep -qF "$d/$sd/#"; then
       seen=1
       break
     fi
@@ -244,30 +247,33 @@ swap_run() { # $1: a label, $2: link or dir (sub's replacement); the environment
     kill "$pid"
     fail "swap $label: the slow download did not start: $(cat "$work/swap-$label.err")"
   fi
-  if [[ $with == link ]]; then
-    mv "$d/sub" "$d/sub.moved" && ln -s "$far" "$d/sub"
-  else
-    mv "$d/sub" "$d/sub.moved" && mkdir "$d/sub"
-  fi
+  mv "$d/$swapped" "$d/$swapped.moved"
+  case $with in
+    link) ln -s "$far" "$d/sub" ;;
+    dir) mkdir "$d/sub" ;;
+    uplink) mkdir "$far/sub" && ln -s "$far" "$d/top" ;;
+  esac
   mv "$d/late" "$d/late.moved" && ln -s "$far" "$d/late"
   for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill "$pid" 2>/dev/null && fail "swap $label: akget still running after 30 s"
   wait "$pid" || rc=$?
   [[ $rc == 3 ]] || fail "swap $label: exit $rc, want 3: $(cat "$work/swap-$label.err")"
-  [[ -z "$(ls -A "$far")" ]] || fail "swap $label: written outside -d: $(ls -AR "$far")"
-  local said="refused to save as $d/sub/slow.bin: a directory of it ($d/sub) was replaced by a symbolic link during the download"
-  [[ $with == link ]] || said="not saved as $d/sub/slow.bin: its directory $d/sub was moved, removed or replaced during the download"
+  [[ -z "$(find "$far" ! -type d)" ]] || fail "swap $label: written outside -d: $(ls -AR "$far")"
+  local said="refused to save as $d/$sd/slow.bin: a directory of it ($d/$sd) was replaced by a symbolic link during the download"
+  [[ $with != dir ]] || said="not saved as $d/sub/slow.bin: its directory $d/sub was moved, removed or replaced during the download"
   grep -qF "$said" "$work/swap-$label.err" || fail "swap $label: the in-flight one not said: $(cat "$work/swap-$label.err")"
-  [[ $with == link || -z "$(ls -A "$d/sub")" ]] || fail "swap $label: written into the new sub: $(ls -A "$d/sub")"
+  [[ $with != dir || -z "$(ls -A "$d/sub")" ]] || fail "swap $label: written into the new sub: $(ls -A "$d/sub")"
   grep -qF "$base/file/300/late: refused to save as $d/late/late: $d/late is a symbolic link" "$work/swap-$label.err" ||
     fail "swap $label: the queued one not said: $(cat "$work/swap-$label.err")"
-  [[ -z "$(find "$d/sub.moved" "$d/late.moved" -mindepth 1)" ]] ||
-    fail "swap $label: files left in the moved directories: $(ls -AR "$d/sub.moved" "$d/late.moved")"
+  [[ -z "$(find "$d/$swapped.moved" "$d/late.moved" ! -type d)" ]] ||
+    fail "swap $label: files left in the moved directories: $(ls -AR "$d/$swapped.moved" "$d/late.moved")"
   same "$d/kept/other.bin" 400
 }
 swap_run unnamed link AKGET_TEST_NONE=1
 swap_run walk link AKGET_TEST_NO_TMPFILE=1 AKGET_TEST_NO_OPENAT2=1
 swap_run redir dir AKGET_TEST_NONE=1
+swap_run up uplink AKGET_TEST_NONE=1
+swap_run upwalk uplink AKGET_TEST_NO_TMPFILE=1 AKGET_TEST_NO_OPENAT2=1
 echo "swapped directories: nothing written outside, exit 3 with why, the other entries kept"
 
 # 5. --shard K/N over a list on a pipe: the shards split it, none twice.

@@ -424,16 +424,26 @@ int akg_dir_still(const akg_opts *o, const akg_item *it, int fd, char *why, size
     return -ENOMEM;
   int base, rc = 0;
   if (rel[0] && (rc = base_dir(o, &base)) == 0) {
-    int now = open_beneath(base, rel);
+    /* Two calls where all is well: a link at rel's last component is seen
+     * as one (AT_SYMLINK_NOFOLLOW); one further up is followed, and leads
+     * to another directory than the held one, or to the same one (then
+     * the name lands where the bytes are, beneath -d). Which it was is
+     * asked only when it failed. */
     struct stat held, found;
-    if (now < 0) {
-      rc = now;
-    } else {
-      if (fstat(fd, &held) < 0 || fstat(now, &found) < 0)
-        rc = -errno;
-      else if (held.st_dev != found.st_dev || held.st_ino != found.st_ino)
-        rc = -ENOENT; /* the directory written in is no longer at its path */
-      close(now);
+    if (fstat(fd, &held) < 0)
+      rc = -errno;
+    else if (fstatat(base, rel, &found, AT_SYMLINK_NOFOLLOW) < 0)
+      rc = -errno;
+    else if (S_ISLNK(found.st_mode))
+      rc = -ELOOP;
+    else if (held.st_dev != found.st_dev || held.st_ino != found.st_ino)
+      rc = -ENOENT; /* the directory written in is no longer at its path */
+    if (rc < 0 && rc != -ELOOP) {
+      int now = open_beneath(base, rel);
+      if (now == -ELOOP)
+        rc = now; /* a link further up */
+      else if (now >= 0)
+        close(now);
     }
   }
   const char *slash = strrchr(it->path, '/');
