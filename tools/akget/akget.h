@@ -229,14 +229,17 @@ int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const char *
                      const char *out, char *why, size_t why_len);
 int akg_mkdir_p(const char *dir);
 /* The directory it->path goes in, held for the download (names.c: why):
- * resolved beneath -d with no link followed (not with -o). Sets *fd
- * (close it with akg_dir_close; it may be -d's own, or AT_FDCWD). Returns
- * 0 or -errno with why filled. */
-int akg_dir_open(const akg_opts *o, const akg_item *it, int *fd, char *why, size_t why_len);
-/* Whether it->path's directory is still fd (not replaced, moved, or made a
- * link since akg_dir_open). Returns 0 or -errno with why filled. */
-int akg_dir_still(const akg_opts *o, const akg_item *it, int fd, char *why, size_t why_len);
-void akg_dir_close(int fd);
+ * resolved beneath -d with no link followed (not with -o). Sets *out
+ * (released by akg_dir_close). Returns 0 or -errno with why filled. */
+typedef struct akg_dir akg_dir;
+int akg_dir_open(const akg_opts *o, const akg_item *it, akg_dir **out, char *why, size_t why_len);
+/* Its descriptor (O_PATH; AT_FDCWD for the working directory). */
+int akg_dir_fd(const akg_dir *h);
+/* Whether it->path's directory is still h (not replaced, moved, or made a
+ * link since it was resolved). Returns 0 or -errno with why filled. */
+int akg_dir_still(const akg_opts *o, const akg_item *it, const akg_dir *h, char *why,
+                  size_t why_len);
+void akg_dir_close(akg_dir *h);
 /* The last component of path (after its last '/'). */
 const char *akg_leaf(const char *path);
 uint64_t akg_str_hash(const char *s); /* FNV-1a: --shard's hash, the same everywhere */

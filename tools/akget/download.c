@@ -92,10 +92,10 @@ struct dl {
   const akg_opts *o;
   ak_loop *loop;
   int fd;
-  int dirfd;                 /* the directory of item->path, held (names.c
-                                akg_dir_open): every open, link, rename and
+  akg_dir *dir;              /* the directory of item->path, held (names.c
+                                akg_dir_open), or NULL before */
+  int dirfd;                 /* its descriptor: every open, link, rename and
                                 unlink is relative to it */
-  bool dir_held;             /* dirfd was opened (akg_dir_close at the end) */
   part parts[AKG_MAX_SEGMENTS];
   unsigned nparts;           /* parts started (parts[0..nparts-1]) */
   unsigned max_parts;        /* parts planned: nparts grows up to it */
@@ -440,8 +440,7 @@ static void end_item(dl *d, akg_state state)
     close(d->ctl_fd);
   if (state == AKG_DONE && d->ctl_path)
     unlink_here(d, d->ctl_path); /* the file is whole under its name: no resume left */
-  if (d->dir_held)
-    akg_dir_close(d->dirfd);
+  akg_dir_close(d->dir);
   free(d->ctl_path);
   free(d->snap);
   free(d->ranges);
@@ -698,7 +697,7 @@ static void link_unnamed(dl *d, const char *name)
 static void close_and_rename(dl *d)
 {
   char why[400];
-  int rc = akg_dir_still(d->o, d->item, d->dirfd, why, sizeof why);
+  int rc = akg_dir_still(d->o, d->item, d->dir, why, sizeof why);
   if (rc < 0) {
     set_error(d, rc, 0, "%s", why[0] ? why : strerror(-rc));
     finish_failed(d);
@@ -1791,13 +1790,13 @@ void akg_download_start(akg_worker *w, akg_item *item, void (*done)(akg_worker *
   d->have.size = -1; /* akg_record_clear's empty record (calloc zeroed the rest) */
   akg_progress_event(akg_worker_run(w), item, "start %s -> %s", item->url, item->path);
   char why[400];
-  int drc = akg_dir_open(d->o, item, &d->dirfd, why, sizeof why);
+  int drc = akg_dir_open(d->o, item, &d->dir, why, sizeof why);
   if (drc < 0) {
     set_error(d, drc, 0, "%s", why[0] ? why : strerror(-drc));
     end_item(d, AKG_FAILED);
     return;
   }
-  d->dir_held = true;
+  d->dirfd = akg_dir_fd(d->dir);
   d->ts = item->ts; /* -N: the feed read the file's date and ETag */
   item->ts = NULL;
   if ((!d->ts && akg_ts_new(d->o, item->path, &d->ts) < 0) ||

@@ -309,14 +309,35 @@ static int mkdir_beneath(const akg_opts *o, const char *rel, size_t *link_len)
  * may be queued), and another process may replace one of those
  * directories with a link to anywhere in between, or while the body comes
  * in. So download.c never opens, links, renames or removes by path: it
- * holds the directory's descriptor, resolved beneath -d at the download's
- * start with no link followed (openat2 RESOLVE_BENEATH |
- * RESOLVE_NO_SYMLINKS, or the O_NOFOLLOW walk where the kernel has no
- * openat2), does every call relative to it, and before the file gets its
- * name checks that the path still leads to that same directory
- * (akg_dir_still). One descriptor per download in flight, closed at its
- * end; a download straight into -d (or the working directory) uses the
- * run's own. */
+ * holds the directory's descriptor, resolved beneath -d with no link
+ * followed (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, or the
+ * O_NOFOLLOW walk where the kernel has no openat2), does every call
+ * relative to it, and before the file gets its name checks that the path
+ * still leads to that same directory (akg_dir_still).
+ *
+ * Descriptors: the run's -d (or the working directory) for a download
+ * straight into it; else one per directory, shared by the downloads in
+ * flight there and kept by a cache of the DIR_CACHE used last (lists are
+ * often sorted: an openat2, an fstat and a close per download saved), so
+ * at most DIR_CACHE plus one per download in flight are open, none per
+ * queued entry. A directory replaced after it was cached is found at the
+ * end, by akg_dir_still, instead of at the start: refused all the same. */
+enum { DIR_CACHE = 8 };
+
+struct akg_dir {
+  int fd;                    /* O_PATH descriptor of the directory (not
+                                base's) */
+  dev_t dev;                 /* its identity when resolved */
+  ino_t ino;
+  unsigned refs;             /* downloads holding it, plus one while cached
+                                (dir_lock) */
+  bool base;                 /* -d's (or AT_FDCWD): never closed */
+  char *rel;                 /* its path below -d; NULL with -o */
+};
+
+static pthread_mutex_t dir_lock = PTHREAD_MUTEX_INITIALIZER; /* the cache and refs */
+static akg_dir *dir_cache[DIR_CACHE]; /* [0]: used last */
+static akg_dir base_held = {.fd = -1, .base = true}; /* fd: see akg_dir_fd */
 
 /* rel of path's directory below the base: "" when it is the base itself.
  * Not with -o. Returns a string to free, or NULL (memory). */
@@ -358,7 +379,67 @@ static int open_beneath(int base, const char *rel)
   return walk_beneath(base, rel, false, &link_len);
 }
 
-int akg_dir_open(const akg_opts *o, const akg_item *it, int *fd, char *why, size_t why_len)
+static void dir_free(akg_dir *h)
+{
+  close(h->fd);
+  free(h->rel);
+  free(h);
+}
+
+/* A held directory of fd (taken), or NULL with fd closed. */
+static akg_dir *dir_new(int fd, char *rel)
+{
+  struct stat st;
+  akg_dir *h = fstat(fd, &st) == 0 ? malloc(sizeof *h) : NULL;
+  if (!h) {
+    close(fd);
+    free(rel);
+    return NULL;
+  }
+  *h = (akg_dir){.fd = fd, .dev = st.st_dev, .ino = st.st_ino, .refs = 1, .rel = rel};
+  return h;
+}
+
+/* Drops one hold of h (dir_lock held): the last one closes it. */
+static void dir_put_locked(akg_dir *h)
+{
+  if (!h->base && --h->refs == 0)
+    dir_free(h);
+}
+
+/* The cached directory of rel, held once more, or NULL; moved to the
+ * front. */
+static akg_dir *cache_get(const char *rel)
+{
+  akg_dir *h = NULL;
+  pthread_mutex_lock(&dir_lock);
+  for (int i = 0; i < DIR_CACHE && dir_cache[i]; i++) {
+    if (strcmp(dir_cache[i]->rel, rel) == 0) {
+      h = dir_cache[i];
+      memmove(&dir_cache[1], &dir_cache[0], (size_t)i * sizeof dir_cache[0]);
+      dir_cache[0] = h;
+      h->refs++;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&dir_lock);
+  return h;
+}
+
+/* h (held once by the caller) goes in front of the cache, the one used
+ * longest ago out. */
+static void cache_put(akg_dir *h)
+{
+  pthread_mutex_lock(&dir_lock);
+  if (dir_cache[DIR_CACHE - 1])
+    dir_put_locked(dir_cache[DIR_CACHE - 1]);
+  memmove(&dir_cache[1], &dir_cache[0], (DIR_CACHE - 1) * sizeof dir_cache[0]);
+  dir_cache[0] = h;
+  h->refs++;
+  pthread_mutex_unlock(&dir_lock);
+}
+
+int akg_dir_open(const akg_opts *o, const akg_item *it, akg_dir **out, char *why, size_t why_len)
 {
   why[0] = '\0';
   const char *path = it->path;
@@ -369,12 +450,14 @@ int akg_dir_open(const akg_opts *o, const akg_item *it, int *fd, char *why, size
     char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
     if (!dir)
       return -ENOMEM;
-    *fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    int rc = *fd < 0 ? -errno : 0;
-    if (rc < 0)
-      snprintf(why, why_len, "cannot open the directory of %.300s: %s", path, strerror(-rc));
+    int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int rc = fd < 0 ? -errno : 0;
     free(dir);
-    return rc;
+    if (rc < 0) {
+      snprintf(why, why_len, "cannot open the directory of %.300s: %s", path, strerror(-rc));
+      return rc;
+    }
+    return (*out = dir_new(fd, NULL)) ? 0 : -ENOMEM;
   }
   int base, rc = base_dir(o, &base);
   if (rc < 0) {
@@ -385,14 +468,19 @@ int akg_dir_open(const akg_opts *o, const akg_item *it, int *fd, char *why, size
   if (!rel)
     return -ENOMEM;
   if (!rel[0]) {
-    *fd = base;
+    *out = &base_held;
+    free(rel);
+    return 0;
+  }
+  if ((*out = cache_get(rel)) != NULL) {
     free(rel);
     return 0;
   }
   rc = open_beneath(base, rel);
   if (rc >= 0) {
-    *fd = rc;
-    free(rel);
+    if (!(*out = dir_new(rc, rel)))
+      return -ENOMEM;
+    cache_put(*out);
     return 0;
   }
   size_t link_len = 0;
@@ -414,32 +502,36 @@ int akg_dir_open(const akg_opts *o, const akg_item *it, int *fd, char *why, size
   return rc;
 }
 
-int akg_dir_still(const akg_opts *o, const akg_item *it, int fd, char *why, size_t why_len)
+int akg_dir_fd(const akg_dir *h)
+{
+  if (!h->base)
+    return h->fd;
+  int b = __atomic_load_n(&base_fd, __ATOMIC_ACQUIRE); /* set by base_dir if -d */
+  return b >= 0 ? b : AT_FDCWD;
+}
+
+int akg_dir_still(const akg_opts *o, const akg_item *it, const akg_dir *h, char *why,
+                  size_t why_len)
 {
   why[0] = '\0';
-  if (o->output)
-    return 0;
-  char *rel = rel_dir(o, it->path);
-  if (!rel)
-    return -ENOMEM;
-  int base, rc = 0;
-  if (rel[0] && (rc = base_dir(o, &base)) == 0) {
-    /* Two calls where all is well: a link at rel's last component is seen
+  if (o->output || h->base)
+    return 0; /* a path the user named; the run's own -d */
+  int base, rc = base_dir(o, &base);
+  if (rc == 0) {
+    /* One call where all is well: a link at rel's last component is seen
      * as one (AT_SYMLINK_NOFOLLOW); one further up is followed, and leads
      * to another directory than the held one, or to the same one (then
      * the name lands where the bytes are, beneath -d). Which it was is
      * asked only when it failed. */
-    struct stat held, found;
-    if (fstat(fd, &held) < 0)
-      rc = -errno;
-    else if (fstatat(base, rel, &found, AT_SYMLINK_NOFOLLOW) < 0)
+    struct stat found;
+    if (fstatat(base, h->rel, &found, AT_SYMLINK_NOFOLLOW) < 0)
       rc = -errno;
     else if (S_ISLNK(found.st_mode))
       rc = -ELOOP;
-    else if (held.st_dev != found.st_dev || held.st_ino != found.st_ino)
+    else if (h->dev != found.st_dev || h->ino != found.st_ino)
       rc = -ENOENT; /* the directory written in is no longer at its path */
     if (rc < 0 && rc != -ELOOP) {
-      int now = open_beneath(base, rel);
+      int now = open_beneath(base, h->rel);
       if (now == -ELOOP)
         rc = now; /* a link further up */
       else if (now >= 0)
@@ -459,16 +551,18 @@ int akg_dir_still(const akg_opts *o, const akg_item *it, int fd, char *why, size
              "the download",
              it->path, dlen, it->path);
   else if (rc < 0)
-    snprintf(why, why_len, "cannot open the directory of %.300s again: %s", it->path,
+    snprintf(why, why_len, "cannot look at the directory of %.300s again: %s", it->path,
              strerror(-rc));
-  free(rel);
   return rc;
 }
 
-void akg_dir_close(int fd)
+void akg_dir_close(akg_dir *h)
 {
-  if (fd >= 0 && fd != __atomic_load_n(&base_fd, __ATOMIC_ACQUIRE))
-    close(fd);
+  if (!h || h->base)
+    return;
+  pthread_mutex_lock(&dir_lock);
+  dir_put_locked(h);
+  pthread_mutex_unlock(&dir_lock);
 }
 
 const char *akg_leaf(const char *path)
