@@ -225,13 +225,17 @@ echo "symlinks: links beneath -d refused with their URL and path, nothing writte
 # directory instead of a link (refused too: not the directory written
 # in); and the directory above sub (top/sub/slow.bin) replaced by a link
 # to one that has a sub too, so the path still leads to a directory.
+# after.bin, queued into sub behind them, finds sub's old directory still
+# held (the cache of directories used last), not there any more: refused
+# at its start as late is (a link), or saved in the new sub.
 swap_run() { # $1: a label, $2: link, dir or uplink; the environment given to akget after them
   local label="$1" with="$2"; shift 2
   local d="$work/swap-$label" far="$work/far-$label" sd=sub swapped=sub
   [[ $with == uplink ]] && sd=top/sub swapped=top
   mkdir -p "$d/$sd" "$far"
-  printf '%s\n  out=%s/slow.bin\n%s\n  dir=late\n%s\n  out=kept/other.bin\n' \
-    "$base/drip/20000/1000/100000" "$sd" "$base/file/300/late" "$base/file/400/other" >"$work/swap-$label.list"
+  printf '%s\n  out=%s/slow.bin\n%s\n  dir=late\n%s\n  out=kept/other.bin\n%s\n  out=%s/after.bin\n' \
+    "$base/drip/20000/1000/100000" "$sd" "$base/file/300/late" "$base/file/400/other" \
+    "$base/file/500/after" "$sd" >"$work/swap-$label.list"
   env "$@" "$akget" -j 1 -d "$d" -i "$work/swap-$label.list" 2>"$work/swap-$label.err" &
   local pid=$! rc=0 seen=
   # The slow body is coming in once the unnamed file (or the part file) is
@@ -262,7 +266,13 @@ swap_run() { # $1: a label, $2: link, dir or uplink; the environment given to ak
   local said="refused to save as $d/$sd/slow.bin: a directory of it ($d/$sd) was replaced by a symbolic link during the download"
   [[ $with != dir ]] || said="not saved as $d/sub/slow.bin: its directory $d/sub was moved, removed or replaced during the download"
   grep -qF "$said" "$work/swap-$label.err" || fail "swap $label: the in-flight one not said: $(cat "$work/swap-$label.err")"
-  [[ $with != dir || -z "$(ls -A "$d/sub")" ]] || fail "swap $label: written into the new sub: $(ls -A "$d/sub")"
+  if [[ $with == dir ]]; then # the new sub is a directory like any: after.bin goes there, alone
+    [[ "$(ls -A "$d/sub")" == after.bin ]] || fail "swap $label: the new sub has: $(ls -A "$d/sub")"
+    same "$d/sub/after.bin" 500
+  else
+    grep -qF "$base/file/500/after: refused to save as $d/$sd/after.bin: $d/$swapped is a symbolic link" "$work/swap-$label.err" ||
+      fail "swap $label: after.bin not said: $(cat "$work/swap-$label.err")"
+  fi
   grep -qF "$base/file/300/late: refused to save as $d/late/late: $d/late is a symbolic link" "$work/swap-$label.err" ||
     fail "swap $label: the queued one not said: $(cat "$work/swap-$label.err")"
   [[ -z "$(find "$d/$swapped.moved" "$d/late.moved" ! -type d)" ]] ||

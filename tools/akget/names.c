@@ -318,10 +318,10 @@ static int mkdir_beneath(const akg_opts *o, const char *rel, size_t *link_len)
  * Descriptors: the run's -d (or the working directory) for a download
  * straight into it; else one per directory, shared by the downloads in
  * flight there and kept by a cache of the DIR_CACHE used last (lists are
- * often sorted: an openat2, an fstat and a close per download saved), so
- * at most DIR_CACHE plus one per download in flight are open, none per
- * queued entry. A directory replaced after it was cached is found at the
- * end, by akg_dir_still, instead of at the start: refused all the same. */
+ * often sorted: an openat2, an fstat and a close per download saved, for
+ * an fstatat that checks the cached one is still there), so at most
+ * DIR_CACHE plus one per download in flight are open, none per queued
+ * entry. */
 enum { DIR_CACHE = 8 };
 
 struct akg_dir {
@@ -426,6 +426,30 @@ static akg_dir *cache_get(const char *rel)
   return h;
 }
 
+/* Whether h is still what rel leads to beneath base: one fstatat (a link
+ * at its end seen as one, a link further up leading elsewhere). */
+static bool dir_is_at(const akg_dir *h, int base)
+{
+  struct stat st;
+  return fstatat(base, h->rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISLNK(st.st_mode) &&
+         st.st_dev == h->dev && st.st_ino == h->ino;
+}
+
+/* h leaves the cache (replaced at its path since it was resolved). */
+static void cache_drop(akg_dir *h)
+{
+  pthread_mutex_lock(&dir_lock);
+  for (int i = 0; i < DIR_CACHE && dir_cache[i]; i++) {
+    if (dir_cache[i] == h) {
+      memmove(&dir_cache[i], &dir_cache[i + 1], (size_t)(DIR_CACHE - 1 - i) * sizeof h);
+      dir_cache[DIR_CACHE - 1] = NULL;
+      dir_put_locked(h);
+      break;
+    }
+  }
+  pthread_mutex_unlock(&dir_lock);
+}
+
 /* h (held once by the caller) goes in front of the cache, the one used
  * longest ago out. */
 static void cache_put(akg_dir *h)
@@ -472,9 +496,15 @@ int akg_dir_open(const akg_opts *o, const akg_item *it, akg_dir **out, char *why
     free(rel);
     return 0;
   }
-  if ((*out = cache_get(rel)) != NULL) {
+  akg_dir *h = cache_get(rel);
+  if (h && dir_is_at(h, base)) {
+    *out = h;
     free(rel);
     return 0;
+  }
+  if (h) { /* replaced since: resolved anew (and refused if a link now) */
+    cache_drop(h);
+    akg_dir_close(h);
   }
   rc = open_beneath(base, rel);
   if (rc >= 0) {
@@ -518,24 +548,16 @@ int akg_dir_still(const akg_opts *o, const akg_item *it, const akg_dir *h, char 
     return 0; /* a path the user named; the run's own -d */
   int base, rc = base_dir(o, &base);
   if (rc == 0) {
-    /* One call where all is well: a link at rel's last component is seen
-     * as one (AT_SYMLINK_NOFOLLOW); one further up is followed, and leads
-     * to another directory than the held one, or to the same one (then
-     * the name lands where the bytes are, beneath -d). Which it was is
-     * asked only when it failed. */
-    struct stat found;
-    if (fstatat(base, h->rel, &found, AT_SYMLINK_NOFOLLOW) < 0)
-      rc = -errno;
-    else if (S_ISLNK(found.st_mode))
-      rc = -ELOOP;
-    else if (h->dev != found.st_dev || h->ino != found.st_ino)
-      rc = -ENOENT; /* the directory written in is no longer at its path */
-    if (rc < 0 && rc != -ELOOP) {
-      int now = open_beneath(base, h->rel);
-      if (now == -ELOOP)
-        rc = now; /* a link further up */
-      else if (now >= 0)
-        close(now);
+    /* One call where all is well (dir_is_at): a link further up is
+     * followed, and leads to another directory than the held one, or to
+     * the same one (then the name lands where the bytes are, beneath
+     * -d). Whether a link is why is asked only when it failed. */
+    if (!dir_is_at(h, base)) {
+      rc = open_beneath(base, h->rel);
+      if (rc >= 0)
+        close(rc);
+      if (rc != -ELOOP)
+        rc = -ENOENT; /* the directory written in is no longer at its path */
     }
   }
   const char *slash = strrchr(it->path, '/');
