@@ -7,7 +7,8 @@
  *   feed.c      items as the downloads go: the list read by a thread of its
  *               own into a bounded queue, --shard, per-URL options; an
  *               item's end (counted, reported, freed)
- *   names.c     output paths: a URL's name or out=/dir= under -d, repeats
+ *   names.c     output paths: a URL's name or out=/dir= under -d, repeats;
+ *               the directory a download holds (no link followed)
  *   worker.c    the loops: --threads workers pull items; -j per run
  *   download.c  one URL: temporary file, segments, resume, retries, rename
  *   resume_record.c  -c's control record (the .ctl sidecar): bytes on disk,

@@ -4,8 +4,10 @@
  * repeated out= is refused. The names used so far are remembered as 64-bit
  * fingerprints, not strings: the only memory akget keeps per URL of a
  * streamed list (about 10 bytes; 2,000,000 URLs: about 20 MiB).
- * It does not open files; download.c does, in the directory handle that
- * akg_dir_open gives it (resolved beneath -d with no link followed). */
+ * And the directory each download writes in, held while it runs
+ * (akg_dir_open: resolved beneath -d with no link followed; see "the
+ * directory a download writes in" below). It does not open files;
+ * download.c does, relative to that directory. */
 #define _GNU_SOURCE /* O_PATH */
 #include "akget.h"
 
@@ -13,10 +15,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
