@@ -12,7 +12,11 @@
  * /proc/self/fd; if that name exists, linked under a spare name that is then
  * renamed over it), a named one renamed. On failure the partial file is
  * removed, unless -c keeps it for next time; an unnamed one goes with its
- * descriptor, and with the process if akget is killed.
+ * descriptor, and with the process if akget is killed. Every open, link,
+ * rename and removal is relative to the target's directory, held for the
+ * download (names.c, akg_dir_open: reached beneath -d through no link),
+ * and the name is given only while the path still leads there: a
+ * directory replaced by a link meanwhile cannot take the file outside -d.
  *
  * -c (docs/akget.md, RESUME): the part file has a control record
  * (resume_record.c) saying which ranges are on disk, the entity's size and

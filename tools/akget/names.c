@@ -524,10 +524,10 @@ int akg_dir_open(const akg_opts *o, const akg_item *it, akg_dir **out, char *why
   size_t skip = o->dir ? strlen(o->dir) + 1 : 0;
   if (rc == -ELOOP && link_len)
     snprintf(why, why_len,
-             "%.300s: refused to save as %.300s: %.*s is a symbolic link, and akget follows "
-             "none beneath -d (the file could land outside it; it was made a link after the "
-             "list named it)",
-             it->url, path, (int)(skip + link_len), path);
+             "refused to save as %.300s: %.*s is a symbolic link, and akget follows none "
+             "beneath -d (the file could land outside it; made a link after its entry was "
+             "read)",
+             path, (int)(skip + link_len), path);
   else
     snprintf(why, why_len, "cannot open the directory of %.300s: %s", path, strerror(-rc));
   free(rel);
