@@ -36,7 +36,8 @@ enum { MAX_CONNS = 16, IO_WAIT_MS = 10000 };
  * too (the server bug), "/late..." the same with the body written 100 ms
  * after the head, "/carryN..." a 200 with the body "HTTPS!" to HEAD too,
  * its first N bytes (a prefix of "HTTP/") written with the head and the
- * rest 100 ms later, anything else a 304. */
+ * rest 100 ms later, "/cutcarry..." the same with "HT" and then a close,
+ * anything else a 304. */
 typedef struct server {
   int lfd;
   uint16_t port;
@@ -83,6 +84,12 @@ static bool answer(int fd, const char *method, const char *path)
     usleep(50 * 1000); /* after a pause: it reaches the connection when idle */
     snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nX-Path: /nobody\r\n\r\n");
     return send_all(fd, out, strlen(out));
+  }
+  if (strncmp(path, "/cutcarry", 9) == 0) { /* "HT" of its body, then a close */
+    snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nX-Path: %s\r\nContent-Length: 6\r\n\r\nHT",
+             path);
+    send_all(fd, out, strlen(out));
+    return false;
   }
   unsigned carry;
   if (sscanf(path, "/carry%u", &carry) == 1 && carry <= 6) {
@@ -419,6 +426,25 @@ static void test_late_body_after_status_prefix_resent(void **state)
   fixture_close(&fx);
 }
 
+/* The connection closes after such a prefix: the request behind had no
+ * answer begun, so it is sent again, as after a close before any byte
+ * (it failed AK_EHTTPPROTO, "closed inside the response head"). */
+static void test_close_after_status_prefix_resent(void **state)
+{
+  (void)state;
+  fixture fx;
+  fixture_open(&fx, NULL, 0);
+  const char *paths[] = {"/cutcarry/a", "/b", "/c"};
+  ak_future *f[3];
+  run_pipeline(&fx, paths, 3, f);
+  assert_answer(f[0], 200, "/cutcarry/a");
+  assert_answer(f[1], 304, "/b");
+  assert_answer(f[2], 304, "/c");
+  assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 2);
+  release_all(f, 3);
+  fixture_close(&fx);
+}
+
 /* A member cancelled before the pipeline is written leaves it (CANCELLED);
  * the others are answered, each with its own. */
 /* Found by fuzz_http_pipeline: a response that reaches a kept-alive
@@ -542,6 +568,7 @@ int main(void)
       cmocka_unit_test(test_head_with_body_fails_clearly),
       cmocka_unit_test(test_late_body_not_taken_for_next_answer),
       cmocka_unit_test(test_late_body_after_status_prefix_resent),
+      cmocka_unit_test(test_close_after_status_prefix_resent),
       cmocka_unit_test(test_unasked_response_on_idle_conn_not_taken),
       cmocka_unit_test(test_cancel_before_send),
       cmocka_unit_test(test_cancel_after_send),

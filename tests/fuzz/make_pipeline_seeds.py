@@ -35,6 +35,7 @@ seeds = {
     # A late body whose first bytes came with the head and are a prefix of
     # "HTTP/" (the carry): the rest shows it is not the next answer.
     "late_body_after_prefix": seed(3, 0, conn([resp(S200, 1, 6), junk(b"HTTP"), PAUSE, junk(b"S!"), resp(S304), resp(S304)]), conn([resp(S304)] * 3)),
+    "prefix_then_close": seed(3, 0, conn([resp(S200, 1, 6), junk(b"HT")]), conn([resp(S304)] * 2)),
     "never_answers": seed(4, 0, conn([]), conn([]), conn([]), conn([])),
     "reset_midway": seed(4, 0, conn([resp(S304), resp(S304)], reset=True), conn([resp(S304)] * 2)),
     "cut_in_head": seed(3, 0, conn([resp(S304)] * 3, chunk=7, cut=60), conn([resp(S304)] * 3)),
