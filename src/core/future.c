@@ -103,6 +103,7 @@ static void cache_flush(ak__thread_cache *c) {
     ak__free(n);
   }
   c->ncbnodes = 0;
+  ak__op_records_flush(); /* op.c's records (an op's future is its record) */
 }
 
 static void flush_with_shared(ak__thread_cache *c);
@@ -119,6 +120,11 @@ static void cache_register_exit(void) {
   pthread_setspecific(ak__cache_key, &ak__cache);
   ak__cache.exit_hook = true;
   ak__cache.room = AK__CACHE_MAX_FUTURES;
+}
+
+void ak__thread_cache_hook(void) {
+  if (!ak__cache.exit_hook)
+    cache_register_exit();
 }
 
 /* The shared list is freed too, at a flush and at a thread's exit:
@@ -197,7 +203,7 @@ static __attribute__((noinline)) void recycle_slow(ak_future *f) {
   ak__cache.room = AK__CACHE_MAX_FUTURES - 1;
 }
 
-static inline void future_recycle(ak_future *f) {
+static inline void future_recycle_plain(ak_future *f) {
   size_t room = ak__cache.room;
   if (AK__UNLIKELY(room == 0)) {
     recycle_slow(f);
@@ -206,6 +212,15 @@ static inline void future_recycle(ak_future *f) {
   f->data = ak__cache.futures;
   ak__cache.futures = f;
   ak__cache.room = room - 1;
+}
+
+/* A future's record back to its cache: an op's is its op record (op.c). */
+static inline void future_recycle(ak_future *f) {
+  if (f->kind == &ak__op_future_kind) {
+    ak__op_record_put(AK__CONTAINER_OF(f, ak__op, future));
+    return;
+  }
+  future_recycle_plain(f);
 }
 
 static ak__cbnode *cbnode_alloc(void) {
@@ -290,18 +305,8 @@ static long futex_call(_Atomic uint32_t *addr, int op, uint32_t val, const struc
 
 /* ---- Creating, references, freeing --------------------------------------- */
 
-/* Initialises only what every path reads; (kind) fields are the kinds' to
- * set. */
 static inline __attribute__((always_inline)) ak_future *future_init(ak_future *f, ak_loop *loop) {
-  atomic_init(&f->state, AK_PENDING);
-  atomic_init(&f->refs, 1);
-  f->loop = loop;
-  f->cb = NULL;
-  f->kind = NULL;
-  /* value .. adopted are contiguous: a few vector stores. */
-  memset(&f->value, 0, offsetof(ak_future, adopted) + sizeof(f->adopted) -
-                           offsetof(ak_future, value));
-  f->qnode.run = ak__future_run_callbacks;
+  ak__future_init(f, loop);
   return f;
 }
 
@@ -388,11 +393,24 @@ __attribute__((noinline)) void ak__future_free(ak_future *f) {
    * four pointers are or-ed, one branch for all. */
   uintptr_t extras = (uintptr_t)f->dtor | (uintptr_t)f->detail | (uintptr_t)f->more_head |
                      (uintptr_t)(void *)f->adopted;
-  if (AK__UNLIKELY(extras != 0 || (f->kind && f->kind->free_data))) {
+  const ak__future_kind *kind = f->kind;
+  if (AK__UNLIKELY(extras != 0)) {
     free_with_extras(f);
     return;
   }
-  future_recycle(f);
+  if (kind) {
+    /* An op's record is its future's (op.c): back to the op records. A
+     * plain promise (no kind) does not pay for the test. */
+    if (kind == &ak__op_future_kind) {
+      ak__op_record_put(AK__CONTAINER_OF(f, ak__op, future));
+      return;
+    }
+    if (AK__UNLIKELY(kind->free_data != NULL)) {
+      free_with_extras(f);
+      return;
+    }
+  }
+  future_recycle_plain(f);
 }
 
 void ak_future_release(ak_future *f) {

@@ -15,6 +15,7 @@
 #define AK_CORE_INTERNAL_H
 
 #include <liburing.h>
+#include <string.h>
 #include <sys/uio.h>
 
 #include "base/internal.h"
@@ -99,8 +100,26 @@ struct ak_future {
   void *aux;                        /* (kind) a second kind-specific field */
 };
 
+/* The run of a future's callback node (its qnode, queued at the settle). */
+void ak__future_run_callbacks(ak__qnode *node);
+
 /* A future of the given kind on loop (or NULL), one reference. */
 ak_future *ak__future_new(ak_loop *loop, const ak__future_kind *kind, void *data);
+
+/* Initialises a future record: what every path reads, one reference, no
+ * kind; (kind) fields are the kinds' to set. Inline for the records that
+ * embed their future (an op's, ak__op_new). */
+static inline __attribute__((always_inline)) void ak__future_init(ak_future *f, ak_loop *loop) {
+  atomic_init(&f->state, AK_PENDING);
+  atomic_init(&f->refs, 1);
+  f->loop = loop;
+  f->cb = NULL;
+  f->kind = NULL;
+  /* value .. adopted are contiguous: a few vector stores. */
+  memset(&f->value, 0, offsetof(ak_future, adopted) + sizeof(f->adopted) -
+                           offsetof(ak_future, value));
+  f->qnode.run = ak__future_run_callbacks;
+}
 
 /* Settles f: state is AK_DONE, AK_FAILED or AK_CANCELLED. Does not touch
  * value/dtor/detail, which the caller set before (ak__future_lock is not
@@ -167,8 +186,6 @@ static inline void ak__future_release_inline(ak_future *f) {
     ak__future_free(f);
 }
 
-/* The run of a future's callback node (its qnode, queued at the settle). */
-void ak__future_run_callbacks(ak__qnode *node);
 
 /* Runs a queued node (the ready queue, the trampoline). The common node,
  * a future with one callback, is run here: the dispatching loop's
@@ -286,13 +303,17 @@ int64_t ak__timers_next(const ak_loop *loop);
 /* ---- 3. Operation records -------------------------------------------------
  *
  * Every ring operation is an ak__op. Lifecycle, all on the loop's thread:
- *   op = ak__op_new(loop, kind);        makes the future too
+ *   op = ak__op_new(loop, kind);        its future is part of the record
  *   fill op->data (the op's own params, which the kernel may read later)
  *   op->prep = fn that fills the SQE;   op->complete = fn per CQE (optional)
  *   op->blocking = fn for the pool path (optional)
  *   f = ak__op_submit(op);              returns the caller's reference
- * The op stays alive until the kernel has posted every CQE it owes (the op's
- * own, a linked timeout's); only then does its future settle.
+ * The op stays in flight until the kernel has posted every CQE it owes (the
+ * op's own, a linked timeout's); only then does its future settle
+ * (ak__op_finish), and the op's reference on it goes. The record is the
+ * future's: it is recycled when the future's last reference goes, before
+ * or after the settle, on any thread (op.c's per-thread record cache), so a
+ * plain op costs one record, not a record and a future.
  */
 
 enum ak__op_kind {
@@ -399,8 +420,11 @@ enum {
 };
 
 struct ak__op {
+  ak_future future;               /* first: the op's future is the record's
+                                     (ak__op_of); the op holds a reference
+                                     until it finishes */
   ak_loop *loop;
-  ak_future *fut;                 /* the op's future; the op holds a ref */
+  ak_future *fut;                 /* &future */
   ak__op *next;                   /* admission queue link */
   ak__op_prep_fn prep;
   ak__op_complete_fn complete;    /* NULL: settle with res */
@@ -465,8 +489,9 @@ bool ak__loop_is_epoll(const ak_loop *loop);
  * that its struct fits AK__OP_DATA_SIZE). */
 #define AK__OP_DATA(op, type) ((type *)(void *)(op)->data)
 
-/* A new op of kind on loop, with its future (refs: the op's). NULL on
- * ENOMEM. Must be called on the owner thread. */
+/* A new op of kind on loop, its future pending with two references (the
+ * op's, and the caller's, which ak__op_submit hands out). NULL on ENOMEM.
+ * Must be called on the owner thread. */
 ak__op *ak__op_new(ak_loop *loop, unsigned kind);
 
 /* Hands op to the ring (or the admission queue, or the pool path) and

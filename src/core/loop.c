@@ -1151,7 +1151,6 @@ void ak_loop_free(ak_loop *loop) {
     sched_yield();
   ak__lanes_free(loop);
   ak__timers_free_all(loop);
-  ak__op_cache_free(loop);
   if (loop->ep)
     ak__ep_free(loop);
   else

@@ -42,8 +42,6 @@ struct ak_loop {
                                      tail, or NULL (ak__sq_stage) */
   ak__op *last_sqe_op;            /* op owning the newest unsubmitted SQE */
   unsigned char opcode_state[AK_OP_KIND_COUNT]; /* 0 unknown, 1 works, 2 pool */
-  ak__op *free_ops;               /* recycled op records */
-  unsigned nfree_ops;
 
   /* Callbacks and cross-thread hand-over. */
   ak__qnode *ready_head;          /* owner thread only */
@@ -262,6 +260,39 @@ void ak__batch_ring_cqe(uint64_t data, int res);
 void ak__batch_ring_cancel(ak__op *op);
 /* A cancel request for user_data (op.c). */
 void ak__op_send_cancel(ak_loop *loop, uint64_t user_data);
-void ak__op_cache_free(ak_loop *loop);
+
+/* ---- Op records (op.c) ----
+ * A thread's recycled op records: an op's future is its record's (struct
+ * ak__op), so the record goes back when that future's last reference goes,
+ * on whatever thread drops it, and after its loop may be gone: a cache per
+ * thread, not per loop, bounded. Its room starts at 0 in a new thread, so
+ * that the one test of the common recycle also catches the first (which
+ * registers the thread-exit flush, future.c) and a full cache (the record
+ * goes to the allocator). */
+typedef struct ak__op_record_cache {
+  ak__op *head;                   /* linked through ->next */
+  unsigned room;                  /* records it may still take */
+  bool registered;                /* the thread-exit flush is registered */
+} ak__op_record_cache;
+extern AK__TLS ak__op_record_cache ak__op_records;
+extern const ak__future_kind ak__op_future_kind;
+
+void ak__op_record_put_slow(ak__op *op);
+/* Takes back the record of an op future whose last reference went (future.c's
+ * ak__future_free): inline, every plain op comes here. */
+static inline void ak__op_record_put(ak__op *op) {
+  unsigned room = ak__op_records.room;
+  if (AK__UNLIKELY(room == 0)) {
+    ak__op_record_put_slow(op);
+    return;
+  }
+  op->next = ak__op_records.head;
+  ak__op_records.head = op;
+  ak__op_records.room = room - 1;
+}
+/* Frees the calling thread's op records (ak_thread_cache_flush, thread exit). */
+void ak__op_records_flush(void);
+/* Registers the calling thread's cache flush at its exit (future.c). */
+void ak__thread_cache_hook(void);
 
 #endif /* AK_LOOP_INTERNAL_H */

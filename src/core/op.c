@@ -37,10 +37,10 @@ const char *ak_op_kind_name(unsigned kind) {
 static void op_cancel(ak__op *op);
 
 static void op_cancel_on_loop(ak_future *f) {
-  /* The op is alive exactly while its future is pending: ak__op_finish
-   * settles first and frees after, both on this thread. */
-  if (!ak_future_is_set(f) && f->data)
-    op_cancel(f->data);
+  /* In flight exactly while its future is pending: ak__op_finish settles
+   * it, on this thread. The record itself lives while f has references. */
+  if (!ak_future_is_set(f))
+    op_cancel(AK__CONTAINER_OF(f, ak__op, future));
 }
 
 static void op_cancel_posted(void *arg) {
@@ -59,7 +59,7 @@ static void op_future_cancel(ak_future *f) {
     ak_future_release(f); /* ENOMEM: the request is lost, the op completes */
 }
 
-static const ak__future_kind op_future_kind = {
+const ak__future_kind ak__op_future_kind = {
     .name = "op",
     .cancel = op_future_cancel,
     .free_data = NULL,
@@ -67,28 +67,45 @@ static const ak__future_kind op_future_kind = {
 };
 
 ak__op *ak__op_of(ak_future *f) {
-  return f->kind == &op_future_kind ? f->data : NULL;
+  return f->kind == &ak__op_future_kind ? AK__CONTAINER_OF(f, ak__op, future) : NULL;
 }
 
-/* ---- Allocation -------------------------------------------------------------- */
+/* ---- Records ------------------------------------------------------------------ */
 
 enum { AK__OP_CACHE_MAX = 4096 };
 
-ak__op *ak__op_new(ak_loop *loop, unsigned kind) {
-  ak__op *op = loop->free_ops;
-  if (op) {
-    loop->free_ops = op->next;
-    loop->nfree_ops--;
-  } else {
-    op = ak__malloc(sizeof(*op));
-    if (!op)
-      return NULL;
-  }
-  op->fut = ak__future_new(loop, &op_future_kind, op);
-  if (!op->fut) {
+AK__TLS ak__op_record_cache ak__op_records;
+
+/* The rare recycles: a thread's first (registers the exit flush) or a full
+ * cache's (to the allocator). */
+void ak__op_record_put_slow(ak__op *op) {
+  if (ak__op_records.registered) {
     ak__free(op);
-    return NULL;
+    return;
   }
+  ak__thread_cache_hook();
+  ak__op_records.registered = true;
+  op->next = ak__op_records.head;
+  ak__op_records.head = op;
+  ak__op_records.room = AK__OP_CACHE_MAX - 1;
+}
+
+void ak__op_records_flush(void) {
+  while (ak__op_records.head) {
+    ak__op *op = ak__op_records.head;
+    ak__op_records.head = op->next;
+    ak__free(op);
+  }
+  ak__op_records.room = ak__op_records.registered ? AK__OP_CACHE_MAX : 0;
+}
+
+static inline __attribute__((always_inline)) ak__op *op_init(ak__op *op, ak_loop *loop,
+                                                              unsigned kind) {
+  ak_future *f = &op->future;
+  ak__future_init(f, loop);
+  atomic_init(&f->refs, 2); /* the op's and the caller's (ak__op_submit) */
+  f->kind = &ak__op_future_kind;
+  op->fut = f;
   op->loop = loop;
   op->next = NULL;
   op->prep = NULL;
@@ -107,33 +124,25 @@ ak__op *ak__op_new(ak_loop *loop, unsigned kind) {
   return op;
 }
 
-/* The op's own reference on its future is the caller's to dispose of. */
-static void op_recycle(ak__op *op) {
-  ak_loop *loop = op->loop;
-  loop->ops_active--;
-  if (loop->nfree_ops < AK__OP_CACHE_MAX) {
-    op->next = loop->free_ops;
-    loop->free_ops = op;
-    loop->nfree_ops++;
-  } else {
-    ak__free(op);
-  }
+static __attribute__((noinline, cold)) ak__op *op_new_slow(ak_loop *loop, unsigned kind) {
+  ak__op *op = ak__malloc(sizeof(*op));
+  return op ? op_init(op, loop, kind) : NULL;
 }
 
-void ak__op_cache_free(ak_loop *loop) {
-  while (loop->free_ops) {
-    ak__op *op = loop->free_ops;
-    loop->free_ops = op->next;
-    ak__free(op);
-  }
-  loop->nfree_ops = 0;
+ak__op *ak__op_new(ak_loop *loop, unsigned kind) {
+  ak__op *op = ak__op_records.head;
+  if (AK__UNLIKELY(op == NULL))
+    return op_new_slow(loop, kind);
+  ak__op_records.head = op->next;
+  ak__op_records.room++;
+  return op_init(op, loop, kind);
 }
 
+/* The op is done: its reference on its future goes to the callbacks (or is
+ * dropped, which may recycle the record: the loop's count goes first). */
 void ak__op_finish(ak__op *op, int64_t res) {
-  ak_future *f = op->fut;
-  f->data = NULL; /* the op is gone (op_cancel_on_loop looks) */
-  ak__future_finish_owned(f, res); /* the op's reference goes to the callbacks */
-  op_recycle(op);
+  op->loop->ops_active--;
+  ak__future_finish_owned(&op->future, res);
 }
 
 /* ---- The pool path ---------------------------------------------------------- */
@@ -255,10 +264,7 @@ static bool is_cancel_request(const ak__op *op) { return op->kind == AK_OP_CANCE
 
 ak_future *ak__op_submit(ak__op *op) {
   ak_loop *loop = op->loop;
-  /* The caller's reference. Every op comes here straight from ak__op_new,
-   * before its future has left this thread. */
-  ak_future *f = op->fut;
-  ak__future_ref_unshared(f);
+  ak_future *f = &op->future; /* the caller's reference, made by ak__op_new */
   loop->ops_active++;
   if (must_use_pool(op)) {
     run_on_pool(op);
