@@ -28,6 +28,8 @@ struct ak_loop {
   bool direct_wait;               /* a waiter may enter the ring directly (loop.c's
                                      wait_direct): io_uring, no SQPOLL, no valgrind */
   bool latency_stats;             /* AK_LOOP_LATENCY_STATS: ops read the clock */
+  unsigned enter_flags;           /* IORING_ENTER_REGISTERED_RING when the ring
+                                     fd is registered (ring.enter_ring_fd) */
 
   /* Admission: CQEs the kernel may still post must fit the CQ. */
   unsigned cq_capacity;           /* CQ entries usable by ops */
