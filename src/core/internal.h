@@ -489,14 +489,70 @@ bool ak__loop_is_epoll(const ak_loop *loop);
  * that its struct fits AK__OP_DATA_SIZE). */
 #define AK__OP_DATA(op, type) ((type *)(void *)(op)->data)
 
+/* A thread's recycled op records: an op's future is its record's (struct
+ * ak__op), so the record goes back when that future's last reference goes,
+ * on whatever thread drops it, and after its loop may be gone: a cache per
+ * thread, not per loop, bounded (op.c). Its room starts at 0 in a new
+ * thread, so that the one test of the common recycle also catches the
+ * first (which registers the thread-exit flush, future.c) and a full cache
+ * (the record goes to the allocator). Here, not in core, for ak__op_new. */
+typedef struct ak__op_record_cache {
+  ak__op *head;                   /* linked through ->next */
+  unsigned room;                  /* records it may still take */
+  bool registered;                /* the thread-exit flush is registered */
+} ak__op_record_cache;
+extern AK__TLS ak__op_record_cache ak__op_records;
+extern const ak__future_kind ak__op_future_kind;
+
+static inline __attribute__((always_inline)) ak__op *ak__op_init(ak__op *op, ak_loop *loop,
+                                                                 unsigned kind) {
+  ak_future *f = &op->future;
+  ak__future_init(f, loop);
+  atomic_init(&f->refs, 2); /* the op's and the caller's (ak__op_submit) */
+  f->kind = &ak__op_future_kind;
+  op->fut = f;
+  op->loop = loop;
+  op->next = NULL;
+  op->prep = NULL;
+  op->complete = NULL;
+  op->blocking = NULL;
+  op->discard = NULL;
+  op->attempt = NULL;
+  op->pool_fut = NULL;
+  op->sqe = NULL;
+  op->res = 0;
+  op->flags = 0;
+  op->kind = (uint8_t)kind;
+  op->owed = 0;
+  op->slots = 1;
+  op->sqe_flags = 0;
+  return op;
+}
+
+/* ak__op_new with an empty cache: the allocator. */
+ak__op *ak__op_new_slow(ak_loop *loop, unsigned kind);
+
 /* A new op of kind on loop, its future pending with two references (the
  * op's, and the caller's, which ak__op_submit hands out). NULL on ENOMEM.
- * Must be called on the owner thread. */
-ak__op *ak__op_new(ak_loop *loop, unsigned kind);
+ * Must be called on the owner thread. Inline: with the submission a tail
+ * call, a read's submission then makes no call before it (no registers
+ * saved for one). */
+static inline __attribute__((always_inline)) ak__op *ak__op_new(ak_loop *loop, unsigned kind) {
+  ak__op *op = ak__op_records.head;
+  if (AK__UNLIKELY(op == NULL))
+    return ak__op_new_slow(loop, kind);
+  ak__op_records.head = op->next;
+  ak__op_records.room++;
+  return ak__op_init(op, loop, kind);
+}
 
 /* Hands op to the ring (or the admission queue, or the pool path) and
  * returns the future with a reference for the caller. */
 ak_future *ak__op_submit(ak__op *op);
+/* ak__op_submit, then the SQ handed to the kernel at once when now or on
+ * an SQPOLL ring (ak__loop_submit_early): one call, which a caller can
+ * make last. */
+ak_future *ak__op_submit_early(ak__op *op, bool now);
 
 /* A future that failed at once with err on loop (bad arguments, wrong
  * thread). NULL on ENOMEM. */

@@ -329,6 +329,15 @@ int ak_loop_new(ak_loop **out, const ak_loop_options *opts) {
       loop->head.opcode_mask |= UINT64_C(1) << op;
   loop->head.sqpoll = (loop->features.setup_flags & IORING_SETUP_SQPOLL) != 0;
   loop->enter_flags = loop->features.registered_ring_fd ? IORING_ENTER_REGISTERED_RING : 0;
+  /* op.c's submits_lean: what never changes in a loop's life. Fault
+   * injection takes the general path (its SQE and short-SQE hooks). */
+#ifdef AK_FAULT_INJECTION
+  loop->lean_submit = false;
+#else
+  loop->lean_submit = loop->features.backend == AK_BACKEND_URING && !ak__vg_running &&
+                      !(loop->opts.flags & AK_LOOP_FORCE_POOL) &&
+                      !(loop->opts.flags & AK_LOOP_LATENCY_STATS);
+#endif
   loop->direct_wait = loop->features.backend == AK_BACKEND_URING && !loop->head.sqpoll &&
                       !ak__vg_running;
   loop->latency_stats = (loop->opts.flags & AK_LOOP_LATENCY_STATS) != 0;

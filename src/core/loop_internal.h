@@ -28,6 +28,9 @@ struct ak_loop {
   bool direct_wait;               /* a waiter may enter the ring directly (loop.c's
                                      wait_direct): io_uring, no SQPOLL, no valgrind */
   bool latency_stats;             /* AK_LOOP_LATENCY_STATS: ops read the clock */
+  bool lean_submit;               /* ops may take op.c's lean submission
+                                     (submits_lean): io_uring, no forced
+                                     pool, valgrind or latency histogram */
   unsigned enter_flags;           /* IORING_ENTER_REGISTERED_RING when the ring
                                      fd is registered (ring.enter_ring_fd) */
 
@@ -263,22 +266,7 @@ void ak__batch_ring_cancel(ak__op *op);
 /* A cancel request for user_data (op.c). */
 void ak__op_send_cancel(ak_loop *loop, uint64_t user_data);
 
-/* ---- Op records (op.c) ----
- * A thread's recycled op records: an op's future is its record's (struct
- * ak__op), so the record goes back when that future's last reference goes,
- * on whatever thread drops it, and after its loop may be gone: a cache per
- * thread, not per loop, bounded. Its room starts at 0 in a new thread, so
- * that the one test of the common recycle also catches the first (which
- * registers the thread-exit flush, future.c) and a full cache (the record
- * goes to the allocator). */
-typedef struct ak__op_record_cache {
-  ak__op *head;                   /* linked through ->next */
-  unsigned room;                  /* records it may still take */
-  bool registered;                /* the thread-exit flush is registered */
-} ak__op_record_cache;
-extern AK__TLS ak__op_record_cache ak__op_records;
-extern const ak__future_kind ak__op_future_kind;
-
+/* ---- Op records (op.c; the cache is in core/internal.h) ---- */
 void ak__op_record_put_slow(ak__op *op);
 /* Takes back the record of an op future whose last reference went (future.c's
  * ak__future_free): inline, every plain op comes here. */

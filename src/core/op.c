@@ -99,43 +99,9 @@ void ak__op_records_flush(void) {
   ak__op_records.room = ak__op_records.registered ? AK__OP_CACHE_MAX : 0;
 }
 
-static inline __attribute__((always_inline)) ak__op *op_init(ak__op *op, ak_loop *loop,
-                                                              unsigned kind) {
-  ak_future *f = &op->future;
-  ak__future_init(f, loop);
-  atomic_init(&f->refs, 2); /* the op's and the caller's (ak__op_submit) */
-  f->kind = &ak__op_future_kind;
-  op->fut = f;
-  op->loop = loop;
-  op->next = NULL;
-  op->prep = NULL;
-  op->complete = NULL;
-  op->blocking = NULL;
-  op->discard = NULL;
-  op->attempt = NULL;
-  op->pool_fut = NULL;
-  op->sqe = NULL;
-  op->res = 0;
-  op->flags = 0;
-  op->kind = (uint8_t)kind;
-  op->owed = 0;
-  op->slots = 1;
-  op->sqe_flags = 0;
-  return op;
-}
-
-static __attribute__((noinline, cold)) ak__op *op_new_slow(ak_loop *loop, unsigned kind) {
+__attribute__((noinline, cold)) ak__op *ak__op_new_slow(ak_loop *loop, unsigned kind) {
   ak__op *op = ak__malloc(sizeof(*op));
-  return op ? op_init(op, loop, kind) : NULL;
-}
-
-ak__op *ak__op_new(ak_loop *loop, unsigned kind) {
-  ak__op *op = ak__op_records.head;
-  if (AK__UNLIKELY(op == NULL))
-    return op_new_slow(loop, kind);
-  ak__op_records.head = op->next;
-  ak__op_records.room++;
-  return op_init(op, loop, kind);
+  return op ? ak__op_init(op, loop, kind) : NULL;
 }
 
 /* The op is done: its reference on its future goes to the callbacks (or is
@@ -262,10 +228,29 @@ static bool has_room(const ak_loop *loop, const ak__op *op) {
  * CQ is momentarily full. */
 static bool is_cancel_request(const ak__op *op) { return op->kind == AK_OP_CANCEL; }
 
-ak_future *ak__op_submit(ak__op *op) {
+/* What makes an op's submission more than an SQE filled in place: a
+ * missing opcode (the pool path), a batch, a linked timeout, a registered
+ * socket to look up. */
+#define AK__OPF_NOT_LEAN (AK__OPF_NO_OPCODE | AK__OPF_MULTI | AK__OPF_DEADLINE | AK__OPF_SOCKET)
+
+/* Whether op goes straight into the SQ with nothing else to decide (a QD1
+ * read's submission): a loop that neither forces the pool, runs on epoll,
+ * under valgrind nor keeps the latency histogram (loop->lean_submit, fixed
+ * at its start), an op with none of AK__OPF_NOT_LEAN and an opcode the
+ * kernel has not refused, no op parked before it, CQ room, no drain mode
+ * to leave and no builder's SQEs staged where it would write. Anything else
+ * takes the general path below, which decides each of these in turn. */
+static inline bool submits_lean(const ak_loop *loop, const ak__op *op) {
+  return loop->lean_submit && !(op->flags & AK__OPF_NOT_LEAN) &&
+         loop->opcode_state[op->kind] != 2 && !loop->queued_head &&
+         loop->in_flight + op->slots <= loop->cq_capacity && !loop->drain_mode && !loop->stage;
+}
+
+/* The general submission: the pool path, the admission queue, or the SQ
+ * (prep_into_sq) or the epoll backend. Out of line, so that the lean one
+ * saves only the registers it needs. */
+static __attribute__((noinline)) void op_submit_general(ak__op *op) {
   ak_loop *loop = op->loop;
-  ak_future *f = &op->future; /* the caller's reference, made by ak__op_new */
-  loop->ops_active++;
   if (must_use_pool(op)) {
     run_on_pool(op);
   } else if (!is_cancel_request(op) && (loop->queued_head || !has_room(loop, op))) {
@@ -280,7 +265,43 @@ ak_future *ak__op_submit(ak__op *op) {
   } else {
     op_start(op);
   }
-  return f;
+}
+
+/* Submits op; true if it went the lean way (straight into the SQ). */
+static inline __attribute__((always_inline)) void op_submit(ak__op *op) {
+  ak_loop *loop = op->loop;
+  loop->ops_active++;
+  if (AK__LIKELY(submits_lean(loop, op))) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
+    if (AK__LIKELY(sqe != NULL)) { /* else the SQ is full: the general path flushes it */
+      /* prep_into_sq's work for this case, in an order that keeps little
+       * across the prep's call (which leaves user_data alone). */
+      loop->sq_unsubmitted++;
+      io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op);
+      op->owed = 1;
+      op->sqe = sqe;
+      op->flags |= AK__OPF_SUBMITTED;
+      loop->in_flight += op->slots;
+      loop->last_sqe_op = op;
+      loop->stats.submitted[op->kind]++;
+      op->prep(op, sqe);
+      sqe->flags |= op->sqe_flags;
+      return;
+    }
+  }
+  op_submit_general(op);
+}
+
+/* The caller's reference is the one ak__op_new made. */
+ak_future *ak__op_submit(ak__op *op) {
+  op_submit(op);
+  return &op->future;
+}
+
+ak_future *ak__op_submit_early(ak__op *op, bool now) {
+  op_submit(op);
+  ak__loop_submit_early(op->loop, now); /* the record stays: the op holds it */
+  return &op->future;
 }
 
 void ak__op_admit_queued(ak_loop *loop) {

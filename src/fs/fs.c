@@ -45,10 +45,7 @@ static void require_opcode(ak__op *op, unsigned opcode)
  * time. (op may be gone once submitted: only the loop is looked at.) */
 static ak_future *submit_op(ak__op *op, bool now)
 {
-  ak_loop *loop = op->loop;
-  ak_future *f = ak__op_submit(op);
-  ak__loop_submit_early(loop, now);
-  return f;
+  return ak__op_submit_early(op, now);
 }
 
 /* ---- 2. Reads and writes -------------------------------------------------- */
