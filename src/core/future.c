@@ -556,6 +556,15 @@ void ak__future_finish_owned(ak_future *f, int64_t result) {
   settle_locked_ref(f, old, state_for_result(result), result, true);
 }
 
+void ak__future_finish_owned_locked(ak_future *f, uint32_t old, int64_t result) {
+  if (ak__is_settled_word(old)) {
+    word_unlock(f, old);
+    ak_future_release(f);
+    return;
+  }
+  settle_locked_ref(f, old, state_for_result(result), result, true);
+}
+
 /* ak_future_set on a future whose value has a destructor already (set by
  * ak_future_set_value): the old value is dropped first, never leaked. Out
  * of line, so the common set makes no call before its last act. */
@@ -947,11 +956,9 @@ static int wait_running_loop(ak_future *f, int64_t deadline) {
   while (still_waiting_loop(f)) {
     if (deadline != AK_FOREVER && ak_now_ns() >= deadline)
       return AK_EWAITTIMEOUT;
-    /* A kind only this thread settles cannot settle between the look above
-     * and the loop's wait: the loop need not look again. */
-    bool local = deadline == AK_FOREVER && f->kind && f->kind->settles_on_loop;
-    int rc = local ? ak__loop_iterate_local(f->loop, is_settled_pred, f)
-                   : ak__loop_iterate(f->loop, deadline, is_settled_pred, f);
+    /* (Without a deadline, a kind only this thread settles takes
+     * ak__loop_wait_local instead: ak_future_wait.) */
+    int rc = ak__loop_iterate(f->loop, deadline, is_settled_pred, f);
     if (rc < 0)
       return rc;
   }
@@ -987,10 +994,15 @@ int ak_future_wait(ak_future *f, int64_t timeout_ns) {
     return 0;
   if (timeout_ns == 0)
     return AK_EWAITTIMEOUT;
-  int64_t deadline = deadline_after(timeout_ns);
-  if (f->loop && ak__loop_owned_by_caller(f->loop))
-    return wait_running_loop(f, deadline);
-  return wait_futex(f, deadline);
+  ak_loop *loop = f->loop;
+  if (loop && ak__loop_owned_by_caller(loop)) {
+    /* An op's future waited for without a deadline (the QD1 wait): the
+     * loop's own wait for a future only this thread settles, a jump. */
+    if (AK__LIKELY(timeout_ns < 0 && f->kind == &ak__op_future_kind))
+      return ak__loop_wait_local(loop, f);
+    return wait_running_loop(f, deadline_after(timeout_ns));
+  }
+  return wait_futex(f, deadline_after(timeout_ns));
 }
 
 int64_t ak_future_get(ak_future *f, int64_t timeout_ns, void **value) {

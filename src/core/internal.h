@@ -186,6 +186,37 @@ static inline void ak__future_release_inline(ak_future *f) {
     ak__future_free(f);
 }
 
+/* The rest of ak__future_finish_owned with f's lock taken (old: the word
+ * before, without LOCK): ak__future_done_owned's uncommon cases. */
+void ak__future_finish_owned_locked(ak_future *f, uint32_t old, int64_t result);
+
+/* ak__future_finish_owned for a result >= 0 (DONE), inline: the common
+ * settle (pending, nobody waiting on the futex or marked as a loop waiter,
+ * no callback, not a bound pool task) is the lock, the result, the
+ * unlocking store and the release of the caller's reference; everything
+ * else goes on, the lock held, in ak__future_finish_owned_locked. An op's
+ * plain completion (op.c) settles so. */
+static inline __attribute__((always_inline)) void ak__future_done_owned(ak_future *f,
+                                                                        int64_t result) {
+  uint32_t old = atomic_load_explicit(&f->state, memory_order_relaxed) & ~AK__F_LOCK;
+  if (AK__UNLIKELY(!atomic_compare_exchange_weak_explicit(&f->state, &old, old | AK__F_LOCK,
+                                                          memory_order_acquire,
+                                                          memory_order_relaxed))) {
+    ak__future_finish_owned(f, result); /* contended: the locked way */
+    return;
+  }
+  if (AK__UNLIKELY((old & (AK__STATE_MASK | AK__F_WAITERS | AK__F_LOOP_WAITER | AK__F_BOUND)) ||
+                   f->cb != NULL)) {
+    ak__future_finish_owned_locked(f, old, result);
+    return;
+  }
+  f->result = result;
+  /* Publishes the result and unlocks (pairs with the acquire of the
+   * state's readers). */
+  atomic_store_explicit(&f->state, old | AK_DONE, memory_order_release);
+  ak__future_release_inline(f);
+}
+
 
 /* Runs a queued node (the ready queue, the trampoline). The common node,
  * a future with one callback, is run here: the dispatching loop's
@@ -236,11 +267,12 @@ void ak__loop_wake(ak_loop *loop);
  * done(arg) is true (checked after the callbacks that ran before the wait,
  * which may have satisfied it). Returns 0 or a negative ring error. */
 int ak__loop_iterate(ak_loop *loop, int64_t deadline_ns, bool (*done)(void *arg), void *arg);
-/* ak__loop_iterate with no deadline for a done(arg) that only this thread
- * can make true (it was false just before the call, and what the loop runs
- * is the only thing that can change it: an op's future): the QD1 wait then
- * skips its second look at done before it blocks. */
-int ak__loop_iterate_local(ak_loop *loop, bool (*done)(void *arg), void *arg);
+/* Runs the loop (owner thread) until f, a future only this thread settles
+ * (an op's) and pending just before the call, has settled, without a
+ * deadline (ak_future_wait's for an op). The QD1 wait then skips its
+ * second look at f before it blocks: f was pending just before, and only
+ * what the loop runs can settle it. 0 or a negative ring error. */
+int ak__loop_wait_local(ak_loop *loop, ak_future *f);
 
 /* Hands the SQ to the kernel now rather than with the loop's next batch,
  * when `now` or on an SQPOLL ring (where that is only a store to the SQ

@@ -995,7 +995,7 @@ static inline int submit_and_wait_one(ak_loop *loop) {
  * from another thread wakes this wait through the armed eventfd read (the
  * `sleeping` handshake as in may_sleep), and what the reap made ready runs
  * before returning, as after a full iteration's wait. done_local: done(arg)
- * can become true only on this thread (ak__loop_iterate_local), so it is
+ * can become true only on this thread (ak__loop_wait_local), so it is
  * not looked at again after the handshake, which is there for a settle on
  * another thread. Returns false (the caller iterates) or true with *rc the
  * iteration's result. */
@@ -1045,11 +1045,17 @@ int ak__loop_iterate(ak_loop *loop, int64_t deadline, bool (*done)(void *arg), v
   return iterate(loop, deadline, true, done, arg);
 }
 
-int ak__loop_iterate_local(ak_loop *loop, bool (*done)(void *arg), void *arg) {
-  int rc;
-  if (wait_direct(loop, done, arg, true, &rc))
-    return rc;
-  return iterate(loop, AK_FOREVER, true, done, arg);
+static bool future_settled(void *arg) { return ak_future_is_set(arg); }
+
+int ak__loop_wait_local(ak_loop *loop, ak_future *f) {
+  do {
+    int rc;
+    if (!wait_direct(loop, future_settled, f, true, &rc))
+      rc = iterate(loop, AK_FOREVER, true, future_settled, f);
+    if (rc < 0)
+      return rc;
+  } while (!ak__is_settled_word(atomic_load_explicit(&f->state, memory_order_acquire)));
+  return 0;
 }
 
 /* ---- 5. Run, stop, hold, post ------------------------------------------------ */

@@ -434,9 +434,10 @@ void ak__op_cqe(ak__op *op, int res, unsigned flags, int tag) {
   if (AK__LIKELY(tag == AK__TAG_OP) && done_is_plain(loop, op, res)) {
     loop->stats.completed[op->kind]++;
     loop->in_flight--;
+    loop->ops_active--; /* ak__op_finish's, before the settle may recycle op */
     op->owed = 0;
     op->res = res;
-    ak__op_finish(op, res);
+    ak__future_done_owned(&op->future, res);
     return;
   }
   if (tag == AK__TAG_DEADLINE) {
