@@ -109,9 +109,11 @@ ak_future *ak__future_new(ak_loop *loop, const ak__future_kind *kind, void *data
 /* Initialises a future record: what every path reads, one reference, no
  * kind; (kind) fields are the kinds' to set. Inline for the records that
  * embed their future (an op's, ak__op_new). */
-static inline __attribute__((always_inline)) void ak__future_init(ak_future *f, ak_loop *loop) {
+static inline __attribute__((always_inline)) void ak__future_init_refs(ak_future *f,
+                                                                      ak_loop *loop,
+                                                                      uint32_t refs) {
   atomic_init(&f->state, AK_PENDING);
-  atomic_init(&f->refs, 1);
+  atomic_init(&f->refs, refs);
   f->loop = loop;
   f->cb = NULL;
   f->kind = NULL;
@@ -119,6 +121,9 @@ static inline __attribute__((always_inline)) void ak__future_init(ak_future *f, 
   memset(&f->value, 0, offsetof(ak_future, adopted) + sizeof(f->adopted) -
                            offsetof(ak_future, value));
   f->qnode.run = ak__future_run_callbacks;
+}
+static inline __attribute__((always_inline)) void ak__future_init(ak_future *f, ak_loop *loop) {
+  ak__future_init_refs(f, loop, 1);
 }
 
 /* Settles f: state is AK_DONE, AK_FAILED or AK_CANCELLED. Does not touch
@@ -539,8 +544,7 @@ extern const ak__future_kind ak__op_future_kind;
 static inline __attribute__((always_inline)) ak__op *ak__op_init(ak__op *op, ak_loop *loop,
                                                                  unsigned kind) {
   ak_future *f = &op->future;
-  ak__future_init(f, loop);
-  atomic_init(&f->refs, 2); /* the op's and the caller's (ak__op_submit) */
+  ak__future_init_refs(f, loop, 2); /* the op's and the caller's (ak__op_submit) */
   f->kind = &ak__op_future_kind;
   op->fut = f;
   op->loop = loop;

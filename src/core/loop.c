@@ -712,7 +712,9 @@ static inline void reap_direct(ak_loop *loop) {
       int res = cqe->res;
       unsigned flags = cqe->flags;
       io_uring_smp_store_release(cq->khead, head + 1);
-      ak__op_cqe((ak__op *)(uintptr_t)data, res, flags, AK__TAG_OP);
+      ak__op *op = (ak__op *)(uintptr_t)data;
+      if (!ak__op_cqe_plain(loop, op, res))
+        ak__op_cqe(op, res, flags, AK__TAG_OP);
       return;
     }
   }
@@ -1021,9 +1023,9 @@ wait_direct(ak_loop *loop, bool (*done)(void *arg), void *arg, bool done_local, 
     loop->stats.submits++;
   loop->sq_unsubmitted = 0;
   loop->last_sqe_op = NULL;
-  if (r == -ETIME || r == -EINTR || r == -EAGAIN || r == -EBUSY)
-    r = 0;
-  *rc = r < 0 ? r : 0;
+  *rc = 0;
+  if (AK__UNLIKELY(r < 0) && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+    *rc = r; /* else a timed-out or interrupted wait; EBUSY: CQ overflow, reap */
   loop->now_fresh = false;
   reap_direct(loop);
   if (loop->queued_head)

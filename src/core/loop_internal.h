@@ -266,6 +266,46 @@ void ak__batch_ring_cancel(ak__op *op);
 /* A cancel request for user_data (op.c). */
 void ak__op_send_cancel(ak_loop *loop, uint64_t user_data);
 
+/* ---- Op completion (op.c) ---- */
+
+/* What op_done may have to act on: a linked timeout, a multishot stream,
+ * the pool path, a resource to discard on cancel. */
+#define AK__OPF_DONE_SLOW                                                                          \
+  (AK__OPF_MULTISHOT | AK__OPF_DEADLINE | AK__OPF_TIMED_OUT | AK__OPF_ON_POOL | AK__OPF_CREATES)
+
+/* The common completion (a QD1 read's): the op's only CQE, a result that
+ * is not a refusal (res >= 0), an opcode the kernel has done before, no
+ * complete hook, no latency histogram, no fault injection. op_done would
+ * test each of these and then settle: settled here without the call. */
+static inline bool ak__op_done_is_plain(const ak_loop *loop, const ak__op *op, int res) {
+#ifdef AK_FAULT_INJECTION
+  (void)loop;
+  (void)op;
+  (void)res;
+  return false;
+#else
+  return !(op->flags & AK__OPF_DONE_SLOW) && res >= 0 && op->owed == 1 && !op->complete &&
+         loop->opcode_state[op->kind] == 1 && !loop->latency_stats;
+#endif
+}
+
+/* op's own CQE (tag AK__TAG_OP) with result res: settles op here and
+ * returns true when that is its plain completion (ak__op_done_is_plain),
+ * else false and nothing done (ak__op_cqe decides). Inline, so that the
+ * QD1 wait's reap (loop.c's reap_direct) settles its op without a call. */
+static inline __attribute__((always_inline)) bool ak__op_cqe_plain(ak_loop *loop, ak__op *op,
+                                                                    int res) {
+  if (!ak__op_done_is_plain(loop, op, res))
+    return false;
+  loop->stats.completed[op->kind]++;
+  loop->in_flight--;
+  loop->ops_active--; /* ak__op_finish's, before the settle may recycle op */
+  op->owed = 0;
+  op->res = res;
+  ak__future_done_owned(&op->future, res);
+  return true;
+}
+
 /* ---- Op records (op.c; the cache is in core/internal.h) ---- */
 void ak__op_record_put_slow(ak__op *op);
 /* Takes back the record of an op future whose last reference went (future.c's

@@ -408,38 +408,10 @@ static void op_done(ak__op *op, int res) {
     ak__op_finish(op, res);
 }
 
-/* What op_done may have to act on: a linked timeout, a multishot stream,
- * the pool path, a resource to discard on cancel. */
-#define AK__OPF_DONE_SLOW                                                                          \
-  (AK__OPF_MULTISHOT | AK__OPF_DEADLINE | AK__OPF_TIMED_OUT | AK__OPF_ON_POOL | AK__OPF_CREATES)
-
-/* The common completion (a QD1 read's): the op's only CQE, a result that
- * is not a refusal (res >= 0), an opcode the kernel has done before, no
- * complete hook, no latency histogram, no fault injection. op_done would
- * test each of these and then settle: settled here without the call. */
-static inline bool done_is_plain(const ak_loop *loop, const ak__op *op, int res) {
-#ifdef AK_FAULT_INJECTION
-  (void)loop;
-  (void)op;
-  (void)res;
-  return false;
-#else
-  return !(op->flags & AK__OPF_DONE_SLOW) && res >= 0 && op->owed == 1 && !op->complete &&
-         loop->opcode_state[op->kind] == 1 && !loop->latency_stats;
-#endif
-}
-
 void ak__op_cqe(ak__op *op, int res, unsigned flags, int tag) {
   ak_loop *loop = op->loop;
-  if (AK__LIKELY(tag == AK__TAG_OP) && done_is_plain(loop, op, res)) {
-    loop->stats.completed[op->kind]++;
-    loop->in_flight--;
-    loop->ops_active--; /* ak__op_finish's, before the settle may recycle op */
-    op->owed = 0;
-    op->res = res;
-    ak__future_done_owned(&op->future, res);
+  if (AK__LIKELY(tag == AK__TAG_OP) && ak__op_cqe_plain(loop, op, res))
     return;
-  }
   if (tag == AK__TAG_DEADLINE) {
     loop->in_flight--;
     if (res == -ETIME)
