@@ -195,33 +195,61 @@ static inline void ak__future_release_inline(ak_future *f) {
  * before, without LOCK): ak__future_done_owned's uncommon cases. */
 void ak__future_finish_owned_locked(ak_future *f, uint32_t old, int64_t result);
 
-/* ak__future_finish_owned for a result >= 0 (DONE), inline: the common
- * settle (pending, nobody waiting on the futex or marked as a loop waiter,
- * no callback, not a bound pool task) is the lock, the result, the
- * unlocking store and the release of the caller's reference; everything
- * else goes on, the lock held, in ak__future_finish_owned_locked. An op's
- * plain completion (op.c) settles so. */
-static inline __attribute__((always_inline)) void ak__future_done_owned(ak_future *f,
-                                                                        int64_t result) {
-  uint32_t old = atomic_load_explicit(&f->state, memory_order_relaxed) & ~AK__F_LOCK;
-  if (AK__UNLIKELY(!atomic_compare_exchange_weak_explicit(&f->state, &old, old | AK__F_LOCK,
+/* What ak__future_done_try left to do (AK__DONE_*). */
+enum {
+  AK__DONE_OK = 0,     /* settled, and the reference released */
+  AK__DONE_RETRY = 1,  /* the lock was taken: nothing done, finish the locked way */
+  AK__DONE_LOCKED = 2, /* the lock is held (*old: the word before): a waiter, a
+                          callback, a binding or a settled future, for
+                          ak__future_finish_owned_locked */
+  AK__DONE_FREE = 3,   /* settled; the reference released was the last: free f */
+};
+
+/* The common settle of ak__future_finish_owned for a result >= 0 (DONE):
+ * pending, nobody waiting on the futex or marked as a loop waiter, no
+ * callback, not a bound pool task: the lock, the result, the unlocking
+ * store and the release of the caller's reference, with no call. Returns
+ * what is left (AK__DONE_*), so that a caller can make that call its last
+ * act (loop.c's QD1 wait). */
+static inline __attribute__((always_inline)) int ak__future_done_try(ak_future *f, int64_t result,
+                                                                     uint32_t *old) {
+  *old = atomic_load_explicit(&f->state, memory_order_relaxed) & ~AK__F_LOCK;
+  if (AK__UNLIKELY(!atomic_compare_exchange_weak_explicit(&f->state, old, *old | AK__F_LOCK,
                                                           memory_order_acquire,
-                                                          memory_order_relaxed))) {
-    ak__future_finish_owned(f, result); /* contended: the locked way */
-    return;
-  }
-  if (AK__UNLIKELY((old & (AK__STATE_MASK | AK__F_WAITERS | AK__F_LOOP_WAITER | AK__F_BOUND)) ||
-                   f->cb != NULL)) {
-    ak__future_finish_owned_locked(f, old, result);
-    return;
-  }
+                                                          memory_order_relaxed)))
+    return AK__DONE_RETRY;
+  if (AK__UNLIKELY((*old & (AK__STATE_MASK | AK__F_WAITERS | AK__F_LOOP_WAITER | AK__F_BOUND)) ||
+                   f->cb != NULL))
+    return AK__DONE_LOCKED;
   f->result = result;
   /* Publishes the result and unlocks (pairs with the acquire of the
    * state's readers). */
-  atomic_store_explicit(&f->state, old | AK_DONE, memory_order_release);
-  ak__future_release_inline(f);
+  atomic_store_explicit(&f->state, *old | AK_DONE, memory_order_release);
+  /* acq_rel, as ak__future_release_inline. */
+  if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
+    return AK__DONE_FREE;
+  return AK__DONE_OK;
 }
 
+/* Does what ak__future_done_try left (how: its answer). */
+static inline void ak__future_done_rest(ak_future *f, int64_t result, int how, uint32_t old) {
+  if (how == AK__DONE_RETRY)
+    ak__future_finish_owned(f, result); /* contended: the locked way */
+  else if (how == AK__DONE_LOCKED)
+    ak__future_finish_owned_locked(f, old, result);
+  else if (how == AK__DONE_FREE)
+    ak__future_free(f);
+}
+
+/* ak__future_finish_owned for a result >= 0, inline (ak__future_done_try,
+ * then what it left). An op's plain completion (op.c) settles so. */
+static inline __attribute__((always_inline)) void ak__future_done_owned(ak_future *f,
+                                                                        int64_t result) {
+  uint32_t old;
+  int how = ak__future_done_try(f, result, &old);
+  if (AK__UNLIKELY(how != AK__DONE_OK))
+    ak__future_done_rest(f, result, how, old);
+}
 
 /* Runs a queued node (the ready queue, the trampoline). The common node,
  * a future with one callback, is run here: the dispatching loop's

@@ -1049,15 +1049,126 @@ int ak__loop_iterate(ak_loop *loop, int64_t deadline, bool (*done)(void *arg), v
 
 static bool future_settled(void *arg) { return ak_future_is_set(arg); }
 
-int ak__loop_wait_local(ak_loop *loop, ak_future *f) {
-  do {
+static inline bool future_is_settled(ak_future *f) {
+  return ak__is_settled_word(atomic_load_explicit(&f->state, memory_order_acquire));
+}
+
+/* ak__loop_wait_local's general way: direct waits or iterations until f
+ * has settled. */
+static __attribute__((noinline)) int wait_local_loop(ak_loop *loop, ak_future *f) {
+  while (!future_is_settled(f)) {
     int rc;
     if (!wait_direct(loop, future_settled, f, true, &rc))
       rc = iterate(loop, AK_FOREVER, true, future_settled, f);
     if (rc < 0)
       return rc;
-  } while (!ak__is_settled_word(atomic_load_explicit(&f->state, memory_order_acquire)));
+  }
   return 0;
+}
+
+/* What a direct wait does after its reap (wait_direct's tail), then the
+ * general way on until f has settled (rc: the enter's result). */
+static __attribute__((noinline)) int wait_local_after(ak_loop *loop, ak_future *f, int rc) {
+  if (loop->queued_head)
+    ak__op_admit_queued(loop);
+  drain_inbox(loop); /* it slept: what arrived meanwhile */
+  if (loop->timers.count > 0) /* made by a completion's hook */
+    ak__timers_run(loop, ak__loop_now(loop));
+  if (loop->ready_head || loop->pool_pend_n) {
+    if (!atomic_load_explicit(&loop->stop, memory_order_relaxed))
+      run_ready_outline(loop);
+  }
+  if (rc < 0)
+    return rc;
+  return wait_local_loop(loop, f);
+}
+
+/* The lean wait found more than one plain CQE to reap, or an error. */
+static __attribute__((noinline)) int wait_local_reap(ak_loop *loop, ak_future *f, int rc) {
+  reap_direct(loop);
+  return wait_local_after(loop, f, rc);
+}
+
+/* The lean wait's CQE was op's own but not its plain completion (how < 0:
+ * ak__op_cqe decides), or its settle was not the common one (how: what
+ * ak__future_done_try left). */
+static __attribute__((noinline)) int wait_local_settle(ak_loop *loop, ak_future *f, ak__op *op,
+                                                       int res, unsigned flags, int how,
+                                                       uint32_t old) {
+  if (how < 0)
+    ak__op_cqe(op, res, flags, AK__TAG_OP);
+  else
+    ak__future_done_rest(&op->future, res, how, old);
+  return wait_local_after(loop, f, 0);
+}
+
+/* The QD1 wait (ak_future_wait for an op's future, no deadline, on the
+ * loop's thread): wait_direct and reap_direct for the common turn, one
+ * enter and one CQE, the op's plain completion, settled inline, with
+ * nothing else to do after, written so that every other case leaves by a
+ * call made last (a jump: wait_local_loop, _reap, _settle, _after), so
+ * the common turn saves no registers. Those do what wait_direct does,
+ * then go on the general way. */
+int ak__loop_wait_local(ak_loop *loop, ak_future *f) {
+  if (!loop->direct_wait || loop->ready_head || loop->timers.count || loop->queued_head ||
+      loop->pool_pend_n || !loop->wakeup_armed || loop->closing ||
+      (loop->features.batch_wait && loop->ops_active >= BATCH_MIN_OPS))
+    return wait_local_loop(loop, f);
+  /* may_sleep's handshake; a lane (a pool worker ever reported) takes the
+   * general way, which asks ak__lanes_pending. f is not looked at again:
+   * only this thread settles it (ak__loop_wait_local's contract). */
+  atomic_store_explicit(&loop->sleeping, 1, memory_order_seq_cst);
+  if (atomic_load_explicit(&loop->inbox, memory_order_seq_cst) ||
+      __atomic_load_n(&loop->lanes, __ATOMIC_SEQ_CST) ||
+      atomic_load_explicit(&loop->stop, memory_order_seq_cst)) {
+    atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
+    return wait_local_loop(loop, f);
+  }
+  loop->stats.iterations++;
+  int r = AK_FAULT_CALL(AK_FAULT_SUBMIT, submit_and_wait_one(loop));
+  atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
+  if (loop->sq_unsubmitted)
+    loop->stats.submits++;
+  loop->sq_unsubmitted = 0;
+  loop->last_sqe_op = NULL;
+  loop->now_fresh = false;
+  int rc = 0;
+  if (AK__UNLIKELY(r < 0) && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+    rc = r; /* else a timed-out or interrupted wait; EBUSY: CQ overflow, reap */
+  /* reap_direct's common case: one CQE, an op's own. */
+  struct io_uring_cq *cq = &loop->ring.cq;
+  unsigned head = *cq->khead;
+  unsigned tail = io_uring_smp_load_acquire(cq->ktail);
+  if (AK__UNLIKELY(tail - head != 1 || rc != 0 || ak__vg_running))
+    return wait_local_reap(loop, f, rc);
+  const struct io_uring_cqe *cqe = &cq->cqes[head & cq->ring_mask];
+  uint64_t data = cqe->user_data;
+  if (AK__UNLIKELY((data & AK__TAG_MASK) != AK__TAG_OP))
+    return wait_local_reap(loop, f, rc);
+  int res = cqe->res;
+  unsigned flags = cqe->flags;
+  io_uring_smp_store_release(cq->khead, head + 1);
+  ak__op *op = (ak__op *)(uintptr_t)data;
+  if (AK__UNLIKELY(!ak__op_done_is_plain(loop, op, res)))
+    return wait_local_settle(loop, f, op, res, flags, -1, 0);
+  /* ak__op_cqe_plain, its settle's calls made last. */
+  loop->stats.completed[op->kind]++;
+  loop->in_flight--;
+  loop->ops_active--; /* ak__op_finish's, before the settle may recycle op */
+  op->owed = 0;
+  op->res = res;
+  uint32_t old;
+  int how = ak__future_done_try(&op->future, res, &old);
+  if (AK__UNLIKELY(how != AK__DONE_OK))
+    return wait_local_settle(loop, f, op, res, flags, how, old);
+  /* wait_direct's tail, when there is nothing for it to do. */
+  if (AK__UNLIKELY(loop->queued_head || loop->timers.count || loop->ready_head ||
+                   loop->pool_pend_n || __atomic_load_n(&loop->lanes, __ATOMIC_RELAXED) ||
+                   atomic_load_explicit(&loop->inbox, memory_order_relaxed)))
+    return wait_local_after(loop, f, 0);
+  if (AK__LIKELY(future_is_settled(f)))
+    return 0;
+  return wait_local_loop(loop, f);
 }
 
 /* ---- 5. Run, stop, hold, post ------------------------------------------------ */
