@@ -992,16 +992,17 @@ static __attribute__((noinline)) int wait_futex(ak_future *f, int64_t deadline) 
 int ak_future_wait(ak_future *f, int64_t timeout_ns) {
   if (ak__is_settled_word(word_of(f)))
     return 0;
+  /* An op's future (always on a loop) waited for without a deadline on
+   * its loop's thread (the QD1 wait): the loop's own wait for a future
+   * only this thread settles, a jump. */
+  if (AK__LIKELY(f->kind == &ak__op_future_kind && timeout_ns < 0) &&
+      ak__loop_owned_by_caller(f->loop))
+    return ak__loop_wait_local(f->loop, f);
   if (timeout_ns == 0)
     return AK_EWAITTIMEOUT;
   ak_loop *loop = f->loop;
-  if (loop && ak__loop_owned_by_caller(loop)) {
-    /* An op's future waited for without a deadline (the QD1 wait): the
-     * loop's own wait for a future only this thread settles, a jump. */
-    if (AK__LIKELY(timeout_ns < 0 && f->kind == &ak__op_future_kind))
-      return ak__loop_wait_local(loop, f);
+  if (loop && ak__loop_owned_by_caller(loop))
     return wait_running_loop(f, deadline_after(timeout_ns));
-  }
   return wait_futex(f, deadline_after(timeout_ns));
 }
 
