@@ -103,6 +103,7 @@ static void cache_flush(ak__thread_cache *c) {
     ak__free(n);
   }
   c->ncbnodes = 0;
+  ak__op_records_flush(); /* op.c's records (an op's future is its record) */
 }
 
 static void flush_with_shared(ak__thread_cache *c);
@@ -119,6 +120,11 @@ static void cache_register_exit(void) {
   pthread_setspecific(ak__cache_key, &ak__cache);
   ak__cache.exit_hook = true;
   ak__cache.room = AK__CACHE_MAX_FUTURES;
+}
+
+void ak__thread_cache_hook(void) {
+  if (!ak__cache.exit_hook)
+    cache_register_exit();
 }
 
 /* The shared list is freed too, at a flush and at a thread's exit:
@@ -197,7 +203,7 @@ static __attribute__((noinline)) void recycle_slow(ak_future *f) {
   ak__cache.room = AK__CACHE_MAX_FUTURES - 1;
 }
 
-static inline void future_recycle(ak_future *f) {
+static inline void future_recycle_plain(ak_future *f) {
   size_t room = ak__cache.room;
   if (AK__UNLIKELY(room == 0)) {
     recycle_slow(f);
@@ -206,6 +212,15 @@ static inline void future_recycle(ak_future *f) {
   f->data = ak__cache.futures;
   ak__cache.futures = f;
   ak__cache.room = room - 1;
+}
+
+/* A future's record back to its cache: an op's is its op record (op.c). */
+static inline void future_recycle(ak_future *f) {
+  if (f->kind == &ak__op_future_kind) {
+    ak__op_record_put(AK__CONTAINER_OF(f, ak__op, future));
+    return;
+  }
+  future_recycle_plain(f);
 }
 
 static ak__cbnode *cbnode_alloc(void) {
@@ -290,18 +305,8 @@ static long futex_call(_Atomic uint32_t *addr, int op, uint32_t val, const struc
 
 /* ---- Creating, references, freeing --------------------------------------- */
 
-/* Initialises only what every path reads; (kind) fields are the kinds' to
- * set. */
 static inline __attribute__((always_inline)) ak_future *future_init(ak_future *f, ak_loop *loop) {
-  atomic_init(&f->state, AK_PENDING);
-  atomic_init(&f->refs, 1);
-  f->loop = loop;
-  f->cb = NULL;
-  f->kind = NULL;
-  /* value .. adopted are contiguous: a few vector stores. */
-  memset(&f->value, 0, offsetof(ak_future, adopted) + sizeof(f->adopted) -
-                           offsetof(ak_future, value));
-  f->qnode.run = ak__future_run_callbacks;
+  ak__future_init(f, loop);
   return f;
 }
 
@@ -388,11 +393,24 @@ __attribute__((noinline)) void ak__future_free(ak_future *f) {
    * four pointers are or-ed, one branch for all. */
   uintptr_t extras = (uintptr_t)f->dtor | (uintptr_t)f->detail | (uintptr_t)f->more_head |
                      (uintptr_t)(void *)f->adopted;
-  if (AK__UNLIKELY(extras != 0 || (f->kind && f->kind->free_data))) {
+  const ak__future_kind *kind = f->kind;
+  if (AK__UNLIKELY(extras != 0)) {
     free_with_extras(f);
     return;
   }
-  future_recycle(f);
+  if (kind) {
+    /* An op's record is its future's (op.c): back to the op records. A
+     * plain promise (no kind) does not pay for the test. */
+    if (kind == &ak__op_future_kind) {
+      ak__op_record_put(AK__CONTAINER_OF(f, ak__op, future));
+      return;
+    }
+    if (AK__UNLIKELY(kind->free_data != NULL)) {
+      free_with_extras(f);
+      return;
+    }
+  }
+  future_recycle_plain(f);
 }
 
 void ak_future_release(ak_future *f) {
@@ -530,6 +548,15 @@ int ak__future_finish(ak_future *f, int64_t result) {
  * operations fewer on a line other threads want). */
 void ak__future_finish_owned(ak_future *f, int64_t result) {
   uint32_t old = word_lock(f);
+  if (ak__is_settled_word(old)) {
+    word_unlock(f, old);
+    ak_future_release(f);
+    return;
+  }
+  settle_locked_ref(f, old, state_for_result(result), result, true);
+}
+
+void ak__future_finish_owned_locked(ak_future *f, uint32_t old, int64_t result) {
   if (ak__is_settled_word(old)) {
     word_unlock(f, old);
     ak_future_release(f);
@@ -929,11 +956,9 @@ static int wait_running_loop(ak_future *f, int64_t deadline) {
   while (still_waiting_loop(f)) {
     if (deadline != AK_FOREVER && ak_now_ns() >= deadline)
       return AK_EWAITTIMEOUT;
-    /* A kind only this thread settles cannot settle between the look above
-     * and the loop's wait: the loop need not look again. */
-    bool local = deadline == AK_FOREVER && f->kind && f->kind->settles_on_loop;
-    int rc = local ? ak__loop_iterate_local(f->loop, is_settled_pred, f)
-                   : ak__loop_iterate(f->loop, deadline, is_settled_pred, f);
+    /* (Without a deadline, a kind only this thread settles takes
+     * ak__loop_wait_local instead: ak_future_wait.) */
+    int rc = ak__loop_iterate(f->loop, deadline, is_settled_pred, f);
     if (rc < 0)
       return rc;
   }
@@ -967,12 +992,18 @@ static __attribute__((noinline)) int wait_futex(ak_future *f, int64_t deadline) 
 int ak_future_wait(ak_future *f, int64_t timeout_ns) {
   if (ak__is_settled_word(word_of(f)))
     return 0;
+  /* An op's future (always on a loop) waited for without a deadline on
+   * its loop's thread (the QD1 wait): the loop's own wait for a future
+   * only this thread settles, a jump. */
+  if (AK__LIKELY(f->kind == &ak__op_future_kind && timeout_ns < 0) &&
+      ak__loop_owned_by_caller(f->loop))
+    return ak__loop_wait_local(f->loop, f);
   if (timeout_ns == 0)
     return AK_EWAITTIMEOUT;
-  int64_t deadline = deadline_after(timeout_ns);
-  if (f->loop && ak__loop_owned_by_caller(f->loop))
-    return wait_running_loop(f, deadline);
-  return wait_futex(f, deadline);
+  ak_loop *loop = f->loop;
+  if (loop && ak__loop_owned_by_caller(loop))
+    return wait_running_loop(f, deadline_after(timeout_ns));
+  return wait_futex(f, deadline_after(timeout_ns));
 }
 
 int64_t ak_future_get(ak_future *f, int64_t timeout_ns, void **value) {

@@ -15,6 +15,7 @@
 #define AK_CORE_INTERNAL_H
 
 #include <liburing.h>
+#include <string.h>
 #include <sys/uio.h>
 
 #include "base/internal.h"
@@ -99,8 +100,31 @@ struct ak_future {
   void *aux;                        /* (kind) a second kind-specific field */
 };
 
+/* The run of a future's callback node (its qnode, queued at the settle). */
+void ak__future_run_callbacks(ak__qnode *node);
+
 /* A future of the given kind on loop (or NULL), one reference. */
 ak_future *ak__future_new(ak_loop *loop, const ak__future_kind *kind, void *data);
+
+/* Initialises a future record: what every path reads, one reference, no
+ * kind; (kind) fields are the kinds' to set. Inline for the records that
+ * embed their future (an op's, ak__op_new). */
+static inline __attribute__((always_inline)) void ak__future_init_refs(ak_future *f,
+                                                                      ak_loop *loop,
+                                                                      uint32_t refs) {
+  atomic_init(&f->state, AK_PENDING);
+  atomic_init(&f->refs, refs);
+  f->loop = loop;
+  f->cb = NULL;
+  f->kind = NULL;
+  /* value .. adopted are contiguous: a few vector stores. */
+  memset(&f->value, 0, offsetof(ak_future, adopted) + sizeof(f->adopted) -
+                           offsetof(ak_future, value));
+  f->qnode.run = ak__future_run_callbacks;
+}
+static inline __attribute__((always_inline)) void ak__future_init(ak_future *f, ak_loop *loop) {
+  ak__future_init_refs(f, loop, 1);
+}
 
 /* Settles f: state is AK_DONE, AK_FAILED or AK_CANCELLED. Does not touch
  * value/dtor/detail, which the caller set before (ak__future_lock is not
@@ -167,8 +191,65 @@ static inline void ak__future_release_inline(ak_future *f) {
     ak__future_free(f);
 }
 
-/* The run of a future's callback node (its qnode, queued at the settle). */
-void ak__future_run_callbacks(ak__qnode *node);
+/* The rest of ak__future_finish_owned with f's lock taken (old: the word
+ * before, without LOCK): ak__future_done_owned's uncommon cases. */
+void ak__future_finish_owned_locked(ak_future *f, uint32_t old, int64_t result);
+
+/* What ak__future_done_try left to do (AK__DONE_*). */
+enum {
+  AK__DONE_OK = 0,     /* settled, and the reference released */
+  AK__DONE_RETRY = 1,  /* the lock was taken: nothing done, finish the locked way */
+  AK__DONE_LOCKED = 2, /* the lock is held (*old: the word before): a waiter, a
+                          callback, a binding or a settled future, for
+                          ak__future_finish_owned_locked */
+  AK__DONE_FREE = 3,   /* settled; the reference released was the last: free f */
+};
+
+/* The common settle of ak__future_finish_owned for a result >= 0 (DONE):
+ * pending, nobody waiting on the futex or marked as a loop waiter, no
+ * callback, not a bound pool task: the lock, the result, the unlocking
+ * store and the release of the caller's reference, with no call. Returns
+ * what is left (AK__DONE_*), so that a caller can make that call its last
+ * act (loop.c's QD1 wait). */
+static inline __attribute__((always_inline)) int ak__future_done_try(ak_future *f, int64_t result,
+                                                                     uint32_t *old) {
+  *old = atomic_load_explicit(&f->state, memory_order_relaxed) & ~AK__F_LOCK;
+  if (AK__UNLIKELY(!atomic_compare_exchange_weak_explicit(&f->state, old, *old | AK__F_LOCK,
+                                                          memory_order_acquire,
+                                                          memory_order_relaxed)))
+    return AK__DONE_RETRY;
+  if (AK__UNLIKELY((*old & (AK__STATE_MASK | AK__F_WAITERS | AK__F_LOOP_WAITER | AK__F_BOUND)) ||
+                   f->cb != NULL))
+    return AK__DONE_LOCKED;
+  f->result = result;
+  /* Publishes the result and unlocks (pairs with the acquire of the
+   * state's readers). */
+  atomic_store_explicit(&f->state, *old | AK_DONE, memory_order_release);
+  /* acq_rel, as ak__future_release_inline. */
+  if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
+    return AK__DONE_FREE;
+  return AK__DONE_OK;
+}
+
+/* Does what ak__future_done_try left (how: its answer). */
+static inline void ak__future_done_rest(ak_future *f, int64_t result, int how, uint32_t old) {
+  if (how == AK__DONE_RETRY)
+    ak__future_finish_owned(f, result); /* contended: the locked way */
+  else if (how == AK__DONE_LOCKED)
+    ak__future_finish_owned_locked(f, old, result);
+  else if (how == AK__DONE_FREE)
+    ak__future_free(f);
+}
+
+/* ak__future_finish_owned for a result >= 0, inline (ak__future_done_try,
+ * then what it left). An op's plain completion (op.c) settles so. */
+static inline __attribute__((always_inline)) void ak__future_done_owned(ak_future *f,
+                                                                        int64_t result) {
+  uint32_t old;
+  int how = ak__future_done_try(f, result, &old);
+  if (AK__UNLIKELY(how != AK__DONE_OK))
+    ak__future_done_rest(f, result, how, old);
+}
 
 /* Runs a queued node (the ready queue, the trampoline). The common node,
  * a future with one callback, is run here: the dispatching loop's
@@ -219,11 +300,12 @@ void ak__loop_wake(ak_loop *loop);
  * done(arg) is true (checked after the callbacks that ran before the wait,
  * which may have satisfied it). Returns 0 or a negative ring error. */
 int ak__loop_iterate(ak_loop *loop, int64_t deadline_ns, bool (*done)(void *arg), void *arg);
-/* ak__loop_iterate with no deadline for a done(arg) that only this thread
- * can make true (it was false just before the call, and what the loop runs
- * is the only thing that can change it: an op's future): the QD1 wait then
- * skips its second look at done before it blocks. */
-int ak__loop_iterate_local(ak_loop *loop, bool (*done)(void *arg), void *arg);
+/* Runs the loop (owner thread) until f, a future only this thread settles
+ * (an op's) and pending just before the call, has settled, without a
+ * deadline (ak_future_wait's for an op). The QD1 wait then skips its
+ * second look at f before it blocks: f was pending just before, and only
+ * what the loop runs can settle it. 0 or a negative ring error. */
+int ak__loop_wait_local(ak_loop *loop, ak_future *f);
 
 /* Hands the SQ to the kernel now rather than with the loop's next batch,
  * when `now` or on an SQPOLL ring (where that is only a store to the SQ
@@ -286,13 +368,17 @@ int64_t ak__timers_next(const ak_loop *loop);
 /* ---- 3. Operation records -------------------------------------------------
  *
  * Every ring operation is an ak__op. Lifecycle, all on the loop's thread:
- *   op = ak__op_new(loop, kind);        makes the future too
+ *   op = ak__op_new(loop, kind);        its future is part of the record
  *   fill op->data (the op's own params, which the kernel may read later)
  *   op->prep = fn that fills the SQE;   op->complete = fn per CQE (optional)
  *   op->blocking = fn for the pool path (optional)
  *   f = ak__op_submit(op);              returns the caller's reference
- * The op stays alive until the kernel has posted every CQE it owes (the op's
- * own, a linked timeout's); only then does its future settle.
+ * The op stays in flight until the kernel has posted every CQE it owes (the
+ * op's own, a linked timeout's); only then does its future settle
+ * (ak__op_finish), and the op's reference on it goes. The record is the
+ * future's: it is recycled when the future's last reference goes, before
+ * or after the settle, on any thread (op.c's per-thread record cache), so a
+ * plain op costs one record, not a record and a future.
  */
 
 enum ak__op_kind {
@@ -399,8 +485,11 @@ enum {
 };
 
 struct ak__op {
+  ak_future future;               /* first: the op's future is the record's
+                                     (ak__op_of); the op holds a reference
+                                     until it finishes */
   ak_loop *loop;
-  ak_future *fut;                 /* the op's future; the op holds a ref */
+  ak_future *fut;                 /* &future */
   ak__op *next;                   /* admission queue link */
   ak__op_prep_fn prep;
   ak__op_complete_fn complete;    /* NULL: settle with res */
@@ -465,13 +554,69 @@ bool ak__loop_is_epoll(const ak_loop *loop);
  * that its struct fits AK__OP_DATA_SIZE). */
 #define AK__OP_DATA(op, type) ((type *)(void *)(op)->data)
 
-/* A new op of kind on loop, with its future (refs: the op's). NULL on
- * ENOMEM. Must be called on the owner thread. */
-ak__op *ak__op_new(ak_loop *loop, unsigned kind);
+/* A thread's recycled op records: an op's future is its record's (struct
+ * ak__op), so the record goes back when that future's last reference goes,
+ * on whatever thread drops it, and after its loop may be gone: a cache per
+ * thread, not per loop, bounded (op.c). Its room starts at 0 in a new
+ * thread, so that the one test of the common recycle also catches the
+ * first (which registers the thread-exit flush, future.c) and a full cache
+ * (the record goes to the allocator). Here, not in core, for ak__op_new. */
+typedef struct ak__op_record_cache {
+  ak__op *head;                   /* linked through ->next */
+  unsigned room;                  /* records it may still take */
+  bool registered;                /* the thread-exit flush is registered */
+} ak__op_record_cache;
+extern AK__TLS ak__op_record_cache ak__op_records;
+extern const ak__future_kind ak__op_future_kind;
+
+static inline __attribute__((always_inline)) ak__op *ak__op_init(ak__op *op, ak_loop *loop,
+                                                                 unsigned kind) {
+  ak_future *f = &op->future;
+  ak__future_init_refs(f, loop, 2); /* the op's and the caller's (ak__op_submit) */
+  f->kind = &ak__op_future_kind;
+  op->fut = f;
+  op->loop = loop;
+  op->next = NULL;
+  op->prep = NULL;
+  op->complete = NULL;
+  op->blocking = NULL;
+  op->discard = NULL;
+  op->attempt = NULL;
+  op->pool_fut = NULL;
+  op->sqe = NULL;
+  op->res = 0;
+  op->flags = 0;
+  op->kind = (uint8_t)kind;
+  op->owed = 0;
+  op->slots = 1;
+  op->sqe_flags = 0;
+  return op;
+}
+
+/* ak__op_new with an empty cache: the allocator. */
+ak__op *ak__op_new_slow(ak_loop *loop, unsigned kind);
+
+/* A new op of kind on loop, its future pending with two references (the
+ * op's, and the caller's, which ak__op_submit hands out). NULL on ENOMEM.
+ * Must be called on the owner thread. Inline: with the submission a tail
+ * call, a read's submission then makes no call before it (no registers
+ * saved for one). */
+static inline __attribute__((always_inline)) ak__op *ak__op_new(ak_loop *loop, unsigned kind) {
+  ak__op *op = ak__op_records.head;
+  if (AK__UNLIKELY(op == NULL))
+    return ak__op_new_slow(loop, kind);
+  ak__op_records.head = op->next;
+  ak__op_records.room++;
+  return ak__op_init(op, loop, kind);
+}
 
 /* Hands op to the ring (or the admission queue, or the pool path) and
  * returns the future with a reference for the caller. */
 ak_future *ak__op_submit(ak__op *op);
+/* ak__op_submit, then the SQ handed to the kernel at once when now or on
+ * an SQPOLL ring (ak__loop_submit_early): one call, which a caller can
+ * make last. */
+ak_future *ak__op_submit_early(ak__op *op, bool now);
 
 /* A future that failed at once with err on loop (bad arguments, wrong
  * thread). NULL on ENOMEM. */

@@ -328,6 +328,16 @@ int ak_loop_new(ak_loop **out, const ak_loop_options *opts) {
     if (ak__loop_has_opcode_slow(loop, op))
       loop->head.opcode_mask |= UINT64_C(1) << op;
   loop->head.sqpoll = (loop->features.setup_flags & IORING_SETUP_SQPOLL) != 0;
+  loop->enter_flags = loop->features.registered_ring_fd ? IORING_ENTER_REGISTERED_RING : 0;
+  /* op.c's submits_lean: what never changes in a loop's life. Fault
+   * injection takes the general path (its SQE and short-SQE hooks). */
+#ifdef AK_FAULT_INJECTION
+  loop->lean_submit = false;
+#else
+  loop->lean_submit = loop->features.backend == AK_BACKEND_URING && !ak__vg_running &&
+                      !(loop->opts.flags & AK_LOOP_FORCE_POOL) &&
+                      !(loop->opts.flags & AK_LOOP_LATENCY_STATS);
+#endif
   loop->direct_wait = loop->features.backend == AK_BACKEND_URING && !loop->head.sqpoll &&
                       !ak__vg_running;
   loop->latency_stats = (loop->opts.flags & AK_LOOP_LATENCY_STATS) != 0;
@@ -702,7 +712,9 @@ static inline void reap_direct(ak_loop *loop) {
       int res = cqe->res;
       unsigned flags = cqe->flags;
       io_uring_smp_store_release(cq->khead, head + 1);
-      ak__op_cqe((ak__op *)(uintptr_t)data, res, flags, AK__TAG_OP);
+      ak__op *op = (ak__op *)(uintptr_t)data;
+      if (!ak__op_cqe_plain(loop, op, res))
+        ak__op_cqe(op, res, flags, AK__TAG_OP);
       return;
     }
   }
@@ -933,6 +945,46 @@ static int iterate(ak_loop *loop, int64_t deadline, bool block_when_idle,
   return rc;
 }
 
+/* io_uring_enter(2) itself, answering -errno (liburing's own wrappers do
+ * the same): on x86-64 the syscall instruction inline, no libc call. No
+ * signal mask (the kernel reads the size only with one). */
+static inline long sys_io_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
+                                      unsigned flags) {
+#if defined(__x86_64__)
+  register long r10 __asm__("r10") = (long)flags;
+  register long r8 __asm__("r8") = 0;
+  register long r9 __asm__("r9") = 0;
+  long ret;
+  __asm__ volatile("syscall"
+                   : "=a"(ret)
+                   : "0"((long)__NR_io_uring_enter), "D"((long)fd), "S"((long)to_submit),
+                     "d"((long)min_complete), "r"(r10), "r"(r8), "r"(r9)
+                   : "rcx", "r11", "memory");
+  return ret;
+#else
+  long r = syscall(__NR_io_uring_enter, fd, to_submit, min_complete, flags, NULL, 0);
+  return r < 0 ? -errno : r;
+#endif
+}
+
+/* The direct wait's submit-and-wait for one CQE: what liburing's
+ * io_uring_submit_and_wait(ring, 1) does on a ring without SQPOLL (the
+ * direct wait's), without its tests for the cases that are not this one:
+ * the SQ tail published (a plain store: the kernel reads it inside the
+ * enter), then one enter with GETEVENTS, through the registered ring fd
+ * when there is one. About 15 instructions where liburing's took 42. */
+static inline int submit_and_wait_one(ak_loop *loop) {
+  struct io_uring_sq *sq = &loop->ring.sq;
+  unsigned tail = sq->sqe_tail;
+  if (sq->sqe_head != tail) {
+    sq->sqe_head = tail;
+    IO_URING_WRITE_ONCE(*sq->ktail, tail);
+  }
+  unsigned to_submit = tail - IO_URING_READ_ONCE(*sq->khead);
+  return (int)sys_io_uring_enter(loop->ring.enter_ring_fd, to_submit, 1,
+                                 IORING_ENTER_GETEVENTS | loop->enter_flags);
+}
+
 /* The QD1 wait: a waiter on the owner thread whose loop has nothing to do
  * but wait for the ring (no ready callbacks, posts, lane hand-overs, timers,
  * parked ops or pool tasks to hand over; not stopping or closing) enters the
@@ -945,7 +997,7 @@ static int iterate(ak_loop *loop, int64_t deadline, bool block_when_idle,
  * from another thread wakes this wait through the armed eventfd read (the
  * `sleeping` handshake as in may_sleep), and what the reap made ready runs
  * before returning, as after a full iteration's wait. done_local: done(arg)
- * can become true only on this thread (ak__loop_iterate_local), so it is
+ * can become true only on this thread (ak__loop_wait_local), so it is
  * not looked at again after the handshake, which is there for a settle on
  * another thread. Returns false (the caller iterates) or true with *rc the
  * iteration's result. */
@@ -965,15 +1017,15 @@ wait_direct(ak_loop *loop, bool (*done)(void *arg), void *arg, bool done_local, 
     return false; /* a post, a hand-over, a stop, or done meanwhile */
   }
   loop->stats.iterations++;
-  int r = AK_FAULT_CALL(AK_FAULT_SUBMIT, io_uring_submit_and_wait(&loop->ring, 1));
+  int r = AK_FAULT_CALL(AK_FAULT_SUBMIT, submit_and_wait_one(loop));
   atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
   if (loop->sq_unsubmitted)
     loop->stats.submits++;
   loop->sq_unsubmitted = 0;
   loop->last_sqe_op = NULL;
-  if (r == -ETIME || r == -EINTR || r == -EAGAIN || r == -EBUSY)
-    r = 0;
-  *rc = r < 0 ? r : 0;
+  *rc = 0;
+  if (AK__UNLIKELY(r < 0) && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+    *rc = r; /* else a timed-out or interrupted wait; EBUSY: CQ overflow, reap */
   loop->now_fresh = false;
   reap_direct(loop);
   if (loop->queued_head)
@@ -995,11 +1047,128 @@ int ak__loop_iterate(ak_loop *loop, int64_t deadline, bool (*done)(void *arg), v
   return iterate(loop, deadline, true, done, arg);
 }
 
-int ak__loop_iterate_local(ak_loop *loop, bool (*done)(void *arg), void *arg) {
-  int rc;
-  if (wait_direct(loop, done, arg, true, &rc))
+static bool future_settled(void *arg) { return ak_future_is_set(arg); }
+
+static inline bool future_is_settled(ak_future *f) {
+  return ak__is_settled_word(atomic_load_explicit(&f->state, memory_order_acquire));
+}
+
+/* ak__loop_wait_local's general way: direct waits or iterations until f
+ * has settled. */
+static __attribute__((noinline)) int wait_local_loop(ak_loop *loop, ak_future *f) {
+  while (!future_is_settled(f)) {
+    int rc;
+    if (!wait_direct(loop, future_settled, f, true, &rc))
+      rc = iterate(loop, AK_FOREVER, true, future_settled, f);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* What a direct wait does after its reap (wait_direct's tail), then the
+ * general way on until f has settled (rc: the enter's result). */
+static __attribute__((noinline)) int wait_local_after(ak_loop *loop, ak_future *f, int rc) {
+  if (loop->queued_head)
+    ak__op_admit_queued(loop);
+  drain_inbox(loop); /* it slept: what arrived meanwhile */
+  if (loop->timers.count > 0) /* made by a completion's hook */
+    ak__timers_run(loop, ak__loop_now(loop));
+  if (loop->ready_head || loop->pool_pend_n) {
+    if (!atomic_load_explicit(&loop->stop, memory_order_relaxed))
+      run_ready_outline(loop);
+  }
+  if (rc < 0)
     return rc;
-  return iterate(loop, AK_FOREVER, true, done, arg);
+  return wait_local_loop(loop, f);
+}
+
+/* The lean wait found more than one plain CQE to reap, or an error. */
+static __attribute__((noinline)) int wait_local_reap(ak_loop *loop, ak_future *f, int rc) {
+  reap_direct(loop);
+  return wait_local_after(loop, f, rc);
+}
+
+/* The lean wait's CQE was op's own but not its plain completion (how < 0:
+ * ak__op_cqe decides), or its settle was not the common one (how: what
+ * ak__future_done_try left). */
+static __attribute__((noinline)) int wait_local_settle(ak_loop *loop, ak_future *f, ak__op *op,
+                                                       int res, unsigned flags, int how,
+                                                       uint32_t old) {
+  if (how < 0)
+    ak__op_cqe(op, res, flags, AK__TAG_OP);
+  else
+    ak__future_done_rest(&op->future, res, how, old);
+  return wait_local_after(loop, f, 0);
+}
+
+/* The QD1 wait (ak_future_wait for an op's future, no deadline, on the
+ * loop's thread): wait_direct and reap_direct for the common turn, one
+ * enter and one CQE, the op's plain completion, settled inline, with
+ * nothing else to do after, written so that every other case leaves by a
+ * call made last (a jump: wait_local_loop, _reap, _settle, _after), so
+ * the common turn saves no registers. Those do what wait_direct does,
+ * then go on the general way. */
+int ak__loop_wait_local(ak_loop *loop, ak_future *f) {
+  if (!loop->direct_wait || loop->ready_head || loop->timers.count || loop->queued_head ||
+      loop->pool_pend_n || !loop->wakeup_armed || loop->closing ||
+      (loop->features.batch_wait && loop->ops_active >= BATCH_MIN_OPS))
+    return wait_local_loop(loop, f);
+  /* may_sleep's handshake; a lane (a pool worker ever reported) takes the
+   * general way, which asks ak__lanes_pending. f is not looked at again:
+   * only this thread settles it (ak__loop_wait_local's contract). */
+  atomic_store_explicit(&loop->sleeping, 1, memory_order_seq_cst);
+  if (atomic_load_explicit(&loop->inbox, memory_order_seq_cst) ||
+      __atomic_load_n(&loop->lanes, __ATOMIC_SEQ_CST) ||
+      atomic_load_explicit(&loop->stop, memory_order_seq_cst)) {
+    atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
+    return wait_local_loop(loop, f);
+  }
+  loop->stats.iterations++;
+  int r = AK_FAULT_CALL(AK_FAULT_SUBMIT, submit_and_wait_one(loop));
+  atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
+  if (loop->sq_unsubmitted)
+    loop->stats.submits++;
+  loop->sq_unsubmitted = 0;
+  loop->last_sqe_op = NULL;
+  loop->now_fresh = false;
+  int rc = 0;
+  if (AK__UNLIKELY(r < 0) && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+    rc = r; /* else a timed-out or interrupted wait; EBUSY: CQ overflow, reap */
+  /* reap_direct's common case: one CQE, an op's own. */
+  struct io_uring_cq *cq = &loop->ring.cq;
+  unsigned head = *cq->khead;
+  unsigned tail = io_uring_smp_load_acquire(cq->ktail);
+  if (AK__UNLIKELY(tail - head != 1 || rc != 0 || ak__vg_running))
+    return wait_local_reap(loop, f, rc);
+  const struct io_uring_cqe *cqe = &cq->cqes[head & cq->ring_mask];
+  uint64_t data = cqe->user_data;
+  if (AK__UNLIKELY((data & AK__TAG_MASK) != AK__TAG_OP))
+    return wait_local_reap(loop, f, rc);
+  int res = cqe->res;
+  unsigned flags = cqe->flags;
+  io_uring_smp_store_release(cq->khead, head + 1);
+  ak__op *op = (ak__op *)(uintptr_t)data;
+  if (AK__UNLIKELY(!ak__op_done_is_plain(loop, op, res)))
+    return wait_local_settle(loop, f, op, res, flags, -1, 0);
+  /* ak__op_cqe_plain, its settle's calls made last. */
+  loop->stats.completed[op->kind]++;
+  loop->in_flight--;
+  loop->ops_active--; /* ak__op_finish's, before the settle may recycle op */
+  op->owed = 0;
+  op->res = res;
+  uint32_t old;
+  int how = ak__future_done_try(&op->future, res, &old);
+  if (AK__UNLIKELY(how != AK__DONE_OK))
+    return wait_local_settle(loop, f, op, res, flags, how, old);
+  /* wait_direct's tail, when there is nothing for it to do. */
+  if (AK__UNLIKELY(loop->queued_head || loop->timers.count || loop->ready_head ||
+                   loop->pool_pend_n || __atomic_load_n(&loop->lanes, __ATOMIC_RELAXED) ||
+                   atomic_load_explicit(&loop->inbox, memory_order_relaxed)))
+    return wait_local_after(loop, f, 0);
+  if (AK__LIKELY(future_is_settled(f)))
+    return 0;
+  return wait_local_loop(loop, f);
 }
 
 /* ---- 5. Run, stop, hold, post ------------------------------------------------ */
@@ -1151,7 +1320,6 @@ void ak_loop_free(ak_loop *loop) {
     sched_yield();
   ak__lanes_free(loop);
   ak__timers_free_all(loop);
-  ak__op_cache_free(loop);
   if (loop->ep)
     ak__ep_free(loop);
   else

@@ -28,6 +28,11 @@ struct ak_loop {
   bool direct_wait;               /* a waiter may enter the ring directly (loop.c's
                                      wait_direct): io_uring, no SQPOLL, no valgrind */
   bool latency_stats;             /* AK_LOOP_LATENCY_STATS: ops read the clock */
+  bool lean_submit;               /* ops may take op.c's lean submission
+                                     (submits_lean): io_uring, no forced
+                                     pool, valgrind or latency histogram */
+  unsigned enter_flags;           /* IORING_ENTER_REGISTERED_RING when the ring
+                                     fd is registered (ring.enter_ring_fd) */
 
   /* Admission: CQEs the kernel may still post must fit the CQ. */
   unsigned cq_capacity;           /* CQ entries usable by ops */
@@ -42,8 +47,6 @@ struct ak_loop {
                                      tail, or NULL (ak__sq_stage) */
   ak__op *last_sqe_op;            /* op owning the newest unsubmitted SQE */
   unsigned char opcode_state[AK_OP_KIND_COUNT]; /* 0 unknown, 1 works, 2 pool */
-  ak__op *free_ops;               /* recycled op records */
-  unsigned nfree_ops;
 
   /* Callbacks and cross-thread hand-over. */
   ak__qnode *ready_head;          /* owner thread only */
@@ -262,6 +265,64 @@ void ak__batch_ring_cqe(uint64_t data, int res);
 void ak__batch_ring_cancel(ak__op *op);
 /* A cancel request for user_data (op.c). */
 void ak__op_send_cancel(ak_loop *loop, uint64_t user_data);
-void ak__op_cache_free(ak_loop *loop);
+
+/* ---- Op completion (op.c) ---- */
+
+/* What op_done may have to act on: a linked timeout, a multishot stream,
+ * the pool path, a resource to discard on cancel. */
+#define AK__OPF_DONE_SLOW                                                                          \
+  (AK__OPF_MULTISHOT | AK__OPF_DEADLINE | AK__OPF_TIMED_OUT | AK__OPF_ON_POOL | AK__OPF_CREATES)
+
+/* The common completion (a QD1 read's): the op's only CQE, a result that
+ * is not a refusal (res >= 0), an opcode the kernel has done before, no
+ * complete hook, no latency histogram, no fault injection. op_done would
+ * test each of these and then settle: settled here without the call. */
+static inline bool ak__op_done_is_plain(const ak_loop *loop, const ak__op *op, int res) {
+#ifdef AK_FAULT_INJECTION
+  (void)loop;
+  (void)op;
+  (void)res;
+  return false;
+#else
+  return !(op->flags & AK__OPF_DONE_SLOW) && res >= 0 && op->owed == 1 && !op->complete &&
+         loop->opcode_state[op->kind] == 1 && !loop->latency_stats;
+#endif
+}
+
+/* op's own CQE (tag AK__TAG_OP) with result res: settles op here and
+ * returns true when that is its plain completion (ak__op_done_is_plain),
+ * else false and nothing done (ak__op_cqe decides). Inline, so that the
+ * QD1 wait's reap (loop.c's reap_direct) settles its op without a call. */
+static inline __attribute__((always_inline)) bool ak__op_cqe_plain(ak_loop *loop, ak__op *op,
+                                                                    int res) {
+  if (!ak__op_done_is_plain(loop, op, res))
+    return false;
+  loop->stats.completed[op->kind]++;
+  loop->in_flight--;
+  loop->ops_active--; /* ak__op_finish's, before the settle may recycle op */
+  op->owed = 0;
+  op->res = res;
+  ak__future_done_owned(&op->future, res);
+  return true;
+}
+
+/* ---- Op records (op.c; the cache is in core/internal.h) ---- */
+void ak__op_record_put_slow(ak__op *op);
+/* Takes back the record of an op future whose last reference went (future.c's
+ * ak__future_free): inline, every plain op comes here. */
+static inline void ak__op_record_put(ak__op *op) {
+  unsigned room = ak__op_records.room;
+  if (AK__UNLIKELY(room == 0)) {
+    ak__op_record_put_slow(op);
+    return;
+  }
+  op->next = ak__op_records.head;
+  ak__op_records.head = op;
+  ak__op_records.room = room - 1;
+}
+/* Frees the calling thread's op records (ak_thread_cache_flush, thread exit). */
+void ak__op_records_flush(void);
+/* Registers the calling thread's cache flush at its exit (future.c). */
+void ak__thread_cache_hook(void);
 
 #endif /* AK_LOOP_INTERNAL_H */

@@ -37,10 +37,10 @@ const char *ak_op_kind_name(unsigned kind) {
 static void op_cancel(ak__op *op);
 
 static void op_cancel_on_loop(ak_future *f) {
-  /* The op is alive exactly while its future is pending: ak__op_finish
-   * settles first and frees after, both on this thread. */
-  if (!ak_future_is_set(f) && f->data)
-    op_cancel(f->data);
+  /* In flight exactly while its future is pending: ak__op_finish settles
+   * it, on this thread. The record itself lives while f has references. */
+  if (!ak_future_is_set(f))
+    op_cancel(AK__CONTAINER_OF(f, ak__op, future));
 }
 
 static void op_cancel_posted(void *arg) {
@@ -59,7 +59,7 @@ static void op_future_cancel(ak_future *f) {
     ak_future_release(f); /* ENOMEM: the request is lost, the op completes */
 }
 
-static const ak__future_kind op_future_kind = {
+const ak__future_kind ak__op_future_kind = {
     .name = "op",
     .cancel = op_future_cancel,
     .free_data = NULL,
@@ -67,73 +67,48 @@ static const ak__future_kind op_future_kind = {
 };
 
 ak__op *ak__op_of(ak_future *f) {
-  return f->kind == &op_future_kind ? f->data : NULL;
+  return f->kind == &ak__op_future_kind ? AK__CONTAINER_OF(f, ak__op, future) : NULL;
 }
 
-/* ---- Allocation -------------------------------------------------------------- */
+/* ---- Records ------------------------------------------------------------------ */
 
 enum { AK__OP_CACHE_MAX = 4096 };
 
-ak__op *ak__op_new(ak_loop *loop, unsigned kind) {
-  ak__op *op = loop->free_ops;
-  if (op) {
-    loop->free_ops = op->next;
-    loop->nfree_ops--;
-  } else {
-    op = ak__malloc(sizeof(*op));
-    if (!op)
-      return NULL;
-  }
-  op->fut = ak__future_new(loop, &op_future_kind, op);
-  if (!op->fut) {
+AK__TLS ak__op_record_cache ak__op_records;
+
+/* The rare recycles: a thread's first (registers the exit flush) or a full
+ * cache's (to the allocator). */
+void ak__op_record_put_slow(ak__op *op) {
+  if (ak__op_records.registered) {
     ak__free(op);
-    return NULL;
+    return;
   }
-  op->loop = loop;
-  op->next = NULL;
-  op->prep = NULL;
-  op->complete = NULL;
-  op->blocking = NULL;
-  op->discard = NULL;
-  op->attempt = NULL;
-  op->pool_fut = NULL;
-  op->sqe = NULL;
-  op->res = 0;
-  op->flags = 0;
-  op->kind = (uint8_t)kind;
-  op->owed = 0;
-  op->slots = 1;
-  op->sqe_flags = 0;
-  return op;
+  ak__thread_cache_hook();
+  ak__op_records.registered = true;
+  op->next = ak__op_records.head;
+  ak__op_records.head = op;
+  ak__op_records.room = AK__OP_CACHE_MAX - 1;
 }
 
-/* The op's own reference on its future is the caller's to dispose of. */
-static void op_recycle(ak__op *op) {
-  ak_loop *loop = op->loop;
-  loop->ops_active--;
-  if (loop->nfree_ops < AK__OP_CACHE_MAX) {
-    op->next = loop->free_ops;
-    loop->free_ops = op;
-    loop->nfree_ops++;
-  } else {
+void ak__op_records_flush(void) {
+  while (ak__op_records.head) {
+    ak__op *op = ak__op_records.head;
+    ak__op_records.head = op->next;
     ak__free(op);
   }
+  ak__op_records.room = ak__op_records.registered ? AK__OP_CACHE_MAX : 0;
 }
 
-void ak__op_cache_free(ak_loop *loop) {
-  while (loop->free_ops) {
-    ak__op *op = loop->free_ops;
-    loop->free_ops = op->next;
-    ak__free(op);
-  }
-  loop->nfree_ops = 0;
+__attribute__((noinline, cold)) ak__op *ak__op_new_slow(ak_loop *loop, unsigned kind) {
+  ak__op *op = ak__malloc(sizeof(*op));
+  return op ? ak__op_init(op, loop, kind) : NULL;
 }
 
+/* The op is done: its reference on its future goes to the callbacks (or is
+ * dropped, which may recycle the record: the loop's count goes first). */
 void ak__op_finish(ak__op *op, int64_t res) {
-  ak_future *f = op->fut;
-  f->data = NULL; /* the op is gone (op_cancel_on_loop looks) */
-  ak__future_finish_owned(f, res); /* the op's reference goes to the callbacks */
-  op_recycle(op);
+  op->loop->ops_active--;
+  ak__future_finish_owned(&op->future, res);
 }
 
 /* ---- The pool path ---------------------------------------------------------- */
@@ -253,13 +228,29 @@ static bool has_room(const ak_loop *loop, const ak__op *op) {
  * CQ is momentarily full. */
 static bool is_cancel_request(const ak__op *op) { return op->kind == AK_OP_CANCEL; }
 
-ak_future *ak__op_submit(ak__op *op) {
+/* What makes an op's submission more than an SQE filled in place: a
+ * missing opcode (the pool path), a batch, a linked timeout, a registered
+ * socket to look up. */
+#define AK__OPF_NOT_LEAN (AK__OPF_NO_OPCODE | AK__OPF_MULTI | AK__OPF_DEADLINE | AK__OPF_SOCKET)
+
+/* Whether op goes straight into the SQ with nothing else to decide (a QD1
+ * read's submission): a loop that neither forces the pool, runs on epoll,
+ * under valgrind nor keeps the latency histogram (loop->lean_submit, fixed
+ * at its start), an op with none of AK__OPF_NOT_LEAN and an opcode the
+ * kernel has not refused, no op parked before it, CQ room, no drain mode
+ * to leave and no builder's SQEs staged where it would write. Anything else
+ * takes the general path below, which decides each of these in turn. */
+static inline bool submits_lean(const ak_loop *loop, const ak__op *op) {
+  return loop->lean_submit && !(op->flags & AK__OPF_NOT_LEAN) &&
+         loop->opcode_state[op->kind] != 2 && !loop->queued_head &&
+         loop->in_flight + op->slots <= loop->cq_capacity && !loop->drain_mode && !loop->stage;
+}
+
+/* The general submission: the pool path, the admission queue, or the SQ
+ * (prep_into_sq) or the epoll backend. Out of line, so that the lean one
+ * saves only the registers it needs. */
+static __attribute__((noinline)) void op_submit_general(ak__op *op) {
   ak_loop *loop = op->loop;
-  /* The caller's reference. Every op comes here straight from ak__op_new,
-   * before its future has left this thread. */
-  ak_future *f = op->fut;
-  ak__future_ref_unshared(f);
-  loop->ops_active++;
   if (must_use_pool(op)) {
     run_on_pool(op);
   } else if (!is_cancel_request(op) && (loop->queued_head || !has_room(loop, op))) {
@@ -274,7 +265,43 @@ ak_future *ak__op_submit(ak__op *op) {
   } else {
     op_start(op);
   }
-  return f;
+}
+
+/* Submits op; true if it went the lean way (straight into the SQ). */
+static inline __attribute__((always_inline)) void op_submit(ak__op *op) {
+  ak_loop *loop = op->loop;
+  loop->ops_active++;
+  if (AK__LIKELY(submits_lean(loop, op))) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
+    if (AK__LIKELY(sqe != NULL)) { /* else the SQ is full: the general path flushes it */
+      /* prep_into_sq's work for this case, in an order that keeps little
+       * across the prep's call (which leaves user_data alone). */
+      loop->sq_unsubmitted++;
+      io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op);
+      op->owed = 1;
+      op->sqe = sqe;
+      op->flags |= AK__OPF_SUBMITTED;
+      loop->in_flight += op->slots;
+      loop->last_sqe_op = op;
+      loop->stats.submitted[op->kind]++;
+      op->prep(op, sqe);
+      sqe->flags |= op->sqe_flags;
+      return;
+    }
+  }
+  op_submit_general(op);
+}
+
+/* The caller's reference is the one ak__op_new made. */
+ak_future *ak__op_submit(ak__op *op) {
+  op_submit(op);
+  return &op->future;
+}
+
+ak_future *ak__op_submit_early(ak__op *op, bool now) {
+  op_submit(op);
+  ak__loop_submit_early(op->loop, now); /* the record stays: the op holds it */
+  return &op->future;
 }
 
 void ak__op_admit_queued(ak_loop *loop) {
@@ -381,37 +408,10 @@ static void op_done(ak__op *op, int res) {
     ak__op_finish(op, res);
 }
 
-/* What op_done may have to act on: a linked timeout, a multishot stream,
- * the pool path, a resource to discard on cancel. */
-#define AK__OPF_DONE_SLOW                                                                          \
-  (AK__OPF_MULTISHOT | AK__OPF_DEADLINE | AK__OPF_TIMED_OUT | AK__OPF_ON_POOL | AK__OPF_CREATES)
-
-/* The common completion (a QD1 read's): the op's only CQE, a result that
- * is not a refusal (res >= 0), an opcode the kernel has done before, no
- * complete hook, no latency histogram, no fault injection. op_done would
- * test each of these and then settle: settled here without the call. */
-static inline bool done_is_plain(const ak_loop *loop, const ak__op *op, int res) {
-#ifdef AK_FAULT_INJECTION
-  (void)loop;
-  (void)op;
-  (void)res;
-  return false;
-#else
-  return !(op->flags & AK__OPF_DONE_SLOW) && res >= 0 && op->owed == 1 && !op->complete &&
-         loop->opcode_state[op->kind] == 1 && !loop->latency_stats;
-#endif
-}
-
 void ak__op_cqe(ak__op *op, int res, unsigned flags, int tag) {
   ak_loop *loop = op->loop;
-  if (AK__LIKELY(tag == AK__TAG_OP) && done_is_plain(loop, op, res)) {
-    loop->stats.completed[op->kind]++;
-    loop->in_flight--;
-    op->owed = 0;
-    op->res = res;
-    ak__op_finish(op, res);
+  if (AK__LIKELY(tag == AK__TAG_OP) && ak__op_cqe_plain(loop, op, res))
     return;
-  }
   if (tag == AK__TAG_DEADLINE) {
     loop->in_flight--;
     if (res == -ETIME)
