@@ -91,8 +91,12 @@ AK_API int ak_loop_new(ak_loop **loop, const ak_loop_options *opts);
 /* Cancels everything in flight, waits for the kernel to finish with every
  * buffer, runs the callbacks that settling produced, and frees the loop.
  * Pending futures settle CANCELLED. Futures of the loop that the user still
- * holds may afterwards be inspected and released, not waited on or given
- * callbacks. Must be called on the owning thread, not from a callback. */
+ * holds, if settled (every op's is), may afterwards be inspected, waited on
+ * (at once), given callbacks (run at once on the calling thread, as a
+ * settled loopless future's) and released; a promise of the loop still
+ * pending must not be settled or waited on. The calling thread's current
+ * loop becomes its newest loop still live, whatever the order of frees.
+ * Must be called on the owning thread, not from a callback. */
 AK_API void ak_loop_free(ak_loop *loop);
 
 typedef enum ak_run_mode {

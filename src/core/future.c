@@ -794,6 +794,26 @@ static void run_late_callback(ak__qnode *node) {
   ak_future_release(f);
 }
 
+/* A callback added after the settle: queued where f's callbacks run; but a
+ * future held past its loop's free (settled: the free settled or drained
+ * all it knew of) must not reach the freed loop, so then it runs as a
+ * loopless future's late callback does, at once on the calling thread. The
+ * loop is looked up among live loops before it is read. (A new loop that
+ * the allocator placed at the freed one's address counts as live: the
+ * callback then runs on that loop; memory-safe, not the contract's word.) */
+static int schedule_late(ak_future *f, ak__qnode *node) {
+  ak_loop *loop = f->loop;
+  if (loop) {
+    if (ak__loop_is_callers_live(loop)) {
+      ak__ready_push(loop, node);
+      return 0;
+    }
+    if (ak__loop_enqueue_if_live(loop, node) == 0)
+      return 0;
+  }
+  return ak__trampoline_push(node);
+}
+
 /* Beyond the inline slot, or after the settle: out of line. old: the word
  * seen under the lock (whether it had settled is worked out here, so that
  * the common path tests it without keeping it). */
@@ -827,8 +847,7 @@ static __attribute__((noinline)) int on_settle_slow(ak_future *f, ak_callback cb
   late->arg = arg;
   late->f = ak_future_ref(f);
   late->qnode.run = run_late_callback;
-  schedule_node(f, &late->qnode);
-  return 0;
+  return schedule_late(f, &late->qnode);
 }
 
 static inline __attribute__((always_inline)) int on_settle_locked(ak_future *f, uint32_t old,

@@ -37,11 +37,61 @@
 
 AK__TLS char ak__token;                 /* its address identifies the thread
                                            where there is no thread pointer */
-static AK__TLS ak_loop *ak__current;    /* the loop this thread last created */
+/* The thread's live loops form a list through prev_current/next_current,
+ * newest last: ak__current is its tail, the loop this thread last created
+ * that is not freed. A free unlinks its loop wherever it sits, so loops
+ * freed out of creation order never leave a freed loop current. */
+static AK__TLS ak_loop *ak__current;
+
+/* Every live loop, for ak__loop_enqueue_if_live: a future held past its loop's free
+ * must learn that the loop is gone without reading it. A loop leaves at the
+ * start of its free, under the lock, so that a late callback either was
+ * queued before (the free's drain runs it) or finds the loop gone. */
+static pthread_mutex_t ak__live_mu = PTHREAD_MUTEX_INITIALIZER;
+static ak_loop *ak__live_loops;
 
 
 bool ak_loop_is_owner(const ak_loop *loop) { return ak__loop_owned_by_caller(loop); }
 ak_loop *ak_loop_current(void) { return ak__current; }
+
+static void live_add(ak_loop *loop) {
+  pthread_mutex_lock(&ak__live_mu);
+  loop->live_next = ak__live_loops;
+  ak__live_loops = loop;
+  pthread_mutex_unlock(&ak__live_mu);
+}
+
+static void live_remove(ak_loop *loop) {
+  pthread_mutex_lock(&ak__live_mu);
+  for (ak_loop **at = &ak__live_loops; *at; at = &(*at)->live_next)
+    if (*at == loop) {
+      *at = loop->live_next;
+      break;
+    }
+  pthread_mutex_unlock(&ak__live_mu);
+}
+
+/* Slow paths only (a callback added to a settled loop future). Whether
+ * loop is one of the calling thread's live loops, without reading it (it
+ * may be freed): those cannot be freed meanwhile (a loop is freed on its
+ * own thread), and a thread has few. */
+bool ak__loop_is_callers_live(const ak_loop *loop) {
+  for (const ak_loop *l = ak__current; l; l = l->prev_current)
+    if (l == loop)
+      return true;
+  return false;
+}
+
+int ak__loop_enqueue_if_live(ak_loop *loop, ak__qnode *node) {
+  pthread_mutex_lock(&ak__live_mu);
+  const ak_loop *l = ak__live_loops;
+  while (l && l != loop)
+    l = l->live_next;
+  if (l)
+    ak__loop_enqueue_remote(loop, node);
+  pthread_mutex_unlock(&ak__live_mu);
+  return l ? 0 : -ENOENT;
+}
 
 int64_t ak_now_ns(void) {
   struct timespec ts;
@@ -342,7 +392,11 @@ int ak_loop_new(ak_loop **out, const ak_loop_options *opts) {
                       !ak__vg_running;
   loop->latency_stats = (loop->opts.flags & AK_LOOP_LATENCY_STATS) != 0;
   loop->prev_current = ak__current;
+  loop->next_current = NULL;
+  if (ak__current)
+    ak__current->next_current = loop;
   ak__current = loop;
+  live_add(loop);
   *out = loop;
   return 0;
 
@@ -1292,6 +1346,7 @@ void ak_loop_free(ak_loop *loop) {
   if (!loop)
     return;
   assert(ak__loop_owned_by_caller(loop));
+  live_remove(loop); /* first: late callbacks from now on run without it */
   loop->closing = true;
   if (loop->stage) /* a builder outliving the loop must not reach it */
     ak__sq_stage_end(loop->stage, true);
@@ -1327,7 +1382,12 @@ void ak_loop_free(ak_loop *loop) {
   ak__sockets_free(loop);
   ak__buffers_free(loop);
   close(loop->eventfd);
-  if (ak__current == loop)
+  /* Unlinked wherever it sits in the thread's list (not only the tail). */
+  if (loop->prev_current)
+    loop->prev_current->next_current = loop->next_current;
+  if (loop->next_current)
+    loop->next_current->prev_current = loop->prev_current;
+  else
     ak__current = loop->prev_current;
   ak__free(loop);
 }

@@ -20,7 +20,9 @@ struct ak_loop {
    * differ (starting an op, submit-and-wait, reap, cancel, set-up and
    * free) test it once, predicted for io_uring (docs/architecture.md). */
   ak__epoll *ep;
-  ak_loop *prev_current;          /* the thread's current loop before this one */
+  ak_loop *prev_current;          /* the thread's live loops, in creation */
+  ak_loop *next_current;          /*   order (loop.c: the current loop) */
+  ak_loop *live_next;             /* every live loop (loop.c's registry) */
   ak_loop_options opts;
   ak_features features;
   int64_t now;                    /* CLOCK_MONOTONIC, read lazily: see ak__loop_now */
@@ -141,6 +143,13 @@ static inline int64_t ak__loop_latency_now(ak_loop *loop) {
 /* Any thread: the inbox (or a pool worker's lane), then a wakeup. Returns
  * 0 (a settle ends in a jump to it). */
 int ak__loop_enqueue_remote(ak_loop *loop, ak__qnode *node);
+
+/* For a future that may outlive its loop (held past ak_loop_free), slow
+ * paths only: whether loop is a live loop of the calling thread, and an
+ * enqueue from another thread that does nothing and returns -ENOENT once
+ * loop's free has begun. Neither reads loop unless it is live. */
+bool ak__loop_is_callers_live(const ak_loop *loop);
+int ak__loop_enqueue_if_live(ak_loop *loop, ak__qnode *node);
 
 /* ---- Lanes (loop_lane.c) ---- */
 
