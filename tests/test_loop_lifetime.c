@@ -159,6 +159,31 @@ static void test_callback_before_and_after_free(void **state)
   check_held_past_free(f, AK_DONE, 3);
 }
 
+static int64_t add_one(ak_future *input, void *arg, ak_future *self)
+{
+  (void)arg;
+  (void)self;
+  return ak_future_result(input) + 1;
+}
+
+/* A then-step on such a future (its callback is a late one): it runs at
+ * once; a cancel says it had settled. */
+static void test_then_on_future_held_past_free(void **state)
+{
+  (void)state;
+  ak_loop *loop = t_loop_new();
+  ak_future *f = ak_future_new(loop);
+  assert_int_equal(ak_future_set(f, 4, NULL, NULL), 0);
+  ak_loop_free(loop);
+  assert_int_equal(ak_future_cancel(f), AK_ESETTLED);
+  ak_future *step = ak_then(f, add_one, NULL, NULL);
+  assert_non_null(step);
+  assert_int_equal(ak_future_wait(step, 0), 0);
+  assert_int_equal(ak_future_result(step), 5);
+  ak_future_release(step);
+  ak_future_release(f);
+}
+
 typedef struct other_thread_job {
   ak_future *f;
   late_seen seen;
@@ -245,6 +270,7 @@ int main(void)
       cmocka_unit_test(test_op_future_held_past_free),
       cmocka_unit_test(test_pending_op_future_held_past_free),
       cmocka_unit_test(test_callback_before_and_after_free),
+      cmocka_unit_test(test_then_on_future_held_past_free),
       cmocka_unit_test(test_callback_from_other_thread_after_free),
       cmocka_unit_test(test_late_callback_on_live_remote_loop),
   };
