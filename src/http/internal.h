@@ -79,10 +79,12 @@ struct ak__http_parser {
   size_t max_head;             /* head bytes allowed */
   int64_t max_body;            /* body bytes allowed */
   size_t head_bytes;           /* head bytes seen so far (interim heads too) */
-  char *field;                 /* the header name being received */
-  size_t field_len;
-  char *value;                 /* its value being received */
-  size_t value_len;
+  char *field;                 /* the header name being received (a buffer
+                                  kept from header to header) */
+  size_t field_len, field_cap;
+  char *value;                 /* its value being received (likewise) */
+  size_t value_len, value_cap;
+  bool have_field;             /* a header is being received */
   bool in_value;               /* the last piece was a value */
   size_t header_cap;           /* room in resp->headers */
   bool head_request;           /* HEAD: no body follows */

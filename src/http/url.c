@@ -183,6 +183,10 @@ void ak_url_free(ak_url *url)
 {
   if (!url)
     return;
+  if (url->scheme == (char *)(url + 1)) {
+    ak__free(url); /* parse_plain's: one block, strings after the record */
+    return;
+  }
   ak__free(url->scheme);
   ak__free(url->host);
   ak__free(url->zone);
@@ -390,27 +394,26 @@ static int parse_plain(const char *text, ak_url **out)
   size_t tlen = (size_t)(p - target);
   size_t slen = tls ? 5 : 4;
   size_t alen = hlen + (port != default_port ? 6 : 0);
-  ak_url *url = ak__calloc(1, sizeof *url);
+  /* One block: the record, then scheme, host, target, authority and text
+   * (ak_url_free knows it by the scheme right after the record). */
+  ak_url *url = ak__malloc(sizeof *url + (slen + 1) + (hlen + 1) + (tlen + 2) + (alen + 1) +
+                           (slen + 3 + alen + tlen + 2));
   if (!url)
     return -ENOMEM;
+  memset(url, 0, sizeof *url);
   url->port = port;
-  url->scheme = ak__malloc(slen + 1);
-  url->host = ak__malloc(hlen + 1);
-  url->target = ak__malloc(tlen + 2);
-  url->authority = ak__malloc(alen + 1);
-  url->text = ak__malloc(slen + 3 + alen + tlen + 2);
-  if (!url->scheme || !url->host || !url->target || !url->authority || !url->text) {
-    ak_url_free(url);
-    return -ENOMEM;
-  }
+  url->scheme = (char *)(url + 1);
   memcpy(url->scheme, tls ? "https" : "http", slen + 1);
+  url->host = url->scheme + slen + 1;
   memcpy(url->host, host, hlen);
   url->host[hlen] = '\0';
+  url->target = url->host + hlen + 1;
   size_t o = 0;
   if (tlen == 0 || target[0] == '?')
     url->target[o++] = '/'; /* no path: "/" */
   memcpy(url->target + o, target, tlen);
   url->target[o + tlen] = '\0';
+  url->authority = url->target + tlen + 2;
   memcpy(url->authority, host, hlen);
   o = hlen;
   if (port != default_port) {
@@ -423,6 +426,7 @@ static int parse_plain(const char *text, ak_url **out)
       url->authority[o++] = digits[--d];
   }
   url->authority[o] = '\0';
+  url->text = url->authority + alen + 1;
   char *t = url->text;
   memcpy(t, url->scheme, slen);
   memcpy(t + slen, "://", 3);

@@ -273,6 +273,9 @@ akg_run *akg_worker_run(akg_worker *w);
  * future (NULL: out of memory). */
 void akg_worker_queue_head(akg_worker *w, const ak_http_request *req, void *d);
 void akg_download_asked(void *d, ak_future *f);
+/* Frees the records of ended downloads kept for reuse by this thread
+ * (download.c); a worker's thread calls it when its loop has ended. */
+void akg_download_spares_free(void);
 
 /* errors.c */
 int akg_exit_code(int err, int status);

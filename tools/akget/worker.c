@@ -206,6 +206,7 @@ static void *worker_main(void *arg)
   ak_http_client_free(w->client);
   ak_loop_run(w->loop, AK_RUN_DEFAULT); /* the idle connections' closes */
   ak_loop_free(w->loop);
+  akg_download_spares_free();
   free(w->heads);
   free(w->head_dls);
   return NULL;
