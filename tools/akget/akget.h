@@ -149,6 +149,8 @@ typedef struct akg_item {
                                 feed's thread (not the loop's), owned until
                                 the download takes it, or NULL */
   struct akg_item *act_prev, *act_next; /* the run's active list (progress.c) */
+  struct akg_item *ended_next; /* the feed's list of ended items, which its
+                                  reader frees (feed.c) */
 } akg_item;
 
 typedef struct akg_feed akg_feed;

@@ -471,7 +471,9 @@ static void end_item(dl *d, akg_state state)
     free(d->hdrs);
   free(d->spare);
   free(d->url_path);
-  akg_ts_free(d->ts);
+  /* The item frees it, on the feed's thread that made it (feed.c). */
+  akg_ts_free(it->ts);
+  it->ts = d->ts;
   ak_future_release(d->asked);
   dl_free(d);
   done(w, it);
