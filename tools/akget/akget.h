@@ -186,8 +186,10 @@ void akg_run_init(akg_run *run, const akg_opts *opts);
 /* Runs every item; returns 0 or a negative error (no loop). */
 int akg_run_all(akg_run *run);
 /* Called by the feed (any thread) when items wait for a worker that found
- * the queue empty, or the list has ended: the worker takes again. */
-void akg_worker_feed_ready(akg_worker *w);
+ * the queue empty, or the list has ended: the worker takes again. False
+ * when the worker could not be told (no memory for the post): the feed
+ * keeps it as waiting and tells it at the next push or the end. */
+bool akg_worker_feed_ready(akg_worker *w);
 
 /* input_list.c: an -i list read entry by entry. */
 enum { AKG_LIST_LINE_MAX = 65536 }; /* bytes of a line kept; longer: an error */

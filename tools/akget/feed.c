@@ -114,9 +114,15 @@ static void free_ended(akg_feed *f)
 
 static void wake_hungry(akg_feed *f)
 {
+  /* A worker whose post could not be made (no memory) stays listed: it is
+   * asleep on an empty queue until told (it was dropped from the list once,
+   * and a run whose post failed on its last items never ended:
+   * fault-akget). */
+  unsigned kept = 0;
   for (unsigned i = 0; i < f->nhungry; i++)
-    akg_worker_feed_ready(f->hungry[i]);
-  f->nhungry = 0;
+    if (!akg_worker_feed_ready(f->hungry[i]))
+      f->hungry[kept++] = f->hungry[i];
+  f->nhungry = kept;
 }
 
 /* Queues it, waiting for room. False when the workers are gone. */
