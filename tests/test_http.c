@@ -109,6 +109,53 @@ static void test_url_rejects(void **state)
   assert_null(u);
 }
 
+/* The plain URLs of a list are parsed without uriparser (url.c's
+ * parse_plain); what they give must be what the full parse gives, and
+ * every URL just outside that form must still reach the full parse. */
+static void test_url_plain_form(void **state)
+{
+  (void)state;
+  static const struct {
+    const char *in, *host, *target, *authority, *text;
+    uint16_t port;
+  } cases[] = {
+      {"http://127.0.0.1:8080/root/m/f00001", "127.0.0.1", "/root/m/f00001", "127.0.0.1:8080",
+       "http://127.0.0.1:8080/root/m/f00001", 8080},
+      {"http://h", "h", "/", "h", "http://h/", 80},
+      {"http://h?q=1/2?3", "h", "/?q=1/2?3", "h", "http://h/?q=1/2?3", 80},
+      {"http://h:080/A//b/", "h", "/A//b/", "h", "http://h/A//b/", 80},
+      {"https://h:80/x", "h", "/x", "h:80", "https://h:80/x", 80},
+      {"http://h/.a/a..b/~u/(x);p=1,2@c:d", "h", "/.a/a..b/~u/(x);p=1,2@c:d", "h",
+       "http://h/.a/a..b/~u/(x);p=1,2@c:d", 80},
+      /* outside the plain form: the full parse's answer */
+      {"http://h/a/./b/../c", "h", "/a/c", "h", "http://h/a/c", 80},
+      {"http://h/a/..", "h", "/", "h", "http://h/", 80},
+      {"http://H.example/x#frag", "h.example", "/x", "h.example", "http://h.example/x", 80},
+      {"  http://h/x \r\n", "h", "/x", "h", "http://h/x", 80},
+      {"http://u@h/x", "h", "/x", "h", "http://h/x", 80},
+      {"http://h:/x", "h", "/x", "h", "http://h/x", 80},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    ak_url *u = NULL;
+    assert_int_equal(ak_url_parse(cases[i].in, &u), 0);
+    assert_string_equal(u->host, cases[i].host);
+    assert_string_equal(u->target, cases[i].target);
+    assert_string_equal(u->authority, cases[i].authority);
+    assert_string_equal(u->text, cases[i].text);
+    assert_int_equal(u->port, cases[i].port);
+    assert_false(u->ipv6);
+    assert_null(u->zone);
+    assert_null(u->password);
+    ak_url_free(u);
+  }
+  ak_url *u = NULL;
+  assert_int_equal(ak_url_parse("http://h:123456/", &u), AK_EURL);
+  assert_int_equal(ak_url_parse("http://h:00000/", &u), AK_EURL);
+  assert_int_equal(ak_url_parse("http://h/a[b]", &u), AK_EURL);
+  assert_int_equal(ak_url_parse("http://h:1x", &u), AK_EURL);
+  assert_null(u);
+}
+
 /* RFC 3986 section 5.4's examples (normal and abnormal). */
 static void test_url_resolve_rfc3986(void **state)
 {
@@ -1251,6 +1298,7 @@ int main(void)
       cmocka_unit_test(test_url_ipv6),
       cmocka_unit_test(test_url_percent_encoding),
       cmocka_unit_test(test_url_rejects),
+      cmocka_unit_test(test_url_plain_form),
       cmocka_unit_test(test_url_resolve_rfc3986),
       cmocka_unit_test_setup_teardown(test_get_body_to_memory, setup, teardown),
       cmocka_unit_test_setup_teardown(test_get_to_file_and_progress, setup, teardown),

@@ -69,7 +69,9 @@ AK_API int ak_url_parse(const char *text, ak_url **out);
  * (RFC 3986 section 5). Returns and owns as ak_url_parse. Thread-safe. */
 AK_API int ak_url_resolve(const ak_url *base, const char *ref, ak_url **out);
 
-/* Frees a URL; NULL does nothing. Thread-safe. */
+/* Frees a URL; NULL does nothing. Thread-safe. The strings of an ak_url
+ * are the URL's: read them, never free or replace one (a parsed URL may
+ * hold them all in one allocation with its record). */
 AK_API void ak_url_free(ak_url *url);
 
 /* ---- The client ------------------------------------------------------------------ */

@@ -28,11 +28,22 @@ static char *host_key(const ak_url *url, const ak__proxy *proxy)
   char *k = ak__malloc(n);
   if (!k)
     return NULL;
-  if (proxy && proxy->kind == AK__PROXY_HTTP && strcmp(url->scheme, "http") == 0)
-    snprintf(k, n, "forward %s %s", via, who);
-  else
-    snprintf(k, n, "%s %s %u %s %s %s", url->scheme, url->host, url->port,
-             url->zone ? url->zone : "", via, who);
+  char *e = k;
+  if (proxy && proxy->kind == AK__PROXY_HTTP && strcmp(url->scheme, "http") == 0) {
+    e = ak__put(e, "forward ");
+  } else {
+    e = ak__put(e, url->scheme);
+    *e++ = ' ';
+    e = ak__put(e, url->host);
+    *e++ = ' ';
+    e = ak__put_u64(e, url->port);
+    *e++ = ' ';
+    e = ak__put(e, url->zone ? url->zone : "");
+    *e++ = ' ';
+  }
+  e = ak__put(e, via);
+  *e++ = ' ';
+  *ak__put(e, who) = '\0';
   return k;
 }
 

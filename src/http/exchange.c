@@ -485,14 +485,6 @@ static bool retry_on_fresh_conn(ak__http_exchange *ex)
 static int build_request(ak__http_exchange *ex)
 {
   const ak__http_opts *o = &ex->client->opts;
-  char range[80] = "";
-  if (ex->range_start >= 0) {
-    if (ex->range_end >= 0)
-      snprintf(range, sizeof range, "Range: bytes=%" PRId64 "-%" PRId64 "\r\n", ex->range_start,
-               ex->range_end);
-    else
-      snprintf(range, sizeof range, "Range: bytes=%" PRId64 "-\r\n", ex->range_start);
-  }
   const char *method = ex->flags & AK_HTTP_HEAD ? "HEAD" : "GET";
   const char *accept_enc = (ex->flags & AK_HTTP_DECODE) && !ex->accept_encoding_given
                                ? "Accept-Encoding: gzip, deflate\r\n"
@@ -502,20 +494,42 @@ static int build_request(ak__http_exchange *ex)
   const char *target = ex->forward ? ex->url->text : ex->url->target;
   const char *proxy_auth = ex->forward && ex->proxy->auth_line ? ex->proxy->auth_line : "";
   const char *auth = ex->auth && !ex->authorization_given ? ex->auth : "";
+  const char *extra = ex->extra ? ex->extra : "";
   size_t n = strlen(method) + strlen(target) + strlen(ex->url->authority) +
-             strlen(o->user_agent) + strlen(range) + (ex->extra ? strlen(ex->extra) : 0) + 128 +
+             strlen(o->user_agent) + strlen(extra) + 128 + 80 /* Range */ +
              strlen(accept_enc) + strlen(proxy_auth) + strlen(auth);
   char *r = ak__malloc(n);
   if (!r)
     return -ENOMEM;
-  int len = snprintf(r, n, "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%sAccept: */*\r\n%s%s%s%s%s\r\n",
-                     method, target, ex->url->authority,
-                     ex->user_agent_given ? "" : "User-Agent: ",
-                     ex->user_agent_given ? "" : o->user_agent, ex->user_agent_given ? "" : "\r\n",
-                     accept_enc, range, auth, proxy_auth, ex->extra ? ex->extra : "");
+  char *e = ak__put(r, method);
+  *e++ = ' ';
+  e = ak__put(e, target);
+  e = ak__put(e, " HTTP/1.1\r\nHost: ");
+  e = ak__put(e, ex->url->authority);
+  e = ak__put(e, "\r\n");
+  if (!ex->user_agent_given) {
+    e = ak__put(e, "User-Agent: ");
+    e = ak__put(e, o->user_agent);
+    e = ak__put(e, "\r\n");
+  }
+  e = ak__put(e, "Accept: */*\r\n");
+  e = ak__put(e, accept_enc);
+  if (ex->range_start >= 0) {
+    e = ak__put(e, "Range: bytes=");
+    e = ak__put_u64(e, (uint64_t)ex->range_start);
+    *e++ = '-';
+    if (ex->range_end >= 0)
+      e = ak__put_u64(e, (uint64_t)ex->range_end);
+    e = ak__put(e, "\r\n");
+  }
+  e = ak__put(e, auth);
+  e = ak__put(e, proxy_auth);
+  e = ak__put(e, extra);
+  e = ak__put(e, "\r\n");
+  *e = '\0';
   ak__free(ex->req);
   ex->req = r;
-  ex->req_len = (size_t)len;
+  ex->req_len = (size_t)(e - r);
   return 0;
 }
 
@@ -1358,8 +1372,13 @@ static char *origin_of(const ak_url *u)
 {
   size_t n = strlen(u->scheme) + strlen(u->host) + 16;
   char *o = ak__malloc(n);
-  if (o)
-    snprintf(o, n, "%s %s %u", u->scheme, u->host, u->port);
+  if (o) {
+    char *e = ak__put(o, u->scheme);
+    *e++ = ' ';
+    e = ak__put(e, u->host);
+    *e++ = ' ';
+    *ak__put_u64(e, u->port) = '\0';
+  }
   return o;
 }
 

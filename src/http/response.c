@@ -60,12 +60,32 @@ static int append(ak__http_parser *p, char **s, size_t *len, const char *at, siz
   return 0;
 }
 
+/* append into a buffer that is kept (its room in *cap) and grows by
+ * doubling: a header's name and value are gathered in the parser's two
+ * buffers, then copied out once (commit_header). */
+static int gather(ak__http_parser *p, char **s, size_t *len, size_t *cap, const char *at,
+                  size_t n)
+{
+  if (*len + n + 1 > *cap) {
+    size_t c = *cap ? *cap : 64;
+    while (c < *len + n + 1)
+      c *= 2;
+    char *g = ak__realloc(*s, c);
+    if (!g)
+      return fail(p, -ENOMEM, "out of memory%s", NULL);
+    *s = g;
+    *cap = c;
+  }
+  memcpy(*s + *len, at, n);
+  *len += n;
+  (*s)[*len] = '\0';
+  return 0;
+}
+
 static void free_headers(ak_http_response *r)
 {
-  for (size_t i = 0; i < r->header_count; i++) {
-    ak__free(r->headers[i].name);
-    ak__free(r->headers[i].value);
-  }
+  for (size_t i = 0; i < r->header_count; i++)
+    ak__free(r->headers[i].name); /* its value is in the same block */
   ak__free(r->headers);
   r->headers = NULL;
   r->header_count = 0;
@@ -119,10 +139,12 @@ static int on_status(llhttp_t *ll, const char *at, size_t n)
   return append(p, &p->resp->reason, &len, at, n);
 }
 
-/* Stores the header received (field, value) in the response. */
+/* Stores the header received (field, value) in the response: one block
+ * "name\0value\0", the value trimmed of blanks on both sides (llhttp drops
+ * the leading ones already). */
 static int commit_header(ak__http_parser *p)
 {
-  if (!p->field)
+  if (!p->have_field)
     return 0;
   ak_http_response *r = p->resp;
   if (r->header_count >= MAX_HEADERS)
@@ -135,23 +157,28 @@ static int commit_header(ak__http_parser *p)
     r->headers = h;
     p->header_cap = cap;
   }
-  char *v = p->value ? p->value : ak__strdup("");
-  if (!v)
-    return fail(p, -ENOMEM, "out of memory%s", NULL);
-  /* Trim blanks on both sides (llhttp drops the leading ones already). */
-  size_t vl = strlen(v);
+  const char *v = p->value_len ? p->value : "";
+  size_t vl = p->value_len;
   while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
-    v[--vl] = '\0';
-  size_t lead = strspn(v, " \t");
-  if (lead)
-    memmove(v, v + lead, vl - lead + 1);
-  r->headers[r->header_count].name = p->field;
-  r->headers[r->header_count].value = v;
+    vl--;
+  while (vl > 0 && (v[0] == ' ' || v[0] == '\t')) {
+    v++;
+    vl--;
+  }
+  char *name = ak__malloc(p->field_len + 1 + vl + 1);
+  if (!name)
+    return fail(p, -ENOMEM, "out of memory%s", NULL);
+  memcpy(name, p->field, p->field_len + 1);
+  char *value = name + p->field_len + 1;
+  memcpy(value, v, vl);
+  value[vl] = '\0';
+  r->headers[r->header_count].name = name;
+  r->headers[r->header_count].value = value;
   r->header_count++;
-  if (strcasecmp(p->field, "content-length") == 0)
+  if (strcasecmp(name, "content-length") == 0)
     p->content_length_count++;
-  p->field = p->value = NULL;
   p->field_len = p->value_len = 0;
+  p->have_field = false;
   p->in_value = false;
   return 0;
 }
@@ -166,7 +193,8 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t n)
     if (rc)
       return rc;
   }
-  return append(p, &p->field, &p->field_len, at, n);
+  p->have_field = true;
+  return gather(p, &p->field, &p->field_len, &p->field_cap, at, n);
 }
 
 static int on_header_value(llhttp_t *ll, const char *at, size_t n)
@@ -175,7 +203,7 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t n)
   if (head_over_limit(p, n))
     return fail(p, AK_EHTTPHEADSIZE, "response head larger than the limit%s", NULL);
   p->in_value = true;
-  return append(p, &p->value, &p->value_len, at, n);
+  return gather(p, &p->value, &p->value_len, &p->value_cap, at, n);
 }
 
 /* A non-negative decimal that fits in int64_t, all of s; -1 otherwise. */
@@ -282,7 +310,7 @@ static int final_head(ak__http_parser *p)
 static int on_headers_complete(llhttp_t *ll)
 {
   ak__http_parser *p = parser_of(ll);
-  if (p->in_value || p->field) {
+  if (p->in_value || p->have_field) {
     int rc = commit_header(p);
     if (rc)
       return rc;
@@ -372,6 +400,8 @@ void ak__http_parser_free(ak__http_parser *p)
   ak__free(p->field);
   ak__free(p->value);
   p->field = p->value = NULL;
+  p->field_len = p->value_len = p->field_cap = p->value_cap = 0;
+  p->have_field = false;
 }
 
 ak_http_response *ak__http_parser_take(ak__http_parser *p)

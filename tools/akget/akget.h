@@ -150,6 +150,8 @@ typedef struct akg_item {
                                 feed's thread (not the loop's), owned until
                                 the download takes it, or NULL */
   struct akg_item *act_prev, *act_next; /* the run's active list (progress.c) */
+  struct akg_item *ended_next; /* the feed's list of ended items, which its
+                                  reader frees (feed.c) */
 } akg_item;
 
 typedef struct akg_feed akg_feed;
@@ -185,8 +187,10 @@ void akg_run_init(akg_run *run, const akg_opts *opts);
 /* Runs every item; returns 0 or a negative error (no loop). */
 int akg_run_all(akg_run *run);
 /* Called by the feed (any thread) when items wait for a worker that found
- * the queue empty, or the list has ended: the worker takes again. */
-void akg_worker_feed_ready(akg_worker *w);
+ * the queue empty, or the list has ended: the worker takes again. False
+ * when the worker could not be told (no memory for the post): the feed
+ * keeps it as waiting and tells it at the next push or the end. */
+bool akg_worker_feed_ready(akg_worker *w);
 
 /* input_list.c: an -i list read entry by entry. */
 enum { AKG_LIST_LINE_MAX = 65536 }; /* bytes of a line kept; longer: an error */
@@ -288,6 +292,9 @@ akg_run *akg_worker_run(akg_worker *w);
  * future (NULL: out of memory). */
 void akg_worker_queue_head(akg_worker *w, const ak_http_request *req, void *d);
 void akg_download_asked(void *d, ak_future *f);
+/* Frees the records of ended downloads kept for reuse by this thread
+ * (download.c); a worker's thread calls it when its loop has ended. */
+void akg_download_spares_free(void);
 
 /* errors.c */
 int akg_exit_code(int err, int status);

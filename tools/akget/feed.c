@@ -45,6 +45,12 @@ struct akg_feed {
   akg_worker *hungry[MAX_HUNGRY]; /* workers that found the queue empty */
   unsigned nhungry;
   _Atomic int list_exit;     /* the worst exit code a list caused (read errors) */
+  /* Items that ended, for the reader to free: it made them (the strings of
+   * an item are its thread's allocations), and a free on the loop's
+   * thread went to the reader's arena under its lock, past the loop's
+   * cache, while the reader's next items came from the arena's slow path
+   * rather than from its own cache of what was just freed. */
+  _Atomic(akg_item *) ended_items;
 };
 
 static void item_free(akg_item *it)
@@ -75,7 +81,28 @@ void akg_item_end(akg_run *run, akg_item *it)
   while (it->exit_code > worst && !atomic_compare_exchange_weak(&run->worst, &worst, it->exit_code))
     ;
   akg_report_item(it);
-  item_free(it);
+  akg_feed *f = run->feed;
+  if (!f) {
+    item_free(it);
+    return;
+  }
+  akg_item *top = atomic_load_explicit(&f->ended_items, memory_order_relaxed);
+  do
+    it->ended_next = top;
+  while (!atomic_compare_exchange_weak_explicit(&f->ended_items, &top, it, memory_order_release,
+                                                memory_order_relaxed));
+}
+
+/* Frees the items that ended since the last call (the reader's thread, and
+ * akg_feed_finish once the reader is gone). */
+static void free_ended(akg_feed *f)
+{
+  akg_item *it = atomic_exchange_explicit(&f->ended_items, NULL, memory_order_acquire);
+  while (it) {
+    akg_item *next = it->ended_next;
+    item_free(it);
+    it = next;
+  }
 }
 
 /* Wakes the workers that wait for items. Under f->lock: a worker that
@@ -87,9 +114,15 @@ void akg_item_end(akg_run *run, akg_item *it)
 
 static void wake_hungry(akg_feed *f)
 {
+  /* A worker whose post could not be made (no memory) stays listed: it is
+   * asleep on an empty queue until told (it was dropped from the list once,
+   * and a run whose post failed on its last items never ended:
+   * fault-akget). */
+  unsigned kept = 0;
   for (unsigned i = 0; i < f->nhungry; i++)
-    akg_worker_feed_ready(f->hungry[i]);
-  f->nhungry = 0;
+    if (!akg_worker_feed_ready(f->hungry[i]))
+      f->hungry[kept++] = f->hungry[i];
+  f->nhungry = kept;
 }
 
 /* Queues it, waiting for room. False when the workers are gone. */
@@ -198,6 +231,7 @@ static bool feed_entry(akg_feed *f, akg_list_entry *e, const char *list,
 {
   if (e->oom)
     return false;
+  free_ended(f); /* before this item's allocations, which then reuse them */
   akg_item *it = calloc(1, sizeof *it);
   if (!it)
     return false;
@@ -392,6 +426,7 @@ int akg_feed_finish(akg_feed *f, bool workers_failed)
   /* Defensive: every worker took until AKG_FEED_END, so nothing is left. */
   for (size_t i = 0; i < f->len; i++)
     item_free(f->ring[(f->head + i) % f->cap]);
+  free_ended(f);
   free(f->ring);
   akg_names_free(f->names);
   if (f->netrc) {

@@ -178,8 +178,20 @@ static char *join3(const char *a, const char *b, const char *c)
 {
   size_t n = (a ? strlen(a) + 1 : 0) + (b ? strlen(b) + 1 : 0) + strlen(c) + 1;
   char *p = malloc(n);
-  if (p)
-    snprintf(p, n, "%s%s%s%s%s", a ? a : "", a ? "/" : "", b ? b : "", b ? "/" : "", c);
+  if (!p)
+    return NULL;
+  /* By hand, not snprintf: made for every URL of a list. */
+  char *e = p;
+  const char *dirs[2] = {a, b};
+  for (int i = 0; i < 2; i++) {
+    if (!dirs[i])
+      continue;
+    size_t l = strlen(dirs[i]);
+    memcpy(e, dirs[i], l);
+    e[l] = '/';
+    e += l + 1;
+  }
+  strcpy(e, c);
   return p;
 }
 
@@ -691,12 +703,15 @@ int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const char *
     }
   }
   if (rc == 0) {
-    size_t len = strlen(path) + 16;
-    it->tmp = malloc(len);
-    if (it->tmp)
-      snprintf(it->tmp, len, "%s.akget-part", path);
-    else
+    static const char part_suffix[] = ".akget-part";
+    size_t plen = strlen(path);
+    it->tmp = malloc(plen + sizeof part_suffix);
+    if (it->tmp) {
+      memcpy(it->tmp, path, plen);
+      memcpy(it->tmp + plen, part_suffix, sizeof part_suffix);
+    } else {
       rc = -ENOMEM;
+    }
   }
   if (rc < 0) {
     free(path);

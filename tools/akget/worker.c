@@ -129,11 +129,11 @@ static void feed_ready_cb(void *arg)
   fill_slots(w);
 }
 
-void akg_worker_feed_ready(akg_worker *w)
+bool akg_worker_feed_ready(akg_worker *w)
 {
-  /* Only fails for memory: the worker then waits for the next push (or
-   * the end) to post again. */
-  (void)ak_loop_post(w->loop, feed_ready_cb, w);
+  /* Only fails for memory: the feed then posts again at its next push (or
+   * the end). */
+  return ak_loop_post(w->loop, feed_ready_cb, w) == 0;
 }
 
 static void *worker_main(void *arg)
@@ -206,6 +206,7 @@ static void *worker_main(void *arg)
   ak_http_client_free(w->client);
   ak_loop_run(w->loop, AK_RUN_DEFAULT); /* the idle connections' closes */
   ak_loop_free(w->loop);
+  akg_download_spares_free();
   free(w->heads);
   free(w->head_dls);
   return NULL;
