@@ -1039,6 +1039,22 @@ static inline int submit_and_wait_one(ak_loop *loop) {
                                  IORING_ENTER_GETEVENTS | loop->enter_flags);
 }
 
+/* What a direct wait does after its reap, in wait_direct and in the QD1
+ * wait's way out (wait_local_after): admit the parked ops, take what was
+ * posted while it slept, run the timers a completion's hook made and the
+ * callbacks the completions queued. */
+static inline void after_direct_reap(ak_loop *loop) {
+  if (loop->queued_head)
+    ak__op_admit_queued(loop);
+  drain_inbox(loop); /* it slept: what arrived meanwhile */
+  if (loop->timers.count > 0) /* made by a completion's hook */
+    ak__timers_run(loop, ak__loop_now(loop));
+  if (loop->ready_head || loop->pool_pend_n) {
+    if (!atomic_load_explicit(&loop->stop, memory_order_relaxed))
+      run_ready_outline(loop);
+  }
+}
+
 /* The QD1 wait: a waiter on the owner thread whose loop has nothing to do
  * but wait for the ring (no ready callbacks, posts, lane hand-overs, timers,
  * parked ops or pool tasks to hand over; not stopping or closing) enters the
@@ -1082,15 +1098,7 @@ wait_direct(ak_loop *loop, bool (*done)(void *arg), void *arg, bool done_local, 
     *rc = r; /* else a timed-out or interrupted wait; EBUSY: CQ overflow, reap */
   loop->now_fresh = false;
   reap_direct(loop);
-  if (loop->queued_head)
-    ak__op_admit_queued(loop);
-  drain_inbox(loop); /* it slept: what arrived meanwhile */
-  if (loop->timers.count > 0) /* made by a completion's hook */
-    ak__timers_run(loop, ak__loop_now(loop));
-  if (loop->ready_head || loop->pool_pend_n) {
-    if (!atomic_load_explicit(&loop->stop, memory_order_relaxed))
-      run_ready_outline(loop);
-  }
+  after_direct_reap(loop);
   return true;
 }
 
@@ -1123,15 +1131,7 @@ static __attribute__((noinline)) int wait_local_loop(ak_loop *loop, ak_future *f
 /* What a direct wait does after its reap (wait_direct's tail), then the
  * general way on until f has settled (rc: the enter's result). */
 static __attribute__((noinline)) int wait_local_after(ak_loop *loop, ak_future *f, int rc) {
-  if (loop->queued_head)
-    ak__op_admit_queued(loop);
-  drain_inbox(loop); /* it slept: what arrived meanwhile */
-  if (loop->timers.count > 0) /* made by a completion's hook */
-    ak__timers_run(loop, ak__loop_now(loop));
-  if (loop->ready_head || loop->pool_pend_n) {
-    if (!atomic_load_explicit(&loop->stop, memory_order_relaxed))
-      run_ready_outline(loop);
-  }
+  after_direct_reap(loop);
   if (rc < 0)
     return rc;
   return wait_local_loop(loop, f);
