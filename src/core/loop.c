@@ -1039,6 +1039,24 @@ static inline int submit_and_wait_one(ak_loop *loop) {
                                  IORING_ENTER_GETEVENTS | loop->enter_flags);
 }
 
+/* A direct wait's one enter (submit_and_wait_one, after may_sleep's
+ * handshake set loop->sleeping) and its bookkeeping, in wait_direct and in
+ * the QD1 wait. Returns 0, or the enter's error: a timed-out or
+ * interrupted wait is none, and EBUSY (CQ overflow) leaves it to the reap. */
+static inline int enter_direct(ak_loop *loop) {
+  loop->stats.iterations++;
+  int r = AK_FAULT_CALL(AK_FAULT_SUBMIT, submit_and_wait_one(loop));
+  atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
+  if (loop->sq_unsubmitted)
+    loop->stats.submits++;
+  loop->sq_unsubmitted = 0;
+  loop->last_sqe_op = NULL;
+  loop->now_fresh = false;
+  if (AK__UNLIKELY(r < 0) && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+    return r;
+  return 0;
+}
+
 /* What a direct wait does after its reap, in wait_direct and in the QD1
  * wait's way out (wait_local_after): admit the parked ops, take what was
  * posted while it slept, run the timers a completion's hook made and the
@@ -1086,17 +1104,7 @@ wait_direct(ak_loop *loop, bool (*done)(void *arg), void *arg, bool done_local, 
     atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
     return false; /* a post, a hand-over, a stop, or done meanwhile */
   }
-  loop->stats.iterations++;
-  int r = AK_FAULT_CALL(AK_FAULT_SUBMIT, submit_and_wait_one(loop));
-  atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
-  if (loop->sq_unsubmitted)
-    loop->stats.submits++;
-  loop->sq_unsubmitted = 0;
-  loop->last_sqe_op = NULL;
-  *rc = 0;
-  if (AK__UNLIKELY(r < 0) && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
-    *rc = r; /* else a timed-out or interrupted wait; EBUSY: CQ overflow, reap */
-  loop->now_fresh = false;
+  *rc = enter_direct(loop);
   reap_direct(loop);
   after_direct_reap(loop);
   return true;
@@ -1178,17 +1186,7 @@ int ak__loop_wait_local(ak_loop *loop, ak_future *f) {
     atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
     return wait_local_loop(loop, f);
   }
-  loop->stats.iterations++;
-  int r = AK_FAULT_CALL(AK_FAULT_SUBMIT, submit_and_wait_one(loop));
-  atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
-  if (loop->sq_unsubmitted)
-    loop->stats.submits++;
-  loop->sq_unsubmitted = 0;
-  loop->last_sqe_op = NULL;
-  loop->now_fresh = false;
-  int rc = 0;
-  if (AK__UNLIKELY(r < 0) && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
-    rc = r; /* else a timed-out or interrupted wait; EBUSY: CQ overflow, reap */
+  int rc = enter_direct(loop);
   /* reap_direct's common case: one CQE, an op's own. */
   struct io_uring_cq *cq = &loop->ring.cq;
   unsigned head = *cq->khead;
