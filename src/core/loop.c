@@ -1204,11 +1204,7 @@ int ak__loop_wait_local(ak_loop *loop, ak_future *f) {
   if (AK__UNLIKELY(!ak__op_done_is_plain(loop, op, res)))
     return wait_local_settle(loop, f, op, res, flags, -1, 0);
   /* ak__op_cqe_plain, its settle's calls made last. */
-  loop->stats.completed[op->kind]++;
-  loop->in_flight--;
-  loop->ops_active--; /* ak__op_finish's, before the settle may recycle op */
-  op->owed = 0;
-  op->res = res;
+  ak__op_plain_account(loop, op, res);
   uint32_t old;
   int how = ak__future_done_try(&op->future, res, &old);
   if (AK__UNLIKELY(how != AK__DONE_OK))

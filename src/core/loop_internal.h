@@ -298,6 +298,19 @@ static inline bool ak__op_done_is_plain(const ak_loop *loop, const ak__op *op, i
 #endif
 }
 
+/* A plain completion's bookkeeping, before its settle: the loop's counts
+ * (ak__op_finish's ops_active among them, dropped before the settle may
+ * recycle op) and op's result. ak__op_cqe_plain and the QD1 wait's own
+ * settle (loop.c) share it. */
+static inline __attribute__((always_inline)) void ak__op_plain_account(ak_loop *loop, ak__op *op,
+                                                                        int res) {
+  loop->stats.completed[op->kind]++;
+  loop->in_flight--;
+  loop->ops_active--;
+  op->owed = 0;
+  op->res = res;
+}
+
 /* op's own CQE (tag AK__TAG_OP) with result res: settles op here and
  * returns true when that is its plain completion (ak__op_done_is_plain),
  * else false and nothing done (ak__op_cqe decides). Inline, so that the
@@ -306,11 +319,7 @@ static inline __attribute__((always_inline)) bool ak__op_cqe_plain(ak_loop *loop
                                                                     int res) {
   if (!ak__op_done_is_plain(loop, op, res))
     return false;
-  loop->stats.completed[op->kind]++;
-  loop->in_flight--;
-  loop->ops_active--; /* ak__op_finish's, before the settle may recycle op */
-  op->owed = 0;
-  op->res = res;
+  ak__op_plain_account(loop, op, res);
   ak__future_done_owned(&op->future, res);
   return true;
 }
