@@ -449,6 +449,10 @@ static void test_config_errors(void **state) {
   assert_int_equal(ak_tls_client_config_new(&o2, &cfg), AK_ETLSCONFIG);
   ak_tls_server_options so = {.cert_file = cert("server.pem"), .key_file = cert("ca.key")};
   assert_int_equal(ak_tls_server_config_new(&so, &cfg), AK_ETLSCONFIG); /* key mismatch */
+  assert_non_null(strstr(ak_tls_config_error(), "ca.key"));            /* names the file */
+  ak_tls_server_options so1 = {.cert_file = "/nonexistent/server.pem", .key_file = cert("server.key")};
+  assert_int_equal(ak_tls_server_config_new(&so1, &cfg), AK_ETLSCONFIG);
+  assert_non_null(strstr(ak_tls_config_error(), "/nonexistent/server.pem"));
   ak_tls_server_options so2 = {.cert_file = cert("server.pem")};
   assert_int_equal(ak_tls_server_config_new(&so2, &cfg), -EINVAL);
   /* A CA directory works as well as a file. */

@@ -92,16 +92,22 @@ struct ak__tls_eng {
   ak__tls_drx *drx;      /* the switch is made: reads go there */
 };
 
-/* The words of the oldest error OpenSSL queued on this thread ("" if none). */
-static void put_detail(char *detail, size_t n, const char *what) {
+/* "<what><name>: <the words of the oldest error OpenSSL queued on this
+ * thread>" into detail; name may be NULL. Formatted straight into detail,
+ * so a long file name is cut only by the caller's buffer. */
+static void put_detail_named(char *detail, size_t n, const char *what, const char *name) {
   if (!detail || n == 0)
     return;
   unsigned long code = ERR_peek_error();
   char msg[200] = "";
   if (code)
     ERR_error_string_n(code, msg, sizeof(msg));
-  snprintf(detail, n, "%s%s%s", what, msg[0] ? ": " : "", msg);
+  snprintf(detail, n, "%s%s%s%s", what, name ? name : "", msg[0] ? ": " : "", msg);
   ERR_clear_error();
+}
+
+static void put_detail(char *detail, size_t n, const char *what) {
+  put_detail_named(detail, n, what, NULL);
 }
 
 static void os_econf_free(ak__tls_econf *c) {
@@ -169,9 +175,7 @@ static int load_pem_certs(X509_STORE *store, const char *path, unsigned *count, 
                           size_t n) {
   BIO *b = BIO_new_file(path, "r");
   if (!b) {
-    char what[300];
-    snprintf(what, sizeof(what), "CA file %s", path);
-    put_detail(detail, n, what);
+    put_detail_named(detail, n, "CA file ", path);
     return AK_ETLSCONFIG;
   }
   X509 *x;
@@ -305,17 +309,13 @@ static int os_econf_server(const ak_tls_server_options *opts, ak__tls_econf **ou
   if (!c)
     return rc;
   if (SSL_CTX_use_certificate_chain_file(c->ctx, opts->cert_file) != 1) {
-    char what[300];
-    snprintf(what, sizeof(what), "certificate %s", opts->cert_file);
-    put_detail(detail, n, what);
+    put_detail_named(detail, n, "certificate ", opts->cert_file);
     rc = AK_ETLSCONFIG;
     goto fail;
   }
   if (SSL_CTX_use_PrivateKey_file(c->ctx, opts->key_file, SSL_FILETYPE_PEM) != 1 ||
       SSL_CTX_check_private_key(c->ctx) != 1) {
-    char what[300];
-    snprintf(what, sizeof(what), "key %s", opts->key_file);
-    put_detail(detail, n, what);
+    put_detail_named(detail, n, "key ", opts->key_file);
     rc = AK_ETLSCONFIG;
     goto fail;
   }
