@@ -1008,6 +1008,17 @@ static __attribute__((noinline)) int wait_futex(ak_future *f, int64_t deadline) 
   }
 }
 
+/* ak_future_wait's every wait but the QD1 one: out of line, so that the
+ * QD1 wait's dispatch saves no registers for these. */
+static __attribute__((noinline)) int wait_other(ak_future *f, int64_t timeout_ns) {
+  if (timeout_ns == 0)
+    return AK_EWAITTIMEOUT;
+  ak_loop *loop = f->loop;
+  if (loop && ak__loop_owned_by_caller(loop))
+    return wait_running_loop(f, deadline_after(timeout_ns));
+  return wait_futex(f, deadline_after(timeout_ns));
+}
+
 int ak_future_wait(ak_future *f, int64_t timeout_ns) {
   if (ak__is_settled_word(word_of(f)))
     return 0;
@@ -1017,12 +1028,7 @@ int ak_future_wait(ak_future *f, int64_t timeout_ns) {
   if (AK__LIKELY(f->kind == &ak__op_future_kind && timeout_ns < 0) &&
       ak__loop_owned_by_caller(f->loop))
     return ak__loop_wait_local(f->loop, f);
-  if (timeout_ns == 0)
-    return AK_EWAITTIMEOUT;
-  ak_loop *loop = f->loop;
-  if (loop && ak__loop_owned_by_caller(loop))
-    return wait_running_loop(f, deadline_after(timeout_ns));
-  return wait_futex(f, deadline_after(timeout_ns));
+  return wait_other(f, timeout_ns);
 }
 
 int64_t ak_future_get(ak_future *f, int64_t timeout_ns, void **value) {
