@@ -1209,13 +1209,17 @@ int ak__loop_wait_local(ak_loop *loop, ak_future *f) {
   int how = ak__future_done_try(&op->future, res, &old);
   if (AK__UNLIKELY(how != AK__DONE_OK))
     return wait_local_settle(loop, f, op, res, flags, how, old);
-  /* wait_direct's tail, when there is nothing for it to do. */
-  if (AK__UNLIKELY(loop->queued_head || loop->timers.count || loop->ready_head ||
-                   loop->pool_pend_n || __atomic_load_n(&loop->lanes, __ATOMIC_RELAXED) ||
+  /* wait_direct's tail, when there is nothing for it to do. Parked ops,
+   * timers, ready callbacks and pool tasks to hand over were none at the
+   * start, and only this thread makes them: since then it entered the
+   * kernel and settled op the common way (no callback, no waiter), which
+   * makes none of them. What other threads hand over (posts, a pool
+   * worker's lane) may have come while it slept. */
+  if (AK__UNLIKELY(__atomic_load_n(&loop->lanes, __ATOMIC_RELAXED) ||
                    atomic_load_explicit(&loop->inbox, memory_order_relaxed)))
     return wait_local_after(loop, f, 0);
-  if (AK__LIKELY(future_is_settled(f)))
-    return 0;
+  if (AK__LIKELY(&op->future == f))
+    return 0; /* settled just now */
   return wait_local_loop(loop, f);
 }
 
