@@ -324,6 +324,49 @@ static inline __attribute__((always_inline)) bool ak__op_cqe_plain(ak_loop *loop
   return true;
 }
 
+/* What makes an op's submission more than an SQE filled in place: a
+ * missing opcode (the pool path), a batch, a linked timeout, a registered
+ * socket to look up. */
+#define AK__OPF_NOT_LEAN (AK__OPF_NO_OPCODE | AK__OPF_MULTI | AK__OPF_DEADLINE | AK__OPF_SOCKET)
+
+/* Whether op goes straight into the SQ with nothing else to decide (a QD1
+ * read's submission): a loop that neither forces the pool, runs on epoll,
+ * under valgrind nor keeps the latency histogram (loop->lean_submit, fixed
+ * at its start), an op with none of AK__OPF_NOT_LEAN and an opcode the
+ * kernel has not refused, no op parked before it, CQ room, no drain mode
+ * to leave and no builder's SQEs staged where it would write. Anything else
+ * takes op.c's general path, which decides each of these in turn. */
+static inline bool ak__op_submits_lean(const ak_loop *loop, const ak__op *op) {
+  return loop->lean_submit && !(op->flags & AK__OPF_NOT_LEAN) &&
+         loop->opcode_state[op->kind] != 2 && !loop->queued_head &&
+         loop->in_flight + op->slots <= loop->cq_capacity && !loop->drain_mode && !loop->stage;
+}
+
+/* The lean submission's SQE (ak__op_submits_lean, and a free SQ slot): op
+ * is in the SQ, as prep_into_sq leaves it, except for the SQE's own fields
+ * (all but user_data) and op->sqe_flags, which the caller writes; NULL and
+ * nothing done when op must take the general way (ak__op_submit). The
+ * caller counts op in loop->ops_active. Inline, for op.c's submission and
+ * for the ops whose callers fill the SQE from their own arguments without
+ * a prep call (fs.c's reads and writes: the QD1 read's path, issue 24). */
+static inline __attribute__((always_inline)) struct io_uring_sqe *ak__op_lean_sqe(ak_loop *loop,
+                                                                                 ak__op *op) {
+  if (AK__UNLIKELY(!ak__op_submits_lean(loop, op)))
+    return NULL;
+  struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
+  if (AK__UNLIKELY(sqe == NULL)) /* the SQ is full: the general path flushes it */
+    return NULL;
+  loop->sq_unsubmitted++;
+  io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op);
+  op->owed = 1;
+  op->sqe = sqe;
+  op->flags |= AK__OPF_SUBMITTED;
+  loop->in_flight += op->slots;
+  loop->last_sqe_op = op;
+  loop->stats.submitted[op->kind]++;
+  return sqe;
+}
+
 /* ---- Op records (op.c; the cache is in core/internal.h) ---- */
 void ak__op_record_put_slow(ak__op *op);
 /* Takes back the record of an op future whose last reference went (future.c's
