@@ -618,6 +618,11 @@ ak_future *ak__op_submit(ak__op *op);
  * make last. */
 ak_future *ak__op_submit_early(ak__op *op, bool now);
 
+/* Hands op's loop's SQ to the kernel now (ak__loop_flush_early) and returns
+ * op's future: the last call of an op submitted with AK_RW_SUBMIT_NOW or on
+ * an SQPOLL ring, made as a jump. */
+ak_future *ak__op_flush_early(ak__op *op);
+
 /* A future that failed at once with err on loop (bad arguments, wrong
  * thread). NULL on ENOMEM. */
 ak_future *ak__future_failed(ak_loop *loop, int err, const char *detail);

@@ -379,7 +379,7 @@ int ak_loop_new(ak_loop **out, const ak_loop_options *opts) {
       loop->head.opcode_mask |= UINT64_C(1) << op;
   loop->head.sqpoll = (loop->features.setup_flags & IORING_SETUP_SQPOLL) != 0;
   loop->enter_flags = loop->features.registered_ring_fd ? IORING_ENTER_REGISTERED_RING : 0;
-  /* ak__op_submits_lean (loop_internal.h): what never changes in a loop's life. Fault
+  /* ak__loop_submits_lean (loop_internal.h): what never changes in a loop's life. Fault
    * injection takes the general path (its SQE and short-SQE hooks). */
 #ifdef AK_FAULT_INJECTION
   loop->lean_submit = false;

@@ -1,7 +1,10 @@
 /* core/loop_internal.h: the layout of struct ak_loop, private to core:
  * shared by the files that make up the loop (loop.c, loop_lane.c, op.c,
  * timer.c, register_*.c) and by future.c and pool.c for their inline fast
- * paths. Files outside core/ use the calls in core/internal.h instead. */
+ * paths, and by fs.c's reads and writes for the lean submission
+ * (ak__loop_submits_lean, ak__loop_lean_sqe_slot, ak__op_lean_account: the
+ * QD1 read writes its SQE from its arguments). Other files outside core/
+ * use the calls in core/internal.h instead. */
 #ifndef AK_LOOP_INTERNAL_H
 #define AK_LOOP_INTERNAL_H
 
@@ -329,41 +332,69 @@ static inline __attribute__((always_inline)) bool ak__op_cqe_plain(ak_loop *loop
  * socket to look up. */
 #define AK__OPF_NOT_LEAN (AK__OPF_NO_OPCODE | AK__OPF_MULTI | AK__OPF_DEADLINE | AK__OPF_SOCKET)
 
-/* Whether op goes straight into the SQ with nothing else to decide (a QD1
- * read's submission): a loop that neither forces the pool, runs on epoll,
- * under valgrind nor keeps the latency histogram (loop->lean_submit, fixed
- * at its start), an op with none of AK__OPF_NOT_LEAN and an opcode the
- * kernel has not refused, no op parked before it, CQ room, no drain mode
- * to leave and no builder's SQEs staged where it would write. Anything else
- * takes op.c's general path, which decides each of these in turn. */
-static inline bool ak__op_submits_lean(const ak_loop *loop, const ak__op *op) {
-  return loop->lean_submit && !(op->flags & AK__OPF_NOT_LEAN) &&
-         loop->opcode_state[op->kind] != 2 && !loop->queued_head &&
-         loop->in_flight + op->slots <= loop->cq_capacity && !loop->drain_mode && !loop->stage;
+/* Whether an op of kind taking slots CQ slots, with none of
+ * AK__OPF_NOT_LEAN, goes straight into the SQ with nothing else to decide
+ * (a QD1 read's submission): a loop that neither forces the pool, runs on
+ * epoll, under valgrind nor keeps the latency histogram (loop->lean_submit,
+ * fixed at its start), an opcode the kernel has not refused, no op parked
+ * before it, CQ room, no drain mode to leave and no builder's SQEs staged
+ * where it would write. Anything else takes op.c's general path, which
+ * decides each of these in turn. */
+static inline bool ak__loop_submits_lean(const ak_loop *loop, unsigned kind, unsigned slots) {
+  return loop->lean_submit && loop->opcode_state[kind] != 2 && !loop->queued_head &&
+         loop->in_flight + slots <= loop->cq_capacity && !loop->drain_mode && !loop->stage;
 }
 
-/* The lean submission's SQE (ak__op_submits_lean, and a free SQ slot): op
- * is in the SQ, as prep_into_sq leaves it, except for the SQE's own fields
- * (all but user_data) and op->sqe_flags, which the caller writes; NULL and
- * nothing done when op must take the general way (ak__op_submit). The
- * caller counts op in loop->ops_active. Inline, for op.c's submission and
- * for the ops whose callers fill the SQE from their own arguments without
- * a prep call (fs.c's reads and writes: the QD1 read's path, issue 24). */
-static inline __attribute__((always_inline)) struct io_uring_sqe *ak__op_lean_sqe(ak_loop *loop,
-                                                                                 ak__op *op) {
-  if (AK__UNLIKELY(!ak__op_submits_lean(loop, op)))
+/* A free SQ slot for the lean submission, taken (NULL: the SQ is full, and
+ * the general path flushes it): io_uring_get_sqe for the loop's rings,
+ * which are never SQE128 (loop.c's set-up). */
+static inline __attribute__((always_inline)) struct io_uring_sqe *
+ak__loop_lean_sqe_slot(ak_loop *loop) {
+  struct io_uring_sq *sq = &loop->ring.sq;
+  unsigned tail = sq->sqe_tail;
+  if (AK__UNLIKELY(tail - io_uring_smp_load_acquire(sq->khead) >= sq->ring_entries))
     return NULL;
-  struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
-  if (AK__UNLIKELY(sqe == NULL)) /* the SQ is full: the general path flushes it */
-    return NULL;
+  sq->sqe_tail = tail + 1;
+  return &sq->sqes[tail & sq->ring_mask];
+}
+
+/* The lean submission's bookkeeping once op's SQE is taken (kind, slots,
+ * flags: op's, read by the caller before its stores, which the compiler
+ * cannot tell apart from op's own): op in the SQ as prep_into_sq leaves
+ * it. The caller counts op in loop->ops_active. */
+static inline __attribute__((always_inline)) void
+ak__op_lean_account(ak_loop *loop, ak__op *op, struct io_uring_sqe *sqe, unsigned kind,
+                    unsigned slots, unsigned flags) {
   loop->sq_unsubmitted++;
   io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op);
   op->owed = 1;
   op->sqe = sqe;
-  op->flags |= AK__OPF_SUBMITTED;
-  loop->in_flight += op->slots;
+  op->flags = (uint16_t)(flags | AK__OPF_SUBMITTED);
+  loop->in_flight += slots;
   loop->last_sqe_op = op;
-  loop->stats.submitted[op->kind]++;
+  loop->stats.submitted[kind]++;
+}
+
+/* What makes an op's submission more than an SQE filled in place: a
+ * missing opcode (the pool path), a batch, a linked timeout, a registered
+ * socket to look up. */
+#define AK__OPF_NOT_LEAN (AK__OPF_NO_OPCODE | AK__OPF_MULTI | AK__OPF_DEADLINE | AK__OPF_SOCKET)
+
+/* The lean submission's SQE (ak__loop_submits_lean, op without
+ * AK__OPF_NOT_LEAN, and a free SQ slot): op is in the SQ, as prep_into_sq
+ * leaves it, except for the SQE's own fields (all but user_data) and
+ * op->sqe_flags, which the caller writes; NULL and nothing done when op
+ * must take the general way (ak__op_submit). The caller counts op in
+ * loop->ops_active. */
+static inline __attribute__((always_inline)) struct io_uring_sqe *ak__op_lean_sqe(ak_loop *loop,
+                                                                                 ak__op *op) {
+  unsigned kind = op->kind, slots = op->slots, flags = op->flags;
+  if (AK__UNLIKELY((flags & AK__OPF_NOT_LEAN) || !ak__loop_submits_lean(loop, kind, slots)))
+    return NULL;
+  struct io_uring_sqe *sqe = ak__loop_lean_sqe_slot(loop);
+  if (AK__UNLIKELY(sqe == NULL))
+    return NULL;
+  ak__op_lean_account(loop, op, sqe, kind, slots, flags);
   return sqe;
 }
 

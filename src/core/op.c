@@ -274,6 +274,11 @@ ak_future *ak__op_submit_early(ak__op *op, bool now) {
   return &op->future;
 }
 
+ak_future *ak__op_flush_early(ak__op *op) {
+  ak__loop_flush_early(op->loop); /* the record stays: the op holds it */
+  return &op->future;
+}
+
 void ak__op_admit_queued(ak_loop *loop) {
   while (loop->queued_head && has_room(loop, loop->queued_head)) {
     ak__op *op = loop->queued_head;
