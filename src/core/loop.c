@@ -1073,6 +1073,18 @@ static inline void after_direct_reap(ak_loop *loop) {
   }
 }
 
+/* The gate of a direct wait: direct_wait and wakeup_armed set, closing not
+ * (one compare of the word they share). */
+static inline bool direct_gate_open(const ak_loop *loop) {
+  union gate { /* the layout of the loop's (loop_internal.h) */
+    struct {
+      bool direct_wait, wakeup_armed, closing, gate_zero;
+    } flags;
+    uint32_t word;
+  };
+  return loop->direct_gate == ((union gate){.flags = {true, true, false, false}}).word;
+}
+
 /* The QD1 wait: a waiter on the owner thread whose loop has nothing to do
  * but wait for the ring (no ready callbacks, posts, lane hand-overs, timers,
  * parked ops or pool tasks to hand over; not stopping or closing) enters the
@@ -1172,26 +1184,33 @@ static __attribute__((noinline)) int wait_local_settle(ak_loop *loop, ak_future 
  * the common turn saves no registers. Those do what wait_direct does,
  * then go on the general way. */
 int ak__loop_wait_local(ak_loop *loop, ak_future *f) {
-  if (!loop->direct_wait || loop->ready_head || loop->timers.count || loop->queued_head ||
-      loop->pool_pend_n || !loop->wakeup_armed || loop->closing ||
-      (loop->features.batch_wait && loop->ops_active >= BATCH_MIN_OPS))
+  /* wait_direct's first test, its words or'ed and its flags compared as
+   * one: this thread's own work (ready callbacks, timers, parked ops, pool
+   * tasks to hand over), and the gate. */
+  if (AK__UNLIKELY(((uintptr_t)loop->ready_head | (uintptr_t)loop->queued_head |
+                    loop->timers.count | loop->pool_pend_n) != 0 ||
+                   !direct_gate_open(loop) ||
+                   (loop->features.batch_wait && loop->ops_active >= BATCH_MIN_OPS)))
     return wait_local_loop(loop, f);
   /* may_sleep's handshake; a lane (a pool worker ever reported) takes the
    * general way, which asks ak__lanes_pending. f is not looked at again:
    * only this thread settles it (ak__loop_wait_local's contract). */
   atomic_store_explicit(&loop->sleeping, 1, memory_order_seq_cst);
-  if (atomic_load_explicit(&loop->inbox, memory_order_seq_cst) ||
-      __atomic_load_n(&loop->lanes, __ATOMIC_SEQ_CST) ||
-      atomic_load_explicit(&loop->stop, memory_order_seq_cst)) {
+  if (AK__UNLIKELY(((uintptr_t)atomic_load_explicit(&loop->inbox, memory_order_seq_cst) |
+                    (uintptr_t)__atomic_load_n(&loop->lanes, __ATOMIC_SEQ_CST) |
+                    (uintptr_t)atomic_load_explicit(&loop->stop, memory_order_seq_cst)) != 0)) {
     atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
     return wait_local_loop(loop, f);
   }
   int rc = enter_direct(loop);
-  /* reap_direct's common case: one CQE, an op's own. */
+  /* reap_direct's common case: one CQE, an op's own. (No valgrind test:
+   * direct_wait is false under valgrind, which ak__vg_running says from
+   * before the loop's start on.) */
   struct io_uring_cq *cq = &loop->ring.cq;
-  unsigned head = *cq->khead;
+  unsigned *khead = cq->khead;
+  unsigned head = *khead;
   unsigned tail = io_uring_smp_load_acquire(cq->ktail);
-  if (AK__UNLIKELY(tail - head != 1 || rc != 0 || ak__vg_running))
+  if (AK__UNLIKELY(tail - head != 1 || rc != 0))
     return wait_local_reap(loop, f, rc);
   const struct io_uring_cqe *cqe = &cq->cqes[head & cq->ring_mask];
   uint64_t data = cqe->user_data;
@@ -1199,7 +1218,7 @@ int ak__loop_wait_local(ak_loop *loop, ak_future *f) {
     return wait_local_reap(loop, f, rc);
   int res = cqe->res;
   unsigned flags = cqe->flags;
-  io_uring_smp_store_release(cq->khead, head + 1);
+  io_uring_smp_store_release(khead, head + 1);
   ak__op *op = (ak__op *)(uintptr_t)data;
   if (AK__UNLIKELY(!ak__op_done_is_plain(loop, op, res)))
     return wait_local_settle(loop, f, op, res, flags, -1, 0);
@@ -1215,8 +1234,8 @@ int ak__loop_wait_local(ak_loop *loop, ak_future *f) {
    * kernel and settled op the common way (no callback, no waiter), which
    * makes none of them. What other threads hand over (posts, a pool
    * worker's lane) may have come while it slept. */
-  if (AK__UNLIKELY(__atomic_load_n(&loop->lanes, __ATOMIC_RELAXED) ||
-                   atomic_load_explicit(&loop->inbox, memory_order_relaxed)))
+  if (AK__UNLIKELY(((uintptr_t)__atomic_load_n(&loop->lanes, __ATOMIC_RELAXED) |
+                    (uintptr_t)atomic_load_explicit(&loop->inbox, memory_order_relaxed)) != 0))
     return wait_local_after(loop, f, 0);
   if (AK__LIKELY(&op->future == f))
     return 0; /* settled just now */

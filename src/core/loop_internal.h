@@ -30,8 +30,18 @@ struct ak_loop {
   ak_features features;
   int64_t now;                    /* CLOCK_MONOTONIC, read lazily: see ak__loop_now */
   bool now_fresh;                 /* now was read in this phase of the iteration */
-  bool direct_wait;               /* a waiter may enter the ring directly (loop.c's
+  /* The three flags the QD1 wait tests first, one word (direct_gate) so
+   * that it tests them with one compare (loop.c's direct_gate_open). */
+  union {
+    struct {
+      bool direct_wait;           /* a waiter may enter the ring directly (loop.c's
                                      wait_direct): io_uring, no SQPOLL, no valgrind */
+      bool wakeup_armed;          /* the eventfd read is in the ring */
+      bool closing;               /* ak_loop_free is draining */
+      bool gate_zero;             /* never set */
+    };
+    uint32_t direct_gate;
+  };
   bool latency_stats;             /* AK_LOOP_LATENCY_STATS: ops read the clock */
   bool lean_submit;               /* ops may take op.c's lean submission
                                      (submits_lean): io_uring, no forced
@@ -66,7 +76,6 @@ struct ak_loop {
   char inbox_pad[64 - sizeof(void *) - 3 * sizeof(int)];
   int eventfd;
   uint64_t eventfd_buf;           /* the kernel writes the wakeup read here */
-  bool wakeup_armed;
   bool wakeup_cancel_sent;
   bool drain_mode;                /* a drain went in and the ring has not been
                                      idle at a submit since (batch_ring.c) */
@@ -85,7 +94,6 @@ struct ak_loop {
   ak__qnode *pool_pend_tail;      /*   yet handed to the pool: they go in */
   unsigned pool_pend_n;           /*   one batch per dispatch (pool.c) */
   ak_pool *pool_pend_pool;
-  bool closing;                   /* ak_loop_free is draining */
 
   ak__timer_heap timers;
   ak_loop_stats stats;
