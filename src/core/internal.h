@@ -482,6 +482,12 @@ enum {
                                      deadline timer (backend_epoll.c) */
   AK__OPF_MULTI = 1 << 11,      /* a batch or chain: writes its own SQEs
                                    (batch_ring.c), tagged AK__TAG_MULTI */
+  AK__OPF_PLAIN = 1 << 12,      /* set when it went into the SQ with no
+                                   complete hook, an opcode the kernel has
+                                   done before on the loop (its state never
+                                   leaves 1) and no latency histogram: its
+                                   CQE may settle it inline (loop_internal.h,
+                                   ak__op_done_is_plain) */
 };
 
 struct ak__op {

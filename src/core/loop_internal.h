@@ -293,20 +293,27 @@ void ak__op_send_cancel(ak_loop *loop, uint64_t user_data);
 #define AK__OPF_DONE_SLOW                                                                          \
   (AK__OPF_MULTISHOT | AK__OPF_DEADLINE | AK__OPF_TIMED_OUT | AK__OPF_ON_POOL | AK__OPF_CREATES)
 
-/* The common completion (a QD1 read's): the op's only CQE, a result that
- * is not a refusal (res >= 0), an opcode the kernel has done before, no
- * complete hook, no latency histogram, no fault injection. op_done would
- * test each of these and then settle: settled here without the call. */
+/* The common completion (a QD1 read's): an op that went into the SQ
+ * plain (AK__OPF_PLAIN: no complete hook, an opcode the kernel has done
+ * before, no latency histogram), none of what op_done acts on since
+ * (AK__OPF_DONE_SLOW: a linked timeout, the only second CQE an op that is
+ * not a batch owes, among them), a result that is not a refusal (res >=
+ * 0), no fault injection. op_done would test each of these and then
+ * settle: settled here without the call. */
 static inline bool ak__op_done_is_plain(const ak_loop *loop, const ak__op *op, int res) {
-#ifdef AK_FAULT_INJECTION
   (void)loop;
+#ifdef AK_FAULT_INJECTION
   (void)op;
   (void)res;
   return false;
 #else
-  return !(op->flags & AK__OPF_DONE_SLOW) && res >= 0 && op->owed == 1 && !op->complete &&
-         loop->opcode_state[op->kind] == 1 && !loop->latency_stats;
+  return (op->flags & (AK__OPF_DONE_SLOW | AK__OPF_PLAIN)) == AK__OPF_PLAIN && res >= 0;
 #endif
+}
+
+/* Whether op, going into the SQ now, is AK__OPF_PLAIN. */
+static inline bool ak__op_goes_plain(const ak_loop *loop, const ak__op *op) {
+  return !op->complete && loop->opcode_state[op->kind] == 1 && !loop->latency_stats;
 }
 
 /* A plain completion's bookkeeping, before its settle: the loop's counts
@@ -334,11 +341,6 @@ static inline __attribute__((always_inline)) bool ak__op_cqe_plain(ak_loop *loop
   ak__future_done_owned(&op->future, res);
   return true;
 }
-
-/* What makes an op's submission more than an SQE filled in place: a
- * missing opcode (the pool path), a batch, a linked timeout, a registered
- * socket to look up. */
-#define AK__OPF_NOT_LEAN (AK__OPF_NO_OPCODE | AK__OPF_MULTI | AK__OPF_DEADLINE | AK__OPF_SOCKET)
 
 /* Whether an op of kind taking slots CQ slots, with none of
  * AK__OPF_NOT_LEAN, goes straight into the SQ with nothing else to decide
@@ -368,16 +370,18 @@ ak__loop_lean_sqe_slot(ak_loop *loop) {
 
 /* The lean submission's bookkeeping once op's SQE is taken (kind, slots,
  * flags: op's, read by the caller before its stores, which the compiler
- * cannot tell apart from op's own): op in the SQ as prep_into_sq leaves
- * it. The caller counts op in loop->ops_active. */
+ * cannot tell apart from op's own; flags may add AK__OPF_PLAIN): op in
+ * the SQ as prep_into_sq leaves it, the record's stores before the loop's
+ * (so that the compiler merges them with an initialisation just before).
+ * The caller counts op in loop->ops_active. */
 static inline __attribute__((always_inline)) void
 ak__op_lean_account(ak_loop *loop, ak__op *op, struct io_uring_sqe *sqe, unsigned kind,
                     unsigned slots, unsigned flags) {
-  loop->sq_unsubmitted++;
-  io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op);
   op->owed = 1;
   op->sqe = sqe;
   op->flags = (uint16_t)(flags | AK__OPF_SUBMITTED);
+  io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op);
+  loop->sq_unsubmitted++;
   loop->in_flight += slots;
   loop->last_sqe_op = op;
   loop->stats.submitted[kind]++;
@@ -402,6 +406,9 @@ static inline __attribute__((always_inline)) struct io_uring_sqe *ak__op_lean_sq
   struct io_uring_sqe *sqe = ak__loop_lean_sqe_slot(loop);
   if (AK__UNLIKELY(sqe == NULL))
     return NULL;
+  /* (The lean way has no latency histogram.) */
+  if (!op->complete && loop->opcode_state[kind] == 1)
+    flags |= AK__OPF_PLAIN;
   ak__op_lean_account(loop, op, sqe, kind, slots, flags);
   return sqe;
 }

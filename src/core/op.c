@@ -197,7 +197,8 @@ static inline __attribute__((always_inline)) void prep_into_sq(ak__op *op) {
   op->sqe = sqe;
   if (deadline)
     prep_linked_deadline(op, sqe);
-  op->flags = (uint16_t)((op->flags & ~AK__OPF_QUEUED) | AK__OPF_SUBMITTED);
+  op->flags = (uint16_t)((op->flags & ~AK__OPF_QUEUED) | AK__OPF_SUBMITTED |
+                         (ak__op_goes_plain(loop, op) ? AK__OPF_PLAIN : 0));
   op->submit_ns = ak__loop_latency_now(loop);
   loop->in_flight += op->slots;
   loop->last_sqe_op = op;

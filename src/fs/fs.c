@@ -281,8 +281,10 @@ rw_submit(ak_loop *loop, ak__op *op, bool write, int fd, void *buf, size_t len, 
   sqe->__pad2[0] = 0;
   bool now = opts && (opts->flags & AK_RW_SUBMIT_NOW);
   ak__op_init(op, loop, kind);
+  /* Plain (AK__OPF_PLAIN): no complete hook, the opcode's state 1, and
+   * the lean way has no latency histogram. */
+  ak__op_lean_account(loop, op, sqe, kind, 1, AK__OPF_PLAIN);
   loop->ops_active++;
-  ak__op_lean_account(loop, op, sqe, kind, 1, 0);
   if (AK__UNLIKELY(now || ((const ak__loop_head *)(const void *)loop)->sqpoll))
     return ak__op_flush_early(op);
   return &op->future;
