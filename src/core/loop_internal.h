@@ -2,7 +2,7 @@
  * shared by the files that make up the loop (loop.c, loop_lane.c, op.c,
  * timer.c, register_*.c) and by future.c and pool.c for their inline fast
  * paths, and by fs.c's reads and writes for the lean submission
- * (ak__loop_submits_lean, ak__loop_lean_sqe_slot, ak__op_lean_account: the
+ * (ak__loop_submits_lean, ak__loop_sq_take, ak__op_lean_account: the
  * QD1 read writes its SQE from its arguments). Other files outside core/
  * use the calls in core/internal.h instead. */
 #ifndef AK_LOOP_INTERNAL_H
@@ -355,15 +355,18 @@ static inline bool ak__loop_submits_lean(const ak_loop *loop, unsigned kind, uns
          loop->in_flight + slots <= loop->cq_capacity && !loop->drain_mode && !loop->stage;
 }
 
-/* A free SQ slot for the lean submission, taken (NULL: the SQ is full, and
- * the general path flushes it): io_uring_get_sqe for the loop's rings,
- * which are never SQE128 (loop.c's set-up). */
-static inline __attribute__((always_inline)) struct io_uring_sqe *
-ak__loop_lean_sqe_slot(ak_loop *loop) {
+/* Whether the SQ has a free slot for the lean submission (else the
+ * general path flushes it), and that slot taken (ak__loop_sq_has_room
+ * true just before): io_uring_get_sqe for the loop's rings, which are
+ * never SQE128 (loop.c's set-up), in two, so that a caller's test of the
+ * room is not followed by one of the SQE's address. */
+static inline bool ak__loop_sq_has_room(const ak_loop *loop) {
+  const struct io_uring_sq *sq = &loop->ring.sq;
+  return sq->sqe_tail - io_uring_smp_load_acquire(sq->khead) < sq->ring_entries;
+}
+static inline __attribute__((always_inline)) struct io_uring_sqe *ak__loop_sq_take(ak_loop *loop) {
   struct io_uring_sq *sq = &loop->ring.sq;
   unsigned tail = sq->sqe_tail;
-  if (AK__UNLIKELY(tail - io_uring_smp_load_acquire(sq->khead) >= sq->ring_entries))
-    return NULL;
   sq->sqe_tail = tail + 1;
   return &sq->sqes[tail & sq->ring_mask];
 }
@@ -403,9 +406,9 @@ static inline __attribute__((always_inline)) struct io_uring_sqe *ak__op_lean_sq
   unsigned kind = op->kind, slots = op->slots, flags = op->flags;
   if (AK__UNLIKELY((flags & AK__OPF_NOT_LEAN) || !ak__loop_submits_lean(loop, kind, slots)))
     return NULL;
-  struct io_uring_sqe *sqe = ak__loop_lean_sqe_slot(loop);
-  if (AK__UNLIKELY(sqe == NULL))
+  if (AK__UNLIKELY(!ak__loop_sq_has_room(loop)))
     return NULL;
+  struct io_uring_sqe *sqe = ak__loop_sq_take(loop);
   /* (The lean way has no latency histogram.) */
   if (!op->complete && loop->opcode_state[kind] == 1)
     flags |= AK__OPF_PLAIN;

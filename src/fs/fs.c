@@ -255,15 +255,21 @@ rw_submit(ak_loop *loop, ak__op *op, bool write, int fd, void *buf, size_t len, 
   bool fixed = buf_index >= 0;
   unsigned opcode = write ? (fixed ? IORING_OP_WRITE_FIXED : IORING_OP_WRITE)
                           : (fixed ? IORING_OP_READ_FIXED : IORING_OP_READ);
-  struct io_uring_sqe *sqe = NULL;
-  if (AK__LIKELY(loop->opcode_state[kind] == 1 && ak__loop_has_opcode(loop, opcode) &&
-                 ak__loop_submits_lean(loop, kind, 1)))
-    sqe = ak__loop_lean_sqe_slot(loop);
-  if (AK__UNLIKELY(sqe == NULL)) {
+  /* The probe's answer for both opcodes of the kind at once: one test (a
+   * kernel with one and not the other takes the general way). */
+  const uint64_t opcodes = write ? (UINT64_C(1) << IORING_OP_WRITE_FIXED) |
+                                       (UINT64_C(1) << IORING_OP_WRITE)
+                                 : (UINT64_C(1) << IORING_OP_READ_FIXED) |
+                                       (UINT64_C(1) << IORING_OP_READ);
+  if (AK__UNLIKELY(loop->opcode_state[kind] != 1 ||
+                   (((const ak__loop_head *)(const void *)loop)->opcode_mask & opcodes) !=
+                       opcodes ||
+                   !ak__loop_submits_lean(loop, kind, 1) || !ak__loop_sq_has_room(loop))) {
     op->loop = loop;
     op->kind = (uint8_t)kind;
     return rw_submit_general(op, fd, buf, len, offset, opts);
   }
+  struct io_uring_sqe *sqe = ak__loop_sq_take(loop);
   /* io_uring_prep_rw's fields, each written once. */
   int file_index = opts ? opts->file_index : -1;
   sqe->opcode = (__u8)opcode;
