@@ -931,7 +931,7 @@ static int submit_and_wait(ak_loop *loop, bool block, int64_t wait_until) {
       rc = io_uring_submit_and_wait(&loop->ring, 1);
     }
   }
-  if (loop->sq_unsubmitted)
+  if (AK__LIKELY(loop->sq_unsubmitted)) /* (the QD1 wait's op) */
     loop->stats.submits++;
   loop->sq_unsubmitted = rc < 0 ? unsubmitted_after_failure(loop) : 0;
   loop->last_sqe_op = NULL;
@@ -1030,7 +1030,7 @@ static inline long sys_io_uring_enter(int fd, unsigned to_submit, unsigned min_c
 static inline int submit_and_wait_one(ak_loop *loop) {
   struct io_uring_sq *sq = &loop->ring.sq;
   unsigned tail = sq->sqe_tail;
-  if (sq->sqe_head != tail) {
+  if (AK__LIKELY(sq->sqe_head != tail)) { /* the QD1 wait's op is there */
     sq->sqe_head = tail;
     IO_URING_WRITE_ONCE(*sq->ktail, tail);
   }
@@ -1047,7 +1047,7 @@ static inline int enter_direct(ak_loop *loop) {
   loop->stats.iterations++;
   int r = AK_FAULT_CALL(AK_FAULT_SUBMIT, submit_and_wait_one(loop));
   atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
-  if (loop->sq_unsubmitted)
+  if (AK__LIKELY(loop->sq_unsubmitted)) /* (the QD1 wait's op) */
     loop->stats.submits++;
   loop->sq_unsubmitted = 0;
   loop->last_sqe_op = NULL;

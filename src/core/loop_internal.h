@@ -318,15 +318,17 @@ static inline bool ak__op_goes_plain(const ak_loop *loop, const ak__op *op) {
 
 /* A plain completion's bookkeeping, before its settle: the loop's counts
  * (ak__op_finish's ops_active among them, dropped before the settle may
- * recycle op) and op's result. ak__op_cqe_plain and the QD1 wait's own
- * settle (loop.c) share it. */
+ * recycle op). op->res and op->owed are left as they are: after a plain
+ * completion nothing reads them (res waits there for a linked timeout's
+ * CQE, owed counts the CQEs still to come), and the record's next use
+ * initialises both. ak__op_cqe_plain and the QD1 wait's own settle
+ * (loop.c) share it. */
 static inline __attribute__((always_inline)) void ak__op_plain_account(ak_loop *loop, ak__op *op,
                                                                         int res) {
+  (void)res;
   loop->stats.completed[op->kind]++;
   loop->in_flight--;
   loop->ops_active--;
-  op->owed = 0;
-  op->res = res;
 }
 
 /* op's own CQE (tag AK__TAG_OP) with result res: settles op here and
