@@ -109,18 +109,28 @@ ak_future *ak__future_new(ak_loop *loop, const ak__future_kind *kind, void *data
 /* Initialises a future record: what every path reads, one reference, no
  * kind; (kind) fields are the kinds' to set. Inline for the records that
  * embed their future (an op's, ak__op_new). */
+static inline __attribute__((always_inline)) void ak__future_init_use(ak_future *f,
+                                                                     ak_loop *loop,
+                                                                     uint32_t refs);
 static inline __attribute__((always_inline)) void ak__future_init_refs(ak_future *f,
                                                                       ak_loop *loop,
                                                                       uint32_t refs) {
+  ak__future_init_use(f, loop, refs);
+  f->kind = NULL;
+  f->qnode.run = ak__future_run_callbacks;
+}
+/* ak__future_init_refs but the kind and qnode.run: for a record whose
+ * kind and run never change while it is recycled (an op's, ak__op_init). */
+static inline __attribute__((always_inline)) void ak__future_init_use(ak_future *f,
+                                                                     ak_loop *loop,
+                                                                     uint32_t refs) {
   atomic_init(&f->state, AK_PENDING);
   atomic_init(&f->refs, refs);
   f->loop = loop;
   f->cb = NULL;
-  f->kind = NULL;
   /* value .. adopted are contiguous: a few vector stores. */
   memset(&f->value, 0, offsetof(ak_future, adopted) + sizeof(f->adopted) -
                            offsetof(ak_future, value));
-  f->qnode.run = ak__future_run_callbacks;
 }
 static inline __attribute__((always_inline)) void ak__future_init(ak_future *f, ak_loop *loop) {
   ak__future_init_refs(f, loop, 1);
@@ -575,12 +585,21 @@ typedef struct ak__op_record_cache {
 extern AK__TLS ak__op_record_cache ak__op_records;
 extern const ak__future_kind ak__op_future_kind;
 
+/* What never changes in an op record while the thread's cache recycles it
+ * (its future's kind and qnode.run, op->fut): set once, when the
+ * allocator makes it (ak__op_new_slow). */
+static inline void ak__op_record_made(ak__op *op) {
+  op->future.kind = &ak__op_future_kind;
+  op->future.qnode.run = ak__future_run_callbacks;
+  op->fut = &op->future;
+}
+
+/* Initialises an op record for its next op (ak__op_record_made was done
+ * when it was made). */
 static inline __attribute__((always_inline)) ak__op *ak__op_init(ak__op *op, ak_loop *loop,
                                                                  unsigned kind) {
   ak_future *f = &op->future;
-  ak__future_init_refs(f, loop, 2); /* the op's and the caller's (ak__op_submit) */
-  f->kind = &ak__op_future_kind;
-  op->fut = f;
+  ak__future_init_use(f, loop, 2); /* the op's and the caller's (ak__op_submit) */
   op->loop = loop;
   op->next = NULL;
   op->prep = NULL;

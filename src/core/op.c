@@ -101,7 +101,10 @@ void ak__op_records_flush(void) {
 
 __attribute__((noinline, cold)) ak__op *ak__op_new_slow(ak_loop *loop, unsigned kind) {
   ak__op *op = ak__malloc(sizeof(*op));
-  return op ? ak__op_init(op, loop, kind) : NULL;
+  if (!op)
+    return NULL;
+  ak__op_record_made(op);
+  return ak__op_init(op, loop, kind);
 }
 
 /* The op is done: its reference on its future goes to the callbacks (or is
