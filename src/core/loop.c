@@ -378,6 +378,10 @@ int ak_loop_new(ak_loop **out, const ak_loop_options *opts) {
     if (ak__loop_has_opcode_slow(loop, op))
       loop->head.opcode_mask |= UINT64_C(1) << op;
   loop->head.sqpoll = (loop->features.setup_flags & IORING_SETUP_SQPOLL) != 0;
+  loop->rw_opcodes = ak__loop_has_opcode(loop, IORING_OP_READ) &&
+                     ak__loop_has_opcode(loop, IORING_OP_READ_FIXED) &&
+                     ak__loop_has_opcode(loop, IORING_OP_WRITE) &&
+                     ak__loop_has_opcode(loop, IORING_OP_WRITE_FIXED);
   loop->enter_flags = loop->features.registered_ring_fd ? IORING_ENTER_REGISTERED_RING : 0;
   /* ak__loop_submits_lean (loop_internal.h): what never changes in a loop's life. Fault
    * injection takes the general path (its SQE and short-SQE hooks). */

@@ -43,9 +43,23 @@ struct ak_loop {
     uint32_t direct_gate;
   };
   bool latency_stats;             /* AK_LOOP_LATENCY_STATS: ops read the clock */
-  bool lean_submit;               /* ops may take op.c's lean submission
-                                     (submits_lean): io_uring, no forced
-                                     pool, valgrind or latency histogram */
+  /* The flags a direct read or write (fs.c) tests first, one word
+   * (submit_gate) so that it tests them with one compare
+   * (ak__loop_rw_direct_open). */
+  union {
+    struct {
+      bool lean_submit;           /* ops may take op.c's lean submission
+                                     (ak__loop_submits_lean): io_uring, no
+                                     forced pool, valgrind or latency
+                                     histogram */
+      bool drain_mode;            /* a drain went in and the ring has not been
+                                     idle at a submit since (batch_ring.c) */
+      bool rw_opcodes;            /* the probe has READ, READ_FIXED, WRITE and
+                                     WRITE_FIXED */
+      bool submit_zero;           /* never set */
+    };
+    uint32_t submit_gate;
+  };
   unsigned enter_flags;           /* IORING_ENTER_REGISTERED_RING when the ring
                                      fd is registered (ring.enter_ring_fd) */
 
@@ -77,8 +91,6 @@ struct ak_loop {
   int eventfd;
   uint64_t eventfd_buf;           /* the kernel writes the wakeup read here */
   bool wakeup_cancel_sent;
-  bool drain_mode;                /* a drain went in and the ring has not been
-                                     idle at a submit since (batch_ring.c) */
   bool drain_probed;              /* the probe NOP of leave_drain_mode came */
   uint64_t drain_probe_tail;      /* the SQ tail just after that probe; its
                                      address is the probe's user_data */
@@ -355,6 +367,19 @@ static inline __attribute__((always_inline)) bool ak__op_cqe_plain(ak_loop *loop
 static inline bool ak__loop_submits_lean(const ak_loop *loop, unsigned kind, unsigned slots) {
   return loop->lean_submit && loop->opcode_state[kind] != 2 && !loop->queued_head &&
          loop->in_flight + slots <= loop->cq_capacity && !loop->drain_mode && !loop->stage;
+}
+
+/* Whether a plain or fixed read or write may go fs.c's direct way as far
+ * as the loop's flags say (its submit_gate): the lean submission, no drain
+ * mode, the four opcodes in the probe. */
+static inline bool ak__loop_rw_direct_open(const ak_loop *loop) {
+  union gate { /* the layout of the loop's */
+    struct {
+      bool lean_submit, drain_mode, rw_opcodes, submit_zero;
+    } flags;
+    uint32_t word;
+  };
+  return loop->submit_gate == ((union gate){.flags = {true, false, true, false}}).word;
 }
 
 /* Whether the SQ has a free slot for the lean submission (else the

@@ -255,16 +255,12 @@ rw_submit(ak_loop *loop, ak__op *op, bool write, int fd, void *buf, size_t len, 
   bool fixed = buf_index >= 0;
   unsigned opcode = write ? (fixed ? IORING_OP_WRITE_FIXED : IORING_OP_WRITE)
                           : (fixed ? IORING_OP_READ_FIXED : IORING_OP_READ);
-  /* The probe's answer for both opcodes of the kind at once: one test (a
-   * kernel with one and not the other takes the general way). */
-  const uint64_t opcodes = write ? (UINT64_C(1) << IORING_OP_WRITE_FIXED) |
-                                       (UINT64_C(1) << IORING_OP_WRITE)
-                                 : (UINT64_C(1) << IORING_OP_READ_FIXED) |
-                                       (UINT64_C(1) << IORING_OP_READ);
-  if (AK__UNLIKELY(loop->opcode_state[kind] != 1 ||
-                   (((const ak__loop_head *)(const void *)loop)->opcode_mask & opcodes) !=
-                       opcodes ||
-                   !ak__loop_submits_lean(loop, kind, 1) || !ak__loop_sq_has_room(loop))) {
+  /* ak__loop_submits_lean's tests, the loop's flags as one word (with the
+   * probe's answer for the four opcodes: a kernel without one of them
+   * takes the general way) and its pointers or'ed. */
+  if (AK__UNLIKELY(!ak__loop_rw_direct_open(loop) || loop->opcode_state[kind] != 1 ||
+                   ((uintptr_t)loop->queued_head | (uintptr_t)loop->stage) != 0 ||
+                   loop->in_flight >= loop->cq_capacity || !ak__loop_sq_has_room(loop))) {
     op->loop = loop;
     op->kind = (uint8_t)kind;
     return rw_submit_general(op, fd, buf, len, offset, opts);
