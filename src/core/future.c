@@ -1036,7 +1036,7 @@ int ak_future_wait(ak_future *f, int64_t timeout_ns) {
    * only this thread settles, a jump. */
   if (AK__LIKELY(f->kind == &ak__op_future_kind && timeout_ns < 0) &&
       ak__loop_owned_by_caller(f->loop))
-    return ak__loop_wait_local(f->loop, f);
+    return ak__loop_wait_local(f, f->loop);
   return wait_other(f, timeout_ns);
 }
 

@@ -315,7 +315,7 @@ int ak__loop_iterate(ak_loop *loop, int64_t deadline_ns, bool (*done)(void *arg)
  * deadline (ak_future_wait's for an op). The QD1 wait then skips its
  * second look at f before it blocks: f was pending just before, and only
  * what the loop runs can settle it. 0 or a negative ring error. */
-int ak__loop_wait_local(ak_loop *loop, ak_future *f);
+int ak__loop_wait_local(ak_future *f, ak_loop *loop);
 
 /* Hands the SQ to the kernel now rather than with the loop's next batch,
  * when `now` or on an SQPOLL ring (where that is only a store to the SQ

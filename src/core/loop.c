@@ -394,6 +394,7 @@ int ak_loop_new(ak_loop **out, const ak_loop_options *opts) {
 #endif
   loop->direct_wait = loop->features.backend == AK_BACKEND_URING && !loop->head.sqpoll &&
                       !ak__vg_running;
+  loop->batch_waits = loop->features.batch_wait;
   loop->latency_stats = (loop->opts.flags & AK_LOOP_LATENCY_STATS) != 0;
   loop->prev_current = ak__current;
   loop->next_current = NULL;
@@ -889,6 +890,7 @@ static bool batch_wait(ak_loop *loop, int64_t wait_until, int *rc) {
   if (*rc == -EINVAL) {
     /* Not expected where the feature bit is set; wait as before from now on. */
     loop->features.batch_wait = false;
+    loop->batch_waits = false;
     *rc = 0;
   }
   return true;
@@ -1077,12 +1079,13 @@ static inline void after_direct_reap(ak_loop *loop) {
   }
 }
 
-/* The gate of a direct wait: direct_wait and wakeup_armed set, closing not
- * (one compare of the word they share). */
+/* The gate of the QD1 wait: direct_wait and wakeup_armed set, closing and
+ * batch_waits not (one compare of the word they share). A loop with batch
+ * waits takes the general way, whose wait_direct asks for their op count. */
 static inline bool direct_gate_open(const ak_loop *loop) {
   union gate { /* the layout of the loop's (loop_internal.h) */
     struct {
-      bool direct_wait, wakeup_armed, closing, gate_zero;
+      bool direct_wait, wakeup_armed, closing, batch_waits;
     } flags;
     uint32_t word;
   };
@@ -1167,16 +1170,20 @@ static __attribute__((noinline)) int wait_local_reap(ak_loop *loop, ak_future *f
   return wait_local_after(loop, f, rc);
 }
 
-/* The lean wait's CQE was op's own but not its plain completion (how < 0:
- * ak__op_cqe decides), or its settle was not the common one (how: what
- * ak__future_done_try left). */
+/* The lean wait's CQE was op's own but not its plain completion:
+ * ak__op_cqe decides. */
+static __attribute__((noinline)) int wait_local_cqe(ak_loop *loop, ak_future *f, ak__op *op,
+                                                    int res, unsigned flags) {
+  ak__op_cqe(op, res, flags, AK__TAG_OP);
+  return wait_local_after(loop, f, 0);
+}
+
+/* The lean wait's settle was not the common one (how: what
+ * ak__future_done_try left). Six arguments, all in registers, so that the
+ * QD1 wait's calls here are jumps and it keeps no stack of its own. */
 static __attribute__((noinline)) int wait_local_settle(ak_loop *loop, ak_future *f, ak__op *op,
-                                                       int res, unsigned flags, int how,
-                                                       uint32_t old) {
-  if (how < 0)
-    ak__op_cqe(op, res, flags, AK__TAG_OP);
-  else
-    ak__future_done_rest(&op->future, res, how, old);
+                                                       int res, int how, uint32_t old) {
+  ak__future_done_rest(&op->future, res, how, old);
   return wait_local_after(loop, f, 0);
 }
 
@@ -1184,17 +1191,16 @@ static __attribute__((noinline)) int wait_local_settle(ak_loop *loop, ak_future 
  * loop's thread): wait_direct and reap_direct for the common turn, one
  * enter and one CQE, the op's plain completion, settled inline, with
  * nothing else to do after, written so that every other case leaves by a
- * call made last (a jump: wait_local_loop, _reap, _settle, _after), so
+ * call made last (a jump: wait_local_loop, _reap, _cqe, _settle, _after), so
  * the common turn saves no registers. Those do what wait_direct does,
  * then go on the general way. */
-int ak__loop_wait_local(ak_loop *loop, ak_future *f) {
+int ak__loop_wait_local(ak_future *f, ak_loop *loop) {
   /* wait_direct's first test, its words or'ed and its flags compared as
    * one: this thread's own work (ready callbacks, timers, parked ops, pool
    * tasks to hand over), and the gate. */
   if (AK__UNLIKELY(((uintptr_t)loop->ready_head | (uintptr_t)loop->queued_head |
                     loop->timers.count | loop->pool_pend_n) != 0 ||
-                   !direct_gate_open(loop) ||
-                   (loop->features.batch_wait && loop->ops_active >= BATCH_MIN_OPS)))
+                   !direct_gate_open(loop)))
     return wait_local_loop(loop, f);
   /* may_sleep's handshake; a lane (a pool worker ever reported) takes the
    * general way, which asks ak__lanes_pending. f is not looked at again:
@@ -1225,13 +1231,13 @@ int ak__loop_wait_local(ak_loop *loop, ak_future *f) {
   io_uring_smp_store_release(khead, head + 1);
   ak__op *op = (ak__op *)(uintptr_t)data;
   if (AK__UNLIKELY(!ak__op_done_is_plain(loop, op, res)))
-    return wait_local_settle(loop, f, op, res, flags, -1, 0);
+    return wait_local_cqe(loop, f, op, res, flags);
   /* ak__op_cqe_plain, its settle's calls made last. */
   ak__op_plain_account(loop, op, res);
   uint32_t old;
   int how = ak__future_done_try(&op->future, res, &old);
   if (AK__UNLIKELY(how != AK__DONE_OK))
-    return wait_local_settle(loop, f, op, res, flags, how, old);
+    return wait_local_settle(loop, f, op, res, how, old);
   /* wait_direct's tail, when there is nothing for it to do. Parked ops,
    * timers, ready callbacks and pool tasks to hand over were none at the
    * start, and only this thread makes them: since then it entered the

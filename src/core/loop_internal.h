@@ -30,7 +30,7 @@ struct ak_loop {
   ak_features features;
   int64_t now;                    /* CLOCK_MONOTONIC, read lazily: see ak__loop_now */
   bool now_fresh;                 /* now was read in this phase of the iteration */
-  /* The three flags the QD1 wait tests first, one word (direct_gate) so
+  /* The four flags the QD1 wait tests first, one word (direct_gate) so
    * that it tests them with one compare (loop.c's direct_gate_open). */
   union {
     struct {
@@ -38,7 +38,7 @@ struct ak_loop {
                                      wait_direct): io_uring, no SQPOLL, no valgrind */
       bool wakeup_armed;          /* the eventfd read is in the ring */
       bool closing;               /* ak_loop_free is draining */
-      bool gate_zero;             /* never set */
+      bool batch_waits;           /* features.batch_wait, as it is now */
     };
     uint32_t direct_gate;
   };
