@@ -250,11 +250,10 @@ static inline __attribute__((always_inline)) ak_future *
 rw_submit(ak_loop *loop, ak__op *op, bool write, int fd, void *buf, size_t len, int64_t offset,
           const ak_rw_opts *opts)
 {
+  static const ak_rw_opts defaults = AK_RW_OPTS_INIT;
+  if (!opts)
+    opts = &defaults; /* one test, not one per option */
   unsigned kind = write ? AK_OP_WRITE : AK_OP_READ;
-  int buf_index = opts ? opts->buf_index : -1;
-  bool fixed = buf_index >= 0;
-  unsigned opcode = write ? (fixed ? IORING_OP_WRITE_FIXED : IORING_OP_WRITE)
-                          : (fixed ? IORING_OP_READ_FIXED : IORING_OP_READ);
   /* ak__loop_submits_lean's tests, the loop's flags as one word (with the
    * probe's answer for the four opcodes: a kernel without one of them
    * takes the general way) and its pointers or'ed. */
@@ -266,22 +265,39 @@ rw_submit(ak_loop *loop, ak__op *op, bool write, int fd, void *buf, size_t len, 
     return rw_submit_general(op, fd, buf, len, offset, opts);
   }
   struct io_uring_sqe *sqe = ak__loop_sq_take(loop);
-  /* io_uring_prep_rw's fields, each written once. */
-  int file_index = opts ? opts->file_index : -1;
+  /* io_uring_prep_rw's fields, each written once: the arguments first,
+   * then the options (read after the tests: held across them, or across
+   * the arguments' stores, they took registers saved for it). */
+  sqe->off = (uint64_t)offset;
+  sqe->addr = (uint64_t)(uintptr_t)buf;
+  sqe->len = (unsigned)ak__clamp_len(len);
+  int buf_index = opts->buf_index;
+  bool fixed = buf_index >= 0;
+  unsigned opcode = write ? (fixed ? IORING_OP_WRITE_FIXED : IORING_OP_WRITE)
+                          : (fixed ? IORING_OP_READ_FIXED : IORING_OP_READ);
+  int file_index = opts->file_index;
   sqe->opcode = (__u8)opcode;
   sqe->flags = file_index >= 0 ? IOSQE_FIXED_FILE : 0;
   sqe->ioprio = 0;
   sqe->fd = file_index >= 0 ? file_index : fd;
-  sqe->off = (uint64_t)offset;
-  sqe->addr = (uint64_t)(uintptr_t)buf;
-  sqe->len = (unsigned)ak__clamp_len(len);
-  sqe->rw_flags = opts ? opts->rw_flags : 0;
+  sqe->rw_flags = opts->rw_flags;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  /* buf_index, personality (0) and file_index (0): one store. */
+  _Static_assert(offsetof(struct io_uring_sqe, personality) ==
+                         offsetof(struct io_uring_sqe, buf_index) + 2 &&
+                     offsetof(struct io_uring_sqe, file_index) ==
+                         offsetof(struct io_uring_sqe, buf_index) + 4,
+                 "the SQE's buf_index, personality and file_index are one 8-byte word");
+  uint64_t index_word = fixed ? (uint16_t)buf_index : 0;
+  memcpy(&sqe->buf_index, &index_word, sizeof(index_word));
+#else
   sqe->buf_index = fixed ? (__u16)buf_index : 0;
   sqe->personality = 0;
   sqe->file_index = 0;
+#endif
   sqe->addr3 = 0;
   sqe->__pad2[0] = 0;
-  bool now = opts && (opts->flags & AK_RW_SUBMIT_NOW);
+  bool now = (opts->flags & AK_RW_SUBMIT_NOW) != 0;
   ak__op_init(op, loop, kind);
   /* Plain (AK__OPF_PLAIN): no complete hook, the opcode's state 1, and
    * the lean way has no latency histogram. */
