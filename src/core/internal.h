@@ -618,6 +618,26 @@ static inline __attribute__((always_inline)) ak__op *ak__op_init(ak__op *op, ak_
   return op;
 }
 
+/* ak__op_init for an op that goes into the SQ with its SQE written by its
+ * maker (fs.c's direct read or write: no prep, no pool path, no epoll
+ * attempt, never parked): complete is NULL, but its other hooks (prep,
+ * blocking, discard, attempt), next and pool_fut are left from the
+ * record's last use, as nothing reads them for such an op (prep at a
+ * general submission or admission, blocking only while the opcode's state
+ * is unknown, discard with AK__OPF_CREATES, attempt on epoll, next while
+ * parked, pool_fut while AK__OPF_ON_POOL), and its caller's
+ * ak__op_lean_account sets owed, sqe and flags. */
+static inline __attribute__((always_inline)) void ak__op_init_direct(ak__op *op, ak_loop *loop,
+                                                                     unsigned kind) {
+  ak__future_init_use(&op->future, loop, 2);
+  op->loop = loop;
+  op->complete = NULL;
+  op->res = 0;
+  op->kind = (uint8_t)kind;
+  op->slots = 1;
+  op->sqe_flags = 0;
+}
+
 /* ak__op_new with an empty cache: the allocator. */
 ak__op *ak__op_new_slow(ak_loop *loop, unsigned kind);
 

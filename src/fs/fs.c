@@ -298,7 +298,7 @@ rw_submit(ak_loop *loop, ak__op *op, bool write, int fd, void *buf, size_t len, 
   sqe->addr3 = 0;
   sqe->__pad2[0] = 0;
   bool now = (opts->flags & AK_RW_SUBMIT_NOW) != 0;
-  ak__op_init(op, loop, kind);
+  ak__op_init_direct(op, loop, kind);
   /* Plain (AK__OPF_PLAIN): no complete hook, the opcode's state 1, and
    * the lean way has no latency histogram. */
   ak__op_lean_account(loop, op, sqe, kind, 1, AK__OPF_PLAIN);
