@@ -992,13 +992,15 @@ static void direct_reads_and_writes_keep_promises(void **state)
    * still the newest unsubmitted one). */
   char tbuf[8];
   int64_t t0 = ak_now_ns();
-  ak_future *d = ak_future_timeout(ak_read_opt(loop, p[0], tbuf, sizeof(tbuf), -1, NULL),
-                                   20 * T_MS);
+  ak_future *r = ak_read_opt(loop, p[0], tbuf, sizeof(tbuf), -1, NULL);
+  ak_future *d = ak_future_timeout(r, 20 * T_MS);
   assert_non_null(d);
+  assert_true(d == r); /* the op itself, with a linked kernel timeout */
   assert_int_equal(ak_future_wait(d, T_WAIT), 0);
   assert_true(ak_now_ns() - t0 >= 20 * T_MS);
   assert_int_equal(ak_future_result(d), -ETIMEDOUT);
   ak_future_release(d);
+  ak_future_release(r);
 
   /* Released before its CQE: the completion still lands in the buffer,
    * and the next reads (their records may be the released one's) work. */
