@@ -388,7 +388,10 @@ static __attribute__((noinline)) void free_with_extras(ak_future *f) {
   ak__free_work.active = false;
 }
 
-__attribute__((noinline)) void ak__future_free(ak_future *f) {
+/* ak__future_free's body: inline in ak_future_release too, so that the
+ * common frees (an op's record back to the thread's cache, a plain
+ * future recycled) make no call. */
+static inline __attribute__((always_inline)) void future_free_body(ak_future *f) {
   /* Most kinds (every ring op) have no free_data: they skip the call. The
    * four pointers are or-ed, one branch for all. */
   uintptr_t extras = (uintptr_t)f->dtor | (uintptr_t)f->detail | (uintptr_t)f->more_head |
@@ -413,19 +416,12 @@ __attribute__((noinline)) void ak__future_free(ak_future *f) {
   future_recycle_plain(f);
 }
 
+__attribute__((noinline)) void ak__future_free(ak_future *f) { future_free_body(f); }
+
 void ak_future_release(ak_future *f) {
   /* acq_rel: the freeing thread sees every write made under other refs. */
-  if (!f || atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
-    return;
-  /* ak__future_free's common case, an op's future with nothing more to
-   * free (a QD1 read's): its record back to the thread's cache here. */
-  uintptr_t extras = (uintptr_t)f->dtor | (uintptr_t)f->detail | (uintptr_t)f->more_head |
-                     (uintptr_t)(void *)f->adopted;
-  if (AK__LIKELY(f->kind == &ak__op_future_kind && extras == 0)) {
-    ak__op_record_put(AK__CONTAINER_OF(f, ak__op, future));
-    return;
-  }
-  ak__future_free(f);
+  if (f && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
+    future_free_body(f);
 }
 
 /* ---- Settling -------------------------------------------------------------- */
