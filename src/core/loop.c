@@ -1236,6 +1236,10 @@ int ak__loop_wait_local(ak_future *f, ak_loop *loop) {
   ak__op_plain_account(loop, op, res);
   uint32_t old;
   int how = ak__future_done_try(&op->future, res, &old);
+  /* (The contended case apart: its code is then set on its own way, not
+   * ahead of the lock on the common one.) */
+  if (AK__UNLIKELY(how == AK__DONE_RETRY))
+    return wait_local_settle(loop, f, op, res, AK__DONE_RETRY, 0);
   if (AK__UNLIKELY(how != AK__DONE_OK))
     return wait_local_settle(loop, f, op, res, how, old);
   /* wait_direct's tail, when there is nothing for it to do. Parked ops,
