@@ -945,6 +945,113 @@ static void cancelled_read_keeps_buffer_until_completion(void **state)
   close(p[1]);
 }
 
+/* ak_read_opt and ak_write_opt once the kernel has done a read and a
+ * write on the loop take the direct way (fs.c: the SQE written from the
+ * arguments, the record only partly initialised, the plain completion
+ * settled inline by the QD1 wait): a cancel, a deadline set after the
+ * submission, a release before the CQE, a callback added later, a wait
+ * for one of two reads in flight and AK_RW_SUBMIT_NOW all behave as on the
+ * general way. */
+static void direct_reads_and_writes_keep_promises(void **state)
+{
+  fx *x = *state;
+  ak_loop *loop = x->loop;
+  int fd = t_open(x, "direct", O_RDWR | O_CREAT | O_TRUNC);
+  char got[16] = {0};
+  /* The kernel's first read and write on the loop: the general way. */
+  assert_int_equal(t_get(ak_write_opt(loop, fd, "warm", 4, 0, NULL)), 4);
+  assert_int_equal(t_get(ak_read_opt(loop, fd, got, 4, 0, NULL)), 4);
+  assert_memory_equal(got, "warm", 4);
+  /* With options, and submitted at once. */
+  ak_rw_opts now = AK_RW_OPTS_INIT;
+  now.flags = AK_RW_SUBMIT_NOW;
+  assert_int_equal(t_get(ak_write_opt(loop, fd, "0123456789", 10, 4, &now)), 10);
+  assert_int_equal(t_get(ak_read_opt(loop, fd, got, 16, 0, &now)), 14);
+  assert_memory_equal(got, "warm0123456789", 14);
+  /* An error result (a write to a read-only fd) takes op_done's way. */
+  int ro = t_open(x, "direct", O_RDONLY);
+  assert_int_equal(t_get(ak_write_opt(loop, ro, "x", 1, 0, NULL)), -EBADF);
+  close(ro);
+
+  int p[2];
+  assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+  /* A cancel: the buffer stays the kernel's until the CQE. */
+  cancel_probe probe = {.buf = malloc(64)};
+  ak_future *f = ak_read_opt(loop, p[0], probe.buf, 64, -1, NULL);
+  assert_int_equal(ak_future_on_settle(f, free_buf_on_settle, &probe), 0);
+  ak_loop_run(loop, AK_RUN_NOWAIT); /* in the kernel now */
+  assert_int_equal(ak_future_cancel(f), 0);
+  assert_int_equal(ak_future_wait(f, T_WAIT), 0);
+  while (!probe.settled)
+    ak_loop_run(loop, AK_RUN_ONCE);
+  assert_int_equal(probe.state, AK_CANCELLED);
+  assert_int_equal(ak_future_result(f), -ECANCELED);
+  ak_future_release(f);
+
+  /* A deadline set after the submission (a linked timeout: the SQE is
+   * still the newest unsubmitted one). */
+  char tbuf[8];
+  int64_t t0 = ak_now_ns();
+  ak_future *r = ak_read_opt(loop, p[0], tbuf, sizeof(tbuf), -1, NULL);
+  ak_future *d = ak_future_timeout(r, 20 * T_MS);
+  assert_non_null(d);
+  assert_true(d == r); /* the op itself, with a linked kernel timeout */
+  assert_int_equal(ak_future_wait(d, T_WAIT), 0);
+  assert_true(ak_now_ns() - t0 >= 20 * T_MS);
+  assert_int_equal(ak_future_result(d), -ETIMEDOUT);
+  ak_future_release(d);
+  ak_future_release(r);
+
+  /* Released before its CQE: the completion still lands in the buffer,
+   * and the next reads (their records may be the released one's) work. */
+  for (int round = 0; round < 20; round++) {
+    char *buf = calloc(1, 16);
+    f = ak_read_opt(loop, p[0], buf, 16, -1, NULL);
+    if (round % 2 == 0)
+      ak_loop_run(loop, AK_RUN_NOWAIT);
+    ak_future_release(f);
+    char msg[16];
+    int n = snprintf(msg, sizeof(msg), "round %d", round);
+    assert_int_equal(write(p[1], msg, (size_t)n), n);
+    for (int i = 0; i < 1000 && strncmp(buf, msg, (size_t)n) != 0; i++)
+      ak_loop_run(loop, AK_RUN_ONCE);
+    assert_memory_equal(buf, msg, (size_t)n);
+    free(buf);
+    assert_int_equal(t_get(ak_read_opt(loop, fd, got, 4, 0, NULL)), 4);
+  }
+
+  /* Two reads in flight; the wait for the second while the first is
+   * still the kernel's; a callback added to the first after its submit. */
+  int q[2];
+  assert_int_equal(pipe2(q, O_CLOEXEC), 0);
+  char b1[8] = {0}, b2[8] = {0};
+  ak_future *f1 = ak_read_opt(loop, p[0], b1, sizeof(b1), -1, NULL);
+  ak_future *f2 = ak_read_opt(loop, q[0], b2, sizeof(b2), -1, NULL);
+  ak_loop_run(loop, AK_RUN_NOWAIT);
+  cancel_probe later = {.buf = malloc(1)};
+  assert_int_equal(ak_future_on_settle(f1, free_buf_on_settle, &later), 0);
+  assert_int_equal(write(q[1], "two", 3), 3);
+  assert_int_equal(ak_future_wait(f2, T_WAIT), 0);
+  assert_int_equal(ak_future_result(f2), 3);
+  assert_memory_equal(b2, "two", 3);
+  assert_false(ak_future_is_set(f1));
+  assert_false(later.settled);
+  assert_int_equal(write(p[1], "one", 3), 3);
+  assert_int_equal(ak_future_wait(f1, T_WAIT), 0);
+  assert_int_equal(ak_future_result(f1), 3);
+  assert_memory_equal(b1, "one", 3);
+  while (!later.settled)
+    ak_loop_run(loop, AK_RUN_ONCE);
+  assert_int_equal(later.state, AK_DONE);
+  ak_future_release(f1);
+  ak_future_release(f2);
+  close(q[0]);
+  close(q[1]);
+  close(p[0]);
+  close(p[1]);
+  close(fd);
+}
+
 /* An op's future is its record (core/op.c): a future released before its
  * CQE arrives leaves the record with the op, the buffer the kernel's until
  * the completion, which still lands in it; the next ops reuse the record
@@ -1270,6 +1377,8 @@ int main(void)
       cmocka_unit_test_setup_teardown(cancelled_read_keeps_buffer_until_completion, fx_setup,
                                       fx_teardown),
       cmocka_unit_test_setup_teardown(released_read_still_completes, fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(direct_reads_and_writes_keep_promises, fx_setup,
+                                      fx_teardown),
       cmocka_unit_test_setup_teardown(op_future_outlives_later_ops, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(cancel_from_other_thread, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(cancel_by_fd_before_close, fx_setup, fx_teardown),

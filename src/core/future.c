@@ -388,7 +388,10 @@ static __attribute__((noinline)) void free_with_extras(ak_future *f) {
   ak__free_work.active = false;
 }
 
-__attribute__((noinline)) void ak__future_free(ak_future *f) {
+/* ak__future_free's body: inline in ak_future_release too, so that the
+ * common frees (an op's record back to the thread's cache, a plain
+ * future recycled) make no call. */
+static inline __attribute__((always_inline)) void future_free_body(ak_future *f) {
   /* Most kinds (every ring op) have no free_data: they skip the call. The
    * four pointers are or-ed, one branch for all. */
   uintptr_t extras = (uintptr_t)f->dtor | (uintptr_t)f->detail | (uintptr_t)f->more_head |
@@ -413,10 +416,12 @@ __attribute__((noinline)) void ak__future_free(ak_future *f) {
   future_recycle_plain(f);
 }
 
+__attribute__((noinline)) void ak__future_free(ak_future *f) { future_free_body(f); }
+
 void ak_future_release(ak_future *f) {
   /* acq_rel: the freeing thread sees every write made under other refs. */
-  if (f)
-    ak__future_release_inline(f);
+  if (f && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
+    future_free_body(f);
 }
 
 /* ---- Settling -------------------------------------------------------------- */
@@ -1008,6 +1013,17 @@ static __attribute__((noinline)) int wait_futex(ak_future *f, int64_t deadline) 
   }
 }
 
+/* ak_future_wait's every wait but the QD1 one: out of line, so that the
+ * QD1 wait's dispatch saves no registers for these. */
+static __attribute__((noinline)) int wait_other(ak_future *f, int64_t timeout_ns) {
+  if (timeout_ns == 0)
+    return AK_EWAITTIMEOUT;
+  ak_loop *loop = f->loop;
+  if (loop && ak__loop_owned_by_caller(loop))
+    return wait_running_loop(f, deadline_after(timeout_ns));
+  return wait_futex(f, deadline_after(timeout_ns));
+}
+
 int ak_future_wait(ak_future *f, int64_t timeout_ns) {
   if (ak__is_settled_word(word_of(f)))
     return 0;
@@ -1016,13 +1032,8 @@ int ak_future_wait(ak_future *f, int64_t timeout_ns) {
    * only this thread settles, a jump. */
   if (AK__LIKELY(f->kind == &ak__op_future_kind && timeout_ns < 0) &&
       ak__loop_owned_by_caller(f->loop))
-    return ak__loop_wait_local(f->loop, f);
-  if (timeout_ns == 0)
-    return AK_EWAITTIMEOUT;
-  ak_loop *loop = f->loop;
-  if (loop && ak__loop_owned_by_caller(loop))
-    return wait_running_loop(f, deadline_after(timeout_ns));
-  return wait_futex(f, deadline_after(timeout_ns));
+    return ak__loop_wait_local(f, f->loop);
+  return wait_other(f, timeout_ns);
 }
 
 int64_t ak_future_get(ak_future *f, int64_t timeout_ns, void **value) {

@@ -109,18 +109,28 @@ ak_future *ak__future_new(ak_loop *loop, const ak__future_kind *kind, void *data
 /* Initialises a future record: what every path reads, one reference, no
  * kind; (kind) fields are the kinds' to set. Inline for the records that
  * embed their future (an op's, ak__op_new). */
+static inline __attribute__((always_inline)) void ak__future_init_use(ak_future *f,
+                                                                     ak_loop *loop,
+                                                                     uint32_t refs);
 static inline __attribute__((always_inline)) void ak__future_init_refs(ak_future *f,
                                                                       ak_loop *loop,
                                                                       uint32_t refs) {
+  ak__future_init_use(f, loop, refs);
+  f->kind = NULL;
+  f->qnode.run = ak__future_run_callbacks;
+}
+/* ak__future_init_refs but the kind and qnode.run: for a record whose
+ * kind and run never change while it is recycled (an op's, ak__op_init). */
+static inline __attribute__((always_inline)) void ak__future_init_use(ak_future *f,
+                                                                     ak_loop *loop,
+                                                                     uint32_t refs) {
   atomic_init(&f->state, AK_PENDING);
   atomic_init(&f->refs, refs);
   f->loop = loop;
   f->cb = NULL;
-  f->kind = NULL;
   /* value .. adopted are contiguous: a few vector stores. */
   memset(&f->value, 0, offsetof(ak_future, adopted) + sizeof(f->adopted) -
                            offsetof(ak_future, value));
-  f->qnode.run = ak__future_run_callbacks;
 }
 static inline __attribute__((always_inline)) void ak__future_init(ak_future *f, ak_loop *loop) {
   ak__future_init_refs(f, loop, 1);
@@ -305,7 +315,7 @@ int ak__loop_iterate(ak_loop *loop, int64_t deadline_ns, bool (*done)(void *arg)
  * deadline (ak_future_wait's for an op). The QD1 wait then skips its
  * second look at f before it blocks: f was pending just before, and only
  * what the loop runs can settle it. 0 or a negative ring error. */
-int ak__loop_wait_local(ak_loop *loop, ak_future *f);
+int ak__loop_wait_local(ak_future *f, ak_loop *loop);
 
 /* Hands the SQ to the kernel now rather than with the loop's next batch,
  * when `now` or on an SQPOLL ring (where that is only a store to the SQ
@@ -482,6 +492,12 @@ enum {
                                      deadline timer (backend_epoll.c) */
   AK__OPF_MULTI = 1 << 11,      /* a batch or chain: writes its own SQEs
                                    (batch_ring.c), tagged AK__TAG_MULTI */
+  AK__OPF_PLAIN = 1 << 12,      /* set when it went into the SQ with no
+                                   complete hook, an opcode the kernel has
+                                   done before on the loop (its state never
+                                   leaves 1) and no latency histogram: its
+                                   CQE may settle it inline (loop_internal.h,
+                                   ak__op_done_is_plain) */
 };
 
 struct ak__op {
@@ -569,12 +585,21 @@ typedef struct ak__op_record_cache {
 extern AK__TLS ak__op_record_cache ak__op_records;
 extern const ak__future_kind ak__op_future_kind;
 
+/* What never changes in an op record while the thread's cache recycles it
+ * (its future's kind and qnode.run, op->fut): set once, when the
+ * allocator makes it (ak__op_new_slow). */
+static inline void ak__op_record_made(ak__op *op) {
+  op->future.kind = &ak__op_future_kind;
+  op->future.qnode.run = ak__future_run_callbacks;
+  op->fut = &op->future;
+}
+
+/* Initialises an op record for its next op (ak__op_record_made was done
+ * when it was made). */
 static inline __attribute__((always_inline)) ak__op *ak__op_init(ak__op *op, ak_loop *loop,
                                                                  unsigned kind) {
   ak_future *f = &op->future;
-  ak__future_init_refs(f, loop, 2); /* the op's and the caller's (ak__op_submit) */
-  f->kind = &ak__op_future_kind;
-  op->fut = f;
+  ak__future_init_use(f, loop, 2); /* the op's and the caller's (ak__op_submit) */
   op->loop = loop;
   op->next = NULL;
   op->prep = NULL;
@@ -591,6 +616,26 @@ static inline __attribute__((always_inline)) ak__op *ak__op_init(ak__op *op, ak_
   op->slots = 1;
   op->sqe_flags = 0;
   return op;
+}
+
+/* ak__op_init for an op that goes into the SQ with its SQE written by its
+ * maker (fs.c's direct read or write: no prep, no pool path, no epoll
+ * attempt, never parked): complete is NULL, but its other hooks (prep,
+ * blocking, discard, attempt), next and pool_fut are left from the
+ * record's last use, as nothing reads them for such an op (prep at a
+ * general submission or admission, blocking only while the opcode's state
+ * is unknown, discard with AK__OPF_CREATES, attempt on epoll, next while
+ * parked, pool_fut while AK__OPF_ON_POOL), and its caller's
+ * ak__op_lean_account sets owed, sqe and flags. */
+static inline __attribute__((always_inline)) void ak__op_init_direct(ak__op *op, ak_loop *loop,
+                                                                     unsigned kind) {
+  ak__future_init_use(&op->future, loop, 2);
+  op->loop = loop;
+  op->complete = NULL;
+  op->res = 0;
+  op->kind = (uint8_t)kind;
+  op->slots = 1;
+  op->sqe_flags = 0;
 }
 
 /* ak__op_new with an empty cache: the allocator. */
@@ -617,6 +662,11 @@ ak_future *ak__op_submit(ak__op *op);
  * an SQPOLL ring (ak__loop_submit_early): one call, which a caller can
  * make last. */
 ak_future *ak__op_submit_early(ak__op *op, bool now);
+
+/* Hands op's loop's SQ to the kernel now (ak__loop_flush_early) and returns
+ * op's future: the last call of an op submitted with AK_RW_SUBMIT_NOW or on
+ * an SQPOLL ring, made as a jump. */
+ak_future *ak__op_flush_early(ak__op *op);
 
 /* A future that failed at once with err on loop (bad arguments, wrong
  * thread). NULL on ENOMEM. */

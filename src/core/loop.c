@@ -378,8 +378,12 @@ int ak_loop_new(ak_loop **out, const ak_loop_options *opts) {
     if (ak__loop_has_opcode_slow(loop, op))
       loop->head.opcode_mask |= UINT64_C(1) << op;
   loop->head.sqpoll = (loop->features.setup_flags & IORING_SETUP_SQPOLL) != 0;
+  loop->rw_opcodes = ak__loop_has_opcode(loop, IORING_OP_READ) &&
+                     ak__loop_has_opcode(loop, IORING_OP_READ_FIXED) &&
+                     ak__loop_has_opcode(loop, IORING_OP_WRITE) &&
+                     ak__loop_has_opcode(loop, IORING_OP_WRITE_FIXED);
   loop->enter_flags = loop->features.registered_ring_fd ? IORING_ENTER_REGISTERED_RING : 0;
-  /* op.c's submits_lean: what never changes in a loop's life. Fault
+  /* ak__loop_submits_lean (loop_internal.h): what never changes in a loop's life. Fault
    * injection takes the general path (its SQE and short-SQE hooks). */
 #ifdef AK_FAULT_INJECTION
   loop->lean_submit = false;
@@ -390,6 +394,7 @@ int ak_loop_new(ak_loop **out, const ak_loop_options *opts) {
 #endif
   loop->direct_wait = loop->features.backend == AK_BACKEND_URING && !loop->head.sqpoll &&
                       !ak__vg_running;
+  loop->batch_waits = loop->features.batch_wait;
   loop->latency_stats = (loop->opts.flags & AK_LOOP_LATENCY_STATS) != 0;
   loop->prev_current = ak__current;
   loop->next_current = NULL;
@@ -885,6 +890,7 @@ static bool batch_wait(ak_loop *loop, int64_t wait_until, int *rc) {
   if (*rc == -EINVAL) {
     /* Not expected where the feature bit is set; wait as before from now on. */
     loop->features.batch_wait = false;
+    loop->batch_waits = false;
     *rc = 0;
   }
   return true;
@@ -931,7 +937,7 @@ static int submit_and_wait(ak_loop *loop, bool block, int64_t wait_until) {
       rc = io_uring_submit_and_wait(&loop->ring, 1);
     }
   }
-  if (loop->sq_unsubmitted)
+  if (AK__LIKELY(loop->sq_unsubmitted)) /* (the QD1 wait's op) */
     loop->stats.submits++;
   loop->sq_unsubmitted = rc < 0 ? unsubmitted_after_failure(loop) : 0;
   loop->last_sqe_op = NULL;
@@ -1030,7 +1036,7 @@ static inline long sys_io_uring_enter(int fd, unsigned to_submit, unsigned min_c
 static inline int submit_and_wait_one(ak_loop *loop) {
   struct io_uring_sq *sq = &loop->ring.sq;
   unsigned tail = sq->sqe_tail;
-  if (sq->sqe_head != tail) {
+  if (AK__LIKELY(sq->sqe_head != tail)) { /* the QD1 wait's op is there */
     sq->sqe_head = tail;
     IO_URING_WRITE_ONCE(*sq->ktail, tail);
   }
@@ -1047,7 +1053,7 @@ static inline int enter_direct(ak_loop *loop) {
   loop->stats.iterations++;
   int r = AK_FAULT_CALL(AK_FAULT_SUBMIT, submit_and_wait_one(loop));
   atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
-  if (loop->sq_unsubmitted)
+  if (AK__LIKELY(loop->sq_unsubmitted)) /* (the QD1 wait's op) */
     loop->stats.submits++;
   loop->sq_unsubmitted = 0;
   loop->last_sqe_op = NULL;
@@ -1071,6 +1077,19 @@ static inline void after_direct_reap(ak_loop *loop) {
     if (!atomic_load_explicit(&loop->stop, memory_order_relaxed))
       run_ready_outline(loop);
   }
+}
+
+/* The gate of the QD1 wait: direct_wait and wakeup_armed set, closing and
+ * batch_waits not (one compare of the word they share). A loop with batch
+ * waits takes the general way, whose wait_direct asks for their op count. */
+static inline bool direct_gate_open(const ak_loop *loop) {
+  union gate { /* the layout of the loop's (loop_internal.h) */
+    struct {
+      bool direct_wait, wakeup_armed, closing, batch_waits;
+    } flags;
+    uint32_t word;
+  };
+  return loop->direct_gate == ((union gate){.flags = {true, true, false, false}}).word;
 }
 
 /* The QD1 wait: a waiter on the owner thread whose loop has nothing to do
@@ -1151,16 +1170,20 @@ static __attribute__((noinline)) int wait_local_reap(ak_loop *loop, ak_future *f
   return wait_local_after(loop, f, rc);
 }
 
-/* The lean wait's CQE was op's own but not its plain completion (how < 0:
- * ak__op_cqe decides), or its settle was not the common one (how: what
- * ak__future_done_try left). */
+/* The lean wait's CQE was op's own but not its plain completion:
+ * ak__op_cqe decides. */
+static __attribute__((noinline)) int wait_local_cqe(ak_loop *loop, ak_future *f, ak__op *op,
+                                                    int res, unsigned flags) {
+  ak__op_cqe(op, res, flags, AK__TAG_OP);
+  return wait_local_after(loop, f, 0);
+}
+
+/* The lean wait's settle was not the common one (how: what
+ * ak__future_done_try left). Six arguments, all in registers, so that the
+ * QD1 wait's calls here are jumps and it keeps no stack of its own. */
 static __attribute__((noinline)) int wait_local_settle(ak_loop *loop, ak_future *f, ak__op *op,
-                                                       int res, unsigned flags, int how,
-                                                       uint32_t old) {
-  if (how < 0)
-    ak__op_cqe(op, res, flags, AK__TAG_OP);
-  else
-    ak__future_done_rest(&op->future, res, how, old);
+                                                       int res, int how, uint32_t old) {
+  ak__future_done_rest(&op->future, res, how, old);
   return wait_local_after(loop, f, 0);
 }
 
@@ -1168,30 +1191,36 @@ static __attribute__((noinline)) int wait_local_settle(ak_loop *loop, ak_future 
  * loop's thread): wait_direct and reap_direct for the common turn, one
  * enter and one CQE, the op's plain completion, settled inline, with
  * nothing else to do after, written so that every other case leaves by a
- * call made last (a jump: wait_local_loop, _reap, _settle, _after), so
+ * call made last (a jump: wait_local_loop, _reap, _cqe, _settle, _after), so
  * the common turn saves no registers. Those do what wait_direct does,
  * then go on the general way. */
-int ak__loop_wait_local(ak_loop *loop, ak_future *f) {
-  if (!loop->direct_wait || loop->ready_head || loop->timers.count || loop->queued_head ||
-      loop->pool_pend_n || !loop->wakeup_armed || loop->closing ||
-      (loop->features.batch_wait && loop->ops_active >= BATCH_MIN_OPS))
+int ak__loop_wait_local(ak_future *f, ak_loop *loop) {
+  /* wait_direct's first test, its words or'ed and its flags compared as
+   * one: this thread's own work (ready callbacks, timers, parked ops, pool
+   * tasks to hand over), and the gate. */
+  if (AK__UNLIKELY(((uintptr_t)loop->ready_head | (uintptr_t)loop->queued_head |
+                    loop->timers.count | loop->pool_pend_n) != 0 ||
+                   !direct_gate_open(loop)))
     return wait_local_loop(loop, f);
   /* may_sleep's handshake; a lane (a pool worker ever reported) takes the
    * general way, which asks ak__lanes_pending. f is not looked at again:
    * only this thread settles it (ak__loop_wait_local's contract). */
   atomic_store_explicit(&loop->sleeping, 1, memory_order_seq_cst);
-  if (atomic_load_explicit(&loop->inbox, memory_order_seq_cst) ||
-      __atomic_load_n(&loop->lanes, __ATOMIC_SEQ_CST) ||
-      atomic_load_explicit(&loop->stop, memory_order_seq_cst)) {
+  if (AK__UNLIKELY(((uintptr_t)atomic_load_explicit(&loop->inbox, memory_order_seq_cst) |
+                    (uintptr_t)__atomic_load_n(&loop->lanes, __ATOMIC_SEQ_CST) |
+                    (uintptr_t)atomic_load_explicit(&loop->stop, memory_order_seq_cst)) != 0)) {
     atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
     return wait_local_loop(loop, f);
   }
   int rc = enter_direct(loop);
-  /* reap_direct's common case: one CQE, an op's own. */
+  /* reap_direct's common case: one CQE, an op's own. (No valgrind test:
+   * direct_wait is false under valgrind, which ak__vg_running says from
+   * before the loop's start on.) */
   struct io_uring_cq *cq = &loop->ring.cq;
-  unsigned head = *cq->khead;
+  unsigned *khead = cq->khead;
+  unsigned head = *khead;
   unsigned tail = io_uring_smp_load_acquire(cq->ktail);
-  if (AK__UNLIKELY(tail - head != 1 || rc != 0 || ak__vg_running))
+  if (AK__UNLIKELY(tail - head != 1 || rc != 0))
     return wait_local_reap(loop, f, rc);
   const struct io_uring_cqe *cqe = &cq->cqes[head & cq->ring_mask];
   uint64_t data = cqe->user_data;
@@ -1199,23 +1228,31 @@ int ak__loop_wait_local(ak_loop *loop, ak_future *f) {
     return wait_local_reap(loop, f, rc);
   int res = cqe->res;
   unsigned flags = cqe->flags;
-  io_uring_smp_store_release(cq->khead, head + 1);
+  io_uring_smp_store_release(khead, head + 1);
   ak__op *op = (ak__op *)(uintptr_t)data;
   if (AK__UNLIKELY(!ak__op_done_is_plain(loop, op, res)))
-    return wait_local_settle(loop, f, op, res, flags, -1, 0);
+    return wait_local_cqe(loop, f, op, res, flags);
   /* ak__op_cqe_plain, its settle's calls made last. */
   ak__op_plain_account(loop, op, res);
   uint32_t old;
   int how = ak__future_done_try(&op->future, res, &old);
+  /* (The contended case apart: its code is then set on its own way, not
+   * ahead of the lock on the common one.) */
+  if (AK__UNLIKELY(how == AK__DONE_RETRY))
+    return wait_local_settle(loop, f, op, res, AK__DONE_RETRY, 0);
   if (AK__UNLIKELY(how != AK__DONE_OK))
-    return wait_local_settle(loop, f, op, res, flags, how, old);
-  /* wait_direct's tail, when there is nothing for it to do. */
-  if (AK__UNLIKELY(loop->queued_head || loop->timers.count || loop->ready_head ||
-                   loop->pool_pend_n || __atomic_load_n(&loop->lanes, __ATOMIC_RELAXED) ||
-                   atomic_load_explicit(&loop->inbox, memory_order_relaxed)))
+    return wait_local_settle(loop, f, op, res, how, old);
+  /* wait_direct's tail, when there is nothing for it to do. Parked ops,
+   * timers, ready callbacks and pool tasks to hand over were none at the
+   * start, and only this thread makes them: since then it entered the
+   * kernel and settled op the common way (no callback, no waiter), which
+   * makes none of them. What other threads hand over (posts, a pool
+   * worker's lane) may have come while it slept. */
+  if (AK__UNLIKELY(((uintptr_t)__atomic_load_n(&loop->lanes, __ATOMIC_RELAXED) |
+                    (uintptr_t)atomic_load_explicit(&loop->inbox, memory_order_relaxed)) != 0))
     return wait_local_after(loop, f, 0);
-  if (AK__LIKELY(future_is_settled(f)))
-    return 0;
+  if (AK__LIKELY(&op->future == f))
+    return 0; /* settled just now */
   return wait_local_loop(loop, f);
 }
 

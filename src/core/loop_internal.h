@@ -1,7 +1,10 @@
 /* core/loop_internal.h: the layout of struct ak_loop, private to core:
  * shared by the files that make up the loop (loop.c, loop_lane.c, op.c,
  * timer.c, register_*.c) and by future.c and pool.c for their inline fast
- * paths. Files outside core/ use the calls in core/internal.h instead. */
+ * paths, and by fs.c's reads and writes for the lean submission
+ * (ak__loop_submits_lean, ak__loop_sq_take, ak__op_lean_account: the
+ * QD1 read writes its SQE from its arguments). Other files outside core/
+ * use the calls in core/internal.h instead. */
 #ifndef AK_LOOP_INTERNAL_H
 #define AK_LOOP_INTERNAL_H
 
@@ -27,12 +30,36 @@ struct ak_loop {
   ak_features features;
   int64_t now;                    /* CLOCK_MONOTONIC, read lazily: see ak__loop_now */
   bool now_fresh;                 /* now was read in this phase of the iteration */
-  bool direct_wait;               /* a waiter may enter the ring directly (loop.c's
+  /* The four flags the QD1 wait tests first, one word (direct_gate) so
+   * that it tests them with one compare (loop.c's direct_gate_open). */
+  union {
+    struct {
+      bool direct_wait;           /* a waiter may enter the ring directly (loop.c's
                                      wait_direct): io_uring, no SQPOLL, no valgrind */
+      bool wakeup_armed;          /* the eventfd read is in the ring */
+      bool closing;               /* ak_loop_free is draining */
+      bool batch_waits;           /* features.batch_wait, as it is now */
+    };
+    uint32_t direct_gate;
+  };
   bool latency_stats;             /* AK_LOOP_LATENCY_STATS: ops read the clock */
-  bool lean_submit;               /* ops may take op.c's lean submission
-                                     (submits_lean): io_uring, no forced
-                                     pool, valgrind or latency histogram */
+  /* The flags a direct read or write (fs.c) tests first, one word
+   * (submit_gate) so that it tests them with one compare
+   * (ak__loop_rw_direct_open). */
+  union {
+    struct {
+      bool lean_submit;           /* ops may take op.c's lean submission
+                                     (ak__loop_submits_lean): io_uring, no
+                                     forced pool, valgrind or latency
+                                     histogram */
+      bool drain_mode;            /* a drain went in and the ring has not been
+                                     idle at a submit since (batch_ring.c) */
+      bool rw_opcodes;            /* the probe has READ, READ_FIXED, WRITE and
+                                     WRITE_FIXED */
+      bool submit_zero;           /* never set */
+    };
+    uint32_t submit_gate;
+  };
   unsigned enter_flags;           /* IORING_ENTER_REGISTERED_RING when the ring
                                      fd is registered (ring.enter_ring_fd) */
 
@@ -63,10 +90,7 @@ struct ak_loop {
   char inbox_pad[64 - sizeof(void *) - 3 * sizeof(int)];
   int eventfd;
   uint64_t eventfd_buf;           /* the kernel writes the wakeup read here */
-  bool wakeup_armed;
   bool wakeup_cancel_sent;
-  bool drain_mode;                /* a drain went in and the ring has not been
-                                     idle at a submit since (batch_ring.c) */
   bool drain_probed;              /* the probe NOP of leave_drain_mode came */
   uint64_t drain_probe_tail;      /* the SQ tail just after that probe; its
                                      address is the probe's user_data */
@@ -82,7 +106,6 @@ struct ak_loop {
   ak__qnode *pool_pend_tail;      /*   yet handed to the pool: they go in */
   unsigned pool_pend_n;           /*   one batch per dispatch (pool.c) */
   ak_pool *pool_pend_pool;
-  bool closing;                   /* ak_loop_free is draining */
 
   ak__timer_heap timers;
   ak_loop_stats stats;
@@ -282,33 +305,42 @@ void ak__op_send_cancel(ak_loop *loop, uint64_t user_data);
 #define AK__OPF_DONE_SLOW                                                                          \
   (AK__OPF_MULTISHOT | AK__OPF_DEADLINE | AK__OPF_TIMED_OUT | AK__OPF_ON_POOL | AK__OPF_CREATES)
 
-/* The common completion (a QD1 read's): the op's only CQE, a result that
- * is not a refusal (res >= 0), an opcode the kernel has done before, no
- * complete hook, no latency histogram, no fault injection. op_done would
- * test each of these and then settle: settled here without the call. */
+/* The common completion (a QD1 read's): an op that went into the SQ
+ * plain (AK__OPF_PLAIN: no complete hook, an opcode the kernel has done
+ * before, no latency histogram), none of what op_done acts on since
+ * (AK__OPF_DONE_SLOW: a linked timeout, the only second CQE an op that is
+ * not a batch owes, among them), a result that is not a refusal (res >=
+ * 0), no fault injection. op_done would test each of these and then
+ * settle: settled here without the call. */
 static inline bool ak__op_done_is_plain(const ak_loop *loop, const ak__op *op, int res) {
-#ifdef AK_FAULT_INJECTION
   (void)loop;
+#ifdef AK_FAULT_INJECTION
   (void)op;
   (void)res;
   return false;
 #else
-  return !(op->flags & AK__OPF_DONE_SLOW) && res >= 0 && op->owed == 1 && !op->complete &&
-         loop->opcode_state[op->kind] == 1 && !loop->latency_stats;
+  return (op->flags & (AK__OPF_DONE_SLOW | AK__OPF_PLAIN)) == AK__OPF_PLAIN && res >= 0;
 #endif
+}
+
+/* Whether op, going into the SQ now, is AK__OPF_PLAIN. */
+static inline bool ak__op_goes_plain(const ak_loop *loop, const ak__op *op) {
+  return !op->complete && loop->opcode_state[op->kind] == 1 && !loop->latency_stats;
 }
 
 /* A plain completion's bookkeeping, before its settle: the loop's counts
  * (ak__op_finish's ops_active among them, dropped before the settle may
- * recycle op) and op's result. ak__op_cqe_plain and the QD1 wait's own
- * settle (loop.c) share it. */
+ * recycle op). op->res and op->owed are left as they are: after a plain
+ * completion nothing reads them (res waits there for a linked timeout's
+ * CQE, owed counts the CQEs still to come), and the record's next use
+ * initialises both. ak__op_cqe_plain and the QD1 wait's own settle
+ * (loop.c) share it. */
 static inline __attribute__((always_inline)) void ak__op_plain_account(ak_loop *loop, ak__op *op,
                                                                         int res) {
+  (void)res;
   loop->stats.completed[op->kind]++;
   loop->in_flight--;
   loop->ops_active--;
-  op->owed = 0;
-  op->res = res;
 }
 
 /* op's own CQE (tag AK__TAG_OP) with result res: settles op here and
@@ -322,6 +354,93 @@ static inline __attribute__((always_inline)) bool ak__op_cqe_plain(ak_loop *loop
   ak__op_plain_account(loop, op, res);
   ak__future_done_owned(&op->future, res);
   return true;
+}
+
+/* Whether an op of kind taking slots CQ slots, with none of
+ * AK__OPF_NOT_LEAN, goes straight into the SQ with nothing else to decide
+ * (a QD1 read's submission): a loop that neither forces the pool, runs on
+ * epoll, under valgrind nor keeps the latency histogram (loop->lean_submit,
+ * fixed at its start), an opcode the kernel has not refused, no op parked
+ * before it, CQ room, no drain mode to leave and no builder's SQEs staged
+ * where it would write. Anything else takes op.c's general path, which
+ * decides each of these in turn. */
+static inline bool ak__loop_submits_lean(const ak_loop *loop, unsigned kind, unsigned slots) {
+  return loop->lean_submit && loop->opcode_state[kind] != 2 && !loop->queued_head &&
+         loop->in_flight + slots <= loop->cq_capacity && !loop->drain_mode && !loop->stage;
+}
+
+/* Whether a plain or fixed read or write may go fs.c's direct way as far
+ * as the loop's flags say (its submit_gate): the lean submission, no drain
+ * mode, the four opcodes in the probe. */
+static inline bool ak__loop_rw_direct_open(const ak_loop *loop) {
+  union gate { /* the layout of the loop's */
+    struct {
+      bool lean_submit, drain_mode, rw_opcodes, submit_zero;
+    } flags;
+    uint32_t word;
+  };
+  return loop->submit_gate == ((union gate){.flags = {true, false, true, false}}).word;
+}
+
+/* Whether the SQ has a free slot for the lean submission (else the
+ * general path flushes it), and that slot taken (ak__loop_sq_has_room
+ * true just before): io_uring_get_sqe for the loop's rings, which are
+ * never SQE128 (loop.c's set-up), in two, so that a caller's test of the
+ * room is not followed by one of the SQE's address. */
+static inline bool ak__loop_sq_has_room(const ak_loop *loop) {
+  const struct io_uring_sq *sq = &loop->ring.sq;
+  return sq->sqe_tail - io_uring_smp_load_acquire(sq->khead) < sq->ring_entries;
+}
+static inline __attribute__((always_inline)) struct io_uring_sqe *ak__loop_sq_take(ak_loop *loop) {
+  struct io_uring_sq *sq = &loop->ring.sq;
+  unsigned tail = sq->sqe_tail;
+  sq->sqe_tail = tail + 1;
+  return &sq->sqes[tail & sq->ring_mask];
+}
+
+/* The lean submission's bookkeeping once op's SQE is taken (kind, slots,
+ * flags: op's, read by the caller before its stores, which the compiler
+ * cannot tell apart from op's own; flags may add AK__OPF_PLAIN): op in
+ * the SQ as prep_into_sq leaves it, the record's stores before the loop's
+ * (so that the compiler merges them with an initialisation just before).
+ * The caller counts op in loop->ops_active. */
+static inline __attribute__((always_inline)) void
+ak__op_lean_account(ak_loop *loop, ak__op *op, struct io_uring_sqe *sqe, unsigned kind,
+                    unsigned slots, unsigned flags) {
+  op->owed = 1;
+  op->sqe = sqe;
+  op->flags = (uint16_t)(flags | AK__OPF_SUBMITTED);
+  io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op);
+  loop->sq_unsubmitted++;
+  loop->in_flight += slots;
+  loop->last_sqe_op = op;
+  loop->stats.submitted[kind]++;
+}
+
+/* What makes an op's submission more than an SQE filled in place: a
+ * missing opcode (the pool path), a batch, a linked timeout, a registered
+ * socket to look up. */
+#define AK__OPF_NOT_LEAN (AK__OPF_NO_OPCODE | AK__OPF_MULTI | AK__OPF_DEADLINE | AK__OPF_SOCKET)
+
+/* The lean submission's SQE (ak__loop_submits_lean, op without
+ * AK__OPF_NOT_LEAN, and a free SQ slot): op is in the SQ, as prep_into_sq
+ * leaves it, except for the SQE's own fields (all but user_data) and
+ * op->sqe_flags, which the caller writes; NULL and nothing done when op
+ * must take the general way (ak__op_submit). The caller counts op in
+ * loop->ops_active. */
+static inline __attribute__((always_inline)) struct io_uring_sqe *ak__op_lean_sqe(ak_loop *loop,
+                                                                                 ak__op *op) {
+  unsigned kind = op->kind, slots = op->slots, flags = op->flags;
+  if (AK__UNLIKELY((flags & AK__OPF_NOT_LEAN) || !ak__loop_submits_lean(loop, kind, slots)))
+    return NULL;
+  if (AK__UNLIKELY(!ak__loop_sq_has_room(loop)))
+    return NULL;
+  struct io_uring_sqe *sqe = ak__loop_sq_take(loop);
+  /* (The lean way has no latency histogram.) */
+  if (!op->complete && loop->opcode_state[kind] == 1)
+    flags |= AK__OPF_PLAIN;
+  ak__op_lean_account(loop, op, sqe, kind, slots, flags);
+  return sqe;
 }
 
 /* ---- Op records (op.c; the cache is in core/internal.h) ---- */

@@ -101,7 +101,10 @@ void ak__op_records_flush(void) {
 
 __attribute__((noinline, cold)) ak__op *ak__op_new_slow(ak_loop *loop, unsigned kind) {
   ak__op *op = ak__malloc(sizeof(*op));
-  return op ? ak__op_init(op, loop, kind) : NULL;
+  if (!op)
+    return NULL;
+  ak__op_record_made(op);
+  return ak__op_init(op, loop, kind);
 }
 
 /* The op is done: its reference on its future goes to the callbacks (or is
@@ -197,7 +200,8 @@ static inline __attribute__((always_inline)) void prep_into_sq(ak__op *op) {
   op->sqe = sqe;
   if (deadline)
     prep_linked_deadline(op, sqe);
-  op->flags = (uint16_t)((op->flags & ~AK__OPF_QUEUED) | AK__OPF_SUBMITTED);
+  op->flags = (uint16_t)((op->flags & ~AK__OPF_QUEUED) | AK__OPF_SUBMITTED |
+                         (ak__op_goes_plain(loop, op) ? AK__OPF_PLAIN : 0));
   op->submit_ns = ak__loop_latency_now(loop);
   loop->in_flight += op->slots;
   loop->last_sqe_op = op;
@@ -228,24 +232,6 @@ static bool has_room(const ak_loop *loop, const ak__op *op) {
  * CQ is momentarily full. */
 static bool is_cancel_request(const ak__op *op) { return op->kind == AK_OP_CANCEL; }
 
-/* What makes an op's submission more than an SQE filled in place: a
- * missing opcode (the pool path), a batch, a linked timeout, a registered
- * socket to look up. */
-#define AK__OPF_NOT_LEAN (AK__OPF_NO_OPCODE | AK__OPF_MULTI | AK__OPF_DEADLINE | AK__OPF_SOCKET)
-
-/* Whether op goes straight into the SQ with nothing else to decide (a QD1
- * read's submission): a loop that neither forces the pool, runs on epoll,
- * under valgrind nor keeps the latency histogram (loop->lean_submit, fixed
- * at its start), an op with none of AK__OPF_NOT_LEAN and an opcode the
- * kernel has not refused, no op parked before it, CQ room, no drain mode
- * to leave and no builder's SQEs staged where it would write. Anything else
- * takes the general path below, which decides each of these in turn. */
-static inline bool submits_lean(const ak_loop *loop, const ak__op *op) {
-  return loop->lean_submit && !(op->flags & AK__OPF_NOT_LEAN) &&
-         loop->opcode_state[op->kind] != 2 && !loop->queued_head &&
-         loop->in_flight + op->slots <= loop->cq_capacity && !loop->drain_mode && !loop->stage;
-}
-
 /* The general submission: the pool path, the admission queue, or the SQ
  * (prep_into_sq) or the epoll backend. Out of line, so that the lean one
  * saves only the registers it needs. */
@@ -267,27 +253,15 @@ static __attribute__((noinline)) void op_submit_general(ak__op *op) {
   }
 }
 
-/* Submits op; true if it went the lean way (straight into the SQ). */
+/* Submits op: the lean way (straight into the SQ) when it can. */
 static inline __attribute__((always_inline)) void op_submit(ak__op *op) {
   ak_loop *loop = op->loop;
   loop->ops_active++;
-  if (AK__LIKELY(submits_lean(loop, op))) {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
-    if (AK__LIKELY(sqe != NULL)) { /* else the SQ is full: the general path flushes it */
-      /* prep_into_sq's work for this case, in an order that keeps little
-       * across the prep's call (which leaves user_data alone). */
-      loop->sq_unsubmitted++;
-      io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op);
-      op->owed = 1;
-      op->sqe = sqe;
-      op->flags |= AK__OPF_SUBMITTED;
-      loop->in_flight += op->slots;
-      loop->last_sqe_op = op;
-      loop->stats.submitted[op->kind]++;
-      op->prep(op, sqe);
-      sqe->flags |= op->sqe_flags;
-      return;
-    }
+  struct io_uring_sqe *sqe = ak__op_lean_sqe(loop, op);
+  if (AK__LIKELY(sqe != NULL)) {
+    op->prep(op, sqe);
+    sqe->flags |= op->sqe_flags;
+    return;
   }
   op_submit_general(op);
 }
@@ -301,6 +275,11 @@ ak_future *ak__op_submit(ak__op *op) {
 ak_future *ak__op_submit_early(ak__op *op, bool now) {
   op_submit(op);
   ak__loop_submit_early(op->loop, now); /* the record stays: the op holds it */
+  return &op->future;
+}
+
+ak_future *ak__op_flush_early(ak__op *op) {
+  ak__loop_flush_early(op->loop); /* the record stays: the op holds it */
   return &op->future;
 }
 

@@ -26,7 +26,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "core/internal.h"
+#include "core/loop_internal.h" /* ak__op_lean_sqe: the QD1 read's submission */
 
 /* ---- 1. Shared bits ------------------------------------------------------ */
 
@@ -178,17 +178,13 @@ static void vec_complete(ak__op *op, int res, unsigned flags)
   ak__op_finish(op, res);
 }
 
-/* A read or write's record with what every variant shares (the fd, the
- * offset, the options; *now: AK_RW_SUBMIT_NOW); the caller fills the
- * buffer or the iovecs.
- * Inlined: the options are read after the allocation, straight into the
- * record (held across the call they cost spills on the QD1 read's path). */
-static inline __attribute__((always_inline)) ak__op *
-rw_op_new(ak_loop *loop, unsigned kind, int fd, int64_t offset, const ak_rw_opts *opts, bool *now)
+/* Fills a new read or write record with what every variant shares (the
+ * fd, the offset, the options; *now: AK_RW_SUBMIT_NOW); the caller fills
+ * the buffer or the iovecs. Inlined: the options are read straight into
+ * the record (held across a call they cost spills on the QD1 read's path). */
+static inline __attribute__((always_inline)) void
+rw_op_fill(ak__op *op, int fd, int64_t offset, const ak_rw_opts *opts, bool *now)
 {
-  ak__op *op = ak__op_new(loop, kind);
-  if (!op)
-    return NULL;
   fs_rw *d = AK__OP_DATA(op, fs_rw);
   d->fd = fd;
   d->offset = offset;
@@ -205,21 +201,21 @@ rw_op_new(ak_loop *loop, unsigned kind, int fd, int64_t offset, const ak_rw_opts
     d->rw_flags = 0;
     *now = false;
   }
-  return op;
 }
 
-/* Plain and fixed reads and writes (the vectored fields stay unset: only
- * vectored ops read them). Inlined into ak_read_opt and ak_write_opt,
- * where write is a constant: the QD1 read's submission is straight-line
- * (issue 24). */
-static inline __attribute__((always_inline)) ak_future *
-rw_submit(ak_loop *loop, bool write, int fd, void *buf, size_t len, int64_t offset,
-          const ak_rw_opts *opts)
+/* The general way of a plain or fixed read or write, on a record taken
+ * from the cache or the allocator whose loop and kind are set: the record
+ * initialised and filled for every way (the vectored fields stay unset:
+ * only vectored ops read them), and ak__op_submit's. Out of line, so that
+ * rw_submit's direct way saves no registers for it. */
+static __attribute__((noinline)) ak_future *
+rw_submit_general(ak__op *op, int fd, void *buf, size_t len, int64_t offset,
+                  const ak_rw_opts *opts)
 {
+  bool write = op->kind == AK_OP_WRITE;
+  ak__op_init(op, op->loop, op->kind);
   bool now;
-  ak__op *op = rw_op_new(loop, write ? AK_OP_WRITE : AK_OP_READ, fd, offset, opts, &now);
-  if (!op)
-    return NULL;
+  rw_op_fill(op, fd, offset, opts, &now);
   fs_rw *d = AK__OP_DATA(op, fs_rw);
   d->buf = buf;
   d->len = ak__clamp_len(len);
@@ -238,14 +234,100 @@ rw_submit(ak_loop *loop, bool write, int fd, void *buf, size_t len, int64_t offs
   return submit_op(op, now);
 }
 
-/* rw_submit with the thread's op records empty (the allocator then):
- * out of line, so that ak_read_opt and ak_write_opt, whose records come
- * from the cache, make no call but their last and save no registers. */
+/* A plain or fixed read or write on op, a record just taken from the
+ * thread's cache (not yet initialised). The direct way first: when it
+ * goes the lean way (ak__loop_submits_lean, a free SQ slot) with an opcode
+ * the kernel has done before on this loop, its SQE is written from the
+ * arguments, then the record initialised, with no prep call and no params
+ * in the record, which nothing reads once the op is in the SQ (the pool
+ * path, the epoll backend's attempt and the admission queue are the
+ * general way's, and a refusal (EINVAL) takes the pool only while the
+ * opcode's state is unknown). Else rw_submit_general. Inlined into
+ * ak_read_opt and ak_write_opt, where write is a constant: the QD1 read's
+ * submission, straight-line, and its arguments go into the SQE before the
+ * record's stores (issue 24). */
+static inline __attribute__((always_inline)) ak_future *
+rw_submit(ak_loop *loop, ak__op *op, bool write, int fd, void *buf, size_t len, int64_t offset,
+          const ak_rw_opts *opts)
+{
+  static const ak_rw_opts defaults = AK_RW_OPTS_INIT;
+  if (!opts)
+    opts = &defaults; /* one test, not one per option */
+  unsigned kind = write ? AK_OP_WRITE : AK_OP_READ;
+  /* ak__loop_submits_lean's tests, the loop's flags as one word (with the
+   * probe's answer for the four opcodes: a kernel without one of them
+   * takes the general way) and its pointers or'ed. */
+  if (AK__UNLIKELY(!ak__loop_rw_direct_open(loop) || loop->opcode_state[kind] != 1 ||
+                   ((uintptr_t)loop->queued_head | (uintptr_t)loop->stage) != 0 ||
+                   loop->in_flight >= loop->cq_capacity || !ak__loop_sq_has_room(loop))) {
+    op->loop = loop;
+    op->kind = (uint8_t)kind;
+    return rw_submit_general(op, fd, buf, len, offset, opts);
+  }
+  struct io_uring_sqe *sqe = ak__loop_sq_take(loop);
+  /* io_uring_prep_rw's fields, each written once: the arguments first,
+   * then the options (read after the tests: held across them, or across
+   * the arguments' stores, they took registers saved for it). */
+  sqe->off = (uint64_t)offset;
+  sqe->addr = (uint64_t)(uintptr_t)buf;
+  sqe->len = (unsigned)ak__clamp_len(len);
+  int buf_index = opts->buf_index;
+  bool fixed = buf_index >= 0;
+  unsigned opcode = write ? (fixed ? IORING_OP_WRITE_FIXED : IORING_OP_WRITE)
+                          : (fixed ? IORING_OP_READ_FIXED : IORING_OP_READ);
+  int file_index = opts->file_index;
+  sqe->opcode = (__u8)opcode;
+  sqe->flags = file_index >= 0 ? IOSQE_FIXED_FILE : 0;
+  sqe->ioprio = 0;
+  sqe->fd = file_index >= 0 ? file_index : fd;
+  sqe->rw_flags = opts->rw_flags;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  /* buf_index, personality (0) and file_index (0): one store. */
+  _Static_assert(offsetof(struct io_uring_sqe, personality) ==
+                         offsetof(struct io_uring_sqe, buf_index) + 2 &&
+                     offsetof(struct io_uring_sqe, file_index) ==
+                         offsetof(struct io_uring_sqe, buf_index) + 4,
+                 "the SQE's buf_index, personality and file_index are one 8-byte word");
+  uint64_t index_word = fixed ? (uint16_t)buf_index : 0;
+  memcpy(&sqe->buf_index, &index_word, sizeof(index_word));
+#else
+  sqe->buf_index = fixed ? (__u16)buf_index : 0;
+  sqe->personality = 0;
+  sqe->file_index = 0;
+#endif
+  sqe->addr3 = 0;
+  sqe->__pad2[0] = 0;
+  bool now = (opts->flags & AK_RW_SUBMIT_NOW) != 0;
+  ak__op_init_direct(op, loop, kind);
+  /* Plain (AK__OPF_PLAIN): no complete hook, the opcode's state 1, and
+   * the lean way has no latency histogram. */
+  ak__op_lean_account(loop, op, sqe, kind, 1, AK__OPF_PLAIN);
+  loop->ops_active++;
+  if (AK__UNLIKELY(now || ((const ak__loop_head *)(const void *)loop)->sqpoll))
+    return ak__op_flush_early(op);
+  return &op->future;
+}
+
+/* A read or write with the thread's op records empty: the allocator, and
+ * the general way. Out of line and cold. */
 static __attribute__((noinline, cold)) ak_future *
 rw_submit_cold(ak_loop *loop, bool write, int fd, void *buf, size_t len, int64_t offset,
                const ak_rw_opts *opts)
 {
-  return rw_submit(loop, write, fd, buf, len, offset, opts);
+  ak__op *op = ak__op_new(loop, write ? AK_OP_WRITE : AK_OP_READ);
+  if (!op)
+    return NULL;
+  return rw_submit_general(op, fd, buf, len, offset, opts);
+}
+
+/* A record from the thread's op records (the caller saw them non-empty),
+ * not yet initialised (rw_submit does that). */
+static inline __attribute__((always_inline)) ak__op *op_record_take(void)
+{
+  ak__op *op = ak__op_records.head;
+  ak__op_records.head = op->next;
+  ak__op_records.room++;
+  return op;
 }
 
 ak_future *ak_read_opt(ak_loop *loop, int fd, void *buf, size_t len, int64_t offset,
@@ -254,7 +336,7 @@ ak_future *ak_read_opt(ak_loop *loop, int fd, void *buf, size_t len, int64_t off
   AK__REQUIRE_OWNER(loop, "ak_read_opt");
   if (AK__UNLIKELY(ak__op_records.head == NULL))
     return rw_submit_cold(loop, false, fd, buf, len, offset, opts);
-  return rw_submit(loop, false, fd, buf, len, offset, opts);
+  return rw_submit(loop, op_record_take(), false, fd, buf, len, offset, opts);
 }
 
 ak_future *ak_write_opt(ak_loop *loop, int fd, const void *buf, size_t len, int64_t offset,
@@ -263,7 +345,7 @@ ak_future *ak_write_opt(ak_loop *loop, int fd, const void *buf, size_t len, int6
   AK__REQUIRE_OWNER(loop, "ak_write_opt");
   if (AK__UNLIKELY(ak__op_records.head == NULL))
     return rw_submit_cold(loop, true, fd, (void *)buf, len, offset, opts);
-  return rw_submit(loop, true, fd, (void *)buf, len, offset, opts);
+  return rw_submit(loop, op_record_take(), true, fd, (void *)buf, len, offset, opts);
 }
 
 static ak_future *vec_submit(ak_loop *loop, bool write, int fd, const struct iovec *iov,
@@ -278,11 +360,12 @@ static ak_future *vec_submit(ak_loop *loop, bool write, int fd, const struct iov
       return NULL;
   }
   bool now;
-  ak__op *op = rw_op_new(loop, write ? AK_OP_WRITEV : AK_OP_READV, fd, offset, opts, &now);
+  ak__op *op = ak__op_new(loop, write ? AK_OP_WRITEV : AK_OP_READV);
   if (!op) {
     ak__free(heap);
     return NULL;
   }
+  rw_op_fill(op, fd, offset, opts, &now);
   fs_rw *d = AK__OP_DATA(op, fs_rw);
   d->buf_index = -1; /* no fixed vectored ops before 6.x; not offered */
   d->buf = NULL;
