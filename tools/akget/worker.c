@@ -42,6 +42,23 @@ akg_run *akg_worker_run(akg_worker *w) { return w->run; }
 static void fill_slots(akg_worker *w);
 static void feed_ready_cb(void *arg);
 
+/* Pipelining: whether the slots freed so far are worth a fill now. A
+ * pipeline's answers come over a few receives, so its downloads end over
+ * a few loop iterations; filling after each let the next HEADs go out a
+ * few at a time, as short pipelines on more connections (at -j 32 about
+ * half the pipelines were of one HEAD: more sends and receives on both
+ * sides). The slots are filled once a whole pipeline's worth is free, or
+ * when nothing is left in flight (the list's last items, or a worker
+ * waiting for the list: the feed's post fills then in any case). Work
+ * always goes on: while fewer than that are free, downloads are active
+ * and each one's end comes back here. */
+static bool refill_due(const akg_worker *w)
+{
+  unsigned depth = w->run->opts->pipelining;
+  unsigned want = depth < w->slots ? depth : w->slots;
+  return w->active == 0 || w->slots - w->active >= want;
+}
+
 static void item_done(akg_worker *w, akg_item *item)
 {
   w->active--;
@@ -53,6 +70,8 @@ static void item_done(akg_worker *w, akg_item *item)
   /* Pipelining: the answers of one pipeline end their downloads in the
    * same loop iteration; the slots they free are filled once, after them
    * all, so that their successors' HEADs go out as one pipeline too. */
+  if (!refill_due(w))
+    return;
   if (!w->refill_posted && ak_loop_post(w->loop, feed_ready_cb, w) == 0)
     w->refill_posted = true;
   else if (!w->refill_posted)
