@@ -245,6 +245,12 @@ int akg_dir_fd(const akg_dir *h);
 int akg_dir_still(const akg_opts *o, const akg_item *it, const akg_dir *h, char *why,
                   size_t why_len);
 void akg_dir_close(akg_dir *h);
+/* it->path as a directory descriptor and a name relative to it, for a
+ * look at the file already there (-N's stat and ETag read): -d's held
+ * descriptor and the path below it (one lookup per component below -d,
+ * not per component of the whole path), or AT_FDCWD and the path (-o, no
+ * -d, or -d not openable: its error comes with the download). */
+const char *akg_path_at(const akg_opts *o, const char *path, int *dirfd);
 /* The last component of path (after its last '/'). */
 const char *akg_leaf(const char *path);
 uint64_t akg_str_hash(const char *s); /* FNV-1a: --shard's hash, the same everywhere */

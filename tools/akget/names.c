@@ -303,6 +303,19 @@ static int base_dir(const akg_opts *o, int *fd)
   return rc;
 }
 
+const char *akg_path_at(const akg_opts *o, const char *path, int *dirfd)
+{
+  *dirfd = AT_FDCWD;
+  size_t base_len = o->dir ? strlen(o->dir) : 0;
+  /* A path of akg_names_assign's under -d is "-d/rest" (join3). */
+  if (o->output || !o->dir || strncmp(path, o->dir, base_len) != 0 || path[base_len] != '/' ||
+      !path[base_len + 1] || base_dir(o, dirfd) < 0) {
+    *dirfd = AT_FDCWD;
+    return path;
+  }
+  return path + base_len + 1;
+}
+
 /* The directories of rel beneath the base (-d), made where missing.
  * Returns 0 or -errno (-ELOOP: a link, see walk_beneath). */
 static int mkdir_beneath(const akg_opts *o, const char *rel, size_t *link_len)
