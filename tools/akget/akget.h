@@ -175,6 +175,9 @@ typedef struct akg_run {
   int64_t ended_got;         /* bytes of items ended (for the display's totals) */
   int64_t ended_known_total, ended_known_got; /* of those whose size was known */
   bool reader_left;          /* akg_feed_finish left the list reader in a read */
+  _Atomic int loop_cpu;      /* the CPU the run's one loop last took items on,
+                                for the list's reader to run beside it
+                                (feed.c); -1: not known, or several loops */
 } akg_run;
 
 /* Bytes of item on disk so far: resumed_from plus every segment's count. */

@@ -7,9 +7,11 @@
  * With one thread and a progress display the worker runs on the main
  * thread's behalf in a thread of its own (the main thread draws the
  * display); without a display the main thread runs it. */
+#define _GNU_SOURCE /* sched_getcpu */
 #include "akget.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,6 +119,8 @@ static void send_heads(akg_worker *w)
 static void take_items(akg_worker *w)
 {
   akg_run *run = w->run;
+  if (w->run_threads == 1) /* where the list's reader follows it (feed.c) */
+    atomic_store_explicit(&run->loop_cpu, sched_getcpu(), memory_order_relaxed);
   while (w->active < w->slots) {
     akg_item *it;
     int r = akg_feed_take(run->feed, w, &it);
@@ -236,6 +240,7 @@ void akg_run_init(akg_run *run, const akg_opts *opts)
 {
   run->opts = opts;
   run->start_ns = ak_now_ns();
+  atomic_init(&run->loop_cpu, -1);
   pthread_mutex_init(&run->out_lock, NULL);
   pthread_mutex_init(&run->active_lock, NULL);
 }
