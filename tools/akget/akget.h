@@ -230,11 +230,12 @@ typedef struct akg_names akg_names;
 akg_names *akg_names_new(void);
 void akg_names_free(akg_names *n);
 /* Sets it->path and it->tmp: -o, else -d/[dir/](out or the URL's name), a
- * repeated URL name numbered; out=/dir= directories made. Returns 0,
- * -ENOMEM, or an exit code (2: a bad or repeated out=/dir=, 3: a directory
- * that cannot be made) with why filled. */
-int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const char *dir,
-                     const char *out, char *why, size_t why_len);
+ * repeated URL name numbered; out=/dir= directories made. u: it->url
+ * parsed already, or NULL (parsed here). Returns 0, -ENOMEM, or an exit
+ * code (2: a bad or repeated out=/dir=, 3: a directory that cannot be
+ * made) with why filled. */
+int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const ak_url *u,
+                     const char *dir, const char *out, char *why, size_t why_len);
 int akg_mkdir_p(const char *dir);
 /* The directory it->path goes in, held for the download (names.c: why):
  * resolved beneath -d with no link followed (not with -o). Sets *out

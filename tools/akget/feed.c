@@ -277,15 +277,16 @@ static bool feed_entry(akg_feed *f, akg_list_entry *e, const char *list,
     fail_entry(f, it, AKG_EXIT_USAGE, where, e->error);
     return true;
   }
+  /* Parsed once: the check here, the file's name (names.c) after. */
   ak_url *u = NULL;
   if ((rc = ak_url_parse(it->url, &u)) < 0) {
     ak_url_free(u);
+    u = NULL;
     if (rc == -ENOMEM)
       goto oom; /* not the entry's fault: the run's end, exit 3 */
     snprintf(why, sizeof why, "%.400s: %s", it->url, ak_strerror(rc));
     goto refused;
   }
-  ak_url_free(u);
   if (e->checksum && akg_parse_checksum(e->checksum, it->sha256) < 0) {
     snprintf(why, sizeof why, "checksum %.200s is not sha-256=HEX (64 hex digits)", e->checksum);
     line = e->checksum_line;
@@ -300,7 +301,9 @@ static bool feed_entry(akg_feed *f, akg_list_entry *e, const char *list,
     goto oom;
   if ((rc = akg_credentials_item(f->o, f->netrc, f->netrc_len, it)) < 0)
     goto oom;
-  rc = akg_names_assign(f->names, f->o, it, e->dir, e->out, why, sizeof why);
+  rc = akg_names_assign(f->names, f->o, it, u, e->dir, e->out, why, sizeof why);
+  ak_url_free(u);
+  u = NULL;
   if (rc < 0)
     goto oom;
   if (rc > 0) {
@@ -311,7 +314,7 @@ static bool feed_entry(akg_feed *f, akg_list_entry *e, const char *list,
   }
   /* -N: the stat and the xattr read of the file on disk are done here, on
    * the reader's thread, rather than on the loop's between its network
-   * steps (a sixth of a 304 run's CPU; the two threads run side by side). */
+   * steps (a sixth of a 304 run's CPU). */
   if (f->o->timestamping && akg_ts_new(it->opts ? it->opts : f->o, it->path, &it->ts) < 0)
     goto oom;
   if (push(f, it))
@@ -321,6 +324,7 @@ static bool feed_entry(akg_feed *f, akg_list_entry *e, const char *list,
 refused:
   rc = AKG_EXIT_USAGE;
 refused_rc:
+  ak_url_free(u);
   if (list)
     snprintf(where, sizeof where, "%.300s: line %lu", list, line);
   else
@@ -328,6 +332,7 @@ refused_rc:
   fail_entry(f, it, rc, where, why);
   return true;
 oom:
+  ak_url_free(u);
   item_free(it);
   return false;
 }
