@@ -51,6 +51,32 @@ static char *put2(char *out, int v)
   return out + 2;
 }
 
+/* t (seconds since 1970, UTC) as a calendar date and time: gmtime_r's
+ * fields, by the proleptic Gregorian arithmetic of days since 1970
+ * (Howard Hinnant's civil_from_days), not by gmtime_r, which takes glibc's
+ * time zone lock and reads its state for every file of a -N run. */
+static void utc_fields(time_t t, struct tm *tm)
+{
+  int64_t days = (int64_t)t / 86400, secs = (int64_t)t % 86400;
+  if (secs < 0) {
+    secs += 86400;
+    days--;
+  }
+  tm->tm_hour = (int)(secs / 3600);
+  tm->tm_min = (int)(secs / 60 % 60);
+  tm->tm_sec = (int)(secs % 60);
+  tm->tm_wday = (int)((days % 7 + 11) % 7); /* 1970-01-01 was a Thursday (4) */
+  int64_t z = days + 719468; /* days since 0000-03-01 */
+  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  int64_t doe = z - era * 146097;                                     /* [0, 146096] */
+  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);              /* [0, 365] */
+  int64_t mp = (5 * doy + 2) / 153;                                   /* [0, 11], March first */
+  tm->tm_mday = (int)(doy - (153 * mp + 2) / 5 + 1);
+  tm->tm_mon = (int)(mp < 10 ? mp + 2 : mp - 10);
+  tm->tm_year = (int)(yoe + era * 400 + (tm->tm_mon < 2) - 1900);
+}
+
 /* t as an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT", 29 bytes and a
  * NUL) at out, which holds DATE_MAX. Written by hand, not by snprintf: it
  * is formatted for every file of a -N run, where snprintf's cost showed. */
@@ -60,7 +86,7 @@ static void format_http_date(time_t t, char *out)
   static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
   static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  gmtime_r(&t, &tm);
+  utc_fields(t, &tm);
   /* Not strftime: its %a and %b follow the locale, HTTP's are English. */
   int year = tm.tm_year + 1900;
   if (year < 0 || year > 9999)
