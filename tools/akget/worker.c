@@ -50,7 +50,9 @@ static void feed_ready_cb(void *arg);
  * a few loop iterations; filling after each let the next HEADs go out a
  * few at a time, as short pipelines on more connections (at -j 32 about
  * half the pipelines were of one HEAD: more sends and receives on both
- * sides). The slots are filled once a whole pipeline's worth is free, or
+ * sides). The slots are filled once a whole pipeline's worth is free (at
+ * most half the slots: with -j 5 a whole one would be every slot, and the
+ * next pipeline would wait for the last answer of the one before), or
  * when nothing is left in flight (the list's last items, or a worker
  * waiting for the list: the feed's post fills then in any case). Work
  * always goes on: while fewer than that are free, downloads are active
@@ -58,7 +60,8 @@ static void feed_ready_cb(void *arg);
 static bool refill_due(const akg_worker *w)
 {
   unsigned depth = w->run->opts->pipelining;
-  unsigned want = depth < w->slots ? depth : w->slots;
+  unsigned half = w->slots / 2 ? w->slots / 2 : 1;
+  unsigned want = depth < half ? depth : half;
   return w->active == 0 || w->slots - w->active >= want;
 }
 
