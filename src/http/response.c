@@ -173,6 +173,17 @@ static int on_status(llhttp_t *ll, const char *at, size_t n)
   return append(p, &p->resp->reason, &len, at, n);
 }
 
+/* Whether a and b may be equal ignoring case, by their first bytes: a
+ * letter's two cases differ only in bit 0x20, other bytes are compared as
+ * they are (strcasecmp in the C locale), so differing first bytes with that
+ * bit set are differing names. Most names a lookup meets differ there
+ * (a 304's head was looked up five times a response, a strcasecmp for
+ * each of its headers each time). */
+static inline bool same_first_letter(const char *a, const char *b)
+{
+  return (a[0] | 0x20) == (b[0] | 0x20);
+}
+
 /* Stores the header received (field, value) in the response: one block
  * "name\0value\0", the value trimmed of blanks on both sides (llhttp drops
  * the leading ones already). */
@@ -203,7 +214,7 @@ static int commit_header(ak__http_parser *p)
   r->headers[r->header_count].name = name;
   r->headers[r->header_count].value = value;
   r->header_count++;
-  if (strcasecmp(name, "content-length") == 0)
+  if (same_first_letter(name, "c") && strcasecmp(name, "content-length") == 0)
     p->content_length_count++;
   p->field_len = p->value_len = 0;
   p->have_field = false;
@@ -515,7 +526,7 @@ const char *ak_http_response_header(const ak_http_response *resp, const char *na
   if (!resp || !name)
     return NULL;
   for (size_t i = 0; i < resp->header_count; i++)
-    if (strcasecmp(resp->headers[i].name, name) == 0)
+    if (same_first_letter(resp->headers[i].name, name) && strcasecmp(resp->headers[i].name, name) == 0)
       return resp->headers[i].value;
   return NULL;
 }
