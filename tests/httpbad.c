@@ -460,6 +460,19 @@ static bool route(int fd, const request *rq)
                  "fffffffffffffffffffff\r\nabc");
     return false;
   }
+  if (sscanf(p, "/manyheaders/%llu", &n) == 1 && n <= 190) {
+    /* n headers "X-H<i>: v<i>" and their padding after a 103's own (the
+     * client keeps every header of a head in one block that grows). */
+    if (!send_str(fd, "HTTP/1.1 103 Early Hints\r\nLink: </early>\r\n\r\nHTTP/1.1 200 OK\r\n"))
+      return false;
+    for (unsigned long long i = 0; i < n; i++) {
+      char h[200];
+      snprintf(h, sizeof h, "X-H%llu: v%llu-%0*d\r\n", i, i, (int)(i % 64), 0);
+      if (!send_str(fd, h))
+        return false;
+    }
+    return send_str(fd, "Content-Length: 2\r\n\r\nok");
+  }
   if (sscanf(p, "/notmod/%llu", &n) == 1) {
     /* A 304 never has a body, whatever its Content-Length (the entity's
      * size, as some servers send it) says; the connection goes on. */

@@ -1119,6 +1119,30 @@ static void test_not_modified_304(void **state)
   close(fd);
 }
 
+/* Every header of a head is kept, whatever their number and size (the
+ * response's one block of headers grows past its first 16 and 512
+ * bytes), and an interim head's are not among them. */
+static void test_many_headers(void **state)
+{
+  fixture *fx = *state;
+  sink s = {0};
+  ak_future *f = get_to_sink(fx, "/manyheaders/150", &s, 0);
+  assert_int_equal(ak_future_result(f), 200);
+  const ak_http_response *r = ak_future_value(f);
+  assert_int_equal(r->header_count, 151); /* and Content-Length */
+  assert_null(ak_http_response_header(r, "link"));
+  for (int i = 0; i < 150; i++) {
+    char name[16], want[100];
+    snprintf(name, sizeof name, "x-h%d", i);
+    snprintf(want, sizeof want, "v%d-%0*d", i, i % 64, 0);
+    const char *v = ak_http_response_header(r, name);
+    assert_non_null(v);
+    assert_string_equal(v, want);
+  }
+  assert_string_equal(ak_http_response_header(r, "content-length"), "2");
+  ak_future_release(f);
+}
+
 static void test_broken_bodies(void **state)
 {
   expect_error(state, "/reset/1000000", -ECONNRESET);
@@ -1328,6 +1352,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_retry_after, setup, teardown),
       cmocka_unit_test_setup_teardown(test_head_request, setup, teardown),
       cmocka_unit_test_setup_teardown(test_not_modified_304, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_many_headers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_broken_bodies, setup, teardown),
       cmocka_unit_test_setup_teardown(test_broken_heads, setup, teardown),
       cmocka_unit_test(test_head_deadline_not_idle),

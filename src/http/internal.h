@@ -87,6 +87,9 @@ struct ak__http_parser {
   bool have_field;             /* a header is being received */
   bool in_value;               /* the last piece was a value */
   size_t header_cap;           /* room in resp->headers */
+  size_t text_len, text_cap;   /* the headers' names and values: bytes used
+                                  and room in the text after resp->headers'
+                                  header_cap entries (one block, response.c) */
   bool head_request;           /* HEAD: no body follows */
   bool head_done;              /* the final head is complete */
   bool message_done;           /* the final message is complete */

@@ -82,13 +82,47 @@ static int gather(ak__http_parser *p, char **s, size_t *len, size_t *cap, const 
   return 0;
 }
 
+/* A response's headers are one block: the array, then the names and
+ * values it points to ("name\0value\0" each), grown together. A block
+ * per header, and the array's own, had been six allocations and frees of
+ * a 304's head (a fifth of akget -N's loop instructions with llhttp's). */
 static void free_headers(ak_http_response *r)
 {
-  for (size_t i = 0; i < r->header_count; i++)
-    ak__free(r->headers[i].name); /* its value is in the same block */
   ak__free(r->headers);
   r->headers = NULL;
   r->header_count = 0;
+}
+
+/* Room in p->resp's block for one header more with text bytes of name and
+ * value: a larger block, its headers moved and their pointers with them,
+ * when there is none. Returns 0 or -ENOMEM. */
+static int header_room(ak__http_parser *p, size_t text)
+{
+  ak_http_response *r = p->resp;
+  if (r->header_count < p->header_cap && p->text_len + text <= p->text_cap)
+    return 0;
+  size_t cap = r->header_count < p->header_cap ? p->header_cap
+                                                : (p->header_cap ? p->header_cap * 2 : 16);
+  size_t text_cap = p->text_cap ? p->text_cap : 512;
+  while (text_cap < p->text_len + text)
+    text_cap *= 2;
+  ak_http_header *h = ak__malloc(cap * sizeof *h + text_cap);
+  if (!h)
+    return -ENOMEM;
+  char *to = (char *)(h + cap);
+  if (r->headers) {
+    const char *from = (const char *)(r->headers + p->header_cap);
+    memcpy(to, from, p->text_len);
+    for (size_t i = 0; i < r->header_count; i++) {
+      h[i].name = to + (r->headers[i].name - from);
+      h[i].value = to + (r->headers[i].value - from);
+    }
+    ak__free(r->headers);
+  }
+  r->headers = h;
+  p->header_cap = cap;
+  p->text_cap = text_cap;
+  return 0;
 }
 
 void ak__http_response_free(ak_http_response *r)
@@ -125,7 +159,7 @@ static int on_message_begin(llhttp_t *ll)
   ak__free(p->resp->reason); /* an interim 1xx's head is forgotten */
   p->resp->reason = NULL;
   free_headers(p->resp);
-  p->header_cap = 0;
+  p->header_cap = p->text_len = p->text_cap = 0;
   p->content_length_count = 0;
   return 0;
 }
@@ -139,6 +173,17 @@ static int on_status(llhttp_t *ll, const char *at, size_t n)
   return append(p, &p->resp->reason, &len, at, n);
 }
 
+/* Whether a and b may be equal ignoring case, by their first bytes: a
+ * letter's two cases differ only in bit 0x20, other bytes are compared as
+ * they are (strcasecmp in the C locale), so differing first bytes with that
+ * bit set are differing names. Most names a lookup meets differ there
+ * (a 304's head was looked up five times a response, a strcasecmp for
+ * each of its headers each time). */
+static inline bool same_first_letter(const char *a, const char *b)
+{
+  return (a[0] | 0x20) == (b[0] | 0x20);
+}
+
 /* Stores the header received (field, value) in the response: one block
  * "name\0value\0", the value trimmed of blanks on both sides (llhttp drops
  * the leading ones already). */
@@ -149,14 +194,6 @@ static int commit_header(ak__http_parser *p)
   ak_http_response *r = p->resp;
   if (r->header_count >= MAX_HEADERS)
     return fail(p, AK_EHTTPHEADSIZE, "more than 200 headers%s", NULL);
-  if (r->header_count == p->header_cap) {
-    size_t cap = p->header_cap ? p->header_cap * 2 : 16;
-    ak_http_header *h = ak__realloc(r->headers, cap * sizeof *h);
-    if (!h)
-      return fail(p, -ENOMEM, "out of memory%s", NULL);
-    r->headers = h;
-    p->header_cap = cap;
-  }
   const char *v = p->value_len ? p->value : "";
   size_t vl = p->value_len;
   while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
@@ -165,9 +202,11 @@ static int commit_header(ak__http_parser *p)
     v++;
     vl--;
   }
-  char *name = ak__malloc(p->field_len + 1 + vl + 1);
-  if (!name)
+  size_t text = p->field_len + 1 + vl + 1;
+  if (header_room(p, text) < 0)
     return fail(p, -ENOMEM, "out of memory%s", NULL);
+  char *name = (char *)(r->headers + p->header_cap) + p->text_len;
+  p->text_len += text;
   memcpy(name, p->field, p->field_len + 1);
   char *value = name + p->field_len + 1;
   memcpy(value, v, vl);
@@ -175,7 +214,7 @@ static int commit_header(ak__http_parser *p)
   r->headers[r->header_count].name = name;
   r->headers[r->header_count].value = value;
   r->header_count++;
-  if (strcasecmp(name, "content-length") == 0)
+  if (same_first_letter(name, "c") && strcasecmp(name, "content-length") == 0)
     p->content_length_count++;
   p->field_len = p->value_len = 0;
   p->have_field = false;
@@ -487,7 +526,7 @@ const char *ak_http_response_header(const ak_http_response *resp, const char *na
   if (!resp || !name)
     return NULL;
   for (size_t i = 0; i < resp->header_count; i++)
-    if (strcasecmp(resp->headers[i].name, name) == 0)
+    if (same_first_letter(resp->headers[i].name, name) && strcasecmp(resp->headers[i].name, name) == 0)
       return resp->headers[i].value;
   return NULL;
 }

@@ -175,6 +175,9 @@ typedef struct akg_run {
   int64_t ended_got;         /* bytes of items ended (for the display's totals) */
   int64_t ended_known_total, ended_known_got; /* of those whose size was known */
   bool reader_left;          /* akg_feed_finish left the list reader in a read */
+  _Atomic int loop_cpu;      /* the CPU the run's one loop last took items on,
+                                for the list's reader to run beside it
+                                (feed.c); -1: not known, or several loops */
 } akg_run;
 
 /* Bytes of item on disk so far: resumed_from plus every segment's count. */
@@ -227,11 +230,12 @@ typedef struct akg_names akg_names;
 akg_names *akg_names_new(void);
 void akg_names_free(akg_names *n);
 /* Sets it->path and it->tmp: -o, else -d/[dir/](out or the URL's name), a
- * repeated URL name numbered; out=/dir= directories made. Returns 0,
- * -ENOMEM, or an exit code (2: a bad or repeated out=/dir=, 3: a directory
- * that cannot be made) with why filled. */
-int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const char *dir,
-                     const char *out, char *why, size_t why_len);
+ * repeated URL name numbered; out=/dir= directories made. u: it->url
+ * parsed already, or NULL (parsed here). Returns 0, -ENOMEM, or an exit
+ * code (2: a bad or repeated out=/dir=, 3: a directory that cannot be
+ * made) with why filled. */
+int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const ak_url *u,
+                     const char *dir, const char *out, char *why, size_t why_len);
 int akg_mkdir_p(const char *dir);
 /* The directory it->path goes in, held for the download (names.c: why):
  * resolved beneath -d with no link followed (not with -o). Sets *out
@@ -245,6 +249,12 @@ int akg_dir_fd(const akg_dir *h);
 int akg_dir_still(const akg_opts *o, const akg_item *it, const akg_dir *h, char *why,
                   size_t why_len);
 void akg_dir_close(akg_dir *h);
+/* it->path as a directory descriptor and a name relative to it, for a
+ * look at the file already there (-N's stat and ETag read): -d's held
+ * descriptor and the path below it (one lookup per component below -d,
+ * not per component of the whole path), or AT_FDCWD and the path (-o, no
+ * -d, or -d not openable: its error comes with the download). */
+const char *akg_path_at(const akg_opts *o, const char *path, int *dirfd);
 /* The last component of path (after its last '/'). */
 const char *akg_leaf(const char *path);
 uint64_t akg_str_hash(const char *s); /* FNV-1a: --shard's hash, the same everywhere */

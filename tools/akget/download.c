@@ -101,7 +101,6 @@ struct dl {
                                 akg_dir_open), or NULL before */
   int dirfd;                 /* its descriptor: every open, link, rename and
                                 unlink is relative to it */
-  part parts[AKG_MAX_SEGMENTS];
   unsigned nparts;           /* parts started (parts[0..nparts-1]) */
   unsigned max_parts;        /* parts planned: nparts grows up to it */
   /* growing (section 3b): the window since the last look */
@@ -118,7 +117,6 @@ struct dl {
   char proc_path[32];        /* "/proc/self/fd/N" of fd ("" without /proc):
                                 an unnamed file's link source, the read back */
   char *spare;               /* the spare name when the final one exists, or NULL */
-  char last_retry[400];      /* why the last retry was scheduled */
   /* what is on disk, and what is still to fetch */
   /* have: last, see dl_new */
   bool from_record;          /* have came from a valid control record */
@@ -129,7 +127,6 @@ struct dl {
   size_t hdr_count;
   unsigned restarts;         /* starts over from byte 0 so far */
   bool plain;                /* one stream from byte 0, no Range (the last start over) */
-  char restart_why[400];     /* why the start over asked is needed */
   /* -c: the control record */
   int ctl_fd;                /* the sidecar, or -1 (no -c) */
   char *ctl_path;            /* item->tmp + ".ctl" */
@@ -147,9 +144,17 @@ struct dl {
   bool no_file;              /* -N's HEAD first: no file opened (yet) */
   bool cd_seen;              /* --content-disposition: a header was looked at */
   char *url_path;            /* the URL's name, replaced by the header's, or NULL */
-  /* Last, so that dl_new can leave its extents (7 KiB) unwritten: */
+  /* From here on dl_new writes no more than have's head: its extents (7
+   * KiB) and the arrays after them are written where they are first used
+   * (the parts as planned, the strings as set), so a -N download that
+   * ends at its 304 touches the record's first 1.4 KiB only (one page,
+   * where 3.8 KiB had been zeroed: about 30 fewer page faults at the
+   * first -j32 fill). */
   akg_record have;           /* ranges complete on disk (from the record and
                                 this run's finished ranges), size, validators */
+  part parts[AKG_MAX_SEGMENTS]; /* parts[0..nparts-1] (set up as they start) */
+  char last_retry[400];      /* why the last retry was scheduled ("" if none) */
+  char restart_why[400];     /* why the start over asked is needed */
 };
 
 /* Records of downloads that ended, kept for the next ones on this loop's
@@ -160,13 +165,16 @@ enum { DL_SPARES = 64 };
 static __thread dl *dl_spare[DL_SPARES];
 static __thread unsigned dl_spares;
 
-/* A zeroed dl, but for have.ext[]: akg_record_clear's empty record reads
- * no extent past have.n (0). */
+/* A zeroed dl, but for have.ext[] (akg_record_clear's empty record reads
+ * no extent past have.n, 0) and what follows it (see the struct). */
 static dl *dl_new(void)
 {
   dl *d = dl_spares ? dl_spare[--dl_spares] : malloc(sizeof *d);
-  if (d)
+  if (d) {
     memset(d, 0, offsetof(dl, have) + offsetof(akg_record, ext));
+    d->last_retry[0] = '\0';
+    d->restart_why[0] = '\0';
+  }
   return d;
 }
 

@@ -138,16 +138,10 @@ static int hexval(int c)
   return isdigit(c) ? c - '0' : tolower(c) - 'a' + 10;
 }
 
-/* The file name a URL saves as: its last path segment, percent-decoded,
- * made safe; "index.html" when there is none. */
-static char *name_for(const char *url)
+/* The file name a URL (parsed: u) saves as: its last path segment,
+ * percent-decoded, made safe; "index.html" when there is none. */
+static char *name_of(const ak_url *u)
 {
-  ak_url *u;
-  int rc = ak_url_parse(url, &u);
-  if (rc == -ENOMEM)
-    return NULL; /* not a URL without a name: the caller fails with ENOMEM */
-  if (rc < 0)
-    return strdup("index.html");
   const char *t = u->target;
   size_t end = strcspn(t, "?");
   size_t start = end;
@@ -169,7 +163,22 @@ static char *name_for(const char *url)
     if (o == 0 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
       strcpy(name, "index.html");
   }
-  ak_url_free(u);
+  return name;
+}
+
+/* name_of for a URL to parse (u NULL), or parsed already. */
+static char *name_for(const char *url, const ak_url *u)
+{
+  if (u)
+    return name_of(u);
+  ak_url *own;
+  int rc = ak_url_parse(url, &own);
+  if (rc == -ENOMEM)
+    return NULL; /* not a URL without a name: the caller fails with ENOMEM */
+  if (rc < 0)
+    return strdup("index.html");
+  char *name = name_of(own);
+  ak_url_free(own);
   return name;
 }
 
@@ -301,6 +310,19 @@ static int base_dir(const akg_opts *o, int *fd)
   *fd = base_fd;
   pthread_mutex_unlock(&base_lock);
   return rc;
+}
+
+const char *akg_path_at(const akg_opts *o, const char *path, int *dirfd)
+{
+  *dirfd = AT_FDCWD;
+  size_t base_len = o->dir ? strlen(o->dir) : 0;
+  /* A path of akg_names_assign's under -d is "-d/rest" (join3). */
+  if (o->output || !o->dir || strncmp(path, o->dir, base_len) != 0 || path[base_len] != '/' ||
+      !path[base_len + 1] || base_dir(o, dirfd) < 0) {
+    *dirfd = AT_FDCWD;
+    return path;
+  }
+  return path + base_len + 1;
 }
 
 /* The directories of rel beneath the base (-d), made where missing.
@@ -647,8 +669,8 @@ static int make_parent(akg_names *n, const akg_opts *o, const akg_item *it, cons
   return rc == -ENOMEM || rc == 0 ? rc : AKG_EXIT_LOCAL_IO;
 }
 
-int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const char *dir,
-                     const char *out, char *why, size_t why_len)
+int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const ak_url *u,
+                     const char *dir, const char *out, char *why, size_t why_len)
 {
   why[0] = '\0';
   const char *bad = NULL, *what = NULL;
@@ -664,7 +686,7 @@ int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const char *
   if (o->output) {
     path = strdup(o->output);
   } else {
-    char *own = out ? NULL : name_for(it->url);
+    char *own = out ? NULL : name_for(it->url, u);
     path = out || own ? join3(o->dir, dir, out ? out : own) : NULL;
     free(own);
   }

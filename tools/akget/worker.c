@@ -4,11 +4,14 @@
  * takes more. A worker that finds the queue empty before the list's end
  * keeps its loop alive (a hold) and is woken by a post when items come.
  * -j is the run's number of downloads at once, shared out between workers.
- * With one thread the worker runs on the main thread's behalf in a thread of
- * its own all the same: the main thread draws the progress display. */
+ * With one thread and a progress display the worker runs on the main
+ * thread's behalf in a thread of its own (the main thread draws the
+ * display); without a display the main thread runs it. */
+#define _GNU_SOURCE /* sched_getcpu */
 #include "akget.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +45,26 @@ akg_run *akg_worker_run(akg_worker *w) { return w->run; }
 static void fill_slots(akg_worker *w);
 static void feed_ready_cb(void *arg);
 
+/* Pipelining: whether the slots freed so far are worth a fill now. A
+ * pipeline's answers come over a few receives, so its downloads end over
+ * a few loop iterations; filling after each let the next HEADs go out a
+ * few at a time, as short pipelines on more connections (at -j 32 about
+ * half the pipelines were of one HEAD: more sends and receives on both
+ * sides). The slots are filled once a whole pipeline's worth is free (at
+ * most half the slots: with -j 5 a whole one would be every slot, and the
+ * next pipeline would wait for the last answer of the one before), or
+ * when nothing is left in flight (the list's last items, or a worker
+ * waiting for the list: the feed's post fills then in any case). Work
+ * always goes on: while fewer than that are free, downloads are active
+ * and each one's end comes back here. */
+static bool refill_due(const akg_worker *w)
+{
+  unsigned depth = w->run->opts->pipelining;
+  unsigned half = w->slots / 2 ? w->slots / 2 : 1;
+  unsigned want = depth < half ? depth : half;
+  return w->active == 0 || w->slots - w->active >= want;
+}
+
 static void item_done(akg_worker *w, akg_item *item)
 {
   w->active--;
@@ -53,6 +76,8 @@ static void item_done(akg_worker *w, akg_item *item)
   /* Pipelining: the answers of one pipeline end their downloads in the
    * same loop iteration; the slots they free are filled once, after them
    * all, so that their successors' HEADs go out as one pipeline too. */
+  if (!refill_due(w))
+    return;
   if (!w->refill_posted && ak_loop_post(w->loop, feed_ready_cb, w) == 0)
     w->refill_posted = true;
   else if (!w->refill_posted)
@@ -97,6 +122,8 @@ static void send_heads(akg_worker *w)
 static void take_items(akg_worker *w)
 {
   akg_run *run = w->run;
+  if (w->run_threads == 1) /* where the list's reader follows it (feed.c) */
+    atomic_store_explicit(&run->loop_cpu, sched_getcpu(), memory_order_relaxed);
   while (w->active < w->slots) {
     akg_item *it;
     int r = akg_feed_take(run->feed, w, &it);
@@ -216,6 +243,7 @@ void akg_run_init(akg_run *run, const akg_opts *opts)
 {
   run->opts = opts;
   run->start_ns = ak_now_ns();
+  atomic_init(&run->loop_cpu, -1);
   pthread_mutex_init(&run->out_lock, NULL);
   pthread_mutex_init(&run->active_lock, NULL);
 }
@@ -238,6 +266,16 @@ int akg_run_all(akg_run *run)
   if (o->progress_tty)
     akg_progress_start(run);
   int err = 0;
+  if (n == 1 && !o->progress_tty) {
+    /* One loop and no display to draw: the calling thread runs it. A
+     * thread of its own cost a start (its stack, its TLS, a malloc arena
+     * of its own, each page faulted in fresh) on the serial path before
+     * the first request, about 0.3 ms here. */
+    worker_main(&ws[0]);
+    err = ws[0].err;
+    free(ws);
+    return err;
+  }
   unsigned started = 0;
   for (; started < n; started++) {
     if (pthread_create(&ws[started].thread, NULL, worker_main, &ws[started]) != 0) {
