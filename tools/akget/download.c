@@ -59,9 +59,9 @@
 /* Starts over from byte 0 within one run before giving up (the entity
  * keeps changing, or the server's ranges cannot be trusted). */
 #define MAX_RESTARTS 2u
-/* -s N grows (section 3b): a look every GROW_NS; over a window of
- * GROW_WINDOW_NS at least (after a warm-up look; longer, up to
- * GROW_WINDOW_MAX_NS, while no byte came in it), a part is added while the
+/* -s N grows (section 3b): GROW_NS of warm-up after a part starts, then
+ * a window of GROW_WINDOW_NS (a whole number of them, up to
+ * GROW_WINDOW_MAX_NS, while no byte came in); a part is added while the
  * loop's thread was busy less than GROW_BUSY_MAX of the time (the link,
  * not this CPU, is what limits) and the part added before raised the rate
  * by GROW_GAIN at least. */
@@ -1163,10 +1163,15 @@ static void start_part(part *p)
  * So a part is added when the loop's thread was busy less than
  * GROW_BUSY_MAX of the last window (it waits for the network), and no
  * more once an added part did not raise the rate by GROW_GAIN. A window is
- * 1 s at least and starts 0.3 s after a part is added (a new connection
- * needs a round trip and its slow start; a server that holds a connection
- * to a rate sends in bursts: nginx's limit_rate sends a second's worth at
- * once, then nothing for most of a second). A part that runs out of its range takes the next
+ * whole seconds long and starts 0.3 s after a part is added (a new
+ * connection needs a round trip and its slow start). Whole seconds,
+ * because a server that holds a connection to a rate sends in bursts once
+ * a second (nginx's limit_rate counts whole seconds: a second's worth at
+ * once, then nothing for most of a second): a window of exactly one second
+ * holds one burst a connection whatever its phase, where one of 1.2 s (a
+ * look every 0.3 s) held one or two, and the rate read 0.9 MB/s for one
+ * part, 2.5 for two and 2.7 for three, at 1 MB/s each; growing then
+ * stopped early. A part that runs out of its range takes the next
  * untaken one, so one part alone fetches the planned ranges in order.
  * --all-segments starts all N at once. */
 
@@ -1188,9 +1193,10 @@ static void grow_window(dl *d)
 
 static void grow_fire(void *arg);
 
-static void grow_arm(dl *d)
+/* The next look at the download, in delay_ns. */
+static void grow_arm(dl *d, int64_t delay_ns)
 {
-  d->grow_timer = ak_call_later(d->loop, GROW_NS, grow_fire, d);
+  d->grow_timer = ak_call_later(d->loop, delay_ns, grow_fire, d);
 }
 
 static void grow_fire(void *arg)
@@ -1202,13 +1208,17 @@ static void grow_fire(void *arg)
   if (d->grow_warmup) {
     d->grow_warmup = false; /* the window starts after the warm-up */
     grow_window(d);
-    grow_arm(d);
+    grow_arm(d, GROW_WINDOW_NS);
     return;
   }
   int64_t dt = ak_now_ns() - d->grow_t;
   int64_t moved = akg_item_got(d->item) - d->grow_got;
-  if (dt < GROW_WINDOW_NS || (moved == 0 && dt < GROW_WINDOW_MAX_NS)) {
-    grow_arm(d); /* a window with no byte is a pause of a bursty sender */
+  if (dt < GROW_WINDOW_NS) {
+    grow_arm(d, GROW_WINDOW_NS - dt); /* early (not expected): to the window's end */
+    return;
+  }
+  if (moved == 0 && dt < GROW_WINDOW_MAX_NS) {
+    grow_arm(d, GROW_WINDOW_NS); /* no byte: a bursty sender's pause; one more second */
     return;
   }
   double rate = (double)moved * 1e9 / (double)dt;
@@ -1223,7 +1233,7 @@ static void grow_fire(void *arg)
   }
   if (busy >= GROW_BUSY_MAX) {
     grow_window(d); /* this CPU is the limit: look at the next stretch */
-    grow_arm(d);
+    grow_arm(d, GROW_WINDOW_NS);
     return;
   }
   part *p = &d->parts[d->nparts];
@@ -1239,7 +1249,7 @@ static void grow_fire(void *arg)
                        d->item->url, d->nparts, rate / 1e6, busy * 100);
   start_part(p);
   if (d->stopping == RUNNING)
-    grow_arm(d);
+    grow_arm(d, GROW_NS); /* the warm-up */
 }
 
 /* ---- 4. planning --------------------------------------------------------------------------- */
@@ -1389,7 +1399,7 @@ static void start_parts(dl *d)
     start_part(&d->parts[i]);
   ckpt_arm(d);
   if (d->nparts < d->max_parts && d->stopping == RUNNING)
-    grow_arm(d);
+    grow_arm(d, GROW_NS); /* the warm-up */
 }
 
 /* Copies a validator header into the record (too long: not kept). */
