@@ -1233,7 +1233,7 @@ int ak__loop_wait_local(ak_future *f, ak_loop *loop) {
   if (AK__UNLIKELY(!ak__op_done_is_plain(loop, op, res)))
     return wait_local_cqe(loop, f, op, res, flags);
   /* ak__op_cqe_plain, its settle's calls made last. */
-  ak__op_plain_account(loop, op, res);
+  ak__op_plain_account(loop, op);
   uint32_t old;
   int how = ak__future_done_try(&op->future, res, &old);
   /* (The contended case apart: its code is then set on its own way, not

@@ -335,9 +335,8 @@ static inline bool ak__op_goes_plain(const ak_loop *loop, const ak__op *op) {
  * CQE, owed counts the CQEs still to come), and the record's next use
  * initialises both. ak__op_cqe_plain and the QD1 wait's own settle
  * (loop.c) share it. */
-static inline __attribute__((always_inline)) void ak__op_plain_account(ak_loop *loop, ak__op *op,
-                                                                        int res) {
-  (void)res;
+static inline __attribute__((always_inline)) void ak__op_plain_account(ak_loop *loop,
+                                                                        ak__op *op) {
   loop->stats.completed[op->kind]++;
   loop->in_flight--;
   loop->ops_active--;
@@ -351,7 +350,7 @@ static inline __attribute__((always_inline)) bool ak__op_cqe_plain(ak_loop *loop
                                                                     int res) {
   if (!ak__op_done_is_plain(loop, op, res))
     return false;
-  ak__op_plain_account(loop, op, res);
+  ak__op_plain_account(loop, op);
   ak__future_done_owned(&op->future, res);
   return true;
 }

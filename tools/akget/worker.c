@@ -73,9 +73,9 @@ static void item_done(akg_worker *w, akg_item *item)
     fill_slots(w);
     return;
   }
-  /* Pipelining: the answers of one pipeline end their downloads in the
-   * same loop iteration; the slots they free are filled once, after them
-   * all, so that their successors' HEADs go out as one pipeline too. */
+  /* Pipelining: the slots freed are filled once enough are free
+   * (refill_due), by one post after the iteration's other ends, so that
+   * their successors' HEADs go out as one pipeline too. */
   if (!refill_due(w))
     return;
   if (!w->refill_posted && ak_loop_post(w->loop, feed_ready_cb, w) == 0)
