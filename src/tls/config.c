@@ -3,51 +3,38 @@
  * client, its session cache (tls/session_cache.c), the choice of engine
  * (the options' engine, else AK_TLS_ENGINE, else OpenSSL), and their
  * statistics. Engine-neutral: what an engine config holds is the engine's
- * business (tls/openssl.c, tls/mbedtls.c). */
+ * business (tls/openssl.c, tls/mbedtls.c), and how an engine is reached
+ * (linked in, or loaded on first use in akget) is ak__tls_engine_get's
+ * (tls/engine.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tls/internal.h"
 
-/* Why the last config_new on this thread failed, in the engine's words. */
-static AK__TLS char last_error[256];
+/* Why the last config_new on this thread failed, in the engine's words
+ * (or the loader's, naming a path or two: tls/loader.c). */
+static AK__TLS char last_error[512];
 
 const char *ak_tls_config_error(void) { return last_error; }
 
-/* The mbedtls engine, or NULL (detail set) in a build without it
- * (meson -Dmbedtls=disabled, or libmbedtls-dev missing). */
-static const ak__tls_engine_ops *mbedtls_engine(void) {
-#ifdef AK_HAVE_MBEDTLS
-  return &ak__tls_mbedtls_ops;
-#else
-  snprintf(last_error, sizeof(last_error),
-           "the mbedtls engine is not in this build (built with -Dmbedtls=disabled)");
-  return NULL;
-#endif
-}
-
 /* The engine for a config asked to use want; NULL (detail set) when the
- * environment names no engine we have. */
+ * environment names no engine we have, or the engine cannot be had
+ * (ak__tls_engine_get: not in this build, or, in akget, its module not
+ * loaded). */
 static const ak__tls_engine_ops *pick_engine(ak_tls_engine want) {
-  switch (want) {
-  case AK_TLS_ENGINE_OPENSSL:
-    return &ak__tls_openssl_ops;
-  case AK_TLS_ENGINE_MBEDTLS:
-    return mbedtls_engine();
-  case AK_TLS_ENGINE_AUTO:
-    break;
-  default:
-    snprintf(last_error, sizeof(last_error), "unknown TLS engine %d", (int)want);
-    return NULL;
+  if (want == AK_TLS_ENGINE_AUTO) {
+    const char *env = getenv("AK_TLS_ENGINE");
+    if (!env || !env[0] || strcmp(env, "openssl") == 0) {
+      want = AK_TLS_ENGINE_OPENSSL;
+    } else if (strcmp(env, "mbedtls") == 0) {
+      want = AK_TLS_ENGINE_MBEDTLS;
+    } else {
+      snprintf(last_error, sizeof(last_error), "AK_TLS_ENGINE=%.64s: not openssl or mbedtls", env);
+      return NULL;
+    }
   }
-  const char *env = getenv("AK_TLS_ENGINE");
-  if (!env || !env[0] || strcmp(env, "openssl") == 0)
-    return &ak__tls_openssl_ops;
-  if (strcmp(env, "mbedtls") == 0)
-    return mbedtls_engine();
-  snprintf(last_error, sizeof(last_error), "AK_TLS_ENGINE=%.64s: not openssl or mbedtls", env);
-  return NULL;
+  return ak__tls_engine_get(want, last_error, sizeof(last_error));
 }
 
 /* The session cache a client config made with opts keeps: NULL in *out

@@ -114,6 +114,18 @@ typedef struct ak__tls_engine_ops {
 extern const ak__tls_engine_ops ak__tls_mbedtls_ops; /* tls/mbedtls.c */
 extern const ak__tls_engine_ops ak__tls_openssl_ops; /* tls/openssl.c */
 
+/* The engine for which (AK_TLS_ENGINE_OPENSSL or _MBEDTLS), or NULL with
+ * detail (n bytes) saying why. config.c's one way to an engine; two files
+ * define it:
+ *  - tls/engines.c, in the library: the tables above, linked in;
+ *  - tls/loader.c, compiled into a program (akget) that must not pay
+ *    OpenSSL's and mbed TLS's start: the tables of a module
+ *    (akget-tls.so) loaded at the first call. The program's own definition
+ *    comes first in its link, so the linker never takes engines.o out of
+ *    libasynckit.a, nor, through it, openssl.o, mbedtls.o and their
+ *    libraries. */
+const ak__tls_engine_ops *ak__tls_engine_get(ak_tls_engine which, char *detail, size_t n);
+
 /* Test hook (not exported): mbedtls configs made after this call use a
  * fixed deterministic RNG instead of the entropy source, so a fuzz input
  * replays the same handshake. Never for real use. The OpenSSL engine has

@@ -2,10 +2,15 @@
  * finished download on the pool (the file is read back from the page cache
  * with 1 MiB reads and hashed by libcrypto's EVP digest, SHA-256 for
  * --checksum, the list's algorithm for --checksums: the one aksum uses,
- * SHA-NI where the CPU has it), so the loop never blocks on it. */
+ * SHA-NI where the CPU has it), so the loop never blocks on it. libcrypto
+ * is reached through akget's TLS module (src/tls/digest.h), loaded at the
+ * first checksum, so that a run without one never maps it; a module that
+ * cannot be loaded fails the check with -ELIBACC, its words on stderr
+ * once. */
 #include "akget.h"
 
 #include <ctype.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -13,7 +18,9 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
+#include <stdio.h>
+
+#include "tls/digest.h"
 
 int akg_parse_checksum(const char *spec, unsigned char out[32])
 {
@@ -71,6 +78,17 @@ void akg_checksum_shutdown(void)
   }
 }
 
+/* The module's digests, or NULL: then its words on stderr, once a run. */
+static const ak__tls_digest_ops *digests(void)
+{
+  static _Atomic int told;
+  char detail[1024];
+  const ak__tls_digest_ops *dg = ak__tls_module_digests(detail, sizeof detail);
+  if (!dg && !atomic_exchange(&told, 1))
+    fprintf(stderr, "akget: checksums cannot be verified: %s\n", detail);
+  return dg;
+}
+
 static int64_t verify_run(void *arg, ak_future *self)
 {
   (void)self;
@@ -84,9 +102,9 @@ static int64_t verify_run(void *arg, ak_future *self)
     close(fd);
     return -ENOMEM;
   }
-  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  const EVP_MD *md = EVP_get_digestbyname(x->md_name);
-  int64_t rc = ctx && md && EVP_DigestInit_ex(ctx, md, NULL) == 1 ? 0 : -ENOMEM;
+  const ak__tls_digest_ops *dg = digests();
+  ak__tls_digest *ctx = dg ? dg->make(x->md_name) : NULL;
+  int64_t rc = !dg ? -ELIBACC : ctx ? 0 : -ENOMEM;
   while (rc == 0) {
     ssize_t n = read(fd, buf, CHUNK);
     if (n < 0) {
@@ -95,13 +113,14 @@ static int64_t verify_run(void *arg, ak_future *self)
     }
     if (n == 0)
       break;
-    if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1)
+    if (!dg->update(ctx, buf, (size_t)n))
       rc = -ENOMEM;
   }
-  unsigned char got[EVP_MAX_MD_SIZE];
-  if (rc == 0 && EVP_DigestFinal_ex(ctx, got, NULL) != 1)
+  unsigned char got[AK__TLS_DIGEST_MAX];
+  if (rc == 0 && dg->final(ctx, got) != x->len)
     rc = -ENOMEM;
-  EVP_MD_CTX_free(ctx);
+  if (dg)
+    dg->free(ctx);
   free(buf);
   close(fd);
   if (rc == 0 && memcmp(got, x->want, x->len) != 0)
