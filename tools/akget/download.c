@@ -165,6 +165,7 @@ struct dl_get {
   part parts[AKG_MAX_SEGMENTS]; /* parts[0..nparts-1] (set up as they start) */
   char last_retry[400];      /* why the last retry was scheduled ("" if none) */
   char restart_why[400];     /* why the start over asked is needed */
+  int64_t seg_got[AKG_MAX_SEGMENTS]; /* the item's (item->seg_got) */
 };
 
 /* Records of downloads that ended, kept for the next ones on this loop's
@@ -204,8 +205,27 @@ static int get_new(dl *d)
   g->have.size = -1;
   g->last_retry[0] = '\0';
   g->restart_why[0] = '\0';
+  memset(g->seg_got, 0, sizeof g->seg_got);
   d->get = g;
+  __atomic_store_n(&d->item->seg_got, g->seg_got, __ATOMIC_RELEASE);
   return 0;
+}
+
+/* The end: the item's counters leave d->get (kept for another download,
+ * or freed) for ranges_done, under the lock the display reads them by. */
+static void get_detach(dl *d)
+{
+  akg_item *it = d->item;
+  if (!d->get)
+    return;
+  akg_run *run = akg_worker_run(d->w);
+  int64_t sum = 0;
+  for (unsigned i = 0; i < AKG_MAX_SEGMENTS; i++)
+    sum += __atomic_load_n(&d->get->seg_got[i], __ATOMIC_RELAXED);
+  pthread_mutex_lock(&run->active_lock);
+  __atomic_fetch_add(&it->ranges_done, sum, __ATOMIC_RELAXED);
+  __atomic_store_n(&it->seg_got, NULL, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&run->active_lock);
 }
 
 static void dl_free(dl *d)
@@ -231,8 +251,9 @@ void akg_download_spares_free(void)
 int64_t akg_item_got(const akg_item *item)
 {
   int64_t n = item->resumed_from + __atomic_load_n(&item->ranges_done, __ATOMIC_RELAXED);
-  for (unsigned i = 0; i < AKG_MAX_SEGMENTS; i++)
-    n += __atomic_load_n(&item->seg_got[i], __ATOMIC_RELAXED);
+  const int64_t *sg = __atomic_load_n(&item->seg_got, __ATOMIC_ACQUIRE);
+  for (unsigned i = 0; sg && i < AKG_MAX_SEGMENTS; i++)
+    n += __atomic_load_n(&sg[i], __ATOMIC_RELAXED);
   return n;
 }
 
@@ -536,6 +557,7 @@ static void end_item(dl *d, akg_state state)
   akg_ts_free(it->ts);
   it->ts = d->ts;
   ak_future_release(d->asked);
+  get_detach(d);
   dl_free(d);
   done(w, it);
 }
