@@ -149,6 +149,7 @@ struct dl {
                                 over's reasons), or NULL: given by
                                 open_file (get_new), so a -N download
                                 that ends at its HEAD's 304 never has one */
+  dl *spare_next;            /* kept for reuse (dl_free): the next one */
 };
 
 /* A download's transfer state, apart from its dl: 9.8 KiB (the extents
@@ -166,6 +167,7 @@ struct dl_get {
   char last_retry[400];      /* why the last retry was scheduled ("" if none) */
   char restart_why[400];     /* why the start over asked is needed */
   int64_t seg_got[AKG_MAX_SEGMENTS]; /* the item's (item->seg_got) */
+  dl_get *spare_next;        /* kept for reuse (dl_free): the next one */
 };
 
 /* Records of downloads that ended, kept for the next ones on this loop's
@@ -173,17 +175,25 @@ struct dl_get {
  * and its calloc (the zeroing, and the merging of freed chunks a large
  * request starts) was a quarter of akget -N's instructions at -j32 (when
  * it was part of every dl); the dl, under 1 KiB, is kept the same way: 32
- * freed at once would overflow glibc's cache of 7 a size. */
+ * freed at once would overflow glibc's cache of 7 a size. Lists through
+ * the records themselves, not arrays in TLS: every thread's static TLS is
+ * zeroed at its start (the list reader's too), a page per 4 KiB. */
 enum { DL_SPARES = 64 };
-static __thread dl *dl_spare[DL_SPARES];
+static __thread dl *dl_spare;         /* through dl.spare_next */
 static __thread unsigned dl_spares;
-static __thread dl_get *get_spare[DL_SPARES];
+static __thread dl_get *get_spare;    /* through dl_get.spare_next */
 static __thread unsigned get_spares;
 
 /* A zeroed dl. */
 static dl *dl_new(void)
 {
-  dl *d = dl_spares ? dl_spare[--dl_spares] : malloc(sizeof *d);
+  dl *d = dl_spare;
+  if (d) {
+    dl_spare = d->spare_next;
+    dl_spares--;
+  } else {
+    d = malloc(sizeof *d);
+  }
   if (d)
     memset(d, 0, sizeof *d);
   return d;
@@ -198,9 +208,13 @@ static int get_new(dl *d)
 {
   if (d->get)
     return 0;
-  dl_get *g = get_spares ? get_spare[--get_spares] : malloc(sizeof *g);
-  if (!g)
+  dl_get *g = get_spare;
+  if (g) {
+    get_spare = g->spare_next;
+    get_spares--;
+  } else if (!(g = malloc(sizeof *g))) {
     return -ENOMEM;
+  }
   memset(&g->have, 0, offsetof(akg_record, ext));
   g->have.size = -1;
   g->last_retry[0] = '\0';
@@ -230,22 +244,35 @@ static void get_detach(dl *d)
 
 static void dl_free(dl *d)
 {
-  if (d->get && get_spares < DL_SPARES)
-    get_spare[get_spares++] = d->get;
-  else
+  if (d->get && get_spares < DL_SPARES) {
+    d->get->spare_next = get_spare;
+    get_spare = d->get;
+    get_spares++;
+  } else {
     free(d->get);
-  if (dl_spares < DL_SPARES)
-    dl_spare[dl_spares++] = d;
-  else
+  }
+  if (dl_spares < DL_SPARES) {
+    d->spare_next = dl_spare;
+    dl_spare = d;
+    dl_spares++;
+  } else {
     free(d);
+  }
 }
 
 void akg_download_spares_free(void)
 {
-  while (dl_spares)
-    free(dl_spare[--dl_spares]);
-  while (get_spares)
-    free(get_spare[--get_spares]);
+  while (dl_spare) {
+    dl *d = dl_spare;
+    dl_spare = d->spare_next;
+    free(d);
+  }
+  while (get_spare) {
+    dl_get *g = get_spare;
+    get_spare = g->spare_next;
+    free(g);
+  }
+  dl_spares = get_spares = 0;
 }
 
 int64_t akg_item_got(const akg_item *item)
