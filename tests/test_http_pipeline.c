@@ -6,7 +6,10 @@
  * touching the answers after it, a body that comes late is not taken for
  * the next answer (also when its first bytes look like the start of one),
  * a server that closes at once fails the requests after
- * bounded attempts, and cancels and refusals. */
+ * bounded attempts, and cancels and refusals. Also single requests on a
+ * kept-alive connection reused at once (without a look at its socket,
+ * exchange.c IDLE_TRUST_NS): a server that closed it after its answer,
+ * a body that comes late after a HEAD's answer. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -475,6 +478,99 @@ static void test_unasked_response_on_idle_conn_not_taken(void **state)
   fixture_close(&fx);
 }
 
+/* One request (HEAD or a GET into memory), waited for. */
+static ak_future *get_one(fixture *fx, const char *path, unsigned flags)
+{
+  char u[300];
+  snprintf(u, sizeof u, "http://127.0.0.1:%u%s", fx->srv.port, path);
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(u);
+  rq.flags = flags;
+  ak_future *f = ak_http_get(fx->client, &rq);
+  assert_non_null(f);
+  assert_int_equal(ak_future_wait(f, WAIT), 0);
+  return f;
+}
+
+/* The server closes each connection right after its first answer, without
+ * saying so (no Connection: close): the next request, sent at once on the
+ * kept-alive connection, is sent again on a new one and answered, neither
+ * failed nor slowed by a timeout; a GET as well as a HEAD. */
+static void test_close_after_answer_request_sent_again(void **state)
+{
+  (void)state;
+  fixture fx;
+  const int script[] = {1, 1, 1, 1};
+  fixture_open(&fx, script, 4);
+  int64_t t0 = ak_now_ns();
+  ak_future *a = get_one(&fx, "/a", AK_HTTP_HEAD);
+  assert_answer(a, 304, "/a");
+  ak_future *b = get_one(&fx, "/b", AK_HTTP_HEAD);
+  assert_answer(b, 304, "/b");
+  assert_false(ak_http_response_of(b)->reused); /* answered on a new connection */
+  ak_future *c = get_one(&fx, "/changed/c", AK_HTTP_BODY_MEMORY);
+  assert_answer(c, 200, "/changed/c");
+  assert_string_equal(ak_http_response_of(c)->body, "hello");
+  assert_false(ak_http_response_of(c)->reused);
+  assert_true(ak_now_ns() - t0 < INT64_C(2000000000)); /* no timeout waited for */
+  assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 3);
+  /* Each request asked once on the closed connection at most, and once
+   * on its new one. */
+  assert_true(__atomic_load_n(&fx.srv.requests, __ATOMIC_RELAXED) <= 5);
+  ak_future_release(a);
+  ak_future_release(b);
+  ak_future_release(c);
+  fixture_close(&fx);
+}
+
+/* The same under a pipeline: its connection closed after the answers of
+ * the one before, the next pipeline is sent again on a new connection,
+ * and the kept-alive connection's close is not counted against it: two
+ * new connections that close before answering are still allowed after
+ * it (PIPE_DRY_MAX), and the third answers. */
+static void test_pipeline_on_closed_kept_conn_not_counted(void **state)
+{
+  (void)state;
+  fixture fx;
+  const int script[] = {3, 0, 0, -1};
+  fixture_open(&fx, script, 4);
+  const char *first[] = {"/a", "/b", "/c"};
+  const char *second[] = {"/d", "/e", "/f"};
+  ak_future *f[3], *g[3];
+  run_pipeline(&fx, first, 3, f);
+  for (size_t i = 0; i < 3; i++)
+    assert_answer(f[i], 304, first[i]);
+  run_pipeline(&fx, second, 3, g);
+  for (size_t i = 0; i < 3; i++)
+    assert_answer(g[i], 304, second[i]);
+  assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 4);
+  release_all(f, 3);
+  release_all(g, 3);
+  fixture_close(&fx);
+}
+
+/* A HEAD's answer, its body (a server bug) 100 ms later: a request sent
+ * at once on that connection gets the body first, which is no answer
+ * (it does not start a status line): the request goes to a new
+ * connection and gets its own answer (it failed AK_EHTTPPROTO). */
+static void test_late_body_on_kept_conn_not_taken(void **state)
+{
+  (void)state;
+  fixture fx;
+  fixture_open(&fx, NULL, 0);
+  ak_future *a = get_one(&fx, "/late/a", AK_HTTP_HEAD);
+  assert_answer(a, 200, "/late/a");
+  ak_future *b = get_one(&fx, "/b", AK_HTTP_HEAD);
+  assert_answer(b, 304, "/b");
+  ak_future *c = get_one(&fx, "/c", AK_HTTP_HEAD); /* the new one is kept */
+  assert_answer(c, 304, "/c");
+  assert_true(ak_http_response_of(c)->reused);
+  assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 2);
+  ak_future_release(a);
+  ak_future_release(b);
+  ak_future_release(c);
+  fixture_close(&fx);
+}
+
 static void test_cancel_before_send(void **state)
 {
   (void)state;
@@ -570,6 +666,9 @@ int main(void)
       cmocka_unit_test(test_late_body_after_status_prefix_resent),
       cmocka_unit_test(test_close_after_status_prefix_resent),
       cmocka_unit_test(test_unasked_response_on_idle_conn_not_taken),
+      cmocka_unit_test(test_close_after_answer_request_sent_again),
+      cmocka_unit_test(test_pipeline_on_closed_kept_conn_not_counted),
+      cmocka_unit_test(test_late_body_on_kept_conn_not_taken),
       cmocka_unit_test(test_cancel_before_send),
       cmocka_unit_test(test_cancel_after_send),
       cmocka_unit_test(test_refusals),
