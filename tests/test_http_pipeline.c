@@ -88,6 +88,28 @@ static bool answer(int fd, const char *method, const char *path)
     snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nX-Path: /nobody\r\n\r\n");
     return send_all(fd, out, strlen(out));
   }
+  if (strncmp(path, "/longhead", 9) == 0) { /* a 100, then a head past the parser's rooms */
+    char big[2048];
+    char name[101], value[401], reason[301];
+    memset(name, 'n', 100);
+    name[100] = '\0';
+    memset(value, 'v', 400);
+    value[400] = '\0';
+    memset(reason, 'r', 300);
+    reason[300] = '\0';
+    snprintf(big, sizeof big,
+             "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 %s\r\nX-Path: %s\r\nX-%s: %s\r\n"
+             "Content-Length: 0\r\n\r\n",
+             reason, path, name, value);
+    return send_all(fd, big, strlen(big));
+  }
+  if (strncmp(path, "/splitreason", 12) == 0) { /* the reason in two receives */
+    if (!send_all(fd, "HTTP/1.1 200 Fi", 15))
+      return false;
+    usleep(30 * 1000);
+    snprintf(out, sizeof out, "ne Thanks\r\nX-Path: %s\r\nContent-Length: 0\r\n\r\n", path);
+    return send_all(fd, out, strlen(out));
+  }
   if (strncmp(path, "/cutcarry", 9) == 0) { /* "HT" of its body, then a close */
     snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nX-Path: %s\r\nContent-Length: 6\r\n\r\nHT",
              path);
@@ -571,6 +593,51 @@ static void test_late_body_on_kept_conn_not_taken(void **state)
   fixture_close(&fx);
 }
 
+/* The response record keeps its reason and URL in its own room when they
+ * fit, and the parser gathers names and values in its rooms: a head past
+ * every room (a 300-byte reason after a 100, a 100-byte name, a
+ * 400-byte value, a URL over 224 bytes) and a reason received in two
+ * pieces come out whole; a record made after them (recycled memory) is
+ * right too. */
+static void test_long_and_split_heads(void **state)
+{
+  (void)state;
+  fixture fx;
+  fixture_open(&fx, NULL, 0);
+  char path[240] = "/longhead/";
+  memset(path + 10, 'p', 220);
+  path[230] = '\0';
+  for (int round = 0; round < 2; round++) {
+    ak_future *a = get_one(&fx, path, AK_HTTP_HEAD);
+    assert_answer(a, 200, path);
+    const ak_http_response *r = ak_http_response_of(a);
+    assert_int_equal(strlen(r->reason), 300);
+    assert_int_equal(strspn(r->reason, "r"), 300);
+    char want[300];
+    snprintf(want, sizeof want, "http://127.0.0.1:%u%s", fx.srv.port, path);
+    assert_string_equal(r->url, want);
+    char name[103] = "x-";
+    memset(name + 2, 'n', 100);
+    name[102] = '\0';
+    const char *v = ak_http_response_header(r, name);
+    assert_non_null(v);
+    assert_int_equal(strlen(v), 400);
+    assert_int_equal(strspn(v, "v"), 400);
+    ak_future *b = get_one(&fx, "/splitreason", 0);
+    assert_answer(b, 200, "/splitreason");
+    assert_string_equal(ak_http_response_of(b)->reason, "Fine Thanks");
+    snprintf(want, sizeof want, "http://127.0.0.1:%u/splitreason", fx.srv.port);
+    assert_string_equal(ak_http_response_of(b)->url, want);
+    ak_future *c = get_one(&fx, "/c", AK_HTTP_HEAD);
+    assert_answer(c, 304, "/c");
+    assert_string_equal(ak_http_response_of(c)->reason, "Not Modified");
+    ak_future_release(a);
+    ak_future_release(b);
+    ak_future_release(c);
+  }
+  fixture_close(&fx);
+}
+
 static void test_cancel_before_send(void **state)
 {
   (void)state;
@@ -669,6 +736,7 @@ int main(void)
       cmocka_unit_test(test_close_after_answer_request_sent_again),
       cmocka_unit_test(test_pipeline_on_closed_kept_conn_not_counted),
       cmocka_unit_test(test_late_body_on_kept_conn_not_taken),
+      cmocka_unit_test(test_long_and_split_heads),
       cmocka_unit_test(test_cancel_before_send),
       cmocka_unit_test(test_cancel_after_send),
       cmocka_unit_test(test_refusals),

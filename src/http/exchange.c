@@ -25,6 +25,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,7 +135,9 @@ struct ak__http_exchange {
 
   char *auth;                  /* "Authorization: Basic ...\r\n" for the
                                   request's origin, or NULL */
-  char *origin;                /* "scheme host port" credentials belong to */
+  char *origin;                /* "scheme host port" credentials belong to:
+                                  the request's, made at its first redirect
+                                  (NULL before) */
   const ak__proxy *proxy;      /* the proxy of this URL (the client's), or NULL */
   bool forward;                /* http through an http proxy: absolute form */
 
@@ -213,9 +216,23 @@ struct ak__http_exchange {
                                   pipeline had any answer on them */
   char *wire;                  /* the pipeline's requests, sent as one
                                   write, or NULL */
+
+  /* Kept when the record is recycled (exchange_alloc): everything above is
+   * cleared for the next exchange, these buffers keep their room. */
+  char *req_buf;               /* req points here once built */
+  size_t req_cap;
+  char *extra_buf;             /* extra points here when there are lines */
+  size_t extra_cap;
 };
 
+/* Ended exchanges' records a client keeps for its next ones (a free list
+ * on the loop's thread, client->spare_ex, linked by next_wait), with their
+ * request and header buffers: a record, its request's head and its
+ * header lines had been three allocations and frees per request. */
+#define SPARE_MAX 128u
+
 static void acquire(ak__http_exchange *ex, bool allow_idle);
+static void record_put(ak_http_client *c, ak__http_exchange *ex);
 static void send_request(ak__http_exchange *ex);
 static void post_recv(ak__http_exchange *ex);
 static void finish(ak__http_exchange *ex);
@@ -519,9 +536,15 @@ static int build_request(ak__http_exchange *ex)
   size_t n = strlen(method) + strlen(target) + strlen(ex->url->authority) +
              strlen(o->user_agent) + strlen(extra) + 128 + 80 /* Range */ +
              strlen(accept_enc) + strlen(proxy_auth) + strlen(auth);
-  char *r = ak__malloc(n);
-  if (!r)
-    return -ENOMEM;
+  if (n > ex->req_cap) {
+    char *g = ak__malloc(n);
+    if (!g)
+      return -ENOMEM;
+    ak__free(ex->req_buf);
+    ex->req_buf = g;
+    ex->req_cap = n;
+  }
+  char *r = ex->req_buf;
   char *e = ak__put(r, method);
   *e++ = ' ';
   e = ak__put(e, target);
@@ -548,7 +571,6 @@ static int build_request(ak__http_exchange *ex)
   e = ak__put(e, extra);
   e = ak__put(e, "\r\n");
   *e = '\0';
-  ak__free(ex->req);
   ex->req = r;
   ex->req_len = (size_t)(e - r);
   return 0;
@@ -1408,6 +1430,10 @@ static char *origin_of(const ak_url *u)
  * own brings that. */
 static int redirect_credentials(ak__http_exchange *ex, const ak_url *next)
 {
+  /* The request's origin, made at its first redirect (ex->url is still
+   * the request's own then): most requests are never redirected. */
+  if (!ex->origin && !(ex->origin = origin_of(ex->url)))
+    return -ENOMEM;
   char *o = origin_of(next);
   if (!o)
     return -ENOMEM;
@@ -1476,8 +1502,7 @@ static void follow_redirect(ak__http_exchange *ex)
   ex->url = next;
   ak__http_parser_free(&ex->parser);
   ex->parser_live = false;
-  ak__free(ex->req);
-  ex->req = NULL;
+  ex->req = NULL; /* made again for the new URL, in req_buf */
   ex->retried = false;
   acquire(ex, true);
 }
@@ -1544,7 +1569,7 @@ static void finish(ak__http_exchange *ex)
     ak_future_fail(fut, ex->err, ex->detail);
   } else {
     ak_http_response *r = ak__http_parser_take(&ex->parser);
-    r->url = ak__strdup(ex->url->text);
+    ak__http_response_set_url(r, ex->url->text); /* NULL on ENOMEM, as before */
     r->redirects = ex->redirects;
     r->reused = ex->conn_reused;
     r->decoded_bytes = r->decoded ? ex->decoded : r->body_bytes;
@@ -1562,10 +1587,8 @@ static void finish(ak__http_exchange *ex)
     ak__http_sweep_stop(c); /* the loop may go idle: no timer keeps it */
   ak_loop_unhold(c->loop);
   ak_url_free(ex->url);
-  ak__free(ex->extra);
   ak__free(ex->auth);
   ak__free(ex->origin);
-  ak__free(ex->req);
   ak__free(ex->iov);
   for (unsigned i = 0; i < WRITES; i++)
     ak__free(ex->wb[i].iov);
@@ -1573,7 +1596,7 @@ static void finish(ak__http_exchange *ex)
   ak__free(ex->dbuf);
   ak__http_membody_free(ex->membody);
   ak__free(ex->wire);
-  ak__free(ex);
+  record_put(c, ex);
   ak_future_release(fut);
   if (next)
     pipe_hand_on(next, pass, pass_keep, dry, pass_err);
@@ -1756,9 +1779,15 @@ static int join_headers(ak__http_exchange *ex, const ak_http_request *req)
   }
   if (req->header_count == 0)
     return 0;
-  ex->extra = ak__malloc(n);
-  if (!ex->extra)
-    return -ENOMEM;
+  if (n > ex->extra_cap) {
+    char *g = ak__malloc(n);
+    if (!g)
+      return -ENOMEM;
+    ak__free(ex->extra_buf);
+    ex->extra_buf = g;
+    ex->extra_cap = n;
+  }
+  ex->extra = ex->extra_buf;
   char *o = ex->extra;
   for (size_t i = 0; i < req->header_count; i++) {
     size_t l = strlen(req->headers[i]);
@@ -1772,12 +1801,11 @@ static int join_headers(ak__http_exchange *ex, const ak_http_request *req)
 }
 
 /* The request's own credentials: userpwd, else the URL's user
- * information; the origin they belong to. -EINVAL for a userpwd with CR or
+ * information (the origin they belong to is made at the first redirect,
+ * redirect_credentials). -EINVAL for a userpwd with CR or
  * LF, -ENOMEM. */
 static int start_credentials(ak__http_exchange *ex, const ak_http_request *req)
 {
-  if (!(ex->origin = origin_of(ex->url)))
-    return -ENOMEM;
   if (req->userpwd) {
     if (strpbrk(req->userpwd, "\r\n"))
       return -EINVAL;
@@ -1788,6 +1816,45 @@ static int start_credentials(ak__http_exchange *ex, const ak_http_request *req)
     return 0;
   }
   return ex->auth ? 0 : -ENOMEM;
+}
+
+/* A cleared record: a spare one of c's, or a new one. NULL on ENOMEM. */
+static ak__http_exchange *record_get(ak_http_client *c)
+{
+  ak__http_exchange *ex = c->spare_ex;
+  if (!ex)
+    return ak__calloc(1, sizeof *ex);
+  c->spare_ex = ex->next_wait;
+  c->spare_count--;
+  memset(ex, 0, offsetof(ak__http_exchange, req_buf));
+  return ex;
+}
+
+/* ex is done with (what it owned besides its kept buffers is freed):
+ * kept for c's next exchange, or freed when c keeps enough. */
+static void record_put(ak_http_client *c, ak__http_exchange *ex)
+{
+  if (c->spare_count < SPARE_MAX) {
+    ex->next_wait = c->spare_ex;
+    c->spare_ex = ex;
+    c->spare_count++;
+    return;
+  }
+  ak__free(ex->req_buf);
+  ak__free(ex->extra_buf);
+  ak__free(ex);
+}
+
+void ak__http_spares_free(ak_http_client *c)
+{
+  while (c->spare_ex) {
+    ak__http_exchange *ex = c->spare_ex;
+    c->spare_ex = ex->next_wait;
+    ak__free(ex->req_buf);
+    ak__free(ex->extra_buf);
+    ak__free(ex);
+  }
+  c->spare_count = 0;
 }
 
 /* A new exchange for req, counted active, its future's reference in
@@ -1808,7 +1875,7 @@ static ak__http_exchange *exchange_new(ak_http_client *c, const ak_http_request 
     *out = ak__future_failed(c->loop, rc, d);
     return NULL;
   }
-  ak__http_exchange *ex = ak__calloc(1, sizeof *ex);
+  ak__http_exchange *ex = record_get(c);
   if (!ex) {
     ak_url_free(url);
     return NULL;
@@ -1836,11 +1903,10 @@ static ak__http_exchange *exchange_new(ak_http_client *c, const ak_http_request 
   if (rc < 0 || (ex->range_end >= 0 && ex->range_end < ex->range_start) ||
       ((ex->flags & AK_HTTP_DECODE) && ex->range_start >= 0)) {
     ak_url_free(url);
-    ak__free(ex->extra);
     ak__free(ex->auth);
     ak__free(ex->origin);
     ak__http_membody_free(ex->membody);
-    ak__free(ex);
+    record_put(c, ex);
     *out = ak__future_failed(c->loop, rc < 0 ? rc : -EINVAL,
                              "bad header line or range, or a second body sink");
     return NULL;
@@ -1848,11 +1914,10 @@ static ak__http_exchange *exchange_new(ak_http_client *c, const ak_http_request 
   ex->fut = ak__future_new(c->loop, &exchange_kind, ex);
   if (!ex->fut) {
     ak_url_free(url);
-    ak__free(ex->extra);
     ak__free(ex->auth);
     ak__free(ex->origin);
     ak__http_membody_free(ex->membody);
-    ak__free(ex);
+    record_put(c, ex);
     return NULL;
   }
   *out = ak_future_ref(ex->fut);
