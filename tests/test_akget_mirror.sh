@@ -7,7 +7,8 @@
 # without it), the
 # server's Last-Modified as mtime and --no-remote-time, a server with no
 # Last-Modified and no ETag (downloaded each time, -v says why), a HEAD that
-# fails or hangs (the file left as it is), and the
+# fails or hangs (the file left as it is), a changed file fetched by -c -s
+# ranges that stall and are retried (the reason and the ranges kept), and the
 # "unchanged" count in the summary line and --json. Exit 77 (skip) when
 # nginx is not installed.
 #
@@ -228,5 +229,44 @@ kill "$mute_pid" 2>/dev/null; wait "$mute_pid" 2>/dev/null || true
 grep -q "max-time" "$work/m.err" || fail "-N, HEAD hangs: $(cat "$work/m.err")"
 [[ "$(stat -c '%i %Y %s' "$out/f1.bin")" == "$before" ]] || fail "-N, HEAD hangs: f1 changed"
 ! ls -a "$out" | grep -q akget || fail "-N, HEAD hangs: left $(ls -a "$out")"
+
+# 11. -N whose HEAD finds the file changed, then a -c -s 2 GET by ranges
+# whose parts stall and are retried: the download's transfer state
+# (download.c's dl_get, made only once a GET is needed: a 304 never has
+# one) must carry the ranges and the retry's reason. --max-time's message
+# names the last retry's reason; the part file's record lists the bytes of
+# both ranges, which the next run (the server well-behaved again) resumes
+# from and completes byte for byte; the old file stays until then.
+m=2000000
+"$akget" -q -o "$work/mref" "$bad/file/$m" || fail "reference download from httpbad"
+mkdir -p "$work/nr"
+printf 'old copy\n' >"$work/nr/$m"
+touch -d '2001-01-01 00:00:00 UTC' "$work/nr/$m"
+curl -sf "$bad/setmode/stall" >/dev/null || fail "setmode stall"
+rc=0
+"$akget" -N -c -s 2 --all-segments --min-segment 100000 --retries 5 --retry-wait 0.2 \
+  --timeout 0.4 --max-time 2.5 -d "$work/nr" --json "$work/nr.json" "$bad/m/$m" \
+  2>"$work/nr.err" || rc=$?
+((rc == 4)) || fail "-N, then ranges that stall: exit $rc, want 4: $(cat "$work/nr.err")"
+grep -q "retry 1/5" "$work/nr.err" || fail "-N, then ranges that stall: no retry: $(cat "$work/nr.err")"
+python3 - "$work/nr.json" <<'PY' || fail "-N, then ranges that stall: --json: $(cat "$work/nr.json")"
+import json, sys
+e = json.load(open(sys.argv[1]))["downloads"][0]
+assert e["error"] == "AK_EHTTPTOTALTIMEOUT", e
+assert e["retries"] >= 1, e
+# the reason kept by the retry (the stalled range's idle timeout)
+assert "; last retry was for: " in e["detail"] and "IDLE" in e["detail"].upper(), e
+PY
+[[ "$(cat "$work/nr/$m")" == "old copy" ]] || fail "-N, then ranges that stall: the old file changed"
+[[ -s "$work/nr/$m.akget-part.ctl" ]] || fail "-N, then ranges that stall: no control record"
+curl -sf "$bad/setmode/ok" >/dev/null || fail "setmode ok"
+rc=0
+"$akget" -v -N -c -s 2 --min-segment 100000 -d "$work/nr" "$bad/m/$m" 2>"$work/nr2.err" || rc=$?
+((rc == 0)) || fail "-N, resumed: exit $rc: $(cat "$work/nr2.err")"
+grep -q "bytes on disk in 2 ranges" "$work/nr2.err" ||
+  fail "-N, resumed: not from both ranges: $(cat "$work/nr2.err")"
+cmp -s "$work/mref" "$work/nr/$m" || fail "-N, resumed: the file differs from the server's"
+[[ ! -e "$work/nr/$m.akget-part" && ! -e "$work/nr/$m.akget-part.ctl" ]] ||
+  fail "-N, resumed: part file or record left"
 
 echo "akget mirror (-N, remote time): ok"

@@ -848,6 +848,44 @@ static int to_text(const void *data, size_t len, int64_t offset, void *arg)
   return 0;
 }
 
+/* An ended request's record is kept by the client for its next request
+ * (with its request and header-line buffers): each request sends its own
+ * header lines, none of an earlier one's, whether it has more lines than
+ * the one before, none, or fewer; and a redirected request's record too. */
+static void test_recycled_records_send_their_own_headers(void **state)
+{
+  fixture *fx = *state;
+  char long_ae[180] = "Accept-Encoding: ";
+  memset(long_ae + 17, 'l', 100); /* httpbad keeps 127 bytes of it */
+  long_ae[117] = '\0';
+  const char *lines[][2] = {{long_ae, "X-One: 1"}, {NULL, NULL}, {"Accept-Encoding: s", NULL},
+                            {"X-Two: 2", NULL}};
+  const char *want[] = {long_ae + 17, "(none)", "s", "(none)"};
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < 4; i++) {
+      char text[200] = "";
+      ak_http_request rq = AK_HTTP_REQUEST_INIT(url_of("/echo-ae"));
+      rq.headers = lines[i];
+      rq.header_count = lines[i][1] ? 2 : lines[i][0] ? 1 : 0;
+      rq.on_body = to_text;
+      rq.arg = text;
+      ak_future *f = ak_http_get(fx->client, &rq);
+      assert_int_equal(ak_future_wait(f, WAIT), 0);
+      assert_int_equal(ak_future_result(f), 200);
+      assert_string_equal(text, want[i]);
+      ak_future_release(f);
+    }
+    /* A redirect: the request made again, for the new URL, in the kept
+     * buffer. */
+    sink s = {0};
+    ak_future *f = get_to_sink(fx, "/redirect/rel", &s, 0);
+    assert_int_equal(ak_future_result(f), 200);
+    assert_int_equal(((ak_http_response *)ak_future_value(f))->redirects, 1);
+    assert_false(s.mismatch);
+    ak_future_release(f);
+  }
+}
+
 static void test_decode_asks_only_when_told(void **state)
 {
   fixture *fx = *state;
@@ -1350,6 +1388,8 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_redirects, setup, teardown),
       cmocka_unit_test_setup_teardown(test_status_404_is_a_response, setup, teardown),
       cmocka_unit_test_setup_teardown(test_retry_after, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_recycled_records_send_their_own_headers, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_head_request, setup, teardown),
       cmocka_unit_test_setup_teardown(test_not_modified_304, setup, teardown),
       cmocka_unit_test_setup_teardown(test_many_headers, setup, teardown),

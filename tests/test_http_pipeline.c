@@ -6,7 +6,10 @@
  * touching the answers after it, a body that comes late is not taken for
  * the next answer (also when its first bytes look like the start of one),
  * a server that closes at once fails the requests after
- * bounded attempts, and cancels and refusals. */
+ * bounded attempts, and cancels and refusals. Also single requests on a
+ * kept-alive connection reused at once (without a look at its socket,
+ * exchange.c IDLE_TRUST_NS): a server that closed it after its answer,
+ * a body that comes late after a HEAD's answer. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -83,6 +86,28 @@ static bool answer(int fd, const char *method, const char *path)
       return false;
     usleep(50 * 1000); /* after a pause: it reaches the connection when idle */
     snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nX-Path: /nobody\r\n\r\n");
+    return send_all(fd, out, strlen(out));
+  }
+  if (strncmp(path, "/longhead", 9) == 0) { /* a 100, then a head past the parser's rooms */
+    char big[2048];
+    char name[101], value[401], reason[301];
+    memset(name, 'n', 100);
+    name[100] = '\0';
+    memset(value, 'v', 400);
+    value[400] = '\0';
+    memset(reason, 'r', 300);
+    reason[300] = '\0';
+    snprintf(big, sizeof big,
+             "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 %s\r\nX-Path: %s\r\nX-%s: %s\r\n"
+             "Content-Length: 0\r\n\r\n",
+             reason, path, name, value);
+    return send_all(fd, big, strlen(big));
+  }
+  if (strncmp(path, "/splitreason", 12) == 0) { /* the reason in two receives */
+    if (!send_all(fd, "HTTP/1.1 200 Fi", 15))
+      return false;
+    usleep(30 * 1000);
+    snprintf(out, sizeof out, "ne Thanks\r\nX-Path: %s\r\nContent-Length: 0\r\n\r\n", path);
     return send_all(fd, out, strlen(out));
   }
   if (strncmp(path, "/cutcarry", 9) == 0) { /* "HT" of its body, then a close */
@@ -475,6 +500,144 @@ static void test_unasked_response_on_idle_conn_not_taken(void **state)
   fixture_close(&fx);
 }
 
+/* One request (HEAD or a GET into memory), waited for. */
+static ak_future *get_one(fixture *fx, const char *path, unsigned flags)
+{
+  char u[300];
+  snprintf(u, sizeof u, "http://127.0.0.1:%u%s", fx->srv.port, path);
+  ak_http_request rq = AK_HTTP_REQUEST_INIT(u);
+  rq.flags = flags;
+  ak_future *f = ak_http_get(fx->client, &rq);
+  assert_non_null(f);
+  assert_int_equal(ak_future_wait(f, WAIT), 0);
+  return f;
+}
+
+/* The server closes each connection right after its first answer, without
+ * saying so (no Connection: close): the next request, sent at once on the
+ * kept-alive connection, is sent again on a new one and answered, neither
+ * failed nor slowed by a timeout; a GET as well as a HEAD. */
+static void test_close_after_answer_request_sent_again(void **state)
+{
+  (void)state;
+  fixture fx;
+  const int script[] = {1, 1, 1, 1};
+  fixture_open(&fx, script, 4);
+  int64_t t0 = ak_now_ns();
+  ak_future *a = get_one(&fx, "/a", AK_HTTP_HEAD);
+  assert_answer(a, 304, "/a");
+  ak_future *b = get_one(&fx, "/b", AK_HTTP_HEAD);
+  assert_answer(b, 304, "/b");
+  assert_false(ak_http_response_of(b)->reused); /* answered on a new connection */
+  ak_future *c = get_one(&fx, "/changed/c", AK_HTTP_BODY_MEMORY);
+  assert_answer(c, 200, "/changed/c");
+  assert_string_equal(ak_http_response_of(c)->body, "hello");
+  assert_false(ak_http_response_of(c)->reused);
+  assert_true(ak_now_ns() - t0 < INT64_C(2000000000)); /* no timeout waited for */
+  assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 3);
+  /* Each request asked once on the closed connection at most, and once
+   * on its new one. */
+  assert_true(__atomic_load_n(&fx.srv.requests, __ATOMIC_RELAXED) <= 5);
+  ak_future_release(a);
+  ak_future_release(b);
+  ak_future_release(c);
+  fixture_close(&fx);
+}
+
+/* The same under a pipeline: its connection closed after the answers of
+ * the one before, the next pipeline is sent again on a new connection,
+ * and the kept-alive connection's close is not counted against it: two
+ * new connections that close before answering are still allowed after
+ * it (PIPE_DRY_MAX), and the third answers. */
+static void test_pipeline_on_closed_kept_conn_not_counted(void **state)
+{
+  (void)state;
+  fixture fx;
+  const int script[] = {3, 0, 0, -1};
+  fixture_open(&fx, script, 4);
+  const char *first[] = {"/a", "/b", "/c"};
+  const char *second[] = {"/d", "/e", "/f"};
+  ak_future *f[3], *g[3];
+  run_pipeline(&fx, first, 3, f);
+  for (size_t i = 0; i < 3; i++)
+    assert_answer(f[i], 304, first[i]);
+  run_pipeline(&fx, second, 3, g);
+  for (size_t i = 0; i < 3; i++)
+    assert_answer(g[i], 304, second[i]);
+  assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 4);
+  release_all(f, 3);
+  release_all(g, 3);
+  fixture_close(&fx);
+}
+
+/* A HEAD's answer, its body (a server bug) 100 ms later: a request sent
+ * at once on that connection gets the body first, which is no answer
+ * (it does not start a status line): the request goes to a new
+ * connection and gets its own answer (it failed AK_EHTTPPROTO). */
+static void test_late_body_on_kept_conn_not_taken(void **state)
+{
+  (void)state;
+  fixture fx;
+  fixture_open(&fx, NULL, 0);
+  ak_future *a = get_one(&fx, "/late/a", AK_HTTP_HEAD);
+  assert_answer(a, 200, "/late/a");
+  ak_future *b = get_one(&fx, "/b", AK_HTTP_HEAD);
+  assert_answer(b, 304, "/b");
+  ak_future *c = get_one(&fx, "/c", AK_HTTP_HEAD); /* the new one is kept */
+  assert_answer(c, 304, "/c");
+  assert_true(ak_http_response_of(c)->reused);
+  assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 2);
+  ak_future_release(a);
+  ak_future_release(b);
+  ak_future_release(c);
+  fixture_close(&fx);
+}
+
+/* The response record keeps its reason and URL in its own room when they
+ * fit, and the parser gathers names and values in its rooms: a head past
+ * every room (a 300-byte reason after a 100, a 100-byte name, a
+ * 400-byte value, a URL over 224 bytes) and a reason received in two
+ * pieces come out whole; a record made after them (recycled memory) is
+ * right too. */
+static void test_long_and_split_heads(void **state)
+{
+  (void)state;
+  fixture fx;
+  fixture_open(&fx, NULL, 0);
+  char path[240] = "/longhead/";
+  memset(path + 10, 'p', 220);
+  path[230] = '\0';
+  for (int round = 0; round < 2; round++) {
+    ak_future *a = get_one(&fx, path, AK_HTTP_HEAD);
+    assert_answer(a, 200, path);
+    const ak_http_response *r = ak_http_response_of(a);
+    assert_int_equal(strlen(r->reason), 300);
+    assert_int_equal(strspn(r->reason, "r"), 300);
+    char want[300];
+    snprintf(want, sizeof want, "http://127.0.0.1:%u%s", fx.srv.port, path);
+    assert_string_equal(r->url, want);
+    char name[103] = "x-";
+    memset(name + 2, 'n', 100);
+    name[102] = '\0';
+    const char *v = ak_http_response_header(r, name);
+    assert_non_null(v);
+    assert_int_equal(strlen(v), 400);
+    assert_int_equal(strspn(v, "v"), 400);
+    ak_future *b = get_one(&fx, "/splitreason", 0);
+    assert_answer(b, 200, "/splitreason");
+    assert_string_equal(ak_http_response_of(b)->reason, "Fine Thanks");
+    snprintf(want, sizeof want, "http://127.0.0.1:%u/splitreason", fx.srv.port);
+    assert_string_equal(ak_http_response_of(b)->url, want);
+    ak_future *c = get_one(&fx, "/c", AK_HTTP_HEAD);
+    assert_answer(c, 304, "/c");
+    assert_string_equal(ak_http_response_of(c)->reason, "Not Modified");
+    ak_future_release(a);
+    ak_future_release(b);
+    ak_future_release(c);
+  }
+  fixture_close(&fx);
+}
+
 static void test_cancel_before_send(void **state)
 {
   (void)state;
@@ -570,6 +733,10 @@ int main(void)
       cmocka_unit_test(test_late_body_after_status_prefix_resent),
       cmocka_unit_test(test_close_after_status_prefix_resent),
       cmocka_unit_test(test_unasked_response_on_idle_conn_not_taken),
+      cmocka_unit_test(test_close_after_answer_request_sent_again),
+      cmocka_unit_test(test_pipeline_on_closed_kept_conn_not_counted),
+      cmocka_unit_test(test_late_body_on_kept_conn_not_taken),
+      cmocka_unit_test(test_long_and_split_heads),
       cmocka_unit_test(test_cancel_before_send),
       cmocka_unit_test(test_cancel_after_send),
       cmocka_unit_test(test_refusals),

@@ -85,6 +85,7 @@ int ak_http_client_free(ak_http_client *c)
     return -EBUSY;
   ak__http_sweep_stop(c);
   ak__http_close_idle(c);
+  ak__http_spares_free(c);
   ak__http_host *h = c->hosts;
   while (h) {
     ak__http_host *next = h->next;

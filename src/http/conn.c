@@ -18,14 +18,17 @@
 
 /* The pool's key: the origin, and the proxy it is reached through. http
  * through an http proxy: the proxy alone (one pool carries every origin's
- * requests, as curl's connections to a proxy do). */
-static char *host_key(const ak_url *url, const ak__proxy *proxy)
+ * requests, as curl's connections to a proxy do). Written into room (room
+ * bytes) when it fits, else into a new buffer (the caller frees what is
+ * not room): every request looks its pool up, and a key made for the
+ * look-up alone was an allocation per request. */
+static char *host_key(const ak_url *url, const ak__proxy *proxy, char *room, size_t room_len)
 {
   const char *via = proxy ? proxy->display : "";
   const char *who = proxy && proxy->user ? proxy->user : "";
   size_t n = strlen(url->scheme) + strlen(url->host) + (url->zone ? strlen(url->zone) : 0) +
              strlen(via) + strlen(who) + 32;
-  char *k = ak__malloc(n);
+  char *k = n <= room_len ? room : ak__malloc(n);
   if (!k)
     return NULL;
   char *e = k;
@@ -49,13 +52,15 @@ static char *host_key(const ak_url *url, const ak__proxy *proxy)
 
 ak__http_host *ak__http_host_of(ak_http_client *c, const ak_url *url, const ak__proxy *proxy)
 {
-  char *key = host_key(url, proxy);
+  char room[256];
+  char *key = host_key(url, proxy, room, sizeof room);
   if (!key)
     return NULL;
   ak__http_host **prev = &c->hosts;
   for (ak__http_host *h = c->hosts; h; prev = &h->next, h = h->next) {
     if (strcmp(h->key, key) == 0) {
-      ak__free(key);
+      if (key != room)
+        ak__free(key);
       /* To the front: downloads come in runs of one host. */
       *prev = h->next;
       h->next = c->hosts;
@@ -63,6 +68,8 @@ ak__http_host *ak__http_host_of(ak_http_client *c, const ak_url *url, const ak__
       return h;
     }
   }
+  if (key == room && !(key = ak__strdup(room)))
+    return NULL;
   ak__http_host *h = ak__calloc(1, sizeof *h);
   if (!h) {
     ak__free(key);

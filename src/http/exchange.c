@@ -25,6 +25,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,18 @@
 /* A pipeline whose new connections close this many times in a row before
  * any of its members has an answer fails its members (section 9). */
 #define PIPE_DRY_MAX 2u
+/* A kept-alive plain connection idle for less than this is reused without
+ * looking at its socket first (section 2, idle_stale): on akget -N -j32
+ * over an unchanged tree a connection waits about 60 us (at most 16 ms)
+ * between one pipeline and the next, and the look (a recv(MSG_PEEK) that
+ * finds nothing) was a syscall per pipeline. What the look would have
+ * caught is caught after the send instead: a close by the server sends the
+ * request again on a new connection (retry_on_fresh_conn, pipe_retry),
+ * and bytes that do not start a status line are not taken for the answer
+ * (stray). Only a whole response nobody asked for that reaches the
+ * connection inside this window, as it can reach one handed straight to
+ * a waiting request, is taken for the next request's answer. */
+#define IDLE_TRUST_NS (20 * 1000 * 1000)
 
 typedef enum inline_mode {
   INLINE_UNKNOWN, /* the sink not looked at yet */
@@ -122,7 +135,9 @@ struct ak__http_exchange {
 
   char *auth;                  /* "Authorization: Basic ...\r\n" for the
                                   request's origin, or NULL */
-  char *origin;                /* "scheme host port" credentials belong to */
+  char *origin;                /* "scheme host port" credentials belong to:
+                                  the request's, made at its first redirect
+                                  (NULL before) */
   const ak__proxy *proxy;      /* the proxy of this URL (the client's), or NULL */
   bool forward;                /* http through an http proxy: absolute form */
 
@@ -138,7 +153,10 @@ struct ak__http_exchange {
   size_t req_len;
   ak_future *pending;          /* the op in flight (one reference), or NULL */
   ex_state state;
-  bool got_bytes;              /* a response byte came on this connection */
+  bool got_bytes;              /* a response byte came on this connection;
+                                  on a reused one (conn_reused), the answer
+                                  has begun: its first 5 bytes are "HTTP/"
+                                  (pipe_prefix) */
   bool leftover;               /* bytes after the response: no reuse */
   bool sink_body;              /* this response's body goes to the sink */
   bool redirect;               /* this response is a redirect to follow */
@@ -191,16 +209,30 @@ struct ak__http_exchange {
   bool pipe_turned;            /* the connection came from the member ahead
                                   (its response done): a fresh response is
                                   due from the stream's next byte */
-  unsigned char pipe_prefix;   /* pipe_turned: bytes of "HTTP/" the stream
+  unsigned char pipe_prefix;   /* conn_reused: bytes of "HTTP/" the stream
                                   began with so far; got_bytes (an answer
                                   begun) once all 5 are in */
   unsigned pipe_dry;           /* new connections that closed before this
                                   pipeline had any answer on them */
   char *wire;                  /* the pipeline's requests, sent as one
                                   write, or NULL */
+
+  /* Kept when the record is recycled (exchange_alloc): everything above is
+   * cleared for the next exchange, these buffers keep their room. */
+  char *req_buf;               /* req points here once built */
+  size_t req_cap;
+  char *extra_buf;             /* extra points here when there are lines */
+  size_t extra_cap;
 };
 
+/* Ended exchanges' records a client keeps for its next ones (a free list
+ * on the loop's thread, client->spare_ex, linked by next_wait), with their
+ * request and header buffers: a record, its request's head and its
+ * header lines had been three allocations and frees per request. */
+#define SPARE_MAX 128u
+
 static void acquire(ak__http_exchange *ex, bool allow_idle);
+static void record_put(ak_http_client *c, ak__http_exchange *ex);
 static void send_request(ak__http_exchange *ex);
 static void post_recv(ak__http_exchange *ex);
 static void finish(ak__http_exchange *ex);
@@ -210,7 +242,7 @@ static void submit_writes(ak__http_exchange *ex, wbatch *b);
 static void flush_held(ak__http_exchange *ex);
 static int pipe_wire(ak__http_exchange *ex);
 static bool pipe_retry(ak__http_exchange *ex);
-static bool pipe_stray(ak__http_exchange *ex, const char *data, size_t len);
+static bool stray(ak__http_exchange *ex, const char *data, size_t len);
 /* What a response starts with: a turned member's stream is its answer
  * once these 5 bytes are in (section 9). */
 static const char status_prefix[] = "HTTP/";
@@ -413,10 +445,12 @@ static void connect_new(ak__http_exchange *ex)
  * no answer to the next one (a body sent late after a HEAD, a response
  * nobody asked for), and the next request would read them as its own
  * response. TLS connections are not looked at: a record (a session ticket)
- * may wait there rightly. */
+ * may wait there rightly. Nor is one idle for less than IDLE_TRUST_NS:
+ * what the look finds there is found after the send (IDLE_TRUST_NS). */
 static bool idle_stale(const ak__http_conn *conn)
 {
-  if (conn->tr != &ak__http_plain || conn->fd < 0)
+  if (conn->tr != &ak__http_plain || conn->fd < 0 ||
+      ak_now_ns() - conn->idle_since < IDLE_TRUST_NS)
     return false;
   char b;
   ssize_t r = recv(conn->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -463,7 +497,11 @@ void ak__http_exchange_resume(ak__http_exchange *ex, ak__http_conn *conn)
 }
 
 /* A kept-alive connection turned out closed before any response byte (the
- * server timed it out): once per request, try again on a new one. */
+ * server timed it out, or closed it after its last answer without saying
+ * so): once per request, try again on a new one. Only GET and HEAD are
+ * sent, so a request sent again repeats nothing the server acted on; a
+ * request with a body would need the caller's say. A pipeline's members
+ * go again as pipe_retry says. */
 static bool retry_on_fresh_conn(ak__http_exchange *ex)
 {
   if (ex->piped)
@@ -498,9 +536,15 @@ static int build_request(ak__http_exchange *ex)
   size_t n = strlen(method) + strlen(target) + strlen(ex->url->authority) +
              strlen(o->user_agent) + strlen(extra) + 128 + 80 /* Range */ +
              strlen(accept_enc) + strlen(proxy_auth) + strlen(auth);
-  char *r = ak__malloc(n);
-  if (!r)
-    return -ENOMEM;
+  if (n > ex->req_cap) {
+    char *g = ak__malloc(n);
+    if (!g)
+      return -ENOMEM;
+    ak__free(ex->req_buf);
+    ex->req_buf = g;
+    ex->req_cap = n;
+  }
+  char *r = ex->req_buf;
   char *e = ak__put(r, method);
   *e++ = ' ';
   e = ak__put(e, target);
@@ -527,7 +571,6 @@ static int build_request(ak__http_exchange *ex)
   e = ak__put(e, extra);
   e = ak__put(e, "\r\n");
   *e = '\0';
-  ak__free(ex->req);
   ex->req = r;
   ex->req_len = (size_t)(e - r);
   return 0;
@@ -830,9 +873,9 @@ static void on_recv(ak_future *f, void *arg)
   } else {
     ex->client->rate_tokens -= (double)res;
     char *data = ex->conn->buf + ex->rx_at;
-    if (ex->pipe_turned && !ex->got_bytes && pipe_stray(ex, data, (size_t)res))
+    if (ex->conn_reused && !ex->got_bytes && stray(ex, data, (size_t)res))
       return;
-    ex->got_bytes = !ex->pipe_turned || ex->pipe_prefix == STATUS_PREFIX_LEN;
+    ex->got_bytes = !ex->conn_reused || ex->pipe_prefix == STATUS_PREFIX_LEN;
     ex->rx_at += (size_t)res;
     int64_t used = ak__http_parser_feed(&ex->parser, data, (size_t)res);
     if (used < 0) {
@@ -1387,6 +1430,10 @@ static char *origin_of(const ak_url *u)
  * own brings that. */
 static int redirect_credentials(ak__http_exchange *ex, const ak_url *next)
 {
+  /* The request's origin, made at its first redirect (ex->url is still
+   * the request's own then): most requests are never redirected. */
+  if (!ex->origin && !(ex->origin = origin_of(ex->url)))
+    return -ENOMEM;
   char *o = origin_of(next);
   if (!o)
     return -ENOMEM;
@@ -1455,8 +1502,7 @@ static void follow_redirect(ak__http_exchange *ex)
   ex->url = next;
   ak__http_parser_free(&ex->parser);
   ex->parser_live = false;
-  ak__free(ex->req);
-  ex->req = NULL;
+  ex->req = NULL; /* made again for the new URL, in req_buf */
   ex->retried = false;
   acquire(ex, true);
 }
@@ -1523,7 +1569,7 @@ static void finish(ak__http_exchange *ex)
     ak_future_fail(fut, ex->err, ex->detail);
   } else {
     ak_http_response *r = ak__http_parser_take(&ex->parser);
-    r->url = ak__strdup(ex->url->text);
+    ak__http_response_set_url(r, ex->url->text); /* NULL on ENOMEM, as before */
     r->redirects = ex->redirects;
     r->reused = ex->conn_reused;
     r->decoded_bytes = r->decoded ? ex->decoded : r->body_bytes;
@@ -1541,10 +1587,8 @@ static void finish(ak__http_exchange *ex)
     ak__http_sweep_stop(c); /* the loop may go idle: no timer keeps it */
   ak_loop_unhold(c->loop);
   ak_url_free(ex->url);
-  ak__free(ex->extra);
   ak__free(ex->auth);
   ak__free(ex->origin);
-  ak__free(ex->req);
   ak__free(ex->iov);
   for (unsigned i = 0; i < WRITES; i++)
     ak__free(ex->wb[i].iov);
@@ -1552,7 +1596,7 @@ static void finish(ak__http_exchange *ex)
   ak__free(ex->dbuf);
   ak__http_membody_free(ex->membody);
   ak__free(ex->wire);
-  ak__free(ex);
+  record_put(c, ex);
   ak_future_release(fut);
   if (next)
     pipe_hand_on(next, pass, pass_keep, dry, pass_err);
@@ -1735,9 +1779,15 @@ static int join_headers(ak__http_exchange *ex, const ak_http_request *req)
   }
   if (req->header_count == 0)
     return 0;
-  ex->extra = ak__malloc(n);
-  if (!ex->extra)
-    return -ENOMEM;
+  if (n > ex->extra_cap) {
+    char *g = ak__malloc(n);
+    if (!g)
+      return -ENOMEM;
+    ak__free(ex->extra_buf);
+    ex->extra_buf = g;
+    ex->extra_cap = n;
+  }
+  ex->extra = ex->extra_buf;
   char *o = ex->extra;
   for (size_t i = 0; i < req->header_count; i++) {
     size_t l = strlen(req->headers[i]);
@@ -1751,12 +1801,11 @@ static int join_headers(ak__http_exchange *ex, const ak_http_request *req)
 }
 
 /* The request's own credentials: userpwd, else the URL's user
- * information; the origin they belong to. -EINVAL for a userpwd with CR or
+ * information (the origin they belong to is made at the first redirect,
+ * redirect_credentials). -EINVAL for a userpwd with CR or
  * LF, -ENOMEM. */
 static int start_credentials(ak__http_exchange *ex, const ak_http_request *req)
 {
-  if (!(ex->origin = origin_of(ex->url)))
-    return -ENOMEM;
   if (req->userpwd) {
     if (strpbrk(req->userpwd, "\r\n"))
       return -EINVAL;
@@ -1767,6 +1816,45 @@ static int start_credentials(ak__http_exchange *ex, const ak_http_request *req)
     return 0;
   }
   return ex->auth ? 0 : -ENOMEM;
+}
+
+/* A cleared record: a spare one of c's, or a new one. NULL on ENOMEM. */
+static ak__http_exchange *record_get(ak_http_client *c)
+{
+  ak__http_exchange *ex = c->spare_ex;
+  if (!ex)
+    return ak__calloc(1, sizeof *ex);
+  c->spare_ex = ex->next_wait;
+  c->spare_count--;
+  memset(ex, 0, offsetof(ak__http_exchange, req_buf));
+  return ex;
+}
+
+/* ex is done with (what it owned besides its kept buffers is freed):
+ * kept for c's next exchange, or freed when c keeps enough. */
+static void record_put(ak_http_client *c, ak__http_exchange *ex)
+{
+  if (c->spare_count < SPARE_MAX) {
+    ex->next_wait = c->spare_ex;
+    c->spare_ex = ex;
+    c->spare_count++;
+    return;
+  }
+  ak__free(ex->req_buf);
+  ak__free(ex->extra_buf);
+  ak__free(ex);
+}
+
+void ak__http_spares_free(ak_http_client *c)
+{
+  while (c->spare_ex) {
+    ak__http_exchange *ex = c->spare_ex;
+    c->spare_ex = ex->next_wait;
+    ak__free(ex->req_buf);
+    ak__free(ex->extra_buf);
+    ak__free(ex);
+  }
+  c->spare_count = 0;
 }
 
 /* A new exchange for req, counted active, its future's reference in
@@ -1787,7 +1875,7 @@ static ak__http_exchange *exchange_new(ak_http_client *c, const ak_http_request 
     *out = ak__future_failed(c->loop, rc, d);
     return NULL;
   }
-  ak__http_exchange *ex = ak__calloc(1, sizeof *ex);
+  ak__http_exchange *ex = record_get(c);
   if (!ex) {
     ak_url_free(url);
     return NULL;
@@ -1815,11 +1903,10 @@ static ak__http_exchange *exchange_new(ak_http_client *c, const ak_http_request 
   if (rc < 0 || (ex->range_end >= 0 && ex->range_end < ex->range_start) ||
       ((ex->flags & AK_HTTP_DECODE) && ex->range_start >= 0)) {
     ak_url_free(url);
-    ak__free(ex->extra);
     ak__free(ex->auth);
     ak__free(ex->origin);
     ak__http_membody_free(ex->membody);
-    ak__free(ex);
+    record_put(c, ex);
     *out = ak__future_failed(c->loop, rc < 0 ? rc : -EINVAL,
                              "bad header line or range, or a second body sink");
     return NULL;
@@ -1827,11 +1914,10 @@ static ak__http_exchange *exchange_new(ak_http_client *c, const ak_http_request 
   ex->fut = ak__future_new(c->loop, &exchange_kind, ex);
   if (!ex->fut) {
     ak_url_free(url);
-    ak__free(ex->extra);
     ak__free(ex->auth);
     ak__free(ex->origin);
     ak__http_membody_free(ex->membody);
-    ak__free(ex);
+    record_put(c, ex);
     return NULL;
   }
   *out = ak_future_ref(ex->fut);
@@ -1963,14 +2049,16 @@ static void pipe_resend(ak__http_exchange *ex, bool allow_idle)
   acquire(ex, allow_idle);
 }
 
-/* ex got the connection from the member ahead and these are its first
- * bytes, or the first after the few that began the stream (pipe_prefix:
- * the carry, or an earlier receive, held a prefix of "HTTP/" only): if
- * they do not start a response, they are the end of the one ahead (a body
- * after HEAD that came late, whose first bytes looked like a status
- * line's), and ex has had no answer: the connection is dropped and ex and
- * the members behind go to another. Returns whether that happened. */
-static bool pipe_stray(ak__http_exchange *ex, const char *data, size_t len)
+/* ex is on a reused connection (kept alive, or from the member ahead)
+ * and these are its first bytes, or the first after the few that began
+ * the stream (pipe_prefix: the carry, or an earlier receive, held a
+ * prefix of "HTTP/" only): if they do not start a response, they are the
+ * end of an earlier one (a body after HEAD that came late, whose first
+ * bytes looked like a status line's; bytes that reached an idle
+ * connection reused without a look, idle_stale), and ex has had no
+ * answer: the connection is dropped and ex (with the members behind) goes
+ * to another, not counted as a retry. Returns whether that happened. */
+static bool stray(ak__http_exchange *ex, const char *data, size_t len)
 {
   if (continues_status(ex->pipe_prefix, data, len)) {
     size_t n = STATUS_PREFIX_LEN - ex->pipe_prefix;
@@ -1980,7 +2068,13 @@ static bool pipe_stray(ak__http_exchange *ex, const char *data, size_t len)
   ak__http_conn *conn = ex->conn;
   ex->conn = NULL;
   ak__http_conn_release(conn, false);
-  pipe_resend(ex, true);
+  if (ex->piped) {
+    pipe_resend(ex, true);
+  } else {
+    ak__http_parser_free(&ex->parser);
+    ex->parser_live = false;
+    acquire(ex, true);
+  }
   return true;
 }
 
@@ -1991,7 +2085,9 @@ static bool pipe_retry(ak__http_exchange *ex)
 {
   if (ex->got_bytes || ex->err)
     return false;
-  if (!ex->pipe_turned) {
+  /* A kept-alive connection closed is no sign the server will not
+   * answer: only new connections count. */
+  if (!ex->conn_reused) {
     if (ex->pipe_dry >= PIPE_DRY_MAX) {
       ex->pipe_dry = PIPE_DRY_MAX + 1; /* finish fails the members behind */
       return false;
@@ -2027,7 +2123,7 @@ static void pipe_turn(ak__http_exchange *ex, ak__http_conn *conn)
   }
   /* pipe_carry saw these start as a status line; fewer than 5 bytes are
    * a prefix of "HTTP/" only, which the next receive confirms or shows to
-   * be the late end of a body (pipe_stray). */
+   * be the late end of a body (stray). */
   ex->pipe_prefix = (unsigned char)(n < STATUS_PREFIX_LEN ? n : STATUS_PREFIX_LEN);
   ex->got_bytes = ex->pipe_prefix == STATUS_PREFIX_LEN;
   int64_t used = ak__http_parser_feed(&ex->parser, data, n);

@@ -84,6 +84,9 @@ struct ak__http_parser {
   size_t field_len, field_cap;
   char *value;                 /* its value being received (likewise) */
   size_t value_len, value_cap;
+  char field_room[64];         /* field's and value's first buffers, in the */
+  char value_room[192];        /* parser: most heads' names and values fit,
+                                  with no allocation (p must not move) */
   bool have_field;             /* a header is being received */
   bool in_value;               /* the last piece was a value */
   size_t header_cap;           /* room in resp->headers */
@@ -120,6 +123,9 @@ bool ak__http_parser_keep_alive(const ak__http_parser *p);
 /* Takes the response (the caller frees it with ak__http_response_free). */
 ak_http_response *ak__http_parser_take(ak__http_parser *p);
 
+/* Sets resp->url to a copy of url (in the record's room when it fits).
+ * Returns 0 or -ENOMEM. */
+int ak__http_response_set_url(ak_http_response *resp, const char *url);
 void ak__http_response_free(ak_http_response *resp);
 /* As ak_destructor. */
 void ak__http_response_dtor(void *resp);
@@ -264,6 +270,9 @@ struct ak_http_client {
   ak__proxy *http_proxy;       /* for http URLs, or NULL */
   ak__proxy *https_proxy;      /* for https URLs, or NULL */
   char *no_proxy;              /* hosts reached directly, or NULL */
+  ak__http_exchange *spare_ex; /* ended exchanges' records kept for the next
+                                  ones (exchange.c, record_get), loop thread */
+  unsigned spare_count;
 };
 
 /* The host pool for url reached through proxy (NULL: directly), made on
@@ -367,6 +376,8 @@ void ak__http_exchange_resume(ak__http_exchange *ex, ak__http_conn *conn);
 ak__http_exchange *ak__http_host_pop_waiter(ak__http_host *host);
 
 ak_future *ak__http_exchange_start(ak_http_client *c, const ak_http_request *req);
+/* Frees the exchange records c keeps for reuse (ak_http_client_free). */
+void ak__http_spares_free(ak_http_client *c);
 /* ak_http_head_pipeline's work (exchange.c, section 9): -EINVAL before
  * anything starts, -ENOMEM, or 0 and out[] filled. */
 int ak__http_pipeline_start(ak_http_client *c, const ak_http_request *reqs, size_t n,

@@ -48,33 +48,85 @@ static bool head_over_limit(ak__http_parser *p, size_t n)
   return p->head_bytes > p->max_head;
 }
 
-static int append(ak__http_parser *p, char **s, size_t *len, const char *at, size_t n)
+/* A response record with room for its reason and URL after it: one
+ * allocation where there were three (akget -N: a thousand 304s). Either
+ * string is allocated on its own when the room is used up. */
+enum { RESP_ROOM = 224 };
+typedef struct resp_box {
+  ak_http_response r;
+  size_t used;                 /* bytes of room taken */
+  char room[RESP_ROOM];
+} resp_box;
+
+static bool in_room(const ak_http_response *r, const char *s)
 {
-  char *g = ak__realloc(*s, *len + n + 1);
-  if (!g)
-    return fail(p, -ENOMEM, "out of memory%s", NULL);
-  memcpy(g + *len, at, n);
-  *len += n;
-  g[*len] = '\0';
-  *s = g;
+  const resp_box *b = (const resp_box *)r;
+  return (uintptr_t)s >= (uintptr_t)b->room && (uintptr_t)s < (uintptr_t)(b->room + RESP_ROOM);
+}
+
+/* Frees a string of r's (reason, url) unless it is in r's room. */
+static void free_text(ak_http_response *r, char *s)
+{
+  if (s && !in_room(r, s))
+    ak__free(s);
+}
+
+/* Appends n bytes at at to *s (len bytes, NUL-terminated), one of r's
+ * strings: in r's room while it is the last thing there and fits, else
+ * in an allocation. Returns 0 or -ENOMEM. */
+static int text_append(ak_http_response *r, char **s, size_t len, const char *at, size_t n)
+{
+  resp_box *b = (resp_box *)r;
+  char *o = *s;
+  bool room_end = o ? in_room(r, o) && o + len + 1 == b->room + b->used : true;
+  if (room_end && b->used + n + (o ? 0 : 1) <= RESP_ROOM) {
+    if (!o)
+      o = b->room + b->used;
+    b->used += n + (*s ? 0 : 1);
+  } else {
+    char *g = in_room(r, o) || !o ? ak__malloc(len + n + 1) : ak__realloc(o, len + n + 1);
+    if (!g)
+      return -ENOMEM;
+    if (o && in_room(r, o))
+      memcpy(g, o, len);
+    o = g;
+  }
+  memcpy(o + len, at, n);
+  o[len + n] = '\0';
+  *s = o;
   return 0;
+}
+
+int ak__http_response_set_url(ak_http_response *r, const char *url)
+{
+  free_text(r, r->url);
+  r->url = NULL;
+  return text_append(r, &r->url, 0, url, strlen(url));
 }
 
 /* append into a buffer that is kept (its room in *cap) and grows by
  * doubling: a header's name and value are gathered in the parser's two
- * buffers, then copied out once (commit_header). */
-static int gather(ak__http_parser *p, char **s, size_t *len, size_t *cap, const char *at,
-                  size_t n)
+ * buffers, then copied out once (commit_header). Each starts as room
+ * (room_len bytes, inside the parser) and is allocated only past it. */
+static int gather(ak__http_parser *p, char **s, size_t *len, size_t *cap, char *room,
+                  size_t room_len, const char *at, size_t n)
 {
   if (*len + n + 1 > *cap) {
-    size_t c = *cap ? *cap : 64;
-    while (c < *len + n + 1)
-      c *= 2;
-    char *g = ak__realloc(*s, c);
-    if (!g)
-      return fail(p, -ENOMEM, "out of memory%s", NULL);
-    *s = g;
-    *cap = c;
+    if (*cap == 0 && *len + n + 1 <= room_len) {
+      *s = room;
+      *cap = room_len;
+    } else {
+      size_t c = *cap > room_len ? *cap : room_len;
+      while (c < *len + n + 1)
+        c *= 2;
+      char *g = *s == room ? ak__malloc(c) : ak__realloc(*s, c);
+      if (!g)
+        return fail(p, -ENOMEM, "out of memory%s", NULL);
+      if (*s == room)
+        memcpy(g, room, *len);
+      *s = g;
+      *cap = c;
+    }
   }
   memcpy(*s + *len, at, n);
   *len += n;
@@ -130,8 +182,8 @@ void ak__http_response_free(ak_http_response *r)
   if (!r)
     return;
   free_headers(r);
-  ak__free(r->reason);
-  ak__free(r->url);
+  free_text(r, r->reason);
+  free_text(r, r->url);
   ak__free(r->body); /* AK_HTTP_BODY_MEMORY's, given at the end (body_memory.c) */
   ak__free(r);
 }
@@ -144,9 +196,10 @@ void ak__http_response_dtor(void *resp)
 static void reset_response(ak_http_response *r)
 {
   free_headers(r);
-  ak__free(r->reason);
-  ak__free(r->url);
+  free_text(r, r->reason);
+  free_text(r, r->url);
   memset(r, 0, sizeof *r);
+  ((resp_box *)r)->used = 0;
   r->content_length = -1;
   r->range_start = r->range_end = -1;
   r->entity_size = -1;
@@ -156,8 +209,9 @@ static void reset_response(ak_http_response *r)
 static int on_message_begin(llhttp_t *ll)
 {
   ak__http_parser *p = parser_of(ll);
-  ak__free(p->resp->reason); /* an interim 1xx's head is forgotten */
+  free_text(p->resp, p->resp->reason); /* an interim 1xx's head is forgotten */
   p->resp->reason = NULL;
+  ((resp_box *)p->resp)->used = 0; /* the room held the reason only (the URL comes at the end) */
   free_headers(p->resp);
   p->header_cap = p->text_len = p->text_cap = 0;
   p->content_length_count = 0;
@@ -170,7 +224,9 @@ static int on_status(llhttp_t *ll, const char *at, size_t n)
   if (head_over_limit(p, n))
     return fail(p, AK_EHTTPHEADSIZE, "status line longer than the head limit%s", NULL);
   size_t len = p->resp->reason ? strlen(p->resp->reason) : 0;
-  return append(p, &p->resp->reason, &len, at, n);
+  if (text_append(p->resp, &p->resp->reason, len, at, n) < 0)
+    return fail(p, -ENOMEM, "out of memory%s", NULL);
+  return 0;
 }
 
 /* Whether a and b may be equal ignoring case, by their first bytes: a
@@ -233,7 +289,8 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t n)
       return rc;
   }
   p->have_field = true;
-  return gather(p, &p->field, &p->field_len, &p->field_cap, at, n);
+  return gather(p, &p->field, &p->field_len, &p->field_cap, p->field_room, sizeof p->field_room,
+                at, n);
 }
 
 static int on_header_value(llhttp_t *ll, const char *at, size_t n)
@@ -242,7 +299,8 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t n)
   if (head_over_limit(p, n))
     return fail(p, AK_EHTTPHEADSIZE, "response head larger than the limit%s", NULL);
   p->in_value = true;
-  return gather(p, &p->value, &p->value_len, &p->value_cap, at, n);
+  return gather(p, &p->value, &p->value_len, &p->value_cap, p->value_room, sizeof p->value_room,
+                at, n);
 }
 
 /* A non-negative decimal that fits in int64_t, all of s; -1 otherwise. */
@@ -420,9 +478,12 @@ static const llhttp_settings_t settings = {
 int ak__http_parser_init(ak__http_parser *p, size_t max_head, int64_t max_body, bool head_request)
 {
   memset(p, 0, sizeof *p);
-  p->resp = ak__calloc(1, sizeof *p->resp);
-  if (!p->resp)
+  resp_box *box = ak__malloc(sizeof *box);
+  if (!box)
     return -ENOMEM;
+  memset(&box->r, 0, sizeof box->r); /* the room needs no clearing */
+  box->used = 0;
+  p->resp = &box->r;
   reset_response(p->resp);
   p->max_head = max_head;
   p->max_body = max_body;
@@ -436,8 +497,10 @@ void ak__http_parser_free(ak__http_parser *p)
 {
   ak__http_response_free(p->resp);
   p->resp = NULL;
-  ak__free(p->field);
-  ak__free(p->value);
+  if (p->field != p->field_room)
+    ak__free(p->field);
+  if (p->value != p->value_room)
+    ak__free(p->value);
   p->field = p->value = NULL;
   p->field_len = p->value_len = p->field_cap = p->value_cap = 0;
   p->have_field = false;

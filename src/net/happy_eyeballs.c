@@ -39,7 +39,12 @@ typedef struct he {
   ak_future *resolve;          /* the lookup in flight, or NULL */
   ak_connect_options o;
   char port[8];
-  he_attempt a[HE_MAX_ADDRS];  /* in the order they are tried */
+  he_attempt *a;               /* in the order they are tried: cap of them,
+                                  made when the addresses are known (64 in
+                                  the struct were 9.7 KiB zeroed for every
+                                  connection, three fresh pages each, where
+                                  a numeric host has one address) */
+  size_t cap;
   size_t n;
   size_t next;                 /* the next attempt to start */
   unsigned in_flight;          /* connects not yet completed */
@@ -74,6 +79,7 @@ static void maybe_free(he *h)
 {
   if (h->fut || h->resolve || h->in_flight || h->stagger)
     return;
+  ak__free(h->a);
   ak__free(h);
 }
 
@@ -208,9 +214,9 @@ static void order(he *h, const struct addrinfo *list)
     return;
   int fam[2] = {first->ai_family, first->ai_family == AF_INET ? AF_INET6 : AF_INET};
   const struct addrinfo *cur[2] = {list, list};
-  for (bool any = true; any && h->n < HE_MAX_ADDRS;) {
+  for (bool any = true; any && h->n < h->cap;) {
     any = false;
-    for (int k = 0; k < 2 && h->n < HE_MAX_ADDRS; k++) {
+    for (int k = 0; k < 2 && h->n < h->cap; k++) {
       while (cur[k] && (cur[k]->ai_family != fam[k] ||
                         (h->o.family != AF_UNSPEC && cur[k]->ai_family != h->o.family) ||
                         cur[k]->ai_addrlen > sizeof h->a[0].addr))
@@ -230,6 +236,19 @@ static void order(he *h, const struct addrinfo *list)
 
 static void start_with(he *h, const struct addrinfo *list)
 {
+  size_t cap = 0;
+  for (const struct addrinfo *ai = list; ai && cap < HE_MAX_ADDRS; ai = ai->ai_next)
+    cap += ai->ai_family == AF_INET || ai->ai_family == AF_INET6;
+  if (cap) {
+    h->a = ak__calloc(cap, sizeof *h->a);
+    if (!h->a) {
+      snprintf(h->detail, sizeof h->detail, "out of memory");
+      settle(h, -ENOMEM);
+      maybe_free(h);
+      return;
+    }
+    h->cap = cap;
+  }
   order(h, list);
   if (h->n == 0) {
     snprintf(h->detail, sizeof h->detail, "no %s address",

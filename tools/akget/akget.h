@@ -119,8 +119,14 @@ typedef struct akg_item {
   unsigned char sha256[32];  /* expected, with has_checksum */
   bool has_checksum;
   /* progress, read by the display thread (__atomic loads) */
-  int64_t seg_got[AKG_MAX_SEGMENTS]; /* bytes written per segment, each
-                                        counted from its segment's start */
+  int64_t *seg_got;          /* bytes written per segment (AKG_MAX_SEGMENTS),
+                                each counted from its segment's start: the
+                                download's counters while it fetches
+                                (download.c's dl_get), else NULL (their sum
+                                moved to ranges_done under run->active_lock
+                                at its end). Not in the item: 256 of its 472
+                                bytes, for every URL on the list reader's
+                                thread, where a -N 304 needs none */
   int64_t total;             /* the file's size once known, else -1 */
   int state;                 /* akg_state */
   /* outcome (written by the item's worker, read after the join) */
@@ -131,7 +137,8 @@ typedef struct akg_item {
   int64_t bytes;             /* the file's size when done */
   int64_t resumed_from;      /* bytes already there (-c) */
   int64_t ranges_done;       /* bytes of ranges finished this run whose
-                                segment counter was reset for the next
+                                segment counter was reset (or whose
+                                download has ended) for the next
                                 range (__atomic, for the display) */
   unsigned attempts;
   unsigned segments_used;

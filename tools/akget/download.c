@@ -72,6 +72,7 @@
 #define GROW_GAIN 1.15
 
 typedef struct dl dl;
+typedef struct dl_get dl_get;
 
 typedef struct part {
   dl *d;
@@ -101,7 +102,7 @@ struct dl {
                                 akg_dir_open), or NULL before */
   int dirfd;                 /* its descriptor: every open, link, rename and
                                 unlink is relative to it */
-  unsigned nparts;           /* parts started (parts[0..nparts-1]) */
+  unsigned nparts;           /* parts started (get->parts[0..nparts-1]) */
   unsigned max_parts;        /* parts planned: nparts grows up to it */
   /* growing (section 3b): the window since the last look */
   ak_timer *grow_timer;      /* the next look, or NULL */
@@ -117,9 +118,8 @@ struct dl {
   char proc_path[32];        /* "/proc/self/fd/N" of fd ("" without /proc):
                                 an unnamed file's link source, the read back */
   char *spare;               /* the spare name when the final one exists, or NULL */
-  /* what is on disk, and what is still to fetch */
-  /* have: last, see dl_new */
-  bool from_record;          /* have came from a valid control record */
+  /* what is on disk (get->have), and what is still to fetch */
+  bool from_record;          /* get->have came from a valid control record */
   akg_extent *ranges;        /* the ranges planned, in order */
   unsigned nranges, next_range; /* of them, the next one no part has taken */
   char *if_range;            /* "If-Range: V" sent with every Range, or NULL */
@@ -144,59 +144,143 @@ struct dl {
   bool no_file;              /* -N's HEAD first: no file opened (yet) */
   bool cd_seen;              /* --content-disposition: a header was looked at */
   char *url_path;            /* the URL's name, replaced by the header's, or NULL */
-  /* From here on dl_new writes no more than have's head: its extents (7
-   * KiB) and the arrays after them are written where they are first used
-   * (the parts as planned, the strings as set), so a -N download that
-   * ends at its 304 touches the record's first 1.4 KiB only (one page,
-   * where 3.8 KiB had been zeroed: about 30 fewer page faults at the
-   * first -j32 fill). */
+  dl_get *get;               /* what a GET needs (the record of what is on
+                                disk, the parts, the retry's and start
+                                over's reasons), or NULL: given by
+                                open_file (get_new), so a -N download
+                                that ends at its HEAD's 304 never has one */
+  dl *spare_next;            /* kept for reuse (dl_free): the next one */
+};
+
+/* A download's transfer state, apart from its dl: 9.8 KiB (the extents
+ * alone are 6.4 KiB), of which an -N run over an unchanged tree needs
+ * none. In one record (10 KiB) the dl's head and its tail's first writes
+ * fell on two or three fresh pages per download, with malloc's header of
+ * the top chunk after each (perf record -e page-faults: 44 of akget -N
+ * -j32's 325 faults); the dl alone is 0.4 KiB, 32 of them three pages. */
+struct dl_get {
   akg_record have;           /* ranges complete on disk (from the record and
-                                this run's finished ranges), size, validators */
+                                this run's finished ranges), size, validators;
+                                get_new writes its head only (its extents
+                                are read up to have.n) */
   part parts[AKG_MAX_SEGMENTS]; /* parts[0..nparts-1] (set up as they start) */
   char last_retry[400];      /* why the last retry was scheduled ("" if none) */
   char restart_why[400];     /* why the start over asked is needed */
+  int64_t seg_got[AKG_MAX_SEGMENTS]; /* the item's (item->seg_got) */
+  dl_get *spare_next;        /* kept for reuse (dl_free): the next one */
 };
 
 /* Records of downloads that ended, kept for the next ones on this loop's
- * thread: a dl is 10 KiB, above what glibc's per-thread cache holds, and
- * its calloc (the zeroing, and the merging of freed chunks a large request
- * starts) was a quarter of akget -N's instructions at -j32. */
+ * thread: a dl_get is 10 KiB, above what glibc's per-thread cache holds,
+ * and its calloc (the zeroing, and the merging of freed chunks a large
+ * request starts) was a quarter of akget -N's instructions at -j32 (when
+ * it was part of every dl); the dl, under 1 KiB, is kept the same way: 32
+ * freed at once would overflow glibc's cache of 7 a size. Lists through
+ * the records themselves, not arrays in TLS: every thread's static TLS is
+ * zeroed at its start (the list reader's too), a page per 4 KiB. */
 enum { DL_SPARES = 64 };
-static __thread dl *dl_spare[DL_SPARES];
+static __thread dl *dl_spare;         /* through dl.spare_next */
 static __thread unsigned dl_spares;
+static __thread dl_get *get_spare;    /* through dl_get.spare_next */
+static __thread unsigned get_spares;
 
-/* A zeroed dl, but for have.ext[] (akg_record_clear's empty record reads
- * no extent past have.n, 0) and what follows it (see the struct). */
+/* A zeroed dl. */
 static dl *dl_new(void)
 {
-  dl *d = dl_spares ? dl_spare[--dl_spares] : malloc(sizeof *d);
+  dl *d = dl_spare;
   if (d) {
-    memset(d, 0, offsetof(dl, have) + offsetof(akg_record, ext));
-    d->last_retry[0] = '\0';
-    d->restart_why[0] = '\0';
+    dl_spare = d->spare_next;
+    dl_spares--;
+  } else {
+    d = malloc(sizeof *d);
   }
+  if (d)
+    memset(d, 0, sizeof *d);
   return d;
+}
+
+/* Gives d its dl_get (before the file's open: everything that reads or
+ * writes the record, the parts or the reasons comes after it), once.
+ * Written: the record's head (akg_record_clear's empty record: no extent,
+ * size -1) and the reasons' first bytes; the parts as planned. Returns 0
+ * or -ENOMEM. */
+static int get_new(dl *d)
+{
+  if (d->get)
+    return 0;
+  dl_get *g = get_spare;
+  if (g) {
+    get_spare = g->spare_next;
+    get_spares--;
+  } else if (!(g = malloc(sizeof *g))) {
+    return -ENOMEM;
+  }
+  memset(&g->have, 0, offsetof(akg_record, ext));
+  g->have.size = -1;
+  g->last_retry[0] = '\0';
+  g->restart_why[0] = '\0';
+  memset(g->seg_got, 0, sizeof g->seg_got);
+  d->get = g;
+  __atomic_store_n(&d->item->seg_got, g->seg_got, __ATOMIC_RELEASE);
+  return 0;
+}
+
+/* The end: the item's counters leave d->get (kept for another download,
+ * or freed) for ranges_done, under the lock the display reads them by. */
+static void get_detach(dl *d)
+{
+  akg_item *it = d->item;
+  if (!d->get)
+    return;
+  akg_run *run = akg_worker_run(d->w);
+  int64_t sum = 0;
+  for (unsigned i = 0; i < AKG_MAX_SEGMENTS; i++)
+    sum += __atomic_load_n(&d->get->seg_got[i], __ATOMIC_RELAXED);
+  pthread_mutex_lock(&run->active_lock);
+  __atomic_fetch_add(&it->ranges_done, sum, __ATOMIC_RELAXED);
+  __atomic_store_n(&it->seg_got, NULL, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&run->active_lock);
 }
 
 static void dl_free(dl *d)
 {
-  if (dl_spares < DL_SPARES)
-    dl_spare[dl_spares++] = d;
-  else
+  if (d->get && get_spares < DL_SPARES) {
+    d->get->spare_next = get_spare;
+    get_spare = d->get;
+    get_spares++;
+  } else {
+    free(d->get);
+  }
+  if (dl_spares < DL_SPARES) {
+    d->spare_next = dl_spare;
+    dl_spare = d;
+    dl_spares++;
+  } else {
     free(d);
+  }
 }
 
 void akg_download_spares_free(void)
 {
-  while (dl_spares)
-    free(dl_spare[--dl_spares]);
+  while (dl_spare) {
+    dl *d = dl_spare;
+    dl_spare = d->spare_next;
+    free(d);
+  }
+  while (get_spare) {
+    dl_get *g = get_spare;
+    get_spare = g->spare_next;
+    free(g);
+  }
+  dl_spares = get_spares = 0;
 }
 
 int64_t akg_item_got(const akg_item *item)
 {
   int64_t n = item->resumed_from + __atomic_load_n(&item->ranges_done, __ATOMIC_RELAXED);
-  for (unsigned i = 0; i < AKG_MAX_SEGMENTS; i++)
-    n += __atomic_load_n(&item->seg_got[i], __ATOMIC_RELAXED);
+  const int64_t *sg = __atomic_load_n(&item->seg_got, __ATOMIC_ACQUIRE);
+  for (unsigned i = 0; sg && i < AKG_MAX_SEGMENTS; i++)
+    n += __atomic_load_n(&sg[i], __ATOMIC_RELAXED);
   return n;
 }
 
@@ -284,9 +368,9 @@ static bool part_bytes_count(const dl *d, const part *p)
 /* have plus what the parts have written of their ranges so far. */
 static void take_snapshot(dl *d, akg_record *r)
 {
-  *r = d->have;
+  *r = d->get->have;
   for (unsigned i = 0; i < d->nparts; i++) {
-    const part *p = &d->parts[i];
+    const part *p = &d->get->parts[i];
     int64_t got = __atomic_load_n(&d->item->seg_got[p->index], __ATOMIC_RELAXED);
     if (!p->done && got > 0 && part_bytes_count(d, p))
       akg_extents_add(r, p->start, got);
@@ -370,7 +454,7 @@ static void ckpt_quiesce(dl *d, void (*then)(dl *d), bool final)
  * part file. Returns 0 or -errno. */
 static int forget_all(dl *d)
 {
-  akg_record_clear(&d->have);
+  akg_record_clear(&d->get->have);
   d->from_record = false;
   if (d->ctl_fd >= 0 && ftruncate(d->ctl_fd, 0) < 0)
     return -errno;
@@ -380,16 +464,16 @@ static int forget_all(dl *d)
   return 0;
 }
 
-/* Loads the record next to a -c part file of psize bytes into d->have, or
+/* Loads the record next to a -c part file of psize bytes into d->get->have, or
  * decides what the part file without one is worth. Returns 0 or -errno. */
 static int load_record(dl *d, int64_t psize)
 {
   akg_item *it = d->item;
   akg_run *run = akg_worker_run(d->w);
   char why[200];
-  int lr = akg_record_load(d->ctl_fd, it->url, &d->have, why, sizeof why);
-  if (lr == 1 && d->have.n > 0) {
-    const akg_extent *last = &d->have.ext[d->have.n - 1];
+  int lr = akg_record_load(d->ctl_fd, it->url, &d->get->have, why, sizeof why);
+  if (lr == 1 && d->get->have.n > 0) {
+    const akg_extent *last = &d->get->have.ext[d->get->have.n - 1];
     if (last->start + last->len > psize) {
       snprintf(why, sizeof why, "it lists bytes up to %" PRId64 ", the part file has %" PRId64,
                last->start + last->len, psize);
@@ -398,10 +482,10 @@ static int load_record(dl *d, int64_t psize)
   }
   if (lr == 1) {
     d->from_record = true;
-    d->ctl_seq = d->have.seq;
+    d->ctl_seq = d->get->have.seq;
     return 0;
   }
-  akg_record_clear(&d->have);
+  akg_record_clear(&d->get->have);
   if (lr < 0) {
     akg_progress_event(run, it, "start over %s from byte 0: its control record %s is not used (%s)",
                        it->url, d->ctl_path, why);
@@ -425,7 +509,7 @@ static int load_record(dl *d, int64_t psize)
                        "%s has no control record; it has no hole, so it is taken as one stream "
                        "written in order: resuming from byte %" PRId64,
                        it->tmp, psize);
-  akg_extents_add(&d->have, 0, psize);
+  akg_extents_add(&d->get->have, 0, psize);
   return 0;
 }
 
@@ -500,6 +584,7 @@ static void end_item(dl *d, akg_state state)
   akg_ts_free(it->ts);
   it->ts = d->ts;
   ak_future_release(d->asked);
+  get_detach(d);
   dl_free(d);
   done(w, it);
 }
@@ -605,7 +690,7 @@ static void stop_parts(dl *d, stop_reason why)
   d->stopping = why;
   grow_stop(d);
   for (unsigned i = 0; i < d->nparts; i++) {
-    part *p = &d->parts[i];
+    part *p = &d->get->parts[i];
     if (p->f)
       ak_future_cancel(p->f);
     if (p->retry) {
@@ -637,7 +722,7 @@ static bool restart_item(dl *d, const char *fmt, ...)
     return false;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(d->restart_why, sizeof d->restart_why, fmt, ap);
+  vsnprintf(d->get->restart_why, sizeof d->get->restart_why, fmt, ap);
   va_end(ap);
   stop_parts(d, STOP_RESTART);
   return true;
@@ -783,7 +868,7 @@ static void on_checked(ak_future *f, void *arg)
  * kept for the next -c. */
 static bool covers_entity(dl *d, int64_t *size)
 {
-  const akg_record *h = &d->have;
+  const akg_record *h = &d->get->have;
   if (d->size < 0) {
     /* Size unknown: one stream from byte 0 to its end, or nothing. */
     *size = h->n == 0 ? 0 : h->ext[0].start + h->ext[0].len;
@@ -881,7 +966,7 @@ static bool schedule_retry(part *p, int64_t retry_after_s, const char *why)
   p->attempts++;
   d->item->attempts++;
   int64_t wait = akg_backoff_ns(d->o, p->attempts, retry_after_s);
-  snprintf(d->last_retry, sizeof d->last_retry, "%s", why);
+  snprintf(d->get->last_retry, sizeof d->get->last_retry, "%s", why);
   akg_progress_event(akg_worker_run(d->w), d->item, "retry %u/%u %s in %.1f s: %s", p->attempts,
                      d->o->retries, d->item->url, wait / 1e9, why);
   p->retry = ak_call_later(d->loop, wait, retry_fire, p);
@@ -900,7 +985,7 @@ static void part_finished(part *p)
     return;
   }
   for (unsigned i = 0; i < d->nparts; i++)
-    if (!d->parts[i].done)
+    if (!d->get->parts[i].done)
       return;
   all_parts_in(d);
 }
@@ -919,12 +1004,12 @@ static bool take_range(part *p)
   return true;
 }
 
-/* p's range is in (its request ended well): its bytes join d->have. */
+/* p's range is in (its request ended well): its bytes join d->get->have. */
 static void range_in(part *p)
 {
   dl *d = p->d;
   int64_t got = __atomic_load_n(&d->item->seg_got[p->index], __ATOMIC_RELAXED);
-  akg_extents_add(&d->have, p->start, got);
+  akg_extents_add(&d->get->have, p->start, got);
   __atomic_fetch_add(&d->item->ranges_done, got, __ATOMIC_RELAXED);
   if (p->end < 0 && d->size < 0)
     d->size = p->start + got; /* a stream to its end: the entity ends there */
@@ -989,7 +1074,7 @@ static void part_ok(part *p, const ak_http_response *r)
   int64_t got = __atomic_load_n(&it->seg_got[p->index], __ATOMIC_RELAXED);
   if (r->status == 206 && p->end >= 0 && p->start + got <= p->end) {
     /* A shorter 206 than asked (allowed): its bytes join, the rest is asked. */
-    akg_extents_add(&d->have, p->start, got);
+    akg_extents_add(&d->get->have, p->start, got);
     __atomic_fetch_add(&it->ranges_done, got, __ATOMIC_RELAXED);
     __atomic_store_n(&it->seg_got[p->index], 0, __ATOMIC_RELAXED);
     p->start += got;
@@ -1236,7 +1321,7 @@ static void grow_fire(void *arg)
     grow_arm(d, GROW_WINDOW_NS);
     return;
   }
-  part *p = &d->parts[d->nparts];
+  part *p = &d->get->parts[d->nparts];
   *p = (part){.d = d, .index = d->nparts, .head_size = -2};
   take_range(p); /* one is left (checked above) */
   d->nparts++;
@@ -1267,7 +1352,7 @@ static void drop_range_for_tests(dl *d)
   d->nranges--;
 }
 
-/* Plans the bytes d->have lacks as ranges, and the parts that fetch them:
+/* Plans the bytes d->get->have lacks as ranges, and the parts that fetch them:
  * up to -s parts (each range at least --min-segment) when the server takes
  * ranges and the size is known; else one stream from the end of the bytes
  * on disk. Returns 0, or -1 when what is on disk cannot be completed so (a
@@ -1281,7 +1366,7 @@ static int plan(dl *d, bool ranges_ok)
   d->nparts = 0;
   grow_stop(d);
   /* Gaps: one more than the extents; ranges: the gaps, cut in -s pieces. */
-  unsigned cap = d->have.n + 1 + AKG_MAX_SEGMENTS;
+  unsigned cap = d->get->have.n + 1 + AKG_MAX_SEGMENTS;
   akg_extent *gaps = malloc(cap * sizeof *gaps);
   d->ranges = malloc(cap * sizeof *d->ranges);
   if (!gaps || !d->ranges) {
@@ -1291,15 +1376,15 @@ static int plan(dl *d, bool ranges_ok)
   if (d->size < 0 || d->plain) {
     /* One stream: the bytes on disk must be one run from byte 0. */
     int64_t from = 0;
-    if (!d->plain && d->have.n == 1 && d->have.ext[0].start == 0)
-      from = d->have.ext[0].len;
-    else if (!d->plain && d->have.n > 0) {
+    if (!d->plain && d->get->have.n == 1 && d->get->have.ext[0].start == 0)
+      from = d->get->have.ext[0].len;
+    else if (!d->plain && d->get->have.n > 0) {
       free(gaps);
       return -1;
     }
     d->ranges[d->nranges++] = (akg_extent){from, -1};
   } else {
-    unsigned ng = akg_extents_gaps(&d->have, d->size, gaps, d->have.n + 1);
+    unsigned ng = akg_extents_gaps(&d->get->have, d->size, gaps, d->get->have.n + 1);
     int64_t remaining = 0;
     for (unsigned i = 0; i < ng; i++)
       remaining += gaps[i].len;
@@ -1345,8 +1430,8 @@ static int plan(dl *d, bool ranges_ok)
   d->grow_rate_before = 0;
   d->grow_warmup = true; /* the first window has the connect and slow start */
   for (unsigned i = 0; i < d->nparts; i++) {
-    d->parts[i] = (part){.d = d, .index = i, .head_size = -2};
-    take_range(&d->parts[i]);
+    d->get->parts[i] = (part){.d = d, .index = i, .head_size = -2};
+    take_range(&d->get->parts[i]);
   }
   for (unsigned i = d->nparts; i < AKG_MAX_SEGMENTS; i++)
     __atomic_store_n(&it->seg_got[i], 0, __ATOMIC_RELAXED);
@@ -1371,7 +1456,7 @@ static int set_headers(dl *d)
     free(d->hdrs);
   d->hdrs = (const char **)d->o->headers;
   d->hdr_count = d->o->header_count;
-  const char *v = if_range_value(&d->have);
+  const char *v = if_range_value(&d->get->have);
   if (!v)
     return 0;
   size_t n = strlen(v) + 16;
@@ -1396,7 +1481,7 @@ static void start_parts(dl *d)
     return;
   }
   for (unsigned i = 0; i < d->nparts; i++)
-    start_part(&d->parts[i]);
+    start_part(&d->get->parts[i]);
   ckpt_arm(d);
   if (d->nparts < d->max_parts && d->stopping == RUNNING)
     grow_arm(d, GROW_NS); /* the warm-up */
@@ -1414,7 +1499,7 @@ static void keep_validator(char *dst, size_t cap, const char *v)
 static const char *changed_since_record(const dl *d, int64_t size, const char *etag,
                                         const char *lm, char *why, size_t n)
 {
-  const akg_record *h = &d->have;
+  const akg_record *h = &d->get->have;
   if (size >= 0 && h->size >= 0 && size != h->size)
     snprintf(why, n, "its size is %" PRId64 " bytes, the record says %" PRId64, size, h->size);
   else if (h->etag[0] && !etag)
@@ -1441,7 +1526,7 @@ static void plan_and_start(dl *d, const ak_http_response *r)
   const char *etag = ok ? ak_http_response_header(r, "etag") : NULL;
   const char *lm = ok ? ak_http_response_header(r, "last-modified") : NULL;
   char why[700];
-  int64_t on_disk = akg_extents_bytes(&d->have);
+  int64_t on_disk = akg_extents_bytes(&d->get->have);
   if (ok && d->from_record && changed_since_record(d, hsize, etag, lm, why, sizeof why)) {
     akg_progress_event(run, it, "start over %s from byte 0: the file changed on the server (%s)",
                        it->url, why);
@@ -1456,23 +1541,23 @@ static void plan_and_start(dl *d, const ak_http_response *r)
   if (on_disk == 0) {
     /* Nothing on disk (a new download, or a record of none): the record
      * takes the server's word now. */
-    akg_record_clear(&d->have);
+    akg_record_clear(&d->get->have);
     d->from_record = false;
-    d->have.size = hsize;
-    keep_validator(d->have.etag, sizeof d->have.etag, etag);
-    keep_validator(d->have.last_modified, sizeof d->have.last_modified, lm);
-  } else if (d->have.size < 0 && hsize >= 0 && !d->from_record) {
-    d->have.size = hsize; /* a part file without record */
+    d->get->have.size = hsize;
+    keep_validator(d->get->have.etag, sizeof d->get->have.etag, etag);
+    keep_validator(d->get->have.last_modified, sizeof d->get->have.last_modified, lm);
+  } else if (d->get->have.size < 0 && hsize >= 0 && !d->from_record) {
+    d->get->have.size = hsize; /* a part file without record */
   }
-  if (on_disk > 0 && !if_range_value(&d->have) && d->o->verbose)
+  if (on_disk > 0 && !if_range_value(&d->get->have) && d->o->verbose)
     akg_progress_event(run, it,
                        "%s: no validator (strong ETag or Last-Modified)%s: the %" PRId64
                        " bytes on disk could not be checked against the server's version",
                        it->url, d->from_record ? " in the record" : " known for the part file",
                        on_disk);
-  d->size = d->have.size;
-  if (d->size >= 0 && d->have.n > 0 &&
-      d->have.ext[d->have.n - 1].start + d->have.ext[d->have.n - 1].len > d->size) {
+  d->size = d->get->have.size;
+  if (d->size >= 0 && d->get->have.n > 0 &&
+      d->get->have.ext[d->get->have.n - 1].start + d->get->have.ext[d->get->have.n - 1].len > d->size) {
     akg_progress_event(run, it, "start over %s from byte 0: %s is longer than the file (%" PRId64
                        " bytes)", it->url, it->tmp, d->size);
     int rc = forget_all(d);
@@ -1483,15 +1568,15 @@ static void plan_and_start(dl *d, const ak_http_response *r)
     }
     return plan_and_start(d, r);
   }
-  it->resumed_from = akg_extents_bytes(&d->have);
+  it->resumed_from = akg_extents_bytes(&d->get->have);
   __atomic_store_n(&it->total, d->size, __ATOMIC_RELAXED);
   if (it->resumed_from > 0)
     akg_progress_event(run, it, "resuming %s: %" PRId64 " bytes on disk in %u range%s", it->tmp,
-                       it->resumed_from, d->have.n, d->have.n == 1 ? "" : "s");
+                       it->resumed_from, d->get->have.n, d->get->have.n == 1 ? "" : "s");
   bool ranges_ok = ok && r->accept_ranges && !d->o->compressed;
   int rc = set_headers(d);
   if (rc == 0)
-    rc = plan(d, ranges_ok || (d->from_record && d->have.n > 1));
+    rc = plan(d, ranges_ok || (d->from_record && d->get->have.n > 1));
   if (rc == -1) {
     akg_progress_event(run, it,
                        "start over %s from byte 0: the bytes on disk are not one run from byte 0 "
@@ -1556,13 +1641,13 @@ static void do_restart(dl *d)
   }
   if (++d->restarts > MAX_RESTARTS) {
     set_error(d, AK_EHTTPRANGE, 0, "started over %u times, still: %s", MAX_RESTARTS,
-              d->restart_why);
+              d->get->restart_why);
     finish_failed(d);
     return;
   }
   d->plain = d->restarts == MAX_RESTARTS;
   akg_progress_event(akg_worker_run(d->w), it, "start over %s from byte 0%s: %s", it->url,
-                     d->plain ? " as one stream without Range" : "", d->restart_why);
+                     d->plain ? " as one stream without Range" : "", d->get->restart_why);
   int rc = forget_all(d);
   if (rc < 0) {
     set_error(d, rc, 0, "truncate %s: %s", it->tmp, strerror(-rc));
@@ -1589,7 +1674,7 @@ static void begin(dl *d)
 {
   akg_item *it = d->item;
   const akg_opts *o = d->o;
-  if (o->segments > 1 && akg_extents_bytes(&d->have) == 0 && o->compressed && o->verbose)
+  if (o->segments > 1 && akg_extents_bytes(&d->get->have) == 0 && o->compressed && o->verbose)
     akg_progress_event(akg_worker_run(d->w), it,
                        "%s: --compressed: one connection, no segments (a range of a compressed "
                        "body cannot be decoded alone)",
@@ -1653,6 +1738,8 @@ static int open_file(dl *d)
 {
   akg_item *it = d->item;
   ak_future *f;
+  if (get_new(d) < 0)
+    return -ENOMEM;
   d->unnamed = use_unnamed(d->o);
   if (d->unnamed) {
     f = ak_openat(d->loop, d->dirfd, ".", O_RDWR | O_TMPFILE, 0644); /* in the held directory */
@@ -1814,8 +1901,9 @@ static void max_time_over(void *arg)
   dl *d = arg;
   d->max_timer = NULL;
   set_error(d, AK_EHTTPTOTALTIMEOUT, 0, "not complete within --max-time (%.3f s)%s%.300s",
-            d->o->max_time_ns / 1e9, d->last_retry[0] ? "; last retry was for: " : "",
-            d->last_retry);
+            d->o->max_time_ns / 1e9,
+            d->get && d->get->last_retry[0] ? "; last retry was for: " : "",
+            d->get ? d->get->last_retry : "");
   if (d->setup) {
     d->stopping = STOP_FAIL;
     ak_future_cancel(d->setup); /* its callback ends the download */
@@ -1846,7 +1934,6 @@ void akg_download_start(akg_worker *w, akg_item *item, void (*done)(akg_worker *
   d->size = -1;
   d->hdrs = (const char **)d->o->headers;
   d->hdr_count = d->o->header_count;
-  d->have.size = -1; /* akg_record_clear's empty record (dl_new zeroed the rest) */
   akg_progress_event(akg_worker_run(w), item, "start %s -> %s", item->url, item->path);
   char why[400];
   int drc = akg_dir_open(d->o, item, &d->dir, why, sizeof why);
