@@ -9,7 +9,9 @@
  * bounded attempts, and cancels and refusals. Also single requests on a
  * kept-alive connection reused at once (without a look at its socket,
  * exchange.c IDLE_TRUST_NS): a server that closed it after its answer,
- * a body that comes late after a HEAD's answer. */
+ * a body that comes late after a HEAD's answer; heads past the response
+ * record's and the parser's rooms, a reason split over two receives;
+ * two origins interleaved in one call. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
