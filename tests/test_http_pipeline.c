@@ -9,7 +9,9 @@
  * bounded attempts, and cancels and refusals. Also single requests on a
  * kept-alive connection reused at once (without a look at its socket,
  * exchange.c IDLE_TRUST_NS): a server that closed it after its answer,
- * a body that comes late after a HEAD's answer. */
+ * a body that comes late after a HEAD's answer; heads past the response
+ * record's and the parser's rooms, a reason split over two receives;
+ * two origins interleaved in one call. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -638,6 +640,44 @@ static void test_long_and_split_heads(void **state)
   fixture_close(&fx);
 }
 
+/* Requests to two origins interleaved in one call: a pipeline per run of
+ * one origin (a member's pool is its neighbour's only when their origins
+ * are the same), each answer its own request's, on its own server. */
+static void test_two_origins_interleaved(void **state)
+{
+  (void)state;
+  fixture fx;
+  fixture_open(&fx, NULL, 0);
+  /* One connection per origin: the scripted server serves one at a time. */
+  assert_int_equal(ak_http_client_free(fx.client), 0);
+  ak_http_options o = {.max_conns_per_host = 1, .idle_timeout_ns = INT64_C(5000000000)};
+  assert_int_equal(ak_http_client_new(fx.loop, &o, &fx.client), 0);
+  server other;
+  server_start(&other, NULL, 0);
+  static char urls[6][300];
+  const uint16_t ports[6] = {fx.srv.port, fx.srv.port, other.port, other.port, fx.srv.port,
+                             other.port};
+  ak_http_request rq[6];
+  for (int i = 0; i < 6; i++) {
+    snprintf(urls[i], sizeof urls[i], "http://127.0.0.1:%u/o%d", ports[i], i);
+    rq[i] = (ak_http_request)AK_HTTP_REQUEST_INIT(urls[i]);
+    rq[i].flags = AK_HTTP_HEAD;
+  }
+  ak_future *f[6];
+  assert_int_equal(ak_http_head_pipeline(fx.client, rq, 6, f), 0);
+  for (int i = 0; i < 6; i++) {
+    assert_int_equal(ak_future_wait(f[i], WAIT), 0);
+    char path[16];
+    snprintf(path, sizeof path, "/o%d", i);
+    assert_answer(f[i], 304, path);
+  }
+  assert_int_equal(__atomic_load_n(&fx.srv.requests, __ATOMIC_RELAXED), 3);
+  assert_int_equal(__atomic_load_n(&other.requests, __ATOMIC_RELAXED), 3);
+  release_all(f, 6);
+  fixture_close(&fx);
+  server_stop(&other);
+}
+
 static void test_cancel_before_send(void **state)
 {
   (void)state;
@@ -737,6 +777,7 @@ int main(void)
       cmocka_unit_test(test_pipeline_on_closed_kept_conn_not_counted),
       cmocka_unit_test(test_late_body_on_kept_conn_not_taken),
       cmocka_unit_test(test_long_and_split_heads),
+      cmocka_unit_test(test_two_origins_interleaved),
       cmocka_unit_test(test_cancel_before_send),
       cmocka_unit_test(test_cancel_after_send),
       cmocka_unit_test(test_refusals),

@@ -141,7 +141,8 @@ struct ak__http_exchange {
   const ak__proxy *proxy;      /* the proxy of this URL (the client's), or NULL */
   bool forward;                /* http through an http proxy: absolute form */
 
-  ak__http_host *host;
+  ak__http_host *host;         /* ex->url's pool (with proxy and forward, its
+                                  route), NULL until acquire finds it */
   ak__http_conn *conn;         /* the connection in use, or NULL */
   bool conn_reused;            /* conn was kept alive from an earlier request */
   bool retried;                /* a stale kept-alive connection was replaced once */
@@ -460,10 +461,15 @@ static bool idle_stale(const ak__http_conn *conn)
 static void acquire(ak__http_exchange *ex, bool allow_idle)
 {
   ak_http_client *c = ex->client;
-  ex->proxy = ak__http_proxy_for(c, ex->url);
-  ex->forward = ex->proxy && ex->proxy->kind == AK__PROXY_HTTP &&
-                strcmp(ex->url->scheme, "http") == 0;
-  ex->host = ak__http_host_of(c, ex->url, ex->proxy);
+  if (!ex->host) {
+    /* The route of ex->url: known already when acquiring again for the
+     * same URL (a retry, a pipeline sent again) or when the pipeline
+     * found it (section 9); a redirect clears it. */
+    ex->proxy = ak__http_proxy_for(c, ex->url);
+    ex->forward = ex->proxy && ex->proxy->kind == AK__PROXY_HTTP &&
+                  strcmp(ex->url->scheme, "http") == 0;
+    ex->host = ak__http_host_of(c, ex->url, ex->proxy);
+  }
   if (!ex->host) {
     set_error(ex, -ENOMEM, "out of memory");
     stop(ex);
@@ -520,22 +526,36 @@ static bool retry_on_fresh_conn(ak__http_exchange *ex)
 
 /* ---- 3. Request ------------------------------------------------------------------------ */
 
+/* Copies n bytes of s to o; returns the end. */
+static inline char *put_n(char *o, const char *s, size_t n)
+{
+  memcpy(o, s, n);
+  return o + n;
+}
+
+/* The request's head into req_buf (kept from an earlier exchange when it
+ * is large enough). Each string's length is taken once (the head's size,
+ * then its copy): strlen twice per string was a tenth of the making. */
 static int build_request(ak__http_exchange *ex)
 {
   const ak__http_opts *o = &ex->client->opts;
-  const char *method = ex->flags & AK_HTTP_HEAD ? "HEAD" : "GET";
-  const char *accept_enc = (ex->flags & AK_HTTP_DECODE) && !ex->accept_encoding_given
-                               ? "Accept-Encoding: gzip, deflate\r\n"
-                               : "";
+  bool head = ex->flags & AK_HTTP_HEAD;
+  static const char gzip_line[] = "Accept-Encoding: gzip, deflate\r\n";
+  size_t accept_len = (ex->flags & AK_HTTP_DECODE) && !ex->accept_encoding_given
+                          ? sizeof gzip_line - 1
+                          : 0;
   /* Through an http proxy (not a tunnel) the target is the whole URL
    * (absolute form, RFC 9112 3.2.2) and the proxy's credentials go along. */
   const char *target = ex->forward ? ex->url->text : ex->url->target;
   const char *proxy_auth = ex->forward && ex->proxy->auth_line ? ex->proxy->auth_line : "";
   const char *auth = ex->auth && !ex->authorization_given ? ex->auth : "";
   const char *extra = ex->extra ? ex->extra : "";
-  size_t n = strlen(method) + strlen(target) + strlen(ex->url->authority) +
-             strlen(o->user_agent) + strlen(extra) + 128 + 80 /* Range */ +
-             strlen(accept_enc) + strlen(proxy_auth) + strlen(auth);
+  const char *ua = ex->user_agent_given ? "" : o->user_agent;
+  size_t target_len = strlen(target), authority_len = strlen(ex->url->authority),
+         ua_len = strlen(ua), extra_len = strlen(extra), proxy_auth_len = strlen(proxy_auth),
+         auth_len = strlen(auth);
+  size_t n = target_len + authority_len + ua_len + extra_len + 128 + 80 /* Range */ +
+             accept_len + proxy_auth_len + auth_len;
   if (n > ex->req_cap) {
     char *g = ak__malloc(n);
     if (!g)
@@ -545,19 +565,18 @@ static int build_request(ak__http_exchange *ex)
     ex->req_cap = n;
   }
   char *r = ex->req_buf;
-  char *e = ak__put(r, method);
-  *e++ = ' ';
-  e = ak__put(e, target);
+  char *e = head ? ak__put(r, "HEAD ") : ak__put(r, "GET ");
+  e = put_n(e, target, target_len);
   e = ak__put(e, " HTTP/1.1\r\nHost: ");
-  e = ak__put(e, ex->url->authority);
+  e = put_n(e, ex->url->authority, authority_len);
   e = ak__put(e, "\r\n");
   if (!ex->user_agent_given) {
     e = ak__put(e, "User-Agent: ");
-    e = ak__put(e, o->user_agent);
+    e = put_n(e, ua, ua_len);
     e = ak__put(e, "\r\n");
   }
   e = ak__put(e, "Accept: */*\r\n");
-  e = ak__put(e, accept_enc);
+  e = put_n(e, gzip_line, accept_len);
   if (ex->range_start >= 0) {
     e = ak__put(e, "Range: bytes=");
     e = ak__put_u64(e, (uint64_t)ex->range_start);
@@ -566,9 +585,9 @@ static int build_request(ak__http_exchange *ex)
       e = ak__put_u64(e, (uint64_t)ex->range_end);
     e = ak__put(e, "\r\n");
   }
-  e = ak__put(e, auth);
-  e = ak__put(e, proxy_auth);
-  e = ak__put(e, extra);
+  e = put_n(e, auth, auth_len);
+  e = put_n(e, proxy_auth, proxy_auth_len);
+  e = put_n(e, extra, extra_len);
   e = ak__put(e, "\r\n");
   *e = '\0';
   ex->req = r;
@@ -1500,6 +1519,7 @@ static void follow_redirect(ak__http_exchange *ex)
   }
   ak_url_free(ex->url);
   ex->url = next;
+  ex->host = NULL; /* the new URL's route is found by acquire */
   ak__http_parser_free(&ex->parser);
   ex->parser_live = false;
   ex->req = NULL; /* made again for the new URL, in req_buf */
@@ -1767,14 +1787,24 @@ static int join_headers(ak__http_exchange *ex, const ak_http_request *req)
   size_t n = 1;
   for (size_t i = 0; i < req->header_count; i++) {
     const char *h = req->headers[i];
-    if (!h || strpbrk(h, "\r\n") || !strchr(h, ':') || h[0] == ':')
+    if (!h || h[0] == ':')
       return -EINVAL;
-    n += strlen(h) + 2;
-    if (strncasecmp(h, "user-agent:", 11) == 0)
+    /* The length up to a CR or LF (none allowed) gives the line's length
+     * too, and the colon is looked for inside it: two scans of the line
+     * where there were three (every request of akget -N carries its
+     * If-Modified-Since this way). */
+    size_t len = strcspn(h, "\r\n");
+    if (h[len] || !memchr(h, ':', len))
+      return -EINVAL;
+    n += len + 2;
+    /* The names the client would send itself; most lines' first letter
+     * rules them out before a strncasecmp. */
+    char first = (char)(h[0] | 0x20);
+    if (first == 'u' && strncasecmp(h, "user-agent:", 11) == 0)
       ex->user_agent_given = true;
-    if (strncasecmp(h, "accept-encoding:", 16) == 0)
+    if (first == 'a' && strncasecmp(h, "accept-encoding:", 16) == 0)
       ex->accept_encoding_given = true;
-    if (strncasecmp(h, "authorization:", 14) == 0)
+    if (first == 'a' && strncasecmp(h, "authorization:", 14) == 0)
       ex->authorization_given = true;
   }
   if (req->header_count == 0)
@@ -2182,6 +2212,16 @@ static void pipe_hand_on(ak__http_exchange *next, ak__http_conn *conn, bool keep
   pipe_resend(next, true);
 }
 
+/* Whether a and b have the same scheme, host, port and zone: the same
+ * pool when neither goes through a proxy (whether one does depends on
+ * the host and port alone, no_proxy). */
+static bool same_origin(const ak_url *a, const ak_url *b)
+{
+  return a->port == b->port && strcmp(a->host, b->host) == 0 &&
+         strcmp(a->scheme, b->scheme) == 0 &&
+         (a->zone ? b->zone && strcmp(a->zone, b->zone) == 0 : !b->zone);
+}
+
 int ak__http_pipeline_start(ak_http_client *c, const ak_http_request *reqs, size_t n,
                             ak_future **out)
 {
@@ -2203,8 +2243,16 @@ int ak__http_pipeline_start(ak_http_client *c, const ak_http_request *reqs, size
     if (!ex)
       continue; /* out[i]: failed, or NULL (memory) */
     ak__http_host *h = NULL;
-    if (strcmp(ex->url->scheme, "http") == 0 && !ak__http_proxy_for(c, ex->url))
+    if (prev && same_origin(prev->url, ex->url))
+      h = prev_host; /* prev's: plain http, no proxy */
+    else if (strcmp(ex->url->scheme, "http") == 0 && !ak__http_proxy_for(c, ex->url))
       h = ak__http_host_of(c, ex->url, NULL);
+    if (h) {
+      /* Its route, which acquire would look up again. */
+      ex->host = h;
+      ex->proxy = NULL;
+      ex->forward = false;
+    }
     if (h && prev && h == prev_host && depth < AK_HTTP_PIPELINE_MAX) {
       prev->pipe_next = ex;
       ex->pipe_prev = prev;
