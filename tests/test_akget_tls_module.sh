@@ -13,7 +13,6 @@
 #
 # Usage: test_akget_tls_module.sh AKGET
 set -euo pipefail
-[[ -n "${AK_TEST_TRACE:-}" ]] && set -x
 akget="$1"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/nginx_env.sh"
@@ -116,7 +115,7 @@ grep -q "$missing" "$work/m3.err" || fail "--checksum without the module: the me
 
 # A copy of akget with no module next to it and none installed: the message
 # says where it looked.
-installed=$(strings "$akget" | grep -m1 '/asynckit/akget-tls\.so$' || true)
+installed=$(grep -a -o -m1 '/[[:graph:]]*/asynckit/akget-tls\.so' "$akget" | head -n1 || true)
 if [[ -n "$installed" && ! -e "$installed" ]]; then
   mkdir -p "$work/bin"
   cp "$akget" "$work/bin/akget"
