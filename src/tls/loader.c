@@ -19,6 +19,7 @@
  * own (tls/engines.c), the engines and their libraries out of akget's link.
  * Without it (akget on the shared libasynckit, which has the engines) only
  * the digests come from here. */
+#define _GNU_SOURCE /* secure_getenv */
 #include <dlfcn.h>
 #include <limits.h>
 #include <pthread.h>
@@ -48,7 +49,8 @@ static char error[PATH_MAX + 512];   /* why not, when module is NULL */
 /* path: akget-tls.so next to the executable when there is one, else the
  * installed one. *beside: the executable's folder, for the error. */
 static void module_path(char *path, size_t n, char *beside, size_t bn) {
-  const char *env = getenv("AKGET_TLS_MODULE");
+  /* secure_getenv: a set-id akget would not load what its caller names. */
+  const char *env = secure_getenv("AKGET_TLS_MODULE");
   beside[0] = '\0';
   if (env && env[0]) {
     snprintf(path, n, "%s", env);
