@@ -231,6 +231,9 @@ struct ak__http_exchange {
  * request and header buffers: a record, its request's head and its
  * header lines had been three allocations and frees per request. */
 #define SPARE_MAX 128u
+/* A kept record keeps its request-head and header-line buffers up to this
+ * size each (a request head is some 200 bytes; -H lines add their own). */
+#define SPARE_BUF_MAX 4096u
 
 static void acquire(ak__http_exchange *ex, bool allow_idle);
 static void record_put(ak_http_client *c, ak__http_exchange *ex);
@@ -448,10 +451,13 @@ static void connect_new(ak__http_exchange *ex)
  * response. TLS connections are not looked at: a record (a session ticket)
  * may wait there rightly. Nor is one idle for less than IDLE_TRUST_NS:
  * what the look finds there is found after the send (IDLE_TRUST_NS). */
-static bool idle_stale(const ak__http_conn *conn)
+static bool idle_stale(const ak__http_conn *conn, bool forward)
 {
+  /* A forward proxy's connection carries every origin's requests: an
+   * answer nobody asked for there could be taken for another origin's,
+   * so it is always looked at. */
   if (conn->tr != &ak__http_plain || conn->fd < 0 ||
-      ak_now_ns() - conn->idle_since < IDLE_TRUST_NS)
+      (!forward && ak_now_ns() - conn->idle_since < IDLE_TRUST_NS))
     return false;
   char b;
   ssize_t r = recv(conn->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -476,7 +482,7 @@ static void acquire(ak__http_exchange *ex, bool allow_idle)
     return;
   }
   ak__http_conn *idle = allow_idle ? ak__http_conn_take_idle(ex->host) : NULL;
-  while (idle && idle_stale(idle)) {
+  while (idle && idle_stale(idle, ex->forward)) {
     ak__http_conn_release(idle, false); /* a waiter may take the free slot */
     idle = ak__http_conn_take_idle(ex->host);
   }
@@ -1864,6 +1870,18 @@ static ak__http_exchange *record_get(ak_http_client *c)
  * kept for c's next exchange, or freed when c keeps enough. */
 static void record_put(ak_http_client *c, ak__http_exchange *ex)
 {
+  /* A request with long header lines leaves long buffers: not kept, or
+   * SPARE_MAX records could hold megabytes for the client's life. */
+  if (ex->req_cap > SPARE_BUF_MAX) {
+    ak__free(ex->req_buf);
+    ex->req_buf = NULL;
+    ex->req_cap = 0;
+  }
+  if (ex->extra_cap > SPARE_BUF_MAX) {
+    ak__free(ex->extra_buf);
+    ex->extra_buf = NULL;
+    ex->extra_cap = 0;
+  }
   if (c->spare_count < SPARE_MAX) {
     ex->next_wait = c->spare_ex;
     c->spare_ex = ex;

@@ -60,6 +60,9 @@ typedef struct resp_box {
   char room[RESP_ROOM];
   ak_http_header hdr_room[HDR_FIRST + HDR_TEXT / sizeof(ak_http_header)];
 } resp_box;
+/* header_room writes HDR_FIRST headers and HDR_TEXT bytes into hdr_room. */
+_Static_assert(sizeof(((resp_box *)0)->hdr_room) >= HDR_FIRST * sizeof(ak_http_header) + HDR_TEXT,
+               "hdr_room holds the first headers and their text");
 
 static bool in_room(const ak_http_response *r, const char *s)
 {

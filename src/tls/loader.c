@@ -3,13 +3,14 @@
  * pay for OpenSSL's and mbed TLS's start (their archives linked into a
  * position-independent akget cost some 20,000 relocations, about 100 page
  * faults, at every exec), so the engines and libcrypto's digests live in
- * the module, linked against the shared libraries, and are loaded here at
+ * the module, linked with their archives (the shared libraries with
+ * -Dakget_link=dynamic), and are loaded here at
  * the first TLS config or checksum: once (pthread_once), RTLD_NOW, never
  * unloaded.
  *
  * Where: $AKGET_TLS_MODULE when set (tests, a relocated install);
  * else akget-tls.so next to the executable (the build tree: both are
- * built in tools/); else the installed one (AK_TLS_MODULE_PATH, libdir/
+ * built in tools/), unless akget runs set-id (AT_SECURE); else the installed one (AK_TLS_MODULE_PATH, libdir/
  * asynckit/). A module that cannot be found or loaded makes every TLS
  * config fail AK_ETLSCONFIG and every checksum fail, with a detail naming
  * the path and dlerror's words; never a crash.
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
 #include "tls/module.h"
@@ -48,13 +50,30 @@ static char error[PATH_MAX + 512];   /* why not, when module is NULL */
 
 /* path: akget-tls.so next to the executable when there is one, else the
  * installed one. *beside: the executable's folder, for the error. */
-static void module_path(char *path, size_t n, char *beside, size_t bn) {
+static int module_path(char *path, size_t n, char *beside, size_t bn) {
   /* secure_getenv: a set-id akget would not load what its caller names. */
   const char *env = secure_getenv("AKGET_TLS_MODULE");
   beside[0] = '\0';
   if (env && env[0]) {
-    snprintf(path, n, "%s", env);
-    return;
+    /* A name without a slash would send dlopen through LD_LIBRARY_PATH
+     * and the system's folders, not the one the caller meant. */
+    if (!strchr(env, '/')) {
+      snprintf(error, sizeof(error), "AKGET_TLS_MODULE=%.200s: not a path (write ./%.200s)", env,
+               env);
+      return -1;
+    }
+    if ((size_t)snprintf(path, n, "%s", env) >= n) {
+      snprintf(error, sizeof(error), "AKGET_TLS_MODULE: a path too long");
+      return -1;
+    }
+    return 0;
+  }
+  /* Set-id: not beside the executable, where the one who ran it may have
+   * put both (a hard link): only the installed module, as glibc ignores
+   * $ORIGIN for such programs. */
+  if (getauxval(AT_SECURE)) {
+    snprintf(path, n, "%s", AK_TLS_MODULE_PATH);
+    return 0;
   }
   char exe[PATH_MAX];
   ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -66,15 +85,17 @@ static void module_path(char *path, size_t n, char *beside, size_t bn) {
       snprintf(beside, bn, "%s", exe);
       snprintf(path, n, "%s/" AK__TLS_MODULE_NAME, exe);
       if (access(path, F_OK) == 0)
-        return;
+        return 0;
     }
   }
   snprintf(path, n, "%s", AK_TLS_MODULE_PATH);
+  return 0;
 }
 
 static void load(void) {
   char path[PATH_MAX + sizeof(AK__TLS_MODULE_NAME) + 1], beside[PATH_MAX];
-  module_path(path, sizeof(path), beside, sizeof(beside));
+  if (module_path(path, sizeof(path), beside, sizeof(beside)) < 0)
+    return; /* error says why */
   void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
   if (!h) {
     const char *why = dlerror();

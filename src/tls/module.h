@@ -1,6 +1,7 @@
 /* tls/module.h: the contract between akget's TLS module (akget-tls.so:
  * tls/module.c with the engines tls/openssl.c, tls/direct_rx.c and
- * tls/mbedtls.c, linked against the shared libssl, libcrypto and mbed TLS)
+ * tls/mbedtls.c, linked with the archives of libssl, libcrypto and mbed TLS; their
+ * shared libraries with -Dakget_link=dynamic)
  * and its loader in akget (tls/loader.c). The module exports one symbol,
  * AK__TLS_MODULE_SYMBOL; the loader calls it once with the host's
  * allocator (so ak_set_allocator and fault injection reach the engines'
