@@ -83,38 +83,33 @@ for m in "${marks[@]}"; do
   ! grep -a -q -F -- "$m" "$akget" || fail "akget has \"$m\" in it: OpenSSL or mbed TLS linked in again"
 done
 
-# The module missing: https is a TLS config error (exit 5) naming the
-# path, the plain URL of the same run is downloaded all the same.
-missing="$work/nowhere/akget-tls.so"
-rc=0
-AKGET_TLS_MODULE="$missing" "$akget" -d "$work/m1" --cacert "$work/pki/ca.pem" \
-  "$tbase/files/small.bin" "$base/files/big.bin" 2>"$work/m1.err" || rc=$?
-cat "$work/m1.err"
-[[ $rc == 5 ]] || fail "module missing: exit $rc, want 5"
-grep -q "$missing" "$work/m1.err" || fail "module missing: the message does not name $missing"
-cmp -s "$root/files/big.bin" "$work/m1/big.bin" || fail "module missing: the plain URL was not downloaded"
-[[ ! -e "$work/m1/small.bin" ]] || fail "module missing: the https file exists"
+# refused CASE DIR MODULE WORDS: with AKGET_TLS_MODULE=MODULE, an https
+# URL and a plain one in one run: exit 5 (a TLS config error) with WORDS
+# (grep -i) on stderr, the plain URL downloaded all the same, the https
+# file absent.
+refused() {
+  local what="$1" dir="$2" module="$3" words="$4" rc=0
+  AKGET_TLS_MODULE="$module" "$akget" -d "$dir" --cacert "$work/pki/ca.pem" \
+    "$tbase/files/small.bin" "$base/files/big.bin" 2>"$dir.err" || rc=$?
+  cat "$dir.err"
+  [[ $rc == 5 ]] || fail "$what: exit $rc, want 5"
+  grep -q -i -e "$words" "$dir.err" || fail "$what: the message lacks \"$words\""
+  cmp -s "$root/files/big.bin" "$dir/big.bin" || fail "$what: the plain URL was not downloaded"
+  [[ ! -e "$dir/small.bin" ]] || fail "$what: the https file exists"
+}
 
-# Not a shared object: the same, with dlopen's words.
+# The module missing: the message names the path.
+missing="$work/nowhere/akget-tls.so"
+refused "module missing" "$work/m1" "$missing" "$missing"
+
+# Not a shared object: the same, named, with dlopen's words.
 head -c 4096 /dev/zero >"$work/bogus.so" # (not yes | head: SIGPIPE fails the script)
-rc=0
-AKGET_TLS_MODULE="$work/bogus.so" "$akget" -d "$work/m2" "$tbase/files/small.bin" \
-  "$base/files/big.bin" 2>"$work/m2.err" || rc=$?
-cat "$work/m2.err"
-[[ $rc == 5 ]] || fail "module not a shared object: exit $rc, want 5"
-grep -q "$work/bogus.so" "$work/m2.err" || fail "bogus module: the message does not name it"
+refused "bogus module" "$work/m2" "$work/bogus.so" "$work/bogus.so"
 grep -q -i 'elf\|too short' "$work/m2.err" || fail "bogus module: dlerror's words are missing"
-cmp -s "$root/files/big.bin" "$work/m2/big.bin" || fail "bogus module: the plain URL was not downloaded"
 
 # A bare name (no slash): refused with a message, not looked up in the
-# system's folders; the plain URL still downloaded.
-rc=0
-AKGET_TLS_MODULE="akget-tls.so" "$akget" -d "$work/m2b" "$tbase/files/small.bin" \
-  "$base/files/big.bin" 2>"$work/m2b.err" || rc=$?
-cat "$work/m2b.err"
-[[ $rc == 5 ]] || fail "bare module name: exit $rc, want 5"
-grep -q 'not a path' "$work/m2b.err" || fail "bare module name: no message saying so"
-cmp -s "$root/files/big.bin" "$work/m2b/big.bin" || fail "bare module name: the plain URL was not downloaded"
+# system's folders.
+refused "bare module name" "$work/m2b" "akget-tls.so" "not a path"
 
 # --checksum without the module: the check fails (not a crash, not a pass)
 # and says why.

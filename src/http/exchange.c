@@ -236,6 +236,32 @@ struct ak__http_exchange {
 #define SPARE_BUF_MAX 4096u
 
 static void acquire(ak__http_exchange *ex, bool allow_idle);
+
+/* A record's kept buffer (req_buf, extra_buf) with room for n bytes: the
+ * one kept when it is large enough, else a new one (what it held is not
+ * kept: it is written whole). 0 or -ENOMEM (the old buffer kept). */
+static int kept_buf_reserve(char **buf, size_t *cap, size_t n)
+{
+  if (n <= *cap)
+    return 0;
+  char *g = ak__malloc(n);
+  if (!g)
+    return -ENOMEM;
+  ak__free(*buf);
+  *buf = g;
+  *cap = n;
+  return 0;
+}
+
+/* A kept buffer over SPARE_BUF_MAX is not kept with its spare record. */
+static void kept_buf_trim(char **buf, size_t *cap)
+{
+  if (*cap <= SPARE_BUF_MAX)
+    return;
+  ak__free(*buf);
+  *buf = NULL;
+  *cap = 0;
+}
 static void record_put(ak_http_client *c, ak__http_exchange *ex);
 static void send_request(ak__http_exchange *ex);
 static void post_recv(ak__http_exchange *ex);
@@ -562,14 +588,8 @@ static int build_request(ak__http_exchange *ex)
          auth_len = strlen(auth);
   size_t n = target_len + authority_len + ua_len + extra_len + 128 + 80 /* Range */ +
              accept_len + proxy_auth_len + auth_len;
-  if (n > ex->req_cap) {
-    char *g = ak__malloc(n);
-    if (!g)
-      return -ENOMEM;
-    ak__free(ex->req_buf);
-    ex->req_buf = g;
-    ex->req_cap = n;
-  }
+  if (kept_buf_reserve(&ex->req_buf, &ex->req_cap, n) < 0)
+    return -ENOMEM;
   char *r = ex->req_buf;
   char *e = head ? ak__put(r, "HEAD ") : ak__put(r, "GET ");
   e = put_n(e, target, target_len);
@@ -1815,14 +1835,8 @@ static int join_headers(ak__http_exchange *ex, const ak_http_request *req)
   }
   if (req->header_count == 0)
     return 0;
-  if (n > ex->extra_cap) {
-    char *g = ak__malloc(n);
-    if (!g)
-      return -ENOMEM;
-    ak__free(ex->extra_buf);
-    ex->extra_buf = g;
-    ex->extra_cap = n;
-  }
+  if (kept_buf_reserve(&ex->extra_buf, &ex->extra_cap, n) < 0)
+    return -ENOMEM;
   ex->extra = ex->extra_buf;
   char *o = ex->extra;
   for (size_t i = 0; i < req->header_count; i++) {
@@ -1872,16 +1886,8 @@ static void record_put(ak_http_client *c, ak__http_exchange *ex)
 {
   /* A request with long header lines leaves long buffers: not kept, or
    * SPARE_MAX records could hold megabytes for the client's life. */
-  if (ex->req_cap > SPARE_BUF_MAX) {
-    ak__free(ex->req_buf);
-    ex->req_buf = NULL;
-    ex->req_cap = 0;
-  }
-  if (ex->extra_cap > SPARE_BUF_MAX) {
-    ak__free(ex->extra_buf);
-    ex->extra_buf = NULL;
-    ex->extra_cap = 0;
-  }
+  kept_buf_trim(&ex->req_buf, &ex->req_cap);
+  kept_buf_trim(&ex->extra_buf, &ex->extra_cap);
   if (c->spare_count < SPARE_MAX) {
     ex->next_wait = c->spare_ex;
     c->spare_ex = ex;
