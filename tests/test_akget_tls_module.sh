@@ -6,7 +6,9 @@
 #    (read in /proc/PID/maps while akget downloads a rate-limited file),
 #    and an https run maps the module (so the check can see it); nor are
 #    those libraries linked into akget (their strings are not in it);
-#  - the module missing, or not a shared object: https fails with exit 5
+#  - the module missing, not a shared object, from another build (its
+#    build-id not the one akget was built with) or without a build-id:
+#    https fails with exit 5
 #    (a TLS config error) and a message naming the path, the run's plain
 #    URLs are still downloaded; --checksum fails and says why.
 # Exit 77 (skip) when nginx is not installed.
@@ -110,6 +112,26 @@ grep -q -i 'elf\|too short' "$work/m2.err" || fail "bogus module: dlerror's word
 # A bare name (no slash): refused with a message, not looked up in the
 # system's folders.
 refused "bare module name" "$work/m2b" "akget-tls.so" "not a path"
+
+# A module from another build: the same module with its build-id changed
+# (so every structure's size agrees, as a stale module's may): refused by
+# its build-id, before anything in it is called.
+id=$(LC_ALL=C readelf -n "$module" | awk '/Build ID:/ {print $3; exit}')
+[[ -n "$id" ]] || fail "the module has no build-id"
+python3 - "$module" "$work/other.so" "$id" <<'PY' || fail "could not make a module with another build-id"
+import sys
+src, dst, hexid = sys.argv[1:]
+data = open(src, "rb").read()
+old = bytes.fromhex(hexid)
+assert data.count(old) == 1, "the build-id is not in the module exactly once"
+open(dst, "wb").write(data.replace(old, bytes(b ^ 0xff for b in old)))
+PY
+refused "module from another build" "$work/m2c" "$work/other.so" "is from another build"
+grep -q -F "akget's ${id:0:12}" "$work/m2c.err" || fail "another build: akget's build-id not named"
+# Without a build-id note at all: refused too.
+objcopy --remove-section .note.gnu.build-id "$module" "$work/noid.so" ||
+  fail "objcopy could not drop the build-id"
+refused "module without a build-id" "$work/m2d" "$work/noid.so" "has no build-id"
 
 # --checksum without the module: the check fails (not a crash, not a pass)
 # and says why.
