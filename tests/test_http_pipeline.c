@@ -664,12 +664,14 @@ static void test_pipeline_closed_kept_conn_found_by_look(void **state)
  * at once on that connection gets the body first, which is no answer
  * (it does not start a status line): the request goes to a new
  * connection and gets its own answer (it failed AK_EHTTPPROTO). No look
- * could have seen the body: it came after the send. */
+ * could have seen the body: it came after the send (the window forced
+ * long, so that the path is the same on a slow run, where it may not). */
 static void test_late_body_on_kept_conn_not_taken(void **state)
 {
   (void)state;
   fixture fx;
   fixture_open(&fx, NULL, 0);
+  ak__http_client_set_idle_trust(fx.client, TRUST_LONG);
   ak_future *a = get_one(&fx, "/late/a", AK_HTTP_HEAD);
   assert_answer(a, 200, "/late/a");
   ak_future *b = get_one(&fx, "/b", AK_HTTP_HEAD);
@@ -678,7 +680,7 @@ static void test_late_body_on_kept_conn_not_taken(void **state)
   assert_answer(c, 304, "/c");
   assert_true(ak_http_response_of(c)->reused);
   assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 2);
-  assert_int_equal(ak__http_client_reuse_counts(fx.client).strays, 1);
+  assert_reuse(&fx, 0, 2, 0, 1);
   ak_future_release(a);
   ak_future_release(b);
   ak_future_release(c);
