@@ -20,6 +20,8 @@
  *   proxy.c           proxy URLs, no_proxy lists, the proxy handshake
  *                     (HTTP CONNECT) as a future on the socket
  *   socks.c           SOCKS5's steps (RFC 1928/1929) inside that handshake
+ *   reuse_probe.h     what reusing kept connections did, counted, and the
+ *                     trust window per client: for tests
  */
 #ifndef AK_HTTP_INTERNAL_H
 #define AK_HTTP_INTERNAL_H
