@@ -146,7 +146,8 @@ static bool answer(server *s, int fd, const char *method, const char *target)
     __atomic_fetch_add(&s->late, 1, __ATOMIC_RELEASE);
     return ok;
   }
-  snprintf(out, sizeof out, "HTTP/1.1 304 Not Modified\r\nX-Path: %s\r\nETag: \"e\"\r\n\r\n", target);
+  snprintf(out, sizeof out, "HTTP/1.1 304 Not Modified\r\nX-Path: %s\r\nETag: \"e\"\r\n\r\n",
+           target);
   return send_all(fd, out, strlen(out));
 }
 
@@ -267,13 +268,11 @@ static void assert_reuse(fixture *fx, uint64_t looks, uint64_t skipped, uint64_t
                          uint64_t strays)
 {
   ak__http_reuse_counts n = ak__http_client_reuse_counts(fx->client);
-  if (n.looks != looks || n.looks_skipped != skipped || n.resent != resent ||
-      n.strays != strays)
+  if (n.looks != looks || n.looks_skipped != skipped || n.resent != resent || n.strays != strays)
     fail_msg("looks %llu skipped %llu resent %llu strays %llu; wanted %llu %llu %llu %llu",
              (unsigned long long)n.looks, (unsigned long long)n.looks_skipped,
-             (unsigned long long)n.resent, (unsigned long long)n.strays,
-             (unsigned long long)looks, (unsigned long long)skipped,
-             (unsigned long long)resent, (unsigned long long)strays);
+             (unsigned long long)n.resent, (unsigned long long)n.strays, (unsigned long long)looks,
+             (unsigned long long)skipped, (unsigned long long)resent, (unsigned long long)strays);
 }
 
 /* Waits (bounded) until the server's counter *v reaches n, and a moment
@@ -756,8 +755,8 @@ static void test_forward_proxy_conn_always_looked_at(void **state)
   fx.loop = t_loop_new();
   char proxy[64];
   snprintf(proxy, sizeof proxy, "http://127.0.0.1:%u", fx.srv.port);
-  ak_http_options o = {.max_conns_per_host = 4, .idle_timeout_ns = INT64_C(5000000000),
-                       .http_proxy = proxy};
+  ak_http_options o = {
+      .max_conns_per_host = 4, .idle_timeout_ns = INT64_C(5000000000), .http_proxy = proxy};
   assert_int_equal(ak_http_client_new(fx.loop, &o, &fx.client), 0);
   ak__http_client_set_idle_trust(fx.client, TRUST_LONG);
   ak_http_request rq = AK_HTTP_REQUEST_INIT("http://one.invalid/unasked");
