@@ -6,12 +6,16 @@
  * touching the answers after it, a body that comes late is not taken for
  * the next answer (also when its first bytes look like the start of one),
  * a server that closes at once fails the requests after
- * bounded attempts, and cancels and refusals. Also single requests on a
- * kept-alive connection reused at once (without a look at its socket,
- * exchange.c IDLE_TRUST_NS): a server that closed it after its answer,
- * a body that comes late after a HEAD's answer; heads past the response
- * record's and the parser's rooms, a reason split over two receives;
- * two origins interleaved in one call. */
+ * bounded attempts, and cancels and refusals. Also requests on a
+ * kept-alive connection that went bad while idle (the server closed it
+ * after its answer, a body came late after a HEAD's answer), with the
+ * client's trust window (exchange.c IDLE_TRUST_NS) forced long, caught
+ * after the send (sent again, stray bytes refused), and 0, caught by the
+ * look at the socket, the client's counts saying which path ran
+ * (src/http/reuse_probe.h: this test links the static library); a
+ * forward proxy's kept connection looked at whatever the window; heads
+ * past the response record's and the parser's rooms, a reason split over
+ * two receives; two origins interleaved in one call. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
