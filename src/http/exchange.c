@@ -77,7 +77,8 @@
  * and bytes that do not start a status line are not taken for the answer
  * (stray). Only a whole response nobody asked for that reaches the
  * connection inside this window, as it can reach one handed straight to
- * a waiting request, is taken for the next request's answer. */
+ * a waiting request, is taken for the next request's answer. Tests set
+ * the window per client and count which path ran (reuse_probe.h). */
 #define IDLE_TRUST_NS (20 * 1000 * 1000)
 
 typedef enum inline_mode {
@@ -482,12 +483,29 @@ static bool idle_stale(const ak__http_conn *conn, bool forward)
   /* A forward proxy's connection carries every origin's requests: an
    * answer nobody asked for there could be taken for another origin's,
    * so it is always looked at. */
-  if (conn->tr != &ak__http_plain || conn->fd < 0 ||
-      (!forward && ak_now_ns() - conn->idle_since < IDLE_TRUST_NS))
+  if (conn->tr != &ak__http_plain || conn->fd < 0)
     return false;
+  ak_http_client *c = conn->client;
+  if (!forward && ak_now_ns() - conn->idle_since <
+                      (c->idle_trust_set ? c->idle_trust_ns : IDLE_TRUST_NS)) {
+    c->reuse.looks_skipped++;
+    return false;
+  }
+  c->reuse.looks++;
   char b;
   ssize_t r = recv(conn->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
   return r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+void ak__http_client_set_idle_trust(ak_http_client *c, int64_t ns)
+{
+  c->idle_trust_ns = ns;
+  c->idle_trust_set = true;
+}
+
+ak__http_reuse_counts ak__http_client_reuse_counts(const ak_http_client *c)
+{
+  return c->reuse;
 }
 
 static void acquire(ak__http_exchange *ex, bool allow_idle)
@@ -547,6 +565,7 @@ static bool retry_on_fresh_conn(ak__http_exchange *ex)
   if (!ex->conn_reused || ex->retried || ex->got_bytes || ex->err)
     return false;
   ex->retried = true;
+  ex->client->reuse.resent++;
   ak__http_conn *conn = ex->conn;
   ex->conn = NULL;
   ak__http_conn_release(conn, false);
@@ -2119,6 +2138,7 @@ static bool stray(ak__http_exchange *ex, const char *data, size_t len)
     ex->pipe_prefix += (unsigned char)(len < n ? len : n);
     return false;
   }
+  ex->client->reuse.strays++;
   ak__http_conn *conn = ex->conn;
   ex->conn = NULL;
   ak__http_conn_release(conn, false);
@@ -2147,6 +2167,8 @@ static bool pipe_retry(ak__http_exchange *ex)
       return false;
     }
     ex->pipe_dry++;
+  } else {
+    ex->client->reuse.resent++;
   }
   ak__http_conn *conn = ex->conn;
   ex->conn = NULL;

@@ -20,11 +20,14 @@
  *   proxy.c           proxy URLs, no_proxy lists, the proxy handshake
  *                     (HTTP CONNECT) as a future on the socket
  *   socks.c           SOCKS5's steps (RFC 1928/1929) inside that handshake
+ *   reuse_probe.h     what reusing kept connections did, counted, and the
+ *                     trust window per client: for tests
  */
 #ifndef AK_HTTP_INTERNAL_H
 #define AK_HTTP_INTERNAL_H
 
 #include "core/internal.h"
+#include "http/reuse_probe.h"
 
 #include <llhttp.h>
 #include <string.h>
@@ -261,6 +264,10 @@ struct ak_http_client {
   ak__http_host *hosts;        /* one per scheme/host/port seen */
   size_t open_conns;           /* connections open or connecting */
   uint64_t reused;             /* requests sent on a kept-alive connection */
+  ak__http_reuse_counts reuse; /* what reusing them did (reuse_probe.h) */
+  int64_t idle_trust_ns;       /* the trust window when idle_trust_set (a
+                                  test's), else IDLE_TRUST_NS (exchange.c) */
+  bool idle_trust_set;
   size_t active;               /* requests not yet settled */
   ak_tls_config *tls_config;   /* https: made at first use, or NULL */
   ak_timer *sweep;             /* closes idle connections past their time,
