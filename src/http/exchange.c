@@ -148,8 +148,8 @@ struct ak__http_exchange {
   bool retried;                /* a stale kept-alive connection was replaced once */
   ak__http_exchange *next_wait; /* in host's queue */
 
-  ak__http_parser parser;
-  bool parser_live;
+  bool parser_live;            /* parser is initialized (its own fields
+                                  say nothing until then) */
   char *req;                   /* the request's bytes */
   size_t req_len;
   ak_future *pending;          /* the op in flight (one reference), or NULL */
@@ -192,7 +192,6 @@ struct ak__http_exchange {
   ak__http_membody *membody;  /* AK_HTTP_BODY_MEMORY: on_body's sink, or NULL */
 
   int err;                     /* the first error, 0 while all is well */
-  char detail[240];
   ak_timer *timer;             /* the deadline timer, or NULL */
   ak_timer *throttle;          /* the rate limit's wait, or NULL */
   int64_t timer_at;            /* when it fires */
@@ -218,8 +217,16 @@ struct ak__http_exchange {
   char *wire;                  /* the pipeline's requests, sent as one
                                   write, or NULL */
 
-  /* Kept when the record is recycled (exchange_alloc): everything above is
-   * cleared for the next exchange, these buffers keep their room. */
+  /* Not cleared when the record is recycled (record_get): a third of the
+   * record, written before they are read. The parser is made anew by
+   * ak__http_parser_init (parser_live), and a record is put back only with
+   * its parser freed (ak__http_parser_free leaves nothing to free twice);
+   * detail is written with err. */
+  ak__http_parser parser;
+  char detail[240];
+
+  /* Kept when the record is recycled (record_get): everything above parser
+   * is cleared for the next exchange, these buffers keep their room. */
   char *req_buf;               /* req points here once built */
   size_t req_cap;
   char *extra_buf;             /* extra points here when there are lines */
@@ -755,9 +762,11 @@ static int on_head(ak__http_parser *p, void *arg)
   ak__http_decoder_free(ex->decoder);
   ex->decoder = NULL;
   ex->decoded = 0;
-  const char *enc = ak_http_response_header(r, "content-encoding");
-  bool decode = (ex->flags & AK_HTTP_DECODE) && !(ex->flags & AK_HTTP_HEAD) && enc &&
-                !ak__http_encoding_is_identity(enc);
+  /* Looked up only when a decoded body was asked for (not a HEAD's). */
+  const char *enc = (ex->flags & AK_HTTP_DECODE) && !(ex->flags & AK_HTTP_HEAD)
+                        ? ak_http_response_header(r, "content-encoding")
+                        : NULL;
+  bool decode = enc && !ak__http_encoding_is_identity(enc);
   if (decode)
     r->entity_size = -1; /* the encoded length is not the decoded file's size */
   if (ex->forward && r->status == 407) {
@@ -1876,7 +1885,8 @@ static ak__http_exchange *record_get(ak_http_client *c)
     return ak__calloc(1, sizeof *ex);
   c->spare_ex = ex->next_wait;
   c->spare_count--;
-  memset(ex, 0, offsetof(ak__http_exchange, req_buf));
+  memset(ex, 0, offsetof(ak__http_exchange, parser));
+  ex->detail[0] = '\0';
   return ex;
 }
 

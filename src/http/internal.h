@@ -84,9 +84,6 @@ struct ak__http_parser {
   size_t field_len, field_cap;
   char *value;                 /* its value being received (likewise) */
   size_t value_len, value_cap;
-  char field_room[64];         /* field's and value's first buffers, in the */
-  char value_room[192];        /* parser: most heads' names and values fit,
-                                  with no allocation (p must not move) */
   bool have_field;             /* a header is being received */
   bool in_value;               /* the last piece was a value */
   size_t header_cap;           /* room in resp->headers */
@@ -97,11 +94,19 @@ struct ak__http_parser {
   bool head_done;              /* the final head is complete */
   bool message_done;           /* the final message is complete */
   int content_length_count;    /* Content-Length headers seen */
+  unsigned short at_content_range, at_retry_after, at_accept_ranges;
+                               /* where the first of each is in
+                                  resp->headers, plus one; 0: none */
   int err;                     /* first error, 0 if none */
-  char detail[160];            /* what was wrong, for the future's detail */
   ak__http_head_hook on_head;  /* may be NULL */
   ak__http_body_hook on_body;  /* may be NULL (body dropped) */
   void *hook_arg;
+  /* Not cleared by ak__http_parser_init (PARSER_CLEARED): they are written
+   * before they are read. */
+  char detail[160];            /* what was wrong, for the future's detail */
+  char field_room[64];         /* field's and value's first buffers, in the */
+  char value_room[192];        /* parser: most heads' names and values fit,
+                                  with no allocation (p must not move) */
 };
 
 /* Makes p ready for one response. head_request: the request was HEAD.
