@@ -231,6 +231,8 @@ struct ak__http_exchange {
   size_t req_cap;
   char *extra_buf;             /* extra points here when there are lines */
   size_t extra_cap;
+  char *url_buf;               /* url is made here when plain (url_drop) */
+  size_t url_cap;
 };
 
 /* Ended exchanges' records a client keeps for its next ones (a free list
@@ -270,6 +272,13 @@ static void kept_buf_trim(char **buf, size_t *cap)
   *cap = 0;
 }
 static void record_put(ak_http_client *c, ak__http_exchange *ex);
+
+/* Frees url, one of ex's, unless it was made in ex's kept buffer. */
+static void url_drop(ak__http_exchange *ex, ak_url *url)
+{
+  if (url != (ak_url *)ex->url_buf)
+    ak_url_free(url);
+}
 static void send_request(ak__http_exchange *ex);
 static void post_recv(ak__http_exchange *ex);
 static void finish(ak__http_exchange *ex);
@@ -1552,7 +1561,7 @@ static void follow_redirect(ak__http_exchange *ex)
     ex->piped = false;
     ak__http_conn_release(conn, keep);
   }
-  ak_url_free(ex->url);
+  url_drop(ex, ex->url);
   ex->url = next;
   ex->host = NULL; /* the new URL's route is found by acquire */
   ak__http_parser_free(&ex->parser);
@@ -1641,7 +1650,7 @@ static void finish(ak__http_exchange *ex)
   if (c->active == 0)
     ak__http_sweep_stop(c); /* the loop may go idle: no timer keeps it */
   ak_loop_unhold(c->loop);
-  ak_url_free(ex->url);
+  url_drop(ex, ex->url);
   ak__free(ex->auth);
   ak__free(ex->origin);
   ak__free(ex->iov);
@@ -1898,6 +1907,7 @@ static void record_put(ak_http_client *c, ak__http_exchange *ex)
    * SPARE_MAX records could hold megabytes for the client's life. */
   kept_buf_trim(&ex->req_buf, &ex->req_cap);
   kept_buf_trim(&ex->extra_buf, &ex->extra_cap);
+  kept_buf_trim(&ex->url_buf, &ex->url_cap);
   if (c->spare_count < SPARE_MAX) {
     ex->next_wait = c->spare_ex;
     c->spare_ex = ex;
@@ -1906,6 +1916,7 @@ static void record_put(ak_http_client *c, ak__http_exchange *ex)
   }
   ak__free(ex->req_buf);
   ak__free(ex->extra_buf);
+  ak__free(ex->url_buf);
   ak__free(ex);
 }
 
@@ -1916,6 +1927,7 @@ void ak__http_spares_free(ak_http_client *c)
     c->spare_ex = ex->next_wait;
     ak__free(ex->req_buf);
     ak__free(ex->extra_buf);
+    ak__free(ex->url_buf);
     ak__free(ex);
   }
   c->spare_count = 0;
@@ -1927,21 +1939,23 @@ void ak__http_spares_free(ak_http_client *c)
 static ak__http_exchange *exchange_new(ak_http_client *c, const ak_http_request *req,
                                        ak_future **out)
 {
-  ak_url *url = NULL;
   *out = NULL;
-  int rc = req && req->url ? ak_url_parse(req->url, &url) : -EINVAL;
+  ak__http_exchange *ex = record_get(c);
+  if (!ex)
+    return NULL;
+  /* The URL is parsed into the record's kept buffer (the list reader of
+   * akget has parsed it once already; this parse then allocates nothing). */
+  ak_url *url = NULL;
+  int rc = req && req->url ? ak__url_parse_kept(req->url, &ex->url_buf, &ex->url_cap, &url)
+                           : -EINVAL;
   if (rc == 0 && strcmp(url->scheme, "https") == 0 && !ak__http_tls_available())
     rc = AK_EHTTPSNOTSUP;
   if (rc < 0) {
-    ak_url_free(url);
+    url_drop(ex, url);
+    record_put(c, ex);
     char d[200];
     snprintf(d, sizeof d, "%.190s", req && req->url ? req->url : "(no URL)");
     *out = ak__future_failed(c->loop, rc, d);
-    return NULL;
-  }
-  ak__http_exchange *ex = record_get(c);
-  if (!ex) {
-    ak_url_free(url);
     return NULL;
   }
   ex->client = c;
@@ -1966,7 +1980,7 @@ static ak__http_exchange *exchange_new(ak_http_client *c, const ak_http_request 
   }
   if (rc < 0 || (ex->range_end >= 0 && ex->range_end < ex->range_start) ||
       ((ex->flags & AK_HTTP_DECODE) && ex->range_start >= 0)) {
-    ak_url_free(url);
+    url_drop(ex, url);
     ak__free(ex->auth);
     ak__free(ex->origin);
     ak__http_membody_free(ex->membody);
@@ -1977,7 +1991,7 @@ static ak__http_exchange *exchange_new(ak_http_client *c, const ak_http_request 
   }
   ex->fut = ak__future_new(c->loop, &exchange_kind, ex);
   if (!ex->fut) {
-    ak_url_free(url);
+    url_drop(ex, url);
     ak__free(ex->auth);
     ak__free(ex->origin);
     ak__http_membody_free(ex->membody);

@@ -58,6 +58,15 @@ static inline char *ak__put_u64(char *o, uint64_t v)
   return o;
 }
 
+/* ---- URLs (url.c) ---------------------------------------------------------------
+ * ak_url_parse into a buffer the caller keeps (*buf, *cap bytes, a malloc
+ * block or NULL, replaced by a larger one when the URL needs more): the
+ * common plain form is made there, with no allocation, and *out points to
+ * the buffer's start; any other form is parsed as ak_url_parse does, into
+ * its own allocation. So *out == (ak_url *)*buf says which: only the other
+ * is given to ak_url_free. Returns as ak_url_parse. */
+int ak__url_parse_kept(const char *text, char **buf, size_t *cap, ak_url **out);
+
 /* ---- The response parser (response.c) ----------------------------------------
  * Feeds bytes through llhttp and checks what llhttp leaves to its user: the
  * head's total size, the number of headers, the body's size against a
