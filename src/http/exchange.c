@@ -217,7 +217,7 @@ struct ak__http_exchange {
   char *wire;                  /* the pipeline's requests, sent as one
                                   write, or NULL */
 
-  /* Not cleared when the record is recycled (record_get): a third of the
+  /* Not cleared when the record is recycled (record_get): a fifth of the
    * record, written before they are read. The parser is made anew by
    * ak__http_parser_init (parser_live), and a record is put back only with
    * its parser freed (ak__http_parser_free leaves nothing to free twice);

@@ -88,13 +88,11 @@ struct ak__http_parser {
   size_t max_head;             /* head bytes allowed */
   int64_t max_body;            /* body bytes allowed */
   size_t head_bytes;           /* head bytes seen so far (interim heads too) */
-  char *field;                 /* the header name being received (a buffer
-                                  kept from header to header) */
-  size_t field_len, field_cap;
-  char *value;                 /* its value being received (likewise) */
-  size_t value_len, value_cap;
-  bool have_field;             /* a header is being received */
-  bool in_value;               /* the last piece was a value */
+  bool have_field;             /* a header is being received: its name
+                                  from name_at in the headers' text */
+  bool in_value;               /* its value has begun, at value_at (after
+                                  the name's NUL) */
+  size_t name_at, value_at;
   size_t header_cap;           /* room in resp->headers */
   size_t text_len, text_cap;   /* the headers' names and values: bytes used
                                   and room in the text after resp->headers'
@@ -110,12 +108,8 @@ struct ak__http_parser {
   ak__http_head_hook on_head;  /* may be NULL */
   ak__http_body_hook on_body;  /* may be NULL (body dropped) */
   void *hook_arg;
-  /* Not cleared by ak__http_parser_init (PARSER_CLEARED): they are written
-   * before they are read. */
+  /* Not cleared by ak__http_parser_init: written before it is read. */
   char detail[160];            /* what was wrong, for the future's detail */
-  char field_room[64];         /* field's and value's first buffers, in the */
-  char value_room[192];        /* parser: most heads' names and values fit,
-                                  with no allocation (p must not move) */
 };
 
 /* Makes p ready for one response. head_request: the request was HEAD.
