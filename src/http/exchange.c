@@ -120,6 +120,7 @@ struct ak__http_exchange {
   ak_url *url;                 /* the URL being fetched (changes on redirects) */
   unsigned flags;              /* AK_HTTP_* */
   char *extra;                 /* the user's header lines, joined with CRLFs */
+  size_t extra_len;
   bool user_agent_given;       /* extra has a User-Agent */
   bool accept_encoding_given;  /* extra has an Accept-Encoding */
   bool authorization_given;    /* extra has an Authorization: it wins over
@@ -216,6 +217,7 @@ struct ak__http_exchange {
                                   pipeline had any answer on them */
   char *wire;                  /* the pipeline's requests, sent as one
                                   write, or NULL */
+  size_t wire_len;
 
   /* Not cleared when the record is recycled (record_get): a fifth of the
    * record, written before they are read. The parser is made anew by
@@ -600,8 +602,8 @@ static int build_request(ak__http_exchange *ex)
   const char *extra = ex->extra ? ex->extra : "";
   const char *ua = ex->user_agent_given ? "" : o->user_agent;
   size_t target_len = strlen(target), authority_len = strlen(ex->url->authority),
-         ua_len = strlen(ua), extra_len = strlen(extra), proxy_auth_len = strlen(proxy_auth),
-         auth_len = strlen(auth);
+         ua_len = strlen(ua), extra_len = ex->extra ? ex->extra_len : 0,
+         proxy_auth_len = strlen(proxy_auth), auth_len = strlen(auth);
   size_t n = target_len + authority_len + ua_len + extra_len + 128 + 80 /* Range */ +
              accept_len + proxy_auth_len + auth_len;
   if (kept_buf_reserve(&ex->req_buf, &ex->req_cap, n) < 0)
@@ -748,7 +750,7 @@ static void send_request(ak__http_exchange *ex)
       stop(ex);
       return;
     }
-    await(ex, ex->conn->tr->send_all(ex->conn, ex->wire, strlen(ex->wire)), on_sent);
+    await(ex, ex->conn->tr->send_all(ex->conn, ex->wire, ex->wire_len), on_sent);
     return;
   }
   await(ex, ex->conn->tr->send_all(ex->conn, ex->req, ex->req_len), on_sent);
@@ -1506,6 +1508,8 @@ static int redirect_credentials(ak__http_exchange *ex, const ak_url *next)
     ak__free(ex->auth);
     ex->auth = NULL;
     ak__http_drop_credential_headers(ex->extra);
+    if (ex->extra)
+      ex->extra_len = strlen(ex->extra); /* shorter by the lines dropped */
   }
   if (next->user) {
     char *line = ak__http_basic_line("Authorization", next->user, next->password);
@@ -1828,6 +1832,10 @@ static const ak__future_kind exchange_kind = {
  * colon (header injection), -ENOMEM. */
 static int join_headers(ak__http_exchange *ex, const ak_http_request *req)
 {
+  /* The lines' lengths, kept for the copy below (most requests have a
+   * few lines; more are measured again). */
+  enum { LENS = 8 };
+  size_t lens[LENS];
   size_t n = 1;
   for (size_t i = 0; i < req->header_count; i++) {
     const char *h = req->headers[i];
@@ -1840,6 +1848,8 @@ static int join_headers(ak__http_exchange *ex, const ak_http_request *req)
     size_t len = strcspn(h, "\r\n");
     if (h[len] || !memchr(h, ':', len))
       return -EINVAL;
+    if (i < LENS)
+      lens[i] = len;
     n += len + 2;
     /* The names the client would send itself; most lines' first letter
      * rules them out before a strncasecmp. */
@@ -1858,13 +1868,14 @@ static int join_headers(ak__http_exchange *ex, const ak_http_request *req)
   ex->extra = ex->extra_buf;
   char *o = ex->extra;
   for (size_t i = 0; i < req->header_count; i++) {
-    size_t l = strlen(req->headers[i]);
+    size_t l = i < LENS ? lens[i] : strlen(req->headers[i]);
     memcpy(o, req->headers[i], l);
     o += l;
     *o++ = '\r';
     *o++ = '\n';
   }
   *o = '\0';
+  ex->extra_len = (size_t)(o - ex->extra);
   return 0;
 }
 
@@ -2096,6 +2107,7 @@ static int pipe_wire(ak__http_exchange *ex)
     m->pipe_sent = true;
   }
   *o = '\0';
+  ex->wire_len = (size_t)(o - ex->wire);
   return 0;
 }
 
