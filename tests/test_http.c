@@ -1203,7 +1203,7 @@ static void test_not_modified_304(void **state)
 }
 
 /* Every header of a head is kept, whatever their number and size (the
- * response's one block of headers grows past its first 16 and 512
+ * response's one block of headers grows past its first 16 and 384
  * bytes), and an interim head's are not among them. */
 static void test_many_headers(void **state)
 {
