@@ -1959,7 +1959,7 @@ static ak__http_exchange *exchange_new(ak_http_client *c, const ak_http_request 
   ak_url *url = NULL;
   int rc = req && req->url ? ak__url_parse_kept(req->url, &ex->url_buf, &ex->url_cap, &url)
                            : -EINVAL;
-  if (rc == 0 && strcmp(url->scheme, "https") == 0 && !ak__http_tls_available())
+  if (rc == 0 && url->scheme[4] == 's' /* "https", not "http" */ && !ak__http_tls_available())
     rc = AK_EHTTPSNOTSUP;
   if (rc < 0) {
     url_drop(ex, url);
