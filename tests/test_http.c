@@ -126,6 +126,11 @@ static void test_url_plain_form(void **state)
       {"http://h?q=1/2?3", "h", "/?q=1/2?3", "h", "http://h/?q=1/2?3", 80},
       {"http://h:080/A//b/", "h", "/A//b/", "h", "http://h/A//b/", 80},
       {"https://h:80/x", "h", "/x", "h:80", "https://h:80/x", 80},
+      /* a port with a leading zero, or the scheme's own given: the text is
+       * made, not copied as it stands */
+      {"http://h:08080/x", "h", "/x", "h:8080", "http://h:8080/x", 8080},
+      {"https://h:443/x?y", "h", "/x?y", "h", "https://h/x?y", 443},
+      {"http://h:8080?q", "h", "/?q", "h:8080", "http://h:8080/?q", 8080},
       {"http://h/.a/a..b/~u/(x);p=1,2@c:d", "h", "/.a/a..b/~u/(x);p=1,2@c:d", "h",
        "http://h/.a/a..b/~u/(x);p=1,2@c:d", 80},
       /* outside the plain form: the full parse's answer */
@@ -154,6 +159,8 @@ static void test_url_plain_form(void **state)
   assert_int_equal(ak_url_parse("http://h:00000/", &u), AK_EURL);
   assert_int_equal(ak_url_parse("http://h/a[b]", &u), AK_EURL);
   assert_int_equal(ak_url_parse("http://h:1x", &u), AK_EURL);
+  assert_int_equal(ak_url_parse("http:/", &u), AK_EURL); /* shorter than the prefix */
+  assert_int_equal(ak_url_parse("ftp://h/", &u), AK_EURLSCHEME);
   assert_null(u);
 }
 
@@ -1196,7 +1203,7 @@ static void test_not_modified_304(void **state)
 }
 
 /* Every header of a head is kept, whatever their number and size (the
- * response's one block of headers grows past its first 16 and 512
+ * response's one block of headers grows past its first 16 and 384
  * bytes), and an interim head's are not among them. */
 static void test_many_headers(void **state)
 {

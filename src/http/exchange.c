@@ -121,6 +121,7 @@ struct ak__http_exchange {
   ak_url *url;                 /* the URL being fetched (changes on redirects) */
   unsigned flags;              /* AK_HTTP_* */
   char *extra;                 /* the user's header lines, joined with CRLFs */
+  size_t extra_len;
   bool user_agent_given;       /* extra has a User-Agent */
   bool accept_encoding_given;  /* extra has an Accept-Encoding */
   bool authorization_given;    /* extra has an Authorization: it wins over
@@ -149,8 +150,8 @@ struct ak__http_exchange {
   bool retried;                /* a stale kept-alive connection was replaced once */
   ak__http_exchange *next_wait; /* in host's queue */
 
-  ak__http_parser parser;
-  bool parser_live;
+  bool parser_live;            /* parser is initialized (its own fields
+                                  say nothing until then) */
   char *req;                   /* the request's bytes */
   size_t req_len;
   ak_future *pending;          /* the op in flight (one reference), or NULL */
@@ -193,7 +194,6 @@ struct ak__http_exchange {
   ak__http_membody *membody;  /* AK_HTTP_BODY_MEMORY: on_body's sink, or NULL */
 
   int err;                     /* the first error, 0 while all is well */
-  char detail[240];
   ak_timer *timer;             /* the deadline timer, or NULL */
   ak_timer *throttle;          /* the rate limit's wait, or NULL */
   int64_t timer_at;            /* when it fires */
@@ -218,13 +218,24 @@ struct ak__http_exchange {
                                   pipeline had any answer on them */
   char *wire;                  /* the pipeline's requests, sent as one
                                   write, or NULL */
+  size_t wire_len;
 
-  /* Kept when the record is recycled (exchange_alloc): everything above is
-   * cleared for the next exchange, these buffers keep their room. */
+  /* Not cleared when the record is recycled (record_get): a fifth of the
+   * record, written before they are read. The parser is made anew by
+   * ak__http_parser_init (parser_live), and a record is put back only with
+   * its parser freed (ak__http_parser_free leaves nothing to free twice);
+   * detail is written with err. */
+  ak__http_parser parser;
+  char detail[240];
+
+  /* Kept when the record is recycled (record_get): everything above parser
+   * is cleared for the next exchange, these buffers keep their room. */
   char *req_buf;               /* req points here once built */
   size_t req_cap;
   char *extra_buf;             /* extra points here when there are lines */
   size_t extra_cap;
+  char *url_buf;               /* url is made here when plain (url_drop) */
+  size_t url_cap;
 };
 
 /* Ended exchanges' records a client keeps for its next ones (a free list
@@ -264,6 +275,13 @@ static void kept_buf_trim(char **buf, size_t *cap)
   *cap = 0;
 }
 static void record_put(ak_http_client *c, ak__http_exchange *ex);
+
+/* Frees url, one of ex's, unless it was made in ex's kept buffer. */
+static void url_drop(ak__http_exchange *ex, ak_url *url)
+{
+  if (url != (ak_url *)ex->url_buf)
+    ak_url_free(url);
+}
 static void send_request(ak__http_exchange *ex);
 static void post_recv(ak__http_exchange *ex);
 static void finish(ak__http_exchange *ex);
@@ -603,8 +621,8 @@ static int build_request(ak__http_exchange *ex)
   const char *extra = ex->extra ? ex->extra : "";
   const char *ua = ex->user_agent_given ? "" : o->user_agent;
   size_t target_len = strlen(target), authority_len = strlen(ex->url->authority),
-         ua_len = strlen(ua), extra_len = strlen(extra), proxy_auth_len = strlen(proxy_auth),
-         auth_len = strlen(auth);
+         ua_len = strlen(ua), extra_len = ex->extra ? ex->extra_len : 0,
+         proxy_auth_len = strlen(proxy_auth), auth_len = strlen(auth);
   size_t n = target_len + authority_len + ua_len + extra_len + 128 + 80 /* Range */ +
              accept_len + proxy_auth_len + auth_len;
   if (kept_buf_reserve(&ex->req_buf, &ex->req_cap, n) < 0)
@@ -751,7 +769,7 @@ static void send_request(ak__http_exchange *ex)
       stop(ex);
       return;
     }
-    await(ex, ex->conn->tr->send_all(ex->conn, ex->wire, strlen(ex->wire)), on_sent);
+    await(ex, ex->conn->tr->send_all(ex->conn, ex->wire, ex->wire_len), on_sent);
     return;
   }
   await(ex, ex->conn->tr->send_all(ex->conn, ex->req, ex->req_len), on_sent);
@@ -774,9 +792,11 @@ static int on_head(ak__http_parser *p, void *arg)
   ak__http_decoder_free(ex->decoder);
   ex->decoder = NULL;
   ex->decoded = 0;
-  const char *enc = ak_http_response_header(r, "content-encoding");
-  bool decode = (ex->flags & AK_HTTP_DECODE) && !(ex->flags & AK_HTTP_HEAD) && enc &&
-                !ak__http_encoding_is_identity(enc);
+  /* Looked up only when a decoded body was asked for (not a HEAD's). */
+  const char *enc = (ex->flags & AK_HTTP_DECODE) && !(ex->flags & AK_HTTP_HEAD)
+                        ? ak_http_response_header(r, "content-encoding")
+                        : NULL;
+  bool decode = enc && !ak__http_encoding_is_identity(enc);
   if (decode)
     r->entity_size = -1; /* the encoded length is not the decoded file's size */
   if (ex->forward && r->status == 407) {
@@ -1507,6 +1527,8 @@ static int redirect_credentials(ak__http_exchange *ex, const ak_url *next)
     ak__free(ex->auth);
     ex->auth = NULL;
     ak__http_drop_credential_headers(ex->extra);
+    if (ex->extra)
+      ex->extra_len = strlen(ex->extra); /* shorter by the lines dropped */
   }
   if (next->user) {
     char *line = ak__http_basic_line("Authorization", next->user, next->password);
@@ -1562,7 +1584,7 @@ static void follow_redirect(ak__http_exchange *ex)
     ex->piped = false;
     ak__http_conn_release(conn, keep);
   }
-  ak_url_free(ex->url);
+  url_drop(ex, ex->url);
   ex->url = next;
   ex->host = NULL; /* the new URL's route is found by acquire */
   ak__http_parser_free(&ex->parser);
@@ -1651,7 +1673,7 @@ static void finish(ak__http_exchange *ex)
   if (c->active == 0)
     ak__http_sweep_stop(c); /* the loop may go idle: no timer keeps it */
   ak_loop_unhold(c->loop);
-  ak_url_free(ex->url);
+  url_drop(ex, ex->url);
   ak__free(ex->auth);
   ak__free(ex->origin);
   ak__free(ex->iov);
@@ -1829,6 +1851,10 @@ static const ak__future_kind exchange_kind = {
  * colon (header injection), -ENOMEM. */
 static int join_headers(ak__http_exchange *ex, const ak_http_request *req)
 {
+  /* The lines' lengths, kept for the copy below (most requests have a
+   * few lines; more are measured again). */
+  enum { LENS = 8 };
+  size_t lens[LENS];
   size_t n = 1;
   for (size_t i = 0; i < req->header_count; i++) {
     const char *h = req->headers[i];
@@ -1841,6 +1867,8 @@ static int join_headers(ak__http_exchange *ex, const ak_http_request *req)
     size_t len = strcspn(h, "\r\n");
     if (h[len] || !memchr(h, ':', len))
       return -EINVAL;
+    if (i < LENS)
+      lens[i] = len;
     n += len + 2;
     /* The names the client would send itself; most lines' first letter
      * rules them out before a strncasecmp. */
@@ -1859,13 +1887,14 @@ static int join_headers(ak__http_exchange *ex, const ak_http_request *req)
   ex->extra = ex->extra_buf;
   char *o = ex->extra;
   for (size_t i = 0; i < req->header_count; i++) {
-    size_t l = strlen(req->headers[i]);
+    size_t l = i < LENS ? lens[i] : strlen(req->headers[i]);
     memcpy(o, req->headers[i], l);
     o += l;
     *o++ = '\r';
     *o++ = '\n';
   }
   *o = '\0';
+  ex->extra_len = (size_t)(o - ex->extra);
   return 0;
 }
 
@@ -1895,7 +1924,8 @@ static ak__http_exchange *record_get(ak_http_client *c)
     return ak__calloc(1, sizeof *ex);
   c->spare_ex = ex->next_wait;
   c->spare_count--;
-  memset(ex, 0, offsetof(ak__http_exchange, req_buf));
+  memset(ex, 0, offsetof(ak__http_exchange, parser));
+  ex->detail[0] = '\0';
   return ex;
 }
 
@@ -1907,6 +1937,7 @@ static void record_put(ak_http_client *c, ak__http_exchange *ex)
    * SPARE_MAX records could hold megabytes for the client's life. */
   kept_buf_trim(&ex->req_buf, &ex->req_cap);
   kept_buf_trim(&ex->extra_buf, &ex->extra_cap);
+  kept_buf_trim(&ex->url_buf, &ex->url_cap);
   if (c->spare_count < SPARE_MAX) {
     ex->next_wait = c->spare_ex;
     c->spare_ex = ex;
@@ -1915,6 +1946,7 @@ static void record_put(ak_http_client *c, ak__http_exchange *ex)
   }
   ak__free(ex->req_buf);
   ak__free(ex->extra_buf);
+  ak__free(ex->url_buf);
   ak__free(ex);
 }
 
@@ -1925,6 +1957,7 @@ void ak__http_spares_free(ak_http_client *c)
     c->spare_ex = ex->next_wait;
     ak__free(ex->req_buf);
     ak__free(ex->extra_buf);
+    ak__free(ex->url_buf);
     ak__free(ex);
   }
   c->spare_count = 0;
@@ -1936,21 +1969,23 @@ void ak__http_spares_free(ak_http_client *c)
 static ak__http_exchange *exchange_new(ak_http_client *c, const ak_http_request *req,
                                        ak_future **out)
 {
-  ak_url *url = NULL;
   *out = NULL;
-  int rc = req && req->url ? ak_url_parse(req->url, &url) : -EINVAL;
-  if (rc == 0 && strcmp(url->scheme, "https") == 0 && !ak__http_tls_available())
+  ak__http_exchange *ex = record_get(c);
+  if (!ex)
+    return NULL;
+  /* The URL is parsed into the record's kept buffer (the list reader of
+   * akget has parsed it once already; this parse then allocates nothing). */
+  ak_url *url = NULL;
+  int rc = req && req->url ? ak__url_parse_kept(req->url, &ex->url_buf, &ex->url_cap, &url)
+                           : -EINVAL;
+  if (rc == 0 && url->scheme[4] == 's' /* "https", not "http" */ && !ak__http_tls_available())
     rc = AK_EHTTPSNOTSUP;
   if (rc < 0) {
-    ak_url_free(url);
+    url_drop(ex, url);
+    record_put(c, ex);
     char d[200];
     snprintf(d, sizeof d, "%.190s", req && req->url ? req->url : "(no URL)");
     *out = ak__future_failed(c->loop, rc, d);
-    return NULL;
-  }
-  ak__http_exchange *ex = record_get(c);
-  if (!ex) {
-    ak_url_free(url);
     return NULL;
   }
   ex->client = c;
@@ -1975,7 +2010,7 @@ static ak__http_exchange *exchange_new(ak_http_client *c, const ak_http_request 
   }
   if (rc < 0 || (ex->range_end >= 0 && ex->range_end < ex->range_start) ||
       ((ex->flags & AK_HTTP_DECODE) && ex->range_start >= 0)) {
-    ak_url_free(url);
+    url_drop(ex, url);
     ak__free(ex->auth);
     ak__free(ex->origin);
     ak__http_membody_free(ex->membody);
@@ -1986,7 +2021,7 @@ static ak__http_exchange *exchange_new(ak_http_client *c, const ak_http_request 
   }
   ex->fut = ak__future_new(c->loop, &exchange_kind, ex);
   if (!ex->fut) {
-    ak_url_free(url);
+    url_drop(ex, url);
     ak__free(ex->auth);
     ak__free(ex->origin);
     ak__http_membody_free(ex->membody);
@@ -2091,6 +2126,7 @@ static int pipe_wire(ak__http_exchange *ex)
     m->pipe_sent = true;
   }
   *o = '\0';
+  ex->wire_len = (size_t)(o - ex->wire);
   return 0;
 }
 

@@ -61,6 +61,15 @@ static inline char *ak__put_u64(char *o, uint64_t v)
   return o;
 }
 
+/* ---- URLs (url.c) ---------------------------------------------------------------
+ * ak_url_parse into a buffer the caller keeps (*buf, *cap bytes, a malloc
+ * block or NULL, replaced by a larger one when the URL needs more): the
+ * common plain form is made there, with no allocation, and *out points to
+ * the buffer's start; any other form is parsed as ak_url_parse does, into
+ * its own allocation. So *out == (ak_url *)*buf says which: only the other
+ * is given to ak_url_free. Returns as ak_url_parse. */
+int ak__url_parse_kept(const char *text, char **buf, size_t *cap, ak_url **out);
+
 /* ---- The response parser (response.c) ----------------------------------------
  * Feeds bytes through llhttp and checks what llhttp leaves to its user: the
  * head's total size, the number of headers, the body's size against a
@@ -82,16 +91,11 @@ struct ak__http_parser {
   size_t max_head;             /* head bytes allowed */
   int64_t max_body;            /* body bytes allowed */
   size_t head_bytes;           /* head bytes seen so far (interim heads too) */
-  char *field;                 /* the header name being received (a buffer
-                                  kept from header to header) */
-  size_t field_len, field_cap;
-  char *value;                 /* its value being received (likewise) */
-  size_t value_len, value_cap;
-  char field_room[64];         /* field's and value's first buffers, in the */
-  char value_room[192];        /* parser: most heads' names and values fit,
-                                  with no allocation (p must not move) */
-  bool have_field;             /* a header is being received */
-  bool in_value;               /* the last piece was a value */
+  bool have_field;             /* a header is being received: its name
+                                  from name_at in the headers' text */
+  bool in_value;               /* its value has begun, at value_at (after
+                                  the name's NUL) */
+  size_t name_at, value_at;
   size_t header_cap;           /* room in resp->headers */
   size_t text_len, text_cap;   /* the headers' names and values: bytes used
                                   and room in the text after resp->headers'
@@ -100,11 +104,15 @@ struct ak__http_parser {
   bool head_done;              /* the final head is complete */
   bool message_done;           /* the final message is complete */
   int content_length_count;    /* Content-Length headers seen */
+  unsigned short at_content_range, at_retry_after, at_accept_ranges;
+                               /* where the first of each is in
+                                  resp->headers, plus one; 0: none */
   int err;                     /* first error, 0 if none */
-  char detail[160];            /* what was wrong, for the future's detail */
   ak__http_head_hook on_head;  /* may be NULL */
   ak__http_body_hook on_body;  /* may be NULL (body dropped) */
   void *hook_arg;
+  /* Not cleared by ak__http_parser_init: written before it is read. */
+  char detail[160];            /* what was wrong, for the future's detail */
 };
 
 /* Makes p ready for one response. head_request: the request was HEAD.

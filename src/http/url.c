@@ -326,42 +326,71 @@ static int parse_escaped(const char *s, char *zone, ak_url **out)
   return 0;
 }
 
-/* A byte that may stand as it is in a path segment (RFC 3986 pchar,
- * without '%'): unreserved, sub-delims, ':' and '@'. */
-static bool plain_pchar(unsigned char c)
+/* The bytes parse_plain lets through, by class: a lower-case host name's
+ * or IPv4 address's (HOST_CH), a path segment's as it may stand, RFC 3986
+ * pchar without '%' (SEG_CH: unreserved, sub-delims, ':' and '@'), and a
+ * query's (QUERY_CH: those, '/' and '?'). A table look per byte where a
+ * chain of comparisons had been (ak_url_parse runs twice per URL in akget,
+ * on the list reader and on the loop). */
+enum { HOST_CH = 1, SEG_CH = 2, QUERY_CH = 4 };
+static const unsigned char url_class[256] = {
+#define SEGQ (SEG_CH | QUERY_CH)
+    ['a' ... 'z'] = HOST_CH | SEGQ, ['0' ... '9'] = HOST_CH | SEGQ, ['A' ... 'Z'] = SEGQ,
+    ['.'] = HOST_CH | SEGQ, ['-'] = HOST_CH | SEGQ, ['_'] = SEGQ, ['~'] = SEGQ, ['!'] = SEGQ,
+    ['$'] = SEGQ, ['&'] = SEGQ, ['\''] = SEGQ, ['('] = SEGQ, [')'] = SEGQ, ['*'] = SEGQ,
+    ['+'] = SEGQ, [','] = SEGQ, [';'] = SEGQ, ['='] = SEGQ, [':'] = SEGQ, ['@'] = SEGQ,
+    ['/'] = QUERY_CH, ['?'] = QUERY_CH,
+#undef SEGQ
+};
+
+/* What parse_plain found in a URL's text: its parts' places and the size
+ * of the record that holds them (plain_size). */
+typedef struct plain_url {
+  const char *text, *host, *target, *end;
+  size_t hlen, tlen, slen, alen;
+  uint16_t port, default_port;
+  bool tls;
+  bool as_given; /* the text is the URL's text as it stands (authority
+                    host[:port] and target both given so), copied whole */
+} plain_url;
+
+/* Whether s begins with the n bytes of pre (s may be shorter: its NUL
+ * differs). */
+static inline bool has_prefix(const char *s, const char *pre, size_t n)
 {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '-' || c == '.' || c == '_' || c == '~' || c == '!' || c == '$' || c == '&' ||
-         c == '\'' || c == '(' || c == ')' || c == '*' || c == '+' || c == ',' || c == ';' ||
-         c == '=' || c == ':' || c == '@';
+  for (size_t i = 0; i < n; i++)
+    if (s[i] != pre[i])
+      return false;
+  return true;
 }
 
 /* The common URL in a list, "http[s]://host[:port][/path][?query]" with a
  * lower-case name or IPv4 host and nothing to escape, decode, normalize or
- * cut, made into *out directly: what uriparser and the normalization would
- * give, field for field, without their allocations and passes (ak_url_parse
- * ran a third of akget's -N CPU, three parses per URL). Returns 1 when the
- * text is not of that form (the full parse then decides), 0 or -ENOMEM. */
-static int parse_plain(const char *text, ak_url **out)
+ * cut, read into *pu: what uriparser and the normalization would give,
+ * field for field, without their allocations and passes (ak_url_parse ran
+ * a third of akget's -N CPU, three parses per URL). Returns 1 when the
+ * text is not of that form (the full parse then decides), 0 when it is. */
+static int plain_scan(const char *text, plain_url *pu)
 {
   const char *p;
   bool tls;
-  if (strncmp(text, "http://", 7) == 0) {
+  if (has_prefix(text, "http://", 7)) {
     tls = false;
     p = text + 7;
-  } else if (strncmp(text, "https://", 8) == 0) {
+  } else if (has_prefix(text, "https://", 8)) {
     tls = true;
     p = text + 8;
   } else {
     return 1;
   }
   const char *host = p;
-  while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '.' || *p == '-')
+  while (url_class[(unsigned char)*p] & HOST_CH)
     p++;
   size_t hlen = (size_t)(p - host);
   uint16_t default_port = tls ? 443 : 80, port = default_port;
   if (hlen == 0)
     return 1;
+  bool as_given = true;
   if (*p == ':') {
     const char *digits = ++p;
     unsigned v = 0;
@@ -370,6 +399,7 @@ static int parse_plain(const char *text, ak_url **out)
     if (p == digits || p - digits > 5 || v == 0 || v > 65535)
       return 1; /* empty, too long or out of range: the full parse says */
     port = (uint16_t)v;
+    as_given = port != default_port && digits[0] != '0';
   }
   if (*p != '/' && *p != '?' && *p != '\0')
     return 1;
@@ -378,61 +408,121 @@ static int parse_plain(const char *text, ak_url **out)
    * remove them). */
   while (*p == '/') {
     const char *seg = ++p;
-    while (plain_pchar((unsigned char)*p))
+    while (url_class[(unsigned char)*p] & SEG_CH)
       p++;
     size_t n = (size_t)(p - seg);
-    if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+    if (n <= 2 && n > 0 && seg[0] == '.' && (n == 1 || seg[1] == '.'))
       return 1;
   }
   if (*p == '?') {
     p++;
-    while (plain_pchar((unsigned char)*p) || *p == '/' || *p == '?')
+    while (url_class[(unsigned char)*p] & QUERY_CH)
       p++;
   }
   if (*p != '\0' || p - text > URL_MAX)
     return 1; /* a fragment, a byte to escape or decode, blanks, or too long */
-  size_t tlen = (size_t)(p - target);
-  size_t slen = tls ? 5 : 4;
-  size_t alen = hlen + (port != default_port ? 6 : 0);
-  /* One block: the record, then scheme, host, target, authority and text
-   * (ak_url_free knows it by the scheme right after the record). */
-  ak_url *url = ak__malloc(sizeof *url + (slen + 1) + (hlen + 1) + (tlen + 2) + (alen + 1) +
-                           (slen + 3 + alen + tlen + 2));
-  if (!url)
-    return -ENOMEM;
+  pu->text = text;
+  pu->host = host;
+  pu->hlen = hlen;
+  pu->target = target;
+  pu->tlen = (size_t)(p - target);
+  pu->end = p;
+  pu->tls = tls;
+  pu->slen = tls ? 5 : 4;
+  pu->port = port;
+  pu->default_port = default_port;
+  pu->alen = hlen + (port != default_port ? 6 : 0);
+  pu->as_given = as_given && pu->tlen > 0 && target[0] == '/';
+  return 0;
+}
+
+/* The bytes of the record plain_fill makes. */
+static size_t plain_size(const plain_url *pu)
+{
+  return sizeof(ak_url) + (pu->slen + 1) + (pu->hlen + 1) + (pu->tlen + 2) + (pu->alen + 1) +
+         (pu->slen + 3 + pu->alen + pu->tlen + 2);
+}
+
+/* The record for pu in mem (plain_size bytes, aligned for an ak_url): the
+ * record, then scheme, host, target, authority and text (ak_url_free
+ * knows it by the scheme right after the record). */
+static ak_url *plain_fill(const plain_url *pu, void *mem)
+{
+  ak_url *url = mem;
+  size_t slen = pu->slen, hlen = pu->hlen, tlen = pu->tlen;
   memset(url, 0, sizeof *url);
-  url->port = port;
+  url->port = pu->port;
   url->scheme = (char *)(url + 1);
-  memcpy(url->scheme, tls ? "https" : "http", slen + 1);
+  memcpy(url->scheme, pu->tls ? "https" : "http", slen + 1);
   url->host = url->scheme + slen + 1;
-  memcpy(url->host, host, hlen);
+  memcpy(url->host, pu->host, hlen);
   url->host[hlen] = '\0';
   url->target = url->host + hlen + 1;
   size_t o = 0;
-  if (tlen == 0 || target[0] == '?')
+  if (tlen == 0 || pu->target[0] == '?')
     url->target[o++] = '/'; /* no path: "/" */
-  memcpy(url->target + o, target, tlen);
+  memcpy(url->target + o, pu->target, tlen);
   url->target[o + tlen] = '\0';
+  size_t target_len = o + tlen;
   url->authority = url->target + tlen + 2;
-  memcpy(url->authority, host, hlen);
+  url->text = url->authority + pu->alen + 1;
+  if (pu->as_given) {
+    /* "host[:port]" and the whole text as they stand. */
+    size_t alen = (size_t)(pu->target - pu->host);
+    memcpy(url->authority, pu->host, alen);
+    url->authority[alen] = '\0';
+    memcpy(url->text, pu->text, (size_t)(pu->end - pu->text) + 1);
+    return url;
+  }
+  memcpy(url->authority, pu->host, hlen);
   o = hlen;
-  if (port != default_port) {
+  if (pu->port != pu->default_port) {
     char digits[6];
     size_t d = 0;
-    for (unsigned v = port; v; v /= 10)
+    for (unsigned v = pu->port; v; v /= 10)
       digits[d++] = (char)('0' + v % 10);
     url->authority[o++] = ':';
     while (d)
       url->authority[o++] = digits[--d];
   }
   url->authority[o] = '\0';
-  url->text = url->authority + alen + 1;
   char *t = url->text;
   memcpy(t, url->scheme, slen);
   memcpy(t + slen, "://", 3);
   memcpy(t + slen + 3, url->authority, o);
-  strcpy(t + slen + 3 + o, url->target);
-  *out = url;
+  memcpy(t + slen + 3 + o, url->target, target_len + 1);
+  return url;
+}
+
+/* parse_plain's form into one allocation: 0, 1 (not of that form) or
+ * -ENOMEM. */
+static int parse_plain(const char *text, ak_url **out)
+{
+  plain_url pu;
+  if (plain_scan(text, &pu))
+    return 1;
+  void *mem = ak__malloc(plain_size(&pu));
+  if (!mem)
+    return -ENOMEM;
+  *out = plain_fill(&pu, mem);
+  return 0;
+}
+
+int ak__url_parse_kept(const char *text, char **buf, size_t *cap, ak_url **out)
+{
+  plain_url pu;
+  if (!text || plain_scan(text, &pu))
+    return ak_url_parse(text, out);
+  size_t n = plain_size(&pu);
+  if (n > *cap) {
+    char *g = ak__malloc(n);
+    if (!g)
+      return -ENOMEM;
+    ak__free(*buf);
+    *buf = g;
+    *cap = n;
+  }
+  *out = plain_fill(&pu, *buf);
   return 0;
 }
 

@@ -554,7 +554,9 @@ static void end_item(dl *d, akg_state state)
   atomic_fetch_add(&run->finished, 1);
   if (state == AKG_DONE && it->unchanged) {
     atomic_fetch_add(&run->unchanged, 1);
-    akg_progress_event(run, it, "unchanged %s (304: not modified since the file's copy)", it->path);
+    if (run->opts->verbose) /* said with -v only: not even formatted else (akget -N, each file) */
+      akg_progress_event(run, it, "unchanged %s (304: not modified since the file's copy)",
+                         it->path);
   } else if (state == AKG_DONE) {
     double s = (it->end_ns - it->start_ns) / 1e9;
     akg_progress_event(run, it, "done %s %" PRId64 " bytes in %.2f s (%.1f MB/s)%s", it->path,
@@ -1934,7 +1936,8 @@ void akg_download_start(akg_worker *w, akg_item *item, void (*done)(akg_worker *
   d->size = -1;
   d->hdrs = (const char **)d->o->headers;
   d->hdr_count = d->o->header_count;
-  akg_progress_event(akg_worker_run(w), item, "start %s -> %s", item->url, item->path);
+  if (akg_worker_run(w)->opts->verbose) /* said with -v only, as "unchanged" */
+    akg_progress_event(akg_worker_run(w), item, "start %s -> %s", item->url, item->path);
   char why[400];
   int drc = akg_dir_open(d->o, item, &d->dir, why, sizeof why);
   if (drc < 0) {

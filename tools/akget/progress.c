@@ -32,12 +32,12 @@ void akg_progress_event(akg_run *run, const akg_item *item, const char *fmt, ...
   (void)item;
   const akg_opts *o = run->opts;
   bool failure = strncmp(fmt, "FAILED", 6) == 0;
+  if (o->quiet && !failure)
+    return; /* before the other prefixes are compared: two events an item */
   /* A start over (-c: the file changed, a record not usable) is said
    * without -v too: bytes on disk are being thrown away. */
   bool important = failure || strncmp(fmt, "retry", 5) == 0 || strncmp(fmt, "done", 4) == 0 ||
                    strncmp(fmt, "start over", 10) == 0 || strncmp(fmt, "warning", 7) == 0;
-  if (o->quiet && !failure)
-    return;
   if (!o->verbose && !important)
     return;
   if (o->progress_tty && !failure && !o->verbose && strncmp(fmt, "done", 4) == 0)
