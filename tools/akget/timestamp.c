@@ -195,7 +195,8 @@ int akg_ts_new(const akg_opts *o, const char *path, akg_ts **out)
   bool cond = o->timestamping && fstatat(dirfd, rel, &st, 0) == 0 && S_ISREG(st.st_mode);
   static const char ims_name[] = "If-Modified-Since: ";
   static const char inm_name[] = "If-None-Match: ";
-  char etag[ETAG_MAX + 1] = "";
+  char etag[ETAG_MAX + 1]; /* not zeroed: 513 bytes a file, read_etag ends it */
+  etag[0] = '\0';
   size_t array = 0, ims_len = 0, inm_len = 0;
   if (cond) {
     read_etag(dirfd, rel, path, etag, sizeof etag);
