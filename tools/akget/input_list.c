@@ -148,6 +148,16 @@ static bool is_blank(int c)
   return c == ' ' || c == '\t';
 }
 
+/* The bytes that end or spoil a URL on its line: NUL, blanks, control
+ * bytes, DEL. */
+static const bool url_stop[256] = {
+    [0] = 1,    [1] = 1,    [2] = 1,    [3] = 1,    [4] = 1,    [5] = 1,    [6] = 1,
+    [7] = 1,    [8] = 1,    [9] = 1,    [10] = 1,   [11] = 1,   [12] = 1,   [13] = 1,
+    [14] = 1,   [15] = 1,   [16] = 1,   [17] = 1,   [18] = 1,   [19] = 1,   [20] = 1,
+    [21] = 1,   [22] = 1,   [23] = 1,   [24] = 1,   [25] = 1,   [26] = 1,   [27] = 1,
+    [28] = 1,   [29] = 1,   [30] = 1,   [31] = 1,   [' '] = 1,  [0x7f] = 1,
+};
+
 /* Blank, or a comment: nothing to do. */
 static bool is_skipped(const char *s)
 {
@@ -258,18 +268,27 @@ int akg_list_next(akg_list_reader *r, akg_list_entry *e)
     set_error(e, e->line, "an indented option line%s with no URL line above it", "");
   } else {
     char *s = r->buf;
-    size_t ul = strcspn(s, " \t");
+    /* The URL's end (a blank or the line's end) and, on the way, a
+     * control byte inside it (a lone CR in the middle of a line, an
+     * escape): an error with its line, never a URL that holds it. One
+     * pass, by a table (a strcspn, then a test per byte, were 0.45K
+     * instructions a URL). */
+    size_t ul = 0;
+    bool control = false;
+    for (;;) {
+      while (!url_stop[(unsigned char)s[ul]])
+        ul++;
+      if (s[ul] == '\0' || is_blank(s[ul]))
+        break;
+      control = true;
+      ul++;
+    }
     char *rest = s + ul;
     if (*rest)
       *rest++ = '\0';
     while (is_blank(*rest))
       rest++;
     rtrim(rest);
-    /* A control byte inside the URL (a lone CR in the middle of a line, an
-     * escape): an error with its line, never a URL that holds it. */
-    bool control = false;
-    for (const char *c = s; *c; c++)
-      control |= (unsigned char)*c < 0x20 || *c == 0x7f;
     if (control)
       set_error(e, e->line, "a control byte in the URL%s", "");
     else

@@ -127,15 +127,13 @@ static int shard_add(shard *t, uint64_t h)
   return 0;
 }
 
-static bool names_has(const akg_names *n, const char *path)
+static bool names_has(const akg_names *n, uint64_t h)
 {
-  uint64_t h = fingerprint(path);
   return shard_has(&n->s[h >> 56], h);
 }
 
-static int names_add(akg_names *n, const char *path)
+static int names_add(akg_names *n, uint64_t h)
 {
-  uint64_t h = fingerprint(path);
   return shard_add(&n->s[h >> 56], h);
 }
 
@@ -698,7 +696,8 @@ int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const ak_url
   }
   if (!path)
     return -ENOMEM;
-  if (names_has(n, path)) {
+  uint64_t h = fingerprint(path); /* once: looked up, then added */
+  if (names_has(n, h)) {
     if (out || dir) {
       /* Named on purpose: a second file of that name would overwrite the
        * first one's; refused (the first stays). */
@@ -709,7 +708,7 @@ int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const ak_url
     }
     /* A clash with an earlier name (or an earlier alternative) takes the
      * next free number. */
-    for (unsigned k = 1; path && names_has(n, path); k++) {
+    for (unsigned k = 1; path && names_has(n, h); k++) {
       size_t len = strlen(path) + 16;
       char *alt = malloc(len);
       if (alt) {
@@ -718,11 +717,13 @@ int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const ak_url
       }
       free(path);
       path = alt;
+      if (path)
+        h = fingerprint(path);
     }
     if (!path)
       return -ENOMEM;
   }
-  int rc = names_add(n, path);
+  int rc = names_add(n, h);
   if (rc == 0 && (out || dir)) {
     rc = make_parent(n, o, it, path, why, why_len);
     if (rc > 0) {
