@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,6 +276,17 @@ int akg_list_next(akg_list_reader *r, akg_list_entry *e)
      * instructions a URL). */
     size_t ul = 0;
     bool control = false;
+    /* Eight bytes at a time while none is below '!' (a blank, a control
+     * byte, the NUL) or DEL; the table finds which one from there. */
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    while (r->len - ul >= 8) {
+      uint64_t w;
+      memcpy(&w, s + ul, 8);
+      uint64_t d = w ^ (ones * 0x7f);
+      if (((w - ones * 0x21) & ~w & highs) | ((d - ones) & ~d & highs))
+        break;
+      ul += 8;
+    }
     for (;;) {
       while (!url_stop[(unsigned char)s[ul]])
         ul++;
