@@ -33,7 +33,9 @@
  * The question's lines (the header array, If-Modified-Since,
  * If-None-Match) follow the struct in the same block; the answer's
  * validators, only a GET's, are allocated when it comes. Two blocks and
- * a 96-byte date field had made it 290 bytes a URL, now about 150. */
+ * a 96-byte date field had made it 290 bytes a URL, now about 150; the
+ * feed makes it in its item's block where it fits (akg_ts_new_in), so
+ * that it is no allocation of its own at all. */
 struct akg_ts {
   /* the question (-N and the file exists) */
   bool conditional;          /* the headers below carry the conditions */
