@@ -14,7 +14,8 @@
  * line 1,900,000; the exit status still says so). aria2 likewise skips a
  * bad entry's download and carries on.
  *
- * It also owns an item's end: counted, reported, freed (akg_item_end). */
+ * It also owns an item's end: counted, reported, freed (akg_item_end),
+ * its block kept for a later item (item_new). */
 #define _GNU_SOURCE /* pthread_timedjoin_np, sched_setaffinity */
 #include "akget.h"
 
