@@ -207,7 +207,9 @@ enum { AKG_LIST_LINE_MAX = 65536 }; /* bytes of a line kept; longer: an error */
 #define AKG_LIST_LINE_MAX_TEXT "65536"
 typedef struct akg_list_reader akg_list_reader;
 typedef struct akg_list_entry {
-  char *url;                 /* as written, or NULL (options with no URL) */
+  const char *url;           /* as written, or NULL (options with no URL):
+                                the reader's, until its next entry (not
+                                freed by akg_list_entry_clear) */
   char *checksum;            /* "sha-256=HEX" (on the URL's line or checksum=), or NULL */
   unsigned long checksum_line;
   char *out, *dir;           /* out=, dir=, or NULL */

@@ -348,8 +348,8 @@ static bool feed_entry(akg_feed *f, akg_list_entry *e, const char *list,
   fitem *fi = (fitem *)it;
   it->total = -1;
   if (e->url) {
-    /* Copied into the room; the entry's own copy is freed at once, by
-     * its clear (malloc's cache takes it back cheaply). */
+    /* Copied into the room: the entry's is the list reader's buffer (or
+     * the command line's). */
     it->url = carve(fi, url_len);
     memcpy(it->url, e->url, url_len);
   }
@@ -472,8 +472,7 @@ static void *reader_main(void *arg)
   for (size_t i = 0; go && i < f->src.nurls; i++) {
     if (!in_shard(f, f->src.urls[i]))
       continue;
-    akg_list_entry e = {.url = strdup(f->src.urls[i])};
-    e.oom = !e.url;
+    akg_list_entry e = {.url = f->src.urls[i]};
     /* --checksum: the one URL's (main allows it with one URL only). */
     go = feed_entry(f, &e, NULL, f->src.checksum);
     akg_list_entry_clear(&e);

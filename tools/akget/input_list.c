@@ -30,6 +30,10 @@ struct akg_list_reader {
   bool too_long, has_nul;    /* what is wrong with the line in buf */
   bool eof;
   int err;                   /* a read error (-errno), reported once */
+  char *url;                 /* the last entry's URL (its e->url), grown to
+                                the longest; one allocation for the list,
+                                where a strdup a URL was one to free */
+  size_t url_cap;
   char buf[AKG_LIST_LINE_MAX + 1]; /* last: not zeroed (akg_list_from_file) */
 };
 
@@ -70,6 +74,7 @@ void akg_list_close(akg_list_reader *r)
     return;
   if (r->owned)
     fclose(r->f);
+  free(r->url);
   free(r);
 }
 
@@ -303,8 +308,20 @@ int akg_list_next(akg_list_reader *r, akg_list_entry *e)
     rtrim(rest);
     if (control)
       set_error(e, e->line, "a control byte in the URL%s", "");
-    else
-      e->url = dup_or_flag(e, s);
+    else if (ul + 1 > r->url_cap) {
+      char *u = malloc(ul + 1 > 256 ? ul + 1 : 256);
+      if (u) {
+        free(r->url);
+        r->url = u;
+        r->url_cap = ul + 1 > 256 ? ul + 1 : 256;
+      } else {
+        e->oom = true;
+      }
+    }
+    if (!control && !e->oom) {
+      memcpy(r->url, s, ul + 1);
+      e->url = r->url;
+    }
     if (*rest) {
       if (strpbrk(rest, " \t"))
         set_error(e, e->line, "more than a URL and a checksum on the line ('%.200s')", rest);
@@ -337,7 +354,6 @@ int akg_list_next(akg_list_reader *r, akg_list_entry *e)
 
 void akg_list_entry_clear(akg_list_entry *e)
 {
-  free(e->url);
   free(e->out);
   free(e->dir);
   free(e->checksum);
