@@ -207,7 +207,9 @@ enum { AKG_LIST_LINE_MAX = 65536 }; /* bytes of a line kept; longer: an error */
 #define AKG_LIST_LINE_MAX_TEXT "65536"
 typedef struct akg_list_reader akg_list_reader;
 typedef struct akg_list_entry {
-  char *url;                 /* as written, or NULL (options with no URL) */
+  const char *url;           /* as written, or NULL (options with no URL):
+                                the reader's, until its next entry (not
+                                freed by akg_list_entry_clear) */
   char *checksum;            /* "sha-256=HEX" (on the URL's line or checksum=), or NULL */
   unsigned long checksum_line;
   char *out, *dir;           /* out=, dir=, or NULL */
@@ -238,11 +240,13 @@ akg_names *akg_names_new(void);
 void akg_names_free(akg_names *n);
 /* Sets it->path and it->tmp: -o, else -d/[dir/](out or the URL's name), a
  * repeated URL name numbered; out=/dir= directories made. u: it->url
- * parsed already, or NULL (parsed here). Returns 0, -ENOMEM, or an exit
- * code (2: a bad or repeated out=/dir=, 3: a directory that cannot be
- * made) with why filled. */
+ * parsed already, or NULL (parsed here). it->tmp is written into tmp_room
+ * when it fits in tmp_room_len bytes (the item's block: feed.c), else
+ * malloc'd. Returns 0, -ENOMEM, or an exit code (2: a bad or repeated
+ * out=/dir=, 3: a directory that cannot be made) with why filled. */
 int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const ak_url *u,
-                     const char *dir, const char *out, char *why, size_t why_len);
+                     const char *dir, const char *out, char *tmp_room, size_t tmp_room_len,
+                     char *why, size_t why_len);
 int akg_mkdir_p(const char *dir);
 /* The directory it->path goes in, held for the download (names.c: why):
  * resolved beneath -d with no link followed (not with -o). Sets *out
@@ -435,6 +439,11 @@ typedef struct akg_ts akg_ts;
  * (o->headers plus If-Modified-Since and If-None-Match). Returns 0 and
  * *out (freed by akg_ts_free), or -ENOMEM. */
 int akg_ts_new(const akg_opts *o, const char *path, akg_ts **out);
+/* The same, made in room (room_len bytes, 8-aligned) when it fits there
+ * (the item's block: feed.c), else malloc'd; akg_ts_free then frees only
+ * what it holds outside room. */
+int akg_ts_new_in(const akg_opts *o, const char *path, void *room, size_t room_len,
+                  akg_ts **out);
 void akg_ts_free(akg_ts *ts);
 /* The request is to be sent with akg_ts_headers (ts may be NULL: false). */
 bool akg_ts_conditional(const akg_ts *ts);

@@ -14,7 +14,8 @@
  * line 1,900,000; the exit status still says so). aria2 likewise skips a
  * bad entry's download and carries on.
  *
- * It also owns an item's end: counted, reported, freed (akg_item_end). */
+ * It also owns an item's end: counted, reported, freed (akg_item_end),
+ * its block kept for a later item (item_new). */
 #define _GNU_SOURCE /* pthread_timedjoin_np, sched_setaffinity */
 #include "akget.h"
 
@@ -52,15 +53,59 @@ struct akg_feed {
    * cache, while the reader's next items came from the arena's slow path
    * rather than from its own cache of what was just freed. */
   _Atomic(akg_item *) ended_items;
+  akg_item *spare;           /* ended items' blocks kept for the next ones
+                                (the reader's; linked by ended_next) */
+  size_t nspare;             /* at most cap */
   int beside_cpu;            /* the CPU the reader is held to (beside_loop), or -1 */
   bool beside_off;           /* the kernel refused it once: not tried again */
 };
 
-static void item_free(akg_item *it)
+/* An item and, after it, room for its strings (the URL, the temporary
+ * name) and its -N question: one block a URL where there were five, and
+ * the blocks of ended items are kept for the next items (at most the
+ * queue's capacity of them) rather than freed. The frees came in batches
+ * of half a queue, past malloc's per-thread cache, and _int_free was the
+ * reader's costliest function. The final name (it->path) stays a string
+ * of its own: a Content-Disposition replaces it (download.c frees it). */
+typedef struct fitem {
+  akg_item it;               /* first: the akg_item * the rest of akget sees */
+  size_t room, used;         /* bytes of space, the bytes taken */
+  char space[];
+} fitem;
+
+/* A block's size: a 512-byte malloc chunk (8 bytes are malloc's), whose
+ * room (about 260 bytes) holds a URL, its temporary name and its -N
+ * lines on a mirror's list (about 230 bytes; the items' pages are
+ * faulted in fresh, so no bigger: 384 bytes of room cost 5 more page
+ * faults a run of 1000). A longer URL gets a bigger block, and what
+ * does not fit is allocated apart. */
+enum { ITEM_BLOCK = 504 };
+#define ITEM_ROOM (ITEM_BLOCK - sizeof(fitem))
+
+static bool in_room(const fitem *fi, const void *p)
 {
-  free(it->url);
+  return (const char *)p >= fi->space && (const char *)p < fi->space + fi->room;
+}
+
+/* n bytes of fi's room, aligned to 8, or NULL when they do not fit. */
+static char *carve(fitem *fi, size_t n)
+{
+  size_t at = (fi->used + 7) & ~(size_t)7;
+  if (at > fi->room || fi->room - at < n)
+    return NULL;
+  fi->used = at + n;
+  return fi->space + at;
+}
+
+/* Frees what the item holds outside its block. */
+static void item_release(akg_item *it)
+{
+  fitem *fi = (fitem *)it;
+  if (!in_room(fi, it->url))
+    free(it->url);
   free(it->path);
-  free(it->tmp);
+  if (!in_room(fi, it->tmp))
+    free(it->tmp);
   free(it->detail);
   if (it->userpwd)
     memset(it->userpwd, 0, strlen(it->userpwd));
@@ -68,11 +113,37 @@ static void item_free(akg_item *it)
   for (size_t i = 0; i < it->own_header_count; i++)
     free(it->own_headers[i]);
   free(it->own_headers);
-  akg_ts_free(it->ts);
+  akg_ts_free(it->ts); /* one in the room frees only what it holds outside */
   if (it->opts)
     free((void *)it->opts->headers);
   free(it->opts);
+}
+
+static void item_free(akg_item *it)
+{
+  item_release(it);
   free(it);
+}
+
+/* A cleared item whose room holds need bytes: a kept block, else a new
+ * one. NULL for want of memory. */
+static akg_item *item_new(akg_feed *f, size_t need)
+{
+  fitem *fi = (fitem *)f->spare;
+  if (fi && fi->room >= need) {
+    f->spare = fi->it.ended_next;
+    f->nspare--;
+  } else {
+    /* A kept block too small stays kept: the next item may fit. */
+    size_t room = need > ITEM_ROOM ? need : ITEM_ROOM;
+    fi = malloc(sizeof *fi + room);
+    if (!fi)
+      return NULL;
+    fi->room = room;
+  }
+  memset(&fi->it, 0, sizeof fi->it);
+  fi->used = 0;
+  return &fi->it;
 }
 
 void akg_item_end(akg_run *run, akg_item *it)
@@ -96,14 +167,22 @@ void akg_item_end(akg_run *run, akg_item *it)
                                                 memory_order_relaxed));
 }
 
-/* Frees the items that ended since the last call (the reader's thread, and
+/* Takes back the items that ended since the last call: what they hold
+ * freed, their blocks kept for the next items (the reader's thread, and
  * akg_feed_finish once the reader is gone). */
 static void free_ended(akg_feed *f)
 {
   akg_item *it = atomic_exchange_explicit(&f->ended_items, NULL, memory_order_acquire);
   while (it) {
     akg_item *next = it->ended_next;
-    item_free(it);
+    item_release(it);
+    if (f->nspare < f->cap) {
+      it->ended_next = f->spare;
+      f->spare = it;
+      f->nspare++;
+    } else {
+      free(it);
+    }
     it = next;
   }
 }
@@ -262,12 +341,18 @@ static bool feed_entry(akg_feed *f, akg_list_entry *e, const char *list,
   if (e->oom)
     return false;
   free_ended(f); /* before this item's allocations, which then reuse them */
-  akg_item *it = calloc(1, sizeof *it);
+  size_t url_len = e->url ? strlen(e->url) + 1 : 0;
+  akg_item *it = item_new(f, url_len);
   if (!it)
     return false;
+  fitem *fi = (fitem *)it;
   it->total = -1;
-  it->url = e->url;
-  e->url = NULL;
+  if (e->url) {
+    /* Copied into the room: the entry's is the list reader's buffer (or
+     * the command line's). */
+    it->url = carve(fi, url_len);
+    memcpy(it->url, e->url, url_len);
+  }
   char where[400], why[800];
   unsigned long line = e->line;
   int rc = 0;
@@ -301,7 +386,12 @@ static bool feed_entry(akg_feed *f, akg_list_entry *e, const char *list,
     goto oom;
   if ((rc = akg_credentials_item(f->o, f->netrc, f->netrc_len, it)) < 0)
     goto oom;
-  rc = akg_names_assign(f->names, f->o, it, u, e->dir, e->out, why, sizeof why);
+  size_t tmp_at = (fi->used + 7) & ~(size_t)7;
+  rc = akg_names_assign(f->names, f->o, it, u, e->dir, e->out,
+                        tmp_at < fi->room ? fi->space + tmp_at : NULL,
+                        tmp_at < fi->room ? fi->room - tmp_at : 0, why, sizeof why);
+  if (rc == 0 && in_room(fi, it->tmp))
+    fi->used = tmp_at + strlen(it->tmp) + 1;
   ak_url_free(u);
   u = NULL;
   if (rc < 0)
@@ -315,8 +405,13 @@ static bool feed_entry(akg_feed *f, akg_list_entry *e, const char *list,
   /* -N: the stat and the xattr read of the file on disk are done here, on
    * the reader's thread, rather than on the loop's between its network
    * steps (a sixth of a 304 run's CPU). */
-  if (f->o->timestamping && akg_ts_new(it->opts ? it->opts : f->o, it->path, &it->ts) < 0)
-    goto oom;
+  if (f->o->timestamping) {
+    size_t ts_at = (fi->used + 7) & ~(size_t)7;
+    if (akg_ts_new_in(it->opts ? it->opts : f->o, it->path,
+                      ts_at < fi->room ? fi->space + ts_at : NULL,
+                      ts_at < fi->room ? fi->room - ts_at : 0, &it->ts) < 0)
+      goto oom;
+  }
   if (push(f, it))
     return true;
   item_free(it);
@@ -377,8 +472,7 @@ static void *reader_main(void *arg)
   for (size_t i = 0; go && i < f->src.nurls; i++) {
     if (!in_shard(f, f->src.urls[i]))
       continue;
-    akg_list_entry e = {.url = strdup(f->src.urls[i])};
-    e.oom = !e.url;
+    akg_list_entry e = {.url = f->src.urls[i]};
     /* --checksum: the one URL's (main allows it with one URL only). */
     go = feed_entry(f, &e, NULL, f->src.checksum);
     akg_list_entry_clear(&e);
@@ -463,6 +557,11 @@ int akg_feed_finish(akg_feed *f, bool workers_failed)
   for (size_t i = 0; i < f->len; i++)
     item_free(f->ring[(f->head + i) % f->cap]);
   free_ended(f);
+  while (f->spare) {
+    akg_item *next = f->spare->ended_next;
+    free(f->spare);
+    f->spare = next;
+  }
   free(f->ring);
   akg_names_free(f->names);
   if (f->netrc) {

@@ -33,16 +33,31 @@ uint64_t akg_str_hash(const char *s)
   return h;
 }
 
-/* A second, independent mix of the name for the fingerprint: FNV-1a alone
- * spreads short, similar names poorly in its low bits. */
+/* Folds the 128-bit product of a and b (wyhash's mix). */
+static uint64_t mix(uint64_t a, uint64_t b)
+{
+  unsigned __int128 m = (unsigned __int128)a * b;
+  return (uint64_t)m ^ (uint64_t)(m >> 64);
+}
+
+/* The name's fingerprint: eight bytes at a time, each word mixed in by a
+ * 64x64->128-bit product (FNV-1a's byte at a time, hashed twice a name,
+ * was a tenth of the list reader's instructions). Only in memory: free
+ * to change, unlike akg_str_hash (--shard's). */
 static uint64_t fingerprint(const char *s)
 {
-  uint64_t h = akg_str_hash(s);
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdu;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53u;
-  h ^= h >> 33;
+  size_t n = strlen(s);
+  uint64_t h = mix(n ^ 0xa0761d6478bd642fu, 0xe7037ed1a0b428dbu);
+  for (; n >= 8; s += 8, n -= 8) {
+    uint64_t w;
+    memcpy(&w, s, 8);
+    h = mix(w ^ 0xa0761d6478bd642fu, h ^ 0xe7037ed1a0b428dbu);
+  }
+  uint64_t w = 0;
+  for (size_t i = 0; i < n; i++)
+    w |= (uint64_t)(unsigned char)s[i] << (8 * i);
+  h = mix(w ^ 0x8ebc6af09c88c6e3u, h ^ 0x589965cc75374cc3u);
+  h = mix(h ^ 0x1d8e4e27c47d124fu, 0xe7037ed1a0b428dbu);
   return h ? h : 1; /* 0 marks a free slot */
 }
 
@@ -127,15 +142,13 @@ static int shard_add(shard *t, uint64_t h)
   return 0;
 }
 
-static bool names_has(const akg_names *n, const char *path)
+static bool names_has(const akg_names *n, uint64_t h)
 {
-  uint64_t h = fingerprint(path);
   return shard_has(&n->s[h >> 56], h);
 }
 
-static int names_add(akg_names *n, const char *path)
+static int names_add(akg_names *n, uint64_t h)
 {
-  uint64_t h = fingerprint(path);
   return shard_add(&n->s[h >> 56], h);
 }
 
@@ -145,47 +158,61 @@ static int hexval(int c)
 }
 
 /* The file name a URL (parsed: u) saves as: its last path segment,
- * percent-decoded, made safe; "index.html" when there is none. */
-static char *name_of(const ak_url *u)
+ * percent-decoded, made safe; "index.html" when there is none. Written
+ * into room (room_len bytes) when it fits, else malloc'd: *name says
+ * which (room, or a string to free), NULL for want of memory. */
+static void name_of(const ak_url *u, char *room, size_t room_len, char **name)
 {
   const char *t = u->target;
   size_t end = strcspn(t, "?");
-  size_t start = end;
-  while (start > 0 && t[start - 1] != '/')
-    start--;
-  char *name = malloc(end - start + 16);
+  const char *slash = memrchr(t, '/', end);
+  size_t start = slash ? (size_t)(slash - t) + 1 : 0;
+  size_t need = end - start + 16;
+  char *out = need <= room_len ? room : malloc(need);
+  *name = out;
+  if (!out)
+    return;
   size_t o = 0;
-  for (size_t i = start; name && i < end; i++) {
+  /* No '%' (most names): nothing to decode, and the segment holds no '/'
+   * nor NUL to replace. */
+  if (!memchr(t + start, '%', end - start)) {
+    memcpy(out, t + start, end - start);
+    o = end - start;
+    start = end;
+  }
+  for (size_t i = start; i < end; i++) {
     char c = t[i];
     if (c == '%' && i + 2 < end && isxdigit((unsigned char)t[i + 1]) &&
         isxdigit((unsigned char)t[i + 2])) {
       c = (char)(hexval(t[i + 1]) * 16 + hexval(t[i + 2]));
       i += 2;
     }
-    name[o++] = c == '/' || c == '\0' ? '_' : c;
+    out[o++] = c == '/' || c == '\0' ? '_' : c;
   }
-  if (name) {
-    name[o] = '\0';
-    if (o == 0 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-      strcpy(name, "index.html");
-  }
-  return name;
+  out[o] = '\0';
+  if (o == 0 || strcmp(out, ".") == 0 || strcmp(out, "..") == 0)
+    strcpy(out, "index.html");
 }
 
 /* name_of for a URL to parse (u NULL), or parsed already. */
-static char *name_for(const char *url, const ak_url *u)
+static void name_for(const char *url, const ak_url *u, char *room, size_t room_len, char **name)
 {
-  if (u)
-    return name_of(u);
+  if (u) {
+    name_of(u, room, room_len, name);
+    return;
+  }
   ak_url *own;
   int rc = ak_url_parse(url, &own);
-  if (rc == -ENOMEM)
-    return NULL; /* not a URL without a name: the caller fails with ENOMEM */
-  if (rc < 0)
-    return strdup("index.html");
-  char *name = name_of(own);
+  if (rc == -ENOMEM) {
+    *name = NULL; /* not a URL without a name: the caller fails with ENOMEM */
+    return;
+  }
+  if (rc < 0) {
+    *name = strcpy(room, "index.html"); /* room: a caller's of 256 */
+    return;
+  }
+  name_of(own, room, room_len, name);
   ak_url_free(own);
-  return name;
 }
 
 /* a/b/c from the parts that are not NULL. */
@@ -676,7 +703,8 @@ static int make_parent(akg_names *n, const akg_opts *o, const akg_item *it, cons
 }
 
 int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const ak_url *u,
-                     const char *dir, const char *out, char *why, size_t why_len)
+                     const char *dir, const char *out, char *tmp_room, size_t tmp_room_len,
+                     char *why, size_t why_len)
 {
   why[0] = '\0';
   const char *bad = NULL, *what = NULL;
@@ -692,13 +720,18 @@ int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const ak_url
   if (o->output) {
     path = strdup(o->output);
   } else {
-    char *own = out ? NULL : name_for(it->url, u);
+    /* The URL's own name on the stack: a malloc and a free a URL less. */
+    char room[256], *own = NULL;
+    if (!out)
+      name_for(it->url, u, room, sizeof room, &own);
     path = out || own ? join3(o->dir, dir, out ? out : own) : NULL;
-    free(own);
+    if (own != room)
+      free(own);
   }
   if (!path)
     return -ENOMEM;
-  if (names_has(n, path)) {
+  uint64_t h = fingerprint(path); /* once: looked up, then added */
+  if (names_has(n, h)) {
     if (out || dir) {
       /* Named on purpose: a second file of that name would overwrite the
        * first one's; refused (the first stays). */
@@ -709,7 +742,7 @@ int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const ak_url
     }
     /* A clash with an earlier name (or an earlier alternative) takes the
      * next free number. */
-    for (unsigned k = 1; path && names_has(n, path); k++) {
+    for (unsigned k = 1; path && names_has(n, h); k++) {
       size_t len = strlen(path) + 16;
       char *alt = malloc(len);
       if (alt) {
@@ -718,11 +751,13 @@ int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const ak_url
       }
       free(path);
       path = alt;
+      if (path)
+        h = fingerprint(path);
     }
     if (!path)
       return -ENOMEM;
   }
-  int rc = names_add(n, path);
+  int rc = names_add(n, h);
   if (rc == 0 && (out || dir)) {
     rc = make_parent(n, o, it, path, why, why_len);
     if (rc > 0) {
@@ -733,7 +768,8 @@ int akg_names_assign(akg_names *n, const akg_opts *o, akg_item *it, const ak_url
   if (rc == 0) {
     static const char part_suffix[] = ".akget-part";
     size_t plen = strlen(path);
-    it->tmp = malloc(plen + sizeof part_suffix);
+    it->tmp = plen + sizeof part_suffix <= tmp_room_len ? tmp_room
+                                                          : malloc(plen + sizeof part_suffix);
     if (it->tmp) {
       memcpy(it->tmp, path, plen);
       memcpy(it->tmp + plen, part_suffix, sizeof part_suffix);
