@@ -7,7 +7,7 @@
 #    and an https run maps the module (so the check can see it); nor are
 #    those libraries linked into akget (their strings are not in it);
 #  - the module missing, not a shared object, from another build (its
-#    build-id not the one akget was built with) or without a build-id:
+#    build mark not the one akget was built with) or without a mark:
 #    https fails with exit 5
 #    (a TLS config error) and a message naming the path, the run's plain
 #    URLs are still downloaded; --checksum fails and says why.
@@ -113,25 +113,29 @@ grep -q -i 'elf\|too short' "$work/m2.err" || fail "bogus module: dlerror's word
 # system's folders.
 refused "bare module name" "$work/m2b" "akget-tls.so" "not a path"
 
-# A module from another build: the same module with its build-id changed
+# A module from another build: the same module with its build mark changed
 # (so every structure's size agrees, as a stale module's may): refused by
-# its build-id, before anything in it is called.
-id=$(LC_ALL=C readelf -n "$module" | awk '/Build ID:/ {print $3; exit}')
-[[ -n "$id" ]] || fail "the module has no build-id"
-python3 - "$module" "$work/other.so" "$id" <<'PY' || fail "could not make a module with another build-id"
+# its mark, before its entry is called. And one without the mark (its
+# exported name changed in the dynamic symbol table): refused too.
+# (The mark is in the header the build wrote beside akget.)
+mark=$(sed -n 's/^#define AK__TLS_MODULE_BUILD "\([0-9a-f]*\)"$/\1/p' \
+  "$(dirname "$akget")/akget-tls-build.h")
+[[ "$mark" =~ ^[0-9a-f]{32}$ ]] || fail "akget-tls-build.h names no mark"
+python3 - "$module" "$work" "$mark" <<'PY' || fail "could not make the altered modules"
 import sys
-src, dst, hexid = sys.argv[1:]
+src, work, mark = sys.argv[1:]
 data = open(src, "rb").read()
-old = bytes.fromhex(hexid)
-assert data.count(old) == 1, "the build-id is not in the module exactly once"
-open(dst, "wb").write(data.replace(old, bytes(b ^ 0xff for b in old)))
+old = mark.encode()
+assert data.count(old) == 1, "the mark is not in the module exactly once"
+other = bytes(b"0123456789abcdef"[(b"0123456789abcdef".index(c) + 1) % 16] for c in old)
+open(work + "/other.so", "wb").write(data.replace(old, other))
+name = b"ak__tls_module_build\0"
+assert data.count(name) >= 1, "the mark's symbol name is not in the module"
+open(work + "/nomark.so", "wb").write(data.replace(name, b"ak__tls_module_bvild\0"))
 PY
 refused "module from another build" "$work/m2c" "$work/other.so" "is from another build"
-grep -q -F "akget's ${id:0:12}" "$work/m2c.err" || fail "another build: akget's build-id not named"
-# Without a build-id note at all: refused too.
-objcopy --remove-section .note.gnu.build-id "$module" "$work/noid.so" ||
-  fail "objcopy could not drop the build-id"
-refused "module without a build-id" "$work/m2d" "$work/noid.so" "has no build-id"
+grep -q -F "akget's ${mark:0:12}" "$work/m2c.err" || fail "another build: akget's mark not named"
+refused "module without a mark" "$work/m2d" "$work/nomark.so" "has no build mark"
 
 # --checksum without the module: the check fails (not a crash, not a pass)
 # and says why.

@@ -14,11 +14,13 @@
  * asynckit/). A module that cannot be found or loaded makes every TLS
  * config fail AK_ETLSCONFIG and every checksum fail, with a detail naming
  * the path and dlerror's words; never a crash. Nor is a module from
- * another build called: akget knows the GNU build-id of the module it was
- * built with (akget-tls-build-id.h, made by tools/tls-module-build-id) and
- * refuses any other before calling into it; tls/module.h's check of
- * structure sizes alone would let a stale module whose sizes happen to
- * agree run with another layout.
+ * another build called: the module exports its build's mark
+ * (AK__TLS_MODULE_BUILD_SYMBOL, a hash of its sources, the headers and its
+ * flags: tools/tls-module-token), akget is compiled with the same, and the
+ * loader compares them before it calls the module (its constructors have
+ * run, as dlopen runs them); tls/module.h's check of structure sizes
+ * alone would let a stale module whose sizes happen to agree run with
+ * another layout.
  *
  * With AK_TLS_LOADER_ENGINES (akget linked with libasynckit.a) this file
  * also defines ak__tls_engine_get (tls/engine.h), which keeps the library's
@@ -28,7 +30,6 @@
 #define _GNU_SOURCE /* secure_getenv */
 #include <dlfcn.h>
 #include <limits.h>
-#include <link.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +38,7 @@
 #include <unistd.h>
 
 #include "tls/module.h"
-#include "akget-tls-build-id.h" /* AK__TLS_MODULE_BUILD_ID */
+#include "akget-tls-build.h" /* AK__TLS_MODULE_BUILD */
 
 #ifndef AK_TLS_MODULE_PATH
 #error "AK_TLS_MODULE_PATH: where meson installs akget-tls.so"
@@ -99,54 +100,6 @@ static int module_path(char *path, size_t n, char *beside, size_t bn) {
   return 0;
 }
 
-/* The GNU build-id note of the object loaded at base, in hex. */
-typedef struct build_id_search {
-  ElfW(Addr) base;
-  char *hex;
-  size_t n;
-  bool found;
-} build_id_search;
-
-static int build_id_in(struct dl_phdr_info *info, size_t size, void *arg) {
-  (void)size;
-  build_id_search *s = arg;
-  if (info->dlpi_addr != s->base)
-    return 0;
-  for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-    if (ph->p_type != PT_NOTE)
-      continue;
-    const unsigned char *p = (const unsigned char *)(info->dlpi_addr + ph->p_vaddr);
-    const unsigned char *end = p + ph->p_memsz;
-    while ((size_t)(end - p) >= sizeof(ElfW(Nhdr))) {
-      const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)p;
-      size_t name_len = (nh->n_namesz + 3u) & ~3u, desc_len = (nh->n_descsz + 3u) & ~3u;
-      const unsigned char *name = p + sizeof(*nh), *desc = name + name_len;
-      if (name_len > (size_t)(end - name) || desc_len > (size_t)(end - desc))
-        break; /* a note cut short: not trusted */
-      if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && memcmp(name, "GNU", 4) == 0 &&
-          nh->n_descsz > 0 && 2 * (size_t)nh->n_descsz < s->n) {
-        for (ElfW(Word) k = 0; k < nh->n_descsz; k++)
-          snprintf(s->hex + 2 * k, 3, "%02x", desc[k]);
-        s->found = true;
-        return 1;
-      }
-      p = desc + desc_len;
-    }
-  }
-  return 1; /* the object, without the note */
-}
-
-/* The loaded module's build-id (hex in hex[n]); false when it has none. */
-static bool module_build_id(void *h, char *hex, size_t n) {
-  struct link_map *lm = NULL;
-  if (dlinfo(h, RTLD_DI_LINKMAP, &lm) != 0 || !lm)
-    return false;
-  build_id_search s = {.base = lm->l_addr, .hex = hex, .n = n};
-  dl_iterate_phdr(build_id_in, &s);
-  return s.found;
-}
-
 static void load(void) {
   char path[PATH_MAX + sizeof(AK__TLS_MODULE_NAME) + 1], beside[PATH_MAX];
   if (module_path(path, sizeof(path), beside, sizeof(beside)) < 0)
@@ -170,16 +123,16 @@ static void load(void) {
   }
   /* Nothing of a module from another build is called (left loaded, as
    * below: its constructors have run). */
-  char id[2 * 64 + 1];
-  if (!module_build_id(h, id, sizeof(id))) {
-    snprintf(error, sizeof(error), "akget's TLS module %s has no build-id (akget's: %.12s...)",
-             path, AK__TLS_MODULE_BUILD_ID);
+  const char *mark = (const char *)dlsym(h, AK__TLS_MODULE_BUILD_SYMBOL);
+  if (!mark) {
+    snprintf(error, sizeof(error), "akget's TLS module %s has no build mark (not this akget's)",
+             path);
     return;
   }
-  if (strcmp(id, AK__TLS_MODULE_BUILD_ID) != 0) {
+  if (strncmp(mark, AK__TLS_MODULE_BUILD, sizeof(AK__TLS_MODULE_BUILD)) != 0) {
     snprintf(error, sizeof(error),
-             "akget's TLS module %s is from another build (build-id %.12s..., akget's %.12s...)",
-             path, id, AK__TLS_MODULE_BUILD_ID);
+             "akget's TLS module %s is from another build (mark %.12s..., akget's %.12s...)", path,
+             mark, AK__TLS_MODULE_BUILD);
     return;
   }
   ak__tls_module_open_fn *open_fn = (ak__tls_module_open_fn *)dlsym(h, AK__TLS_MODULE_SYMBOL);

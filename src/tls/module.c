@@ -2,13 +2,15 @@
  * tls/module.h): ak__tls_module_open, which hands the loader the engines'
  * tables and libcrypto's digests, and the library's allocator calls as the
  * engines see them inside the module (forwarded to the host's, so a
- * session's memory is the host's whichever side frees it). Built only into
- * the module, never into the library. */
+ * session's memory is the host's whichever side frees it), and the
+ * module's build mark. Built only into the module, never into the
+ * library. */
 #include <string.h>
 
 #include <openssl/evp.h>
 
 #include "tls/module.h"
+#include "akget-tls-build.h" /* AK__TLS_MODULE_BUILD */
 
 static const ak__tls_module_host *host;
 
@@ -67,7 +69,10 @@ static const ak__tls_module module = {
     .digests = &digests,
 };
 
-/* The one exported symbol (the module is built with hidden visibility). */
+/* The exported symbols (the module is built with hidden visibility): its
+ * mark, read by the loader before anything is called, and its entry. */
+__attribute__((visibility("default"))) extern const char ak__tls_module_build[];
+const char ak__tls_module_build[] = AK__TLS_MODULE_BUILD;
 __attribute__((visibility("default"))) ak__tls_module_open_fn ak__tls_module_open;
 
 const ak__tls_module *ak__tls_module_open(const ak__tls_module_abi *abi,
