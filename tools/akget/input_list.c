@@ -74,6 +74,8 @@ void akg_list_close(akg_list_reader *r)
     return;
   if (r->owned)
     fclose(r->f);
+  if (r->url) /* the last URL may carry user:password@ */
+    explicit_bzero(r->url, r->url_cap);
   free(r->url);
   free(r);
 }
@@ -110,7 +112,7 @@ static int read_line(akg_list_reader *r)
   r->too_long = r->has_nul = false;
   int c;
   for (;;) {
-#ifdef __GLIBC__
+#ifdef AKG_FILE_READ_PTR /* meson: FILE has _IO_read_ptr (glibc; not uClibc-ng) */
     FILE *f = r->f;
     if (f->_IO_read_ptr < f->_IO_read_end) {
       const char *p = f->_IO_read_ptr;
@@ -311,6 +313,8 @@ int akg_list_next(akg_list_reader *r, akg_list_entry *e)
     else if (ul + 1 > r->url_cap) {
       char *u = malloc(ul + 1 > 256 ? ul + 1 : 256);
       if (u) {
+        if (r->url) /* the old URL may carry user:password@ */
+          explicit_bzero(r->url, r->url_cap);
         free(r->url);
         r->url = u;
         r->url_cap = ul + 1 > 256 ? ul + 1 : 256;
