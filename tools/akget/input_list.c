@@ -98,7 +98,9 @@ static size_t keep(akg_list_reader *r, size_t n, const char *p, size_t k)
 /* Reads the next line into buf: 1, or 0 at the end (or after a read
  * error, kept in r->err). A longer line keeps its first
  * AKG_LIST_LINE_MAX bytes and is marked too long; the rest is consumed.
- * With glibc, the bytes the stream already holds are searched with
+ * Where FILE exposes its buffer (glibc's _IO_read_ptr/_IO_read_end;
+ * AKG_FILE_READ_PTR, from a meson check: uClibc-ng defines __GLIBC__
+ * without them), the bytes the stream already holds are searched with
  * memchr and copied at once (gnulib's freadptr does the same): a byte
  * at a time through getc_unlocked was a tenth of the reader's
  * instructions. The stream still reads only when its buffer is empty
