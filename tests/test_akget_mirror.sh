@@ -9,7 +9,9 @@
 # Last-Modified and no ETag (downloaded each time, -v says why), a HEAD that
 # fails or hangs (the file left as it is), a changed file fetched by -c -s
 # ranges that stall and are retried (the reason and the ranges kept), and the
-# "unchanged" count in the summary line and --json. Exit 77 (skip) when
+# "unchanged" count in the summary line and --json; 120 URLs of 40, 300
+# and 3000 bytes through -j 2 and again with -N (feed.c's item blocks,
+# recycled). Exit 77 (skip) when
 # nginx is not installed.
 #
 # Usage: test_akget_mirror.sh AKGET HTTPBAD
@@ -268,5 +270,51 @@ grep -q "bytes on disk in 2 ranges" "$work/nr2.err" ||
 cmp -s "$work/mref" "$work/nr/$m" || fail "-N, resumed: the file differs from the server's"
 [[ ! -e "$work/nr/$m.akget-part" && ! -e "$work/nr/$m.akget-part.ctl" ]] ||
   fail "-N, resumed: part file or record left"
+
+# 12. Item blocks (feed.c): each item is one block with room for its URL,
+# temporary name and -N question; a URL longer than the room (about 260
+# bytes) gets a block of its own size, its temporary name and -N question
+# allocated apart; ended items' blocks are kept for later items. A list of
+# 120 entries, short URLs and URLs of about 300 and 3000 bytes in turn,
+# with -j 2 (a queue of 32): blocks, big ones too, are recycled. Then -N
+# over the same list: 120 304s, every file untouched, exit 0.
+d300="$(printf 'd%.0s' $(seq 132))/$(printf 'd%.0s' $(seq 132))"
+d3000=""
+for _ in $(seq 12); do d3000+="/$(printf 'e%.0s' $(seq 246))"; done
+mkdir -p "$root/blk/$d300" "$root/blk$d3000"
+: >"$work/blk.list"
+for i in $(seq -w 1 120); do
+  case $((10#$i % 3)) in
+    0) rel="blk/s$i.bin" ;;
+    1) rel="blk/$d300/l$i.bin" ;;
+    2) rel="blk$d3000/b$i.bin" ;;
+  esac
+  head -c $((1000 + 10#$i * 37)) /dev/urandom >"$root/$rel"
+  echo "$base/$rel" >>"$work/blk.list"
+  echo "$rel" >>"$work/blk.rel"
+done
+touch -d '2011-12-13 14:15:16 UTC' "$root"/blk/s*.bin "$root/blk/$d300"/*.bin "$root/blk$d3000"/*.bin
+chmod -R a+rX "$root/blk"
+len300=$(sed -n 1p "$work/blk.list" | wc -c) len3000=$(sed -n 2p "$work/blk.list" | wc -c)
+len50=$(sed -n 3p "$work/blk.list" | wc -c)
+((len300 > 280 && len300 < 330 && len3000 > 2950 && len3000 < 3100)) ||
+  fail "item blocks: URLs of $len300 and $len3000 bytes"
+: >"$log"
+timeout 60 "$akget" -q -j 2 -d "$work/blk" -i "$work/blk.list" || fail "item blocks: exit $?"
+while read -r rel; do
+  cmp -s "$root/$rel" "$work/blk/$(basename "$rel")" || fail "item blocks: $(basename "$rel") differs"
+done <"$work/blk.rel"
+[[ "$(ls "$work/blk" | wc -l)" == 120 ]] || fail "item blocks: $(ls "$work/blk" | wc -l) files, want 120"
+before=$(stat -c '%n %i %Y %s' "$work/blk"/*)
+: >"$log"
+rc=0
+timeout 60 "$akget" -q -N -j 2 -d "$work/blk" -i "$work/blk.list" --json "$work/blk.json" || rc=$?
+((rc == 0)) || fail "item blocks, -N: exit $rc"
+[[ "$(stat -c '%n %i %Y %s' "$work/blk"/*)" == "$before" ]] || fail "item blocks, -N: a file changed"
+[[ "$(awk '{print $3}' "$log" | sort | uniq -c | awk '{print $1, $2}')" == "120 304" ]] ||
+  fail "item blocks, -N: statuses $(awk '{print $3}' "$log" | sort | uniq -c | tr '\n' ' ')"
+[[ "$(json_field "$work/blk.json" unchanged)" == 120 ]] ||
+  fail "item blocks, -N: unchanged $(json_field "$work/blk.json" unchanged)"
+echo "item blocks: 120 URLs of $len50, $len300 and $len3000 bytes, -j 2, then -N: 120 304s"
 
 echo "akget mirror (-N, remote time): ok"

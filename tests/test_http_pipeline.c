@@ -14,7 +14,8 @@
  * look at the socket, the client's counts saying which path ran
  * (src/http/reuse_probe.h: this test links the static library); a
  * forward proxy's kept connection looked at whatever the window; heads
- * past the response record's and the parser's rooms, a reason split over
+ * past the response record's rooms (src/http/response.c: its reason and
+ * URL room, its first headers block), a reason split over
  * two receives; two origins interleaved in one call. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -103,7 +104,7 @@ static bool answer(server *s, int fd, const char *method, const char *target)
     __atomic_fetch_add(&s->late, 1, __ATOMIC_RELEASE);
     return ok;
   }
-  if (strncmp(path, "/longhead", 9) == 0) { /* a 100, then a head past the parser's rooms */
+  if (strncmp(path, "/longhead", 9) == 0) { /* a 100, then a head past the record's rooms */
     char big[2048];
     char name[101], value[401], reason[301];
     memset(name, 'n', 100);
@@ -782,10 +783,11 @@ static void test_forward_proxy_conn_always_looked_at(void **state)
   fixture_close(&fx);
 }
 
-/* The response record keeps its reason and URL in its own room when they
- * fit, and the parser gathers names and values in its rooms: a head past
- * every room (a 300-byte reason after a 100, a 100-byte name, a
- * 400-byte value, a URL over 224 bytes) and a reason received in two
+/* The response record keeps its reason and URL in its own room
+ * (response.c RESP_ROOM, 192 bytes) and its first headers' names and
+ * values in its headers block (HDR_TEXT, 384 bytes) when they fit: a head
+ * past every room (a 300-byte reason after a 100, a 100-byte name, a
+ * 400-byte value, a URL of about 250 bytes) and a reason received in two
  * pieces come out whole; a record made after them (recycled memory) is
  * right too. */
 static void test_long_and_split_heads(void **state)

@@ -81,6 +81,12 @@ typedef struct fitem {
  * does not fit is allocated apart. */
 enum { ITEM_BLOCK = 504 };
 #define ITEM_ROOM (ITEM_BLOCK - sizeof(fitem))
+/* ITEM_ROOM is an unsigned difference: were akg_item to grow past the
+ * block it would wrap to a huge room and carve() would write past the
+ * malloc'd block. Keep at least 128 bytes of room (a typical URL and its
+ * temporary name); if this fails, raise ITEM_BLOCK with akg_item. */
+_Static_assert(sizeof(fitem) + 128 <= ITEM_BLOCK,
+               "an item block must keep room for its strings");
 
 static bool in_room(const fitem *fi, const void *p)
 {

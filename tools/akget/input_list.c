@@ -74,6 +74,8 @@ void akg_list_close(akg_list_reader *r)
     return;
   if (r->owned)
     fclose(r->f);
+  if (r->url) /* the last URL may carry user:password@ */
+    explicit_bzero(r->url, r->url_cap);
   free(r->url);
   free(r);
 }
@@ -96,7 +98,9 @@ static size_t keep(akg_list_reader *r, size_t n, const char *p, size_t k)
 /* Reads the next line into buf: 1, or 0 at the end (or after a read
  * error, kept in r->err). A longer line keeps its first
  * AKG_LIST_LINE_MAX bytes and is marked too long; the rest is consumed.
- * With glibc, the bytes the stream already holds are searched with
+ * Where FILE exposes its buffer (glibc's _IO_read_ptr/_IO_read_end;
+ * AKG_FILE_READ_PTR, from a meson check: uClibc-ng defines __GLIBC__
+ * without them), the bytes the stream already holds are searched with
  * memchr and copied at once (gnulib's freadptr does the same): a byte
  * at a time through getc_unlocked was a tenth of the reader's
  * instructions. The stream still reads only when its buffer is empty
@@ -110,7 +114,7 @@ static int read_line(akg_list_reader *r)
   r->too_long = r->has_nul = false;
   int c;
   for (;;) {
-#ifdef __GLIBC__
+#ifdef AKG_FILE_READ_PTR /* meson: FILE has _IO_read_ptr (glibc; not uClibc-ng) */
     FILE *f = r->f;
     if (f->_IO_read_ptr < f->_IO_read_end) {
       const char *p = f->_IO_read_ptr;
@@ -311,6 +315,8 @@ int akg_list_next(akg_list_reader *r, akg_list_entry *e)
     else if (ul + 1 > r->url_cap) {
       char *u = malloc(ul + 1 > 256 ? ul + 1 : 256);
       if (u) {
+        if (r->url) /* the old URL may carry user:password@ */
+          explicit_bzero(r->url, r->url_cap);
         free(r->url);
         r->url = u;
         r->url_cap = ul + 1 > 256 ? ul + 1 : 256;

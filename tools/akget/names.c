@@ -43,7 +43,10 @@ static uint64_t mix(uint64_t a, uint64_t b)
 /* The name's fingerprint: eight bytes at a time, each word mixed in by a
  * 64x64->128-bit product (FNV-1a's byte at a time, hashed twice a name,
  * was a tenth of the list reader's instructions). Only in memory: free
- * to change, unlike akg_str_hash (--shard's). */
+ * to change, unlike akg_str_hash (--shard's). Unkeyed, so a list could
+ * be built to clash; a clash (false or crafted) only makes a name take
+ * a .N suffix or refuses an out=/dir= entry as a repeat: never a file
+ * overwritten. */
 static uint64_t fingerprint(const char *s)
 {
   size_t n = strlen(s);
