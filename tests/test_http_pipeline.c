@@ -9,7 +9,7 @@
  * bounded attempts, and cancels and refusals. Also requests on a
  * kept-alive connection that went bad while idle (the server closed it
  * after its answer, a body came late after a HEAD's answer), with the
- * client's trust window (exchange.c IDLE_TRUST_NS) forced long, caught
+ * client's trust window (internal.h AK__HTTP_IDLE_TRUST_NS) forced long, caught
  * after the send (sent again, stray bytes refused), and 0, caught by the
  * look at the socket, the client's counts saying which path ran
  * (src/http/reuse_probe.h: this test links the static library); a
@@ -263,7 +263,7 @@ static void fixture_close(fixture *fx)
   server_stop(&fx->srv);
 }
 
-/* The trust window (exchange.c IDLE_TRUST_NS) forced, per client: long,
+/* The trust window (internal.h AK__HTTP_IDLE_TRUST_NS) forced, per client: long,
  * no kept connection is looked at before reuse (a close or stray bytes
  * are caught after the send); 0, every one is. */
 static const int64_t TRUST_LONG = INT64_C(3600000000000);

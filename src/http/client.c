@@ -23,6 +23,7 @@ int ak_http_client_new(ak_loop *loop, const ak_http_options *opts, ak_http_clien
   if (!c)
     return -ENOMEM;
   c->loop = loop;
+  c->idle_trust_ns = AK__HTTP_IDLE_TRUST_NS;
   ak__http_opts *o = &c->opts;
   o->max_conns_per_host = opts->max_conns_per_host ? opts->max_conns_per_host : 6;
   o->connect_timeout_ns = or_default(opts->connect_timeout_ns, INT64_C(30000000000));

@@ -67,19 +67,6 @@
 /* A pipeline whose new connections close this many times in a row before
  * any of its members has an answer fails its members (section 9). */
 #define PIPE_DRY_MAX 2u
-/* A kept-alive plain connection idle for less than this is reused without
- * looking at its socket first (section 2, idle_stale): on akget -N -j32
- * over an unchanged tree a connection waits about 60 us (at most 16 ms)
- * between one pipeline and the next, and the look (a recv(MSG_PEEK) that
- * finds nothing) was a syscall per pipeline. What the look would have
- * caught is caught after the send instead: a close by the server sends the
- * request again on a new connection (retry_on_fresh_conn, pipe_retry),
- * and bytes that do not start a status line are not taken for the answer
- * (stray). Only a whole response nobody asked for that reaches the
- * connection inside this window, as it can reach one handed straight to
- * a waiting request, is taken for the next request's answer. Tests set
- * the window per client and count which path ran (reuse_probe.h). */
-#define IDLE_TRUST_NS (20 * 1000 * 1000)
 
 typedef enum inline_mode {
   INLINE_UNKNOWN, /* the sink not looked at yet */
@@ -494,8 +481,9 @@ static void connect_new(ak__http_exchange *ex)
  * no answer to the next one (a body sent late after a HEAD, a response
  * nobody asked for), and the next request would read them as its own
  * response. TLS connections are not looked at: a record (a session ticket)
- * may wait there rightly. Nor is one idle for less than IDLE_TRUST_NS:
- * what the look finds there is found after the send (IDLE_TRUST_NS). */
+ * may wait there rightly. Nor is one idle for less than the client's
+ * trust window (AK__HTTP_IDLE_TRUST_NS unless a test set another):
+ * what the look finds there is found after the send (internal.h). */
 static bool idle_stale(const ak__http_conn *conn, bool forward)
 {
   /* A forward proxy's connection carries every origin's requests: an
@@ -504,8 +492,7 @@ static bool idle_stale(const ak__http_conn *conn, bool forward)
   if (conn->tr != &ak__http_plain || conn->fd < 0)
     return false;
   ak_http_client *c = conn->client;
-  if (!forward && ak_now_ns() - conn->idle_since <
-                      (c->idle_trust_set ? c->idle_trust_ns : IDLE_TRUST_NS)) {
+  if (!forward && ak_now_ns() - conn->idle_since < c->idle_trust_ns) {
     c->reuse.looks_skipped++;
     return false;
   }
@@ -518,7 +505,6 @@ static bool idle_stale(const ak__http_conn *conn, bool forward)
 void ak__http_client_set_idle_trust(ak_http_client *c, int64_t ns)
 {
   c->idle_trust_ns = ns;
-  c->idle_trust_set = true;
 }
 
 ak__http_reuse_counts ak__http_client_reuse_counts(const ak_http_client *c)

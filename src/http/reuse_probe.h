@@ -1,5 +1,5 @@
 /* http/reuse_probe.h: what the reuse of kept-alive connections did, counted
- * per client, and the trust window (exchange.c IDLE_TRUST_NS) set per
+ * per client, and the trust window (internal.h AK__HTTP_IDLE_TRUST_NS) set per
  * client. Internal, for tests (tests/test_http_pipeline.c links the static
  * library): which of the two paths caught a connection that went bad while
  * idle, the look before the send (idle_stale) or the catch after it (the
@@ -27,7 +27,7 @@ typedef struct ak__http_reuse_counts {
 
 /* Sets c's trust window: kept-alive connections idle for less than ns
  * are reused without a look (0: always looked at). The default is
- * IDLE_TRUST_NS. */
+ * AK__HTTP_IDLE_TRUST_NS (internal.h). */
 void ak__http_client_set_idle_trust(ak_http_client *c, int64_t ns);
 /* c's counts since it was made. */
 ak__http_reuse_counts ak__http_client_reuse_counts(const ak_http_client *c);
