@@ -11,8 +11,12 @@
  *      akget 5, wget2 5, akget 32, ...); median wall and client CPU (wait4),
  *      and the nginx worker's CPU during each run (/proc/PID/schedstat):
  *      the server's own time is a floor no client goes below when both
- *      share two vCPUs. Before each timed round every output file is
- *      checked to be the served one.
+ *      share two vCPUs. Beside them, at each N, akbench-mirror-floor
+ *      (mirror_floor.c): a client that does only what -N must (the stat,
+ *      the ETag xattr, the conditional HEAD, its answer) over akget's
+ *      copy; wget2's time over its time is the most the run shows any
+ *      client reaching against wget2 (floor_speedup_*). Before each timed
+ *      round every output file is checked to be the served one.
  *   2. The peak RSS of a 2,000,000-URL list whose URLs fail at once (a
  *      closed port on 127.0.0.1: connection refused, no retry): akget -i
  *      against aria2c -i with and without --deferred-input, each bounded
@@ -62,10 +66,19 @@ enum { MAX_ROUNDS = 15, NPAR = 2, LIST_BOUND_S = 300 };
 static const int pars[NPAR] = {32, 5}; /* the workload's; wget2's default */
 #define AS_CAP (UINT64_C(8) << 30) /* aria2c's address space at most (8 GiB) */
 
-/* Tools 3k and 3k+2 are akget's (wl_tree's table), 3k+1 wget2's. */
-static bool is_akget(size_t t)
+/* The tools of each N, in the order they run: TOOLS_PER_N * k + role. */
+enum tool_role {
+  AKGET_PIPELINED, /* akget's best configuration here */
+  WGET2,
+  AKGET_1BY1, /* akget one HEAD at a time */
+  FLOOR,      /* akbench-mirror-floor: the least a client does */
+  TOOLS_PER_N
+};
+
+/* Whether tool t reads akget's copy of the tree (its own copy otherwise). */
+static bool on_akget_copy(size_t t)
 {
-  return t % 3 != 1;
+  return t % TOOLS_PER_N != WGET2;
 }
 
 static int sh(const char *cmd)
@@ -343,8 +356,8 @@ static void free_argv(tool_run *t)
 }
 
 /* Part 1: the second run over an unchanged tree. */
-static int mirror_tree(const akb_opts *opts, akb_result *res, const char *akget, const char *base,
-                       bool plain_server)
+static int mirror_tree(const akb_opts *opts, akb_result *res, const char *akget,
+                       const char *floor_client, const char *base, bool plain_server)
 {
   size_t count = (size_t)akb_size(opts, 1000, 40);
   uint64_t size = opts->quick ? 64 << 10 : 1 << 20;
@@ -399,15 +412,21 @@ static int mirror_tree(const akb_opts *opts, akb_result *res, const char *akget,
   snprintf(out_ak, sizeof out_ak, "%s/out-akget", state);
   snprintf(dflag, sizeof dflag, "-d%s", out_ak);
   snprintf(iflag, sizeof iflag, "-i%s", list);
-  /* Tools 3k: akget pipelined (its best here), 3k+1: wget2, 3k+2: akget
-   * one HEAD at a time (as before --enable-http-pipelining). */
-  tool_run tools[3 * NPAR] = {0};
+  /* The floor's connections: one per 8 of N (its default; at N = 5 one
+   * connection measured 26-28 ms against 29-37 for five, at N = 32 four
+   * 22-25 against 26-28 for 32, docs/akget.md MIRRORS);
+   * AKB_MIRROR_FLOOR_CONNS=C to compare others. */
+  const char *floor_conns = getenv("AKB_MIRROR_FLOOR_CONNS");
+  char port_s[16];
+  snprintf(port_s, sizeof port_s, "%d", port);
+  tool_run tools[TOOLS_PER_N * NPAR] = {0};
   for (int k = 0; k < NPAR; k++) {
     snprintf(jn[k], sizeof jn[k], "%d", pars[k]);
     snprintf(tn[k], sizeof tn[k], "--max-threads=%d", pars[k]);
     snprintf(out_w[k], sizeof out_w[k], "%s/out-wget2-%d", state, pars[k]);
     snprintf(wflag[k], sizeof wflag[k], "-P%s", out_w[k]);
-    tool_run *a = &tools[3 * k], *w = &tools[3 * k + 1], *a1 = &tools[3 * k + 2];
+    tool_run *a = &tools[TOOLS_PER_N * k + AKGET_PIPELINED], *w = &tools[TOOLS_PER_N * k + WGET2],
+             *a1 = &tools[TOOLS_PER_N * k + AKGET_1BY1], *f = &tools[TOOLS_PER_N * k + FLOOR];
     snprintf(a->label, sizeof a->label, "akget -N -j%d -x%d %s", pars[k], pars[k], pflag);
     a->out = out_ak;
     set_argv(a, (const char *[]){akget, "-q", "-N", "-j", jn[k], "-x", jn[k], pflag, dflag, iflag,
@@ -420,12 +439,27 @@ static int mirror_tree(const akb_opts *opts, akb_result *res, const char *akget,
     set_argv(w, (const char *[]){"wget2", "-q", "-N", tn[k], "-nd", "--no-compression",
                                  "--http2=off", wflag[k], iflag, NULL});
     w->failed = !have_wget2;
+    int fconns = floor_conns ? atoi(floor_conns) : (pars[k] + 7) / 8;
+    if (fconns < 1 || fconns > pars[k]) {
+      akb_fail(res, "AKB_MIRROR_FLOOR_CONNS=%s: 1 to N (%d) connections", floor_conns, pars[k]);
+      fconns = (pars[k] + 7) / 8;
+    }
+    char fc[16];
+    snprintf(fc, sizeof fc, "%d", fconns);
+    snprintf(f->label, sizeof f->label, "akbench-mirror-floor N=%d over %d connection%s", pars[k],
+             fconns, fconns == 1 ? "" : "s");
+    f->out = out_ak;
+    set_argv(f, (const char *[]){floor_client ? floor_client : "akbench-mirror-floor", port_s,
+                                 out_ak, "/root/m", jn[k], fc, NULL});
+    f->failed = !floor_client;
   }
-  size_t ntools = 3 * NPAR;
+  if (!floor_client)
+    akb_note(res, "akbench-mirror-floor: not built next to akbench; its rows skipped");
+  size_t ntools = TOOLS_PER_N * NPAR;
   /* The first runs (untimed): each tool's own copy of the tree. */
   for (size_t t = 0; t < ntools; t++) {
-    if (tools[t].failed || (is_akget(t) && t > 0))
-      continue; /* akget's copy is made once */
+    if (tools[t].failed || (on_akget_copy(t) && t > 0))
+      continue; /* akget's copy is made once (the floor reads it too) */
     akb_span sp = {0};
     long rss;
     bool cut;
@@ -435,7 +469,7 @@ static int mirror_tree(const akb_opts *opts, akb_result *res, const char *akget,
       tools[t].failed = true;
       if (t == 0)
         for (size_t k = 1; k < ntools; k++)
-          tools[k].failed = tools[k].failed || is_akget(k);
+          tools[k].failed = tools[k].failed || on_akget_copy(k);
     }
   }
   akb_title(res, "-N over an unchanged tree of %zu x %llu KiB, at the same parallelism (32, "
@@ -470,10 +504,11 @@ static int mirror_tree(const akb_opts *opts, akb_result *res, const char *akget,
     }
   }
   for (size_t t = 0; t < ntools; t++)
-    if (!tools[t].failed && !(is_akget(t) && t > 0) && !same_tree(root, tools[t].out, count))
+    if (!tools[t].failed && !(on_akget_copy(t) && t > 0) && !same_tree(root, tools[t].out, count))
       akb_fail(res, "%s: its tree changed under a -N run", tools[t].label);
   nginx_down(ng);
-  double wall[3 * NPAR], best_ak = NAN, best_w = NAN, worst_ratio = NAN;
+  double wall[TOOLS_PER_N * NPAR], best_ak = NAN, best_w = NAN, best_floor = NAN, worst_ratio = NAN,
+                                   worst_floor_ratio = NAN;
   int best_wi = -1;
   for (size_t t = 0; t < ntools; t++) {
     wall[t] = NAN;
@@ -484,17 +519,21 @@ static int mirror_tree(const akb_opts *opts, akb_result *res, const char *akget,
     wall[t] = w;
     akb_note(res, "tree: %s: %.1f ms, %.1f ms CPU; nginx %.1f ms CPU (median of %zu)",
              tools[t].label, w * 1e3, c * 1e3, sv * 1e3, tools[t].n);
-    if (t % 3 == 0 && !(best_ak <= w))
+    if (t % TOOLS_PER_N == AKGET_PIPELINED && !(best_ak <= w))
       best_ak = w;
-    if (t % 3 == 1 && !(best_w <= w))
+    if (t % TOOLS_PER_N == WGET2 && !(best_w <= w))
       best_w = w, best_wi = (int)t;
+    if (t % TOOLS_PER_N == FLOOR && !(best_floor <= w))
+      best_floor = w;
   }
   for (int k = 0; k < NPAR; k++) {
-    tool_run *a = &tools[3 * k], *w = &tools[3 * k + 1];
+    tool_run *a = &tools[TOOLS_PER_N * k + AKGET_PIPELINED], *w = &tools[TOOLS_PER_N * k + WGET2],
+             *f = &tools[TOOLS_PER_N * k + FLOOR];
     char name[32];
     snprintf(name, sizeof name, "N=%d", pars[k]);
     akb_row *row = akb_row_add(res, name);
-    double aw = wall[3 * k], ww = wall[3 * k + 1], a1w = wall[3 * k + 2];
+    double aw = wall[TOOLS_PER_N * k + AKGET_PIPELINED], ww = wall[TOOLS_PER_N * k + WGET2],
+           a1w = wall[TOOLS_PER_N * k + AKGET_1BY1], fw = wall[TOOLS_PER_N * k + FLOOR];
     akb_fig_add(row, "akget_ms", "ms", aw * 1e3, false);
     akb_fig_add(row, "akget_cpu_ms", "ms", a->n ? akb_median(a->cpu, a->n) * 1e3 : NAN, false);
     akb_fig_add(row, "wget2_ms", "ms", ww * 1e3, false);
@@ -503,8 +542,13 @@ static int mirror_tree(const akb_opts *opts, akb_result *res, const char *akget,
     akb_fig_add(row, "akget_1by1_ms", "ms", a1w * 1e3, false);
     akb_fig_add(row, "speedup", "x", ww / aw, false);
     akb_fig_add(row, "speedup_1by1", "x", ww / a1w, false);
+    akb_fig_add(row, "floor_ms", "ms", fw * 1e3, false);
+    akb_fig_add(row, "floor_cpu_ms", "ms", f->n ? akb_median(f->cpu, f->n) * 1e3 : NAN, false);
+    akb_fig_add(row, "speedup_floor", "x", ww / fw, false);
     if (isfinite(ww / aw) && !(worst_ratio <= ww / aw))
       worst_ratio = ww / aw;
+    if (isfinite(ww / fw) && !(worst_floor_ratio <= ww / fw))
+      worst_floor_ratio = ww / fw;
   }
   if (isfinite(worst_ratio)) {
     akb_param(res, "speedup_same_parallelism", "x", worst_ratio, false);
@@ -512,6 +556,18 @@ static int mirror_tree(const akb_opts *opts, akb_result *res, const char *akget,
     akb_ratio(res, worst_ratio, "wget2 -N / akget -N wall, same N, the lower of N=32, 5");
     akb_note(res, "wget2's fastest mode: %s; akget's fastest against it: %.3fx",
              best_wi >= 0 ? tools[best_wi].label : "-", best_w / best_ak);
+  }
+  /* The floor's ratios: the most any client showed against wget2 here
+   * (what a ratio asked of akget can be held against). */
+  if (isfinite(worst_floor_ratio)) {
+    akb_param(res, "floor_speedup_same_parallelism", "x", worst_floor_ratio, false);
+    akb_param(res, "floor_speedup_best_modes", "x", best_w / best_floor, false);
+    akb_note(res,
+             "akbench-mirror-floor (one process: the stat, the xattr, the conditional HEAD "
+             "and its answer per file, nothing else) against wget2: %.3fx at the same N "
+             "(the lower), %.3fx best against best; akget's fastest took %.2fx the "
+             "floor's fastest",
+             worst_floor_ratio, best_w / best_floor, best_ak / best_floor);
   }
   for (size_t t = 0; t < ntools; t++)
     free_argv(&tools[t]);
@@ -628,9 +684,17 @@ int akb_wl_mirror(const akb_opts *opts, akb_result *res)
     akb_fail(res, "--variant %s: tree, tree-plain, rss or both", v);
     return -1;
   }
+  /* akb_fs_sibling's storage is one buffer: akget's path is copied out
+   * before the floor's is looked up. */
+  char akget_path[4400], floor_path[4400];
+  snprintf(akget_path, sizeof akget_path, "%s", akget);
+  akget = akget_path;
+  const char *fl = akb_fs_sibling("akbench-mirror-floor");
+  if (fl)
+    snprintf(floor_path, sizeof floor_path, "%s", fl);
   int rc = 0;
   if (!v || strcmp(v, "tree") == 0 || plain)
-    rc = mirror_tree(opts, res, akget, base, plain);
+    rc = mirror_tree(opts, res, akget, fl ? floor_path : NULL, base, plain);
   if (rc == 0 && (!v || strcmp(v, "rss") == 0))
     rc = long_list_rss(opts, res, akget, base, v != NULL);
   return rc;
