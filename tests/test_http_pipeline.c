@@ -16,7 +16,12 @@
  * forward proxy's kept connection looked at whatever the window; heads
  * past the response record's rooms (src/http/response.c: its reason and
  * URL room, its first headers block), a reason split over
- * two receives; two origins interleaved in one call. */
+ * two receives; two origins interleaved in one call. With pipeline_depth
+ * (ak_http_options), a later call's requests join the running pipeline:
+ * before its requests went out (one write for all) and after (written by
+ * the member reading, with the answers still to come), never past the
+ * depth, a joined request cancelled before it went out, and joined
+ * requests on a connection the server closes or resets. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -48,6 +53,8 @@ enum { MAX_CONNS = 16, IO_WAIT_MS = 10000 };
  * after the head, "/carryN..." a 200 with the body "HTTPS!" to HEAD too,
  * its first N bytes (a prefix of "HTTP/") written with the head and the
  * rest 100 ms later, "/cutcarry..." the same with "HT" and then a close,
+ * "/slow..." a 304 after 100 ms, "/reset..." a 304 after 100 ms and then,
+ * on the first connection, a reset (the requests read after it dropped),
  * anything else a 304. A request in absolute form (to a forward proxy)
  * goes by its path; X-Path echoes the whole target. */
 typedef struct server {
@@ -141,6 +148,17 @@ static bool answer(server *s, int fd, const char *method, const char *target)
       return false;
     usleep(100 * 1000); /* the rest after a pause: a receive of its own */
     return send_all(fd, body + carry, 6 - carry);
+  }
+  if (strncmp(path, "/slow", 5) == 0 || strncmp(path, "/reset", 6) == 0) {
+    usleep(100 * 1000); /* later requests are read meanwhile */
+    snprintf(out, sizeof out, "HTTP/1.1 304 Not Modified\r\nX-Path: %s\r\n\r\n", target);
+    if (!send_all(fd, out, strlen(out)))
+      return false;
+    if (strncmp(path, "/reset", 6) != 0 || __atomic_load_n(&s->conns, __ATOMIC_RELAXED) > 1)
+      return true;
+    struct linger now = {.l_onoff = 1, .l_linger = 0}; /* the close is a reset */
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &now, sizeof now);
+    return false;
   }
   if (strncmp(path, "/late", 5) == 0) {
     snprintf(out, sizeof out, "HTTP/1.1 200 OK\r\nX-Path: %s\r\nContent-Length: 5\r\n\r\n", target);
@@ -926,6 +944,262 @@ static void test_cancel_after_send(void **state)
   fixture_close(&fx);
 }
 
+/* ---- Joining a running pipeline (ak_http_options.pipeline_depth) ---- */
+
+static void fixture_open_depth(fixture *fx, const int *close_after, size_t n, unsigned depth,
+                               unsigned max_conns)
+{
+  server_start(&fx->srv, close_after, n);
+  fx->loop = t_loop_new();
+  ak_http_options o = {.max_conns_per_host = max_conns,
+                       .idle_timeout_ns = INT64_C(5000000000),
+                       .pipeline_depth = depth};
+  assert_int_equal(ak_http_client_new(fx->loop, &o, &fx->client), 0);
+}
+
+/* Starts HEADs of paths as one call, without waiting. */
+static void start_pipeline(fixture *fx, const char *const *paths, size_t n, ak_future **out)
+{
+  static char urls[MAXN][300];
+  ak_http_request rq[MAXN];
+  for (size_t i = 0; i < n; i++) {
+    snprintf(urls[i], sizeof urls[i], "http://127.0.0.1:%u%s", fx->srv.port, paths[i]);
+    rq[i] = (ak_http_request)AK_HTTP_REQUEST_INIT(urls[i]);
+    rq[i].flags = AK_HTTP_HEAD;
+  }
+  assert_int_equal(ak_http_head_pipeline(fx->client, rq, n, out), 0);
+  for (size_t i = 0; i < n; i++)
+    assert_non_null(out[i]);
+}
+
+/* Runs the loop, never blocking in it, until the server has read the
+ * first call's first request, "/slow0" (both went in one write), and 10
+ * ms more (the send's completion taken): the pipeline's requests are out
+ * and its head waits for "/slow0"'s answer, sent 100 ms after it was read
+ * (the server takes the next request after that). A blocking run would
+ * wait for the answer. */
+static void run_until_sent(fixture *fx)
+{
+  int64_t until = ak_now_ns() + WAIT, more = 0;
+  for (;;) {
+    ak_loop_run(fx->loop, AK_RUN_NOWAIT);
+    int64_t now = ak_now_ns();
+    if (!more && __atomic_load_n(&fx->srv.requests, __ATOMIC_ACQUIRE) >= 1)
+      more = now + INT64_C(10000000);
+    if (more && now >= more)
+      break;
+    if (now > until)
+      fail_msg("the server did not read the first requests");
+    usleep(500);
+  }
+  assert_int_equal(__atomic_load_n(&fx->srv.requests, __ATOMIC_ACQUIRE), 1);
+}
+
+/* The client's counts of requests that joined, their sends by the member
+ * reading, and the receives cancelled so that they went out at once. */
+static void assert_joins(fixture *fx, uint64_t joined, uint64_t sends, uint64_t wakes)
+{
+  ak__http_reuse_counts n = ak__http_client_reuse_counts(fx->client);
+  if (n.joined != joined || n.joined_sends != sends || n.wakes != wakes)
+    fail_msg("joined %llu sends %llu wakes %llu; wanted %llu %llu %llu",
+             (unsigned long long)n.joined, (unsigned long long)n.joined_sends,
+             (unsigned long long)n.wakes, (unsigned long long)joined, (unsigned long long)sends,
+             (unsigned long long)wakes);
+}
+
+static void wait_all(ak_future **f, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    assert_int_equal(ak_future_wait(f[i], WAIT), 0);
+}
+
+/* A second call before the first one's requests went out (its connection
+ * still being made): its requests join, and all four go in one write. */
+static void test_join_before_send(void **state)
+{
+  (void)state;
+  fixture fx;
+  fixture_open_depth(&fx, NULL, 0, 8, 4);
+  const char *a[] = {"/slow0", "/f1"}, *b[] = {"/g0", "/g1"};
+  ak_future *f[4];
+  start_pipeline(&fx, a, 2, f);
+  start_pipeline(&fx, b, 2, f + 2);
+  wait_all(f, 4);
+  const char *want[] = {"/slow0", "/f1", "/g0", "/g1"};
+  for (int i = 0; i < 4; i++)
+    assert_answer(f[i], 304, want[i]);
+  assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 1);
+  assert_int_equal(__atomic_load_n(&fx.srv.requests, __ATOMIC_RELAXED), 4);
+  assert_int_equal(__atomic_load_n(&fx.srv.max_batch, __ATOMIC_RELAXED), 4); /* one write */
+  assert_joins(&fx, 2, 0, 0); /* they went with the head's own write */
+  release_all(f, 4);
+  fixture_close(&fx);
+}
+
+/* A second call while the first pipeline's head waits for its answer:
+ * its requests join and go out on the same connection, written by the
+ * member reading before it next waits for bytes, each answer its own
+ * request's (a 200 among the 304s). */
+static void test_join_after_send(void **state)
+{
+  (void)state;
+  fixture fx;
+  fixture_open_depth(&fx, NULL, 0, 8, 4);
+  const char *a[] = {"/slow0", "/f1"}, *b[] = {"/g0", "/g1", "/changed/g2"};
+  ak_future *f[5];
+  start_pipeline(&fx, a, 2, f);
+  run_until_sent(&fx);
+  start_pipeline(&fx, b, 3, f + 2);
+  wait_all(f, 5);
+  const char *want[] = {"/slow0", "/f1", "/g0", "/g1", "/changed/g2"};
+  for (int i = 0; i < 5; i++)
+    assert_answer(f[i], i == 4 ? 200 : 304, want[i]);
+  assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 1);
+  assert_int_equal(__atomic_load_n(&fx.srv.requests, __ATOMIC_RELAXED), 5);
+  for (int i = 2; i < 5; i++)
+    assert_true(ak_http_response_of(f[i])->reused);
+  /* The head's receive was cancelled and the three went out in one send,
+   * before "/slow0"'s answer came. */
+  assert_joins(&fx, 3, 1, 1);
+  release_all(f, 5);
+  fixture_close(&fx);
+}
+
+/* Depth 3: a call's first request joins the running pipeline of two
+ * (three unanswered on its connection then), and the next three make a
+ * pipeline of their own, which waits for the one connection allowed: the
+ * server finds them in one read, never four (g0 went alone, joined). */
+static void test_join_bounded_by_depth(void **state)
+{
+  (void)state;
+  fixture fx;
+  fixture_open_depth(&fx, NULL, 0, 3, 1);
+  const char *a[] = {"/slow0", "/f1"}, *b[] = {"/g0", "/g1", "/g2", "/g3"};
+  ak_future *f[6];
+  start_pipeline(&fx, a, 2, f);
+  run_until_sent(&fx);
+  start_pipeline(&fx, b, 4, f + 2);
+  wait_all(f, 6);
+  const char *want[] = {"/slow0", "/f1", "/g0", "/g1", "/g2", "/g3"};
+  for (int i = 0; i < 6; i++)
+    assert_answer(f[i], 304, want[i]);
+  assert_int_equal(__atomic_load_n(&fx.srv.requests, __ATOMIC_RELAXED), 6);
+  assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 1);
+  assert_int_equal(__atomic_load_n(&fx.srv.max_batch, __ATOMIC_RELAXED), 3);
+  assert_joins(&fx, 1, 1, 1); /* g0 alone */
+  release_all(f, 6);
+  fixture_close(&fx);
+}
+
+/* A joined request cancelled before its request went out leaves without
+ * being sent; the others are answered, each its own. */
+static void test_join_cancel_before_sent(void **state)
+{
+  (void)state;
+  fixture fx;
+  fixture_open_depth(&fx, NULL, 0, 8, 4);
+  const char *a[] = {"/slow0", "/f1"}, *b[] = {"/g0", "/g1", "/g2"};
+  ak_future *f[5];
+  start_pipeline(&fx, a, 2, f);
+  run_until_sent(&fx);
+  start_pipeline(&fx, b, 3, f + 2);
+  ak_future_cancel(f[3]); /* g1: still waiting for the next send */
+  wait_all(f, 5);
+  assert_int_equal(ak_future_state(f[3]), AK_CANCELLED);
+  const char *want[] = {"/slow0", "/f1", "/g0", NULL, "/g2"};
+  for (int i = 0; i < 5; i++)
+    if (want[i])
+      assert_answer(f[i], 304, want[i]);
+  assert_int_equal(__atomic_load_n(&fx.srv.requests, __ATOMIC_RELAXED), 4); /* g1 never sent */
+  assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 1);
+  assert_joins(&fx, 3, 1, 1);
+  release_all(f, 5);
+  fixture_close(&fx);
+}
+
+/* The server answers the first request and then closes (FIN) with the
+ * joined requests unanswered: they, and the one behind the first, are
+ * sent again on another connection and answered there, each its own. */
+static void test_join_conn_closes(void **state)
+{
+  (void)state;
+  const int close_after[] = {1};
+  fixture fx;
+  fixture_open_depth(&fx, close_after, 1, 8, 4);
+  const char *a[] = {"/slow0", "/f1"}, *b[] = {"/g0", "/g1"};
+  ak_future *f[4];
+  start_pipeline(&fx, a, 2, f);
+  run_until_sent(&fx);
+  start_pipeline(&fx, b, 2, f + 2);
+  wait_all(f, 4);
+  const char *want[] = {"/slow0", "/f1", "/g0", "/g1"};
+  for (int i = 0; i < 4; i++)
+    assert_answer(f[i], 304, want[i]);
+  assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 2);
+  release_all(f, 4);
+  fixture_close(&fx);
+}
+
+/* The server resets the connection after its first answer, the joined
+ * requests written to it or about to be (the send or the receive fails,
+ * whichever comes first): every request is still answered, each its own,
+ * the unanswered ones on another connection. */
+static void test_join_conn_reset(void **state)
+{
+  (void)state;
+  fixture fx;
+  fixture_open_depth(&fx, NULL, 0, 8, 4);
+  const char *a[] = {"/reset0", "/f1"}, *b[] = {"/g0", "/g1"};
+  ak_future *f[4];
+  start_pipeline(&fx, a, 2, f);
+  run_until_sent(&fx);
+  start_pipeline(&fx, b, 2, f + 2);
+  wait_all(f, 4);
+  const char *want[] = {"/reset0", "/f1", "/g0", "/g1"};
+  for (int i = 0; i < 4; i++)
+    assert_answer(f[i], 304, want[i]);
+  assert_true(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED) >= 2);
+  release_all(f, 4);
+  fixture_close(&fx);
+}
+
+/* A long run of calls of one or two requests each, every call made as
+ * answers come (a sliding window of 5, as akget -N -j5 keeps): every
+ * answer is its own request's, and the window rides one connection. */
+static void test_join_sliding_window(void **state)
+{
+  (void)state;
+  fixture fx;
+  fixture_open_depth(&fx, NULL, 0, 8, 4);
+  enum { TOTAL = 200, WINDOW = 5 };
+  static char names[TOTAL][32];
+  ak_future *f[TOTAL];
+  size_t started = 0, done = 0;
+  while (done < TOTAL) {
+    while (started < TOTAL && started - done < WINDOW) {
+      size_t k = started % 3 == 0 && started + 2 <= TOTAL && started - done + 2 <= WINDOW ? 2 : 1;
+      const char *p[2];
+      for (size_t i = 0; i < k; i++) {
+        snprintf(names[started + i], sizeof names[0], "%s%zu",
+                 (started + i) % 7 == 3 ? "/changed/w" : "/w", started + i);
+        p[i] = names[started + i];
+      }
+      start_pipeline(&fx, p, k, f + started);
+      started += k;
+    }
+    assert_true(t_run_until(fx.loop, t_is_set, f[done], WAIT));
+    done++;
+    while (done < started && ak_future_state(f[done]) != AK_PENDING)
+      done++;
+  }
+  for (size_t i = 0; i < TOTAL; i++)
+    assert_answer(f[i], i % 7 == 3 ? 200 : 304, names[i]);
+  assert_int_equal(__atomic_load_n(&fx.srv.requests, __ATOMIC_RELAXED), TOTAL);
+  assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 1);
+  release_all(f, TOTAL);
+  fixture_close(&fx);
+}
+
 static void test_refusals(void **state)
 {
   (void)state;
@@ -974,6 +1248,13 @@ int main(void)
       cmocka_unit_test(test_two_origins_interleaved),
       cmocka_unit_test(test_cancel_before_send),
       cmocka_unit_test(test_cancel_after_send),
+      cmocka_unit_test(test_join_before_send),
+      cmocka_unit_test(test_join_after_send),
+      cmocka_unit_test(test_join_bounded_by_depth),
+      cmocka_unit_test(test_join_cancel_before_sent),
+      cmocka_unit_test(test_join_conn_closes),
+      cmocka_unit_test(test_join_conn_reset),
+      cmocka_unit_test(test_join_sliding_window),
       cmocka_unit_test(test_refusals),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -145,6 +145,19 @@ typedef struct ak_http_options {
                                   attempt); AF_INET or AF_INET6: that one
                                   only. Applies to the host dialled (the
                                   proxy's, through a proxy) */
+  unsigned pipeline_depth;     /* ak_http_head_pipeline: 0 (default):
+                                  each call's requests make pipelines of
+                                  their own. N (1 to AK_HTTP_PIPELINE_MAX,
+                                  larger taken as that): a call's first
+                                  requests to an origin join the newest
+                                  pipeline to it that is still running,
+                                  while its connection has fewer than N
+                                  requests unanswered, and the rest make
+                                  pipelines of at most N; a request that
+                                  joins after the pipeline's requests went
+                                  out is written by the connection's next
+                                  send, made just before it waits for the
+                                  next answer (a sliding window) */
 } ak_http_options;
 
 /* Makes a client on loop (owner thread). opts may be NULL. Returns 0 and
@@ -350,7 +363,9 @@ AK_API ak_future *ak_http_get(ak_http_client *client, const ak_http_request *req
  * connection: their requests go out in one write and their responses are
  * read from the connection in request order, each by its own request (an
  * https URL, one through a proxy, or one after another origin's starts its
- * own pipeline; a pipeline of one is sent alone). Matching is by position
+ * own pipeline; a pipeline of one is sent alone). With
+ * ak_http_options.pipeline_depth the first requests join the running
+ * pipeline to their origin instead (see there). Matching is by position
  * only, and what could shift it is refused:
  * - bytes after a response to HEAD that are not the next response (a
  *   body, which HEAD must not have) fail that request AK_EHTTPPROTO; the

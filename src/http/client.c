@@ -36,6 +36,8 @@ int ak_http_client_new(ak_loop *loop, const ak_http_options *opts, ak_http_clien
   o->max_body_bytes = opts->max_body_bytes > 0 ? opts->max_body_bytes : INT64_C(1) << 44;
   o->recv_buffer = opts->recv_buffer ? opts->recv_buffer : 256 * 1024;
   o->max_rate = opts->max_rate > 0 ? opts->max_rate : 0;
+  o->pipeline_depth =
+      opts->pipeline_depth < AK_HTTP_PIPELINE_MAX ? opts->pipeline_depth : AK_HTTP_PIPELINE_MAX;
   c->rate_tokens = (double)o->max_rate;
   c->rate_at = ak_now_ns();
   char ua[64];

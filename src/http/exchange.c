@@ -15,7 +15,9 @@
  * in request order behind the one that holds the connection: it writes
  * every member's request at once, each member parses its response from
  * the stream in turn, and the connection goes to the next member with the
- * bytes received past the response.
+ * bytes received past the response. With pipeline_depth, a later call's
+ * requests join the running pipeline at its tail, and the member that
+ * holds the connection writes them before it next waits for bytes.
  *
  * Map: 1. records and helpers  2. connection  3. request  4. response
  *      5. body writes  6. ending  7. deadlines  8. start and cancel
@@ -193,8 +195,18 @@ struct ak__http_exchange {
   ak__http_exchange *pipe_next; /* the member behind, or NULL */
   bool piped;                  /* a member of a pipeline (till it ends, or
                                   leaves it to follow a redirect) */
-  bool pipe_sent;              /* EX_PIPED: its request went out with the
-                                  member ahead's */
+  bool pipe_sent;              /* its request went out: with the member
+                                  ahead's, as the pipeline's head
+                                  (pipe_wire), or after it joined
+                                  (pipe_send_joined) */
+  bool rx_interrupted;         /* its receive was cancelled so that the
+                                  requests that joined go out now
+                                  (pipe_wake): on_recv sends them, then
+                                  receives again */
+  bool send_broken;            /* a send of requests that joined failed:
+                                  its connection is not kept after its
+                                  answer (those requests go again on
+                                  another) */
   bool pipe_turned;            /* the connection came from the member ahead
                                   (its response done): a fresh response is
                                   due from the stream's next byte */
@@ -277,6 +289,7 @@ static void arm_timer(ak__http_exchange *ex);
 static void submit_writes(ak__http_exchange *ex, wbatch *b);
 static void flush_held(ak__http_exchange *ex);
 static int pipe_wire(ak__http_exchange *ex);
+static bool pipe_send_joined(ak__http_exchange *ex);
 static bool pipe_retry(ak__http_exchange *ex);
 static bool stray(ak__http_exchange *ex, const char *data, size_t len);
 /* What a response starts with: a turned member's stream is its answer
@@ -921,6 +934,15 @@ static void on_recv(ak_future *f, void *arg)
 {
   ak__http_exchange *ex = arg;
   int64_t res = op_done(ex, f);
+  if (ex->rx_interrupted) {
+    ex->rx_interrupted = false;
+    if (res == -ECANCELED) { /* pipe_wake's cancel, not an abort (op_done: ex->err) */
+      post_recv(ex);         /* the joined requests go out, then the receive */
+      return;
+    }
+    /* Bytes came first (or an error): taken as any receive's; the joined
+     * requests go with the next post_recv. */
+  }
   ex->last_rx = ak_now_ns();
   if (res < 0) {
     if ((res == -ECONNRESET || res == -EPIPE) && retry_on_fresh_conn(ex))
@@ -1107,6 +1129,8 @@ static void throttle_over(void *arg)
  * (recv_now). */
 static void post_recv(ak__http_exchange *ex)
 {
+  if (ex->piped && pipe_send_joined(ex))
+    return; /* its callback comes back here */
   ak_http_client *c = ex->client;
   if (c->opts.max_rate > 0) {
     int64_t now = ak_now_ns();
@@ -1557,7 +1581,7 @@ static void follow_redirect(ak__http_exchange *ex)
   }
   ak__http_conn *conn = ex->conn;
   ex->conn = NULL;
-  bool keep = ak__http_parser_keep_alive(&ex->parser) && !ex->leftover;
+  bool keep = ak__http_parser_keep_alive(&ex->parser) && !ex->leftover && !ex->send_broken;
   if (ex->pipe_next) {
     /* The redirect is followed alone; the connection goes on to the
      * member behind. */
@@ -1570,6 +1594,8 @@ static void follow_redirect(ak__http_exchange *ex)
     ex->piped = false;
     ak__http_conn_release(conn, keep);
   }
+  if (ex->host && ex->host->pipe_tail == ex)
+    ex->host->pipe_tail = NULL; /* it was the last: nothing left to join */
   url_drop(ex, ex->url);
   ex->url = next;
   ex->host = NULL; /* the new URL's route is found by acquire */
@@ -1609,6 +1635,11 @@ static void finish(ak__http_exchange *ex)
   bool pass_keep = false;
   unsigned dry = ex->got_bytes ? 0 : ex->pipe_dry; /* an answer came: not a dry connection */
   int pass_err = 0;
+  /* The newest pipeline's last member ends: the one ahead (a cancel before
+   * its request went out) is the last now, or, answered, the pipeline has
+   * nothing left to join. */
+  if (ex->host && ex->host->pipe_tail == ex)
+    ex->host->pipe_tail = ex->pipe_prev;
   if (ex->piped) {
     if (ex->pipe_prev) {
       /* Taken out of its pipeline before its request went out (a cancel):
@@ -1621,7 +1652,7 @@ static void finish(ak__http_exchange *ex)
       next->pipe_prev = NULL;
       pass = ex->conn;
       pass_keep = pass && !ex->err && ex->parser_live && ak__http_parser_keep_alive(&ex->parser) &&
-                  !ex->leftover;
+                  !ex->leftover && !ex->send_broken;
       ex->conn = NULL;
       if (ex->pipe_dry > PIPE_DRY_MAX) /* pipe_retry gave up: no answer will come */
         pass_err = ex->err;
@@ -1631,7 +1662,7 @@ static void finish(ak__http_exchange *ex)
   }
   if (ex->conn) {
     bool keep = !ex->err && ex->parser_live && ak__http_parser_keep_alive(&ex->parser) &&
-                !ex->leftover;
+                !ex->leftover && !ex->send_broken;
     ak__http_conn *conn = ex->conn;
     ex->conn = NULL;
     ak__http_conn_release(conn, keep);
@@ -2106,6 +2137,7 @@ static int pipe_wire(ak__http_exchange *ex)
   char *o = ex->wire;
   memcpy(o, ex->req, ex->req_len);
   o += ex->req_len;
+  ex->pipe_sent = true;
   for (m = ex->pipe_next; m; m = m->pipe_next) {
     memcpy(o, m->req, m->req_len);
     o += m->req_len;
@@ -2116,10 +2148,92 @@ static int pipe_wire(ak__http_exchange *ex)
   return 0;
 }
 
+static void on_joined_sent(ak_future *f, void *arg)
+{
+  ak__http_exchange *ex = arg;
+  int64_t res = op_done(ex, f);
+  ak__free(ex->wire);
+  ex->wire = NULL;
+  if (ex->err) {
+    stop(ex);
+    return;
+  }
+  if (res < 0) {
+    /* Before any byte of ex's answer: ex and every member behind go to
+     * another connection (pipe_retry). After: ex reads on, and the members
+     * behind go to another connection once it has its answer. */
+    if (retry_on_fresh_conn(ex))
+      return;
+    ex->send_broken = true;
+  }
+  ex->state = EX_RECEIVING;
+  post_recv(ex);
+}
+
+/* ex holds the connection and is about to wait for bytes: the requests of
+ * the members that joined after the pipeline's went out (pipeline_depth;
+ * the members from the first one not sent on, in order: those behind a
+ * member not sent were not sent either) are written now, so they ride
+ * with the answers still to come. A member that ended before its request
+ * went out (a cancel) is dropped. Returns whether a send was started; its
+ * callback receives after. */
+static bool pipe_send_joined(ak__http_exchange *ex)
+{
+  if (ex->err)
+    return false; /* stopping: nothing more goes out */
+  size_t total = 1;
+  bool any = false;
+  for (ak__http_exchange *m = ex, *after; m; m = after) {
+    after = m->pipe_next;
+    if (m->pipe_sent) {
+      if (any) { /* NEVER: a request sent behind one not sent */
+        set_error(ex, AK_EHTTPPROTO, "pipelined requests out of order");
+        stop(ex);
+        return true;
+      }
+      continue;
+    }
+    if (m != ex && m->err) {
+      finish(m); /* out of the pipeline, settled with its error */
+      continue;
+    }
+    if (!m->req && build_request(m) < 0) {
+      set_error(ex, -ENOMEM, "out of memory");
+      stop(ex);
+      return true;
+    }
+    total += m->req_len;
+    any = true;
+  }
+  if (!any)
+    return false;
+  ak__free(ex->wire);
+  if (!(ex->wire = ak__malloc(total))) {
+    set_error(ex, -ENOMEM, "out of memory");
+    stop(ex);
+    return true;
+  }
+  char *o = ex->wire;
+  for (ak__http_exchange *m = ex; m; m = m->pipe_next) {
+    if (m->pipe_sent)
+      continue;
+    memcpy(o, m->req, m->req_len);
+    o += m->req_len;
+    m->pipe_sent = true;
+  }
+  *o = '\0';
+  ex->wire_len = (size_t)(o - ex->wire);
+  ex->state = EX_SENDING;
+  ex->client->reuse.joined_sends++;
+  await(ex, ex->conn->tr->send_all(ex->conn, ex->wire, ex->wire_len), on_joined_sent);
+  return true;
+}
+
 /* Bytes received past ex's response: the next member's, or a body. */
 static void pipe_carry(ak__http_exchange *ex, char *data, size_t len)
 {
-  if (!ex->pipe_next || !looks_like_status(data, len)) {
+  /* A member that joined and has not been written yet has no answer. */
+  if (!ex->pipe_next || !ex->pipe_next->pipe_sent || !looks_like_status(data, len)) {
     ex->leftover = true;
     set_error(ex, AK_EHTTPPROTO,
               "the server sent bytes after its response to HEAD that are not the next "
@@ -2290,6 +2404,45 @@ static bool same_origin(const ak_url *a, const ak_url *b)
          (a->zone ? b->zone && strcmp(a->zone, b->zone) == 0 : !b->zone);
 }
 
+/* The length of the pipeline that tail ends, when requests may join it:
+ * it runs (its head has a connection coming or in hand, or is reading its
+ * answer) and nothing in it has failed; else 0. *head_out: its head. */
+static unsigned pipe_open_length(ak__http_exchange *tail, ak__http_exchange **head_out)
+{
+  if (!tail || !tail->piped || tail->err || tail->pipe_next)
+    return 0;
+  unsigned n = 1;
+  ak__http_exchange *head = tail;
+  for (; head->pipe_prev; head = head->pipe_prev)
+    n++;
+  *head_out = head;
+  if (head->err)
+    return 0;
+  switch (head->state) {
+  case EX_WAITING: /* its pipe_wire will take the members that joined */
+  case EX_CONNECTING:
+  case EX_SENDING: /* the send after this one (pipe_send_joined) will */
+  case EX_RECEIVING:
+  case EX_THROTTLED:
+    return n;
+  default:
+    return 0;
+  }
+}
+
+/* Requests joined the pipeline that head reads the answers of: when it
+ * waits in a receive, the receive is cancelled (on_recv then sends them and
+ * receives again), so they go out now and the server has them while it
+ * answers the ones before, not after head's next answer. */
+static void pipe_wake(ak__http_exchange *head)
+{
+  if (head->state != EX_RECEIVING || !head->pending || head->rx_interrupted || head->err)
+    return;
+  head->rx_interrupted = true;
+  head->client->reuse.wakes++;
+  ak_future_cancel(head->pending);
+}
+
 int ak__http_pipeline_start(ak_http_client *c, const ak_http_request *reqs, size_t n,
                             ak_future **out)
 {
@@ -2299,13 +2452,18 @@ int ak__http_pipeline_start(ak_http_client *c, const ak_http_request *reqs, size
         (r->flags & AK_HTTP_BODY_MEMORY) || r->range_start >= 0)
       return -EINVAL;
   }
-  ak__http_exchange **heads = ak__calloc(n, sizeof *heads);
+  /* This call's new pipelines' heads, then the heads of the running
+   * pipelines it joined. */
+  ak__http_exchange **heads = ak__calloc(2 * n, sizeof *heads), **woken = heads + n;
   if (!heads)
     return -ENOMEM;
-  size_t nheads = 0;
+  size_t nheads = 0, nwoken = 0;
   ak__http_exchange *prev = NULL;
   ak__http_host *prev_host = NULL;
   unsigned depth = 0;
+  unsigned joins = c->opts.pipeline_depth; /* 0: pipelines are not joined */
+  unsigned max_depth = joins ? joins : AK_HTTP_PIPELINE_MAX;
+  bool joined = false; /* prev's pipeline was running before this call */
   for (size_t i = 0; i < n; i++) {
     ak__http_exchange *ex = exchange_new(c, &reqs[i], &out[i]);
     if (!ex)
@@ -2321,21 +2479,48 @@ int ak__http_pipeline_start(ak_http_client *c, const ak_http_request *reqs, size
       ex->proxy = NULL;
       ex->forward = false;
     }
-    if (h && prev && h == prev_host && depth < AK_HTTP_PIPELINE_MAX) {
+    if (h && joins && !(prev && h == prev_host)) {
+      /* The first of this call's requests to h: behind the newest running
+       * pipeline to h, while its connection has room. Its request goes
+       * with that pipeline's (not sent yet) or by the next send of the
+       * member reading (pipe_send_joined). */
+      ak__http_exchange *head = NULL;
+      unsigned len = pipe_open_length(h->pipe_tail, &head);
+      if (len && len < max_depth) {
+        prev = h->pipe_tail; /* linked below, as this call's own members are */
+        prev_host = h;
+        depth = len;
+        joined = true;
+        woken[nwoken++] = head;
+      }
+    }
+    if (h && prev && h == prev_host && depth < max_depth) {
       prev->pipe_next = ex;
       ex->pipe_prev = prev;
       ex->piped = true;
       ex->state = EX_PIPED;
+      ex->pipe_sent = false;
       depth++;
       prev = ex;
+      if (joins)
+        h->pipe_tail = ex;
+      if (joined) {
+        arm_timer(ex); /* not reached from heads[] below */
+        c->reuse.joined++;
+      }
       continue;
     }
     ex->piped = h != NULL;
     prev = h ? ex : NULL;
     prev_host = h;
     depth = 1;
+    joined = false;
     heads[nheads++] = ex;
+    if (h && joins)
+      h->pipe_tail = ex;
   }
+  for (size_t i = 0; i < nwoken; i++)
+    pipe_wake(woken[i]);
   /* Linked first, started after: a head may send at once (an idle
    * connection), and sends its members with it. */
   for (size_t i = 0; i < nheads; i++) {

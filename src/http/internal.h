@@ -249,6 +249,10 @@ struct ak__http_host {
   ak__http_conn *idle;         /* kept-alive connections, most recent first */
   ak__http_exchange *wait_head; /* requests waiting for a connection */
   ak__http_exchange *wait_tail;
+  ak__http_exchange *pipe_tail; /* the last member of the newest pipeline
+                                   to this host, while it runs, or NULL:
+                                   where requests join (exchange.c
+                                   section 9, pipeline_depth) */
 };
 
 typedef struct ak__http_opts {
@@ -264,6 +268,9 @@ typedef struct ak__http_opts {
   char *cacert;                /* owned, or NULL */
   bool insecure;
   int ip_family;               /* AF_UNSPEC, AF_INET, AF_INET6 */
+  unsigned pipeline_depth;     /* 0: pipelines are not joined (exchange.c
+                                  section 9); else at most
+                                  AK_HTTP_PIPELINE_MAX */
 } ak__http_opts;
 
 /* A kept-alive plain connection idle for less than this is reused without
