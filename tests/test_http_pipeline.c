@@ -973,9 +973,9 @@ static void start_pipeline(fixture *fx, const char *const *paths, size_t n, ak_f
 }
 
 /* Runs the loop, never blocking in it, until the server has read the
- * first call's first request, "/slow0" (both went in one write), and 10
- * ms more (the send's completion taken): the pipeline's requests are out
- * and its head waits for "/slow0"'s answer, sent 100 ms after it was read
+ * first call's first request (its requests went in one write), and 10 ms
+ * more (the send's completion taken): the pipeline's requests are out and
+ * its head waits for that request's answer, sent 100 ms after it was read
  * (the server takes the next request after that). A blocking run would
  * wait for the answer. */
 static void run_until_sent(fixture *fx)
@@ -1013,6 +1013,27 @@ static void wait_all(ak_future **f, size_t n)
     assert_int_equal(ak_future_wait(f[i], WAIT), 0);
 }
 
+/* The first call's HEADs (a, the first of them answered 100 ms after it
+ * is read: "/slow..." or "/reset..."), its requests sent and its head
+ * waiting for that answer (run_until_sent), then the second call's (b):
+ * their futures in f, a's first. */
+static void call_then_join(fixture *fx, const char *const *a, size_t na, const char *const *b,
+                           size_t nb, ak_future **f)
+{
+  start_pipeline(fx, a, na, f);
+  run_until_sent(fx);
+  start_pipeline(fx, b, nb, f + na);
+}
+
+/* Every future DONE with its own path's answer: a 200 for "/changed...",
+ * else a 304 (NULL in paths: not looked at). */
+static void assert_own_answers(ak_future **f, const char *const *paths, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (paths[i])
+      assert_answer(f[i], strncmp(paths[i], "/changed", 8) == 0 ? 200 : 304, paths[i]);
+}
+
 /* A second call before the first one's requests went out (its connection
  * still being made): its requests join, and all four go in one write. */
 static void test_join_before_send(void **state)
@@ -1020,14 +1041,12 @@ static void test_join_before_send(void **state)
   (void)state;
   fixture fx;
   fixture_open_depth(&fx, NULL, 0, 8, 4);
-  const char *a[] = {"/slow0", "/f1"}, *b[] = {"/g0", "/g1"};
-  ak_future *f[4];
-  start_pipeline(&fx, a, 2, f);
-  start_pipeline(&fx, b, 2, f + 2);
-  wait_all(f, 4);
   const char *want[] = {"/slow0", "/f1", "/g0", "/g1"};
-  for (int i = 0; i < 4; i++)
-    assert_answer(f[i], 304, want[i]);
+  ak_future *f[4];
+  start_pipeline(&fx, want, 2, f);
+  start_pipeline(&fx, want + 2, 2, f + 2);
+  wait_all(f, 4);
+  assert_own_answers(f, want, 4);
   assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 1);
   assert_int_equal(__atomic_load_n(&fx.srv.requests, __ATOMIC_RELAXED), 4);
   assert_int_equal(__atomic_load_n(&fx.srv.max_batch, __ATOMIC_RELAXED), 4); /* one write */
@@ -1045,15 +1064,11 @@ static void test_join_after_send(void **state)
   (void)state;
   fixture fx;
   fixture_open_depth(&fx, NULL, 0, 8, 4);
-  const char *a[] = {"/slow0", "/f1"}, *b[] = {"/g0", "/g1", "/changed/g2"};
-  ak_future *f[5];
-  start_pipeline(&fx, a, 2, f);
-  run_until_sent(&fx);
-  start_pipeline(&fx, b, 3, f + 2);
-  wait_all(f, 5);
   const char *want[] = {"/slow0", "/f1", "/g0", "/g1", "/changed/g2"};
-  for (int i = 0; i < 5; i++)
-    assert_answer(f[i], i == 4 ? 200 : 304, want[i]);
+  ak_future *f[5];
+  call_then_join(&fx, want, 2, want + 2, 3, f);
+  wait_all(f, 5);
+  assert_own_answers(f, want, 5);
   assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 1);
   assert_int_equal(__atomic_load_n(&fx.srv.requests, __ATOMIC_RELAXED), 5);
   for (int i = 2; i < 5; i++)
@@ -1074,15 +1089,11 @@ static void test_join_bounded_by_depth(void **state)
   (void)state;
   fixture fx;
   fixture_open_depth(&fx, NULL, 0, 3, 1);
-  const char *a[] = {"/slow0", "/f1"}, *b[] = {"/g0", "/g1", "/g2", "/g3"};
-  ak_future *f[6];
-  start_pipeline(&fx, a, 2, f);
-  run_until_sent(&fx);
-  start_pipeline(&fx, b, 4, f + 2);
-  wait_all(f, 6);
   const char *want[] = {"/slow0", "/f1", "/g0", "/g1", "/g2", "/g3"};
-  for (int i = 0; i < 6; i++)
-    assert_answer(f[i], 304, want[i]);
+  ak_future *f[6];
+  call_then_join(&fx, want, 2, want + 2, 4, f);
+  wait_all(f, 6);
+  assert_own_answers(f, want, 6);
   assert_int_equal(__atomic_load_n(&fx.srv.requests, __ATOMIC_RELAXED), 6);
   assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 1);
   assert_int_equal(__atomic_load_n(&fx.srv.max_batch, __ATOMIC_RELAXED), 3);
@@ -1098,18 +1109,14 @@ static void test_join_cancel_before_sent(void **state)
   (void)state;
   fixture fx;
   fixture_open_depth(&fx, NULL, 0, 8, 4);
-  const char *a[] = {"/slow0", "/f1"}, *b[] = {"/g0", "/g1", "/g2"};
+  const char *paths[] = {"/slow0", "/f1", "/g0", "/g1", "/g2"};
   ak_future *f[5];
-  start_pipeline(&fx, a, 2, f);
-  run_until_sent(&fx);
-  start_pipeline(&fx, b, 3, f + 2);
+  call_then_join(&fx, paths, 2, paths + 2, 3, f);
   ak_future_cancel(f[3]); /* g1: still waiting for the next send */
   wait_all(f, 5);
   assert_int_equal(ak_future_state(f[3]), AK_CANCELLED);
   const char *want[] = {"/slow0", "/f1", "/g0", NULL, "/g2"};
-  for (int i = 0; i < 5; i++)
-    if (want[i])
-      assert_answer(f[i], 304, want[i]);
+  assert_own_answers(f, want, 5);
   assert_int_equal(__atomic_load_n(&fx.srv.requests, __ATOMIC_RELAXED), 4); /* g1 never sent */
   assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 1);
   assert_joins(&fx, 3, 1, 1);
@@ -1126,15 +1133,11 @@ static void test_join_conn_closes(void **state)
   const int close_after[] = {1};
   fixture fx;
   fixture_open_depth(&fx, close_after, 1, 8, 4);
-  const char *a[] = {"/slow0", "/f1"}, *b[] = {"/g0", "/g1"};
-  ak_future *f[4];
-  start_pipeline(&fx, a, 2, f);
-  run_until_sent(&fx);
-  start_pipeline(&fx, b, 2, f + 2);
-  wait_all(f, 4);
   const char *want[] = {"/slow0", "/f1", "/g0", "/g1"};
-  for (int i = 0; i < 4; i++)
-    assert_answer(f[i], 304, want[i]);
+  ak_future *f[4];
+  call_then_join(&fx, want, 2, want + 2, 2, f);
+  wait_all(f, 4);
+  assert_own_answers(f, want, 4);
   assert_int_equal(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED), 2);
   release_all(f, 4);
   fixture_close(&fx);
@@ -1149,15 +1152,11 @@ static void test_join_conn_reset(void **state)
   (void)state;
   fixture fx;
   fixture_open_depth(&fx, NULL, 0, 8, 4);
-  const char *a[] = {"/reset0", "/f1"}, *b[] = {"/g0", "/g1"};
-  ak_future *f[4];
-  start_pipeline(&fx, a, 2, f);
-  run_until_sent(&fx);
-  start_pipeline(&fx, b, 2, f + 2);
-  wait_all(f, 4);
   const char *want[] = {"/reset0", "/f1", "/g0", "/g1"};
-  for (int i = 0; i < 4; i++)
-    assert_answer(f[i], 304, want[i]);
+  ak_future *f[4];
+  call_then_join(&fx, want, 2, want + 2, 2, f);
+  wait_all(f, 4);
+  assert_own_answers(f, want, 4);
   assert_true(__atomic_load_n(&fx.srv.conns, __ATOMIC_RELAXED) >= 2);
   release_all(f, 4);
   fixture_close(&fx);
