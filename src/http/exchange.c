@@ -762,6 +762,7 @@ static void send_request(ak__http_exchange *ex)
   if (!begin_exchange(ex, false, ex->flags & AK_HTTP_HEAD, EX_SENDING))
     return;
   if (ex->piped) {
+    assert(!ex->pipe_sent); /* a head sends its own request and every member's */
     int rc = pipe_wire(ex);
     if (rc < 0) {
       set_error(ex, rc, "out of memory");
@@ -2113,39 +2114,45 @@ static bool looks_like_status(const char *data, size_t len)
   return continues_status(0, data, len);
 }
 
-/* The head member ex is sending: every member's request, in order, as one
- * buffer (ex->wire). Members that ended before (a cancel) are dropped. */
+/* The requests of ex and of the members behind it that have not gone out,
+ * in order, as one buffer (ex->wire), each marked sent; a member that ended
+ * before its request went out (a cancel) is dropped. Those not sent are
+ * always the last ones: a pipeline's head sends every member's, and the
+ * members that join later come after them. Returns 1, 0 (nothing to send)
+ * or -ENOMEM. */
 static int pipe_wire(ak__http_exchange *ex)
 {
-  size_t total = ex->req_len + 1;
-  ak__http_exchange *m = ex->pipe_next;
-  while (m) {
-    ak__http_exchange *after = m->pipe_next;
-    m->pipe_sent = false;
-    if (m->err) {
+  size_t total = 1;
+  bool any = false;
+  for (ak__http_exchange *m = ex, *after; m; m = after) {
+    after = m->pipe_next;
+    if (m->pipe_sent)
+      continue;
+    if (m != ex && m->err) {
       finish(m); /* out of the pipeline, settled with its error */
-    } else {
-      if (!m->req && build_request(m) < 0)
-        return -ENOMEM;
-      total += m->req_len;
+      continue;
     }
-    m = after;
+    if (!m->req && build_request(m) < 0)
+      return -ENOMEM;
+    total += m->req_len;
+    any = true;
   }
+  if (!any)
+    return 0;
   ak__free(ex->wire);
   if (!(ex->wire = ak__malloc(total)))
     return -ENOMEM;
   char *o = ex->wire;
-  memcpy(o, ex->req, ex->req_len);
-  o += ex->req_len;
-  ex->pipe_sent = true;
-  for (m = ex->pipe_next; m; m = m->pipe_next) {
+  for (ak__http_exchange *m = ex; m; m = m->pipe_next) {
+    if (m->pipe_sent)
+      continue;
     memcpy(o, m->req, m->req_len);
     o += m->req_len;
     m->pipe_sent = true;
   }
   *o = '\0';
   ex->wire_len = (size_t)(o - ex->wire);
-  return 0;
+  return 1;
 }
 
 static void on_joined_sent(ak_future *f, void *arg)
@@ -2171,58 +2178,21 @@ static void on_joined_sent(ak_future *f, void *arg)
 }
 
 /* ex holds the connection and is about to wait for bytes: the requests of
- * the members that joined after the pipeline's went out (pipeline_depth;
- * the members from the first one not sent on, in order: those behind a
- * member not sent were not sent either) are written now, so they ride
- * with the answers still to come. A member that ended before its request
- * went out (a cancel) is dropped. Returns whether a send was started; its
- * callback receives after. */
+ * the members that joined after the pipeline's went out (pipeline_depth)
+ * are written now (pipe_wire), so they ride with the answers still to
+ * come. Returns whether a send was started; its callback receives after. */
 static bool pipe_send_joined(ak__http_exchange *ex)
 {
   if (ex->err)
     return false; /* stopping: nothing more goes out */
-  size_t total = 1;
-  bool any = false;
-  for (ak__http_exchange *m = ex, *after; m; m = after) {
-    after = m->pipe_next;
-    if (m->pipe_sent) {
-      if (any) { /* NEVER: a request sent behind one not sent */
-        set_error(ex, AK_EHTTPPROTO, "pipelined requests out of order");
-        stop(ex);
-        return true;
-      }
-      continue;
-    }
-    if (m != ex && m->err) {
-      finish(m); /* out of the pipeline, settled with its error */
-      continue;
-    }
-    if (!m->req && build_request(m) < 0) {
-      set_error(ex, -ENOMEM, "out of memory");
-      stop(ex);
-      return true;
-    }
-    total += m->req_len;
-    any = true;
-  }
-  if (!any)
+  int rc = pipe_wire(ex);
+  if (rc == 0)
     return false;
-  ak__free(ex->wire);
-  if (!(ex->wire = ak__malloc(total))) {
-    set_error(ex, -ENOMEM, "out of memory");
+  if (rc < 0) {
+    set_error(ex, rc, "out of memory");
     stop(ex);
     return true;
   }
-  char *o = ex->wire;
-  for (ak__http_exchange *m = ex; m; m = m->pipe_next) {
-    if (m->pipe_sent)
-      continue;
-    memcpy(o, m->req, m->req_len);
-    o += m->req_len;
-    m->pipe_sent = true;
-  }
-  *o = '\0';
-  ex->wire_len = (size_t)(o - ex->wire);
   ex->state = EX_SENDING;
   ex->client->reuse.joined_sends++;
   await(ex, ex->conn->tr->send_all(ex->conn, ex->wire, ex->wire_len), on_joined_sent);

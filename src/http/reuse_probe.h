@@ -1,9 +1,11 @@
 /* http/reuse_probe.h: what the reuse of kept-alive connections did, and how
- * requests joined running pipelines, counted per client, and the trust window (internal.h
- * AK__HTTP_IDLE_TRUST_NS) set per client. Internal, for tests (tests/test_http_pipeline.c links the
- * static library): which of the two paths caught a connection that went bad while idle, the look
- * before the send (idle_stale) or the catch after it (the request sent again after a close, stray
- * bytes refused), is not visible from the public API, where both end in the same answer. */
+ * requests joined running pipelines, counted per client, and the trust
+ * window (internal.h AK__HTTP_IDLE_TRUST_NS) set per client. Internal, for
+ * tests (tests/test_http_pipeline.c links the static library): which of the
+ * two paths caught a connection that went bad while idle, the look before
+ * the send (idle_stale) or the catch after it (the request sent again after
+ * a close, stray bytes refused), is not visible from the public API, where
+ * both end in the same answer. */
 #ifndef AK_HTTP_REUSE_PROBE_H
 #define AK_HTTP_REUSE_PROBE_H
 

@@ -16,12 +16,12 @@
  *
  * asks http://127.0.0.1:PORT/PREFIX/NAME for every regular file NAME of
  * DIR (in name order), N requests outstanding at most, over CONNS
- * connections (default: one per 8 of N, rounded up: measured the fastest
- * layout at N = 5 and N = 32, docs/akget.md MIRRORS). Exit 0 when every
- * answer is a 304 (the file unchanged); 1 when one is not (the file and
- * its status named), a connection fails or closes with requests
- * unanswered, or no answer comes for 10 s; 2 for bad arguments or a DIR
- * that cannot be read. On success one line on stdout: the answers, the
+ * connections (default: one per 8 of N, rounded up: the fastest layout
+ * at N = 5 and N = 32 with this client's first draft, docs/akget.md
+ * MIRRORS). Exit 0 when every answer is a 304 (the file unchanged); 1 when
+ * one is not (the file and its status named), a connection fails or closes
+ * with requests unanswered, or no answer comes for 10 s; 2 for bad
+ * arguments or a DIR that cannot be read. On success one line on stdout: the answers, the
  * wall time from the first connect and the CPU time of the whole process.
  * AKBENCH_FLOOR_WAIT_MS replaces the 10 s (its test's silent server).
  *

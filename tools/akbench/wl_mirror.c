@@ -412,9 +412,10 @@ static int mirror_tree(const akb_opts *opts, akb_result *res, const char *akget,
   snprintf(out_ak, sizeof out_ak, "%s/out-akget", state);
   snprintf(dflag, sizeof dflag, "-d%s", out_ak);
   snprintf(iflag, sizeof iflag, "-i%s", list);
-  /* The floor's connections: one per 8 of N (its default; at N = 5 one
-   * connection measured 26-28 ms against 29-37 for five, at N = 32 four
-   * 22-25 against 26-28 for 32, docs/akget.md MIRRORS);
+  /* The floor's connections: one per 8 of N (its default; with the first
+   * draft of this client, the same loop, one connection at N = 5 measured
+   * 26-28 ms against 29-37 for five, four at N = 32 22-25 against 26-28
+   * for 32, docs/akget.md MIRRORS);
    * AKB_MIRROR_FLOOR_CONNS=C to compare others. */
   const char *floor_conns = getenv("AKB_MIRROR_FLOOR_CONNS");
   char port_s[16];
